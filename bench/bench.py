@@ -1,0 +1,983 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of a CI master speaking the Buildbot REST API v2.
+
+Targets: "buildbot" (Buildbot from PyPI, see setup-buildbot.sh) and "kiln".
+Every target is driven the same way: a master with a fixed configuration
+(templates/), a number of local workers using the msgpack_experimental_v7
+protocol, builds started through the force scheduler's JSON-RPC "force"
+method, and progress observed through REST queries.
+
+Scenarios (all enabled by default, see --scenarios):
+  startup     spawn the master, time until GET /api/v2/masters answers;
+              idle RSS with all workers connected.
+  throughput  N forced builds of a single `true` step on W workers:
+              wall time, builds/s, master CPU per build, master peak RSS.
+  latency     force -> finished build, sequential runs on an idle master.
+  log         one build printing a large log: ingest MB/s, raw download MB/s.
+
+Standard library only; Linux only (reads /proc).  See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import http.client
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+TEMPLATES = BENCH_DIR / "templates"
+
+# ---------------------------------------------------------------------------
+# Targets: everything that differs between the systems under test lives here.
+#
+# Command lists are formatted with str.format using these keys:
+#   {master_dir} {worker_dir} {worker_port} {www_port} {worker_name}
+#   {worker_pass} {venv} (--buildbot-venv) {bin} (--kiln-bin-dir)
+#   {msgpack_debug} (True with --buildbot-msgpack-debug, else False)
+# The process started by master_start must itself be the master (CPU and
+# memory are read from its /proc entry), so it must run in the foreground.
+# ---------------------------------------------------------------------------
+TARGETS = {
+    "buildbot": {
+        "config_template": TEMPLATES / "buildbot-master.cfg",
+        "config_name": "master.cfg",
+        # create-master also creates the sqlite schema; it is not timed.
+        "master_setup": [["{venv}/bin/buildbot", "create-master", "--quiet", "{master_dir}"]],
+        # --nodaemon runs twistd in this very process.
+        "master_start": ["{venv}/bin/buildbot", "start", "--nodaemon", "{master_dir}"],
+        "master_logs": ["twistd.log"],
+        "worker_setup": [[
+            "{venv}/bin/buildbot-worker", "create-worker", "--quiet",
+            "--protocol", "msgpack_experimental_v7",
+            "{worker_dir}", "127.0.0.1:{worker_port}", "{worker_name}", "{worker_pass}",
+        ]],
+        "worker_start": ["{venv}/bin/buildbot-worker", "start", "--nodaemon", "{worker_dir}"],
+        "worker_logs": ["twistd.log"],
+        # Appended to files in each worker directory after worker_setup.
+        "worker_append": {
+            "buildbot.tac": (
+                "\n# added by bench.py: msgpack per-message debug logging\n"
+                "import buildbot_worker.msgpack as _bench_msgpack\n"
+                "_bench_msgpack.BuildbotWebSocketClientProtocol.debug = {msgpack_debug}\n"
+            ),
+        },
+        "version": ["{venv}/bin/buildbot", "--version"],
+        "path_prepend": ["{venv}/bin"],
+    },
+    "kiln": {
+        "config_template": TEMPLATES / "kiln-master.star",
+        "config_name": "master.star",
+        "master_setup": [],
+        "master_start": ["{bin}/kiln", "start", "{master_dir}"],
+        "master_logs": [],
+        "worker_setup": [[
+            "{bin}/kiln-worker", "create-worker",
+            "{worker_dir}", "127.0.0.1:{worker_port}", "{worker_name}", "{worker_pass}",
+        ]],
+        "worker_start": ["{bin}/kiln-worker", "start", "{worker_dir}"],
+        "worker_logs": [],
+        "worker_append": {},
+        "version": ["{bin}/kiln", "--version"],
+        "path_prepend": [],
+    },
+}
+
+FORCE_USER = "Bench <bench@example.com>"
+LOG_LINE = "kiln bench log line: the quick brown fox jumps over the lazy dog 0123456789"
+MB = 1_000_000  # all "MB" figures are decimal megabytes
+SETUP_TIMEOUT = 180.0
+STOP_TIMEOUT = 20.0
+
+
+class BenchError(Exception):
+    """A failure that aborts the run with a clear message."""
+
+
+def log(msg: str) -> None:
+    ts = time.strftime("%H:%M:%S")
+    print(f"[{ts}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# /proc helpers
+# ---------------------------------------------------------------------------
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of the process plus those of its reaped children."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    fields = data[data.rindex(b")") + 2:].split()
+    # fields[0] is field 3 ("state"); utime=14, stime=15, cutime=16, cstime=17
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / CLK_TCK
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"{key} not found in /proc/{pid}/status")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, p):
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = (len(s) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+_LIVE: list["Proc"] = []
+
+
+class Proc:
+    """A child process in its own process group, output sent to a file."""
+
+    def __init__(self, name: str, argv: list[str], cwd: Path, out: Path, env: dict):
+        self.name = name
+        self.argv = argv
+        self.out = out
+        self._fh = open(out, "ab")
+        try:
+            self.popen = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as e:
+            self._fh.close()
+            raise BenchError(f"cannot start {name}: {shlex.join(argv)}: {e}") from e
+        self.pid = self.popen.pid
+        self.started = time.monotonic()
+        _LIVE.append(self)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+        # Whatever is left in the group (the leader or stray children) is killed.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            log(f"warning: {self.name} (pid {self.pid}) did not exit after SIGKILL")
+        self._fh.close()
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+
+def stop_all() -> None:
+    for p in list(reversed(_LIVE)):
+        p.stop(timeout=5)
+
+
+def run_setup(argv: list[str], cwd: Path, env: dict, what: str) -> None:
+    try:
+        r = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=SETUP_TIMEOUT)
+    except FileNotFoundError as e:
+        raise BenchError(f"{what}: command not found: {argv[0]}") from e
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{what}: timed out after {SETUP_TIMEOUT:.0f}s: {shlex.join(argv)}") from e
+    if r.returncode != 0:
+        out = (r.stdout + r.stderr).decode(errors="replace")[-3000:]
+        raise BenchError(f"{what} failed (exit {r.returncode}): {shlex.join(argv)}\n{out}")
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+# ---------------------------------------------------------------------------
+# REST / JSON-RPC client
+# ---------------------------------------------------------------------------
+class Api:
+    """A keep-alive HTTP connection to the master (one per thread)."""
+
+    def __init__(self, port: int, timeout: float):
+        self.port = port
+        self.timeout = timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: dict | None = None, retry: bool = True):
+        hdrs = {"Accept": "application/json"}
+        if headers:
+            hdrs.update(headers)
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=hdrs)
+                return self.conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected,
+                    http.client.BadStatusLine) as e:
+                # a keep-alive connection closed by the server: reconnect once
+                self.close()
+                if attempt or not retry:
+                    raise BenchError(f"{method} {path}: {e}") from e
+            except (socket.timeout, TimeoutError) as e:
+                self.close()
+                raise BenchError(f"{method} {path}: no answer within {self.timeout:.0f}s") from e
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        resp = self._request("GET", path)
+        data = resp.read()
+        if resp.getheader("connection", "").lower() == "close":
+            self.close()
+        return resp.status, data
+
+    def get_json(self, path: str) -> dict:
+        status, data = self.get(path)
+        if status != 200:
+            raise BenchError(f"GET {path}: HTTP {status}: {data[:500]!r}")
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise BenchError(f"GET {path}: invalid JSON: {data[:200]!r}") from e
+
+    def rpc(self, path: str, method: str, params: dict) -> object:
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1})
+        # Not retried: a lost answer must not turn into a duplicate build.
+        resp = self._request("POST", path, body=body.encode(),
+                             headers={"Content-Type": "application/json"}, retry=False)
+        data = resp.read()
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = None
+        if resp.status != 200 or not isinstance(obj, dict) or "error" in obj or "result" not in obj:
+            raise BenchError(f"POST {path} {method}: HTTP {resp.status}: {data[:500]!r}")
+        return obj["result"]
+
+    def download(self, path: str, chunk: int = 1 << 20) -> int:
+        """Stream a response body to nowhere; return its size in bytes."""
+        resp = self._request("GET", path, headers={"Accept": "*/*"})
+        if resp.status != 200:
+            body = resp.read()
+            raise BenchError(f"GET {path}: HTTP {resp.status}: {body[:500]!r}")
+        n = 0
+        while True:
+            buf = resp.read(chunk)
+            if not buf:
+                break
+            n += len(buf)
+        self.close()
+        return n
+
+
+def total_of(obj: dict, key: str, path: str) -> int:
+    meta = obj.get("meta") or {}
+    if "total" not in meta:
+        raise BenchError(f"GET {path}: response has no meta.total (needed for counting)")
+    return int(meta["total"])
+
+
+# ---------------------------------------------------------------------------
+# A master with its workers, in a fresh temporary directory
+# ---------------------------------------------------------------------------
+class Master:
+    def __init__(self, args, label: str):
+        self.args = args
+        self.spec = TARGETS[args.target]
+        self.label = label
+        parent = Path(args.workdir) if args.workdir else None
+        if parent:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=f"bench-{args.target}-{label}-", dir=parent))
+        self.master_dir = self.root / "master"
+        self.www_port = free_port()
+        self.worker_port = free_port()
+        while self.worker_port == self.www_port:
+            self.worker_port = free_port()
+        self.worker_names = [f"w{i + 1}" for i in range(args.workers)]
+        self.worker_pass = "pass"
+        self.proc: Proc | None = None
+        self.workers: list[Proc] = []
+        self.api = Api(self.www_port, args.http_timeout)
+        self.env = dict(os.environ)
+        extra = [self.fmt(p) for p in self.spec["path_prepend"]]
+        self.env["PATH"] = os.pathsep.join(extra + [self.env.get("PATH", "/usr/bin:/bin")])
+        self.env.setdefault("LANG", "C.UTF-8")
+        self.env.pop("PYTHONPATH", None)
+        self.env.pop("VIRTUAL_ENV", None)
+        self.builderids: dict[str, int] = {}
+
+    # -- helpers -----------------------------------------------------------
+    def fmt(self, s: str, **kw) -> str:
+        return s.format(
+            master_dir=self.master_dir, www_port=self.www_port, worker_port=self.worker_port,
+            worker_pass=self.worker_pass, venv=self.args.buildbot_venv,
+            bin=self.args.kiln_bin_dir, msgpack_debug=self.args.buildbot_msgpack_debug, **kw,
+        )
+
+    def fmt_argv(self, argv: list[str], **kw) -> list[str]:
+        return [self.fmt(a, **kw) for a in argv]
+
+    def worker_dir(self, name: str) -> Path:
+        return self.root / "workers" / name
+
+    def check_alive(self) -> None:
+        if self.proc is not None and not self.proc.alive():
+            raise BenchError(
+                f"master exited unexpectedly (code {self.proc.popen.returncode})\n"
+                + self.log_tails())
+        for w in self.workers:
+            if not w.alive():
+                raise BenchError(
+                    f"{w.name} exited unexpectedly (code {w.popen.returncode})\n"
+                    + tail(w.out, 30))
+
+    def log_tails(self) -> str:
+        parts = []
+        if self.proc is not None:
+            parts.append(f"--- {self.proc.out} ---\n{tail(self.proc.out, 30)}")
+        for name in self.spec["master_logs"]:
+            p = self.master_dir / name
+            if p.exists():
+                parts.append(f"--- {p} ---\n{tail(p, 40)}")
+        return "\n".join(parts)
+
+    def wait_until(self, what: str, fn, timeout: float, interval: float):
+        deadline = time.monotonic() + timeout
+        last_err = None
+        while True:
+            self.check_alive()
+            try:
+                v = fn()
+                if v:
+                    return v
+                last_err = None
+            except BenchError as e:
+                last_err = e
+            if time.monotonic() >= deadline:
+                msg = f"timed out after {timeout:.0f}s waiting for {what}"
+                if last_err:
+                    msg += f" (last error: {last_err})"
+                raise BenchError(msg + "\n" + self.log_tails())
+            time.sleep(interval)
+
+    # -- lifecycle ---------------------------------------------------------
+    def write_config(self) -> None:
+        workers_py = ", ".join(
+            f"worker.Worker({json.dumps(n)}, {json.dumps(self.worker_pass)})"
+            for n in self.worker_names)
+        log_bytes = int(self.args.log_mb * MB)
+        log_cmd = ["sh", "-c", f"yes '{LOG_LINE}' | head -c {log_bytes}"]
+        tmpl = string.Template(Path(self.spec["config_template"]).read_text())
+        text = tmpl.substitute(
+            WWW_PORT=self.www_port, WORKER_PORT=self.worker_port, WORKERS=workers_py,
+            WORKER_NAMES=json.dumps(self.worker_names), LOG_COMMAND=json.dumps(log_cmd),
+            MSGPACK_DEBUG=self.args.buildbot_msgpack_debug,
+        )
+        (self.master_dir / self.spec["config_name"]).write_text(text)
+
+    def setup(self) -> None:
+        """Untimed preparation of master and worker directories."""
+        self.master_dir.mkdir(parents=True)
+        for argv in self.spec["master_setup"]:
+            run_setup(self.fmt_argv(argv), self.root, self.env, "master setup")
+        self.write_config()
+        for name in self.worker_names:
+            wdir = self.worker_dir(name)
+            wdir.parent.mkdir(parents=True, exist_ok=True)
+            for argv in self.spec["worker_setup"]:
+                run_setup(self.fmt_argv(argv, worker_dir=wdir, worker_name=name),
+                          self.root, self.env, f"worker {name} setup")
+            for fname, text in self.spec["worker_append"].items():
+                with open(wdir / fname, "a", encoding="utf-8") as fh:
+                    fh.write(self.fmt(text, worker_dir=wdir, worker_name=name))
+
+    def start(self) -> float:
+        """Spawn the master; return seconds until GET /api/v2/masters answers."""
+        argv = self.fmt_argv(self.spec["master_start"])
+        t0 = time.monotonic()
+        self.proc = Proc("master", argv, self.master_dir, self.root / "master.out", self.env)
+        probe = Api(self.www_port, 5.0)
+
+        def ready():
+            try:
+                status, data = probe.get("/api/v2/masters")
+            except (BenchError, OSError):
+                probe.close()
+                return False
+            if status != 200:
+                return False
+            try:
+                return "masters" in json.loads(data)
+            except ValueError:
+                return False
+
+        self.wait_until("the REST API (GET /api/v2/masters)", ready,
+                        self.args.start_timeout, 0.02)
+        elapsed = time.monotonic() - t0
+        probe.close()
+        return elapsed
+
+    def start_workers(self) -> float:
+        """Spawn the workers; return seconds until all are connected."""
+        t0 = time.monotonic()
+        for name in self.worker_names:
+            wdir = self.worker_dir(name)
+            argv = self.fmt_argv(self.spec["worker_start"], worker_dir=wdir, worker_name=name)
+            self.workers.append(Proc(f"worker {name}", argv, wdir, self.root / f"{name}.out", self.env))
+        want = set(self.worker_names)
+
+        def connected():
+            ws = self.api.get_json("/api/v2/workers").get("workers", [])
+            return want <= {w["name"] for w in ws if w.get("connected_to")}
+
+        self.wait_until(f"{len(want)} workers to connect", connected, self.args.start_timeout, 0.1)
+        return time.monotonic() - t0
+
+    def load_builders(self) -> None:
+        def have():
+            bs = self.api.get_json("/api/v2/builders").get("builders", [])
+            self.builderids = {b["name"]: b["builderid"] for b in bs}
+            return {"b", "log"} <= set(self.builderids)
+
+        self.wait_until("builders 'b' and 'log'", have, self.args.start_timeout, 0.1)
+
+    def bring_up(self) -> dict:
+        self.setup()
+        t_api = self.start()
+        t_workers = self.start_workers()
+        self.load_builders()
+        log(f"{self.label}: master up in {t_api:.2f}s, {len(self.workers)} workers in {t_workers:.2f}s"
+            f" (www 127.0.0.1:{self.www_port}, workers 127.0.0.1:{self.worker_port}, dir {self.root})")
+        return {"api_ready_s": t_api, "workers_connected_s": t_workers}
+
+    def stop(self) -> None:
+        self.api.close()
+        for w in self.workers:
+            w.stop()
+        if self.proc is not None:
+            self.proc.stop()
+        if not self.args.keep_dirs:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            log(f"kept {self.root}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    # -- measurements --------------------------------------------------------
+    def cpu(self) -> float:
+        return proc_cpu_seconds(self.proc.pid)
+
+    def workers_cpu(self) -> float:
+        return sum(proc_cpu_seconds(w.pid) for w in self.workers)
+
+    def rss_kb(self) -> int:
+        return proc_status_kb(self.proc.pid, "VmRSS")
+
+    def hwm_kb(self) -> int:
+        return proc_status_kb(self.proc.pid, "VmHWM")
+
+    def force(self, api: Api, builder: str, scheduler: str) -> tuple[int, int]:
+        bid = self.builderids[builder]
+        res = api.rpc(f"/api/v2/forceschedulers/{scheduler}", "force",
+                      {"builderid": bid, "username": FORCE_USER, "reason": "bench"})
+        try:
+            bsid, brids = res
+            return int(bsid), int(brids[str(bid)])
+        except (TypeError, ValueError, KeyError) as e:
+            raise BenchError(f"unexpected force result: {res!r}") from e
+
+    def build_for_request(self, brid: int) -> dict | None:
+        bs = self.api.get_json(f"/api/v2/builds?buildrequestid={brid}").get("builds", [])
+        return bs[0] if bs else None
+
+    def wait_build(self, brid: int, timeout: float, interval: float) -> dict:
+        def done():
+            b = self.build_for_request(brid)
+            return b if b and b.get("complete") else None
+
+        return self.wait_until(f"build of request {brid} to finish", done, timeout, interval)
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------
+def scenario_startup(args) -> dict:
+    api_s, workers_s, rss, hwm = [], [], [], []
+    for i in range(args.startup_runs):
+        with Master(args, f"startup{i + 1}") as m:
+            m.setup()
+            t_api = m.start()
+            t_w = m.start_workers()
+            time.sleep(args.settle)
+            m.check_alive()
+            api_s.append(t_api)
+            workers_s.append(t_w)
+            rss.append(m.rss_kb() / 1024)
+            hwm.append(m.hwm_kb() / 1024)
+            log(f"startup run {i + 1}: API after {t_api:.3f}s, workers after {t_w:.2f}s,"
+                f" idle RSS {rss[-1]:.1f} MiB")
+    return {
+        "runs": args.startup_runs,
+        "api_ready_s": api_s, "api_ready_median_s": median(api_s),
+        "workers_connected_s": workers_s, "workers_connected_median_s": median(workers_s),
+        "idle_rss_mib": rss, "idle_rss_median_mib": median(rss),
+        "idle_hwm_mib": hwm,
+    }
+
+
+def scenario_throughput(args) -> dict:
+    n = args.builds
+    with Master(args, "throughput") as m:
+        up = m.bring_up()
+        time.sleep(args.settle)
+        m.check_alive()
+        count_path = "/api/v2/builds?complete=true&limit=1"
+        if total_of(m.api.get_json(count_path), "builds", count_path) != 0:
+            raise BenchError("fresh master already has complete builds")
+
+        results: list[tuple[int, int]] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        counter = iter(range(n))
+        stop = threading.Event()
+        submit_done = [0.0]
+
+        def forcer():
+            api = Api(m.www_port, args.http_timeout)
+            try:
+                while not stop.is_set():
+                    with lock:
+                        i = next(counter, None)
+                    if i is None:
+                        break
+                    r = m.force(api, "b", "force")
+                    with lock:
+                        results.append(r)
+                        if len(results) == n:
+                            submit_done[0] = time.monotonic()
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                with lock:
+                    errors.append(e)
+                stop.set()
+            finally:
+                api.close()
+
+        cpu0, wcpu0 = m.cpu(), m.workers_cpu()
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=forcer, daemon=True) for _ in range(args.force_threads)]
+        for t in threads:
+            t.start()
+
+        deadline = t0 + args.throughput_timeout
+        last_count, last_change = -1, t0
+        next_report = t0 + 10
+        t_end = None
+        while True:
+            time.sleep(args.poll_interval)
+            now = time.monotonic()
+            if errors:
+                stop.set()
+                raise BenchError(f"force request failed: {errors[0]}")
+            m.check_alive()
+            count = total_of(m.api.get_json(count_path), "builds", count_path)
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+            if count >= n and len(results) == n:
+                t_end = now
+                break
+            if now >= next_report:
+                log(f"throughput: {len(results)}/{n} forced, {count}/{n} builds complete"
+                    f" after {now - t0:.0f}s")
+                next_report = now + 10
+            if now - last_change > args.stall_timeout:
+                stop.set()
+                raise BenchError(f"no build finished for {args.stall_timeout:.0f}s"
+                                 f" ({count}/{n} complete, {len(results)} forced)\n" + m.log_tails())
+            if now >= deadline:
+                stop.set()
+                raise BenchError(f"throughput run exceeded {args.throughput_timeout:.0f}s"
+                                 f" ({count}/{n} complete)")
+        for t in threads:
+            t.join(5)
+        cpu1, wcpu1 = m.cpu(), m.workers_cpu()
+        hwm = m.hwm_kb() / 1024
+        wall = t_end - t0
+
+        # Verification, outside the timed window.
+        builds = m.api.get_json("/api/v2/builds").get("builds", [])
+        brids = {brid for _, brid in results}
+        ours = [b for b in builds if b.get("buildrequestid") in brids]
+        bad = [b for b in ours if b.get("results") != 0 or not b.get("complete")]
+        if len(ours) != n or len({b["buildrequestid"] for b in ours}) != n:
+            raise BenchError(f"expected {n} builds for {n} requests, found {len(ours)}")
+        if bad:
+            raise BenchError(f"{len(bad)} builds did not succeed, e.g. {bad[0]!r}")
+
+    return {
+        "builds": n, "workers": args.workers, "force_threads": args.force_threads,
+        "poll_interval_s": args.poll_interval,
+        "wall_s": wall, "builds_per_s": n / wall,
+        "force_submit_s": submit_done[0] - t0 if submit_done[0] else None,
+        "master_cpu_s": cpu1 - cpu0, "master_cpu_ms_per_build": (cpu1 - cpu0) * 1000 / n,
+        "workers_cpu_s": wcpu1 - wcpu0, "workers_cpu_ms_per_build": (wcpu1 - wcpu0) * 1000 / n,
+        "master_peak_rss_mib": hwm, **up,
+    }
+
+
+def scenario_latency(args) -> dict:
+    with Master(args, "latency") as m:
+        up = m.bring_up()
+        time.sleep(args.settle)
+        samples, force_rtt = [], []
+        for i in range(args.latency_warmup + args.latency_runs):
+            m.check_alive()
+            t0 = time.monotonic()
+            _, brid = m.force(m.api, "b", "force")
+            t1 = time.monotonic()
+            b = m.wait_build(brid, args.latency_timeout, args.latency_poll)
+            t2 = time.monotonic()
+            if b.get("results") != 0:
+                raise BenchError(f"latency build failed: {b!r}")
+            if i >= args.latency_warmup:
+                samples.append(t2 - t0)
+                force_rtt.append(t1 - t0)
+            time.sleep(args.latency_gap)
+        log(f"latency: median {median(samples) * 1000:.0f} ms over {len(samples)} runs")
+    return {
+        "runs": args.latency_runs, "warmup": args.latency_warmup,
+        "poll_interval_s": args.latency_poll,
+        "median_s": median(samples), "min_s": min(samples), "p90_s": percentile(samples, 90),
+        "max_s": max(samples), "samples_s": samples,
+        "force_rpc_median_s": median(force_rtt), **up,
+    }
+
+
+def scenario_log(args) -> dict:
+    expected = int(args.log_mb * MB)
+    with Master(args, "log") as m:
+        up = m.bring_up()
+        time.sleep(args.settle)
+        cpu0 = m.cpu()
+        t0 = time.monotonic()
+        _, brid = m.force(m.api, "log", "force-log")
+        b = m.wait_build(brid, args.log_timeout, 0.1)
+        t1 = time.monotonic()
+        cpu1 = m.cpu()
+        hwm_ingest = m.hwm_kb() / 1024
+        if b.get("results") != 0:
+            raise BenchError(f"log build failed: {b!r}")
+        ingest = t1 - t0
+        server_s = None
+        if isinstance(b.get("started_at"), (int, float)) and isinstance(b.get("complete_at"), (int, float)):
+            server_s = b["complete_at"] - b["started_at"]
+
+        steps = m.api.get_json(f"/api/v2/builds/{b['buildid']}/steps").get("steps", [])
+        step = next((s for s in steps if s.get("name") == "log"), None)
+        if step is None:
+            raise BenchError(f"no step named 'log' in build {b['buildid']}: {[s.get('name') for s in steps]}")
+        logs = m.api.get_json(f"/api/v2/steps/{step['stepid']}/logs").get("logs", [])
+        stdio = next((lg for lg in logs if lg.get("slug") == "stdio" or lg.get("name") == "stdio"), None)
+        if stdio is None:
+            raise BenchError(f"no stdio log in step {step['stepid']}: {logs!r}")
+        logid = stdio["logid"]
+
+        dl_times, dl_bytes = [], None
+        cpu2 = m.cpu()
+        for _ in range(args.log_downloads):
+            m.check_alive()
+            api = Api(m.www_port, args.http_timeout)
+            d0 = time.monotonic()
+            n = api.download(f"/api/v2/logs/{logid}/raw")
+            dl_times.append(time.monotonic() - d0)
+            api.close()
+            if n < expected:
+                raise BenchError(f"raw log has {n} bytes, expected at least {expected}")
+            dl_bytes = n
+        cpu3 = m.cpu()
+        hwm_all = m.hwm_kb() / 1024
+        log(f"log: ingest {expected / MB / ingest:.1f} MB/s, download"
+            f" {dl_bytes / MB / median(dl_times):.1f} MB/s")
+    return {
+        "log_bytes": expected, "command": f"yes '<{len(LOG_LINE)} chars>' | head -c {expected}",
+        "log_lines": stdio.get("num_lines"),
+        "ingest_s": ingest, "ingest_mb_per_s": expected / MB / ingest,
+        "server_build_s": server_s,
+        "ingest_master_cpu_s": cpu1 - cpu0, "ingest_master_peak_rss_mib": hwm_ingest,
+        "download_bytes": dl_bytes, "download_s": dl_times,
+        "download_mb_per_s": dl_bytes / MB / median(dl_times),
+        "download_master_cpu_s_each": (cpu3 - cpu2) / args.log_downloads,
+        "master_peak_rss_mib": hwm_all, **up,
+    }
+
+
+SCENARIOS = {
+    "startup": scenario_startup,
+    "throughput": scenario_throughput,
+    "latency": scenario_latency,
+    "log": scenario_log,
+}
+
+# (scenario, key, label, unit, format) rows shown in tables and comparisons.
+METRICS = [
+    ("startup", "api_ready_median_s", "start-up until REST answers (median)", "s", "{:.3f}"),
+    ("startup", "workers_connected_median_s", "workers connected after spawn (median)", "s", "{:.2f}"),
+    ("startup", "idle_rss_median_mib", "idle RSS, workers connected (median)", "MiB", "{:.1f}"),
+    ("throughput", "wall_s", "wall time, first force to last build", "s", "{:.1f}"),
+    ("throughput", "builds_per_s", "throughput", "builds/s", "{:.2f}"),
+    ("throughput", "force_submit_s", "time to submit all forces", "s", "{:.1f}"),
+    ("throughput", "master_cpu_ms_per_build", "master CPU per build", "ms", "{:.1f}"),
+    ("throughput", "workers_cpu_ms_per_build", "workers CPU per build (all workers)", "ms", "{:.1f}"),
+    ("throughput", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
+    ("latency", "median_s", "force -> finished build (median)", "ms", "ms"),
+    ("latency", "p90_s", "force -> finished build (p90)", "ms", "ms"),
+    ("latency", "min_s", "force -> finished build (min)", "ms", "ms"),
+    ("log", "ingest_mb_per_s", "log ingest", "MB/s", "{:.1f}"),
+    ("log", "ingest_s", "log build duration (force to finished)", "s", "{:.1f}"),
+    ("log", "ingest_master_cpu_s", "master CPU during ingest", "s", "{:.1f}"),
+    ("log", "download_mb_per_s", "raw log download (median)", "MB/s", "{:.1f}"),
+    ("log", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
+]
+
+
+def fmt_value(v, f: str) -> str:
+    if v is None:
+        return "-"
+    if f == "ms":
+        return f"{v * 1000:.0f}"
+    return f.format(v)
+
+
+def metric_rows(result: dict):
+    for scen, key, label, unit, f in METRICS:
+        s = result.get("scenarios", {}).get(scen)
+        if s is None:
+            continue
+        yield scen, key, label, unit, f, s.get(key)
+
+
+def print_table(result: dict) -> None:
+    rows = [(scen, label, fmt_value(v, f), unit) for scen, _, label, unit, f, v in metric_rows(result)]
+    head = ("scenario", "metric", result.get("version_short", result["target"]), "unit")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(4)]
+    line = "  ".join("{:<%d}" % w for w in widths[:2]) + "  {:>%d}  {:<%d}" % (widths[2], widths[3])
+    print(line.format(*head))
+    print(line.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(line.format(*r))
+
+
+def compare(paths: list[str]) -> None:
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    names = [r.get("version_short", r["target"]) for r in results]
+    keys, cells = [], {}
+    for i, r in enumerate(results):
+        for scen, key, label, unit, f, v in metric_rows(r):
+            if (scen, key) not in cells:
+                keys.append((scen, key, label, unit))
+                cells[(scen, key)] = [None] * len(results)
+            cells[(scen, key)][i] = fmt_value(v, f)
+    head = ["scenario", "metric", "unit"] + names
+    rows = [[scen, label, unit] + [c or "-" for c in cells[(scen, key)]]
+            for scen, key, label, unit in keys]
+    widths = [max(len(x[i]) for x in rows + [head]) for i in range(len(head))]
+    for r in [head, ["-" * w for w in widths]] + rows:
+        print("  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
+
+
+def host_info() -> dict:
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "hostname": socket.gethostname(), "kernel": platform.release(), "cpu": cpu,
+        "cpus": os.cpu_count(), "mem_mib": mem, "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def target_version(args) -> str:
+    m_spec = TARGETS[args.target]
+    argv = [a.format(venv=args.buildbot_venv, bin=args.kiln_bin_dir) for a in m_spec["version"]]
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        out = (r.stdout + r.stderr).decode(errors="replace").strip()
+        return out if r.returncode == 0 else f"unknown ({out[:200]})"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+
+
+def check_target(args) -> None:
+    spec = TARGETS[args.target]
+    argv0 = {Path(a.format(venv=args.buildbot_venv, bin=args.kiln_bin_dir))
+             for a in [spec["master_start"][0], spec["worker_start"][0]]}
+    missing = [str(p) for p in argv0 if not (p.is_file() and os.access(p, os.X_OK))]
+    if missing:
+        hint = ("run bench/setup-buildbot.sh" if args.target == "buildbot"
+                else "build with `cargo build --release` or pass --kiln-bin-dir")
+        raise BenchError(f"missing executable(s): {', '.join(missing)} ({hint})")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=sorted(TARGETS))
+    p.add_argument("--compare", nargs="+", metavar="RESULT.json",
+                   help="print result files side by side and exit")
+    p.add_argument("--scenarios", default="startup,throughput,latency,log",
+                   help="comma-separated subset of: " + ",".join(SCENARIOS))
+    p.add_argument("--workers", type=int, default=4, help="local workers per master (4)")
+    p.add_argument("--builds", type=int, default=1000, help="throughput: forced builds (1000)")
+    p.add_argument("--force-threads", type=int, default=4, help="throughput: concurrent force clients (4)")
+    p.add_argument("--poll-interval", type=float, default=0.5, help="throughput: completion poll period, s (0.5)")
+    p.add_argument("--throughput-timeout", type=float, default=3600, help="throughput: overall limit, s (3600)")
+    p.add_argument("--stall-timeout", type=float, default=180, help="throughput: fail if no build finishes for this long, s (180)")
+    p.add_argument("--latency-runs", type=int, default=20, help="latency: measured runs (20)")
+    p.add_argument("--latency-warmup", type=int, default=2, help="latency: unmeasured runs first (2)")
+    p.add_argument("--latency-poll", type=float, default=0.02, help="latency: poll period, s (0.02)")
+    p.add_argument("--latency-gap", type=float, default=0.5, help="latency: idle pause between runs, s (0.5)")
+    p.add_argument("--latency-timeout", type=float, default=120, help="latency: limit per build, s (120)")
+    p.add_argument("--log-mb", type=float, default=100, help="log: output size in MB of 10^6 bytes (100)")
+    p.add_argument("--log-downloads", type=int, default=3, help="log: raw downloads, median reported (3)")
+    p.add_argument("--log-timeout", type=float, default=1800, help="log: limit for the build, s (1800)")
+    p.add_argument("--startup-runs", type=int, default=3, help="startup: fresh masters started (3)")
+    p.add_argument("--settle", type=float, default=2.0, help="idle time after start-up before measuring, s (2)")
+    p.add_argument("--start-timeout", type=float, default=120, help="limit for master/workers to come up, s (120)")
+    p.add_argument("--http-timeout", type=float, default=120, help="socket timeout of REST requests, s (120)")
+    p.add_argument("--buildbot-venv", default=str(BENCH_DIR / ".venv-buildbot"))
+    p.add_argument("--buildbot-msgpack-debug", action="store_true",
+                   help="keep Buildbot's built-in per-message msgpack debug logging"
+                        " (on in stock Buildbot 4.3; off by default here)")
+    p.add_argument("--kiln-bin-dir", default=str(REPO_DIR / "target" / "release"))
+    p.add_argument("--workdir", help="parent of the temporary master directories (system temp dir)")
+    p.add_argument("--keep-dirs", action="store_true", help="keep master/worker directories")
+    p.add_argument("--output", "-o", help="results JSON (bench/results/<target>-<time>.json)")
+    a = p.parse_args(argv)
+    if not a.compare and not a.target:
+        p.error("--target is required (or --compare)")
+    a.scenario_list = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    unknown = [s for s in a.scenario_list if s not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario(s): {', '.join(unknown)}")
+    for name in ("workers", "builds", "force_threads", "latency_runs", "log_downloads", "startup_runs"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return a
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(f"bench: interrupted by signal {signum}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        compare(args.compare)
+        return 0
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    try:
+        check_target(args)
+        version = target_version(args)
+        result = {
+            "schema": 1, "target": args.target, "version": version,
+            "version_short": f"{args.target} " + version.split("\n")[0].split(":")[-1].strip(),
+            "started_at": started.isoformat(timespec="seconds"), "host": host_info(),
+            "params": {k: v for k, v in vars(args).items() if k not in ("compare", "scenario_list")},
+            "scenarios": {},
+        }
+        log(f"target {args.target}: {version.splitlines()[0] if version else '?'}")
+        for name in args.scenario_list:
+            log(f"scenario {name} ...")
+            t = time.monotonic()
+            result["scenarios"][name] = SCENARIOS[name](args)
+            log(f"scenario {name} done in {time.monotonic() - t:.0f}s")
+        result["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stop_all()
+
+    out = Path(args.output) if args.output else (
+        BENCH_DIR / "results" / f"{args.target}-{started.strftime('%Y%m%dT%H%M%SZ')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print_table(result)
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+//! The `shell` command: run a process, stream its output, enforce its timeouts.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kiln_proto::{ArgError, Args, Value};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::{Ctx, elapsed, header, rc, text_value};
+use crate::output::LineSplitter;
+
+/// Output is sent at least this often while a command is producing it, so logs stay live even
+/// though the master's `buffer_timeout` allows seconds.
+const LIVE_FLUSH: Duration = Duration::from_millis(100);
+/// How often timeouts are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+pub struct ShellArgs {
+    workdir: String,
+    command: CommandLine,
+    env: Vec<(String, Value)>,
+    want_stdout: bool,
+    want_stderr: bool,
+    timeout: Option<f64>,
+    max_time: Option<f64>,
+    sigterm_time: Option<f64>,
+    max_lines: Option<u64>,
+    log_environ: bool,
+    initial_stdin: Option<String>,
+    use_pty: bool,
+    interrupt_signal: Signal,
+}
+
+enum CommandLine {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl CommandLine {
+    fn argv(&self) -> Vec<String> {
+        match self {
+            CommandLine::Argv(argv) => argv.clone(),
+            CommandLine::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        }
+    }
+
+    fn display(&self) -> String {
+        match self {
+            CommandLine::Argv(argv) => argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+            CommandLine::Shell(s) => s.clone(),
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl ShellArgs {
+    pub fn parse(args: &Args) -> Result<ShellArgs, ArgError> {
+        let err = |name: &str, problem: &str| ArgError {
+            command: "shell".into(),
+            name: name.into(),
+            problem: problem.into(),
+        };
+        let command = match args.get("command") {
+            Some(Value::String(s)) => CommandLine::Shell(s.as_str().unwrap_or_default().to_string()),
+            Some(Value::Array(items)) => {
+                let argv: Vec<String> = items.iter().map(value_to_arg).collect();
+                if argv.is_empty() {
+                    return Err(err("command", "is an empty list"));
+                }
+                CommandLine::Argv(argv)
+            }
+            Some(_) => return Err(err("command", "is neither a string nor a list")),
+            None => return Err(err("command", "is missing")),
+        };
+        let interrupt_signal = match args.opt_str("interruptSignal")?.as_deref() {
+            None | Some("KILL") => Signal::SIGKILL,
+            Some("TERM") => Signal::SIGTERM,
+            Some("INT") => Signal::SIGINT,
+            Some("HUP") => Signal::SIGHUP,
+            Some("QUIT") => Signal::SIGQUIT,
+            Some(other) => return Err(err("interruptSignal", &format!("names an unknown signal {other:?}"))),
+        };
+        let positive = |v: Option<f64>| v.filter(|t| *t > 0.0);
+        Ok(ShellArgs {
+            workdir: args.str("workdir")?,
+            command,
+            env: args.map("env")?,
+            want_stdout: args.bool_or("want_stdout", true)?,
+            want_stderr: args.bool_or("want_stderr", true)?,
+            timeout: positive(args.opt_f64("timeout")?),
+            max_time: positive(args.opt_f64("maxTime")?),
+            sigterm_time: positive(args.opt_f64("sigtermTime")?),
+            max_lines: args.opt_i64("max_lines")?.and_then(|n| u64::try_from(n).ok()),
+            log_environ: args.bool_or("logEnviron", true)?,
+            initial_stdin: args.opt_str("initial_stdin")?,
+            use_pty: args.bool_or("usePTY", false)?,
+            interrupt_signal,
+        })
+    }
+}
+
+fn value_to_arg(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.as_str().unwrap_or_default().to_string(),
+        Value::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The environment of the process: the worker's own, changed as the master asks. A nil value unsets
+/// a variable, a list is joined with `:`, and `${NAME}` is replaced by the worker's value of NAME.
+fn environment(changes: &[(String, Value)]) -> HashMap<String, String> {
+    let base: HashMap<String, String> = std::env::vars().collect();
+    let mut env = base.clone();
+    for (key, value) in changes {
+        match value {
+            Value::Nil => {
+                env.remove(key);
+            }
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(|i| substitute(&value_to_arg(i), &base)).collect();
+                env.insert(key.clone(), parts.join(":"));
+            }
+            other => {
+                env.insert(key.clone(), substitute(&value_to_arg(other), &base));
+            }
+        }
+    }
+    env
+}
+
+fn substitute(value: &str, base: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('}') {
+            Some(end) => {
+                let name = &rest[start + 2..start + 2 + end];
+                out.push_str(base.get(name).map(String::as_str).unwrap_or(""));
+                rest = &rest[start + 3 + end..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum Kill {
+    Timeout,
+    MaxTime,
+    MaxLines,
+    Interrupt,
+}
+
+pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
+    let started = Instant::now();
+    let argv = args.command.argv();
+    let env = environment(&args.env);
+    let workdir = ctx.path(&args.workdir);
+
+    let mut head = format!("{}\n in dir {}", args.command.display(), workdir.display());
+    match args.timeout {
+        Some(t) => head.push_str(&format!(" (timeout {t} secs)\n")),
+        None => head.push('\n'),
+    }
+    if let Some(t) = args.max_time {
+        head.push_str(&format!(" (maxTime {t} secs)\n"));
+    }
+    head.push_str(" watching logfiles {}\n");
+    head.push_str(&format!(" argv: {argv:?}\n"));
+    if args.log_environ {
+        head.push_str(" environment:\n");
+        let mut keys: Vec<&String> = env.keys().collect();
+        keys.sort();
+        for k in keys {
+            head.push_str(&format!("  {k}={}\n", env[k]));
+        }
+    }
+    head.push_str(&format!(" using PTY: {}\n", if args.use_pty { "True" } else { "False" }));
+
+    if !workdir.is_dir() {
+        // Buildbot's worker creates a missing working directory before it runs the command.
+        if let Err(e) = std::fs::create_dir_all(&workdir) {
+            let text = format!("{head}cannot create working directory {}: {e}\n", workdir.display());
+            return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
+        }
+    }
+
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(&workdir)
+        .env_clear()
+        .envs(&env)
+        .process_group(0)
+        .kill_on_drop(true)
+        .stdin(if args.initial_stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let text = format!("{head}error: cannot run {:?}: {e}\n", argv[0]);
+            return ctx.update(vec![header(&text), rc(-1), elapsed(started.elapsed().as_secs_f64())]).await;
+        }
+    };
+    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    ctx.update(vec![header(&head)]).await?;
+
+    if let (Some(input), Some(mut stdin)) = (args.initial_stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+    }
+    let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(16);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, Stream::Stderr, tx.clone()));
+    }
+    drop(tx);
+
+    let mut out_lines = LineSplitter::new(ctx.settings.max_line_length);
+    let mut err_lines = LineSplitter::new(ctx.settings.max_line_length);
+    let mut batch = Batch::default();
+    let mut last_output = Instant::now();
+    let mut line_count: u64 = 0;
+    let mut killed: Option<Kill> = None;
+    let mut interrupt = ctx.interrupt.clone();
+    let mut tick = tokio::time::interval(TICK);
+    let flush_after = LIVE_FLUSH.min(Duration::from_secs_f64(ctx.settings.buffer_timeout.max(0.0)));
+    let mut flush_deadline: Option<tokio::time::Instant> = None;
+
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => {
+                let Some((stream, data)) = chunk else { break };
+                last_output = Instant::now();
+                let (splitter, wanted, name) = match stream {
+                    Stream::Stdout => (&mut out_lines, args.want_stdout, "stdout"),
+                    Stream::Stderr => (&mut err_lines, args.want_stderr, "stderr"),
+                };
+                let text = splitter.feed(&data);
+                line_count += text.matches('\n').count() as u64;
+                if wanted {
+                    batch.push(name, text);
+                }
+                if args.max_lines.is_some_and(|max| line_count > max) && killed.is_none() {
+                    let max = args.max_lines.unwrap_or_default();
+                    batch.push("header", format!("command exceeded {max} lines of output, attempting to kill\n"));
+                    killed = Some(Kill::MaxLines);
+                    terminate(pgid, Signal::SIGKILL, None).await;
+                }
+                if batch.bytes >= ctx.settings.buffer_size {
+                    batch.flush(ctx).await?;
+                    flush_deadline = None;
+                } else if !batch.is_empty() && flush_deadline.is_none() {
+                    flush_deadline = Some(tokio::time::Instant::now() + flush_after);
+                }
+            }
+            _ = async { if let Some(d) = flush_deadline { tokio::time::sleep_until(d).await } }, if flush_deadline.is_some() => {
+                batch.flush(ctx).await?;
+                flush_deadline = None;
+            }
+            _ = tick.tick() => {
+                if killed.is_some() { continue; }
+                if let Some(t) = args.timeout.filter(|t| last_output.elapsed().as_secs_f64() > *t) {
+                    batch.push("header", format!(
+                        "command timed out: {t} seconds without output running {argv:?}, attempting to kill\n"));
+                    killed = Some(Kill::Timeout);
+                    terminate(pgid, Signal::SIGKILL, args.sigterm_time).await;
+                } else if let Some(t) = args.max_time.filter(|t| started.elapsed().as_secs_f64() > *t) {
+                    batch.push("header", format!(
+                        "command timed out: {t} seconds elapsed running {argv:?}, attempting to kill\n"));
+                    killed = Some(Kill::MaxTime);
+                    terminate(pgid, Signal::SIGKILL, args.sigterm_time).await;
+                }
+            }
+            changed = interrupt.changed(), if killed.is_none() => {
+                if changed.is_err() { continue; }
+                let why = interrupt.borrow().clone().unwrap_or_default();
+                batch.push("header", format!("killing: {why}\n"));
+                killed = Some(Kill::Interrupt);
+                terminate(pgid, args.interrupt_signal, args.sigterm_time).await;
+            }
+        }
+    }
+
+    let status = child.wait().await.map_err(|e| format!("waiting for the process: {e}"))?;
+    let tail_out = out_lines.finish();
+    let tail_err = err_lines.finish();
+    let code = match (status.code(), &killed) {
+        (_, Some(_)) => -1,
+        (Some(c), None) => i64::from(c),
+        (None, None) => -1,
+    };
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            batch.push("header", format!("process killed by signal {sig}\n"));
+        }
+    }
+    let mut tail = batch.take();
+    if args.want_stdout && !tail_out.is_empty() {
+        tail.push(("stdout".into(), text_value(&tail_out)));
+    }
+    if args.want_stderr && !tail_err.is_empty() {
+        tail.push(("stderr".into(), text_value(&tail_err)));
+    }
+    match killed {
+        Some(Kill::Timeout) => tail.push(("failure_reason".into(), Value::from("timeout_without_output"))),
+        Some(Kill::MaxTime) => tail.push(("failure_reason".into(), Value::from("timeout"))),
+        Some(Kill::MaxLines) => tail.push(("failure_reason".into(), Value::from("max_lines_failure"))),
+        Some(Kill::Interrupt) | None => {}
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tail.push(rc(code));
+    tail.push(header(&format!("elapsedTime={secs:.6}\n")));
+    tail.push(elapsed(secs));
+    ctx.update(tail).await
+}
+
+async fn pump<R: tokio::io::AsyncRead + Unpin>(mut reader: R, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send((stream, buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Signals the whole process group, so that a shell's children die with it. With a `sigterm_time`,
+/// the group first gets SIGTERM and that long to exit.
+async fn terminate(pgid: Option<Pid>, signal: Signal, sigterm_time: Option<f64>) {
+    let Some(pgid) = pgid else { return };
+    if let Some(grace) = sigterm_time {
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let pg = pgid;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(grace)).await;
+            let _ = killpg(pg, signal);
+        });
+    } else {
+        let _ = killpg(pgid, signal);
+    }
+}
+
+/// Output waiting to be sent, in arrival order, with consecutive pieces of one stream merged.
+#[derive(Default)]
+struct Batch {
+    items: Vec<(&'static str, String)>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, name: &'static str, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        self.bytes += text.len();
+        match self.items.last_mut() {
+            Some((last, buf)) if *last == name => buf.push_str(&text),
+            _ => self.items.push((name, text)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn take(&mut self) -> Vec<(String, Value)> {
+        self.bytes = 0;
+        self.items.drain(..).map(|(name, text)| (name.to_string(), text_value(&text))).collect()
+    }
+
+    async fn flush(&mut self, ctx: &Ctx) -> Result<(), String> {
+        let pairs = self.take();
+        ctx.update(pairs).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_substitution_unsetting_and_lists() {
+        let mut base = HashMap::new();
+        base.insert("HOME".to_string(), "/home/w".to_string());
+        assert_eq!(substitute("${HOME}/bin:${NOPE}x", &base), "/home/w/bin:x");
+        assert_eq!(substitute("a${unterminated", &base), "a${unterminated");
+        let env = environment(&[
+            ("PATH".into(), Value::Nil),
+            ("LIST".into(), Value::Array(vec![Value::from("a"), Value::from("b")])),
+        ]);
+        assert!(!env.contains_key("PATH"));
+        assert_eq!(env.get("LIST").map(String::as_str), Some("a:b"));
+    }
+}
