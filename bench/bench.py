@@ -139,6 +139,14 @@ def proc_status_kb(pid: int, key: str) -> int:
     raise BenchError(f"{key} not found in /proc/{pid}/status")
 
 
+def host_busy_seconds() -> float:
+    """CPU seconds spent non-idle on the whole host since boot (all CPUs)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        vals = [int(x) for x in fh.readline().split()[1:9]]
+    # user nice system idle iowait irq softirq steal
+    return (sum(vals) - vals[3] - vals[4]) / CLK_TCK
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -319,13 +327,6 @@ class Api:
             n += len(buf)
         self.close()
         return n
-
-
-def total_of(obj: dict, key: str, path: str) -> int:
-    meta = obj.get("meta") or {}
-    if "total" not in meta:
-        raise BenchError(f"GET {path}: response has no meta.total (needed for counting)")
-    return int(meta["total"])
 
 
 # ---------------------------------------------------------------------------
@@ -527,6 +528,9 @@ class Master:
     def workers_cpu(self) -> float:
         return sum(proc_cpu_seconds(w.pid) for w in self.workers)
 
+    def cpu_window(self) -> "CpuWindow":
+        return CpuWindow(self)
+
     def rss_kb(self) -> int:
         return proc_status_kb(self.proc.pid, "VmRSS")
 
@@ -547,12 +551,40 @@ class Master:
         bs = self.api.get_json(f"/api/v2/builds?buildrequestid={brid}").get("builds", [])
         return bs[0] if bs else None
 
-    def wait_build(self, brid: int, timeout: float, interval: float) -> dict:
+    def wait_build(self, brid: int, timeout: float, interval: float,
+                   seen: list | None = None) -> dict:
+        """Poll until the build of request `brid` is complete.  If `seen` is
+        given, the monotonic time the build was first seen is appended to it."""
         def done():
             b = self.build_for_request(brid)
+            if b and seen is not None and not seen:
+                seen.append(time.monotonic())
             return b if b and b.get("complete") else None
 
         return self.wait_until(f"build of request {brid} to finish", done, timeout, interval)
+
+
+class CpuWindow:
+    """CPU used by the master, by the workers (including the build commands
+    they ran) and by everything else on the host between start and stop.
+    "other" covers the bench client itself and any unrelated load; a large
+    value means the run was disturbed."""
+
+    def __init__(self, m: Master):
+        self.m = m
+        self.t0 = time.monotonic()
+        self.master0, self.workers0, self.host0 = m.cpu(), m.workers_cpu(), host_busy_seconds()
+
+    def stop(self) -> dict:
+        master = self.m.cpu() - self.master0
+        workers = self.m.workers_cpu() - self.workers0
+        host = host_busy_seconds() - self.host0
+        wall = time.monotonic() - self.t0
+        return {
+            "master_cpu_s": master, "workers_cpu_s": workers,
+            "other_cpu_s": max(0.0, host - master - workers),
+            "host_cpu_busy_frac": host / (wall * (os.cpu_count() or 1)) if wall > 0 else None,
+        }
 
 
 # ---------------------------------------------------------------------------
@@ -588,8 +620,25 @@ def scenario_throughput(args) -> dict:
         up = m.bring_up()
         time.sleep(args.settle)
         m.check_alive()
-        count_path = "/api/v2/builds?complete=true&limit=1"
-        if total_of(m.api.get_json(count_path), "builds", count_path) != 0:
+        bid = m.builderids["b"]
+
+        # Buildbot's /builds endpoint reports meta.total as the size of the
+        # returned page when a limit is given, so counting with
+        # ?complete=true&limit=1 does not work there.  Instead: the N-th
+        # complete build exists iff ?complete=true&limit=1&offset=N-1 is
+        # non-empty (the master is fresh and only builder "b" runs builds).
+        def at_least_complete(k: int) -> bool:
+            path = f"/api/v2/builds?complete=true&limit=1&offset={k - 1}"
+            return bool(m.api.get_json(path).get("builds"))
+
+        def progress() -> int:
+            """Approximate number of complete builds (for reports and stall detection)."""
+            latest = m.api.get_json(f"/api/v2/builders/{bid}/builds?order=-number&limit=1")
+            running = m.api.get_json(f"/api/v2/builders/{bid}/builds?complete=false")
+            started = max((b["number"] for b in latest.get("builds", [])), default=0)
+            return started - len(running.get("builds", []))
+
+        if at_least_complete(1):
             raise BenchError("fresh master already has complete builds")
 
         results: list[tuple[int, int]] = []
@@ -619,7 +668,7 @@ def scenario_throughput(args) -> dict:
             finally:
                 api.close()
 
-        cpu0, wcpu0 = m.cpu(), m.workers_cpu()
+        win = m.cpu_window()
         t0 = time.monotonic()
         threads = [threading.Thread(target=forcer, daemon=True) for _ in range(args.force_threads)]
         for t in threads:
@@ -628,36 +677,35 @@ def scenario_throughput(args) -> dict:
         deadline = t0 + args.throughput_timeout
         last_count, last_change = -1, t0
         next_report = t0 + 10
-        t_end = None
         while True:
             time.sleep(args.poll_interval)
-            now = time.monotonic()
             if errors:
                 stop.set()
                 raise BenchError(f"force request failed: {errors[0]}")
             m.check_alive()
-            count = total_of(m.api.get_json(count_path), "builds", count_path)
-            now = time.monotonic()
-            if count != last_count:
-                last_count, last_change = count, now
-            if count >= n and len(results) == n:
-                t_end = now
+            if len(results) == n and at_least_complete(n):
+                t_end = time.monotonic()
                 break
+            now = time.monotonic()
             if now >= next_report:
-                log(f"throughput: {len(results)}/{n} forced, {count}/{n} builds complete"
+                count = progress()
+                if count != last_count:
+                    last_count, last_change = count, now
+                log(f"throughput: {len(results)}/{n} forced, ~{count}/{n} builds complete"
                     f" after {now - t0:.0f}s")
                 next_report = now + 10
-            if now - last_change > args.stall_timeout:
-                stop.set()
-                raise BenchError(f"no build finished for {args.stall_timeout:.0f}s"
-                                 f" ({count}/{n} complete, {len(results)} forced)\n" + m.log_tails())
+                if now - last_change > args.stall_timeout:
+                    stop.set()
+                    raise BenchError(f"no build finished for {args.stall_timeout:.0f}s"
+                                     f" (~{count}/{n} complete, {len(results)} forced)\n"
+                                     + m.log_tails())
             if now >= deadline:
                 stop.set()
                 raise BenchError(f"throughput run exceeded {args.throughput_timeout:.0f}s"
-                                 f" ({count}/{n} complete)")
+                                 f" (~{last_count}/{n} complete)")
         for t in threads:
             t.join(5)
-        cpu1, wcpu1 = m.cpu(), m.workers_cpu()
+        cpu = win.stop()
         hwm = m.hwm_kb() / 1024
         wall = t_end - t0
 
@@ -676,8 +724,9 @@ def scenario_throughput(args) -> dict:
         "poll_interval_s": args.poll_interval,
         "wall_s": wall, "builds_per_s": n / wall,
         "force_submit_s": submit_done[0] - t0 if submit_done[0] else None,
-        "master_cpu_s": cpu1 - cpu0, "master_cpu_ms_per_build": (cpu1 - cpu0) * 1000 / n,
-        "workers_cpu_s": wcpu1 - wcpu0, "workers_cpu_ms_per_build": (wcpu1 - wcpu0) * 1000 / n,
+        **cpu,
+        "master_cpu_ms_per_build": cpu["master_cpu_s"] * 1000 / n,
+        "workers_cpu_ms_per_build": cpu["workers_cpu_s"] * 1000 / n,
         "master_peak_rss_mib": hwm, **up,
     }
 
@@ -686,27 +735,34 @@ def scenario_latency(args) -> dict:
     with Master(args, "latency") as m:
         up = m.bring_up()
         time.sleep(args.settle)
-        samples, force_rtt = [], []
+        samples, force_rtt, to_start = [], [], []
+        win = m.cpu_window()
         for i in range(args.latency_warmup + args.latency_runs):
             m.check_alive()
+            seen: list[float] = []
             t0 = time.monotonic()
             _, brid = m.force(m.api, "b", "force")
             t1 = time.monotonic()
-            b = m.wait_build(brid, args.latency_timeout, args.latency_poll)
+            b = m.wait_build(brid, args.latency_timeout, args.latency_poll, seen)
             t2 = time.monotonic()
             if b.get("results") != 0:
                 raise BenchError(f"latency build failed: {b!r}")
             if i >= args.latency_warmup:
                 samples.append(t2 - t0)
                 force_rtt.append(t1 - t0)
+                to_start.append(seen[0] - t0)
             time.sleep(args.latency_gap)
-        log(f"latency: median {median(samples) * 1000:.0f} ms over {len(samples)} runs")
+        cpu = win.stop()
+        log(f"latency: median {median(samples) * 1000:.0f} ms over {len(samples)} runs"
+            f" (build visible after {median(to_start) * 1000:.0f} ms)")
     return {
         "runs": args.latency_runs, "warmup": args.latency_warmup,
         "poll_interval_s": args.latency_poll,
         "median_s": median(samples), "min_s": min(samples), "p90_s": percentile(samples, 90),
         "max_s": max(samples), "samples_s": samples,
-        "force_rpc_median_s": median(force_rtt), **up,
+        "force_rpc_median_s": median(force_rtt),
+        "build_visible_median_s": median(to_start),
+        "other_cpu_s": cpu["other_cpu_s"], "host_cpu_busy_frac": cpu["host_cpu_busy_frac"], **up,
     }
 
 
@@ -715,12 +771,12 @@ def scenario_log(args) -> dict:
     with Master(args, "log") as m:
         up = m.bring_up()
         time.sleep(args.settle)
-        cpu0 = m.cpu()
+        win = m.cpu_window()
         t0 = time.monotonic()
         _, brid = m.force(m.api, "log", "force-log")
         b = m.wait_build(brid, args.log_timeout, 0.1)
         t1 = time.monotonic()
-        cpu1 = m.cpu()
+        cpu_ingest = win.stop()
         hwm_ingest = m.hwm_kb() / 1024
         if b.get("results") != 0:
             raise BenchError(f"log build failed: {b!r}")
@@ -740,7 +796,7 @@ def scenario_log(args) -> dict:
         logid = stdio["logid"]
 
         dl_times, dl_bytes = [], None
-        cpu2 = m.cpu()
+        win = m.cpu_window()
         for _ in range(args.log_downloads):
             m.check_alive()
             api = Api(m.www_port, args.http_timeout)
@@ -751,7 +807,7 @@ def scenario_log(args) -> dict:
             if n < expected:
                 raise BenchError(f"raw log has {n} bytes, expected at least {expected}")
             dl_bytes = n
-        cpu3 = m.cpu()
+        cpu_dl = win.stop()
         hwm_all = m.hwm_kb() / 1024
         log(f"log: ingest {expected / MB / ingest:.1f} MB/s, download"
             f" {dl_bytes / MB / median(dl_times):.1f} MB/s")
@@ -760,10 +816,15 @@ def scenario_log(args) -> dict:
         "log_lines": stdio.get("num_lines"),
         "ingest_s": ingest, "ingest_mb_per_s": expected / MB / ingest,
         "server_build_s": server_s,
-        "ingest_master_cpu_s": cpu1 - cpu0, "ingest_master_peak_rss_mib": hwm_ingest,
+        "ingest_master_cpu_s": cpu_ingest["master_cpu_s"],
+        "ingest_workers_cpu_s": cpu_ingest["workers_cpu_s"],
+        "ingest_other_cpu_s": cpu_ingest["other_cpu_s"],
+        "ingest_host_cpu_busy_frac": cpu_ingest["host_cpu_busy_frac"],
+        "ingest_master_peak_rss_mib": hwm_ingest,
         "download_bytes": dl_bytes, "download_s": dl_times,
         "download_mb_per_s": dl_bytes / MB / median(dl_times),
-        "download_master_cpu_s_each": (cpu3 - cpu2) / args.log_downloads,
+        "download_master_cpu_s_each": cpu_dl["master_cpu_s"] / args.log_downloads,
+        "download_other_cpu_s": cpu_dl["other_cpu_s"],
         "master_peak_rss_mib": hwm_all, **up,
     }
 
@@ -786,12 +847,18 @@ METRICS = [
     ("throughput", "master_cpu_ms_per_build", "master CPU per build", "ms", "{:.1f}"),
     ("throughput", "workers_cpu_ms_per_build", "workers CPU per build (all workers)", "ms", "{:.1f}"),
     ("throughput", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
+    ("throughput", "other_cpu_s", "other CPU on host during run (noise)", "s", "{:.1f}"),
     ("latency", "median_s", "force -> finished build (median)", "ms", "ms"),
     ("latency", "p90_s", "force -> finished build (p90)", "ms", "ms"),
     ("latency", "min_s", "force -> finished build (min)", "ms", "ms"),
+    ("latency", "force_rpc_median_s", "force RPC round trip (median)", "ms", "ms"),
+    ("latency", "build_visible_median_s", "force -> build started (median)", "ms", "ms"),
+    ("latency", "other_cpu_s", "other CPU on host during runs (noise)", "s", "{:.1f}"),
     ("log", "ingest_mb_per_s", "log ingest", "MB/s", "{:.1f}"),
     ("log", "ingest_s", "log build duration (force to finished)", "s", "{:.1f}"),
     ("log", "ingest_master_cpu_s", "master CPU during ingest", "s", "{:.1f}"),
+    ("log", "ingest_workers_cpu_s", "workers CPU during ingest (incl. command)", "s", "{:.1f}"),
+    ("log", "ingest_other_cpu_s", "other CPU on host during ingest (noise)", "s", "{:.1f}"),
     ("log", "download_mb_per_s", "raw log download (median)", "MB/s", "{:.1f}"),
     ("log", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
 ]
@@ -954,12 +1021,17 @@ def main(argv=None) -> int:
             "scenarios": {},
         }
         log(f"target {args.target}: {version.splitlines()[0] if version else '?'}")
+        load1 = os.getloadavg()[0]
+        if load1 > 0.5:
+            log(f"warning: host load average is {load1:.2f}; results may be disturbed"
+                " (see the 'other CPU' rows)")
         for name in args.scenario_list:
             log(f"scenario {name} ...")
             t = time.monotonic()
             result["scenarios"][name] = SCENARIOS[name](args)
             log(f"scenario {name} done in {time.monotonic() - t:.0f}s")
         result["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        result["host"]["loadavg_at_end"] = os.getloadavg()
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,155 @@
+//! Builders, the masters that run them, and their tags.
+
+use std::collections::BTreeMap;
+
+use kiln_core::{BuilderId, MasterId};
+
+use crate::listing::Page;
+use crate::rows::{RowExt, name_hash};
+use crate::{Db, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderRow {
+    pub id: BuilderId,
+    pub name: String,
+    pub description: Option<String>,
+    pub description_format: Option<String>,
+    pub description_html: Option<String>,
+    pub projectid: Option<i64>,
+    pub masterids: Vec<i64>,
+    pub tags: Vec<String>,
+}
+
+const COLUMNS: &str = "id, name, description, description_format, description_html, projectid";
+
+impl Db {
+    /// The id of the builder called `name`, created if new.
+    pub async fn find_builder_id(&self, name: &str) -> Result<BuilderId> {
+        let hash = name_hash(name);
+        let _w = self.write_guard().await;
+        if let Some(r) = sqlx::query("SELECT id FROM builders WHERE name_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(BuilderId(r.int("id")?));
+        }
+        let r = sqlx::query("INSERT INTO builders (name, name_hash) VALUES ($1, $2) RETURNING id")
+            .bind(name)
+            .bind(&hash)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(BuilderId(r.int("id")?))
+    }
+
+    /// Records a builder's description and tags from the config.
+    pub async fn update_builder_info(
+        &self,
+        id: BuilderId,
+        description: Option<&str>,
+        tags: &[String],
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE builders SET description = $1, description_format = NULL, description_html = NULL WHERE id = $2")
+            .bind(description.map(str::to_string))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM builders_tags WHERE builderid = $1").bind(id.0).execute(&mut *tx).await?;
+        for tag in tags {
+            let hash = name_hash(tag);
+            let tagid = match sqlx::query("SELECT id FROM tags WHERE name_hash = $1")
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(r) => r.int("id")?,
+                None => sqlx::query("INSERT INTO tags (name, name_hash) VALUES ($1, $2) RETURNING id")
+                    .bind(tag)
+                    .bind(&hash)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .int("id")?,
+            };
+            sqlx::query("INSERT INTO builders_tags (builderid, tagid) VALUES ($1, $2)")
+                .bind(id.0)
+                .bind(tagid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes `builders` exactly the set of builders `master` runs, returning each builder's
+    /// `builder_masters` id.
+    pub async fn set_master_builders(
+        &self,
+        master: MasterId,
+        builders: &[BuilderId],
+    ) -> Result<BTreeMap<BuilderId, i64>> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT id, builderid FROM builder_masters WHERE masterid = $1")
+            .bind(master.0)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut ids = BTreeMap::new();
+        for r in &existing {
+            let b = BuilderId(r.int("builderid")?);
+            let id = r.int("id")?;
+            if builders.contains(&b) {
+                ids.insert(b, id);
+            } else {
+                sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM builder_masters WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            }
+        }
+        for b in builders {
+            if !ids.contains_key(b) {
+                let r = sqlx::query("INSERT INTO builder_masters (builderid, masterid) VALUES ($1, $2) RETURNING id")
+                    .bind(b.0)
+                    .bind(master.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                ids.insert(*b, r.int("id")?);
+            }
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn list_builders(&self, page: &Page) -> Result<(Vec<BuilderRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "builders", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let masterids = sqlx::query("SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|m| m.int("masterid"))
+                .collect::<Result<_>>()?;
+            let tags = sqlx::query("SELECT t.name AS name FROM builders_tags bt JOIN tags t ON t.id = bt.tagid WHERE bt.builderid = $1 ORDER BY t.name")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|t| t.text("name"))
+                .collect::<Result<_>>()?;
+            out.push(BuilderRow {
+                id: BuilderId(id),
+                name: r.text("name")?,
+                description: r.opt_text("description")?,
+                description_format: r.opt_text("description_format")?,
+                description_html: r.opt_text("description_html")?,
+                projectid: r.opt_int("projectid")?,
+                masterids,
+                tags,
+            });
+        }
+        Ok((out, total))
+    }
+}

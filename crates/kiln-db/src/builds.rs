@@ -1,0 +1,198 @@
+//! Builds and their properties.
+
+use kiln_core::{BuildId, BuildRequestId, BuilderId, MasterId, Properties, Results, WorkerId};
+use sqlx::any::AnyRow;
+
+use crate::json::{json_to_property, property_to_json};
+use crate::listing::{Page, SqlValue};
+use crate::rows::RowExt;
+use crate::{Db, DbError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRow {
+    pub id: BuildId,
+    pub number: i64,
+    pub builderid: BuilderId,
+    pub buildrequestid: BuildRequestId,
+    pub workerid: Option<i64>,
+    pub masterid: i64,
+    pub started_at: i64,
+    pub complete_at: Option<i64>,
+    pub locks_duration_s: i64,
+    pub state_string: String,
+    pub results: Option<i64>,
+}
+
+/// One build property as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyRow {
+    pub name: String,
+    pub value: serde_json::Value,
+    pub source: String,
+}
+
+const COLUMNS: &str = "id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
+                       locks_duration_s, state_string, results";
+
+fn build(r: &AnyRow) -> Result<BuildRow> {
+    Ok(BuildRow {
+        id: BuildId(r.int("id")?),
+        number: r.int("number")?,
+        builderid: BuilderId(r.int("builderid")?),
+        buildrequestid: BuildRequestId(r.int("buildrequestid")?),
+        workerid: r.opt_int("workerid")?,
+        masterid: r.int("masterid")?,
+        started_at: r.int("started_at")?,
+        complete_at: r.opt_int("complete_at")?,
+        locks_duration_s: r.int("locks_duration_s")?,
+        state_string: r.text("state_string")?,
+        results: r.opt_int("results")?,
+    })
+}
+
+impl Db {
+    /// Starts a build: the next number of its builder is taken in the same transaction.
+    pub async fn add_build(
+        &self,
+        builder: BuilderId,
+        request: BuildRequestId,
+        worker: WorkerId,
+        master: MasterId,
+        state_string: &str,
+        now: i64,
+    ) -> Result<(BuildId, i64)> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let number = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1")
+            .bind(builder.0)
+            .fetch_one(&mut *tx)
+            .await?
+            .int("n")?;
+        let r = sqlx::query(
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
+             locks_duration_s, state_string) VALUES ($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
+        )
+        .bind(number)
+        .bind(builder.0)
+        .bind(request.0)
+        .bind(worker.0)
+        .bind(master.0)
+        .bind(now)
+        .bind(state_string)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((BuildId(r.int("id")?), number))
+    }
+
+    pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
+            .bind(state)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_build(&self, id: BuildId, results: Results, now: i64) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE builds SET complete_at = $1, results = $2 WHERE id = $3")
+            .bind(now)
+            .bind(results.code())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every unfinished build of `master` finished with `results` (used after an unclean stop)
+    /// and returns their ids.
+    pub async fn finish_master_builds(&self, master: MasterId, results: Results, state: &str, now: i64) -> Result<Vec<BuildId>> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<BuildId> = sqlx::query("SELECT id FROM builds WHERE masterid = $1 AND complete_at IS NULL ORDER BY id")
+            .bind(master.0)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok(BuildId(r.int("id")?)))
+            .collect::<Result<_>>()?;
+        for id in &ids {
+            sqlx::query("UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4")
+                .bind(now)
+                .bind(results.code())
+                .bind(state)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE steps SET complete_at = $1, results = $2 WHERE buildid = $3 AND complete_at IS NULL")
+                .bind(now)
+                .bind(results.code())
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE logs SET complete = 1 WHERE stepid IN (SELECT id FROM steps WHERE buildid = $1)")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn list_builds(&self, page: &Page) -> Result<(Vec<BuildRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "builds", "id", page).await?;
+        Ok((rows.iter().map(build).collect::<Result<_>>()?, total))
+    }
+
+    pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
+        Ok(self.list_builds(&Page::eq("id", SqlValue::Int(id.0))).await?.0.into_iter().next())
+    }
+
+    /// Stores every property of `props` on a build, replacing values of the same name.
+    pub async fn set_build_properties(&self, id: BuildId, props: &Properties) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for (name, prop) in props.iter() {
+            sqlx::query("DELETE FROM build_properties WHERE buildid = $1 AND name = $2")
+                .bind(id.0)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4)")
+                .bind(id.0)
+                .bind(name)
+                .bind(property_to_json(&prop.value).to_string())
+                .bind(&prop.source)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {
+        let rows = sqlx::query("SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let name = r.text("name")?;
+                let value = serde_json::from_str(&r.text("value")?)
+                    .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
+                Ok(PropertyRow { name, value, source: r.text("source")? })
+            })
+            .collect()
+    }
+
+    /// The build's properties as a [`Properties`] set.
+    pub async fn build_properties_set(&self, id: BuildId) -> Result<Properties> {
+        let mut props = Properties::new();
+        for p in self.build_properties(id).await? {
+            props.set(p.name, json_to_property(&p.value), &p.source);
+        }
+        Ok(props)
+    }
+}

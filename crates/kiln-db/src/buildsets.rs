@@ -1,0 +1,164 @@
+//! Buildsets: one set of source stamps built on several builders, one build request per builder.
+
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties, Results};
+
+use crate::json::{json_to_property, property_to_json};
+use crate::listing::Page;
+use crate::rows::RowExt;
+use crate::{Db, DbError, Result};
+
+/// Everything needed to submit a buildset.
+#[derive(Debug, Clone, Default)]
+pub struct NewBuildSet {
+    pub reason: String,
+    pub external_idstring: Option<String>,
+    pub sourcestamps: Vec<SourceStamp>,
+    pub properties: Properties,
+    /// One build request per builder, with its priority.
+    pub builders: Vec<(BuilderId, i64)>,
+    pub parent_buildid: Option<i64>,
+    pub parent_relationship: Option<String>,
+    pub rebuilt_buildid: Option<i64>,
+    pub submitted_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSetRow {
+    pub id: BuildSetId,
+    pub external_idstring: Option<String>,
+    pub reason: Option<String>,
+    pub submitted_at: i64,
+    pub complete: bool,
+    pub complete_at: Option<i64>,
+    pub results: Option<i64>,
+    pub parent_buildid: Option<i64>,
+    pub parent_relationship: Option<String>,
+    pub rebuilt_buildid: Option<i64>,
+    pub sourcestamps: Vec<i64>,
+}
+
+const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, complete_at, results, \
+                       parent_buildid, parent_relationship, rebuilt_buildid";
+
+impl Db {
+    /// Stores a buildset with its source stamps, properties and build requests, all or nothing.
+    pub async fn add_buildset(&self, bs: &NewBuildSet) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO buildsets (external_idstring, reason, submitted_at, complete, parent_buildid, \
+             parent_relationship, rebuilt_buildid) VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING id",
+        )
+        .bind(bs.external_idstring.clone())
+        .bind(&bs.reason)
+        .bind(bs.submitted_at)
+        .bind(bs.parent_buildid)
+        .bind(bs.parent_relationship.clone())
+        .bind(bs.rebuilt_buildid)
+        .fetch_one(&mut *tx)
+        .await?;
+        let bsid = r.int("id")?;
+        for ss in &bs.sourcestamps {
+            let ssid = Self::find_sourcestamp_id_in(&mut tx, ss, bs.submitted_at).await?;
+            sqlx::query("INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES ($1, $2)")
+                .bind(bsid)
+                .bind(ssid.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (name, prop) in bs.properties.iter() {
+            let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
+            sqlx::query("INSERT INTO buildset_properties (buildsetid, property_name, property_value) VALUES ($1, $2, $3)")
+                .bind(bsid)
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut brids = Vec::with_capacity(bs.builders.len());
+        for (builder, priority) in &bs.builders {
+            let r = sqlx::query(
+                "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, submitted_at, waited_for) \
+                 VALUES ($1, $2, $3, 0, $4, 0) RETURNING id",
+            )
+            .bind(bsid)
+            .bind(builder.0)
+            .bind(*priority)
+            .bind(bs.submitted_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            brids.push((*builder, BuildRequestId(r.int("id")?)));
+        }
+        tx.commit().await?;
+        Ok((BuildSetId(bsid), brids))
+    }
+
+    /// Marks a buildset complete with `results`, unless it already is. Returns whether it changed.
+    pub async fn complete_buildset(&self, id: BuildSetId, results: Results, now: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 WHERE id = $3 AND complete = 0")
+            .bind(now)
+            .bind(results.code())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "buildsets", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let sourcestamps = sqlx::query("SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|s| s.int("sourcestampid"))
+                .collect::<Result<_>>()?;
+            out.push(BuildSetRow {
+                id: BuildSetId(id),
+                external_idstring: r.opt_text("external_idstring")?,
+                reason: r.opt_text("reason")?,
+                submitted_at: r.int("submitted_at")?,
+                complete: r.flag("complete")?,
+                complete_at: r.opt_int("complete_at")?,
+                results: r.opt_int("results")?,
+                parent_buildid: r.opt_int("parent_buildid")?,
+                parent_relationship: r.opt_text("parent_relationship")?,
+                rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
+                sourcestamps,
+            });
+        }
+        Ok((out, total))
+    }
+
+    pub async fn get_buildset(&self, id: BuildSetId) -> Result<Option<BuildSetRow>> {
+        let page = Page::eq("id", crate::listing::SqlValue::Int(id.0));
+        Ok(self.list_buildsets(&page).await?.0.into_iter().next())
+    }
+
+    pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
+        let rows = sqlx::query("SELECT property_name, property_value FROM buildset_properties WHERE buildsetid = $1")
+            .bind(id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut props = Properties::new();
+        for r in &rows {
+            let name = r.text("property_name")?;
+            let raw = r.text("property_value")?;
+            let parsed: serde_json::Value = serde_json::from_str(&raw)
+                .map_err(|e| DbError::Corrupt(format!("buildset {id} property {name:?}: {e}")))?;
+            let (value, source) = match parsed {
+                serde_json::Value::Array(pair) if pair.len() == 2 => {
+                    (json_to_property(&pair[0]), pair[1].as_str().unwrap_or_default().to_string())
+                }
+                other => (json_to_property(&other), String::new()),
+            };
+            props.set(name, value, &source);
+        }
+        Ok(props)
+    }
+}

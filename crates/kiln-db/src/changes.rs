@@ -1,0 +1,161 @@
+//! Changes, their files and properties.
+
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{ChangeId, Properties, SourceStampId};
+use sqlx::any::AnyRow;
+
+use crate::json::{json_to_property, property_to_json};
+use crate::listing::Page;
+use crate::rows::RowExt;
+use crate::{Db, DbError, Result};
+
+/// A change to store.
+#[derive(Debug, Clone, Default)]
+pub struct NewChange {
+    pub author: String,
+    pub committer: Option<String>,
+    pub comments: String,
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub revlink: Option<String>,
+    pub when_timestamp: i64,
+    pub category: Option<String>,
+    pub repository: String,
+    pub codebase: String,
+    pub project: String,
+    pub files: Vec<String>,
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRow {
+    pub id: ChangeId,
+    pub author: String,
+    pub committer: Option<String>,
+    pub comments: String,
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub revlink: Option<String>,
+    pub when_timestamp: i64,
+    pub category: Option<String>,
+    pub repository: String,
+    pub codebase: String,
+    pub project: String,
+    pub sourcestampid: SourceStampId,
+    pub parent_changeids: Vec<i64>,
+    pub files: Vec<String>,
+    pub properties: Properties,
+}
+
+const COLUMNS: &str = "changeid, author, committer, comments, branch, revision, revlink, when_timestamp, \
+                       category, repository, codebase, project, sourcestampid, parent_changeids";
+
+impl Db {
+    /// Stores a change with its source stamp, files and properties.
+    pub async fn add_change(&self, c: &NewChange, now: i64) -> Result<ChangeId> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let ss = SourceStamp {
+            codebase: c.codebase.clone(),
+            repository: c.repository.clone(),
+            branch: c.branch.clone(),
+            revision: c.revision.clone(),
+            project: c.project.clone(),
+            patch: None,
+        };
+        let ssid = Self::find_sourcestamp_id_in(&mut tx, &ss, now).await?;
+        let r = sqlx::query(
+            "INSERT INTO changes (author, committer, comments, branch, revision, revlink, when_timestamp, category, \
+             repository, codebase, project, sourcestampid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             RETURNING changeid",
+        )
+        .bind(&c.author)
+        .bind(c.committer.clone())
+        .bind(&c.comments)
+        .bind(c.branch.clone())
+        .bind(c.revision.clone())
+        .bind(c.revlink.clone())
+        .bind(c.when_timestamp)
+        .bind(c.category.clone())
+        .bind(&c.repository)
+        .bind(&c.codebase)
+        .bind(&c.project)
+        .bind(ssid.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id = r.int("changeid")?;
+        for f in &c.files {
+            sqlx::query("INSERT INTO change_files (changeid, filename) VALUES ($1, $2)")
+                .bind(id)
+                .bind(f)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (name, prop) in c.properties.iter() {
+            let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
+            sqlx::query("INSERT INTO change_properties (changeid, property_name, property_value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ChangeId(id))
+    }
+
+    async fn change_row(&self, r: &AnyRow) -> Result<ChangeRow> {
+        let id = r.int("changeid")?;
+        let files = sqlx::query("SELECT filename FROM change_files WHERE changeid = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|f| f.text("filename"))
+            .collect::<Result<_>>()?;
+        let mut properties = Properties::new();
+        for p in sqlx::query("SELECT property_name, property_value FROM change_properties WHERE changeid = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let name = p.text("property_name")?;
+            let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
+                .map_err(|e| DbError::Corrupt(format!("change {id} property {name:?}: {e}")))?;
+            if let serde_json::Value::Array(pair) = &parsed {
+                if pair.len() == 2 {
+                    properties.set(name, json_to_property(&pair[0]), pair[1].as_str().unwrap_or("Change"));
+                    continue;
+                }
+            }
+            properties.set(name, json_to_property(&parsed), "Change");
+        }
+        Ok(ChangeRow {
+            id: ChangeId(id),
+            author: r.text("author")?,
+            committer: r.opt_text("committer")?,
+            comments: r.text("comments")?,
+            branch: r.opt_text("branch")?,
+            revision: r.opt_text("revision")?,
+            revlink: r.opt_text("revlink")?,
+            when_timestamp: r.int("when_timestamp")?,
+            category: r.opt_text("category")?,
+            repository: r.text("repository")?,
+            codebase: r.text("codebase")?,
+            project: r.text("project")?,
+            sourcestampid: SourceStampId(r.int("sourcestampid")?),
+            parent_changeids: r.opt_int("parent_changeids")?.into_iter().collect(),
+            files,
+            properties,
+        })
+    }
+
+    pub async fn list_changes(&self, page: &Page) -> Result<(Vec<ChangeRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "changes", "changeid", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.change_row(r).await?);
+        }
+        Ok((out, total))
+    }
+}

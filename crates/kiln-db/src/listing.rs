@@ -1,0 +1,200 @@
+//! Collection queries pushed into SQL: the filters, order and paging of the REST API.
+//!
+//! The API layer maps each field of a resource to a column of its table (see the `*_COLUMNS`
+//! tables of each family) and passes the filters it can push down in a [`Page`]. Anything it
+//! cannot push down it evaluates in memory, as Buildbot does.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
+
+use crate::connection::Backend;
+
+/// A comparison from the REST API's `{field}__{op}={value}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Contains,
+    In,
+    NotIn,
+}
+
+/// A value to compare a column with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// One pushed-down condition on a column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub column: &'static str,
+    pub op: FilterOp,
+    pub values: Vec<SqlValue>,
+}
+
+/// What a listing returns: some rows, filtered, ordered and paged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub filters: Vec<Filter>,
+    /// Columns to order by; `true` means descending. The id breaks ties.
+    pub order: Vec<(&'static str, bool)>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    /// A page with one equality filter.
+    pub fn eq(column: &'static str, value: SqlValue) -> Page {
+        Page::default().and(column, FilterOp::Eq, value)
+    }
+
+    pub fn and(mut self, column: &'static str, op: FilterOp, value: SqlValue) -> Page {
+        self.filters.push(Filter { column, op, values: vec![value] });
+        self
+    }
+}
+
+/// The kind of a column, which decides how API strings convert to SQL values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    Int,
+    Bool,
+    Text,
+}
+
+/// Builds the `WHERE` clause for `page` with `$N` placeholders, appending the values to bind.
+pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlValue>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for f in &page.filters {
+        let each = |cmp: &str, v: &SqlValue, binds: &mut Vec<SqlValue>| -> String {
+            if *v == SqlValue::Null {
+                return match cmp {
+                    "=" => format!("{} IS NULL", f.column),
+                    "<>" => format!("{} IS NOT NULL", f.column),
+                    _ => "1 = 0".to_string(),
+                };
+            }
+            binds.push(v.clone());
+            format!("{} {cmp} ${}", f.column, binds.len())
+        };
+        let part = match f.op {
+            FilterOp::Eq | FilterOp::In => {
+                if f.values.is_empty() {
+                    "1 = 0".to_string()
+                } else {
+                    let alts: Vec<String> = f.values.iter().map(|v| each("=", v, binds)).collect();
+                    format!("({})", alts.join(" OR "))
+                }
+            }
+            FilterOp::Ne | FilterOp::NotIn => {
+                let alts: Vec<String> = f
+                    .values
+                    .iter()
+                    .map(|v| {
+                        if *v == SqlValue::Null {
+                            each("<>", v, binds)
+                        } else {
+                            // NULL is unequal to every value, as in Python.
+                            let c = each("<>", v, binds);
+                            format!("({c} OR {} IS NULL)", f.column)
+                        }
+                    })
+                    .collect();
+                if alts.is_empty() { "1 = 1".to_string() } else { format!("({})", alts.join(" AND ")) }
+            }
+            FilterOp::Lt | FilterOp::Le | FilterOp::Gt | FilterOp::Ge => {
+                let cmp = match f.op {
+                    FilterOp::Lt => "<",
+                    FilterOp::Le => "<=",
+                    FilterOp::Gt => ">",
+                    _ => ">=",
+                };
+                let alts: Vec<String> = f.values.iter().map(|v| each(cmp, v, binds)).collect();
+                if alts.is_empty() { "1 = 1".to_string() } else { format!("({})", alts.join(" AND ")) }
+            }
+            FilterOp::Contains => {
+                let alts: Vec<String> = f
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let text = match v {
+                            SqlValue::Text(t) => t.clone(),
+                            SqlValue::Int(i) => i.to_string(),
+                            SqlValue::Null => String::new(),
+                        };
+                        binds.push(SqlValue::Text(text));
+                        // instr/strpos, unlike LIKE, are case-sensitive on both engines and have no
+                        // wildcard characters to escape.
+                        match backend {
+                            Backend::Sqlite => format!("instr({}, ${}) > 0", f.column, binds.len()),
+                            Backend::Postgres => format!("strpos({}, ${}) > 0", f.column, binds.len()),
+                        }
+                    })
+                    .collect();
+                if alts.is_empty() { "1 = 0".to_string() } else { format!("({})", alts.join(" OR ")) }
+            }
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) }
+}
+
+/// `ORDER BY … LIMIT … OFFSET …` for `page`, with `id_column` as the final tie-breaker.
+pub(crate) fn order_clause(page: &Page, id_column: &str) -> String {
+    let mut keys: Vec<String> =
+        page.order.iter().map(|(c, desc)| format!("{c}{}", if *desc { " DESC" } else { "" })).collect();
+    if !page.order.iter().any(|(c, _)| *c == id_column) {
+        keys.push(id_column.to_string());
+    }
+    let mut out = format!(" ORDER BY {}", keys.join(", "));
+    match (page.limit, page.offset) {
+        (Some(l), o) => out.push_str(&format!(" LIMIT {} OFFSET {}", l.max(0), o.unwrap_or(0).max(0))),
+        (None, Some(o)) => out.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, o.max(0))),
+        (None, None) => {}
+    }
+    out
+}
+
+pub(crate) fn bind_all<'q>(mut q: Query<'q, Any, AnyArguments>, binds: &[SqlValue]) -> Query<'q, Any, AnyArguments> {
+    for b in binds {
+        q = match b {
+            SqlValue::Null => q.bind(None::<i64>),
+            SqlValue::Int(i) => q.bind(*i),
+            SqlValue::Text(t) => q.bind(t.clone()),
+        };
+    }
+    q
+}
+
+impl crate::Db {
+    /// Runs `SELECT {columns} FROM {from}` with the page's filters, order and paging, and returns
+    /// the rows and the number of rows that match before paging.
+    pub(crate) async fn list_rows(
+        &self,
+        columns: &str,
+        from: &str,
+        id_column: &str,
+        page: &Page,
+    ) -> crate::Result<(Vec<sqlx::any::AnyRow>, i64)> {
+        let mut binds = Vec::new();
+        let where_ = where_clause(page, self.backend(), &mut binds);
+        let sql = format!("SELECT {columns} FROM {from}{where_}{}", order_clause(page, id_column));
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds).fetch_all(&self.pool).await?;
+        let total = if page.limit.is_some() || page.offset.is_some() {
+            let sql = format!("SELECT COUNT(*) AS n FROM {from}{where_}");
+            let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds).fetch_one(&self.pool).await?;
+            sqlx::Row::try_get::<i64, _>(&row, "n")?
+        } else {
+            rows.len() as i64
+        };
+        Ok((rows, total))
+    }
+}

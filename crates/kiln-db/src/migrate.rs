@@ -1,0 +1,99 @@
+//! Versioned schema migrations, one directory per backend.
+
+use sqlx::Row;
+
+use crate::connection::{Backend, Db};
+use crate::{DbError, Result};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+}];
+
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/postgres/0001_initial.sql"),
+}];
+
+impl Db {
+    /// Applies every migration the database lacks, each in its own transaction.
+    pub(crate) async fn migrate(&self) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS kiln_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM kiln_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        let current: i64 = row.try_get("v")?;
+        let migrations = match self.backend() {
+            Backend::Sqlite => SQLITE,
+            Backend::Postgres => POSTGRES,
+        };
+        let known = migrations.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(DbError::SchemaTooNew { found: current, known });
+        }
+        for m in migrations.iter().filter(|m| m.version > current) {
+            let fail = |source| DbError::Migration { version: m.version, name: m.name.to_string(), source };
+            let mut tx = self.pool.begin().await.map_err(fail)?;
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::query("INSERT INTO kiln_migrations (version, name) VALUES ($1, $2)")
+                .bind(m.version)
+                .bind(m.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            tracing::info!(version = m.version, name = m.name, "applied database migration");
+        }
+        Ok(())
+    }
+
+    /// The tables and their columns, sorted, for comparing the two backends' schemas.
+    pub async fn schema_summary(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let tables: Vec<String> = match self.backend() {
+            Backend::Sqlite => {
+                sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::query("SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        }
+        .iter()
+        .map(|r| r.try_get::<String, _>("name"))
+        .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for table in tables {
+            let mut columns: Vec<String> = match self.backend() {
+                Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
+                    .fetch_all(&self.pool)
+                    .await?,
+                Backend::Postgres => sqlx::query("SELECT column_name::text AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1")
+                    .bind(&table)
+                    .fetch_all(&self.pool)
+                    .await?,
+            }
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+            columns.sort();
+            out.push((table, columns));
+        }
+        Ok(out)
+    }
+}

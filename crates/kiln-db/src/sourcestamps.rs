@@ -1,0 +1,156 @@
+//! Source stamps and patches. A source stamp is stored once and shared: its row is found by a hash
+//! of everything that identifies it, as Buildbot does.
+
+use base64::Engine as _;
+use kiln_core::SourceStampId;
+use kiln_core::sourcestamp::SourceStamp;
+use sqlx::any::AnyRow;
+
+use crate::listing::Page;
+use crate::rows::{RowExt, name_hash};
+use crate::{Db, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchRow {
+    pub id: i64,
+    pub level: i64,
+    /// The patch body, base64-encoded as Buildbot stores and serves it.
+    pub body_base64: String,
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub subdir: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStampRow {
+    pub id: SourceStampId,
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub project: String,
+    pub repository: String,
+    pub codebase: String,
+    pub created_at: i64,
+    pub patch: Option<PatchRow>,
+}
+
+const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, project, created_at";
+
+impl Db {
+    /// Stores `ss` unless an identical source stamp exists, and returns its id.
+    pub async fn find_sourcestamp_id(&self, ss: &SourceStamp, now: i64) -> Result<SourceStampId> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let id = Self::find_sourcestamp_id_in(&mut tx, ss, now).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn find_sourcestamp_id_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ss: &SourceStamp,
+        now: i64,
+    ) -> Result<SourceStampId> {
+        let patch_b64 = ss.patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(&p.body));
+        let key = format!(
+            "{}\0{}\0{}\0{}\0{}\0{}\0{}",
+            ss.branch.as_deref().unwrap_or("\u{1}"),
+            ss.revision.as_deref().unwrap_or("\u{1}"),
+            ss.repository,
+            ss.codebase,
+            ss.project,
+            patch_b64.as_deref().unwrap_or("\u{1}"),
+            ss.patch.as_ref().map_or(String::new(), |p| format!("{}:{}", p.level, p.subdir.as_deref().unwrap_or(""))),
+        );
+        let hash = name_hash(&key);
+        if let Some(r) = sqlx::query("SELECT id FROM sourcestamps WHERE ss_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            return Ok(SourceStampId(r.int("id")?));
+        }
+        let patchid = match (&ss.patch, patch_b64) {
+            (Some(p), Some(b64)) => Some(
+                sqlx::query("INSERT INTO patches (patchlevel, patch_base64, patch_author, patch_comment, subdir) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+                    .bind(p.level)
+                    .bind(b64)
+                    .bind(p.author.clone())
+                    .bind(p.comment.clone())
+                    .bind(p.subdir.clone())
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .int("id")?,
+            ),
+            _ => None,
+        };
+        let r = sqlx::query(
+            "INSERT INTO sourcestamps (ss_hash, branch, revision, patchid, repository, codebase, project, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&hash)
+        .bind(ss.branch.clone())
+        .bind(ss.revision.clone())
+        .bind(patchid)
+        .bind(&ss.repository)
+        .bind(&ss.codebase)
+        .bind(&ss.project)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(SourceStampId(r.int("id")?))
+    }
+
+    async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
+        let patch = match r.opt_int("patchid")? {
+            None => None,
+            Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")
+                .bind(pid)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|p| -> Result<PatchRow> {
+                    Ok(PatchRow {
+                        id: p.int("id")?,
+                        level: p.int("patchlevel")?,
+                        body_base64: p.text("patch_base64")?,
+                        author: p.opt_text("patch_author")?,
+                        comment: p.opt_text("patch_comment")?,
+                        subdir: p.opt_text("subdir")?,
+                    })
+                })
+                .transpose()?,
+        };
+        Ok(SourceStampRow {
+            id: SourceStampId(r.int("id")?),
+            branch: r.opt_text("branch")?,
+            revision: r.opt_text("revision")?,
+            project: r.text("project")?,
+            repository: r.text("repository")?,
+            codebase: r.text("codebase")?,
+            created_at: r.int("created_at")?,
+            patch,
+        })
+    }
+
+    pub async fn list_sourcestamps(&self, page: &Page) -> Result<(Vec<SourceStampRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "sourcestamps", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.sourcestamp_row(r).await?);
+        }
+        Ok((out, total))
+    }
+
+    pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM sourcestamps WHERE id = $1")))
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                out.push(self.sourcestamp_row(&r).await?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,55 @@
+//! Generic persisted state (`objects`, `object_state`): a poller's last revision, a scheduler's
+//! last run, a master's next build number cache, …
+
+use crate::rows::RowExt;
+use crate::{Db, Result};
+
+impl Db {
+    /// The id of the object `(name, class_name)`, created if new.
+    pub async fn object_id(&self, name: &str, class_name: &str) -> Result<i64> {
+        let _w = self.write_guard().await;
+        if let Some(r) = sqlx::query("SELECT id FROM objects WHERE name = $1 AND class_name = $2")
+            .bind(name)
+            .bind(class_name)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return r.int("id");
+        }
+        sqlx::query("INSERT INTO objects (name, class_name) VALUES ($1, $2) RETURNING id")
+            .bind(name)
+            .bind(class_name)
+            .fetch_one(&self.pool)
+            .await?
+            .int("id")
+    }
+
+    /// The JSON value stored under `name` for an object.
+    pub async fn get_state(&self, objectid: i64, name: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
+            .bind(objectid)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.text("value_json"))
+            .transpose()
+    }
+
+    pub async fn set_state(&self, objectid: i64, name: &str, value_json: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM object_state WHERE objectid = $1 AND name = $2")
+            .bind(objectid)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO object_state (objectid, name, value_json) VALUES ($1, $2, $3)")
+            .bind(objectid)
+            .bind(name)
+            .bind(value_json)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

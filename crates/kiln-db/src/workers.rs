@@ -1,0 +1,176 @@
+//! Workers: which exist, which builders they serve on which master, and where they are connected.
+
+use kiln_core::{BuilderId, MasterId, WorkerId};
+
+use crate::listing::Page;
+use crate::rows::RowExt;
+use crate::{Db, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRow {
+    pub id: WorkerId,
+    pub name: String,
+    /// The worker's `get_worker_info` answer, as JSON.
+    pub info: String,
+    pub paused: bool,
+    pub pause_reason: Option<String>,
+    pub graceful: bool,
+    /// `(builderid, masterid)` pairs.
+    pub configured_on: Vec<(i64, i64)>,
+    pub connected_to: Vec<i64>,
+}
+
+const COLUMNS: &str = "id, name, info, paused, pause_reason, graceful";
+
+impl Db {
+    /// The id of the worker called `name`, created if new.
+    pub async fn find_worker_id(&self, name: &str) -> Result<WorkerId> {
+        let _w = self.write_guard().await;
+        if let Some(r) = sqlx::query("SELECT id FROM workers WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(WorkerId(r.int("id")?));
+        }
+        let r = sqlx::query("INSERT INTO workers (name, info) VALUES ($1, '{}') RETURNING id")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(WorkerId(r.int("id")?))
+    }
+
+    /// Makes `workers` exactly the workers configured for the `builder_masters` row `buildermasterid`.
+    pub async fn set_builder_workers(&self, buildermasterid: i64, workers: &[WorkerId]) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1")
+            .bind(buildermasterid)
+            .execute(&mut *tx)
+            .await?;
+        for w in workers {
+            sqlx::query("INSERT INTO configured_workers (buildermasterid, workerid) VALUES ($1, $2)")
+                .bind(buildermasterid)
+                .bind(w.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that `worker` connected to `master`, with its reported information.
+    pub async fn worker_connected(&self, worker: WorkerId, master: MasterId, info_json: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE workers SET info = $1 WHERE id = $2")
+            .bind(info_json)
+            .bind(worker.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM connected_workers WHERE workerid = $1 AND masterid = $2")
+            .bind(worker.0)
+            .bind(master.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO connected_workers (masterid, workerid) VALUES ($1, $2)")
+            .bind(master.0)
+            .bind(worker.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn worker_disconnected(&self, worker: WorkerId, master: MasterId) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("DELETE FROM connected_workers WHERE workerid = $1 AND masterid = $2")
+            .bind(worker.0)
+            .bind(master.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets every connection to `master`: used at start-up after an unclean stop.
+    pub async fn clear_master_connections(&self, master: MasterId) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("DELETE FROM connected_workers WHERE masterid = $1")
+            .bind(master.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_worker_paused(&self, worker: WorkerId, paused: bool, reason: Option<&str>) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE workers SET paused = $1, pause_reason = $2 WHERE id = $3")
+            .bind(i64::from(paused))
+            .bind(reason.map(str::to_string))
+            .bind(worker.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_worker_graceful(&self, worker: WorkerId, graceful: bool) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE workers SET graceful = $1 WHERE id = $2")
+            .bind(i64::from(graceful))
+            .bind(worker.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_workers(&self, page: &Page) -> Result<(Vec<WorkerRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "workers", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let configured_on = sqlx::query(
+                "SELECT bm.builderid AS builderid, bm.masterid AS masterid FROM configured_workers cw \
+                 JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE cw.workerid = $1 \
+                 ORDER BY bm.builderid, bm.masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| Ok((c.int("builderid")?, c.int("masterid")?)))
+            .collect::<Result<_>>()?;
+            let connected_to = sqlx::query("SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|c| c.int("masterid"))
+                .collect::<Result<_>>()?;
+            out.push(WorkerRow {
+                id: WorkerId(id),
+                name: r.text("name")?,
+                info: r.text("info")?,
+                paused: r.flag("paused")?,
+                pause_reason: r.opt_text("pause_reason")?,
+                graceful: r.flag("graceful")?,
+                configured_on,
+                connected_to,
+            });
+        }
+        Ok((out, total))
+    }
+
+    /// The ids of the workers configured for `builder` on any master.
+    pub async fn builder_worker_ids(&self, builder: BuilderId) -> Result<Vec<WorkerId>> {
+        sqlx::query(
+            "SELECT DISTINCT cw.workerid AS workerid FROM configured_workers cw \
+             JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE bm.builderid = $1 ORDER BY cw.workerid",
+        )
+        .bind(builder.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(WorkerId(r.int("workerid")?)))
+        .collect()
+    }
+}

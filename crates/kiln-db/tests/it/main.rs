@@ -1,0 +1,20 @@
+//! The database suite. Every test runs against SQLite, and against PostgreSQL when
+//! `KILN_TEST_POSTGRES_URL` is set (which CI requires).
+
+mod builds;
+mod logs;
+mod requests;
+mod schema;
+
+use kiln_db::testing::{self, TestDb};
+
+/// Runs `body` once per available backend.
+async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for db in testing::all().await.expect("test databases") {
+        body(db).await;
+    }
+}
