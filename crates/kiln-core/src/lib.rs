@@ -12,6 +12,7 @@
 pub mod distributor;
 pub mod ids;
 pub mod properties;
+pub mod render;
 pub mod results;
 pub mod sourcestamp;
 pub mod step;

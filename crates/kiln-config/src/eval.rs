@@ -1,0 +1,264 @@
+//! Evaluating `master.star` with Starlark. This is the only module that sees Starlark types: it
+//! returns the `BuildmasterConfig` dict as a [`Node`] tree.
+
+use starlark::environment::{FrozenModule, GlobalsBuilder, LibraryExtension, Module};
+use starlark::eval::Evaluator;
+use starlark::syntax::{AstModule, Dialect};
+use starlark::values::dict::DictRef;
+use starlark::values::list::ListRef;
+use starlark::values::structs::{AllocStruct, StructRef};
+use starlark::values::tuple::TupleRef;
+use starlark::values::{Value, ValueLike};
+
+use crate::kinds;
+use crate::node::{Location, Node};
+use crate::{Diagnostic, Diagnostics};
+
+const PRELUDE_FILE: &str = "<kiln prelude>";
+const PRELUDE: &str = include_str!("prelude.star");
+/// Nesting deeper than this in the configuration is refused rather than recursed into.
+const MAX_DEPTH: usize = 64;
+
+#[starlark::starlark_module]
+fn natives(builder: &mut GlobalsBuilder) {
+    /// Records a vocabulary call: checks its arguments and returns it as a struct.
+    fn _make<'v>(
+        kind: &str,
+        args: Value<'v>,
+        kwargs: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> anyhow::Result<Value<'v>> {
+        let spec = kinds::find(kind).ok_or_else(|| anyhow::anyhow!("unknown constructor {kind}"))?;
+        let positional = TupleRef::from_value(args).map(|t| t.content().to_vec()).unwrap_or_default();
+        if positional.len() > spec.positional.len() {
+            anyhow::bail!(
+                "{kind}() takes at most {} positional argument(s) ({}), got {}",
+                spec.positional.len(),
+                spec.positional.join(", "),
+                positional.len()
+            );
+        }
+        let mut fields: Vec<(String, Value<'v>)> = Vec::new();
+        for (name, value) in spec.positional.iter().zip(positional) {
+            fields.push((name.to_string(), value));
+        }
+        if let Some(dict) = DictRef::from_value(kwargs) {
+            for (k, v) in dict.iter() {
+                let key = k.unpack_str().unwrap_or_default().to_string();
+                if !kinds::accepts(spec, &key) {
+                    anyhow::bail!("{kind}() got an unexpected keyword argument '{key}'");
+                }
+                if fields.iter().any(|(n, _)| *n == key) {
+                    anyhow::bail!("{kind}() got multiple values for argument '{key}'");
+                }
+                fields.push((key, v));
+            }
+        }
+        let heap = eval.heap();
+        let loc = caller_location(eval);
+        let mut all: Vec<(String, Value<'v>)> = vec![
+            ("_kind".to_string(), heap.alloc(kind)),
+            ("_loc".to_string(), heap.alloc(loc)),
+        ];
+        all.extend(fields);
+        Ok(heap.alloc(AllocStruct(all)))
+    }
+
+    /// The location in the user's file of the call being evaluated.
+    fn _here<'v>(eval: &mut Evaluator<'v, '_, '_>) -> anyhow::Result<String> {
+        Ok(caller_location(eval))
+    }
+}
+
+/// The innermost call-stack location that is in the user's configuration, as `file:line:col`.
+fn caller_location(eval: &Evaluator) -> String {
+    let stack = eval.call_stack();
+    stack
+        .frames
+        .iter()
+        .rev()
+        .filter_map(|f| f.location.as_ref())
+        .find(|l| l.filename() != PRELUDE_FILE)
+        .map(|l| {
+            let span = l.resolve_span();
+            format!("{}:{}:{}", l.filename(), span.begin.line + 1, span.begin.column + 1)
+        })
+        .unwrap_or_default()
+}
+
+fn dialect() -> Dialect {
+    Dialect { enable_f_strings: true, enable_top_level_stmt: true, ..Dialect::Extended }
+}
+
+fn globals() -> starlark::environment::Globals {
+    GlobalsBuilder::extended_by(&[
+        LibraryExtension::StructType,
+        LibraryExtension::Print,
+        LibraryExtension::Json,
+        LibraryExtension::Map,
+        LibraryExtension::Filter,
+        LibraryExtension::Partial,
+    ])
+    .with(natives)
+    .build()
+}
+
+fn prelude(globals: &starlark::environment::Globals) -> Result<FrozenModule, String> {
+    let ast = AstModule::parse(PRELUDE_FILE, PRELUDE.to_owned(), &dialect()).map_err(|e| e.to_string())?;
+    Module::with_temp_heap(|module| {
+        {
+            let mut eval = Evaluator::new(&module);
+            eval.eval_module(ast, globals).map_err(|e| e.to_string())?;
+        }
+        module.freeze().map_err(|e| format!("{e:?}"))
+    })
+}
+
+/// Evaluates `source` (read from `file`) and returns its `BuildmasterConfig`.
+pub fn evaluate(file: &str, source: &str) -> Result<Node, Diagnostics> {
+    let hints = python_hints(file, source);
+    let ast = match AstModule::parse(file, source.to_owned(), &dialect()) {
+        Ok(ast) => ast,
+        Err(e) => {
+            let mut d = vec![starlark_error(file, &e)];
+            d.extend(hints);
+            return Err(Diagnostics(d));
+        }
+    };
+    let globals = globals();
+    let prelude = prelude(&globals).map_err(|e| Diagnostics(vec![Diagnostic::error(Location::default(), e)]))?;
+    Module::with_temp_heap(|module| {
+        module.import_public_symbols(&prelude);
+        let mut eval = Evaluator::new(&module);
+        if let Err(e) = eval.eval_module(ast, &globals) {
+            let mut d = vec![starlark_error(file, &e)];
+            d.extend(hints);
+            return Err(Diagnostics(d));
+        }
+        drop(eval);
+        let config = module.get("BuildmasterConfig").or_else(|| module.get("c"));
+        let Some(config) = config else {
+            return Err(Diagnostics(vec![Diagnostic::error(
+                Location { file: file.to_string(), line: 1, column: 1 },
+                "the configuration does not define BuildmasterConfig; write `BuildmasterConfig = {}` and then \
+                 `c = BuildmasterConfig` (Starlark has no chained assignment `c = BuildmasterConfig = {}`)"
+                    .to_string(),
+            )]));
+        };
+        Ok(to_node(config, 0))
+    })
+}
+
+/// Converts a Starlark value into plain data.
+fn to_node(v: Value, depth: usize) -> Node {
+    if depth > MAX_DEPTH {
+        return Node::Other("a value nested too deeply".into());
+    }
+    if v.is_none() {
+        return Node::None;
+    }
+    if let Some(b) = v.unpack_bool() {
+        return Node::Bool(b);
+    }
+    if let Some(i) = v.unpack_i32() {
+        return Node::Int(i64::from(i));
+    }
+    if let Some(s) = v.unpack_str() {
+        return Node::Str(s.to_string());
+    }
+    match v.get_type() {
+        "int" => {
+            // Larger than 32 bits: go through its decimal form.
+            return v.to_str().parse::<i64>().map(Node::Int).unwrap_or(Node::Other("an integer too large".into()));
+        }
+        "float" => return v.to_str().parse::<f64>().map(Node::Float).unwrap_or(Node::Other("a float".into())),
+        "function" => return Node::Function(v.to_str()),
+        _ => {}
+    }
+    if let Some(list) = ListRef::from_value(v) {
+        return Node::List(list.iter().map(|x| to_node(x, depth + 1)).collect());
+    }
+    if let Some(t) = TupleRef::from_value(v) {
+        return Node::List(t.iter().map(|x| to_node(x, depth + 1)).collect());
+    }
+    if let Some(d) = DictRef::from_value(v) {
+        return Node::Dict(d.iter().map(|(k, x)| (to_node(k, depth + 1), to_node(x, depth + 1))).collect());
+    }
+    if let Some(s) = StructRef::from_value(v) {
+        let mut kind = None;
+        let mut loc = Location::default();
+        let mut fields = Vec::new();
+        for (k, x) in s.iter() {
+            match k.as_str() {
+                "_kind" => kind = x.unpack_str().map(str::to_string),
+                "_loc" => loc = parse_location(x.unpack_str().unwrap_or_default()),
+                "addStep" | "addSteps" => {}
+                name => fields.push((name.to_string(), to_node(x, depth + 1))),
+            }
+        }
+        return match kind {
+            Some(kind) => Node::Object { kind, loc, fields },
+            None => Node::Dict(fields.into_iter().map(|(k, v)| (Node::Str(k), v)).collect()),
+        };
+    }
+    let _ = v.to_value();
+    Node::Other(format!("a value of type {}", v.get_type()))
+}
+
+fn parse_location(s: &str) -> Location {
+    let mut parts = s.rsplitn(3, ':');
+    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let line = parts.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    let file = parts.next().unwrap_or_default().to_string();
+    Location { file, line, column }
+}
+
+fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
+    // Point at the innermost place in the user's file: an error raised inside the prelude is
+    // reported where the user called into it.
+    let user_frame = e
+        .call_stack()
+        .frames
+        .iter()
+        .rev()
+        .filter_map(|f| f.location.as_ref())
+        .find(|l| l.filename() != PRELUDE_FILE);
+    let span = match e.span() {
+        Some(s) if s.filename() != PRELUDE_FILE => Some(s),
+        _ => user_frame.or(e.span()),
+    };
+    let (file, line, column) = span
+        .map(|s| {
+            let r = s.resolve_span();
+            (s.filename().to_string(), r.begin.line + 1, r.begin.column + 1)
+        })
+        .unwrap_or_else(|| (file.to_string(), 1, 1));
+    // The full rendering carries the Starlark traceback and the source excerpt.
+    Diagnostic::error(Location { file, line, column }, format!("{e:#}"))
+}
+
+/// Hints for Python habits that Starlark refuses.
+fn python_hints(file: &str, source: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        let t = line.trim_start();
+        let loc = Location { file: file.to_string(), line: n + 1, column: line.len() - t.len() + 1 };
+        if t.starts_with("import ") || (t.starts_with("from ") && t.contains(" import ")) {
+            out.push(Diagnostic::note(
+                loc,
+                "Starlark has no imports: delete this line; util, steps, schedulers and worker are predeclared".into(),
+            ));
+        } else if let Some((lhs, rest)) = t.split_once('=') {
+            let chained = rest.split_once('=').is_some_and(|(mid, _)| {
+                !mid.is_empty() && mid.trim().chars().all(|c| c.is_alphanumeric() || c == '_') && !rest.starts_with('=')
+            });
+            if chained && lhs.trim().chars().all(|c| c.is_alphanumeric() || c == '_') && !lhs.trim().is_empty() {
+                out.push(Diagnostic::note(
+                    loc,
+                    "Starlark has no chained assignment: write `BuildmasterConfig = {}` and then `c = BuildmasterConfig`".into(),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,113 @@
+//! The vocabulary: every constructor a `master.star` may call, with Buildbot's argument names.
+//!
+//! A call is checked against this table when it is made, so a misspelt keyword is reported at its
+//! call with a Starlark traceback, as Python would.
+
+/// A constructor: its name, the names its positional arguments fill, and its keyword arguments.
+pub struct Kind {
+    pub name: &'static str,
+    pub positional: &'static [&'static str],
+    pub keywords: &'static [&'static str],
+}
+
+/// Keyword arguments every build step accepts.
+pub const STEP_COMMON: &[&str] = &[
+    "name",
+    "description",
+    "descriptionDone",
+    "descriptionSuffix",
+    "haltOnFailure",
+    "flunkOnWarnings",
+    "flunkOnFailure",
+    "warnOnWarnings",
+    "warnOnFailure",
+    "alwaysRun",
+    "doStepIf",
+    "hideStepIf",
+    "locks",
+    "logEncoding",
+    "updateBuildSummaryPolicy",
+    "workdir",
+];
+
+const SHELL: &[&str] = &[
+    "command",
+    "env",
+    "want_stdout",
+    "want_stderr",
+    "logfiles",
+    "lazylogfiles",
+    "timeout",
+    "maxTime",
+    "max_lines",
+    "sigtermTime",
+    "usePTY",
+    "logEnviron",
+    "interruptSignal",
+    "initialStdin",
+    "decodeRC",
+];
+
+const TRANSFER: &[&str] = &["maxsize", "blocksize", "mode"];
+
+const PARAM: &[&str] = &[
+    "name",
+    "label",
+    "tablabel",
+    "default",
+    "required",
+    "regex",
+    "hide",
+    "maxsize",
+    "autopopulate",
+    "tooltip",
+    "size",
+    "need_email",
+    "choices",
+    "strict",
+    "multiple",
+    "cols",
+    "rows",
+];
+
+/// Every constructor, by name.
+pub const KINDS: &[Kind] = &[
+    Kind { name: "Worker", positional: &["name", "password"], keywords: &["max_builds", "properties", "defaultProperties", "notify_on_missing", "missing_timeout", "keepalive_interval", "locks", "machine_name"] },
+    Kind { name: "BuilderConfig", positional: &[], keywords: &["name", "workername", "workernames", "builddir", "workerbuilddir", "factory", "tags", "nextWorker", "nextBuild", "locks", "env", "properties", "defaultProperties", "collapseRequests", "description", "description_format", "canStartBuild", "project", "do_build_if"] },
+    Kind { name: "ShellCommand", positional: &[], keywords: SHELL },
+    Kind { name: "FileUpload", positional: &["workersrc", "masterdest"], keywords: &["maxsize", "blocksize", "mode", "keepstamp", "url", "urlText"] },
+    Kind { name: "DirectoryUpload", positional: &["workersrc", "masterdest"], keywords: &["maxsize", "blocksize", "compress", "url", "urlText"] },
+    Kind { name: "FileDownload", positional: &["mastersrc", "workerdest"], keywords: TRANSFER },
+    Kind { name: "StringDownload", positional: &["s", "workerdest"], keywords: TRANSFER },
+    Kind { name: "MakeDirectory", positional: &["dir"], keywords: &[] },
+    Kind { name: "RemoveDirectory", positional: &["dir"], keywords: &[] },
+    Kind { name: "ForceScheduler", positional: &[], keywords: &["name", "builderNames", "username", "reason", "reasonString", "buttonName", "label", "codebases", "properties", "priority"] },
+    Kind { name: "Property", positional: &["key", "default"], keywords: &["defaultWhenFalse"] },
+    Kind { name: "Interpolate", positional: &["fmtstring"], keywords: &[] },
+    Kind { name: "StringParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "TextParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "IntParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "BooleanParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "UserNameParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "FixedParameter", positional: &["name"], keywords: PARAM },
+    Kind { name: "ChoiceStringParameter", positional: &["name"], keywords: PARAM },
+];
+
+/// The step constructors, which also take [`STEP_COMMON`].
+pub const STEP_KINDS: &[&str] =
+    &["ShellCommand", "FileUpload", "DirectoryUpload", "FileDownload", "StringDownload", "MakeDirectory", "RemoveDirectory"];
+
+/// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).
+pub const OPEN_KINDS: &[&str] = &["Interpolate"];
+
+pub fn find(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// Whether `kind` accepts the keyword `arg`.
+pub fn accepts(kind: &Kind, arg: &str) -> bool {
+    kind.positional.contains(&arg)
+        || kind.keywords.contains(&arg)
+        || (STEP_KINDS.contains(&kind.name) && STEP_COMMON.contains(&arg))
+        || OPEN_KINDS.contains(&kind.name)
+}

@@ -1,0 +1,116 @@
+//! kiln's configuration: a `master.star` file in Starlark, written with Buildbot's `master.cfg`
+//! vocabulary, evaluated once into plain Rust structs.
+//!
+//! ```
+//! let cfg = kiln_config::load_str("master.star", r#"
+//! BuildmasterConfig = {}
+//! c = BuildmasterConfig
+//! c['workers'] = [worker.Worker('w1', 'secret')]
+//! f = util.BuildFactory()
+//! f.addStep(steps.ShellCommand(command=['make', 'test']))
+//! c['builders'] = [util.BuilderConfig(name='unit', workernames=['w1'], factory=f)]
+//! c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['unit'])]
+//! "#).unwrap();
+//! assert_eq!(cfg.builders[0].steps.len(), 1);
+//! ```
+//!
+//! Evaluation (`eval.rs`) is the only place that sees Starlark; validation (`convert.rs`) works on
+//! plain data and collects every problem it finds, each with its file, line and column, instead of
+//! stopping at the first.
+
+mod convert;
+mod eval;
+mod kinds;
+pub mod model;
+mod node;
+
+use std::path::Path;
+
+pub use model::*;
+pub use node::Location;
+
+/// The name of the configuration file in a master's base directory.
+pub const CONFIG_FILE: &str = "master.star";
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    Note,
+}
+
+/// One problem in a configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub location: Location,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(location: Location, message: String) -> Self {
+        Diagnostic { severity: Severity::Error, location, message }
+    }
+    pub fn warning(location: Location, message: String) -> Self {
+        Diagnostic { severity: Severity::Warning, location, message }
+    }
+    pub fn note(location: Location, message: String) -> Self {
+        Diagnostic { severity: Severity::Note, location, message }
+    }
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        };
+        write!(f, "{}: {what}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in a configuration that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl std::fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Loads `master.star` from a master's base directory.
+pub fn load(basedir: &Path) -> Result<MasterConfig, Diagnostics> {
+    load_file(&basedir.join(CONFIG_FILE))
+}
+
+/// Loads a configuration file.
+pub fn load_file(path: &Path) -> Result<MasterConfig, Diagnostics> {
+    let name = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::error(
+            Location { file: name.clone(), line: 0, column: 0 },
+            format!("cannot read the configuration: {e}"),
+        )])
+    })?;
+    load_str(&name, &source)
+}
+
+/// Loads a configuration from text; `file` names it in diagnostics.
+pub fn load_str(file: &str, source: &str) -> Result<MasterConfig, Diagnostics> {
+    let node = eval::evaluate(file, source)?;
+    convert::master_config(file, source, &node)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! The validated configuration: plain data for the rest of kiln.
+
+use std::collections::BTreeMap;
+
+use kiln_core::PropertyValue;
+use kiln_core::render::Renderable;
+use kiln_core::step::StepFlags;
+
+use crate::Diagnostic;
+
+/// Everything a master is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterConfig {
+    pub title: String,
+    pub title_url: String,
+    pub buildbot_url: String,
+    /// The database URL as written (`sqlite:///state.sqlite`, `postgresql://…`).
+    pub db_url: String,
+    /// The TCP port of the `msgpack_experimental_v7` worker protocol.
+    pub worker_port: Option<u16>,
+    pub www: WwwConfig,
+    pub workers: Vec<WorkerConfig>,
+    pub builders: Vec<BuilderConfig>,
+    pub schedulers: Vec<SchedulerConfig>,
+    /// Global properties (`c['properties']`).
+    pub properties: BTreeMap<String, PropertyValue>,
+    /// Whether every request on a builder is collapsed by default (`c['collapseRequests']`).
+    pub collapse_requests: bool,
+    /// Warnings found while loading; the configuration is usable.
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WwwConfig {
+    pub port: Option<u16>,
+    /// Bind address; loopback unless configured.
+    pub host: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    pub name: String,
+    pub password: String,
+    pub max_builds: Option<u32>,
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuilderConfig {
+    pub name: String,
+    pub workernames: Vec<String>,
+    /// The builder's directory on the master.
+    pub builddir: String,
+    /// The builder's directory on each worker, relative to the worker's base directory.
+    pub workerbuilddir: String,
+    pub steps: Vec<StepConfig>,
+    pub properties: BTreeMap<String, PropertyValue>,
+    pub tags: Vec<String>,
+    pub env: Vec<(String, Renderable)>,
+    pub description: Option<String>,
+    pub collapse_requests: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepConfig {
+    pub name: String,
+    pub kind: StepKind,
+    pub flags: StepFlags,
+    /// Relative to the build directory (`build` by default).
+    pub workdir: Option<Renderable>,
+    pub description: Option<String>,
+    pub description_done: Option<String>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    ShellCommand(ShellCommandConfig),
+    FileUpload { workersrc: Renderable, masterdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64, keepstamp: bool, url: Option<String>, url_text: Option<String> },
+    DirectoryUpload { workersrc: Renderable, masterdest: Renderable, maxsize: Option<u64>, blocksize: u64, compress: Option<String> },
+    FileDownload { mastersrc: Renderable, workerdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64 },
+    StringDownload { s: Renderable, workerdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64 },
+    MakeDirectory { dir: Renderable },
+    RemoveDirectory { dir: Renderable },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellCommandConfig {
+    /// A list (run directly) or a string (run by `/bin/sh -c`).
+    pub command: Renderable,
+    pub env: Vec<(String, Renderable)>,
+    pub want_stdout: bool,
+    pub want_stderr: bool,
+    /// Seconds without output before the command is killed; Buildbot's default is 1200.
+    pub timeout: Option<f64>,
+    pub max_time: Option<f64>,
+    pub max_lines: Option<i64>,
+    pub sigterm_time: Option<f64>,
+    pub use_pty: bool,
+    pub log_environ: bool,
+    pub interrupt_signal: String,
+    pub initial_stdin: Option<Renderable>,
+    /// Exit code → result; by default 0 is SUCCESS and anything else FAILURE.
+    pub decode_rc: BTreeMap<i64, kiln_core::Results>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchedulerConfig {
+    Force(ForceSchedulerConfig),
+}
+
+impl SchedulerConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SchedulerConfig::Force(f) => &f.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForceSchedulerConfig {
+    pub name: String,
+    pub builder_names: Vec<String>,
+    pub label: String,
+    pub button_name: String,
+    pub reason_string: String,
+    pub username: ParameterConfig,
+    pub reason: ParameterConfig,
+    pub priority: ParameterConfig,
+    pub properties: Vec<ParameterConfig>,
+}
+
+/// The kinds of force-form parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParameterKind {
+    String,
+    Text,
+    Int,
+    Boolean,
+    UserName,
+    Fixed,
+    ChoiceString,
+}
+
+impl ParameterKind {
+    /// Buildbot's `type` name for the REST API.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            ParameterKind::String => "text",
+            ParameterKind::Text => "textarea",
+            ParameterKind::Int => "int",
+            ParameterKind::Boolean => "bool",
+            ParameterKind::UserName => "username",
+            ParameterKind::Fixed => "fixed",
+            ParameterKind::ChoiceString => "list",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterConfig {
+    pub kind: ParameterKind,
+    pub name: String,
+    pub label: String,
+    pub default: PropertyValue,
+    pub required: bool,
+    pub regex: Option<String>,
+    pub need_email: bool,
+    pub choices: Vec<String>,
+    pub strict: bool,
+    pub hide: bool,
+}

@@ -1,0 +1,111 @@
+use kiln_core::PropertyValue;
+use kiln_core::render::Renderable;
+
+use crate::{Severity, StepKind, load_str};
+
+const GOOD: &str = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['title'] = "Example"
+c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+c['www'] = {'port': 8010}
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+c['properties'] = {'project_owner': 'alice', 'answer': 42}
+c['workers'] = [worker.Worker('w1', 'pw', max_builds=2, properties={'os': 'linux'})]
+
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(command=['make', util.Property('target', default='all')], haltOnFailure=True, env={'CC': 'gcc'}))
+f.addStep(steps.ShellCommand(name='greet', command=util.Interpolate('echo %(prop:buildername)s'), timeout=None))
+f.addSteps([steps.FileUpload(workersrc='out.bin', masterdest='up/out.bin'), steps.StringDownload('hi\n', workerdest='hi.txt')])
+
+c['builders'] = [util.BuilderConfig(name='unit', workernames=['w1'], factory=f, tags=['fast'], description='Unit tests')]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['unit'],
+    reason=util.StringParameter(name='reason', default='because', required=True))]
+"#;
+
+#[test]
+fn a_buildbot_style_configuration_loads() {
+    let c = load_str("master.star", GOOD).unwrap();
+    assert_eq!(c.title, "Example");
+    assert_eq!(c.worker_port, Some(9989));
+    assert_eq!(c.www.port, Some(8010));
+    assert_eq!(c.properties.get("answer"), Some(&PropertyValue::Int(42)));
+    assert_eq!(c.workers[0].max_builds, Some(2));
+    let b = &c.builders[0];
+    assert_eq!((b.name.as_str(), b.builddir.as_str(), b.workerbuilddir.as_str()), ("unit", "unit", "unit"));
+    assert_eq!(b.tags, vec!["fast".to_string()]);
+    let names: Vec<&str> = b.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["shell", "greet", "upload", "string_download"]);
+    assert!(b.steps[0].flags.halt_on_failure);
+    assert!(b.steps[2].flags.halt_on_failure, "transfer steps halt on failure by default");
+    let StepKind::ShellCommand(sh) = &b.steps[0].kind else { panic!("not a shell step") };
+    assert_eq!(sh.timeout, Some(1200.0));
+    assert!(matches!(&sh.command, Renderable::List(items) if matches!(&items[1], Renderable::Property { name, .. } if name == "target")));
+    let StepKind::ShellCommand(sh) = &b.steps[1].kind else { panic!("not a shell step") };
+    assert_eq!(sh.timeout, None);
+    let crate::SchedulerConfig::Force(f) = &c.schedulers[0];
+    assert!(f.reason.required);
+    assert_eq!(f.reason.default, PropertyValue::from("because"));
+    assert!(f.username.need_email);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_location() {
+    let src = r#"BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw'), worker.Worker('w1', 'pw')]
+f = util.BuildFactory([steps.ShellCommand(name='nocmd')])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['ghost'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['nope'])]
+c['frobnicate'] = 1
+c['title'] = 7
+"#;
+    let err = load_str("master.star", src).unwrap_err();
+    let text = err.to_string();
+    for expected in [
+        "master.star:4:24: error: ShellCommand 'nocmd' needs a command",
+        "worker 'w1' is defined twice",
+        "builder 'b' uses unknown worker 'ghost'",
+        "scheduler 'force' names unknown builder 'nope'",
+        "master.star:7:2: error: unknown configuration key c['frobnicate']",
+        "master.star:8:2: error: c['title'] must be a string, not an int",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(err.0.iter().all(|d| d.severity != Severity::Note));
+}
+
+#[test]
+fn a_misspelt_keyword_fails_at_its_call_with_a_traceback() {
+    let src = "BuildmasterConfig = {}\nc = BuildmasterConfig\nc['workers'] = [\n    worker.Worker('w1', 'pw', max_bulds=2)]\n";
+    let err = load_str("master.star", src).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("Worker() got an unexpected keyword argument 'max_bulds'"), "{text}");
+    assert!(text.contains("master.star:4:"), "{text}");
+}
+
+#[test]
+fn python_habits_get_hints() {
+    let src = "from buildbot.plugins import *\nc = BuildmasterConfig = {}\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    assert!(text.contains("Starlark has no imports"), "{text}");
+    assert!(text.contains("no chained assignment"), "{text}");
+    let text = load_str("master.star", "x = 1\n").unwrap_err().to_string();
+    assert!(text.contains("does not define BuildmasterConfig"), "{text}");
+}
+
+#[test]
+fn pb_is_refused_with_guidance_and_unsupported_keys_warn() {
+    let src = "BuildmasterConfig = {'protocols': {'pb': {'port': 9989}}}\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    assert!(text.contains("msgpack_experimental_v7"), "{text}");
+    let c = load_str("master.star", "BuildmasterConfig = {}\nBuildmasterConfig['services'] = []\n").unwrap();
+    assert!(c.warnings.iter().any(|w| w.message.contains("c['services'] is not supported")), "{:?}", c.warnings);
+}
+
+#[test]
+fn deeply_nested_values_are_refused_not_overflowed() {
+    let src = "x = []\nfor i in range(200):\n    x = [x]\nBuildmasterConfig = {'properties': {'deep': x}}\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    assert!(text.contains("nested too deeply"), "{text}");
+}
