@@ -894,6 +894,8 @@ def print_table(result: dict) -> None:
 def compare(paths: list[str]) -> None:
     results = [json.loads(Path(p).read_text()) for p in paths]
     names = [r.get("version_short", r["target"]) for r in results]
+    if len(set(names)) < len(names):  # same version twice: tell them apart by file
+        names = [f"{n} ({Path(p).stem})" for n, p in zip(names, paths)]
     keys, cells = [], {}
     for i, r in enumerate(results):
         for scen, key, label, unit, f, v in metric_rows(r):
@@ -1005,7 +1007,11 @@ def _on_signal(signum, _frame):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.compare:
-        compare(args.compare)
+        try:
+            compare(args.compare)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"bench: error: cannot compare: {e}", file=sys.stderr)
+            return 1
         return 0
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)

@@ -1,0 +1,75 @@
+//! The activity loop that starts builds: whenever something changes (a new request, a worker
+//! attaching, a build finishing) it asks the pure distributor in `kiln-core` which requests start on
+//! which workers, claims them, and starts their builds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_core::distributor::{BuilderSlots, PendingRequest, distribute};
+use kiln_db::DbError;
+
+use crate::master::Master;
+
+/// A pass also runs this often without a wake-up, to pick up requests other masters released.
+const IDLE_PASS: Duration = Duration::from_secs(2);
+
+pub async fn run(master: Arc<Master>) {
+    let mut shutdown = master.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = master.distributor_wake.notified() => {}
+            _ = tokio::time::sleep(IDLE_PASS) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        if let Err(error) = pass(&master).await {
+            tracing::error!(%error, "distributing build requests");
+        }
+    }
+}
+
+async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
+    if *master.shutdown_signal().borrow() {
+        return Ok(());
+    }
+    let rows = master.db.unclaimed_buildrequests().await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let config = master.config();
+    let ids = master.builder_ids();
+    let builders: Vec<BuilderSlots> = config
+        .builders
+        .iter()
+        .filter_map(|b| ids.get(&b.name).map(|id| BuilderSlots { id: *id, name: b.name.clone(), workers: b.workernames.clone() }))
+        .collect();
+    let pending: Vec<PendingRequest> = rows
+        .iter()
+        .map(|r| PendingRequest { id: r.id, builder: kiln_core::BuilderId(r.builderid), priority: r.priority, submitted_at: r.submitted_at })
+        .collect();
+    let workers = master.workers.availability();
+    for a in distribute(&pending, &builders, &workers) {
+        if !master.workers.reserve(&a.worker, a.builder) {
+            continue;
+        }
+        match master.updates.claim_buildrequest(a.request).await {
+            Ok(()) => {}
+            Err(DbError::AlreadyClaimed(_)) => {
+                master.workers.release(&a.worker, a.builder);
+                continue;
+            }
+            Err(e) => {
+                master.workers.release(&a.worker, a.builder);
+                return Err(e);
+            }
+        }
+        let (Some(row), Some(builder)) = (
+            rows.iter().find(|r| r.id == a.request).cloned(),
+            config.builders.iter().find(|b| ids.get(&b.name) == Some(&a.builder)).cloned(),
+        ) else {
+            master.workers.release(&a.worker, a.builder);
+            continue;
+        };
+        tokio::spawn(crate::builds::runner::run(master.clone(), row, builder, a.builder, a.worker));
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Builds: choosing which request runs where, and running it step by step.
+
+pub mod distributor;
+pub mod logs;
+pub mod paths;
+pub mod runner;
+pub mod steps;

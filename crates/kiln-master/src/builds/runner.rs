@@ -1,0 +1,197 @@
+//! A build's life: properties, the `worker_preparation` step, each configured step in turn, the
+//! result, and the completion of its request (or its return to the queue when the worker was lost).
+
+use std::sync::Arc;
+
+use kiln_config::BuilderConfig;
+use kiln_core::step::compute_result_and_termination;
+use kiln_core::{BuildId, BuildRequestId, BuilderId, Properties, PropertyValue, Results};
+use kiln_db::BuildRequestRow;
+use kiln_proto::Op;
+use tokio::sync::watch;
+
+use crate::builds::steps::{self, StepContext, StepOutcome, WorkerLost};
+use crate::master::Master;
+use crate::workers::Connection;
+
+/// A build that is running, as the rest of the master sees it.
+pub struct RunningBuild {
+    pub request: BuildRequestId,
+    pub worker: String,
+    /// Set to a reason to stop the build.
+    pub stop: watch::Sender<Option<String>>,
+}
+
+/// Runs a claimed request on a reserved worker, then releases the worker.
+pub async fn run(master: Arc<Master>, request: BuildRequestRow, builder: BuilderConfig, builderid: BuilderId, worker: String) {
+    if let Err(error) = run_inner(&master, &request, &builder, builderid, &worker).await {
+        tracing::error!(request = %request.id, %error, "build failed to run; returning its request to the queue");
+        let _ = master.updates.unclaim_buildrequests(&[request.id]).await;
+    }
+    master.workers.release(&worker, builderid);
+    master.wake_distributor();
+}
+
+async fn run_inner(
+    master: &Arc<Master>,
+    request: &BuildRequestRow,
+    builder: &BuilderConfig,
+    builderid: BuilderId,
+    worker: &str,
+) -> anyhow::Result<()> {
+    let updates = &master.updates;
+    let (Some(conn), Some(workerid)) = (master.workers.connection(worker), master.workers.id(worker)) else {
+        updates.unclaim_buildrequests(&[request.id]).await?;
+        return Ok(());
+    };
+    let (buildid, number) = updates.add_build(builderid, request.id, workerid).await?;
+    let (stop_tx, stop_rx) = watch::channel(None);
+    master.running_builds().insert(buildid, RunningBuild { request: request.id, worker: worker.to_string(), stop: stop_tx });
+
+    let props = build_properties(master, request, builder, builderid, worker, number).await?;
+    updates.set_build_properties(buildid, &props).await?;
+
+    let (results, summary) = run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await;
+    master.running_builds().remove(&buildid);
+
+    updates.set_build_state_string(buildid, &summary).await?;
+    updates.finish_build(buildid, results).await?;
+    if results == Results::Retry {
+        // The worker went away: the request goes back to the queue and runs again.
+        updates.unclaim_buildrequests(&[request.id]).await?;
+    } else {
+        updates.complete_buildrequests(&[request.id], results).await?;
+    }
+    tracing::debug!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
+    Ok(())
+}
+
+/// Layers the properties of a build as Buildbot does: global, builder, buildset (scheduler and force
+/// form), source stamp, worker, then the build's own.
+async fn build_properties(
+    master: &Master,
+    request: &BuildRequestRow,
+    builder: &BuilderConfig,
+    builderid: BuilderId,
+    worker: &str,
+    number: i64,
+) -> anyhow::Result<Properties> {
+    let config = master.config();
+    let mut props = Properties::new();
+    props.update_from(config.properties.iter(), "Global");
+    props.update_from(builder.properties.iter(), "Builder");
+    props.set("buildername", builder.name.as_str(), "Builder");
+    props.set("builderid", PropertyValue::Int(builderid.0), "Builder");
+    let buildset_props = master.db.buildset_properties(request.buildsetid).await?;
+    props.update(&buildset_props);
+    if let Some(bs) = master.db.get_buildset(request.buildsetid).await? {
+        let ids: Vec<kiln_core::SourceStampId> = bs.sourcestamps.iter().map(|i| kiln_core::SourceStampId(*i)).collect();
+        // Buildbot takes these from the first source stamp.
+        if let Some(ss) = master.db.get_sourcestamps(&ids).await?.into_iter().next() {
+            let opt = |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
+            props.set("branch", opt(&ss.branch), "Build");
+            props.set("revision", opt(&ss.revision), "Build");
+            props.set("repository", ss.repository.as_str(), "Build");
+            props.set("codebase", ss.codebase.as_str(), "Build");
+            props.set("project", ss.project.as_str(), "Build");
+        }
+    }
+    if let Some(w) = master.workers.config(worker) {
+        props.update_from(w.properties.iter(), "Worker");
+    }
+    props.set("workername", worker, "Worker");
+    props.set("buildnumber", PropertyValue::Int(number), "Build");
+    let info = master.workers.connection(worker).map(|c| c.info.read().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+    props.set("builddir", crate::builds::paths::join(&info, &[&builder.workerbuilddir]), "Worker");
+    props.set("basedir", info.basedir.as_str(), "Worker");
+    Ok(props)
+}
+
+async fn run_steps(
+    master: &Arc<Master>,
+    conn: &Arc<Connection>,
+    builder: &BuilderConfig,
+    buildid: BuildId,
+    props: &Properties,
+    stop: watch::Receiver<Option<String>>,
+    worker: &str,
+) -> (Results, String) {
+    let updates = &master.updates;
+    // The synthetic first step: the worker answers a ping.
+    let prep = async {
+        let (stepid, _, _) = updates.add_step(buildid, "worker_preparation").await.ok()?;
+        updates.start_step(stepid).await.ok()?;
+        let ping = conn.request(Op::Print { message: "ping".into() }).await;
+        let (results, state) = match ping {
+            Ok(_) => (Results::Success, format!("worker {worker} ready")),
+            Err(_) => (Results::Retry, format!("worker {worker} lost")),
+        };
+        let _ = updates.set_step_state_string(stepid, &state).await;
+        let _ = updates.finish_step(stepid, results, false).await;
+        Some(results)
+    };
+    match prep.await {
+        Some(Results::Success) => {}
+        Some(r) => return (r, "retry lost connection".into()),
+        None => return (Results::Exception, "exception preparing the build".into()),
+    }
+    let _ = updates.set_build_state_string(buildid, "building").await;
+
+    let mut results = Results::Success;
+    let mut terminated = false;
+    let mut failed_steps: Vec<String> = Vec::new();
+    for step in &builder.steps {
+        if terminated && !step.flags.always_run {
+            continue;
+        }
+        if stop.borrow().is_some() && !step.flags.always_run {
+            results = kiln_core::results::worst_status(results, Results::Cancelled);
+            break;
+        }
+        let Ok((stepid, _, name)) = updates.add_step(buildid, &step.name).await else {
+            results = Results::Exception;
+            break;
+        };
+        let _ = updates.start_step(stepid).await;
+        let mut ctx = StepContext {
+            master,
+            conn,
+            builder_name: &builder.name,
+            workerbuilddir: &builder.workerbuilddir,
+            env: &builder.env,
+            props,
+            stepid,
+            interrupt: stop.clone(),
+        };
+        let outcome = match steps::run(&mut ctx, step).await {
+            Ok(o) => o,
+            Err(WorkerLost) => StepOutcome { results: Results::Retry, state: format!("{name} (retry)") },
+        };
+        let _ = updates.set_step_state_string(stepid, &outcome.state).await;
+        let _ = updates.finish_step(stepid, outcome.results, false).await;
+        let (next, terminate) = compute_result_and_termination(&step.flags, outcome.results, results);
+        if outcome.results != Results::Success && outcome.results != Results::Skipped {
+            failed_steps.push(name);
+        }
+        results = next;
+        terminated |= terminate;
+        if outcome.results == Results::Retry {
+            break;
+        }
+    }
+    let summary = match results {
+        Results::Success => "build successful".to_string(),
+        Results::Retry => "retry lost connection".to_string(),
+        Results::Cancelled => "cancelled".to_string(),
+        other => {
+            let word = match other {
+                Results::Failure => "failed",
+                Results::Warnings => "warnings",
+                Results::Exception => "exception",
+                _ => other.name(),
+            };
+            format!("{word} {}", failed_steps.join(" ")).trim_end().to_string()
+        }
+    };
+    (results, summary)
+}

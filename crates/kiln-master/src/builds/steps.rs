@@ -1,0 +1,580 @@
+//! Running one build step: rendering its arguments, issuing its remote commands and deciding its
+//! result and state string.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_config::{ShellCommandConfig, StepConfig, StepKind};
+use kiln_core::render::Renderable;
+use kiln_core::{Properties, PropertyValue, Results, StepId};
+use kiln_db::LogType;
+use kiln_proto::{Args, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::builds::logs::LogWriter;
+use crate::builds::paths;
+use crate::master::Master;
+use crate::values::property_to_msgpack;
+use crate::workers::Connection;
+use crate::workers::command::{self, CommandIo, Outcome, Stream};
+use crate::workers::connection::Lost;
+
+/// What a step needs to know about its build.
+pub struct StepContext<'a> {
+    pub master: &'a Arc<Master>,
+    pub conn: &'a Arc<Connection>,
+    pub builder_name: &'a str,
+    pub workerbuilddir: &'a str,
+    pub env: &'a [(String, Renderable)],
+    pub props: &'a Properties,
+    pub stepid: StepId,
+    pub interrupt: watch::Receiver<Option<String>>,
+}
+
+/// How a step ended.
+pub struct StepOutcome {
+    pub results: Results,
+    pub state: String,
+}
+
+/// The step could not run because the worker went away: the build is retried.
+pub struct WorkerLost;
+
+impl From<Lost> for WorkerLost {
+    fn from(_: Lost) -> Self {
+        WorkerLost
+    }
+}
+
+struct StdioLog {
+    log: LogWriter,
+}
+
+impl CommandIo for StdioLog {
+    async fn output(&mut self, stream: Stream, text: &str) {
+        self.log.write(stream, text).await;
+    }
+    async fn flush(&mut self) {
+        self.log.flush().await;
+    }
+}
+
+impl StepContext<'_> {
+    fn render(&self, r: &Renderable, what: &str) -> Result<PropertyValue, String> {
+        r.render(self.props).map_err(|e| format!("cannot render {what}: {e}"))
+    }
+
+    fn render_string(&self, r: &Renderable, what: &str) -> Result<String, String> {
+        self.render(r, what).map(|v| v.render())
+    }
+
+    /// The absolute path on the worker of `rel` inside the step's working directory.
+    fn worker_path(&self, workdir: &str, rel: &str) -> String {
+        let info = self.conn.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+        paths::join(&info, &[self.workerbuilddir, workdir, rel])
+    }
+
+    async fn stdio(&self) -> Result<LogWriter, String> {
+        let id = self
+            .master
+            .updates
+            .add_log(self.stepid, "stdio", LogType::Stdio)
+            .await
+            .map_err(|e| format!("creating the stdio log: {e}"))?;
+        Ok(LogWriter::new(self.master.updates.clone(), id))
+    }
+
+    /// Records an error that stopped the step as a text log, as Buildbot's `err.text`.
+    pub async fn error_log(&self, text: &str) {
+        let updates = &self.master.updates;
+        if let Ok(id) = updates.add_log(self.stepid, "err.text", LogType::Text).await {
+            let mut body = text.to_string();
+            if !body.ends_with('\n') {
+                body.push('\n');
+            }
+            let _ = updates.append_log(id, &body).await;
+            let _ = updates.finish_log(id).await;
+        }
+    }
+}
+
+/// The master-side path of a transfer, relative to the master's base directory.
+fn master_path(master: &Master, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { master.basedir.join(p) }
+}
+
+/// Buildbot-style summary of a command: the first words, quoted.
+fn command_summary(cmd: &PropertyValue) -> String {
+    let words: Vec<String> = match cmd {
+        PropertyValue::List(items) => items.iter().map(PropertyValue::render).collect(),
+        other => other.render().split_whitespace().map(str::to_string).collect(),
+    };
+    let shown: Vec<&str> = words.iter().take(3).map(String::as_str).collect();
+    let more = if words.len() > 3 { " ..." } else { "" };
+    format!("'{}{more}'", shown.join(" "))
+}
+
+fn with_result(state: String, results: Results) -> String {
+    match results {
+        Results::Success => state,
+        other => format!("{state} ({})", other.name()),
+    }
+}
+
+/// Runs one step to its end.
+pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOutcome, WorkerLost> {
+    let workdir = match &step.workdir {
+        Some(w) => match ctx.render_string(w, "workdir") {
+            Ok(w) => w,
+            Err(e) => return Ok(exception(ctx, step, &e).await),
+        },
+        None => "build".to_string(),
+    };
+    let outcome = match &step.kind {
+        StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
+        StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
+        StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
+        StepKind::FileUpload { workersrc, masterdest, mode, maxsize, blocksize, keepstamp, url, url_text } => {
+            upload_file(ctx, step, &workdir, workersrc, masterdest, *mode, *maxsize, *blocksize, *keepstamp, url, url_text).await?
+        }
+        StepKind::DirectoryUpload { workersrc, masterdest, maxsize, blocksize, compress } => {
+            upload_directory(ctx, step, &workdir, workersrc, masterdest, *maxsize, *blocksize, compress.as_deref()).await?
+        }
+        StepKind::FileDownload { mastersrc, workerdest, mode, maxsize, blocksize } => {
+            let src = match ctx.render_string(mastersrc, "mastersrc") {
+                Ok(s) => s,
+                Err(e) => return Ok(exception(ctx, step, &e).await),
+            };
+            let path = master_path(ctx.master, &src);
+            match tokio::fs::File::open(&path).await {
+                Ok(f) => download(ctx, step, &workdir, workerdest, *mode, *maxsize, *blocksize, Source::File(f), &format!("downloading to {{}}")).await?,
+                Err(e) => {
+                    let mut log = ctx.stdio().await.ok();
+                    if let Some(l) = log.as_mut() {
+                        l.write(Stream::Header, &format!("File '{}' not available at master: {e}\n", path.display())).await;
+                        l.finish().await;
+                    }
+                    StepOutcome { results: Results::Failure, state: with_result(step.description_done.clone().unwrap_or_else(|| "download failed".into()), Results::Failure) }
+                }
+            }
+        }
+        StepKind::StringDownload { s, workerdest, mode, maxsize, blocksize } => {
+            let text = match ctx.render_string(s, "s") {
+                Ok(t) => t,
+                Err(e) => return Ok(exception(ctx, step, &e).await),
+            };
+            download(ctx, step, &workdir, workerdest, *mode, *maxsize, *blocksize, Source::Bytes(text.into_bytes(), 0), "downloading to {}").await?
+        }
+    };
+    Ok(outcome)
+}
+
+/// Ends a step whose arguments could not be rendered: EXCEPTION, with a log naming the problem.
+async fn exception(ctx: &StepContext<'_>, step: &StepConfig, why: &str) -> StepOutcome {
+    ctx.error_log(&format!("step '{}': {why}", step.name)).await;
+    StepOutcome { results: Results::Exception, state: format!("{} (exception)", step.name) }
+}
+
+fn results_of(outcome: &Outcome, decode: Option<&std::collections::BTreeMap<i64, Results>>) -> Results {
+    if outcome.interrupted {
+        return Results::Cancelled;
+    }
+    if outcome.failure.is_some() {
+        return Results::Exception;
+    }
+    match outcome.rc {
+        None => Results::Exception,
+        Some(rc) => match decode {
+            Some(map) => map.get(&rc).copied().unwrap_or(Results::Failure),
+            None if rc == 0 => Results::Success,
+            None => Results::Failure,
+        },
+    }
+}
+
+async fn shell(ctx: &mut StepContext<'_>, step: &StepConfig, sh: &ShellCommandConfig, workdir: &str) -> Result<StepOutcome, WorkerLost> {
+    let command = match ctx.render(&sh.command, "command") {
+        Ok(c) => c,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let command_value = match &command {
+        PropertyValue::List(items) => {
+            let mut flat = Vec::new();
+            flatten(items, &mut flat);
+            Value::Array(flat.into_iter().map(Value::from).collect())
+        }
+        other => Value::from(other.render()),
+    };
+    let mut env: Vec<(Value, Value)> = Vec::new();
+    for (k, v) in ctx.env.iter().chain(sh.env.iter()) {
+        match ctx.render(v, &format!("env {k}")) {
+            Ok(v) => {
+                env.retain(|(key, _)| key.as_str() != Some(k));
+                env.push((Value::from(k.as_str()), property_to_msgpack(&v)));
+            }
+            Err(e) => return Ok(exception(ctx, step, &e).await),
+        }
+    }
+    let stdin = match &sh.initial_stdin {
+        Some(r) => match ctx.render_string(r, "initialStdin") {
+            Ok(s) => Value::from(s),
+            Err(e) => return Ok(exception(ctx, step, &e).await),
+        },
+        None => Value::Nil,
+    };
+    let opt = |v: Option<f64>| v.map_or(Value::Nil, Value::F64);
+    let args = Args::build(vec![
+        ("workdir", Value::from(ctx.worker_path(workdir, ""))),
+        ("command", command_value),
+        ("env", Value::Map(env)),
+        ("want_stdout", Value::Boolean(sh.want_stdout)),
+        ("want_stderr", Value::Boolean(sh.want_stderr)),
+        ("logfiles", Value::Map(vec![])),
+        ("timeout", opt(sh.timeout)),
+        ("maxTime", opt(sh.max_time)),
+        ("max_lines", sh.max_lines.map_or(Value::Nil, Value::from)),
+        ("sigtermTime", opt(sh.sigterm_time)),
+        ("usePTY", Value::Boolean(sh.use_pty)),
+        ("logEnviron", Value::Boolean(sh.log_environ)),
+        ("initial_stdin", stdin),
+        ("interruptSignal", Value::from(sh.interrupt_signal.as_str())),
+    ]);
+    let summary = step.description.clone().unwrap_or_else(|| command_summary(&command));
+    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &summary).await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = StdioLog { log };
+    let mut interrupt = ctx.interrupt.clone();
+    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "shell", args, &mut io, Some(&mut interrupt)).await;
+    if let Ok(o) = &outcome {
+        if let Some(f) = &o.failure {
+            io.log.write(Stream::Header, &format!("remote command failed: {f}\n")).await;
+        }
+    }
+    io.log.finish().await;
+    let outcome = outcome?;
+    let results = results_of(&outcome, Some(&sh.decode_rc));
+    let done = step.description_done.clone().unwrap_or(summary);
+    Ok(StepOutcome { results, state: with_result(done, results) })
+}
+
+fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
+    for item in items {
+        match item {
+            PropertyValue::List(inner) => flatten(inner, out),
+            other => out.push(other.render()),
+        }
+    }
+}
+
+/// `mkdir` and `rmdir` of one directory.
+async fn simple(ctx: &mut StepContext<'_>, step: &StepConfig, name: &str, dir: &Renderable, _workdir: &str) -> Result<StepOutcome, WorkerLost> {
+    let dir = match ctx.render_string(dir, "dir") {
+        Ok(d) => d,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    // Buildbot resolves these directories against the builder's directory, not the workdir.
+    let info = ctx.conn.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let path = paths::join(&info, &[ctx.workerbuilddir, &dir]);
+    let args = Args::build(vec![("paths", Value::Array(vec![Value::from(path)])), ("logEnviron", Value::Boolean(false))]);
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = StdioLog { log };
+    let mut interrupt = ctx.interrupt.clone();
+    let outcome = command::run(ctx.conn, Some(ctx.builder_name), name, args, &mut io, Some(&mut interrupt)).await;
+    io.log.finish().await;
+    let results = results_of(&outcome?, None);
+    let state = match (name, results) {
+        ("rmdir", Results::Success) => "Deleted".to_string(),
+        ("mkdir", Results::Success) => "Created".to_string(),
+        (_, r) => with_result(step.name.clone(), r),
+    };
+    Ok(StepOutcome { results, state })
+}
+
+/// Receives an uploaded file into a temporary file beside its destination.
+struct FileSink {
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+    mode: Option<u32>,
+    log: LogWriter,
+    times: Option<(f64, f64)>,
+}
+
+impl CommandIo for FileSink {
+    async fn output(&mut self, stream: Stream, text: &str) {
+        self.log.write(stream, text).await;
+    }
+    async fn flush(&mut self) {
+        self.log.flush().await;
+    }
+    async fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        if self.file.is_none() {
+            if let Some(parent) = self.tmp.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            self.file = Some(tokio::fs::File::create(&self.tmp).await.map_err(|e| format!("creating {}: {e}", self.tmp.display()))?);
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write_all(data).await.map_err(|e| format!("writing {}: {e}", self.tmp.display())),
+            None => Err("upload file is not open".into()),
+        }
+    }
+    async fn finish_upload(&mut self) -> Result<(), String> {
+        if self.file.is_none() {
+            // An empty file sends no data at all.
+            self.write(&[]).await?;
+        }
+        if let Some(mut f) = self.file.take() {
+            f.flush().await.map_err(|e| e.to_string())?;
+        }
+        tokio::fs::rename(&self.tmp, &self.dest).await.map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
+        if let Some(mode) = self.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
+        }
+        Ok(())
+    }
+    async fn utime(&mut self, access: f64, modified: f64) -> Result<(), String> {
+        self.times = Some((access, modified));
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_file(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workersrc: &Renderable,
+    masterdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    keepstamp: bool,
+    url: &Option<String>,
+    url_text: &Option<String>,
+) -> Result<StepOutcome, WorkerLost> {
+    let (src, dest) = match (ctx.render_string(workersrc, "workersrc"), ctx.render_string(masterdest, "masterdest")) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
+    };
+    let dest_path = master_path(ctx.master, &dest);
+    let tmp = dest_path.with_file_name(format!(
+        ".{}.kiln-upload-{}",
+        dest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        ctx.stepid
+    ));
+    let state = step.description.clone().unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut sink = FileSink { dest: dest_path.clone(), tmp: tmp.clone(), file: None, mode, log, times: None };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workersrc", Value::from(src.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &src))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("keepstamp", Value::Boolean(keepstamp)),
+    ]);
+    let mut interrupt = ctx.interrupt.clone();
+    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "upload_file", args, &mut sink, Some(&mut interrupt)).await;
+    sink.log.finish().await;
+    let outcome = outcome?;
+    let mut results = results_of(&outcome, None);
+    if results != Results::Success {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    if results == Results::Success && !dest_path.exists() {
+        results = Results::Failure;
+    }
+    if let (Results::Success, Some(url)) = (results, url) {
+        let urls = serde_json::json!([{"name": url_text.clone().unwrap_or_else(|| url.clone()), "url": url}]);
+        let _ = ctx.master.updates.set_step_urls(ctx.stepid, &urls).await;
+    }
+    let done = step.description_done.clone().unwrap_or_else(|| format!("uploaded {src}"));
+    Ok(StepOutcome { results, state: with_result(done, results) })
+}
+
+/// Receives a directory as a tar stream and unpacks it at the end.
+struct DirectorySink {
+    dest: PathBuf,
+    archive: Option<std::fs::File>,
+    compress: Option<String>,
+    log: LogWriter,
+}
+
+impl CommandIo for DirectorySink {
+    async fn output(&mut self, stream: Stream, text: &str) {
+        self.log.write(stream, text).await;
+    }
+    async fn flush(&mut self) {
+        self.log.flush().await;
+    }
+    async fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        if self.archive.is_none() {
+            self.archive = Some(tempfile_in()?);
+        }
+        match self.archive.as_mut() {
+            Some(f) => f.write_all(data).map_err(|e| e.to_string()),
+            None => Err("archive is not open".into()),
+        }
+    }
+    async fn finish_upload(&mut self) -> Result<(), String> {
+        use std::io::Seek;
+        let Some(mut archive) = self.archive.take() else {
+            return tokio::fs::create_dir_all(&self.dest).await.map_err(|e| e.to_string());
+        };
+        archive.rewind().map_err(|e| e.to_string())?;
+        let dest = self.dest.clone();
+        let compress = self.compress.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+            let reader: Box<dyn std::io::Read> = match compress.as_deref() {
+                Some("gz") => Box::new(flate2::read::GzDecoder::new(archive)),
+                Some(other) => return Err(format!("unsupported compression '{other}'")),
+                None => Box::new(archive),
+            };
+            // The tar crate refuses entries that would land outside `dest`.
+            tar::Archive::new(reader).unpack(&dest).map_err(|e| format!("unpacking into {}: {e}", dest.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+fn tempfile_in() -> Result<std::fs::File, String> {
+    // An anonymous temporary file: nothing is left behind, whatever happens.
+    tempfile::tempfile().map_err(|e| format!("creating a temporary file: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_directory(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workersrc: &Renderable,
+    masterdest: &Renderable,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    compress: Option<&str>,
+) -> Result<StepOutcome, WorkerLost> {
+    let (src, dest) = match (ctx.render_string(workersrc, "workersrc"), ctx.render_string(masterdest, "masterdest")) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
+    };
+    let state = step.description.clone().unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut sink = DirectorySink { dest: master_path(ctx.master, &dest), archive: None, compress: compress.map(str::to_string), log };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workersrc", Value::from(src.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &src))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("compress", compress.map_or(Value::Nil, Value::from)),
+    ]);
+    let mut interrupt = ctx.interrupt.clone();
+    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "upload_directory", args, &mut sink, Some(&mut interrupt)).await;
+    sink.log.finish().await;
+    let results = results_of(&outcome?, None);
+    let done = step.description_done.clone().unwrap_or_else(|| format!("uploaded {src}"));
+    Ok(StepOutcome { results, state: with_result(done, results) })
+}
+
+enum Source {
+    File(tokio::fs::File),
+    Bytes(Vec<u8>, usize),
+}
+
+struct DownloadSource {
+    source: Source,
+    log: LogWriter,
+}
+
+impl CommandIo for DownloadSource {
+    async fn output(&mut self, stream: Stream, text: &str) {
+        self.log.write(stream, text).await;
+    }
+    async fn flush(&mut self) {
+        self.log.flush().await;
+    }
+    async fn read(&mut self, length: u64) -> Result<Vec<u8>, String> {
+        let length = length.min(16 << 20) as usize;
+        match &mut self.source {
+            Source::File(f) => {
+                let mut buf = vec![0u8; length];
+                let mut filled = 0;
+                while filled < length {
+                    let n = f.read(&mut buf[filled..]).await.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(buf)
+            }
+            Source::Bytes(bytes, pos) => {
+                let end = (*pos + length).min(bytes.len());
+                let chunk = bytes[*pos..end].to_vec();
+                *pos = end;
+                Ok(chunk)
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workerdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    source: Source,
+    _what: &str,
+) -> Result<StepOutcome, WorkerLost> {
+    let dest = match ctx.render_string(workerdest, "workerdest") {
+        Ok(d) => d,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let state = step.description.clone().unwrap_or_else(|| format!("downloading to {dest}"));
+    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = DownloadSource { source, log };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workerdest", Value::from(dest.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &dest))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("mode", mode.map_or(Value::Nil, Value::from)),
+    ]);
+    let mut interrupt = ctx.interrupt.clone();
+    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "download_file", args, &mut io, Some(&mut interrupt)).await;
+    io.log.finish().await;
+    let results = results_of(&outcome?, None);
+    let done = step.description_done.clone().unwrap_or_else(|| format!("downloaded to {dest}"));
+    Ok(StepOutcome { results, state: with_result(done, results) })
+}

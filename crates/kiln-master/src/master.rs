@@ -1,0 +1,232 @@
+//! The master: its state, start-up (with recovery after an unclean stop) and shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use anyhow::Context;
+use kiln_config::MasterConfig;
+use kiln_core::{BuildId, BuilderId, Results};
+use kiln_db::Db;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::builds::runner::RunningBuild;
+use crate::clock::{Clock, SystemClock};
+use crate::events::EventBus;
+use crate::updates::Updates;
+use crate::workers::Workers;
+
+/// Everything the master's tasks share.
+pub struct Master {
+    pub basedir: PathBuf,
+    config: RwLock<Arc<MasterConfig>>,
+    pub db: Db,
+    pub events: EventBus,
+    pub updates: Updates,
+    pub workers: Workers,
+    builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
+    pub(crate) distributor_wake: Notify,
+    running: Mutex<HashMap<BuildId, RunningBuild>>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Options for starting a master, beyond its configuration.
+pub struct StartOptions {
+    /// Overrides the configured worker port (0 picks a free one).
+    pub worker_port: Option<u16>,
+    /// Overrides the configured web port (0 picks a free one).
+    pub www_port: Option<u16>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions { worker_port: None, www_port: None, clock: Arc::new(SystemClock) }
+    }
+}
+
+/// A started master.
+pub struct Running {
+    pub master: Arc<Master>,
+    pub worker_addr: SocketAddr,
+    pub www_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Turns Buildbot's database URL into one for the storage layer: `sqlite:///state.sqlite` is a path
+/// relative to the base directory, `sqlite:////abs/path` an absolute one.
+pub fn database_url(basedir: &Path, url: &str) -> String {
+    match url.strip_prefix("sqlite:///") {
+        Some(path) if path.starts_with('/') => format!("sqlite://{path}"),
+        Some(path) => format!("sqlite://{}", basedir.join(path).display()),
+        None => url.to_string(),
+    }
+}
+
+impl Master {
+    pub fn config(&self) -> Arc<MasterConfig> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn builder_ids(&self) -> Arc<HashMap<String, BuilderId>> {
+        self.builder_ids.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn wake_distributor(&self) {
+        self.distributor_wake.notify_one();
+    }
+
+    pub fn running_builds(&self) -> MutexGuard<'_, HashMap<BuildId, RunningBuild>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Asks a running build to stop; false if it is not running here.
+    pub fn stop_build(&self, id: BuildId, reason: &str) -> bool {
+        match self.running_builds().get(&id) {
+            Some(b) => {
+                b.stop.send_replace(Some(reason.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers the configuration's builders and workers in the database and in memory.
+    pub async fn apply_config(&self, config: MasterConfig) -> anyhow::Result<()> {
+        let db = &self.db;
+        let mut ids = HashMap::new();
+        for b in &config.builders {
+            let id = db.find_builder_id(&b.name).await?;
+            db.update_builder_info(id, b.description.as_deref(), &b.tags).await?;
+            ids.insert(b.name.clone(), id);
+        }
+        let builder_list: Vec<BuilderId> = config.builders.iter().filter_map(|b| ids.get(&b.name).copied()).collect();
+        let bm = db.set_master_builders(self.updates.master, &builder_list).await?;
+        let mut workers = Vec::new();
+        let mut worker_ids = HashMap::new();
+        for w in &config.workers {
+            let id = db.find_worker_id(&w.name).await?;
+            worker_ids.insert(w.name.clone(), id);
+            workers.push((w.clone(), id));
+        }
+        for b in &config.builders {
+            if let (Some(bid), Some(bmid)) = (ids.get(&b.name), ids.get(&b.name).and_then(|id| bm.get(id))) {
+                let wids: Vec<_> = b.workernames.iter().filter_map(|w| worker_ids.get(w).copied()).collect();
+                db.set_builder_workers(*bmid, &wids).await?;
+                let _ = bid;
+            }
+        }
+        self.workers.configure(&workers);
+        *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ids);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.wake_distributor();
+        Ok(())
+    }
+
+    /// Starts a master from its base directory and configuration.
+    pub async fn start(basedir: &Path, config: MasterConfig, options: StartOptions) -> anyhow::Result<Running> {
+        let basedir = std::path::absolute(basedir).unwrap_or_else(|_| basedir.to_path_buf());
+        let url = database_url(&basedir, &config.db_url);
+        let db = Db::connect(&url).await.with_context(|| format!("opening the database {}", config.db_url))?;
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+        let name = format!("{host}:{}", basedir.display());
+        let masterid = db.find_master_id(&name).await?;
+        let clock = options.clock.clone();
+        let events = EventBus::default();
+        let updates = Updates { db: db.clone(), events: events.clone(), master: masterid, clock: clock.clone() };
+
+        // Recovery: builds this master left running were interrupted; their requests run again.
+        let now = clock.now();
+        let interrupted = db.finish_master_builds(masterid, Results::Retry, "interrupted by a master restart", now).await?;
+        let released = db.unclaim_master_requests(masterid).await?;
+        db.clear_master_connections(masterid).await?;
+        if !interrupted.is_empty() || !released.is_empty() {
+            tracing::warn!(builds = interrupted.len(), requests = released.len(), "recovered from an unclean stop");
+        }
+        db.set_master_active(masterid, true, now).await?;
+
+        let master = Arc::new(Master {
+            basedir: basedir.clone(),
+            config: RwLock::new(Arc::new(config.clone())),
+            db,
+            events,
+            updates,
+            workers: Workers::default(),
+            builder_ids: RwLock::new(Arc::new(HashMap::new())),
+            distributor_wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        });
+        master.apply_config(config.clone()).await?;
+
+        let worker_port = options.worker_port.or(config.worker_port).unwrap_or(9989);
+        let worker_listener = TcpListener::bind(("0.0.0.0", worker_port))
+            .await
+            .with_context(|| format!("listening for workers on port {worker_port}"))?;
+        let www_port = options.www_port.or(config.www.port).unwrap_or(8010);
+        let www_listener = TcpListener::bind((config.www.host.as_str(), www_port))
+            .await
+            .with_context(|| format!("listening for HTTP on {}:{www_port}", config.www.host))?;
+        let worker_addr = worker_listener.local_addr()?;
+        let www_addr = www_listener.local_addr()?;
+
+        let mut tasks = Vec::new();
+        let shutdown = |m: &Arc<Master>| {
+            let mut rx = m.shutdown_signal();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let app = crate::workers::listener::router(master.clone());
+        let stop = shutdown(&master);
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(worker_listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(%error, "worker listener failed");
+            }
+        }));
+        let app = crate::www::router(master.clone());
+        let stop = shutdown(&master);
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(www_listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(%error, "web server failed");
+            }
+        }));
+        tasks.push(tokio::spawn(crate::builds::distributor::run(master.clone())));
+        tracing::info!(%worker_addr, %www_addr, "master started");
+        Ok(Running { master, worker_addr, www_addr, tasks })
+    }
+}
+
+impl Running {
+    /// Stops the master: running builds are interrupted and their requests go back to the queue,
+    /// workers are disconnected, and the master is marked inactive.
+    pub async fn stop(self) {
+        let master = self.master;
+        master.shutdown.send_replace(true);
+        let running: Vec<(BuildId, kiln_core::BuildRequestId)> =
+            master.running_builds().iter().map(|(id, b)| (*id, b.request)).collect();
+        let now = master.updates.now();
+        for (id, request) in running {
+            let _ = master.db.finish_build(id, Results::Retry, now).await;
+            let _ = master.db.set_build_state_string(id, "interrupted by master shutdown").await;
+            let _ = master.db.unclaim_buildrequests(&[request]).await;
+        }
+        for name in master.config().workers.iter().map(|w| w.name.clone()) {
+            if let Some(conn) = master.workers.connection(&name) {
+                conn.close("master shutting down").await;
+            }
+        }
+        let _ = master.db.clear_master_connections(master.updates.master).await;
+        let _ = master.db.set_master_active(master.updates.master, false, now).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        master.db.close().await;
+    }
+}

@@ -1,0 +1,3 @@
+//! Schedulers: what decides that something should be built.
+
+pub mod force;

@@ -1,0 +1,186 @@
+//! Running one remote command on a worker: start it, feed its traffic to the step, interrupt it on
+//! request, and collect how it ended.
+
+use std::future::Future;
+
+use kiln_proto::{Op, Value};
+use tokio::sync::watch;
+
+use crate::workers::connection::{Connection, Lost};
+
+/// The output streams a command reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Header,
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    /// Buildbot's one-letter prefix for lines of this stream in a stdio log.
+    pub fn prefix(self) -> char {
+        match self {
+            Stream::Header => 'h',
+            Stream::Stdout => 'o',
+            Stream::Stderr => 'e',
+        }
+    }
+}
+
+/// Where a command's output and file data go; each step provides what it needs.
+pub trait CommandIo: Send {
+    fn output(&mut self, _stream: Stream, _text: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    fn log_output(&mut self, _log: &str, _text: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// Called after each batch of updates, so output can be stored once per batch.
+    fn flush(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// A block of an uploaded file or directory archive.
+    fn write(&mut self, _data: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this command does not upload".to_string()) }
+    }
+    /// The upload is complete (for a directory: unpack it now).
+    fn finish_upload(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this command does not upload".to_string()) }
+    }
+    fn utime(&mut self, _access: f64, _modified: f64) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+    /// The next at most `length` bytes of a download; empty at the end.
+    fn read(&mut self, _length: u64) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+        async { Err("this command does not download".to_string()) }
+    }
+}
+
+/// A command that needs no output.
+pub struct NoIo;
+impl CommandIo for NoIo {}
+
+/// How a command ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub rc: Option<i64>,
+    pub failure_reason: Option<String>,
+    /// The error the worker reported with `complete`, or with which it refused to start.
+    pub failure: Option<String>,
+    pub interrupted: bool,
+    pub stat: Option<Vec<i64>>,
+    pub files: Option<Vec<String>>,
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(parts) => parts.first().and_then(text_of),
+        Value::String(s) => s.as_str().map(str::to_string),
+        Value::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// Runs `name` with `args` on the worker until it completes.
+pub async fn run<Io: CommandIo>(
+    conn: &Connection,
+    builder: Option<&str>,
+    name: &str,
+    args: Value,
+    io: &mut Io,
+    mut interrupt: Option<&mut watch::Receiver<Option<String>>>,
+) -> Result<Outcome, Lost> {
+    let (command_id, mut events) = conn.new_command().await;
+    let start = Op::StartCommand {
+        command_id: command_id.clone(),
+        command_name: name.to_string(),
+        args,
+        builder_name: builder.map(str::to_string),
+    };
+    let mut outcome = Outcome::default();
+    match conn.request(start).await {
+        Err(lost) => {
+            conn.forget_command(&command_id).await;
+            return Err(lost);
+        }
+        Ok(Err(refused)) => {
+            conn.forget_command(&command_id).await;
+            outcome.failure = Some(refused);
+            return Ok(outcome);
+        }
+        Ok(Ok(_)) => {}
+    }
+    let result = loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            why = async {
+                match interrupt.as_deref_mut() {
+                    Some(rx) => { let _ = rx.wait_for(|w| w.is_some()).await; rx.borrow().clone() }
+                    None => std::future::pending().await,
+                }
+            }, if !outcome.interrupted => {
+                outcome.interrupted = true;
+                let why = why.unwrap_or_default();
+                let op = Op::InterruptCommand { command_id: command_id.clone(), why };
+                // The answer does not matter: the command's own completion follows.
+                let _ = conn.request(op).await;
+                continue;
+            }
+        };
+        let Some(event) = event else { break Err(Lost) };
+        let (reply, done) = match event.op {
+            Op::Update { args, .. } => {
+                for (key, value) in args {
+                    match key.as_str() {
+                        "header" => if let Some(t) = text_of(&value) { io.output(Stream::Header, &t).await },
+                        "stdout" => if let Some(t) = text_of(&value) { io.output(Stream::Stdout, &t).await },
+                        "stderr" => if let Some(t) = text_of(&value) { io.output(Stream::Stderr, &t).await },
+                        "log" => {
+                            if let Value::Array(pair) = &value {
+                                if let (Some(name), Some(text)) = (pair.first().and_then(|n| n.as_str()), pair.get(1).and_then(text_of)) {
+                                    io.log_output(name, &text).await;
+                                }
+                            }
+                        }
+                        "rc" => {
+                            outcome.rc = value.as_i64();
+                            io.output(Stream::Header, &format!("program finished with exit code {}\n", value.as_i64().unwrap_or(-1))).await;
+                        }
+                        "failure_reason" => outcome.failure_reason = value.as_str().map(str::to_string),
+                        "stat" => {
+                            outcome.stat = match &value {
+                                Value::Array(items) => Some(items.iter().map(|i| i.as_i64().or_else(|| i.as_f64().map(|f| f as i64)).unwrap_or(0)).collect()),
+                                _ => None,
+                            }
+                        }
+                        "files" => {
+                            outcome.files = match &value {
+                                Value::Array(items) => Some(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()),
+                                _ => None,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                io.flush().await;
+                (Ok(Value::Nil), false)
+            }
+            Op::Complete { failure, .. } => {
+                outcome.failure = failure;
+                (Ok(Value::Nil), true)
+            }
+            Op::UploadFileWrite { data, .. } | Op::UploadDirectoryWrite { data, .. } => (io.write(&data).await.map(|_| Value::Nil), false),
+            Op::UploadFileClose { .. } | Op::UploadDirectoryUnpack { .. } => (io.finish_upload().await.map(|_| Value::Nil), false),
+            Op::UploadFileUtime { access_time, modified_time, .. } => (io.utime(access_time, modified_time).await.map(|_| Value::Nil), false),
+            Op::ReadFile { length, .. } => (io.read(length).await.map(Value::Binary), false),
+            Op::ReadFileClose { .. } => (Ok(Value::Nil), false),
+            other => (Err(format!("Command {} does not exist.", other.name())), false),
+        };
+        let _ = event.reply.send(reply);
+        if done {
+            break Ok(());
+        }
+    };
+    conn.forget_command(&command_id).await;
+    result.map(|()| outcome)
+}

@@ -1,0 +1,161 @@
+//! The worker port: HTTP Basic authentication on the WebSocket upgrade, then the connection loop.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use kiln_proto::{Message, decode};
+use tokio::sync::mpsc;
+
+use crate::master::Master;
+use crate::workers::connection::{Connection, Outgoing};
+
+/// The largest frame a worker may send: a transfer block or an output batch is far smaller.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+/// Frames queued for a worker before senders wait.
+const OUTGOING_QUEUE: usize = 256;
+
+pub fn router(master: Arc<Master>) -> Router {
+    Router::new().fallback(upgrade).with_state(master)
+}
+
+/// Why an upgrade was refused.
+fn refuse(status: StatusCode, why: &str) -> Response {
+    (status, why.to_string()).into_response()
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+async fn upgrade(
+    State(master): State<Arc<Master>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(auth) = headers.get("authorization") else {
+        return refuse(StatusCode::UNAUTHORIZED, "authentication required");
+    };
+    let Some(encoded) = auth.to_str().ok().and_then(|v| v.strip_prefix("Basic ")) else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed Authorization header");
+    };
+    let Some(decoded) = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed Authorization header");
+    };
+    let Some((name, password)) = decoded.split_once(':') else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed Authorization header");
+    };
+    let Some(expected) = master.workers.password(name) else {
+        tracing::warn!(worker = name, "refused connection from unknown worker");
+        return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
+    };
+    if !same_secret(&expected, password) {
+        tracing::warn!(worker = name, "refused connection: wrong password");
+        return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
+    }
+    let Ok(ws) = ws else {
+        return refuse(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+    };
+    let name = name.to_string();
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve(master, name, socket))
+}
+
+async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
+    let Some(id) = master.workers.id(&name) else { return };
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(item) = out_rx.recv().await {
+            match item {
+                Outgoing::Frame(f) => {
+                    if sink.send(WsMessage::Binary(f.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Outgoing::Close(why) => {
+                    let frame = axum::extract::ws::CloseFrame { code: 1008, reason: why.into() };
+                    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+    });
+    let conn = Connection::new(name.clone(), id, out_tx);
+    let handshake = tokio::spawn(crate::workers::manager::attach(master.clone(), conn.clone()));
+    loop {
+        let frame = tokio::select! {
+            f = stream.next() => f,
+            _ = conn.closed() => break,
+        };
+        let bytes = match frame {
+            Some(Ok(WsMessage::Binary(b))) => b,
+            Some(Ok(WsMessage::Text(_))) => {
+                tracing::warn!(worker = %name, "ignoring a text frame");
+                continue;
+            }
+            Some(Ok(WsMessage::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                tracing::warn!(worker = %name, %error, "closing connection: bad frame");
+                conn.close(&format!("bad frame: {error}")).await;
+                break;
+            }
+        };
+        match decode(&bytes) {
+            Ok(Message::Response { seq, result, is_exception }) => conn.deliver_response(seq, result, is_exception).await,
+            Ok(Message::Request { seq, op }) => {
+                // Traffic is handed to its command in arrival order; the answers are awaited apart,
+                // so that one slow command never holds up another.
+                let routed = conn.route(op).await;
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let reply = match routed {
+                        Ok(rx) => match rx.await.unwrap_or(Ok(kiln_proto::Value::Nil)) {
+                            Ok(v) => Message::response(seq, v),
+                            Err(why) => Message::error(seq, why),
+                        },
+                        Err(why) => Message::error(seq, why),
+                    };
+                    conn.respond(reply).await;
+                });
+            }
+            Err(error) => {
+                tracing::warn!(worker = %name, %error, "closing connection: malformed message");
+                conn.close(&format!("malformed message: {error}")).await;
+                break;
+            }
+        }
+    }
+    conn.mark_closed().await;
+    handshake.abort();
+    master.workers.detach(&master, &conn).await;
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret("abc", "abc"));
+        assert!(!super::same_secret("abc", "abd"));
+        assert!(!super::same_secret("abc", "abcd"));
+        assert!(!super::same_secret("", "a"));
+    }
+}

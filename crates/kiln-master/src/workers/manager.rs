@@ -1,0 +1,216 @@
+//! The workers a master knows: their configuration, their live connections and what they are
+//! running. Attaching a connection performs Buildbot's handshake.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_config::WorkerConfig;
+use kiln_core::distributor::WorkerAvailability;
+use kiln_core::{BuilderId, WorkerId};
+use kiln_proto::{Args, Op, Value, settings};
+
+use crate::master::Master;
+use crate::workers::connection::{Connection, WorkerInfo};
+
+/// How long an existing connection has to answer before a new one for the same worker replaces it.
+const DUPLICATE_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each handshake request may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Slot {
+    config: WorkerConfig,
+    id: WorkerId,
+    conn: Option<Arc<Connection>>,
+    busy: BTreeSet<BuilderId>,
+    paused: bool,
+}
+
+/// The registry of workers.
+#[derive(Default)]
+pub struct Workers {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent, so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Workers {
+    /// Sets the configured workers, keeping the connections of those that remain.
+    pub fn configure(&self, workers: &[(WorkerConfig, WorkerId)]) {
+        let mut slots = lock(&self.slots);
+        let mut next = HashMap::new();
+        for (config, id) in workers {
+            let old = slots.remove(&config.name);
+            let (conn, busy, paused) = old.map(|s| (s.conn, s.busy, s.paused)).unwrap_or_default();
+            next.insert(config.name.clone(), Slot { config: config.clone(), id: *id, conn, busy, paused });
+        }
+        *slots = next;
+    }
+
+    pub fn password(&self, name: &str) -> Option<String> {
+        lock(&self.slots).get(name).map(|s| s.config.password.clone())
+    }
+
+    pub fn id(&self, name: &str) -> Option<WorkerId> {
+        lock(&self.slots).get(name).map(|s| s.id)
+    }
+
+    pub fn config(&self, name: &str) -> Option<WorkerConfig> {
+        lock(&self.slots).get(name).map(|s| s.config.clone())
+    }
+
+    pub fn connection(&self, name: &str) -> Option<Arc<Connection>> {
+        lock(&self.slots).get(name).and_then(|s| s.conn.clone()).filter(|c| !c.is_closed())
+    }
+
+    pub fn name_of(&self, id: WorkerId) -> Option<String> {
+        lock(&self.slots).values().find(|s| s.id == id).map(|s| s.config.name.clone())
+    }
+
+    pub fn set_paused(&self, name: &str, paused: bool) {
+        if let Some(s) = lock(&self.slots).get_mut(name) {
+            s.paused = paused;
+        }
+    }
+
+    /// A snapshot for the distributor.
+    pub fn availability(&self) -> Vec<WorkerAvailability> {
+        lock(&self.slots)
+            .values()
+            .map(|s| WorkerAvailability {
+                name: s.config.name.clone(),
+                available: !s.paused && s.conn.as_ref().is_some_and(|c| c.is_attached()),
+                max_builds: s.config.max_builds,
+                busy_builders: s.busy.clone(),
+            })
+            .collect()
+    }
+
+    /// Reserves the worker for a build of `builder`; false if it cannot take it any more.
+    pub fn reserve(&self, name: &str, builder: BuilderId) -> bool {
+        let mut slots = lock(&self.slots);
+        let Some(s) = slots.get_mut(name) else { return false };
+        let has_room = s.config.max_builds.is_none_or(|m| (s.busy.len() as u32) < m);
+        if !has_room || s.busy.contains(&builder) || !s.conn.as_ref().is_some_and(|c| c.is_attached()) {
+            return false;
+        }
+        s.busy.insert(builder);
+        true
+    }
+
+    pub fn release(&self, name: &str, builder: BuilderId) {
+        if let Some(s) = lock(&self.slots).get_mut(name) {
+            s.busy.remove(&builder);
+        }
+    }
+
+    /// Installs `conn` as the worker's connection, unless another one is still alive.
+    async fn install(&self, conn: &Arc<Connection>) -> bool {
+        let old = lock(&self.slots).get(&conn.name).and_then(|s| s.conn.clone());
+        if let Some(old) = old.filter(|o| !o.is_closed()) {
+            // As Buildbot does: ask the old connection; if it answers, the new one is the duplicate.
+            let answer = old
+                .request_within(Op::Print { message: "master got a duplicate connection".into() }, DUPLICATE_PING_TIMEOUT)
+                .await;
+            if answer.is_ok() {
+                return false;
+            }
+            old.close("replaced by a new connection").await;
+        }
+        if let Some(s) = lock(&self.slots).get_mut(&conn.name) {
+            s.conn = Some(conn.clone());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets a connection that closed, if it is still the worker's current one.
+    pub async fn detach(&self, master: &Master, conn: &Arc<Connection>) {
+        let was_current = {
+            let mut slots = lock(&self.slots);
+            match slots.get_mut(&conn.name) {
+                Some(s) if s.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) => {
+                    s.conn = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if was_current {
+            tracing::info!(worker = %conn.name, "worker disconnected");
+            if let Err(error) = master.updates.worker_disconnected(conn.id).await {
+                tracing::error!(%error, "recording a worker disconnection");
+            }
+            master.wake_distributor();
+        }
+    }
+}
+
+/// Buildbot's handshake on a new connection, then attaching the worker to its builders.
+pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
+    if let Err(why) = handshake(&master, &conn).await {
+        tracing::warn!(worker = %conn.name, error = %why, "worker handshake failed");
+        conn.close(&why).await;
+    }
+}
+
+async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), String> {
+    let ask = |op: Op| conn.request_within(op, HANDSHAKE_TIMEOUT);
+    if !master.workers.install(conn).await {
+        tracing::warn!(worker = %conn.name, "refused a duplicate connection");
+        return Err("duplicate connection: this worker is already connected".into());
+    }
+    ask(Op::Print { message: "attached".into() }).await.map_err(|e| e.to_string())?.map_err(|e| format!("print failed: {e}"))?;
+    let info = ask(Op::GetWorkerInfo).await.map_err(|e| e.to_string())?.map_err(|e| format!("get_worker_info failed: {e}"))?;
+    let info = parse_info(info);
+    master.updates.worker_connected(conn.id, &info.json).await.map_err(|e| e.to_string())?;
+    *conn.info.write().unwrap_or_else(|p| p.into_inner()) = info.clone();
+    let args = Args::build(vec![
+        ("buffer_size", Value::from(settings::BUFFER_SIZE)),
+        ("buffer_timeout", Value::from(settings::BUFFER_TIMEOUT)),
+        ("newline_re", Value::from(settings::NEWLINE_RE)),
+        ("max_line_length", Value::from(settings::MAX_LINE_LENGTH)),
+    ]);
+    ask(Op::SetWorkerSettings { args }).await.map_err(|e| e.to_string())?.map_err(|e| format!("set_worker_settings failed: {e}"))?;
+    // Make the directories of the builders this worker serves, as Buildbot's builder list does.
+    let dirs: Vec<Value> = master
+        .config()
+        .builders
+        .iter()
+        .filter(|b| b.workernames.contains(&conn.name))
+        .map(|b| Value::from(crate::builds::paths::join(&info, &[&b.workerbuilddir])))
+        .collect();
+    if !dirs.is_empty() {
+        let mut sink = crate::workers::command::NoIo;
+        let outcome = crate::workers::command::run(conn, None, "mkdir", Args::build(vec![("paths", Value::Array(dirs))]), &mut sink, None)
+            .await
+            .map_err(|e| format!("creating builder directories: {e}"))?;
+        if outcome.rc != Some(0) {
+            tracing::warn!(worker = %conn.name, "could not create every builder directory");
+        }
+    }
+    conn.set_attached();
+    tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
+    master.wake_distributor();
+    Ok(())
+}
+
+fn parse_info(value: Value) -> WorkerInfo {
+    let json = crate::values::msgpack_to_json(&value);
+    let text = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let environ = json
+        .get("environ")
+        .and_then(|e| e.as_object())
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default();
+    let mut shown = json.clone();
+    if let Some(obj) = shown.as_object_mut() {
+        // The environment can hold secrets and is large; the API shows the rest, as Buildbot does.
+        obj.remove("environ");
+    }
+    WorkerInfo { basedir: text("basedir"), system: text("system"), environ, version: text("version"), json: shown }
+}

@@ -1,0 +1,345 @@
+//! The query options of collection GETs (`field`, filters, `order`, `limit`, `offset`,
+//! `property`), their push-down into SQL, and their in-memory evaluation for what cannot be pushed.
+
+use std::cmp::Ordering;
+
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use serde_json::Value;
+
+use super::ApiError;
+
+/// How a field of a resource is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+    /// A 0/1 column.
+    Bool,
+    /// True when the named column is not NULL (`complete` from `complete_at`).
+    NotNull,
+    /// Not in a column: evaluated in memory.
+    Computed,
+}
+
+/// A field of a resource and the SQL column behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub column: &'static str,
+    pub kind: Kind,
+}
+
+pub const fn f(name: &'static str, column: &'static str, kind: Kind) -> Field {
+    Field { name, column, kind }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiFilter {
+    pub field: String,
+    pub op: FilterOp,
+    pub values: Vec<String>,
+}
+
+/// A parsed query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub fields: Vec<String>,
+    pub filters: Vec<ApiFilter>,
+    pub order: Vec<(String, bool)>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub properties: Vec<String>,
+}
+
+/// Collections larger than this are not filtered in memory; the client is asked to narrow its query.
+pub const MAX_SCAN: i64 = 200_000;
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a query string. Filters must name a field of the resource; anything unknown is a 400.
+pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiError> {
+    let mut q = Query::default();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (decode(k), decode(v));
+        let int = |what: &str| v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{what} must be an integer, not '{v}'")));
+        match k.as_str() {
+            "field" => q.fields.push(v.clone()),
+            "order" => {
+                let (name, desc) = match v.strip_prefix('-') {
+                    Some(n) => (n.to_string(), true),
+                    None => (v.clone(), false),
+                };
+                if !fields.iter().any(|f| f.name == name) {
+                    return Err(ApiError::BadRequest(format!("invalid order field '{name}'")));
+                }
+                q.order.push((name, desc));
+            }
+            "limit" => q.limit = Some(int("limit")?.max(0)),
+            "offset" => q.offset = Some(int("offset")?.max(0)),
+            "property" => q.properties.push(v.clone()),
+            _ if extra.contains(&k.as_str()) => {}
+            _ => {
+                let (name, op) = match k.rsplit_once("__") {
+                    Some((n, op)) => (n.to_string(), match op {
+                        "eq" => FilterOp::Eq,
+                        "ne" => FilterOp::Ne,
+                        "lt" => FilterOp::Lt,
+                        "le" => FilterOp::Le,
+                        "gt" => FilterOp::Gt,
+                        "ge" => FilterOp::Ge,
+                        "contains" => FilterOp::Contains,
+                        "in" => FilterOp::In,
+                        "notin" => FilterOp::NotIn,
+                        other => return Err(ApiError::BadRequest(format!("unrecognized query parameter '{k}': unknown operator '{other}'"))),
+                    }),
+                    None => (k.clone(), FilterOp::Eq),
+                };
+                if !fields.iter().any(|f| f.name == name) {
+                    return Err(ApiError::BadRequest(format!("unrecognized query parameter '{k}'")));
+                }
+                let values: Vec<String> = if matches!(op, FilterOp::In | FilterOp::NotIn) {
+                    v.split(',').map(str::to_string).collect()
+                } else {
+                    vec![v.clone()]
+                };
+                match q.filters.iter_mut().find(|f| f.field == name && f.op == op) {
+                    Some(existing) => existing.values.extend(values),
+                    None => q.filters.push(ApiFilter { field: name, op, values }),
+                }
+            }
+        }
+    }
+    for name in &q.fields {
+        if !fields.iter().any(|f| f.name == name) && name != "properties" {
+            return Err(ApiError::BadRequest(format!("unknown field '{name}'")));
+        }
+    }
+    Ok(q)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn sql_value(field: &Field, v: &str) -> Result<SqlValue, ApiError> {
+    if v == "null" || v == "None" {
+        return Ok(SqlValue::Null);
+    }
+    match field.kind {
+        Kind::Int => v.parse::<i64>().map(SqlValue::Int).map_err(|_| ApiError::BadRequest(format!("invalid filter value for {}: '{v}' is not an integer", field.name))),
+        Kind::Bool => parse_bool(v).map(|b| SqlValue::Int(i64::from(b))).ok_or_else(|| ApiError::BadRequest(format!("invalid filter value for {}: '{v}' is not a boolean", field.name))),
+        _ => Ok(SqlValue::Text(v.to_string())),
+    }
+}
+
+/// The part of the query that SQL can do, and whether all of it could.
+pub fn push_down(q: &Query, fields: &[Field], base: Vec<Filter>) -> Result<(Page, Vec<ApiFilter>, bool), ApiError> {
+    let mut page = Page { filters: base, ..Page::default() };
+    let mut rest = Vec::new();
+    for af in &q.filters {
+        let Some(field) = fields.iter().find(|f| f.name == af.field) else { continue };
+        match field.kind {
+            Kind::Computed => rest.push(af.clone()),
+            Kind::NotNull => {
+                // complete=true → column IS NOT NULL; anything fancier is done in memory.
+                let wanted: Vec<Option<bool>> = af.values.iter().map(|v| parse_bool(v)).collect();
+                match (af.op, wanted.as_slice()) {
+                    (FilterOp::Eq, [Some(b)]) | (FilterOp::Ne, [Some(b)]) => {
+                        let is_not_null = (*b) == (af.op == FilterOp::Eq);
+                        let op = if is_not_null { FilterOp::Ne } else { FilterOp::Eq };
+                        page.filters.push(Filter { column: field.column, op, values: vec![SqlValue::Null] });
+                    }
+                    _ => {
+                        if wanted.iter().any(Option::is_none) {
+                            return Err(ApiError::BadRequest(format!("invalid filter value for {}", field.name)));
+                        }
+                        rest.push(af.clone());
+                    }
+                }
+            }
+            _ => {
+                let values = af.values.iter().map(|v| sql_value(field, v)).collect::<Result<Vec<_>, _>>()?;
+                page.filters.push(Filter { column: field.column, op: af.op, values });
+            }
+        }
+    }
+    let order_pushable = q.order.iter().all(|(n, _)| fields.iter().any(|f| f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull)));
+    let all = rest.is_empty() && order_pushable;
+    if all {
+        page.order = q.order.iter().filter_map(|(n, d)| fields.iter().find(|f| f.name == n).map(|f| (f.column, *d))).collect();
+        page.limit = q.limit;
+        page.offset = q.offset;
+    } else {
+        page.limit = Some(MAX_SCAN + 1);
+    }
+    Ok((page, rest, all))
+}
+
+fn compare(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// The filter value as a JSON value of the same kind as `sample`.
+fn typed(sample: &Value, v: &str) -> Value {
+    if v == "null" || v == "None" {
+        return Value::Null;
+    }
+    match sample {
+        Value::Bool(_) => parse_bool(v).map_or(Value::String(v.to_string()), Value::Bool),
+        Value::Number(_) => v.parse::<i64>().map(Value::from).or_else(|_| v.parse::<f64>().map(Value::from)).unwrap_or(Value::String(v.to_string())),
+        _ => Value::String(v.to_string()),
+    }
+}
+
+fn holds(item: &Value, f: &ApiFilter) -> bool {
+    let value = item.get(&f.field).cloned().unwrap_or(Value::Null);
+    let each = |v: &String| {
+        let t = typed(&value, v);
+        match f.op {
+            FilterOp::Eq | FilterOp::In => compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null(),
+            FilterOp::Ne | FilterOp::NotIn => !(compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null()),
+            FilterOp::Lt => !value.is_null() && compare(&value, &t) == Ordering::Less,
+            FilterOp::Le => !value.is_null() && compare(&value, &t) != Ordering::Greater,
+            FilterOp::Gt => !value.is_null() && compare(&value, &t) == Ordering::Greater,
+            FilterOp::Ge => !value.is_null() && compare(&value, &t) != Ordering::Less,
+            FilterOp::Contains => match &value {
+                Value::String(s) => s.contains(v.as_str()),
+                Value::Array(items) => items.iter().any(|i| i.as_str() == Some(v.as_str()) || i.to_string() == *v),
+                _ => false,
+            },
+        }
+    };
+    match f.op {
+        FilterOp::Eq | FilterOp::In | FilterOp::Contains => f.values.iter().any(each),
+        _ => f.values.iter().all(each),
+    }
+}
+
+/// Applies what SQL could not: filters, order and paging, in memory.
+pub fn finish_in_memory(mut items: Vec<Value>, q: &Query, rest: &[ApiFilter]) -> Result<(Vec<Value>, i64), ApiError> {
+    if items.len() as i64 > MAX_SCAN {
+        return Err(ApiError::BadRequest(format!(
+            "this query needs more than {MAX_SCAN} rows filtered in memory; narrow it with filters on stored fields"
+        )));
+    }
+    items.retain(|i| rest.iter().all(|f| holds(i, f)));
+    if !q.order.is_empty() {
+        items.sort_by(|a, b| {
+            for (name, desc) in &q.order {
+                let o = compare(a.get(name).unwrap_or(&Value::Null), b.get(name).unwrap_or(&Value::Null));
+                let o = if *desc { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        });
+    }
+    let total = items.len() as i64;
+    let offset = q.offset.unwrap_or(0).max(0) as usize;
+    let items: Vec<Value> = items.into_iter().skip(offset).take(q.limit.map_or(usize::MAX, |l| l.max(0) as usize)).collect();
+    Ok((items, total))
+}
+
+/// Keeps only the requested fields.
+pub fn select_fields(items: &mut [Value], q: &Query) {
+    if q.fields.is_empty() {
+        return;
+    }
+    for item in items {
+        if let Value::Object(map) = item {
+            map.retain(|k, _| q.fields.iter().any(|f| f == k));
+        }
+    }
+}
+
+/// A JSON response: compact when the client accepts JSON, pretty text otherwise, as Buildbot does.
+pub fn respond(headers: &HeaderMap, body: Value) -> Response {
+    let wants_json = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        axum::Json(body).into_response()
+    } else {
+        let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIELDS: &[Field] = &[f("buildid", "id", Kind::Int), f("complete", "complete_at", Kind::NotNull), f("state_string", "state_string", Kind::Text), f("claimed", "", Kind::Computed)];
+
+    #[test]
+    fn parses_buildbot_query_options() {
+        let q = parse("field=buildid&buildid__gt=3&buildid__gt=4&order=-buildid&limit=5&offset=1&complete=true&property=*", FIELDS, &[]).unwrap();
+        assert_eq!(q.fields, vec!["buildid"]);
+        assert_eq!(q.filters.len(), 2);
+        assert_eq!(q.filters[0].values, vec!["3", "4"]);
+        assert_eq!(q.order, vec![("buildid".to_string(), true)]);
+        assert_eq!((q.limit, q.offset), (Some(5), Some(1)));
+        assert_eq!(q.properties, vec!["*"]);
+    }
+
+    #[test]
+    fn unknown_parameters_and_bad_values_are_400() {
+        assert!(matches!(parse("nope=1", FIELDS, &[]), Err(ApiError::BadRequest(m)) if m.contains("unrecognized query parameter 'nope'")));
+        assert!(matches!(parse("buildid__like=1", FIELDS, &[]), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse("limit=x", FIELDS, &[]), Err(ApiError::BadRequest(_))));
+        let q = parse("buildid=abc", FIELDS, &[]).unwrap();
+        assert!(push_down(&q, FIELDS, vec![]).is_err());
+    }
+
+    #[test]
+    fn in_memory_filters_for_computed_fields() {
+        let items = vec![serde_json::json!({"buildid": 1, "claimed": true}), serde_json::json!({"buildid": 2, "claimed": false})];
+        let q = parse("claimed=false&order=-buildid", FIELDS, &[]).unwrap();
+        let (_, rest, all) = push_down(&q, FIELDS, vec![]).unwrap();
+        assert!(!all);
+        let (items, total) = finish_in_memory(items, &q, &rest).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(items[0]["buildid"], 2);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode("a%20b+c%2Fd%"), "a b c/d%");
+    }
+}

@@ -1,0 +1,205 @@
+//! The JSON shape of each resource, as Buildbot's data API returns it.
+
+use kiln_db::{BuildRequestRow, BuildRow, BuildSetRow, BuilderRow, ChangeRow, LogRow, MasterRow, SourceStampRow, StepRow, WorkerRow};
+use serde_json::{Value, json};
+
+use crate::values::property_to_json;
+
+fn complete(at: Option<i64>) -> bool {
+    at.is_some()
+}
+
+pub fn build(b: &BuildRow) -> Value {
+    json!({
+        "buildid": b.id.0,
+        "number": b.number,
+        "builderid": b.builderid.0,
+        "buildrequestid": b.buildrequestid.0,
+        "workerid": b.workerid,
+        "masterid": b.masterid,
+        "started_at": b.started_at,
+        "complete": complete(b.complete_at),
+        "complete_at": b.complete_at,
+        "locks_duration_s": b.locks_duration_s,
+        "state_string": b.state_string,
+        "results": b.results,
+        "properties": {},
+    })
+}
+
+pub fn step(s: &StepRow) -> Value {
+    let urls: Value = serde_json::from_str(&s.urls_json).unwrap_or(json!([]));
+    json!({
+        "stepid": s.id.0,
+        "number": s.number,
+        "name": s.name,
+        "buildid": s.buildid.0,
+        "started_at": s.started_at,
+        "locks_acquired_at": s.locks_acquired_at,
+        "complete": complete(s.complete_at),
+        "complete_at": s.complete_at,
+        "state_string": s.state_string,
+        "results": s.results,
+        "urls": urls,
+        "hidden": s.hidden,
+    })
+}
+
+pub fn log(l: &LogRow) -> Value {
+    json!({
+        "logid": l.id.0,
+        "name": l.name,
+        "slug": l.slug,
+        "stepid": l.stepid.0,
+        "complete": l.complete,
+        "num_lines": l.num_lines,
+        "type": l.log_type,
+    })
+}
+
+pub fn buildrequest(r: &BuildRequestRow) -> Value {
+    json!({
+        "buildrequestid": r.id.0,
+        "buildsetid": r.buildsetid.0,
+        "builderid": r.builderid,
+        "priority": r.priority,
+        "claimed": r.claimed_by_masterid.is_some(),
+        "claimed_at": r.claimed_at,
+        "claimed_by_masterid": r.claimed_by_masterid,
+        "complete": r.complete,
+        "complete_at": r.complete_at,
+        "results": r.results,
+        "submitted_at": r.submitted_at,
+        "waited_for": r.waited_for,
+        "properties": {},
+    })
+}
+
+pub fn sourcestamp(s: &SourceStampRow) -> Value {
+    json!({
+        "ssid": s.id.0,
+        "branch": s.branch,
+        "revision": s.revision,
+        "project": s.project,
+        "repository": s.repository,
+        "codebase": s.codebase,
+        "created_at": s.created_at,
+        "patch": s.patch.as_ref().map(|p| json!({
+            "patchid": p.id,
+            "level": p.level,
+            "subdir": p.subdir,
+            "author": p.author,
+            "comment": p.comment,
+            "body": p.body_base64,
+        })),
+    })
+}
+
+pub fn buildset(b: &BuildSetRow, sourcestamps: Vec<Value>) -> Value {
+    json!({
+        "bsid": b.id.0,
+        "external_idstring": b.external_idstring,
+        "reason": b.reason,
+        "submitted_at": b.submitted_at,
+        "complete": b.complete,
+        "complete_at": b.complete_at,
+        "results": b.results,
+        "sourcestamps": sourcestamps,
+        "parent_buildid": b.parent_buildid,
+        "parent_relationship": b.parent_relationship,
+        "rebuilt_buildid": b.rebuilt_buildid,
+    })
+}
+
+pub fn worker(w: &WorkerRow) -> Value {
+    let info: Value = serde_json::from_str(&w.info).unwrap_or(json!({}));
+    json!({
+        "workerid": w.id.0,
+        "name": w.name,
+        "configured_on": w.configured_on.iter().map(|(b, m)| json!({"builderid": b, "masterid": m})).collect::<Vec<_>>(),
+        "connected_to": w.connected_to.iter().map(|m| json!({"masterid": m})).collect::<Vec<_>>(),
+        "paused": w.paused,
+        "pause_reason": w.pause_reason,
+        "graceful": w.graceful,
+        "workerinfo": info,
+    })
+}
+
+pub fn builder(b: &BuilderRow) -> Value {
+    json!({
+        "builderid": b.id.0,
+        "name": b.name,
+        "description": b.description,
+        "description_format": b.description_format,
+        "description_html": b.description_html,
+        "masterids": b.masterids,
+        "tags": b.tags,
+        "projectid": b.projectid,
+    })
+}
+
+pub fn master(m: &MasterRow) -> Value {
+    json!({"masterid": m.id.0, "name": m.name, "active": m.active, "last_active": m.last_active})
+}
+
+pub fn change(c: &ChangeRow, sourcestamp: Value) -> Value {
+    let props: serde_json::Map<String, Value> = c
+        .properties
+        .iter()
+        .map(|(k, p)| (k.clone(), json!([property_to_json(&p.value), p.source])))
+        .collect();
+    json!({
+        "changeid": c.id.0,
+        "author": c.author,
+        "committer": c.committer,
+        "comments": c.comments,
+        "branch": c.branch,
+        "revision": c.revision,
+        "revlink": c.revlink,
+        "when_timestamp": c.when_timestamp,
+        "category": c.category,
+        "repository": c.repository,
+        "codebase": c.codebase,
+        "project": c.project,
+        "files": c.files,
+        "properties": props,
+        "sourcestamp": sourcestamp,
+        "parent_changeids": c.parent_changeids,
+    })
+}
+
+pub fn forcescheduler(f: &kiln_config::ForceSchedulerConfig) -> Value {
+    let param = |p: &kiln_config::ParameterConfig| {
+        json!({
+            "name": p.name,
+            "fullName": p.name,
+            "label": p.label,
+            "type": p.kind.type_name(),
+            "default": property_to_json(&p.default),
+            "required": p.required,
+            "regex": p.regex,
+            "hide": p.hide,
+            "multiple": false,
+            "choices": p.choices,
+            "need_email": p.need_email,
+        })
+    };
+    let mut fields = vec![param(&f.username), param(&f.reason), param(&f.priority)];
+    fields.extend(f.properties.iter().map(param));
+    json!({
+        "name": f.name,
+        "label": f.label,
+        "button_name": f.button_name,
+        "builder_names": f.builder_names,
+        "enabled": true,
+        "all_fields": [{
+            "name": "",
+            "fullName": "",
+            "label": "",
+            "type": "nested",
+            "layout": "vertical",
+            "columns": 1,
+            "fields": fields,
+        }],
+    })
+}

@@ -1,0 +1,260 @@
+//! `kiln`: run a master, check its configuration, and the client commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use kiln_master::{Master, StartOptions};
+
+const SAMPLE: &str = include_str!("sample.star");
+const PID_FILE: &str = "kiln.pid";
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "kiln: continuous integration in the Buildbot model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a master directory with a commented sample master.star.
+    CreateMaster {
+        basedir: PathBuf,
+        /// Port for workers.
+        #[arg(long, default_value_t = 9989)]
+        worker_port: u16,
+        /// Port for the web UI and REST API.
+        #[arg(long, default_value_t = 8010)]
+        www_port: u16,
+    },
+    /// Run a master in the foreground until SIGINT or SIGTERM; SIGHUP reloads master.star.
+    Start { basedir: PathBuf },
+    /// Stop a master started with `kiln start`.
+    Stop { basedir: PathBuf },
+    /// Check a master's configuration and report every problem.
+    Checkconfig {
+        #[arg(default_value = ".")]
+        basedir: PathBuf,
+    },
+    /// Make a master with a local worker, run a sample build, and keep serving.
+    Quickstart {
+        #[arg(default_value = "kiln-quickstart")]
+        basedir: PathBuf,
+        #[arg(long, default_value_t = 8010)]
+        www_port: u16,
+        #[arg(long, default_value_t = 9989)]
+        worker_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("kiln: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::CreateMaster { basedir, worker_port, www_port } => {
+            create_master(&basedir, worker_port, www_port)?;
+            eprintln!("master created in {}; edit master.star, then run `kiln start {}`", basedir.display(), basedir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Checkconfig { basedir } => Ok(checkconfig(&basedir)),
+        Cmd::Start { basedir } => {
+            let config = load(&basedir)?;
+            runtime()?.block_on(start(basedir, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stop { basedir } => {
+            stop(&basedir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Quickstart { basedir, www_port, worker_port } => {
+            runtime()?.block_on(quickstart(basedir, www_port, worker_port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn create_master(basedir: &Path, worker_port: u16, www_port: u16) -> anyhow::Result<()> {
+    let path = basedir.join(kiln_config::CONFIG_FILE);
+    if path.exists() {
+        bail!("{} already exists; not overwriting it", path.display());
+    }
+    std::fs::create_dir_all(basedir).with_context(|| format!("creating {}", basedir.display()))?;
+    let text = SAMPLE.replace("__WORKER_PORT__", &worker_port.to_string()).replace("__WWW_PORT__", &www_port.to_string());
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn print_warnings(config: &kiln_config::MasterConfig) {
+    for w in &config.warnings {
+        eprintln!("{w}");
+    }
+}
+
+fn load(basedir: &Path) -> anyhow::Result<kiln_config::MasterConfig> {
+    match kiln_config::load(basedir) {
+        Ok(config) => {
+            print_warnings(&config);
+            Ok(config)
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            bail!("the configuration has errors; nothing was started")
+        }
+    }
+}
+
+fn checkconfig(basedir: &Path) -> ExitCode {
+    match kiln_config::load(basedir) {
+        Ok(config) => {
+            print_warnings(&config);
+            eprintln!("Config file is good!");
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            let errors = diagnostics.0.iter().filter(|d| d.severity == kiln_config::Severity::Error).count();
+            eprintln!("{errors} error(s) in the configuration");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::Result<()> {
+    let running = Master::start(&basedir, config, StartOptions::default()).await?;
+    let pid_file = basedir.join(PID_FILE);
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", pid_file.display()))?;
+    eprintln!("kiln master running: web UI and REST API at http://{}/, workers on port {}", running.www_addr, running.worker_addr.port());
+    serve_until_signal(&running.master, &basedir).await?;
+    running.stop().await;
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+/// Serves until SIGINT or SIGTERM. SIGHUP reloads the configuration; a configuration with errors is
+/// reported and the running one kept.
+async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match kiln_config::load(basedir) {
+                Ok(config) => {
+                    print_warnings(&config);
+                    match master.apply_config(config).await {
+                        Ok(()) => tracing::info!("configuration reloaded"),
+                        Err(error) => tracing::error!(error = %format!("{error:#}"), "applying the new configuration failed"),
+                    }
+                }
+                Err(diagnostics) => {
+                    tracing::error!("the new configuration has errors; keeping the running one:\n{diagnostics}");
+                }
+            },
+        }
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
+
+fn stop(basedir: &Path) -> anyhow::Result<()> {
+    let pid_file = basedir.join(PID_FILE);
+    let text = std::fs::read_to_string(&pid_file).with_context(|| format!("reading {} (is the master running?)", pid_file.display()))?;
+    let pid: i32 = text.trim().parse().with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).with_context(|| format!("signalling process {pid}"))?;
+    for _ in 0..300 {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            eprintln!("master stopped");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the master (process {pid}) did not stop within 30 seconds")
+}
+
+async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow::Result<()> {
+    if !basedir.join(kiln_config::CONFIG_FILE).exists() {
+        create_master(&basedir, worker_port, www_port)?;
+        eprintln!("created a master in {}", basedir.display());
+    }
+    let config = load(&basedir)?;
+    let running = Master::start(&basedir, config, StartOptions::default()).await?;
+    let master = running.master.clone();
+
+    // A local worker, in this process, connected over the real protocol.
+    let worker_dir = std::path::absolute(basedir.join("worker"))?;
+    let worker_config = kiln_worker::config::WorkerConfig {
+        basedir: worker_dir.clone(),
+        master_host: "127.0.0.1".into(),
+        master_port: running.worker_addr.port(),
+        name: "example-worker".into(),
+        password: "pass".into(),
+        max_retries: None,
+    };
+    if !worker_dir.join(kiln_worker::config::CONFIG_FILE).exists() {
+        worker_config.create()?;
+    }
+    let worker = tokio::spawn(kiln_worker::connection::run(worker_config));
+
+    let mut events = master.events.subscribe();
+    let config = master.config();
+    let Some(kiln_config::SchedulerConfig::Force(force)) = config.schedulers.first() else {
+        bail!("the quickstart configuration has no force scheduler")
+    };
+    let mut params = serde_json::Map::new();
+    params.insert("reason".into(), "quickstart sample build".into());
+    let (bsid, _) = match kiln_master::schedulers::force::force(&master, force, &params, Some("quickstart")).await {
+        Ok(r) => r,
+        Err(e) => bail!("forcing the sample build failed: {e:?}"),
+    };
+    eprintln!("forced a sample build (buildset {bsid}); waiting for it to finish");
+    let key = format!("buildsets.{bsid}.complete");
+    let results = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.key == key => break e.data["results"].as_i64(),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break None,
+            }
+        }
+    })
+    .await
+    .context("the sample build did not finish within two minutes")?;
+    let name = results.and_then(kiln_core::Results::from_code).map_or("unknown", |r| r.name());
+    let url = format!("http://{}", running.www_addr);
+    println!("sample build finished: {name}");
+    println!("web UI:   {url}/");
+    println!("builds:   {url}/api/v2/builds");
+    println!("logs:     {url}/api/v2/builders/runtests/builds/1/steps/hello/logs/stdio/raw_inline");
+    println!("force another: curl -s -X POST -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"method\":\"force\",\"params\":{{}},\"id\":1}}' {url}/api/v2/forceschedulers/force");
+    println!("master directory: {}  (stop with Ctrl-C)", basedir.display());
+    serve_until_signal(&master, &basedir).await?;
+    worker.abort();
+    running.stop().await;
+    Ok(())
+}
