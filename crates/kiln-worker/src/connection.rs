@@ -109,14 +109,16 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
     tracing::info!(master = %url, "connected");
     let (mut sink, mut stream) = socket.split();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(OUTGOING_QUEUE);
-    let writer = tokio::spawn(async move {
+    // The writer runs in this task, not a spawned one, so that dropping this future (a stop, or a
+    // lost connection) closes the socket at once.
+    let writer = async move {
         while let Some(frame) = frames_rx.recv().await {
             if sink.send(tungstenite::Message::Binary(frame.into())).await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
-    });
+    };
     let link = Link {
         frames: frames_tx,
         next_seq: Arc::new(AtomicI64::new(0)),
@@ -128,44 +130,46 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
         settings: Settings::default(),
         running: HashMap::new(),
     };
-    let mut ending = Ending::Closed;
-    while let Some(frame) = stream.next().await {
-        let frame = match frame {
-            Ok(tungstenite::Message::Binary(b)) => b,
-            Ok(tungstenite::Message::Close(_)) => break,
-            Ok(tungstenite::Message::Text(_)) => {
-                tracing::warn!("ignoring a text frame from the master");
-                continue;
-            }
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "reading from master");
-                break;
-            }
-        };
-        match decode(&frame) {
-            Ok(Message::Response { seq, result, is_exception }) => {
-                if let Some(tx) = link.pending.lock().await.remove(&seq) {
-                    let _ = tx.send(if is_exception { Err(value_text(&result)) } else { Ok(result) });
+    let reader = async {
+        while let Some(frame) = stream.next().await {
+            let frame = match frame {
+                Ok(tungstenite::Message::Binary(b)) => b,
+                Ok(tungstenite::Message::Close(_)) => break,
+                Ok(tungstenite::Message::Text(_)) => {
+                    tracing::warn!("ignoring a text frame from the master");
+                    continue;
                 }
-            }
-            Ok(Message::Request { seq, op }) => {
-                if let Some(end) = session.handle(seq, op).await {
-                    ending = end;
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "reading from master");
                     break;
                 }
+            };
+            match decode(&frame) {
+                Ok(Message::Response { seq, result, is_exception }) => {
+                    if let Some(tx) = link.pending.lock().await.remove(&seq) {
+                        let _ = tx.send(if is_exception { Err(value_text(&result)) } else { Ok(result) });
+                    }
+                }
+                Ok(Message::Request { seq, op }) => {
+                    if let Some(end) = session.handle(seq, op).await {
+                        return end;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "dropping a malformed message from the master"),
             }
-            Err(error) => tracing::warn!(%error, "dropping a malformed message from the master"),
         }
-    }
+        Ending::Closed
+    };
+    let ending = tokio::select! {
+        ending = reader => ending,
+        () = writer => Ending::Closed,
+    };
     // Interrupt whatever still runs: its output has nowhere to go.
     for (_, tx) in session.running.drain() {
         let _ = tx.send(Some("connection to master lost".into()));
     }
     link.pending.lock().await.clear();
-    drop(session);
-    drop(link);
-    let _ = writer.await;
     Ok(ending)
 }
 

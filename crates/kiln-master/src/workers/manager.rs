@@ -167,7 +167,6 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
     ask(Op::Print { message: "attached".into() }).await.map_err(|e| e.to_string())?.map_err(|e| format!("print failed: {e}"))?;
     let info = ask(Op::GetWorkerInfo).await.map_err(|e| e.to_string())?.map_err(|e| format!("get_worker_info failed: {e}"))?;
     let info = parse_info(info);
-    master.updates.worker_connected(conn.id, &info.json).await.map_err(|e| e.to_string())?;
     *conn.info.write().unwrap_or_else(|p| p.into_inner()) = info.clone();
     let args = Args::build(vec![
         ("buffer_size", Value::from(settings::BUFFER_SIZE)),
@@ -194,6 +193,8 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
         }
     }
     conn.set_attached();
+    // Recorded (and announced) once the worker can take builds.
+    master.updates.worker_connected(conn.id, &info.json).await.map_err(|e| e.to_string())?;
     tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
     master.wake_distributor();
     Ok(())

@@ -1,0 +1,180 @@
+use serde_json::json;
+
+use crate::harness::{TestMaster, config, http_text};
+
+const ALL_STEPS: &str = r#"
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(name='echo', command=['sh', '-c', 'echo out; echo err 1>&2; printf partial']))
+f.addStep(steps.StringDownload('string content\n', workerdest='dl/str.txt'))
+f.addStep(steps.FileDownload(mastersrc='tosend.bin', workerdest='dl/file.bin'))
+f.addStep(steps.ShellCommand(name='check', command='echo "name=$BUILDNAME"; test "$(cat dl/str.txt)" = "string content" || exit 9; cmp dl/file.bin dl/str.txt', env={'BUILDNAME': util.Interpolate('%(prop:buildername)s-%(prop:buildnumber)s')}))
+f.addStep(steps.FileUpload(workersrc='dl/file.bin', masterdest='uploads/file.bin', url='http://example.invalid/file.bin'))
+f.addStep(steps.DirectoryUpload(workersrc='dl', masterdest='uploads/dir'))
+f.addStep(steps.MakeDirectory(dir='build/made'))
+f.addStep(steps.RemoveDirectory(dir='build/dl'))
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f, properties={'answer': 42})]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+
+async fn all_steps_build(db_url: &str) {
+    let mut m = TestMaster::start(&config(db_url, ALL_STEPS)).await;
+    let payload: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(m.path("tosend.bin"), &payload).unwrap();
+    m.start_worker("w1", "pass").await;
+    let results = m.force_and_wait(json!({"builderid": 1, "username": "Me <me@example.com>", "reason": "test"})).await;
+
+    let (_, steps) = m.get("builds/1/steps").await;
+    let summary: Vec<(String, i64)> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["results"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(results, 2, "cmp fails because the two files differ; steps: {summary:?}");
+    let names: Vec<&str> = summary.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["worker_preparation", "echo", "string_download", "download", "check", "upload", "upload_2", "MakeDirectory", "RemoveDirectory"]);
+    assert_eq!(summary.iter().filter(|(_, r)| *r != 0).map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["check"]);
+
+    // The stdio log keeps Buildbot's stream prefixes, and the unterminated line comes last.
+    let (_, contents) = m.get("builds/1/steps/echo/logs/stdio/contents").await;
+    let text = contents["logchunks"][0]["content"].as_str().unwrap().to_string();
+    assert!(text.contains("\nout\n") || text.contains("oout\n"), "{text}");
+    assert!(text.contains("eerr\n"), "{text}");
+    assert!(text.contains("opartial\n"), "{text}");
+    assert!(text.contains("hprogram finished with exit code 0\n"), "{text}");
+
+    // Downloads carried the real bytes, and uploads brought them back.
+    assert_eq!(std::fs::read(m.path("uploads/file.bin")).unwrap(), payload);
+    assert_eq!(std::fs::read_to_string(m.path("uploads/dir/str.txt")).unwrap(), "string content\n");
+    assert_eq!(std::fs::read(m.path("uploads/dir/file.bin")).unwrap(), payload);
+    let (_, step) = m.get("builds/1/steps/upload").await;
+    assert_eq!(step["steps"][0]["urls"][0]["url"], "http://example.invalid/file.bin");
+
+    // Properties are layered with their sources, and rendered into the command's environment.
+    let (_, build) = m.get("builds/1?property=*").await;
+    let props = &build["builds"][0]["properties"];
+    assert_eq!(props["answer"], json!([42, "Builder"]));
+    assert_eq!(props["buildername"], json!(["b1", "Builder"]));
+    assert_eq!(props["owner"], json!(["Me <me@example.com>", "Force Build Form"]));
+    assert_eq!(props["workername"], json!(["w1", "Worker"]));
+    assert_eq!(build["builds"][0]["state_string"], "failed check");
+    let (_, raw) = http_text(&m.www(), "GET", "/api/v2/builds/1/steps/check/logs/stdio/raw", None, &[]).await;
+    assert!(raw.starts_with("Builder: b1\nBuild number: 1\nWorker name: w1\n"), "{raw}");
+    assert!(raw.contains("differ"), "cmp says why: {raw}");
+    assert!(raw.contains("\nname=b1-1\n"), "the environment was rendered: {raw}");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_runs_every_step_kind_on_sqlite() {
+    all_steps_build("sqlite:///state.sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_runs_every_step_kind_on_postgresql() {
+    if let Some(pg) = kiln_db::testing::postgres().await.expect("postgres") {
+        all_steps_build(&pg.url).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_on_failure_skips_later_steps_except_always_run() {
+    let body = r#"
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(name='fails', command='exit 3', haltOnFailure=True))
+f.addStep(steps.ShellCommand(name='skipped', command='true'))
+f.addStep(steps.ShellCommand(name='cleanup', command='true', alwaysRun=True))
+f.addStep(steps.ShellCommand(name='decoded', command='exit 1', decodeRC={1: 1}, alwaysRun=True, warnOnWarnings=True))
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.force_and_wait(json!({})).await, 2);
+    let (_, steps) = m.get("builds/1/steps?field=name&field=results&order=number").await;
+    assert_eq!(
+        steps["steps"],
+        json!([
+            {"name": "worker_preparation", "results": 0},
+            {"name": "fails", "results": 2},
+            {"name": "cleanup", "results": 0},
+            {"name": "decoded", "results": 1}
+        ])
+    );
+    let (_, request) = m.get("buildrequests/1").await;
+    assert_eq!(request["buildrequests"][0]["results"], 2);
+    assert_eq!(request["buildrequests"][0]["complete"], true);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_run_by_priority_with_max_builds_and_several_workers() {
+    let body = r#"
+c['workers'] = [worker.Worker('w1', 'pass', max_builds=1), worker.Worker('w2', 'pass2', max_builds=1)]
+f = util.BuildFactory([steps.ShellCommand(command='true')])
+g = util.BuildFactory([steps.ShellCommand(command='while [ ! -f MARKER ]; do sleep 0.05; done')])
+c['builders'] = [util.BuilderConfig(name='a', workernames=['w1', 'w2'], factory=f),
+                 util.BuilderConfig(name='b', workernames=['w1', 'w2'], factory=f),
+                 util.BuilderConfig(name='c', workernames=['w1', 'w2'], factory=g)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['a', 'b', 'c'])]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("go");
+    let body = body.replace("MARKER", &marker.display().to_string());
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &body)).await;
+    // Queue requests before any worker is there, so that the order is decided by priority alone.
+    let mut bsids = std::collections::BTreeSet::new();
+    for (builder, priority) in [("a", 0), ("b", 0), ("a", 5), ("b", 0), ("b", 9)] {
+        bsids.insert(m.force(json!({"builderNames": [builder], "priority": priority})).await);
+    }
+    m.start_worker("w1", "pass").await;
+    wait_all(&mut m, &mut bsids).await;
+    let (_, builds) = m.get("builds?order=buildid&field=buildrequestid").await;
+    let order: Vec<i64> = builds["builds"].as_array().unwrap().iter().map(|b| b["buildrequestid"].as_i64().unwrap()).collect();
+    assert_eq!(&order[..2], &[5, 3], "one build at a time, highest priority first: {order:?}");
+
+    // Two requests of one builder run at the same time on different workers: each build waits
+    // for a marker that is only written once both have started.
+    m.start_worker("w2", "pass2").await;
+    let mut bsids = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        bsids.insert(m.force(json!({"builderNames": ["c"]})).await);
+    }
+    m.wait_event("builds.*.new").await;
+    m.wait_event("builds.*.new").await;
+    std::fs::write(m.path("go"), "").unwrap();
+    wait_all(&mut m, &mut bsids).await;
+    let (_, builds) = m.get("builds?order=-buildid&limit=2&field=workerid").await;
+    let workers: std::collections::BTreeSet<i64> = builds["builds"].as_array().unwrap().iter().map(|b| b["workerid"].as_i64().unwrap()).collect();
+    assert_eq!(workers.len(), 2, "{builds}");
+    m.stop().await;
+}
+
+async fn wait_all(m: &mut TestMaster, bsids: &mut std::collections::BTreeSet<i64>) {
+    while !bsids.is_empty() {
+        let data = m.wait_event("buildsets.*.complete").await;
+        assert_eq!(data["results"], 0);
+        bsids.remove(&data["bsid"].as_i64().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_build_cancels_it_and_kills_the_process() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='sleep', command='echo started; sleep 600')])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let bsid = m.force(json!({})).await;
+    m.wait_event("logs.*.append").await;
+    let (status, reply) = crate::harness::rpc(&m.www(), "builds/1", "stop", json!({"reason": "no longer needed"})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(m.wait_buildset(bsid).await, 6, "CANCELLED");
+    let (_, build) = m.get("builds/1").await;
+    assert_eq!(build["builds"][0]["results"], 6);
+    let (_, log) = m.get("builds/1/steps/sleep/logs/stdio/contents").await;
+    assert!(log["logchunks"][0]["content"].as_str().unwrap().contains("killing: no longer needed"), "{log}");
+    m.stop().await;
+}

@@ -1,0 +1,218 @@
+//! A master started in-process on free ports, workers attached to it, and a small HTTP client, so
+//! tests drive kiln the way users do: over the worker protocol and the REST API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_master::events::{Event, matches};
+use kiln_master::{Master, Running, StartOptions};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+/// Every wait in the suite gives up after this long, so a broken build fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct TestMaster {
+    pub dir: tempfile::TempDir,
+    pub running: Option<Running>,
+    pub events: broadcast::Receiver<Arc<Event>>,
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A `master.star` with one worker `w1`/`pass` and the given builders and schedulers.
+pub fn config(db_url: &str, body: &str) -> String {
+    format!(
+        "BuildmasterConfig = {{}}\nc = BuildmasterConfig\nc['db'] = {{'db_url': {db_url:?}}}\nc['collapseRequests'] = False\n\
+         c['workers'] = [worker.Worker('w1', 'pass'), worker.Worker('w2', 'pass2')]\n{body}\n"
+    )
+}
+
+impl TestMaster {
+    pub async fn start(source: &str) -> TestMaster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, source).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, source: &str) -> TestMaster {
+        std::fs::write(dir.path().join("master.star"), source).expect("write master.star");
+        let config = match kiln_config::load(dir.path()) {
+            Ok(c) => c,
+            Err(d) => panic!("test configuration is invalid:\n{d}"),
+        };
+        let options = StartOptions { worker_port: Some(0), www_port: Some(0), ..Default::default() };
+        let running = Master::start(dir.path(), config, options).await.expect("master starts");
+        let events = running.master.events.subscribe();
+        TestMaster { dir, running: Some(running), events, workers: Vec::new() }
+    }
+
+    pub fn master(&self) -> &Arc<Master> {
+        &self.running.as_ref().expect("running").master
+    }
+
+    pub fn worker_port(&self) -> u16 {
+        self.running.as_ref().expect("running").worker_addr.port()
+    }
+
+    pub fn www(&self) -> String {
+        self.running.as_ref().expect("running").www_addr.to_string()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Starts kiln's worker in this process, and waits until it is attached.
+    pub async fn start_worker(&mut self, name: &str, password: &str) -> usize {
+        let basedir = self.dir.path().join(format!("worker-{name}-{}", self.workers.len()));
+        let config = kiln_worker::config::WorkerConfig {
+            basedir: basedir.clone(),
+            master_host: "127.0.0.1".into(),
+            master_port: self.worker_port(),
+            name: name.into(),
+            password: password.into(),
+            max_retries: Some(0),
+        };
+        config.create().expect("create worker");
+        let config = kiln_worker::config::WorkerConfig::load(&basedir).expect("load worker");
+        self.workers.push(tokio::spawn(kiln_worker::connection::run(config)));
+        self.wait_attached(name).await;
+        self.workers.len() - 1
+    }
+
+    pub async fn wait_attached(&mut self, name: &str) {
+        let master = self.master().clone();
+        let name = name.to_string();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if master.workers.availability().iter().any(|w| w.name == name && w.available) {
+                    return;
+                }
+                let _ = self.events.recv().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("worker {name} did not attach"));
+    }
+
+    /// Drops a worker's connection abruptly, as a crashed worker would.
+    pub fn kill_worker(&mut self, index: usize) {
+        self.workers[index].abort();
+    }
+
+    /// Waits for the first event whose key matches `pattern` (`*` matches one element).
+    pub async fn wait_event(&mut self, pattern: &str) -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.events.recv().await {
+                    Ok(e) if matches(pattern, &e.key) => return e.data.clone(),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no event matching {pattern}"))
+    }
+
+    /// Forces a build through JSON-RPC and waits until its buildset completes; returns the results.
+    pub async fn force_and_wait(&mut self, params: Value) -> i64 {
+        let bsid = self.force(params).await;
+        self.wait_buildset(bsid).await
+    }
+
+    pub async fn force(&mut self, params: Value) -> i64 {
+        let (status, body) = rpc(&self.www(), "forceschedulers/force", "force", params).await;
+        assert_eq!(status, 200, "force failed: {body}");
+        body["result"][0].as_i64().expect("bsid")
+    }
+
+    pub async fn wait_buildset(&mut self, bsid: i64) -> i64 {
+        loop {
+            let data = self.wait_event("buildsets.*.complete").await;
+            if data["bsid"] == bsid {
+                return data["results"].as_i64().expect("results");
+            }
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        http(&self.www(), "GET", &format!("/api/v2/{path}"), None).await
+    }
+
+    /// Stops the master cleanly.
+    pub async fn stop(&mut self) {
+        for w in self.workers.drain(..) {
+            w.abort();
+        }
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+impl Drop for TestMaster {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.abort();
+        }
+    }
+}
+
+/// A JSON-RPC call.
+pub async fn rpc(www: &str, path: &str, method: &str, params: Value) -> (u16, Value) {
+    let body = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+    http(www, "POST", &format!("/api/v2/{path}"), Some(&body.to_string())).await
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+pub async fn http(www: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, text) = http_text(www, method, path, body, &[("Accept", "application/json")]).await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub async fn http_text(www: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, raw) = http_raw(www, method, path, body, headers).await;
+    (status, String::from_utf8_lossy(&raw).into_owned())
+}
+
+pub async fn http_raw(www: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(www).await.expect("connect");
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {www}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if method == "POST" {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { break };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}

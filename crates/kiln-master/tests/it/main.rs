@@ -1,0 +1,10 @@
+//! End-to-end tests of the master: a real master on free loopback ports, real workers (kiln's own
+//! and the stock `buildbot-worker`), real SQLite (and PostgreSQL when configured), driven over the
+//! worker protocol and the REST API.
+
+mod api;
+mod buildbot_worker;
+mod builds;
+mod harness;
+mod protocol;
+mod recovery;
