@@ -12,15 +12,48 @@ use crate::{Diagnostic, Diagnostics, Severity};
 
 /// Top-level keys Buildbot knows that kiln does not act on yet: accepted with a warning.
 const NOT_YET: &[&str] = &[
-    "buildbotNetUsageData", "buildCacheSize", "caches", "change_source", "codebaseGenerator", "codebases",
-    "configurators", "changeCacheSize", "changeHorizon", "logCompressionLimit", "logCompressionMethod",
-    "logEncoding", "logMaxSize", "logMaxTailSize", "manhole", "machines", "metrics", "mq", "prioritizeBuilders",
-    "projects", "revlink", "secretsProviders", "select_next_worker", "services", "user_managers", "validation",
+    "buildbotNetUsageData",
+    "buildCacheSize",
+    "caches",
+    "change_source",
+    "codebaseGenerator",
+    "codebases",
+    "configurators",
+    "changeCacheSize",
+    "changeHorizon",
+    "logCompressionLimit",
+    "logCompressionMethod",
+    "logEncoding",
+    "logMaxSize",
+    "logMaxTailSize",
+    "manhole",
+    "machines",
+    "metrics",
+    "mq",
+    "prioritizeBuilders",
+    "projects",
+    "revlink",
+    "secretsProviders",
+    "select_next_worker",
+    "services",
+    "user_managers",
+    "validation",
 ];
 
 const KNOWN: &[&str] = &[
-    "title", "titleURL", "buildbotURL", "db", "db_url", "protocols", "www", "workers", "builders", "schedulers",
-    "properties", "collapseRequests", "multiMaster",
+    "title",
+    "titleURL",
+    "buildbotURL",
+    "db",
+    "db_url",
+    "protocols",
+    "www",
+    "workers",
+    "builders",
+    "schedulers",
+    "properties",
+    "collapseRequests",
+    "multiMaster",
 ];
 
 struct Cx<'a> {
@@ -35,17 +68,25 @@ impl Cx<'_> {
         self.diags.push(Diagnostic::error(loc.clone(), msg.into()));
     }
     fn warn(&mut self, loc: &Location, msg: impl Into<String>) {
-        self.diags.push(Diagnostic::warning(loc.clone(), msg.into()));
+        self.diags
+            .push(Diagnostic::warning(loc.clone(), msg.into()));
     }
     fn key_loc(&self, key: &str) -> Location {
-        self.key_lines.get(key).cloned().unwrap_or(Location { file: self.file.to_string(), line: 1, column: 1 })
+        self.key_lines.get(key).cloned().unwrap_or(Location {
+            file: self.file.to_string(),
+            line: 1,
+            column: 1,
+        })
     }
 
     fn string(&mut self, node: &Node, what: &str, loc: &Location) -> Option<String> {
         match node {
             Node::Str(s) => Some(s.clone()),
             other => {
-                self.error(loc, format!("{what} must be a string, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be a string, not {}", other.describe()),
+                );
                 None
             }
         }
@@ -62,7 +103,10 @@ impl Cx<'_> {
         match node {
             Node::Int(i) => Some(*i),
             other => {
-                self.error(loc, format!("{what} must be an int, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be an int, not {}", other.describe()),
+                );
                 None
             }
         }
@@ -74,7 +118,10 @@ impl Cx<'_> {
             Some(Node::Int(i)) => Some(*i as f64),
             Some(Node::Float(f)) => Some(*f),
             Some(other) => {
-                self.error(loc, format!("{what} must be a number, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be a number, not {}", other.describe()),
+                );
                 None
             }
         }
@@ -85,7 +132,10 @@ impl Cx<'_> {
             None | Some(Node::None) => default,
             Some(Node::Bool(b)) => *b,
             Some(other) => {
-                self.error(loc, format!("{what} must be True or False, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be True or False, not {}", other.describe()),
+                );
                 default
             }
         }
@@ -94,10 +144,16 @@ impl Cx<'_> {
     fn strings(&mut self, node: Option<&Node>, what: &str, loc: &Location) -> Vec<String> {
         match node {
             None | Some(Node::None) => Vec::new(),
-            Some(Node::List(items)) => items.iter().filter_map(|i| self.string(i, what, loc)).collect(),
+            Some(Node::List(items)) => items
+                .iter()
+                .filter_map(|i| self.string(i, what, loc))
+                .collect(),
             Some(Node::Str(s)) => vec![s.clone()],
             Some(other) => {
-                self.error(loc, format!("{what} must be a list of strings, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be a list of strings, not {}", other.describe()),
+                );
                 Vec::new()
             }
         }
@@ -113,7 +169,10 @@ impl Cx<'_> {
         match n.and_then(|n| u16::try_from(n).ok()) {
             Some(p) => Some(p),
             None => {
-                self.error(loc, format!("{what} must be a port number, not {}", node.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be a port number, not {}", node.describe()),
+                );
                 None
             }
         }
@@ -126,7 +185,9 @@ impl Cx<'_> {
             Node::Int(i) => PropertyValue::Int(*i),
             Node::Float(f) => PropertyValue::Float(*f),
             Node::Str(s) => PropertyValue::Str(s.clone()),
-            Node::List(items) => PropertyValue::List(items.iter().map(|i| self.value(i, what, loc)).collect()),
+            Node::List(items) => {
+                PropertyValue::List(items.iter().map(|i| self.value(i, what, loc)).collect())
+            }
             Node::Dict(entries) => {
                 let mut map = BTreeMap::new();
                 for (k, v) in entries {
@@ -138,13 +199,21 @@ impl Cx<'_> {
                 PropertyValue::Map(map)
             }
             other => {
-                self.error(loc, format!("{what} must be plain data, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be plain data, not {}", other.describe()),
+                );
                 PropertyValue::Null
             }
         }
     }
 
-    fn properties(&mut self, node: Option<&Node>, what: &str, loc: &Location) -> BTreeMap<String, PropertyValue> {
+    fn properties(
+        &mut self,
+        node: Option<&Node>,
+        what: &str,
+        loc: &Location,
+    ) -> BTreeMap<String, PropertyValue> {
         match node {
             None | Some(Node::None) => BTreeMap::new(),
             Some(n @ Node::Dict(_)) => match self.value(n, what, loc) {
@@ -152,7 +221,10 @@ impl Cx<'_> {
                 _ => BTreeMap::new(),
             },
             Some(other) => {
-                self.error(loc, format!("{what} must be a dict, not {}", other.describe()));
+                self.error(
+                    loc,
+                    format!("{what} must be a dict, not {}", other.describe()),
+                );
                 BTreeMap::new()
             }
         }
@@ -160,7 +232,12 @@ impl Cx<'_> {
 
     fn renderable(&mut self, node: &Node, what: &str, loc: &Location) -> Renderable {
         match node {
-            Node::List(items) => Renderable::List(items.iter().map(|i| self.renderable(i, what, loc)).collect()),
+            Node::List(items) => Renderable::List(
+                items
+                    .iter()
+                    .map(|i| self.renderable(i, what, loc))
+                    .collect(),
+            ),
             Node::Dict(entries) => {
                 let mut out = Vec::new();
                 for (k, v) in entries {
@@ -172,13 +249,34 @@ impl Cx<'_> {
                 Renderable::Map(out)
             }
             Node::Object { kind, loc: at, .. } if kind == "Property" => {
-                let name = node.field("key").and_then(|n| self.string(n, "Property's name", at)).unwrap_or_default();
-                let default = node.field("default").map(|d| Box::new(self.renderable(d, what, at)));
-                let default_when_false = self.boolean(node.field("defaultWhenFalse"), false, "defaultWhenFalse", at);
-                Renderable::Property { name, default, default_when_false }
+                let name = node
+                    .field("key")
+                    .and_then(|n| self.string(n, "Property's name", at))
+                    .unwrap_or_default();
+                let default = node
+                    .field("default")
+                    .map(|d| Box::new(self.renderable(d, what, at)));
+                let default_when_false = self.boolean(
+                    node.field("defaultWhenFalse"),
+                    false,
+                    "defaultWhenFalse",
+                    at,
+                );
+                Renderable::Property {
+                    name,
+                    default,
+                    default_when_false,
+                }
             }
-            Node::Object { kind, loc: at, fields } if kind == "Interpolate" => {
-                let format = node.field("fmtstring").and_then(|n| self.string(n, "Interpolate's format", at)).unwrap_or_default();
+            Node::Object {
+                kind,
+                loc: at,
+                fields,
+            } if kind == "Interpolate" => {
+                let format = node
+                    .field("fmtstring")
+                    .and_then(|n| self.string(n, "Interpolate's format", at))
+                    .unwrap_or_default();
                 let kwargs = fields
                     .iter()
                     .filter(|(k, _)| k != "fmtstring")
@@ -192,7 +290,10 @@ impl Cx<'_> {
 }
 
 fn lookup<'n>(entries: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
-    entries.iter().find(|(k, _)| matches!(k, Node::Str(s) if s == key)).map(|(_, v)| v)
+    entries
+        .iter()
+        .find(|(k, _)| matches!(k, Node::Str(s) if s == key))
+        .map(|(_, v)| v)
 }
 
 /// Finds where `c['key']` / `BuildmasterConfig["key"]` is first assigned, for messages about plain
@@ -207,7 +308,11 @@ fn key_lines(file: &str, source: &str) -> BTreeMap<String, Location> {
                 if let Some(end) = after.find(&format!("{quote}]")) {
                     let key = &after[..end];
                     let column = line.len() - rest.len() + i + 1;
-                    out.entry(key.to_string()).or_insert(Location { file: file.to_string(), line: n + 1, column });
+                    out.entry(key.to_string()).or_insert(Location {
+                        file: file.to_string(),
+                        line: n + 1,
+                        column,
+                    });
                 }
                 rest = after;
             }
@@ -217,30 +322,51 @@ fn key_lines(file: &str, source: &str) -> BTreeMap<String, Location> {
 }
 
 pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConfig, Diagnostics> {
-    let mut cx = Cx { file, diags: Vec::new(), key_lines: key_lines(file, source) };
-    let top = Location { file: file.to_string(), line: 1, column: 1 };
+    let mut cx = Cx {
+        file,
+        diags: Vec::new(),
+        key_lines: key_lines(file, source),
+    };
+    let top = Location {
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+    };
     let Node::Dict(entries) = root else {
-        return Err(Diagnostics(vec![Diagnostic::error(top, format!("BuildmasterConfig must be a dict, not {}", root.describe()))]));
+        return Err(Diagnostics(vec![Diagnostic::error(
+            top,
+            format!("BuildmasterConfig must be a dict, not {}", root.describe()),
+        )]));
     };
     for (k, _) in entries {
         match k {
             Node::Str(key) if KNOWN.contains(&key.as_str()) => {}
             Node::Str(key) if NOT_YET.contains(&key.as_str()) => {
                 let loc = cx.key_loc(key);
-                cx.warn(&loc, format!("c['{key}'] is not supported by this version of kiln and is ignored"));
+                cx.warn(
+                    &loc,
+                    format!("c['{key}'] is not supported by this version of kiln and is ignored"),
+                );
             }
             Node::Str(key) => {
                 let loc = cx.key_loc(key);
                 cx.error(&loc, format!("unknown configuration key c['{key}']"));
             }
-            other => cx.error(&top, format!("configuration keys must be strings, not {}", other.describe())),
+            other => cx.error(
+                &top,
+                format!(
+                    "configuration keys must be strings, not {}",
+                    other.describe()
+                ),
+            ),
         }
     }
     let get = |key: &str| lookup(entries, key);
 
     let text = |cx: &mut Cx, key: &str, default: &str| -> String {
         let loc = cx.key_loc(key);
-        cx.opt_string(get(key), &format!("c['{key}']"), &loc).unwrap_or_else(|| default.to_string())
+        cx.opt_string(get(key), &format!("c['{key}']"), &loc)
+            .unwrap_or_else(|| default.to_string())
     };
     let title = text(&mut cx, "title", "kiln");
     let title_url = text(&mut cx, "titleURL", "");
@@ -253,7 +379,10 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         }
         (Some(other), _) => {
             let loc = cx.key_loc("db");
-            cx.error(&loc, format!("c['db'] must be a dict, not {}", other.describe()));
+            cx.error(
+                &loc,
+                format!("c['db'] must be a dict, not {}", other.describe()),
+            );
             None
         }
         (None, Some(u)) => {
@@ -287,11 +416,17 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                     }
                 }
             }
-            other => cx.error(&loc, format!("c['protocols'] must be a dict, not {}", other.describe())),
+            other => cx.error(
+                &loc,
+                format!("c['protocols'] must be a dict, not {}", other.describe()),
+            ),
         }
     }
 
-    let mut www = WwwConfig { port: None, host: "127.0.0.1".into() };
+    let mut www = WwwConfig {
+        port: None,
+        host: "127.0.0.1".into(),
+    };
     if let Some(w) = get("www") {
         let loc = cx.key_loc("www");
         match w {
@@ -301,7 +436,9 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                         Node::Str(k) if k == "port" => {
                             www.port = cx.port(v, "c['www']['port']", &loc);
                             if let Node::Str(s) = v {
-                                if let Some(i) = s.split(':').find_map(|p| p.strip_prefix("interface=")) {
+                                if let Some(i) =
+                                    s.split(':').find_map(|p| p.strip_prefix("interface="))
+                                {
                                     www.host = i.to_string();
                                 }
                             }
@@ -311,14 +448,45 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                                 www.host = h;
                             }
                         }
-                        Node::Str(k) if ["plugins", "auth", "authz", "change_hook_dialects", "change_hook_auth", "avatar_methods", "logfileName", "json_cache_seconds", "rest_minimum_version", "allowed_origins", "cookie_expiration_time", "ui_default_config", "versions", "custom_templates_dir", "graphql"].contains(&k.as_str()) => {
+                        Node::Str(k)
+                            if [
+                                "plugins",
+                                "auth",
+                                "authz",
+                                "change_hook_dialects",
+                                "change_hook_auth",
+                                "avatar_methods",
+                                "logfileName",
+                                "json_cache_seconds",
+                                "rest_minimum_version",
+                                "allowed_origins",
+                                "cookie_expiration_time",
+                                "ui_default_config",
+                                "versions",
+                                "custom_templates_dir",
+                                "graphql",
+                            ]
+                            .contains(&k.as_str()) =>
+                        {
                             cx.warn(&loc, format!("c['www']['{k}'] is not supported by this version of kiln and is ignored"));
                         }
-                        other => cx.error(&loc, format!("unknown c['www'] setting {}", match other { Node::Str(s) => s.clone(), o => o.describe() })),
+                        other => cx.error(
+                            &loc,
+                            format!(
+                                "unknown c['www'] setting {}",
+                                match other {
+                                    Node::Str(s) => s.clone(),
+                                    o => o.describe(),
+                                }
+                            ),
+                        ),
                     }
                 }
             }
-            other => cx.error(&loc, format!("c['www'] must be a dict, not {}", other.describe())),
+            other => cx.error(
+                &loc,
+                format!("c['www'] must be a dict, not {}", other.describe()),
+            ),
         }
     }
     if buildbot_url.is_empty() {
@@ -349,8 +517,10 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
 
     cross_check(&mut cx, &workers, &builders, &schedulers);
 
-    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
-        cx.diags.into_iter().partition(|d| d.severity == Severity::Error);
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = cx
+        .diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
         let mut all = errors;
         all.extend(warnings);
@@ -373,23 +543,43 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
 }
 
 /// The objects of a list-valued key, each with its location; `kind` empty means any kind.
-fn objects<'n>(cx: &mut Cx, node: Option<&'n Node>, key: &str, kind: &str) -> Vec<(Location, &'n Node)> {
+fn objects<'n>(
+    cx: &mut Cx,
+    node: Option<&'n Node>,
+    key: &str,
+    kind: &str,
+) -> Vec<(Location, &'n Node)> {
     let loc = cx.key_loc(key);
     match node {
         None | Some(Node::None) => Vec::new(),
         Some(Node::List(items)) => items
             .iter()
             .filter_map(|item| match item {
-                Node::Object { kind: k, loc, .. } if kind.is_empty() || k == kind => Some((loc.clone(), item)),
+                Node::Object { kind: k, loc, .. } if kind.is_empty() || k == kind => {
+                    Some((loc.clone(), item))
+                }
                 other => {
-                    let want = if kind.is_empty() { "scheduler".to_string() } else { kind.to_string() };
-                    cx.error(&loc, format!("c['{key}'] must hold {want} objects, not {}", other.describe()));
+                    let want = if kind.is_empty() {
+                        "scheduler".to_string()
+                    } else {
+                        kind.to_string()
+                    };
+                    cx.error(
+                        &loc,
+                        format!(
+                            "c['{key}'] must hold {want} objects, not {}",
+                            other.describe()
+                        ),
+                    );
                     None
                 }
             })
             .collect(),
         Some(other) => {
-            cx.error(&loc, format!("c['{key}'] must be a list, not {}", other.describe()));
+            cx.error(
+                &loc,
+                format!("c['{key}'] must be a list, not {}", other.describe()),
+            );
             Vec::new()
         }
     }
@@ -412,13 +602,21 @@ fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConfig> {
         Some(n) => cx.int(n, "max_builds", loc).and_then(|m| {
             let ok = u32::try_from(m).ok().filter(|m| *m > 0);
             if ok.is_none() {
-                cx.error(loc, format!("max_builds must be a positive number, not {m}"));
+                cx.error(
+                    loc,
+                    format!("max_builds must be a positive number, not {m}"),
+                );
             }
             ok
         }),
     };
     let properties = cx.properties(w.field("properties"), "the worker's properties", loc);
-    Some(WorkerConfig { name, password, max_builds, properties })
+    Some(WorkerConfig {
+        name,
+        password,
+        max_builds,
+        properties,
+    })
 }
 
 fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
@@ -427,25 +625,50 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         return None;
     };
     if name.starts_with('_') {
-        cx.error(loc, format!("builder names must not start with '_': '{name}'"));
+        cx.error(
+            loc,
+            format!("builder names must not start with '_': '{name}'"),
+        );
     }
     let mut workernames = cx.strings(b.field("workernames"), "workernames", loc);
     if let Some(w) = cx.opt_string(b.field("workername"), "workername", loc) {
         workernames.insert(0, w);
     }
     if workernames.is_empty() {
-        cx.error(loc, format!("builder '{name}' needs at least one worker (workernames=[…])"));
+        cx.error(
+            loc,
+            format!("builder '{name}' needs at least one worker (workernames=[…])"),
+        );
     }
-    let safe = name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>();
-    let builddir = cx.opt_string(b.field("builddir"), "builddir", loc).unwrap_or_else(|| safe.clone());
-    let workerbuilddir = cx.opt_string(b.field("workerbuilddir"), "workerbuilddir", loc).unwrap_or_else(|| builddir.clone());
+    let safe = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let builddir = cx
+        .opt_string(b.field("builddir"), "builddir", loc)
+        .unwrap_or_else(|| safe.clone());
+    let workerbuilddir = cx
+        .opt_string(b.field("workerbuilddir"), "workerbuilddir", loc)
+        .unwrap_or_else(|| builddir.clone());
     let steps = match b.field("factory") {
         Some(f @ Node::Object { kind, .. }) if kind == "BuildFactory" => match f.field("steps") {
             Some(Node::List(items)) => items.iter().filter_map(|s| step(cx, loc, s)).collect(),
             _ => Vec::new(),
         },
         Some(other) => {
-            cx.error(loc, format!("builder '{name}': factory must be a util.BuildFactory(), not {}", other.describe()));
+            cx.error(
+                loc,
+                format!(
+                    "builder '{name}': factory must be a util.BuildFactory(), not {}",
+                    other.describe()
+                ),
+            );
             Vec::new()
         }
         None => {
@@ -470,25 +693,56 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         None | Some(Node::None) => None,
         Some(Node::Bool(v)) => Some(*v),
         Some(other) => {
-            cx.warn(loc, format!("collapseRequests as {} is not supported yet; using the default", other.describe()));
+            cx.warn(
+                loc,
+                format!(
+                    "collapseRequests as {} is not supported yet; using the default",
+                    other.describe()
+                ),
+            );
             None
         }
     };
-    for unsupported in ["nextWorker", "nextBuild", "locks", "canStartBuild", "do_build_if", "project", "defaultProperties"] {
+    for unsupported in [
+        "nextWorker",
+        "nextBuild",
+        "locks",
+        "canStartBuild",
+        "do_build_if",
+        "project",
+        "defaultProperties",
+    ] {
         if b.field(unsupported).is_some_and(|n| *n != Node::None) {
             cx.warn(loc, format!("builder '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
     }
-    Some(BuilderConfig { name, workernames, builddir, workerbuilddir, steps, properties, tags, env, description, collapse_requests })
+    Some(BuilderConfig {
+        name,
+        workernames,
+        builddir,
+        workerbuilddir,
+        steps,
+        properties,
+        tags,
+        env,
+        description,
+        collapse_requests,
+    })
 }
 
 fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
     let Node::Object { kind, loc, .. } = s else {
-        cx.error(builder_loc, format!("a build factory holds steps, not {}", s.describe()));
+        cx.error(
+            builder_loc,
+            format!("a build factory holds steps, not {}", s.describe()),
+        );
         return None;
     };
     let loc = &loc.clone();
-    let transfer = matches!(kind.as_str(), "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload");
+    let transfer = matches!(
+        kind.as_str(),
+        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload"
+    );
     let default_name = match kind.as_str() {
         "ShellCommand" => "shell",
         "FileUpload" | "DirectoryUpload" => "upload",
@@ -496,21 +750,66 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         "StringDownload" => "string_download",
         other => other,
     };
-    let name = cx.opt_string(s.field("name"), "the step name", loc).unwrap_or_else(|| default_name.to_string());
-    let defaults = StepFlags { halt_on_failure: transfer, ..StepFlags::default() };
+    let name = cx
+        .opt_string(s.field("name"), "the step name", loc)
+        .unwrap_or_else(|| default_name.to_string());
+    let defaults = StepFlags {
+        halt_on_failure: transfer,
+        ..StepFlags::default()
+    };
     let flags = StepFlags {
-        halt_on_failure: cx.boolean(s.field("haltOnFailure"), defaults.halt_on_failure, "haltOnFailure", loc),
-        flunk_on_warnings: cx.boolean(s.field("flunkOnWarnings"), defaults.flunk_on_warnings, "flunkOnWarnings", loc),
-        flunk_on_failure: cx.boolean(s.field("flunkOnFailure"), defaults.flunk_on_failure, "flunkOnFailure", loc),
-        warn_on_warnings: cx.boolean(s.field("warnOnWarnings"), defaults.warn_on_warnings, "warnOnWarnings", loc),
-        warn_on_failure: cx.boolean(s.field("warnOnFailure"), defaults.warn_on_failure, "warnOnFailure", loc),
+        halt_on_failure: cx.boolean(
+            s.field("haltOnFailure"),
+            defaults.halt_on_failure,
+            "haltOnFailure",
+            loc,
+        ),
+        flunk_on_warnings: cx.boolean(
+            s.field("flunkOnWarnings"),
+            defaults.flunk_on_warnings,
+            "flunkOnWarnings",
+            loc,
+        ),
+        flunk_on_failure: cx.boolean(
+            s.field("flunkOnFailure"),
+            defaults.flunk_on_failure,
+            "flunkOnFailure",
+            loc,
+        ),
+        warn_on_warnings: cx.boolean(
+            s.field("warnOnWarnings"),
+            defaults.warn_on_warnings,
+            "warnOnWarnings",
+            loc,
+        ),
+        warn_on_failure: cx.boolean(
+            s.field("warnOnFailure"),
+            defaults.warn_on_failure,
+            "warnOnFailure",
+            loc,
+        ),
         always_run: cx.boolean(s.field("alwaysRun"), defaults.always_run, "alwaysRun", loc),
     };
-    let workdir = s.field("workdir").filter(|n| **n != Node::None).map(|w| cx.renderable(w, "workdir", loc));
+    let workdir = s
+        .field("workdir")
+        .filter(|n| **n != Node::None)
+        .map(|w| cx.renderable(w, "workdir", loc));
     let description = describe(cx, s.field("description"), loc);
     let description_done = describe(cx, s.field("descriptionDone"), loc);
-    for unsupported in ["doStepIf", "hideStepIf", "locks", "logfiles", "lazylogfiles"] {
-        if s.field(unsupported).is_some_and(|n| !matches!(n, Node::None | Node::Bool(false) | Node::List(_) | Node::Dict(_)) || matches!(s.field(unsupported), Some(Node::List(l)) if !l.is_empty()) || matches!(s.field(unsupported), Some(Node::Dict(d)) if !d.is_empty())) {
+    for unsupported in [
+        "doStepIf",
+        "hideStepIf",
+        "locks",
+        "logfiles",
+        "lazylogfiles",
+    ] {
+        if s.field(unsupported).is_some_and(|n| {
+            !matches!(
+                n,
+                Node::None | Node::Bool(false) | Node::List(_) | Node::Dict(_)
+            ) || matches!(s.field(unsupported), Some(Node::List(l)) if !l.is_empty())
+                || matches!(s.field(unsupported), Some(Node::Dict(d)) if !d.is_empty())
+        }) {
             cx.warn(loc, format!("step '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
     }
@@ -524,9 +823,11 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         }
     };
     let size = |cx: &mut Cx, field: &str| -> Option<u64> {
-        cx.number(s.field(field), field, loc).and_then(|v| (v >= 0.0).then_some(v as u64))
+        cx.number(s.field(field), field, loc)
+            .and_then(|v| (v >= 0.0).then_some(v as u64))
     };
-    let mode = |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
+    let mode =
+        |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
     let kind = match kind.as_str() {
         "ShellCommand" => StepKind::ShellCommand(shell(cx, s, loc, &name)?),
         "FileUpload" => StepKind::FileUpload {
@@ -547,7 +848,10 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
             compress: match cx.opt_string(s.field("compress"), "compress", loc) {
                 Some(c) if c == "gz" || c == "bz2" => Some(c),
                 Some(c) => {
-                    cx.error(loc, format!("compress must be None, 'gz' or 'bz2', not '{c}'"));
+                    cx.error(
+                        loc,
+                        format!("compress must be None, 'gz' or 'bz2', not '{c}'"),
+                    );
                     None
                 }
                 None => None,
@@ -567,20 +871,37 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
             maxsize: size(cx, "maxsize"),
             blocksize: size(cx, "blocksize").unwrap_or(16_384),
         },
-        "MakeDirectory" => StepKind::MakeDirectory { dir: required(cx, "dir")? },
-        "RemoveDirectory" => StepKind::RemoveDirectory { dir: required(cx, "dir")? },
+        "MakeDirectory" => StepKind::MakeDirectory {
+            dir: required(cx, "dir")?,
+        },
+        "RemoveDirectory" => StepKind::RemoveDirectory {
+            dir: required(cx, "dir")?,
+        },
         other => {
             cx.error(loc, format!("{other} is not a build step"));
             return None;
         }
     };
-    Some(StepConfig { name, kind, flags, workdir, description, description_done })
+    Some(StepConfig {
+        name,
+        kind,
+        flags,
+        workdir,
+        description,
+        description_done,
+    })
 }
 
 fn describe(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {
     match node {
         None | Some(Node::None) => None,
-        Some(Node::List(parts)) => Some(parts.iter().filter_map(|p| cx.string(p, "a description", loc)).collect::<Vec<_>>().join(" ")),
+        Some(Node::List(parts)) => Some(
+            parts
+                .iter()
+                .filter_map(|p| cx.string(p, "a description", loc))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         Some(n) => cx.string(n, "a description", loc),
     }
 }
@@ -591,9 +912,17 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
             cx.error(loc, format!("ShellCommand '{name}' needs a command"));
             return None;
         }
-        Some(n @ (Node::Str(_) | Node::List(_) | Node::Object { .. })) => cx.renderable(n, "command", loc),
+        Some(n @ (Node::Str(_) | Node::List(_) | Node::Object { .. })) => {
+            cx.renderable(n, "command", loc)
+        }
         Some(other) => {
-            cx.error(loc, format!("command must be a string or a list, not {}", other.describe()));
+            cx.error(
+                loc,
+                format!(
+                    "command must be a string or a list, not {}",
+                    other.describe()
+                ),
+            );
             return None;
         }
     };
@@ -612,12 +941,17 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
         decode_rc.clear();
         for (k, v) in entries {
             let code = cx.int(k, "a decodeRC exit code", loc);
-            let result = cx.int(v, "a decodeRC result", loc).and_then(Results::from_code);
+            let result = cx
+                .int(v, "a decodeRC result", loc)
+                .and_then(Results::from_code);
             match (code, result) {
                 (Some(c), Some(r)) => {
                     decode_rc.insert(c, r);
                 }
-                (_, None) => cx.error(loc, "decodeRC results must be result codes 0..6 (SUCCESS … CANCELLED)"),
+                (_, None) => cx.error(
+                    loc,
+                    "decodeRC results must be result codes 0..6 (SUCCESS … CANCELLED)",
+                ),
                 _ => {}
             }
         }
@@ -626,7 +960,9 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
         None => Some(1200.0),
         other => cx.number(other, "timeout", loc),
     };
-    let signal = cx.opt_string(s.field("interruptSignal"), "interruptSignal", loc).unwrap_or_else(|| "KILL".into());
+    let signal = cx
+        .opt_string(s.field("interruptSignal"), "interruptSignal", loc)
+        .unwrap_or_else(|| "KILL".into());
     Some(ShellCommandConfig {
         command,
         env,
@@ -634,22 +970,38 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
         want_stderr: cx.boolean(s.field("want_stderr"), true, "want_stderr", loc),
         timeout,
         max_time: cx.number(s.field("maxTime"), "maxTime", loc),
-        max_lines: cx.number(s.field("max_lines"), "max_lines", loc).map(|n| n as i64),
+        max_lines: cx
+            .number(s.field("max_lines"), "max_lines", loc)
+            .map(|n| n as i64),
         sigterm_time: cx.number(s.field("sigtermTime"), "sigtermTime", loc),
         use_pty: cx.boolean(s.field("usePTY"), false, "usePTY", loc),
         log_environ: cx.boolean(s.field("logEnviron"), true, "logEnviron", loc),
         interrupt_signal: signal,
-        initial_stdin: s.field("initialStdin").filter(|n| **n != Node::None).map(|n| cx.renderable(n, "initialStdin", loc)),
+        initial_stdin: s
+            .field("initialStdin")
+            .filter(|n| **n != Node::None)
+            .map(|n| cx.renderable(n, "initialStdin", loc)),
         decode_rc,
     })
 }
 
-fn parameter(cx: &mut Cx, node: Option<&Node>, fallback: ParameterConfig, loc: &Location) -> ParameterConfig {
-    let Some(node) = node.filter(|n| **n != Node::None) else { return fallback };
+fn parameter(
+    cx: &mut Cx,
+    node: Option<&Node>,
+    fallback: ParameterConfig,
+    loc: &Location,
+) -> ParameterConfig {
+    let Some(node) = node.filter(|n| **n != Node::None) else {
+        return fallback;
+    };
     let Node::Object { kind, loc: at, .. } = node else {
         // A plain value fixes the parameter, as Buildbot's FixedParameter.
         let default = cx.value(node, "a force parameter", loc);
-        return ParameterConfig { kind: ParameterKind::Fixed, default, ..fallback };
+        return ParameterConfig {
+            kind: ParameterKind::Fixed,
+            default,
+            ..fallback
+        };
     };
     let at = &at.clone();
     let pkind = match kind.as_str() {
@@ -665,8 +1017,12 @@ fn parameter(cx: &mut Cx, node: Option<&Node>, fallback: ParameterConfig, loc: &
             return fallback;
         }
     };
-    let name = cx.opt_string(node.field("name"), "the parameter name", at).unwrap_or(fallback.name.clone());
-    let label = cx.opt_string(node.field("label"), "label", at).unwrap_or_else(|| name.clone());
+    let name = cx
+        .opt_string(node.field("name"), "the parameter name", at)
+        .unwrap_or(fallback.name.clone());
+    let label = cx
+        .opt_string(node.field("label"), "label", at)
+        .unwrap_or_else(|| name.clone());
     let default = match node.field("default") {
         Some(d) => cx.value(d, "default", at),
         None => match pkind {
@@ -681,7 +1037,12 @@ fn parameter(cx: &mut Cx, node: Option<&Node>, fallback: ParameterConfig, loc: &
         default,
         required: cx.boolean(node.field("required"), false, "required", at),
         regex: cx.opt_string(node.field("regex"), "regex", at),
-        need_email: cx.boolean(node.field("need_email"), pkind == ParameterKind::UserName, "need_email", at),
+        need_email: cx.boolean(
+            node.field("need_email"),
+            pkind == ParameterKind::UserName,
+            "need_email",
+            at,
+        ),
         choices: cx.strings(node.field("choices"), "choices", at),
         strict: cx.boolean(node.field("strict"), true, "strict", at),
         hide: cx.boolean(node.field("hide"), false, "hide", at),
@@ -690,7 +1051,9 @@ fn parameter(cx: &mut Cx, node: Option<&Node>, fallback: ParameterConfig, loc: &
 }
 
 fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Node::Object { kind, .. } = s else { return None };
+    let Node::Object { kind, .. } = s else {
+        return None;
+    };
     if kind != "ForceScheduler" {
         cx.error(loc, format!("{kind} is not a scheduler"));
         return None;
@@ -715,17 +1078,55 @@ fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
         strict: true,
         hide: false,
     };
-    let username = parameter(cx, s.field("username"), base(ParameterKind::UserName, "username", "Your name:", "".into()), loc);
-    let reason = parameter(cx, s.field("reason"), base(ParameterKind::String, "reason", "reason", "force build".into()), loc);
-    let priority = parameter(cx, s.field("priority"), base(ParameterKind::Int, "priority", "priority", PropertyValue::Int(0)), loc);
+    let username = parameter(
+        cx,
+        s.field("username"),
+        base(ParameterKind::UserName, "username", "Your name:", "".into()),
+        loc,
+    );
+    let reason = parameter(
+        cx,
+        s.field("reason"),
+        base(
+            ParameterKind::String,
+            "reason",
+            "reason",
+            "force build".into(),
+        ),
+        loc,
+    );
+    let priority = parameter(
+        cx,
+        s.field("priority"),
+        base(
+            ParameterKind::Int,
+            "priority",
+            "priority",
+            PropertyValue::Int(0),
+        ),
+        loc,
+    );
     let properties = match s.field("properties") {
         None | Some(Node::None) => Vec::new(),
         Some(Node::List(items)) => items
             .iter()
-            .map(|p| parameter(cx, Some(p), base(ParameterKind::String, "", "", "".into()), loc))
+            .map(|p| {
+                parameter(
+                    cx,
+                    Some(p),
+                    base(ParameterKind::String, "", "", "".into()),
+                    loc,
+                )
+            })
             .collect(),
         Some(other) => {
-            cx.error(loc, format!("properties must be a list of parameters, not {}", other.describe()));
+            cx.error(
+                loc,
+                format!(
+                    "properties must be a list of parameters, not {}",
+                    other.describe()
+                ),
+            );
             Vec::new()
         }
     };
@@ -733,8 +1134,12 @@ fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
         cx.warn(loc, format!("scheduler '{name}': codebases is not supported by this version of kiln and is ignored"));
     }
     Some(SchedulerConfig::Force(ForceSchedulerConfig {
-        label: cx.opt_string(s.field("label"), "label", loc).unwrap_or_else(|| name.clone()),
-        button_name: cx.opt_string(s.field("buttonName"), "buttonName", loc).unwrap_or_else(|| "Start Build".into()),
+        label: cx
+            .opt_string(s.field("label"), "label", loc)
+            .unwrap_or_else(|| name.clone()),
+        button_name: cx
+            .opt_string(s.field("buttonName"), "buttonName", loc)
+            .unwrap_or_else(|| "Start Build".into()),
         reason_string: cx
             .opt_string(s.field("reasonString"), "reasonString", loc)
             .unwrap_or_else(|| "A build was forced by '%(owner)s': %(reason)s".into()),
@@ -747,7 +1152,12 @@ fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
     }))
 }
 
-fn cross_check(cx: &mut Cx, workers: &[WorkerConfig], builders: &[BuilderConfig], schedulers: &[SchedulerConfig]) {
+fn cross_check(
+    cx: &mut Cx,
+    workers: &[WorkerConfig],
+    builders: &[BuilderConfig],
+    schedulers: &[SchedulerConfig],
+) {
     let top = cx.key_loc("workers");
     let mut seen = BTreeSet::new();
     for w in workers {
@@ -763,7 +1173,10 @@ fn cross_check(cx: &mut Cx, workers: &[WorkerConfig], builders: &[BuilderConfig]
         }
         for w in &b.workernames {
             if !seen.contains(w.as_str()) {
-                cx.error(&loc, format!("builder '{}' uses unknown worker '{w}'", b.name));
+                cx.error(
+                    &loc,
+                    format!("builder '{}' uses unknown worker '{w}'", b.name),
+                );
             }
         }
     }
@@ -776,7 +1189,10 @@ fn cross_check(cx: &mut Cx, workers: &[WorkerConfig], builders: &[BuilderConfig]
         let SchedulerConfig::Force(f) = s;
         for b in &f.builder_names {
             if !names.contains(b.as_str()) {
-                cx.error(&loc, format!("scheduler '{}' names unknown builder '{b}'", f.name));
+                cx.error(
+                    &loc,
+                    format!("scheduler '{}' names unknown builder '{b}'", f.name),
+                );
             }
         }
     }

@@ -28,8 +28,11 @@ fn natives(builder: &mut GlobalsBuilder) {
         kwargs: Value<'v>,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<Value<'v>> {
-        let spec = kinds::find(kind).ok_or_else(|| anyhow::anyhow!("unknown constructor {kind}"))?;
-        let positional = TupleRef::from_value(args).map(|t| t.content().to_vec()).unwrap_or_default();
+        let spec =
+            kinds::find(kind).ok_or_else(|| anyhow::anyhow!("unknown constructor {kind}"))?;
+        let positional = TupleRef::from_value(args)
+            .map(|t| t.content().to_vec())
+            .unwrap_or_default();
         if positional.len() > spec.positional.len() {
             anyhow::bail!(
                 "{kind}() takes at most {} positional argument(s) ({}), got {}",
@@ -81,13 +84,22 @@ fn caller_location(eval: &Evaluator) -> String {
         .find(|l| l.filename() != PRELUDE_FILE)
         .map(|l| {
             let span = l.resolve_span();
-            format!("{}:{}:{}", l.filename(), span.begin.line + 1, span.begin.column + 1)
+            format!(
+                "{}:{}:{}",
+                l.filename(),
+                span.begin.line + 1,
+                span.begin.column + 1
+            )
         })
         .unwrap_or_default()
 }
 
 fn dialect() -> Dialect {
-    Dialect { enable_f_strings: true, enable_top_level_stmt: true, ..Dialect::Extended }
+    Dialect {
+        enable_f_strings: true,
+        enable_top_level_stmt: true,
+        ..Dialect::Extended
+    }
 }
 
 fn globals() -> starlark::environment::Globals {
@@ -104,7 +116,8 @@ fn globals() -> starlark::environment::Globals {
 }
 
 fn prelude(globals: &starlark::environment::Globals) -> Result<FrozenModule, String> {
-    let ast = AstModule::parse(PRELUDE_FILE, PRELUDE.to_owned(), &dialect()).map_err(|e| e.to_string())?;
+    let ast = AstModule::parse(PRELUDE_FILE, PRELUDE.to_owned(), &dialect())
+        .map_err(|e| e.to_string())?;
     Module::with_temp_heap(|module| {
         {
             let mut eval = Evaluator::new(&module);
@@ -126,7 +139,8 @@ pub fn evaluate(file: &str, source: &str) -> Result<Node, Diagnostics> {
         }
     };
     let globals = globals();
-    let prelude = prelude(&globals).map_err(|e| Diagnostics(vec![Diagnostic::error(Location::default(), e)]))?;
+    let prelude = prelude(&globals)
+        .map_err(|e| Diagnostics(vec![Diagnostic::error(Location::default(), e)]))?;
     Module::with_temp_heap(|module| {
         module.import_public_symbols(&prelude);
         let mut eval = Evaluator::new(&module);
@@ -169,9 +183,19 @@ fn to_node(v: Value, depth: usize) -> Node {
     match v.get_type() {
         "int" => {
             // Larger than 32 bits: go through its decimal form.
-            return v.to_str().parse::<i64>().map(Node::Int).unwrap_or(Node::Other("an integer too large".into()));
+            return v
+                .to_str()
+                .parse::<i64>()
+                .map(Node::Int)
+                .unwrap_or(Node::Other("an integer too large".into()));
         }
-        "float" => return v.to_str().parse::<f64>().map(Node::Float).unwrap_or(Node::Other("a float".into())),
+        "float" => {
+            return v
+                .to_str()
+                .parse::<f64>()
+                .map(Node::Float)
+                .unwrap_or(Node::Other("a float".into()));
+        }
         "function" => return Node::Function(v.to_str()),
         _ => {}
     }
@@ -182,7 +206,11 @@ fn to_node(v: Value, depth: usize) -> Node {
         return Node::List(t.iter().map(|x| to_node(x, depth + 1)).collect());
     }
     if let Some(d) = DictRef::from_value(v) {
-        return Node::Dict(d.iter().map(|(k, x)| (to_node(k, depth + 1), to_node(x, depth + 1))).collect());
+        return Node::Dict(
+            d.iter()
+                .map(|(k, x)| (to_node(k, depth + 1), to_node(x, depth + 1)))
+                .collect(),
+        );
     }
     if let Some(s) = StructRef::from_value(v) {
         let mut kind = None;
@@ -230,7 +258,11 @@ fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
     let (file, line, column) = span
         .map(|s| {
             let r = s.resolve_span();
-            (s.filename().to_string(), r.begin.line + 1, r.begin.column + 1)
+            (
+                s.filename().to_string(),
+                r.begin.line + 1,
+                r.begin.column + 1,
+            )
         })
         .unwrap_or_else(|| (file.to_string(), 1, 1));
     // The full rendering carries the Starlark traceback and the source excerpt.
@@ -242,7 +274,11 @@ fn python_hints(file: &str, source: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (n, line) in source.lines().enumerate() {
         let t = line.trim_start();
-        let loc = Location { file: file.to_string(), line: n + 1, column: line.len() - t.len() + 1 };
+        let loc = Location {
+            file: file.to_string(),
+            line: n + 1,
+            column: line.len() - t.len() + 1,
+        };
         if t.starts_with("import ") || (t.starts_with("from ") && t.contains(" import ")) {
             out.push(Diagnostic::note(
                 loc,
@@ -250,9 +286,14 @@ fn python_hints(file: &str, source: &str) -> Vec<Diagnostic> {
             ));
         } else if let Some((lhs, rest)) = t.split_once('=') {
             let chained = rest.split_once('=').is_some_and(|(mid, _)| {
-                !mid.is_empty() && mid.trim().chars().all(|c| c.is_alphanumeric() || c == '_') && !rest.starts_with('=')
+                !mid.is_empty()
+                    && mid.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && !rest.starts_with('=')
             });
-            if chained && lhs.trim().chars().all(|c| c.is_alphanumeric() || c == '_') && !lhs.trim().is_empty() {
+            if chained
+                && lhs.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
+                && !lhs.trim().is_empty()
+            {
                 out.push(Diagnostic::note(
                     loc,
                     "Starlark has no chained assignment: write `BuildmasterConfig = {}` and then `c = BuildmasterConfig`".into(),

@@ -72,30 +72,160 @@ const PARAM: &[&str] = &[
 
 /// Every constructor, by name.
 pub const KINDS: &[Kind] = &[
-    Kind { name: "Worker", positional: &["name", "password"], keywords: &["max_builds", "properties", "defaultProperties", "notify_on_missing", "missing_timeout", "keepalive_interval", "locks", "machine_name"] },
-    Kind { name: "BuilderConfig", positional: &[], keywords: &["name", "workername", "workernames", "builddir", "workerbuilddir", "factory", "tags", "nextWorker", "nextBuild", "locks", "env", "properties", "defaultProperties", "collapseRequests", "description", "description_format", "canStartBuild", "project", "do_build_if"] },
-    Kind { name: "ShellCommand", positional: &[], keywords: SHELL },
-    Kind { name: "FileUpload", positional: &["workersrc", "masterdest"], keywords: &["maxsize", "blocksize", "mode", "keepstamp", "url", "urlText"] },
-    Kind { name: "DirectoryUpload", positional: &["workersrc", "masterdest"], keywords: &["maxsize", "blocksize", "compress", "url", "urlText"] },
-    Kind { name: "FileDownload", positional: &["mastersrc", "workerdest"], keywords: TRANSFER },
-    Kind { name: "StringDownload", positional: &["s", "workerdest"], keywords: TRANSFER },
-    Kind { name: "MakeDirectory", positional: &["dir"], keywords: &[] },
-    Kind { name: "RemoveDirectory", positional: &["dir"], keywords: &[] },
-    Kind { name: "ForceScheduler", positional: &[], keywords: &["name", "builderNames", "username", "reason", "reasonString", "buttonName", "label", "codebases", "properties", "priority"] },
-    Kind { name: "Property", positional: &["key", "default"], keywords: &["defaultWhenFalse"] },
-    Kind { name: "Interpolate", positional: &["fmtstring"], keywords: &[] },
-    Kind { name: "StringParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "TextParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "IntParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "BooleanParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "UserNameParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "FixedParameter", positional: &["name"], keywords: PARAM },
-    Kind { name: "ChoiceStringParameter", positional: &["name"], keywords: PARAM },
+    Kind {
+        name: "Worker",
+        positional: &["name", "password"],
+        keywords: &[
+            "max_builds",
+            "properties",
+            "defaultProperties",
+            "notify_on_missing",
+            "missing_timeout",
+            "keepalive_interval",
+            "locks",
+            "machine_name",
+        ],
+    },
+    Kind {
+        name: "BuilderConfig",
+        positional: &[],
+        keywords: &[
+            "name",
+            "workername",
+            "workernames",
+            "builddir",
+            "workerbuilddir",
+            "factory",
+            "tags",
+            "nextWorker",
+            "nextBuild",
+            "locks",
+            "env",
+            "properties",
+            "defaultProperties",
+            "collapseRequests",
+            "description",
+            "description_format",
+            "canStartBuild",
+            "project",
+            "do_build_if",
+        ],
+    },
+    Kind {
+        name: "ShellCommand",
+        positional: &[],
+        keywords: SHELL,
+    },
+    Kind {
+        name: "FileUpload",
+        positional: &["workersrc", "masterdest"],
+        keywords: &[
+            "maxsize",
+            "blocksize",
+            "mode",
+            "keepstamp",
+            "url",
+            "urlText",
+        ],
+    },
+    Kind {
+        name: "DirectoryUpload",
+        positional: &["workersrc", "masterdest"],
+        keywords: &["maxsize", "blocksize", "compress", "url", "urlText"],
+    },
+    Kind {
+        name: "FileDownload",
+        positional: &["mastersrc", "workerdest"],
+        keywords: TRANSFER,
+    },
+    Kind {
+        name: "StringDownload",
+        positional: &["s", "workerdest"],
+        keywords: TRANSFER,
+    },
+    Kind {
+        name: "MakeDirectory",
+        positional: &["dir"],
+        keywords: &[],
+    },
+    Kind {
+        name: "RemoveDirectory",
+        positional: &["dir"],
+        keywords: &[],
+    },
+    Kind {
+        name: "ForceScheduler",
+        positional: &[],
+        keywords: &[
+            "name",
+            "builderNames",
+            "username",
+            "reason",
+            "reasonString",
+            "buttonName",
+            "label",
+            "codebases",
+            "properties",
+            "priority",
+        ],
+    },
+    Kind {
+        name: "Property",
+        positional: &["key", "default"],
+        keywords: &["defaultWhenFalse"],
+    },
+    Kind {
+        name: "Interpolate",
+        positional: &["fmtstring"],
+        keywords: &[],
+    },
+    Kind {
+        name: "StringParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "TextParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "IntParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "BooleanParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "UserNameParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "FixedParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "ChoiceStringParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
 ];
 
 /// The step constructors, which also take [`STEP_COMMON`].
-pub const STEP_KINDS: &[&str] =
-    &["ShellCommand", "FileUpload", "DirectoryUpload", "FileDownload", "StringDownload", "MakeDirectory", "RemoveDirectory"];
+pub const STEP_KINDS: &[&str] = &[
+    "ShellCommand",
+    "FileUpload",
+    "DirectoryUpload",
+    "FileDownload",
+    "StringDownload",
+    "MakeDirectory",
+    "RemoveDirectory",
+];
 
 /// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).
 pub const OPEN_KINDS: &[&str] = &["Interpolate"];

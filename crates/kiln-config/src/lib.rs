@@ -50,13 +50,25 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(location: Location, message: String) -> Self {
-        Diagnostic { severity: Severity::Error, location, message }
+        Diagnostic {
+            severity: Severity::Error,
+            location,
+            message,
+        }
     }
     pub fn warning(location: Location, message: String) -> Self {
-        Diagnostic { severity: Severity::Warning, location, message }
+        Diagnostic {
+            severity: Severity::Warning,
+            location,
+            message,
+        }
     }
     pub fn note(location: Location, message: String) -> Self {
-        Diagnostic { severity: Severity::Note, location, message }
+        Diagnostic {
+            severity: Severity::Note,
+            location,
+            message,
+        }
     }
 }
 
@@ -99,7 +111,11 @@ pub fn load_file(path: &Path) -> Result<MasterConfig, Diagnostics> {
     let name = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![Diagnostic::error(
-            Location { file: name.clone(), line: 0, column: 0 },
+            Location {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+            },
             format!("cannot read the configuration: {e}"),
         )])
     })?;

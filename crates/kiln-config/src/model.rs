@@ -76,12 +76,43 @@ pub struct StepConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     ShellCommand(ShellCommandConfig),
-    FileUpload { workersrc: Renderable, masterdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64, keepstamp: bool, url: Option<String>, url_text: Option<String> },
-    DirectoryUpload { workersrc: Renderable, masterdest: Renderable, maxsize: Option<u64>, blocksize: u64, compress: Option<String> },
-    FileDownload { mastersrc: Renderable, workerdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64 },
-    StringDownload { s: Renderable, workerdest: Renderable, mode: Option<u32>, maxsize: Option<u64>, blocksize: u64 },
-    MakeDirectory { dir: Renderable },
-    RemoveDirectory { dir: Renderable },
+    FileUpload {
+        workersrc: Renderable,
+        masterdest: Renderable,
+        mode: Option<u32>,
+        maxsize: Option<u64>,
+        blocksize: u64,
+        keepstamp: bool,
+        url: Option<String>,
+        url_text: Option<String>,
+    },
+    DirectoryUpload {
+        workersrc: Renderable,
+        masterdest: Renderable,
+        maxsize: Option<u64>,
+        blocksize: u64,
+        compress: Option<String>,
+    },
+    FileDownload {
+        mastersrc: Renderable,
+        workerdest: Renderable,
+        mode: Option<u32>,
+        maxsize: Option<u64>,
+        blocksize: u64,
+    },
+    StringDownload {
+        s: Renderable,
+        workerdest: Renderable,
+        mode: Option<u32>,
+        maxsize: Option<u64>,
+        blocksize: u64,
+    },
+    MakeDirectory {
+        dir: Renderable,
+    },
+    RemoveDirectory {
+        dir: Renderable,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -28,7 +28,11 @@ pub enum Node {
     Dict(Vec<(Node, Node)>),
     /// An object made by a vocabulary call such as `worker.Worker(…)`: its kind, where it was made,
     /// and its arguments by name.
-    Object { kind: String, loc: Location, fields: Vec<(String, Node)> },
+    Object {
+        kind: String,
+        loc: Location,
+        fields: Vec<(String, Node)>,
+    },
     /// A Starlark function, named; callbacks are not evaluated yet.
     Function(String),
     /// Any other value, described.

@@ -32,16 +32,32 @@ fn a_buildbot_style_configuration_loads() {
     assert_eq!(c.properties.get("answer"), Some(&PropertyValue::Int(42)));
     assert_eq!(c.workers[0].max_builds, Some(2));
     let b = &c.builders[0];
-    assert_eq!((b.name.as_str(), b.builddir.as_str(), b.workerbuilddir.as_str()), ("unit", "unit", "unit"));
+    assert_eq!(
+        (
+            b.name.as_str(),
+            b.builddir.as_str(),
+            b.workerbuilddir.as_str()
+        ),
+        ("unit", "unit", "unit")
+    );
     assert_eq!(b.tags, vec!["fast".to_string()]);
     let names: Vec<&str> = b.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, vec!["shell", "greet", "upload", "string_download"]);
     assert!(b.steps[0].flags.halt_on_failure);
-    assert!(b.steps[2].flags.halt_on_failure, "transfer steps halt on failure by default");
-    let StepKind::ShellCommand(sh) = &b.steps[0].kind else { panic!("not a shell step") };
+    assert!(
+        b.steps[2].flags.halt_on_failure,
+        "transfer steps halt on failure by default"
+    );
+    let StepKind::ShellCommand(sh) = &b.steps[0].kind else {
+        panic!("not a shell step")
+    };
     assert_eq!(sh.timeout, Some(1200.0));
-    assert!(matches!(&sh.command, Renderable::List(items) if matches!(&items[1], Renderable::Property { name, .. } if name == "target")));
-    let StepKind::ShellCommand(sh) = &b.steps[1].kind else { panic!("not a shell step") };
+    assert!(
+        matches!(&sh.command, Renderable::List(items) if matches!(&items[1], Renderable::Property { name, .. } if name == "target"))
+    );
+    let StepKind::ShellCommand(sh) = &b.steps[1].kind else {
+        panic!("not a shell step")
+    };
     assert_eq!(sh.timeout, None);
     let crate::SchedulerConfig::Force(f) = &c.schedulers[0];
     assert!(f.reason.required);
@@ -80,7 +96,10 @@ fn a_misspelt_keyword_fails_at_its_call_with_a_traceback() {
     let src = "BuildmasterConfig = {}\nc = BuildmasterConfig\nc['workers'] = [\n    worker.Worker('w1', 'pw', max_bulds=2)]\n";
     let err = load_str("master.star", src).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("Worker() got an unexpected keyword argument 'max_bulds'"), "{text}");
+    assert!(
+        text.contains("Worker() got an unexpected keyword argument 'max_bulds'"),
+        "{text}"
+    );
     assert!(text.contains("master.star:4:"), "{text}");
 }
 
@@ -99,8 +118,18 @@ fn pb_is_refused_with_guidance_and_unsupported_keys_warn() {
     let src = "BuildmasterConfig = {'protocols': {'pb': {'port': 9989}}}\n";
     let text = load_str("master.star", src).unwrap_err().to_string();
     assert!(text.contains("msgpack_experimental_v7"), "{text}");
-    let c = load_str("master.star", "BuildmasterConfig = {}\nBuildmasterConfig['services'] = []\n").unwrap();
-    assert!(c.warnings.iter().any(|w| w.message.contains("c['services'] is not supported")), "{:?}", c.warnings);
+    let c = load_str(
+        "master.star",
+        "BuildmasterConfig = {}\nBuildmasterConfig['services'] = []\n",
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("c['services'] is not supported")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]

@@ -70,8 +70,10 @@ pub fn distribute(
     }
 
     // Builders in Buildbot's default order, keyed by their most urgent request.
-    let mut order: Vec<&BuilderSlots> =
-        builders.iter().filter(|b| by_builder.contains_key(&b.id)).collect();
+    let mut order: Vec<&BuilderSlots> = builders
+        .iter()
+        .filter(|b| by_builder.contains_key(&b.id))
+        .collect();
     order.sort_by(|a, b| {
         let (ra, rb) = (by_builder[&a.id][0], by_builder[&b.id][0]);
         rb.priority
@@ -85,7 +87,10 @@ pub fn distribute(
         .filter(|w| w.available)
         .map(|w| {
             let running = u32::try_from(w.busy_builders.len()).unwrap_or(u32::MAX);
-            (w.name.as_str(), (running, w.max_builds, w.busy_builders.clone()))
+            (
+                w.name.as_str(),
+                (running, w.max_builds, w.busy_builders.clone()),
+            )
         })
         .collect();
 
@@ -157,8 +162,7 @@ mod tests {
             .into_iter()
             .map(|a| (a.request.0, a.worker))
             .collect();
-        let expect: Vec<(i64, String)> =
-            expect.iter().map(|(r, w)| (*r, w.to_string())).collect();
+        let expect: Vec<(i64, String)> = expect.iter().map(|(r, w)| (*r, w.to_string())).collect();
         assert_eq!(got, expect);
     }
 
@@ -198,7 +202,10 @@ mod tests {
     fn load_is_spread_to_the_least_busy_worker() {
         check(
             &[req(1, 1, 0, 10), req(2, 2, 0, 11)],
-            &[builder(1, "a", &["w1", "w2"]), builder(2, "b", &["w1", "w2"])],
+            &[
+                builder(1, "a", &["w1", "w2"]),
+                builder(2, "b", &["w1", "w2"]),
+            ],
             &[worker("w1", None, &[]), worker("w2", None, &[])],
             &[(1, "w1"), (2, "w2")],
         );

@@ -35,8 +35,10 @@ impl PropertyValue {
                 format!("[{}]", inner.join(", "))
             }
             PropertyValue::Map(map) => {
-                let inner: Vec<String> =
-                    map.iter().map(|(k, v)| format!("'{k}': {}", v.repr())).collect();
+                let inner: Vec<String> = map
+                    .iter()
+                    .map(|(k, v)| format!("'{k}': {}", v.repr()))
+                    .collect();
                 format!("{{{}}}", inner.join(", "))
             }
         }
@@ -109,7 +111,10 @@ impl Properties {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<PropertyValue>, source: &str) {
         self.map.insert(
             name.into(),
-            Property { value: value.into(), source: source.to_string() },
+            Property {
+                value: value.into(),
+                source: source.to_string(),
+            },
         );
     }
 
@@ -173,8 +178,13 @@ mod tests {
         build.update(&forced);
 
         assert_eq!(build.get("branch"), Some(&PropertyValue::from("main")));
-        let owner = build.get_property("owner").map(|p| (p.value.render(), p.source.clone()));
-        assert_eq!(owner, Some(("alice".to_string(), "Force Build Form".to_string())));
+        let owner = build
+            .get_property("owner")
+            .map(|p| (p.value.render(), p.source.clone()));
+        assert_eq!(
+            owner,
+            Some(("alice".to_string(), "Force Build Form".to_string()))
+        );
     }
 
     #[test]

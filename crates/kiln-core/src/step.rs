@@ -72,17 +72,38 @@ mod tests {
     use super::*;
 
     fn check(flags: StepFlags, result: Results, expect: (Results, bool)) {
-        assert_eq!(compute_result_and_termination(&flags, result, Results::Success), expect);
+        assert_eq!(
+            compute_result_and_termination(&flags, result, Results::Success),
+            expect
+        );
     }
 
     #[test]
     fn failure_flags() {
         let d = StepFlags::default();
         check(d, Results::Failure, (Results::Failure, false));
-        check(StepFlags { halt_on_failure: true, ..d }, Results::Failure, (Results::Failure, true));
-        check(StepFlags { flunk_on_failure: false, ..d }, Results::Failure, (Results::Success, false));
         check(
-            StepFlags { flunk_on_failure: false, warn_on_failure: true, ..d },
+            StepFlags {
+                halt_on_failure: true,
+                ..d
+            },
+            Results::Failure,
+            (Results::Failure, true),
+        );
+        check(
+            StepFlags {
+                flunk_on_failure: false,
+                ..d
+            },
+            Results::Failure,
+            (Results::Success, false),
+        );
+        check(
+            StepFlags {
+                flunk_on_failure: false,
+                warn_on_failure: true,
+                ..d
+            },
             Results::Failure,
             (Results::Warnings, false),
         );
@@ -92,8 +113,22 @@ mod tests {
     fn warnings_flags() {
         let d = StepFlags::default();
         check(d, Results::Warnings, (Results::Success, false));
-        check(StepFlags { warn_on_warnings: true, ..d }, Results::Warnings, (Results::Warnings, false));
-        check(StepFlags { flunk_on_warnings: true, ..d }, Results::Warnings, (Results::Failure, false));
+        check(
+            StepFlags {
+                warn_on_warnings: true,
+                ..d
+            },
+            Results::Warnings,
+            (Results::Warnings, false),
+        );
+        check(
+            StepFlags {
+                flunk_on_warnings: true,
+                ..d
+            },
+            Results::Warnings,
+            (Results::Failure, false),
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl Db {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM builders_tags WHERE builderid = $1").bind(id.0).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM builders_tags WHERE builderid = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         for tag in tags {
             let hash = name_hash(tag);
             let tagid = match sqlx::query("SELECT id FROM tags WHERE name_hash = $1")
@@ -65,12 +68,14 @@ impl Db {
                 .await?
             {
                 Some(r) => r.int("id")?,
-                None => sqlx::query("INSERT INTO tags (name, name_hash) VALUES ($1, $2) RETURNING id")
-                    .bind(tag)
-                    .bind(&hash)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .int("id")?,
+                None => {
+                    sqlx::query("INSERT INTO tags (name, name_hash) VALUES ($1, $2) RETURNING id")
+                        .bind(tag)
+                        .bind(&hash)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .int("id")?
+                }
             };
             sqlx::query("INSERT INTO builders_tags (builderid, tagid) VALUES ($1, $2)")
                 .bind(id.0)
@@ -102,8 +107,14 @@ impl Db {
             if builders.contains(&b) {
                 ids.insert(b, id);
             } else {
-                sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM builder_masters WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM builder_masters WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         for b in builders {
@@ -125,13 +136,15 @@ impl Db {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = r.int("id")?;
-            let masterids = sqlx::query("SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|m| m.int("masterid"))
-                .collect::<Result<_>>()?;
+            let masterids = sqlx::query(
+                "SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|m| m.int("masterid"))
+            .collect::<Result<_>>()?;
             let tags = sqlx::query("SELECT t.name AS name FROM builders_tags bt JOIN tags t ON t.id = bt.tagid WHERE bt.builderid = $1 ORDER BY t.name")
                 .bind(id)
                 .fetch_all(&self.pool)

@@ -59,13 +59,22 @@ impl Db {
 
     /// Incomplete requests that no master has claimed, oldest first.
     pub async fn unclaimed_buildrequests(&self) -> Result<Vec<BuildRequestRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE br.complete = 0 AND c.brid IS NULL ORDER BY br.id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE br.complete = 0 AND c.brid IS NULL ORDER BY br.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(request).collect()
     }
 
     /// Claims a request for `master`. Fails with [`DbError::AlreadyClaimed`] if another claim exists.
-    pub async fn claim_buildrequest(&self, id: BuildRequestId, master: MasterId, now: i64) -> Result<()> {
+    pub async fn claim_buildrequest(
+        &self,
+        id: BuildRequestId,
+        master: MasterId,
+        now: i64,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         let inserted = sqlx::query(
             "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) \
@@ -81,7 +90,9 @@ impl Db {
             Ok(r) if r.rows_affected() == 1 => Ok(()),
             Ok(_) => Err(DbError::AlreadyClaimed(id.0)),
             // A concurrent claim from another master loses on the unique index.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(DbError::AlreadyClaimed(id.0)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(DbError::AlreadyClaimed(id.0))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -91,7 +102,10 @@ impl Db {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1").bind(id.0).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -112,7 +126,10 @@ impl Db {
         .map(|r| Ok(BuildRequestId(r.int("brid")?)))
         .collect::<Result<_>>()?;
         for id in &ids {
-            sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1").bind(id.0).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -154,13 +171,18 @@ impl Db {
         Ok(changed)
     }
 
-    pub async fn set_buildrequest_priority(&self, id: BuildRequestId, priority: i64) -> Result<bool> {
+    pub async fn set_buildrequest_priority(
+        &self,
+        id: BuildRequestId,
+        priority: i64,
+    ) -> Result<bool> {
         let _w = self.write_guard().await;
-        let r = sqlx::query("UPDATE buildrequests SET priority = $1 WHERE id = $2 AND complete = 0")
-            .bind(priority)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE buildrequests SET priority = $1 WHERE id = $2 AND complete = 0")
+                .bind(priority)
+                .bind(id.0)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -63,11 +63,13 @@ impl Db {
     ) -> Result<(BuildId, i64)> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let number = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1")
-            .bind(builder.0)
-            .fetch_one(&mut *tx)
-            .await?
-            .int("n")?;
+        let number = sqlx::query(
+            "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1",
+        )
+        .bind(builder.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .int("n")?;
         let r = sqlx::query(
             "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
              locks_duration_s, state_string) VALUES ($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
@@ -108,24 +110,34 @@ impl Db {
 
     /// Marks every unfinished build of `master` finished with `results` (used after an unclean stop)
     /// and returns their ids.
-    pub async fn finish_master_builds(&self, master: MasterId, results: Results, state: &str, now: i64) -> Result<Vec<BuildId>> {
+    pub async fn finish_master_builds(
+        &self,
+        master: MasterId,
+        results: Results,
+        state: &str,
+        now: i64,
+    ) -> Result<Vec<BuildId>> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<BuildId> = sqlx::query("SELECT id FROM builds WHERE masterid = $1 AND complete_at IS NULL ORDER BY id")
-            .bind(master.0)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok(BuildId(r.int("id")?)))
-            .collect::<Result<_>>()?;
+        let ids: Vec<BuildId> = sqlx::query(
+            "SELECT id FROM builds WHERE masterid = $1 AND complete_at IS NULL ORDER BY id",
+        )
+        .bind(master.0)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok(BuildId(r.int("id")?)))
+        .collect::<Result<_>>()?;
         for id in &ids {
-            sqlx::query("UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4")
-                .bind(now)
-                .bind(results.code())
-                .bind(state)
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
+            )
+            .bind(now)
+            .bind(results.code())
+            .bind(state)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE steps SET complete_at = $1, results = $2 WHERE buildid = $3 AND complete_at IS NULL")
                 .bind(now)
                 .bind(results.code())
@@ -147,7 +159,12 @@ impl Db {
     }
 
     pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
-        Ok(self.list_builds(&Page::eq("id", SqlValue::Int(id.0))).await?.0.into_iter().next())
+        Ok(self
+            .list_builds(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
     }
 
     /// Stores every property of `props` on a build, replacing values of the same name.
@@ -173,16 +190,22 @@ impl Db {
     }
 
     pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {
-        let rows = sqlx::query("SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name")
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let name = r.text("name")?;
                 let value = serde_json::from_str(&r.text("value")?)
                     .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
-                Ok(PropertyRow { name, value, source: r.text("source")? })
+                Ok(PropertyRow {
+                    name,
+                    value,
+                    source: r.text("source")?,
+                })
             })
             .collect()
     }

@@ -43,7 +43,10 @@ const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, co
 
 impl Db {
     /// Stores a buildset with its source stamps, properties and build requests, all or nothing.
-    pub async fn add_buildset(&self, bs: &NewBuildSet) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
+    pub async fn add_buildset(
+        &self,
+        bs: &NewBuildSet,
+    ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
@@ -61,11 +64,13 @@ impl Db {
         let bsid = r.int("id")?;
         for ss in &bs.sourcestamps {
             let ssid = Self::find_sourcestamp_id_in(&mut tx, ss, bs.submitted_at).await?;
-            sqlx::query("INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES ($1, $2)")
-                .bind(bsid)
-                .bind(ssid.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES ($1, $2)",
+            )
+            .bind(bsid)
+            .bind(ssid.0)
+            .execute(&mut *tx)
+            .await?;
         }
         for (name, prop) in bs.properties.iter() {
             let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
@@ -95,7 +100,12 @@ impl Db {
     }
 
     /// Marks a buildset complete with `results`, unless it already is. Returns whether it changed.
-    pub async fn complete_buildset(&self, id: BuildSetId, results: Results, now: i64) -> Result<bool> {
+    pub async fn complete_buildset(
+        &self,
+        id: BuildSetId,
+        results: Results,
+        now: i64,
+    ) -> Result<bool> {
         let _w = self.write_guard().await;
         let done = sqlx::query("UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 WHERE id = $3 AND complete = 0")
             .bind(now)
@@ -111,13 +121,15 @@ impl Db {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = r.int("id")?;
-            let sourcestamps = sqlx::query("SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|s| s.int("sourcestampid"))
-                .collect::<Result<_>>()?;
+            let sourcestamps = sqlx::query(
+                "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| s.int("sourcestampid"))
+            .collect::<Result<_>>()?;
             out.push(BuildSetRow {
                 id: BuildSetId(id),
                 external_idstring: r.opt_text("external_idstring")?,
@@ -141,10 +153,12 @@ impl Db {
     }
 
     pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
-        let rows = sqlx::query("SELECT property_name, property_value FROM buildset_properties WHERE buildsetid = $1")
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT property_name, property_value FROM buildset_properties WHERE buildsetid = $1",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
         let mut props = Properties::new();
         for r in &rows {
             let name = r.text("property_name")?;
@@ -152,9 +166,10 @@ impl Db {
             let parsed: serde_json::Value = serde_json::from_str(&raw)
                 .map_err(|e| DbError::Corrupt(format!("buildset {id} property {name:?}: {e}")))?;
             let (value, source) = match parsed {
-                serde_json::Value::Array(pair) if pair.len() == 2 => {
-                    (json_to_property(&pair[0]), pair[1].as_str().unwrap_or_default().to_string())
-                }
+                serde_json::Value::Array(pair) if pair.len() == 2 => (
+                    json_to_property(&pair[0]),
+                    pair[1].as_str().unwrap_or_default().to_string(),
+                ),
                 other => (json_to_property(&other), String::new()),
             };
             props.set(name, value, &source);

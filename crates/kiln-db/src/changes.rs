@@ -114,17 +114,23 @@ impl Db {
             .map(|f| f.text("filename"))
             .collect::<Result<_>>()?;
         let mut properties = Properties::new();
-        for p in sqlx::query("SELECT property_name, property_value FROM change_properties WHERE changeid = $1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
+        for p in sqlx::query(
+            "SELECT property_name, property_value FROM change_properties WHERE changeid = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
         {
             let name = p.text("property_name")?;
             let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
                 .map_err(|e| DbError::Corrupt(format!("change {id} property {name:?}: {e}")))?;
             if let serde_json::Value::Array(pair) = &parsed {
                 if pair.len() == 2 {
-                    properties.set(name, json_to_property(&pair[0]), pair[1].as_str().unwrap_or("Change"));
+                    properties.set(
+                        name,
+                        json_to_property(&pair[0]),
+                        pair[1].as_str().unwrap_or("Change"),
+                    );
                     continue;
                 }
             }

@@ -43,7 +43,9 @@ impl Db {
             return Err(DbError::UnsupportedUrl(url.to_string()));
         };
         let url = match backend {
-            Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => format!("{url}?mode=rwc"),
+            Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => {
+                format!("{url}?mode=rwc")
+            }
             _ => url.to_string(),
         };
         let options = AnyPoolOptions::new()
@@ -67,7 +69,11 @@ impl Db {
             Backend::Postgres => options,
         };
         let pool = options.connect(&url).await?;
-        let db = Db { pool, backend, writer: Arc::new(Mutex::new(())) };
+        let db = Db {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+        };
         db.migrate().await?;
         Ok(db)
     }

@@ -27,8 +27,8 @@ mod rows;
 mod sourcestamps;
 mod state;
 mod steps;
-mod workers;
 pub mod testing;
+mod workers;
 
 pub use builders::BuilderRow;
 pub use buildrequests::BuildRequestRow;
@@ -49,7 +49,11 @@ pub enum DbError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: i64, name: String, source: sqlx::Error },
+    Migration {
+        version: i64,
+        name: String,
+        source: sqlx::Error,
+    },
     #[error("the database schema is at version {found}, newer than this kiln knows ({known})")]
     SchemaTooNew { found: i64, known: i64 },
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgresql://…")]

@@ -4,9 +4,9 @@
 //! tables of each family) and passes the filters it can push down in a [`Page`]. Anything it
 //! cannot push down it evaluates in memory, as Buildbot does.
 
+use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::Any;
 
 use crate::connection::Backend;
 
@@ -57,7 +57,11 @@ impl Page {
     }
 
     pub fn and(mut self, column: &'static str, op: FilterOp, value: SqlValue) -> Page {
-        self.filters.push(Filter { column, op, values: vec![value] });
+        self.filters.push(Filter {
+            column,
+            op,
+            values: vec![value],
+        });
         self
     }
 }
@@ -108,7 +112,11 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
                         }
                     })
                     .collect();
-                if alts.is_empty() { "1 = 1".to_string() } else { format!("({})", alts.join(" AND ")) }
+                if alts.is_empty() {
+                    "1 = 1".to_string()
+                } else {
+                    format!("({})", alts.join(" AND "))
+                }
             }
             FilterOp::Lt | FilterOp::Le | FilterOp::Gt | FilterOp::Ge => {
                 let cmp = match f.op {
@@ -118,7 +126,11 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
                     _ => ">=",
                 };
                 let alts: Vec<String> = f.values.iter().map(|v| each(cmp, v, binds)).collect();
-                if alts.is_empty() { "1 = 1".to_string() } else { format!("({})", alts.join(" AND ")) }
+                if alts.is_empty() {
+                    "1 = 1".to_string()
+                } else {
+                    format!("({})", alts.join(" AND "))
+                }
             }
             FilterOp::Contains => {
                 let alts: Vec<String> = f
@@ -135,35 +147,55 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
                         // wildcard characters to escape.
                         match backend {
                             Backend::Sqlite => format!("instr({}, ${}) > 0", f.column, binds.len()),
-                            Backend::Postgres => format!("strpos({}, ${}) > 0", f.column, binds.len()),
+                            Backend::Postgres => {
+                                format!("strpos({}, ${}) > 0", f.column, binds.len())
+                            }
                         }
                     })
                     .collect();
-                if alts.is_empty() { "1 = 0".to_string() } else { format!("({})", alts.join(" OR ")) }
+                if alts.is_empty() {
+                    "1 = 0".to_string()
+                } else {
+                    format!("({})", alts.join(" OR "))
+                }
             }
         };
         parts.push(part);
     }
-    if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    }
 }
 
 /// `ORDER BY … LIMIT … OFFSET …` for `page`, with `id_column` as the final tie-breaker.
 pub(crate) fn order_clause(page: &Page, id_column: &str) -> String {
-    let mut keys: Vec<String> =
-        page.order.iter().map(|(c, desc)| format!("{c}{}", if *desc { " DESC" } else { "" })).collect();
+    let mut keys: Vec<String> = page
+        .order
+        .iter()
+        .map(|(c, desc)| format!("{c}{}", if *desc { " DESC" } else { "" }))
+        .collect();
     if !page.order.iter().any(|(c, _)| *c == id_column) {
         keys.push(id_column.to_string());
     }
     let mut out = format!(" ORDER BY {}", keys.join(", "));
     match (page.limit, page.offset) {
-        (Some(l), o) => out.push_str(&format!(" LIMIT {} OFFSET {}", l.max(0), o.unwrap_or(0).max(0))),
+        (Some(l), o) => out.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            l.max(0),
+            o.unwrap_or(0).max(0)
+        )),
         (None, Some(o)) => out.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, o.max(0))),
         (None, None) => {}
     }
     out
 }
 
-pub(crate) fn bind_all<'q>(mut q: Query<'q, Any, AnyArguments>, binds: &[SqlValue]) -> Query<'q, Any, AnyArguments> {
+pub(crate) fn bind_all<'q>(
+    mut q: Query<'q, Any, AnyArguments>,
+    binds: &[SqlValue],
+) -> Query<'q, Any, AnyArguments> {
     for b in binds {
         q = match b {
             SqlValue::Null => q.bind(None::<i64>),
@@ -186,11 +218,18 @@ impl crate::Db {
     ) -> crate::Result<(Vec<sqlx::any::AnyRow>, i64)> {
         let mut binds = Vec::new();
         let where_ = where_clause(page, self.backend(), &mut binds);
-        let sql = format!("SELECT {columns} FROM {from}{where_}{}", order_clause(page, id_column));
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {columns} FROM {from}{where_}{}",
+            order_clause(page, id_column)
+        );
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
+            .fetch_all(&self.pool)
+            .await?;
         let total = if page.limit.is_some() || page.offset.is_some() {
             let sql = format!("SELECT COUNT(*) AS n FROM {from}{where_}");
-            let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds).fetch_one(&self.pool).await?;
+            let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
+                .fetch_one(&self.pool)
+                .await?;
             sqlx::Row::try_get::<i64, _>(&row, "n")?
         } else {
             rows.len() as i64

@@ -89,7 +89,13 @@ fn log(r: &AnyRow) -> Result<LogRow> {
 fn slugify(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(50)
         .collect();
     if s.is_empty() {
@@ -135,7 +141,11 @@ fn decode_chunk(content: &[u8], compressed: i64, logid: i64) -> Result<String> {
         RAW => content.to_vec(),
         ZSTD => zstd::bulk::decompress(content, MAX_CHUNK_BYTES * 2)
             .map_err(|e| DbError::Corrupt(format!("log {logid}: bad zstd chunk: {e}")))?,
-        other => return Err(DbError::Corrupt(format!("log {logid}: unknown chunk compression {other}"))),
+        other => {
+            return Err(DbError::Corrupt(format!(
+                "log {logid}: unknown chunk compression {other}"
+            )));
+        }
     };
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -187,7 +197,9 @@ impl Db {
                 joined.push_str(l);
             }
             let raw = joined.into_bytes();
-            let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).ok().filter(|c| c.len() < raw.len());
+            let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+                .ok()
+                .filter(|c| c.len() < raw.len());
             let (content, code) = match packed {
                 Some(c) => (c, ZSTD),
                 None => (raw, RAW),
@@ -224,7 +236,10 @@ impl Db {
 
     pub async fn finish_log(&self, id: LogId) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query("UPDATE logs SET complete = 1 WHERE id = $1").bind(id.0).execute(&self.pool).await?;
+        sqlx::query("UPDATE logs SET complete = 1 WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -234,12 +249,22 @@ impl Db {
     }
 
     pub async fn get_log(&self, id: LogId) -> Result<Option<LogRow>> {
-        Ok(self.list_logs(&Page::eq("id", SqlValue::Int(id.0))).await?.0.into_iter().next())
+        Ok(self
+            .list_logs(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
     }
 
     /// Up to `max_chunks` stored chunks that hold lines from `from_line` on, in order. Reading a log
     /// in such batches keeps memory bounded whatever its size.
-    pub async fn log_chunks(&self, id: LogId, from_line: i64, max_chunks: i64) -> Result<Vec<LogChunk>> {
+    pub async fn log_chunks(
+        &self,
+        id: LogId,
+        from_line: i64,
+        max_chunks: i64,
+    ) -> Result<Vec<LogChunk>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT first_line, last_line, content, compressed FROM logchunks \
              WHERE logid = $1 AND last_line >= $2 ORDER BY first_line LIMIT {}",

@@ -42,10 +42,17 @@ impl Db {
         };
         let known = migrations.last().map_or(0, |m| m.version);
         if current > known {
-            return Err(DbError::SchemaTooNew { found: current, known });
+            return Err(DbError::SchemaTooNew {
+                found: current,
+                known,
+            });
         }
         for m in migrations.iter().filter(|m| m.version > current) {
-            let fail = |source| DbError::Migration { version: m.version, name: m.name.to_string(), source };
+            let fail = |source| DbError::Migration {
+                version: m.version,
+                name: m.name.to_string(),
+                source,
+            };
             let mut tx = self.pool.begin().await.map_err(fail)?;
             sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
             sqlx::query("INSERT INTO kiln_migrations (version, name) VALUES ($1, $2)")
@@ -55,7 +62,11 @@ impl Db {
                 .await
                 .map_err(fail)?;
             tx.commit().await.map_err(fail)?;
-            tracing::info!(version = m.version, name = m.name, "applied database migration");
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied database migration"
+            );
         }
         Ok(())
     }

@@ -50,7 +50,10 @@ impl Db {
         ss: &SourceStamp,
         now: i64,
     ) -> Result<SourceStampId> {
-        let patch_b64 = ss.patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(&p.body));
+        let patch_b64 = ss
+            .patch
+            .as_ref()
+            .map(|p| base64::engine::general_purpose::STANDARD.encode(&p.body));
         let key = format!(
             "{}\0{}\0{}\0{}\0{}\0{}\0{}",
             ss.branch.as_deref().unwrap_or("\u{1}"),
@@ -59,7 +62,11 @@ impl Db {
             ss.codebase,
             ss.project,
             patch_b64.as_deref().unwrap_or("\u{1}"),
-            ss.patch.as_ref().map_or(String::new(), |p| format!("{}:{}", p.level, p.subdir.as_deref().unwrap_or(""))),
+            ss.patch.as_ref().map_or(String::new(), |p| format!(
+                "{}:{}",
+                p.level,
+                p.subdir.as_deref().unwrap_or("")
+            )),
         );
         let hash = name_hash(&key);
         if let Some(r) = sqlx::query("SELECT id FROM sourcestamps WHERE ss_hash = $1")
@@ -143,10 +150,12 @@ impl Db {
     pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM sourcestamps WHERE id = $1")))
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await?
+            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM sourcestamps WHERE id = $1"
+            )))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
             {
                 out.push(self.sourcestamp_row(&r).await?);
             }

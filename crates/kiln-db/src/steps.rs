@@ -45,15 +45,29 @@ fn step(r: &AnyRow) -> Result<StepRow> {
 impl Db {
     /// Adds the next step of a build. A name already used in the build gets a `_2`, `_3`, …
     /// suffix, as Buildbot does; the name actually used is returned.
-    pub async fn add_step(&self, build: BuildId, name: &str, state: &str) -> Result<(StepId, i64, String)> {
+    pub async fn add_step(
+        &self,
+        build: BuildId,
+        name: &str,
+        state: &str,
+    ) -> Result<(StepId, i64, String)> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query("SELECT number, name FROM steps WHERE buildid = $1")
             .bind(build.0)
             .fetch_all(&mut *tx)
             .await?;
-        let number = existing.iter().map(|r| r.int("number")).collect::<Result<Vec<_>>>()?.into_iter().max().map_or(0, |n| n + 1);
-        let names: Vec<String> = existing.iter().map(|r| r.text("name")).collect::<Result<_>>()?;
+        let number = existing
+            .iter()
+            .map(|r| r.int("number"))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .map_or(0, |n| n + 1);
+        let names: Vec<String> = existing
+            .iter()
+            .map(|r| r.text("name"))
+            .collect::<Result<_>>()?;
         let mut unique = name.to_string();
         let mut n = 1;
         while names.contains(&unique) {
@@ -103,7 +117,13 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_step(&self, id: StepId, results: Results, hidden: bool, now: i64) -> Result<()> {
+    pub async fn finish_step(
+        &self,
+        id: StepId,
+        results: Results,
+        hidden: bool,
+        now: i64,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query("UPDATE steps SET complete_at = $1, results = $2, hidden = $3 WHERE id = $4")
             .bind(now)
@@ -121,6 +141,11 @@ impl Db {
     }
 
     pub async fn get_step(&self, id: StepId) -> Result<Option<StepRow>> {
-        Ok(self.list_steps(&Page::eq("id", SqlValue::Int(id.0))).await?.0.into_iter().next())
+        Ok(self
+            .list_steps(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
     }
 }

@@ -20,7 +20,12 @@ pub struct TestDb {
 pub async fn sqlite() -> Result<TestDb> {
     let dir = tempfile::tempdir().map_err(|e| crate::DbError::Corrupt(e.to_string()))?;
     let url = format!("sqlite://{}", dir.path().join("state.sqlite").display());
-    Ok(TestDb { db: Db::connect(&url).await?, backend: "sqlite", url, _dir: Some(dir) })
+    Ok(TestDb {
+        db: Db::connect(&url).await?,
+        backend: "sqlite",
+        url,
+        _dir: Some(dir),
+    })
 }
 
 /// A fresh, empty PostgreSQL database, if a server is configured.
@@ -43,15 +48,27 @@ pub async fn postgres() -> Result<Option<TestDb>> {
         "kiln_test_{}_{}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
     );
     sqlx::any::install_default_drivers();
     let admin = sqlx::AnyPool::connect(&admin_url).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
     admin.close().await;
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
-    Ok(Some(TestDb { db: Db::connect(&url).await?, backend: "postgres", url, _dir: None }))
+    Ok(Some(TestDb {
+        db: Db::connect(&url).await?,
+        backend: "postgres",
+        url,
+        _dir: None,
+    }))
 }
 
 /// Every backend available: SQLite always, PostgreSQL when configured.

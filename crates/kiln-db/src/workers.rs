@@ -41,7 +41,11 @@ impl Db {
     }
 
     /// Makes `workers` exactly the workers configured for the `builder_masters` row `buildermasterid`.
-    pub async fn set_builder_workers(&self, buildermasterid: i64, workers: &[WorkerId]) -> Result<()> {
+    pub async fn set_builder_workers(
+        &self,
+        buildermasterid: i64,
+        workers: &[WorkerId],
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1")
@@ -49,18 +53,25 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         for w in workers {
-            sqlx::query("INSERT INTO configured_workers (buildermasterid, workerid) VALUES ($1, $2)")
-                .bind(buildermasterid)
-                .bind(w.0)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO configured_workers (buildermasterid, workerid) VALUES ($1, $2)",
+            )
+            .bind(buildermasterid)
+            .bind(w.0)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     /// Records that `worker` connected to `master`, with its reported information.
-    pub async fn worker_connected(&self, worker: WorkerId, master: MasterId, info_json: &str) -> Result<()> {
+    pub async fn worker_connected(
+        &self,
+        worker: WorkerId,
+        master: MasterId,
+        info_json: &str,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE workers SET info = $1 WHERE id = $2")
@@ -102,7 +113,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn set_worker_paused(&self, worker: WorkerId, paused: bool, reason: Option<&str>) -> Result<()> {
+    pub async fn set_worker_paused(
+        &self,
+        worker: WorkerId,
+        paused: bool,
+        reason: Option<&str>,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query("UPDATE workers SET paused = $1, pause_reason = $2 WHERE id = $3")
             .bind(i64::from(paused))
@@ -139,13 +155,15 @@ impl Db {
             .iter()
             .map(|c| Ok((c.int("builderid")?, c.int("masterid")?)))
             .collect::<Result<_>>()?;
-            let connected_to = sqlx::query("SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|c| c.int("masterid"))
-                .collect::<Result<_>>()?;
+            let connected_to = sqlx::query(
+                "SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| c.int("masterid"))
+            .collect::<Result<_>>()?;
             out.push(WorkerRow {
                 id: WorkerId(id),
                 name: r.text("name")?,

@@ -43,7 +43,11 @@ pub struct StartOptions {
 
 impl Default for StartOptions {
     fn default() -> Self {
-        StartOptions { worker_port: None, www_port: None, clock: Arc::new(SystemClock) }
+        StartOptions {
+            worker_port: None,
+            www_port: None,
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -67,11 +71,17 @@ pub fn database_url(basedir: &Path, url: &str) -> String {
 
 impl Master {
     pub fn config(&self) -> Arc<MasterConfig> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn builder_ids(&self) -> Arc<HashMap<String, BuilderId>> {
-        self.builder_ids.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.builder_ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn wake_distributor(&self) {
@@ -103,11 +113,18 @@ impl Master {
         let mut ids = HashMap::new();
         for b in &config.builders {
             let id = db.find_builder_id(&b.name).await?;
-            db.update_builder_info(id, b.description.as_deref(), &b.tags).await?;
+            db.update_builder_info(id, b.description.as_deref(), &b.tags)
+                .await?;
             ids.insert(b.name.clone(), id);
         }
-        let builder_list: Vec<BuilderId> = config.builders.iter().filter_map(|b| ids.get(&b.name).copied()).collect();
-        let bm = db.set_master_builders(self.updates.master, &builder_list).await?;
+        let builder_list: Vec<BuilderId> = config
+            .builders
+            .iter()
+            .filter_map(|b| ids.get(&b.name).copied())
+            .collect();
+        let bm = db
+            .set_master_builders(self.updates.master, &builder_list)
+            .await?;
         let mut workers = Vec::new();
         let mut worker_ids = HashMap::new();
         for w in &config.workers {
@@ -116,8 +133,14 @@ impl Master {
             workers.push((w.clone(), id));
         }
         for b in &config.builders {
-            if let (Some(bid), Some(bmid)) = (ids.get(&b.name), ids.get(&b.name).and_then(|id| bm.get(id))) {
-                let wids: Vec<_> = b.workernames.iter().filter_map(|w| worker_ids.get(w).copied()).collect();
+            if let (Some(bid), Some(bmid)) =
+                (ids.get(&b.name), ids.get(&b.name).and_then(|id| bm.get(id)))
+            {
+                let wids: Vec<_> = b
+                    .workernames
+                    .iter()
+                    .filter_map(|w| worker_ids.get(w).copied())
+                    .collect();
                 db.set_builder_workers(*bmid, &wids).await?;
                 let _ = bid;
             }
@@ -130,24 +153,48 @@ impl Master {
     }
 
     /// Starts a master from its base directory and configuration.
-    pub async fn start(basedir: &Path, config: MasterConfig, options: StartOptions) -> anyhow::Result<Running> {
+    pub async fn start(
+        basedir: &Path,
+        config: MasterConfig,
+        options: StartOptions,
+    ) -> anyhow::Result<Running> {
         let basedir = std::path::absolute(basedir).unwrap_or_else(|_| basedir.to_path_buf());
         let url = database_url(&basedir, &config.db_url);
-        let db = Db::connect(&url).await.with_context(|| format!("opening the database {}", config.db_url))?;
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+        let db = Db::connect(&url)
+            .await
+            .with_context(|| format!("opening the database {}", config.db_url))?;
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
         let name = format!("{host}:{}", basedir.display());
         let masterid = db.find_master_id(&name).await?;
         let clock = options.clock.clone();
         let events = EventBus::default();
-        let updates = Updates { db: db.clone(), events: events.clone(), master: masterid, clock: clock.clone() };
+        let updates = Updates {
+            db: db.clone(),
+            events: events.clone(),
+            master: masterid,
+            clock: clock.clone(),
+        };
 
         // Recovery: builds this master left running were interrupted; their requests run again.
         let now = clock.now();
-        let interrupted = db.finish_master_builds(masterid, Results::Retry, "interrupted by a master restart", now).await?;
+        let interrupted = db
+            .finish_master_builds(
+                masterid,
+                Results::Retry,
+                "interrupted by a master restart",
+                now,
+            )
+            .await?;
         let released = db.unclaim_master_requests(masterid).await?;
         db.clear_master_connections(masterid).await?;
         if !interrupted.is_empty() || !released.is_empty() {
-            tracing::warn!(builds = interrupted.len(), requests = released.len(), "recovered from an unclean stop");
+            tracing::warn!(
+                builds = interrupted.len(),
+                requests = released.len(),
+                "recovered from an unclean stop"
+            );
         }
         db.set_master_active(masterid, true, now).await?;
 
@@ -186,20 +233,33 @@ impl Master {
         let app = crate::workers::listener::router(master.clone());
         let stop = shutdown(&master);
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(worker_listener, app).with_graceful_shutdown(stop).await {
+            if let Err(error) = axum::serve(worker_listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(%error, "worker listener failed");
             }
         }));
         let app = crate::www::router(master.clone());
         let stop = shutdown(&master);
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(www_listener, app).with_graceful_shutdown(stop).await {
+            if let Err(error) = axum::serve(www_listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(%error, "web server failed");
             }
         }));
-        tasks.push(tokio::spawn(crate::builds::distributor::run(master.clone())));
+        tasks.push(tokio::spawn(crate::builds::distributor::run(
+            master.clone(),
+        )));
         tracing::info!(%worker_addr, %www_addr, "master started");
-        Ok(Running { master, worker_addr, www_addr, tasks })
+        Ok(Running {
+            master,
+            worker_addr,
+            www_addr,
+            tasks,
+        })
     }
 }
 
@@ -209,12 +269,18 @@ impl Running {
     pub async fn stop(self) {
         let master = self.master;
         master.shutdown.send_replace(true);
-        let running: Vec<(BuildId, kiln_core::BuildRequestId)> =
-            master.running_builds().iter().map(|(id, b)| (*id, b.request)).collect();
+        let running: Vec<(BuildId, kiln_core::BuildRequestId)> = master
+            .running_builds()
+            .iter()
+            .map(|(id, b)| (*id, b.request))
+            .collect();
         let now = master.updates.now();
         for (id, request) in running {
             let _ = master.db.finish_build(id, Results::Retry, now).await;
-            let _ = master.db.set_build_state_string(id, "interrupted by master shutdown").await;
+            let _ = master
+                .db
+                .set_build_state_string(id, "interrupted by master shutdown")
+                .await;
             let _ = master.db.unclaim_buildrequests(&[request]).await;
         }
         for name in master.config().workers.iter().map(|w| w.name.clone()) {
@@ -222,8 +288,14 @@ impl Running {
                 conn.close("master shutting down").await;
             }
         }
-        let _ = master.db.clear_master_connections(master.updates.master).await;
-        let _ = master.db.set_master_active(master.updates.master, false, now).await;
+        let _ = master
+            .db
+            .clear_master_connections(master.updates.master)
+            .await;
+        let _ = master
+            .db
+            .set_master_active(master.updates.master, false, now)
+            .await;
         for t in self.tasks {
             t.abort();
         }

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use kiln_core::{
-    BuildId, BuildRequestId, BuildSetId, BuilderId, LogId, MasterId, Properties, Results, StepId, WorkerId,
+    BuildId, BuildRequestId, BuildSetId, BuilderId, LogId, MasterId, Properties, Results, StepId,
+    WorkerId,
 };
 use kiln_db::{Db, LogType, NewBuildSet};
 use serde_json::json;
@@ -27,10 +28,16 @@ impl Updates {
         self.clock.now()
     }
 
-    pub async fn add_buildset(&self, mut bs: NewBuildSet) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
+    pub async fn add_buildset(
+        &self,
+        mut bs: NewBuildSet,
+    ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         bs.submitted_at = self.now();
         let (bsid, brids) = self.db.add_buildset(&bs).await?;
-        self.events.publish(format!("buildsets.{bsid}.new"), json!({"bsid": bsid.0, "reason": bs.reason}));
+        self.events.publish(
+            format!("buildsets.{bsid}.new"),
+            json!({"bsid": bsid.0, "reason": bs.reason}),
+        );
         for (builder, brid) in &brids {
             self.events.publish(
                 format!("buildrequests.{brid}.new"),
@@ -41,25 +48,44 @@ impl Updates {
     }
 
     pub async fn claim_buildrequest(&self, brid: BuildRequestId) -> Result<()> {
-        self.db.claim_buildrequest(brid, self.master, self.now()).await?;
-        self.events.publish(format!("buildrequests.{brid}.claimed"), json!({"buildrequestid": brid.0}));
+        self.db
+            .claim_buildrequest(brid, self.master, self.now())
+            .await?;
+        self.events.publish(
+            format!("buildrequests.{brid}.claimed"),
+            json!({"buildrequestid": brid.0}),
+        );
         Ok(())
     }
 
     pub async fn unclaim_buildrequests(&self, brids: &[BuildRequestId]) -> Result<()> {
         self.db.unclaim_buildrequests(brids).await?;
         for brid in brids {
-            self.events.publish(format!("buildrequests.{brid}.unclaimed"), json!({"buildrequestid": brid.0}));
+            self.events.publish(
+                format!("buildrequests.{brid}.unclaimed"),
+                json!({"buildrequestid": brid.0}),
+            );
         }
         Ok(())
     }
 
     /// Completes requests, then any buildset all of whose requests are complete.
-    pub async fn complete_buildrequests(&self, brids: &[BuildRequestId], results: Results) -> Result<()> {
-        let done = self.db.complete_buildrequests(brids, results, self.master, self.now()).await?;
+    pub async fn complete_buildrequests(
+        &self,
+        brids: &[BuildRequestId],
+        results: Results,
+    ) -> Result<()> {
+        let done = self
+            .db
+            .complete_buildrequests(brids, results, self.master, self.now())
+            .await?;
         let mut buildsets = Vec::new();
         for brid in &done {
-            let key = if results == Results::Cancelled { "canceled" } else { "complete" };
+            let key = if results == Results::Cancelled {
+                "canceled"
+            } else {
+                "complete"
+            };
             self.events.publish(
                 format!("buildrequests.{brid}.{key}"),
                 json!({"buildrequestid": brid.0, "results": results.code()}),
@@ -77,18 +103,32 @@ impl Updates {
     }
 
     async fn maybe_complete_buildset(&self, bsid: BuildSetId) -> Result<()> {
-        let Some(results) = self.db.buildset_request_results(bsid).await? else { return Ok(()) };
-        let worst = results.into_iter().fold(Results::Success, kiln_core::results::worst_status);
+        let Some(results) = self.db.buildset_request_results(bsid).await? else {
+            return Ok(());
+        };
+        let worst = results
+            .into_iter()
+            .fold(Results::Success, kiln_core::results::worst_status);
         if self.db.complete_buildset(bsid, worst, self.now()).await? {
-            self.events.publish(format!("buildsets.{bsid}.complete"), json!({"bsid": bsid.0, "results": worst.code()}));
+            self.events.publish(
+                format!("buildsets.{bsid}.complete"),
+                json!({"bsid": bsid.0, "results": worst.code()}),
+            );
         }
         Ok(())
     }
 
-    pub async fn set_buildrequest_priority(&self, brid: BuildRequestId, priority: i64) -> Result<bool> {
+    pub async fn set_buildrequest_priority(
+        &self,
+        brid: BuildRequestId,
+        priority: i64,
+    ) -> Result<bool> {
         let changed = self.db.set_buildrequest_priority(brid, priority).await?;
         if changed {
-            self.events.publish(format!("buildrequests.{brid}.updated"), json!({"buildrequestid": brid.0, "priority": priority}));
+            self.events.publish(
+                format!("buildrequests.{brid}.updated"),
+                json!({"buildrequestid": brid.0, "priority": priority}),
+            );
         }
         Ok(changed)
     }
@@ -99,7 +139,10 @@ impl Updates {
         brid: BuildRequestId,
         worker: WorkerId,
     ) -> Result<(BuildId, i64)> {
-        let (id, number) = self.db.add_build(builder, brid, worker, self.master, "starting", self.now()).await?;
+        let (id, number) = self
+            .db
+            .add_build(builder, brid, worker, self.master, "starting", self.now())
+            .await?;
         self.events.publish(
             format!("builds.{id}.new"),
             json!({"buildid": id.0, "builderid": builder.0, "number": number, "buildrequestid": brid.0}),
@@ -109,7 +152,10 @@ impl Updates {
 
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
         self.db.set_build_state_string(id, state).await?;
-        self.events.publish(format!("builds.{id}.update"), json!({"buildid": id.0, "state_string": state}));
+        self.events.publish(
+            format!("builds.{id}.update"),
+            json!({"buildid": id.0, "state_string": state}),
+        );
         Ok(())
     }
 
@@ -119,80 +165,122 @@ impl Updates {
 
     pub async fn finish_build(&self, id: BuildId, results: Results) -> Result<()> {
         self.db.finish_build(id, results, self.now()).await?;
-        self.events.publish(format!("builds.{id}.finished"), json!({"buildid": id.0, "results": results.code()}));
+        self.events.publish(
+            format!("builds.{id}.finished"),
+            json!({"buildid": id.0, "results": results.code()}),
+        );
         Ok(())
     }
 
     pub async fn add_step(&self, build: BuildId, name: &str) -> Result<(StepId, i64, String)> {
         let (id, number, name) = self.db.add_step(build, name, "pending").await?;
-        self.events.publish(format!("steps.{id}.new"), json!({"stepid": id.0, "buildid": build.0, "name": name}));
+        self.events.publish(
+            format!("steps.{id}.new"),
+            json!({"stepid": id.0, "buildid": build.0, "name": name}),
+        );
         Ok((id, number, name))
     }
 
     pub async fn start_step(&self, id: StepId) -> Result<()> {
         self.db.start_step(id, self.now()).await?;
-        self.events.publish(format!("steps.{id}.started"), json!({"stepid": id.0}));
+        self.events
+            .publish(format!("steps.{id}.started"), json!({"stepid": id.0}));
         Ok(())
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
         self.db.set_step_state_string(id, state).await?;
-        self.events.publish(format!("steps.{id}.updated"), json!({"stepid": id.0, "state_string": state}));
+        self.events.publish(
+            format!("steps.{id}.updated"),
+            json!({"stepid": id.0, "state_string": state}),
+        );
         Ok(())
     }
 
     pub async fn set_step_urls(&self, id: StepId, urls: &serde_json::Value) -> Result<()> {
         self.db.set_step_urls(id, &urls.to_string()).await?;
-        self.events.publish(format!("steps.{id}.updated"), json!({"stepid": id.0, "urls": urls}));
+        self.events.publish(
+            format!("steps.{id}.updated"),
+            json!({"stepid": id.0, "urls": urls}),
+        );
         Ok(())
     }
 
     pub async fn finish_step(&self, id: StepId, results: Results, hidden: bool) -> Result<()> {
         self.db.finish_step(id, results, hidden, self.now()).await?;
-        self.events.publish(format!("steps.{id}.finished"), json!({"stepid": id.0, "results": results.code()}));
+        self.events.publish(
+            format!("steps.{id}.finished"),
+            json!({"stepid": id.0, "results": results.code()}),
+        );
         Ok(())
     }
 
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
         let id = self.db.add_log(step, name, log_type).await?;
-        self.events.publish(format!("logs.{id}.new"), json!({"logid": id.0, "stepid": step.0, "name": name}));
+        self.events.publish(
+            format!("logs.{id}.new"),
+            json!({"logid": id.0, "stepid": step.0, "name": name}),
+        );
         Ok(id)
     }
 
     pub async fn append_log(&self, id: LogId, text: &str) -> Result<()> {
         if let Some((first, last)) = self.db.append_log(id, text).await? {
-            self.events.publish(format!("logs.{id}.append"), json!({"logid": id.0, "first_line": first, "last_line": last}));
+            self.events.publish(
+                format!("logs.{id}.append"),
+                json!({"logid": id.0, "first_line": first, "last_line": last}),
+            );
         }
         Ok(())
     }
 
     pub async fn finish_log(&self, id: LogId) -> Result<()> {
         self.db.finish_log(id).await?;
-        self.events.publish(format!("logs.{id}.finished"), json!({"logid": id.0}));
+        self.events
+            .publish(format!("logs.{id}.finished"), json!({"logid": id.0}));
         Ok(())
     }
 
     pub async fn worker_connected(&self, worker: WorkerId, info: &serde_json::Value) -> Result<()> {
-        self.db.worker_connected(worker, self.master, &info.to_string()).await?;
-        self.events.publish(format!("workers.{worker}.connected"), json!({"workerid": worker.0}));
+        self.db
+            .worker_connected(worker, self.master, &info.to_string())
+            .await?;
+        self.events.publish(
+            format!("workers.{worker}.connected"),
+            json!({"workerid": worker.0}),
+        );
         Ok(())
     }
 
     pub async fn worker_disconnected(&self, worker: WorkerId) -> Result<()> {
         self.db.worker_disconnected(worker, self.master).await?;
-        self.events.publish(format!("workers.{worker}.disconnected"), json!({"workerid": worker.0}));
+        self.events.publish(
+            format!("workers.{worker}.disconnected"),
+            json!({"workerid": worker.0}),
+        );
         Ok(())
     }
 
-    pub async fn set_worker_paused(&self, worker: WorkerId, paused: bool, reason: Option<&str>) -> Result<()> {
+    pub async fn set_worker_paused(
+        &self,
+        worker: WorkerId,
+        paused: bool,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.db.set_worker_paused(worker, paused, reason).await?;
-        self.events.publish(format!("workers.{worker}.state_updated"), json!({"workerid": worker.0, "paused": paused}));
+        self.events.publish(
+            format!("workers.{worker}.state_updated"),
+            json!({"workerid": worker.0, "paused": paused}),
+        );
         Ok(())
     }
 
     pub async fn set_worker_graceful(&self, worker: WorkerId, graceful: bool) -> Result<()> {
         self.db.set_worker_graceful(worker, graceful).await?;
-        self.events.publish(format!("workers.{worker}.state_updated"), json!({"workerid": worker.0, "graceful": graceful}));
+        self.events.publish(
+            format!("workers.{worker}.state_updated"),
+            json!({"workerid": worker.0, "graceful": graceful}),
+        );
         Ok(())
     }
 }

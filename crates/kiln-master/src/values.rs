@@ -15,13 +15,26 @@ pub fn msgpack_to_json(v: &Value) -> serde_json::Value {
             .unwrap_or(serde_json::Value::Null),
         Value::F32(f) => serde_json::Value::from(f64::from(*f)),
         Value::F64(f) => serde_json::Value::from(*f),
-        Value::String(s) => serde_json::Value::String(s.as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned())),
+        Value::String(s) => serde_json::Value::String(
+            s.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        ),
         Value::Binary(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
-        Value::Array(items) => serde_json::Value::Array(items.iter().map(msgpack_to_json).collect()),
+        Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(msgpack_to_json).collect())
+        }
         Value::Map(entries) => serde_json::Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()), msgpack_to_json(v)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| k.to_string()),
+                        msgpack_to_json(v),
+                    )
+                })
                 .collect(),
         ),
         Value::Ext(_, _) => serde_json::Value::Null,
@@ -36,7 +49,11 @@ pub fn property_to_msgpack(v: &PropertyValue) -> Value {
         PropertyValue::Float(f) => Value::F64(*f),
         PropertyValue::Str(s) => Value::from(s.as_str()),
         PropertyValue::List(items) => Value::Array(items.iter().map(property_to_msgpack).collect()),
-        PropertyValue::Map(m) => Value::Map(m.iter().map(|(k, v)| (Value::from(k.as_str()), property_to_msgpack(v))).collect()),
+        PropertyValue::Map(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), property_to_msgpack(v)))
+                .collect(),
+        ),
     }
 }
 

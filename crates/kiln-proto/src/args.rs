@@ -32,16 +32,28 @@ impl Args {
                 });
             }
         };
-        Ok(Args { command: command.to_string(), entries })
+        Ok(Args {
+            command: command.to_string(),
+            entries,
+        })
     }
 
     /// Builds an argument map from pairs, for the sending side.
     pub fn build(pairs: Vec<(&str, Value)>) -> Value {
-        Value::Map(pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+        Value::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        )
     }
 
     fn error(&self, name: &str, problem: &str) -> ArgError {
-        ArgError { command: self.command.clone(), name: name.to_string(), problem: problem.to_string() }
+        ArgError {
+            command: self.command.clone(),
+            name: name.to_string(),
+            problem: problem.to_string(),
+        }
     }
 
     /// The raw value of `name`; a nil value counts as absent.
@@ -54,15 +66,17 @@ impl Args {
     }
 
     pub fn str(&self, name: &str) -> Result<String, ArgError> {
-        self.opt_str(name)?.ok_or_else(|| self.error(name, "is missing"))
+        self.opt_str(name)?
+            .ok_or_else(|| self.error(name, "is missing"))
     }
 
     pub fn opt_str(&self, name: &str) -> Result<Option<String>, ArgError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::String(s)) => {
-                s.as_str().map(|s| Some(s.to_string())).ok_or_else(|| self.error(name, "is not UTF-8"))
-            }
+            Some(Value::String(s)) => s
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| self.error(name, "is not UTF-8")),
             Some(_) => Err(self.error(name, "is not a string")),
         }
     }
@@ -81,7 +95,10 @@ impl Args {
     pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, ArgError> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.error(name, "is not an integer")),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| self.error(name, "is not an integer")),
         }
     }
 
@@ -89,7 +106,10 @@ impl Args {
         match self.get(name) {
             None => Ok(default),
             Some(Value::Boolean(b)) => Ok(*b),
-            Some(v) => v.as_i64().map(|i| i != 0).ok_or_else(|| self.error(name, "is not a boolean")),
+            Some(v) => v
+                .as_i64()
+                .map(|i| i != 0)
+                .ok_or_else(|| self.error(name, "is not a boolean")),
         }
     }
 
@@ -100,7 +120,11 @@ impl Args {
             Some(Value::String(s)) => Ok(vec![s.as_str().unwrap_or_default().to_string()]),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| self.error(name, "holds a non-string")))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| self.error(name, "holds a non-string"))
+                })
                 .collect(),
             Some(_) => Err(self.error(name, "is not a list of strings")),
         }

@@ -9,7 +9,11 @@ pub enum Message {
     Request { seq: i64, op: Op },
     /// The answer to the request numbered `seq` by the other side. With `is_exception`, `result` is
     /// an error string.
-    Response { seq: i64, result: Value, is_exception: bool },
+    Response {
+        seq: i64,
+        result: Value,
+        is_exception: bool,
+    },
 }
 
 impl Message {
@@ -18,11 +22,19 @@ impl Message {
     }
 
     pub fn response(seq: i64, result: Value) -> Message {
-        Message::Response { seq, result, is_exception: false }
+        Message::Response {
+            seq,
+            result,
+            is_exception: false,
+        }
     }
 
     pub fn error(seq: i64, why: impl Into<String>) -> Message {
-        Message::Response { seq, result: Value::from(why.into()), is_exception: true }
+        Message::Response {
+            seq,
+            result: Value::from(why.into()),
+            is_exception: true,
+        }
     }
 }
 
@@ -30,26 +42,65 @@ impl Message {
 /// worker to master.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Print { message: String },
+    Print {
+        message: String,
+    },
     Keepalive,
     GetWorkerInfo,
-    SetWorkerSettings { args: Value },
-    StartCommand { command_id: String, command_name: String, args: Value, builder_name: Option<String> },
-    InterruptCommand { command_id: String, why: String },
+    SetWorkerSettings {
+        args: Value,
+    },
+    StartCommand {
+        command_id: String,
+        command_name: String,
+        args: Value,
+        builder_name: Option<String>,
+    },
+    InterruptCommand {
+        command_id: String,
+        why: String,
+    },
     Shutdown,
 
-    Update { command_id: String, args: Vec<(String, Value)> },
-    Complete { command_id: String, failure: Option<String> },
-    UploadFileWrite { command_id: String, data: Vec<u8> },
-    UploadFileUtime { command_id: String, access_time: f64, modified_time: f64 },
-    UploadFileClose { command_id: String },
-    UploadDirectoryWrite { command_id: String, data: Vec<u8> },
-    UploadDirectoryUnpack { command_id: String },
-    ReadFile { command_id: String, length: u64 },
-    ReadFileClose { command_id: String },
+    Update {
+        command_id: String,
+        args: Vec<(String, Value)>,
+    },
+    Complete {
+        command_id: String,
+        failure: Option<String>,
+    },
+    UploadFileWrite {
+        command_id: String,
+        data: Vec<u8>,
+    },
+    UploadFileUtime {
+        command_id: String,
+        access_time: f64,
+        modified_time: f64,
+    },
+    UploadFileClose {
+        command_id: String,
+    },
+    UploadDirectoryWrite {
+        command_id: String,
+        data: Vec<u8>,
+    },
+    UploadDirectoryUnpack {
+        command_id: String,
+    },
+    ReadFile {
+        command_id: String,
+        length: u64,
+    },
+    ReadFileClose {
+        command_id: String,
+    },
 
     /// An operation this implementation does not know; answered with Buildbot's error.
-    Unknown { op: String },
+    Unknown {
+        op: String,
+    },
 }
 
 impl Op {
@@ -108,7 +159,11 @@ pub enum DecodeError {
     #[error("message did not contain obligatory \"{0}\" key")]
     MissingKey(&'static str),
     #[error("key \"{key}\" of a \"{op}\" message has the wrong type: expected {expected}")]
-    WrongType { op: String, key: &'static str, expected: &'static str },
+    WrongType {
+        op: String,
+        key: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// The deepest nesting a frame may have; deeper frames are refused rather than recursed into.
@@ -119,7 +174,11 @@ pub fn encode(message: &Message) -> Vec<u8> {
     let mut entries: Vec<(Value, Value)> = Vec::with_capacity(6);
     let mut put = |k: &str, v: Value| entries.push((Value::from(k), v));
     match message {
-        Message::Response { seq, result, is_exception } => {
+        Message::Response {
+            seq,
+            result,
+            is_exception,
+        } => {
             put("op", Value::from("response"));
             put("seq_number", Value::from(*seq));
             put("result", result.clone());
@@ -135,7 +194,12 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 Op::Print { message } => put("message", Value::from(message.as_str())),
                 Op::Keepalive | Op::GetWorkerInfo | Op::Shutdown | Op::Unknown { .. } => {}
                 Op::SetWorkerSettings { args } => put("args", args.clone()),
-                Op::StartCommand { command_id, command_name, args, builder_name } => {
+                Op::StartCommand {
+                    command_id,
+                    command_name,
+                    args,
+                    builder_name,
+                } => {
                     put("command_id", id(command_id));
                     put("command_name", Value::from(command_name.as_str()));
                     put("args", args.clone());
@@ -155,7 +219,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
                         .collect();
                     put("args", Value::Array(pairs));
                 }
-                Op::Complete { command_id, failure } => {
+                Op::Complete {
+                    command_id,
+                    failure,
+                } => {
                     put("command_id", id(command_id));
                     put("args", failure.as_deref().map_or(Value::Nil, Value::from));
                 }
@@ -164,7 +231,11 @@ pub fn encode(message: &Message) -> Vec<u8> {
                     put("command_id", id(command_id));
                     put("args", Value::Binary(data.clone()));
                 }
-                Op::UploadFileUtime { command_id, access_time, modified_time } => {
+                Op::UploadFileUtime {
+                    command_id,
+                    access_time,
+                    modified_time,
+                } => {
                     put("command_id", id(command_id));
                     put("access_time", Value::F64(*access_time));
                     put("modified_time", Value::F64(*modified_time));
@@ -193,36 +264,56 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     if !reader.is_empty() {
         return Err(DecodeError::TrailingBytes(reader.len()));
     }
-    let Value::Map(entries) = value else { return Err(DecodeError::NotAMap) };
-    let fields = Fields { entries, op: String::new() };
+    let Value::Map(entries) = value else {
+        return Err(DecodeError::NotAMap);
+    };
+    let fields = Fields {
+        entries,
+        op: String::new(),
+    };
     let op = fields.required_str("op")?;
-    let fields = Fields { op: op.clone(), ..fields };
+    let fields = Fields {
+        op: op.clone(),
+        ..fields
+    };
     let seq = fields.required_int("seq_number")?;
     if op == "response" {
         let result = fields.get("result").cloned().unwrap_or(Value::Nil);
         let is_exception = matches!(fields.get("is_exception"), Some(Value::Boolean(true)));
-        return Ok(Message::Response { seq, result, is_exception });
+        return Ok(Message::Response {
+            seq,
+            result,
+            is_exception,
+        });
     }
     let cid = || fields.command_id();
     let op = match op.as_str() {
-        "print" => Op::Print { message: fields.optional_str("message")?.unwrap_or_default() },
+        "print" => Op::Print {
+            message: fields.optional_str("message")?.unwrap_or_default(),
+        },
         "keepalive" => Op::Keepalive,
         "get_worker_info" => Op::GetWorkerInfo,
         "shutdown" => Op::Shutdown,
-        "set_worker_settings" => {
-            Op::SetWorkerSettings { args: fields.required("args")?.clone() }
-        }
+        "set_worker_settings" => Op::SetWorkerSettings {
+            args: fields.required("args")?.clone(),
+        },
         "start_command" => Op::StartCommand {
             command_id: cid()?,
             command_name: fields.required_str("command_name")?,
-            args: fields.get("args").cloned().unwrap_or(Value::Map(Vec::new())),
+            args: fields
+                .get("args")
+                .cloned()
+                .unwrap_or(Value::Map(Vec::new())),
             builder_name: fields.optional_str("builder_name")?,
         },
         "interrupt_command" => Op::InterruptCommand {
             command_id: cid()?,
             why: fields.optional_str("why")?.unwrap_or_default(),
         },
-        "update" => Op::Update { command_id: cid()?, args: fields.update_args()? },
+        "update" => Op::Update {
+            command_id: cid()?,
+            args: fields.update_args()?,
+        },
         "complete" => Op::Complete {
             command_id: cid()?,
             failure: match fields.get("args") {
@@ -231,12 +322,14 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
                 Some(other) => Some(other.to_string()),
             },
         },
-        "update_upload_file_write" => {
-            Op::UploadFileWrite { command_id: cid()?, data: fields.required_bin("args")? }
-        }
-        "update_upload_directory_write" => {
-            Op::UploadDirectoryWrite { command_id: cid()?, data: fields.required_bin("args")? }
-        }
+        "update_upload_file_write" => Op::UploadFileWrite {
+            command_id: cid()?,
+            data: fields.required_bin("args")?,
+        },
+        "update_upload_directory_write" => Op::UploadDirectoryWrite {
+            command_id: cid()?,
+            data: fields.required_bin("args")?,
+        },
         "update_upload_file_utime" => Op::UploadFileUtime {
             command_id: cid()?,
             access_time: fields.required_f64("access_time")?,
@@ -246,9 +339,8 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         "update_upload_directory_unpack" => Op::UploadDirectoryUnpack { command_id: cid()? },
         "update_read_file" => Op::ReadFile {
             command_id: cid()?,
-            length: u64::try_from(fields.required_int("length")?).map_err(|_| {
-                fields.wrong("length", "a non-negative integer")
-            })?,
+            length: u64::try_from(fields.required_int("length")?)
+                .map_err(|_| fields.wrong("length", "a non-negative integer"))?,
         },
         "update_read_file_close" => Op::ReadFileClose { command_id: cid()? },
         _ => Op::Unknown { op },
@@ -263,11 +355,18 @@ struct Fields {
 
 impl Fields {
     fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     fn wrong(&self, key: &'static str, expected: &'static str) -> DecodeError {
-        DecodeError::WrongType { op: self.op.clone(), key, expected }
+        DecodeError::WrongType {
+            op: self.op.clone(),
+            key,
+            expected,
+        }
     }
 
     fn required(&self, key: &'static str) -> Result<&Value, DecodeError> {
@@ -276,7 +375,10 @@ impl Fields {
 
     fn required_str(&self, key: &'static str) -> Result<String, DecodeError> {
         match self.required(key)? {
-            Value::String(s) => s.as_str().map(str::to_string).ok_or(self.wrong(key, "a string")),
+            Value::String(s) => s
+                .as_str()
+                .map(str::to_string)
+                .ok_or(self.wrong(key, "a string")),
             _ => Err(self.wrong(key, "a string")),
         }
     }
@@ -289,12 +391,16 @@ impl Fields {
     }
 
     fn required_int(&self, key: &'static str) -> Result<i64, DecodeError> {
-        self.required(key)?.as_i64().ok_or(self.wrong(key, "an integer"))
+        self.required(key)?
+            .as_i64()
+            .ok_or(self.wrong(key, "an integer"))
     }
 
     fn required_f64(&self, key: &'static str) -> Result<f64, DecodeError> {
         let v = self.required(key)?;
-        v.as_f64().or_else(|| v.as_i64().map(|i| i as f64)).ok_or(self.wrong(key, "a number"))
+        v.as_f64()
+            .or_else(|| v.as_i64().map(|i| i as f64))
+            .ok_or(self.wrong(key, "a number"))
     }
 
     fn required_bin(&self, key: &'static str) -> Result<Vec<u8>, DecodeError> {
@@ -310,9 +416,10 @@ impl Fields {
     /// command.
     fn command_id(&self) -> Result<String, DecodeError> {
         match self.required("command_id")? {
-            Value::String(s) => {
-                s.as_str().map(str::to_string).ok_or(self.wrong("command_id", "a string"))
-            }
+            Value::String(s) => s
+                .as_str()
+                .map(str::to_string)
+                .ok_or(self.wrong("command_id", "a string")),
             Value::Integer(i) => Ok(i.to_string()),
             _ => Err(self.wrong("command_id", "a string")),
         }
@@ -351,27 +458,56 @@ mod tests {
     fn every_op_round_trips() {
         let cid = || "7".to_string();
         let ops = vec![
-            Op::Print { message: "ping".into() },
+            Op::Print {
+                message: "ping".into(),
+            },
             Op::Keepalive,
             Op::GetWorkerInfo,
             Op::Shutdown,
-            Op::SetWorkerSettings { args: Value::Map(vec![(Value::from("buffer_size"), Value::from(1))]) },
+            Op::SetWorkerSettings {
+                args: Value::Map(vec![(Value::from("buffer_size"), Value::from(1))]),
+            },
             Op::StartCommand {
                 command_id: cid(),
                 command_name: "shell".into(),
                 args: Value::Map(vec![]),
                 builder_name: Some("b1".into()),
             },
-            Op::InterruptCommand { command_id: cid(), why: "stop".into() },
-            Op::Update { command_id: cid(), args: vec![("rc".into(), Value::from(0))] },
-            Op::Complete { command_id: cid(), failure: None },
-            Op::Complete { command_id: cid(), failure: Some("boom".into()) },
-            Op::UploadFileWrite { command_id: cid(), data: vec![0, 1, 2] },
-            Op::UploadFileUtime { command_id: cid(), access_time: 1.5, modified_time: 2.5 },
+            Op::InterruptCommand {
+                command_id: cid(),
+                why: "stop".into(),
+            },
+            Op::Update {
+                command_id: cid(),
+                args: vec![("rc".into(), Value::from(0))],
+            },
+            Op::Complete {
+                command_id: cid(),
+                failure: None,
+            },
+            Op::Complete {
+                command_id: cid(),
+                failure: Some("boom".into()),
+            },
+            Op::UploadFileWrite {
+                command_id: cid(),
+                data: vec![0, 1, 2],
+            },
+            Op::UploadFileUtime {
+                command_id: cid(),
+                access_time: 1.5,
+                modified_time: 2.5,
+            },
             Op::UploadFileClose { command_id: cid() },
-            Op::UploadDirectoryWrite { command_id: cid(), data: vec![9] },
+            Op::UploadDirectoryWrite {
+                command_id: cid(),
+                data: vec![9],
+            },
             Op::UploadDirectoryUnpack { command_id: cid() },
-            Op::ReadFile { command_id: cid(), length: 16384 },
+            Op::ReadFile {
+                command_id: cid(),
+                length: 16384,
+            },
             Op::ReadFileClose { command_id: cid() },
         ];
         for (i, op) in ops.into_iter().enumerate() {
@@ -383,12 +519,20 @@ mod tests {
 
     #[test]
     fn bad_frames_are_errors_with_buildbot_wording() {
-        assert!(matches!(decode(&[0x92, 0x01]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(&[0x92, 0x01]),
+            Err(DecodeError::Malformed(_))
+        ));
         assert_eq!(decode(&[0x90]), Err(DecodeError::NotAMap));
         let no_seq = encode_map(vec![("op", Value::from("print"))]);
-        assert_eq!(decode(&no_seq).map_err(|e| e.to_string()),
-            Err("message did not contain obligatory \"seq_number\" key".to_string()));
-        let no_cid = encode_map(vec![("op", Value::from("complete")), ("seq_number", Value::from(1))]);
+        assert_eq!(
+            decode(&no_seq).map_err(|e| e.to_string()),
+            Err("message did not contain obligatory \"seq_number\" key".to_string())
+        );
+        let no_cid = encode_map(vec![
+            ("op", Value::from("complete")),
+            ("seq_number", Value::from(1)),
+        ]);
         assert_eq!(decode(&no_cid), Err(DecodeError::MissingKey("command_id")));
         let mut trailing = encode(&Message::response(1, Value::Nil));
         trailing.push(0);
@@ -404,12 +548,28 @@ mod tests {
 
     #[test]
     fn unknown_ops_are_kept_for_an_error_reply() {
-        let frame = encode_map(vec![("op", Value::from("frobnicate")), ("seq_number", Value::from(2))]);
-        assert_eq!(decode(&frame), Ok(Message::request(2, Op::Unknown { op: "frobnicate".into() })));
+        let frame = encode_map(vec![
+            ("op", Value::from("frobnicate")),
+            ("seq_number", Value::from(2)),
+        ]);
+        assert_eq!(
+            decode(&frame),
+            Ok(Message::request(
+                2,
+                Op::Unknown {
+                    op: "frobnicate".into()
+                }
+            ))
+        );
     }
 
     fn encode_map(entries: Vec<(&str, Value)>) -> Vec<u8> {
-        let map = Value::Map(entries.into_iter().map(|(k, v)| (Value::from(k), v)).collect());
+        let map = Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        );
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, &map).unwrap();
         out

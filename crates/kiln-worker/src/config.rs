@@ -28,7 +28,9 @@ impl WorkerConfig {
         let (host, port) = master
             .rsplit_once(':')
             .with_context(|| format!("master address {master:?} must be HOST:PORT"))?;
-        let port = port.parse::<u16>().with_context(|| format!("bad port in {master:?}"))?;
+        let port = port
+            .parse::<u16>()
+            .with_context(|| format!("bad port in {master:?}"))?;
         if host.is_empty() {
             bail!("master address {master:?} has no host");
         }
@@ -46,7 +48,8 @@ impl WorkerConfig {
         }
         std::fs::create_dir_all(self.basedir.join("info"))
             .with_context(|| format!("creating {}", self.basedir.display()))?;
-        let mut text = String::from("# kiln worker configuration, written by `kiln-worker create-worker`.\n");
+        let mut text =
+            String::from("# kiln worker configuration, written by `kiln-worker create-worker`.\n");
         text.push_str(&format!("master_host = {}\n", self.master_host));
         text.push_str(&format!("master_port = {}\n", self.master_port));
         text.push_str(&format!("name = {}\n", self.name));
@@ -57,7 +60,8 @@ impl WorkerConfig {
         std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         let info = self.basedir.join("info");
         write_if_missing(&info.join("admin"), "Your Name Here <admin@example.com>\n")?;
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost\n".into());
+        let host =
+            std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost\n".into());
         write_if_missing(&info.join("host"), &host)?;
         Ok(())
     }
@@ -65,9 +69,14 @@ impl WorkerConfig {
     /// Reads `worker.conf` from `basedir`, naming the line of any problem.
     pub fn load(basedir: &Path) -> anyhow::Result<WorkerConfig> {
         let path = basedir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (run `kiln-worker create-worker` first)", path.display()))?;
-        let (mut host, mut port, mut name, mut password, mut max_retries) = (None, None, None, None, None);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (run `kiln-worker create-worker` first)",
+                path.display()
+            )
+        })?;
+        let (mut host, mut port, mut name, mut password, mut max_retries) =
+            (None, None, None, None, None);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -81,7 +90,11 @@ impl WorkerConfig {
                 "master_host" => host = Some(value),
                 "master_port" => {
                     port = Some(value.parse::<u16>().with_context(|| {
-                        format!("{}:{}: master_port must be a port number", path.display(), n + 1)
+                        format!(
+                            "{}:{}: master_port must be a port number",
+                            path.display(),
+                            n + 1
+                        )
                     })?)
                 }
                 "name" => name = Some(value),

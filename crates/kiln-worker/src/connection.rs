@@ -73,7 +73,12 @@ impl Link {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().await.insert(seq, tx);
-        if self.frames.send(encode(&Message::request(seq, op))).await.is_err() {
+        if self
+            .frames
+            .send(encode(&Message::request(seq, op)))
+            .await
+            .is_err()
+        {
             self.pending.lock().await.remove(&seq);
             return Err("connection lost".into());
         }
@@ -88,12 +93,17 @@ impl Link {
 
 async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
     let url = format!("ws://{}:{}/", config.master_host, config.master_port);
-    let mut request = url.as_str().into_client_request().context("building the upgrade request")?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .context("building the upgrade request")?;
     let token = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", config.name, config.password));
     request.headers_mut().insert(
         "Authorization",
-        format!("Basic {token}").parse().context("worker name or password is not a valid header")?,
+        format!("Basic {token}")
+            .parse()
+            .context("worker name or password is not a valid header")?,
     );
     let ws_config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
@@ -102,7 +112,10 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(response) if response.status() == 401 => {
-                anyhow::anyhow!("master refused worker {:?}: wrong name or password (401)", config.name)
+                anyhow::anyhow!(
+                    "master refused worker {:?}: wrong name or password (401)",
+                    config.name
+                )
             }
             other => anyhow::anyhow!("connecting to {url}: {other}"),
         })?;
@@ -113,7 +126,11 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
     // lost connection) closes the socket at once.
     let writer = async move {
         while let Some(frame) = frames_rx.recv().await {
-            if sink.send(tungstenite::Message::Binary(frame.into())).await.is_err() {
+            if sink
+                .send(tungstenite::Message::Binary(frame.into()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -146,9 +163,17 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
                 }
             };
             match decode(&frame) {
-                Ok(Message::Response { seq, result, is_exception }) => {
+                Ok(Message::Response {
+                    seq,
+                    result,
+                    is_exception,
+                }) => {
                     if let Some(tx) = link.pending.lock().await.remove(&seq) {
-                        let _ = tx.send(if is_exception { Err(value_text(&result)) } else { Ok(result) });
+                        let _ = tx.send(if is_exception {
+                            Err(value_text(&result))
+                        } else {
+                            Ok(result)
+                        });
                     }
                 }
                 Ok(Message::Request { seq, op }) => {
@@ -156,7 +181,9 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
                         return end;
                     }
                 }
-                Err(error) => tracing::warn!(%error, "dropping a malformed message from the master"),
+                Err(error) => {
+                    tracing::warn!(%error, "dropping a malformed message from the master")
+                }
             }
         }
         Ending::Closed
@@ -174,7 +201,9 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
 }
 
 fn value_text(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
 }
 
 struct Session {
@@ -199,9 +228,12 @@ impl Session {
                 self.settings = s;
                 Value::Nil
             }),
-            Op::StartCommand { command_id, command_name, args, builder_name: _ } => {
-                self.start(command_id, command_name, args)
-            }
+            Op::StartCommand {
+                command_id,
+                command_name,
+                args,
+                builder_name: _,
+            } => self.start(command_id, command_name, args),
             Op::InterruptCommand { command_id, why } => match self.running.get(&command_id) {
                 Some(tx) => {
                     let _ = tx.send(Some(why));

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use kiln_worker::config::WorkerConfig;
 
 #[derive(Parser)]
-#[command(name = "kiln-worker", version, about = "The kiln worker: runs a master's build steps")]
+#[command(
+    name = "kiln-worker",
+    version,
+    about = "The kiln worker: runs a master's build steps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -47,7 +51,13 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::CreateWorker { basedir, master, name, password, maxretries } => {
+        Cmd::CreateWorker {
+            basedir,
+            master,
+            name,
+            password,
+            maxretries,
+        } => {
             let (master_host, master_port) = WorkerConfig::parse_master(&master)?;
             let config = WorkerConfig {
                 basedir: basedir.clone(),
@@ -58,12 +68,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_retries: maxretries,
             };
             config.create()?;
-            eprintln!("worker created in {}; start it with `kiln-worker start {}`", basedir.display(), basedir.display());
+            eprintln!(
+                "worker created in {}; start it with `kiln-worker start {}`",
+                basedir.display(),
+                basedir.display()
+            );
             Ok(())
         }
         Cmd::Start { basedir } => {
             let config = WorkerConfig::load(&basedir)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 tokio::select! {
                     result = kiln_worker::connection::run(config) => result,
@@ -79,7 +95,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

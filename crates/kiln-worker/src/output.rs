@@ -21,7 +21,11 @@ const MAX_SEQUENCE: usize = 16;
 
 impl LineSplitter {
     pub fn new(max_line_length: usize) -> Self {
-        LineSplitter { raw: Vec::new(), line: Vec::new(), max_line_length: max_line_length.max(1) }
+        LineSplitter {
+            raw: Vec::new(),
+            line: Vec::new(),
+            max_line_length: max_line_length.max(1),
+        }
     }
 
     /// Feeds a chunk of output and returns the text of the lines it completed, each ending in `\n`.
@@ -106,7 +110,11 @@ fn sequence_at(s: &[u8]) -> Sequence {
         },
         0x08 => {
             let run = s.iter().take_while(|&&b| b == 0x08).count();
-            if run == s.len() { Sequence::Incomplete } else { Sequence::Newline(run) }
+            if run == s.len() {
+                Sequence::Incomplete
+            } else {
+                Sequence::Newline(run)
+            }
         }
         0x1b => escape_at(s),
         _ => Sequence::None,
@@ -115,7 +123,13 @@ fn sequence_at(s: &[u8]) -> Sequence {
 
 /// Recognises `ESC[u`, `ESC[2J` and `ESC[<n>;<n>H` / `ESC[<n>;<n>f`.
 fn escape_at(s: &[u8]) -> Sequence {
-    let incomplete_or_none = |s: &[u8]| if s.len() < MAX_SEQUENCE { Sequence::Incomplete } else { Sequence::None };
+    let incomplete_or_none = |s: &[u8]| {
+        if s.len() < MAX_SEQUENCE {
+            Sequence::Incomplete
+        } else {
+            Sequence::None
+        }
+    };
     match s.get(1) {
         None => return Sequence::Incomplete,
         Some(b'[') => {}
@@ -143,7 +157,11 @@ fn escape_at(s: &[u8]) -> Sequence {
         *i > start
     };
     if !digits(&mut i) {
-        return if i >= s.len() { incomplete_or_none(s) } else { Sequence::None };
+        return if i >= s.len() {
+            incomplete_or_none(s)
+        } else {
+            Sequence::None
+        };
     }
     match s.get(i) {
         None => return incomplete_or_none(s),
@@ -151,7 +169,11 @@ fn escape_at(s: &[u8]) -> Sequence {
         Some(_) => return Sequence::None,
     }
     if !digits(&mut i) {
-        return if i >= s.len() { incomplete_or_none(s) } else { Sequence::None };
+        return if i >= s.len() {
+            incomplete_or_none(s)
+        } else {
+            Sequence::None
+        };
     }
     match s.get(i) {
         None => incomplete_or_none(s),

@@ -13,7 +13,11 @@ const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "kiln: continuous integration in the Buildbot model")]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: continuous integration in the Buildbot model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -54,7 +58,8 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -68,14 +73,24 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::CreateMaster { basedir, worker_port, www_port } => {
+        Cmd::CreateMaster {
+            basedir,
+            worker_port,
+            www_port,
+        } => {
             create_master(&basedir, worker_port, www_port)?;
-            eprintln!("master created in {}; edit master.star, then run `kiln start {}`", basedir.display(), basedir.display());
+            eprintln!(
+                "master created in {}; edit master.star, then run `kiln start {}`",
+                basedir.display(),
+                basedir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Checkconfig { basedir } => Ok(checkconfig(&basedir)),
@@ -88,7 +103,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stop(&basedir)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Quickstart { basedir, www_port, worker_port } => {
+        Cmd::Quickstart {
+            basedir,
+            www_port,
+            worker_port,
+        } => {
             runtime()?.block_on(quickstart(basedir, www_port, worker_port))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -101,7 +120,9 @@ fn create_master(basedir: &Path, worker_port: u16, www_port: u16) -> anyhow::Res
         bail!("{} already exists; not overwriting it", path.display());
     }
     std::fs::create_dir_all(basedir).with_context(|| format!("creating {}", basedir.display()))?;
-    let text = SAMPLE.replace("__WORKER_PORT__", &worker_port.to_string()).replace("__WWW_PORT__", &www_port.to_string());
+    let text = SAMPLE
+        .replace("__WORKER_PORT__", &worker_port.to_string())
+        .replace("__WWW_PORT__", &www_port.to_string());
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -134,7 +155,11 @@ fn checkconfig(basedir: &Path) -> ExitCode {
         }
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
-            let errors = diagnostics.0.iter().filter(|d| d.severity == kiln_config::Severity::Error).count();
+            let errors = diagnostics
+                .0
+                .iter()
+                .filter(|d| d.severity == kiln_config::Severity::Error)
+                .count();
             eprintln!("{errors} error(s) in the configuration");
             ExitCode::FAILURE
         }
@@ -144,8 +169,13 @@ fn checkconfig(basedir: &Path) -> ExitCode {
 async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::Result<()> {
     let running = Master::start(&basedir, config, StartOptions::default()).await?;
     let pid_file = basedir.join(PID_FILE);
-    std::fs::write(&pid_file, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", pid_file.display()))?;
-    eprintln!("kiln master running: web UI and REST API at http://{}/, workers on port {}", running.www_addr, running.worker_addr.port());
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid_file.display()))?;
+    eprintln!(
+        "kiln master running: web UI and REST API at http://{}/, workers on port {}",
+        running.www_addr,
+        running.worker_addr.port()
+    );
     serve_until_signal(&running.master, &basedir).await?;
     running.stop().await;
     let _ = std::fs::remove_file(&pid_file);
@@ -183,18 +213,34 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
 
 fn stop(basedir: &Path) -> anyhow::Result<()> {
     let pid_file = basedir.join(PID_FILE);
-    let text = std::fs::read_to_string(&pid_file).with_context(|| format!("reading {} (is the master running?)", pid_file.display()))?;
-    let pid: i32 = text.trim().parse().with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    let text = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {} (is the master running?)", pid_file.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
     let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).with_context(|| format!("signalling process {pid}"))?;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .with_context(|| format!("signalling process {pid}"))?;
     for _ in 0..300 {
-        if nix::sys::signal::kill(pid, None).is_err() {
+        if nix::sys::signal::kill(pid, None).is_err() || is_zombie(pid) {
             eprintln!("master stopped");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("the master (process {pid}) did not stop within 30 seconds")
+}
+
+/// A process that has exited but not yet been reaped by its parent.
+fn is_zombie(pid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow::Result<()> {
@@ -228,10 +274,13 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
     };
     let mut params = serde_json::Map::new();
     params.insert("reason".into(), "quickstart sample build".into());
-    let (bsid, _) = match kiln_master::schedulers::force::force(&master, force, &params, Some("quickstart")).await {
-        Ok(r) => r,
-        Err(e) => bail!("forcing the sample build failed: {e:?}"),
-    };
+    let (bsid, _) =
+        match kiln_master::schedulers::force::force(&master, force, &params, Some("quickstart"))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => bail!("forcing the sample build failed: {e:?}"),
+        };
     eprintln!("forced a sample build (buildset {bsid}); waiting for it to finish");
     let key = format!("buildsets.{bsid}.complete");
     let results = tokio::time::timeout(Duration::from_secs(120), async {
@@ -245,14 +294,21 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
     })
     .await
     .context("the sample build did not finish within two minutes")?;
-    let name = results.and_then(kiln_core::Results::from_code).map_or("unknown", |r| r.name());
+    let name = results
+        .and_then(kiln_core::Results::from_code)
+        .map_or("unknown", |r| r.name());
     let url = format!("http://{}", running.www_addr);
     println!("sample build finished: {name}");
     println!("web UI:   {url}/");
     println!("builds:   {url}/api/v2/builds");
     println!("logs:     {url}/api/v2/builders/runtests/builds/1/steps/hello/logs/stdio/raw_inline");
-    println!("force another: curl -s -X POST -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"method\":\"force\",\"params\":{{}},\"id\":1}}' {url}/api/v2/forceschedulers/force");
-    println!("master directory: {}  (stop with Ctrl-C)", basedir.display());
+    println!(
+        "force another: curl -s -X POST -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"method\":\"force\",\"params\":{{}},\"id\":1}}' {url}/api/v2/forceschedulers/force"
+    );
+    println!(
+        "master directory: {}  (stop with Ctrl-C)",
+        basedir.display()
+    );
     serve_until_signal(&master, &basedir).await?;
     worker.abort();
     running.stop().await;

@@ -1,4 +1,4 @@
-use kiln_core::{PropertyValue, Properties, Results};
+use kiln_core::{Properties, PropertyValue, Results};
 use kiln_db::NewBuildSet;
 use kiln_db::listing::{Page, SqlValue};
 
@@ -13,27 +13,52 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         let b1 = db.find_builder_id("b1").await.unwrap();
         let b2 = db.find_builder_id("b2").await.unwrap();
         let (_, brs) = db
-            .add_buildset(&NewBuildSet { builders: vec![(b1, 0), (b2, 0)], submitted_at: 1, ..Default::default() })
+            .add_buildset(&NewBuildSet {
+                builders: vec![(b1, 0), (b2, 0)],
+                submitted_at: 1,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        let (id1, n1) = db.add_build(b1, brs[0].1, w, m, "starting", 10).await.unwrap();
-        let (_, n2) = db.add_build(b1, brs[0].1, w, m, "starting", 11).await.unwrap();
-        let (_, n3) = db.add_build(b2, brs[1].1, w, m, "starting", 12).await.unwrap();
+        let (id1, n1) = db
+            .add_build(b1, brs[0].1, w, m, "starting", 10)
+            .await
+            .unwrap();
+        let (_, n2) = db
+            .add_build(b1, brs[0].1, w, m, "starting", 11)
+            .await
+            .unwrap();
+        let (_, n3) = db
+            .add_build(b2, brs[1].1, w, m, "starting", 12)
+            .await
+            .unwrap();
         assert_eq!((n1, n2, n3), (1, 2, 1), "{}", t.backend);
 
         let (s0, num0, name0) = db.add_step(id1, "worker_preparation", "").await.unwrap();
         let (_, num1, name1) = db.add_step(id1, "shell", "").await.unwrap();
         let (_, num2, name2) = db.add_step(id1, "shell", "").await.unwrap();
         assert_eq!((num0, num1, num2), (0, 1, 2));
-        assert_eq!((name0.as_str(), name1.as_str(), name2.as_str()), ("worker_preparation", "shell", "shell_2"));
+        assert_eq!(
+            (name0.as_str(), name1.as_str(), name2.as_str()),
+            ("worker_preparation", "shell", "shell_2")
+        );
         db.start_step(s0, 10).await.unwrap();
-        db.finish_step(s0, Results::Success, false, 11).await.unwrap();
+        db.finish_step(s0, Results::Success, false, 11)
+            .await
+            .unwrap();
         let step = db.get_step(s0).await.unwrap().unwrap();
-        assert_eq!((step.started_at, step.complete_at, step.results), (Some(10), Some(11), Some(0)));
+        assert_eq!(
+            (step.started_at, step.complete_at, step.results),
+            (Some(10), Some(11), Some(0))
+        );
 
         let mut props = Properties::new();
         props.set("buildnumber", PropertyValue::Int(1), "Build");
-        props.set("nested", PropertyValue::List(vec![PropertyValue::Bool(true), PropertyValue::Null]), "Step");
+        props.set(
+            "nested",
+            PropertyValue::List(vec![PropertyValue::Bool(true), PropertyValue::Null]),
+            "Step",
+        );
         db.set_build_properties(id1, &props).await.unwrap();
         props.set("buildnumber", PropertyValue::Int(7), "Build");
         db.set_build_properties(id1, &props).await.unwrap();
@@ -42,10 +67,19 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         db.finish_build(id1, Results::Failure, 20).await.unwrap();
         let b = db.get_build(id1).await.unwrap().unwrap();
         assert_eq!((b.results, b.complete_at), (Some(2), Some(20)));
-        let unfinished = db.finish_master_builds(m, Results::Retry, "interrupted", 30).await.unwrap();
+        let unfinished = db
+            .finish_master_builds(m, Results::Retry, "interrupted", 30)
+            .await
+            .unwrap();
         assert_eq!(unfinished.len(), 2, "{}", t.backend);
-        let (rows, _) = db.list_builds(&Page::eq("builderid", SqlValue::Int(b1.0))).await.unwrap();
-        assert_eq!(rows.iter().map(|b| b.results).collect::<Vec<_>>(), vec![Some(2), Some(5)]);
+        let (rows, _) = db
+            .list_builds(&Page::eq("builderid", SqlValue::Int(b1.0)))
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(|b| b.results).collect::<Vec<_>>(),
+            vec![Some(2), Some(5)]
+        );
     })
     .await;
 }
@@ -66,14 +100,27 @@ async fn workers_record_configuration_and_connections() {
         assert_eq!(rows[0].connected_to, vec![m.0]);
         assert_eq!(rows[0].info, r#"{"host":"h"}"#);
         db.worker_disconnected(w, m).await.unwrap();
-        assert!(db.list_workers(&Page::default()).await.unwrap().0[0].connected_to.is_empty());
-        db.update_builder_info(b, Some("desc"), &["fast".into(), "linux".into()]).await.unwrap();
+        assert!(
+            db.list_workers(&Page::default()).await.unwrap().0[0]
+                .connected_to
+                .is_empty()
+        );
+        db.update_builder_info(b, Some("desc"), &["fast".into(), "linux".into()])
+            .await
+            .unwrap();
         let builders = db.list_builders(&Page::default()).await.unwrap().0;
-        assert_eq!(builders[0].tags, vec!["fast".to_string(), "linux".to_string()]);
+        assert_eq!(
+            builders[0].tags,
+            vec!["fast".to_string(), "linux".to_string()]
+        );
         assert_eq!(builders[0].masterids, vec![m.0]);
         // Reconfiguring without the builder drops it from this master.
         db.set_master_builders(m, &[]).await.unwrap();
-        assert!(db.list_builders(&Page::default()).await.unwrap().0[0].masterids.is_empty());
+        assert!(
+            db.list_builders(&Page::default()).await.unwrap().0[0]
+                .masterids
+                .is_empty()
+        );
     })
     .await;
 }

@@ -40,11 +40,22 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
     let builders: Vec<BuilderSlots> = config
         .builders
         .iter()
-        .filter_map(|b| ids.get(&b.name).map(|id| BuilderSlots { id: *id, name: b.name.clone(), workers: b.workernames.clone() }))
+        .filter_map(|b| {
+            ids.get(&b.name).map(|id| BuilderSlots {
+                id: *id,
+                name: b.name.clone(),
+                workers: b.workernames.clone(),
+            })
+        })
         .collect();
     let pending: Vec<PendingRequest> = rows
         .iter()
-        .map(|r| PendingRequest { id: r.id, builder: kiln_core::BuilderId(r.builderid), priority: r.priority, submitted_at: r.submitted_at })
+        .map(|r| PendingRequest {
+            id: r.id,
+            builder: kiln_core::BuilderId(r.builderid),
+            priority: r.priority,
+            submitted_at: r.submitted_at,
+        })
         .collect();
     let workers = master.workers.availability();
     for a in distribute(&pending, &builders, &workers) {
@@ -64,12 +75,22 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         }
         let (Some(row), Some(builder)) = (
             rows.iter().find(|r| r.id == a.request).cloned(),
-            config.builders.iter().find(|b| ids.get(&b.name) == Some(&a.builder)).cloned(),
+            config
+                .builders
+                .iter()
+                .find(|b| ids.get(&b.name) == Some(&a.builder))
+                .cloned(),
         ) else {
             master.workers.release(&a.worker, a.builder);
             continue;
         };
-        tokio::spawn(crate::builds::runner::run(master.clone(), row, builder, a.builder, a.worker));
+        tokio::spawn(crate::builds::runner::run(
+            master.clone(),
+            row,
+            builder,
+            a.builder,
+            a.worker,
+        ));
     }
     Ok(())
 }

@@ -19,7 +19,13 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn new(updates: Updates, id: LogId) -> Self {
-        LogWriter { updates, id, pending: String::new(), partial: Default::default(), failed: false }
+        LogWriter {
+            updates,
+            id,
+            pending: String::new(),
+            partial: Default::default(),
+            failed: false,
+        }
     }
 
     fn slot(stream: Stream) -> usize {

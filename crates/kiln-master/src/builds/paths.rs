@@ -22,7 +22,11 @@ pub fn join(info: &WorkerInfo, parts: &[&str]) -> String {
         }
         let part = match part.strip_prefix('~') {
             Some(rest) if rest.is_empty() || rest.starts_with(['/', '\\']) => {
-                let home = info.environ.get(if windows { "USERPROFILE" } else { "HOME" }).cloned().unwrap_or_default();
+                let home = info
+                    .environ
+                    .get(if windows { "USERPROFILE" } else { "HOME" })
+                    .cloned()
+                    .unwrap_or_default();
                 format!("{home}{rest}")
             }
             _ => part.to_string(),
@@ -45,12 +49,23 @@ mod tests {
 
     #[test]
     fn joins_like_the_worker_would() {
-        let mut info = WorkerInfo { basedir: "/srv/w".into(), system: "posix".into(), ..Default::default() };
+        let mut info = WorkerInfo {
+            basedir: "/srv/w".into(),
+            system: "posix".into(),
+            ..Default::default()
+        };
         info.environ.insert("HOME".into(), "/home/w".into());
-        assert_eq!(join(&info, &["b1", "build", "out.txt"]), "/srv/w/b1/build/out.txt");
+        assert_eq!(
+            join(&info, &["b1", "build", "out.txt"]),
+            "/srv/w/b1/build/out.txt"
+        );
         assert_eq!(join(&info, &["b1", "/abs/dir"]), "/abs/dir");
         assert_eq!(join(&info, &["~/cache"]), "/home/w/cache");
-        let win = WorkerInfo { basedir: "C:\\w".into(), system: "nt".into(), ..Default::default() };
+        let win = WorkerInfo {
+            basedir: "C:\\w".into(),
+            system: "nt".into(),
+            ..Default::default()
+        };
         assert_eq!(join(&win, &["b1", "build"]), "C:\\w\\b1\\build");
     }
 }

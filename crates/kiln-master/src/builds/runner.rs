@@ -23,7 +23,13 @@ pub struct RunningBuild {
 }
 
 /// Runs a claimed request on a reserved worker, then releases the worker.
-pub async fn run(master: Arc<Master>, request: BuildRequestRow, builder: BuilderConfig, builderid: BuilderId, worker: String) {
+pub async fn run(
+    master: Arc<Master>,
+    request: BuildRequestRow,
+    builder: BuilderConfig,
+    builderid: BuilderId,
+    worker: String,
+) {
     if let Err(error) = run_inner(&master, &request, &builder, builderid, &worker).await {
         tracing::error!(request = %request.id, %error, "build failed to run; returning its request to the queue");
         let _ = master.updates.unclaim_buildrequests(&[request.id]).await;
@@ -40,18 +46,28 @@ async fn run_inner(
     worker: &str,
 ) -> anyhow::Result<()> {
     let updates = &master.updates;
-    let (Some(conn), Some(workerid)) = (master.workers.connection(worker), master.workers.id(worker)) else {
+    let (Some(conn), Some(workerid)) =
+        (master.workers.connection(worker), master.workers.id(worker))
+    else {
         updates.unclaim_buildrequests(&[request.id]).await?;
         return Ok(());
     };
     let (buildid, number) = updates.add_build(builderid, request.id, workerid).await?;
     let (stop_tx, stop_rx) = watch::channel(None);
-    master.running_builds().insert(buildid, RunningBuild { request: request.id, worker: worker.to_string(), stop: stop_tx });
+    master.running_builds().insert(
+        buildid,
+        RunningBuild {
+            request: request.id,
+            worker: worker.to_string(),
+            stop: stop_tx,
+        },
+    );
 
     let props = build_properties(master, request, builder, builderid, worker, number).await?;
     updates.set_build_properties(buildid, &props).await?;
 
-    let (results, summary) = run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await;
+    let (results, summary) =
+        run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await;
     master.running_builds().remove(&buildid);
 
     updates.set_build_state_string(buildid, &summary).await?;
@@ -60,7 +76,9 @@ async fn run_inner(
         // The worker went away: the request goes back to the queue and runs again.
         updates.unclaim_buildrequests(&[request.id]).await?;
     } else {
-        updates.complete_buildrequests(&[request.id], results).await?;
+        updates
+            .complete_buildrequests(&[request.id], results)
+            .await?;
     }
     tracing::debug!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
     Ok(())
@@ -85,10 +103,15 @@ async fn build_properties(
     let buildset_props = master.db.buildset_properties(request.buildsetid).await?;
     props.update(&buildset_props);
     if let Some(bs) = master.db.get_buildset(request.buildsetid).await? {
-        let ids: Vec<kiln_core::SourceStampId> = bs.sourcestamps.iter().map(|i| kiln_core::SourceStampId(*i)).collect();
+        let ids: Vec<kiln_core::SourceStampId> = bs
+            .sourcestamps
+            .iter()
+            .map(|i| kiln_core::SourceStampId(*i))
+            .collect();
         // Buildbot takes these from the first source stamp.
         if let Some(ss) = master.db.get_sourcestamps(&ids).await?.into_iter().next() {
-            let opt = |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
+            let opt =
+                |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
             props.set("branch", opt(&ss.branch), "Build");
             props.set("revision", opt(&ss.revision), "Build");
             props.set("repository", ss.repository.as_str(), "Build");
@@ -101,8 +124,16 @@ async fn build_properties(
     }
     props.set("workername", worker, "Worker");
     props.set("buildnumber", PropertyValue::Int(number), "Build");
-    let info = master.workers.connection(worker).map(|c| c.info.read().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
-    props.set("builddir", crate::builds::paths::join(&info, &[&builder.workerbuilddir]), "Worker");
+    let info = master
+        .workers
+        .connection(worker)
+        .map(|c| c.info.read().unwrap_or_else(|p| p.into_inner()).clone())
+        .unwrap_or_default();
+    props.set(
+        "builddir",
+        crate::builds::paths::join(&info, &[&builder.workerbuilddir]),
+        "Worker",
+    );
     props.set("basedir", info.basedir.as_str(), "Worker");
     Ok(props)
 }
@@ -121,7 +152,11 @@ async fn run_steps(
     let prep = async {
         let (stepid, _, _) = updates.add_step(buildid, "worker_preparation").await.ok()?;
         updates.start_step(stepid).await.ok()?;
-        let ping = conn.request(Op::Print { message: "ping".into() }).await;
+        let ping = conn
+            .request(Op::Print {
+                message: "ping".into(),
+            })
+            .await;
         let (results, state) = match ping {
             Ok(_) => (Results::Success, format!("worker {worker} ready")),
             Err(_) => (Results::Retry, format!("worker {worker} lost")),
@@ -165,11 +200,15 @@ async fn run_steps(
         };
         let outcome = match steps::run(&mut ctx, step).await {
             Ok(o) => o,
-            Err(WorkerLost) => StepOutcome { results: Results::Retry, state: format!("{name} (retry)") },
+            Err(WorkerLost) => StepOutcome {
+                results: Results::Retry,
+                state: format!("{name} (retry)"),
+            },
         };
         let _ = updates.set_step_state_string(stepid, &outcome.state).await;
         let _ = updates.finish_step(stepid, outcome.results, false).await;
-        let (next, terminate) = compute_result_and_termination(&step.flags, outcome.results, results);
+        let (next, terminate) =
+            compute_result_and_termination(&step.flags, outcome.results, results);
         if outcome.results != Results::Success && outcome.results != Results::Skipped {
             failed_steps.push(name);
         }
@@ -190,7 +229,9 @@ async fn run_steps(
                 Results::Exception => "exception",
                 _ => other.name(),
             };
-            format!("{word} {}", failed_steps.join(" ")).trim_end().to_string()
+            format!("{word} {}", failed_steps.join(" "))
+                .trim_end()
+                .to_string()
         }
     };
     (results, summary)

@@ -62,7 +62,8 @@ impl CommandIo for StdioLog {
 
 impl StepContext<'_> {
     fn render(&self, r: &Renderable, what: &str) -> Result<PropertyValue, String> {
-        r.render(self.props).map_err(|e| format!("cannot render {what}: {e}"))
+        r.render(self.props)
+            .map_err(|e| format!("cannot render {what}: {e}"))
     }
 
     fn render_string(&self, r: &Renderable, what: &str) -> Result<String, String> {
@@ -71,7 +72,12 @@ impl StepContext<'_> {
 
     /// The absolute path on the worker of `rel` inside the step's working directory.
     fn worker_path(&self, workdir: &str, rel: &str) -> String {
-        let info = self.conn.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = self
+            .conn
+            .info
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         paths::join(&info, &[self.workerbuilddir, workdir, rel])
     }
 
@@ -88,7 +94,10 @@ impl StepContext<'_> {
     /// Records an error that stopped the step as a text log, as Buildbot's `err.text`.
     pub async fn error_log(&self, text: &str) {
         let updates = &self.master.updates;
-        if let Ok(id) = updates.add_log(self.stepid, "err.text", LogType::Text).await {
+        if let Ok(id) = updates
+            .add_log(self.stepid, "err.text", LogType::Text)
+            .await
+        {
             let mut body = text.to_string();
             if !body.ends_with('\n') {
                 body.push('\n');
@@ -102,14 +111,22 @@ impl StepContext<'_> {
 /// The master-side path of a transfer, relative to the master's base directory.
 fn master_path(master: &Master, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { master.basedir.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        master.basedir.join(p)
+    }
 }
 
 /// Buildbot-style summary of a command: the first words, quoted.
 fn command_summary(cmd: &PropertyValue) -> String {
     let words: Vec<String> = match cmd {
         PropertyValue::List(items) => items.iter().map(PropertyValue::render).collect(),
-        other => other.render().split_whitespace().map(str::to_string).collect(),
+        other => other
+            .render()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     };
     let shown: Vec<&str> = words.iter().take(3).map(String::as_str).collect();
     let more = if words.len() > 3 { " ..." } else { "" };
@@ -136,36 +153,113 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
         StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
         StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
-        StepKind::FileUpload { workersrc, masterdest, mode, maxsize, blocksize, keepstamp, url, url_text } => {
-            upload_file(ctx, step, &workdir, workersrc, masterdest, *mode, *maxsize, *blocksize, *keepstamp, url, url_text).await?
+        StepKind::FileUpload {
+            workersrc,
+            masterdest,
+            mode,
+            maxsize,
+            blocksize,
+            keepstamp,
+            url,
+            url_text,
+        } => {
+            upload_file(
+                ctx, step, &workdir, workersrc, masterdest, *mode, *maxsize, *blocksize,
+                *keepstamp, url, url_text,
+            )
+            .await?
         }
-        StepKind::DirectoryUpload { workersrc, masterdest, maxsize, blocksize, compress } => {
-            upload_directory(ctx, step, &workdir, workersrc, masterdest, *maxsize, *blocksize, compress.as_deref()).await?
+        StepKind::DirectoryUpload {
+            workersrc,
+            masterdest,
+            maxsize,
+            blocksize,
+            compress,
+        } => {
+            upload_directory(
+                ctx,
+                step,
+                &workdir,
+                workersrc,
+                masterdest,
+                *maxsize,
+                *blocksize,
+                compress.as_deref(),
+            )
+            .await?
         }
-        StepKind::FileDownload { mastersrc, workerdest, mode, maxsize, blocksize } => {
+        StepKind::FileDownload {
+            mastersrc,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
             let src = match ctx.render_string(mastersrc, "mastersrc") {
                 Ok(s) => s,
                 Err(e) => return Ok(exception(ctx, step, &e).await),
             };
             let path = master_path(ctx.master, &src);
             match tokio::fs::File::open(&path).await {
-                Ok(f) => download(ctx, step, &workdir, workerdest, *mode, *maxsize, *blocksize, Source::File(f), &format!("downloading to {{}}")).await?,
+                Ok(f) => {
+                    download(
+                        ctx,
+                        step,
+                        &workdir,
+                        workerdest,
+                        *mode,
+                        *maxsize,
+                        *blocksize,
+                        Source::File(f),
+                        &format!("downloading to {{}}"),
+                    )
+                    .await?
+                }
                 Err(e) => {
                     let mut log = ctx.stdio().await.ok();
                     if let Some(l) = log.as_mut() {
-                        l.write(Stream::Header, &format!("File '{}' not available at master: {e}\n", path.display())).await;
+                        l.write(
+                            Stream::Header,
+                            &format!("File '{}' not available at master: {e}\n", path.display()),
+                        )
+                        .await;
                         l.finish().await;
                     }
-                    StepOutcome { results: Results::Failure, state: with_result(step.description_done.clone().unwrap_or_else(|| "download failed".into()), Results::Failure) }
+                    StepOutcome {
+                        results: Results::Failure,
+                        state: with_result(
+                            step.description_done
+                                .clone()
+                                .unwrap_or_else(|| "download failed".into()),
+                            Results::Failure,
+                        ),
+                    }
                 }
             }
         }
-        StepKind::StringDownload { s, workerdest, mode, maxsize, blocksize } => {
+        StepKind::StringDownload {
+            s,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
             let text = match ctx.render_string(s, "s") {
                 Ok(t) => t,
                 Err(e) => return Ok(exception(ctx, step, &e).await),
             };
-            download(ctx, step, &workdir, workerdest, *mode, *maxsize, *blocksize, Source::Bytes(text.into_bytes(), 0), "downloading to {}").await?
+            download(
+                ctx,
+                step,
+                &workdir,
+                workerdest,
+                *mode,
+                *maxsize,
+                *blocksize,
+                Source::Bytes(text.into_bytes(), 0),
+                "downloading to {}",
+            )
+            .await?
         }
     };
     Ok(outcome)
@@ -174,10 +268,16 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
 /// Ends a step whose arguments could not be rendered: EXCEPTION, with a log naming the problem.
 async fn exception(ctx: &StepContext<'_>, step: &StepConfig, why: &str) -> StepOutcome {
     ctx.error_log(&format!("step '{}': {why}", step.name)).await;
-    StepOutcome { results: Results::Exception, state: format!("{} (exception)", step.name) }
+    StepOutcome {
+        results: Results::Exception,
+        state: format!("{} (exception)", step.name),
+    }
 }
 
-fn results_of(outcome: &Outcome, decode: Option<&std::collections::BTreeMap<i64, Results>>) -> Results {
+fn results_of(
+    outcome: &Outcome,
+    decode: Option<&std::collections::BTreeMap<i64, Results>>,
+) -> Results {
     if outcome.interrupted {
         return Results::Cancelled;
     }
@@ -194,7 +294,12 @@ fn results_of(outcome: &Outcome, decode: Option<&std::collections::BTreeMap<i64,
     }
 }
 
-async fn shell(ctx: &mut StepContext<'_>, step: &StepConfig, sh: &ShellCommandConfig, workdir: &str) -> Result<StepOutcome, WorkerLost> {
+async fn shell(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    sh: &ShellCommandConfig,
+    workdir: &str,
+) -> Result<StepOutcome, WorkerLost> {
     let command = match ctx.render(&sh.command, "command") {
         Ok(c) => c,
         Err(e) => return Ok(exception(ctx, step, &e).await),
@@ -241,25 +346,45 @@ async fn shell(ctx: &mut StepContext<'_>, step: &StepConfig, sh: &ShellCommandCo
         ("initial_stdin", stdin),
         ("interruptSignal", Value::from(sh.interrupt_signal.as_str())),
     ]);
-    let summary = step.description.clone().unwrap_or_else(|| command_summary(&command));
-    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &summary).await;
+    let summary = step
+        .description
+        .clone()
+        .unwrap_or_else(|| command_summary(&command));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &summary)
+        .await;
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     let mut io = StdioLog { log };
     let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "shell", args, &mut io, Some(&mut interrupt)).await;
+    let outcome = command::run(
+        ctx.conn,
+        Some(ctx.builder_name),
+        "shell",
+        args,
+        &mut io,
+        Some(&mut interrupt),
+    )
+    .await;
     if let Ok(o) = &outcome {
         if let Some(f) = &o.failure {
-            io.log.write(Stream::Header, &format!("remote command failed: {f}\n")).await;
+            io.log
+                .write(Stream::Header, &format!("remote command failed: {f}\n"))
+                .await;
         }
     }
     io.log.finish().await;
     let outcome = outcome?;
     let results = results_of(&outcome, Some(&sh.decode_rc));
     let done = step.description_done.clone().unwrap_or(summary);
-    Ok(StepOutcome { results, state: with_result(done, results) })
+    Ok(StepOutcome {
+        results,
+        state: with_result(done, results),
+    })
 }
 
 fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
@@ -272,22 +397,44 @@ fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
 }
 
 /// `mkdir` and `rmdir` of one directory.
-async fn simple(ctx: &mut StepContext<'_>, step: &StepConfig, name: &str, dir: &Renderable, _workdir: &str) -> Result<StepOutcome, WorkerLost> {
+async fn simple(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    name: &str,
+    dir: &Renderable,
+    _workdir: &str,
+) -> Result<StepOutcome, WorkerLost> {
     let dir = match ctx.render_string(dir, "dir") {
         Ok(d) => d,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     // Buildbot resolves these directories against the builder's directory, not the workdir.
-    let info = ctx.conn.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let info = ctx
+        .conn
+        .info
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let path = paths::join(&info, &[ctx.workerbuilddir, &dir]);
-    let args = Args::build(vec![("paths", Value::Array(vec![Value::from(path)])), ("logEnviron", Value::Boolean(false))]);
+    let args = Args::build(vec![
+        ("paths", Value::Array(vec![Value::from(path)])),
+        ("logEnviron", Value::Boolean(false)),
+    ]);
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     let mut io = StdioLog { log };
     let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(ctx.conn, Some(ctx.builder_name), name, args, &mut io, Some(&mut interrupt)).await;
+    let outcome = command::run(
+        ctx.conn,
+        Some(ctx.builder_name),
+        name,
+        args,
+        &mut io,
+        Some(&mut interrupt),
+    )
+    .await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);
     let state = match (name, results) {
@@ -318,12 +465,21 @@ impl CommandIo for FileSink {
     async fn write(&mut self, data: &[u8]) -> Result<(), String> {
         if self.file.is_none() {
             if let Some(parent) = self.tmp.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
             }
-            self.file = Some(tokio::fs::File::create(&self.tmp).await.map_err(|e| format!("creating {}: {e}", self.tmp.display()))?);
+            self.file = Some(
+                tokio::fs::File::create(&self.tmp)
+                    .await
+                    .map_err(|e| format!("creating {}: {e}", self.tmp.display()))?,
+            );
         }
         match self.file.as_mut() {
-            Some(f) => f.write_all(data).await.map_err(|e| format!("writing {}: {e}", self.tmp.display())),
+            Some(f) => f
+                .write_all(data)
+                .await
+                .map_err(|e| format!("writing {}: {e}", self.tmp.display())),
             None => Err("upload file is not open".into()),
         }
     }
@@ -335,10 +491,13 @@ impl CommandIo for FileSink {
         if let Some(mut f) = self.file.take() {
             f.flush().await.map_err(|e| e.to_string())?;
         }
-        tokio::fs::rename(&self.tmp, &self.dest).await.map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
+        tokio::fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
         if let Some(mode) = self.mode {
             use std::os::unix::fs::PermissionsExt;
-            let _ = tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
+            let _ =
+                tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
         }
         Ok(())
     }
@@ -362,23 +521,43 @@ async fn upload_file(
     url: &Option<String>,
     url_text: &Option<String>,
 ) -> Result<StepOutcome, WorkerLost> {
-    let (src, dest) = match (ctx.render_string(workersrc, "workersrc"), ctx.render_string(masterdest, "masterdest")) {
+    let (src, dest) = match (
+        ctx.render_string(workersrc, "workersrc"),
+        ctx.render_string(masterdest, "masterdest"),
+    ) {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
     };
     let dest_path = master_path(ctx.master, &dest);
     let tmp = dest_path.with_file_name(format!(
         ".{}.kiln-upload-{}",
-        dest_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        dest_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ctx.stepid
     ));
-    let state = step.description.clone().unwrap_or_else(|| format!("uploading {src}"));
-    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
-    let mut sink = FileSink { dest: dest_path.clone(), tmp: tmp.clone(), file: None, mode, log, times: None };
+    let mut sink = FileSink {
+        dest: dest_path.clone(),
+        tmp: tmp.clone(),
+        file: None,
+        mode,
+        log,
+        times: None,
+    };
     let args = Args::build(vec![
         ("workdir", Value::from(workdir)),
         ("workersrc", Value::from(src.as_str())),
@@ -388,7 +567,15 @@ async fn upload_file(
         ("keepstamp", Value::Boolean(keepstamp)),
     ]);
     let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "upload_file", args, &mut sink, Some(&mut interrupt)).await;
+    let outcome = command::run(
+        ctx.conn,
+        Some(ctx.builder_name),
+        "upload_file",
+        args,
+        &mut sink,
+        Some(&mut interrupt),
+    )
+    .await;
     sink.log.finish().await;
     let outcome = outcome?;
     let mut results = results_of(&outcome, None);
@@ -402,8 +589,14 @@ async fn upload_file(
         let urls = serde_json::json!([{"name": url_text.clone().unwrap_or_else(|| url.clone()), "url": url}]);
         let _ = ctx.master.updates.set_step_urls(ctx.stepid, &urls).await;
     }
-    let done = step.description_done.clone().unwrap_or_else(|| format!("uploaded {src}"));
-    Ok(StepOutcome { results, state: with_result(done, results) })
+    let done = step
+        .description_done
+        .clone()
+        .unwrap_or_else(|| format!("uploaded {src}"));
+    Ok(StepOutcome {
+        results,
+        state: with_result(done, results),
+    })
 }
 
 /// Receives a directory as a tar stream and unpacks it at the end.
@@ -434,20 +627,25 @@ impl CommandIo for DirectorySink {
     async fn finish_upload(&mut self) -> Result<(), String> {
         use std::io::Seek;
         let Some(mut archive) = self.archive.take() else {
-            return tokio::fs::create_dir_all(&self.dest).await.map_err(|e| e.to_string());
+            return tokio::fs::create_dir_all(&self.dest)
+                .await
+                .map_err(|e| e.to_string());
         };
         archive.rewind().map_err(|e| e.to_string())?;
         let dest = self.dest.clone();
         let compress = self.compress.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
-            std::fs::create_dir_all(&dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+            std::fs::create_dir_all(&dest)
+                .map_err(|e| format!("creating {}: {e}", dest.display()))?;
             let reader: Box<dyn std::io::Read> = match compress.as_deref() {
                 Some("gz") => Box::new(flate2::read::GzDecoder::new(archive)),
                 Some(other) => return Err(format!("unsupported compression '{other}'")),
                 None => Box::new(archive),
             };
             // The tar crate refuses entries that would land outside `dest`.
-            tar::Archive::new(reader).unpack(&dest).map_err(|e| format!("unpacking into {}: {e}", dest.display()))
+            tar::Archive::new(reader)
+                .unpack(&dest)
+                .map_err(|e| format!("unpacking into {}: {e}", dest.display()))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -470,17 +668,32 @@ async fn upload_directory(
     blocksize: u64,
     compress: Option<&str>,
 ) -> Result<StepOutcome, WorkerLost> {
-    let (src, dest) = match (ctx.render_string(workersrc, "workersrc"), ctx.render_string(masterdest, "masterdest")) {
+    let (src, dest) = match (
+        ctx.render_string(workersrc, "workersrc"),
+        ctx.render_string(masterdest, "masterdest"),
+    ) {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
     };
-    let state = step.description.clone().unwrap_or_else(|| format!("uploading {src}"));
-    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
-    let mut sink = DirectorySink { dest: master_path(ctx.master, &dest), archive: None, compress: compress.map(str::to_string), log };
+    let mut sink = DirectorySink {
+        dest: master_path(ctx.master, &dest),
+        archive: None,
+        compress: compress.map(str::to_string),
+        log,
+    };
     let args = Args::build(vec![
         ("workdir", Value::from(workdir)),
         ("workersrc", Value::from(src.as_str())),
@@ -490,11 +703,25 @@ async fn upload_directory(
         ("compress", compress.map_or(Value::Nil, Value::from)),
     ]);
     let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "upload_directory", args, &mut sink, Some(&mut interrupt)).await;
+    let outcome = command::run(
+        ctx.conn,
+        Some(ctx.builder_name),
+        "upload_directory",
+        args,
+        &mut sink,
+        Some(&mut interrupt),
+    )
+    .await;
     sink.log.finish().await;
     let results = results_of(&outcome?, None);
-    let done = step.description_done.clone().unwrap_or_else(|| format!("uploaded {src}"));
-    Ok(StepOutcome { results, state: with_result(done, results) })
+    let done = step
+        .description_done
+        .clone()
+        .unwrap_or_else(|| format!("uploaded {src}"));
+    Ok(StepOutcome {
+        results,
+        state: with_result(done, results),
+    })
 }
 
 enum Source {
@@ -521,7 +748,10 @@ impl CommandIo for DownloadSource {
                 let mut buf = vec![0u8; length];
                 let mut filled = 0;
                 while filled < length {
-                    let n = f.read(&mut buf[filled..]).await.map_err(|e| e.to_string())?;
+                    let n = f
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if n == 0 {
                         break;
                     }
@@ -556,8 +786,15 @@ async fn download(
         Ok(d) => d,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
-    let state = step.description.clone().unwrap_or_else(|| format!("downloading to {dest}"));
-    let _ = ctx.master.updates.set_step_state_string(ctx.stepid, &state).await;
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("downloading to {dest}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
@@ -572,9 +809,23 @@ async fn download(
         ("mode", mode.map_or(Value::Nil, Value::from)),
     ]);
     let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(ctx.conn, Some(ctx.builder_name), "download_file", args, &mut io, Some(&mut interrupt)).await;
+    let outcome = command::run(
+        ctx.conn,
+        Some(ctx.builder_name),
+        "download_file",
+        args,
+        &mut io,
+        Some(&mut interrupt),
+    )
+    .await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);
-    let done = step.description_done.clone().unwrap_or_else(|| format!("downloaded to {dest}"));
-    Ok(StepOutcome { results, state: with_result(done, results) })
+    let done = step
+        .description_done
+        .clone()
+        .unwrap_or_else(|| format!("downloaded to {dest}"));
+    Ok(StepOutcome {
+        results,
+        state: with_result(done, results),
+    })
 }

@@ -21,13 +21,25 @@ pub enum ForceError {
 
 fn email_like(s: &str) -> bool {
     // "Name <user@host>" as Buildbot's UserNameParameter requires.
-    let Some(open) = s.find('<') else { return false };
-    let Some(close) = s.rfind('>') else { return false };
+    let Some(open) = s.find('<') else {
+        return false;
+    };
+    let Some(close) = s.rfind('>') else {
+        return false;
+    };
     let addr = &s[open + 1..close];
-    close == s.len() - 1 && open < close && addr.contains('@') && !addr.starts_with('@') && !addr.ends_with('@')
+    close == s.len() - 1
+        && open < close
+        && addr.contains('@')
+        && !addr.starts_with('@')
+        && !addr.ends_with('@')
 }
 
-fn check(param: &ParameterConfig, raw: Option<&Value>, errors: &mut BTreeMap<String, String>) -> Option<PropertyValue> {
+fn check(
+    param: &ParameterConfig,
+    raw: Option<&Value>,
+    errors: &mut BTreeMap<String, String>,
+) -> Option<PropertyValue> {
     let name = &param.name;
     if param.kind == ParameterKind::Fixed {
         return Some(param.default.clone());
@@ -43,10 +55,16 @@ fn check(param: &ParameterConfig, raw: Option<&Value>, errors: &mut BTreeMap<Str
     }
     let value = match (param.kind, given) {
         (_, None) => param.default.clone(),
-        (ParameterKind::Int, Some(v)) => match v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+        (ParameterKind::Int, Some(v)) => match v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
             Some(i) => PropertyValue::Int(i),
             None => {
-                errors.insert(name.clone(), format!("{name}: '{}' is not an integer", text.unwrap_or_default()));
+                errors.insert(
+                    name.clone(),
+                    format!("{name}: '{}' is not an integer", text.unwrap_or_default()),
+                );
                 return None;
             }
         },
@@ -61,7 +79,12 @@ fn check(param: &ParameterConfig, raw: Option<&Value>, errors: &mut BTreeMap<Str
     if param.kind == ParameterKind::UserName && param.need_email {
         if let PropertyValue::Str(s) = &value {
             if !s.is_empty() && !email_like(s) {
-                errors.insert(name.clone(), format!("{name}: please fill in email address in the form 'User <email@email.com>'"));
+                errors.insert(
+                    name.clone(),
+                    format!(
+                        "{name}: please fill in email address in the form 'User <email@email.com>'"
+                    ),
+                );
                 return None;
             }
         }
@@ -76,7 +99,10 @@ fn check(param: &ParameterConfig, raw: Option<&Value>, errors: &mut BTreeMap<Str
     }
     if let (Some(re), PropertyValue::Str(s)) = (&param.regex, &value) {
         if !simple_regex_match(re, s) {
-            errors.insert(name.clone(), format!("{name}: value '{s}' does not match pattern '{re}'"));
+            errors.insert(
+                name.clone(),
+                format!("{name}: value '{s}' does not match pattern '{re}'"),
+            );
             return None;
         }
     }
@@ -127,23 +153,54 @@ pub async fn force(
     let mut errors = BTreeMap::new();
     let ids = master.builder_ids();
     let builders: Vec<String> = match params.get("builderNames") {
-        Some(Value::Array(names)) => names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
-        _ => match params.get("builderid").and_then(|b| b.as_i64().or_else(|| b.as_str().and_then(|s| s.parse().ok()))) {
-            Some(id) => ids.iter().filter(|(_, v)| v.0 == id).map(|(k, _)| k.clone()).collect(),
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => match params.get("builderid").and_then(|b| {
+            b.as_i64()
+                .or_else(|| b.as_str().and_then(|s| s.parse().ok()))
+        }) {
+            Some(id) => ids
+                .iter()
+                .filter(|(_, v)| v.0 == id)
+                .map(|(k, _)| k.clone())
+                .collect(),
             None => scheduler.builder_names.clone(),
         },
     };
     if builders.is_empty() {
-        errors.insert("builderid".into(), "builderid: no such builder for this scheduler".into());
+        errors.insert(
+            "builderid".into(),
+            "builderid: no such builder for this scheduler".into(),
+        );
     }
     for b in &builders {
         if !scheduler.builder_names.contains(b) {
-            errors.insert("builderNames".into(), format!("builder '{b}' is not handled by scheduler '{}'", scheduler.name));
+            errors.insert(
+                "builderNames".into(),
+                format!(
+                    "builder '{b}' is not handled by scheduler '{}'",
+                    scheduler.name
+                ),
+            );
         }
     }
-    let username = check(&scheduler.username, params.get(&scheduler.username.name), &mut errors);
-    let reason = check(&scheduler.reason, params.get(&scheduler.reason.name), &mut errors);
-    let priority = check(&scheduler.priority, params.get(&scheduler.priority.name), &mut errors);
+    let username = check(
+        &scheduler.username,
+        params.get(&scheduler.username.name),
+        &mut errors,
+    );
+    let reason = check(
+        &scheduler.reason,
+        params.get(&scheduler.reason.name),
+        &mut errors,
+    );
+    let priority = check(
+        &scheduler.priority,
+        params.get(&scheduler.priority.name),
+        &mut errors,
+    );
     let mut props = Properties::new();
     for p in &scheduler.properties {
         if let Some(v) = check(p, params.get(&p.name), &mut errors) {
@@ -153,7 +210,11 @@ pub async fn force(
     if !errors.is_empty() {
         return Err(ForceError::InvalidParams(errors));
     }
-    let owner = match username.as_ref().map(PropertyValue::render).filter(|s| !s.is_empty()) {
+    let owner = match username
+        .as_ref()
+        .map(PropertyValue::render)
+        .filter(|s| !s.is_empty())
+    {
         Some(u) => u,
         None => owner.unwrap_or("anonymous").to_string(),
     };
@@ -161,7 +222,13 @@ pub async fn force(
     props.set("owner", owner.as_str(), "Force Build Form");
     props.set("reason", reason.as_str(), "Force Build Form");
     props.set("scheduler", scheduler.name.as_str(), "Scheduler");
-    let text = |k: &str| params.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
+    let text = |k: &str| {
+        params
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let sourcestamp = SourceStamp {
         codebase: text("codebase").unwrap_or_default(),
         repository: text("repository").unwrap_or_default(),
@@ -174,15 +241,25 @@ pub async fn force(
         Some(PropertyValue::Int(i)) => i,
         _ => 0,
     };
-    let full_reason = scheduler.reason_string.replace("%(owner)s", &owner).replace("%(reason)s", &reason);
+    let full_reason = scheduler
+        .reason_string
+        .replace("%(owner)s", &owner)
+        .replace("%(reason)s", &reason);
     let buildset = NewBuildSet {
         reason: full_reason,
         sourcestamps: vec![sourcestamp],
         properties: props,
-        builders: builders.iter().filter_map(|b| ids.get(b).map(|id| (*id, priority))).collect(),
+        builders: builders
+            .iter()
+            .filter_map(|b| ids.get(b).map(|id| (*id, priority)))
+            .collect(),
         ..Default::default()
     };
-    let result = master.updates.add_buildset(buildset).await.map_err(|e| ForceError::Internal(e.to_string()))?;
+    let result = master
+        .updates
+        .add_buildset(buildset)
+        .await
+        .map_err(|e| ForceError::Internal(e.to_string()))?;
     master.wake_distributor();
     Ok(result)
 }
@@ -200,7 +277,10 @@ mod tests {
 
     #[test]
     fn small_patterns() {
-        assert!(simple_regex_match("^[0-9]+$", "anything"), "unsupported patterns are accepted");
+        assert!(
+            simple_regex_match("^[0-9]+$", "anything"),
+            "unsupported patterns are accepted"
+        );
         assert!(simple_regex_match("^rel-.*$", "rel-1.2"));
         assert!(!simple_regex_match("^rel-.*$", "main"));
         assert!(simple_regex_match("ab?c", "xacx"));

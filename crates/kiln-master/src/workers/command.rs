@@ -47,7 +47,11 @@ pub trait CommandIo: Send {
     fn finish_upload(&mut self) -> impl Future<Output = Result<(), String>> + Send {
         async { Err("this command does not upload".to_string()) }
     }
-    fn utime(&mut self, _access: f64, _modified: f64) -> impl Future<Output = Result<(), String>> + Send {
+    fn utime(
+        &mut self,
+        _access: f64,
+        _modified: f64,
+    ) -> impl Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
     }
     /// The next at most `length` bytes of a download; empty at the end.
@@ -132,30 +136,68 @@ pub async fn run<Io: CommandIo>(
             Op::Update { args, .. } => {
                 for (key, value) in args {
                     match key.as_str() {
-                        "header" => if let Some(t) = text_of(&value) { io.output(Stream::Header, &t).await },
-                        "stdout" => if let Some(t) = text_of(&value) { io.output(Stream::Stdout, &t).await },
-                        "stderr" => if let Some(t) = text_of(&value) { io.output(Stream::Stderr, &t).await },
+                        "header" => {
+                            if let Some(t) = text_of(&value) {
+                                io.output(Stream::Header, &t).await
+                            }
+                        }
+                        "stdout" => {
+                            if let Some(t) = text_of(&value) {
+                                io.output(Stream::Stdout, &t).await
+                            }
+                        }
+                        "stderr" => {
+                            if let Some(t) = text_of(&value) {
+                                io.output(Stream::Stderr, &t).await
+                            }
+                        }
                         "log" => {
                             if let Value::Array(pair) = &value {
-                                if let (Some(name), Some(text)) = (pair.first().and_then(|n| n.as_str()), pair.get(1).and_then(text_of)) {
+                                if let (Some(name), Some(text)) = (
+                                    pair.first().and_then(|n| n.as_str()),
+                                    pair.get(1).and_then(text_of),
+                                ) {
                                     io.log_output(name, &text).await;
                                 }
                             }
                         }
                         "rc" => {
                             outcome.rc = value.as_i64();
-                            io.output(Stream::Header, &format!("program finished with exit code {}\n", value.as_i64().unwrap_or(-1))).await;
+                            io.output(
+                                Stream::Header,
+                                &format!(
+                                    "program finished with exit code {}\n",
+                                    value.as_i64().unwrap_or(-1)
+                                ),
+                            )
+                            .await;
                         }
-                        "failure_reason" => outcome.failure_reason = value.as_str().map(str::to_string),
+                        "failure_reason" => {
+                            outcome.failure_reason = value.as_str().map(str::to_string)
+                        }
                         "stat" => {
                             outcome.stat = match &value {
-                                Value::Array(items) => Some(items.iter().map(|i| i.as_i64().or_else(|| i.as_f64().map(|f| f as i64)).unwrap_or(0)).collect()),
+                                Value::Array(items) => Some(
+                                    items
+                                        .iter()
+                                        .map(|i| {
+                                            i.as_i64()
+                                                .or_else(|| i.as_f64().map(|f| f as i64))
+                                                .unwrap_or(0)
+                                        })
+                                        .collect(),
+                                ),
                                 _ => None,
                             }
                         }
                         "files" => {
                             outcome.files = match &value {
-                                Value::Array(items) => Some(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()),
+                                Value::Array(items) => Some(
+                                    items
+                                        .iter()
+                                        .filter_map(|i| i.as_str().map(str::to_string))
+                                        .collect(),
+                                ),
                                 _ => None,
                             }
                         }
@@ -169,12 +211,28 @@ pub async fn run<Io: CommandIo>(
                 outcome.failure = failure;
                 (Ok(Value::Nil), true)
             }
-            Op::UploadFileWrite { data, .. } | Op::UploadDirectoryWrite { data, .. } => (io.write(&data).await.map(|_| Value::Nil), false),
-            Op::UploadFileClose { .. } | Op::UploadDirectoryUnpack { .. } => (io.finish_upload().await.map(|_| Value::Nil), false),
-            Op::UploadFileUtime { access_time, modified_time, .. } => (io.utime(access_time, modified_time).await.map(|_| Value::Nil), false),
+            Op::UploadFileWrite { data, .. } | Op::UploadDirectoryWrite { data, .. } => {
+                (io.write(&data).await.map(|_| Value::Nil), false)
+            }
+            Op::UploadFileClose { .. } | Op::UploadDirectoryUnpack { .. } => {
+                (io.finish_upload().await.map(|_| Value::Nil), false)
+            }
+            Op::UploadFileUtime {
+                access_time,
+                modified_time,
+                ..
+            } => (
+                io.utime(access_time, modified_time)
+                    .await
+                    .map(|_| Value::Nil),
+                false,
+            ),
             Op::ReadFile { length, .. } => (io.read(length).await.map(Value::Binary), false),
             Op::ReadFileClose { .. } => (Ok(Value::Nil), false),
-            other => (Err(format!("Command {} does not exist.", other.name())), false),
+            other => (
+                Err(format!("Command {} does not exist.", other.name())),
+                false,
+            ),
         };
         let _ = event.reply.send(reply);
         if done {

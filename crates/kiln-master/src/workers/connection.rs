@@ -76,7 +76,13 @@ impl Connection {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().await.insert(seq, tx);
-        if self.is_closed() || self.out.send(Outgoing::Frame(encode(&Message::request(seq, op)))).await.is_err() {
+        if self.is_closed()
+            || self
+                .out
+                .send(Outgoing::Frame(encode(&Message::request(seq, op))))
+                .await
+                .is_err()
+        {
             self.pending.lock().await.remove(&seq);
             return Err(Lost);
         }
@@ -88,8 +94,14 @@ impl Connection {
     }
 
     /// Like [`request`](Self::request), giving up after `timeout`.
-    pub async fn request_within(&self, op: Op, timeout: Duration) -> Result<Result<Value, String>, Lost> {
-        tokio::time::timeout(timeout, self.request(op)).await.unwrap_or(Err(Lost))
+    pub async fn request_within(
+        &self,
+        op: Op,
+        timeout: Duration,
+    ) -> Result<Result<Value, String>, Lost> {
+        tokio::time::timeout(timeout, self.request(op))
+            .await
+            .unwrap_or(Err(Lost))
     }
 
     /// Answers a request of the worker.
@@ -131,8 +143,17 @@ impl Connection {
     /// Delivers the worker's answer to one of our requests.
     pub async fn deliver_response(&self, seq: i64, result: Value, is_exception: bool) {
         if let Some(tx) = self.pending.lock().await.remove(&seq) {
-            let text = || result.as_str().map(str::to_string).unwrap_or_else(|| result.to_string());
-            let _ = tx.send(if is_exception { Err(text()) } else { Ok(result.clone()) });
+            let text = || {
+                result
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| result.to_string())
+            };
+            let _ = tx.send(if is_exception {
+                Err(text())
+            } else {
+                Ok(result.clone())
+            });
         } else {
             tracing::warn!(worker = %self.name, seq, "response to no pending request");
         }
@@ -140,7 +161,10 @@ impl Connection {
 
     /// Registers a new command and returns its id and the channel its traffic arrives on.
     pub async fn new_command(&self) -> (String, mpsc::Receiver<CommandEvent>) {
-        let id = self.next_command.fetch_add(1, Ordering::Relaxed).to_string();
+        let id = self
+            .next_command
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string();
         let (tx, rx) = mpsc::channel(16);
         self.commands.lock().await.insert(id.clone(), tx);
         (id, rx)
@@ -155,12 +179,20 @@ impl Connection {
     pub async fn route(&self, op: Op) -> Result<oneshot::Receiver<Result<Value, String>>, String> {
         let attached = self.attached.load(Ordering::SeqCst);
         let Some(command_id) = op.command_id().map(str::to_string) else {
-            return Err(if attached { format!("Command {} does not exist.", op.name()) } else { "Worker not authenticated.".into() });
+            return Err(if attached {
+                format!("Command {} does not exist.", op.name())
+            } else {
+                "Worker not authenticated.".into()
+            });
         };
         // Commands the master started during the handshake are served before it attaches.
         let sink = self.commands.lock().await.get(&command_id).cloned();
         let Some(sink) = sink else {
-            return Err(if attached { "'unknown \"command_id\"'".to_string() } else { "Worker not authenticated.".into() });
+            return Err(if attached {
+                "'unknown \"command_id\"'".to_string()
+            } else {
+                "Worker not authenticated.".into()
+            });
         };
         let (tx, rx) = oneshot::channel();
         if sink.send(CommandEvent { op, reply: tx }).await.is_err() {

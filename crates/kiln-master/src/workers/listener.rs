@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -78,7 +78,9 @@ async fn upgrade(
 }
 
 async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
-    let Some(id) = master.workers.id(&name) else { return };
+    let Some(id) = master.workers.id(&name) else {
+        return;
+    };
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
     let writer = tokio::spawn(async move {
@@ -90,7 +92,10 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
                     }
                 }
                 Outgoing::Close(why) => {
-                    let frame = axum::extract::ws::CloseFrame { code: 1008, reason: why.into() };
+                    let frame = axum::extract::ws::CloseFrame {
+                        code: 1008,
+                        reason: why.into(),
+                    };
                     let _ = sink.send(WsMessage::Close(Some(frame))).await;
                     break;
                 }
@@ -98,7 +103,10 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
         }
     });
     let conn = Connection::new(name.clone(), id, out_tx);
-    let handshake = tokio::spawn(crate::workers::manager::attach(master.clone(), conn.clone()));
+    let handshake = tokio::spawn(crate::workers::manager::attach(
+        master.clone(),
+        conn.clone(),
+    ));
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
@@ -119,7 +127,11 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
             }
         };
         match decode(&bytes) {
-            Ok(Message::Response { seq, result, is_exception }) => conn.deliver_response(seq, result, is_exception).await,
+            Ok(Message::Response {
+                seq,
+                result,
+                is_exception,
+            }) => conn.deliver_response(seq, result, is_exception).await,
             Ok(Message::Request { seq, op }) => {
                 // Traffic is handed to its command in arrival order; the answers are awaited apart,
                 // so that one slow command never holds up another.

@@ -45,13 +45,24 @@ impl Workers {
         for (config, id) in workers {
             let old = slots.remove(&config.name);
             let (conn, busy, paused) = old.map(|s| (s.conn, s.busy, s.paused)).unwrap_or_default();
-            next.insert(config.name.clone(), Slot { config: config.clone(), id: *id, conn, busy, paused });
+            next.insert(
+                config.name.clone(),
+                Slot {
+                    config: config.clone(),
+                    id: *id,
+                    conn,
+                    busy,
+                    paused,
+                },
+            );
         }
         *slots = next;
     }
 
     pub fn password(&self, name: &str) -> Option<String> {
-        lock(&self.slots).get(name).map(|s| s.config.password.clone())
+        lock(&self.slots)
+            .get(name)
+            .map(|s| s.config.password.clone())
     }
 
     pub fn id(&self, name: &str) -> Option<WorkerId> {
@@ -63,11 +74,17 @@ impl Workers {
     }
 
     pub fn connection(&self, name: &str) -> Option<Arc<Connection>> {
-        lock(&self.slots).get(name).and_then(|s| s.conn.clone()).filter(|c| !c.is_closed())
+        lock(&self.slots)
+            .get(name)
+            .and_then(|s| s.conn.clone())
+            .filter(|c| !c.is_closed())
     }
 
     pub fn name_of(&self, id: WorkerId) -> Option<String> {
-        lock(&self.slots).values().find(|s| s.id == id).map(|s| s.config.name.clone())
+        lock(&self.slots)
+            .values()
+            .find(|s| s.id == id)
+            .map(|s| s.config.name.clone())
     }
 
     pub fn set_paused(&self, name: &str, paused: bool) {
@@ -92,9 +109,17 @@ impl Workers {
     /// Reserves the worker for a build of `builder`; false if it cannot take it any more.
     pub fn reserve(&self, name: &str, builder: BuilderId) -> bool {
         let mut slots = lock(&self.slots);
-        let Some(s) = slots.get_mut(name) else { return false };
-        let has_room = s.config.max_builds.is_none_or(|m| (s.busy.len() as u32) < m);
-        if !has_room || s.busy.contains(&builder) || !s.conn.as_ref().is_some_and(|c| c.is_attached()) {
+        let Some(s) = slots.get_mut(name) else {
+            return false;
+        };
+        let has_room = s
+            .config
+            .max_builds
+            .is_none_or(|m| (s.busy.len() as u32) < m);
+        if !has_room
+            || s.busy.contains(&builder)
+            || !s.conn.as_ref().is_some_and(|c| c.is_attached())
+        {
             return false;
         }
         s.busy.insert(builder);
@@ -109,11 +134,18 @@ impl Workers {
 
     /// Installs `conn` as the worker's connection, unless another one is still alive.
     async fn install(&self, conn: &Arc<Connection>) -> bool {
-        let old = lock(&self.slots).get(&conn.name).and_then(|s| s.conn.clone());
+        let old = lock(&self.slots)
+            .get(&conn.name)
+            .and_then(|s| s.conn.clone());
         if let Some(old) = old.filter(|o| !o.is_closed()) {
             // As Buildbot does: ask the old connection; if it answers, the new one is the duplicate.
             let answer = old
-                .request_within(Op::Print { message: "master got a duplicate connection".into() }, DUPLICATE_PING_TIMEOUT)
+                .request_within(
+                    Op::Print {
+                        message: "master got a duplicate connection".into(),
+                    },
+                    DUPLICATE_PING_TIMEOUT,
+                )
                 .await;
             if answer.is_ok() {
                 return false;
@@ -164,8 +196,16 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
         tracing::warn!(worker = %conn.name, "refused a duplicate connection");
         return Err("duplicate connection: this worker is already connected".into());
     }
-    ask(Op::Print { message: "attached".into() }).await.map_err(|e| e.to_string())?.map_err(|e| format!("print failed: {e}"))?;
-    let info = ask(Op::GetWorkerInfo).await.map_err(|e| e.to_string())?.map_err(|e| format!("get_worker_info failed: {e}"))?;
+    ask(Op::Print {
+        message: "attached".into(),
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("print failed: {e}"))?;
+    let info = ask(Op::GetWorkerInfo)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("get_worker_info failed: {e}"))?;
     let info = parse_info(info);
     *conn.info.write().unwrap_or_else(|p| p.into_inner()) = info.clone();
     let args = Args::build(vec![
@@ -174,7 +214,10 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
         ("newline_re", Value::from(settings::NEWLINE_RE)),
         ("max_line_length", Value::from(settings::MAX_LINE_LENGTH)),
     ]);
-    ask(Op::SetWorkerSettings { args }).await.map_err(|e| e.to_string())?.map_err(|e| format!("set_worker_settings failed: {e}"))?;
+    ask(Op::SetWorkerSettings { args })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("set_worker_settings failed: {e}"))?;
     // Make the directories of the builders this worker serves, as Buildbot's builder list does.
     let dirs: Vec<Value> = master
         .config()
@@ -185,16 +228,27 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
         .collect();
     if !dirs.is_empty() {
         let mut sink = crate::workers::command::NoIo;
-        let outcome = crate::workers::command::run(conn, None, "mkdir", Args::build(vec![("paths", Value::Array(dirs))]), &mut sink, None)
-            .await
-            .map_err(|e| format!("creating builder directories: {e}"))?;
+        let outcome = crate::workers::command::run(
+            conn,
+            None,
+            "mkdir",
+            Args::build(vec![("paths", Value::Array(dirs))]),
+            &mut sink,
+            None,
+        )
+        .await
+        .map_err(|e| format!("creating builder directories: {e}"))?;
         if outcome.rc != Some(0) {
             tracing::warn!(worker = %conn.name, "could not create every builder directory");
         }
     }
     conn.set_attached();
     // Recorded (and announced) once the worker can take builds.
-    master.updates.worker_connected(conn.id, &info.json).await.map_err(|e| e.to_string())?;
+    master
+        .updates
+        .worker_connected(conn.id, &info.json)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
     master.wake_distributor();
     Ok(())
@@ -202,16 +256,31 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
 
 fn parse_info(value: Value) -> WorkerInfo {
     let json = crate::values::msgpack_to_json(&value);
-    let text = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let environ = json
         .get("environ")
         .and_then(|e| e.as_object())
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default();
     let mut shown = json.clone();
     if let Some(obj) = shown.as_object_mut() {
         // The environment can hold secrets and is large; the API shows the rest, as Buildbot does.
         obj.remove("environ");
     }
-    WorkerInfo { basedir: text("basedir"), system: text("system"), environ, version: text("version"), json: shown }
+    WorkerInfo {
+        basedir: text("basedir"),
+        system: text("system"),
+        environ,
+        version: text("version"),
+        json: shown,
+    }
 }

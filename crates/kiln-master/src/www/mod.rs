@@ -23,7 +23,10 @@ pub fn router(master: Arc<Master>) -> Router {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A plain overview: the builders and their latest builds.
@@ -39,22 +42,34 @@ async fn index(State(master): State<Arc<Master>>) -> Html<String> {
         let mut cells = String::new();
         if let Some(id) = ids.get(&b.name) {
             let page = kiln_db::listing::Page {
-                filters: vec![kiln_db::listing::Filter { column: "builderid", op: kiln_db::listing::FilterOp::Eq, values: vec![kiln_db::listing::SqlValue::Int(id.0)] }],
+                filters: vec![kiln_db::listing::Filter {
+                    column: "builderid",
+                    op: kiln_db::listing::FilterOp::Eq,
+                    values: vec![kiln_db::listing::SqlValue::Int(id.0)],
+                }],
                 order: vec![("id", true)],
                 limit: Some(10),
                 offset: None,
             };
             if let Ok((builds, _)) = master.db.list_builds(&page).await {
                 for build in builds {
-                    let result = build.results.and_then(kiln_core::Results::from_code).map_or("running", |r| r.name());
+                    let result = build
+                        .results
+                        .and_then(kiln_core::Results::from_code)
+                        .map_or("running", |r| r.name());
                     cells.push_str(&format!(
                         " <a href=\"api/v2/builds/{}\">#{} {}</a>",
-                        build.id, build.number, escape(result)
+                        build.id,
+                        build.number,
+                        escape(result)
                     ));
                 }
             }
         }
-        body.push_str(&format!("<tr><td>{}</td><td>{cells}</td></tr>", escape(&b.name)));
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{cells}</td></tr>",
+            escape(&b.name)
+        ));
     }
     body.push_str("</table></body></html>");
     Html(body)

@@ -15,44 +15,97 @@ async fn collections_filter_order_page_and_select_fields() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
     m.start_worker("w1", "pass").await;
     for (builder, word) in [("alpha", "one"), ("beta", "two"), ("alpha", "three")] {
-        assert_eq!(m.force_and_wait(json!({"builderNames": [builder], "word": word})).await, 0);
+        assert_eq!(
+            m.force_and_wait(json!({"builderNames": [builder], "word": word}))
+                .await,
+            0
+        );
     }
     let (_, b) = m.get("builders?field=name&field=tags&order=-name").await;
-    assert_eq!(b["builders"], json!([{"name": "beta", "tags": []}, {"name": "alpha", "tags": ["fast"]}]));
+    assert_eq!(
+        b["builders"],
+        json!([{"name": "beta", "tags": []}, {"name": "alpha", "tags": ["fast"]}])
+    );
     let (_, b) = m.get("builders/alpha").await;
     assert_eq!(b["builders"][0]["description"], "first");
 
-    let (_, builds) = m.get("builders/alpha/builds?field=number&order=-number").await;
+    let (_, builds) = m
+        .get("builders/alpha/builds?field=number&order=-number")
+        .await;
     assert_eq!(builds["builds"], json!([{"number": 2}, {"number": 1}]));
-    let (_, builds) = m.get("builds?builderid=1&complete=true&limit=1&offset=1&order=buildid&field=buildid").await;
-    assert_eq!(builds, json!({"builds": [{"buildid": 3}], "meta": {"total": 2}}));
+    let (_, builds) = m
+        .get("builds?builderid=1&complete=true&limit=1&offset=1&order=buildid&field=buildid")
+        .await;
+    assert_eq!(
+        builds,
+        json!({"builds": [{"buildid": 3}], "meta": {"total": 2}})
+    );
     let (_, builds) = m.get("builds?buildid__in=1,3&field=buildid").await;
     assert_eq!(builds["meta"]["total"], 2);
-    let (_, builds) = m.get("builds?buildid__ne=1&buildid__ne=2&field=buildid").await;
+    let (_, builds) = m
+        .get("builds?buildid__ne=1&buildid__ne=2&field=buildid")
+        .await;
     assert_eq!(builds["builds"], json!([{"buildid": 3}]));
-    let (_, builds) = m.get("builds?state_string__contains=success&results__le=0&field=buildid").await;
+    let (_, builds) = m
+        .get("builds?state_string__contains=success&results__le=0&field=buildid")
+        .await;
     assert_eq!(builds["meta"]["total"], 3);
-    let (_, reqs) = m.get("buildrequests?claimed=true&field=buildrequestid&order=-buildrequestid&limit=2").await;
-    assert_eq!(reqs["buildrequests"], json!([{"buildrequestid": 3}, {"buildrequestid": 2}]));
-    let (_, props) = m.get("builders/alpha/builds/2?property=word&property=count").await;
-    assert_eq!(props["builds"][0]["properties"], json!({"word": ["three", "Force Build Form"], "count": [1, "Force Build Form"]}));
+    let (_, reqs) = m
+        .get("buildrequests?claimed=true&field=buildrequestid&order=-buildrequestid&limit=2")
+        .await;
+    assert_eq!(
+        reqs["buildrequests"],
+        json!([{"buildrequestid": 3}, {"buildrequestid": 2}])
+    );
+    let (_, props) = m
+        .get("builders/alpha/builds/2?property=word&property=count")
+        .await;
+    assert_eq!(
+        props["builds"][0]["properties"],
+        json!({"word": ["three", "Force Build Form"], "count": [1, "Force Build Form"]})
+    );
     let (_, props) = m.get("builds/2/properties").await;
-    assert_eq!(props["properties"][0]["word"], json!(["two", "Force Build Form"]));
+    assert_eq!(
+        props["properties"][0]["word"],
+        json!(["two", "Force Build Form"])
+    );
 
-    let (_, log) = m.get("builders/alpha/builds/2/steps/say/logs/stdio/contents?offset=0&limit=1").await;
+    let (_, log) = m
+        .get("builders/alpha/builds/2/steps/say/logs/stdio/contents?offset=0&limit=1")
+        .await;
     assert_eq!(log["logchunks"][0]["firstline"], 0);
-    assert_eq!(log["logchunks"][0]["content"].as_str().unwrap().lines().count(), 1);
-    let (_, text) = http_text(&m.www(), "GET", "/api/v2/builds/3/steps/1/logs/stdio/raw_inline", None, &[]).await;
+    assert_eq!(
+        log["logchunks"][0]["content"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let (_, text) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/3/steps/1/logs/stdio/raw_inline",
+        None,
+        &[],
+    )
+    .await;
     assert!(text.contains("\nthree\n"), "{text}");
 
     let (_, ws) = m.get("workers/w1").await;
     assert_eq!(ws["workers"][0]["connected_to"], json!([{"masterid": 1}]));
-    assert_eq!(ws["workers"][0]["configured_on"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ws["workers"][0]["configured_on"].as_array().unwrap().len(),
+        2
+    );
     let (_, bs) = m.get("buildsets/1").await;
     assert_eq!(bs["buildsets"][0]["complete"], true);
     assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["codebase"], "");
     let (_, fs) = m.get("forceschedulers/force").await;
-    assert_eq!(fs["forceschedulers"][0]["builder_names"], json!(["alpha", "beta"]));
+    assert_eq!(
+        fs["forceschedulers"][0]["builder_names"],
+        json!(["alpha", "beta"])
+    );
     let (_, fs) = m.get("builders/2/forceschedulers").await;
     assert_eq!(fs["meta"]["total"], 1);
     let (_, masters) = m.get("masters").await;
@@ -82,26 +135,71 @@ async fn bad_queries_are_400_and_unknown_resources_404_with_json_errors() {
     }
     let (status, body) = http(&m.www(), "GET", "/api/v2/builds?frobnicate=1", None).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("unrecognized query parameter"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unrecognized query parameter"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rpc_errors_name_the_problem() {
     let m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
     let www = m.www();
-    let (status, body) = rpc(&www, "forceschedulers/force", "force", json!({"builderid": 1, "username": "me"})).await;
+    let (status, body) = rpc(
+        &www,
+        "forceschedulers/force",
+        "force",
+        json!({"builderid": 1, "username": "me"}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], -32602);
-    assert!(body["error"]["message"].as_str().unwrap().contains("please fill in email address in the form 'User <email@email.com>'"), "{body}");
-    let (_, body) = rpc(&www, "forceschedulers/force", "force", json!({"count": "many"})).await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("not an integer"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("please fill in email address in the form 'User <email@email.com>'"),
+        "{body}"
+    );
+    let (_, body) = rpc(
+        &www,
+        "forceschedulers/force",
+        "force",
+        json!({"count": "many"}),
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an integer"),
+        "{body}"
+    );
     let (_, body) = rpc(&www, "forceschedulers/force", "explode", json!({})).await;
     assert_eq!(body["error"]["code"], -32601);
     let (status, _) = rpc(&www, "forceschedulers/nosuch", "force", json!({})).await;
     assert_eq!(status, 404);
-    let (status, body) = http(&www, "POST", "/api/v2/forceschedulers/force", Some("{not json")).await;
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32700)));
-    let (_, body) = http(&www, "POST", "/api/v2/forceschedulers/force", Some(r#"{"jsonrpc":"2.0","method":"force","params":[1],"id":3}"#)).await;
+    let (status, body) = http(
+        &www,
+        "POST",
+        "/api/v2/forceschedulers/force",
+        Some("{not json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
+    let (_, body) = http(
+        &www,
+        "POST",
+        "/api/v2/forceschedulers/force",
+        Some(r#"{"jsonrpc":"2.0","method":"force","params":[1],"id":3}"#),
+    )
+    .await;
     assert_eq!(body["error"]["code"], -32602);
     assert_eq!(body["id"], 3);
     // Nothing was submitted by any of these.
@@ -115,22 +213,41 @@ async fn cancel_rebuild_and_priority_controls() {
     let www = m.www();
     // No worker yet: the requests wait.
     let first = m.force(json!({"builderNames": ["alpha"]})).await;
-    let second = m.force(json!({"builderNames": ["alpha"], "word": "again"})).await;
-    let (status, _) = rpc(&www, "buildrequests/1", "cancel", json!({"reason": "not needed"})).await;
+    let second = m
+        .force(json!({"builderNames": ["alpha"], "word": "again"}))
+        .await;
+    let (status, _) = rpc(
+        &www,
+        "buildrequests/1",
+        "cancel",
+        json!({"reason": "not needed"}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(m.wait_buildset(first).await, 6);
-    let (_, body) = rpc(&www, "buildrequests/2", "set_priority", json!({"priority": 7})).await;
+    let (_, body) = rpc(
+        &www,
+        "buildrequests/2",
+        "set_priority",
+        json!({"priority": 7}),
+    )
+    .await;
     assert!(body["error"].is_null(), "{body}");
     let (_, req) = m.get("buildrequests/2").await;
     assert_eq!(req["buildrequests"][0]["priority"], 7);
     m.start_worker("w1", "pass").await;
     assert_eq!(m.wait_buildset(second).await, 0);
     let (_, reply) = rpc(&www, "builders/alpha/builds/1", "rebuild", json!({})).await;
-    let bsid = reply["result"][0].as_i64().expect("rebuild gives a buildset");
+    let bsid = reply["result"][0]
+        .as_i64()
+        .expect("rebuild gives a buildset");
     assert_eq!(m.wait_buildset(bsid).await, 0);
     let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
     assert_eq!(bs["buildsets"][0]["rebuilt_buildid"], 1);
     let (_, props) = m.get("builds/2?property=word").await;
-    assert_eq!(props["builds"][0]["properties"]["word"], json!(["again", "Force Build Form"]));
+    assert_eq!(
+        props["builds"][0]["properties"]["word"],
+        json!(["again", "Force Build Form"])
+    );
     m.stop().await;
 }

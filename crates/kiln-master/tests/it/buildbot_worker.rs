@@ -14,8 +14,13 @@ fn buildbot_worker() -> Option<PathBuf> {
     match std::env::var_os(BUILDBOT_WORKER_VAR) {
         Some(p) => Some(PathBuf::from(p)),
         None => {
-            assert!(std::env::var_os("CI").is_none(), "{BUILDBOT_WORKER_VAR} must name buildbot-worker when CI is set");
-            eprintln!("warning: {BUILDBOT_WORKER_VAR} is not set; the buildbot-worker compatibility test does not run");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{BUILDBOT_WORKER_VAR} must name buildbot-worker when CI is set"
+            );
+            eprintln!(
+                "warning: {BUILDBOT_WORKER_VAR} is not set; the buildbot-worker compatibility test does not run"
+            );
             None
         }
     }
@@ -37,20 +42,32 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
 async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     let Some(exe) = buildbot_worker() else { return };
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TRANSFERS)).await;
-    let payload: Vec<u8> = (0..100_000u32).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes()).collect();
+    let payload: Vec<u8> = (0..100_000u32)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
     std::fs::write(m.path("tosend.bin"), &payload).unwrap();
     let worker_dir = m.path("bbworker");
     // The verify step compares against this copy, two levels up from the build directory.
     std::fs::create_dir_all(&worker_dir).unwrap();
     std::fs::write(worker_dir.join("tosend.copy"), &payload).unwrap();
     let created = std::process::Command::new(&exe)
-        .args(["create-worker", "--protocol", "msgpack_experimental_v7", "--umask", "0o22"])
+        .args([
+            "create-worker",
+            "--protocol",
+            "msgpack_experimental_v7",
+            "--umask",
+            "0o22",
+        ])
         .arg(&worker_dir)
         .arg(format!("127.0.0.1:{}", m.worker_port()))
         .args(["w1", "pass"])
         .output()
         .expect("run buildbot-worker create-worker");
-    assert!(created.status.success(), "create-worker failed: {}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "create-worker failed: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let mut child = tokio::process::Command::new(&exe)
         .args(["start", "--nodaemon"])
         .arg(&worker_dir)
@@ -64,10 +81,25 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
     let _ = child.kill().await;
     let (_, steps) = m.get("builds/1/steps?field=name&field=results").await;
-    assert_eq!(results, 0, "steps: {steps}\nworker log tail:\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
-    assert_eq!(std::fs::read(m.path("uploads/back.bin")).unwrap(), payload, "the download carried the bytes");
-    assert_eq!(std::fs::read_to_string(m.path("uploads/tree/sub/leaf.txt")).unwrap(), "leaf\n");
-    assert_eq!(std::fs::read_to_string(m.path("uploads/tree/str.txt")).unwrap(), "from a string\n");
+    assert_eq!(
+        results,
+        0,
+        "steps: {steps}\nworker log tail:\n{}",
+        log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(
+        std::fs::read(m.path("uploads/back.bin")).unwrap(),
+        payload,
+        "the download carried the bytes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("uploads/tree/sub/leaf.txt")).unwrap(),
+        "leaf\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.path("uploads/tree/str.txt")).unwrap(),
+        "from a string\n"
+    );
     let (_, contents) = m.get("builds/1/steps/shell/logs/stdio/contents").await;
     let text = contents["logchunks"][0]["content"].as_str().unwrap();
     assert!(text.contains("oout\n") && text.contains("eerr\n"), "{text}");

@@ -21,47 +21,113 @@ async fn all_steps_build(db_url: &str) {
     let payload: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(m.path("tosend.bin"), &payload).unwrap();
     m.start_worker("w1", "pass").await;
-    let results = m.force_and_wait(json!({"builderid": 1, "username": "Me <me@example.com>", "reason": "test"})).await;
+    let results = m
+        .force_and_wait(
+            json!({"builderid": 1, "username": "Me <me@example.com>", "reason": "test"}),
+        )
+        .await;
 
     let (_, steps) = m.get("builds/1/steps").await;
     let summary: Vec<(String, i64)> = steps["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["results"].as_i64().unwrap()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["results"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(results, 2, "cmp fails because the two files differ; steps: {summary:?}");
+    assert_eq!(
+        results, 2,
+        "cmp fails because the two files differ; steps: {summary:?}"
+    );
     let names: Vec<&str> = summary.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["worker_preparation", "echo", "string_download", "download", "check", "upload", "upload_2", "MakeDirectory", "RemoveDirectory"]);
-    assert_eq!(summary.iter().filter(|(_, r)| *r != 0).map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["check"]);
+    assert_eq!(
+        names,
+        [
+            "worker_preparation",
+            "echo",
+            "string_download",
+            "download",
+            "check",
+            "upload",
+            "upload_2",
+            "MakeDirectory",
+            "RemoveDirectory"
+        ]
+    );
+    assert_eq!(
+        summary
+            .iter()
+            .filter(|(_, r)| *r != 0)
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["check"]
+    );
 
     // The stdio log keeps Buildbot's stream prefixes, and the unterminated line comes last.
     let (_, contents) = m.get("builds/1/steps/echo/logs/stdio/contents").await;
-    let text = contents["logchunks"][0]["content"].as_str().unwrap().to_string();
-    assert!(text.contains("\nout\n") || text.contains("oout\n"), "{text}");
+    let text = contents["logchunks"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("\nout\n") || text.contains("oout\n"),
+        "{text}"
+    );
     assert!(text.contains("eerr\n"), "{text}");
     assert!(text.contains("opartial\n"), "{text}");
-    assert!(text.contains("hprogram finished with exit code 0\n"), "{text}");
+    assert!(
+        text.contains("hprogram finished with exit code 0\n"),
+        "{text}"
+    );
 
     // Downloads carried the real bytes, and uploads brought them back.
     assert_eq!(std::fs::read(m.path("uploads/file.bin")).unwrap(), payload);
-    assert_eq!(std::fs::read_to_string(m.path("uploads/dir/str.txt")).unwrap(), "string content\n");
-    assert_eq!(std::fs::read(m.path("uploads/dir/file.bin")).unwrap(), payload);
+    assert_eq!(
+        std::fs::read_to_string(m.path("uploads/dir/str.txt")).unwrap(),
+        "string content\n"
+    );
+    assert_eq!(
+        std::fs::read(m.path("uploads/dir/file.bin")).unwrap(),
+        payload
+    );
     let (_, step) = m.get("builds/1/steps/upload").await;
-    assert_eq!(step["steps"][0]["urls"][0]["url"], "http://example.invalid/file.bin");
+    assert_eq!(
+        step["steps"][0]["urls"][0]["url"],
+        "http://example.invalid/file.bin"
+    );
 
     // Properties are layered with their sources, and rendered into the command's environment.
     let (_, build) = m.get("builds/1?property=*").await;
     let props = &build["builds"][0]["properties"];
     assert_eq!(props["answer"], json!([42, "Builder"]));
     assert_eq!(props["buildername"], json!(["b1", "Builder"]));
-    assert_eq!(props["owner"], json!(["Me <me@example.com>", "Force Build Form"]));
+    assert_eq!(
+        props["owner"],
+        json!(["Me <me@example.com>", "Force Build Form"])
+    );
     assert_eq!(props["workername"], json!(["w1", "Worker"]));
     assert_eq!(build["builds"][0]["state_string"], "failed check");
-    let (_, raw) = http_text(&m.www(), "GET", "/api/v2/builds/1/steps/check/logs/stdio/raw", None, &[]).await;
-    assert!(raw.starts_with("Builder: b1\nBuild number: 1\nWorker name: w1\n"), "{raw}");
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/check/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        raw.starts_with("Builder: b1\nBuild number: 1\nWorker name: w1\n"),
+        "{raw}"
+    );
     assert!(raw.contains("differ"), "cmp says why: {raw}");
-    assert!(raw.contains("\nname=b1-1\n"), "the environment was rendered: {raw}");
+    assert!(
+        raw.contains("\nname=b1-1\n"),
+        "the environment was rendered: {raw}"
+    );
     m.stop().await;
 }
 
@@ -91,7 +157,9 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
     m.start_worker("w1", "pass").await;
     assert_eq!(m.force_and_wait(json!({})).await, 2);
-    let (_, steps) = m.get("builds/1/steps?field=name&field=results&order=number").await;
+    let (_, steps) = m
+        .get("builds/1/steps?field=name&field=results&order=number")
+        .await;
     assert_eq!(
         steps["steps"],
         json!([
@@ -125,13 +193,25 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['a', 'b
     // Queue requests before any worker is there, so that the order is decided by priority alone.
     let mut bsids = std::collections::BTreeSet::new();
     for (builder, priority) in [("a", 0), ("b", 0), ("a", 5), ("b", 0), ("b", 9)] {
-        bsids.insert(m.force(json!({"builderNames": [builder], "priority": priority})).await);
+        bsids.insert(
+            m.force(json!({"builderNames": [builder], "priority": priority}))
+                .await,
+        );
     }
     m.start_worker("w1", "pass").await;
     wait_all(&mut m, &mut bsids).await;
     let (_, builds) = m.get("builds?order=buildid&field=buildrequestid").await;
-    let order: Vec<i64> = builds["builds"].as_array().unwrap().iter().map(|b| b["buildrequestid"].as_i64().unwrap()).collect();
-    assert_eq!(&order[..2], &[5, 3], "one build at a time, highest priority first: {order:?}");
+    let order: Vec<i64> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["buildrequestid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        &order[..2],
+        &[5, 3],
+        "one build at a time, highest priority first: {order:?}"
+    );
 
     // Two requests of one builder run at the same time on different workers: each build waits
     // for a marker that is only written once both have started.
@@ -145,7 +225,12 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['a', 'b
     std::fs::write(m.path("go"), "").unwrap();
     wait_all(&mut m, &mut bsids).await;
     let (_, builds) = m.get("builds?order=-buildid&limit=2&field=workerid").await;
-    let workers: std::collections::BTreeSet<i64> = builds["builds"].as_array().unwrap().iter().map(|b| b["workerid"].as_i64().unwrap()).collect();
+    let workers: std::collections::BTreeSet<i64> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["workerid"].as_i64().unwrap())
+        .collect();
     assert_eq!(workers.len(), 2, "{builds}");
     m.stop().await;
 }
@@ -169,12 +254,24 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     m.start_worker("w1", "pass").await;
     let bsid = m.force(json!({})).await;
     m.wait_event("logs.*.append").await;
-    let (status, reply) = crate::harness::rpc(&m.www(), "builds/1", "stop", json!({"reason": "no longer needed"})).await;
+    let (status, reply) = crate::harness::rpc(
+        &m.www(),
+        "builds/1",
+        "stop",
+        json!({"reason": "no longer needed"}),
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(m.wait_buildset(bsid).await, 6, "CANCELLED");
     let (_, build) = m.get("builds/1").await;
     assert_eq!(build["builds"][0]["results"], 6);
     let (_, log) = m.get("builds/1/steps/sleep/logs/stdio/contents").await;
-    assert!(log["logchunks"][0]["content"].as_str().unwrap().contains("killing: no longer needed"), "{log}");
+    assert!(
+        log["logchunks"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("killing: no longer needed"),
+        "{log}"
+    );
     m.stop().await;
 }

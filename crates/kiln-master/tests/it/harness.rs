@@ -41,10 +41,21 @@ impl TestMaster {
             Ok(c) => c,
             Err(d) => panic!("test configuration is invalid:\n{d}"),
         };
-        let options = StartOptions { worker_port: Some(0), www_port: Some(0), ..Default::default() };
-        let running = Master::start(dir.path(), config, options).await.expect("master starts");
+        let options = StartOptions {
+            worker_port: Some(0),
+            www_port: Some(0),
+            ..Default::default()
+        };
+        let running = Master::start(dir.path(), config, options)
+            .await
+            .expect("master starts");
         let events = running.master.events.subscribe();
-        TestMaster { dir, running: Some(running), events, workers: Vec::new() }
+        TestMaster {
+            dir,
+            running: Some(running),
+            events,
+            workers: Vec::new(),
+        }
     }
 
     pub fn master(&self) -> &Arc<Master> {
@@ -65,7 +76,10 @@ impl TestMaster {
 
     /// Starts kiln's worker in this process, and waits until it is attached.
     pub async fn start_worker(&mut self, name: &str, password: &str) -> usize {
-        let basedir = self.dir.path().join(format!("worker-{name}-{}", self.workers.len()));
+        let basedir = self
+            .dir
+            .path()
+            .join(format!("worker-{name}-{}", self.workers.len()));
         let config = kiln_worker::config::WorkerConfig {
             basedir: basedir.clone(),
             master_host: "127.0.0.1".into(),
@@ -76,7 +90,8 @@ impl TestMaster {
         };
         config.create().expect("create worker");
         let config = kiln_worker::config::WorkerConfig::load(&basedir).expect("load worker");
-        self.workers.push(tokio::spawn(kiln_worker::connection::run(config)));
+        self.workers
+            .push(tokio::spawn(kiln_worker::connection::run(config)));
         self.wait_attached(name).await;
         self.workers.len() - 1
     }
@@ -86,7 +101,12 @@ impl TestMaster {
         let name = name.to_string();
         tokio::time::timeout(WAIT, async {
             loop {
-                if master.workers.availability().iter().any(|w| w.name == name && w.available) {
+                if master
+                    .workers
+                    .availability()
+                    .iter()
+                    .any(|w| w.name == name && w.available)
+                {
                     return;
                 }
                 let _ = self.events.recv().await;
@@ -163,25 +183,47 @@ impl Drop for TestMaster {
 /// A JSON-RPC call.
 pub async fn rpc(www: &str, path: &str, method: &str, params: Value) -> (u16, Value) {
     let body = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-    http(www, "POST", &format!("/api/v2/{path}"), Some(&body.to_string())).await
+    http(
+        www,
+        "POST",
+        &format!("/api/v2/{path}"),
+        Some(&body.to_string()),
+    )
+    .await
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
 pub async fn http(www: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let (status, text) = http_text(www, method, path, body, &[("Accept", "application/json")]).await;
+    let (status, text) =
+        http_text(www, method, path, body, &[("Accept", "application/json")]).await;
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, value)
 }
 
-pub async fn http_text(www: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+pub async fn http_text(
+    www: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let (status, raw) = http_raw(www, method, path, body, headers).await;
     (status, String::from_utf8_lossy(&raw).into_owned())
 }
 
-pub async fn http_raw(www: &str, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+pub async fn http_raw(
+    www: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(www).await.expect("connect");
     let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {www}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {www}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if method == "POST" {
         req.push_str("Content-Type: application/json\r\n");
     }
@@ -192,12 +234,25 @@ pub async fn http_raw(www: &str, method: &str, path: &str, body: Option<&str>, h
     req.push_str(body);
     stream.write_all(req.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers");
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, body)
@@ -206,8 +261,11 @@ pub async fn http_raw(www: &str, method: &str, path: &str, body: Option<&str>, h
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

@@ -15,16 +15,29 @@ c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
 "#;
 
-async fn connect(port: u16, auth: Option<&str>) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, tungstenite::Error> {
+async fn connect(
+    port: u16,
+    auth: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tungstenite::Error,
+> {
     let mut request = format!("ws://127.0.0.1:{port}/").into_client_request()?;
     if let Some(auth) = auth {
-        request.headers_mut().insert("Authorization", auth.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("Authorization", auth.parse().unwrap());
     }
-    tokio_tungstenite::connect_async(request).await.map(|(s, _)| s)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
 }
 
 fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 fn status(e: tungstenite::Error) -> u16 {
@@ -38,33 +51,99 @@ fn status(e: tungstenite::Error) -> u16 {
 async fn wrong_credentials_get_401_and_change_nothing() {
     let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
     let port = m.worker_port();
-    assert_eq!(status(connect(port, Some(&basic("w1", "wrong"))).await.err().expect("refused")), 401);
-    assert_eq!(status(connect(port, Some(&basic("nobody", "pass"))).await.err().expect("refused")), 401);
-    assert_eq!(status(connect(port, None).await.err().expect("refused")), 401);
-    assert_eq!(status(connect(port, Some("Basic !!!")).await.err().expect("refused")), 400);
+    assert_eq!(
+        status(
+            connect(port, Some(&basic("w1", "wrong")))
+                .await
+                .err()
+                .expect("refused")
+        ),
+        401
+    );
+    assert_eq!(
+        status(
+            connect(port, Some(&basic("nobody", "pass")))
+                .await
+                .err()
+                .expect("refused")
+        ),
+        401
+    );
+    assert_eq!(
+        status(connect(port, None).await.err().expect("refused")),
+        401
+    );
+    assert_eq!(
+        status(
+            connect(port, Some("Basic !!!"))
+                .await
+                .err()
+                .expect("refused")
+        ),
+        400
+    );
     let (_, workers) = m.get("workers?name=w1").await;
     assert_eq!(workers["workers"][0]["connected_to"], json!([]));
 }
 
 /// Plays the worker side by hand: answers the handshake, then misbehaves.
-async fn handshake(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) {
+async fn handshake(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) {
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("handshake in time").expect("open").expect("frame");
-        let tungstenite::Message::Binary(bytes) = frame else { continue };
-        let Ok(Message::Request { seq, op }) = decode(&bytes) else { continue };
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("handshake in time")
+            .expect("open")
+            .expect("frame");
+        let tungstenite::Message::Binary(bytes) = frame else {
+            continue;
+        };
+        let Ok(Message::Request { seq, op }) = decode(&bytes) else {
+            continue;
+        };
         let result = match &op {
-            Op::GetWorkerInfo => Value::Map(vec![(Value::from("basedir"), Value::from("/tmp/fake")), (Value::from("system"), Value::from("posix"))]),
+            Op::GetWorkerInfo => Value::Map(vec![
+                (Value::from("basedir"), Value::from("/tmp/fake")),
+                (Value::from("system"), Value::from("posix")),
+            ]),
             _ => Value::Nil,
         };
         if let Op::StartCommand { command_id, .. } = &op {
-            ws.send(tungstenite::Message::Binary(encode(&Message::response(seq, Value::Nil)).into())).await.unwrap();
-            let update = Message::request(0, Op::Update { command_id: command_id.clone(), args: vec![("rc".into(), Value::from(0))] });
-            ws.send(tungstenite::Message::Binary(encode(&update).into())).await.unwrap();
-            let done = Message::request(1, Op::Complete { command_id: command_id.clone(), failure: None });
-            ws.send(tungstenite::Message::Binary(encode(&done).into())).await.unwrap();
+            ws.send(tungstenite::Message::Binary(
+                encode(&Message::response(seq, Value::Nil)).into(),
+            ))
+            .await
+            .unwrap();
+            let update = Message::request(
+                0,
+                Op::Update {
+                    command_id: command_id.clone(),
+                    args: vec![("rc".into(), Value::from(0))],
+                },
+            );
+            ws.send(tungstenite::Message::Binary(encode(&update).into()))
+                .await
+                .unwrap();
+            let done = Message::request(
+                1,
+                Op::Complete {
+                    command_id: command_id.clone(),
+                    failure: None,
+                },
+            );
+            ws.send(tungstenite::Message::Binary(encode(&done).into()))
+                .await
+                .unwrap();
             continue;
         }
-        ws.send(tungstenite::Message::Binary(encode(&Message::response(seq, result)).into())).await.unwrap();
+        ws.send(tungstenite::Message::Binary(
+            encode(&Message::response(seq, result)).into(),
+        ))
+        .await
+        .unwrap();
         if matches!(op, Op::StartCommand { .. }) || matches!(op, Op::SetWorkerSettings { .. }) {
             // The mkdir of builder directories follows; then the worker is attached.
         }
@@ -82,11 +161,18 @@ async fn handshake(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_frame_closes_only_that_connection() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
-    let mut bad = connect(m.worker_port(), Some(&basic("w2", "pass2"))).await.expect("accepted");
+    let mut bad = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
     handshake(&mut bad).await;
-    bad.send(tungstenite::Message::Binary(vec![0x92, 0x01].into())).await.unwrap();
+    bad.send(tungstenite::Message::Binary(vec![0x92, 0x01].into()))
+        .await
+        .unwrap();
     let reason = loop {
-        match tokio::time::timeout(Duration::from_secs(30), bad.next()).await.expect("closed in time") {
+        match tokio::time::timeout(Duration::from_secs(30), bad.next())
+            .await
+            .expect("closed in time")
+        {
             Some(Ok(tungstenite::Message::Close(Some(frame)))) => break frame.reason.to_string(),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame with a reason, got {other:?}"),
@@ -101,16 +187,42 @@ async fn a_malformed_frame_closes_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_ops_and_commands_get_buildbot_errors() {
     let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
-    let mut ws = connect(m.worker_port(), Some(&basic("w2", "pass2"))).await.expect("accepted");
+    let mut ws = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
     handshake(&mut ws).await;
     let ask = |seq, op| tungstenite::Message::Binary(encode(&Message::request(seq, op)).into());
-    ws.send(ask(100, Op::Unknown { op: "frobnicate".into() })).await.unwrap();
-    ws.send(ask(101, Op::Complete { command_id: "999".into(), failure: None })).await.unwrap();
+    ws.send(ask(
+        100,
+        Op::Unknown {
+            op: "frobnicate".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    ws.send(ask(
+        101,
+        Op::Complete {
+            command_id: "999".into(),
+            failure: None,
+        },
+    ))
+    .await
+    .unwrap();
     let mut answers = std::collections::BTreeMap::new();
     while answers.len() < 2 {
-        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("answer").expect("open").expect("frame");
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("answer")
+            .expect("open")
+            .expect("frame");
         if let tungstenite::Message::Binary(b) = frame {
-            if let Ok(Message::Response { seq, result, is_exception }) = decode(&b) {
+            if let Ok(Message::Response {
+                seq,
+                result,
+                is_exception,
+            }) = decode(&b)
+            {
                 assert!(is_exception);
                 answers.insert(seq, result.as_str().unwrap_or_default().to_string());
             }

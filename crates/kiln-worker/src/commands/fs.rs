@@ -21,13 +21,28 @@ pub enum FsCommand {
 impl FsCommand {
     pub fn parse(name: &str, args: &Args) -> Result<FsCommand, ArgError> {
         Ok(match name {
-            "mkdir" => FsCommand::Mkdir { paths: args.str_list("paths")? },
-            "rmdir" => FsCommand::Rmdir { paths: args.str_list("paths")? },
-            "cpdir" => FsCommand::Cpdir { from: args.str("from_path")?, to: args.str("to_path")? },
-            "stat" => FsCommand::Stat { path: args.str("path")? },
-            "glob" => FsCommand::Glob { pattern: args.str("path")? },
-            "listdir" => FsCommand::Listdir { path: args.str("path")? },
-            _ => FsCommand::Rmfile { path: args.str("path")? },
+            "mkdir" => FsCommand::Mkdir {
+                paths: args.str_list("paths")?,
+            },
+            "rmdir" => FsCommand::Rmdir {
+                paths: args.str_list("paths")?,
+            },
+            "cpdir" => FsCommand::Cpdir {
+                from: args.str("from_path")?,
+                to: args.str("to_path")?,
+            },
+            "stat" => FsCommand::Stat {
+                path: args.str("path")?,
+            },
+            "glob" => FsCommand::Glob {
+                pattern: args.str("path")?,
+            },
+            "listdir" => FsCommand::Listdir {
+                path: args.str("path")?,
+            },
+            _ => FsCommand::Rmfile {
+                path: args.str("path")?,
+            },
         })
     }
 }
@@ -64,7 +79,11 @@ pub async fn run(cmd: FsCommand, ctx: &Ctx) -> Result<(), String> {
         }
         FsCommand::Cpdir { from, to } => {
             let (from, to) = (ctx.path(&from), ctx.path(&to));
-            updates.push(header(&format!("cp -R -P -p {} {}\n", from.display(), to.display())));
+            updates.push(header(&format!(
+                "cp -R -P -p {} {}\n",
+                from.display(),
+                to.display()
+            )));
             let (f, t) = (from.clone(), to.clone());
             let result = tokio::task::spawn_blocking(move || copy_tree(&f, &t))
                 .await
@@ -72,12 +91,18 @@ pub async fn run(cmd: FsCommand, ctx: &Ctx) -> Result<(), String> {
             match result {
                 Ok(()) => 0,
                 Err(e) => {
-                    updates.push(header(&format!("cpdir {} {}: {e}\n", from.display(), to.display())));
+                    updates.push(header(&format!(
+                        "cpdir {} {}: {e}\n",
+                        from.display(),
+                        to.display()
+                    )));
                     1
                 }
             }
         }
-        FsCommand::Stat { path } => match std::fs::symlink_metadata(ctx.path(&path)).and_then(|_| std::fs::metadata(ctx.path(&path))) {
+        FsCommand::Stat { path } => match std::fs::symlink_metadata(ctx.path(&path))
+            .and_then(|_| std::fs::metadata(ctx.path(&path)))
+        {
             Ok(m) => {
                 let tuple = vec![
                     Value::from(m.mode()),
@@ -103,8 +128,10 @@ pub async fn run(cmd: FsCommand, ctx: &Ctx) -> Result<(), String> {
             let pattern = ctx.path(&pattern).display().to_string();
             match glob::glob(&pattern) {
                 Ok(paths) => {
-                    let files: Vec<Value> =
-                        paths.flatten().map(|p| Value::from(p.display().to_string())).collect();
+                    let files: Vec<Value> = paths
+                        .flatten()
+                        .map(|p| Value::from(p.display().to_string()))
+                        .collect();
                     updates.push(("files".to_string(), Value::Array(files)));
                     0
                 }
@@ -116,10 +143,15 @@ pub async fn run(cmd: FsCommand, ctx: &Ctx) -> Result<(), String> {
         }
         FsCommand::Listdir { path } => match std::fs::read_dir(ctx.path(&path)) {
             Ok(entries) => {
-                let mut names: Vec<String> =
-                    entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
                 names.sort();
-                updates.push(("files".to_string(), Value::Array(names.into_iter().map(Value::from).collect())));
+                updates.push((
+                    "files".to_string(),
+                    Value::Array(names.into_iter().map(Value::from).collect()),
+                ));
                 0
             }
             Err(e) => {

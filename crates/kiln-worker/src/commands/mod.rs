@@ -36,8 +36,10 @@ impl Settings {
         let args = Args::new("set_worker_settings", value).map_err(|e| e.to_string())?;
         let int = |name: &str| -> Result<usize, String> {
             let v = args.opt_i64(name).map_err(|e| e.to_string())?;
-            let v = v.ok_or_else(|| format!("set_worker_settings: argument \"{name}\" is missing"))?;
-            usize::try_from(v).map_err(|_| format!("set_worker_settings: \"{name}\" must not be negative"))
+            let v =
+                v.ok_or_else(|| format!("set_worker_settings: argument \"{name}\" is missing"))?;
+            usize::try_from(v)
+                .map_err(|_| format!("set_worker_settings: \"{name}\" must not be negative"))
         };
         let buffer_timeout = args
             .opt_f64("buffer_timeout")
@@ -45,7 +47,10 @@ impl Settings {
             .ok_or("set_worker_settings: argument \"buffer_timeout\" is missing")?;
         let newline_re = args.str("newline_re").map_err(|e| e.to_string())?;
         if newline_re != settings::NEWLINE_RE {
-            tracing::warn!(newline_re, "unsupported newline_re; using Buildbot's default line rewriting");
+            tracing::warn!(
+                newline_re,
+                "unsupported newline_re; using Buildbot's default line rewriting"
+            );
         }
         Ok(Settings {
             buffer_size: int("buffer_size")?.max(1),
@@ -71,7 +76,10 @@ impl Ctx {
             return Ok(());
         }
         self.link
-            .request(Op::Update { command_id: self.command_id.clone(), args: pairs })
+            .request(Op::Update {
+                command_id: self.command_id.clone(),
+                args: pairs,
+            })
             .await
             .map(|_| ())
     }
@@ -83,7 +91,11 @@ impl Ctx {
     /// Resolves a path from the master: absolute as sent, or relative to the base directory.
     pub fn path(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
-        if p.is_absolute() { p.to_path_buf() } else { self.basedir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.basedir.join(p)
+        }
     }
 
     /// Whether the master has asked to interrupt this command.
@@ -95,10 +107,17 @@ impl Ctx {
 /// A `[text, [newline offsets], [times]]` output value, as the protocol sends lines.
 pub fn text_value(text: &str) -> Value {
     let now = unix_time();
-    let offsets: Vec<Value> =
-        text.char_indices().filter(|(_, c)| *c == '\n').map(|(i, _)| Value::from(i as u64)).collect();
+    let offsets: Vec<Value> = text
+        .char_indices()
+        .filter(|(_, c)| *c == '\n')
+        .map(|(i, _)| Value::from(i as u64))
+        .collect();
     let times = vec![Value::F64(now); offsets.len()];
-    Value::Array(vec![Value::from(text), Value::Array(offsets), Value::Array(times)])
+    Value::Array(vec![
+        Value::from(text),
+        Value::Array(offsets),
+        Value::Array(times),
+    ])
 }
 
 pub fn header(text: &str) -> (String, Value) {
@@ -114,7 +133,10 @@ pub fn elapsed(seconds: f64) -> (String, Value) {
 }
 
 pub fn unix_time() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A parsed command, ready to run.
@@ -154,21 +176,32 @@ pub async fn run(command: Command, ctx: Ctx) {
     if let Some(why) = &failure {
         tracing::warn!(command_id = %ctx.command_id, error = %why, "command failed");
     }
-    let _ = ctx.request(Op::Complete { command_id: ctx.command_id.clone(), failure }).await;
+    let _ = ctx
+        .request(Op::Complete {
+            command_id: ctx.command_id.clone(),
+            failure,
+        })
+        .await;
 }
 
 /// The information `get_worker_info` returns, in the stock worker's shape.
 pub fn worker_info(basedir: &Path) -> Value {
     let mut map: Vec<(Value, Value)> = Vec::new();
     let mut put = |k: &str, v: Value| map.push((Value::from(k), v));
-    let environ: Vec<(Value, Value)> =
-        std::env::vars().map(|(k, v)| (Value::from(k), Value::from(v))).collect();
+    let environ: Vec<(Value, Value)> = std::env::vars()
+        .map(|(k, v)| (Value::from(k), Value::from(v)))
+        .collect();
     put("environ", Value::Map(environ));
     put("system", Value::from("posix"));
     put("basedir", Value::from(basedir.display().to_string()));
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     put("numcpus", Value::from(cpus as u64));
-    put("version", Value::from(concat!("kiln-worker ", env!("CARGO_PKG_VERSION"))));
+    put(
+        "version",
+        Value::from(concat!("kiln-worker ", env!("CARGO_PKG_VERSION"))),
+    );
     let commands: Vec<(Value, Value)> = kiln_proto::WORKER_COMMANDS
         .iter()
         .map(|c| (Value::from(*c), Value::from(kiln_proto::COMMAND_VERSION)))
@@ -189,7 +222,10 @@ pub fn worker_info(basedir: &Path) -> Value {
     if let Ok(text) = std::fs::read_to_string("/etc/os-release") {
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
-                put(&format!("os_{}", k.to_lowercase()), Value::from(v.trim_matches('"')));
+                put(
+                    &format!("os_{}", k.to_lowercase()),
+                    Value::from(v.trim_matches('"')),
+                );
             }
         }
     }

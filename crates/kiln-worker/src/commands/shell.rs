@@ -51,14 +51,21 @@ impl CommandLine {
 
     fn display(&self) -> String {
         match self {
-            CommandLine::Argv(argv) => argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+            CommandLine::Argv(argv) => argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
             CommandLine::Shell(s) => s.clone(),
         }
     }
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -73,7 +80,9 @@ impl ShellArgs {
             problem: problem.into(),
         };
         let command = match args.get("command") {
-            Some(Value::String(s)) => CommandLine::Shell(s.as_str().unwrap_or_default().to_string()),
+            Some(Value::String(s)) => {
+                CommandLine::Shell(s.as_str().unwrap_or_default().to_string())
+            }
             Some(Value::Array(items)) => {
                 let argv: Vec<String> = items.iter().map(value_to_arg).collect();
                 if argv.is_empty() {
@@ -90,7 +99,12 @@ impl ShellArgs {
             Some("INT") => Signal::SIGINT,
             Some("HUP") => Signal::SIGHUP,
             Some("QUIT") => Signal::SIGQUIT,
-            Some(other) => return Err(err("interruptSignal", &format!("names an unknown signal {other:?}"))),
+            Some(other) => {
+                return Err(err(
+                    "interruptSignal",
+                    &format!("names an unknown signal {other:?}"),
+                ));
+            }
         };
         let positive = |v: Option<f64>| v.filter(|t| *t > 0.0);
         Ok(ShellArgs {
@@ -102,7 +116,9 @@ impl ShellArgs {
             timeout: positive(args.opt_f64("timeout")?),
             max_time: positive(args.opt_f64("maxTime")?),
             sigterm_time: positive(args.opt_f64("sigtermTime")?),
-            max_lines: args.opt_i64("max_lines")?.and_then(|n| u64::try_from(n).ok()),
+            max_lines: args
+                .opt_i64("max_lines")?
+                .and_then(|n| u64::try_from(n).ok()),
             log_environ: args.bool_or("logEnviron", true)?,
             initial_stdin: args.opt_str("initial_stdin")?,
             use_pty: args.bool_or("usePTY", false)?,
@@ -130,7 +146,10 @@ fn environment(changes: &[(String, Value)]) -> HashMap<String, String> {
                 env.remove(key);
             }
             Value::Array(items) => {
-                let parts: Vec<String> = items.iter().map(|i| substitute(&value_to_arg(i), &base)).collect();
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|i| substitute(&value_to_arg(i), &base))
+                    .collect();
                 env.insert(key.clone(), parts.join(":"));
             }
             other => {
@@ -199,12 +218,18 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
             head.push_str(&format!("  {k}={}\n", env[k]));
         }
     }
-    head.push_str(&format!(" using PTY: {}\n", if args.use_pty { "True" } else { "False" }));
+    head.push_str(&format!(
+        " using PTY: {}\n",
+        if args.use_pty { "True" } else { "False" }
+    ));
 
     if !workdir.is_dir() {
         // Buildbot's worker creates a missing working directory before it runs the command.
         if let Err(e) = std::fs::create_dir_all(&workdir) {
-            let text = format!("{head}cannot create working directory {}: {e}\n", workdir.display());
+            let text = format!(
+                "{head}cannot create working directory {}: {e}\n",
+                workdir.display()
+            );
             return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
         }
     }
@@ -217,17 +242,30 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         .envs(&env)
         .process_group(0)
         .kill_on_drop(true)
-        .stdin(if args.initial_stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if args.initial_stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let text = format!("{head}error: cannot run {:?}: {e}\n", argv[0]);
-            return ctx.update(vec![header(&text), rc(-1), elapsed(started.elapsed().as_secs_f64())]).await;
+            return ctx
+                .update(vec![
+                    header(&text),
+                    rc(-1),
+                    elapsed(started.elapsed().as_secs_f64()),
+                ])
+                .await;
         }
     };
-    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     ctx.update(vec![header(&head)]).await?;
 
     if let (Some(input), Some(mut stdin)) = (args.initial_stdin.clone(), child.stdin.take()) {
@@ -252,7 +290,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     let mut killed: Option<Kill> = None;
     let mut interrupt = ctx.interrupt.clone();
     let mut tick = tokio::time::interval(TICK);
-    let flush_after = LIVE_FLUSH.min(Duration::from_secs_f64(ctx.settings.buffer_timeout.max(0.0)));
+    let flush_after = LIVE_FLUSH.min(Duration::from_secs_f64(
+        ctx.settings.buffer_timeout.max(0.0),
+    ));
     let mut flush_deadline: Option<tokio::time::Instant> = None;
 
     loop {
@@ -310,7 +350,10 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         }
     }
 
-    let status = child.wait().await.map_err(|e| format!("waiting for the process: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for the process: {e}"))?;
     let tail_out = out_lines.finish();
     let tail_err = err_lines.finish();
     let code = match (status.code(), &killed) {
@@ -332,9 +375,14 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         tail.push(("stderr".into(), text_value(&tail_err)));
     }
     match killed {
-        Some(Kill::Timeout) => tail.push(("failure_reason".into(), Value::from("timeout_without_output"))),
+        Some(Kill::Timeout) => tail.push((
+            "failure_reason".into(),
+            Value::from("timeout_without_output"),
+        )),
         Some(Kill::MaxTime) => tail.push(("failure_reason".into(), Value::from("timeout"))),
-        Some(Kill::MaxLines) => tail.push(("failure_reason".into(), Value::from("max_lines_failure"))),
+        Some(Kill::MaxLines) => {
+            tail.push(("failure_reason".into(), Value::from("max_lines_failure")))
+        }
         Some(Kill::Interrupt) | None => {}
     }
     let secs = started.elapsed().as_secs_f64();
@@ -344,7 +392,11 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     ctx.update(tail).await
 }
 
-async fn pump<R: tokio::io::AsyncRead + Unpin>(mut reader: R, stream: Stream, tx: mpsc::Sender<(Stream, Vec<u8>)>) {
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    mut reader: R,
+    stream: Stream,
+    tx: mpsc::Sender<(Stream, Vec<u8>)>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf).await {
@@ -399,7 +451,10 @@ impl Batch {
 
     fn take(&mut self) -> Vec<(String, Value)> {
         self.bytes = 0;
-        self.items.drain(..).map(|(name, text)| (name.to_string(), text_value(&text))).collect()
+        self.items
+            .drain(..)
+            .map(|(name, text)| (name.to_string(), text_value(&text)))
+            .collect()
     }
 
     async fn flush(&mut self, ctx: &Ctx) -> Result<(), String> {
@@ -420,7 +475,10 @@ mod tests {
         assert_eq!(substitute("a${unterminated", &base), "a${unterminated");
         let env = environment(&[
             ("PATH".into(), Value::Nil),
-            ("LIST".into(), Value::Array(vec![Value::from("a"), Value::from("b")])),
+            (
+                "LIST".into(),
+                Value::Array(vec![Value::from("a"), Value::from("b")]),
+            ),
         ]);
         assert!(!env.contains_key("PATH"));
         assert_eq!(env.get("LIST").map(String::as_str), Some("a:b"));

@@ -9,9 +9,24 @@ use kiln_proto::{ArgError, Args, Op, Value};
 use super::{Ctx, elapsed, header, rc};
 
 pub enum Transfer {
-    UploadFile { path: String, maxsize: Option<u64>, blocksize: usize, keepstamp: bool },
-    UploadDirectory { path: String, maxsize: Option<u64>, blocksize: usize, compress: Option<String> },
-    DownloadFile { path: String, maxsize: Option<u64>, blocksize: usize, mode: Option<u32> },
+    UploadFile {
+        path: String,
+        maxsize: Option<u64>,
+        blocksize: usize,
+        keepstamp: bool,
+    },
+    UploadDirectory {
+        path: String,
+        maxsize: Option<u64>,
+        blocksize: usize,
+        compress: Option<String>,
+    },
+    DownloadFile {
+        path: String,
+        maxsize: Option<u64>,
+        blocksize: usize,
+        mode: Option<u32>,
+    },
 }
 
 impl Transfer {
@@ -52,15 +67,44 @@ pub async fn run(t: Transfer, ctx: &Ctx) -> Result<(), String> {
     let started = Instant::now();
     let mut updates = Vec::new();
     let code = match t {
-        Transfer::UploadFile { path, maxsize, blocksize, keepstamp } => {
-            upload_file(ctx, ctx.path(&path), maxsize, blocksize, keepstamp, &mut updates).await?
+        Transfer::UploadFile {
+            path,
+            maxsize,
+            blocksize,
+            keepstamp,
+        } => {
+            upload_file(
+                ctx,
+                ctx.path(&path),
+                maxsize,
+                blocksize,
+                keepstamp,
+                &mut updates,
+            )
+            .await?
         }
-        Transfer::UploadDirectory { path, maxsize, blocksize, compress } => {
-            upload_directory(ctx, ctx.path(&path), maxsize, blocksize, compress, &mut updates).await?
+        Transfer::UploadDirectory {
+            path,
+            maxsize,
+            blocksize,
+            compress,
+        } => {
+            upload_directory(
+                ctx,
+                ctx.path(&path),
+                maxsize,
+                blocksize,
+                compress,
+                &mut updates,
+            )
+            .await?
         }
-        Transfer::DownloadFile { path, maxsize, blocksize, mode } => {
-            download_file(ctx, ctx.path(&path), maxsize, blocksize, mode, &mut updates).await?
-        }
+        Transfer::DownloadFile {
+            path,
+            maxsize,
+            blocksize,
+            mode,
+        } => download_file(ctx, ctx.path(&path), maxsize, blocksize, mode, &mut updates).await?,
     };
     updates.push(rc(code));
     updates.push(elapsed(started.elapsed().as_secs_f64()));
@@ -114,13 +158,22 @@ async fn upload_file(
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
-            updates.push(header(&format!("Cannot open file '{}' for upload: {e}\n", path.display())));
-            ctx.request(Op::UploadFileClose { command_id: ctx.command_id.clone() }).await?;
+            updates.push(header(&format!(
+                "Cannot open file '{}' for upload: {e}\n",
+                path.display()
+            )));
+            ctx.request(Op::UploadFileClose {
+                command_id: ctx.command_id.clone(),
+            })
+            .await?;
             return Ok(1);
         }
     };
     let complete = send_blocks(ctx, &mut file, maxsize, blocksize, false).await?;
-    ctx.request(Op::UploadFileClose { command_id: ctx.command_id.clone() }).await?;
+    ctx.request(Op::UploadFileClose {
+        command_id: ctx.command_id.clone(),
+    })
+    .await?;
     if keepstamp {
         if let Ok(meta) = file.metadata() {
             use std::os::unix::fs::MetadataExt;
@@ -136,7 +189,10 @@ async fn upload_file(
     }
     updates.push(header(&format!("sending {}\n", path.display())));
     if !complete {
-        updates.push(header(&format!("Maximum filesize reached, truncating file '{}'\n", path.display())));
+        updates.push(header(&format!(
+            "Maximum filesize reached, truncating file '{}'\n",
+            path.display()
+        )));
         return Ok(1);
     }
     Ok(0)
@@ -151,12 +207,17 @@ async fn upload_directory(
     updates: &mut Vec<(String, Value)>,
 ) -> Result<i64, String> {
     if !path.is_dir() {
-        updates.push(header(&format!("Cannot read directory '{}' for upload\n", path.display())));
+        updates.push(header(&format!(
+            "Cannot read directory '{}' for upload\n",
+            path.display()
+        )));
         return Ok(1);
     }
     let compress = compress.filter(|c| !c.is_empty());
     if let Some(c) = compress.as_deref().filter(|c| *c != "gz") {
-        updates.push(header(&format!("unsupported compression {c:?}; this worker supports gz\n")));
+        updates.push(header(&format!(
+            "unsupported compression {c:?}; this worker supports gz\n"
+        )));
         return Ok(1);
     }
     let dir = path.clone();
@@ -166,7 +227,10 @@ async fn upload_directory(
         let mut tmp = tempfile::tempfile()?;
         {
             let writer: Box<dyn Write> = if gz {
-                Box::new(flate2::write::GzEncoder::new(&mut tmp, flate2::Compression::default()))
+                Box::new(flate2::write::GzEncoder::new(
+                    &mut tmp,
+                    flate2::Compression::default(),
+                ))
             } else {
                 Box::new(&mut tmp)
             };
@@ -189,10 +253,16 @@ async fn upload_directory(
     };
     let complete = send_blocks(ctx, &mut archive, maxsize, blocksize, true).await?;
     if !complete {
-        updates.push(header(&format!("Maximum filesize reached, truncating '{}'\n", path.display())));
+        updates.push(header(&format!(
+            "Maximum filesize reached, truncating '{}'\n",
+            path.display()
+        )));
         return Ok(1);
     }
-    ctx.request(Op::UploadDirectoryUnpack { command_id: ctx.command_id.clone() }).await?;
+    ctx.request(Op::UploadDirectoryUnpack {
+        command_id: ctx.command_id.clone(),
+    })
+    .await?;
     updates.push(header(&format!("sending {}\n", path.display())));
     Ok(0)
 }
@@ -211,8 +281,14 @@ async fn download_file(
     let mut file = match std::fs::File::create(&path) {
         Ok(f) => f,
         Err(e) => {
-            updates.push(header(&format!("Cannot open file '{}' for download: {e}\n", path.display())));
-            ctx.request(Op::ReadFileClose { command_id: ctx.command_id.clone() }).await?;
+            updates.push(header(&format!(
+                "Cannot open file '{}' for download: {e}\n",
+                path.display()
+            )));
+            ctx.request(Op::ReadFileClose {
+                command_id: ctx.command_id.clone(),
+            })
+            .await?;
             return Ok(1);
         }
     };
@@ -221,14 +297,22 @@ async fn download_file(
     loop {
         let length = match maxsize {
             Some(max) if received >= max => {
-                updates.push(header(&format!("Maximum filesize reached, truncating file '{}'\n", path.display())));
+                updates.push(header(&format!(
+                    "Maximum filesize reached, truncating file '{}'\n",
+                    path.display()
+                )));
                 code = 1;
                 break;
             }
             Some(max) => (max - received).min(blocksize as u64),
             None => blocksize as u64,
         };
-        let data = ctx.request(Op::ReadFile { command_id: ctx.command_id.clone(), length }).await?;
+        let data = ctx
+            .request(Op::ReadFile {
+                command_id: ctx.command_id.clone(),
+                length,
+            })
+            .await?;
         let bytes: &[u8] = match &data {
             Value::Binary(b) => b,
             Value::String(s) => s.as_bytes(),
@@ -244,7 +328,10 @@ async fn download_file(
             break;
         }
     }
-    ctx.request(Op::ReadFileClose { command_id: ctx.command_id.clone() }).await?;
+    ctx.request(Op::ReadFileClose {
+        command_id: ctx.command_id.clone(),
+    })
+    .await?;
     drop(file);
     if let Some(mode) = mode {
         use std::os::unix::fs::PermissionsExt;

@@ -25,7 +25,11 @@ struct RpcError {
 }
 
 fn rpc_error(status: StatusCode, code: i64, message: impl Into<Value>) -> RpcError {
-    RpcError { status, code, message: message.into() }
+    RpcError {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 fn reply(id: &Value, result: Result<Value, RpcError>) -> Response {
@@ -41,39 +45,90 @@ pub async fn post(master: &Master, path: &str, headers: &HeaderMap, body: &[u8])
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return reply(&Value::Null, Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Content-Type must be application/json")));
+        return reply(
+            &Value::Null,
+            Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "Content-Type must be application/json",
+            )),
+        );
     }
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return reply(&Value::Null, Err(rpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, format!("invalid JSON: {e}")))),
+        Err(e) => {
+            return reply(
+                &Value::Null,
+                Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    PARSE_ERROR,
+                    format!("invalid JSON: {e}"),
+                )),
+            );
+        }
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     if request.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply(&id, Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "jsonrpc must be \"2.0\"")));
+        return reply(
+            &id,
+            Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "jsonrpc must be \"2.0\"",
+            )),
+        );
     }
     let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return reply(&id, Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "missing method")));
+        return reply(
+            &id,
+            Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "missing method",
+            )),
+        );
     };
     let params = match request.get("params") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return reply(&id, Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_PARAMS, "params must be an object; positional params are not supported"))),
+        Some(_) => {
+            return reply(
+                &id,
+                Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_PARAMS,
+                    "params must be an object; positional params are not supported",
+                )),
+            );
+        }
     };
     let result = dispatch(master, path, method, &params).await;
     reply(&id, result)
 }
 
 fn not_found(path: &str) -> RpcError {
-    rpc_error(StatusCode::NOT_FOUND, INVALID_PARAMS, format!("not found while getting from {path}"))
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        INVALID_PARAMS,
+        format!("not found while getting from {path}"),
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> RpcError {
     tracing::error!(error = %e, "JSON-RPC call failed");
-    rpc_error(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR, "internal error")
+    rpc_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        INTERNAL_ERROR,
+        "internal error",
+    )
 }
 
 fn unknown_method(method: &str, path: &str) -> RpcError {
-    rpc_error(StatusCode::BAD_REQUEST, METHOD_NOT_FOUND, format!("action '{method}' is not supported on {path}"))
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        METHOD_NOT_FOUND,
+        format!("action '{method}' is not supported on {path}"),
+    )
 }
 
 async fn build_id(master: &Master, segs: &[&str], path: &str) -> Result<BuildId, RpcError> {
@@ -82,13 +137,25 @@ async fn build_id(master: &Master, segs: &[&str], path: &str) -> Result<BuildId,
         ["builders", b, "builds", n] => {
             let builderid = match b.parse::<i64>() {
                 Ok(id) => id,
-                Err(_) => master.builder_ids().get(*b).map(|i| i.0).ok_or_else(|| not_found(path))?,
+                Err(_) => master
+                    .builder_ids()
+                    .get(*b)
+                    .map(|i| i.0)
+                    .ok_or_else(|| not_found(path))?,
             };
             let number: i64 = n.parse().map_err(|_| not_found(path))?;
             let page = Page {
                 filters: vec![
-                    Filter { column: "builderid", op: FilterOp::Eq, values: vec![SqlValue::Int(builderid)] },
-                    Filter { column: "number", op: FilterOp::Eq, values: vec![SqlValue::Int(number)] },
+                    Filter {
+                        column: "builderid",
+                        op: FilterOp::Eq,
+                        values: vec![SqlValue::Int(builderid)],
+                    },
+                    Filter {
+                        column: "number",
+                        op: FilterOp::Eq,
+                        values: vec![SqlValue::Int(number)],
+                    },
                 ],
                 ..Default::default()
             };
@@ -99,22 +166,44 @@ async fn build_id(master: &Master, segs: &[&str], path: &str) -> Result<BuildId,
     }
 }
 
-async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json::Map<String, Value>) -> Result<Value, RpcError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    let reason = params.get("reason").and_then(Value::as_str).unwrap_or("no reason").to_string();
+async fn dispatch(
+    master: &Master,
+    path: &str,
+    method: &str,
+    params: &serde_json::Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let reason = params
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("no reason")
+        .to_string();
     match (segs.as_slice(), method) {
         (["forceschedulers", name], "force") => {
             let config = master.config();
-            let Some(SchedulerConfig::Force(scheduler)) = config.schedulers.iter().find(|s| s.name() == *name) else {
+            let Some(SchedulerConfig::Force(scheduler)) =
+                config.schedulers.iter().find(|s| s.name() == *name)
+            else {
                 return Err(not_found(path));
             };
             let owner = params.get("owner").and_then(Value::as_str);
             match force(master, scheduler, params, owner).await {
                 Ok((bsid, brids)) => {
-                    let map: serde_json::Map<String, Value> = brids.iter().map(|(b, r)| (b.0.to_string(), json!(r.0))).collect();
+                    let map: serde_json::Map<String, Value> = brids
+                        .iter()
+                        .map(|(b, r)| (b.0.to_string(), json!(r.0)))
+                        .collect();
                     Ok(json!([bsid.0, map]))
                 }
-                Err(ForceError::InvalidParams(errors)) => Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_PARAMS, json!(errors).to_string())),
+                Err(ForceError::InvalidParams(errors)) => Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_PARAMS,
+                    json!(errors).to_string(),
+                )),
                 Err(ForceError::Internal(e)) => Err(internal(e)),
             }
         }
@@ -125,10 +214,29 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
         }
         (["builds", ..] | ["builders", _, "builds", _], "rebuild") => {
             let id = build_id(master, &segs, path).await?;
-            let build = master.db.get_build(id).await.map_err(internal)?.ok_or_else(|| not_found(path))?;
-            let request = master.db.get_buildrequest(build.buildrequestid).await.map_err(internal)?.ok_or_else(|| not_found(path))?;
-            let buildset = master.db.get_buildset(request.buildsetid).await.map_err(internal)?.ok_or_else(|| not_found(path))?;
-            let ids: Vec<SourceStampId> = buildset.sourcestamps.iter().map(|i| SourceStampId(*i)).collect();
+            let build = master
+                .db
+                .get_build(id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| not_found(path))?;
+            let request = master
+                .db
+                .get_buildrequest(build.buildrequestid)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| not_found(path))?;
+            let buildset = master
+                .db
+                .get_buildset(request.buildsetid)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| not_found(path))?;
+            let ids: Vec<SourceStampId> = buildset
+                .sourcestamps
+                .iter()
+                .map(|i| SourceStampId(*i))
+                .collect();
             let sourcestamps = master
                 .db
                 .get_sourcestamps(&ids)
@@ -143,19 +251,30 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
                     project: s.project,
                     patch: s.patch.and_then(|p| {
                         use base64::Engine;
-                        base64::engine::general_purpose::STANDARD.decode(&p.body_base64).ok().map(|body| kiln_core::sourcestamp::Patch {
-                            level: p.level,
-                            body,
-                            subdir: p.subdir,
-                            author: p.author,
-                            comment: p.comment,
-                        })
+                        base64::engine::general_purpose::STANDARD
+                            .decode(&p.body_base64)
+                            .ok()
+                            .map(|body| kiln_core::sourcestamp::Patch {
+                                level: p.level,
+                                body,
+                                subdir: p.subdir,
+                                author: p.author,
+                                comment: p.comment,
+                            })
                     }),
                 })
                 .collect();
-            let properties = master.db.buildset_properties(request.buildsetid).await.map_err(internal)?;
+            let properties = master
+                .db
+                .buildset_properties(request.buildsetid)
+                .await
+                .map_err(internal)?;
             let new = NewBuildSet {
-                reason: format!("rebuild of build {}: {}", build.number, buildset.reason.unwrap_or_default()),
+                reason: format!(
+                    "rebuild of build {}: {}",
+                    build.number,
+                    buildset.reason.unwrap_or_default()
+                ),
                 sourcestamps,
                 properties,
                 builders: vec![(build.builderid, request.priority)],
@@ -164,18 +283,35 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
             };
             let (bsid, brids) = master.updates.add_buildset(new).await.map_err(internal)?;
             master.wake_distributor();
-            let map: serde_json::Map<String, Value> = brids.iter().map(|(b, r)| (b.0.to_string(), json!(r.0))).collect();
+            let map: serde_json::Map<String, Value> = brids
+                .iter()
+                .map(|(b, r)| (b.0.to_string(), json!(r.0)))
+                .collect();
             Ok(json!([bsid.0, map]))
         }
         (["buildrequests", id], "cancel") => {
             let brid = BuildRequestId(id.parse().map_err(|_| not_found(path))?);
-            let row = master.db.get_buildrequest(brid).await.map_err(internal)?.ok_or_else(|| not_found(path))?;
+            let row = master
+                .db
+                .get_buildrequest(brid)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| not_found(path))?;
             if row.complete {
                 return Ok(Value::Null);
             }
-            let running: Vec<BuildId> = master.running_builds().iter().filter(|(_, b)| b.request == brid).map(|(id, _)| *id).collect();
+            let running: Vec<BuildId> = master
+                .running_builds()
+                .iter()
+                .filter(|(_, b)| b.request == brid)
+                .map(|(id, _)| *id)
+                .collect();
             if running.is_empty() {
-                master.updates.complete_buildrequests(&[brid], Results::Cancelled).await.map_err(internal)?;
+                master
+                    .updates
+                    .complete_buildrequests(&[brid], Results::Cancelled)
+                    .await
+                    .map_err(internal)?;
             } else {
                 for b in running {
                     master.stop_build(b, &reason);
@@ -186,9 +322,17 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
         (["buildrequests", id], "set_priority") => {
             let brid = BuildRequestId(id.parse().map_err(|_| not_found(path))?);
             let Some(priority) = params.get("priority").and_then(Value::as_i64) else {
-                return Err(rpc_error(StatusCode::BAD_REQUEST, INVALID_PARAMS, "priority must be an integer"));
+                return Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_PARAMS,
+                    "priority must be an integer",
+                ));
             };
-            master.updates.set_buildrequest_priority(brid, priority).await.map_err(internal)?;
+            master
+                .updates
+                .set_buildrequest_priority(brid, priority)
+                .await
+                .map_err(internal)?;
             master.wake_distributor();
             Ok(Value::Null)
         }
@@ -197,11 +341,23 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
                 Ok(id) => Page::eq("id", SqlValue::Int(id)),
                 Err(_) => Page::eq("name", SqlValue::Text(w.to_string())),
             };
-            let worker = master.db.list_workers(&page).await.map_err(internal)?.0.into_iter().next().ok_or_else(|| not_found(path))?;
+            let worker = master
+                .db
+                .list_workers(&page)
+                .await
+                .map_err(internal)?
+                .0
+                .into_iter()
+                .next()
+                .ok_or_else(|| not_found(path))?;
             match action {
                 "pause" | "unpause" => {
                     let paused = action == "pause";
-                    master.updates.set_worker_paused(worker.id, paused, paused.then_some(reason.as_str())).await.map_err(internal)?;
+                    master
+                        .updates
+                        .set_worker_paused(worker.id, paused, paused.then_some(reason.as_str()))
+                        .await
+                        .map_err(internal)?;
                     master.workers.set_paused(&worker.name, paused);
                     master.wake_distributor();
                 }
@@ -211,7 +367,11 @@ async fn dispatch(master: &Master, path: &str, method: &str, params: &serde_json
                     }
                 }
                 _ => {
-                    master.updates.set_worker_graceful(worker.id, true).await.map_err(internal)?;
+                    master
+                        .updates
+                        .set_worker_graceful(worker.id, true)
+                        .await
+                        .map_err(internal)?;
                     if let Some(conn) = master.workers.connection(&worker.name) {
                         let _ = conn.request(kiln_proto::Op::Shutdown).await;
                     }

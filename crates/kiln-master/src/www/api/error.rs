@@ -24,7 +24,10 @@ impl ApiError {
             ApiError::Internal(m) => {
                 // The details go to the log; the client learns only that it was not its fault.
                 tracing::error!(error = %m, "internal error answering an API request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
             }
         };
         (status, axum::Json(serde_json::json!({"error": message}))).into_response()

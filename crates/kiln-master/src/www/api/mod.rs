@@ -28,13 +28,28 @@ pub fn router() -> Router<Arc<Master>> {
 
 async fn root(headers: HeaderMap) -> Response {
     let endpoints: Vec<serde_json::Value> = [
-        "builders", "builds", "buildrequests", "buildsets", "changes", "changesources", "forceschedulers", "logs",
-        "masters", "projects", "schedulers", "sourcestamps", "steps", "workers",
+        "builders",
+        "builds",
+        "buildrequests",
+        "buildsets",
+        "changes",
+        "changesources",
+        "forceschedulers",
+        "logs",
+        "masters",
+        "projects",
+        "schedulers",
+        "sourcestamps",
+        "steps",
+        "workers",
     ]
     .iter()
     .map(|n| serde_json::json!({"name": n}))
     .collect();
-    query::respond(&headers, serde_json::json!({"api_versions": [2], "endpoints": endpoints, "meta": {"total": endpoints.len()}}))
+    query::respond(
+        &headers,
+        serde_json::json!({"api_versions": [2], "endpoints": endpoints, "meta": {"total": endpoints.len()}}),
+    )
 }
 
 async fn get_path(
@@ -49,6 +64,11 @@ async fn get_path(
     }
 }
 
-async fn post_path(State(master): State<Arc<Master>>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_path(
+    State(master): State<Arc<Master>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     control::post(&master, &path, &headers, &body).await
 }

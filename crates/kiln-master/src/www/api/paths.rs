@@ -30,66 +30,139 @@ pub enum Ty {
 }
 
 const BUILDS: &[Field] = &[
-    f("buildid", "id", Kind::Int), f("number", "number", Kind::Int), f("builderid", "builderid", Kind::Int),
-    f("buildrequestid", "buildrequestid", Kind::Int), f("workerid", "workerid", Kind::Int), f("masterid", "masterid", Kind::Int),
-    f("started_at", "started_at", Kind::Int), f("complete", "complete_at", Kind::NotNull), f("complete_at", "complete_at", Kind::Int),
-    f("locks_duration_s", "locks_duration_s", Kind::Int), f("state_string", "state_string", Kind::Text), f("results", "results", Kind::Int),
+    f("buildid", "id", Kind::Int),
+    f("number", "number", Kind::Int),
+    f("builderid", "builderid", Kind::Int),
+    f("buildrequestid", "buildrequestid", Kind::Int),
+    f("workerid", "workerid", Kind::Int),
+    f("masterid", "masterid", Kind::Int),
+    f("started_at", "started_at", Kind::Int),
+    f("complete", "complete_at", Kind::NotNull),
+    f("complete_at", "complete_at", Kind::Int),
+    f("locks_duration_s", "locks_duration_s", Kind::Int),
+    f("state_string", "state_string", Kind::Text),
+    f("results", "results", Kind::Int),
     f("properties", "", Kind::Computed),
 ];
 const STEPS: &[Field] = &[
-    f("stepid", "id", Kind::Int), f("number", "number", Kind::Int), f("name", "name", Kind::Text), f("buildid", "buildid", Kind::Int),
-    f("started_at", "started_at", Kind::Int), f("locks_acquired_at", "locks_acquired_at", Kind::Int), f("complete", "complete_at", Kind::NotNull),
-    f("complete_at", "complete_at", Kind::Int), f("state_string", "state_string", Kind::Text), f("results", "results", Kind::Int),
-    f("urls", "", Kind::Computed), f("hidden", "hidden", Kind::Bool),
+    f("stepid", "id", Kind::Int),
+    f("number", "number", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("buildid", "buildid", Kind::Int),
+    f("started_at", "started_at", Kind::Int),
+    f("locks_acquired_at", "locks_acquired_at", Kind::Int),
+    f("complete", "complete_at", Kind::NotNull),
+    f("complete_at", "complete_at", Kind::Int),
+    f("state_string", "state_string", Kind::Text),
+    f("results", "results", Kind::Int),
+    f("urls", "", Kind::Computed),
+    f("hidden", "hidden", Kind::Bool),
 ];
 const LOGS: &[Field] = &[
-    f("logid", "id", Kind::Int), f("name", "name", Kind::Text), f("slug", "slug", Kind::Text), f("stepid", "stepid", Kind::Int),
-    f("complete", "complete", Kind::Bool), f("num_lines", "num_lines", Kind::Int), f("type", "type", Kind::Text),
+    f("logid", "id", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("slug", "slug", Kind::Text),
+    f("stepid", "stepid", Kind::Int),
+    f("complete", "complete", Kind::Bool),
+    f("num_lines", "num_lines", Kind::Int),
+    f("type", "type", Kind::Text),
 ];
 const BUILDREQUESTS: &[Field] = &[
-    f("buildrequestid", "br.id", Kind::Int), f("buildsetid", "br.buildsetid", Kind::Int), f("builderid", "br.builderid", Kind::Int),
-    f("priority", "br.priority", Kind::Int), f("claimed", "c.masterid", Kind::NotNull), f("claimed_at", "c.claimed_at", Kind::Int),
-    f("claimed_by_masterid", "c.masterid", Kind::Int), f("complete", "br.complete", Kind::Bool), f("complete_at", "br.complete_at", Kind::Int),
-    f("results", "br.results", Kind::Int), f("submitted_at", "br.submitted_at", Kind::Int), f("waited_for", "br.waited_for", Kind::Bool),
+    f("buildrequestid", "br.id", Kind::Int),
+    f("buildsetid", "br.buildsetid", Kind::Int),
+    f("builderid", "br.builderid", Kind::Int),
+    f("priority", "br.priority", Kind::Int),
+    f("claimed", "c.masterid", Kind::NotNull),
+    f("claimed_at", "c.claimed_at", Kind::Int),
+    f("claimed_by_masterid", "c.masterid", Kind::Int),
+    f("complete", "br.complete", Kind::Bool),
+    f("complete_at", "br.complete_at", Kind::Int),
+    f("results", "br.results", Kind::Int),
+    f("submitted_at", "br.submitted_at", Kind::Int),
+    f("waited_for", "br.waited_for", Kind::Bool),
     f("properties", "", Kind::Computed),
 ];
 const BUILDSETS: &[Field] = &[
-    f("bsid", "id", Kind::Int), f("external_idstring", "external_idstring", Kind::Text), f("reason", "reason", Kind::Text),
-    f("submitted_at", "submitted_at", Kind::Int), f("complete", "complete", Kind::Bool), f("complete_at", "complete_at", Kind::Int),
-    f("results", "results", Kind::Int), f("sourcestamps", "", Kind::Computed), f("parent_buildid", "parent_buildid", Kind::Int),
-    f("parent_relationship", "parent_relationship", Kind::Text), f("rebuilt_buildid", "rebuilt_buildid", Kind::Int),
+    f("bsid", "id", Kind::Int),
+    f("external_idstring", "external_idstring", Kind::Text),
+    f("reason", "reason", Kind::Text),
+    f("submitted_at", "submitted_at", Kind::Int),
+    f("complete", "complete", Kind::Bool),
+    f("complete_at", "complete_at", Kind::Int),
+    f("results", "results", Kind::Int),
+    f("sourcestamps", "", Kind::Computed),
+    f("parent_buildid", "parent_buildid", Kind::Int),
+    f("parent_relationship", "parent_relationship", Kind::Text),
+    f("rebuilt_buildid", "rebuilt_buildid", Kind::Int),
 ];
 const SOURCESTAMPS: &[Field] = &[
-    f("ssid", "id", Kind::Int), f("branch", "branch", Kind::Text), f("revision", "revision", Kind::Text), f("project", "project", Kind::Text),
-    f("repository", "repository", Kind::Text), f("codebase", "codebase", Kind::Text), f("created_at", "created_at", Kind::Int),
+    f("ssid", "id", Kind::Int),
+    f("branch", "branch", Kind::Text),
+    f("revision", "revision", Kind::Text),
+    f("project", "project", Kind::Text),
+    f("repository", "repository", Kind::Text),
+    f("codebase", "codebase", Kind::Text),
+    f("created_at", "created_at", Kind::Int),
     f("patch", "", Kind::Computed),
 ];
 const CHANGES: &[Field] = &[
-    f("changeid", "changeid", Kind::Int), f("author", "author", Kind::Text), f("committer", "committer", Kind::Text),
-    f("comments", "comments", Kind::Text), f("branch", "branch", Kind::Text), f("revision", "revision", Kind::Text),
-    f("revlink", "revlink", Kind::Text), f("when_timestamp", "when_timestamp", Kind::Int), f("category", "category", Kind::Text),
-    f("repository", "repository", Kind::Text), f("codebase", "codebase", Kind::Text), f("project", "project", Kind::Text),
-    f("files", "", Kind::Computed), f("properties", "", Kind::Computed), f("sourcestamp", "", Kind::Computed),
+    f("changeid", "changeid", Kind::Int),
+    f("author", "author", Kind::Text),
+    f("committer", "committer", Kind::Text),
+    f("comments", "comments", Kind::Text),
+    f("branch", "branch", Kind::Text),
+    f("revision", "revision", Kind::Text),
+    f("revlink", "revlink", Kind::Text),
+    f("when_timestamp", "when_timestamp", Kind::Int),
+    f("category", "category", Kind::Text),
+    f("repository", "repository", Kind::Text),
+    f("codebase", "codebase", Kind::Text),
+    f("project", "project", Kind::Text),
+    f("files", "", Kind::Computed),
+    f("properties", "", Kind::Computed),
+    f("sourcestamp", "", Kind::Computed),
     f("parent_changeids", "", Kind::Computed),
 ];
 const WORKERS: &[Field] = &[
-    f("workerid", "id", Kind::Int), f("name", "name", Kind::Text), f("paused", "paused", Kind::Bool), f("pause_reason", "pause_reason", Kind::Text),
-    f("graceful", "graceful", Kind::Bool), f("configured_on", "", Kind::Computed), f("connected_to", "", Kind::Computed),
+    f("workerid", "id", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("paused", "paused", Kind::Bool),
+    f("pause_reason", "pause_reason", Kind::Text),
+    f("graceful", "graceful", Kind::Bool),
+    f("configured_on", "", Kind::Computed),
+    f("connected_to", "", Kind::Computed),
     f("workerinfo", "", Kind::Computed),
 ];
 const BUILDERS: &[Field] = &[
-    f("builderid", "id", Kind::Int), f("name", "name", Kind::Text), f("description", "description", Kind::Text),
-    f("description_format", "description_format", Kind::Text), f("description_html", "description_html", Kind::Text),
-    f("projectid", "projectid", Kind::Int), f("masterids", "", Kind::Computed), f("tags", "", Kind::Computed),
+    f("builderid", "id", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("description", "description", Kind::Text),
+    f("description_format", "description_format", Kind::Text),
+    f("description_html", "description_html", Kind::Text),
+    f("projectid", "projectid", Kind::Int),
+    f("masterids", "", Kind::Computed),
+    f("tags", "", Kind::Computed),
 ];
 const MASTERS: &[Field] = &[
-    f("masterid", "id", Kind::Int), f("name", "name", Kind::Text), f("active", "active", Kind::Bool), f("last_active", "last_active", Kind::Int),
+    f("masterid", "id", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("active", "active", Kind::Bool),
+    f("last_active", "last_active", Kind::Int),
 ];
 const FORCESCHEDULERS: &[Field] = &[
-    f("name", "", Kind::Computed), f("label", "", Kind::Computed), f("button_name", "", Kind::Computed),
-    f("builder_names", "", Kind::Computed), f("enabled", "", Kind::Computed), f("all_fields", "", Kind::Computed),
+    f("name", "", Kind::Computed),
+    f("label", "", Kind::Computed),
+    f("button_name", "", Kind::Computed),
+    f("builder_names", "", Kind::Computed),
+    f("enabled", "", Kind::Computed),
+    f("all_fields", "", Kind::Computed),
 ];
-const SCHEDULERS: &[Field] = &[f("schedulerid", "", Kind::Computed), f("name", "", Kind::Computed), f("enabled", "", Kind::Computed), f("master", "", Kind::Computed)];
+const SCHEDULERS: &[Field] = &[
+    f("schedulerid", "", Kind::Computed),
+    f("name", "", Kind::Computed),
+    f("enabled", "", Kind::Computed),
+    f("master", "", Kind::Computed),
+];
 const NAMED: &[Field] = &[f("name", "", Kind::Computed)];
 
 impl Ty {
@@ -143,7 +216,11 @@ enum Target {
 }
 
 fn eq(column: &'static str, v: i64) -> Filter {
-    Filter { column, op: FilterOp::Eq, values: vec![SqlValue::Int(v)] }
+    Filter {
+        column,
+        op: FilterOp::Eq,
+        values: vec![SqlValue::Int(v)],
+    }
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -162,38 +239,76 @@ async fn builder_id(master: &Master, seg: &str) -> Result<Option<i64>, ApiError>
         return Ok(Some(id.0));
     }
     let page = kiln_db::listing::Page::eq("name", SqlValue::Text(seg.to_string()));
-    Ok(master.db.list_builders(&page).await?.0.first().map(|b| b.id.0))
+    Ok(master
+        .db
+        .list_builders(&page)
+        .await?
+        .0
+        .first()
+        .map(|b| b.id.0))
 }
 
-async fn build_by_number(master: &Master, builderid: i64, number: i64) -> Result<Option<BuildId>, ApiError> {
-    let page = kiln_db::listing::Page { filters: vec![eq("builderid", builderid), eq("number", number)], ..Default::default() };
+async fn build_by_number(
+    master: &Master,
+    builderid: i64,
+    number: i64,
+) -> Result<Option<BuildId>, ApiError> {
+    let page = kiln_db::listing::Page {
+        filters: vec![eq("builderid", builderid), eq("number", number)],
+        ..Default::default()
+    };
     Ok(master.db.list_builds(&page).await?.0.first().map(|b| b.id))
 }
 
 async fn step_of(master: &Master, buildid: i64, seg: &str) -> Result<Option<StepId>, ApiError> {
     let filter = match int(seg) {
         Some(n) => eq("number", n),
-        None => Filter { column: "name", op: FilterOp::Eq, values: vec![SqlValue::Text(seg.to_string())] },
+        None => Filter {
+            column: "name",
+            op: FilterOp::Eq,
+            values: vec![SqlValue::Text(seg.to_string())],
+        },
     };
-    let page = kiln_db::listing::Page { filters: vec![eq("buildid", buildid), filter], ..Default::default() };
+    let page = kiln_db::listing::Page {
+        filters: vec![eq("buildid", buildid), filter],
+        ..Default::default()
+    };
     Ok(master.db.list_steps(&page).await?.0.first().map(|s| s.id))
 }
 
 async fn log_of(master: &Master, stepid: i64, slug: &str) -> Result<Option<LogId>, ApiError> {
     let page = kiln_db::listing::Page {
-        filters: vec![eq("stepid", stepid), Filter { column: "slug", op: FilterOp::Eq, values: vec![SqlValue::Text(slug.to_string())] }],
+        filters: vec![
+            eq("stepid", stepid),
+            Filter {
+                column: "slug",
+                op: FilterOp::Eq,
+                values: vec![SqlValue::Text(slug.to_string())],
+            },
+        ],
         ..Default::default()
     };
     Ok(master.db.list_logs(&page).await?.0.first().map(|l| l.id))
 }
 
 /// Resolves the part of a path below a step: `logs`, `logs/{slug}`, and a log's contents.
-async fn below_step(master: &Master, stepid: StepId, rest: &[&str], path: &str) -> Result<Target, ApiError> {
+async fn below_step(
+    master: &Master,
+    stepid: StepId,
+    rest: &[&str],
+    path: &str,
+) -> Result<Target, ApiError> {
     match rest {
-        [] => Ok(Target::Single(Ty::Steps, vec![eq("id", stepid.0)], path.into())),
+        [] => Ok(Target::Single(
+            Ty::Steps,
+            vec![eq("id", stepid.0)],
+            path.into(),
+        )),
         ["logs"] => Ok(Target::Collection(Ty::Logs, vec![eq("stepid", stepid.0)])),
         ["logs", slug, tail @ ..] => {
-            let id = log_of(master, stepid.0, slug).await?.ok_or_else(|| not_found(path))?;
+            let id = log_of(master, stepid.0, slug)
+                .await?
+                .ok_or_else(|| not_found(path))?;
             below_log(id, tail, path)
         }
         _ => Err(not_found(path)),
@@ -210,12 +325,23 @@ fn below_log(id: LogId, rest: &[&str], path: &str) -> Result<Target, ApiError> {
     }
 }
 
-async fn below_build(master: &Master, id: BuildId, rest: &[&str], path: &str) -> Result<Target, ApiError> {
+async fn below_build(
+    master: &Master,
+    id: BuildId,
+    rest: &[&str],
+    path: &str,
+) -> Result<Target, ApiError> {
     match rest {
-        [] => Ok(Target::Single(Ty::Builds, vec![eq("id", id.0)], path.into())),
+        [] => Ok(Target::Single(
+            Ty::Builds,
+            vec![eq("id", id.0)],
+            path.into(),
+        )),
         ["steps"] => Ok(Target::Collection(Ty::Steps, vec![eq("buildid", id.0)])),
         ["steps", step, tail @ ..] => {
-            let stepid = step_of(master, id.0, step).await?.ok_or_else(|| not_found(path))?;
+            let stepid = step_of(master, id.0, step)
+                .await?
+                .ok_or_else(|| not_found(path))?;
             below_step(master, stepid, tail, path).await
         }
         ["properties"] => Ok(Target::BuildProperties(id)),
@@ -227,61 +353,131 @@ async fn below_build(master: &Master, id: BuildId, rest: &[&str], path: &str) ->
 }
 
 async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let nf = || not_found(path);
     match segs.as_slice() {
         ["builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
         ["builders", b, rest @ ..] => {
             let id = builder_id(master, b).await?.ok_or_else(nf)?;
             match rest {
-                [] => Ok(Target::Single(Ty::Builders, vec![eq("id", id)], path.into())),
+                [] => Ok(Target::Single(
+                    Ty::Builders,
+                    vec![eq("id", id)],
+                    path.into(),
+                )),
                 ["builds"] => Ok(Target::Collection(Ty::Builds, vec![eq("builderid", id)])),
                 ["builds", n, tail @ ..] => {
                     let number = int(n).ok_or_else(nf)?;
                     let build = build_by_number(master, id, number).await?.ok_or_else(nf)?;
                     below_build(master, build, tail, path).await
                 }
-                ["buildrequests"] => Ok(Target::Collection(Ty::BuildRequests, vec![eq("br.builderid", id)])),
-                ["workers"] => Ok(Target::Collection(Ty::Workers, vec![Filter {
-                    column: "id",
-                    op: FilterOp::In,
-                    values: master.db.builder_worker_ids(kiln_core::BuilderId(id)).await?.into_iter().map(|w| SqlValue::Int(w.0)).collect(),
-                }])),
-                ["forceschedulers"] => Ok(Target::Collection(Ty::ForceSchedulers, vec![eq("builderid", id)])),
+                ["buildrequests"] => Ok(Target::Collection(
+                    Ty::BuildRequests,
+                    vec![eq("br.builderid", id)],
+                )),
+                ["workers"] => Ok(Target::Collection(
+                    Ty::Workers,
+                    vec![Filter {
+                        column: "id",
+                        op: FilterOp::In,
+                        values: master
+                            .db
+                            .builder_worker_ids(kiln_core::BuilderId(id))
+                            .await?
+                            .into_iter()
+                            .map(|w| SqlValue::Int(w.0))
+                            .collect(),
+                    }],
+                )),
+                ["forceschedulers"] => Ok(Target::Collection(
+                    Ty::ForceSchedulers,
+                    vec![eq("builderid", id)],
+                )),
                 ["masters"] => Ok(Target::Collection(Ty::Masters, vec![])),
                 _ => Err(nf()),
             }
         }
         ["builds"] => Ok(Target::Collection(Ty::Builds, vec![])),
-        ["builds", id, rest @ ..] => below_build(master, BuildId(int(id).ok_or_else(nf)?), rest, path).await,
+        ["builds", id, rest @ ..] => {
+            below_build(master, BuildId(int(id).ok_or_else(nf)?), rest, path).await
+        }
         ["steps"] => Ok(Target::Collection(Ty::Steps, vec![])),
-        ["steps", id, rest @ ..] => below_step(master, StepId(int(id).ok_or_else(nf)?), rest, path).await,
+        ["steps", id, rest @ ..] => {
+            below_step(master, StepId(int(id).ok_or_else(nf)?), rest, path).await
+        }
         ["logs", id, rest @ ..] => below_log(LogId(int(id).ok_or_else(nf)?), rest, path),
         ["buildrequests"] => Ok(Target::Collection(Ty::BuildRequests, vec![])),
-        ["buildrequests", id] => Ok(Target::Single(Ty::BuildRequests, vec![eq("br.id", int(id).ok_or_else(nf)?)], path.into())),
-        ["buildrequests", id, "builds"] => Ok(Target::Collection(Ty::Builds, vec![eq("buildrequestid", int(id).ok_or_else(nf)?)])),
+        ["buildrequests", id] => Ok(Target::Single(
+            Ty::BuildRequests,
+            vec![eq("br.id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["buildrequests", id, "builds"] => Ok(Target::Collection(
+            Ty::Builds,
+            vec![eq("buildrequestid", int(id).ok_or_else(nf)?)],
+        )),
         ["buildsets"] => Ok(Target::Collection(Ty::BuildSets, vec![])),
-        ["buildsets", id] => Ok(Target::Single(Ty::BuildSets, vec![eq("id", int(id).ok_or_else(nf)?)], path.into())),
+        ["buildsets", id] => Ok(Target::Single(
+            Ty::BuildSets,
+            vec![eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
         ["buildsets", id, "properties"] => Ok(Target::BuildsetProperties(int(id).ok_or_else(nf)?)),
         ["buildsets", id, "sourcestamps"] => {
-            let bs = master.db.get_buildset(kiln_core::BuildSetId(int(id).ok_or_else(nf)?)).await?.ok_or_else(nf)?;
-            Ok(Target::Collection(Ty::SourceStamps, vec![Filter { column: "id", op: FilterOp::In, values: bs.sourcestamps.into_iter().map(SqlValue::Int).collect() }]))
+            let bs = master
+                .db
+                .get_buildset(kiln_core::BuildSetId(int(id).ok_or_else(nf)?))
+                .await?
+                .ok_or_else(nf)?;
+            Ok(Target::Collection(
+                Ty::SourceStamps,
+                vec![Filter {
+                    column: "id",
+                    op: FilterOp::In,
+                    values: bs.sourcestamps.into_iter().map(SqlValue::Int).collect(),
+                }],
+            ))
         }
         ["sourcestamps"] => Ok(Target::Collection(Ty::SourceStamps, vec![])),
-        ["sourcestamps", id] => Ok(Target::Single(Ty::SourceStamps, vec![eq("id", int(id).ok_or_else(nf)?)], path.into())),
-        ["sourcestamps", id, "changes"] => Ok(Target::Collection(Ty::Changes, vec![eq("sourcestampid", int(id).ok_or_else(nf)?)])),
+        ["sourcestamps", id] => Ok(Target::Single(
+            Ty::SourceStamps,
+            vec![eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["sourcestamps", id, "changes"] => Ok(Target::Collection(
+            Ty::Changes,
+            vec![eq("sourcestampid", int(id).ok_or_else(nf)?)],
+        )),
         ["changes"] => Ok(Target::Collection(Ty::Changes, vec![])),
-        ["changes", id] => Ok(Target::Single(Ty::Changes, vec![eq("changeid", int(id).ok_or_else(nf)?)], path.into())),
+        ["changes", id] => Ok(Target::Single(
+            Ty::Changes,
+            vec![eq("changeid", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
         ["workers"] => Ok(Target::Collection(Ty::Workers, vec![])),
         ["workers", w, rest @ ..] => {
             let filter = match int(w) {
                 Some(id) => eq("id", id),
-                None => Filter { column: "name", op: FilterOp::Eq, values: vec![SqlValue::Text(w.to_string())] },
+                None => Filter {
+                    column: "name",
+                    op: FilterOp::Eq,
+                    values: vec![SqlValue::Text(w.to_string())],
+                },
             };
             match rest {
                 [] => Ok(Target::Single(Ty::Workers, vec![filter], path.into())),
                 ["builds"] => {
-                    let (rows, _) = master.db.list_workers(&kiln_db::listing::Page { filters: vec![filter], ..Default::default() }).await?;
+                    let (rows, _) = master
+                        .db
+                        .list_workers(&kiln_db::listing::Page {
+                            filters: vec![filter],
+                            ..Default::default()
+                        })
+                        .await?;
                     let id = rows.first().ok_or_else(nf)?.id.0;
                     Ok(Target::Collection(Ty::Builds, vec![eq("workerid", id)]))
                 }
@@ -289,13 +485,21 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
             }
         }
         ["masters"] => Ok(Target::Collection(Ty::Masters, vec![])),
-        ["masters", id] => Ok(Target::Single(Ty::Masters, vec![eq("id", int(id).ok_or_else(nf)?)], path.into())),
+        ["masters", id] => Ok(Target::Single(
+            Ty::Masters,
+            vec![eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
         ["masters", _, "builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
         ["masters", _, "workers"] => Ok(Target::Collection(Ty::Workers, vec![])),
         ["forceschedulers"] => Ok(Target::Collection(Ty::ForceSchedulers, vec![])),
         ["forceschedulers", name] => Ok(Target::Single(
             Ty::ForceSchedulers,
-            vec![Filter { column: "name", op: FilterOp::Eq, values: vec![SqlValue::Text(name.to_string())] }],
+            vec![Filter {
+                column: "name",
+                op: FilterOp::Eq,
+                values: vec![SqlValue::Text(name.to_string())],
+            }],
             path.into(),
         )),
         ["schedulers"] => Ok(Target::Collection(Ty::Schedulers, vec![])),
@@ -306,7 +510,11 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
 }
 
 /// Loads rows of a kind as JSON.
-async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<(Vec<Value>, i64), ApiError> {
+async fn load(
+    master: &Master,
+    ty: Ty,
+    page: &kiln_db::listing::Page,
+) -> Result<(Vec<Value>, i64), ApiError> {
     let db = &master.db;
     Ok(match ty {
         Ty::Builds => {
@@ -329,8 +537,14 @@ async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<
             let (rows, total) = db.list_buildsets(page).await?;
             let mut out = Vec::with_capacity(rows.len());
             for bs in &rows {
-                let ids: Vec<SourceStampId> = bs.sourcestamps.iter().map(|i| SourceStampId(*i)).collect();
-                let ss = db.get_sourcestamps(&ids).await?.iter().map(shapes::sourcestamp).collect();
+                let ids: Vec<SourceStampId> =
+                    bs.sourcestamps.iter().map(|i| SourceStampId(*i)).collect();
+                let ss = db
+                    .get_sourcestamps(&ids)
+                    .await?
+                    .iter()
+                    .map(shapes::sourcestamp)
+                    .collect();
                 out.push(shapes::buildset(bs, ss));
             }
             (out, total)
@@ -343,7 +557,12 @@ async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<
             let (rows, total) = db.list_changes(page).await?;
             let mut out = Vec::with_capacity(rows.len());
             for c in &rows {
-                let ss = db.get_sourcestamps(&[c.sourcestampid]).await?.first().map(shapes::sourcestamp).unwrap_or(Value::Null);
+                let ss = db
+                    .get_sourcestamps(&[c.sourcestampid])
+                    .await?
+                    .first()
+                    .map(shapes::sourcestamp)
+                    .unwrap_or(Value::Null);
                 out.push(shapes::change(c, ss));
             }
             (out, total)
@@ -355,9 +574,20 @@ async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<
         Ty::Builders => {
             let (rows, total) = db.list_builders(page).await?;
             // Only builders some master runs are shown, as Buildbot does.
-            let rows: Vec<Value> = rows.iter().filter(|b| !b.masterids.is_empty()).map(shapes::builder).collect();
+            let rows: Vec<Value> = rows
+                .iter()
+                .filter(|b| !b.masterids.is_empty())
+                .map(shapes::builder)
+                .collect();
             let n = rows.len() as i64;
-            (rows, if page.limit.is_some() || page.offset.is_some() { total } else { n })
+            (
+                rows,
+                if page.limit.is_some() || page.offset.is_some() {
+                    total
+                } else {
+                    n
+                },
+            )
         }
         Ty::Masters => {
             let (rows, total) = db.list_masters(page).await?;
@@ -387,8 +617,16 @@ async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<
                 match (filter.column, filter.values.first()) {
                     ("name", Some(SqlValue::Text(n))) => items.retain(|i| i["name"] == *n),
                     ("builderid", Some(SqlValue::Int(b))) => {
-                        let name = ids.iter().find(|(_, v)| v.0 == *b).map(|(k, _)| k.clone()).unwrap_or_default();
-                        items.retain(|i| i["builder_names"].as_array().is_some_and(|a| a.iter().any(|x| x == &json!(name))));
+                        let name = ids
+                            .iter()
+                            .find(|(_, v)| v.0 == *b)
+                            .map(|(k, _)| k.clone())
+                            .unwrap_or_default();
+                        items.retain(|i| {
+                            i["builder_names"]
+                                .as_array()
+                                .is_some_and(|a| a.iter().any(|x| x == &json!(name)))
+                        });
                     }
                     _ => {}
                 }
@@ -399,7 +637,12 @@ async fn load(master: &Master, ty: Ty, page: &kiln_db::listing::Page) -> Result<
     })
 }
 
-async fn embed_properties(master: &Master, ty: Ty, items: &mut [Value], q: &Query) -> Result<(), ApiError> {
+async fn embed_properties(
+    master: &Master,
+    ty: Ty,
+    items: &mut [Value],
+    q: &Query,
+) -> Result<(), ApiError> {
     if q.properties.is_empty() || !matches!(ty, Ty::Builds | Ty::BuildRequests) {
         return Ok(());
     }
@@ -412,20 +655,33 @@ async fn embed_properties(master: &Master, ty: Ty, items: &mut [Value], q: &Quer
             }
             _ => {
                 let id = item["buildsetid"].as_i64().unwrap_or_default();
-                master.db.buildset_properties(kiln_core::BuildSetId(id)).await?
+                master
+                    .db
+                    .buildset_properties(kiln_core::BuildSetId(id))
+                    .await?
             }
         };
         let map: serde_json::Map<String, Value> = props
             .iter()
             .filter(|(k, _)| wanted(k))
-            .map(|(k, p)| (k.clone(), json!([crate::values::property_to_json(&p.value), p.source])))
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    json!([crate::values::property_to_json(&p.value), p.source]),
+                )
+            })
             .collect();
         item["properties"] = Value::Object(map);
     }
     Ok(())
 }
 
-pub async fn get(master: &Master, path: &str, raw_query: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub async fn get(
+    master: &Master,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let target = resolve(master, path).await?;
     match target {
         Target::Collection(ty, base) => {
@@ -433,18 +689,36 @@ pub async fn get(master: &Master, path: &str, raw_query: &str, headers: &HeaderM
             let (mut items, total) = fetch(master, ty, base, &q).await?;
             embed_properties(master, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
-            Ok(query::respond(headers, json!({ty.plural(): items, "meta": {"total": total}})))
+            Ok(query::respond(
+                headers,
+                json!({ty.plural(): items, "meta": {"total": total}}),
+            ))
         }
         Target::Single(ty, base, path) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
-            let (mut items, _) = fetch(master, ty, base, &Query { limit: None, offset: None, order: vec![], filters: vec![], ..q.clone() }).await?;
+            let (mut items, _) = fetch(
+                master,
+                ty,
+                base,
+                &Query {
+                    limit: None,
+                    offset: None,
+                    order: vec![],
+                    filters: vec![],
+                    ..q.clone()
+                },
+            )
+            .await?;
             if items.is_empty() {
                 return Err(not_found(&path));
             }
             items.truncate(1);
             embed_properties(master, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
-            Ok(query::respond(headers, json!({ty.plural(): items, "meta": {"total": 1}})))
+            Ok(query::respond(
+                headers,
+                json!({ty.plural(): items, "meta": {"total": 1}}),
+            ))
         }
         Target::BuildProperties(id) => {
             query::parse(raw_query, &[], &[])?;
@@ -452,16 +726,39 @@ pub async fn get(master: &Master, path: &str, raw_query: &str, headers: &HeaderM
                 return Err(not_found(path));
             }
             let props = master.db.build_properties_set(id).await?;
-            let map: serde_json::Map<String, Value> =
-                props.iter().map(|(k, p)| (k.clone(), json!([crate::values::property_to_json(&p.value), p.source]))).collect();
-            Ok(query::respond(headers, json!({"properties": [map], "meta": {"total": 1}})))
+            let map: serde_json::Map<String, Value> = props
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        json!([crate::values::property_to_json(&p.value), p.source]),
+                    )
+                })
+                .collect();
+            Ok(query::respond(
+                headers,
+                json!({"properties": [map], "meta": {"total": 1}}),
+            ))
         }
         Target::BuildsetProperties(id) => {
             query::parse(raw_query, &[], &[])?;
-            let props = master.db.buildset_properties(kiln_core::BuildSetId(id)).await?;
-            let map: serde_json::Map<String, Value> =
-                props.iter().map(|(k, p)| (k.clone(), json!([crate::values::property_to_json(&p.value), p.source]))).collect();
-            Ok(query::respond(headers, json!({"properties": [map], "meta": {"total": 1}})))
+            let props = master
+                .db
+                .buildset_properties(kiln_core::BuildSetId(id))
+                .await?;
+            let map: serde_json::Map<String, Value> = props
+                .iter()
+                .map(|(k, p)| {
+                    (
+                        k.clone(),
+                        json!([crate::values::property_to_json(&p.value), p.source]),
+                    )
+                })
+                .collect();
+            Ok(query::respond(
+                headers,
+                json!({"properties": [map], "meta": {"total": 1}}),
+            ))
         }
         Target::LogContents(id) => raw::contents(master, id, raw_query, headers, path).await,
         Target::LogRaw(id, inline) => {
@@ -470,19 +767,42 @@ pub async fn get(master: &Master, path: &str, raw_query: &str, headers: &HeaderM
         }
         Target::Empty(plural) => {
             query::parse(raw_query, &[], &["field", "order", "limit", "offset"])?;
-            Ok(query::respond(headers, json!({plural: [], "meta": {"total": 0}})))
+            Ok(query::respond(
+                headers,
+                json!({plural: [], "meta": {"total": 0}}),
+            ))
         }
     }
 }
 
-async fn fetch(master: &Master, ty: Ty, base: Vec<Filter>, q: &Query) -> Result<(Vec<Value>, i64), ApiError> {
+async fn fetch(
+    master: &Master,
+    ty: Ty,
+    base: Vec<Filter>,
+    q: &Query,
+) -> Result<(Vec<Value>, i64), ApiError> {
     let fields = ty.fields();
-    let in_memory_kind = matches!(ty, Ty::ForceSchedulers | Ty::Schedulers | Ty::ChangeSources | Ty::Projects);
+    let in_memory_kind = matches!(
+        ty,
+        Ty::ForceSchedulers | Ty::Schedulers | Ty::ChangeSources | Ty::Projects
+    );
     if in_memory_kind {
-        let (items, _) = load(master, ty, &kiln_db::listing::Page { filters: base, ..Default::default() }).await?;
+        let (items, _) = load(
+            master,
+            ty,
+            &kiln_db::listing::Page {
+                filters: base,
+                ..Default::default()
+            },
+        )
+        .await?;
         return query::finish_in_memory(items, q, &q.filters);
     }
     let (page, rest, all) = query::push_down(q, fields, base)?;
     let (items, total) = load(master, ty, &page).await?;
-    if all { Ok((items, total)) } else { query::finish_in_memory(items, q, &rest) }
+    if all {
+        Ok((items, total))
+    } else {
+        query::finish_in_memory(items, q, &rest)
+    }
 }

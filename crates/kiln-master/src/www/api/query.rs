@@ -64,7 +64,9 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -86,7 +88,10 @@ pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiEr
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (decode(k), decode(v));
-        let int = |what: &str| v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{what} must be an integer, not '{v}'")));
+        let int = |what: &str| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("{what} must be an integer, not '{v}'")))
+        };
         match k.as_str() {
             "field" => q.fields.push(v.clone()),
             "order" => {
@@ -95,7 +100,9 @@ pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiEr
                     None => (v.clone(), false),
                 };
                 if !fields.iter().any(|f| f.name == name) {
-                    return Err(ApiError::BadRequest(format!("invalid order field '{name}'")));
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid order field '{name}'"
+                    )));
                 }
                 q.order.push((name, desc));
             }
@@ -105,22 +112,31 @@ pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiEr
             _ if extra.contains(&k.as_str()) => {}
             _ => {
                 let (name, op) = match k.rsplit_once("__") {
-                    Some((n, op)) => (n.to_string(), match op {
-                        "eq" => FilterOp::Eq,
-                        "ne" => FilterOp::Ne,
-                        "lt" => FilterOp::Lt,
-                        "le" => FilterOp::Le,
-                        "gt" => FilterOp::Gt,
-                        "ge" => FilterOp::Ge,
-                        "contains" => FilterOp::Contains,
-                        "in" => FilterOp::In,
-                        "notin" => FilterOp::NotIn,
-                        other => return Err(ApiError::BadRequest(format!("unrecognized query parameter '{k}': unknown operator '{other}'"))),
-                    }),
+                    Some((n, op)) => (
+                        n.to_string(),
+                        match op {
+                            "eq" => FilterOp::Eq,
+                            "ne" => FilterOp::Ne,
+                            "lt" => FilterOp::Lt,
+                            "le" => FilterOp::Le,
+                            "gt" => FilterOp::Gt,
+                            "ge" => FilterOp::Ge,
+                            "contains" => FilterOp::Contains,
+                            "in" => FilterOp::In,
+                            "notin" => FilterOp::NotIn,
+                            other => {
+                                return Err(ApiError::BadRequest(format!(
+                                    "unrecognized query parameter '{k}': unknown operator '{other}'"
+                                )));
+                            }
+                        },
+                    ),
                     None => (k.clone(), FilterOp::Eq),
                 };
                 if !fields.iter().any(|f| f.name == name) {
-                    return Err(ApiError::BadRequest(format!("unrecognized query parameter '{k}'")));
+                    return Err(ApiError::BadRequest(format!(
+                        "unrecognized query parameter '{k}'"
+                    )));
                 }
                 let values: Vec<String> = if matches!(op, FilterOp::In | FilterOp::NotIn) {
                     v.split(',').map(str::to_string).collect()
@@ -129,7 +145,11 @@ pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiEr
                 };
                 match q.filters.iter_mut().find(|f| f.field == name && f.op == op) {
                     Some(existing) => existing.values.extend(values),
-                    None => q.filters.push(ApiFilter { field: name, op, values }),
+                    None => q.filters.push(ApiFilter {
+                        field: name,
+                        op,
+                        values,
+                    }),
                 }
             }
         }
@@ -155,18 +175,39 @@ fn sql_value(field: &Field, v: &str) -> Result<SqlValue, ApiError> {
         return Ok(SqlValue::Null);
     }
     match field.kind {
-        Kind::Int => v.parse::<i64>().map(SqlValue::Int).map_err(|_| ApiError::BadRequest(format!("invalid filter value for {}: '{v}' is not an integer", field.name))),
-        Kind::Bool => parse_bool(v).map(|b| SqlValue::Int(i64::from(b))).ok_or_else(|| ApiError::BadRequest(format!("invalid filter value for {}: '{v}' is not a boolean", field.name))),
+        Kind::Int => v.parse::<i64>().map(SqlValue::Int).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "invalid filter value for {}: '{v}' is not an integer",
+                field.name
+            ))
+        }),
+        Kind::Bool => parse_bool(v)
+            .map(|b| SqlValue::Int(i64::from(b)))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid filter value for {}: '{v}' is not a boolean",
+                    field.name
+                ))
+            }),
         _ => Ok(SqlValue::Text(v.to_string())),
     }
 }
 
 /// The part of the query that SQL can do, and whether all of it could.
-pub fn push_down(q: &Query, fields: &[Field], base: Vec<Filter>) -> Result<(Page, Vec<ApiFilter>, bool), ApiError> {
-    let mut page = Page { filters: base, ..Page::default() };
+pub fn push_down(
+    q: &Query,
+    fields: &[Field],
+    base: Vec<Filter>,
+) -> Result<(Page, Vec<ApiFilter>, bool), ApiError> {
+    let mut page = Page {
+        filters: base,
+        ..Page::default()
+    };
     let mut rest = Vec::new();
     for af in &q.filters {
-        let Some(field) = fields.iter().find(|f| f.name == af.field) else { continue };
+        let Some(field) = fields.iter().find(|f| f.name == af.field) else {
+            continue;
+        };
         match field.kind {
             Kind::Computed => rest.push(af.clone()),
             Kind::NotNull => {
@@ -175,27 +216,54 @@ pub fn push_down(q: &Query, fields: &[Field], base: Vec<Filter>) -> Result<(Page
                 match (af.op, wanted.as_slice()) {
                     (FilterOp::Eq, [Some(b)]) | (FilterOp::Ne, [Some(b)]) => {
                         let is_not_null = (*b) == (af.op == FilterOp::Eq);
-                        let op = if is_not_null { FilterOp::Ne } else { FilterOp::Eq };
-                        page.filters.push(Filter { column: field.column, op, values: vec![SqlValue::Null] });
+                        let op = if is_not_null {
+                            FilterOp::Ne
+                        } else {
+                            FilterOp::Eq
+                        };
+                        page.filters.push(Filter {
+                            column: field.column,
+                            op,
+                            values: vec![SqlValue::Null],
+                        });
                     }
                     _ => {
                         if wanted.iter().any(Option::is_none) {
-                            return Err(ApiError::BadRequest(format!("invalid filter value for {}", field.name)));
+                            return Err(ApiError::BadRequest(format!(
+                                "invalid filter value for {}",
+                                field.name
+                            )));
                         }
                         rest.push(af.clone());
                     }
                 }
             }
             _ => {
-                let values = af.values.iter().map(|v| sql_value(field, v)).collect::<Result<Vec<_>, _>>()?;
-                page.filters.push(Filter { column: field.column, op: af.op, values });
+                let values = af
+                    .values
+                    .iter()
+                    .map(|v| sql_value(field, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                page.filters.push(Filter {
+                    column: field.column,
+                    op: af.op,
+                    values,
+                });
             }
         }
     }
-    let order_pushable = q.order.iter().all(|(n, _)| fields.iter().any(|f| f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull)));
+    let order_pushable = q.order.iter().all(|(n, _)| {
+        fields
+            .iter()
+            .any(|f| f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull))
+    });
     let all = rest.is_empty() && order_pushable;
     if all {
-        page.order = q.order.iter().filter_map(|(n, d)| fields.iter().find(|f| f.name == n).map(|f| (f.column, *d))).collect();
+        page.order = q
+            .order
+            .iter()
+            .filter_map(|(n, d)| fields.iter().find(|f| f.name == n).map(|f| (f.column, *d)))
+            .collect();
         page.limit = q.limit;
         page.offset = q.offset;
     } else {
@@ -209,7 +277,11 @@ fn compare(a: &Value, b: &Value) -> Ordering {
         (Value::Null, Value::Null) => Ordering::Equal,
         (Value::Null, _) => Ordering::Less,
         (_, Value::Null) => Ordering::Greater,
-        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .partial_cmp(&y.as_f64().unwrap_or(0.0))
+            .unwrap_or(Ordering::Equal),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (Value::String(x), Value::String(y)) => x.cmp(y),
         _ => a.to_string().cmp(&b.to_string()),
@@ -223,7 +295,11 @@ fn typed(sample: &Value, v: &str) -> Value {
     }
     match sample {
         Value::Bool(_) => parse_bool(v).map_or(Value::String(v.to_string()), Value::Bool),
-        Value::Number(_) => v.parse::<i64>().map(Value::from).or_else(|_| v.parse::<f64>().map(Value::from)).unwrap_or(Value::String(v.to_string())),
+        Value::Number(_) => v
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| v.parse::<f64>().map(Value::from))
+            .unwrap_or(Value::String(v.to_string())),
         _ => Value::String(v.to_string()),
     }
 }
@@ -233,15 +309,21 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
     let each = |v: &String| {
         let t = typed(&value, v);
         match f.op {
-            FilterOp::Eq | FilterOp::In => compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null(),
-            FilterOp::Ne | FilterOp::NotIn => !(compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null()),
+            FilterOp::Eq | FilterOp::In => {
+                compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null()
+            }
+            FilterOp::Ne | FilterOp::NotIn => {
+                !(compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null())
+            }
             FilterOp::Lt => !value.is_null() && compare(&value, &t) == Ordering::Less,
             FilterOp::Le => !value.is_null() && compare(&value, &t) != Ordering::Greater,
             FilterOp::Gt => !value.is_null() && compare(&value, &t) == Ordering::Greater,
             FilterOp::Ge => !value.is_null() && compare(&value, &t) != Ordering::Less,
             FilterOp::Contains => match &value {
                 Value::String(s) => s.contains(v.as_str()),
-                Value::Array(items) => items.iter().any(|i| i.as_str() == Some(v.as_str()) || i.to_string() == *v),
+                Value::Array(items) => items
+                    .iter()
+                    .any(|i| i.as_str() == Some(v.as_str()) || i.to_string() == *v),
                 _ => false,
             },
         }
@@ -253,7 +335,11 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
 }
 
 /// Applies what SQL could not: filters, order and paging, in memory.
-pub fn finish_in_memory(mut items: Vec<Value>, q: &Query, rest: &[ApiFilter]) -> Result<(Vec<Value>, i64), ApiError> {
+pub fn finish_in_memory(
+    mut items: Vec<Value>,
+    q: &Query,
+    rest: &[ApiFilter],
+) -> Result<(Vec<Value>, i64), ApiError> {
     if items.len() as i64 > MAX_SCAN {
         return Err(ApiError::BadRequest(format!(
             "this query needs more than {MAX_SCAN} rows filtered in memory; narrow it with filters on stored fields"
@@ -263,7 +349,10 @@ pub fn finish_in_memory(mut items: Vec<Value>, q: &Query, rest: &[ApiFilter]) ->
     if !q.order.is_empty() {
         items.sort_by(|a, b| {
             for (name, desc) in &q.order {
-                let o = compare(a.get(name).unwrap_or(&Value::Null), b.get(name).unwrap_or(&Value::Null));
+                let o = compare(
+                    a.get(name).unwrap_or(&Value::Null),
+                    b.get(name).unwrap_or(&Value::Null),
+                );
                 let o = if *desc { o.reverse() } else { o };
                 if o != Ordering::Equal {
                     return o;
@@ -274,7 +363,11 @@ pub fn finish_in_memory(mut items: Vec<Value>, q: &Query, rest: &[ApiFilter]) ->
     }
     let total = items.len() as i64;
     let offset = q.offset.unwrap_or(0).max(0) as usize;
-    let items: Vec<Value> = items.into_iter().skip(offset).take(q.limit.map_or(usize::MAX, |l| l.max(0) as usize)).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(q.limit.map_or(usize::MAX, |l| l.max(0) as usize))
+        .collect();
     Ok((items, total))
 }
 
@@ -292,7 +385,10 @@ pub fn select_fields(items: &mut [Value], q: &Query) {
 
 /// A JSON response: compact when the client accepts JSON, pretty text otherwise, as Buildbot does.
 pub fn respond(headers: &HeaderMap, body: Value) -> Response {
-    let wants_json = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("application/json"));
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
     if wants_json {
         axum::Json(body).into_response()
     } else {
@@ -305,7 +401,12 @@ pub fn respond(headers: &HeaderMap, body: Value) -> Response {
 mod tests {
     use super::*;
 
-    const FIELDS: &[Field] = &[f("buildid", "id", Kind::Int), f("complete", "complete_at", Kind::NotNull), f("state_string", "state_string", Kind::Text), f("claimed", "", Kind::Computed)];
+    const FIELDS: &[Field] = &[
+        f("buildid", "id", Kind::Int),
+        f("complete", "complete_at", Kind::NotNull),
+        f("state_string", "state_string", Kind::Text),
+        f("claimed", "", Kind::Computed),
+    ];
 
     #[test]
     fn parses_buildbot_query_options() {
@@ -320,16 +421,27 @@ mod tests {
 
     #[test]
     fn unknown_parameters_and_bad_values_are_400() {
-        assert!(matches!(parse("nope=1", FIELDS, &[]), Err(ApiError::BadRequest(m)) if m.contains("unrecognized query parameter 'nope'")));
-        assert!(matches!(parse("buildid__like=1", FIELDS, &[]), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse("limit=x", FIELDS, &[]), Err(ApiError::BadRequest(_))));
+        assert!(
+            matches!(parse("nope=1", FIELDS, &[]), Err(ApiError::BadRequest(m)) if m.contains("unrecognized query parameter 'nope'"))
+        );
+        assert!(matches!(
+            parse("buildid__like=1", FIELDS, &[]),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse("limit=x", FIELDS, &[]),
+            Err(ApiError::BadRequest(_))
+        ));
         let q = parse("buildid=abc", FIELDS, &[]).unwrap();
         assert!(push_down(&q, FIELDS, vec![]).is_err());
     }
 
     #[test]
     fn in_memory_filters_for_computed_fields() {
-        let items = vec![serde_json::json!({"buildid": 1, "claimed": true}), serde_json::json!({"buildid": 2, "claimed": false})];
+        let items = vec![
+            serde_json::json!({"buildid": 1, "claimed": true}),
+            serde_json::json!({"buildid": 2, "claimed": false}),
+        ];
         let q = parse("claimed=false&order=-buildid", FIELDS, &[]).unwrap();
         let (_, rest, all) = push_down(&q, FIELDS, vec![]).unwrap();
         assert!(!all);

@@ -1,6 +1,9 @@
 //! The JSON shape of each resource, as Buildbot's data API returns it.
 
-use kiln_db::{BuildRequestRow, BuildRow, BuildSetRow, BuilderRow, ChangeRow, LogRow, MasterRow, SourceStampRow, StepRow, WorkerRow};
+use kiln_db::{
+    BuildRequestRow, BuildRow, BuildSetRow, BuilderRow, ChangeRow, LogRow, MasterRow,
+    SourceStampRow, StepRow, WorkerRow,
+};
 use serde_json::{Value, json};
 
 use crate::values::property_to_json;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs kiln's whole test suite against its real components: a throwaway PostgreSQL cluster and the
+# stock buildbot-worker from PyPI in a virtualenv. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=${KILN_TEST_STATE:-$PWD/target/test-env}
+mkdir -p "$state"
+
+venv=$state/venv
+if [ ! -x "$venv/bin/buildbot-worker" ]; then
+  echo "setting up buildbot-worker in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'buildbot-worker==4.3.0'
+fi
+export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
+
+# The cluster lives under /tmp so that the postgres user can reach it wherever the checkout is.
+KILN_TEST_POSTGRES_URL=$(.ci/postgres.sh "${KILN_TEST_PG_DIR:-/tmp/kiln-test-pg}" "${KILN_TEST_PG_PORT:-55433}")
+export KILN_TEST_POSTGRES_URL
+
+log=$state/cargo-test.log
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "kiln: %d passed, %d failed\n", p, f }' "$log"

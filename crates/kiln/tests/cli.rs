@@ -1,0 +1,257 @@
+//! The `kiln` binary as users run it: creating, checking, starting, stopping and killing masters.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+/// Every wait gives up after this long.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn kiln(args: &[&str]) -> std::process::Output {
+    Command::new(KILN).args(args).output().expect("run kiln")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn curl(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Polls the REST API until `check` holds; the master's state is the thing waited for.
+fn wait_api(url: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = curl(&[url]);
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on {url}; last answer {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn force(www: u16, builder: &str) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","method":"force","params":{{"builderNames":["{builder}"]}},"id":1}}"#
+    );
+    let reply = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("http://127.0.0.1:{www}/api/v2/forceschedulers/force"),
+    ]);
+    assert!(reply["result"].is_array(), "force failed: {reply}");
+}
+
+fn write_master(dir: &Path, worker_port: u16, www_port: u16, command: &str) {
+    let cfg = format!(
+        "BuildmasterConfig = {{}}\nc = BuildmasterConfig\n\
+         c['protocols'] = {{'msgpack_experimental_v7': {{'port': {worker_port}}}}}\nc['www'] = {{'port': {www_port}}}\n\
+         c['workers'] = [worker.Worker('w1', 'pass')]\n\
+         f = util.BuildFactory([steps.ShellCommand(name='run', command={command:?})])\n\
+         c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+         c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]\n"
+    );
+    std::fs::write(dir.join("master.star"), cfg).expect("write config");
+}
+
+fn start_master(dir: &Path) -> Child {
+    Command::new(KILN)
+        .arg("start")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start master")
+}
+
+fn start_worker(dir: &Path, port: u16) -> std::thread::JoinHandle<()> {
+    let config = kiln_worker_config(dir, port);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ = rt.block_on(kiln_worker::connection::run(config));
+    })
+}
+
+fn kiln_worker_config(dir: &Path, port: u16) -> kiln_worker::config::WorkerConfig {
+    let config = kiln_worker::config::WorkerConfig {
+        basedir: dir.join("worker"),
+        master_host: "127.0.0.1".into(),
+        master_port: port,
+        name: "w1".into(),
+        password: "pass".into(),
+        max_retries: None,
+    };
+    config.create().expect("create worker");
+    config
+}
+
+#[test]
+fn create_master_writes_a_sample_that_checkconfig_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kiln(&["create-master", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kiln(&["checkconfig", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Config file is good!"));
+    let again = kiln(&["create-master", dir.path().to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing master.star is never overwritten"
+    );
+}
+
+#[test]
+fn checkconfig_reports_every_error_with_its_location_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("master.star"),
+        "BuildmasterConfig = {}\nc = BuildmasterConfig\nc['workers'] = []\nc['builders'] = [util.BuilderConfig(name='b', workernames=['ghost'], factory=util.BuildFactory())]\nc['titel'] = 'x'\n",
+    )
+    .unwrap();
+    let out = kiln(&["checkconfig", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("master.star:4:") && err.contains("uses unknown worker 'ghost'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("master.star:5:2: error: unknown configuration key c['titel']"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    let marker = dir.path().join("first-run-started");
+    let command = format!(
+        "if [ -f {0} ]; then echo second run; else touch {0}; sleep 600; fi",
+        marker.display()
+    );
+    write_master(dir.path(), worker_port, www, &command);
+    let mut master = start_master(dir.path());
+    let _worker = start_worker(dir.path(), worker_port);
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/workers/w1"), |v| {
+        v["workers"][0]["connected_to"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    force(www, "b1");
+    let deadline = Instant::now() + WAIT;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the first build never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A crash: no chance to clean up.
+    master.kill().expect("kill");
+    master.wait().expect("reap");
+
+    let mut master = start_master(dir.path());
+    let builds = wait_api(
+        &format!("http://127.0.0.1:{www}/api/v2/builds?order=buildid"),
+        |v| {
+            v["builds"]
+                .as_array()
+                .is_some_and(|b| b.len() == 2 && b[1]["complete"] == true)
+        },
+    );
+    assert_eq!(
+        builds["builds"][0]["results"], 5,
+        "the interrupted build is RETRY: {builds}"
+    );
+    assert_eq!(builds["builds"][1]["results"], 0);
+    assert_eq!(
+        builds["builds"][0]["buildrequestid"],
+        builds["builds"][1]["buildrequestid"]
+    );
+
+    let out = kiln(&["stop", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = master.wait().expect("master exits");
+    assert!(status.success(), "a stopped master exits cleanly: {status}");
+    assert!(!dir.path().join("kiln.pid").exists());
+}
+
+#[test]
+fn quickstart_runs_a_sample_build_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("qs");
+    let (worker_port, www) = (free_port(), free_port());
+    let mut child = Command::new(KILN)
+        .args([
+            "quickstart",
+            base.to_str().unwrap(),
+            "--www-port",
+            &www.to_string(),
+            "--worker-port",
+            &worker_port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("quickstart");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("quickstart reports its sample build");
+    assert_eq!(first, "sample build finished: success");
+    let builders = curl(&[&format!("http://127.0.0.1:{www}/api/v2/builders")]);
+    assert_eq!(builders["builders"][0]["name"], "runtests");
+    assert!(
+        base.join("uploads/note.txt").exists(),
+        "the sample build uploaded a file"
+    );
+    nix_kill(&child);
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "{status}");
+}
+
+fn nix_kill(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
