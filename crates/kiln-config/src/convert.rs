@@ -40,6 +40,9 @@ const NOT_YET: &[&str] = &[
     "validation",
 ];
 
+/// The largest transfer block: a block travels in one protocol frame, which the master bounds.
+const MAX_BLOCKSIZE: u64 = 4 << 20;
+
 const KNOWN: &[&str] = &[
     "title",
     "titleURL",
@@ -611,6 +614,18 @@ fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConfig> {
         }),
     };
     let properties = cx.properties(w.field("properties"), "the worker's properties", loc);
+    for unsupported in [
+        "defaultProperties",
+        "notify_on_missing",
+        "missing_timeout",
+        "keepalive_interval",
+        "locks",
+        "machine_name",
+    ] {
+        if w.field(unsupported).is_some_and(|n| *n != Node::None) {
+            cx.warn(loc, format!("worker '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
+        }
+    }
     Some(WorkerConfig {
         name,
         password,
@@ -823,8 +838,17 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         }
     };
     let size = |cx: &mut Cx, field: &str| -> Option<u64> {
-        cx.number(s.field(field), field, loc)
-            .and_then(|v| (v >= 0.0).then_some(v as u64))
+        let v = cx
+            .number(s.field(field), field, loc)
+            .and_then(|v| (v >= 0.0).then_some(v as u64));
+        if field == "blocksize" && v.is_some_and(|b| b == 0 || b > MAX_BLOCKSIZE) {
+            cx.error(
+                loc,
+                format!("blocksize must be between 1 and {MAX_BLOCKSIZE} bytes"),
+            );
+            return None;
+        }
+        v
     };
     let mode =
         |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
@@ -960,6 +984,9 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
         None => Some(1200.0),
         other => cx.number(other, "timeout", loc),
     };
+    if matches!(s.field("usePTY"), Some(Node::Bool(true))) {
+        cx.warn(loc, format!("step '{name}': usePTY is not supported by this version of kiln; the command runs without a terminal"));
+    }
     let signal = cx
         .opt_string(s.field("interruptSignal"), "interruptSignal", loc)
         .unwrap_or_else(|| "KILL".into());

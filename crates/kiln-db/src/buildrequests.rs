@@ -57,12 +57,17 @@ impl Db {
         Ok(self.list_buildrequests(&page).await?.0.into_iter().next())
     }
 
-    /// Incomplete requests that no master has claimed, oldest first.
-    pub async fn unclaimed_buildrequests(&self) -> Result<Vec<BuildRequestRow>> {
+    /// Incomplete requests that no master has claimed: for each builder at most `per_builder`, its
+    /// most urgent (highest priority, then oldest). No pass of the distributor can start more builds
+    /// of one builder than it has workers, so a bounded window per builder loses nothing.
+    pub async fn unclaimed_buildrequests(&self, per_builder: i64) -> Result<Vec<BuildRequestRow>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE br.complete = 0 AND c.brid IS NULL ORDER BY br.id"
+            "SELECT * FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY br.builderid \
+             ORDER BY br.priority DESC, br.submitted_at, br.id) AS rank FROM {FROM} \
+             WHERE br.complete = 0 AND c.brid IS NULL) ranked WHERE rank <= {} ORDER BY id",
+            per_builder.max(1)
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request).collect()

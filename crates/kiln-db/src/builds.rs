@@ -51,7 +51,8 @@ fn build(r: &AnyRow) -> Result<BuildRow> {
 }
 
 impl Db {
-    /// Starts a build: the next number of its builder is taken in the same transaction.
+    /// Starts a build. Its number is the builder's next one, taken in the same statement; should two
+    /// masters race for a number, the unique index refuses one and it takes the next.
     pub async fn add_build(
         &self,
         builder: BuilderId,
@@ -62,29 +63,30 @@ impl Db {
         now: i64,
     ) -> Result<(BuildId, i64)> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
-        let number = sqlx::query(
-            "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1",
-        )
-        .bind(builder.0)
-        .fetch_one(&mut *tx)
-        .await?
-        .int("n")?;
-        let r = sqlx::query(
-            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
-             locks_duration_s, state_string) VALUES ($1, $2, $3, $4, $5, $6, 0, $7) RETURNING id",
-        )
-        .bind(number)
-        .bind(builder.0)
-        .bind(request.0)
-        .bind(worker.0)
-        .bind(master.0)
-        .bind(now)
-        .bind(state_string)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((BuildId(r.int("id")?), number))
+        let mut attempts = 0;
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
+                 locks_duration_s, state_string) \
+                 SELECT COALESCE(MAX(number), 0) + 1, $1, $2, $3, $4, $5, 0, $6 FROM builds WHERE builderid = $1 \
+                 RETURNING id, number",
+            )
+            .bind(builder.0)
+            .bind(request.0)
+            .bind(worker.0)
+            .bind(master.0)
+            .bind(now)
+            .bind(state_string)
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(r) => return Ok((BuildId(r.int("id")?), r.int("number")?)),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 8 => {
+                    attempts += 1
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
@@ -97,14 +99,24 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_build(&self, id: BuildId, results: Results, now: i64) -> Result<()> {
+    /// Finishes a build with its result and final state string.
+    pub async fn finish_build(
+        &self,
+        id: BuildId,
+        results: Results,
+        state: &str,
+        now: i64,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query("UPDATE builds SET complete_at = $1, results = $2 WHERE id = $3")
-            .bind(now)
-            .bind(results.code())
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
+        )
+        .bind(now)
+        .bind(results.code())
+        .bind(state)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -167,25 +179,31 @@ impl Db {
             .next())
     }
 
-    /// Stores every property of `props` on a build, replacing values of the same name.
+    /// Stores every property of `props` on a build, replacing values of the same name, in one
+    /// statement.
     pub async fn set_build_properties(&self, id: BuildId, props: &Properties) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
-        for (name, prop) in props.iter() {
-            sqlx::query("DELETE FROM build_properties WHERE buildid = $1 AND name = $2")
-                .bind(id.0)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4)")
-                .bind(id.0)
-                .bind(name)
-                .bind(property_to_json(&prop.value).to_string())
-                .bind(&prop.source)
-                .execute(&mut *tx)
-                .await?;
+        if props.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let mut sql =
+            String::from("INSERT INTO build_properties (buildid, name, value, source) VALUES ");
+        for i in 0..props.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = i * 3;
+            sql.push_str(&format!("($1, ${}, ${}, ${})", n + 2, n + 3, n + 4));
+        }
+        sql.push_str(" ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0);
+        for (name, prop) in props.iter() {
+            q = q
+                .bind(name.clone())
+                .bind(property_to_json(&prop.value).to_string())
+                .bind(prop.source.clone());
+        }
+        let _w = self.write_guard().await;
+        q.execute(&self.pool).await?;
         Ok(())
     }
 

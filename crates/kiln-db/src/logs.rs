@@ -153,31 +153,31 @@ fn decode_chunk(content: &[u8], compressed: i64, logid: i64) -> Result<String> {
 impl Db {
     /// Adds a log to a step. Its slug is derived from the name and made unique within the step.
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
-        let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
-        let slugs: Vec<String> = sqlx::query("SELECT slug FROM logs WHERE stepid = $1")
-            .bind(step.0)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.text("slug"))
-            .collect::<Result<_>>()?;
         let base = slugify(name);
-        let mut slug = base.clone();
+        let _w = self.write_guard().await;
         let mut n = 1;
-        while slugs.contains(&slug) {
-            n += 1;
-            slug = format!("{base}_{n}");
-        }
-        let r = sqlx::query("INSERT INTO logs (name, slug, stepid, complete, num_lines, type) VALUES ($1, $2, $3, 0, 0, $4) RETURNING id")
+        loop {
+            let slug = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}_{n}")
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO logs (name, slug, stepid, complete, num_lines, type) VALUES ($1, $2, $3, 0, 0, $4) RETURNING id",
+            )
             .bind(name)
             .bind(&slug)
             .bind(step.0)
             .bind(log_type.code())
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(LogId(r.int("id")?))
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(r) => return Ok(LogId(r.int("id")?)),
+                // The slug is taken in this step: try the next suffix.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && n < 1000 => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Appends whole lines (each ending in `\n`) to a log and returns the numbers of the first and
@@ -206,14 +206,20 @@ impl Db {
             };
             prepared.push((lines.len() as i64, content, code));
         }
+        let total: i64 = prepared.iter().map(|(count, _, _)| *count).sum();
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let mut next = sqlx::query("SELECT num_lines FROM logs WHERE id = $1")
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await?
-            .int("num_lines")?;
-        let first = next;
+        // Reserving the line numbers first keeps the count and the chunks in step, in one transaction.
+        let end = sqlx::query(
+            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines",
+        )
+        .bind(total)
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .int("num_lines")?;
+        let first = end - total;
+        let mut next = first;
         for (count, content, code) in prepared {
             sqlx::query("INSERT INTO logchunks (logid, first_line, last_line, content, compressed) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id.0)
@@ -225,13 +231,8 @@ impl Db {
                 .await?;
             next += count;
         }
-        sqlx::query("UPDATE logs SET num_lines = $1 WHERE id = $2")
-            .bind(next)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(Some((first, next - 1)))
+        Ok(Some((first, end - 1)))
     }
 
     pub async fn finish_log(&self, id: LogId) -> Result<()> {

@@ -43,58 +43,41 @@ fn step(r: &AnyRow) -> Result<StepRow> {
 }
 
 impl Db {
-    /// Adds the next step of a build. A name already used in the build gets a `_2`, `_3`, …
-    /// suffix, as Buildbot does; the name actually used is returned.
+    /// Adds and starts the next step of a build. A name already used in the build gets a `_2`,
+    /// `_3`, … suffix, as Buildbot does; the name actually used is returned.
     pub async fn add_step(
         &self,
         build: BuildId,
         name: &str,
         state: &str,
+        now: i64,
     ) -> Result<(StepId, i64, String)> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT number, name FROM steps WHERE buildid = $1")
-            .bind(build.0)
-            .fetch_all(&mut *tx)
-            .await?;
-        let number = existing
-            .iter()
-            .map(|r| r.int("number"))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .max()
-            .map_or(0, |n| n + 1);
-        let names: Vec<String> = existing
-            .iter()
-            .map(|r| r.text("name"))
-            .collect::<Result<_>>()?;
-        let mut unique = name.to_string();
         let mut n = 1;
-        while names.contains(&unique) {
-            n += 1;
-            unique = format!("{name}_{n}");
-        }
-        let r = sqlx::query(
-            "INSERT INTO steps (number, name, buildid, state_string, urls_json, hidden) VALUES ($1, $2, $3, $4, '[]', 0) RETURNING id",
-        )
-        .bind(number)
-        .bind(&unique)
-        .bind(build.0)
-        .bind(state)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((StepId(r.int("id")?), number, unique))
-    }
-
-    pub async fn start_step(&self, id: StepId, now: i64) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query("UPDATE steps SET started_at = $1, locks_acquired_at = $1 WHERE id = $2")
+        loop {
+            let unique = if n == 1 {
+                name.to_string()
+            } else {
+                format!("{name}_{n}")
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO steps (number, name, buildid, started_at, locks_acquired_at, state_string, urls_json, hidden) \
+                 SELECT COALESCE(MAX(number), -1) + 1, $1, $2, $3, $3, $4, '[]', 0 FROM steps WHERE buildid = $2 \
+                 RETURNING id, number",
+            )
+            .bind(&unique)
+            .bind(build.0)
             .bind(now)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(r) => return Ok((StepId(r.int("id")?), r.int("number")?, unique)),
+                // The name is taken in this build: try the next suffix.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && n < 1000 => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
@@ -121,13 +104,15 @@ impl Db {
         &self,
         id: StepId,
         results: Results,
+        state: &str,
         hidden: bool,
         now: i64,
     ) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query("UPDATE steps SET complete_at = $1, results = $2, hidden = $3 WHERE id = $4")
+        sqlx::query("UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 WHERE id = $5")
             .bind(now)
             .bind(results.code())
+            .bind(state)
             .bind(i64::from(hidden))
             .bind(id.0)
             .execute(&self.pool)

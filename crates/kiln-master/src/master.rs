@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use anyhow::Context;
 use kiln_config::MasterConfig;
-use kiln_core::{BuildId, BuilderId, Results};
+use kiln_core::{BuildId, BuilderId};
 use kiln_db::Db;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -109,44 +109,9 @@ impl Master {
 
     /// Registers the configuration's builders and workers in the database and in memory.
     pub async fn apply_config(&self, config: MasterConfig) -> anyhow::Result<()> {
-        let db = &self.db;
-        let mut ids = HashMap::new();
-        for b in &config.builders {
-            let id = db.find_builder_id(&b.name).await?;
-            db.update_builder_info(id, b.description.as_deref(), &b.tags)
-                .await?;
-            ids.insert(b.name.clone(), id);
-        }
-        let builder_list: Vec<BuilderId> = config
-            .builders
-            .iter()
-            .filter_map(|b| ids.get(&b.name).copied())
-            .collect();
-        let bm = db
-            .set_master_builders(self.updates.master, &builder_list)
-            .await?;
-        let mut workers = Vec::new();
-        let mut worker_ids = HashMap::new();
-        for w in &config.workers {
-            let id = db.find_worker_id(&w.name).await?;
-            worker_ids.insert(w.name.clone(), id);
-            workers.push((w.clone(), id));
-        }
-        for b in &config.builders {
-            if let (Some(bid), Some(bmid)) =
-                (ids.get(&b.name), ids.get(&b.name).and_then(|id| bm.get(id)))
-            {
-                let wids: Vec<_> = b
-                    .workernames
-                    .iter()
-                    .filter_map(|w| worker_ids.get(w).copied())
-                    .collect();
-                db.set_builder_workers(*bmid, &wids).await?;
-                let _ = bid;
-            }
-        }
+        let (builder_ids, workers) = self.updates.register_config(&config).await?;
         self.workers.configure(&workers);
-        *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ids);
+        *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(builder_ids);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.wake_distributor();
         Ok(())
@@ -167,36 +132,21 @@ impl Master {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let name = format!("{host}:{}", basedir.display());
-        let masterid = db.find_master_id(&name).await?;
-        let clock = options.clock.clone();
-        let events = EventBus::default();
+        let masterid = Updates::register_master(&db, &name).await?;
         let updates = Updates {
             db: db.clone(),
-            events: events.clone(),
+            events: EventBus::default(),
             master: masterid,
-            clock: clock.clone(),
+            clock: options.clock.clone(),
         };
+        let events = updates.events.clone();
 
         // Recovery: builds this master left running were interrupted; their requests run again.
-        let now = clock.now();
-        let interrupted = db
-            .finish_master_builds(
-                masterid,
-                Results::Retry,
-                "interrupted by a master restart",
-                now,
-            )
-            .await?;
-        let released = db.unclaim_master_requests(masterid).await?;
-        db.clear_master_connections(masterid).await?;
-        if !interrupted.is_empty() || !released.is_empty() {
-            tracing::warn!(
-                builds = interrupted.len(),
-                requests = released.len(),
-                "recovered from an unclean stop"
-            );
+        let (builds, requests) = updates.recover().await?;
+        if builds + requests > 0 {
+            tracing::warn!(builds, requests, "recovered from an unclean stop");
         }
-        db.set_master_active(masterid, true, now).await?;
+        updates.set_master_active(true).await?;
 
         let master = Arc::new(Master {
             basedir: basedir.clone(),
@@ -274,28 +224,15 @@ impl Running {
             .iter()
             .map(|(id, b)| (*id, b.request))
             .collect();
-        let now = master.updates.now();
-        for (id, request) in running {
-            let _ = master.db.finish_build(id, Results::Retry, now).await;
-            let _ = master
-                .db
-                .set_build_state_string(id, "interrupted by master shutdown")
-                .await;
-            let _ = master.db.unclaim_buildrequests(&[request]).await;
+        if let Err(error) = master.updates.interrupt_builds(&running).await {
+            tracing::error!(%error, "recording interrupted builds at shutdown");
         }
         for name in master.config().workers.iter().map(|w| w.name.clone()) {
             if let Some(conn) = master.workers.connection(&name) {
                 conn.close("master shutting down").await;
             }
         }
-        let _ = master
-            .db
-            .clear_master_connections(master.updates.master)
-            .await;
-        let _ = master
-            .db
-            .set_master_active(master.updates.master, false, now)
-            .await;
+        let _ = master.updates.set_master_active(false).await;
         for t in self.tasks {
             t.abort();
         }

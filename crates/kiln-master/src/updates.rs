@@ -28,6 +28,118 @@ impl Updates {
         self.clock.now()
     }
 
+    /// The id of the master called `name` (`host:basedir`), registered if new. This comes before
+    /// any `Updates` exists, since everything else is written on behalf of that master.
+    pub async fn register_master(db: &Db, name: &str) -> Result<MasterId> {
+        db.find_master_id(name).await
+    }
+
+    /// Cleans up after an unclean stop of this master: its unfinished builds become RETRY, their
+    /// requests return to the queue, and its worker connections are forgotten. Returns how many
+    /// builds and requests were recovered.
+    pub async fn recover(&self) -> Result<(usize, usize)> {
+        let now = self.now();
+        let builds = self
+            .db
+            .finish_master_builds(
+                self.master,
+                Results::Retry,
+                "interrupted by a master restart",
+                now,
+            )
+            .await?;
+        let requests = self.db.unclaim_master_requests(self.master).await?;
+        self.db.clear_master_connections(self.master).await?;
+        for id in &builds {
+            self.events.publish(
+                format!("builds.{id}.finished"),
+                json!({"buildid": id.0, "results": Results::Retry.code()}),
+            );
+        }
+        for brid in &requests {
+            self.events.publish(
+                format!("buildrequests.{brid}.unclaimed"),
+                json!({"buildrequestid": brid.0}),
+            );
+        }
+        Ok((builds.len(), requests.len()))
+    }
+
+    pub async fn set_master_active(&self, active: bool) -> Result<()> {
+        self.db
+            .set_master_active(self.master, active, self.now())
+            .await?;
+        let key = if active { "started" } else { "stopped" };
+        self.events.publish(
+            format!("masters.{}.{key}", self.master),
+            json!({"masterid": self.master.0, "active": active}),
+        );
+        Ok(())
+    }
+
+    /// Records the configured builders (with their descriptions and tags) and workers, and which
+    /// workers serve which builder on this master. Returns the ids of both.
+    pub async fn register_config(
+        &self,
+        config: &kiln_config::MasterConfig,
+    ) -> Result<(
+        std::collections::HashMap<String, BuilderId>,
+        Vec<(kiln_config::WorkerConfig, WorkerId)>,
+    )> {
+        let db = &self.db;
+        let mut builders = std::collections::HashMap::new();
+        for b in &config.builders {
+            let id = db.find_builder_id(&b.name).await?;
+            db.update_builder_info(id, b.description.as_deref(), &b.tags)
+                .await?;
+            builders.insert(b.name.clone(), id);
+        }
+        let ids: Vec<BuilderId> = config
+            .builders
+            .iter()
+            .filter_map(|b| builders.get(&b.name).copied())
+            .collect();
+        let builder_masters = db.set_master_builders(self.master, &ids).await?;
+        let mut workers = Vec::new();
+        for w in &config.workers {
+            workers.push((w.clone(), db.find_worker_id(&w.name).await?));
+        }
+        for b in &config.builders {
+            let Some(bmid) = builders.get(&b.name).and_then(|id| builder_masters.get(id)) else {
+                continue;
+            };
+            let wids: Vec<WorkerId> = b
+                .workernames
+                .iter()
+                .filter_map(|n| {
+                    workers
+                        .iter()
+                        .find(|(w, _)| &w.name == n)
+                        .map(|(_, id)| *id)
+                })
+                .collect();
+            db.set_builder_workers(*bmid, &wids).await?;
+        }
+        for id in builders.values() {
+            self.events.publish(
+                format!("builders.{id}.started"),
+                json!({"builderid": id.0, "masterid": self.master.0}),
+            );
+        }
+        Ok((builders, workers))
+    }
+
+    /// Interrupts builds at a clean shutdown: each becomes RETRY and its request returns to the queue.
+    pub async fn interrupt_builds(&self, builds: &[(BuildId, BuildRequestId)]) -> Result<()> {
+        for (id, request) in builds {
+            self.finish_build(*id, Results::Retry, "interrupted by master shutdown")
+                .await?;
+            self.unclaim_buildrequests(&[*request]).await?;
+        }
+        self.db.clear_master_connections(self.master).await?;
+        Ok(())
+    }
+
     pub async fn add_buildset(
         &self,
         mut bs: NewBuildSet,
@@ -163,29 +275,25 @@ impl Updates {
         self.db.set_build_properties(id, props).await
     }
 
-    pub async fn finish_build(&self, id: BuildId, results: Results) -> Result<()> {
-        self.db.finish_build(id, results, self.now()).await?;
+    pub async fn finish_build(&self, id: BuildId, results: Results, state: &str) -> Result<()> {
+        self.db.finish_build(id, results, state, self.now()).await?;
         self.events.publish(
             format!("builds.{id}.finished"),
-            json!({"buildid": id.0, "results": results.code()}),
+            json!({"buildid": id.0, "results": results.code(), "state_string": state}),
         );
         Ok(())
     }
 
+    /// Adds the next step of a build and starts it.
     pub async fn add_step(&self, build: BuildId, name: &str) -> Result<(StepId, i64, String)> {
-        let (id, number, name) = self.db.add_step(build, name, "pending").await?;
+        let (id, number, name) = self.db.add_step(build, name, "", self.now()).await?;
         self.events.publish(
             format!("steps.{id}.new"),
             json!({"stepid": id.0, "buildid": build.0, "name": name}),
         );
-        Ok((id, number, name))
-    }
-
-    pub async fn start_step(&self, id: StepId) -> Result<()> {
-        self.db.start_step(id, self.now()).await?;
         self.events
             .publish(format!("steps.{id}.started"), json!({"stepid": id.0}));
-        Ok(())
+        Ok((id, number, name))
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
@@ -206,11 +314,19 @@ impl Updates {
         Ok(())
     }
 
-    pub async fn finish_step(&self, id: StepId, results: Results, hidden: bool) -> Result<()> {
-        self.db.finish_step(id, results, hidden, self.now()).await?;
+    pub async fn finish_step(
+        &self,
+        id: StepId,
+        results: Results,
+        state: &str,
+        hidden: bool,
+    ) -> Result<()> {
+        self.db
+            .finish_step(id, results, state, hidden, self.now())
+            .await?;
         self.events.publish(
             format!("steps.{id}.finished"),
-            json!({"stepid": id.0, "results": results.code()}),
+            json!({"stepid": id.0, "results": results.code(), "state_string": state}),
         );
         Ok(())
     }

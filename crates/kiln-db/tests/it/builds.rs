@@ -34,16 +34,18 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
             .unwrap();
         assert_eq!((n1, n2, n3), (1, 2, 1), "{}", t.backend);
 
-        let (s0, num0, name0) = db.add_step(id1, "worker_preparation", "").await.unwrap();
-        let (_, num1, name1) = db.add_step(id1, "shell", "").await.unwrap();
-        let (_, num2, name2) = db.add_step(id1, "shell", "").await.unwrap();
+        let (s0, num0, name0) = db
+            .add_step(id1, "worker_preparation", "", 10)
+            .await
+            .unwrap();
+        let (_, num1, name1) = db.add_step(id1, "shell", "", 10).await.unwrap();
+        let (_, num2, name2) = db.add_step(id1, "shell", "", 10).await.unwrap();
         assert_eq!((num0, num1, num2), (0, 1, 2));
         assert_eq!(
             (name0.as_str(), name1.as_str(), name2.as_str()),
             ("worker_preparation", "shell", "shell_2")
         );
-        db.start_step(s0, 10).await.unwrap();
-        db.finish_step(s0, Results::Success, false, 11)
+        db.finish_step(s0, Results::Success, "done", false, 11)
             .await
             .unwrap();
         let step = db.get_step(s0).await.unwrap().unwrap();
@@ -64,7 +66,9 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         db.set_build_properties(id1, &props).await.unwrap();
         assert_eq!(db.build_properties_set(id1).await.unwrap(), props);
 
-        db.finish_build(id1, Results::Failure, 20).await.unwrap();
+        db.finish_build(id1, Results::Failure, "failed", 20)
+            .await
+            .unwrap();
         let b = db.get_build(id1).await.unwrap().unwrap();
         assert_eq!((b.results, b.complete_at), (Some(2), Some(20)));
         let unfinished = db

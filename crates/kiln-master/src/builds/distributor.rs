@@ -12,6 +12,8 @@ use crate::master::Master;
 
 /// A pass also runs this often without a wake-up, to pick up requests other masters released.
 const IDLE_PASS: Duration = Duration::from_secs(2);
+/// The most urgent requests considered per builder in one pass; more than any builder has workers.
+const PER_BUILDER_WINDOW: i64 = 256;
 
 pub async fn run(master: Arc<Master>) {
     let mut shutdown = master.shutdown_signal();
@@ -31,7 +33,10 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
     if *master.shutdown_signal().borrow() {
         return Ok(());
     }
-    let rows = master.db.unclaimed_buildrequests().await?;
+    let rows = master
+        .db
+        .unclaimed_buildrequests(PER_BUILDER_WINDOW)
+        .await?;
     if rows.is_empty() {
         return Ok(());
     }

@@ -63,15 +63,26 @@ async fn run_inner(
         },
     );
 
-    let props = build_properties(master, request, builder, builderid, worker, number).await?;
-    updates.set_build_properties(buildid, &props).await?;
-
-    let (results, summary) =
-        run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await;
+    let prepared = async {
+        let props = build_properties(master, request, builder, builderid, worker, number).await?;
+        updates.set_build_properties(buildid, &props).await?;
+        anyhow::Ok(props)
+    }
+    .await;
+    let (results, summary) = match prepared {
+        Ok(props) => run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await,
+        Err(error) => {
+            // The build could not even start its steps: it ends as an exception, visibly.
+            tracing::error!(build = %buildid, error = %format!("{error:#}"), "preparing the build failed");
+            (
+                Results::Exception,
+                "exception preparing the build".to_string(),
+            )
+        }
+    };
     master.running_builds().remove(&buildid);
 
-    updates.set_build_state_string(buildid, &summary).await?;
-    updates.finish_build(buildid, results).await?;
+    updates.finish_build(buildid, results, &summary).await?;
     if results == Results::Retry {
         // The worker went away: the request goes back to the queue and runs again.
         updates.unclaim_buildrequests(&[request.id]).await?;
@@ -151,7 +162,6 @@ async fn run_steps(
     // The synthetic first step: the worker answers a ping.
     let prep = async {
         let (stepid, _, _) = updates.add_step(buildid, "worker_preparation").await.ok()?;
-        updates.start_step(stepid).await.ok()?;
         let ping = conn
             .request(Op::Print {
                 message: "ping".into(),
@@ -161,8 +171,7 @@ async fn run_steps(
             Ok(_) => (Results::Success, format!("worker {worker} ready")),
             Err(_) => (Results::Retry, format!("worker {worker} lost")),
         };
-        let _ = updates.set_step_state_string(stepid, &state).await;
-        let _ = updates.finish_step(stepid, results, false).await;
+        let _ = updates.finish_step(stepid, results, &state, false).await;
         Some(results)
     };
     match prep.await {
@@ -170,7 +179,6 @@ async fn run_steps(
         Some(r) => return (r, "retry lost connection".into()),
         None => return (Results::Exception, "exception preparing the build".into()),
     }
-    let _ = updates.set_build_state_string(buildid, "building").await;
 
     let mut results = Results::Success;
     let mut terminated = false;
@@ -187,7 +195,6 @@ async fn run_steps(
             results = Results::Exception;
             break;
         };
-        let _ = updates.start_step(stepid).await;
         let mut ctx = StepContext {
             master,
             conn,
@@ -205,8 +212,9 @@ async fn run_steps(
                 state: format!("{name} (retry)"),
             },
         };
-        let _ = updates.set_step_state_string(stepid, &outcome.state).await;
-        let _ = updates.finish_step(stepid, outcome.results, false).await;
+        let _ = updates
+            .finish_step(stepid, outcome.results, &outcome.state, false)
+            .await;
         let (next, terminate) =
             compute_result_and_termination(&step.flags, outcome.results, results);
         if outcome.results != Results::Success && outcome.results != Results::Skipped {

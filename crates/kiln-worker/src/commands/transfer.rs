@@ -8,6 +8,10 @@ use kiln_proto::{ArgError, Args, Op, Value};
 
 use super::{Ctx, elapsed, header, rc};
 
+/// The largest block sent in one message, whatever the master asks: it keeps frames well under
+/// the master's frame limit.
+const MAX_BLOCKSIZE: usize = 4 << 20;
+
 pub enum Transfer {
     UploadFile {
         path: String,
@@ -38,7 +42,7 @@ impl Transfer {
                 .and_then(|b| usize::try_from(b).ok())
                 .filter(|b| *b > 0)
                 .unwrap_or(default)
-                .min(16 << 20))
+                .min(MAX_BLOCKSIZE))
         };
         Ok(match name {
             "upload_file" | "uploadFile" => Transfer::UploadFile {

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use kiln_core::LogId;
-use serde_json::json;
 
 use super::ApiError;
 use super::query::{self, Query};
@@ -16,11 +15,13 @@ const RAW_BATCH_CHUNKS: i64 = 32;
 /// Batches buffered ahead of a slow client.
 const RAW_QUEUE: usize = 4;
 
+/// `…/contents`: lines `offset .. offset+limit` (all by default) as one `logchunk`. The JSON is
+/// streamed chunk by chunk, so even a whole large log is served in bounded memory.
 pub async fn contents(
     master: &Master,
     id: LogId,
     raw_query: &str,
-    headers: &HeaderMap,
+    _headers: &HeaderMap,
     path: &str,
 ) -> Result<Response, ApiError> {
     let q: Query = query::parse(raw_query, &[], &[])?;
@@ -34,20 +35,79 @@ pub async fn contents(
         Some(l) => first + l - 1,
         None => log.num_lines - 1,
     };
-    let lines = if last >= first {
-        master.db.log_lines(id, first, last).await?
-    } else {
-        Vec::new()
-    };
-    let mut content = lines.join("\n");
-    if !lines.is_empty() {
-        content.push('\n');
-    }
-    let chunk = json!({"logid": id.0, "firstline": first, "content": content});
-    Ok(query::respond(
-        headers,
-        json!({"logchunks": [chunk], "meta": {"total": 1}}),
-    ))
+    let head = format!(
+        "{{\"logchunks\":[{{\"logid\":{},\"firstline\":{first},\"content\":\"",
+        id.0
+    );
+    let db = master.db.clone();
+    let stream = stream_lines(
+        db,
+        id,
+        first,
+        last,
+        head,
+        "\"}],\"meta\":{\"total\":1}}".into(),
+        |line, out| {
+            let quoted = serde_json::to_string(line).unwrap_or_default();
+            out.push_str(&quoted[1..quoted.len() - 1]);
+            out.push_str("\\n");
+        },
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Streams lines `first..=last` of a log between `head` and `tail`, each line formatted by `emit`,
+/// reading a bounded batch of chunks at a time.
+fn stream_lines(
+    db: kiln_db::Db,
+    id: LogId,
+    first: i64,
+    last: i64,
+    head: String,
+    tail: String,
+    emit: fn(&str, &mut String),
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(RAW_QUEUE);
+    tokio::spawn(async move {
+        if tx.send(Ok(bytes::Bytes::from(head))).await.is_err() {
+            return;
+        }
+        let mut next = first.max(0);
+        while next <= last {
+            let chunks = match db.log_chunks(id, next, RAW_BATCH_CHUNKS).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            if chunks.is_empty() {
+                break;
+            }
+            let mut out = String::with_capacity(chunks.iter().map(|c| c.text.len() + 1).sum());
+            for chunk in &chunks {
+                for (i, line) in chunk.text.split('\n').enumerate() {
+                    let n = chunk.first_line + i as i64;
+                    if n >= next && n <= last {
+                        emit(line, &mut out);
+                    }
+                }
+                next = chunk.last_line + 1;
+            }
+            if tx.send(Ok(bytes::Bytes::from(out))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(bytes::Bytes::from(tail))).await;
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 pub async fn raw(
@@ -85,49 +145,27 @@ pub async fn raw(
         build.number
     );
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(RAW_QUEUE);
-    let db = master.db.clone();
-    tokio::spawn(async move {
-        if tx.send(Ok(bytes::Bytes::from(preamble))).await.is_err() {
-            return;
+    let emit: fn(&str, &mut String) = if stdio {
+        // Stdio lines carry a one-character stream prefix that the raw text leaves out.
+        |line, out| {
+            out.push_str(line.get(1..).unwrap_or(""));
+            out.push('\n');
         }
-        let mut next = 0;
-        loop {
-            let chunks = match db.log_chunks(id, next, RAW_BATCH_CHUNKS).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            };
-            if chunks.is_empty() {
-                return;
-            }
-            let mut out = String::with_capacity(chunks.iter().map(|c| c.text.len() + 1).sum());
-            for chunk in &chunks {
-                for (i, line) in chunk.text.split('\n').enumerate() {
-                    if chunk.first_line + (i as i64) < next {
-                        continue;
-                    }
-                    // Stdio lines carry a one-character stream prefix that the raw text leaves out.
-                    let text = if stdio {
-                        line.get(1..).unwrap_or("")
-                    } else {
-                        line
-                    };
-                    out.push_str(text);
-                    out.push('\n');
-                }
-                next = chunk.last_line + 1;
-            }
-            if tx.send(Ok(bytes::Bytes::from(out))).await.is_err() {
-                return;
-            }
+    } else {
+        |line, out| {
+            out.push_str(line);
+            out.push('\n');
         }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    };
+    let stream = stream_lines(
+        master.db.clone(),
+        id,
+        0,
+        i64::MAX,
+        preamble,
+        String::new(),
+        emit,
+    );
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(
