@@ -1,7 +1,7 @@
 //! Build requests and their claims. A claim is a row in `buildrequest_claims`, whose unique index
 //! on the request id makes exactly one master win.
 
-use kiln_core::{BuildRequestId, BuildSetId, MasterId, Results};
+use kiln_core::{BuildRequestId, BuildSetId, BuilderId, MasterId, Results};
 use sqlx::any::AnyRow;
 
 use crate::listing::{Page, SqlValue};
@@ -57,17 +57,32 @@ impl Db {
         Ok(self.list_buildrequests(&page).await?.0.into_iter().next())
     }
 
-    /// Incomplete requests that no master has claimed: for each builder at most `per_builder`, its
-    /// most urgent (highest priority, then oldest). No pass of the distributor can start more builds
-    /// of one builder than it has workers, so a bounded window per builder loses nothing.
-    pub async fn unclaimed_buildrequests(&self, per_builder: i64) -> Result<Vec<BuildRequestRow>> {
+    /// Incomplete requests that no master has claimed, oldest first. For the API and tests; the
+    /// distributor reads [`Db::pending_for_builder`] instead.
+    pub async fn unclaimed_buildrequests(&self) -> Result<Vec<BuildRequestRow>> {
         let sql = format!(
-            "SELECT * FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY br.builderid \
-             ORDER BY br.priority DESC, br.submitted_at, br.id) AS rank FROM {FROM} \
-             WHERE br.complete = 0 AND c.brid IS NULL) ranked WHERE rank <= {} ORDER BY id",
-            per_builder.max(1)
+            "SELECT {COLUMNS} FROM {FROM} WHERE br.complete = 0 AND c.brid IS NULL ORDER BY br.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request).collect()
+    }
+
+    /// The `limit` most urgent unclaimed requests of one builder: highest priority, then oldest.
+    /// The `buildrequests_queue` index makes this a short range read whatever the queue's length.
+    pub async fn pending_for_builder(
+        &self,
+        builder: BuilderId,
+        limit: i64,
+    ) -> Result<Vec<BuildRequestRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.complete = 0 AND c.brid IS NULL \
+             ORDER BY br.priority DESC, br.submitted_at, br.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(builder.0)
+            .bind(limit.max(1))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request).collect()

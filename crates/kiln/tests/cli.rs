@@ -255,3 +255,77 @@ fn nix_kill(child: &Child) {
         .arg(child.id().to_string())
         .status();
 }
+
+#[test]
+fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let mut master = Command::new(KILN)
+        .arg("start")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start master");
+    let stderr = master.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let builders_url = format!("http://127.0.0.1:{www}/api/v2/builders?field=name");
+    wait_api(&builders_url, |v| {
+        v["builders"] == serde_json::json!([{"name": "b1"}])
+    });
+    let hup = || {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(master.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    let wait_log = |needle: &str| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the master never logged {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+
+    // A broken configuration is reported, with its location, and the running one kept.
+    let good = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
+    std::fs::write(
+        dir.path().join("master.star"),
+        format!("{good}c['frobnicate'] = 1\n"),
+    )
+    .unwrap();
+    hup();
+    wait_log("keeping the running one");
+    wait_log("unknown configuration key c['frobnicate']");
+    let v = curl(&[&builders_url]);
+    assert_eq!(v["builders"], serde_json::json!([{"name": "b1"}]));
+
+    // A good one that adds a builder is applied.
+    let added = good.replace(
+        "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]",
+        "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f), util.BuilderConfig(name='b2', workernames=['w1'], factory=f)]",
+    );
+    assert_ne!(added, good);
+    std::fs::write(dir.path().join("master.star"), added).unwrap();
+    hup();
+    wait_log("configuration reloaded");
+    wait_api(&builders_url, |v| {
+        v["builders"] == serde_json::json!([{"name": "b1"}, {"name": "b2"}])
+    });
+    nix_kill(&master);
+    assert!(master.wait().expect("exit").success());
+}

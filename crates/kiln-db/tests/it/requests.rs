@@ -63,7 +63,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         let b = db.find_builder_id("b").await.unwrap();
         let (bsid, brs) = db.add_buildset(&buildset(vec![(b, 0)], 100)).await.unwrap();
         let brid = brs[0].1;
-        assert_eq!(db.unclaimed_buildrequests(10).await.unwrap().len(), 1);
+        assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
         db.claim_buildrequest(brid, m1, 101).await.unwrap();
         assert!(
             matches!(
@@ -73,7 +73,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
             "{}",
             t.backend
         );
-        assert!(db.unclaimed_buildrequests(10).await.unwrap().is_empty());
+        assert!(db.unclaimed_buildrequests().await.unwrap().is_empty());
         let row = db.get_buildrequest(brid).await.unwrap().unwrap();
         assert_eq!(
             (row.claimed_by_masterid, row.claimed_at),
@@ -82,7 +82,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
 
         // A master that went away gives its claims back.
         assert_eq!(db.unclaim_master_requests(m1).await.unwrap(), vec![brid]);
-        assert_eq!(db.unclaimed_buildrequests(10).await.unwrap().len(), 1);
+        assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
 
         assert_eq!(db.buildset_request_results(bsid).await.unwrap(), None);
         let done = db
@@ -134,6 +134,13 @@ async fn listings_filter_order_and_page_in_sql() {
             limit: Some(2),
             offset: Some(1),
         };
+        let queue = db.pending_for_builder(b, 3).await.unwrap();
+        assert_eq!(
+            queue.iter().map(|r| r.priority).collect::<Vec<_>>(),
+            vec![4, 3, 2],
+            "{}",
+            t.backend
+        );
         let (rows, total) = db.list_buildrequests(&page).await.unwrap();
         assert_eq!(total, 5, "{}", t.backend);
         assert_eq!(

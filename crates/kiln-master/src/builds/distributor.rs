@@ -12,8 +12,6 @@ use crate::master::Master;
 
 /// A pass also runs this often without a wake-up, to pick up requests other masters released.
 const IDLE_PASS: Duration = Duration::from_secs(2);
-/// The most urgent requests considered per builder in one pass; more than any builder has workers.
-const PER_BUILDER_WINDOW: i64 = 256;
 
 pub async fn run(master: Arc<Master>) {
     let mut shutdown = master.shutdown_signal();
@@ -33,26 +31,44 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
     if *master.shutdown_signal().borrow() {
         return Ok(());
     }
-    let rows = master
-        .db
-        .unclaimed_buildrequests(PER_BUILDER_WINDOW)
-        .await?;
+    let config = master.config();
+    let ids = master.builder_ids();
+    let workers = master.workers.availability();
+    // Only builders with a worker free for them can start anything; for each, only as many requests
+    // as it has such workers can start in this pass, so only those are read.
+    let mut builders = Vec::new();
+    let mut rows = Vec::new();
+    for b in &config.builders {
+        let Some(id) = ids.get(&b.name).copied() else {
+            continue;
+        };
+        let free = workers
+            .iter()
+            .filter(|w| {
+                b.workernames.contains(&w.name) && w.available && !w.busy_builders.contains(&id)
+            })
+            .filter(|w| {
+                w.max_builds
+                    .is_none_or(|m| (w.busy_builders.len() as u32) < m)
+            })
+            .count();
+        if free == 0 {
+            continue;
+        }
+        let pending = master.db.pending_for_builder(id, free as i64).await?;
+        if pending.is_empty() {
+            continue;
+        }
+        rows.extend(pending);
+        builders.push(BuilderSlots {
+            id,
+            name: b.name.clone(),
+            workers: b.workernames.clone(),
+        });
+    }
     if rows.is_empty() {
         return Ok(());
     }
-    let config = master.config();
-    let ids = master.builder_ids();
-    let builders: Vec<BuilderSlots> = config
-        .builders
-        .iter()
-        .filter_map(|b| {
-            ids.get(&b.name).map(|id| BuilderSlots {
-                id: *id,
-                name: b.name.clone(),
-                workers: b.workernames.clone(),
-            })
-        })
-        .collect();
     let pending: Vec<PendingRequest> = rows
         .iter()
         .map(|r| PendingRequest {
@@ -62,7 +78,6 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
             submitted_at: r.submitted_at,
         })
         .collect();
-    let workers = master.workers.availability();
     for a in distribute(&pending, &builders, &workers) {
         if !master.workers.reserve(&a.worker, a.builder) {
             continue;

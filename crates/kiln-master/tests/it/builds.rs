@@ -275,3 +275,31 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_command_is_killed_at_its_timeout() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='silent', command='echo begin; sleep 60', timeout=1)])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        m.force_and_wait(json!({})).await,
+        2,
+        "a killed command fails its step"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the process group was killed, not waited for"
+    );
+    let (_, log) = m.get("builds/1/steps/silent/logs/stdio/contents").await;
+    let text = log["logchunks"][0]["content"].as_str().unwrap();
+    assert!(
+        text.contains("command timed out: 1 seconds without output"),
+        "{text}"
+    );
+    m.stop().await;
+}
