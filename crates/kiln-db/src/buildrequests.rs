@@ -164,15 +164,16 @@ impl Db {
         master: MasterId,
         now: i64,
     ) -> Result<Vec<BuildRequestId>> {
+        // No transaction: each request is completed by one statement, and the claim recorded after it
+        // only matters to requests that are still incomplete.
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
         let mut changed = Vec::new();
         for id in ids {
             let r = sqlx::query("UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 WHERE id = $3 AND complete = 0")
                 .bind(results.code())
                 .bind(now)
                 .bind(id.0)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await?;
             if r.rows_affected() > 0 {
                 changed.push(*id);
@@ -183,11 +184,10 @@ impl Db {
                 .bind(id.0)
                 .bind(master.0)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await?;
             }
         }
-        tx.commit().await?;
         Ok(changed)
     }
 

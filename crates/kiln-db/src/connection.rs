@@ -59,7 +59,8 @@ impl Db {
                 Box::pin(async move {
                     let pragmas = format!(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {}; \
+                         PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;",
                         BUSY_TIMEOUT.as_millis()
                     );
                     conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
