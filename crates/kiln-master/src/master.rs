@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use kiln_config::MasterConfig;
@@ -28,9 +29,13 @@ pub struct Master {
     pub workers: Workers,
     builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
     pub(crate) distributor_wake: Notify,
+    pub(crate) keepalive_interval: Duration,
     running: Mutex<HashMap<BuildId, RunningBuild>>,
     shutdown: watch::Sender<bool>,
 }
+
+/// Buildbot's master sends a keepalive to each worker this often.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Options for starting a master, beyond its configuration.
 pub struct StartOptions {
@@ -39,6 +44,9 @@ pub struct StartOptions {
     /// Overrides the configured web port (0 picks a free one).
     pub www_port: Option<u16>,
     pub clock: Arc<dyn Clock>,
+    /// How often the master sends each worker a `keepalive`, as Buildbot's master does; a worker that
+    /// does not answer within the same time is disconnected.
+    pub keepalive_interval: Duration,
 }
 
 impl Default for StartOptions {
@@ -47,6 +55,7 @@ impl Default for StartOptions {
             worker_port: None,
             www_port: None,
             clock: Arc::new(SystemClock),
+            keepalive_interval: KEEPALIVE_INTERVAL,
         }
     }
 }
@@ -157,6 +166,7 @@ impl Master {
             workers: Workers::default(),
             builder_ids: RwLock::new(Arc::new(HashMap::new())),
             distributor_wake: Notify::new(),
+            keepalive_interval: options.keepalive_interval,
             running: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         });

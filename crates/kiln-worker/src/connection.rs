@@ -59,6 +59,9 @@ enum Ending {
     Closed,
 }
 
+/// The answer to a request, once the master sends it.
+pub type Answer = oneshot::Receiver<Result<Value, String>>;
+
 /// The sending half of a connection, shared by every running command.
 #[derive(Clone)]
 pub struct Link {
@@ -70,6 +73,15 @@ pub struct Link {
 impl Link {
     /// Sends a request and waits for the master's answer.
     pub async fn request(&self, op: Op) -> Result<Value, String> {
+        let answer = self.send(op).await?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("connection lost".into()))
+    }
+
+    /// Sends a request now, in order with every other message, and returns where its answer will
+    /// arrive, so that a caller can keep several requests in flight.
+    pub async fn send(&self, op: Op) -> Result<Answer, String> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().await.insert(seq, tx);
@@ -82,7 +94,7 @@ impl Link {
             self.pending.lock().await.remove(&seq);
             return Err("connection lost".into());
         }
-        rx.await.unwrap_or_else(|_| Err("connection lost".into()))
+        Ok(rx)
     }
 
     async fn respond(&self, message: Message) {

@@ -187,6 +187,26 @@ pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
     if let Err(why) = handshake(&master, &conn).await {
         tracing::warn!(worker = %conn.name, error = %why, "worker handshake failed");
         conn.close(&why).await;
+        return;
+    }
+    keepalive(&conn, master.keepalive_interval).await;
+}
+
+/// Sends `keepalive` at every interval until the connection closes; a worker that does not answer
+/// within an interval is disconnected, so a dead connection is noticed even when the socket is not.
+async fn keepalive(conn: &Connection, interval: Duration) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = conn.closed() => return,
+        }
+        if conn.request_within(Op::Keepalive, interval).await.is_err() {
+            if !conn.is_closed() {
+                tracing::warn!(worker = %conn.name, "worker did not answer a keepalive; disconnecting");
+                conn.close("keepalive not answered").await;
+            }
+            return;
+        }
     }
 }
 

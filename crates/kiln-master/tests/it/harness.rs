@@ -36,16 +36,26 @@ impl TestMaster {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, source: &str) -> TestMaster {
+        Self::start_with(dir, source, |_| {}).await
+    }
+
+    /// Starts a master with adjusted start options.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        source: &str,
+        adjust: impl FnOnce(&mut StartOptions),
+    ) -> TestMaster {
         std::fs::write(dir.path().join("master.star"), source).expect("write master.star");
         let config = match kiln_config::load(dir.path()) {
             Ok(c) => c,
             Err(d) => panic!("test configuration is invalid:\n{d}"),
         };
-        let options = StartOptions {
+        let mut options = StartOptions {
             worker_port: Some(0),
             www_port: Some(0),
             ..Default::default()
         };
+        adjust(&mut options);
         let running = Master::start(dir.path(), config, options)
             .await
             .expect("master starts");

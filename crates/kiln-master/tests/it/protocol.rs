@@ -231,3 +231,46 @@ async fn unknown_ops_and_commands_get_buildbot_errors() {
     assert_eq!(answers[&100], "Command frobnicate does not exist.");
     assert_eq!(answers[&101], "'unknown \"command_id\"'");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_are_sent_and_a_silent_worker_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = TestMaster::start_with(dir, &config("sqlite:///state.sqlite", ONE_BUILDER), |o| {
+        o.keepalive_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut ws = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
+    handshake(&mut ws).await;
+    // Answer two keepalives, then fall silent.
+    let mut answered = 0;
+    let reason = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("traffic in time");
+        match frame {
+            Some(Ok(tungstenite::Message::Binary(b))) => {
+                if let Ok(Message::Request {
+                    seq,
+                    op: Op::Keepalive,
+                }) = decode(&b)
+                {
+                    if answered < 2 {
+                        answered += 1;
+                        ws.send(tungstenite::Message::Binary(
+                            encode(&Message::response(seq, Value::Nil)).into(),
+                        ))
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+            Some(Ok(tungstenite::Message::Close(Some(frame)))) => break frame.reason.to_string(),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(answered, 2);
+    assert_eq!(reason, "keepalive not answered");
+}

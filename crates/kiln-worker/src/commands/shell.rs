@@ -17,6 +17,9 @@ use crate::output::LineSplitter;
 /// Output is sent at least this often while a command is producing it, so logs stay live even
 /// though the master's `buffer_timeout` allows seconds.
 const LIVE_FLUSH: Duration = Duration::from_millis(100);
+/// Output batches sent before the first of them must be acknowledged: the master stores them in
+/// order while the next ones travel, and a slow master still holds the command back.
+const UPDATES_IN_FLIGHT: usize = 8;
 /// How often timeouts are checked.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -389,7 +392,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     tail.push(rc(code));
     tail.push(header(&format!("elapsedTime={secs:.6}\n")));
     tail.push(elapsed(secs));
-    ctx.update(tail).await
+    let last = ctx.update(tail).await;
+    batch.drain().await?;
+    last
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
@@ -431,6 +436,7 @@ async fn terminate(pgid: Option<Pid>, signal: Signal, sigterm_time: Option<f64>)
 struct Batch {
     items: Vec<(&'static str, String)>,
     bytes: usize,
+    inflight: std::collections::VecDeque<crate::connection::Answer>,
 }
 
 impl Batch {
@@ -459,7 +465,36 @@ impl Batch {
 
     async fn flush(&mut self, ctx: &Ctx) -> Result<(), String> {
         let pairs = self.take();
-        ctx.update(pairs).await
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let op = kiln_proto::Op::Update {
+            command_id: ctx.command_id.clone(),
+            args: pairs,
+        };
+        self.inflight.push_back(ctx.link.send(op).await?);
+        while self.inflight.len() > UPDATES_IN_FLIGHT {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<(), String> {
+        match self.inflight.pop_front() {
+            Some(answer) => answer
+                .await
+                .unwrap_or_else(|_| Err("connection lost".into()))
+                .map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the master has taken every batch sent.
+    async fn drain(&mut self) -> Result<(), String> {
+        while !self.inflight.is_empty() {
+            self.wait_one().await?;
+        }
+        Ok(())
     }
 }
 
