@@ -984,9 +984,6 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
         None => Some(1200.0),
         other => cx.number(other, "timeout", loc),
     };
-    if matches!(s.field("usePTY"), Some(Node::Bool(true))) {
-        cx.warn(loc, format!("step '{name}': usePTY is not supported by this version of kiln; the command runs without a terminal"));
-    }
     let signal = cx
         .opt_string(s.field("interruptSignal"), "interruptSignal", loc)
         .unwrap_or_else(|| "KILL".into());

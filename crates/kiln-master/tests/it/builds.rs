@@ -303,3 +303,33 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_pty_gives_the_command_a_terminal() {
+    let body = r#"
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(name='pty', command='test -t 1 && echo on-a-terminal; echo to-stderr 1>&2', usePTY=True))
+f.addStep(steps.ShellCommand(name='pipes', command='test -t 1 || echo not-a-terminal'))
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.force_and_wait(json!({})).await, 0);
+    let (_, log) = m.get("builds/1/steps/pty/logs/stdio/contents").await;
+    let text = log["logchunks"][0]["content"].as_str().unwrap();
+    assert!(text.contains("oon-a-terminal\n"), "{text}");
+    assert!(
+        text.contains("oto-stderr\n"),
+        "a terminal merges stderr into stdout: {text}"
+    );
+    assert!(text.contains("using PTY: True"), "{text}");
+    let (_, log) = m.get("builds/1/steps/pipes/logs/stdio/contents").await;
+    assert!(
+        log["logchunks"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("onot-a-terminal\n")
+    );
+    m.stop().await;
+}

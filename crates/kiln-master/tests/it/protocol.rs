@@ -274,3 +274,60 @@ async fn keepalives_are_sent_and_a_silent_worker_is_disconnected() {
     assert_eq!(answered, 2);
     assert_eq!(reason, "keepalive not answered");
 }
+
+async fn close_reason(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(tungstenite::Message::Close(Some(frame)))) => return frame.reason.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame with a reason, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_connection_is_refused_while_the_first_one_answers() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    // The real worker is connected and answers.
+    m.start_worker("w1", "pass").await;
+    let mut second = connect(m.worker_port(), Some(&basic("w1", "pass")))
+        .await
+        .expect("upgrade accepted");
+    assert!(
+        close_reason(&mut second)
+            .await
+            .contains("duplicate connection")
+    );
+    // The first connection still builds.
+    assert_eq!(m.force_and_wait(json!({})).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_replaces_one_that_no_longer_answers() {
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    let mut first = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
+    handshake(&mut first).await;
+    // The first connection falls silent (it never reads again); a second one takes over once the
+    // master's ping to the first goes unanswered.
+    let mut second = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
+    tokio::time::timeout(Duration::from_secs(60), handshake(&mut second))
+        .await
+        .expect("the new connection is attached");
+    let (_, workers) = m.get("workers/w2").await;
+    assert_eq!(
+        workers["workers"][0]["connected_to"],
+        json!([{"masterid": 1}])
+    );
+    drop(first);
+}

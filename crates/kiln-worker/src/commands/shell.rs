@@ -244,15 +244,35 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         .env_clear()
         .envs(&env)
         .process_group(0)
-        .kill_on_drop(true)
-        .stdin(if args.initial_stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match command.spawn() {
+        .kill_on_drop(true);
+    // With usePTY the command's three standard streams are one pseudo-terminal, as on Buildbot's
+    // worker: programs see a terminal, and stdout and stderr arrive merged, as stdout.
+    let mut pty_master: Option<std::fs::File> = None;
+    if args.use_pty {
+        match open_pty() {
+            Ok((master, stdin, stdout, stderr)) => {
+                command.stdin(stdin).stdout(stdout).stderr(stderr);
+                pty_master = Some(master);
+            }
+            Err(e) => {
+                let text = format!("{head}error: cannot open a pseudo-terminal: {e}\n");
+                return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
+            }
+        }
+    } else {
+        command
+            .stdin(if args.initial_stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let spawned = command.spawn();
+    // The terminal's other end must be closed here, or reading it would never see the end.
+    drop(command);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let text = format!("{head}error: cannot run {:?}: {e}\n", argv[0]);
@@ -271,17 +291,47 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         .map(Pid::from_raw);
     ctx.update(vec![header(&head)]).await?;
 
-    if let (Some(input), Some(mut stdin)) = (args.initial_stdin.clone(), child.stdin.take()) {
-        tokio::spawn(async move {
-            let _ = stdin.write_all(input.as_bytes()).await;
-        });
-    }
     let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(16);
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, Stream::Stderr, tx.clone()));
+    match pty_master {
+        Some(mut master) => {
+            if let Some(input) = args.initial_stdin.clone() {
+                if let Ok(mut writer) = master.try_clone() {
+                    std::thread::spawn(move || {
+                        use std::io::Write;
+                        let _ = writer.write_all(input.as_bytes());
+                    });
+                }
+            }
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; 64 * 1024];
+                // Reading a terminal whose other end is closed fails with EIO: that is the end.
+                while let Ok(n) = master.read(&mut buf) {
+                    if n == 0
+                        || tx
+                            .blocking_send((Stream::Stdout, buf[..n].to_vec()))
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        None => {
+            if let (Some(input), Some(mut stdin)) = (args.initial_stdin.clone(), child.stdin.take())
+            {
+                tokio::spawn(async move {
+                    let _ = stdin.write_all(input.as_bytes()).await;
+                });
+            }
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(pump(err, Stream::Stderr, tx.clone()));
+            }
+        }
     }
     drop(tx);
 
@@ -413,6 +463,20 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Opens a pseudo-terminal: its controlling end, and three handles on the terminal end for the
+/// command's stdin, stdout and stderr.
+fn open_pty() -> std::io::Result<(std::fs::File, Stdio, Stdio, Stdio)> {
+    let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+    let out = pty.slave.try_clone()?;
+    let err = pty.slave.try_clone()?;
+    Ok((
+        std::fs::File::from(pty.master),
+        Stdio::from(pty.slave),
+        Stdio::from(out),
+        Stdio::from(err),
+    ))
 }
 
 /// Signals the whole process group, so that a shell's children die with it. With a `sigterm_time`,
