@@ -331,3 +331,30 @@ async fn a_new_connection_replaces_one_that_no_longer_answers() {
     );
     drop(first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_closes_only_that_connection() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    let mut big = connect(m.worker_port(), Some(&basic("w2", "pass2")))
+        .await
+        .expect("accepted");
+    handshake(&mut big).await;
+    let frame = vec![0u8; kiln_master::workers::listener::MAX_FRAME_BYTES + 1];
+    // The master may close the socket before the whole frame is written; either way it must go.
+    let _ = big.send(tungstenite::Message::Binary(frame.into())).await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), big.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(tungstenite::Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+    m.start_worker("w1", "pass").await;
+    assert_eq!(
+        m.force_and_wait(json!({})).await,
+        0,
+        "every other worker is still served"
+    );
+}
