@@ -156,27 +156,31 @@ impl Db {
     }
 
     /// Completes requests with `results`. A request completed without a claim (a cancel) is claimed
-    /// by `master` at the same time, as Buildbot does. Returns the requests that were incomplete.
+    /// by `master` at the same time, as Buildbot does. Returns the requests that were incomplete, each
+    /// with its buildset.
     pub async fn complete_buildrequests(
         &self,
         ids: &[BuildRequestId],
         results: Results,
         master: MasterId,
         now: i64,
-    ) -> Result<Vec<BuildRequestId>> {
+    ) -> Result<Vec<(BuildRequestId, BuildSetId)>> {
         // No transaction: each request is completed by one statement, and the claim recorded after it
         // only matters to requests that are still incomplete.
         let _w = self.write_guard().await;
         let mut changed = Vec::new();
         for id in ids {
-            let r = sqlx::query("UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 WHERE id = $3 AND complete = 0")
-                .bind(results.code())
-                .bind(now)
-                .bind(id.0)
-                .execute(&self.pool)
-                .await?;
-            if r.rows_affected() > 0 {
-                changed.push(*id);
+            let r = sqlx::query(
+                "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 WHERE id = $3 AND complete = 0 \
+                 RETURNING buildsetid",
+            )
+            .bind(results.code())
+            .bind(now)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = r {
+                changed.push((*id, BuildSetId(row.int("buildsetid")?)));
                 sqlx::query(
                     "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) SELECT $1, $2, $3 \
                      WHERE NOT EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $1)",

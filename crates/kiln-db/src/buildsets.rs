@@ -72,14 +72,24 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for (name, prop) in bs.properties.iter() {
-            let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
-            sqlx::query("INSERT INTO buildset_properties (buildsetid, property_name, property_value) VALUES ($1, $2, $3)")
-                .bind(bsid)
-                .bind(name)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
+        if !bs.properties.is_empty() {
+            // All properties in one statement.
+            let mut sql = String::from(
+                "INSERT INTO buildset_properties (buildsetid, property_name, property_value) VALUES ",
+            );
+            for i in 0..bs.properties.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, ${}, ${})", i * 2 + 2, i * 2 + 3));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bsid);
+            for (name, prop) in bs.properties.iter() {
+                q = q.bind(name.clone()).bind(
+                    serde_json::json!([property_to_json(&prop.value), prop.source]).to_string(),
+                );
+            }
+            q.execute(&mut *tx).await?;
         }
         let mut brids = Vec::with_capacity(bs.builders.len());
         for (builder, priority) in &bs.builders {
@@ -150,6 +160,27 @@ impl Db {
     pub async fn get_buildset(&self, id: BuildSetId) -> Result<Option<BuildSetRow>> {
         let page = Page::eq("id", crate::listing::SqlValue::Int(id.0));
         Ok(self.list_buildsets(&page).await?.0.into_iter().next())
+    }
+
+    /// The source stamps of a buildset, in the order they were added, in one query.
+    pub async fn buildset_sourcestamps(
+        &self,
+        id: BuildSetId,
+    ) -> Result<Vec<crate::SourceStampRow>> {
+        let rows = sqlx::query(
+            "SELECT ss.id AS id, ss.branch AS branch, ss.revision AS revision, ss.patchid AS patchid, \
+             ss.repository AS repository, ss.codebase AS codebase, ss.project AS project, ss.created_at AS created_at \
+             FROM buildset_sourcestamps bss JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+             WHERE bss.buildsetid = $1 ORDER BY bss.id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.sourcestamp_row(r).await?);
+        }
+        Ok(out)
     }
 
     pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {

@@ -107,7 +107,7 @@ impl Db {
         Ok(SourceStampId(r.int("id")?))
     }
 
-    async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
+    pub(crate) async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
         let patch = match r.opt_int("patchid")? {
             None => None,
             Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")

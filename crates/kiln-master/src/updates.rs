@@ -192,7 +192,7 @@ impl Updates {
             .complete_buildrequests(brids, results, self.master, self.now())
             .await?;
         let mut buildsets = Vec::new();
-        for brid in &done {
+        for (brid, bsid) in &done {
             let key = if results == Results::Cancelled {
                 "canceled"
             } else {
@@ -202,10 +202,8 @@ impl Updates {
                 format!("buildrequests.{brid}.{key}"),
                 json!({"buildrequestid": brid.0, "results": results.code()}),
             );
-            if let Some(row) = self.db.get_buildrequest(*brid).await? {
-                if !buildsets.contains(&row.buildsetid) {
-                    buildsets.push(row.buildsetid);
-                }
+            if !buildsets.contains(bsid) {
+                buildsets.push(*bsid);
             }
         }
         for bsid in buildsets {

@@ -89,7 +89,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
             .complete_buildrequests(&[brid], Results::Warnings, m2, 110)
             .await
             .unwrap();
-        assert_eq!(done, vec![brid]);
+        assert_eq!(done, vec![(brid, bsid)]);
         assert!(
             db.complete_buildrequests(&[brid], Results::Failure, m2, 111)
                 .await

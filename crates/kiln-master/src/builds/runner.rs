@@ -113,22 +113,20 @@ async fn build_properties(
     props.set("builderid", PropertyValue::Int(builderid.0), "Builder");
     let buildset_props = master.db.buildset_properties(request.buildsetid).await?;
     props.update(&buildset_props);
-    if let Some(bs) = master.db.get_buildset(request.buildsetid).await? {
-        let ids: Vec<kiln_core::SourceStampId> = bs
-            .sourcestamps
-            .iter()
-            .map(|i| kiln_core::SourceStampId(*i))
-            .collect();
-        // Buildbot takes these from the first source stamp.
-        if let Some(ss) = master.db.get_sourcestamps(&ids).await?.into_iter().next() {
-            let opt =
-                |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
-            props.set("branch", opt(&ss.branch), "Build");
-            props.set("revision", opt(&ss.revision), "Build");
-            props.set("repository", ss.repository.as_str(), "Build");
-            props.set("codebase", ss.codebase.as_str(), "Build");
-            props.set("project", ss.project.as_str(), "Build");
-        }
+    // Buildbot takes these from the first source stamp.
+    if let Some(ss) = master
+        .db
+        .buildset_sourcestamps(request.buildsetid)
+        .await?
+        .into_iter()
+        .next()
+    {
+        let opt = |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
+        props.set("branch", opt(&ss.branch), "Build");
+        props.set("revision", opt(&ss.revision), "Build");
+        props.set("repository", ss.repository.as_str(), "Build");
+        props.set("codebase", ss.codebase.as_str(), "Build");
+        props.set("project", ss.project.as_str(), "Build");
     }
     if let Some(w) = master.workers.config(worker) {
         props.update_from(w.properties.iter(), "Worker");
