@@ -438,12 +438,11 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                     match k {
                         Node::Str(k) if k == "port" => {
                             www.port = cx.port(v, "c['www']['port']", &loc);
-                            if let Node::Str(s) = v {
-                                if let Some(i) =
+                            if let Node::Str(s) = v
+                                && let Some(i) =
                                     s.split(':').find_map(|p| p.strip_prefix("interface="))
-                                {
-                                    www.host = i.to_string();
-                                }
+                            {
+                                www.host = i.to_string();
                             }
                         }
                         Node::Str(k) if k == "host" || k == "interface" => {

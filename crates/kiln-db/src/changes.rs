@@ -124,15 +124,15 @@ impl Db {
             let name = p.text("property_name")?;
             let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
                 .map_err(|e| DbError::Corrupt(format!("change {id} property {name:?}: {e}")))?;
-            if let serde_json::Value::Array(pair) = &parsed {
-                if pair.len() == 2 {
-                    properties.set(
-                        name,
-                        json_to_property(&pair[0]),
-                        pair[1].as_str().unwrap_or("Change"),
-                    );
-                    continue;
-                }
+            if let serde_json::Value::Array(pair) = &parsed
+                && pair.len() == 2
+            {
+                properties.set(
+                    name,
+                    json_to_property(&pair[0]),
+                    pair[1].as_str().unwrap_or("Change"),
+                );
+                continue;
             }
             properties.set(name, json_to_property(&parsed), "Change");
         }

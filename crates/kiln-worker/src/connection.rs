@@ -59,6 +59,9 @@ enum Ending {
     Closed,
 }
 
+/// Where the answer to a request is delivered.
+type Reply = oneshot::Sender<Result<Value, String>>;
+
 /// The answer to a request, once the master sends it.
 pub type Answer = oneshot::Receiver<Result<Value, String>>;
 
@@ -67,7 +70,7 @@ pub type Answer = oneshot::Receiver<Result<Value, String>>;
 pub struct Link {
     frames: mpsc::Sender<Vec<u8>>,
     next_seq: Arc<AtomicI64>,
-    pending: Arc<Mutex<HashMap<i64, oneshot::Sender<Result<Value, String>>>>>,
+    pending: Arc<Mutex<HashMap<i64, Reply>>>,
 }
 
 impl Link {

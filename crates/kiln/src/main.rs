@@ -243,6 +243,8 @@ fn is_zombie(pid: nix::unistd::Pid) -> bool {
         .unwrap_or(false)
 }
 
+// The quickstart's report is its output, meant for the person who ran it.
+#[allow(clippy::print_stdout)]
 async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow::Result<()> {
     if !basedir.join(kiln_config::CONFIG_FILE).exists() {
         create_master(&basedir, worker_port, www_port)?;

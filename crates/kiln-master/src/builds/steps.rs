@@ -47,17 +47,24 @@ impl From<Lost> for WorkerLost {
     }
 }
 
+/// Every step sends its command's output to its stdio log, stored once per batch of updates.
+macro_rules! log_output {
+    () => {
+        async fn output(&mut self, stream: Stream, text: &str) {
+            self.log.write(stream, text).await;
+        }
+        async fn flush(&mut self) {
+            self.log.flush().await;
+        }
+    };
+}
+
 struct StdioLog {
     log: LogWriter,
 }
 
 impl CommandIo for StdioLog {
-    async fn output(&mut self, stream: Stream, text: &str) {
-        self.log.write(stream, text).await;
-    }
-    async fn flush(&mut self) {
-        self.log.flush().await;
-    }
+    log_output!();
 }
 
 impl StepContext<'_> {
@@ -211,7 +218,6 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
                         *maxsize,
                         *blocksize,
                         Source::File(f),
-                        &format!("downloading to {{}}"),
                     )
                     .await?
                 }
@@ -257,7 +263,6 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
                 *maxsize,
                 *blocksize,
                 Source::Bytes(text.into_bytes(), 0),
-                "downloading to {}",
             )
             .await?
         }
@@ -370,12 +375,12 @@ async fn shell(
         Some(&mut interrupt),
     )
     .await;
-    if let Ok(o) = &outcome {
-        if let Some(f) = &o.failure {
-            io.log
-                .write(Stream::Header, &format!("remote command failed: {f}\n"))
-                .await;
-        }
+    if let Ok(o) = &outcome
+        && let Some(f) = &o.failure
+    {
+        io.log
+            .write(Stream::Header, &format!("remote command failed: {f}\n"))
+            .await;
     }
     io.log.finish().await;
     let outcome = outcome?;
@@ -456,12 +461,7 @@ struct FileSink {
 }
 
 impl CommandIo for FileSink {
-    async fn output(&mut self, stream: Stream, text: &str) {
-        self.log.write(stream, text).await;
-    }
-    async fn flush(&mut self) {
-        self.log.flush().await;
-    }
+    log_output!();
     async fn write(&mut self, data: &[u8]) -> Result<(), String> {
         if self.file.is_none() {
             if let Some(parent) = self.tmp.parent() {
@@ -608,12 +608,7 @@ struct DirectorySink {
 }
 
 impl CommandIo for DirectorySink {
-    async fn output(&mut self, stream: Stream, text: &str) {
-        self.log.write(stream, text).await;
-    }
-    async fn flush(&mut self) {
-        self.log.flush().await;
-    }
+    log_output!();
     async fn write(&mut self, data: &[u8]) -> Result<(), String> {
         use std::io::Write;
         if self.archive.is_none() {
@@ -735,12 +730,7 @@ struct DownloadSource {
 }
 
 impl CommandIo for DownloadSource {
-    async fn output(&mut self, stream: Stream, text: &str) {
-        self.log.write(stream, text).await;
-    }
-    async fn flush(&mut self) {
-        self.log.flush().await;
-    }
+    log_output!();
     async fn read(&mut self, length: u64) -> Result<Vec<u8>, String> {
         let length = length.min(16 << 20) as usize;
         match &mut self.source {
@@ -780,7 +770,6 @@ async fn download(
     maxsize: Option<u64>,
     blocksize: u64,
     source: Source,
-    _what: &str,
 ) -> Result<StepOutcome, WorkerLost> {
     let dest = match ctx.render_string(workerdest, "workerdest") {
         Ok(d) => d,

@@ -76,35 +76,35 @@ fn check(
         }),
         (_, Some(_)) => PropertyValue::Str(text.clone().unwrap_or_default()),
     };
-    if param.kind == ParameterKind::UserName && param.need_email {
-        if let PropertyValue::Str(s) = &value {
-            if !s.is_empty() && !email_like(s) {
-                errors.insert(
-                    name.clone(),
-                    format!(
-                        "{name}: please fill in email address in the form 'User <email@email.com>'"
-                    ),
-                );
-                return None;
-            }
-        }
+    if param.kind == ParameterKind::UserName
+        && param.need_email
+        && let PropertyValue::Str(s) = &value
+        && !s.is_empty()
+        && !email_like(s)
+    {
+        errors.insert(
+            name.clone(),
+            format!("{name}: please fill in email address in the form 'User <email@email.com>'"),
+        );
+        return None;
     }
-    if param.kind == ParameterKind::ChoiceString && param.strict {
-        if let PropertyValue::Str(s) = &value {
-            if !param.choices.is_empty() && !param.choices.contains(s) {
-                errors.insert(name.clone(), format!("{name}: invalid choice '{s}'"));
-                return None;
-            }
-        }
+    if param.kind == ParameterKind::ChoiceString
+        && param.strict
+        && let PropertyValue::Str(s) = &value
+        && !param.choices.is_empty()
+        && !param.choices.contains(s)
+    {
+        errors.insert(name.clone(), format!("{name}: invalid choice '{s}'"));
+        return None;
     }
-    if let (Some(re), PropertyValue::Str(s)) = (&param.regex, &value) {
-        if !simple_regex_match(re, s) {
-            errors.insert(
-                name.clone(),
-                format!("{name}: value '{s}' does not match pattern '{re}'"),
-            );
-            return None;
-        }
+    if let (Some(re), PropertyValue::Str(s)) = (&param.regex, &value)
+        && !simple_regex_match(re, s)
+    {
+        errors.insert(
+            name.clone(),
+            format!("{name}: value '{s}' does not match pattern '{re}'"),
+        );
+        return None;
     }
     Some(value)
 }

@@ -152,13 +152,13 @@ pub async fn run<Io: CommandIo>(
                             }
                         }
                         "log" => {
-                            if let Value::Array(pair) = &value {
-                                if let (Some(name), Some(text)) = (
+                            if let Value::Array(pair) = &value
+                                && let (Some(name), Some(text)) = (
                                     pair.first().and_then(|n| n.as_str()),
                                     pair.get(1).and_then(text_of),
-                                ) {
-                                    io.log_output(name, &text).await;
-                                }
+                                )
+                            {
+                                io.log_output(name, &text).await;
                             }
                         }
                         "rc" => {

@@ -294,13 +294,13 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(16);
     match pty_master {
         Some(mut master) => {
-            if let Some(input) = args.initial_stdin.clone() {
-                if let Ok(mut writer) = master.try_clone() {
-                    std::thread::spawn(move || {
-                        use std::io::Write;
-                        let _ = writer.write_all(input.as_bytes());
-                    });
-                }
+            if let Some(input) = args.initial_stdin.clone()
+                && let Ok(mut writer) = master.try_clone()
+            {
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let _ = writer.write_all(input.as_bytes());
+                });
             }
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {

@@ -178,18 +178,16 @@ async fn upload_file(
         command_id: ctx.command_id.clone(),
     })
     .await?;
-    if keepstamp {
-        if let Ok(meta) = file.metadata() {
-            use std::os::unix::fs::MetadataExt;
-            let atime = meta.atime() as f64 + meta.atime_nsec() as f64 / 1e9;
-            let mtime = meta.mtime() as f64 + meta.mtime_nsec() as f64 / 1e9;
-            ctx.request(Op::UploadFileUtime {
-                command_id: ctx.command_id.clone(),
-                access_time: atime,
-                modified_time: mtime,
-            })
-            .await?;
-        }
+    if keepstamp && let Ok(meta) = file.metadata() {
+        use std::os::unix::fs::MetadataExt;
+        let atime = meta.atime() as f64 + meta.atime_nsec() as f64 / 1e9;
+        let mtime = meta.mtime() as f64 + meta.mtime_nsec() as f64 / 1e9;
+        ctx.request(Op::UploadFileUtime {
+            command_id: ctx.command_id.clone(),
+            access_time: atime,
+            modified_time: mtime,
+        })
+        .await?;
     }
     updates.push(header(&format!("sending {}\n", path.display())));
     if !complete {

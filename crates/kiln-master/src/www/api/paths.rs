@@ -661,17 +661,7 @@ async fn embed_properties(
                     .await?
             }
         };
-        let map: serde_json::Map<String, Value> = props
-            .iter()
-            .filter(|(k, _)| wanted(k))
-            .map(|(k, p)| {
-                (
-                    k.clone(),
-                    json!([crate::values::property_to_json(&p.value), p.source]),
-                )
-            })
-            .collect();
-        item["properties"] = Value::Object(map);
+        item["properties"] = shapes::properties(&props, wanted);
     }
     Ok(())
 }
@@ -726,15 +716,7 @@ pub async fn get(
                 return Err(not_found(path));
             }
             let props = master.db.build_properties_set(id).await?;
-            let map: serde_json::Map<String, Value> = props
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        json!([crate::values::property_to_json(&p.value), p.source]),
-                    )
-                })
-                .collect();
+            let map = shapes::properties(&props, |_| true);
             Ok(query::respond(
                 headers,
                 json!({"properties": [map], "meta": {"total": 1}}),
@@ -746,15 +728,7 @@ pub async fn get(
                 .db
                 .buildset_properties(kiln_core::BuildSetId(id))
                 .await?;
-            let map: serde_json::Map<String, Value> = props
-                .iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        json!([crate::values::property_to_json(&p.value), p.source]),
-                    )
-                })
-                .collect();
+            let map = shapes::properties(&props, |_| true);
             Ok(query::respond(
                 headers,
                 json!({"properties": [map], "meta": {"total": 1}}),

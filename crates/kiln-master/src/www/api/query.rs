@@ -323,7 +323,7 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
                 Value::String(s) => s.contains(v.as_str()),
                 Value::Array(items) => items
                     .iter()
-                    .any(|i| i.as_str() == Some(v.as_str()) || i.to_string() == *v),
+                    .any(|i| i.as_str() == Some(v.as_str()) || typed(i, v) == *i),
                 _ => false,
             },
         }

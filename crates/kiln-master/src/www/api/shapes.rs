@@ -12,6 +12,17 @@ fn complete(at: Option<i64>) -> bool {
     at.is_some()
 }
 
+/// Properties as `{name: [value, source]}`, keeping those `wanted` accepts.
+pub fn properties(props: &kiln_core::Properties, wanted: impl Fn(&str) -> bool) -> Value {
+    Value::Object(
+        props
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .map(|(k, p)| (k.clone(), json!([property_to_json(&p.value), p.source])))
+            .collect(),
+    )
+}
+
 pub fn build(b: &BuildRow) -> Value {
     json!({
         "buildid": b.id.0,
