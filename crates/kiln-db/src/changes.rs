@@ -165,3 +165,37 @@ impl Db {
         Ok((out, total))
     }
 }
+
+impl Db {
+    /// The builds that built a change: those of the buildsets that include its source stamp.
+    pub async fn change_build_ids(&self, change: ChangeId) -> Result<Vec<i64>> {
+        sqlx::query(
+            "SELECT DISTINCT b.id AS id FROM changes ch \
+             JOIN buildset_sourcestamps bss ON bss.sourcestampid = ch.sourcestampid \
+             JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+             JOIN builds b ON b.buildrequestid = br.id WHERE ch.changeid = $1 ORDER BY b.id",
+        )
+        .bind(change.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.int("id"))
+        .collect()
+    }
+
+    /// The changes a build built: those whose source stamp is in its buildset.
+    pub async fn build_change_ids(&self, build: kiln_core::BuildId) -> Result<Vec<i64>> {
+        sqlx::query(
+            "SELECT DISTINCT ch.changeid AS changeid FROM builds b \
+             JOIN buildrequests br ON br.id = b.buildrequestid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid WHERE b.id = $1 ORDER BY ch.changeid",
+        )
+        .bind(build.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.int("changeid"))
+        .collect()
+    }
+}

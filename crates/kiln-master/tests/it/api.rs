@@ -251,3 +251,40 @@ async fn cancel_rebuild_and_priority_controls() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_and_builds_link_through_their_source_stamp() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
+    let now = m.master().updates.now();
+    let mut properties = kiln_core::Properties::new();
+    properties.set("ticket", "T-1", "Change");
+    let change = kiln_db::NewChange {
+        author: "Alice <alice@example.com>".into(),
+        comments: "fix the thing".into(),
+        when_timestamp: now,
+        files: vec!["src/lib.rs".into()],
+        properties,
+        ..Default::default()
+    };
+    // A forced build of the default codebase uses the same (empty) source stamp as this change.
+    let changeid = m.master().db.add_change(&change, now).await.unwrap();
+    m.start_worker("w1", "pass").await;
+    assert_eq!(
+        m.force_and_wait(json!({"builderNames": ["alpha"]})).await,
+        0
+    );
+    let (_, builds) = m
+        .get(&format!("changes/{changeid}/builds?field=buildid"))
+        .await;
+    assert_eq!(builds["builds"], json!([{"buildid": 1}]));
+    let (_, changes) = m.get("builds/1/changes").await;
+    assert_eq!(changes["changes"][0]["author"], "Alice <alice@example.com>");
+    assert_eq!(changes["changes"][0]["files"], json!(["src/lib.rs"]));
+    assert_eq!(
+        changes["changes"][0]["properties"]["ticket"],
+        json!(["T-1", "Change"])
+    );
+    let (_, none) = m.get("changes/999/builds").await;
+    assert_eq!(none["meta"]["total"], 0);
+    m.stop().await;
+}

@@ -223,6 +223,15 @@ fn eq(column: &'static str, v: i64) -> Filter {
     }
 }
 
+/// `column IN (ids)`; an empty list matches nothing.
+fn within(column: &'static str, ids: Vec<i64>) -> Filter {
+    Filter {
+        column,
+        op: FilterOp::In,
+        values: ids.into_iter().map(SqlValue::Int).collect(),
+    }
+}
+
 fn not_found(path: &str) -> ApiError {
     ApiError::NotFound(format!("not found while getting from {path}"))
 }
@@ -345,7 +354,13 @@ async fn below_build(
             below_step(master, stepid, tail, path).await
         }
         ["properties"] => Ok(Target::BuildProperties(id)),
-        ["changes"] => Ok(Target::Empty("changes")),
+        ["changes"] => {
+            let ids = master.db.build_change_ids(id).await?;
+            Ok(Target::Collection(
+                Ty::Changes,
+                vec![within("changeid", ids)],
+            ))
+        }
         ["triggered_builds"] => Ok(Target::Empty("builds")),
         ["test_result_sets"] => Ok(Target::Empty("test_result_sets")),
         _ => Err(not_found(path)),
@@ -453,6 +468,13 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
             vec![eq("sourcestampid", int(id).ok_or_else(nf)?)],
         )),
         ["changes"] => Ok(Target::Collection(Ty::Changes, vec![])),
+        ["changes", id, "builds"] => {
+            let ids = master
+                .db
+                .change_build_ids(kiln_core::ChangeId(int(id).ok_or_else(nf)?))
+                .await?;
+            Ok(Target::Collection(Ty::Builds, vec![within("id", ids)]))
+        }
         ["changes", id] => Ok(Target::Single(
             Ty::Changes,
             vec![eq("changeid", int(id).ok_or_else(nf)?)],
