@@ -288,3 +288,51 @@ async fn changes_and_builds_link_through_their_source_stamp() {
     assert_eq!(none["meta"]["total"], 0);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_can_be_paused_unpaused_and_killed() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
+    let www = m.www();
+    m.start_worker("w1", "pass").await;
+    let (status, _) = rpc(
+        &www,
+        "workers/w1",
+        "pause",
+        json!({"reason": "maintenance"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, w) = m.get("workers/w1").await;
+    assert_eq!(
+        (
+            w["workers"][0]["paused"].clone(),
+            w["workers"][0]["pause_reason"].clone()
+        ),
+        (json!(true), json!("maintenance"))
+    );
+    assert!(
+        !m.master()
+            .workers
+            .availability()
+            .iter()
+            .any(|w| w.name == "w1" && w.available),
+        "a paused worker takes no builds"
+    );
+    rpc(&www, "workers/w1", "unpause", json!({})).await;
+    assert_eq!(
+        m.force_and_wait(json!({"builderNames": ["alpha"]})).await,
+        0
+    );
+    let (status, _) = rpc(&www, "workers/1", "kill", json!({})).await;
+    assert_eq!(status, 200);
+    m.wait_event("workers.*.disconnected").await;
+    let (_, body) = rpc(&www, "workers/nosuch", "pause", json!({})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{body}"
+    );
+    m.stop().await;
+}
