@@ -98,6 +98,25 @@ impl StepContext<'_> {
         Ok(LogWriter::new(self.master.updates.clone(), id))
     }
 
+    /// Runs one remote command of this step on its worker, interruptible by a stop of the build.
+    async fn remote<Io: CommandIo>(
+        &self,
+        name: &str,
+        args: Value,
+        io: &mut Io,
+    ) -> Result<Outcome, Lost> {
+        let mut interrupt = self.interrupt.clone();
+        command::run(
+            self.conn,
+            Some(self.builder_name),
+            name,
+            args,
+            io,
+            Some(&mut interrupt),
+        )
+        .await
+    }
+
     /// Records an error that stopped the step as a text log, as Buildbot's `err.text`.
     pub async fn error_log(&self, text: &str) {
         let updates = &self.master.updates;
@@ -138,6 +157,15 @@ fn command_summary(cmd: &PropertyValue) -> String {
     let shown: Vec<&str> = words.iter().take(3).map(String::as_str).collect();
     let more = if words.len() > 3 { " ..." } else { "" };
     format!("'{}{more}'", shown.join(" "))
+}
+
+/// How a step ends: its `descriptionDone` (or `default`) with the result appended unless SUCCESS.
+fn finished(step: &StepConfig, default: impl FnOnce() -> String, results: Results) -> StepOutcome {
+    let done = step.description_done.clone().unwrap_or_else(default);
+    StepOutcome {
+        results,
+        state: with_result(done, results),
+    }
 }
 
 fn with_result(state: String, results: Results) -> String {
@@ -365,16 +393,7 @@ async fn shell(
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     let mut io = StdioLog { log };
-    let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(
-        ctx.conn,
-        Some(ctx.builder_name),
-        "shell",
-        args,
-        &mut io,
-        Some(&mut interrupt),
-    )
-    .await;
+    let outcome = ctx.remote("shell", args, &mut io).await;
     if let Ok(o) = &outcome
         && let Some(f) = &o.failure
     {
@@ -430,16 +449,7 @@ async fn simple(
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     let mut io = StdioLog { log };
-    let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(
-        ctx.conn,
-        Some(ctx.builder_name),
-        name,
-        args,
-        &mut io,
-        Some(&mut interrupt),
-    )
-    .await;
+    let outcome = ctx.remote(name, args, &mut io).await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);
     let state = match (name, results) {
@@ -566,16 +576,7 @@ async fn upload_file(
         ("blocksize", Value::from(blocksize)),
         ("keepstamp", Value::Boolean(keepstamp)),
     ]);
-    let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(
-        ctx.conn,
-        Some(ctx.builder_name),
-        "upload_file",
-        args,
-        &mut sink,
-        Some(&mut interrupt),
-    )
-    .await;
+    let outcome = ctx.remote("upload_file", args, &mut sink).await;
     sink.log.finish().await;
     let outcome = outcome?;
     let mut results = results_of(&outcome, None);
@@ -589,14 +590,7 @@ async fn upload_file(
         let urls = serde_json::json!([{"name": url_text.clone().unwrap_or_else(|| url.clone()), "url": url}]);
         let _ = ctx.master.updates.set_step_urls(ctx.stepid, &urls).await;
     }
-    let done = step
-        .description_done
-        .clone()
-        .unwrap_or_else(|| format!("uploaded {src}"));
-    Ok(StepOutcome {
-        results,
-        state: with_result(done, results),
-    })
+    Ok(finished(step, || format!("uploaded {src}"), results))
 }
 
 /// Receives a directory as a tar stream and unpacks it at the end.
@@ -697,26 +691,10 @@ async fn upload_directory(
         ("blocksize", Value::from(blocksize)),
         ("compress", compress.map_or(Value::Nil, Value::from)),
     ]);
-    let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(
-        ctx.conn,
-        Some(ctx.builder_name),
-        "upload_directory",
-        args,
-        &mut sink,
-        Some(&mut interrupt),
-    )
-    .await;
+    let outcome = ctx.remote("upload_directory", args, &mut sink).await;
     sink.log.finish().await;
     let results = results_of(&outcome?, None);
-    let done = step
-        .description_done
-        .clone()
-        .unwrap_or_else(|| format!("uploaded {src}"));
-    Ok(StepOutcome {
-        results,
-        state: with_result(done, results),
-    })
+    Ok(finished(step, || format!("uploaded {src}"), results))
 }
 
 enum Source {
@@ -797,24 +775,8 @@ async fn download(
         ("blocksize", Value::from(blocksize)),
         ("mode", mode.map_or(Value::Nil, Value::from)),
     ]);
-    let mut interrupt = ctx.interrupt.clone();
-    let outcome = command::run(
-        ctx.conn,
-        Some(ctx.builder_name),
-        "download_file",
-        args,
-        &mut io,
-        Some(&mut interrupt),
-    )
-    .await;
+    let outcome = ctx.remote("download_file", args, &mut io).await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);
-    let done = step
-        .description_done
-        .clone()
-        .unwrap_or_else(|| format!("downloaded to {dest}"));
-    Ok(StepOutcome {
-        results,
-        state: with_result(done, results),
-    })
+    Ok(finished(step, || format!("downloaded to {dest}"), results))
 }
