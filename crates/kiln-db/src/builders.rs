@@ -29,7 +29,7 @@ impl Db {
         let _w = self.write_guard().await;
         if let Some(r) = sqlx::query("SELECT id FROM builders WHERE name_hash = $1")
             .bind(&hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.wpool)
             .await?
         {
             return Ok(BuilderId(r.int("id")?));
@@ -37,7 +37,7 @@ impl Db {
         let r = sqlx::query("INSERT INTO builders (name, name_hash) VALUES ($1, $2) RETURNING id")
             .bind(name)
             .bind(&hash)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await?;
         Ok(BuilderId(r.int("id")?))
     }
@@ -50,7 +50,7 @@ impl Db {
         tags: &[String],
     ) -> Result<()> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         sqlx::query("UPDATE builders SET description = $1, description_format = NULL, description_html = NULL WHERE id = $2")
             .bind(description.map(str::to_string))
             .bind(id.0)
@@ -95,7 +95,7 @@ impl Db {
         builders: &[BuilderId],
     ) -> Result<BTreeMap<BuilderId, i64>> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let existing = sqlx::query("SELECT id, builderid FROM builder_masters WHERE masterid = $1")
             .bind(master.0)
             .fetch_all(&mut *tx)

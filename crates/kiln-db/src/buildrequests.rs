@@ -80,10 +80,12 @@ impl Db {
             "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.complete = 0 AND c.brid IS NULL \
              ORDER BY br.priority DESC, br.submitted_at, br.id LIMIT $2"
         );
+        // The distributor's read belongs to the write path, so it uses the writers' connection,
+        // whose page cache every write keeps warm.
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(builder.0)
             .bind(limit.max(1))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.wpool)
             .await?;
         rows.iter().map(request).collect()
     }
@@ -104,7 +106,7 @@ impl Db {
         .bind(id.0)
         .bind(master.0)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.wpool)
         .await;
         match inserted {
             Ok(r) if r.rows_affected() == 1 => Ok(()),
@@ -120,7 +122,7 @@ impl Db {
     /// Releases claims so that the requests are built again.
     pub async fn unclaim_buildrequests(&self, ids: &[BuildRequestId]) -> Result<()> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         for id in ids {
             sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1")
                 .bind(id.0)
@@ -134,7 +136,7 @@ impl Db {
     /// Releases every claim `master` holds on incomplete requests, returning the released ids.
     pub async fn unclaim_master_requests(&self, master: MasterId) -> Result<Vec<BuildRequestId>> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let ids: Vec<BuildRequestId> = sqlx::query(
             "SELECT c.brid AS brid FROM buildrequest_claims c JOIN buildrequests br ON br.id = c.brid \
              WHERE c.masterid = $1 AND br.complete = 0 ORDER BY c.brid",
@@ -177,7 +179,7 @@ impl Db {
             .bind(results.code())
             .bind(now)
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.wpool)
             .await?;
             if let Some(row) = r {
                 changed.push((*id, BuildSetId(row.int("buildsetid")?)));
@@ -188,7 +190,7 @@ impl Db {
                 .bind(id.0)
                 .bind(master.0)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.wpool)
                 .await?;
             }
         }
@@ -205,16 +207,17 @@ impl Db {
             sqlx::query("UPDATE buildrequests SET priority = $1 WHERE id = $2 AND complete = 0")
                 .bind(priority)
                 .bind(id.0)
-                .execute(&self.pool)
+                .execute(&self.wpool)
                 .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// The results of every request of a buildset, `None` while any is incomplete.
     pub async fn buildset_request_results(&self, bsid: BuildSetId) -> Result<Option<Vec<Results>>> {
+        // Read right after completing a request, on the writers' connection (see above).
         let rows = sqlx::query("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
             .bind(bsid.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.wpool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

@@ -77,7 +77,7 @@ impl Db {
             .bind(master.0)
             .bind(now)
             .bind(state_string)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await;
             match inserted {
                 Ok(r) => return Ok((BuildId(r.int("id")?), r.int("number")?)),
@@ -94,7 +94,7 @@ impl Db {
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
             .bind(state)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Db {
         .bind(results.code())
         .bind(state)
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&self.wpool)
         .await?;
         Ok(())
     }
@@ -130,7 +130,7 @@ impl Db {
         now: i64,
     ) -> Result<Vec<BuildId>> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let ids: Vec<BuildId> = sqlx::query(
             "SELECT id FROM builds WHERE masterid = $1 AND complete_at IS NULL ORDER BY id",
         )
@@ -203,7 +203,7 @@ impl Db {
                 .bind(prop.source.clone());
         }
         let _w = self.write_guard().await;
-        q.execute(&self.pool).await?;
+        q.execute(&self.wpool).await?;
         Ok(())
     }
 

@@ -48,7 +48,7 @@ impl Db {
         bs: &NewBuildSet,
     ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let r = sqlx::query(
             "INSERT INTO buildsets (external_idstring, reason, submitted_at, complete, parent_buildid, \
              parent_relationship, rebuilt_buildid) VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING id",
@@ -121,7 +121,7 @@ impl Db {
             .bind(now)
             .bind(results.code())
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -54,7 +54,7 @@ impl Db {
     /// Stores a change with its source stamp, files and properties.
     pub async fn add_change(&self, c: &NewChange, now: i64) -> Result<ChangeId> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let ss = SourceStamp {
             codebase: c.codebase.clone(),
             repository: c.repository.clone(),

@@ -19,7 +19,12 @@ pub enum Backend {
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
+    /// Readers: the API, the web pages and reporters.
     pub(crate) pool: AnyPool,
+    /// Writers. On SQLite this is one dedicated connection, so its page cache stays warm (a SQLite
+    /// connection drops its whole cache whenever another connection has written); on PostgreSQL it is
+    /// the same pool as the readers'.
+    pub(crate) wpool: AnyPool,
     backend: Backend,
     /// SQLite allows one writer at a time, and a transaction that reads before it writes fails
     /// outright (it does not wait) when another connection wrote in between. kiln therefore
@@ -42,17 +47,23 @@ impl Db {
         } else {
             return Err(DbError::UnsupportedUrl(url.to_string()));
         };
+        // An in-memory SQLite database exists once per connection, so it gets exactly one.
+        let in_memory = url.contains(":memory:");
         let url = match backend {
             Backend::Sqlite if !url.contains('?') && !url.contains(":memory:") => {
                 format!("{url}?mode=rwc")
             }
             _ => url.to_string(),
         };
+        // Connections are not pinged before each use: a ping is a round trip of its own, and a
+        // broken connection shows up as an error on the real query anyway.
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
+                Backend::Sqlite if in_memory => 1,
                 Backend::Sqlite => 4,
                 Backend::Postgres => 10,
             })
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30));
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _| {
@@ -69,9 +80,14 @@ impl Db {
             }),
             Backend::Postgres => options,
         };
-        let pool = options.connect(&url).await?;
+        let pool = options.clone().connect(&url).await?;
+        let wpool = match backend {
+            Backend::Sqlite if !in_memory => options.max_connections(1).connect(&url).await?,
+            _ => pool.clone(),
+        };
         let db = Db {
             pool,
+            wpool,
             backend,
             writer: Arc::new(Mutex::new(())),
         };
@@ -93,6 +109,7 @@ impl Db {
 
     /// Closes every connection, waiting for queries in flight.
     pub async fn close(&self) {
+        self.wpool.close().await;
         self.pool.close().await;
     }
 }

@@ -169,7 +169,7 @@ impl Db {
             .bind(&slug)
             .bind(step.0)
             .bind(log_type.code())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await;
             match inserted {
                 Ok(r) => return Ok(LogId(r.int("id")?)),
@@ -180,15 +180,29 @@ impl Db {
         }
     }
 
-    /// Appends whole lines (each ending in `\n`) to a log and returns the numbers of the first and
-    /// last line added.
-    pub async fn append_log(&self, id: LogId, text: &str) -> Result<Option<(i64, i64)>> {
-        if text.is_empty() {
-            return Ok(None);
-        }
+    /// Appends whole lines (each ending in `\n`) to a log, numbering them from `first_line`, and
+    /// marks the log complete when `finish` is set. Returns the numbers of the first and last line
+    /// added, if any.
+    ///
+    /// One writer owns a log (the step that made it), so it knows how many lines the log holds and
+    /// passes that in: an append is then one insert per chunk and one update of the log's row, with
+    /// no read first. The chunks are written before the line count, so a reader never sees a count
+    /// that runs ahead of the stored lines.
+    pub async fn append_log(
+        &self,
+        id: LogId,
+        first_line: i64,
+        text: &str,
+        finish: bool,
+    ) -> Result<Option<(i64, i64)>> {
         // Compression happens before the write lock is taken, so writers wait only for the insert.
         let mut prepared = Vec::new();
-        for (lines, size) in split_chunks(text) {
+        let chunks = if text.is_empty() {
+            Vec::new()
+        } else {
+            split_chunks(text)
+        };
+        for (lines, size) in chunks {
             let mut joined = String::with_capacity(size);
             for (i, l) in lines.iter().enumerate() {
                 if i > 0 {
@@ -208,54 +222,36 @@ impl Db {
         }
         let total: i64 = prepared.iter().map(|(count, _, _)| *count).sum();
         let _w = self.write_guard().await;
-        // The line numbers are reserved first, so a failure half-way leaves a gap in the numbering,
-        // never two chunks claiming the same lines. Appends to one log come from one step, in order,
-        // so no transaction is needed around the pair.
-        let end = sqlx::query(
-            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines",
-        )
-        .bind(total)
-        .bind(id.0)
-        .fetch_one(&self.pool)
-        .await?
-        .int("num_lines")?;
-        let first = end - total;
-        let mut next = first;
-        if prepared.len() == 1 {
-            let (count, content, code) = prepared.remove(0);
+        let insert = |next: i64, count: i64, content: Vec<u8>, code: i64| {
             sqlx::query("INSERT INTO logchunks (logid, first_line, last_line, content, compressed) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id.0)
                 .bind(next)
                 .bind(next + count - 1)
                 .bind(content)
                 .bind(code)
-                .execute(&self.pool)
-                .await?;
-            return Ok(Some((first, end - 1)));
+        };
+        let update = sqlx::query("UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3")
+            .bind(first_line + total)
+            .bind(i64::from(finish))
+            .bind(id.0);
+        if prepared.len() <= 1 {
+            if let Some((count, content, code)) = prepared.pop() {
+                insert(first_line, count, content, code)
+                    .execute(&self.wpool)
+                    .await?;
+            }
+            update.execute(&self.wpool).await?;
+        } else {
+            let mut tx = self.wpool.begin().await?;
+            let mut next = first_line;
+            for (count, content, code) in prepared {
+                insert(next, count, content, code).execute(&mut *tx).await?;
+                next += count;
+            }
+            update.execute(&mut *tx).await?;
+            tx.commit().await?;
         }
-        let mut tx = self.pool.begin().await?;
-        for (count, content, code) in prepared {
-            sqlx::query("INSERT INTO logchunks (logid, first_line, last_line, content, compressed) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id.0)
-                .bind(next)
-                .bind(next + count - 1)
-                .bind(content)
-                .bind(code)
-                .execute(&mut *tx)
-                .await?;
-            next += count;
-        }
-        tx.commit().await?;
-        Ok(Some((first, end - 1)))
-    }
-
-    pub async fn finish_log(&self, id: LogId) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query("UPDATE logs SET complete = 1 WHERE id = $1")
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok((total > 0).then(|| (first_line, first_line + total - 1)))
     }
 
     pub async fn list_logs(&self, page: &Page) -> Result<(Vec<LogRow>, i64)> {

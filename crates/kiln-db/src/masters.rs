@@ -33,7 +33,7 @@ impl Db {
         let _w = self.write_guard().await;
         if let Some(r) = sqlx::query("SELECT id FROM masters WHERE name_hash = $1")
             .bind(&hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.wpool)
             .await?
         {
             return Ok(MasterId(r.int("id")?));
@@ -41,7 +41,7 @@ impl Db {
         let r = sqlx::query("INSERT INTO masters (name, name_hash, active, last_active) VALUES ($1, $2, 0, 0) RETURNING id")
             .bind(name)
             .bind(&hash)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await?;
         Ok(MasterId(r.int("id")?))
     }
@@ -52,7 +52,7 @@ impl Db {
             .bind(i64::from(active))
             .bind(now)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }

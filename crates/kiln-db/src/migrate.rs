@@ -22,6 +22,11 @@ const SQLITE: &[Migration] = &[
         name: "buildrequest_queue",
         sql: include_str!("../migrations/sqlite/0002_buildrequest_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "buildrequest_queue_order",
+        sql: include_str!("../migrations/sqlite/0003_buildrequest_queue_order.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -35,6 +40,11 @@ const POSTGRES: &[Migration] = &[
         name: "buildrequest_queue",
         sql: include_str!("../migrations/postgres/0002_buildrequest_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "buildrequest_queue_order",
+        sql: include_str!("../migrations/postgres/0003_buildrequest_queue_order.sql"),
+    },
 ];
 
 impl Db {
@@ -44,10 +54,10 @@ impl Db {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS kiln_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&self.wpool)
         .await?;
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM kiln_migrations")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await?;
         let current: i64 = row.try_get("v")?;
         let migrations = match self.backend() {
@@ -67,7 +77,7 @@ impl Db {
                 name: m.name.to_string(),
                 source,
             };
-            let mut tx = self.pool.begin().await.map_err(fail)?;
+            let mut tx = self.wpool.begin().await.map_err(fail)?;
             sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
             sqlx::query("INSERT INTO kiln_migrations (version, name) VALUES ($1, $2)")
                 .bind(m.version)

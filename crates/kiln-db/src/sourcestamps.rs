@@ -39,7 +39,7 @@ impl Db {
     /// Stores `ss` unless an identical source stamp exists, and returns its id.
     pub async fn find_sourcestamp_id(&self, ss: &SourceStamp, now: i64) -> Result<SourceStampId> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         let id = Self::find_sourcestamp_id_in(&mut tx, ss, now).await?;
         tx.commit().await?;
         Ok(id)

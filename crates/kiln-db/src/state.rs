@@ -11,7 +11,7 @@ impl Db {
         if let Some(r) = sqlx::query("SELECT id FROM objects WHERE name = $1 AND class_name = $2")
             .bind(name)
             .bind(class_name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.wpool)
             .await?
         {
             return r.int("id");
@@ -19,7 +19,7 @@ impl Db {
         sqlx::query("INSERT INTO objects (name, class_name) VALUES ($1, $2) RETURNING id")
             .bind(name)
             .bind(class_name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await?
             .int("id")
     }
@@ -37,7 +37,7 @@ impl Db {
 
     pub async fn set_state(&self, objectid: i64, name: &str, value_json: &str) -> Result<()> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         sqlx::query("DELETE FROM object_state WHERE objectid = $1 AND name = $2")
             .bind(objectid)
             .bind(name)

@@ -69,7 +69,7 @@ impl Db {
             .bind(build.0)
             .bind(now)
             .bind(state)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await;
             match inserted {
                 Ok(r) => return Ok((StepId(r.int("id")?), r.int("number")?, unique)),
@@ -85,7 +85,7 @@ impl Db {
         sqlx::query("UPDATE steps SET state_string = $1 WHERE id = $2")
             .bind(state)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -95,7 +95,7 @@ impl Db {
         sqlx::query("UPDATE steps SET urls_json = $1 WHERE id = $2")
             .bind(urls_json)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Db {
             .bind(state)
             .bind(i64::from(hidden))
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }

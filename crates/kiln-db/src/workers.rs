@@ -28,14 +28,14 @@ impl Db {
         let _w = self.write_guard().await;
         if let Some(r) = sqlx::query("SELECT id FROM workers WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.wpool)
             .await?
         {
             return Ok(WorkerId(r.int("id")?));
         }
         let r = sqlx::query("INSERT INTO workers (name, info) VALUES ($1, '{}') RETURNING id")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.wpool)
             .await?;
         Ok(WorkerId(r.int("id")?))
     }
@@ -47,7 +47,7 @@ impl Db {
         workers: &[WorkerId],
     ) -> Result<()> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1")
             .bind(buildermasterid)
             .execute(&mut *tx)
@@ -73,7 +73,7 @@ impl Db {
         info_json: &str,
     ) -> Result<()> {
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.wpool.begin().await?;
         sqlx::query("UPDATE workers SET info = $1 WHERE id = $2")
             .bind(info_json)
             .bind(worker.0)
@@ -98,7 +98,7 @@ impl Db {
         sqlx::query("DELETE FROM connected_workers WHERE workerid = $1 AND masterid = $2")
             .bind(worker.0)
             .bind(master.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -108,7 +108,7 @@ impl Db {
         let _w = self.write_guard().await;
         sqlx::query("DELETE FROM connected_workers WHERE masterid = $1")
             .bind(master.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -124,7 +124,7 @@ impl Db {
             .bind(i64::from(paused))
             .bind(reason.map(str::to_string))
             .bind(worker.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }
@@ -134,7 +134,7 @@ impl Db {
         sqlx::query("UPDATE workers SET graceful = $1 WHERE id = $2")
             .bind(i64::from(graceful))
             .bind(worker.0)
-            .execute(&self.pool)
+            .execute(&self.wpool)
             .await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use kiln_config::MasterConfig;
 use kiln_core::{BuildId, BuilderId};
 use kiln_db::Db;
@@ -193,7 +194,12 @@ impl Master {
         let app = crate::workers::listener::router(master.clone());
         let stop = shutdown(&master);
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(worker_listener, app)
+            // Worker traffic is many small request/response frames: without TCP_NODELAY, Nagle's
+            // algorithm and delayed acknowledgements hold a reply back for tens of milliseconds.
+            let listener = worker_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            if let Err(error) = axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
             {
@@ -203,7 +209,10 @@ impl Master {
         let app = crate::www::router(master.clone());
         let stop = shutdown(&master);
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(www_listener, app)
+            let listener = www_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            if let Err(error) = axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
             {

@@ -338,21 +338,27 @@ impl Updates {
         Ok(id)
     }
 
-    pub async fn append_log(&self, id: LogId, text: &str) -> Result<()> {
-        if let Some((first, last)) = self.db.append_log(id, text).await? {
+    /// Appends lines to a log owned by the caller, numbered from `first_line`, and completes the
+    /// log when `finish` is set.
+    pub async fn append_log(
+        &self,
+        id: LogId,
+        first_line: i64,
+        text: &str,
+        finish: bool,
+    ) -> Result<Option<(i64, i64)>> {
+        let added = self.db.append_log(id, first_line, text, finish).await?;
+        if let Some((first, last)) = added {
             self.events.publish(
                 format!("logs.{id}.append"),
                 json!({"logid": id.0, "first_line": first, "last_line": last}),
             );
         }
-        Ok(())
-    }
-
-    pub async fn finish_log(&self, id: LogId) -> Result<()> {
-        self.db.finish_log(id).await?;
-        self.events
-            .publish(format!("logs.{id}.finished"), json!({"logid": id.0}));
-        Ok(())
+        if finish {
+            self.events
+                .publish(format!("logs.{id}.finished"), json!({"logid": id.0}));
+        }
+        Ok(added)
     }
 
     pub async fn worker_connected(&self, worker: WorkerId, info: &serde_json::Value) -> Result<()> {

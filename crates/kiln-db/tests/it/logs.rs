@@ -34,10 +34,15 @@ async fn log_lines_are_numbered_compressed_and_readable_while_running() {
         );
 
         assert_eq!(
-            db.append_log(log, "hls -l\noout\n").await.unwrap(),
+            db.append_log(log, 0, "hls -l\noout\n", false)
+                .await
+                .unwrap(),
             Some((0, 1))
         );
-        assert_eq!(db.append_log(log, "eerr\n").await.unwrap(), Some((2, 2)));
+        assert_eq!(
+            db.append_log(log, 2, "eerr\n", false).await.unwrap(),
+            Some((2, 2))
+        );
         assert_eq!(
             db.log_lines(log, 0, 100).await.unwrap(),
             vec!["hls -l", "oout", "eerr"]
@@ -50,7 +55,10 @@ async fn log_lines_are_numbered_compressed_and_readable_while_running() {
         let big: String = (0..20_000)
             .map(|i| format!("oline number {i} of a long and repetitive log\n"))
             .collect();
-        assert_eq!(db.append_log(log, &big).await.unwrap(), Some((3, 20_002)));
+        assert_eq!(
+            db.append_log(log, 3, &big, false).await.unwrap(),
+            Some((3, 20_002))
+        );
         let chunks = db.log_chunks(log, 0, 1000).await.unwrap();
         assert!(chunks.len() > 10, "{} chunks", chunks.len());
         assert!(chunks.iter().all(|c| c.text.len() <= MAX_CHUNK_BYTES));
@@ -62,8 +70,10 @@ async fn log_lines_are_numbered_compressed_and_readable_while_running() {
                 "oline number 18998 of a long and repetitive log"
             ]
         );
-        db.finish_log(log).await.unwrap();
-        assert!(db.get_log(log).await.unwrap().unwrap().complete);
+        // Finishing with nothing more to add only completes the log.
+        assert_eq!(db.append_log(log, 20_003, "", true).await.unwrap(), None);
+        let row = db.get_log(log).await.unwrap().unwrap();
+        assert_eq!((row.num_lines, row.complete), (20_003, true));
     })
     .await;
 }

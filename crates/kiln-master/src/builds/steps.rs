@@ -56,6 +56,9 @@ macro_rules! log_output {
         async fn flush(&mut self) {
             self.log.flush().await;
         }
+        fn next_flush(&self) -> Option<tokio::time::Instant> {
+            self.log.next_flush()
+        }
     };
 }
 
@@ -128,8 +131,7 @@ impl StepContext<'_> {
             if !body.ends_with('\n') {
                 body.push('\n');
             }
-            let _ = updates.append_log(id, &body).await;
-            let _ = updates.finish_log(id).await;
+            let _ = updates.append_log(id, 0, &body, true).await;
         }
     }
 }

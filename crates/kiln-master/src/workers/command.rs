@@ -35,9 +35,14 @@ pub trait CommandIo: Send {
     fn log_output(&mut self, _log: &str, _text: &str) -> impl Future<Output = ()> + Send {
         async {}
     }
-    /// Called after each batch of updates, so output can be stored once per batch.
+    /// Called after each batch of updates and at [`CommandIo::next_flush`]: stores the output that
+    /// is due.
     fn flush(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+    /// When kept output must be stored at the latest, if any is kept.
+    fn next_flush(&self) -> Option<tokio::time::Instant> {
+        None
     }
     /// A block of an uploaded file or directory archive.
     fn write(&mut self, _data: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
@@ -115,8 +120,18 @@ pub async fn run<Io: CommandIo>(
         Ok(Ok(_)) => {}
     }
     let result = loop {
+        let flush_at = io.next_flush();
         let event = tokio::select! {
             e = events.recv() => e,
+            _ = async {
+                match flush_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                io.flush().await;
+                continue;
+            }
             why = async {
                 match interrupt.as_deref_mut() {
                     Some(rx) => { let _ = rx.wait_for(|w| w.is_some()).await; rx.borrow().clone() }

@@ -83,6 +83,13 @@ async fn all_steps_build(db_url: &str) {
         text.contains("hprogram finished with exit code 0\n"),
         "{text}"
     );
+    // A short command's header, output and exit status are stored together, in one chunk.
+    let (_, log) = m.get("builds/1/steps/echo/logs/stdio").await;
+    let logid = kiln_core::LogId(log["logs"][0]["logid"].as_i64().unwrap());
+    let chunks = m.master().db.log_chunks(logid, 0, 100).await.unwrap();
+    assert_eq!(chunks.len(), 1, "{chunks:?}");
+    assert_eq!(log["logs"][0]["num_lines"], text.lines().count());
+    assert_eq!(log["logs"][0]["complete"], true);
 
     // Downloads carried the real bytes, and uploads brought them back.
     assert_eq!(std::fs::read(m.path("uploads/file.bin")).unwrap(), payload);
@@ -253,7 +260,16 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
     m.start_worker("w1", "pass").await;
     let bsid = m.force(json!({})).await;
+    // Output of a command that is still running is stored and readable.
     m.wait_event("logs.*.append").await;
+    let (_, log) = m.get("builds/1/steps/sleep/logs/stdio/contents").await;
+    assert!(
+        log["logchunks"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("ostarted\n"),
+        "{log}"
+    );
     let (status, reply) = crate::harness::rpc(
         &m.www(),
         "builds/1",
