@@ -171,89 +171,116 @@ const MAX_DEPTH: usize = 64;
 
 /// Encodes a message as one frame.
 pub fn encode(message: &Message) -> Vec<u8> {
-    let mut entries: Vec<(Value, Value)> = Vec::with_capacity(6);
-    let mut put = |k: &str, v: Value| entries.push((Value::from(k), v));
+    // Values are written by reference: an update or upload carries the bulk of the traffic, and
+    // copying it into a message tree first would double the work.
+    let mut entries: Vec<(&str, Field<'_>)> = Vec::with_capacity(6);
+    let mut put = |k: &'static str, v| entries.push((k, v));
     match message {
         Message::Response {
             seq,
             result,
             is_exception,
         } => {
-            put("op", Value::from("response"));
-            put("seq_number", Value::from(*seq));
-            put("result", result.clone());
+            put("op", Field::V(Value::from("response")));
+            put("seq_number", Field::V(Value::from(*seq)));
+            put("result", Field::R(result));
             if *is_exception {
-                put("is_exception", Value::Boolean(true));
+                put("is_exception", Field::V(Value::Boolean(true)));
             }
         }
         Message::Request { seq, op } => {
-            put("op", Value::from(op.name()));
-            put("seq_number", Value::from(*seq));
+            put("op", Field::V(Value::from(op.name())));
+            put("seq_number", Field::V(Value::from(*seq)));
             let id = |s: &str| Value::from(s);
             match op {
-                Op::Print { message } => put("message", Value::from(message.as_str())),
+                Op::Print { message } => put("message", Field::V(Value::from(message.as_str()))),
                 Op::Keepalive | Op::GetWorkerInfo | Op::Shutdown | Op::Unknown { .. } => {}
-                Op::SetWorkerSettings { args } => put("args", args.clone()),
+                Op::SetWorkerSettings { args } => put("args", Field::R(args)),
                 Op::StartCommand {
                     command_id,
                     command_name,
                     args,
                     builder_name,
                 } => {
-                    put("command_id", id(command_id));
-                    put("command_name", Value::from(command_name.as_str()));
-                    put("args", args.clone());
+                    put("command_id", Field::V(id(command_id)));
+                    put("command_name", Field::V(Value::from(command_name.as_str())));
+                    put("args", Field::R(args));
                     if let Some(b) = builder_name {
-                        put("builder_name", Value::from(b.as_str()));
+                        put("builder_name", Field::V(Value::from(b.as_str())));
                     }
                 }
                 Op::InterruptCommand { command_id, why } => {
-                    put("command_id", id(command_id));
-                    put("why", Value::from(why.as_str()));
+                    put("command_id", Field::V(id(command_id)));
+                    put("why", Field::V(Value::from(why.as_str())));
                 }
                 Op::Update { command_id, args } => {
-                    put("command_id", id(command_id));
-                    let pairs = args
-                        .iter()
-                        .map(|(k, v)| Value::Array(vec![Value::from(k.as_str()), v.clone()]))
-                        .collect();
-                    put("args", Value::Array(pairs));
+                    put("command_id", Field::V(id(command_id)));
+                    put("args", Field::Pairs(args));
                 }
                 Op::Complete {
                     command_id,
                     failure,
                 } => {
-                    put("command_id", id(command_id));
-                    put("args", failure.as_deref().map_or(Value::Nil, Value::from));
+                    put("command_id", Field::V(id(command_id)));
+                    put(
+                        "args",
+                        Field::V(failure.as_deref().map_or(Value::Nil, Value::from)),
+                    );
                 }
                 Op::UploadFileWrite { command_id, data }
                 | Op::UploadDirectoryWrite { command_id, data } => {
-                    put("command_id", id(command_id));
-                    put("args", Value::Binary(data.clone()));
+                    put("command_id", Field::V(id(command_id)));
+                    put("args", Field::Bin(data));
                 }
                 Op::UploadFileUtime {
                     command_id,
                     access_time,
                     modified_time,
                 } => {
-                    put("command_id", id(command_id));
-                    put("access_time", Value::F64(*access_time));
-                    put("modified_time", Value::F64(*modified_time));
+                    put("command_id", Field::V(id(command_id)));
+                    put("access_time", Field::V(Value::F64(*access_time)));
+                    put("modified_time", Field::V(Value::F64(*modified_time)));
                 }
                 Op::UploadFileClose { command_id }
                 | Op::UploadDirectoryUnpack { command_id }
-                | Op::ReadFileClose { command_id } => put("command_id", id(command_id)),
+                | Op::ReadFileClose { command_id } => put("command_id", Field::V(id(command_id))),
                 Op::ReadFile { command_id, length } => {
-                    put("command_id", id(command_id));
-                    put("length", Value::from(*length));
+                    put("command_id", Field::V(id(command_id)));
+                    put("length", Field::V(Value::from(*length)));
                 }
             }
         }
     }
     let mut out = Vec::with_capacity(64);
-    // Writing into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, &Value::Map(entries));
+    // Writing into a Vec cannot fail, so the results are ignored.
+    let _ = rmp::encode::write_map_len(&mut out, entries.len() as u32);
+    for (key, field) in &entries {
+        let _ = rmp::encode::write_str(&mut out, key);
+        let _ = match field {
+            Field::V(v) => rmpv::encode::write_value(&mut out, v),
+            Field::R(v) => rmpv::encode::write_value(&mut out, v),
+            Field::Pairs(pairs) => {
+                let _ = rmp::encode::write_array_len(&mut out, pairs.len() as u32);
+                for (name, value) in pairs.iter() {
+                    let _ = rmp::encode::write_array_len(&mut out, 2);
+                    let _ = rmp::encode::write_str(&mut out, name);
+                    let _ = rmpv::encode::write_value(&mut out, value);
+                }
+                Ok(())
+            }
+            Field::Bin(data) => rmp::encode::write_bin(&mut out, data).map_err(Into::into),
+        };
+    }
     out
+}
+
+/// One value of an encoded message, owned or borrowed from the message.
+enum Field<'a> {
+    V(Value),
+    R(&'a Value),
+    /// An update's `[name, value]` pairs.
+    Pairs(&'a [(String, Value)]),
+    Bin(&'a [u8]),
 }
 
 /// Decodes one frame.
@@ -272,13 +299,14 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         op: String::new(),
     };
     let op = fields.required_str("op")?;
-    let fields = Fields {
+    // Values are moved out of the decoded frame rather than copied (see `Fields::take`).
+    let mut fields = Fields {
         op: op.clone(),
         ..fields
     };
     let seq = fields.required_int("seq_number")?;
     if op == "response" {
-        let result = fields.get("result").cloned().unwrap_or(Value::Nil);
+        let result = fields.take("result").unwrap_or(Value::Nil);
         let is_exception = matches!(fields.get("is_exception"), Some(Value::Boolean(true)));
         return Ok(Message::Response {
             seq,
@@ -286,7 +314,6 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
             is_exception,
         });
     }
-    let cid = || fields.command_id();
     let op = match op.as_str() {
         "print" => Op::Print {
             message: fields.optional_str("message")?.unwrap_or_default(),
@@ -295,27 +322,24 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         "get_worker_info" => Op::GetWorkerInfo,
         "shutdown" => Op::Shutdown,
         "set_worker_settings" => Op::SetWorkerSettings {
-            args: fields.required("args")?.clone(),
+            args: fields.take("args").ok_or(DecodeError::MissingKey("args"))?,
         },
         "start_command" => Op::StartCommand {
-            command_id: cid()?,
+            command_id: fields.command_id()?,
             command_name: fields.required_str("command_name")?,
-            args: fields
-                .get("args")
-                .cloned()
-                .unwrap_or(Value::Map(Vec::new())),
+            args: fields.take("args").unwrap_or(Value::Map(Vec::new())),
             builder_name: fields.optional_str("builder_name")?,
         },
         "interrupt_command" => Op::InterruptCommand {
-            command_id: cid()?,
+            command_id: fields.command_id()?,
             why: fields.optional_str("why")?.unwrap_or_default(),
         },
         "update" => Op::Update {
-            command_id: cid()?,
-            args: fields.update_args()?,
+            command_id: fields.command_id()?,
+            args: fields.take_update_args()?,
         },
         "complete" => Op::Complete {
-            command_id: cid()?,
+            command_id: fields.command_id()?,
             failure: match fields.get("args") {
                 None | Some(Value::Nil) => None,
                 Some(Value::String(s)) => Some(s.as_str().unwrap_or("<invalid utf-8>").to_string()),
@@ -323,26 +347,32 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
             },
         },
         "update_upload_file_write" => Op::UploadFileWrite {
-            command_id: cid()?,
-            data: fields.required_bin("args")?,
+            command_id: fields.command_id()?,
+            data: fields.take_bin("args")?,
         },
         "update_upload_directory_write" => Op::UploadDirectoryWrite {
-            command_id: cid()?,
-            data: fields.required_bin("args")?,
+            command_id: fields.command_id()?,
+            data: fields.take_bin("args")?,
         },
         "update_upload_file_utime" => Op::UploadFileUtime {
-            command_id: cid()?,
+            command_id: fields.command_id()?,
             access_time: fields.required_f64("access_time")?,
             modified_time: fields.required_f64("modified_time")?,
         },
-        "update_upload_file_close" => Op::UploadFileClose { command_id: cid()? },
-        "update_upload_directory_unpack" => Op::UploadDirectoryUnpack { command_id: cid()? },
+        "update_upload_file_close" => Op::UploadFileClose {
+            command_id: fields.command_id()?,
+        },
+        "update_upload_directory_unpack" => Op::UploadDirectoryUnpack {
+            command_id: fields.command_id()?,
+        },
         "update_read_file" => Op::ReadFile {
-            command_id: cid()?,
+            command_id: fields.command_id()?,
             length: u64::try_from(fields.required_int("length")?)
                 .map_err(|_| fields.wrong("length", "a non-negative integer"))?,
         },
-        "update_read_file_close" => Op::ReadFileClose { command_id: cid()? },
+        "update_read_file_close" => Op::ReadFileClose {
+            command_id: fields.command_id()?,
+        },
         _ => Op::Unknown { op },
     };
     Ok(Message::Request { seq, op })
@@ -367,6 +397,14 @@ impl Fields {
             key,
             expected,
         }
+    }
+
+    /// Moves a value out, leaving nil in its place.
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| std::mem::replace(v, Value::Nil))
     }
 
     fn required(&self, key: &'static str) -> Result<&Value, DecodeError> {
@@ -403,11 +441,11 @@ impl Fields {
             .ok_or(self.wrong(key, "a number"))
     }
 
-    fn required_bin(&self, key: &'static str) -> Result<Vec<u8>, DecodeError> {
-        match self.required(key)? {
-            Value::Binary(b) => Ok(b.clone()),
+    fn take_bin(&mut self, key: &'static str) -> Result<Vec<u8>, DecodeError> {
+        match self.take(key).ok_or(DecodeError::MissingKey(key))? {
+            Value::Binary(b) => Ok(b),
             // Some encoders send raw bytes as str; accept them as the bytes they are.
-            Value::String(s) => Ok(s.as_bytes().to_vec()),
+            Value::String(s) => Ok(s.into_bytes()),
             _ => Err(self.wrong(key, "binary data")),
         }
     }
@@ -425,21 +463,24 @@ impl Fields {
         }
     }
 
-    fn update_args(&self) -> Result<Vec<(String, Value)>, DecodeError> {
+    fn take_update_args(&mut self) -> Result<Vec<(String, Value)>, DecodeError> {
         let expected = "a list of [name, value] pairs";
-        let Value::Array(items) = self.required("args")? else {
+        let Value::Array(items) = self.take("args").ok_or(DecodeError::MissingKey("args"))? else {
             return Err(self.wrong("args", expected));
         };
         items
-            .iter()
+            .into_iter()
             .map(|item| match item {
-                Value::Array(pair) if pair.len() == 2 => match &pair[0] {
-                    Value::String(name) => name
-                        .as_str()
-                        .map(|n| (n.to_string(), pair[1].clone()))
-                        .ok_or(self.wrong("args", expected)),
-                    _ => Err(self.wrong("args", expected)),
-                },
+                Value::Array(pair) if pair.len() == 2 => {
+                    let mut pair = pair.into_iter();
+                    match (pair.next(), pair.next()) {
+                        (Some(Value::String(name)), Some(value)) => name
+                            .into_str()
+                            .map(|n| (n, value))
+                            .ok_or(self.wrong("args", expected)),
+                        _ => Err(self.wrong("args", expected)),
+                    }
+                }
                 _ => Err(self.wrong("args", expected)),
             })
             .collect()

@@ -35,6 +35,33 @@ impl LineSplitter {
         let mut out = Vec::with_capacity(raw.len() + 1);
         let mut i = 0;
         while i < raw.len() {
+            // Ordinary bytes are copied a run at a time; only the few bytes that may start a
+            // newline sequence are looked at one by one.
+            let run_end = raw[i..]
+                .iter()
+                .position(|&b| SPECIAL[usize::from(b)])
+                .map_or(raw.len(), |p| i + p);
+            let run = &raw[i..run_end];
+            // The common case, a whole ordinary line, goes straight to the output.
+            if self.line.is_empty()
+                && raw.get(run_end) == Some(&b'\n')
+                && run.len() <= self.max_line_length
+            {
+                out.extend_from_slice(run);
+                out.push(b'\n');
+                i = run_end + 1;
+                continue;
+            }
+            self.push_run(run, &mut out);
+            i = run_end;
+            if i == raw.len() {
+                break;
+            }
+            if raw[i] == b'\n' {
+                self.end_line(&mut out);
+                i += 1;
+                continue;
+            }
             match sequence_at(&raw[i..]) {
                 Sequence::Newline(len) => {
                     self.end_line(&mut out);
@@ -42,35 +69,38 @@ impl LineSplitter {
                 }
                 Sequence::Incomplete => break,
                 Sequence::None => {
-                    self.push_byte(raw[i], &mut out);
+                    self.push_run(&raw[i..=i], &mut out);
                     i += 1;
                 }
             }
         }
         self.raw = raw[i..].to_vec();
-        String::from_utf8_lossy(&out).into_owned()
+        into_text(out)
     }
 
     /// Ends the output: whatever is left becomes a last line with a `\n` appended, as Buildbot does.
     pub fn finish(&mut self) -> String {
         let raw = std::mem::take(&mut self.raw);
         let mut out = Vec::new();
-        for b in raw {
-            self.push_byte(b, &mut out);
+        for line in raw.split_inclusive(|&b| b == b'\n') {
+            match line.strip_suffix(b"\n") {
+                Some(text) => {
+                    self.push_run(text, &mut out);
+                    self.end_line(&mut out);
+                }
+                None => self.push_run(line, &mut out),
+            }
         }
         if !self.line.is_empty() {
             self.end_line(&mut out);
         }
-        String::from_utf8_lossy(&out).into_owned()
+        into_text(out)
     }
 
-    fn push_byte(&mut self, b: u8, out: &mut Vec<u8>) {
-        if b == b'\n' {
-            self.end_line(out);
-            return;
-        }
-        self.line.push(b);
-        if self.line.len() > self.max_line_length {
+    /// Adds bytes that hold no newline to the current line, ending lines that grow too long.
+    fn push_run(&mut self, run: &[u8], out: &mut Vec<u8>) {
+        self.line.extend_from_slice(run);
+        while self.line.len() > self.max_line_length {
             // Split at a character boundary so that both pieces stay valid UTF-8.
             let mut cut = self.max_line_length;
             while cut > 0 && is_continuation(self.line[cut]) {
@@ -89,6 +119,21 @@ impl LineSplitter {
         out.append(&mut self.line);
         out.push(b'\n');
     }
+}
+
+/// The bytes that end a line or may start a sequence that does.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[0x08] = true;
+    t[0x1b] = true;
+    t
+};
+
+/// The text of `bytes`, with invalid UTF-8 replaced; valid text (the usual case) is not copied.
+fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn is_continuation(b: u8) -> bool {

@@ -81,11 +81,16 @@ pub struct Outcome {
     pub files: Option<Vec<String>>,
 }
 
-fn text_of(v: &Value) -> Option<String> {
+/// The text of an output update: Buildbot sends `[text, offsets, times]` and only the text matters.
+/// The value is consumed, so the text is moved out rather than copied.
+fn text_of(v: Value) -> Option<String> {
     match v {
-        Value::Array(parts) => parts.first().and_then(text_of),
-        Value::String(s) => s.as_str().map(str::to_string),
-        Value::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Array(parts) => parts.into_iter().next().and_then(text_of),
+        Value::String(s) => s.into_str(),
+        Value::Binary(b) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         _ => None,
     }
 }
@@ -152,28 +157,29 @@ pub async fn run<Io: CommandIo>(
                 for (key, value) in args {
                     match key.as_str() {
                         "header" => {
-                            if let Some(t) = text_of(&value) {
+                            if let Some(t) = text_of(value) {
                                 io.output(Stream::Header, &t).await
                             }
                         }
                         "stdout" => {
-                            if let Some(t) = text_of(&value) {
+                            if let Some(t) = text_of(value) {
                                 io.output(Stream::Stdout, &t).await
                             }
                         }
                         "stderr" => {
-                            if let Some(t) = text_of(&value) {
+                            if let Some(t) = text_of(value) {
                                 io.output(Stream::Stderr, &t).await
                             }
                         }
                         "log" => {
-                            if let Value::Array(pair) = &value
-                                && let (Some(name), Some(text)) = (
-                                    pair.first().and_then(|n| n.as_str()),
-                                    pair.get(1).and_then(text_of),
-                                )
-                            {
-                                io.log_output(name, &text).await;
+                            if let Value::Array(pair) = value {
+                                let mut pair = pair.into_iter();
+                                if let (Some(Value::String(name)), Some(text)) =
+                                    (pair.next(), pair.next().and_then(text_of))
+                                    && let Some(name) = name.as_str()
+                                {
+                                    io.log_output(name, &text).await;
+                                }
                             }
                         }
                         "rc" => {

@@ -104,12 +104,14 @@ impl Ctx {
     }
 }
 
-/// A `[text, [newline offsets], [times]]` output value, as the protocol sends lines.
-pub fn text_value(text: &str) -> Value {
+/// An output update's value as Buildbot sends it: the text, the offsets of its line ends, and a
+/// time per line.
+pub fn text_value(text: String) -> Value {
     let now = unix_time();
     let offsets: Vec<Value> = text
-        .char_indices()
-        .filter(|(_, c)| *c == '\n')
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
         .map(|(i, _)| Value::from(i as u64))
         .collect();
     let times = vec![Value::F64(now); offsets.len()];
@@ -121,7 +123,7 @@ pub fn text_value(text: &str) -> Value {
 }
 
 pub fn header(text: &str) -> (String, Value) {
-    ("header".to_string(), text_value(text))
+    ("header".to_string(), text_value(text.to_string()))
 }
 
 pub fn rc(code: i64) -> (String, Value) {

@@ -422,10 +422,10 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     }
     let mut tail = batch.take();
     if args.want_stdout && !tail_out.is_empty() {
-        tail.push(("stdout".into(), text_value(&tail_out)));
+        tail.push(("stdout".into(), text_value(tail_out)));
     }
     if args.want_stderr && !tail_err.is_empty() {
-        tail.push(("stderr".into(), text_value(&tail_err)));
+        tail.push(("stderr".into(), text_value(tail_err)));
     }
     match killed {
         Some(Kill::Timeout) => tail.push((
@@ -523,7 +523,7 @@ impl Batch {
         self.bytes = 0;
         self.items
             .drain(..)
-            .map(|(name, text)| (name.to_string(), text_value(&text)))
+            .map(|(name, text)| (name.to_string(), text_value(text)))
             .collect()
     }
 
