@@ -256,9 +256,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
     let _ = rmp::encode::write_map_len(&mut out, entries.len() as u32);
     for (key, field) in &entries {
         let _ = rmp::encode::write_str(&mut out, key);
-        let _ = match field {
-            Field::V(v) => rmpv::encode::write_value(&mut out, v),
-            Field::R(v) => rmpv::encode::write_value(&mut out, v),
+        match field {
+            Field::V(v) => {
+                let _ = rmpv::encode::write_value(&mut out, v);
+            }
+            Field::R(v) => {
+                let _ = rmpv::encode::write_value(&mut out, v);
+            }
             Field::Pairs(pairs) => {
                 let _ = rmp::encode::write_array_len(&mut out, pairs.len() as u32);
                 for (name, value) in pairs.iter() {
@@ -266,10 +270,11 @@ pub fn encode(message: &Message) -> Vec<u8> {
                     let _ = rmp::encode::write_str(&mut out, name);
                     let _ = rmpv::encode::write_value(&mut out, value);
                 }
-                Ok(())
             }
-            Field::Bin(data) => rmp::encode::write_bin(&mut out, data).map_err(Into::into),
-        };
+            Field::Bin(data) => {
+                let _ = rmp::encode::write_bin(&mut out, data);
+            }
+        }
     }
     out
 }
