@@ -774,7 +774,7 @@ def scenario_log(args) -> dict:
         win = m.cpu_window()
         t0 = time.monotonic()
         _, brid = m.force(m.api, "log", "force-log")
-        b = m.wait_build(brid, args.log_timeout, 0.1)
+        b = m.wait_build(brid, args.log_timeout, args.log_poll)
         t1 = time.monotonic()
         cpu_ingest = win.stop()
         hwm_ingest = m.hwm_kb() / 1024
@@ -812,7 +812,7 @@ def scenario_log(args) -> dict:
         log(f"log: ingest {expected / MB / ingest:.1f} MB/s, download"
             f" {dl_bytes / MB / median(dl_times):.1f} MB/s")
     return {
-        "log_bytes": expected, "command": f"yes '<{len(LOG_LINE)} chars>' | head -c {expected}",
+        "log_bytes": expected, "poll_interval_s": args.log_poll, "command": f"yes '<{len(LOG_LINE)} chars>' | head -c {expected}",
         "log_lines": stdio.get("num_lines"),
         "ingest_s": ingest, "ingest_mb_per_s": expected / MB / ingest,
         "server_build_s": server_s,
@@ -974,6 +974,7 @@ def parse_args(argv=None):
     p.add_argument("--latency-timeout", type=float, default=120, help="latency: limit per build, s (120)")
     p.add_argument("--log-mb", type=float, default=100, help="log: output size in MB of 10^6 bytes (100)")
     p.add_argument("--log-downloads", type=int, default=3, help="log: raw downloads, median reported (3)")
+    p.add_argument("--log-poll", type=float, default=0.02, help="log: poll period, s (0.02)")
     p.add_argument("--log-timeout", type=float, default=1800, help="log: limit for the build, s (1800)")
     p.add_argument("--startup-runs", type=int, default=3, help="startup: fresh masters started (3)")
     p.add_argument("--settle", type=float, default=2.0, help="idle time after start-up before measuring, s (2)")
