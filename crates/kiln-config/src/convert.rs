@@ -10,6 +10,9 @@ use crate::model::*;
 use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
+mod schedulers;
+use schedulers::scheduler;
+
 /// Top-level keys Buildbot knows that kiln does not act on yet: accepted with a warning.
 const NOT_YET: &[&str] = &[
     "buildbotNetUsageData",
@@ -1008,173 +1011,6 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
     })
 }
 
-fn parameter(
-    cx: &mut Cx,
-    node: Option<&Node>,
-    fallback: ParameterConfig,
-    loc: &Location,
-) -> ParameterConfig {
-    let Some(node) = node.filter(|n| **n != Node::None) else {
-        return fallback;
-    };
-    let Node::Object { kind, loc: at, .. } = node else {
-        // A plain value fixes the parameter, as Buildbot's FixedParameter.
-        let default = cx.value(node, "a force parameter", loc);
-        return ParameterConfig {
-            kind: ParameterKind::Fixed,
-            default,
-            ..fallback
-        };
-    };
-    let at = &at.clone();
-    let pkind = match kind.as_str() {
-        "StringParameter" => ParameterKind::String,
-        "TextParameter" => ParameterKind::Text,
-        "IntParameter" => ParameterKind::Int,
-        "BooleanParameter" => ParameterKind::Boolean,
-        "UserNameParameter" => ParameterKind::UserName,
-        "FixedParameter" => ParameterKind::Fixed,
-        "ChoiceStringParameter" => ParameterKind::ChoiceString,
-        other => {
-            cx.error(at, format!("{other} is not a force-scheduler parameter"));
-            return fallback;
-        }
-    };
-    let name = cx
-        .opt_string(node.field("name"), "the parameter name", at)
-        .unwrap_or(fallback.name.clone());
-    let label = cx
-        .opt_string(node.field("label"), "label", at)
-        .unwrap_or_else(|| name.clone());
-    let default = match node.field("default") {
-        Some(d) => cx.value(d, "default", at),
-        None => match pkind {
-            ParameterKind::Int => PropertyValue::Int(0),
-            ParameterKind::Boolean => PropertyValue::Bool(false),
-            _ => PropertyValue::Str(String::new()),
-        },
-    };
-    ParameterConfig {
-        kind: pkind,
-        label,
-        default,
-        required: cx.boolean(node.field("required"), false, "required", at),
-        regex: cx.opt_string(node.field("regex"), "regex", at),
-        need_email: cx.boolean(
-            node.field("need_email"),
-            pkind == ParameterKind::UserName,
-            "need_email",
-            at,
-        ),
-        choices: cx.strings(node.field("choices"), "choices", at),
-        strict: cx.boolean(node.field("strict"), true, "strict", at),
-        hide: cx.boolean(node.field("hide"), false, "hide", at),
-        name,
-    }
-}
-
-fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Node::Object { kind, .. } = s else {
-        return None;
-    };
-    if kind != "ForceScheduler" {
-        cx.error(loc, format!("{kind} is not a scheduler"));
-        return None;
-    }
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, "ForceScheduler needs a name");
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
-    let base = |kind, name: &str, label: &str, default: PropertyValue| ParameterConfig {
-        kind,
-        name: name.to_string(),
-        label: label.to_string(),
-        default,
-        required: false,
-        regex: None,
-        need_email: kind == ParameterKind::UserName,
-        choices: Vec::new(),
-        strict: true,
-        hide: false,
-    };
-    let username = parameter(
-        cx,
-        s.field("username"),
-        base(ParameterKind::UserName, "username", "Your name:", "".into()),
-        loc,
-    );
-    let reason = parameter(
-        cx,
-        s.field("reason"),
-        base(
-            ParameterKind::String,
-            "reason",
-            "reason",
-            "force build".into(),
-        ),
-        loc,
-    );
-    let priority = parameter(
-        cx,
-        s.field("priority"),
-        base(
-            ParameterKind::Int,
-            "priority",
-            "priority",
-            PropertyValue::Int(0),
-        ),
-        loc,
-    );
-    let properties = match s.field("properties") {
-        None | Some(Node::None) => Vec::new(),
-        Some(Node::List(items)) => items
-            .iter()
-            .map(|p| {
-                parameter(
-                    cx,
-                    Some(p),
-                    base(ParameterKind::String, "", "", "".into()),
-                    loc,
-                )
-            })
-            .collect(),
-        Some(other) => {
-            cx.error(
-                loc,
-                format!(
-                    "properties must be a list of parameters, not {}",
-                    other.describe()
-                ),
-            );
-            Vec::new()
-        }
-    };
-    if s.field("codebases").is_some_and(|n| *n != Node::None) {
-        cx.warn(loc, format!("scheduler '{name}': codebases is not supported by this version of kiln and is ignored"));
-    }
-    Some(SchedulerConfig::Force(ForceSchedulerConfig {
-        label: cx
-            .opt_string(s.field("label"), "label", loc)
-            .unwrap_or_else(|| name.clone()),
-        button_name: cx
-            .opt_string(s.field("buttonName"), "buttonName", loc)
-            .unwrap_or_else(|| "Start Build".into()),
-        reason_string: cx
-            .opt_string(s.field("reasonString"), "reasonString", loc)
-            .unwrap_or_else(|| "A build was forced by '%(owner)s': %(reason)s".into()),
-        name,
-        builder_names,
-        username,
-        reason,
-        priority,
-        properties,
-    }))
-}
-
 fn cross_check(
     cx: &mut Cx,
     workers: &[WorkerConfig],
@@ -1209,12 +1045,11 @@ fn cross_check(
         if !snames.insert(s.name()) {
             cx.error(&loc, format!("scheduler '{}' is defined twice", s.name()));
         }
-        let SchedulerConfig::Force(f) = s;
-        for b in &f.builder_names {
+        for b in s.builder_names() {
             if !names.contains(b.as_str()) {
                 cx.error(
                     &loc,
-                    format!("scheduler '{}' names unknown builder '{b}'", f.name),
+                    format!("scheduler '{}' names unknown builder '{b}'", s.name()),
                 );
             }
         }

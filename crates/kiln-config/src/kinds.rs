@@ -50,6 +50,56 @@ const SHELL: &[&str] = &[
 
 const TRANSFER: &[&str] = &["maxsize", "blocksize", "mode"];
 
+/// Keyword arguments of the change-driven schedulers.
+const BASIC_SCHEDULER: &[&str] = &[
+    "name",
+    "builderNames",
+    "change_filter",
+    "treeStableTimer",
+    "fileIsImportant",
+    "onlyImportant",
+    "properties",
+    "codebases",
+    "createAbsoluteSourceStamps",
+    "reason",
+    "priority",
+    "categories",
+];
+
+/// `ChangeFilter`'s keyword arguments: five tests on each of five attributes, and more.
+const CHANGE_FILTER: &[&str] = &[
+    "filter_fn",
+    "project",
+    "project_not_eq",
+    "project_re",
+    "project_not_re",
+    "project_fn",
+    "repository",
+    "repository_not_eq",
+    "repository_re",
+    "repository_not_re",
+    "repository_fn",
+    "branch",
+    "branch_not_eq",
+    "branch_re",
+    "branch_not_re",
+    "branch_fn",
+    "category",
+    "category_not_eq",
+    "category_re",
+    "category_not_re",
+    "category_fn",
+    "codebase",
+    "codebase_not_eq",
+    "codebase_re",
+    "codebase_not_re",
+    "codebase_fn",
+    "property_eq",
+    "property_not_eq",
+    "property_re",
+    "property_not_re",
+];
+
 const PARAM: &[&str] = &[
     "name",
     "label",
@@ -170,6 +220,21 @@ pub const KINDS: &[Kind] = &[
         ],
     },
     Kind {
+        name: "SingleBranchScheduler",
+        positional: &[],
+        keywords: BASIC_SCHEDULER,
+    },
+    Kind {
+        name: "AnyBranchScheduler",
+        positional: &[],
+        keywords: BASIC_SCHEDULER,
+    },
+    Kind {
+        name: "ChangeFilter",
+        positional: &[],
+        keywords: CHANGE_FILTER,
+    },
+    Kind {
         name: "Property",
         positional: &["key", "default"],
         keywords: &["defaultWhenFalse"],
@@ -236,7 +301,13 @@ pub fn find(name: &str) -> Option<&'static Kind> {
 
 /// Whether `kind` accepts the keyword `arg`.
 pub fn accepts(kind: &Kind, arg: &str) -> bool {
-    kind.positional.contains(&arg)
+    let scheduler_only = match kind.name {
+        "SingleBranchScheduler" => arg == "branch",
+        "AnyBranchScheduler" => arg == "branches",
+        _ => false,
+    };
+    scheduler_only
+        || kind.positional.contains(&arg)
         || kind.keywords.contains(&arg)
         || (STEP_KINDS.contains(&kind.name) && STEP_COMMON.contains(&arg))
         || OPEN_KINDS.contains(&kind.name)

@@ -138,14 +138,42 @@ pub struct ShellCommandConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchedulerConfig {
     Force(ForceSchedulerConfig),
+    Basic(BasicSchedulerConfig),
 }
 
 impl SchedulerConfig {
     pub fn name(&self) -> &str {
         match self {
             SchedulerConfig::Force(f) => &f.name,
+            SchedulerConfig::Basic(b) => &b.name,
         }
     }
+
+    pub fn builder_names(&self) -> &[String] {
+        match self {
+            SchedulerConfig::Force(f) => &f.builder_names,
+            SchedulerConfig::Basic(b) => &b.builder_names,
+        }
+    }
+}
+
+/// `SingleBranchScheduler` (alias `Scheduler`) or `AnyBranchScheduler`: builds changes that pass
+/// its filter once their tree has been stable for a while.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicSchedulerConfig {
+    pub name: String,
+    /// `SingleBranchScheduler` or `AnyBranchScheduler`, for the default reason.
+    pub class_name: String,
+    pub builder_names: Vec<String>,
+    /// One tree-stable timer per codebase, project, repository and branch (`AnyBranchScheduler`).
+    pub per_branch: bool,
+    pub change_filter: kiln_core::changefilter::ChangeFilter,
+    /// Seconds; `None` builds each important change at once.
+    pub tree_stable_timer: Option<i64>,
+    pub only_important: bool,
+    pub properties: Vec<(String, PropertyValue)>,
+    pub reason: String,
+    pub priority: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -59,7 +59,9 @@ fn a_buildbot_style_configuration_loads() {
         panic!("not a shell step")
     };
     assert_eq!(sh.timeout, None);
-    let crate::SchedulerConfig::Force(f) = &c.schedulers[0];
+    let crate::SchedulerConfig::Force(f) = &c.schedulers[0] else {
+        panic!("{:?}", c.schedulers[0]);
+    };
     assert!(f.reason.required);
     assert_eq!(f.reason.default, PropertyValue::from("because"));
     assert!(f.username.need_email);
@@ -137,4 +139,123 @@ fn deeply_nested_values_are_refused_not_overflowed() {
     let src = "x = []\nfor i in range(200):\n    x = [x]\nBuildmasterConfig = {'properties': {'deep': x}}\n";
     let text = load_str("master.star", src).unwrap_err().to_string();
     assert!(text.contains("nested too deeply"), "{text}");
+}
+
+const SCHEDULERS: &str = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+f = util.BuildFactory([steps.ShellCommand(command='true')])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [
+    schedulers.SingleBranchScheduler(name='main', builderNames=['b'], branch='main',
+        treeStableTimer=60, properties={'kind': 'ci'}),
+    schedulers.Scheduler(name='default', builderNames=['b'], branch=None),
+    schedulers.AnyBranchScheduler(name='any', builderNames=['b'], treeStableTimer=1.5, onlyImportant=True,
+        change_filter=util.ChangeFilter(project=['kiln', 'oven'], branch_re='release/', category_not_eq='tag',
+            repository_not_re='.*mirror', property_eq={'event': ['push', 'tag']}, property_not_re={'who': 'bot'})),
+]
+"#;
+
+#[test]
+fn change_driven_schedulers_load_with_their_filters() {
+    use kiln_core::change::{Attribute, Change};
+    use kiln_core::changefilter::NoCallbacks;
+
+    use crate::SchedulerConfig;
+    let c = load_str("master.star", SCHEDULERS).unwrap();
+    let basic: Vec<_> = c
+        .schedulers
+        .iter()
+        .map(|s| match s {
+            SchedulerConfig::Basic(b) => b.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(basic[0].tree_stable_timer, Some(60));
+    assert!(!basic[0].per_branch);
+    assert_eq!(
+        basic[0].properties,
+        vec![("kind".to_string(), PropertyValue::from("ci"))]
+    );
+    assert_eq!(
+        basic[0].reason,
+        "The %(classname)s scheduler named '%(name)s' triggered this build"
+    );
+    let on = |branch: Option<&str>, project: &str| Change {
+        branch: branch.map(str::to_string),
+        project: project.to_string(),
+        repository: "https://example.org/kiln.git".into(),
+        ..Change::default()
+    };
+    let accepts = |i: usize, ch: &Change| basic[i].change_filter.matches(ch, &NoCallbacks).unwrap();
+    assert!(accepts(0, &on(Some("main"), "x")));
+    assert!(!accepts(0, &on(Some("dev"), "x")));
+    assert!(
+        accepts(1, &on(None, "x")),
+        "branch=None is the default branch"
+    );
+    assert!(!accepts(1, &on(Some("main"), "x")));
+
+    let any = &basic[2];
+    assert!(any.per_branch && any.only_important);
+    assert_eq!(any.tree_stable_timer, Some(2), "fractions round up");
+    let attrs: Vec<Attribute> = any
+        .change_filter
+        .attributes
+        .iter()
+        .map(|(a, _)| *a)
+        .collect();
+    assert_eq!(
+        attrs,
+        [
+            Attribute::Project,
+            Attribute::Repository,
+            Attribute::Branch,
+            Attribute::Category
+        ]
+    );
+    let mut ch = on(Some("release/2"), "oven");
+    ch.properties.set("event", "push", "Change");
+    assert!(accepts(2, &ch));
+    ch.properties.set("who", "bot-1", "Change");
+    assert!(!accepts(2, &ch));
+    let mut ch = on(Some("main"), "oven");
+    ch.properties.set("event", "push", "Change");
+    assert!(!accepts(2, &ch));
+}
+
+#[test]
+fn scheduler_mistakes_are_all_reported() {
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=util.BuildFactory())]
+def important(change):
+    return True
+c['schedulers'] = [
+    schedulers.SingleBranchScheduler(name='nobranch', builderNames=['b']),
+    schedulers.SingleBranchScheduler(name='both', builderNames=['b'], branch='x',
+        change_filter=util.ChangeFilter(branch='y')),
+    schedulers.AnyBranchScheduler(name='badre', builderNames=['nope'],
+        change_filter=util.ChangeFilter(branch_re='(')),
+    schedulers.SingleBranchScheduler(name='fn', builderNames=['b'], branch='x', fileIsImportant=important),
+]
+"#;
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    for expected in [
+        "master.star:9:",
+        "'branch' argument to SingleBranchScheduler is mandatory",
+        "give either change_filter or branch/categories, not both",
+        "branch_re is not a valid regular expression",
+        "master.star:13:",
+        "scheduler 'badre' names unknown builder 'nope'",
+        "fileIsImportant functions are not supported",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
 }

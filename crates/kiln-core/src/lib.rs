@@ -9,11 +9,14 @@
 //! assert_eq!(worst_status(Results::Success, Results::Failure), Results::Failure);
 //! ```
 
+pub mod change;
+pub mod changefilter;
 pub mod distributor;
 pub mod ids;
 pub mod properties;
 pub mod render;
 pub mod results;
+pub mod schedulers;
 pub mod sourcestamp;
 pub mod step;
 

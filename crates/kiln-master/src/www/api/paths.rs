@@ -622,8 +622,9 @@ async fn load(
                 Ty::ForceSchedulers => config
                     .schedulers
                     .iter()
-                    .map(|s| match s {
-                        kiln_config::SchedulerConfig::Force(f) => shapes::forcescheduler(f),
+                    .filter_map(|s| match s {
+                        kiln_config::SchedulerConfig::Force(f) => Some(shapes::forcescheduler(f)),
+                        _ => None,
                     })
                     .collect(),
                 Ty::Schedulers => config

@@ -1,0 +1,446 @@
+//! Schedulers and change filters in the configuration.
+
+use kiln_core::PropertyValue;
+use kiln_core::change::Attribute;
+use kiln_core::changefilter::{ChangeFilter, Criterion, Pattern, PropertyTest};
+
+use super::Cx;
+use crate::model::*;
+use crate::node::{Location, Node};
+
+fn parameter(
+    cx: &mut Cx,
+    node: Option<&Node>,
+    fallback: ParameterConfig,
+    loc: &Location,
+) -> ParameterConfig {
+    let Some(node) = node.filter(|n| **n != Node::None) else {
+        return fallback;
+    };
+    let Node::Object { kind, loc: at, .. } = node else {
+        // A plain value fixes the parameter, as Buildbot's FixedParameter.
+        let default = cx.value(node, "a force parameter", loc);
+        return ParameterConfig {
+            kind: ParameterKind::Fixed,
+            default,
+            ..fallback
+        };
+    };
+    let at = &at.clone();
+    let pkind = match kind.as_str() {
+        "StringParameter" => ParameterKind::String,
+        "TextParameter" => ParameterKind::Text,
+        "IntParameter" => ParameterKind::Int,
+        "BooleanParameter" => ParameterKind::Boolean,
+        "UserNameParameter" => ParameterKind::UserName,
+        "FixedParameter" => ParameterKind::Fixed,
+        "ChoiceStringParameter" => ParameterKind::ChoiceString,
+        other => {
+            cx.error(at, format!("{other} is not a force-scheduler parameter"));
+            return fallback;
+        }
+    };
+    let name = cx
+        .opt_string(node.field("name"), "the parameter name", at)
+        .unwrap_or(fallback.name.clone());
+    let label = cx
+        .opt_string(node.field("label"), "label", at)
+        .unwrap_or_else(|| name.clone());
+    let default = match node.field("default") {
+        Some(d) => cx.value(d, "default", at),
+        None => match pkind {
+            ParameterKind::Int => PropertyValue::Int(0),
+            ParameterKind::Boolean => PropertyValue::Bool(false),
+            _ => PropertyValue::Str(String::new()),
+        },
+    };
+    ParameterConfig {
+        kind: pkind,
+        label,
+        default,
+        required: cx.boolean(node.field("required"), false, "required", at),
+        regex: cx.opt_string(node.field("regex"), "regex", at),
+        need_email: cx.boolean(
+            node.field("need_email"),
+            pkind == ParameterKind::UserName,
+            "need_email",
+            at,
+        ),
+        choices: cx.strings(node.field("choices"), "choices", at),
+        strict: cx.boolean(node.field("strict"), true, "strict", at),
+        hide: cx.boolean(node.field("hide"), false, "hide", at),
+        name,
+    }
+}
+
+pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
+    let Node::Object { kind, .. } = s else {
+        return None;
+    };
+    match kind.as_str() {
+        "ForceScheduler" => force(cx, loc, s),
+        "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
+        _ => {
+            cx.error(loc, format!("{kind} is not a scheduler"));
+            None
+        }
+    }
+}
+
+fn force(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
+    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
+        cx.error(loc, "ForceScheduler needs a name");
+        return None;
+    };
+    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    if builder_names.is_empty() {
+        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
+    }
+    let base = |kind, name: &str, label: &str, default: PropertyValue| ParameterConfig {
+        kind,
+        name: name.to_string(),
+        label: label.to_string(),
+        default,
+        required: false,
+        regex: None,
+        need_email: kind == ParameterKind::UserName,
+        choices: Vec::new(),
+        strict: true,
+        hide: false,
+    };
+    let username = parameter(
+        cx,
+        s.field("username"),
+        base(ParameterKind::UserName, "username", "Your name:", "".into()),
+        loc,
+    );
+    let reason = parameter(
+        cx,
+        s.field("reason"),
+        base(
+            ParameterKind::String,
+            "reason",
+            "reason",
+            "force build".into(),
+        ),
+        loc,
+    );
+    let priority = parameter(
+        cx,
+        s.field("priority"),
+        base(
+            ParameterKind::Int,
+            "priority",
+            "priority",
+            PropertyValue::Int(0),
+        ),
+        loc,
+    );
+    let properties = match s.field("properties") {
+        None | Some(Node::None) => Vec::new(),
+        Some(Node::List(items)) => items
+            .iter()
+            .map(|p| {
+                parameter(
+                    cx,
+                    Some(p),
+                    base(ParameterKind::String, "", "", "".into()),
+                    loc,
+                )
+            })
+            .collect(),
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "properties must be a list of parameters, not {}",
+                    other.describe()
+                ),
+            );
+            Vec::new()
+        }
+    };
+    if s.field("codebases").is_some_and(|n| *n != Node::None) {
+        cx.warn(loc, format!("scheduler '{name}': codebases is not supported by this version of kiln and is ignored"));
+    }
+    Some(SchedulerConfig::Force(ForceSchedulerConfig {
+        label: cx
+            .opt_string(s.field("label"), "label", loc)
+            .unwrap_or_else(|| name.clone()),
+        button_name: cx
+            .opt_string(s.field("buttonName"), "buttonName", loc)
+            .unwrap_or_else(|| "Start Build".into()),
+        reason_string: cx
+            .opt_string(s.field("reasonString"), "reasonString", loc)
+            .unwrap_or_else(|| "A build was forced by '%(owner)s': %(reason)s".into()),
+        name,
+        builder_names,
+        username,
+        reason,
+        priority,
+        properties,
+    }))
+}
+
+/// `SingleBranchScheduler` and `AnyBranchScheduler`.
+fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
+    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
+        cx.error(loc, format!("{kind} needs a name"));
+        return None;
+    };
+    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    if builder_names.is_empty() {
+        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
+    }
+    let per_branch = kind == "AnyBranchScheduler";
+    let branch_arg = if per_branch { "branches" } else { "branch" };
+    let branch = s.field(branch_arg);
+    let categories = s.field("categories").filter(|n| **n != Node::None);
+    let mut filter = match s.field("change_filter") {
+        None | Some(Node::None) => ChangeFilter::default(),
+        Some(f @ Node::Object { kind, .. }) if kind == "ChangeFilter" => change_filter(cx, f, loc),
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "scheduler '{name}': change_filter must be a util.ChangeFilter, not {}",
+                    other.describe()
+                ),
+            );
+            ChangeFilter::default()
+        }
+    };
+    let has_filter = s.field("change_filter").is_some_and(|n| *n != Node::None);
+    if has_filter && (branch.is_some() || categories.is_some()) {
+        cx.error(
+            loc,
+            format!(
+                "scheduler '{name}': give either change_filter or {branch_arg}/categories, not both"
+            ),
+        );
+    }
+    match branch {
+        // For SingleBranchScheduler, branch=None is the default branch; for AnyBranchScheduler,
+        // branches=None means every branch.
+        Some(Node::None) if per_branch => {}
+        Some(b) => {
+            let values = optional_strings(cx, b, branch_arg, loc);
+            filter.attributes.push((
+                Attribute::Branch,
+                Criterion {
+                    eq: Some(values),
+                    ..Criterion::default()
+                },
+            ));
+        }
+        None if !per_branch && !has_filter => cx.error(
+            loc,
+            format!(
+                "scheduler '{name}': the 'branch' argument to SingleBranchScheduler is mandatory unless change_filter is provided"
+            ),
+        ),
+        None => {}
+    }
+    if let Some(c) = categories {
+        let values = optional_strings(cx, c, "categories", loc);
+        filter.attributes.push((
+            Attribute::Category,
+            Criterion {
+                eq: Some(values),
+                ..Criterion::default()
+            },
+        ));
+    }
+    if s.field("fileIsImportant").is_some_and(|n| *n != Node::None) {
+        cx.error(
+            loc,
+            format!("scheduler '{name}': fileIsImportant functions are not supported by this version of kiln"),
+        );
+    }
+    if s.field("codebases").is_some_and(|n| *n != Node::None) {
+        cx.error(
+            loc,
+            format!("scheduler '{name}': codebases are not supported by this version of kiln"),
+        );
+    }
+    if s.field("createAbsoluteSourceStamps")
+        .is_some_and(|n| *n != Node::None && *n != Node::Bool(false))
+    {
+        cx.warn(
+            loc,
+            format!("scheduler '{name}': createAbsoluteSourceStamps is not supported by this version of kiln and is ignored"),
+        );
+    }
+    let tree_stable_timer = match s.field("treeStableTimer") {
+        None | Some(Node::None) => None,
+        Some(Node::Int(i)) => Some(*i),
+        // Timers count whole seconds; a fraction waits for the next one.
+        Some(Node::Float(f)) if f.is_finite() => Some(f.ceil() as i64),
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "treeStableTimer must be a number of seconds, not {}",
+                    other.describe()
+                ),
+            );
+            None
+        }
+    };
+    let only_important = cx.boolean(s.field("onlyImportant"), false, "onlyImportant", loc);
+    let properties = cx
+        .properties(s.field("properties"), "properties", loc)
+        .into_iter()
+        .collect();
+    let reason = cx
+        .opt_string(s.field("reason"), "reason", loc)
+        .unwrap_or_else(|| {
+            "The %(classname)s scheduler named '%(name)s' triggered this build".into()
+        });
+    let priority = match s.field("priority") {
+        None | Some(Node::None) => 0,
+        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
+    };
+    Some(SchedulerConfig::Basic(BasicSchedulerConfig {
+        name,
+        class_name: kind.to_string(),
+        builder_names,
+        per_branch,
+        change_filter: filter,
+        tree_stable_timer,
+        only_important,
+        properties,
+        reason,
+        priority,
+    }))
+}
+
+/// A string, `None`, or a list of them, as the values an attribute may equal.
+fn optional_strings(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Vec<Option<String>> {
+    let one = |cx: &mut Cx, n: &Node| match n {
+        Node::None => Some(None),
+        Node::Str(s) => Some(Some(s.clone())),
+        other => {
+            cx.error(
+                loc,
+                format!(
+                    "{what} must be a string, None or a list of them, not {}",
+                    other.describe()
+                ),
+            );
+            None
+        }
+    };
+    match node {
+        Node::List(items) => items.iter().filter_map(|i| one(cx, i)).collect(),
+        other => one(cx, other).into_iter().collect(),
+    }
+}
+
+fn pattern(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<Pattern> {
+    let text = cx.string(node, what, loc)?;
+    match Pattern::python_match(&text) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            cx.error(
+                loc,
+                format!("{what} is not a valid regular expression: {e}"),
+            );
+            None
+        }
+    }
+}
+
+/// `util.ChangeFilter(…)`.
+fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
+    let loc = match f {
+        Node::Object { loc, .. } => loc.clone(),
+        _ => outer.clone(),
+    };
+    let loc = &loc;
+    let mut filter = ChangeFilter::default();
+    for attr in Attribute::ALL {
+        let key = |suffix: &str| format!("{}{suffix}", attr.name());
+        let mut c = Criterion::default();
+        // branch=None names the default branch; for the other attributes None means "any".
+        c.eq = match f.field(attr.name()) {
+            Some(Node::None) if attr == Attribute::Branch => Some(vec![None]),
+            n => given_node(n).map(|n| optional_strings(cx, n, attr.name(), loc)),
+        };
+        c.not_eq =
+            given_node(f.field(&key("_not_eq"))).map(|n| optional_strings(cx, n, &key("_not_eq"), loc));
+        c.re = given_node(f.field(&key("_re"))).and_then(|n| pattern(cx, n, &key("_re"), loc));
+        c.not_re =
+            given_node(f.field(&key("_not_re"))).and_then(|n| pattern(cx, n, &key("_not_re"), loc));
+        if given_node(f.field(&key("_fn"))).is_some() {
+            cx.error(
+                loc,
+                format!(
+                    "ChangeFilter: {} functions are not supported by this version of kiln",
+                    key("_fn")
+                ),
+            );
+        }
+        if c != Criterion::default() {
+            filter.attributes.push((attr, c));
+        }
+    }
+    if given_node(f.field("filter_fn")).is_some() {
+        cx.error(
+            loc,
+            "ChangeFilter: filter_fn functions are not supported by this version of kiln",
+        );
+    }
+    for (key, negate, regex) in [
+        ("property_eq", false, false),
+        ("property_not_eq", true, false),
+        ("property_re", false, true),
+        ("property_not_re", true, true),
+    ] {
+        let Some(node) = given_node(f.field(key)) else {
+            continue;
+        };
+        let Node::Dict(entries) = node else {
+            cx.error(
+                loc,
+                format!(
+                    "{key} must be a dict of property names, not {}",
+                    node.describe()
+                ),
+            );
+            continue;
+        };
+        for (name, value) in entries {
+            let Some(name) = cx.string(name, &format!("{key} keys"), loc) else {
+                continue;
+            };
+            let test = if regex {
+                let Some(p) = pattern(cx, value, key, loc) else {
+                    continue;
+                };
+                if negate {
+                    PropertyTest::NotRe(name, p)
+                } else {
+                    PropertyTest::Re(name, p)
+                }
+            } else {
+                let values = match value {
+                    Node::List(items) => items.iter().map(|i| cx.value(i, key, loc)).collect(),
+                    other => vec![cx.value(other, key, loc)],
+                };
+                if negate {
+                    PropertyTest::NotEq(name, values)
+                } else {
+                    PropertyTest::Eq(name, values)
+                }
+            };
+            filter.properties.push(test);
+        }
+    }
+    filter
+}
+
+/// A keyword's value unless it is absent or `None`.
+fn given_node(n: Option<&Node>) -> Option<&Node> {
+    n.filter(|n| **n != Node::None)
+}
