@@ -138,7 +138,7 @@ pub struct ShellCommandConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchedulerConfig {
     Force(ForceSchedulerConfig),
-    Basic(BasicSchedulerConfig),
+    Basic(Box<BasicSchedulerConfig>),
 }
 
 impl SchedulerConfig {

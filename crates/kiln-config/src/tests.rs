@@ -168,7 +168,7 @@ fn change_driven_schedulers_load_with_their_filters() {
         .schedulers
         .iter()
         .map(|s| match s {
-            SchedulerConfig::Basic(b) => b.clone(),
+            SchedulerConfig::Basic(b) => (**b).clone(),
             other => panic!("{other:?}"),
         })
         .collect();

@@ -301,7 +301,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         None | Some(Node::None) => 0,
         Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
     };
-    Some(SchedulerConfig::Basic(BasicSchedulerConfig {
+    Some(SchedulerConfig::Basic(Box::new(BasicSchedulerConfig {
         name,
         class_name: kind.to_string(),
         builder_names,
@@ -312,7 +312,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         properties,
         reason,
         priority,
-    }))
+    })))
 }
 
 /// A string, `None`, or a list of them, as the values an attribute may equal.
@@ -361,17 +361,20 @@ fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
     let mut filter = ChangeFilter::default();
     for attr in Attribute::ALL {
         let key = |suffix: &str| format!("{}{suffix}", attr.name());
-        let mut c = Criterion::default();
         // branch=None names the default branch; for the other attributes None means "any".
-        c.eq = match f.field(attr.name()) {
+        let eq = match f.field(attr.name()) {
             Some(Node::None) if attr == Attribute::Branch => Some(vec![None]),
             n => given_node(n).map(|n| optional_strings(cx, n, attr.name(), loc)),
         };
-        c.not_eq =
-            given_node(f.field(&key("_not_eq"))).map(|n| optional_strings(cx, n, &key("_not_eq"), loc));
-        c.re = given_node(f.field(&key("_re"))).and_then(|n| pattern(cx, n, &key("_re"), loc));
-        c.not_re =
-            given_node(f.field(&key("_not_re"))).and_then(|n| pattern(cx, n, &key("_not_re"), loc));
+        let c = Criterion {
+            eq,
+            not_eq: given_node(f.field(&key("_not_eq")))
+                .map(|n| optional_strings(cx, n, &key("_not_eq"), loc)),
+            re: given_node(f.field(&key("_re"))).and_then(|n| pattern(cx, n, &key("_re"), loc)),
+            not_re: given_node(f.field(&key("_not_re")))
+                .and_then(|n| pattern(cx, n, &key("_not_re"), loc)),
+            func: None,
+        };
         if given_node(f.field(&key("_fn"))).is_some() {
             cx.error(
                 loc,
