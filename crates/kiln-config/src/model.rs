@@ -137,7 +137,7 @@ pub struct ShellCommandConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchedulerConfig {
-    Force(ForceSchedulerConfig),
+    Force(Box<ForceSchedulerConfig>),
     Basic(Box<BasicSchedulerConfig>),
 }
 

@@ -163,7 +163,7 @@ fn force(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
     if s.field("codebases").is_some_and(|n| *n != Node::None) {
         cx.warn(loc, format!("scheduler '{name}': codebases is not supported by this version of kiln and is ignored"));
     }
-    Some(SchedulerConfig::Force(ForceSchedulerConfig {
+    Some(SchedulerConfig::Force(Box::new(ForceSchedulerConfig {
         label: cx
             .opt_string(s.field("label"), "label", loc)
             .unwrap_or_else(|| name.clone()),
@@ -179,7 +179,7 @@ fn force(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
         reason,
         priority,
         properties,
-    }))
+    })))
 }
 
 /// `SingleBranchScheduler` and `AnyBranchScheduler`.
