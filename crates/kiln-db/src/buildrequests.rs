@@ -4,6 +4,7 @@
 use kiln_core::{BuildRequestId, BuildSetId, BuilderId, MasterId, Results};
 use sqlx::any::AnyRow;
 
+use crate::batch::{Batch, has_column};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::{Db, DbError, Result};
@@ -69,24 +70,33 @@ impl Db {
         rows.iter().map(request).collect()
     }
 
-    /// The `limit` most urgent unclaimed requests of one builder: highest priority, then oldest.
-    /// The `buildrequests_queue` index makes this a short range read whatever the queue's length.
-    pub async fn pending_for_builder(
+    /// For each `(builder, limit)`, the `limit` most urgent unclaimed requests of that builder:
+    /// highest priority, then oldest. One statement reads every builder's queue, each a short range
+    /// read of the `buildrequests_queue` index whatever the queue's length.
+    pub async fn pending_for_builders(
         &self,
-        builder: BuilderId,
-        limit: i64,
+        builders: &[(BuilderId, i64)],
     ) -> Result<Vec<BuildRequestRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.complete = 0 AND c.brid IS NULL \
-             ORDER BY br.priority DESC, br.submitted_at, br.id LIMIT $2"
-        );
+        if builders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let parts: Vec<String> = (0..builders.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = ${} AND br.complete = 0 \
+                     AND c.brid IS NULL ORDER BY br.priority DESC, br.submitted_at, br.id LIMIT ${}) AS q{i}",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
+            .collect();
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(parts.join(" UNION ALL ")));
+        for (builder, limit) in builders {
+            query = query.bind(builder.0).bind((*limit).max(1));
+        }
         // The distributor's read belongs to the write path, so it uses the writers' connection,
         // whose page cache every write keeps warm.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(builder.0)
-            .bind(limit.max(1))
-            .fetch_all(&self.wpool)
-            .await?;
+        let rows = query.fetch_all(&self.wpool).await?;
         rows.iter().map(request).collect()
     }
 
@@ -157,44 +167,21 @@ impl Db {
         Ok(ids)
     }
 
-    /// Completes requests with `results`. A request completed without a claim (a cancel) is claimed
-    /// by `master` at the same time, as Buildbot does. Returns the requests that were incomplete, each
-    /// with its buildset.
+    /// Completes requests with `results`, and each buildset all of whose requests are then
+    /// complete, with the worst of their results. A request completed without a claim (a cancel) is
+    /// claimed by `master` at the same time, as Buildbot does. It is all one transaction.
     pub async fn complete_buildrequests(
         &self,
         ids: &[BuildRequestId],
         results: Results,
         master: MasterId,
         now: i64,
-    ) -> Result<Vec<(BuildRequestId, BuildSetId)>> {
-        // No transaction: each request is completed by one statement, and the claim recorded after it
-        // only matters to requests that are still incomplete.
-        let _w = self.write_guard().await;
-        let mut changed = Vec::new();
+    ) -> Result<Completion> {
+        let mut batch = Batch::default();
         for id in ids {
-            let r = sqlx::query(
-                "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 WHERE id = $3 AND complete = 0 \
-                 RETURNING buildsetid",
-            )
-            .bind(results.code())
-            .bind(now)
-            .bind(id.0)
-            .fetch_optional(&self.wpool)
-            .await?;
-            if let Some(row) = r {
-                changed.push((*id, BuildSetId(row.int("buildsetid")?)));
-                sqlx::query(
-                    "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) SELECT $1, $2, $3 \
-                     WHERE NOT EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $1)",
-                )
-                .bind(id.0)
-                .bind(master.0)
-                .bind(now)
-                .execute(&self.wpool)
-                .await?;
-            }
+            push_completion(&mut batch, *id, results, master, now);
         }
-        Ok(changed)
+        completion_of(&batch.run(self).await?)
     }
 
     pub async fn set_buildrequest_priority(
@@ -211,22 +198,84 @@ impl Db {
                 .await?;
         Ok(r.rows_affected() > 0)
     }
+}
 
-    /// The results of every request of a buildset, `None` while any is incomplete.
-    pub async fn buildset_request_results(&self, bsid: BuildSetId) -> Result<Option<Vec<Results>>> {
-        // Read right after completing a request, on the writers' connection (see above).
-        let rows = sqlx::query("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
-            .bind(bsid.0)
-            .fetch_all(&self.wpool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if !r.flag("complete")? {
-                return Ok(None);
-            }
-            let code = r.opt_int("results")?.unwrap_or(Results::Success.code());
-            out.push(Results::from_code(code).unwrap_or(Results::Exception));
+/// What completing requests completed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Each request that was incomplete, with its buildset.
+    pub requests: Vec<(BuildRequestId, BuildSetId)>,
+    /// Each buildset that became complete, with its results.
+    pub buildsets: Vec<(BuildSetId, Results)>,
+}
+
+/// Claims the request for `master` if nobody holds it and it is incomplete: $1 request, $2 master,
+/// $3 time.
+pub(crate) const CLAIM_IF_UNCLAIMED: &str = "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) \
+    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $1) \
+    AND EXISTS (SELECT 1 FROM buildrequests WHERE id = $1 AND complete = 0)";
+
+/// $1 results, $2 time, $3 request.
+const COMPLETE_REQUEST: &str = "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
+    WHERE id = $3 AND complete = 0 RETURNING id AS completed_brid, buildsetid";
+
+/// Completes the request's buildset if none of its requests is still incomplete: $1 time,
+/// $2 request. The results are the worst of the requests' in Buildbot's order (worst first:
+/// CANCELLED, RETRY, EXCEPTION, FAILURE, WARNINGS, SUCCESS, SKIPPED), starting from SUCCESS as
+/// Buildbot's fold does, so a buildset of skipped requests succeeds.
+const COMPLETE_BUILDSET: &str = "UPDATE buildsets SET complete = 1, complete_at = $1, results = \
+    (SELECT CASE WHEN r.results = 3 THEN 0 ELSE r.results END FROM buildrequests r WHERE r.buildsetid = buildsets.id \
+     ORDER BY CASE r.results WHEN 3 THEN 0 WHEN 0 THEN 1 WHEN 1 THEN 2 WHEN 2 THEN 3 ELSE r.results END DESC LIMIT 1) \
+    WHERE id = (SELECT buildsetid FROM buildrequests WHERE id = $2) AND complete = 0 \
+    AND NOT EXISTS (SELECT 1 FROM buildrequests o WHERE o.buildsetid = buildsets.id AND o.complete = 0) \
+    RETURNING id AS completed_bsid, results AS buildset_results";
+
+/// Adds to `batch` the completion of one request and, if it was the last, of its buildset.
+pub(crate) fn push_completion(
+    batch: &mut Batch,
+    id: BuildRequestId,
+    results: Results,
+    master: MasterId,
+    now: i64,
+) {
+    batch.push(
+        CLAIM_IF_UNCLAIMED,
+        vec![
+            SqlValue::Int(id.0),
+            SqlValue::Int(master.0),
+            SqlValue::Int(now),
+        ],
+    );
+    batch.push(
+        COMPLETE_REQUEST,
+        vec![
+            SqlValue::Int(results.code()),
+            SqlValue::Int(now),
+            SqlValue::Int(id.0),
+        ],
+    );
+    batch.push(
+        COMPLETE_BUILDSET,
+        vec![SqlValue::Int(now), SqlValue::Int(id.0)],
+    );
+}
+
+/// Reads what [`push_completion`]'s statements returned.
+pub(crate) fn completion_of(rows: &[AnyRow]) -> Result<Completion> {
+    let mut done = Completion::default();
+    for r in rows {
+        if has_column(r, "completed_brid") {
+            done.requests.push((
+                BuildRequestId(r.int("completed_brid")?),
+                BuildSetId(r.int("buildsetid")?),
+            ));
+        } else if has_column(r, "completed_bsid") {
+            let code = r.int("buildset_results")?;
+            done.buildsets.push((
+                BuildSetId(r.int("completed_bsid")?),
+                Results::from_code(code).unwrap_or(Results::Exception),
+            ));
         }
-        Ok(Some(out))
     }
+    Ok(done)
 }

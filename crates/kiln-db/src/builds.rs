@@ -1,11 +1,17 @@
 //! Builds and their properties.
 
-use kiln_core::{BuildId, BuildRequestId, BuilderId, MasterId, Properties, Results, WorkerId};
+use kiln_core::{
+    BuildId, BuildRequestId, BuildSetId, BuilderId, MasterId, Properties, Results, WorkerId,
+};
 use sqlx::any::AnyRow;
 
+use crate::batch::{Batch, has_column};
+use crate::buildrequests::{CLAIM_IF_UNCLAIMED, Completion, completion_of, push_completion};
+use crate::buildsets::{BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS, properties_of};
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
+use crate::steps::{StepEnd, push_finish_step};
 use crate::{Db, DbError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +105,114 @@ impl Db {
         Ok(())
     }
 
+    /// Claims a request for `master` and starts its build on `worker`, reading what the build
+    /// needs from its buildset, all in one write. Fails with [`DbError::AlreadyClaimed`] if the
+    /// request is claimed already or complete.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_and_start_build(
+        &self,
+        request: BuildRequestId,
+        buildset: BuildSetId,
+        builder: BuilderId,
+        worker: WorkerId,
+        master: MasterId,
+        state_string: &str,
+        now: i64,
+    ) -> Result<StartedBuild> {
+        let mut attempts = 0;
+        loop {
+            let mut batch = Batch::default();
+            batch.push(
+                CLAIM_IF_UNCLAIMED,
+                vec![
+                    SqlValue::Int(request.0),
+                    SqlValue::Int(master.0),
+                    SqlValue::Int(now),
+                ],
+            );
+            // The build is added only if the claim above is this master's.
+            batch.push(
+                "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
+                 locks_duration_s, state_string) \
+                 SELECT m.n, $1, $2, $3, $4, $5, 0, $6 FROM \
+                 (SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1) m \
+                 WHERE EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $2 AND masterid = $4) \
+                 RETURNING id AS buildid, number",
+                vec![
+                    SqlValue::Int(builder.0),
+                    SqlValue::Int(request.0),
+                    SqlValue::Int(worker.0),
+                    SqlValue::Int(master.0),
+                    SqlValue::Int(now),
+                    SqlValue::Text(state_string.to_string()),
+                ],
+            );
+            batch.push(BUILDSET_PROPERTIES, vec![SqlValue::Int(buildset.0)]);
+            batch.push(BUILDSET_SOURCESTAMPS, vec![SqlValue::Int(buildset.0)]);
+            let rows = match batch.run(self).await {
+                Ok(rows) => rows,
+                // Another master claimed the request or numbered a build at the same moment; the
+                // whole write was undone, and the next attempt sees what the other one did.
+                Err(DbError::Sqlx(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && attempts < 8 =>
+                {
+                    attempts += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(build) = rows.iter().find(|r| has_column(r, "buildid")) else {
+                return Err(DbError::AlreadyClaimed(request.0));
+            };
+            let props: Vec<AnyRow> = rows
+                .iter()
+                .filter(|r| has_column(r, "property_name"))
+                .cloned()
+                .collect();
+            let mut sourcestamps = Vec::new();
+            for r in rows.iter().filter(|r| has_column(r, "patchid")) {
+                sourcestamps.push(self.sourcestamp_row(r).await?);
+            }
+            return Ok(StartedBuild {
+                id: BuildId(build.int("buildid")?),
+                number: build.int("number")?,
+                properties: properties_of(&props, buildset)?,
+                sourcestamps,
+            });
+        }
+    }
+
+    /// Finishes a build's last step and the build, and completes its request (and the request's
+    /// buildset, if that was its last request), in one transaction: the end of a build is one
+    /// write.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_build_and_request(
+        &self,
+        id: BuildId,
+        results: Results,
+        state: &str,
+        last_step: Option<&StepEnd>,
+        request: BuildRequestId,
+        master: MasterId,
+        now: i64,
+    ) -> Result<Completion> {
+        let mut batch = Batch::default();
+        if let Some(end) = last_step {
+            push_finish_step(&mut batch, end, now);
+        }
+        batch.push(
+            FINISH_BUILD,
+            vec![
+                SqlValue::Int(now),
+                SqlValue::Int(results.code()),
+                SqlValue::Text(state.to_string()),
+                SqlValue::Int(id.0),
+            ],
+        );
+        push_completion(&mut batch, request, results, master, now);
+        completion_of(&batch.run(self).await?)
+    }
+
     /// Finishes a build with its result and final state string.
     pub async fn finish_build(
         &self,
@@ -108,15 +222,13 @@ impl Db {
         now: i64,
     ) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query(
-            "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
-        )
-        .bind(now)
-        .bind(results.code())
-        .bind(state)
-        .bind(id.0)
-        .execute(&self.wpool)
-        .await?;
+        sqlx::query(FINISH_BUILD)
+            .bind(now)
+            .bind(results.code())
+            .bind(state)
+            .bind(id.0)
+            .execute(&self.wpool)
+            .await?;
         Ok(())
     }
 
@@ -236,4 +348,18 @@ impl Db {
         }
         Ok(props)
     }
+}
+
+/// $1 time, $2 results, $3 state string, $4 build.
+const FINISH_BUILD: &str =
+    "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4";
+
+/// A build just started by [`Db::claim_and_start_build`], with its buildset's properties and source
+/// stamps.
+#[derive(Debug, Clone)]
+pub struct StartedBuild {
+    pub id: BuildId,
+    pub number: i64,
+    pub properties: Properties,
+    pub sourcestamps: Vec<crate::SourceStampRow>,
 }

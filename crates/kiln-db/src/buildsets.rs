@@ -1,7 +1,9 @@
 //! Buildsets: one set of source stamps built on several builders, one build request per builder.
 
 use kiln_core::sourcestamp::SourceStamp;
-use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties, Results};
+use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties};
+
+use sqlx::any::AnyRow;
 
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::Page;
@@ -109,23 +111,6 @@ impl Db {
         Ok((BuildSetId(bsid), brids))
     }
 
-    /// Marks a buildset complete with `results`, unless it already is. Returns whether it changed.
-    pub async fn complete_buildset(
-        &self,
-        id: BuildSetId,
-        results: Results,
-        now: i64,
-    ) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let done = sqlx::query("UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 WHERE id = $3 AND complete = 0")
-            .bind(now)
-            .bind(results.code())
-            .bind(id.0)
-            .execute(&self.wpool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "buildsets", "id", page).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -162,20 +147,16 @@ impl Db {
         Ok(self.list_buildsets(&page).await?.0.into_iter().next())
     }
 
-    /// The source stamps of a buildset, in the order they were added, in one query.
+    /// The source stamps of a buildset, in the order they were added, in one query. Read as a build
+    /// starts, so on the writers' connection, like the buildset's properties.
     pub async fn buildset_sourcestamps(
         &self,
         id: BuildSetId,
     ) -> Result<Vec<crate::SourceStampRow>> {
-        let rows = sqlx::query(
-            "SELECT ss.id AS id, ss.branch AS branch, ss.revision AS revision, ss.patchid AS patchid, \
-             ss.repository AS repository, ss.codebase AS codebase, ss.project AS project, ss.created_at AS created_at \
-             FROM buildset_sourcestamps bss JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
-             WHERE bss.buildsetid = $1 ORDER BY bss.id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
+            .bind(id.0)
+            .fetch_all(&self.wpool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(self.sourcestamp_row(r).await?);
@@ -184,27 +165,40 @@ impl Db {
     }
 
     pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
-        let rows = sqlx::query(
-            "SELECT property_name, property_value FROM buildset_properties WHERE buildsetid = $1",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut props = Properties::new();
-        for r in &rows {
-            let name = r.text("property_name")?;
-            let raw = r.text("property_value")?;
-            let parsed: serde_json::Value = serde_json::from_str(&raw)
-                .map_err(|e| DbError::Corrupt(format!("buildset {id} property {name:?}: {e}")))?;
-            let (value, source) = match parsed {
-                serde_json::Value::Array(pair) if pair.len() == 2 => (
-                    json_to_property(&pair[0]),
-                    pair[1].as_str().unwrap_or_default().to_string(),
-                ),
-                other => (json_to_property(&other), String::new()),
-            };
-            props.set(name, value, &source);
-        }
-        Ok(props)
+        let rows = sqlx::query(BUILDSET_PROPERTIES)
+            .bind(id.0)
+            .fetch_all(&self.wpool)
+            .await?;
+        properties_of(&rows, id)
     }
+}
+
+/// A buildset's source stamps: $1 buildset.
+pub(crate) const BUILDSET_SOURCESTAMPS: &str = "SELECT ss.id AS id, ss.branch AS branch, ss.revision AS revision, ss.patchid AS patchid, \
+     ss.repository AS repository, ss.codebase AS codebase, ss.project AS project, ss.created_at AS created_at \
+     FROM buildset_sourcestamps bss JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+     WHERE bss.buildsetid = $1 ORDER BY bss.id";
+
+/// A buildset's properties: $1 buildset.
+pub(crate) const BUILDSET_PROPERTIES: &str =
+    "SELECT property_name, property_value FROM buildset_properties WHERE buildsetid = $1";
+
+/// Decodes rows of [`BUILDSET_PROPERTIES`].
+pub(crate) fn properties_of(rows: &[AnyRow], id: BuildSetId) -> Result<Properties> {
+    let mut props = Properties::new();
+    for r in rows {
+        let name = r.text("property_name")?;
+        let raw = r.text("property_value")?;
+        let parsed: serde_json::Value = serde_json::from_str(&raw)
+            .map_err(|e| DbError::Corrupt(format!("buildset {id} property {name:?}: {e}")))?;
+        let (value, source) = match parsed {
+            serde_json::Value::Array(pair) if pair.len() == 2 => (
+                json_to_property(&pair[0]),
+                pair[1].as_str().unwrap_or_default().to_string(),
+            ),
+            other => (json_to_property(&other), String::new()),
+        };
+        props.set(name, value, &source);
+    }
+    Ok(props)
 }

@@ -12,6 +12,7 @@
 //! Only the master's update layer calls the writing functions; readers (API, UI, reporters) call the
 //! others.
 
+mod batch;
 mod builders;
 mod buildrequests;
 mod builds;
@@ -31,8 +32,8 @@ pub mod testing;
 mod workers;
 
 pub use builders::BuilderRow;
-pub use buildrequests::BuildRequestRow;
-pub use builds::{BuildRow, PropertyRow};
+pub use buildrequests::{BuildRequestRow, Completion};
+pub use builds::{BuildRow, PropertyRow, StartedBuild};
 pub use buildsets::{BuildSetRow, NewBuildSet};
 pub use changes::{ChangeRow, NewChange};
 pub use connection::{Backend, Db};
@@ -40,7 +41,7 @@ pub use json::{json_to_property, property_to_json};
 pub use logs::{LogChunk, LogRow, LogType, MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 pub use masters::MasterRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
-pub use steps::StepRow;
+pub use steps::{StepEnd, StepRow};
 pub use workers::WorkerRow;
 
 /// A storage error.

@@ -30,6 +30,8 @@ pub enum SqlValue {
     Null,
     Int(i64),
     Text(String),
+    /// Binary data; only written, never compared in a filter.
+    Bytes(Vec<u8>),
 }
 
 /// One pushed-down condition on a column.
@@ -141,6 +143,7 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
                             SqlValue::Text(t) => t.clone(),
                             SqlValue::Int(i) => i.to_string(),
                             SqlValue::Null => String::new(),
+                            SqlValue::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
                         };
                         binds.push(SqlValue::Text(text));
                         // instr/strpos, unlike LIKE, are case-sensitive on both engines and have no
@@ -201,6 +204,7 @@ pub(crate) fn bind_all<'q>(
             SqlValue::Null => q.bind(None::<i64>),
             SqlValue::Int(i) => q.bind(*i),
             SqlValue::Text(t) => q.bind(t.clone()),
+            SqlValue::Bytes(b) => q.bind(b.clone()),
         };
     }
     q

@@ -9,6 +9,7 @@
 use kiln_core::{LogId, StepId};
 use sqlx::any::AnyRow;
 
+use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::{Db, DbError, Result};
@@ -20,6 +21,7 @@ pub const MAX_LINE_BYTES: usize = 65536;
 /// The zstd level: the fastest, since logs are written far more often than read.
 const ZSTD_LEVEL: i32 = 1;
 const RAW: i64 = 0;
+const INSERT_CHUNK: &str = "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) VALUES ($1, $2, $3, $4, $5)";
 const ZSTD: i64 = 4;
 
 /// The kind of a log, with Buildbot's one-letter codes.
@@ -86,7 +88,7 @@ fn log(r: &AnyRow) -> Result<LogRow> {
 }
 
 /// Buildbot's identifier rule for slugs: letters, digits, `_` and `-`, at most 50 characters.
-fn slugify(name: &str) -> String {
+pub(crate) fn slugify(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| {
@@ -221,36 +223,31 @@ impl Db {
             prepared.push((lines.len() as i64, content, code));
         }
         let total: i64 = prepared.iter().map(|(count, _, _)| *count).sum();
-        let _w = self.write_guard().await;
-        let insert = |next: i64, count: i64, content: Vec<u8>, code: i64| {
-            sqlx::query("INSERT INTO logchunks (logid, first_line, last_line, content, compressed) VALUES ($1, $2, $3, $4, $5)")
-                .bind(id.0)
-                .bind(next)
-                .bind(next + count - 1)
-                .bind(content)
-                .bind(code)
-        };
-        let update = sqlx::query("UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3")
-            .bind(first_line + total)
-            .bind(i64::from(finish))
-            .bind(id.0);
-        if prepared.len() <= 1 {
-            if let Some((count, content, code)) = prepared.pop() {
-                insert(first_line, count, content, code)
-                    .execute(&self.wpool)
-                    .await?;
-            }
-            update.execute(&self.wpool).await?;
-        } else {
-            let mut tx = self.wpool.begin().await?;
-            let mut next = first_line;
-            for (count, content, code) in prepared {
-                insert(next, count, content, code).execute(&mut *tx).await?;
-                next += count;
-            }
-            update.execute(&mut *tx).await?;
-            tx.commit().await?;
+        // The chunks and the new line count are one write.
+        let mut batch = Batch::default();
+        let mut next = first_line;
+        for (count, content, code) in prepared {
+            batch.push(
+                INSERT_CHUNK,
+                vec![
+                    SqlValue::Int(id.0),
+                    SqlValue::Int(next),
+                    SqlValue::Int(next + count - 1),
+                    SqlValue::Bytes(content),
+                    SqlValue::Int(code),
+                ],
+            );
+            next += count;
         }
+        batch.push(
+            "UPDATE logs SET num_lines = $1, complete = $2 WHERE id = $3",
+            vec![
+                SqlValue::Int(first_line + total),
+                SqlValue::Int(i64::from(finish)),
+                SqlValue::Int(id.0),
+            ],
+        );
+        batch.run(self).await?;
         Ok((total > 0).then(|| (first_line, first_line + total - 1)))
     }
 

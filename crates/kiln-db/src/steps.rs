@@ -1,11 +1,13 @@
 //! Build steps.
 
-use kiln_core::{BuildId, Results, StepId};
+use kiln_core::{BuildId, LogId, Results, StepId};
 use sqlx::any::AnyRow;
 
+use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
+use crate::logs::{LogType, slugify};
 use crate::rows::RowExt;
-use crate::{Db, Result};
+use crate::{Db, DbError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
@@ -43,16 +45,21 @@ fn step(r: &AnyRow) -> Result<StepRow> {
 }
 
 impl Db {
-    /// Adds and starts the next step of a build. A name already used in the build gets a `_2`,
+    /// Adds and starts the next step of a build, with its first state string, and finishes the
+    /// previous step (`finishing`) in the same write. A name already used in the build gets a `_2`,
     /// `_3`, … suffix, as Buildbot does; the name actually used is returned.
+    ///
+    /// The logs named in `logs` are created with the step, in the same write, and their ids
+    /// returned in the same order.
     pub async fn add_step(
         &self,
         build: BuildId,
         name: &str,
         state: &str,
+        logs: &[(&str, LogType)],
+        finishing: Option<&StepEnd>,
         now: i64,
-    ) -> Result<(StepId, i64, String)> {
-        let _w = self.write_guard().await;
+    ) -> Result<(StepId, i64, String, Vec<LogId>)> {
         let mut n = 1;
         loop {
             let unique = if n == 1 {
@@ -60,22 +67,50 @@ impl Db {
             } else {
                 format!("{name}_{n}")
             };
-            let inserted = sqlx::query(
-                "INSERT INTO steps (number, name, buildid, started_at, locks_acquired_at, state_string, urls_json, hidden) \
-                 SELECT COALESCE(MAX(number), -1) + 1, $1, $2, $3, $3, $4, '[]', 0 FROM steps WHERE buildid = $2 \
-                 RETURNING id, number",
-            )
-            .bind(&unique)
-            .bind(build.0)
-            .bind(now)
-            .bind(state)
-            .fetch_one(&self.wpool)
-            .await;
-            match inserted {
-                Ok(r) => return Ok((StepId(r.int("id")?), r.int("number")?, unique)),
-                // The name is taken in this build: try the next suffix.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && n < 1000 => n += 1,
-                Err(e) => return Err(e.into()),
+            let mut batch = Batch::default();
+            if let Some(end) = finishing {
+                push_finish_step(&mut batch, end, now);
+            }
+            batch.push(
+                ADD_STEP,
+                vec![
+                    SqlValue::Text(unique.clone()),
+                    SqlValue::Int(build.0),
+                    SqlValue::Int(now),
+                    SqlValue::Text(state.to_string()),
+                ],
+            );
+            for (log_name, log_type) in logs {
+                // The step just added is the build's newest: steps of one build are added in turn.
+                batch.push(
+                    "INSERT INTO logs (name, slug, stepid, complete, num_lines, type) \
+                     SELECT $1, $2, MAX(id), 0, 0, $3 FROM steps WHERE buildid = $4 RETURNING id AS logid",
+                    vec![
+                        SqlValue::Text(log_name.to_string()),
+                        SqlValue::Text(slugify(log_name)),
+                        SqlValue::Text(log_type.code().to_string()),
+                        SqlValue::Int(build.0),
+                    ],
+                );
+            }
+            match batch.run(self).await {
+                Ok(rows) => {
+                    let r = rows
+                        .first()
+                        .ok_or_else(|| DbError::Corrupt("adding a step returned no row".into()))?;
+                    let log_ids = rows[1..]
+                        .iter()
+                        .map(|l| Ok(LogId(l.int("logid")?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    return Ok((StepId(r.int("id")?), r.int("number")?, unique, log_ids));
+                }
+                // The name is taken in this build: the whole write was undone; try the next suffix.
+                Err(DbError::Sqlx(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && n < 1000 =>
+                {
+                    n += 1
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -100,23 +135,10 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_step(
-        &self,
-        id: StepId,
-        results: Results,
-        state: &str,
-        hidden: bool,
-        now: i64,
-    ) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query("UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 WHERE id = $5")
-            .bind(now)
-            .bind(results.code())
-            .bind(state)
-            .bind(i64::from(hidden))
-            .bind(id.0)
-            .execute(&self.wpool)
-            .await?;
+    pub async fn finish_step(&self, end: &StepEnd, now: i64) -> Result<()> {
+        let mut batch = Batch::default();
+        push_finish_step(&mut batch, end, now);
+        batch.run(self).await?;
         Ok(())
     }
 
@@ -133,4 +155,35 @@ impl Db {
             .into_iter()
             .next())
     }
+}
+
+/// How a step ended, written together with what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEnd {
+    pub id: StepId,
+    pub results: Results,
+    pub state: String,
+    pub hidden: bool,
+}
+
+/// $1 name, $2 build, $3 time, $4 state string.
+const ADD_STEP: &str = "INSERT INTO steps (number, name, buildid, started_at, locks_acquired_at, state_string, urls_json, hidden) \
+    SELECT COALESCE(MAX(number), -1) + 1, $1, $2, $3, $3, $4, '[]', 0 FROM steps WHERE buildid = $2 \
+    RETURNING id, number";
+
+/// $1 time, $2 results, $3 state string, $4 hidden, $5 step.
+const FINISH_STEP: &str =
+    "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 WHERE id = $5";
+
+pub(crate) fn push_finish_step(batch: &mut Batch, end: &StepEnd, now: i64) {
+    batch.push(
+        FINISH_STEP,
+        vec![
+            SqlValue::Int(now),
+            SqlValue::Int(end.results.code()),
+            SqlValue::Text(end.state.clone()),
+            SqlValue::Int(i64::from(end.hidden)),
+            SqlValue::Int(end.id.0),
+        ],
+    );
 }

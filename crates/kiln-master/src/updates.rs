@@ -7,7 +7,7 @@ use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, LogId, MasterId, Properties, Results, StepId,
     WorkerId,
 };
-use kiln_db::{Db, LogType, NewBuildSet};
+use kiln_db::{Db, LogType, NewBuildSet, StartedBuild, StepEnd};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -159,15 +159,36 @@ impl Updates {
         Ok((bsid, brids))
     }
 
-    pub async fn claim_buildrequest(&self, brid: BuildRequestId) -> Result<()> {
-        self.db
-            .claim_buildrequest(brid, self.master, self.now())
+    /// Claims a request and starts its build, in one write; see [`Db::claim_and_start_build`].
+    pub async fn claim_and_start_build(
+        &self,
+        brid: BuildRequestId,
+        buildset: BuildSetId,
+        builder: BuilderId,
+        worker: WorkerId,
+    ) -> Result<StartedBuild> {
+        let started = self
+            .db
+            .claim_and_start_build(
+                brid,
+                buildset,
+                builder,
+                worker,
+                self.master,
+                "starting",
+                self.now(),
+            )
             .await?;
         self.events.publish(
             format!("buildrequests.{brid}.claimed"),
             json!({"buildrequestid": brid.0}),
         );
-        Ok(())
+        let id = started.id;
+        self.events.publish(
+            format!("builds.{id}.new"),
+            json!({"buildid": id.0, "builderid": builder.0, "number": started.number, "buildrequestid": brid.0}),
+        );
+        Ok(started)
     }
 
     pub async fn unclaim_buildrequests(&self, brids: &[BuildRequestId]) -> Result<()> {
@@ -191,41 +212,28 @@ impl Updates {
             .db
             .complete_buildrequests(brids, results, self.master, self.now())
             .await?;
-        let mut buildsets = Vec::new();
-        for (brid, bsid) in &done {
-            let key = if results == Results::Cancelled {
-                "canceled"
-            } else {
-                "complete"
-            };
+        self.publish_completion(&done, results);
+        Ok(())
+    }
+
+    fn publish_completion(&self, done: &kiln_db::Completion, results: Results) {
+        let key = if results == Results::Cancelled {
+            "canceled"
+        } else {
+            "complete"
+        };
+        for (brid, _) in &done.requests {
             self.events.publish(
                 format!("buildrequests.{brid}.{key}"),
                 json!({"buildrequestid": brid.0, "results": results.code()}),
             );
-            if !buildsets.contains(bsid) {
-                buildsets.push(*bsid);
-            }
         }
-        for bsid in buildsets {
-            self.maybe_complete_buildset(bsid).await?;
-        }
-        Ok(())
-    }
-
-    async fn maybe_complete_buildset(&self, bsid: BuildSetId) -> Result<()> {
-        let Some(results) = self.db.buildset_request_results(bsid).await? else {
-            return Ok(());
-        };
-        let worst = results
-            .into_iter()
-            .fold(Results::Success, kiln_core::results::worst_status);
-        if self.db.complete_buildset(bsid, worst, self.now()).await? {
+        for (bsid, results) in &done.buildsets {
             self.events.publish(
                 format!("buildsets.{bsid}.complete"),
-                json!({"bsid": bsid.0, "results": worst.code()}),
+                json!({"bsid": bsid.0, "results": results.code()}),
             );
         }
-        Ok(())
     }
 
     pub async fn set_buildrequest_priority(
@@ -243,23 +251,6 @@ impl Updates {
         Ok(changed)
     }
 
-    pub async fn add_build(
-        &self,
-        builder: BuilderId,
-        brid: BuildRequestId,
-        worker: WorkerId,
-    ) -> Result<(BuildId, i64)> {
-        let (id, number) = self
-            .db
-            .add_build(builder, brid, worker, self.master, "starting", self.now())
-            .await?;
-        self.events.publish(
-            format!("builds.{id}.new"),
-            json!({"buildid": id.0, "builderid": builder.0, "number": number, "buildrequestid": brid.0}),
-        );
-        Ok((id, number))
-    }
-
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
         self.db.set_build_state_string(id, state).await?;
         self.events.publish(
@@ -273,6 +264,39 @@ impl Updates {
         self.db.set_build_properties(id, props).await
     }
 
+    /// Finishes a build and completes its request (and buildset, if it was the last request), as
+    /// one write.
+    pub async fn finish_build_and_request(
+        &self,
+        id: BuildId,
+        results: Results,
+        state: &str,
+        last_step: Option<&StepEnd>,
+        request: BuildRequestId,
+    ) -> Result<()> {
+        let done = self
+            .db
+            .finish_build_and_request(
+                id,
+                results,
+                state,
+                last_step,
+                request,
+                self.master,
+                self.now(),
+            )
+            .await?;
+        if let Some(end) = last_step {
+            self.publish_step_finished(end);
+        }
+        self.events.publish(
+            format!("builds.{id}.finished"),
+            json!({"buildid": id.0, "results": results.code(), "state_string": state}),
+        );
+        self.publish_completion(&done, results);
+        Ok(())
+    }
+
     pub async fn finish_build(&self, id: BuildId, results: Results, state: &str) -> Result<()> {
         self.db.finish_build(id, results, state, self.now()).await?;
         self.events.publish(
@@ -282,16 +306,36 @@ impl Updates {
         Ok(())
     }
 
-    /// Adds the next step of a build and starts it.
-    pub async fn add_step(&self, build: BuildId, name: &str) -> Result<(StepId, i64, String)> {
-        let (id, number, name) = self.db.add_step(build, name, "", self.now()).await?;
+    /// Adds the next step of a build with its first logs and starts it with its first state
+    /// string, finishing the previous step (`finishing`) in the same write.
+    pub async fn add_step(
+        &self,
+        build: BuildId,
+        name: &str,
+        state: &str,
+        logs: &[(&str, LogType)],
+        finishing: Option<&StepEnd>,
+    ) -> Result<(StepId, i64, String, Vec<LogId>)> {
+        let (id, number, name, log_ids) = self
+            .db
+            .add_step(build, name, state, logs, finishing, self.now())
+            .await?;
+        if let Some(end) = finishing {
+            self.publish_step_finished(end);
+        }
         self.events.publish(
             format!("steps.{id}.new"),
             json!({"stepid": id.0, "buildid": build.0, "name": name}),
         );
         self.events
             .publish(format!("steps.{id}.started"), json!({"stepid": id.0}));
-        Ok((id, number, name))
+        for (log, (log_name, _)) in log_ids.iter().zip(logs) {
+            self.events.publish(
+                format!("logs.{log}.new"),
+                json!({"logid": log.0, "stepid": id.0, "name": log_name}),
+            );
+        }
+        Ok((id, number, name, log_ids))
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
@@ -312,21 +356,17 @@ impl Updates {
         Ok(())
     }
 
-    pub async fn finish_step(
-        &self,
-        id: StepId,
-        results: Results,
-        state: &str,
-        hidden: bool,
-    ) -> Result<()> {
-        self.db
-            .finish_step(id, results, state, hidden, self.now())
-            .await?;
-        self.events.publish(
-            format!("steps.{id}.finished"),
-            json!({"stepid": id.0, "results": results.code(), "state_string": state}),
-        );
+    pub async fn finish_step(&self, end: &StepEnd) -> Result<()> {
+        self.db.finish_step(end, self.now()).await?;
+        self.publish_step_finished(end);
         Ok(())
+    }
+
+    fn publish_step_finished(&self, end: &StepEnd) {
+        self.events.publish(
+            format!("steps.{}.finished", end.id),
+            json!({"stepid": end.id.0, "results": end.results.code(), "state_string": end.state}),
+        );
     }
 
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {

@@ -1,6 +1,7 @@
 use kiln_core::{Properties, PropertyValue, Results};
 use kiln_db::NewBuildSet;
 use kiln_db::listing::{Page, SqlValue};
+use kiln_db::{LogType, StepEnd};
 
 use crate::each_backend;
 
@@ -34,24 +35,69 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
             .unwrap();
         assert_eq!((n1, n2, n3), (1, 2, 1), "{}", t.backend);
 
-        let (s0, num0, name0) = db
-            .add_step(id1, "worker_preparation", "", 10)
+        let (s0, num0, name0, _) = db
+            .add_step(id1, "worker_preparation", "", &[], None, 10)
             .await
             .unwrap();
-        let (_, num1, name1) = db.add_step(id1, "shell", "", 10).await.unwrap();
-        let (_, num2, name2) = db.add_step(id1, "shell", "", 10).await.unwrap();
+        // Starting the next step finishes the previous one in the same write; a repeated name gets
+        // a suffix even then, and the previous step is finished once.
+        let end = |id, state: &str| StepEnd {
+            id,
+            results: Results::Success,
+            state: state.to_string(),
+            hidden: false,
+        };
+        let (s1, num1, name1, logs1) = db
+            .add_step(
+                id1,
+                "shell",
+                "make",
+                &[("stdio", LogType::Stdio), ("warnings (2)", LogType::Text)],
+                Some(&end(s0, "done")),
+                11,
+            )
+            .await
+            .unwrap();
+        // The step's first logs are made with it.
+        let mut made = Vec::new();
+        for l in &logs1 {
+            let row = db.get_log(*l).await.unwrap().unwrap();
+            made.push((row.stepid, row.name, row.slug));
+        }
+        assert_eq!(
+            made,
+            [
+                (s1, "stdio".to_string(), "stdio".to_string()),
+                (s1, "warnings (2)".to_string(), "warnings__2_".to_string())
+            ],
+            "{}",
+            t.backend
+        );
+        let (s2, num2, name2, _) = db
+            .add_step(id1, "shell", "", &[], Some(&end(s1, "made")), 12)
+            .await
+            .unwrap();
         assert_eq!((num0, num1, num2), (0, 1, 2));
         assert_eq!(
             (name0.as_str(), name1.as_str(), name2.as_str()),
             ("worker_preparation", "shell", "shell_2")
         );
-        db.finish_step(s0, Results::Success, "done", false, 11)
-            .await
-            .unwrap();
         let step = db.get_step(s0).await.unwrap().unwrap();
         assert_eq!(
             (step.started_at, step.complete_at, step.results),
             (Some(10), Some(11), Some(0))
+        );
+        let step = db.get_step(s1).await.unwrap().unwrap();
+        assert_eq!(
+            (step.state_string.as_str(), step.complete_at),
+            ("made", Some(12)),
+            "{}",
+            t.backend
+        );
+        db.finish_step(&end(s2, "last"), 13).await.unwrap();
+        assert_eq!(
+            db.get_step(s2).await.unwrap().unwrap().complete_at,
+            Some(13)
         );
 
         let mut props = Properties::new();

@@ -16,7 +16,10 @@ async fn step(db: &Db) -> kiln_core::StepId {
         .await
         .unwrap();
     let (build, _) = db.add_build(b, brs[0].1, w, m, "", 1).await.unwrap();
-    db.add_step(build, "shell", "", 1).await.unwrap().0
+    db.add_step(build, "shell", "", &[], None, 1)
+        .await
+        .unwrap()
+        .0
 }
 
 #[tokio::test]

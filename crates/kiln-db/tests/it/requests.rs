@@ -1,5 +1,6 @@
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{BuildSetId, Properties, Results};
+use kiln_db::Completion;
 use kiln_db::listing::{FilterOp, Page, SqlValue};
 use kiln_db::{DbError, NewBuildSet};
 
@@ -50,6 +51,26 @@ async fn buildsets_make_one_request_per_builder_and_share_sourcestamps() {
             Some("Force Build Form")
         );
         assert_ne!(bs1, bs2);
+        // A request with siblings says so when it completes.
+        let m = db.find_master_id("m").await.unwrap();
+        let done = db
+            .complete_buildrequests(&[brs[0].1], Results::Skipped, m, 120)
+            .await
+            .unwrap();
+        assert_eq!(done.requests, vec![(brs[0].1, bs1)], "{}", t.backend);
+        assert!(done.buildsets.is_empty(), "a request is still incomplete");
+        // The buildset completes with its last request, with the worst result of all (a skipped
+        // request is better than a successful one).
+        let done = db
+            .complete_buildrequests(&[brs[1].1], Results::Success, m, 121)
+            .await
+            .unwrap();
+        assert_eq!(
+            done.buildsets,
+            vec![(bs1, Results::Success)],
+            "{}",
+            t.backend
+        );
     })
     .await;
 }
@@ -84,31 +105,30 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         assert_eq!(db.unclaim_master_requests(m1).await.unwrap(), vec![brid]);
         assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
 
-        assert_eq!(db.buildset_request_results(bsid).await.unwrap(), None);
         let done = db
             .complete_buildrequests(&[brid], Results::Warnings, m2, 110)
             .await
             .unwrap();
-        assert_eq!(done, vec![(brid, bsid)]);
-        assert!(
+        assert_eq!(
+            done,
+            Completion {
+                requests: vec![(brid, bsid)],
+                buildsets: vec![(bsid, Results::Warnings)],
+            },
+            "{}",
+            t.backend
+        );
+        // Completing again changes nothing.
+        assert_eq!(
             db.complete_buildrequests(&[brid], Results::Failure, m2, 111)
                 .await
-                .unwrap()
-                .is_empty()
+                .unwrap(),
+            Completion::default()
         );
+        let bs = db.get_buildset(bsid).await.unwrap().unwrap();
         assert_eq!(
-            db.buildset_request_results(bsid).await.unwrap(),
-            Some(vec![Results::Warnings])
-        );
-        assert!(
-            db.complete_buildset(bsid, Results::Warnings, 112)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !db.complete_buildset(bsid, Results::Warnings, 113)
-                .await
-                .unwrap()
+            (bs.complete, bs.results),
+            (true, Some(Results::Warnings.code()))
         );
         assert!(matches!(
             db.claim_buildrequest(brid, m2, 114).await,
@@ -134,7 +154,7 @@ async fn listings_filter_order_and_page_in_sql() {
             limit: Some(2),
             offset: Some(1),
         };
-        let queue = db.pending_for_builder(b, 3).await.unwrap();
+        let queue = db.pending_for_builders(&[(b, 3)]).await.unwrap();
         assert_eq!(
             queue.iter().map(|r| r.priority).collect::<Vec<_>>(),
             vec![4, 3, 2],
@@ -163,6 +183,25 @@ async fn listings_filter_order_and_page_in_sql() {
         let page = Page::default().and("complete_at", FilterOp::Eq, SqlValue::Null);
         assert_eq!(db.list_buildsets(&page).await.unwrap().1, 5);
         assert!(db.get_buildset(BuildSetId(999)).await.unwrap().is_none());
+        // One query reads several builders' queues, each up to its own limit.
+        let other = db.find_builder_id("other").await.unwrap();
+        db.add_buildset(&buildset(vec![(other, 7), (b, 9)], 200))
+            .await
+            .unwrap();
+        let queues = db
+            .pending_for_builders(&[(b, 2), (other, 5)])
+            .await
+            .unwrap();
+        assert_eq!(
+            queues
+                .iter()
+                .map(|r| (r.builderid, r.priority))
+                .collect::<Vec<_>>(),
+            vec![(b.0, 9), (b.0, 4), (other.0, 7)],
+            "{}",
+            t.backend
+        );
+        assert!(db.pending_for_builders(&[]).await.unwrap().is_empty());
     })
     .await;
 }

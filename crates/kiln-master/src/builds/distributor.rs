@@ -35,9 +35,9 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
     let ids = master.builder_ids();
     let workers = master.workers.availability();
     // Only builders with a worker free for them can start anything; for each, only as many requests
-    // as it has such workers can start in this pass, so only those are read.
+    // as it has such workers can start in this pass, so only those are read, all in one query.
     let mut builders = Vec::new();
-    let mut rows = Vec::new();
+    let mut wanted = Vec::new();
     for b in &config.builders {
         let Some(id) = ids.get(&b.name).copied() else {
             continue;
@@ -55,17 +55,14 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         if free == 0 {
             continue;
         }
-        let pending = master.db.pending_for_builder(id, free as i64).await?;
-        if pending.is_empty() {
-            continue;
-        }
-        rows.extend(pending);
+        wanted.push((id, free as i64));
         builders.push(BuilderSlots {
             id,
             name: b.name.clone(),
             workers: b.workernames.clone(),
         });
     }
+    let rows = master.db.pending_for_builders(&wanted).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -82,8 +79,25 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         if !master.workers.reserve(&a.worker, a.builder) {
             continue;
         }
-        match master.updates.claim_buildrequest(a.request).await {
-            Ok(()) => {}
+        let (Some(row), Some(builder), Some(workerid)) = (
+            rows.iter().find(|r| r.id == a.request).cloned(),
+            config
+                .builders
+                .iter()
+                .find(|b| ids.get(&b.name) == Some(&a.builder))
+                .cloned(),
+            master.workers.id(&a.worker),
+        ) else {
+            master.workers.release(&a.worker, a.builder);
+            continue;
+        };
+        // Claiming the request and starting its build are one write.
+        let started = match master
+            .updates
+            .claim_and_start_build(a.request, row.buildsetid, a.builder, workerid)
+            .await
+        {
+            Ok(started) => started,
             Err(DbError::AlreadyClaimed(_)) => {
                 master.workers.release(&a.worker, a.builder);
                 continue;
@@ -92,21 +106,11 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
                 master.workers.release(&a.worker, a.builder);
                 return Err(e);
             }
-        }
-        let (Some(row), Some(builder)) = (
-            rows.iter().find(|r| r.id == a.request).cloned(),
-            config
-                .builders
-                .iter()
-                .find(|b| ids.get(&b.name) == Some(&a.builder))
-                .cloned(),
-        ) else {
-            master.workers.release(&a.worker, a.builder);
-            continue;
         };
         tokio::spawn(crate::builds::runner::run(
             master.clone(),
             row,
+            started,
             builder,
             a.builder,
             a.worker,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kiln_config::BuilderConfig;
 use kiln_core::step::compute_result_and_termination;
 use kiln_core::{BuildId, BuildRequestId, BuilderId, Properties, PropertyValue, Results};
-use kiln_db::BuildRequestRow;
+use kiln_db::{BuildRequestRow, StartedBuild, StepEnd};
 use kiln_proto::Op;
 use tokio::sync::watch;
 
@@ -22,18 +22,25 @@ pub struct RunningBuild {
     pub stop: watch::Sender<Option<String>>,
 }
 
-/// Runs a claimed request on a reserved worker, then releases the worker.
+/// Runs a started build on its reserved worker, then releases the worker.
 pub async fn run(
     master: Arc<Master>,
     request: BuildRequestRow,
+    started: StartedBuild,
     builder: BuilderConfig,
     builderid: BuilderId,
     worker: String,
 ) {
-    if let Err(error) = run_inner(&master, &request, &builder, builderid, &worker).await {
+    let buildid = started.id;
+    if let Err(error) = run_inner(&master, &request, started, &builder, builderid, &worker).await {
         tracing::error!(request = %request.id, %error, "build failed to run; returning its request to the queue");
+        let _ = master
+            .updates
+            .finish_build(buildid, Results::Exception, "exception running the build")
+            .await;
         let _ = master.updates.unclaim_buildrequests(&[request.id]).await;
     }
+    master.running_builds().remove(&buildid);
     master.workers.release(&worker, builderid);
     master.wake_distributor();
 }
@@ -41,18 +48,21 @@ pub async fn run(
 async fn run_inner(
     master: &Arc<Master>,
     request: &BuildRequestRow,
+    started: StartedBuild,
     builder: &BuilderConfig,
     builderid: BuilderId,
     worker: &str,
 ) -> anyhow::Result<()> {
     let updates = &master.updates;
-    let (Some(conn), Some(workerid)) =
-        (master.workers.connection(worker), master.workers.id(worker))
-    else {
+    let (buildid, number) = (started.id, started.number);
+    let Some(conn) = master.workers.connection(worker) else {
+        // The worker left between the claim and now: the build is retried elsewhere.
+        updates
+            .finish_build(buildid, Results::Retry, "retry lost connection")
+            .await?;
         updates.unclaim_buildrequests(&[request.id]).await?;
         return Ok(());
     };
-    let (buildid, number) = updates.add_build(builderid, request.id, workerid).await?;
     let (stop_tx, stop_rx) = watch::channel(None);
     master.running_builds().insert(
         buildid,
@@ -64,12 +74,12 @@ async fn run_inner(
     );
 
     let prepared = async {
-        let props = build_properties(master, request, builder, builderid, worker, number).await?;
+        let props = build_properties(master, &started, builder, builderid, worker);
         updates.set_build_properties(buildid, &props).await?;
         anyhow::Ok(props)
     }
     .await;
-    let (results, summary) = match prepared {
+    let (results, summary, last_step) = match prepared {
         Ok(props) => run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await,
         Err(error) => {
             // The build could not even start its steps: it ends as an exception, visibly.
@@ -77,18 +87,22 @@ async fn run_inner(
             (
                 Results::Exception,
                 "exception preparing the build".to_string(),
+                None,
             )
         }
     };
     master.running_builds().remove(&buildid);
 
-    updates.finish_build(buildid, results, &summary).await?;
     if results == Results::Retry {
         // The worker went away: the request goes back to the queue and runs again.
+        if let Some(end) = &last_step {
+            updates.finish_step(end).await?;
+        }
+        updates.finish_build(buildid, results, &summary).await?;
         updates.unclaim_buildrequests(&[request.id]).await?;
     } else {
         updates
-            .complete_buildrequests(&[request.id], results)
+            .finish_build_and_request(buildid, results, &summary, last_step.as_ref(), request.id)
             .await?;
     }
     tracing::debug!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
@@ -97,30 +111,22 @@ async fn run_inner(
 
 /// Layers the properties of a build as Buildbot does: global, builder, buildset (scheduler and force
 /// form), source stamp, worker, then the build's own.
-async fn build_properties(
+fn build_properties(
     master: &Master,
-    request: &BuildRequestRow,
+    started: &StartedBuild,
     builder: &BuilderConfig,
     builderid: BuilderId,
     worker: &str,
-    number: i64,
-) -> anyhow::Result<Properties> {
+) -> Properties {
     let config = master.config();
     let mut props = Properties::new();
     props.update_from(config.properties.iter(), "Global");
     props.update_from(builder.properties.iter(), "Builder");
     props.set("buildername", builder.name.as_str(), "Builder");
     props.set("builderid", PropertyValue::Int(builderid.0), "Builder");
-    let buildset_props = master.db.buildset_properties(request.buildsetid).await?;
-    props.update(&buildset_props);
+    props.update(&started.properties);
     // Buildbot takes these from the first source stamp.
-    if let Some(ss) = master
-        .db
-        .buildset_sourcestamps(request.buildsetid)
-        .await?
-        .into_iter()
-        .next()
-    {
+    if let Some(ss) = started.sourcestamps.first() {
         let opt = |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);
         props.set("branch", opt(&ss.branch), "Build");
         props.set("revision", opt(&ss.revision), "Build");
@@ -132,7 +138,7 @@ async fn build_properties(
         props.update_from(w.properties.iter(), "Worker");
     }
     props.set("workername", worker, "Worker");
-    props.set("buildnumber", PropertyValue::Int(number), "Build");
+    props.set("buildnumber", PropertyValue::Int(started.number), "Build");
     let info = master
         .workers
         .connection(worker)
@@ -144,9 +150,12 @@ async fn build_properties(
         "Worker",
     );
     props.set("basedir", info.basedir.as_str(), "Worker");
-    Ok(props)
+    props
 }
 
+/// Runs the build's steps. A finished step is written together with whatever follows it (the next
+/// step's start, or the end of the build), so its end is returned for the caller to write when it is
+/// the last.
 async fn run_steps(
     master: &Arc<Master>,
     conn: &Arc<Connection>,
@@ -155,27 +164,36 @@ async fn run_steps(
     props: &Properties,
     stop: watch::Receiver<Option<String>>,
     worker: &str,
-) -> (Results, String) {
+) -> (Results, String, Option<StepEnd>) {
     let updates = &master.updates;
     // The synthetic first step: the worker answers a ping.
-    let prep = async {
-        let (stepid, _, _) = updates.add_step(buildid, "worker_preparation").await.ok()?;
-        let ping = conn
-            .request(Op::Print {
-                message: "ping".into(),
-            })
-            .await;
-        let (results, state) = match ping {
-            Ok(_) => (Results::Success, format!("worker {worker} ready")),
-            Err(_) => (Results::Retry, format!("worker {worker} lost")),
-        };
-        let _ = updates.finish_step(stepid, results, &state, false).await;
-        Some(results)
+    let Ok((stepid, _, _, _)) = updates
+        .add_step(buildid, "worker_preparation", "", &[], None)
+        .await
+    else {
+        return (
+            Results::Exception,
+            "exception preparing the build".into(),
+            None,
+        );
     };
-    match prep.await {
-        Some(Results::Success) => {}
-        Some(r) => return (r, "retry lost connection".into()),
-        None => return (Results::Exception, "exception preparing the build".into()),
+    let ping = conn
+        .request(Op::Print {
+            message: "ping".into(),
+        })
+        .await;
+    let (prep_results, state) = match ping {
+        Ok(_) => (Results::Success, format!("worker {worker} ready")),
+        Err(_) => (Results::Retry, format!("worker {worker} lost")),
+    };
+    let mut pending = Some(StepEnd {
+        id: stepid,
+        results: prep_results,
+        state,
+        hidden: false,
+    });
+    if prep_results != Results::Success {
+        return (prep_results, "retry lost connection".into(), pending);
     }
 
     let mut results = Results::Success;
@@ -189,7 +207,17 @@ async fn run_steps(
             results = kiln_core::results::worst_status(results, Results::Cancelled);
             break;
         }
-        let Ok((stepid, _, name)) = updates.add_step(buildid, &step.name).await else {
+        let first_state = steps::starting_state(step, props);
+        let Ok((stepid, _, name, logs)) = updates
+            .add_step(
+                buildid,
+                &step.name,
+                &first_state,
+                steps::starting_logs(step),
+                pending.as_ref(),
+            )
+            .await
+        else {
             results = Results::Exception;
             break;
         };
@@ -201,6 +229,7 @@ async fn run_steps(
             env: &builder.env,
             props,
             stepid,
+            stdio: logs.first().copied(),
             interrupt: stop.clone(),
         };
         let outcome = match steps::run(&mut ctx, step).await {
@@ -210,9 +239,12 @@ async fn run_steps(
                 state: format!("{name} (retry)"),
             },
         };
-        let _ = updates
-            .finish_step(stepid, outcome.results, &outcome.state, false)
-            .await;
+        pending = Some(StepEnd {
+            id: stepid,
+            results: outcome.results,
+            state: outcome.state.clone(),
+            hidden: false,
+        });
         let (next, terminate) =
             compute_result_and_termination(&step.flags, outcome.results, results);
         if outcome.results != Results::Success && outcome.results != Results::Skipped {
@@ -240,5 +272,5 @@ async fn run_steps(
                 .to_string()
         }
     };
-    (results, summary)
+    (results, summary, pending)
 }

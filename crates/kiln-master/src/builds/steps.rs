@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kiln_config::{ShellCommandConfig, StepConfig, StepKind};
 use kiln_core::render::Renderable;
-use kiln_core::{Properties, PropertyValue, Results, StepId};
+use kiln_core::{LogId, Properties, PropertyValue, Results, StepId};
 use kiln_db::LogType;
 use kiln_proto::{Args, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +29,8 @@ pub struct StepContext<'a> {
     pub env: &'a [(String, Renderable)],
     pub props: &'a Properties,
     pub stepid: StepId,
+    /// The `stdio` log, when it was made with the step (see [`starting_logs`]).
+    pub stdio: Option<LogId>,
     pub interrupt: watch::Receiver<Option<String>>,
 }
 
@@ -92,12 +94,15 @@ impl StepContext<'_> {
     }
 
     async fn stdio(&self) -> Result<LogWriter, String> {
-        let id = self
-            .master
-            .updates
-            .add_log(self.stepid, "stdio", LogType::Stdio)
-            .await
-            .map_err(|e| format!("creating the stdio log: {e}"))?;
+        let id = match self.stdio {
+            Some(id) => id,
+            None => self
+                .master
+                .updates
+                .add_log(self.stepid, "stdio", LogType::Stdio)
+                .await
+                .map_err(|e| format!("creating the stdio log: {e}"))?,
+        };
         Ok(LogWriter::new(self.master.updates.clone(), id))
     }
 
@@ -178,6 +183,28 @@ fn with_result(state: String, results: Results) -> String {
 }
 
 /// Runs one step to its end.
+/// The logs a step is created with: a shell command's `stdio`.
+pub fn starting_logs(step: &StepConfig) -> &'static [(&'static str, LogType)] {
+    match step.kind {
+        StepKind::ShellCommand(_) => &[("stdio", LogType::Stdio)],
+        _ => &[],
+    }
+}
+
+/// The state string a step starts with, written when the step is added: a shell command's
+/// description, or else a summary of its rendered command; nothing for the other steps.
+pub fn starting_state(step: &StepConfig, props: &Properties) -> String {
+    match &step.kind {
+        StepKind::ShellCommand(sh) => step.description.clone().unwrap_or_else(|| {
+            sh.command
+                .render(props)
+                .map(|c| command_summary(&c))
+                .unwrap_or_default()
+        }),
+        _ => String::new(),
+    }
+}
+
 pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOutcome, WorkerLost> {
     let workdir = match &step.workdir {
         Some(w) => match ctx.render_string(w, "workdir") {
@@ -381,15 +408,11 @@ async fn shell(
         ("initial_stdin", stdin),
         ("interruptSignal", Value::from(sh.interrupt_signal.as_str())),
     ]);
+    // The step started with this state (see `starting_state`).
     let summary = step
         .description
         .clone()
         .unwrap_or_else(|| command_summary(&command));
-    let _ = ctx
-        .master
-        .updates
-        .set_step_state_string(ctx.stepid, &summary)
-        .await;
     let log = match ctx.stdio().await {
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
