@@ -432,6 +432,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
     let mut www = WwwConfig {
         port: None,
         host: "127.0.0.1".into(),
+        change_hook_dialects: BTreeMap::new(),
     };
     if let Some(w) = get("www") {
         let loc = cx.key_loc("www");
@@ -453,13 +454,19 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                                 www.host = h;
                             }
                         }
+                        Node::Str(k) if k == "change_hook_dialects" => {
+                            www.change_hook_dialects = change_hook_dialects(&mut cx, v, &loc);
+                        }
+                        Node::Str(k) if k == "change_hook_auth" => cx.error(
+                            &loc,
+                            "c['www']['change_hook_auth'] is not supported by this version of kiln; \
+                             without it the change hooks would accept anyone, so it is refused",
+                        ),
                         Node::Str(k)
                             if [
                                 "plugins",
                                 "auth",
                                 "authz",
-                                "change_hook_dialects",
-                                "change_hook_auth",
                                 "avatar_methods",
                                 "logfileName",
                                 "json_cache_seconds",
@@ -1009,6 +1016,60 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
             .map(|n| cx.renderable(n, "initialStdin", loc)),
         decode_rc,
     })
+}
+
+/// The change hook dialects kiln implements.
+const DIALECTS: &[&str] = &["base"];
+
+/// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
+/// it off.
+fn change_hook_dialects(
+    cx: &mut Cx,
+    node: &Node,
+    loc: &Location,
+) -> BTreeMap<String, BTreeMap<String, PropertyValue>> {
+    let mut out = BTreeMap::new();
+    let Node::Dict(entries) = node else {
+        cx.error(
+            loc,
+            format!(
+                "c['www']['change_hook_dialects'] must be a dict, not {}",
+                node.describe()
+            ),
+        );
+        return out;
+    };
+    for (name, options) in entries {
+        let Some(name) = cx.string(name, "a change hook dialect name", loc) else {
+            continue;
+        };
+        if !DIALECTS.contains(&name.as_str()) {
+            cx.error(
+                loc,
+                format!("the change hook dialect '{name}' is not supported by this version of kiln (supported: {})", DIALECTS.join(", ")),
+            );
+            continue;
+        }
+        match options {
+            Node::Bool(false) => {}
+            Node::Bool(true) => {
+                out.insert(name, BTreeMap::new());
+            }
+            Node::Dict(_) => {
+                let options =
+                    cx.properties(Some(options), &format!("the options of '{name}'"), loc);
+                out.insert(name, options);
+            }
+            other => cx.error(
+                loc,
+                format!(
+                    "change hook dialect '{name}' must be True or a dict of options, not {}",
+                    other.describe()
+                ),
+            ),
+        }
+    }
+    out
 }
 
 fn cross_check(

@@ -35,6 +35,8 @@ pub struct WwwConfig {
     pub port: Option<u16>,
     /// Bind address; loopback unless configured.
     pub host: String,
+    /// The enabled change hook dialects (`c['www']['change_hook_dialects']`), with their options.
+    pub change_hook_dialects: BTreeMap<String, BTreeMap<String, PropertyValue>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

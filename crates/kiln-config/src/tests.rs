@@ -259,3 +259,26 @@ c['schedulers'] = [
         );
     }
 }
+
+#[test]
+fn change_hook_dialects_are_checked_and_auth_is_refused_not_ignored() {
+    let ok = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'port': 8010, 'change_hook_dialects': {'base': True}}}\n",
+    )
+    .unwrap();
+    assert!(ok.www.change_hook_dialects.contains_key("base"));
+    let off = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'change_hook_dialects': {'base': False}}}\n",
+    )
+    .unwrap();
+    assert!(off.www.change_hook_dialects.is_empty());
+    let src = "BuildmasterConfig = {'www': {'change_hook_dialects': {'svn': {}}, 'change_hook_auth': ['file:x']}}\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    assert!(text.contains("dialect 'svn' is not supported"), "{text}");
+    assert!(
+        text.contains("change_hook_auth'] is not supported"),
+        "{text}"
+    );
+}

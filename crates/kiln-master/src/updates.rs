@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use kiln_core::{
-    BuildId, BuildRequestId, BuildSetId, BuilderId, LogId, MasterId, Properties, Results, StepId,
-    WorkerId,
+    BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, LogId, MasterId, Properties, Results,
+    StepId, WorkerId,
 };
-use kiln_db::{Db, LogType, NewBuildSet, StartedBuild, StepEnd};
+use kiln_db::{Db, LogType, NewBuildSet, NewChange, StartedBuild, StepEnd};
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -138,6 +138,16 @@ impl Updates {
         }
         self.db.clear_master_connections(self.master).await?;
         Ok(())
+    }
+
+    /// Stores a change (with its source stamp, files and properties) and announces it.
+    pub async fn add_change(&self, change: &NewChange) -> Result<ChangeId> {
+        let id = self.db.add_change(change, self.now()).await?;
+        self.events.publish(
+            format!("changes.{id}.new"),
+            json!({"changeid": id.0, "branch": change.branch, "repository": change.repository}),
+        );
+        Ok(id)
     }
 
     pub async fn add_buildset(

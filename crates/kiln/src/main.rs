@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_master::{Master, StartOptions};
 
+mod sendchange;
+
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
 
@@ -44,6 +46,8 @@ enum Cmd {
         #[arg(default_value = ".")]
         basedir: PathBuf,
     },
+    /// Tell a master about a change, through its `base` change hook.
+    Sendchange(Box<sendchange::SendChange>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -80,6 +84,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Cmd::Sendchange(args) => {
+            let ids = runtime()?.block_on(sendchange::run(*args))?;
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            // The change id goes to standard output, for scripts.
+            use std::io::Write;
+            writeln!(
+                std::io::stdout(),
+                "change sent successfully: change {}",
+                ids.join(", ")
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::CreateMaster {
             basedir,
             worker_port,

@@ -329,3 +329,99 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_errors() {
     nix_kill(&master);
     assert!(master.wait().expect("exit").success());
 }
+
+#[test]
+fn sendchange_delivers_every_field_through_the_base_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let cfg = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
+    std::fs::write(
+        dir.path().join("master.star"),
+        format!("{cfg}c['www']['change_hook_dialects'] = {{'base': True}}\n"),
+    )
+    .unwrap();
+    let mut master = start_master(dir.path());
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/builders"), |v| {
+        v["builders"].is_array()
+    });
+    std::fs::write(
+        dir.path().join("comments.txt"),
+        "Long comments\nfrom a file\n",
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{www}/");
+    let comments = dir.path().join("comments.txt");
+    let out = kiln(&[
+        "sendchange",
+        "--master",
+        &url,
+        "--who",
+        "Alice <alice@example.org>",
+        "--repository",
+        "https://example.org/r.git",
+        "--project",
+        "kiln",
+        "--branch",
+        "main",
+        "--category",
+        "feature",
+        "--codebase",
+        "core",
+        "--revision",
+        "r42",
+        "--property",
+        "ticket:7",
+        "--logfile",
+        comments.to_str().unwrap(),
+        "--when",
+        "1700000000",
+        "--revlink",
+        "https://example.org/r/r42",
+        "src/a.rs",
+        "docs/b.md",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "change sent successfully: change 1");
+    let c = &curl(&[&format!("http://127.0.0.1:{www}/api/v2/changes/1")])["changes"][0];
+    assert_eq!(c["author"], "Alice <alice@example.org>");
+    assert_eq!(c["comments"], "Long comments\nfrom a file\n");
+    assert_eq!(c["files"], serde_json::json!(["src/a.rs", "docs/b.md"]));
+    assert_eq!(
+        c["properties"]["ticket"],
+        serde_json::json!(["7", "Change"])
+    );
+    assert_eq!(
+        (
+            c["branch"].as_str(),
+            c["revision"].as_str(),
+            c["category"].as_str()
+        ),
+        (Some("main"), Some("r42"), Some("feature"))
+    );
+    assert_eq!(
+        (
+            c["project"].as_str(),
+            c["codebase"].as_str(),
+            c["when_timestamp"].as_i64()
+        ),
+        (Some("kiln"), Some("core"), Some(1_700_000_000))
+    );
+    assert_eq!(c["revlink"], "https://example.org/r/r42");
+
+    // A refused change is an error with the master's reason.
+    let out = kiln(&["sendchange", "--master", &url, "--who", "", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no author"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nix_kill(&master);
+    assert!(master.wait().expect("exit").success());
+}

@@ -1,6 +1,8 @@
-//! The HTTP side of the master: the REST API under `/api/v2` and a small front page.
+//! The HTTP side of the master: the REST API under `/api/v2`, the change hooks under
+//! `/change_hook`, and a small front page.
 
 pub mod api;
+mod hooks;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ pub fn router(master: Arc<Master>) -> Router {
     Router::new()
         .route("/", get(index))
         .nest("/api/v2", api::router())
+        .merge(hooks::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(master)
 }

@@ -6,5 +6,6 @@ mod api;
 mod buildbot_worker;
 mod builds;
 mod harness;
+mod hooks;
 mod protocol;
 mod recovery;

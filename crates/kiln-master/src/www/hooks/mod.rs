@@ -1,0 +1,85 @@
+//! Web change hooks: `POST /change_hook/<dialect>` turns a notification from a repository or a
+//! forge into changes. A dialect answers only if the configuration enables it
+//! (`c['www']['change_hook_dialects']`); `/change_hook` alone is the `base` dialect.
+
+mod base;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kiln_db::NewChange;
+use serde_json::json;
+
+use crate::master::Master;
+
+pub fn router() -> Router<Arc<Master>> {
+    Router::new()
+        .route("/change_hook", post(default_dialect))
+        .route("/change_hook/{dialect}", post(dialect))
+}
+
+/// Why a notification was refused.
+#[derive(Debug)]
+pub(crate) enum HookError {
+    /// The payload is malformed: 400, nothing stored.
+    BadRequest(String),
+}
+
+async fn default_dialect(
+    State(master): State<Arc<Master>>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    handle(&master, "base", query.as_deref(), &body).await
+}
+
+async fn dialect(
+    State(master): State<Arc<Master>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    handle(&master, &name, query.as_deref(), &body).await
+}
+
+async fn handle(master: &Master, name: &str, query: Option<&str>, body: &[u8]) -> Response {
+    let config = master.config();
+    if !config.www.change_hook_dialects.contains_key(name) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("the change hook dialect '{name}' is not enabled\n"),
+        )
+            .into_response();
+    }
+    let now = master.updates.now();
+    let parsed = match name {
+        "base" => base::parse(query, body, now),
+        _ => Err(HookError::BadRequest(format!("unknown dialect '{name}'"))),
+    };
+    let changes: Vec<NewChange> = match parsed {
+        Ok(c) => c,
+        Err(HookError::BadRequest(why)) => {
+            return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+        }
+    };
+    let mut ids = Vec::with_capacity(changes.len());
+    for change in &changes {
+        match master.updates.add_change(change).await {
+            Ok(id) => ids.push(id.0),
+            Err(error) => {
+                tracing::error!(%error, dialect = name, "storing a change");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("storing the change failed: {error}\n"),
+                )
+                    .into_response();
+            }
+        }
+    }
+    (StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response()
+}
