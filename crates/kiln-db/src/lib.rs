@@ -25,6 +25,7 @@ mod logs;
 mod masters;
 mod migrate;
 mod rows;
+mod schedulers;
 mod sourcestamps;
 mod state;
 mod steps;

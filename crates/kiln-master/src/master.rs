@@ -30,6 +30,7 @@ pub struct Master {
     pub workers: Workers,
     builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
     pub(crate) distributor_wake: Notify,
+    pub(crate) schedulers_wake: Notify,
     pub(crate) keepalive_interval: Duration,
     running: Mutex<HashMap<BuildId, RunningBuild>>,
     shutdown: watch::Sender<bool>,
@@ -96,6 +97,11 @@ impl Master {
 
     pub fn wake_distributor(&self) {
         self.distributor_wake.notify_one();
+    }
+
+    /// Tells the change schedulers that new changes are stored.
+    pub fn wake_schedulers(&self) {
+        self.schedulers_wake.notify_one();
     }
 
     pub fn running_builds(&self) -> MutexGuard<'_, HashMap<BuildId, RunningBuild>> {
@@ -167,6 +173,7 @@ impl Master {
             workers: Workers::default(),
             builder_ids: RwLock::new(Arc::new(HashMap::new())),
             distributor_wake: Notify::new(),
+            schedulers_wake: Notify::new(),
             keepalive_interval: options.keepalive_interval,
             running: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
@@ -221,6 +228,13 @@ impl Master {
         }));
         tasks.push(tokio::spawn(crate::builds::distributor::run(
             master.clone(),
+        )));
+        let schedulers = crate::schedulers::basic::prepare(&master)
+            .await
+            .context("starting the change schedulers")?;
+        tasks.push(tokio::spawn(crate::schedulers::basic::run(
+            master.clone(),
+            schedulers,
         )));
         tracing::info!(%worker_addr, %www_addr, "master started");
         Ok(Running {

@@ -1,3 +1,4 @@
 //! Schedulers: what decides that something should be built.
 
+pub mod basic;
 pub mod force;

@@ -9,3 +9,4 @@ mod harness;
 mod hooks;
 mod protocol;
 mod recovery;
+mod schedulers;

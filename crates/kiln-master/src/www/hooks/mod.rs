@@ -81,5 +81,8 @@ async fn handle(master: &Master, name: &str, query: Option<&str>, body: &[u8]) -
             }
         }
     }
+    if !ids.is_empty() {
+        master.wake_schedulers();
+    }
     (StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response()
 }

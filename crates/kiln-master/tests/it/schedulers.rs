@@ -1,0 +1,161 @@
+//! Change-driven schedulers: changes through the base hook, filtered, held by the tree-stable
+//! timer on an injected clock, and built; classifications survive a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_core::{ChangeId, SchedulerId};
+use kiln_master::clock::ManualClock;
+
+use crate::harness::{TestMaster, WAIT, config, http};
+
+const START: i64 = 1_700_000_000;
+
+fn body(timer: &str) -> String {
+    format!(
+        "c['www'] = {{'change_hook_dialects': {{'base': True}}}}\n\
+         f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+         c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+         c['schedulers'] = [schedulers.SingleBranchScheduler(name='sb', builderNames=['b1'], branch='main',\n\
+             treeStableTimer={timer}, properties={{'kind': 'ci'}})]\n"
+    )
+}
+
+async fn start(dir: tempfile::TempDir, source: &str, clock: &Arc<ManualClock>) -> TestMaster {
+    let clock = clock.clone();
+    TestMaster::start_with(dir, source, move |o| o.clock = clock).await
+}
+
+async fn post_change(m: &TestMaster, branch: &str, revision: &str) -> i64 {
+    let form = format!(
+        "author=dev&branch={branch}&revision={revision}&repository=https%3A%2F%2Fx%2Fr.git&project=p"
+    );
+    let (status, reply) = http(&m.www(), "POST", "/change_hook/base", Some(&form)).await;
+    assert_eq!(status, 200, "{reply}");
+    reply["changeids"][0].as_i64().expect("change id")
+}
+
+/// Waits until the scheduler has classified exactly `expected` (a state of the database, which is
+/// what the scheduler writes before anything else).
+async fn wait_classified(m: &TestMaster, expected: &[i64]) -> SchedulerId {
+    let db = &m.master().db;
+    let id = db.find_scheduler_id("sb").await.unwrap();
+    let want: Vec<ChangeId> = expected.iter().map(|i| ChangeId(*i)).collect();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let got: Vec<ChangeId> = db
+                .change_classifications(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect();
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the scheduler never classified {expected:?}"));
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_stable_timer_builds_the_latest_change_of_its_branch() {
+    let clock = ManualClock::new(START);
+    let mut m = start(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", &body("60")),
+        &clock,
+    )
+    .await;
+    m.start_worker("w1", "pass").await;
+    let first = post_change(&m, "main", "r1").await;
+    let other = post_change(&m, "dev", "r-dev").await;
+    wait_classified(&m, &[first]).await;
+    clock.advance(30);
+    let second = post_change(&m, "main", "r2").await;
+    let sid = wait_classified(&m, &[first, second]).await;
+    let (_, buildsets) = m.get("buildsets").await;
+    assert_eq!(buildsets["meta"]["total"], 0, "the tree is not stable yet");
+
+    // Sixty seconds after the last change the timer fires: one buildset with the latest revision.
+    clock.advance(60);
+    let new = m.wait_event("buildsets.*.new").await;
+    let bsid = new["bsid"].as_i64().unwrap();
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    let bs = &bs["buildsets"][0];
+    assert_eq!(
+        bs["reason"],
+        "The SingleBranchScheduler scheduler named 'sb' triggered this build"
+    );
+    assert_eq!(bs["sourcestamps"][0]["revision"], "r2");
+    assert_eq!(bs["sourcestamps"][0]["branch"], "main");
+    let (_, build) = m.get("builds/1?property=*").await;
+    let props = &build["builds"][0]["properties"];
+    assert_eq!(props["scheduler"], serde_json::json!(["sb", "Scheduler"]));
+    assert_eq!(props["kind"], serde_json::json!(["ci", "Scheduler"]));
+    assert_eq!(props["revision"][0], "r2");
+    assert!(
+        m.master()
+            .db
+            .change_classifications(sid)
+            .await
+            .unwrap()
+            .is_empty(),
+        "built changes are forgotten"
+    );
+    let (_, changes) = m.get(&format!("changes/{other}")).await;
+    assert_eq!(
+        changes["changes"][0]["branch"], "dev",
+        "the dev change is stored"
+    );
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 1, "the dev change built nothing");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_timer_each_change_builds_at_once() {
+    let clock = ManualClock::new(START);
+    let mut m = start(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", &body("None")),
+        &clock,
+    )
+    .await;
+    m.start_worker("w1", "pass").await;
+    post_change(&m, "main", "r1").await;
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classified_changes_survive_a_restart_and_rearm_the_timer() {
+    let clock = ManualClock::new(START);
+    let source = config("sqlite:///state.sqlite", &body("60"));
+    let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
+    let change = post_change(&m, "main", "r1").await;
+    wait_classified(&m, &[change]).await;
+    m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    drop(m);
+
+    // Much later the master starts again; the stored classification starts a fresh timer.
+    clock.advance(3600);
+    let mut m = start(dir, &source, &clock).await;
+    m.start_worker("w1", "pass").await;
+    clock.advance(60);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r1");
+    m.stop().await;
+}
