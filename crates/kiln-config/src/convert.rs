@@ -1019,7 +1019,7 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
 }
 
 /// The change hook dialects kiln implements.
-const DIALECTS: &[&str] = &["base"];
+const DIALECTS: &[&str] = &["base", "github"];
 
 /// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
 /// it off.
@@ -1058,6 +1058,15 @@ fn change_hook_dialects(
             Node::Dict(_) => {
                 let options =
                     cx.properties(Some(options), &format!("the options of '{name}'"), loc);
+                let strict = matches!(options.get("strict"), Some(PropertyValue::Bool(true)));
+                let secret =
+                    matches!(options.get("secret"), Some(PropertyValue::Str(s)) if !s.is_empty());
+                if strict && !secret {
+                    cx.error(
+                        loc,
+                        format!("change hook dialect '{name}': strict needs a secret"),
+                    );
+                }
                 out.insert(name, options);
             }
             other => cx.error(

@@ -90,3 +90,191 @@ async fn bad_payloads_and_disabled_dialects_are_refused_and_store_nothing() {
     assert_eq!(changes["meta"]["total"], 0, "{changes}");
     m.stop().await;
 }
+
+const GITHUB: &str = "c['www'] = {'change_hook_dialects': {'github': {'secret': 's3cret', 'codebase': 'core', \
+    'github_property_whitelist': ['draft']}}}\nc['builders'] = []\n";
+
+fn sign256(body: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    m.update(body.as_bytes());
+    let bytes = m.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn sign1(body: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"s3cret").unwrap();
+    m.update(body.as_bytes());
+    let bytes = m.finalize().into_bytes();
+    format!(
+        "sha1={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+async fn github(
+    m: &TestMaster,
+    event: &str,
+    body: &str,
+    signature: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut headers = vec![("X-GitHub-Event", event)];
+    if let Some(s) = signature {
+        headers.push(if s.starts_with("sha1=") {
+            ("X-Hub-Signature", s)
+        } else {
+            ("X-Hub-Signature-256", s)
+        });
+    }
+    let (status, text) = crate::harness::http_text(
+        &m.www(),
+        "POST",
+        "/change_hook/github",
+        Some(body),
+        &headers,
+    )
+    .await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+fn push_payload(reference: &str, message: &str) -> String {
+    json!({
+        "ref": reference,
+        "repository": {"html_url": "https://github.com/o/r", "full_name": "o/r"},
+        "head_commit": {"message": message},
+        "commits": [
+            {"id": "c1", "message": "first", "timestamp": "2024-01-02T03:04:05+01:00", "url": "https://github.com/o/r/commit/c1",
+             "author": {"name": "A", "email": "a@x"}, "committer": {"name": "C", "email": "c@x"},
+             "added": ["new.rs"], "modified": ["lib.rs"], "removed": ["old.rs"], "distinct": true},
+            {"id": "c2", "message": message, "timestamp": "2024-01-02T02:05:00Z", "url": "https://github.com/o/r/commit/c2",
+             "author": {"name": "B", "email": "b@x"}, "committer": {"name": "C", "email": "c@x"},
+             "modified": ["lib.rs"], "distinct": false}
+        ]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_pushes_and_pull_requests_make_changes_when_signed() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", GITHUB)).await;
+    let body = push_payload("refs/heads/main", "second");
+    let (status, reply) = github(&m, "push", &body, Some(&sign256(&body))).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changeids"], json!([1, 2]));
+    let (_, c) = m.get("changes/1").await;
+    let c = &c["changes"][0];
+    assert_eq!(c["author"], "A <a@x>");
+    assert_eq!(c["committer"], "C <c@x>");
+    assert_eq!(c["files"], json!(["new.rs", "lib.rs", "old.rs"]));
+    assert_eq!(c["revision"], "c1");
+    assert_eq!(c["branch"], "main");
+    assert_eq!(c["when_timestamp"], 1_704_161_045);
+    assert_eq!(c["repository"], "https://github.com/o/r");
+    assert_eq!(c["project"], "o/r");
+    assert_eq!(c["codebase"], "core");
+    assert_eq!(c["category"], serde_json::Value::Null);
+    assert_eq!(c["properties"]["event"], json!(["push", "Change"]));
+    let (_, c2) = m.get("changes/2").await;
+    assert_eq!(
+        c2["changes"][0]["properties"]["github_distinct"],
+        json!([false, "Change"])
+    );
+
+    // Tags get the category "tag"; the legacy SHA-1 signature is accepted too.
+    let body = push_payload("refs/tags/v1.0", "release");
+    let (status, reply) = github(&m, "push", &body, Some(&sign1(&body))).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, t) = m.get(&format!("changes/{id}")).await;
+    assert_eq!(
+        (
+            t["changes"][0]["branch"].as_str(),
+            t["changes"][0]["category"].as_str()
+        ),
+        (Some("v1.0"), Some("tag"))
+    );
+
+    // A pull request becomes one change on its merge ref.
+    let pr = json!({
+        "action": "opened", "number": 7,
+        "sender": {"login": "octocat"},
+        "pull_request": {"title": "Add kiln", "body": "Please", "commits": 2, "draft": false,
+            "html_url": "https://github.com/o/r/pull/7", "updated_at": "2024-01-02T00:00:00Z",
+            "head": {"sha": "feed"}, "base": {"ref": "main", "repo": {"html_url": "https://github.com/o/r", "full_name": "o/r"}}}
+    })
+    .to_string();
+    let (status, reply) = github(&m, "pull_request", &pr, Some(&sign256(&pr))).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, p) = m.get(&format!("changes/{id}")).await;
+    let p = &p["changes"][0];
+    assert_eq!(p["branch"], "refs/pull/7/merge");
+    assert_eq!(p["revision"], "feed");
+    assert_eq!(p["category"], "pull");
+    assert_eq!(p["author"], "octocat");
+    assert_eq!(
+        p["comments"],
+        "GitHub Pull Request #7 (2 commits)\nAdd kiln\nPlease"
+    );
+    assert_eq!(p["properties"]["basename"], json!(["main", "Change"]));
+    assert_eq!(p["properties"]["github.draft"], json!([false, "Change"]));
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_refuses_bad_signatures_and_ignores_what_it_does_not_build() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", GITHUB)).await;
+    let body = push_payload("refs/heads/main", "x");
+    for (signature, says) in [
+        (None, "not signed"),
+        (Some("sha256=00ff".to_string()), "does not match"),
+        (Some("sha256=zz".to_string()), "malformed"),
+        (Some(sign256(&format!("{body} "))), "does not match"),
+    ] {
+        let (status, reply) = github(&m, "push", &body, signature.as_deref()).await;
+        assert_eq!(status, 403, "{signature:?}: {reply}");
+        assert!(
+            reply.as_str().unwrap_or("").contains(says),
+            "{signature:?}: {reply}"
+        );
+    }
+    for (event, body, says) in [
+        ("ping", json!({"zen": "hi"}).to_string(), "pong"),
+        (
+            "push",
+            push_payload("refs/heads/main", "docs [ci skip]"),
+            "skip CI",
+        ),
+        (
+            "push",
+            push_payload("refs/notes/x", "x"),
+            "only branches and tags",
+        ),
+        (
+            "pull_request",
+            json!({"action": "closed", "pull_request": {}}).to_string(),
+            "action 'closed'",
+        ),
+        ("issues", json!({}).to_string(), "does not handle 'issues'"),
+    ] {
+        let (status, reply) = github(&m, event, &body, Some(&sign256(&body))).await;
+        assert_eq!(status, 200, "{event}: {reply}");
+        assert!(
+            reply["ignored"].as_str().unwrap_or("").contains(says),
+            "{event}: {reply}"
+        );
+    }
+    let bad = "{not json";
+    let (status, _) = github(&m, "push", bad, Some(&sign256(bad))).await;
+    assert_eq!(status, 400);
+    let (_, changes) = m.get("changes").await;
+    assert_eq!(changes["meta"]["total"], 0, "{changes}");
+    m.stop().await;
+}

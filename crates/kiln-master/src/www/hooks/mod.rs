@@ -3,13 +3,14 @@
 //! (`c['www']['change_hook_dialects']`); `/change_hook` alone is the `base` dialect.
 
 mod base;
+mod github;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kiln_db::NewChange;
@@ -28,45 +29,90 @@ pub fn router() -> Router<Arc<Master>> {
 pub(crate) enum HookError {
     /// The payload is malformed: 400, nothing stored.
     BadRequest(String),
+    /// The signature is missing or wrong: 403, nothing stored.
+    Forbidden(String),
+}
+
+/// What a dialect made of a notification: changes to store, or why there are none.
+pub(crate) struct Parsed {
+    pub changes: Vec<NewChange>,
+    /// Said in the answer when the event was ignored.
+    pub ignored: Option<String>,
+}
+
+impl Parsed {
+    pub fn changes(changes: Vec<NewChange>) -> Self {
+        Parsed {
+            changes,
+            ignored: None,
+        }
+    }
+    pub fn ignored(why: impl Into<String>) -> Self {
+        Parsed {
+            changes: Vec::new(),
+            ignored: Some(why.into()),
+        }
+    }
 }
 
 async fn default_dialect(
     State(master): State<Arc<Master>>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&master, "base", query.as_deref(), &body).await
+    handle(&master, "base", query.as_deref(), &headers, &body).await
 }
 
 async fn dialect(
     State(master): State<Arc<Master>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&master, &name, query.as_deref(), &body).await
+    handle(&master, &name, query.as_deref(), &headers, &body).await
 }
 
-async fn handle(master: &Master, name: &str, query: Option<&str>, body: &[u8]) -> Response {
+async fn handle(
+    master: &Master,
+    name: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let config = master.config();
-    if !config.www.change_hook_dialects.contains_key(name) {
+    let Some(options) = config.www.change_hook_dialects.get(name) else {
         return (
             StatusCode::NOT_FOUND,
             format!("the change hook dialect '{name}' is not enabled\n"),
         )
             .into_response();
-    }
+    };
     let now = master.updates.now();
     let parsed = match name {
-        "base" => base::parse(query, body, now),
+        "base" => base::parse(query, body, now).map(Parsed::changes),
+        "github" => github::parse(options, headers, body),
         _ => Err(HookError::BadRequest(format!("unknown dialect '{name}'"))),
     };
-    let changes: Vec<NewChange> = match parsed {
-        Ok(c) => c,
+    let parsed = match parsed {
+        Ok(p) => p,
         Err(HookError::BadRequest(why)) => {
             return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
         }
+        Err(HookError::Forbidden(why)) => {
+            tracing::warn!(dialect = name, %why, "change hook refused");
+            return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+        }
     };
+    if let Some(why) = &parsed.ignored {
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"changeids": [], "ignored": why})),
+        )
+            .into_response();
+    }
+    let changes = parsed.changes;
     let mut ids = Vec::with_capacity(changes.len());
     for change in &changes {
         match master.updates.add_change(change).await {
