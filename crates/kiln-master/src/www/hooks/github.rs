@@ -283,16 +283,16 @@ fn pull_request(
         text(pr, &["base", "ref"]).unwrap_or(""),
         "Change",
     );
-    if let Some(PropertyValue::List(keys)) = options.get("github_property_whitelist") {
-        if let Some(map) = pr.as_object() {
-            for key in keys.iter().map(PropertyValue::render) {
-                if let Some(v) = map.get(&key) {
-                    properties.set(
-                        format!("github.{key}"),
-                        kiln_db::json_to_property(v),
-                        "Change",
-                    );
-                }
+    if let (Some(PropertyValue::List(keys)), Some(map)) =
+        (options.get("github_property_whitelist"), pr.as_object())
+    {
+        for key in keys.iter().map(PropertyValue::render) {
+            if let Some(v) = map.get(&key) {
+                properties.set(
+                    format!("github.{key}"),
+                    kiln_db::json_to_property(v),
+                    "Change",
+                );
             }
         }
     }
