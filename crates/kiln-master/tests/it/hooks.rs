@@ -278,3 +278,135 @@ async fn github_refuses_bad_signatures_and_ignores_what_it_does_not_build() {
     assert_eq!(changes["meta"]["total"], 0, "{changes}");
     m.stop().await;
 }
+
+const GITLAB: &str =
+    "c['www'] = {'change_hook_dialects': {'gitlab': {'secret': 'tok'}}}\nc['builders'] = []\n";
+
+async fn gitlab(
+    m: &TestMaster,
+    path: &str,
+    event: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut headers = vec![("X-Gitlab-Event", event)];
+    if let Some(t) = token {
+        headers.push(("X-Gitlab-Token", t));
+    }
+    let (status, text) =
+        crate::harness::http_text(&m.www(), "POST", path, Some(body), &headers).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_pushes_and_merge_requests_make_changes_with_the_right_token() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", GITLAB)).await;
+    let push = json!({
+        "object_kind": "push", "ref": "refs/heads/main", "user_name": "ann",
+        "repository": {"name": "kiln", "url": "https://gitlab.example/g/kiln.git"},
+        "commits": [
+            {"id": "a1", "message": "one", "timestamp": "2024-05-01T10:00:00Z", "url": "https://gitlab.example/c/a1",
+             "author": {"name": "Ann", "email": "ann@x"}, "added": ["x.rs"], "modified": [], "removed": ["y.rs"]},
+            {"id": "a0", "message": "seen", "timestamp": "2024-05-01T09:00:00Z", "distinct": false,
+             "author": {"name": "Ann", "email": "ann@x"}}
+        ]
+    })
+    .to_string();
+    let (status, reply) = gitlab(
+        &m,
+        "/change_hook/gitlab?codebase=main-cb",
+        "Push Hook",
+        &push,
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["changeids"],
+        json!([1]),
+        "the commit that is not distinct is skipped"
+    );
+    let (_, c) = m.get("changes/1").await;
+    let c = &c["changes"][0];
+    assert_eq!(c["author"], "Ann <ann@x>");
+    assert_eq!(c["files"], json!(["x.rs", "y.rs"]));
+    assert_eq!(
+        (c["branch"].as_str(), c["category"].as_str()),
+        (Some("main"), Some("push"))
+    );
+    assert_eq!(
+        (c["project"].as_str(), c["codebase"].as_str()),
+        (Some("kiln"), Some("main-cb"))
+    );
+    assert_eq!(c["repository"], "https://gitlab.example/g/kiln.git");
+
+    let mr = json!({
+        "object_kind": "merge_request",
+        "object_attributes": {
+            "iid": 3, "title": "Faster", "description": "Much", "state": "opened", "action": "open",
+            "target_branch": "main", "source_branch": "fast", "source_project_id": 9, "target_project_id": 8,
+            "url": "https://gitlab.example/mr/3",
+            "source": {"git_http_url": "https://gitlab.example/f/kiln.git", "git_ssh_url": "git@f"},
+            "target": {"git_http_url": "https://gitlab.example/g/kiln.git", "git_ssh_url": "git@g", "name": "kiln"},
+            "last_commit": {"id": "b2", "timestamp": "2024-05-02T00:00:00Z", "author": {"name": "Bo", "email": "bo@x"}}
+        }
+    })
+    .to_string();
+    let (status, reply) = gitlab(
+        &m,
+        "/change_hook/gitlab",
+        "Merge Request Hook",
+        &mr,
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, c) = m.get(&format!("changes/{id}")).await;
+    let c = &c["changes"][0];
+    assert_eq!(c["comments"], "MR#3: Faster\n\nMuch");
+    assert_eq!(
+        (c["branch"].as_str(), c["revision"].as_str()),
+        (Some("main"), Some("b2"))
+    );
+    assert_eq!(c["properties"]["source_branch"], json!(["fast", "Change"]));
+    assert_eq!(c["properties"]["source_project_id"], json!([9, "Change"]));
+    assert_eq!(c["category"], "merge_request");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_refuses_a_wrong_token_and_ignores_closed_merge_requests() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", GITLAB)).await;
+    let body = json!({"object_kind": "push", "ref": "refs/heads/main", "commits": []}).to_string();
+    for token in [None, Some("nope"), Some("to")] {
+        let (status, reply) = gitlab(&m, "/change_hook/gitlab", "Push Hook", &body, token).await;
+        assert_eq!(status, 403, "{token:?}: {reply}");
+    }
+    let closed = json!({"object_kind": "merge_request", "object_attributes": {"state": "merged"}})
+        .to_string();
+    let (status, reply) = gitlab(
+        &m,
+        "/change_hook/gitlab",
+        "Merge Request Hook",
+        &closed,
+        Some("tok"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        reply["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("state 'merged'"),
+        "{reply}"
+    );
+    let (status, _) = gitlab(&m, "/change_hook/gitlab", "Push Hook", "[", Some("tok")).await;
+    assert_eq!(status, 400);
+    let (_, changes) = m.get("changes").await;
+    assert_eq!(changes["meta"]["total"], 0);
+    m.stop().await;
+}

@@ -4,6 +4,7 @@
 
 mod base;
 mod github;
+mod gitlab;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ async fn handle(
     let parsed = match name {
         "base" => base::parse(query, body, now).map(Parsed::changes),
         "github" => github::parse(options, headers, body),
+        "gitlab" => gitlab::parse(options, query, headers, body),
         _ => Err(HookError::BadRequest(format!("unknown dialect '{name}'"))),
     };
     let parsed = match parsed {
