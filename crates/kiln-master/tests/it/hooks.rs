@@ -86,6 +86,10 @@ async fn bad_payloads_and_disabled_dialects_are_refused_and_store_nothing() {
             "{path} {body}: {reply}"
         );
     }
+    // A body over the web port's limit (10 MiB) is refused before it is read whole.
+    let big = format!("author=a&comments={}", "x".repeat(11 << 20));
+    let (status, _) = http(&m.www(), "POST", "/change_hook/base", Some(&big)).await;
+    assert_eq!(status, 413);
     let (_, changes) = m.get("changes").await;
     assert_eq!(changes["meta"]["total"], 0, "{changes}");
     m.stop().await;
@@ -408,5 +412,70 @@ async fn gitlab_refuses_a_wrong_token_and_ignores_closed_merge_requests() {
     assert_eq!(status, 400);
     let (_, changes) = m.get("changes").await;
     assert_eq!(changes["meta"]["total"], 0);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_pushes_and_pull_requests_are_signed_with_hmac_sha256() {
+    let mut m = TestMaster::start(&config(
+        "sqlite:///state.sqlite",
+        "c['www'] = {'change_hook_dialects': {'gitea': {'secret': 's3cret'}}}\nc['builders'] = []\n",
+    ))
+    .await;
+    let send = |event: &'static str, body: String, signature: Option<String>| {
+        let www = m.www();
+        async move {
+            let mut headers = vec![("X-Gitea-Event", event.to_string())];
+            if let Some(s) = signature {
+                headers.push(("X-Gitea-Signature", s));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, text) = crate::harness::http_text(
+                &www,
+                "POST",
+                "/change_hook/gitea",
+                Some(&body),
+                &headers,
+            )
+            .await;
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or(serde_json::Value::String(text)),
+            )
+        }
+    };
+    let hex = |body: &str| sign256(body).trim_start_matches("sha256=").to_string();
+    let push = json!({
+        "ref": "refs/heads/main",
+        "repository": {"html_url": "https://gitea.example/o/r", "full_name": "o/r"},
+        "commits": [{"id": "g1", "message": "gitea", "timestamp": "2024-06-01T00:00:00Z", "url": "https://gitea.example/o/r/commit/g1",
+            "author": {"name": "G", "email": "g@x"}, "committer": {"name": "G", "email": "g@x"}, "added": ["a"], "modified": [], "removed": []}]
+    })
+    .to_string();
+    let (status, reply) = send("push", push.clone(), Some(hex(&push))).await;
+    assert_eq!(status, 200, "{reply}");
+    let (_, c) = m.get("changes/1").await;
+    assert_eq!(c["changes"][0]["revision"], "g1");
+    assert_eq!(c["changes"][0]["files"], json!(["a"]));
+    let (status, _) = send("push", push.clone(), Some(hex("other"))).await;
+    assert_eq!(status, 403);
+    let (status, _) = send("push", push.clone(), None).await;
+    assert_eq!(status, 403);
+
+    let pr = json!({"action": "synchronized", "number": 5, "sender": {"login": "gu"},
+        "pull_request": {"title": "T", "body": "B", "html_url": "https://gitea.example/o/r/pulls/5",
+            "head": {"sha": "h5", "ref": "topic"}, "base": {"ref": "main", "repo": {"html_url": "https://gitea.example/o/r", "full_name": "o/r"}}}})
+    .to_string();
+    let (status, reply) = send("pull_request", pr.clone(), Some(hex(&pr))).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, c) = m.get(&format!("changes/{id}")).await;
+    assert_eq!(c["changes"][0]["branch"], "refs/pull/5/head");
+    assert_eq!(
+        c["changes"][0]["properties"]["head_branch"],
+        json!(["topic", "Change"])
+    );
     m.stop().await;
 }

@@ -19,7 +19,7 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed};
+use super::{HookError, Parsed, decode_hex, hmac_sha256_matches, required, text, timestamp};
 
 const DEFAULT_SKIPS: &[&str] = &[r"\[ *skip *ci *\]", r"\[ *ci *skip *\]"];
 
@@ -77,12 +77,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), HookErro
         )));
     };
     let ok = match algorithm {
-        "sha256" => hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-            .map(|mut m| {
-                m.update(body);
-                m.verify_slice(&given).is_ok()
-            })
-            .unwrap_or(false),
+        "sha256" => hmac_sha256_matches(secret, body, &given),
         _ => hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
             .map(|mut m| {
                 m.update(body);
@@ -97,16 +92,6 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), HookErro
             "the {algorithm} signature does not match the secret"
         )))
     }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The JSON payload: the body itself, or the `payload` field of a form.
@@ -126,28 +111,12 @@ fn payload(content_type: &str, body: &[u8]) -> Result<Value, HookError> {
         .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))
 }
 
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
-}
-
-fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, HookError> {
-    text(v, path).ok_or_else(|| {
-        HookError::BadRequest(format!("the payload has no string at {}", path.join(".")))
-    })
-}
-
 fn person(v: &Value) -> Option<String> {
     let name = text(v, &["name"])?;
     Some(match text(v, &["email"]) {
         Some(email) => format!("{name} <{email}>"),
         None => name.to_string(),
     })
-}
-
-fn timestamp(s: &str) -> Result<i64, HookError> {
-    s.parse::<jiff::Timestamp>()
-        .map(|t| t.as_second())
-        .map_err(|e| HookError::BadRequest(format!("bad commit timestamp {s:?}: {e}")))
 }
 
 fn push(

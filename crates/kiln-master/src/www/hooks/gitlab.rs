@@ -14,7 +14,7 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed};
+use super::{HookError, Parsed, required, text, timestamp};
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
@@ -90,28 +90,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
-}
-
-fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, HookError> {
-    text(v, path).ok_or_else(|| {
-        HookError::BadRequest(format!("the payload has no string at {}", path.join(".")))
-    })
-}
-
 fn author(commit: &Value) -> String {
     let name = text(commit, &["author", "name"]).unwrap_or("");
     match text(commit, &["author", "email"]) {
         Some(email) => format!("{name} <{email}>"),
         None => name.to_string(),
     }
-}
-
-fn timestamp(s: &str) -> Result<i64, HookError> {
-    s.parse::<jiff::Timestamp>()
-        .map(|t| t.as_second())
-        .map_err(|e| HookError::BadRequest(format!("bad commit timestamp {s:?}: {e}")))
 }
 
 fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookError> {

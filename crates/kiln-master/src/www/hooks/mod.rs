@@ -3,6 +3,7 @@
 //! (`c['www']['change_hook_dialects']`); `/change_hook` alone is the `base` dialect.
 
 mod base;
+mod gitea;
 mod github;
 mod gitlab;
 
@@ -15,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kiln_db::NewChange;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::master::Master;
 
@@ -93,6 +94,7 @@ async fn handle(
     let now = master.updates.now();
     let parsed = match name {
         "base" => base::parse(query, body, now).map(Parsed::changes),
+        "gitea" => gitea::parse(options, headers, body),
         "github" => github::parse(options, headers, body),
         "gitlab" => gitlab::parse(options, query, headers, body),
         _ => Err(HookError::BadRequest(format!("unknown dialect '{name}'"))),
@@ -133,4 +135,45 @@ async fn handle(
         master.wake_schedulers();
     }
     (StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response()
+}
+
+/// The string at `path` in a JSON payload.
+pub(crate) fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// The string at `path`, or a 400 naming what is missing.
+pub(crate) fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, HookError> {
+    text(v, path).ok_or_else(|| {
+        HookError::BadRequest(format!("the payload has no string at {}", path.join(".")))
+    })
+}
+
+/// An RFC 3339 time, as forges write commit times, in epoch seconds.
+pub(crate) fn timestamp(s: &str) -> Result<i64, HookError> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| HookError::BadRequest(format!("bad commit timestamp {s:?}: {e}")))
+}
+
+/// Bytes from hexadecimal digits.
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Whether `mac` is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
+pub(crate) fn hmac_sha256_matches(secret: &str, body: &[u8], mac: &[u8]) -> bool {
+    use hmac::{KeyInit, Mac};
+    hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map(|mut m| {
+            m.update(body);
+            m.verify_slice(mac).is_ok()
+        })
+        .unwrap_or(false)
 }
