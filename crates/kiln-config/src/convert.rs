@@ -1019,7 +1019,14 @@ fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellComma
 }
 
 /// The change hook dialects kiln implements.
-const DIALECTS: &[&str] = &["base", "gitea", "github", "gitlab"];
+const DIALECTS: &[&str] = &[
+    "base",
+    "bitbucketcloud",
+    "bitbucketserver",
+    "gitea",
+    "github",
+    "gitlab",
+];
 
 /// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
 /// it off.

@@ -479,3 +479,119 @@ async fn gitea_pushes_and_pull_requests_are_signed_with_hmac_sha256() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitbucket_cloud_and_server_pushes_and_pull_requests() {
+    let mut m = TestMaster::start(&config(
+        "sqlite:///state.sqlite",
+        "c['www'] = {'change_hook_dialects': {'bitbucketcloud': True, 'bitbucketserver': {'codebase': 'srv'}}}\nc['builders'] = []\n",
+    ))
+    .await;
+    let post = |dialect: &'static str, key: &'static str, body: String| {
+        let www = m.www();
+        async move {
+            let (status, text) = crate::harness::http_text(
+                &www,
+                "POST",
+                &format!("/change_hook/{dialect}"),
+                Some(&body),
+                &[("X-Event-Key", key)],
+            )
+            .await;
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or(serde_json::Value::String(text)),
+            )
+        }
+    };
+    let repo = json!({"links": {"self": {"href": "https://bitbucket.org/o/r"}, "html": {"href": "https://bitbucket.org/o/r"}},
+        "project": {"name": "P"}, "scm": "git"});
+    let push = json!({"actor": {"display_name": "Dee", "nickname": "dee"}, "repository": repo,
+    "push": {"changes": [
+        {"new": {"type": "branch", "name": "main", "target": {"hash": "b1"}}, "old": null},
+        {"new": {"type": "tag", "name": "v2", "target": {"hash": "b2"}}, "old": null},
+        {"new": null, "old": {"type": "branch", "name": "gone", "target": {"hash": "b0"}}}
+    ]}})
+    .to_string();
+    let (status, reply) = post("bitbucketcloud", "repo:push", push).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changeids"], json!([1, 2, 3]));
+    let mut seen = Vec::new();
+    for id in 1..=3 {
+        let (_, c) = m.get(&format!("changes/{id}")).await;
+        let c = &c["changes"][0];
+        seen.push((
+            c["branch"].as_str().unwrap().to_string(),
+            c["category"].as_str().unwrap().to_string(),
+            c["revision"].as_str().unwrap().to_string(),
+        ));
+        assert_eq!(c["author"], "Dee <dee>");
+        assert_eq!(c["project"], "P");
+        assert_eq!(c["repository"], "https://bitbucket.org/o/r");
+    }
+    assert_eq!(
+        seen,
+        [
+            ("refs/heads/main".into(), "push".into(), "b1".into()),
+            ("refs/tags/v2".into(), "push".into(), "b2".into()),
+            ("refs/heads/gone".into(), "ref-deleted".into(), "b0".into()),
+        ]
+    );
+
+    let pr = json!({"actor": {"display_name": "Dee", "nickname": "dee"}, "repository": repo,
+        "pullrequest": {"id": 12, "title": "Speed", "links": {"html": {"href": "https://bitbucket.org/o/r/pull-requests/12"}},
+            "source": {"commit": {"hash": "p12"}, "branch": {"name": "fast"}},
+            "destination": {"branch": {"name": "main"}}}})
+    .to_string();
+    let (status, reply) = post("bitbucketcloud", "pullrequest:created", pr.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, c) = m.get(&format!("changes/{id}")).await;
+    let c = &c["changes"][0];
+    assert_eq!(c["branch"], "refs/pull-requests/12/merge");
+    assert_eq!(c["revision"], "p12");
+    assert_eq!(c["category"], "pull-created");
+    assert_eq!(
+        c["comments"],
+        "pull-request #12: Speed\nhttps://bitbucket.org/o/r/pull-requests/12"
+    );
+    let (_, reply) = post("bitbucketcloud", "pullrequest:fulfilled", pr).await;
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, c) = m.get(&format!("changes/{id}")).await;
+    assert_eq!(c["changes"][0]["branch"], "refs/heads/main");
+
+    let server = json!({"actor": {"displayName": "Sam", "emailAddress": "sam@x"},
+        "repository": {"links": {"self": [{"href": "https://bb.example/projects/P/repos/r/browse"}]}, "project": {"name": "P"}},
+        "changes": [{"ref": {"displayId": "main", "type": "BRANCH"}, "toHash": "s1", "fromHash": "s0", "type": "UPDATE"}]})
+    .to_string();
+    let (status, reply) = post("bitbucketserver", "repo:refs_changed", server).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["changeids"][0].as_i64().unwrap();
+    let (_, c) = m.get(&format!("changes/{id}")).await;
+    let c = &c["changes"][0];
+    assert_eq!(
+        (
+            c["author"].as_str(),
+            c["revision"].as_str(),
+            c["codebase"].as_str()
+        ),
+        (Some("Sam <sam@x>"), Some("s1"), Some("srv"))
+    );
+    assert_eq!(
+        c["repository"],
+        "https://bb.example/projects/P/repos/r/browse"
+    );
+
+    let (status, reply) = post("bitbucketcloud", "issue:created", "{}".into()).await;
+    assert_eq!(status, 200);
+    assert!(reply["ignored"].is_string(), "{reply}");
+    let (status, _) = post(
+        "bitbucketcloud",
+        "repo:push",
+        json!({"push": {"changes": [{"new": {"type": "branch"}}]}, "repository": repo}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "a ref without its name or commit");
+    m.stop().await;
+}

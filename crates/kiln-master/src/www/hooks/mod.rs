@@ -3,6 +3,7 @@
 //! (`c['www']['change_hook_dialects']`); `/change_hook` alone is the `base` dialect.
 
 mod base;
+mod bitbucket;
 mod gitea;
 mod github;
 mod gitlab;
@@ -94,6 +95,8 @@ async fn handle(
     let now = master.updates.now();
     let parsed = match name {
         "base" => base::parse(query, body, now).map(Parsed::changes),
+        "bitbucketcloud" => bitbucket::parse(bitbucket::Flavour::Cloud, options, headers, body),
+        "bitbucketserver" => bitbucket::parse(bitbucket::Flavour::Server, options, headers, body),
         "gitea" => gitea::parse(options, headers, body),
         "github" => github::parse(options, headers, body),
         "gitlab" => gitlab::parse(options, query, headers, body),
