@@ -12,7 +12,10 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, decode_hex, hmac_sha256_matches, required, text, timestamp};
+use super::{
+    HookError, Parsed, commit_files, decode_hex, hmac_sha256_matches, person, required, text,
+    timestamp,
+};
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
@@ -56,15 +59,6 @@ pub(crate) fn parse(
     }
 }
 
-fn person(v: Option<&Value>) -> Option<String> {
-    let v = v?;
-    let name = text(v, &["name"])?;
-    Some(match text(v, &["email"]) {
-        Some(email) => format!("{name} <{email}>"),
-        None => name.to_string(),
-    })
-}
-
 fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
     let reference = required(payload, &["ref"])?;
     let (category, branch) = if let Some(b) = reference.strip_prefix("refs/heads/") {
@@ -85,19 +79,6 @@ fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
         .into_iter()
         .flatten()
     {
-        let mut files = Vec::new();
-        for kind in ["added", "modified", "removed"] {
-            for f in commit
-                .get(kind)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(f) = f.as_str() {
-                    files.push(f.to_string());
-                }
-            }
-        }
         let mut properties = Properties::new();
         properties.set("event", "push", "Change");
         changes.push(NewChange {
@@ -112,7 +93,7 @@ fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
             repository: repository.to_string(),
             codebase: codebase.clone(),
             project: project.to_string(),
-            files,
+            files: commit_files(commit),
             properties,
         });
     }

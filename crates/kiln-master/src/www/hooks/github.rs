@@ -19,7 +19,10 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, decode_hex, hmac_sha256_matches, required, text, timestamp};
+use super::{
+    HookError, Parsed, commit_files, decode_hex, hmac_sha256_matches, person, required, text,
+    timestamp,
+};
 
 const DEFAULT_SKIPS: &[&str] = &[r"\[ *skip *ci *\]", r"\[ *ci *skip *\]"];
 
@@ -111,14 +114,6 @@ fn payload(content_type: &str, body: &[u8]) -> Result<Value, HookError> {
         .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))
 }
 
-fn person(v: &Value) -> Option<String> {
-    let name = text(v, &["name"])?;
-    Some(match text(v, &["email"]) {
-        Some(email) => format!("{name} <{email}>"),
-        None => name.to_string(),
-    })
-}
-
 fn push(
     options: &BTreeMap<String, PropertyValue>,
     payload: &Value,
@@ -156,19 +151,6 @@ fn push(
     };
     let mut changes = Vec::new();
     for commit in commits {
-        let mut files = Vec::new();
-        for kind in ["added", "modified", "removed"] {
-            for f in commit
-                .get(kind)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(f) = f.as_str() {
-                    files.push(f.to_string());
-                }
-            }
-        }
         let mut properties = Properties::new();
         properties.set(
             "github_distinct",
@@ -180,8 +162,8 @@ fn push(
         );
         properties.set("event", "push", "Change");
         changes.push(NewChange {
-            author: commit.get("author").and_then(person).unwrap_or_default(),
-            committer: commit.get("committer").and_then(person),
+            author: person(commit.get("author")).unwrap_or_default(),
+            committer: person(commit.get("committer")),
             comments: text(commit, &["message"]).unwrap_or("").to_string(),
             branch: Some(branch.to_string()),
             revision: Some(required(commit, &["id"])?.to_string()),
@@ -191,7 +173,7 @@ fn push(
             repository: repository.to_string(),
             codebase: codebase.clone().unwrap_or_default(),
             project: project.to_string(),
-            files,
+            files: commit_files(commit),
             properties,
         });
     }

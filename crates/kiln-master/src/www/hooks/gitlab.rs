@@ -14,7 +14,7 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, required, text, timestamp};
+use super::{HookError, Parsed, commit_files, person, required, text, timestamp};
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
@@ -90,14 +90,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn author(commit: &Value) -> String {
-    let name = text(commit, &["author", "name"]).unwrap_or("");
-    match text(commit, &["author", "email"]) {
-        Some(email) => format!("{name} <{email}>"),
-        None => name.to_string(),
-    }
-}
-
 fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookError> {
     let reference = required(payload, &["ref"])?;
     let Some(branch) = reference
@@ -121,23 +113,10 @@ fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookEr
         if commit.get("distinct").and_then(Value::as_bool) == Some(false) {
             continue;
         }
-        let mut files = Vec::new();
-        for kind in ["added", "modified", "removed"] {
-            for f in commit
-                .get(kind)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(f) = f.as_str() {
-                    files.push(f.to_string());
-                }
-            }
-        }
         let mut properties = Properties::new();
         properties.set("event", event, "Change");
         changes.push(NewChange {
-            author: author(commit),
+            author: person(commit.get("author")).unwrap_or_default(),
             committer: None,
             comments: text(commit, &["message"]).unwrap_or("").to_string(),
             branch: Some(branch.to_string()),
@@ -148,7 +127,7 @@ fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookEr
             repository: repository.to_string(),
             codebase: codebase.clone(),
             project: project.to_string(),
-            files,
+            files: commit_files(commit),
             properties,
         });
     }
@@ -206,7 +185,7 @@ fn merge_request(
         properties.set("comments", note, "Change");
     }
     Ok(Parsed::changes(vec![NewChange {
-        author: author(commit),
+        author: person(commit.get("author")).unwrap_or_default(),
         committer: None,
         comments: format!(
             "MR#{iid}: {}\n\n{}",

@@ -180,3 +180,23 @@ pub(crate) fn hmac_sha256_matches(secret: &str, body: &[u8], mac: &[u8]) -> bool
         })
         .unwrap_or(false)
 }
+
+/// `Name <email>` (or just the name) of a commit's author or committer.
+pub(crate) fn person(v: Option<&Value>) -> Option<String> {
+    let v = v?;
+    let name = text(v, &["name"])?;
+    Some(match text(v, &["email"]) {
+        Some(email) => format!("{name} <{email}>"),
+        None => name.to_string(),
+    })
+}
+
+/// The files a pushed commit added, modified and removed, in that order.
+pub(crate) fn commit_files(commit: &Value) -> Vec<String> {
+    ["added", "modified", "removed"]
+        .iter()
+        .filter_map(|kind| commit.get(kind).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
