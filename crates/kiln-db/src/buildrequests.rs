@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::batch::{Batch, has_column};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequestRow {
@@ -98,35 +98,6 @@ impl Db {
         // whose page cache every write keeps warm.
         let rows = query.fetch_all(&self.wpool).await?;
         rows.iter().map(request).collect()
-    }
-
-    /// Claims a request for `master`. Fails with [`DbError::AlreadyClaimed`] if another claim exists.
-    pub async fn claim_buildrequest(
-        &self,
-        id: BuildRequestId,
-        master: MasterId,
-        now: i64,
-    ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let inserted = sqlx::query(
-            "INSERT INTO buildrequest_claims (brid, masterid, claimed_at) \
-             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $1) \
-             AND EXISTS (SELECT 1 FROM buildrequests WHERE id = $1 AND complete = 0)",
-        )
-        .bind(id.0)
-        .bind(master.0)
-        .bind(now)
-        .execute(&self.wpool)
-        .await;
-        match inserted {
-            Ok(r) if r.rows_affected() == 1 => Ok(()),
-            Ok(_) => Err(DbError::AlreadyClaimed(id.0)),
-            // A concurrent claim from another master loses on the unique index.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(DbError::AlreadyClaimed(id.0))
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Releases claims so that the requests are built again.

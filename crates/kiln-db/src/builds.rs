@@ -57,44 +57,6 @@ fn build(r: &AnyRow) -> Result<BuildRow> {
 }
 
 impl Db {
-    /// Starts a build. Its number is the builder's next one, taken in the same statement; should two
-    /// masters race for a number, the unique index refuses one and it takes the next.
-    pub async fn add_build(
-        &self,
-        builder: BuilderId,
-        request: BuildRequestId,
-        worker: WorkerId,
-        master: MasterId,
-        state_string: &str,
-        now: i64,
-    ) -> Result<(BuildId, i64)> {
-        let _w = self.write_guard().await;
-        let mut attempts = 0;
-        loop {
-            let inserted = sqlx::query(
-                "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
-                 locks_duration_s, state_string) \
-                 SELECT COALESCE(MAX(number), 0) + 1, $1, $2, $3, $4, $5, 0, $6 FROM builds WHERE builderid = $1 \
-                 RETURNING id, number",
-            )
-            .bind(builder.0)
-            .bind(request.0)
-            .bind(worker.0)
-            .bind(master.0)
-            .bind(now)
-            .bind(state_string)
-            .fetch_one(&self.wpool)
-            .await;
-            match inserted {
-                Ok(r) => return Ok((BuildId(r.int("id")?), r.int("number")?)),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 8 => {
-                    attempts += 1
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
@@ -107,7 +69,7 @@ impl Db {
 
     /// Claims a request for `master` and starts its build on `worker`, reading what the build
     /// needs from its buildset, all in one write. Fails with [`DbError::AlreadyClaimed`] if the
-    /// request is claimed already or complete.
+    /// request is claimed by another master, complete, or already running here.
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_and_start_build(
         &self,
@@ -130,13 +92,17 @@ impl Db {
                     SqlValue::Int(now),
                 ],
             );
-            // The build is added only if the claim above is this master's.
+            // The build is added only if the claim above is this master's, the request is still
+            // incomplete (a cancel may have completed it since it was read) and no build of it is
+            // running: a request runs at most once at a time.
             batch.push(
                 "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
                  locks_duration_s, state_string) \
                  SELECT m.n, $1, $2, $3, $4, $5, 0, $6 FROM \
                  (SELECT COALESCE(MAX(number), 0) + 1 AS n FROM builds WHERE builderid = $1) m \
                  WHERE EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $2 AND masterid = $4) \
+                 AND EXISTS (SELECT 1 FROM buildrequests WHERE id = $2 AND complete = 0) \
+                 AND NOT EXISTS (SELECT 1 FROM builds WHERE buildrequestid = $2 AND complete_at IS NULL) \
                  RETURNING id AS buildid, number",
                 vec![
                     SqlValue::Int(builder.0),

@@ -13,7 +13,7 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         let w = db.find_worker_id("w1").await.unwrap();
         let b1 = db.find_builder_id("b1").await.unwrap();
         let b2 = db.find_builder_id("b2").await.unwrap();
-        let (_, brs) = db
+        let (bsid, brs) = db
             .add_buildset(&NewBuildSet {
                 builders: vec![(b1, 0), (b2, 0)],
                 submitted_at: 1,
@@ -21,18 +21,25 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
             })
             .await
             .unwrap();
-        let (id1, n1) = db
-            .add_build(b1, brs[0].1, w, m, "starting", 10)
+        let start = |builder, request, now| {
+            db.claim_and_start_build(request, bsid, builder, w, m, "starting", now)
+        };
+        let first = start(b1, brs[0].1, 10).await.unwrap();
+        let (id1, n1) = (first.id, first.number);
+        // A request runs once at a time: a second build of it waits for the first to finish.
+        assert!(
+            matches!(
+                start(b1, brs[0].1, 11).await,
+                Err(kiln_db::DbError::AlreadyClaimed(_))
+            ),
+            "{}",
+            t.backend
+        );
+        db.finish_build(id1, Results::Retry, "retry", 11)
             .await
             .unwrap();
-        let (_, n2) = db
-            .add_build(b1, brs[0].1, w, m, "starting", 11)
-            .await
-            .unwrap();
-        let (_, n3) = db
-            .add_build(b2, brs[1].1, w, m, "starting", 12)
-            .await
-            .unwrap();
+        let n2 = start(b1, brs[0].1, 11).await.unwrap().number;
+        let n3 = start(b2, brs[1].1, 12).await.unwrap().number;
         assert_eq!((n1, n2, n3), (1, 2, 1), "{}", t.backend);
 
         let (s0, num0, name0, _) = db

@@ -7,7 +7,7 @@ async fn step(db: &Db) -> kiln_core::StepId {
     let m = db.find_master_id("m").await.unwrap();
     let w = db.find_worker_id("w").await.unwrap();
     let b: BuilderId = db.find_builder_id("b").await.unwrap();
-    let (_, brs) = db
+    let (bsid, brs) = db
         .add_buildset(&NewBuildSet {
             builders: vec![(b, 0)],
             submitted_at: 1,
@@ -15,7 +15,11 @@ async fn step(db: &Db) -> kiln_core::StepId {
         })
         .await
         .unwrap();
-    let (build, _) = db.add_build(b, brs[0].1, w, m, "", 1).await.unwrap();
+    let build = db
+        .claim_and_start_build(brs[0].1, bsid, b, w, m, "", 1)
+        .await
+        .unwrap()
+        .id;
     db.add_step(build, "shell", "", &[], None, 1)
         .await
         .unwrap()

@@ -84,13 +84,12 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         let b = db.find_builder_id("b").await.unwrap();
         let (bsid, brs) = db.add_buildset(&buildset(vec![(b, 0)], 100)).await.unwrap();
         let brid = brs[0].1;
+        let w = db.find_worker_id("w").await.unwrap();
+        let claim = |m, now| db.claim_and_start_build(brid, bsid, b, w, m, "starting", now);
         assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
-        db.claim_buildrequest(brid, m1, 101).await.unwrap();
+        claim(m1, 101).await.unwrap();
         assert!(
-            matches!(
-                db.claim_buildrequest(brid, m2, 102).await,
-                Err(DbError::AlreadyClaimed(_))
-            ),
+            matches!(claim(m2, 102).await, Err(DbError::AlreadyClaimed(_))),
             "{}",
             t.backend
         );
@@ -131,7 +130,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
             (true, Some(Results::Warnings.code()))
         );
         assert!(matches!(
-            db.claim_buildrequest(brid, m2, 114).await,
+            claim(m2, 114).await,
             Err(DbError::AlreadyClaimed(_))
         ));
     })
