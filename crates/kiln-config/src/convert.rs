@@ -551,6 +551,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         properties,
         collapse_requests,
         warnings,
+        functions: Default::default(),
     })
 }
 

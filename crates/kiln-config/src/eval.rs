@@ -1,19 +1,27 @@
 //! Evaluating `master.star` with Starlark. This is the only module that sees Starlark types: it
 //! returns the `BuildmasterConfig` dict as a [`Node`] tree.
 
+use std::time::{Duration, Instant};
+
+use kiln_core::changefilter::FnRef;
 use starlark::environment::{FrozenModule, GlobalsBuilder, LibraryExtension, Module};
 use starlark::eval::Evaluator;
 use starlark::syntax::{AstModule, Dialect};
 use starlark::values::dict::DictRef;
-use starlark::values::list::ListRef;
+use starlark::values::list::{AllocList, ListRef};
 use starlark::values::structs::{AllocStruct, StructRef};
 use starlark::values::tuple::TupleRef;
 use starlark::values::{Value, ValueLike};
 
+use crate::functions::Functions;
 use crate::kinds;
 use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics};
 
+/// The module variable that holds the configuration's functions once it is frozen.
+const FUNCTIONS: &str = "__kiln_functions__";
+/// Evaluating a configuration that runs longer than this is stopped with an error.
+const EVAL_TIME_LIMIT: Duration = Duration::from_secs(30);
 const PRELUDE_FILE: &str = "<kiln prelude>";
 const PRELUDE: &str = include_str!("prelude.star");
 /// Nesting deeper than this in the configuration is refused rather than recursed into.
@@ -127,8 +135,9 @@ fn prelude(globals: &starlark::environment::Globals) -> Result<FrozenModule, Str
     })
 }
 
-/// Evaluates `source` (read from `file`) and returns its `BuildmasterConfig`.
-pub fn evaluate(file: &str, source: &str) -> Result<Node, Diagnostics> {
+/// Evaluates `source` (read from `file`) and returns its `BuildmasterConfig`, with the functions it
+/// holds kept for calling later.
+pub fn evaluate(file: &str, source: &str) -> Result<(Node, Functions), Diagnostics> {
     let hints = python_hints(file, source);
     let ast = match AstModule::parse(file, source.to_owned(), &dialect()) {
         Ok(ast) => ast,
@@ -144,6 +153,8 @@ pub fn evaluate(file: &str, source: &str) -> Result<Node, Diagnostics> {
     Module::with_temp_heap(|module| {
         module.import_public_symbols(&prelude);
         let mut eval = Evaluator::new(&module);
+        let started = Instant::now();
+        eval.set_check_cancelled(Box::new(move || started.elapsed() > EVAL_TIME_LIMIT));
         if let Err(e) = eval.eval_module(ast, &globals) {
             let mut d = vec![starlark_error(file, &e)];
             d.extend(hints);
@@ -159,12 +170,38 @@ pub fn evaluate(file: &str, source: &str) -> Result<Node, Diagnostics> {
                     .to_string(),
             )]));
         };
-        Ok(to_node(config, 0))
+        let mut found = Vec::new();
+        let node = to_node(config, 0, &mut found);
+        // Starlark names a function `file.name`; the name alone is what users wrote.
+        let names = found
+            .iter()
+            .map(|f| {
+                let full = f.to_str();
+                full.rsplit('.').next().unwrap_or_default().to_string()
+            })
+            .collect();
+        let heap = module.heap();
+        module.set(FUNCTIONS, heap.alloc(AllocList(found)));
+        let frozen = module.freeze().map_err(|e| {
+            Diagnostics(vec![Diagnostic::error(
+                Location {
+                    file: file.to_string(),
+                    line: 1,
+                    column: 1,
+                },
+                format!("the configuration cannot be frozen: {e:?}"),
+            )])
+        })?;
+        let list = frozen.get(FUNCTIONS).map_err(|e| {
+            Diagnostics(vec![Diagnostic::error(Location::default(), e.to_string())])
+        })?;
+        Ok((node, Functions::new(frozen, list, names)))
     })
 }
 
-/// Converts a Starlark value into plain data.
-fn to_node(v: Value, depth: usize) -> Node {
+/// Converts a Starlark value into plain data; functions are numbered in the order met and
+/// collected into `found`.
+fn to_node<'v>(v: Value<'v>, depth: usize, found: &mut Vec<Value<'v>>) -> Node {
     if depth > MAX_DEPTH {
         return Node::Other("a value nested too deeply".into());
     }
@@ -196,19 +233,22 @@ fn to_node(v: Value, depth: usize) -> Node {
                 .map(Node::Float)
                 .unwrap_or(Node::Other("a float".into()));
         }
-        "function" => return Node::Function(v.to_str()),
+        "function" => {
+            found.push(v);
+            return Node::Function(FnRef(found.len() - 1), v.to_str());
+        }
         _ => {}
     }
     if let Some(list) = ListRef::from_value(v) {
-        return Node::List(list.iter().map(|x| to_node(x, depth + 1)).collect());
+        return Node::List(list.iter().map(|x| to_node(x, depth + 1, found)).collect());
     }
     if let Some(t) = TupleRef::from_value(v) {
-        return Node::List(t.iter().map(|x| to_node(x, depth + 1)).collect());
+        return Node::List(t.iter().map(|x| to_node(x, depth + 1, found)).collect());
     }
     if let Some(d) = DictRef::from_value(v) {
         return Node::Dict(
             d.iter()
-                .map(|(k, x)| (to_node(k, depth + 1), to_node(x, depth + 1)))
+                .map(|(k, x)| (to_node(k, depth + 1, found), to_node(x, depth + 1, found)))
                 .collect(),
         );
     }
@@ -221,7 +261,7 @@ fn to_node(v: Value, depth: usize) -> Node {
                 "_kind" => kind = x.unpack_str().map(str::to_string),
                 "_loc" => loc = parse_location(x.unpack_str().unwrap_or_default()),
                 "addStep" | "addSteps" => {}
-                name => fields.push((name.to_string(), to_node(x, depth + 1))),
+                name => fields.push((name.to_string(), to_node(x, depth + 1, found))),
             }
         }
         return match kind {

@@ -20,12 +20,14 @@
 
 mod convert;
 mod eval;
+mod functions;
 mod kinds;
 pub mod model;
 mod node;
 
 use std::path::Path;
 
+pub use functions::{CALL_TIME_LIMIT, Data, Functions};
 pub use model::*;
 pub use node::Location;
 
@@ -124,8 +126,10 @@ pub fn load_file(path: &Path) -> Result<MasterConfig, Diagnostics> {
 
 /// Loads a configuration from text; `file` names it in diagnostics.
 pub fn load_str(file: &str, source: &str) -> Result<MasterConfig, Diagnostics> {
-    let node = eval::evaluate(file, source)?;
-    convert::master_config(file, source, &node)
+    let (node, functions) = eval::evaluate(file, source)?;
+    let mut config = convert::master_config(file, source, &node)?;
+    config.functions = functions;
+    Ok(config)
 }
 
 #[cfg(test)]

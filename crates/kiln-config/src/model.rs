@@ -28,6 +28,8 @@ pub struct MasterConfig {
     pub collapse_requests: bool,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
+    /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
+    pub functions: crate::Functions,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -173,6 +175,8 @@ pub struct BasicSchedulerConfig {
     /// Seconds; `None` builds each important change at once.
     pub tree_stable_timer: Option<i64>,
     pub only_important: bool,
+    /// `fileIsImportant`: decides whether a change that passed the filter starts the timer.
+    pub file_is_important: Option<kiln_core::changefilter::FnRef>,
     pub properties: Vec<(String, PropertyValue)>,
     pub reason: String,
     pub priority: i64,

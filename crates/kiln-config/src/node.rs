@@ -33,8 +33,8 @@ pub enum Node {
         loc: Location,
         fields: Vec<(String, Node)>,
     },
-    /// A Starlark function, named; callbacks are not evaluated yet.
-    Function(String),
+    /// A Starlark function: its number in the configuration's [`crate::Functions`], and its name.
+    Function(kiln_core::changefilter::FnRef, String),
     /// Any other value, described.
     Other(String),
 }
@@ -51,7 +51,7 @@ impl Node {
             Node::List(_) => "a list".into(),
             Node::Dict(_) => "a dict".into(),
             Node::Object { kind, .. } => format!("a {kind}"),
-            Node::Function(name) => format!("the function {name}"),
+            Node::Function(_, name) => format!("the function {name}"),
             Node::Other(what) => what.clone(),
         }
     }

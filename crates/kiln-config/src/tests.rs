@@ -240,7 +240,7 @@ c['schedulers'] = [
         change_filter=util.ChangeFilter(branch='y')),
     schedulers.AnyBranchScheduler(name='badre', builderNames=['nope'],
         change_filter=util.ChangeFilter(branch_re='(')),
-    schedulers.SingleBranchScheduler(name='fn', builderNames=['b'], branch='x', fileIsImportant=important),
+    schedulers.SingleBranchScheduler(name='fn', builderNames=['b'], branch='x', fileIsImportant='important'),
 ]
 "#;
     let text = load_str("master.star", src).unwrap_err().to_string();
@@ -251,7 +251,7 @@ c['schedulers'] = [
         "branch_re is not a valid regular expression",
         "master.star:13:",
         "scheduler 'badre' names unknown builder 'nope'",
-        "fileIsImportant functions are not supported",
+        "fileIsImportant must be a function, not a string",
     ] {
         assert!(
             text.contains(expected),
@@ -281,4 +281,91 @@ fn change_hook_dialects_are_checked_and_auth_is_refused_not_ignored() {
         text.contains("change_hook_auth'] is not supported"),
         "{text}"
     );
+}
+
+const FUNCTIONS: &str = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=util.BuildFactory())]
+def docs_only(change):
+    return not all([f.startswith('docs/') for f in change.files])
+def by_alice(change):
+    return change.who == 'alice' and change.properties.get('event') == 'push'
+def broken(change):
+    return change.no_such_attribute
+def forever(change):
+    n = 0
+    for i in range(1000000000):
+        n += i
+    return n
+c['schedulers'] = [
+    schedulers.SingleBranchScheduler(name='s', builderNames=['b'], fileIsImportant=docs_only,
+        change_filter=util.ChangeFilter(filter_fn=by_alice, branch_fn=lambda b: b.startswith('rel'))),
+    schedulers.AnyBranchScheduler(name='broken', builderNames=['b'], fileIsImportant=broken),
+    schedulers.AnyBranchScheduler(name='forever', builderNames=['b'], fileIsImportant=forever),
+]
+"#;
+
+#[test]
+fn configuration_functions_are_called_with_buildbot_shaped_changes() {
+    use kiln_core::change::Change;
+
+    use crate::{Data, SchedulerConfig};
+    let c = load_str("master.star", FUNCTIONS).unwrap();
+    let basic: Vec<_> = c
+        .schedulers
+        .iter()
+        .map(|s| match s {
+            SchedulerConfig::Basic(b) => (**b).clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut change = Change {
+        author: "alice".into(),
+        branch: Some("release".into()),
+        files: vec!["docs/a.md".into(), "src/lib.rs".into()],
+        ..Change::default()
+    };
+    change.properties.set("event", "push", "Change");
+    let important = |f, ch: &Change| {
+        c.functions
+            .call(f, &[Data::change(ch)], &[])
+            .map(|d| d.truthy())
+    };
+    let docs = basic[0].file_is_important.unwrap();
+    assert_eq!(c.functions.name(docs), "docs_only");
+    assert_eq!(important(docs, &change), Ok(true));
+    let mut only_docs = change.clone();
+    only_docs.files = vec!["docs/a.md".into()];
+    assert_eq!(important(docs, &only_docs), Ok(false));
+
+    // The filter's functions: filter_fn gets the change, branch_fn the branch.
+    assert_eq!(
+        basic[0].change_filter.matches(&change, &c.functions),
+        Ok(true)
+    );
+    let mut bob = change.clone();
+    bob.author = "bob".into();
+    assert_eq!(
+        basic[0].change_filter.matches(&bob, &c.functions),
+        Ok(false)
+    );
+    let mut dev = change.clone();
+    dev.branch = Some("dev".into());
+    assert_eq!(
+        basic[0].change_filter.matches(&dev, &c.functions),
+        Ok(false)
+    );
+
+    // An error carries the Starlark traceback with the user's file and line.
+    let err = important(basic[1].file_is_important.unwrap(), &change).unwrap_err();
+    assert!(err.contains("no_such_attribute"), "{err}");
+    assert!(err.contains("master.star:11"), "{err}");
+
+    // A runaway function is stopped.
+    let started = std::time::Instant::now();
+    let err = important(basic[2].file_is_important.unwrap(), &change).unwrap_err();
+    assert!(err.contains("ran longer than 1 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

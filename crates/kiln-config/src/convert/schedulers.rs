@@ -2,7 +2,7 @@
 
 use kiln_core::PropertyValue;
 use kiln_core::change::Attribute;
-use kiln_core::changefilter::{ChangeFilter, Criterion, Pattern, PropertyTest};
+use kiln_core::changefilter::{ChangeFilter, Criterion, FnRef, Pattern, PropertyTest};
 
 use super::Cx;
 use crate::model::*;
@@ -251,12 +251,8 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
             },
         ));
     }
-    if s.field("fileIsImportant").is_some_and(|n| *n != Node::None) {
-        cx.error(
-            loc,
-            format!("scheduler '{name}': fileIsImportant functions are not supported by this version of kiln"),
-        );
-    }
+    let file_is_important = given_node(s.field("fileIsImportant"))
+        .and_then(|n| function(cx, n, "fileIsImportant", loc));
     if s.field("codebases").is_some_and(|n| *n != Node::None) {
         cx.error(
             loc,
@@ -309,6 +305,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         change_filter: filter,
         tree_stable_timer,
         only_important,
+        file_is_important,
         properties,
         reason,
         priority,
@@ -373,27 +370,14 @@ fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
             re: given_node(f.field(&key("_re"))).and_then(|n| pattern(cx, n, &key("_re"), loc)),
             not_re: given_node(f.field(&key("_not_re")))
                 .and_then(|n| pattern(cx, n, &key("_not_re"), loc)),
-            func: None,
+            func: given_node(f.field(&key("_fn"))).and_then(|n| function(cx, n, &key("_fn"), loc)),
         };
-        if given_node(f.field(&key("_fn"))).is_some() {
-            cx.error(
-                loc,
-                format!(
-                    "ChangeFilter: {} functions are not supported by this version of kiln",
-                    key("_fn")
-                ),
-            );
-        }
         if c != Criterion::default() {
             filter.attributes.push((attr, c));
         }
     }
-    if given_node(f.field("filter_fn")).is_some() {
-        cx.error(
-            loc,
-            "ChangeFilter: filter_fn functions are not supported by this version of kiln",
-        );
-    }
+    filter.filter_fn =
+        given_node(f.field("filter_fn")).and_then(|n| function(cx, n, "filter_fn", loc));
     for (key, negate, regex) in [
         ("property_eq", false, false),
         ("property_not_eq", true, false),
@@ -441,6 +425,20 @@ fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
         }
     }
     filter
+}
+
+/// A function the configuration defines, for kiln to call later.
+fn function(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<FnRef> {
+    match node {
+        Node::Function(f, _) => Some(*f),
+        other => {
+            cx.error(
+                loc,
+                format!("{what} must be a function, not {}", other.describe()),
+            );
+            None
+        }
+    }
 }
 
 /// A keyword's value unless it is absent or `None`.

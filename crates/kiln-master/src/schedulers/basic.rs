@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_config::{BasicSchedulerConfig, SchedulerConfig};
+use kiln_config::{BasicSchedulerConfig, Data, Functions, SchedulerConfig};
 use kiln_core::change::Change;
-use kiln_core::changefilter::NoCallbacks;
 use kiln_core::schedulers::basic::{Basic, Decision};
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{ChangeId, Properties, SchedulerId};
@@ -150,20 +149,16 @@ async fn pass(
             offset: None,
         };
         let (rows, _) = master.db.list_changes(&page).await?;
+        let config = master.config();
         for row in &rows {
             let change = core_change(row);
             for s in schedulers.values_mut() {
-                match s.config.change_filter.matches(&change, &NoCallbacks) {
-                    Ok(true) => {
-                        // Without fileIsImportant every change that passes the filter is important.
-                        let decisions = s.state.got_change(master.updates.now(), &change, true);
-                        apply(master, s, decisions).await?;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::error!(scheduler = %s.config.name, change = %row.id, %error, "change filter failed")
-                    }
+                if !wanted(&config.functions, &s.config, &change) {
+                    continue;
                 }
+                let important = important(&config.functions, &s.config, &change);
+                let decisions = s.state.got_change(master.updates.now(), &change, important);
+                apply(master, s, decisions).await?;
             }
             *last_seen = row.id.0;
         }
@@ -177,6 +172,33 @@ async fn pass(
         apply(master, s, decisions).await?;
     }
     Ok(())
+}
+
+/// Whether the scheduler's change filter passes the change. A filter function that fails is
+/// reported with its traceback and the change is kept: dropping it silently would lose a build.
+fn wanted(functions: &Functions, config: &BasicSchedulerConfig, change: &Change) -> bool {
+    match config.change_filter.matches(change, functions) {
+        Ok(pass) => pass,
+        Err(error) => {
+            tracing::error!(scheduler = %config.name, change = %change.id, "the change filter failed; the change is kept:\n{error}");
+            true
+        }
+    }
+}
+
+/// `fileIsImportant`: without it every change that passes the filter is important; a function
+/// that fails is reported with its traceback and the change counts as important.
+fn important(functions: &Functions, config: &BasicSchedulerConfig, change: &Change) -> bool {
+    let Some(f) = config.file_is_important else {
+        return true;
+    };
+    match functions.call(f, &[Data::change(change)], &[]) {
+        Ok(d) => d.truthy(),
+        Err(error) => {
+            tracing::error!(scheduler = %config.name, change = %change.id, "fileIsImportant failed; the change counts as important:\n{error}");
+            true
+        }
+    }
 }
 
 async fn apply(master: &Master, s: &Running, decisions: Vec<Decision>) -> anyhow::Result<()> {

@@ -159,3 +159,71 @@ async fn classified_changes_survive_a_restart_and_rearm_the_timer() {
     assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r1");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_change() {
+    let clock = ManualClock::new(START);
+    let body = "c['www'] = {'change_hook_dialects': {'base': True}}\n\
+         f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+         c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+         def code(change):\n\
+         \x20   if change.who == 'crash':\n\
+         \x20       fail('cannot decide')\n\
+         \x20   return [f for f in change.files if not f.startswith('docs/')]\n\
+         def not_bots(change):\n\
+         \x20   return change.missing if change.who == 'oops' else change.who != 'bot'\n\
+         c['schedulers'] = [schedulers.SingleBranchScheduler(name='sb', builderNames=['b1'], treeStableTimer=10,\n\
+         \x20   change_filter=util.ChangeFilter(branch='main', filter_fn=not_bots), fileIsImportant=code)]\n";
+    let mut m = start(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", body),
+        &clock,
+    )
+    .await;
+    let www = m.www();
+    let post = |who: &'static str, file: &'static str, revision: &'static str| {
+        let www = www.clone();
+        async move {
+            let form =
+                format!("author={who}&branch=main&files=%5B%22{file}%22%5D&revision={revision}");
+            let (status, reply) = http(&www, "POST", "/change_hook/base", Some(&form)).await;
+            assert_eq!(status, 200, "{reply}");
+            reply["changeids"][0].as_i64().expect("change id")
+        }
+    };
+    // A bot's change does not pass the filter; a documentation change is classified unimportant
+    // and starts no timer.
+    post("bot", "src/a.rs", "r1").await;
+    let docs = post("dev", "docs/a.md", "r2").await;
+    let sid = wait_classified(&m, &[docs]).await;
+    assert_eq!(
+        m.master().db.change_classifications(sid).await.unwrap(),
+        vec![(ChangeId(docs), false)]
+    );
+    clock.advance(60);
+    m.start_worker("w1", "pass").await;
+    let code = post("dev", "src/b.rs", "r3").await;
+    wait_classified(&m, &[docs, code]).await;
+    clock.advance(10);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r3");
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 1, "the unimportant change waited");
+
+    // fileIsImportant raising, and filter_fn raising: each change is kept, counted important,
+    // and built.
+    for (who, revision) in [("crash", "r4"), ("oops", "r5")] {
+        let id = post(who, "src/c.rs", revision).await;
+        wait_classified(&m, &[id]).await;
+        clock.advance(10);
+        let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+            .as_i64()
+            .unwrap();
+        let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+        assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], revision);
+    }
+    m.stop().await;
+}
