@@ -433,6 +433,8 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         port: None,
         host: "127.0.0.1".into(),
         change_hook_dialects: BTreeMap::new(),
+        change_hook_auth: Vec::new(),
+        change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
     };
     if let Some(w) = get("www") {
         let loc = cx.key_loc("www");
@@ -457,11 +459,17 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
                         Node::Str(k) if k == "change_hook_dialects" => {
                             www.change_hook_dialects = change_hook_dialects(&mut cx, v, &loc);
                         }
-                        Node::Str(k) if k == "change_hook_auth" => cx.error(
-                            &loc,
-                            "c['www']['change_hook_auth'] is not supported by this version of kiln; \
-                             without it the change hooks would accept anyone, so it is refused",
-                        ),
+                        Node::Str(k) if k == "change_hook_auth" => {
+                            www.change_hook_auth = change_hook_auth(&mut cx, v, &loc);
+                        }
+                        Node::Str(k) if k == "change_hook_max_body" => {
+                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_body']", &loc) {
+                                match usize::try_from(n) {
+                                    Ok(n) if n > 0 => www.change_hook_max_body = n,
+                                    _ => cx.error(&loc, "c['www']['change_hook_max_body'] must be a positive number of bytes"),
+                                }
+                            }
+                        }
                         Node::Str(k)
                             if [
                                 "plugins",
@@ -1028,6 +1036,49 @@ const DIALECTS: &[&str] = &[
     "github",
     "gitlab",
 ];
+
+/// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows
+/// `file:PATH` (lines of `user:password`, read when a hook is called) and
+/// `memory:USER:PASSWORD[:USER:PASSWORD…]`.
+fn change_hook_auth(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<HookCredentials> {
+    let items = match node {
+        Node::List(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(text) = cx.string(item, "c['www']['change_hook_auth'] entries", loc) else {
+            continue;
+        };
+        if let Some(path) = text.strip_prefix("file:") {
+            out.push(HookCredentials::File(path.to_string()));
+        } else if let Some(pairs) = text.strip_prefix("memory:") {
+            let parts: Vec<&str> = pairs.split(':').collect();
+            if parts.len() % 2 != 0 || parts.iter().any(|p| p.is_empty()) {
+                cx.error(loc, "c['www']['change_hook_auth']: memory: takes user:password pairs, as in 'memory:alice:s3cret'");
+                continue;
+            }
+            out.push(HookCredentials::Users(
+                parts
+                    .chunks(2)
+                    .map(|c| (c[0].to_string(), c[1].to_string()))
+                    .collect(),
+            ));
+        } else {
+            cx.error(
+                loc,
+                format!(
+                    "c['www']['change_hook_auth']: '{}' is not supported; use 'file:PATH' or 'memory:USER:PASSWORD'",
+                    text.split(':').next().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if out.is_empty() && !items.is_empty() {
+        cx.error(loc, "c['www']['change_hook_auth'] names no usable credentials; the hooks would be closed to everyone");
+    }
+    out
+}
 
 /// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
 /// it off.

@@ -32,13 +32,30 @@ pub struct MasterConfig {
     pub functions: crate::Functions,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WwwConfig {
     pub port: Option<u16>,
     /// Bind address; loopback unless configured.
     pub host: String,
     /// The enabled change hook dialects (`c['www']['change_hook_dialects']`), with their options.
     pub change_hook_dialects: BTreeMap<String, BTreeMap<String, PropertyValue>>,
+    /// HTTP Basic credentials the change hooks require (`change_hook_auth`); empty means open.
+    pub change_hook_auth: Vec<HookCredentials>,
+    /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).
+    pub change_hook_max_body: usize,
+}
+
+/// The default of `c['www']['change_hook_max_body']`.
+pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
+
+/// Where the change hooks' users and passwords come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookCredentials {
+    /// A file of `user:password` lines, relative to the master's base directory, read at each call
+    /// so a change takes effect without a restart.
+    File(String),
+    /// Users and passwords written in the configuration.
+    Users(Vec<(String, String)>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

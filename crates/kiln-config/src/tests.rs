@@ -261,7 +261,7 @@ c['schedulers'] = [
 }
 
 #[test]
-fn change_hook_dialects_are_checked_and_auth_is_refused_not_ignored() {
+fn change_hook_dialects_and_auth_are_checked() {
     let ok = load_str(
         "master.star",
         "BuildmasterConfig = {'www': {'port': 8010, 'change_hook_dialects': {'base': True}}}\n",
@@ -274,13 +274,34 @@ fn change_hook_dialects_are_checked_and_auth_is_refused_not_ignored() {
     )
     .unwrap();
     assert!(off.www.change_hook_dialects.is_empty());
-    let src = "BuildmasterConfig = {'www': {'change_hook_dialects': {'svn': {}}, 'change_hook_auth': ['file:x']}}\n";
-    let text = load_str("master.star", src).unwrap_err().to_string();
-    assert!(text.contains("dialect 'svn' is not supported"), "{text}");
-    assert!(
-        text.contains("change_hook_auth'] is not supported"),
-        "{text}"
+    let auth = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'change_hook_auth': ['file:hooks.passwd', 'memory:a:1:b:2'], 'change_hook_max_body': 5}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        auth.www.change_hook_auth,
+        vec![
+            crate::HookCredentials::File("hooks.passwd".into()),
+            crate::HookCredentials::Users(vec![("a".into(), "1".into()), ("b".into(), "2".into())]),
+        ]
     );
+    assert_eq!(auth.www.change_hook_max_body, 5);
+    assert_eq!(ok.www.change_hook_max_body, 10_000_000);
+    let src = "BuildmasterConfig = {'www': {'change_hook_dialects': {'svn': {}}, 'change_hook_auth': ['unix'], \
+               'change_hook_max_body': -1}}\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    for expected in [
+        "dialect 'svn' is not supported",
+        "'unix' is not supported; use 'file:PATH' or 'memory:USER:PASSWORD'",
+        "names no usable credentials",
+        "change_hook_max_body'] must be a positive number of bytes",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
 }
 
 const FUNCTIONS: &str = r#"

@@ -86,7 +86,7 @@ async fn bad_payloads_and_disabled_dialects_are_refused_and_store_nothing() {
             "{path} {body}: {reply}"
         );
     }
-    // A body over the web port's limit (10 MiB) is refused before it is read whole.
+    // A body over the default limit (10 MB) is refused before it is read whole.
     let big = format!("author=a&comments={}", "x".repeat(11 << 20));
     let (status, _) = http(&m.www(), "POST", "/change_hook/base", Some(&big)).await;
     assert_eq!(status, 413);
@@ -593,5 +593,53 @@ async fn bitbucket_cloud_and_server_pushes_and_pull_requests() {
     )
     .await;
     assert_eq!(status, 400, "a ref without its name or commit");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_auth_and_the_configured_body_limit_are_enforced() {
+    use base64::Engine;
+    let body = "c['www'] = {'change_hook_dialects': {'base': True},\n\
+        'change_hook_auth': ['memory:alice:pw1', 'file:hooks.passwd'], 'change_hook_max_body': 1000}\n\
+        c['builders'] = []\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hooks.passwd"), "# users\nbob:pw2\n").unwrap();
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", body)).await;
+    let basic = |cred: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cred)
+        )
+    };
+    let post = |auth: Option<String>, form: String| {
+        let www = m.www();
+        async move {
+            let headers: Vec<(&str, &str)> = match &auth {
+                Some(a) => vec![("Authorization", a.as_str())],
+                None => vec![],
+            };
+            crate::harness::http_text(&www, "POST", "/change_hook/base", Some(&form), &headers)
+                .await
+        }
+    };
+    let form = || "author=a&comments=x".to_string();
+    for auth in [None, Some(basic("alice:wrong")), Some(basic("carol:pw2"))] {
+        let (status, text) = post(auth.clone(), form()).await;
+        assert_eq!(status, 401, "{auth:?}: {text}");
+    }
+    assert_eq!(post(Some(basic("alice:pw1")), form()).await.0, 200);
+    assert_eq!(post(Some(basic("bob:pw2")), form()).await.0, 200);
+    // The file is read at each call: bob's removal takes effect at once.
+    std::fs::write(m.path("hooks.passwd"), "carol:pw3\n").unwrap();
+    assert_eq!(post(Some(basic("bob:pw2")), form()).await.0, 401);
+    assert_eq!(post(Some(basic("carol:pw3")), form()).await.0, 200);
+
+    // The configured limit: 1000 bytes.
+    let big = format!("author=a&comments={}", "x".repeat(1000));
+    let (status, text) = post(Some(basic("alice:pw1")), big).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("limit of 1000 bytes"), "{text}");
+    let (_, changes) = m.get("changes").await;
+    assert_eq!(changes["meta"]["total"], 3, "{changes}");
     m.stop().await;
 }

@@ -2,6 +2,7 @@
 //! forge into changes. A dialect answers only if the configuration enables it
 //! (`c['www']['change_hook_dialects']`); `/change_hook` alone is the `base` dialect.
 
+mod auth;
 mod base;
 mod bitbucket;
 mod gitea;
@@ -11,7 +12,7 @@ mod gitlab;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,9 +63,9 @@ async fn default_dialect(
     State(master): State<Arc<Master>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    handle(&master, "base", query.as_deref(), &headers, &body).await
+    handle(&master, "base", query.as_deref(), &headers, body).await
 }
 
 async fn dialect(
@@ -72,9 +73,9 @@ async fn dialect(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    handle(&master, &name, query.as_deref(), &headers, &body).await
+    handle(&master, &name, query.as_deref(), &headers, body).await
 }
 
 async fn handle(
@@ -82,9 +83,48 @@ async fn handle(
     name: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Response {
     let config = master.config();
+    match auth::check(&master.basedir, &config.www.change_hook_auth, headers) {
+        Ok(()) => {}
+        Err(auth::Refusal::Unauthorized) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    "Basic realm=\"buildbot\"",
+                )],
+                "the change hooks need a user and password\n",
+            )
+                .into_response();
+        }
+        Err(auth::Refusal::Broken(why)) => {
+            tracing::error!(%why, "checking change hook credentials");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n")).into_response();
+        }
+    }
+    // The body is read only up to the limit, so an oversized one costs no more than that.
+    let limit = config.www.change_hook_max_body;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the change hooks' limit of {limit} bytes\n"),
+        )
+            .into_response()
+    };
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) if format!("{e:#}").contains("length limit exceeded") => return too_large(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    let body = &body[..];
     let Some(options) = config.www.change_hook_dialects.get(name) else {
         return (
             StatusCode::NOT_FOUND,
