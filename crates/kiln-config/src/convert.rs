@@ -1054,7 +1054,7 @@ fn change_hook_auth(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<HookCredent
             out.push(HookCredentials::File(path.to_string()));
         } else if let Some(pairs) = text.strip_prefix("memory:") {
             let parts: Vec<&str> = pairs.split(':').collect();
-            if parts.len() % 2 != 0 || parts.iter().any(|p| p.is_empty()) {
+            if !parts.len().is_multiple_of(2) || parts.iter().any(|p| p.is_empty()) {
                 cx.error(loc, "c['www']['change_hook_auth']: memory: takes user:password pairs, as in 'memory:alice:s3cret'");
                 continue;
             }
