@@ -11,6 +11,7 @@ use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
 mod schedulers;
+mod timed;
 use schedulers::scheduler;
 
 /// Top-level keys Buildbot knows that kiln does not act on yet: accepted with a warning.

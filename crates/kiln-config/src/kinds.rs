@@ -66,6 +66,34 @@ const BASIC_SCHEDULER: &[&str] = &[
     "categories",
 ];
 
+/// Keyword arguments of `Periodic` and `Nightly` (each takes its own schedule arguments too).
+const TIMED_SCHEDULER: &[&str] = &[
+    "name",
+    "builderNames",
+    "periodicBuildTimer",
+    "minute",
+    "hour",
+    "dayOfMonth",
+    "month",
+    "dayOfWeek",
+    "force_at_minute",
+    "force_at_hour",
+    "force_at_day_of_month",
+    "force_at_month",
+    "force_at_day_of_week",
+    "timezone",
+    "onlyIfChanged",
+    "branch",
+    "change_filter",
+    "fileIsImportant",
+    "onlyImportant",
+    "codebases",
+    "createAbsoluteSourceStamps",
+    "properties",
+    "reason",
+    "priority",
+];
+
 /// `ChangeFilter`'s keyword arguments: five tests on each of five attributes, and more.
 const CHANGE_FILTER: &[&str] = &[
     "filter_fn",
@@ -228,6 +256,24 @@ pub const KINDS: &[Kind] = &[
         name: "AnyBranchScheduler",
         positional: &[],
         keywords: BASIC_SCHEDULER,
+    },
+    Kind {
+        name: "Periodic",
+        positional: &["name", "builderNames", "periodicBuildTimer"],
+        keywords: TIMED_SCHEDULER,
+    },
+    Kind {
+        name: "Nightly",
+        positional: &[
+            "name",
+            "builderNames",
+            "minute",
+            "hour",
+            "dayOfMonth",
+            "month",
+            "dayOfWeek",
+        ],
+        keywords: TIMED_SCHEDULER,
     },
     Kind {
         name: "ChangeFilter",

@@ -45,6 +45,39 @@ pub struct WwwConfig {
     pub change_hook_max_body: usize,
 }
 
+/// One codebase a scheduler builds (`codebases={'name': {'repository': …, 'branch': …}}`), with
+/// the source used when no change of it is in a buildset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CodebaseDefault {
+    pub name: String,
+    pub repository: String,
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub project: String,
+}
+
+/// `Periodic` or `Nightly`: builds on a schedule, optionally only when changes came.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedSchedulerConfig {
+    pub name: String,
+    /// `Periodic` or `Nightly`, for the state kept in the database.
+    pub class_name: String,
+    pub builder_names: Vec<String>,
+    pub schedule: kiln_core::schedulers::timed::Schedule,
+    /// `force_at_*`: with `onlyIfChanged`, times at which a build runs even without changes.
+    pub force_at: Option<kiln_core::cron::Cron>,
+    /// The time zone of the cron fields (`timezone`); `None` is the master's own.
+    pub timezone: Option<String>,
+    pub only_if_changed: bool,
+    pub change_filter: kiln_core::changefilter::ChangeFilter,
+    pub file_is_important: Option<kiln_core::changefilter::FnRef>,
+    pub only_important: bool,
+    pub codebases: Vec<CodebaseDefault>,
+    pub properties: Vec<(String, PropertyValue)>,
+    pub reason: String,
+    pub priority: i64,
+}
+
 /// The default of `c['www']['change_hook_max_body']`.
 pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
 
@@ -160,6 +193,7 @@ pub struct ShellCommandConfig {
 pub enum SchedulerConfig {
     Force(Box<ForceSchedulerConfig>),
     Basic(Box<BasicSchedulerConfig>),
+    Timed(Box<TimedSchedulerConfig>),
 }
 
 impl SchedulerConfig {
@@ -167,6 +201,7 @@ impl SchedulerConfig {
         match self {
             SchedulerConfig::Force(f) => &f.name,
             SchedulerConfig::Basic(b) => &b.name,
+            SchedulerConfig::Timed(t) => &t.name,
         }
     }
 
@@ -174,6 +209,7 @@ impl SchedulerConfig {
         match self {
             SchedulerConfig::Force(f) => &f.builder_names,
             SchedulerConfig::Basic(b) => &b.builder_names,
+            SchedulerConfig::Timed(t) => &t.builder_names,
         }
     }
 }
@@ -194,6 +230,9 @@ pub struct BasicSchedulerConfig {
     pub only_important: bool,
     /// `fileIsImportant`: decides whether a change that passed the filter starts the timer.
     pub file_is_important: Option<kiln_core::changefilter::FnRef>,
+    /// The codebases the scheduler builds, with their defaults (`codebases`); changes of other
+    /// codebases are not for it.
+    pub codebases: Vec<CodebaseDefault>,
     pub properties: Vec<(String, PropertyValue)>,
     pub reason: String,
     pub priority: i64,

@@ -390,3 +390,98 @@ fn configuration_functions_are_called_with_buildbot_shaped_changes() {
     assert!(err.contains("ran longer than 1 s"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn timed_schedulers_take_buildbot_arguments() {
+    use kiln_core::cron::{Calendar, Civil, Cron, Utc};
+    use kiln_core::schedulers::timed::Schedule;
+
+    use crate::{CodebaseDefault, SchedulerConfig, TimedSchedulerConfig};
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=util.BuildFactory())]
+c['schedulers'] = [
+    schedulers.Periodic('p', ['b'], 3600, codebases=['app', 'lib']),
+    schedulers.Nightly(name='n', builderNames=['b'], hour=[1, 13], minute=30, dayOfWeek=[0, 4],
+        onlyIfChanged=True, force_at_day_of_week=6, timezone='Europe/Paris',
+        codebases={'app': {'repository': 'https://x/app.git', 'branch': 'main'}}),
+    schedulers.Nightly(name='text', builderNames=['b'], dayOfWeek='0-4', month='jan,jul'),
+]
+"#;
+    let c = load_str("master.star", src).unwrap();
+    let timed: Vec<TimedSchedulerConfig> = c
+        .schedulers
+        .iter()
+        .map(|s| match s {
+            SchedulerConfig::Timed(t) => (**t).clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(timed[0].schedule, Schedule::Periodic { interval: 3600 });
+    assert_eq!(
+        timed[0].reason,
+        "The Periodic scheduler named '%(name)s' triggered this build"
+    );
+    let names: Vec<&str> = timed[0].codebases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["app", "lib"]);
+    assert!(!timed[0].only_if_changed);
+
+    // Python's Monday = 0 becomes cron's 1; Friday = 4 becomes 5.
+    let expected = Cron::parse("30", "1,13", "*", "*", "1,5").unwrap();
+    assert_eq!(timed[1].schedule, Schedule::Cron(expected));
+    // force_at: Sunday (Python 6 = cron 0), minute 0 of every hour by default.
+    let sunday = Civil {
+        year: 2026,
+        month: 11,
+        day: 22,
+        hour: 5,
+        minute: 0,
+    };
+    assert!(timed[1].force_at.as_ref().unwrap().matches(&sunday));
+    assert_eq!(timed[1].timezone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        timed[1].codebases,
+        vec![CodebaseDefault {
+            name: "app".into(),
+            repository: "https://x/app.git".into(),
+            branch: Some("main".into()),
+            ..CodebaseDefault::default()
+        }]
+    );
+    // Text is cron syntax already: 0-4 is Sunday to Thursday.
+    let Schedule::Cron(text) = &timed[2].schedule else {
+        panic!()
+    };
+    let thursday = Utc.civil(1_767_830_400); // 2026-01-08 00:00, a Thursday
+    assert!(text.matches(&thursday));
+    assert_eq!(timed[2].codebases[0].name, "");
+
+    let bad = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=util.BuildFactory())]
+c['schedulers'] = [
+    schedulers.Periodic(name='p0', builderNames=['b'], periodicBuildTimer=0),
+    schedulers.Periodic(name='p1', builderNames=['b']),
+    schedulers.Nightly(name='n1', builderNames=['b'], hour=25),
+    schedulers.Nightly(name='n2', builderNames=['b'], timezone='Mars/Olympus'),
+    schedulers.Nightly(name='n3', builderNames=['b'], codebases={'x': {'tag': 'v1'}}),
+]
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "'p0': periodicBuildTimer must be positive",
+        "'p1': Periodic needs periodicBuildTimer",
+        "'n1': hour \"25\": 25 is outside 0-23",
+        "'n2': unknown timezone \"Mars/Olympus\"",
+        "codebases['x']: unknown key 'tag'",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}

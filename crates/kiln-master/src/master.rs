@@ -229,10 +229,10 @@ impl Master {
         tasks.push(tokio::spawn(crate::builds::distributor::run(
             master.clone(),
         )));
-        let schedulers = crate::schedulers::basic::prepare(&master)
+        let schedulers = crate::schedulers::runner::prepare(&master)
             .await
             .context("starting the change schedulers")?;
-        tasks.push(tokio::spawn(crate::schedulers::basic::run(
+        tasks.push(tokio::spawn(crate::schedulers::runner::run(
             master.clone(),
             schedulers,
         )));

@@ -80,6 +80,7 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
     match kind.as_str() {
         "ForceScheduler" => force(cx, loc, s),
         "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
+        "Periodic" | "Nightly" => super::timed::timed(cx, loc, kind, s),
         _ => {
             cx.error(loc, format!("{kind} is not a scheduler"));
             None
@@ -253,12 +254,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
     }
     let file_is_important = given_node(s.field("fileIsImportant"))
         .and_then(|n| function(cx, n, "fileIsImportant", loc));
-    if s.field("codebases").is_some_and(|n| *n != Node::None) {
-        cx.error(
-            loc,
-            format!("scheduler '{name}': codebases are not supported by this version of kiln"),
-        );
-    }
+    let codebases = codebases(cx, s.field("codebases"), loc);
     if s.field("createAbsoluteSourceStamps")
         .is_some_and(|n| *n != Node::None && *n != Node::Bool(false))
     {
@@ -306,6 +302,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         tree_stable_timer,
         only_important,
         file_is_important,
+        codebases,
         properties,
         reason,
         priority,
@@ -313,7 +310,12 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
 }
 
 /// A string, `None`, or a list of them, as the values an attribute may equal.
-fn optional_strings(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Vec<Option<String>> {
+pub(super) fn optional_strings(
+    cx: &mut Cx,
+    node: &Node,
+    what: &str,
+    loc: &Location,
+) -> Vec<Option<String>> {
     let one = |cx: &mut Cx, n: &Node| match n {
         Node::None => Some(None),
         Node::Str(s) => Some(Some(s.clone())),
@@ -349,7 +351,7 @@ fn pattern(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<Patte
 }
 
 /// `util.ChangeFilter(…)`.
-fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
+pub(super) fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
     let loc = match f {
         Node::Object { loc, .. } => loc.clone(),
         _ => outer.clone(),
@@ -427,8 +429,79 @@ fn change_filter(cx: &mut Cx, f: &Node, outer: &Location) -> ChangeFilter {
     filter
 }
 
+/// A scheduler's `codebases`: a list of names, or a dict of names to their defaults
+/// (`repository`, `branch`, `revision`, `project`). Absent, the one codebase `''`.
+pub(super) fn codebases(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Vec<CodebaseDefault> {
+    let named = |name: String| CodebaseDefault {
+        name,
+        ..CodebaseDefault::default()
+    };
+    let mut out = match given_node(node) {
+        None => vec![named(String::new())],
+        Some(Node::List(items)) => items
+            .iter()
+            .filter_map(|i| cx.string(i, "codebases entries", loc))
+            .map(named)
+            .collect(),
+        Some(Node::Dict(entries)) => {
+            let mut out = Vec::new();
+            for (k, v) in entries {
+                let Some(name) = cx.string(k, "codebases keys", loc) else {
+                    continue;
+                };
+                let what = format!("codebases['{name}']");
+                let mut cb = named(name);
+                match v {
+                    Node::Dict(fields) => {
+                        for (field, value) in fields {
+                            let Some(field) = cx.string(field, &format!("{what} keys"), loc) else {
+                                continue;
+                            };
+                            let text = |cx: &mut Cx| {
+                                cx.opt_string(Some(value), &format!("{what}['{field}']"), loc)
+                            };
+                            match field.as_str() {
+                                "repository" => cb.repository = text(cx).unwrap_or_default(),
+                                "branch" => cb.branch = text(cx),
+                                "revision" => cb.revision = text(cx),
+                                "project" => cb.project = text(cx).unwrap_or_default(),
+                                other => cx.error(
+                                    loc,
+                                    format!("{what}: unknown key '{other}' (known: repository, branch, revision, project)"),
+                                ),
+                            }
+                        }
+                    }
+                    other => cx.error(
+                        loc,
+                        format!("{what} must be a dict, not {}", other.describe()),
+                    ),
+                }
+                out.push(cb);
+            }
+            out
+        }
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "codebases must be a list of names or a dict of them, not {}",
+                    other.describe()
+                ),
+            );
+            vec![named(String::new())]
+        }
+    };
+    if out.is_empty() {
+        cx.error(loc, "codebases must name at least one codebase");
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
 /// A function the configuration defines, for kiln to call later.
-fn function(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<FnRef> {
+pub(super) fn function(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<FnRef> {
     match node {
         Node::Function(f, _) => Some(*f),
         other => {
@@ -442,6 +515,6 @@ fn function(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<FnRe
 }
 
 /// A keyword's value unless it is absent or `None`.
-fn given_node(n: Option<&Node>) -> Option<&Node> {
+pub(super) fn given_node(n: Option<&Node>) -> Option<&Node> {
     n.filter(|n| **n != Node::None)
 }

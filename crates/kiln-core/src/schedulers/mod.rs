@@ -3,3 +3,4 @@
 //! to carry out (store a classification, submit a buildset); it never waits or reads a clock.
 
 pub mod basic;
+pub mod timed;

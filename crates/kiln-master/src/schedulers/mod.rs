@@ -1,4 +1,7 @@
 //! Schedulers: what decides that something should be built.
 
 pub mod basic;
+mod buildsets;
 pub mod force;
+pub mod runner;
+pub mod timed;

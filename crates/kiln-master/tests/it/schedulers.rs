@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kiln_core::{ChangeId, SchedulerId};
 use kiln_master::clock::ManualClock;
+use serde_json::json;
 
 use crate::harness::{TestMaster, WAIT, config, http};
 
@@ -225,5 +226,193 @@ async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_chang
         let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
         assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], revision);
     }
+    m.stop().await;
+}
+
+/// Waits until the scheduler's stored state `name` is `value`.
+async fn wait_state(m: &TestMaster, scheduler: &str, class: &str, name: &str, value: &str) {
+    let db = &m.master().db;
+    let id = db.object_id(scheduler, class).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if db.get_state(id, name).await.unwrap().as_deref() == Some(value) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{scheduler}'s {name} never became {value}"));
+}
+
+const PERIODIC: &str = "f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+    c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+    c['schedulers'] = [schedulers.Periodic(name='p', builderNames=['b1'], periodicBuildTimer=600,\n\
+        codebases={'app': {'repository': 'https://x/app.git', 'branch': 'main'}})]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_builds_at_start_then_every_interval_and_remembers_its_last_build() {
+    let clock = ManualClock::new(START);
+    let source = config("sqlite:///state.sqlite", PERIODIC);
+    let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
+    // The first build is at once, as the master starts (before this test listens to events).
+    wait_state(&m, "p", "Periodic", "last_build", &START.to_string()).await;
+    let (_, all) = m.get("buildsets").await;
+    let bsid = all["buildsets"][0]["bsid"].as_i64().expect("a buildset");
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    let bs = &bs["buildsets"][0];
+    assert_eq!(
+        bs["reason"],
+        "The Periodic scheduler named 'p' triggered this build"
+    );
+    let ss = &bs["sourcestamps"][0];
+    assert_eq!(
+        (&ss["codebase"], &ss["repository"], &ss["branch"]),
+        (&json!("app"), &json!("https://x/app.git"), &json!("main"))
+    );
+    clock.advance(600);
+    m.wait_event("buildsets.*.new").await;
+    wait_state(
+        &m,
+        "p",
+        "Periodic",
+        "last_build",
+        &(START + 600).to_string(),
+    )
+    .await;
+    m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    drop(m);
+
+    // Restarted 100 s later, it waits for the rest of its interval instead of building at once.
+    clock.advance(100);
+    let mut m = start(dir, &source, &clock).await;
+    clock.advance(500);
+    m.wait_event("buildsets.*.new").await;
+    wait_state(
+        &m,
+        "p",
+        "Periodic",
+        "last_build",
+        &(START + 1200).to_string(),
+    )
+    .await;
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 3, "no extra build at the restart");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_with_only_if_changed_builds_the_first_night_then_only_after_changes() {
+    // START is 2023-11-14 22:13:20 UTC; the next 03:00 is 17,200 s later.
+    let clock = ManualClock::new(START);
+    let body = "c['www'] = {'change_hook_dialects': {'base': True}}\n\
+        f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+        c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+        c['schedulers'] = [schedulers.Nightly(name='n', builderNames=['b1'], hour=3, minute=0,\n\
+            branch='main', onlyIfChanged=True, timezone='UTC')]\n";
+    let mut m = start(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", body),
+        &clock,
+    )
+    .await;
+    m.start_worker("w1", "pass").await;
+    let night1 = START + 17_200;
+    clock.advance(17_200);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        m.wait_buildset(bsid).await,
+        0,
+        "the first night always builds"
+    );
+    wait_state(&m, "n", "Nightly", "last_build", &night1.to_string()).await;
+
+    // A quiet night: skipped, but remembered.
+    clock.advance(86_400);
+    wait_state(
+        &m,
+        "n",
+        "Nightly",
+        "last_build",
+        &(night1 + 86_400).to_string(),
+    )
+    .await;
+
+    // A change on another branch does not count; one on main does.
+    post_change(&m, "dev", "r-dev").await;
+    let main = post_change(&m, "main", "r-main").await;
+    let sid = m.master().db.find_scheduler_id("n").await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while m.master().db.change_classifications(sid).await.unwrap()
+            != vec![(ChangeId(main), true)]
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the main change is classified");
+    clock.advance(86_400);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r-main");
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 2, "the quiet night built nothing");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_codebase_scheduler_fills_unchanged_codebases_from_their_defaults() {
+    let clock = ManualClock::new(START);
+    let body = "c['www'] = {'change_hook_dialects': {'base': True}}\n\
+        f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+        c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+        c['schedulers'] = [schedulers.AnyBranchScheduler(name='multi', builderNames=['b1'],\n\
+            codebases={'app': {'repository': 'https://x/app.git'},\n\
+                       'lib': {'repository': 'https://x/lib.git', 'branch': 'stable', 'revision': 'v1'}})]\n";
+    let mut m = start(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", body),
+        &clock,
+    )
+    .await;
+    m.start_worker("w1", "pass").await;
+    for (codebase, revision) in [("other", "o1"), ("app", "a1")] {
+        let form = format!(
+            "author=dev&branch=main&revision={revision}&codebase={codebase}&repository=https%3A%2F%2Fx%2F{codebase}.git"
+        );
+        let (status, reply) = http(&m.www(), "POST", "/change_hook/base", Some(&form)).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    let stamps: Vec<(String, String, String, String)> = bs["buildsets"][0]["sourcestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let f = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+            (f("codebase"), f("repository"), f("branch"), f("revision"))
+        })
+        .collect();
+    let own = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
+    assert_eq!(
+        stamps,
+        [
+            own("app", "https://x/app.git", "main", "a1"),
+            own("lib", "https://x/lib.git", "stable", "v1")
+        ]
+    );
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 1, "the 'other' codebase is not built");
     m.stop().await;
 }

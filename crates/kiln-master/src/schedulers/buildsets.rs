@@ -1,0 +1,122 @@
+//! Buildsets submitted by the schedulers that build changes or run on a schedule.
+
+use std::collections::BTreeMap;
+
+use kiln_config::CodebaseDefault;
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{ChangeId, Properties, PropertyValue};
+use kiln_db::listing::{Page, SqlValue};
+use kiln_db::{ChangeRow, NewBuildSet};
+
+use crate::master::Master;
+
+/// What a scheduler puts into each of its buildsets.
+pub struct Target<'a> {
+    pub scheduler: &'a str,
+    /// The reason, with `%(name)s` (and `%(classname)s`) already filled in.
+    pub reason: String,
+    pub properties: &'a [(String, PropertyValue)],
+    pub builder_names: &'a [String],
+    pub priority: i64,
+    pub codebases: &'a [CodebaseDefault],
+}
+
+/// Fills in Buildbot's reason placeholders.
+pub fn reason(template: &str, class_name: &str, name: &str) -> String {
+    template
+        .replace("%(classname)s", class_name)
+        .replace("%(name)s", name)
+}
+
+/// Submits a buildset for `changes`: for each of the scheduler's codebases, the source stamp of
+/// its latest change, or the codebase's defaults when no change is of it, as Buildbot does. The
+/// changes' properties come along for the builds. Nothing is submitted when none of the changes
+/// is stored any more.
+pub async fn for_changes(
+    master: &Master,
+    target: &Target<'_>,
+    changes: &[ChangeId],
+) -> anyhow::Result<()> {
+    let mut latest: BTreeMap<String, ChangeRow> = BTreeMap::new();
+    let mut properties = Properties::new();
+    for id in changes {
+        if let Some(row) = get_change(master, *id).await? {
+            properties.update(&row.properties);
+            let newer = latest
+                .get(&row.codebase)
+                .is_none_or(|known| known.id < row.id);
+            if newer {
+                latest.insert(row.codebase.clone(), row);
+            }
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let sourcestamps = target
+        .codebases
+        .iter()
+        .map(|cb| match latest.get(&cb.name) {
+            Some(c) => SourceStamp {
+                codebase: c.codebase.clone(),
+                repository: c.repository.clone(),
+                branch: c.branch.clone(),
+                revision: c.revision.clone(),
+                project: c.project.clone(),
+                patch: None,
+            },
+            None => default_stamp(cb),
+        })
+        .collect();
+    submit(master, target, sourcestamps, properties).await
+}
+
+/// Submits a buildset of the scheduler's codebases at their defaults: a timed build without
+/// changes.
+pub async fn for_defaults(master: &Master, target: &Target<'_>) -> anyhow::Result<()> {
+    let sourcestamps = target.codebases.iter().map(default_stamp).collect();
+    submit(master, target, sourcestamps, Properties::new()).await
+}
+
+fn default_stamp(cb: &CodebaseDefault) -> SourceStamp {
+    SourceStamp {
+        codebase: cb.name.clone(),
+        repository: cb.repository.clone(),
+        branch: cb.branch.clone(),
+        revision: cb.revision.clone(),
+        project: cb.project.clone(),
+        patch: None,
+    }
+}
+
+async fn submit(
+    master: &Master,
+    target: &Target<'_>,
+    sourcestamps: Vec<SourceStamp>,
+    mut properties: Properties,
+) -> anyhow::Result<()> {
+    for (name, value) in target.properties {
+        properties.set(name.clone(), value.clone(), "Scheduler");
+    }
+    properties.set("scheduler", target.scheduler, "Scheduler");
+    let ids = master.builder_ids();
+    let buildset = NewBuildSet {
+        reason: target.reason.clone(),
+        sourcestamps,
+        properties,
+        builders: target
+            .builder_names
+            .iter()
+            .filter_map(|b| ids.get(b).map(|id| (*id, target.priority)))
+            .collect(),
+        ..Default::default()
+    };
+    master.updates.add_buildset(buildset).await?;
+    master.wake_distributor();
+    Ok(())
+}
+
+pub async fn get_change(master: &Master, id: ChangeId) -> anyhow::Result<Option<ChangeRow>> {
+    let page = Page::eq("changeid", SqlValue::Int(id.0));
+    Ok(master.db.list_changes(&page).await?.0.into_iter().next())
+}
