@@ -12,6 +12,7 @@ use crate::{Diagnostic, Diagnostics, Severity};
 
 mod schedulers;
 mod timed;
+mod trigger;
 use schedulers::scheduler;
 
 /// Top-level keys Buildbot knows that kiln does not act on yet: accepted with a warning.
@@ -782,6 +783,7 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         "FileUpload" | "DirectoryUpload" => "upload",
         "FileDownload" => "download",
         "StringDownload" => "string_download",
+        "Trigger" => "trigger",
         other => other,
     };
     let name = cx
@@ -920,6 +922,7 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         "RemoveDirectory" => StepKind::RemoveDirectory {
             dir: required(cx, "dir")?,
         },
+        "Trigger" => StepKind::Trigger(Box::new(trigger::trigger_step(cx, s, loc, &name)?)),
         other => {
             cx.error(loc, format!("{other} is not a build step"));
             return None;
@@ -1181,6 +1184,28 @@ fn cross_check(
                     &loc,
                     format!("scheduler '{}' names unknown builder '{b}'", s.name()),
                 );
+            }
+        }
+    }
+    // A Trigger step can only trigger schedulers that take triggers.
+    let loc = cx.key_loc("builders");
+    for b in builders {
+        for step in &b.steps {
+            let StepKind::Trigger(t) = &step.kind else {
+                continue;
+            };
+            for name in &t.scheduler_names {
+                match schedulers.iter().find(|s| s.name() == name) {
+                    Some(SchedulerConfig::Triggerable(_)) => {}
+                    Some(_) => cx.error(
+                        &loc,
+                        format!("builder '{}': Trigger step '{}' names scheduler '{name}', which is not a Triggerable scheduler", b.name, step.name),
+                    ),
+                    None => cx.error(
+                        &loc,
+                        format!("builder '{}': Trigger step '{}' names unknown scheduler '{name}'", b.name, step.name),
+                    ),
+                }
             }
         }
     }

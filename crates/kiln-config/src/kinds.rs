@@ -258,6 +258,33 @@ pub const KINDS: &[Kind] = &[
         keywords: BASIC_SCHEDULER,
     },
     Kind {
+        name: "Triggerable",
+        positional: &["name", "builderNames"],
+        keywords: &[
+            "name",
+            "builderNames",
+            "properties",
+            "reason",
+            "priority",
+            "codebases",
+        ],
+    },
+    Kind {
+        name: "Trigger",
+        positional: &[],
+        keywords: &[
+            "schedulerNames",
+            "unimportantSchedulerNames",
+            "sourceStamps",
+            "updateSourceStamp",
+            "alwaysUseLatest",
+            "waitForFinish",
+            "set_properties",
+            "copy_properties",
+            "parent_relationship",
+        ],
+    },
+    Kind {
         name: "Periodic",
         positional: &["name", "builderNames", "periodicBuildTimer"],
         keywords: TIMED_SCHEDULER,
@@ -336,6 +363,7 @@ pub const STEP_KINDS: &[&str] = &[
     "StringDownload",
     "MakeDirectory",
     "RemoveDirectory",
+    "Trigger",
 ];
 
 /// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).

@@ -78,6 +78,35 @@ pub struct TimedSchedulerConfig {
     pub priority: i64,
 }
 
+/// `Triggerable`: builds when a `Trigger` step asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerableConfig {
+    pub name: String,
+    pub builder_names: Vec<String>,
+    pub codebases: Vec<CodebaseDefault>,
+    pub properties: Vec<(String, PropertyValue)>,
+    pub reason: String,
+    pub priority: i64,
+}
+
+/// The `Trigger` step: starts buildsets on `Triggerable` schedulers, optionally waiting for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerConfig {
+    pub scheduler_names: Vec<String>,
+    /// Schedulers whose results do not count toward the step's.
+    pub unimportant_scheduler_names: Vec<String>,
+    pub wait_for_finish: bool,
+    /// Pass the build's source stamps with `got_revision` as their revision.
+    pub update_source_stamp: bool,
+    /// Pass the build's source stamps without a revision: the latest.
+    pub always_use_latest: bool,
+    /// Explicit source stamps (`sourceStamps`), by codebase.
+    pub source_stamps: Vec<CodebaseDefault>,
+    pub set_properties: Vec<(String, Renderable)>,
+    pub copy_properties: Vec<String>,
+    pub parent_relationship: String,
+}
+
 /// The default of `c['www']['change_hook_max_body']`.
 pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
 
@@ -167,6 +196,8 @@ pub enum StepKind {
     RemoveDirectory {
         dir: Renderable,
     },
+    /// Runs on the master: asks `Triggerable` schedulers for buildsets.
+    Trigger(Box<TriggerConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +225,7 @@ pub enum SchedulerConfig {
     Force(Box<ForceSchedulerConfig>),
     Basic(Box<BasicSchedulerConfig>),
     Timed(Box<TimedSchedulerConfig>),
+    Triggerable(Box<TriggerableConfig>),
 }
 
 impl SchedulerConfig {
@@ -202,6 +234,7 @@ impl SchedulerConfig {
             SchedulerConfig::Force(f) => &f.name,
             SchedulerConfig::Basic(b) => &b.name,
             SchedulerConfig::Timed(t) => &t.name,
+            SchedulerConfig::Triggerable(t) => &t.name,
         }
     }
 
@@ -210,6 +243,7 @@ impl SchedulerConfig {
             SchedulerConfig::Force(f) => &f.builder_names,
             SchedulerConfig::Basic(b) => &b.builder_names,
             SchedulerConfig::Timed(t) => &t.builder_names,
+            SchedulerConfig::Triggerable(t) => &t.builder_names,
         }
     }
 }

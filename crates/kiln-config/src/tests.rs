@@ -485,3 +485,39 @@ c['schedulers'] = [
         );
     }
 }
+
+#[test]
+fn trigger_steps_name_triggerable_schedulers_and_consistent_options() {
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+f = util.BuildFactory([
+    steps.Trigger(schedulerNames=['t'], waitForFinish=True, set_properties={'x': util.Property('y')}),
+    steps.Trigger(name='bad1', schedulerNames=['force']),
+    steps.Trigger(name='bad2', schedulerNames=['nope', 't'], unimportantSchedulerNames=['other']),
+    steps.Trigger(name='bad3', schedulerNames=['t'], alwaysUseLatest=True, updateSourceStamp=True),
+    steps.Trigger(name='bad4', schedulerNames=[]),
+])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b']),
+    schedulers.Triggerable('t', ['b'])]
+"#;
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    for expected in [
+        "Trigger step 'bad1' names scheduler 'force', which is not a Triggerable scheduler",
+        "Trigger step 'bad2' names unknown scheduler 'nope'",
+        "unimportantSchedulerNames names 'other', which is not in schedulerNames",
+        "'bad3': you can't specify both alwaysUseLatest and updateSourceStamp",
+        "'bad4': schedulerNames must name at least one scheduler",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("'trigger'"),
+        "the first step is fine:\n{text}"
+    );
+}

@@ -33,6 +33,31 @@ pub struct SourceStampRow {
     pub patch: Option<PatchRow>,
 }
 
+impl SourceStampRow {
+    /// The source stamp as the core models it, with its patch decoded.
+    pub fn to_sourcestamp(&self) -> SourceStamp {
+        SourceStamp {
+            codebase: self.codebase.clone(),
+            repository: self.repository.clone(),
+            branch: self.branch.clone(),
+            revision: self.revision.clone(),
+            project: self.project.clone(),
+            patch: self.patch.as_ref().and_then(|p| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&p.body_base64)
+                    .ok()
+                    .map(|body| kiln_core::sourcestamp::Patch {
+                        level: p.level,
+                        body,
+                        subdir: p.subdir.clone(),
+                        author: p.author.clone(),
+                        comment: p.comment.clone(),
+                    })
+            }),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, project, created_at";
 
 impl Db {

@@ -123,6 +123,31 @@ impl Master {
         }
     }
 
+    /// Cancels a build request: one not yet started completes as CANCELLED; a running one's build
+    /// is stopped, which completes the request when the build ends.
+    pub async fn cancel_buildrequest(
+        &self,
+        brid: kiln_core::BuildRequestId,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let running: Vec<BuildId> = self
+            .running_builds()
+            .iter()
+            .filter(|(_, b)| b.request == brid)
+            .map(|(id, _)| *id)
+            .collect();
+        if running.is_empty() {
+            self.updates
+                .complete_buildrequests(&[brid], kiln_core::Results::Cancelled)
+                .await?;
+        } else {
+            for b in running {
+                self.stop_build(b, reason);
+            }
+        }
+        Ok(())
+    }
+
     /// Registers the configuration's builders and workers in the database and in memory.
     pub async fn apply_config(&self, config: MasterConfig) -> anyhow::Result<()> {
         let (builder_ids, workers) = self.updates.register_config(&config).await?;

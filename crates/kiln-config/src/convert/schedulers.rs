@@ -81,6 +81,7 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
         "ForceScheduler" => force(cx, loc, s),
         "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
         "Periodic" | "Nightly" => super::timed::timed(cx, loc, kind, s),
+        "Triggerable" => super::trigger::triggerable(cx, loc, s),
         _ => {
             cx.error(loc, format!("{kind} is not a scheduler"));
             None

@@ -5,3 +5,4 @@ pub mod logs;
 pub mod paths;
 pub mod runner;
 pub mod steps;
+pub mod trigger;

@@ -80,7 +80,14 @@ async fn run_inner(
     }
     .await;
     let (results, summary, last_step) = match prepared {
-        Ok(props) => run_steps(master, &conn, builder, buildid, &props, stop_rx, worker).await,
+        Ok(props) => {
+            let build = Build {
+                id: buildid,
+                props: &props,
+                sourcestamps: &started.sourcestamps,
+            };
+            run_steps(master, &conn, builder, &build, stop_rx, worker).await
+        }
         Err(error) => {
             // The build could not even start its steps: it ends as an exception, visibly.
             tracing::error!(build = %buildid, error = %format!("{error:#}"), "preparing the build failed");
@@ -153,6 +160,13 @@ fn build_properties(
     props
 }
 
+/// What the steps of a running build see of it.
+struct Build<'a> {
+    id: BuildId,
+    props: &'a Properties,
+    sourcestamps: &'a [kiln_db::SourceStampRow],
+}
+
 /// Runs the build's steps. A finished step is written together with whatever follows it (the next
 /// step's start, or the end of the build), so its end is returned for the caller to write when it is
 /// the last.
@@ -160,11 +174,11 @@ async fn run_steps(
     master: &Arc<Master>,
     conn: &Arc<Connection>,
     builder: &BuilderConfig,
-    buildid: BuildId,
-    props: &Properties,
+    build: &Build<'_>,
     stop: watch::Receiver<Option<String>>,
     worker: &str,
 ) -> (Results, String, Option<StepEnd>) {
+    let (buildid, props) = (build.id, build.props);
     let updates = &master.updates;
     // The synthetic first step: the worker answers a ping.
     let Ok((stepid, _, _, _)) = updates
@@ -228,6 +242,8 @@ async fn run_steps(
             workerbuilddir: &builder.workerbuilddir,
             env: &builder.env,
             props,
+            buildid,
+            sourcestamps: build.sourcestamps,
             stepid,
             stdio: logs.first().copied(),
             interrupt: stop.clone(),

@@ -28,6 +28,9 @@ pub struct StepContext<'a> {
     pub workerbuilddir: &'a str,
     pub env: &'a [(String, Renderable)],
     pub props: &'a Properties,
+    pub buildid: kiln_core::BuildId,
+    /// The build's source stamps, one per codebase.
+    pub sourcestamps: &'a [kiln_db::SourceStampRow],
     pub stepid: StepId,
     /// The `stdio` log, when it was made with the step (see [`starting_logs`]).
     pub stdio: Option<LogId>,
@@ -126,6 +129,8 @@ impl StepContext<'_> {
     }
 
     /// Records an error that stopped the step as a text log, as Buildbot's `err.text`.
+    ///
+    /// Also used by steps that run on the master.
     pub async fn error_log(&self, text: &str) {
         let updates = &self.master.updates;
         if let Ok(id) = updates
@@ -215,6 +220,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
     };
     let outcome = match &step.kind {
         StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
+        StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
         StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
         StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
         StepKind::FileUpload {

@@ -5,3 +5,4 @@ mod buildsets;
 pub mod force;
 pub mod runner;
 pub mod timed;
+pub mod triggerable;

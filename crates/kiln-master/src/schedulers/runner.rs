@@ -180,7 +180,7 @@ async fn start(
             SchedulerConfig::Timed(t) => TimedScheduler::restore(master, t)
                 .await
                 .map(|t| Running::Timed(Box::new(t))),
-            SchedulerConfig::Force(_) => continue,
+            SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => continue,
         };
         match restored {
             Ok(r) => {

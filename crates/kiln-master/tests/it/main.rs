@@ -10,3 +10,4 @@ mod hooks;
 mod protocol;
 mod recovery;
 mod schedulers;
+mod trigger;

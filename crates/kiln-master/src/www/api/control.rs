@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_config::SchedulerConfig;
-use kiln_core::{BuildId, BuildRequestId, BuildSetId, Results, SourceStampId};
+use kiln_core::{BuildId, BuildRequestId, BuildSetId, SourceStampId};
 use kiln_db::NewBuildSet;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use serde_json::{Value, json};
@@ -242,27 +242,8 @@ async fn dispatch(
                 .get_sourcestamps(&ids)
                 .await
                 .map_err(internal)?
-                .into_iter()
-                .map(|s| kiln_core::sourcestamp::SourceStamp {
-                    codebase: s.codebase,
-                    repository: s.repository,
-                    branch: s.branch,
-                    revision: s.revision,
-                    project: s.project,
-                    patch: s.patch.and_then(|p| {
-                        use base64::Engine;
-                        base64::engine::general_purpose::STANDARD
-                            .decode(&p.body_base64)
-                            .ok()
-                            .map(|body| kiln_core::sourcestamp::Patch {
-                                level: p.level,
-                                body,
-                                subdir: p.subdir,
-                                author: p.author,
-                                comment: p.comment,
-                            })
-                    }),
-                })
+                .iter()
+                .map(kiln_db::SourceStampRow::to_sourcestamp)
                 .collect();
             let properties = master
                 .db
@@ -300,23 +281,10 @@ async fn dispatch(
             if row.complete {
                 return Ok(Value::Null);
             }
-            let running: Vec<BuildId> = master
-                .running_builds()
-                .iter()
-                .filter(|(_, b)| b.request == brid)
-                .map(|(id, _)| *id)
-                .collect();
-            if running.is_empty() {
-                master
-                    .updates
-                    .complete_buildrequests(&[brid], Results::Cancelled)
-                    .await
-                    .map_err(internal)?;
-            } else {
-                for b in running {
-                    master.stop_build(b, &reason);
-                }
-            }
+            master
+                .cancel_buildrequest(brid, &reason)
+                .await
+                .map_err(internal)?;
             Ok(Value::Null)
         }
         (["buildrequests", id], "set_priority") => {

@@ -1,0 +1,248 @@
+//! The `Trigger` step: runs on the master, asks `Triggerable` schedulers for buildsets that are
+//! children of this build, and with `waitForFinish` waits for them and takes their worst result.
+//!
+//! Stopping the build while it waits cancels the triggered requests (and stops their builds), as
+//! Buildbot does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_config::{SchedulerConfig, StepConfig, TriggerConfig};
+use kiln_core::results::worst_status;
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{BuildRequestId, BuildSetId, Properties, PropertyValue, Results};
+use kiln_db::listing::{Page, SqlValue};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::builds::steps::{StepContext, StepOutcome};
+use crate::schedulers::triggerable::{self, Trigger};
+
+/// Triggered buildsets are looked up in the database at least this often while waiting, so a
+/// completion seen by another master, or an event lost, is noticed.
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// One triggered buildset.
+struct Triggered {
+    scheduler: String,
+    important: bool,
+    requests: Vec<BuildRequestId>,
+    results: Option<Results>,
+}
+
+pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) -> StepOutcome {
+    let master = ctx.master;
+    let config = master.config();
+    let sourcestamps = sourcestamps(ctx, t);
+    let mut properties = Properties::new();
+    for name in &t.copy_properties {
+        if let Some(v) = ctx.props.get(name) {
+            properties.set(name.clone(), v.clone(), "Trigger");
+        }
+    }
+    for (name, r) in &t.set_properties {
+        match r.render(ctx.props) {
+            Ok(v) => properties.set(name.clone(), v, "Trigger"),
+            Err(e) => {
+                let why = format!("cannot render set_properties['{name}']: {e}");
+                ctx.error_log(&why).await;
+                return StepOutcome {
+                    results: Results::Exception,
+                    state: format!("{} (exception)", step.name),
+                };
+            }
+        }
+    }
+
+    // Listen before submitting, so no completion is missed.
+    let mut events = master.events.subscribe();
+    let mut triggered: BTreeMap<BuildSetId, Triggered> = BTreeMap::new();
+    let mut urls = Vec::new();
+    for name in &t.scheduler_names {
+        let Some(SchedulerConfig::Triggerable(s)) =
+            config.schedulers.iter().find(|s| s.name() == name)
+        else {
+            let why = format!("{name} is not a Triggerable scheduler of this configuration");
+            ctx.error_log(&why).await;
+            return StepOutcome {
+                results: Results::Exception,
+                state: format!("{} (exception)", step.name),
+            };
+        };
+        let trigger = Trigger {
+            sourcestamps: sourcestamps.clone(),
+            properties: properties.clone(),
+            parent_buildid: ctx.buildid,
+            parent_relationship: t.parent_relationship.clone(),
+        };
+        match triggerable::trigger(master, s, trigger).await {
+            Ok((bsid, brids)) => {
+                for (builder, brid) in &brids {
+                    urls.push(json!({
+                        "name": format!("{} #{}", builder_name(ctx, *builder), brid.0),
+                        "url": format!("{}#/buildrequests/{}", config.buildbot_url, brid.0),
+                    }));
+                }
+                triggered.insert(
+                    bsid,
+                    Triggered {
+                        scheduler: name.clone(),
+                        important: !t.unimportant_scheduler_names.contains(name),
+                        requests: brids.into_iter().map(|(_, r)| r).collect(),
+                        results: None,
+                    },
+                );
+            }
+            Err(e) => {
+                ctx.error_log(&format!("triggering {name} failed: {e}"))
+                    .await;
+                return StepOutcome {
+                    results: Results::Exception,
+                    state: format!("{} (exception)", step.name),
+                };
+            }
+        }
+    }
+    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    let done = format!("triggered {}", t.scheduler_names.join(", "));
+    if !t.wait_for_finish {
+        return StepOutcome {
+            results: Results::Success,
+            state: done,
+        };
+    }
+
+    let mut interrupt = ctx.interrupt.clone();
+    let mut cancelled = false;
+    while triggered.values().any(|t| t.results.is_none()) {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    if let Some(bsid) = completed_buildset(&e.key)
+                        && let Some(entry) = triggered.get_mut(&bsid)
+                    {
+                        entry.results = e.data["results"].as_i64().and_then(Results::from_code);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => recheck(ctx, &mut triggered).await,
+                Err(RecvError::Closed) => break,
+            },
+            _ = tokio::time::sleep(RECHECK) => recheck(ctx, &mut triggered).await,
+            changed = interrupt.changed(), if !cancelled => {
+                if changed.is_err() || interrupt.borrow().is_some() {
+                    cancelled = true;
+                    let reason = interrupt.borrow().clone().unwrap_or_default();
+                    for t in triggered.values().filter(|t| t.results.is_none()) {
+                        for brid in &t.requests {
+                            if let Err(e) = master.cancel_buildrequest(*brid, &reason).await {
+                                tracing::warn!(%e, brid = brid.0, "cancelling a triggered request");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Link the builds that ran.
+    let mut urls = Vec::new();
+    for t in triggered.values() {
+        for brid in &t.requests {
+            let page = Page::eq("buildrequestid", SqlValue::Int(brid.0));
+            if let Ok((builds, _)) = master.db.list_builds(&page).await {
+                for b in builds {
+                    urls.push(json!({
+                        "name": format!("{} #{}", builder_name(ctx, b.builderid), b.number),
+                        "url": format!("{}#/builders/{}/builds/{}", config.buildbot_url, b.builderid.0, b.number),
+                    }));
+                }
+            }
+        }
+    }
+    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    let mut results = Results::Success;
+    for t in triggered.values().filter(|t| t.important) {
+        let r = t.results.unwrap_or(Results::Exception);
+        if t.results.is_none() {
+            tracing::warn!(scheduler = %t.scheduler, "a triggered buildset's result is unknown");
+        }
+        results = worst_status(results, r);
+    }
+    if cancelled {
+        results = worst_status(results, Results::Cancelled);
+    }
+    StepOutcome {
+        state: match results {
+            Results::Success => done,
+            other => format!("{done} ({})", other.name()),
+        },
+        results,
+    }
+}
+
+/// The source stamps to pass: the explicit `sourceStamps`, or the build's own, with
+/// `got_revision` as the revision (`updateSourceStamp`) or without a revision
+/// (`alwaysUseLatest`).
+fn sourcestamps(ctx: &StepContext<'_>, t: &TriggerConfig) -> Vec<SourceStamp> {
+    if !t.source_stamps.is_empty() {
+        return t
+            .source_stamps
+            .iter()
+            .map(|s| SourceStamp {
+                codebase: s.name.clone(),
+                repository: s.repository.clone(),
+                branch: s.branch.clone(),
+                revision: s.revision.clone(),
+                project: s.project.clone(),
+                patch: None,
+            })
+            .collect();
+    }
+    let got = ctx.props.get("got_revision");
+    ctx.sourcestamps
+        .iter()
+        .map(|row| {
+            let mut ss = row.to_sourcestamp();
+            if t.always_use_latest {
+                ss.revision = None;
+            } else if t.update_source_stamp {
+                // got_revision is a string for one codebase, a dict by codebase for several.
+                let revision = match got {
+                    Some(PropertyValue::Map(m)) => m.get(&ss.codebase),
+                    Some(v @ PropertyValue::Str(_)) => Some(v),
+                    _ => None,
+                };
+                if let Some(PropertyValue::Str(r)) = revision {
+                    ss.revision = Some(r.clone());
+                }
+            }
+            ss
+        })
+        .collect()
+}
+
+fn completed_buildset(key: &str) -> Option<BuildSetId> {
+    let rest = key.strip_prefix("buildsets.")?;
+    let (id, what) = rest.split_once('.')?;
+    (what == "complete")
+        .then(|| id.parse().ok().map(BuildSetId))
+        .flatten()
+}
+
+async fn recheck(ctx: &StepContext<'_>, triggered: &mut BTreeMap<BuildSetId, Triggered>) {
+    for (bsid, t) in triggered.iter_mut().filter(|(_, t)| t.results.is_none()) {
+        if let Ok(Some(bs)) = ctx.master.db.get_buildset(*bsid).await
+            && bs.complete
+        {
+            t.results = bs.results.and_then(Results::from_code);
+        }
+    }
+}
+
+fn builder_name(ctx: &StepContext<'_>, id: kiln_core::BuilderId) -> String {
+    ctx.master
+        .builder_ids()
+        .iter()
+        .find(|(_, b)| **b == id)
+        .map_or_else(|| format!("builder {}", id.0), |(n, _)| n.clone())
+}

@@ -1,0 +1,144 @@
+//! The Trigger step and Triggerable schedulers: child buildsets linked to their parent build,
+//! properties passed down, results waited for, and a stop cancelling the children.
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestMaster, config, rpc};
+
+const BODY: &str = r#"
+child_ok = util.BuildFactory([steps.ShellCommand(name='check', command=['true'])])
+child_bad = util.BuildFactory([steps.ShellCommand(name='fail', command=['sh', '-c', 'exit 1'])])
+child_slow = util.BuildFactory([steps.ShellCommand(name='slow', command=['sleep', '60'])])
+def parent(**kwargs):
+    return util.BuildFactory([steps.Trigger(name='trig', **kwargs)])
+c['builders'] = [
+    util.BuilderConfig(name='c-ok', workernames=['w1'], factory=child_ok),
+    util.BuilderConfig(name='c-bad', workernames=['w1'], factory=child_bad),
+    util.BuilderConfig(name='c-slow', workernames=['w1'], factory=child_slow),
+    util.BuilderConfig(name='p-wait', workernames=['w1'], properties={'kind': 'nightly'},
+        factory=parent(schedulerNames=['t-ok', 't-bad'], waitForFinish=True, copy_properties=['kind'],
+            set_properties={'from': util.Interpolate('%(prop:buildername)s')})),
+    util.BuilderConfig(name='p-unimportant', workernames=['w1'],
+        factory=parent(schedulerNames=['t-ok', 't-bad'], unimportantSchedulerNames=['t-bad'], waitForFinish=True)),
+    util.BuilderConfig(name='p-nowait', workernames=['w1'], factory=parent(schedulerNames=['t-bad'])),
+    util.BuilderConfig(name='p-stop', workernames=['w1'], factory=parent(schedulerNames=['t-slow'], waitForFinish=True)),
+]
+c['schedulers'] = [
+    schedulers.ForceScheduler(name='force', builderNames=['p-wait', 'p-unimportant', 'p-nowait', 'p-stop']),
+    schedulers.Triggerable(name='t-ok', builderNames=['c-ok'], properties={'level': 'child'}),
+    schedulers.Triggerable(name='t-bad', builderNames=['c-bad']),
+    schedulers.Triggerable(name='t-slow', builderNames=['c-slow']),
+]
+"#;
+
+async fn children(m: &TestMaster, parent_build: i64) -> Vec<Value> {
+    let (_, all) = m
+        .get(&format!("buildsets?parent_buildid={parent_build}"))
+        .await;
+    all["buildsets"].as_array().cloned().unwrap_or_default()
+}
+
+async fn parent_build_of(m: &TestMaster, bsid: i64) -> i64 {
+    let (_, reqs) = m.get(&format!("buildrequests?buildsetid={bsid}")).await;
+    let brid = reqs["buildrequests"][0]["buildrequestid"].as_i64().unwrap();
+    let (_, builds) = m.get(&format!("builds?buildrequestid={brid}")).await;
+    builds["builds"][0]["buildid"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_waits_for_children_and_takes_their_worst_result() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", BODY)).await;
+    m.start_worker("w1", "pass").await;
+
+    let bsid = m.force(json!({"builderNames": ["p-wait"]})).await;
+    assert_eq!(
+        m.wait_buildset(bsid).await,
+        2,
+        "the failing child fails the parent"
+    );
+    let parent = parent_build_of(&m, bsid).await;
+    let kids = children(&m, parent).await;
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    for k in &kids {
+        assert_eq!(k["parent_relationship"], "Triggered from");
+        assert_eq!(k["complete"], true);
+    }
+    // The child got the parent's properties, with the source Trigger, and its scheduler's.
+    let (_, builds) = m.get("builds?builderid__ne=0&property=*").await;
+    let ok = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["properties"]["scheduler"][0] == "t-ok")
+        .expect("the t-ok child build")
+        .clone();
+    assert_eq!(ok["results"], 0);
+    assert_eq!(ok["properties"]["from"], json!(["p-wait", "Trigger"]));
+    assert_eq!(ok["properties"]["kind"], json!(["nightly", "Trigger"]));
+    assert_eq!(ok["properties"]["level"], json!(["child", "Scheduler"]));
+    // The step says what it triggered and links the builds.
+    let (_, steps) = m.get(&format!("builds/{parent}/steps/trig")).await;
+    let step = &steps["steps"][0];
+    assert_eq!(step["state_string"], "triggered t-ok, t-bad (failure)");
+    let names: Vec<&str> = step["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("c-ok #")), "{names:?}");
+
+    let bsid = m.force(json!({"builderNames": ["p-unimportant"]})).await;
+    assert_eq!(
+        m.wait_buildset(bsid).await,
+        0,
+        "an unimportant failure does not count"
+    );
+
+    let bsid = m.force(json!({"builderNames": ["p-nowait"]})).await;
+    assert_eq!(
+        m.wait_buildset(bsid).await,
+        0,
+        "not waiting: success at once"
+    );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_waiting_trigger_cancels_its_children() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", BODY)).await;
+    m.start_worker("w1", "pass").await;
+    let bsid = m.force(json!({"builderNames": ["p-stop"]})).await;
+    // Wait until the slow child runs.
+    loop {
+        let e = m.wait_event("builds.*.new").await;
+        let (_, b) = m.get(&format!("builds/{}", e["buildid"])).await;
+        let (_, builder) = m
+            .get(&format!("builders/{}", b["builds"][0]["builderid"]))
+            .await;
+        if builder["builders"][0]["name"] == "c-slow" {
+            break;
+        }
+    }
+    let parent = parent_build_of(&m, bsid).await;
+    let (status, _) = rpc(
+        &m.www(),
+        &format!("builds/{parent}"),
+        "stop",
+        json!({"reason": "enough"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(m.wait_buildset(bsid).await, 6, "the parent is cancelled");
+    let kids = children(&m, parent).await;
+    assert_eq!(kids.len(), 1);
+    let child_bsid = kids[0]["bsid"].as_i64().unwrap();
+    let (_, bs) = m.get(&format!("buildsets/{child_bsid}")).await;
+    assert_eq!(bs["buildsets"][0]["complete"], true);
+    assert_eq!(
+        bs["buildsets"][0]["results"], 6,
+        "the child was stopped too"
+    );
+    m.stop().await;
+}
