@@ -1187,6 +1187,19 @@ fn cross_check(
             }
         }
     }
+    for s in schedulers {
+        if let SchedulerConfig::Dependent(d) = s
+            && !snames.contains(d.upstream.as_str())
+        {
+            cx.error(
+                &loc,
+                format!(
+                    "scheduler '{}' depends on unknown scheduler '{}'",
+                    d.name, d.upstream
+                ),
+            );
+        }
+    }
     // A Trigger step can only trigger schedulers that take triggers.
     let loc = cx.key_loc("builders");
     for b in builders {
@@ -1197,6 +1210,7 @@ fn cross_check(
             for name in &t.scheduler_names {
                 match schedulers.iter().find(|s| s.name() == name) {
                     Some(SchedulerConfig::Triggerable(_)) => {}
+                    Some(SchedulerConfig::Timed(t)) if t.triggerable => {}
                     Some(_) => cx.error(
                         &loc,
                         format!("builder '{}': Trigger step '{}' names scheduler '{name}', which is not a Triggerable scheduler", b.name, step.name),

@@ -68,11 +68,27 @@ pub struct TimedSchedulerConfig {
     pub force_at: Option<kiln_core::cron::Cron>,
     /// The time zone of the cron fields (`timezone`); `None` is the master's own.
     pub timezone: Option<String>,
+    /// `NightlyTriggerable`: at each time, builds what the last `Trigger` step asked for, if
+    /// anything, instead of looking at changes.
+    pub triggerable: bool,
     pub only_if_changed: bool,
     pub change_filter: kiln_core::changefilter::ChangeFilter,
     pub file_is_important: Option<kiln_core::changefilter::FnRef>,
     pub only_important: bool,
     pub codebases: Vec<CodebaseDefault>,
+    pub properties: Vec<(String, PropertyValue)>,
+    pub reason: String,
+    pub priority: i64,
+}
+
+/// `Dependent`: builds the source stamps of each buildset of its upstream scheduler that
+/// succeeds (SUCCESS or WARNINGS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependentConfig {
+    pub name: String,
+    /// The upstream scheduler's name.
+    pub upstream: String,
+    pub builder_names: Vec<String>,
     pub properties: Vec<(String, PropertyValue)>,
     pub reason: String,
     pub priority: i64,
@@ -226,6 +242,7 @@ pub enum SchedulerConfig {
     Basic(Box<BasicSchedulerConfig>),
     Timed(Box<TimedSchedulerConfig>),
     Triggerable(Box<TriggerableConfig>),
+    Dependent(Box<DependentConfig>),
 }
 
 impl SchedulerConfig {
@@ -235,6 +252,7 @@ impl SchedulerConfig {
             SchedulerConfig::Basic(b) => &b.name,
             SchedulerConfig::Timed(t) => &t.name,
             SchedulerConfig::Triggerable(t) => &t.name,
+            SchedulerConfig::Dependent(d) => &d.name,
         }
     }
 
@@ -244,6 +262,7 @@ impl SchedulerConfig {
             SchedulerConfig::Basic(b) => &b.builder_names,
             SchedulerConfig::Timed(t) => &t.builder_names,
             SchedulerConfig::Triggerable(t) => &t.builder_names,
+            SchedulerConfig::Dependent(d) => &d.builder_names,
         }
     }
 }

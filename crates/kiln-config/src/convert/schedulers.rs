@@ -80,7 +80,8 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
     match kind.as_str() {
         "ForceScheduler" => force(cx, loc, s),
         "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
-        "Periodic" | "Nightly" => super::timed::timed(cx, loc, kind, s),
+        "Periodic" | "Nightly" | "NightlyTriggerable" => super::timed::timed(cx, loc, kind, s),
+        "Dependent" => dependent(cx, loc, s),
         "Triggerable" => super::trigger::triggerable(cx, loc, s),
         _ => {
             cx.error(loc, format!("{kind} is not a scheduler"));
@@ -304,6 +305,53 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         only_important,
         file_is_important,
         codebases,
+        properties,
+        reason,
+        priority,
+    })))
+}
+
+/// `schedulers.Dependent(name, upstream, builderNames)`.
+fn dependent(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
+    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
+        cx.error(loc, "Dependent needs a name");
+        return None;
+    };
+    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    if builder_names.is_empty() {
+        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
+    }
+    // `upstream` is the scheduler object itself, as in Buildbot; its name is what counts.
+    let upstream = match s.field("upstream") {
+        Some(u @ Node::Object { .. }) => match u.field("name") {
+            Some(Node::Str(n)) => Some(n.clone()),
+            _ => None,
+        },
+        Some(Node::Str(n)) => Some(n.clone()),
+        _ => None,
+    };
+    let Some(upstream) = upstream else {
+        cx.error(
+            loc,
+            format!("scheduler '{name}': upstream must be a scheduler"),
+        );
+        return None;
+    };
+    let properties = cx
+        .properties(s.field("properties"), "properties", loc)
+        .into_iter()
+        .collect();
+    let reason = cx
+        .opt_string(s.field("reason"), "reason", loc)
+        .unwrap_or_else(|| "downstream".into());
+    let priority = match given_node(s.field("priority")) {
+        None => 0,
+        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
+    };
+    Some(SchedulerConfig::Dependent(Box::new(DependentConfig {
+        name,
+        upstream,
+        builder_names,
         properties,
         reason,
         priority,

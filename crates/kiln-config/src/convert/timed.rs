@@ -124,6 +124,7 @@ pub(super) fn timed(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option
         schedule: schedule?,
         force_at,
         timezone,
+        triggerable: kind == "NightlyTriggerable",
         only_if_changed: cx.boolean(s.field("onlyIfChanged"), false, "onlyIfChanged", loc),
         change_filter: filter,
         file_is_important,

@@ -59,21 +59,34 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
     let mut triggered: BTreeMap<BuildSetId, Triggered> = BTreeMap::new();
     let mut urls = Vec::new();
     for name in &t.scheduler_names {
-        let Some(SchedulerConfig::Triggerable(s)) =
-            config.schedulers.iter().find(|s| s.name() == name)
-        else {
-            let why = format!("{name} is not a Triggerable scheduler of this configuration");
-            ctx.error_log(&why).await;
-            return StepOutcome {
-                results: Results::Exception,
-                state: format!("{} (exception)", step.name),
-            };
-        };
         let trigger = Trigger {
             sourcestamps: sourcestamps.clone(),
             properties: properties.clone(),
             parent_buildid: ctx.buildid,
             parent_relationship: t.parent_relationship.clone(),
+        };
+        let s = match config.schedulers.iter().find(|s| s.name() == name) {
+            Some(SchedulerConfig::Triggerable(s)) => s,
+            Some(SchedulerConfig::Timed(n)) if n.triggerable => {
+                // A NightlyTriggerable builds at its next time; there is nothing to wait for.
+                if let Err(e) = triggerable::arm_nightly(master, name, &trigger).await {
+                    ctx.error_log(&format!("triggering {name} failed: {e}"))
+                        .await;
+                    return StepOutcome {
+                        results: Results::Exception,
+                        state: format!("{} (exception)", step.name),
+                    };
+                }
+                continue;
+            }
+            _ => {
+                let why = format!("{name} is not a Triggerable scheduler of this configuration");
+                ctx.error_log(&why).await;
+                return StepOutcome {
+                    results: Results::Exception,
+                    state: format!("{} (exception)", step.name),
+                };
+            }
         };
         match triggerable::trigger(master, s, trigger).await {
             Ok((bsid, brids)) => {

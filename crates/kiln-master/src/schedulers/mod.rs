@@ -2,6 +2,7 @@
 
 pub mod basic;
 mod buildsets;
+pub mod dependent;
 pub mod force;
 pub mod runner;
 pub mod timed;

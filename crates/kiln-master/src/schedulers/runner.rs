@@ -19,6 +19,7 @@ use kiln_db::ChangeRow;
 use kiln_db::listing::{FilterOp, Page, SqlValue};
 
 use super::basic::BasicScheduler;
+use super::dependent::DependentScheduler;
 use super::timed::TimedScheduler;
 use crate::master::Master;
 
@@ -31,6 +32,7 @@ const CHANGE_BATCH: i64 = 100;
 enum Running {
     Basic(Box<BasicScheduler>),
     Timed(Box<TimedScheduler>),
+    Dependent(Box<DependentScheduler>),
 }
 
 impl Running {
@@ -38,6 +40,7 @@ impl Running {
         match self {
             Running::Basic(b) => b.next_deadline(),
             Running::Timed(t) => t.next_deadline(),
+            Running::Dependent(_) => None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Running {
         match (self, config) {
             (Running::Basic(b), SchedulerConfig::Basic(c)) => b.config == **c,
             (Running::Timed(t), SchedulerConfig::Timed(c)) => t.config == **c,
+            (Running::Dependent(d), SchedulerConfig::Dependent(c)) => d.config == **c,
             _ => false,
         }
     }
@@ -122,8 +126,13 @@ pub async fn run(master: Arc<Master>, prepared: Prepared) {
         mut schedulers,
     } = prepared;
     let mut config = master.config();
+    // Dependent schedulers follow buildsets: their events wake the loop too.
+    let mut events = master.events.subscribe();
     loop {
         let deadline = schedulers.values().filter_map(Running::next_deadline).min();
+        let follows_buildsets = schedulers
+            .values()
+            .any(|s| matches!(s, Running::Dependent(_)));
         let clock = master.updates.clock.clone();
         let now = master.updates.now();
         // A deadline already reached is handled at once, without waiting for a wake-up.
@@ -137,6 +146,7 @@ pub async fn run(master: Arc<Master>, prepared: Prepared) {
                         None => std::future::pending().await,
                     }
                 } => {}
+                _ = buildset_event(&mut events), if follows_buildsets => {}
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
@@ -154,6 +164,21 @@ pub async fn run(master: Arc<Master>, prepared: Prepared) {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+    }
+}
+
+/// Waits for a buildset to be added or completed; a lost event counts, since the pass reads the
+/// database anyway.
+async fn buildset_event(events: &mut tokio::sync::broadcast::Receiver<Arc<crate::events::Event>>) {
+    loop {
+        match events.recv().await {
+            Ok(e) if e.key.starts_with("buildsets.") => return,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await
             }
         }
     }
@@ -180,6 +205,9 @@ async fn start(
             SchedulerConfig::Timed(t) => TimedScheduler::restore(master, t)
                 .await
                 .map(|t| Running::Timed(Box::new(t))),
+            SchedulerConfig::Dependent(d) => DependentScheduler::restore(master, d)
+                .await
+                .map(|d| Running::Dependent(Box::new(d))),
             SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => continue,
         };
         match restored {
@@ -218,6 +246,7 @@ async fn pass(
                 match s {
                     Running::Basic(b) => b.got_change(master, &config.functions, &change).await?,
                     Running::Timed(t) => t.got_change(master, &config.functions, &change).await?,
+                    Running::Dependent(_) => {}
                 }
             }
             *last_seen = row.id.0;
@@ -231,6 +260,7 @@ async fn pass(
         match s {
             Running::Basic(b) => b.fire_due(master, now).await?,
             Running::Timed(t) => t.fire_due(master, now).await?,
+            Running::Dependent(d) => d.check(master).await?,
         }
     }
     Ok(())

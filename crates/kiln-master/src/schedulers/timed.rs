@@ -10,6 +10,7 @@ use kiln_core::{ChangeId, SchedulerId};
 
 use super::buildsets::{self, Target};
 use super::runner::Interest;
+use super::triggerable;
 use crate::master::Master;
 
 pub struct TimedScheduler {
@@ -125,6 +126,13 @@ impl TimedScheduler {
             priority: c.priority,
             codebases: &c.codebases,
         };
+        if c.triggerable {
+            // NightlyTriggerable: build what the last Trigger step asked for, once.
+            if let Some(trigger) = triggerable::take_nightly(master, self.objectid).await? {
+                triggerable::submit(master, &target, trigger).await?;
+            }
+            return Ok(());
+        }
         match fired.outcome {
             Outcome::Skip => {
                 tracing::info!(scheduler = %c.name, "skipping the build: no important changes");

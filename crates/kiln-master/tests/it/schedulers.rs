@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kiln_core::{ChangeId, SchedulerId};
 use kiln_master::clock::ManualClock;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{TestMaster, WAIT, config, http};
 
@@ -414,5 +414,53 @@ async fn a_multi_codebase_scheduler_fills_unchanged_codebases_from_their_default
     assert_eq!(m.wait_buildset(bsid).await, 0);
     let (_, all) = m.get("buildsets").await;
     assert_eq!(all["meta"]["total"], 1, "the 'other' codebase is not built");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_scheduler_builds_after_each_successful_upstream_buildset() {
+    let body = "c['builders'] = [\n\
+            util.BuilderConfig(name='up', workernames=['w1'], factory=util.BuildFactory([\n\
+                steps.ShellCommand(command=['sh', '-c', util.Interpolate('exit %(prop:code)s')])])),\n\
+            util.BuilderConfig(name='down', workernames=['w1'],\n\
+                factory=util.BuildFactory([steps.ShellCommand(command='true')]))]\n\
+        up = schedulers.ForceScheduler(name='force', builderNames=['up'],\n\
+            properties=[util.StringParameter(name='code', default='0')])\n\
+        c['schedulers'] = [up, schedulers.Dependent(name='dep', upstream=up, builderNames=['down'],\n\
+            properties={'stage': 'two'})]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let mut downstream = Vec::new();
+    for (code, revision) in [("1", "r-bad"), ("0", "r-good")] {
+        let bsid = m
+            .force(json!({"builderNames": ["up"], "code": code, "revision": revision}))
+            .await;
+        let results = m.wait_buildset(bsid).await;
+        assert_eq!(results, if code == "0" { 0 } else { 2 });
+        if code == "0" {
+            // The downstream buildset follows the upstream's completion.
+            loop {
+                let e = m.wait_event("buildsets.*.new").await;
+                if e["reason"] == "downstream" {
+                    downstream.push(e["bsid"].as_i64().unwrap());
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(m.wait_buildset(downstream[0]).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{}", downstream[0])).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r-good");
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 3, "nothing after the failed upstream");
+    let (_, builds) = m.get("builds?property=stage").await;
+    let stages: Vec<&Value> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["properties"]["stage"])
+        .filter(|s| !s.is_null())
+        .collect();
+    assert_eq!(stages, [&json!(["two", "Scheduler"])]);
     m.stop().await;
 }

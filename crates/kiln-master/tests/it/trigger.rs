@@ -142,3 +142,70 @@ async fn stopping_a_waiting_trigger_cancels_its_children() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_triggerable_builds_the_last_trigger_once_at_its_time() {
+    use kiln_master::clock::ManualClock;
+    // 2023-11-14 22:13:20 UTC; the next 03:00 is 17,200 s later.
+    const START: i64 = 1_700_000_000;
+    let clock = ManualClock::new(START);
+    let body = "c['builders'] = [\n\
+            util.BuilderConfig(name='parent', workernames=['w1'], factory=util.BuildFactory([\n\
+                steps.Trigger(schedulerNames=['nt'], waitForFinish=True,\n\
+                    set_properties={'n': util.Property('n')})])),\n\
+            util.BuilderConfig(name='nightly', workernames=['w1'],\n\
+                factory=util.BuildFactory([steps.ShellCommand(command='true')]))]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['parent'],\n\
+                properties=[util.StringParameter(name='n')]),\n\
+            schedulers.NightlyTriggerable(name='nt', builderNames=['nightly'], hour=3, minute=0, timezone='UTC')]\n";
+    let source = config("sqlite:///state.sqlite", body);
+    let c = clock.clone();
+    let mut m =
+        TestMaster::start_with(tempfile::tempdir().unwrap(), &source, move |o| o.clock = c).await;
+    m.start_worker("w1", "pass").await;
+    // Two triggers before the night: the second replaces the first; waitForFinish does not wait.
+    for n in ["1", "2"] {
+        let bsid = m.force(json!({"builderNames": ["parent"], "n": n})).await;
+        assert_eq!(m.wait_buildset(bsid).await, 0);
+    }
+    let parent2 = parent_build_of(&m, 2).await;
+    clock.advance(17_200);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    let bs = &bs["buildsets"][0];
+    assert_eq!(
+        bs["reason"],
+        "The NightlyTriggerable scheduler named 'nt' triggered this build"
+    );
+    assert_eq!(bs["parent_buildid"], parent2);
+    let (_, builds) = m.get("builds?property=n&builderid__ne=0").await;
+    let nightly: Vec<&Value> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["buildrequestid"].as_i64() != Some(1) && b["buildrequestid"].as_i64() != Some(2)
+        })
+        .collect();
+    assert_eq!(nightly.len(), 1);
+    assert_eq!(nightly[0]["properties"]["n"], json!(["2", "Trigger"]));
+
+    // The next night has no trigger: nothing is built, but the time is remembered.
+    clock.advance(86_400);
+    let db = &m.master().db;
+    let id = db.object_id("nt", "NightlyTriggerable").await.unwrap();
+    let want = (START + 17_200 + 86_400).to_string();
+    tokio::time::timeout(crate::harness::WAIT, async {
+        while db.get_state(id, "last_build").await.unwrap().as_deref() != Some(want.as_str()) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the second night passed");
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 3);
+    m.stop().await;
+}
