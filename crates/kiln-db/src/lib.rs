@@ -41,6 +41,7 @@ pub use connection::{Backend, Db};
 pub use json::{json_to_property, property_to_json};
 pub use logs::{LogChunk, LogRow, LogType, MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 pub use masters::MasterRow;
+pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};
 pub use workers::WorkerRow;

@@ -1,12 +1,21 @@
 //! Schedulers (`schedulers`) and the changes they have classified but not built yet
 //! (`scheduler_changes`), which is how a tree-stable timer survives a restart.
 
-use kiln_core::{ChangeId, SchedulerId};
+use kiln_core::{ChangeId, MasterId, SchedulerId};
 
 use crate::batch::Batch;
-use crate::listing::SqlValue;
+use crate::listing::{Page, SqlValue};
 use crate::rows::{RowExt, name_hash};
 use crate::{Db, Result};
+
+/// A scheduler as stored: its master is the one running it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerRow {
+    pub id: SchedulerId,
+    pub name: String,
+    pub enabled: bool,
+    pub masterid: Option<MasterId>,
+}
 
 impl Db {
     /// The id of the scheduler called `name`, created if new.
@@ -27,6 +36,78 @@ impl Db {
                 .fetch_one(&self.wpool)
                 .await?;
         Ok(SchedulerId(r.int("id")?))
+    }
+
+    /// Makes `master` the one running exactly `schedulers`: its other schedulers are released.
+    pub async fn set_master_schedulers(
+        &self,
+        master: MasterId,
+        schedulers: &[SchedulerId],
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        sqlx::query("DELETE FROM scheduler_masters WHERE masterid = $1")
+            .bind(master.0)
+            .execute(&mut *tx)
+            .await?;
+        for s in schedulers {
+            sqlx::query("DELETE FROM scheduler_masters WHERE schedulerid = $1")
+                .bind(s.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO scheduler_masters (schedulerid, masterid) VALUES ($1, $2)")
+                .bind(s.0)
+                .bind(master.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Schedulers with the master running each, if any.
+    pub async fn list_schedulers(&self, page: &Page) -> Result<(Vec<SchedulerRow>, i64)> {
+        let (rows, total) = self
+            .list_rows(
+                "s.id AS id, s.name AS name, s.enabled AS enabled, m.masterid AS masterid",
+                "schedulers s LEFT JOIN scheduler_masters m ON m.schedulerid = s.id",
+                "id",
+                page,
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(SchedulerRow {
+                    id: SchedulerId(r.int("id")?),
+                    name: r.text("name")?,
+                    enabled: r.flag("enabled")?,
+                    masterid: r.opt_int("masterid")?.map(MasterId),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((rows, total))
+    }
+
+    /// Enables or disables a scheduler (Buildbot's `enable` control).
+    pub async fn set_scheduler_enabled(&self, id: SchedulerId, enabled: bool) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("UPDATE schedulers SET enabled = $1 WHERE id = $2")
+            .bind(i64::from(enabled))
+            .bind(id.0)
+            .execute(&self.wpool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The names of the disabled schedulers.
+    pub async fn disabled_schedulers(&self) -> Result<Vec<String>> {
+        sqlx::query("SELECT name FROM schedulers WHERE enabled = 0")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.text("name"))
+            .collect()
     }
 
     /// Records that a scheduler has seen `change`, and whether it found it important.

@@ -120,6 +120,12 @@ impl Updates {
                 .collect();
             db.set_builder_workers(*bmid, &wids).await?;
         }
+        // This master runs every configured scheduler.
+        let mut schedulers = Vec::with_capacity(config.schedulers.len());
+        for s in &config.schedulers {
+            schedulers.push(db.find_scheduler_id(s.name()).await?);
+        }
+        db.set_master_schedulers(self.master, &schedulers).await?;
         for id in builders.values() {
             self.events.publish(
                 format!("builders.{id}.started"),
@@ -244,6 +250,22 @@ impl Updates {
                 json!({"bsid": bsid.0, "results": results.code()}),
             );
         }
+    }
+
+    /// Enables or disables a scheduler; false if there is no such scheduler.
+    pub async fn set_scheduler_enabled(
+        &self,
+        id: kiln_core::SchedulerId,
+        enabled: bool,
+    ) -> Result<bool> {
+        let found = self.db.set_scheduler_enabled(id, enabled).await?;
+        if found {
+            self.events.publish(
+                format!("schedulers.{id}.updated"),
+                json!({"schedulerid": id.0, "enabled": enabled}),
+            );
+        }
+        Ok(found)
     }
 
     pub async fn set_buildrequest_priority(

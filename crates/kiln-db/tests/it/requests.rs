@@ -204,3 +204,43 @@ async fn listings_filter_order_and_page_in_sql() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn schedulers_belong_to_one_master_and_can_be_disabled() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let (m1, m2) = (
+            db.find_master_id("a:/x").await.unwrap(),
+            db.find_master_id("b:/y").await.unwrap(),
+        );
+        let s1 = db.find_scheduler_id("nightly").await.unwrap();
+        let s2 = db.find_scheduler_id("force").await.unwrap();
+        db.set_master_schedulers(m1, &[s1, s2]).await.unwrap();
+        // The second master takes one over; the first keeps the other.
+        db.set_master_schedulers(m2, &[s1]).await.unwrap();
+        let (rows, total) = db.list_schedulers(&Page::default()).await.unwrap();
+        assert_eq!(total, 2);
+        let owners: Vec<(&str, Option<kiln_core::MasterId>, bool)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.masterid, r.enabled))
+            .collect();
+        assert_eq!(
+            owners,
+            [("nightly", Some(m2), true), ("force", Some(m1), true)]
+        );
+        assert!(db.set_scheduler_enabled(s1, false).await.unwrap());
+        assert!(
+            !db.set_scheduler_enabled(kiln_core::SchedulerId(99), false)
+                .await
+                .unwrap()
+        );
+        assert_eq!(db.disabled_schedulers().await.unwrap(), ["nightly"]);
+        let page = Page::eq("enabled", SqlValue::Int(0));
+        let (rows, _) = db.list_schedulers(&page).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        let page = Page::eq("masterid", SqlValue::Int(m1.0));
+        let (rows, _) = db.list_schedulers(&page).await.unwrap();
+        assert_eq!(rows[0].name, "force");
+    })
+    .await;
+}

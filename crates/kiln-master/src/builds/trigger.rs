@@ -58,7 +58,13 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
     let mut events = master.events.subscribe();
     let mut triggered: BTreeMap<BuildSetId, Triggered> = BTreeMap::new();
     let mut urls = Vec::new();
+    let disabled = master.db.disabled_schedulers().await.unwrap_or_default();
     for name in &t.scheduler_names {
+        if disabled.contains(name) {
+            ctx.error_log(&format!("{name} is disabled: not triggered"))
+                .await;
+            continue;
+        }
         let trigger = Trigger {
             sourcestamps: sourcestamps.clone(),
             properties: properties.clone(),

@@ -62,8 +62,26 @@ impl BasicScheduler {
         self.apply(master, decisions).await
     }
 
-    pub async fn fire_due(&mut self, master: &Master, now: i64) -> anyhow::Result<()> {
-        let decisions = self.state.fire_due(now);
+    pub async fn fire_due(
+        &mut self,
+        master: &Master,
+        now: i64,
+        enabled: bool,
+    ) -> anyhow::Result<()> {
+        let mut decisions = self.state.fire_due(now);
+        if !enabled {
+            // Disabled since the changes came: they are forgotten, not built.
+            decisions = decisions
+                .into_iter()
+                .map(|d| match d {
+                    Decision::Buildset { forget, .. } => {
+                        tracing::info!(scheduler = %self.config.name, "the scheduler is disabled; not building");
+                        Decision::Forget(forget)
+                    }
+                    other => other,
+                })
+                .collect();
+        }
         self.apply(master, decisions).await
     }
 

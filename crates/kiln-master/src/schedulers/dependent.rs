@@ -58,7 +58,7 @@ impl DependentScheduler {
     }
 
     /// Notes the upstream's new buildsets and builds after those that completed well.
-    pub async fn check(&mut self, master: &Master) -> anyhow::Result<()> {
+    pub async fn check(&mut self, master: &Master, enabled: bool) -> anyhow::Result<()> {
         let before = self.watched.clone();
         loop {
             let page = Page {
@@ -93,7 +93,7 @@ impl DependentScheduler {
                         bs.results.and_then(Results::from_code),
                         Some(Results::Success | Results::Warnings)
                     );
-                    if ok {
+                    if ok && enabled {
                         self.submit(master, &bs.sourcestamps).await?;
                     }
                 }

@@ -227,6 +227,7 @@ async fn pass(
     schedulers: &mut BTreeMap<String, Running>,
     last_seen: &mut i64,
 ) -> anyhow::Result<()> {
+    let disabled = master.db.disabled_schedulers().await?;
     loop {
         let page = Page {
             filters: vec![kiln_db::listing::Filter {
@@ -242,7 +243,11 @@ async fn pass(
         let config = master.config();
         for row in &rows {
             let change = core_change(row);
-            for s in schedulers.values_mut() {
+            for (name, s) in schedulers.iter_mut() {
+                // A disabled scheduler does not see changes, as in Buildbot.
+                if disabled.contains(name) {
+                    continue;
+                }
                 match s {
                     Running::Basic(b) => b.got_change(master, &config.functions, &change).await?,
                     Running::Timed(t) => t.got_change(master, &config.functions, &change).await?,
@@ -256,11 +261,13 @@ async fn pass(
         }
     }
     let now = master.updates.now();
-    for s in schedulers.values_mut() {
+    for (name, s) in schedulers.iter_mut() {
+        // A disabled scheduler keeps time but builds nothing.
+        let enabled = !disabled.contains(name);
         match s {
-            Running::Basic(b) => b.fire_due(master, now).await?,
-            Running::Timed(t) => t.fire_due(master, now).await?,
-            Running::Dependent(d) => d.check(master).await?,
+            Running::Basic(b) => b.fire_due(master, now, enabled).await?,
+            Running::Timed(t) => t.fire_due(master, now, enabled).await?,
+            Running::Dependent(d) => d.check(master, enabled).await?,
         }
     }
     Ok(())

@@ -102,7 +102,12 @@ impl TimedScheduler {
         Ok(())
     }
 
-    pub async fn fire_due(&mut self, master: &Master, now: i64) -> anyhow::Result<()> {
+    pub async fn fire_due(
+        &mut self,
+        master: &Master,
+        now: i64,
+        enabled: bool,
+    ) -> anyhow::Result<()> {
         let Some(fired) = self.state.fire_due(now, &self.calendar, &self.classified) else {
             return Ok(());
         };
@@ -118,6 +123,10 @@ impl TimedScheduler {
                 .await?;
         }
         let c = &self.config;
+        if !enabled {
+            tracing::info!(scheduler = %c.name, "the scheduler is disabled; not building");
+            return Ok(());
+        }
         let target = Target {
             scheduler: &c.name,
             reason: buildsets::reason(&c.reason, &c.class_name, &c.name),

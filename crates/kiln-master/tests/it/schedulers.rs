@@ -8,7 +8,7 @@ use kiln_core::{ChangeId, SchedulerId};
 use kiln_master::clock::ManualClock;
 use serde_json::{Value, json};
 
-use crate::harness::{TestMaster, WAIT, config, http};
+use crate::harness::{TestMaster, WAIT, config, http, rpc};
 
 const START: i64 = 1_700_000_000;
 
@@ -462,5 +462,85 @@ async fn a_dependent_scheduler_builds_after_each_successful_upstream_buildset() 
         .filter(|s| !s.is_null())
         .collect();
     assert_eq!(stages, [&json!(["two", "Scheduler"])]);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedulers_are_listed_and_can_be_disabled_and_enabled() {
+    let body = "c['www'] = {'change_hook_dialects': {'base': True}}\n\
+        f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
+        c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1']),\n\
+            schedulers.SingleBranchScheduler(name='sb', builderNames=['b1'], branch='main'),\n\
+            schedulers.SingleBranchScheduler(name='zz', builderNames=['b1'], branch='main')]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    let (_, list) = m.get("schedulers").await;
+    let names: Vec<&str> = list["schedulers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["force", "sb", "zz"]);
+    let sb = &list["schedulers"][1];
+    assert_eq!(sb["enabled"], true);
+    assert_eq!(sb["master"]["active"], true, "{sb}");
+    let id = |name: &str| {
+        list["schedulers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["schedulerid"]
+            .as_i64()
+            .unwrap()
+    };
+    let www = m.www();
+    let enable = |id: i64, on: bool| {
+        let www = www.clone();
+        async move {
+            let (status, reply) = rpc(
+                &www,
+                &format!("schedulers/{id}"),
+                "enable",
+                json!({"enabled": on}),
+            )
+            .await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    };
+    enable(id("force"), false).await;
+    enable(id("sb"), false).await;
+    let (_, one) = m.get(&format!("schedulers/{}", id("sb"))).await;
+    assert_eq!(one["schedulers"][0]["enabled"], false);
+    let (status, reply) = rpc(
+        &m.www(),
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["b1"]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(reply.to_string().contains("is disabled"), "{reply}");
+
+    // While sb is disabled a change is built by zz only (zz sees each change after sb does).
+    let by = |bs: &Value| bs["reason"].as_str().unwrap_or_default().contains("'sb'");
+    post_change(&m, "main", "r1").await;
+    let e = m.wait_event("buildsets.*.new").await;
+    assert!(!by(&e), "{e}");
+    enable(id("sb"), true).await;
+    enable(id("force"), true).await;
+    post_change(&m, "main", "r2").await;
+    let mut from_sb = Vec::new();
+    for _ in 0..2 {
+        let e = m.wait_event("buildsets.*.new").await;
+        if by(&e) {
+            from_sb.push(e["bsid"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(from_sb.len(), 1);
+    let (_, bs) = m.get(&format!("buildsets/{}", from_sb[0])).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "r2");
+    m.force(json!({"builderNames": ["b1"]})).await;
     m.stop().await;
 }

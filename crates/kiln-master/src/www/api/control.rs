@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_config::SchedulerConfig;
-use kiln_core::{BuildId, BuildRequestId, BuildSetId, SourceStampId};
+use kiln_core::{BuildId, BuildRequestId, BuildSetId, SchedulerId, SourceStampId};
 use kiln_db::NewBuildSet;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use serde_json::{Value, json};
@@ -190,6 +190,14 @@ async fn dispatch(
             else {
                 return Err(not_found(path));
             };
+            let disabled = master.db.disabled_schedulers().await.map_err(internal)?;
+            if disabled.iter().any(|d| d == name) {
+                return Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_PARAMS,
+                    format!("the scheduler '{name}' is disabled"),
+                ));
+            }
             let owner = params.get("owner").and_then(Value::as_str);
             match force(master, scheduler, params, owner).await {
                 Ok((bsid, brids)) => {
@@ -285,6 +293,26 @@ async fn dispatch(
                 .cancel_buildrequest(brid, &reason)
                 .await
                 .map_err(internal)?;
+            Ok(Value::Null)
+        }
+        (["schedulers", id], "enable") => {
+            let id = SchedulerId(id.parse().map_err(|_| not_found(path))?);
+            let Some(enabled) = params.get("enabled").and_then(Value::as_bool) else {
+                return Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_PARAMS,
+                    "enabled must be true or false",
+                ));
+            };
+            if !master
+                .updates
+                .set_scheduler_enabled(id, enabled)
+                .await
+                .map_err(internal)?
+            {
+                return Err(not_found(path));
+            }
+            master.wake_schedulers();
             Ok(Value::Null)
         }
         (["buildrequests", id], "set_priority") => {

@@ -158,9 +158,9 @@ const FORCESCHEDULERS: &[Field] = &[
     f("all_fields", "", Kind::Computed),
 ];
 const SCHEDULERS: &[Field] = &[
-    f("schedulerid", "", Kind::Computed),
-    f("name", "", Kind::Computed),
-    f("enabled", "", Kind::Computed),
+    f("schedulerid", "id", Kind::Int),
+    f("name", "name", Kind::Text),
+    f("enabled", "enabled", Kind::Bool),
     f("master", "", Kind::Computed),
 ];
 const NAMED: &[Field] = &[f("name", "", Kind::Computed)];
@@ -525,6 +525,15 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
             path.into(),
         )),
         ["schedulers"] => Ok(Target::Collection(Ty::Schedulers, vec![])),
+        ["schedulers", id] => Ok(Target::Single(
+            Ty::Schedulers,
+            vec![eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["masters", id, "schedulers"] => Ok(Target::Collection(
+            Ty::Schedulers,
+            vec![eq("masterid", int(id).ok_or_else(nf)?)],
+        )),
         ["changesources"] => Ok(Target::Collection(Ty::ChangeSources, vec![])),
         ["projects"] => Ok(Target::Collection(Ty::Projects, vec![])),
         _ => Err(nf()),
@@ -615,7 +624,21 @@ async fn load(
             let (rows, total) = db.list_masters(page).await?;
             (rows.iter().map(shapes::master).collect(), total)
         }
-        Ty::ForceSchedulers | Ty::Schedulers | Ty::ChangeSources | Ty::Projects => {
+        Ty::Schedulers => {
+            let (rows, total) = db.list_schedulers(page).await?;
+            let (masters, _) = db.list_masters(&kiln_db::listing::Page::default()).await?;
+            let items = rows
+                .iter()
+                .map(|r| {
+                    let m = r
+                        .masterid
+                        .and_then(|id| masters.iter().find(|m| m.id == id));
+                    shapes::scheduler(r, m)
+                })
+                .collect();
+            (items, total)
+        }
+        Ty::ForceSchedulers | Ty::ChangeSources | Ty::Projects => {
             let config = master.config();
             let ids = master.builder_ids();
             let mut items: Vec<Value> = match ty {
@@ -626,12 +649,6 @@ async fn load(
                         kiln_config::SchedulerConfig::Force(f) => Some(shapes::forcescheduler(f)),
                         _ => None,
                     })
-                    .collect(),
-                Ty::Schedulers => config
-                    .schedulers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| json!({"schedulerid": i + 1, "name": s.name(), "enabled": true, "master": null}))
                     .collect(),
                 _ => Vec::new(),
             };

@@ -156,6 +156,12 @@ pub fn master(m: &MasterRow) -> Value {
     json!({"masterid": m.id.0, "name": m.name, "active": m.active, "last_active": m.last_active})
 }
 
+/// A scheduler, with the master running it (Buildbot's `master` is the master's resource, or
+/// null when no master runs it).
+pub fn scheduler(s: &kiln_db::SchedulerRow, m: Option<&MasterRow>) -> Value {
+    json!({"schedulerid": s.id.0, "name": s.name, "enabled": s.enabled, "master": m.map(master)})
+}
+
 pub fn change(c: &ChangeRow, sourcestamp: Value) -> Value {
     let props: serde_json::Map<String, Value> = c
         .properties
