@@ -10,6 +10,7 @@ use crate::model::*;
 use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
+mod changes;
 mod schedulers;
 mod timed;
 mod trigger;
@@ -20,7 +21,6 @@ const NOT_YET: &[&str] = &[
     "buildbotNetUsageData",
     "buildCacheSize",
     "caches",
-    "change_source",
     "codebaseGenerator",
     "codebases",
     "configurators",
@@ -59,6 +59,7 @@ const KNOWN: &[&str] = &[
     "workers",
     "builders",
     "schedulers",
+    "change_source",
     "properties",
     "collapseRequests",
     "multiMaster",
@@ -537,6 +538,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .filter_map(|(loc, s)| scheduler(&mut cx, &loc, s))
         .collect::<Vec<_>>();
 
+    let change_sources = changes::change_sources(&mut cx, get("change_source"));
     cross_check(&mut cx, &workers, &builders, &schedulers);
 
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = cx
@@ -558,6 +560,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         workers,
         builders,
         schedulers,
+        change_sources,
         properties,
         collapse_requests,
         warnings,
@@ -1039,6 +1042,7 @@ const DIALECTS: &[&str] = &[
     "gitea",
     "github",
     "gitlab",
+    "poller",
 ];
 
 /// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows

@@ -521,3 +521,99 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b']),
         "the first step is fine:\n{text}"
     );
 }
+
+#[test]
+fn change_sources_take_buildbot_arguments() {
+    use crate::{ChangeSourceConfig, Data, GitBranches};
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['change_source'] = [
+    changes.GitPoller('https://x/a.git', branches=['main', 'refs/tags/v1'], pollInterval=30, pollAtLaunch=True),
+    changes.GitPoller(repourl='https://x/b.git', only_tags=True, name='tags'),
+    changes.GitPoller(repourl='https://x/c.git', branches=lambda ref: ref.startswith('refs/heads/rel'), name='fn'),
+    changes.HgPoller('https://x/hg', workdir='hg', bookmarks=['@']),
+    changes.SVNPoller('svn://x/repo/', split_file=changes.split_file_projects_branches),
+]
+"#;
+    let c = load_str("master.star", src).unwrap();
+    let sources = &c.change_sources;
+    let ChangeSourceConfig::Git(a) = &sources[0] else {
+        panic!()
+    };
+    assert_eq!(a.common.name, "https://x/a.git");
+    assert_eq!(
+        (a.common.poll_interval, a.common.poll_at_launch),
+        (30, true)
+    );
+    assert_eq!(
+        a.branches,
+        GitBranches::Named(vec!["main".into(), "refs/tags/v1".into()])
+    );
+    assert_eq!(a.workdir, "gitpoller-work");
+    let ChangeSourceConfig::Git(tags) = &sources[1] else {
+        panic!()
+    };
+    assert_eq!(tags.branches, GitBranches::Tags);
+    let ChangeSourceConfig::Git(f) = &sources[2] else {
+        panic!()
+    };
+    let GitBranches::Function(func) = f.branches else {
+        panic!()
+    };
+    let yes = c
+        .functions
+        .call(func, &[Data::Str("refs/heads/rel-1".into())], &[]);
+    assert_eq!(yes, Ok(Data::Bool(true)));
+    let ChangeSourceConfig::Hg(hg) = &sources[3] else {
+        panic!()
+    };
+    assert!(hg.branches.is_empty() && hg.bookmarks == ["@"]);
+    let ChangeSourceConfig::Svn(svn) = &sources[4] else {
+        panic!()
+    };
+    assert_eq!(svn.repourl, "svn://x/repo");
+    assert_eq!(svn.common.poll_interval, 600);
+    // Buildbot's splitters, in Starlark.
+    let split = |path: &str| {
+        c.functions
+            .call(svn.split_file.unwrap(), &[Data::Str(path.into())], &[])
+            .unwrap()
+    };
+    let branch = split("kiln/branches/b1/src/a.c");
+    assert_eq!(branch.attr("branch"), None, "a dict, not an object");
+    let Data::Dict(entries) = branch else {
+        panic!("{branch:?}")
+    };
+    let get = |k: &str| {
+        entries
+            .iter()
+            .find(|(key, _)| key.as_str() == Some(k))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("project"), Some(Data::Str("kiln".into())));
+    assert_eq!(get("branch"), Some(Data::Str("branches/b1".into())));
+    assert_eq!(get("path"), Some(Data::Str("src/a.c".into())));
+    assert_eq!(split("kiln/tags/v1/a.c"), Data::None);
+
+    let bad = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['change_source'] = [changes.GitPoller(), changes.GitPoller('u', branch='a', branches=['b']),
+    changes.HgPoller('h'), changes.GitPoller('u', pollInterval=0), changes.GitPoller('u', only_tags=True, branches=['x'])]
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "GitPoller needs a repourl",
+        "give branches or branch, not both",
+        "HgPoller needs a workdir",
+        "pollInterval must be a positive number of seconds",
+        "only_tags and branches are exclusive",
+        "two change sources are named 'u'",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}

@@ -12,6 +12,7 @@
 //! [`Master::start`] wires them together.
 
 pub mod builds;
+pub mod changes;
 pub mod clock;
 pub mod events;
 pub mod master;

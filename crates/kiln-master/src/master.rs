@@ -28,6 +28,7 @@ pub struct Master {
     pub events: EventBus,
     pub updates: Updates,
     pub workers: Workers,
+    pub pollers: crate::changes::Pollers,
     builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
     pub(crate) distributor_wake: Notify,
     pub(crate) schedulers_wake: Notify,
@@ -149,12 +150,14 @@ impl Master {
     }
 
     /// Registers the configuration's builders and workers in the database and in memory.
-    pub async fn apply_config(&self, config: MasterConfig) -> anyhow::Result<()> {
+    pub async fn apply_config(self: &Arc<Self>, config: MasterConfig) -> anyhow::Result<()> {
         let (builder_ids, workers) = self.updates.register_config(&config).await?;
         self.workers.configure(&workers);
         *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(builder_ids);
+        self.pollers.configure(self, &config);
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.wake_distributor();
+        self.wake_schedulers();
         Ok(())
     }
 
@@ -196,6 +199,7 @@ impl Master {
             events,
             updates,
             workers: Workers::default(),
+            pollers: Default::default(),
             builder_ids: RwLock::new(Arc::new(HashMap::new())),
             distributor_wake: Notify::new(),
             schedulers_wake: Notify::new(),
@@ -261,6 +265,7 @@ impl Master {
             master.clone(),
             schedulers,
         )));
+        master.pollers.start(&master);
         tracing::info!(%worker_addr, %www_addr, "master started");
         Ok(Running {
             master,
@@ -277,6 +282,7 @@ impl Running {
     pub async fn stop(self) {
         let master = self.master;
         master.shutdown.send_replace(true);
+        master.pollers.stop_all();
         let running: Vec<(BuildId, kiln_core::BuildRequestId)> = master
             .running_builds()
             .iter()

@@ -8,6 +8,7 @@ mod bitbucket;
 mod gitea;
 mod github;
 mod gitlab;
+mod poller;
 
 use std::sync::Arc;
 
@@ -132,6 +133,9 @@ async fn handle(
         )
             .into_response();
     };
+    if name == "poller" {
+        return poller::handle(master, options, query).await;
+    }
     let now = master.updates.now();
     let parsed = match name {
         "base" => base::parse(query, body, now).map(Parsed::changes),
