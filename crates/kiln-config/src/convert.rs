@@ -522,7 +522,13 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
     };
     let collapse_requests = {
         let loc = cx.key_loc("collapseRequests");
-        cx.boolean(get("collapseRequests"), true, "c['collapseRequests']", &loc)
+        collapse(
+            &mut cx,
+            get("collapseRequests"),
+            "c['collapseRequests']",
+            &loc,
+        )
+        .unwrap_or(Collapse::Default)
     };
 
     let workers = objects(&mut cx, get("workers"), "workers", "Worker")
@@ -727,20 +733,7 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         },
     };
     let description = cx.opt_string(b.field("description"), "description", loc);
-    let collapse_requests = match b.field("collapseRequests") {
-        None | Some(Node::None) => None,
-        Some(Node::Bool(v)) => Some(*v),
-        Some(other) => {
-            cx.warn(
-                loc,
-                format!(
-                    "collapseRequests as {} is not supported yet; using the default",
-                    other.describe()
-                ),
-            );
-            None
-        }
-    };
+    let collapse_requests = collapse(cx, b.field("collapseRequests"), "collapseRequests", loc);
     for unsupported in [
         "nextWorker",
         "nextBuild",
@@ -939,6 +932,26 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         description,
         description_done,
     })
+}
+
+/// `collapseRequests`: `True`, `False` or a function; absent or `None` is `None`.
+fn collapse(cx: &mut Cx, node: Option<&Node>, what: &str, loc: &Location) -> Option<Collapse> {
+    match node {
+        None | Some(Node::None) => None,
+        Some(Node::Bool(true)) => Some(Collapse::Default),
+        Some(Node::Bool(false)) => Some(Collapse::Never),
+        Some(Node::Function(f, _)) => Some(Collapse::Function(*f)),
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "{what} must be True, False or a function, not {}",
+                    other.describe()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn describe(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {

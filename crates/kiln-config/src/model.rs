@@ -26,8 +26,8 @@ pub struct MasterConfig {
     pub change_sources: Vec<ChangeSourceConfig>,
     /// Global properties (`c['properties']`).
     pub properties: BTreeMap<String, PropertyValue>,
-    /// Whether every request on a builder is collapsed by default (`c['collapseRequests']`).
-    pub collapse_requests: bool,
+    /// Whether requests waiting on a builder are collapsed (`c['collapseRequests']`).
+    pub collapse_requests: Collapse,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
@@ -213,6 +213,17 @@ pub struct SvnPollerConfig {
     pub extra_args: Vec<String>,
 }
 
+/// How requests waiting on a builder are collapsed when a new one arrives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Collapse {
+    /// `False`: never.
+    Never,
+    /// `True`: by Buildbot's default rule (`kiln_core::collapse`).
+    Default,
+    /// A function `(master, builder, new, old)` deciding for each older request.
+    Function(kiln_core::changefilter::FnRef),
+}
+
 /// The default of `c['www']['change_hook_max_body']`.
 pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
 
@@ -247,7 +258,8 @@ pub struct BuilderConfig {
     pub tags: Vec<String>,
     pub env: Vec<(String, Renderable)>,
     pub description: Option<String>,
-    pub collapse_requests: Option<bool>,
+    /// The builder's own `collapseRequests`, over the global one.
+    pub collapse_requests: Option<Collapse>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod changefilter;
+pub mod collapse;
 pub mod cron;
 pub mod distributor;
 pub mod ids;

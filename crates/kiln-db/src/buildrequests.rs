@@ -155,6 +155,60 @@ impl Db {
         completion_of(&batch.run(self).await?)
     }
 
+    /// The incomplete, unclaimed requests on `builder` older than `below`, oldest first: the ones a
+    /// new request may collapse.
+    pub async fn older_unclaimed(
+        &self,
+        builder: BuilderId,
+        below: BuildRequestId,
+    ) -> Result<Vec<BuildRequestRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.id < $2 AND br.complete = 0 \
+             AND c.brid IS NULL ORDER BY br.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(builder.0)
+            .bind(below.0)
+            .fetch_all(&self.wpool)
+            .await?;
+        rows.iter().map(request).collect()
+    }
+
+    /// Completes requests as SKIPPED, each only if no build has it: a request claimed meanwhile
+    /// (started here or by another master) is left alone. Their buildsets complete as usual.
+    pub async fn skip_unclaimed(
+        &self,
+        ids: &[BuildRequestId],
+        master: MasterId,
+        now: i64,
+    ) -> Result<Completion> {
+        let mut batch = Batch::default();
+        for id in ids {
+            batch.push(
+                CLAIM_IF_UNCLAIMED,
+                vec![
+                    SqlValue::Int(id.0),
+                    SqlValue::Int(master.0),
+                    SqlValue::Int(now),
+                ],
+            );
+            batch.push(
+                SKIP_UNSTARTED,
+                vec![
+                    SqlValue::Int(Results::Skipped.code()),
+                    SqlValue::Int(now),
+                    SqlValue::Int(id.0),
+                    SqlValue::Int(master.0),
+                ],
+            );
+            batch.push(
+                COMPLETE_BUILDSET,
+                vec![SqlValue::Int(now), SqlValue::Int(id.0)],
+            );
+        }
+        completion_of(&batch.run(self).await?)
+    }
+
     pub async fn set_buildrequest_priority(
         &self,
         id: BuildRequestId,
@@ -189,6 +243,15 @@ pub(crate) const CLAIM_IF_UNCLAIMED: &str = "INSERT INTO buildrequest_claims (br
 /// $1 results, $2 time, $3 request.
 const COMPLETE_REQUEST: &str = "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
     WHERE id = $3 AND complete = 0 RETURNING id AS completed_brid, buildsetid";
+
+/// Completes a request claimed by this master ($4) that no unfinished build runs: $1 results,
+/// $2 time, $3 request. A build and its claim are written together, so a claimed request without
+/// an unfinished build is one this master has just claimed to complete.
+const SKIP_UNSTARTED: &str = "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
+    WHERE id = $3 AND complete = 0 \
+    AND EXISTS (SELECT 1 FROM buildrequest_claims WHERE brid = $3 AND masterid = $4) \
+    AND NOT EXISTS (SELECT 1 FROM builds WHERE buildrequestid = $3 AND complete_at IS NULL) \
+    RETURNING id AS completed_brid, buildsetid";
 
 /// Completes the request's buildset if none of its requests is still incomplete: $1 time,
 /// $2 request. The results are the worst of the requests' in Buildbot's order (worst first:

@@ -172,6 +172,17 @@ impl Db {
         Ok((out, total))
     }
 
+    /// Whether any change is attached to the source stamp.
+    pub async fn sourcestamp_has_changes(&self, id: SourceStampId) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM changes WHERE sourcestampid = $1 LIMIT 1")
+                .bind(id.0)
+                .fetch_optional(&self.wpool)
+                .await?
+                .is_some(),
+        )
+    }
+
     pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {

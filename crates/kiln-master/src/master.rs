@@ -124,6 +124,24 @@ impl Master {
         }
     }
 
+    /// Submits a buildset: stores it and its requests, collapses the older requests they make
+    /// unnecessary, and wakes the distributor.
+    pub async fn add_buildset(
+        &self,
+        buildset: kiln_db::NewBuildSet,
+    ) -> anyhow::Result<(
+        kiln_core::BuildSetId,
+        Vec<(BuilderId, kiln_core::BuildRequestId)>,
+    )> {
+        let added = self.updates.add_buildset(buildset).await?;
+        if let Err(error) = crate::builds::collapse::after_submit(self, &added.1).await {
+            // The requests are stored; at worst an older one builds needlessly.
+            tracing::error!(%error, "collapsing build requests");
+        }
+        self.wake_distributor();
+        Ok(added)
+    }
+
     /// Cancels a build request: one not yet started completes as CANCELLED; a running one's build
     /// is stopped, which completes the request when the build ends.
     pub async fn cancel_buildrequest(

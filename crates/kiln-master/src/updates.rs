@@ -232,6 +232,16 @@ impl Updates {
         Ok(())
     }
 
+    /// Completes unclaimed requests as SKIPPED (collapsed); see [`Db::skip_unclaimed`].
+    pub async fn skip_unclaimed(&self, brids: &[BuildRequestId]) -> Result<()> {
+        let done = self
+            .db
+            .skip_unclaimed(brids, self.master, self.now())
+            .await?;
+        self.publish_completion(&done, Results::Skipped);
+        Ok(())
+    }
+
     fn publish_completion(&self, done: &kiln_db::Completion, results: Results) {
         let key = if results == Results::Cancelled {
             "canceled"

@@ -244,3 +244,41 @@ async fn schedulers_belong_to_one_master_and_can_be_disabled() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn collapsing_skips_only_requests_no_build_has() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let m1 = db.find_master_id("m1").await.unwrap();
+        let b = db.find_builder_id("b").await.unwrap();
+        let w = db.find_worker_id("w").await.unwrap();
+        let mut ids = Vec::new();
+        for at in [100, 101, 102] {
+            let (bsid, brs) = db.add_buildset(&buildset(vec![(b, 0)], at)).await.unwrap();
+            ids.push((bsid, brs[0].1));
+        }
+        // The second one has started meanwhile.
+        db.claim_and_start_build(ids[1].1, ids[1].0, b, w, m1, "starting", 103)
+            .await
+            .unwrap();
+        let older: Vec<_> = db
+            .older_unclaimed(b, ids[2].1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(older, [ids[0].1], "{}", t.backend);
+        let done = db
+            .skip_unclaimed(&[ids[0].1, ids[1].1], m1, 104)
+            .await
+            .unwrap();
+        assert_eq!(done.requests, [(ids[0].1, ids[0].0)], "{}", t.backend);
+        assert_eq!(done.buildsets, [(ids[0].0, Results::Success)]);
+        let skipped = db.get_buildrequest(ids[0].1).await.unwrap().unwrap();
+        assert_eq!(skipped.results, Some(Results::Skipped.code()));
+        let running = db.get_buildrequest(ids[1].1).await.unwrap().unwrap();
+        assert!(!running.complete, "a started request is not skipped");
+    })
+    .await;
+}

@@ -111,8 +111,7 @@ async fn submit(
             .collect(),
         ..Default::default()
     };
-    master.updates.add_buildset(buildset).await?;
-    master.wake_distributor();
+    master.add_buildset(buildset).await?;
     Ok(())
 }
 

@@ -140,8 +140,7 @@ impl DependentScheduler {
                 .collect(),
             ..Default::default()
         };
-        master.updates.add_buildset(buildset).await?;
-        master.wake_distributor();
+        master.add_buildset(buildset).await?;
         Ok(())
     }
 }

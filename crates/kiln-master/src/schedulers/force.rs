@@ -256,11 +256,9 @@ pub async fn force(
         ..Default::default()
     };
     let result = master
-        .updates
         .add_buildset(buildset)
         .await
         .map_err(|e| ForceError::Internal(e.to_string()))?;
-    master.wake_distributor();
     Ok(result)
 }
 

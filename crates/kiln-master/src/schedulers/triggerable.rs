@@ -78,8 +78,7 @@ pub async fn submit(
         parent_relationship: Some(trigger.parent_relationship),
         ..Default::default()
     };
-    let added = master.updates.add_buildset(buildset).await?;
-    master.wake_distributor();
+    let added = master.add_buildset(buildset).await?;
     Ok(added)
 }
 

@@ -336,3 +336,57 @@ async fn workers_can_be_paused_unpaused_and_killed() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_are_collapsed_by_newer_ones_as_skipped() {
+    let body = "f = util.BuildFactory([steps.ShellCommand(command='true')])\n\
+        def same_n(master, builder, new, old):\n\
+        \x20   return builder.name == 'fn' and new['properties']['n'] == old['properties']['n']\n\
+        c['builders'] = [\n\
+            util.BuilderConfig(name='default', workernames=['w1'], factory=f, collapseRequests=True),\n\
+            util.BuilderConfig(name='never', workernames=['w1'], factory=f),\n\
+            util.BuilderConfig(name='fn', workernames=['w1'], factory=f, collapseRequests=same_n)]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['default', 'never', 'fn'],\n\
+            properties=[util.StringParameter(name='n', default='1')])]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    // No worker yet: every request waits.
+    let mut forced = Vec::new();
+    for (builder, revision, n) in [
+        ("default", "r1", "1"),
+        ("default", "r1", "1"),
+        ("default", "r2", "1"),
+        ("default", "r2", "1"),
+        ("never", "r1", "1"),
+        ("never", "r1", "1"),
+        ("fn", "r1", "1"),
+        ("fn", "r9", "2"),
+        ("fn", "r8", "1"),
+    ] {
+        let bsid = m
+            .force(json!({"builderNames": [builder], "revision": revision, "n": n}))
+            .await;
+        forced.push(bsid);
+    }
+    m.start_worker("w1", "pass").await;
+    let mut results = Vec::new();
+    for bsid in &forced {
+        // Some completed before anything ran, so their events are not waited for.
+        tokio::time::timeout(crate::harness::WAIT, async {
+            loop {
+                let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+                if bs["buildsets"][0]["complete"] == true {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the buildset completes");
+        let (_, reqs) = m.get(&format!("buildrequests?buildsetid={bsid}")).await;
+        results.push(reqs["buildrequests"][0]["results"].as_i64().unwrap());
+    }
+    // The same revision collapses; a different one does not. False never collapses. The function
+    // collapses requests with the same 'n'.
+    assert_eq!(results, [3, 0, 3, 0, 0, 0, 3, 0, 0]);
+    m.stop().await;
+}

@@ -270,8 +270,7 @@ async fn dispatch(
                 rebuilt_buildid: Some(id.0),
                 ..Default::default()
             };
-            let (bsid, brids) = master.updates.add_buildset(new).await.map_err(internal)?;
-            master.wake_distributor();
+            let (bsid, brids) = master.add_buildset(new).await.map_err(internal)?;
             let map: serde_json::Map<String, Value> = brids
                 .iter()
                 .map(|(b, r)| (b.0.to_string(), json!(r.0)))
