@@ -35,7 +35,6 @@ const NOT_YET: &[&str] = &[
     "machines",
     "metrics",
     "mq",
-    "prioritizeBuilders",
     "projects",
     "revlink",
     "secretsProviders",
@@ -60,6 +59,7 @@ const KNOWN: &[&str] = &[
     "builders",
     "schedulers",
     "change_source",
+    "prioritizeBuilders",
     "properties",
     "collapseRequests",
     "multiMaster",
@@ -545,6 +545,12 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .collect::<Vec<_>>();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
+    let prioritize_builders = get("prioritizeBuilders")
+        .filter(|n| **n != Node::None)
+        .and_then(|n| {
+            let loc = cx.key_loc("prioritizeBuilders");
+            schedulers::function(&mut cx, n, "c['prioritizeBuilders']", &loc)
+        });
     cross_check(&mut cx, &workers, &builders, &schedulers);
 
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = cx
@@ -569,6 +575,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         change_sources,
         properties,
         collapse_requests,
+        prioritize_builders,
         warnings,
         functions: Default::default(),
     })
@@ -734,15 +741,15 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
     };
     let description = cx.opt_string(b.field("description"), "description", loc);
     let collapse_requests = collapse(cx, b.field("collapseRequests"), "collapseRequests", loc);
-    for unsupported in [
-        "nextWorker",
-        "nextBuild",
-        "locks",
-        "canStartBuild",
-        "do_build_if",
-        "project",
-        "defaultProperties",
-    ] {
+    let hook = |cx: &mut Cx, key: &str| {
+        b.field(key)
+            .filter(|n| **n != Node::None)
+            .and_then(|n| schedulers::function(cx, n, key, loc))
+    };
+    let next_worker = hook(cx, "nextWorker");
+    let next_build = hook(cx, "nextBuild");
+    let can_start_build = hook(cx, "canStartBuild");
+    for unsupported in ["locks", "do_build_if", "project", "defaultProperties"] {
         if b.field(unsupported).is_some_and(|n| *n != Node::None) {
             cx.warn(loc, format!("builder '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
@@ -758,6 +765,9 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         env,
         description,
         collapse_requests,
+        next_worker,
+        next_build,
+        can_start_build,
     })
 }
 

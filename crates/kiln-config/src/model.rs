@@ -28,6 +28,8 @@ pub struct MasterConfig {
     pub properties: BTreeMap<String, PropertyValue>,
     /// Whether requests waiting on a builder are collapsed (`c['collapseRequests']`).
     pub collapse_requests: Collapse,
+    /// `c['prioritizeBuilders']`: orders the builders with waiting requests.
+    pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
@@ -260,6 +262,12 @@ pub struct BuilderConfig {
     pub description: Option<String>,
     /// The builder's own `collapseRequests`, over the global one.
     pub collapse_requests: Option<Collapse>,
+    /// `nextWorker(builder, workers, request)`: the worker for a request.
+    pub next_worker: Option<kiln_core::changefilter::FnRef>,
+    /// `nextBuild(builder, requests)`: the request to start next.
+    pub next_build: Option<kiln_core::changefilter::FnRef>,
+    /// `canStartBuild(builder, worker, request)`: whether a request may start on a worker.
+    pub can_start_build: Option<kiln_core::changefilter::FnRef>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

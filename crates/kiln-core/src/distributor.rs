@@ -47,14 +47,83 @@ pub struct Assignment {
     pub worker: String,
 }
 
-/// Chooses the builds to start now.
-///
-/// Among the workers free for a request, the one running the fewest builds is chosen, and the
-/// builder's configured order breaks ties, so the choice is deterministic and spreads the load.
+/// The choices a configuration may make instead of the defaults, as Buildbot's
+/// `prioritizeBuilders`, `nextBuild`, `nextWorker` and `canStartBuild` do. The caller implements
+/// them (with the configuration's functions); [`DefaultHooks`] keeps every default.
+pub trait Hooks {
+    /// The builders in the order to serve them, or `None` for the default order. Builders left
+    /// out are not served in this pass.
+    fn prioritize_builders(&self, builders: &[&BuilderSlots]) -> Option<Vec<BuilderId>>;
+    /// The request of `builder` to start next among `requests` (in default order): `None` for the
+    /// default (the first), `Some(None)` to start none now.
+    fn next_build(
+        &self,
+        builder: &BuilderSlots,
+        requests: &[&PendingRequest],
+    ) -> Option<Option<BuildRequestId>>;
+    /// The worker to run `request` on among the free `workers` (in default order): `None` for the
+    /// default (the first), `Some(None)` for none.
+    fn next_worker(
+        &self,
+        builder: &BuilderSlots,
+        workers: &[&str],
+        request: &PendingRequest,
+    ) -> Option<Option<String>>;
+    /// Whether `request` may start on `worker`; when not, the next worker is tried.
+    fn can_start_build(
+        &self,
+        builder: &BuilderSlots,
+        worker: &str,
+        request: &PendingRequest,
+    ) -> bool;
+}
+
+/// Buildbot's defaults.
+pub struct DefaultHooks;
+
+impl Hooks for DefaultHooks {
+    fn prioritize_builders(&self, _: &[&BuilderSlots]) -> Option<Vec<BuilderId>> {
+        None
+    }
+    fn next_build(
+        &self,
+        _: &BuilderSlots,
+        _: &[&PendingRequest],
+    ) -> Option<Option<BuildRequestId>> {
+        None
+    }
+    fn next_worker(
+        &self,
+        _: &BuilderSlots,
+        _: &[&str],
+        _: &PendingRequest,
+    ) -> Option<Option<String>> {
+        None
+    }
+    fn can_start_build(&self, _: &BuilderSlots, _: &str, _: &PendingRequest) -> bool {
+        true
+    }
+}
+
+/// Chooses the builds to start now, with Buildbot's defaults.
 pub fn distribute(
     pending: &[PendingRequest],
     builders: &[BuilderSlots],
     workers: &[WorkerAvailability],
+) -> Vec<Assignment> {
+    distribute_with(pending, builders, workers, &DefaultHooks)
+}
+
+/// Chooses the builds to start now.
+///
+/// By default, among the workers free for a request, the one running the fewest builds is
+/// chosen, and the builder's configured order breaks ties, so the choice is deterministic and
+/// spreads the load; `hooks` may choose otherwise.
+pub fn distribute_with(
+    pending: &[PendingRequest],
+    builders: &[BuilderSlots],
+    workers: &[WorkerAvailability],
+    hooks: &dyn Hooks,
 ) -> Vec<Assignment> {
     let mut by_builder: BTreeMap<BuilderId, Vec<&PendingRequest>> = BTreeMap::new();
     for request in pending {
@@ -81,6 +150,14 @@ pub fn distribute(
             .then(ra.submitted_at.cmp(&rb.submitted_at))
             .then(a.name.cmp(&b.name))
     });
+    if let Some(chosen) = hooks.prioritize_builders(&order) {
+        let mut seen = BTreeSet::new();
+        order = chosen
+            .iter()
+            .filter(|id| seen.insert(**id))
+            .filter_map(|id| order.iter().find(|b| b.id == *id).copied())
+            .collect();
+    }
 
     let mut state: BTreeMap<&str, (u32, Option<u32>, BTreeSet<BuilderId>)> = workers
         .iter()
@@ -96,26 +173,59 @@ pub fn distribute(
 
     let mut assignments = Vec::new();
     for builder in order {
-        for request in &by_builder[&builder.id] {
-            let chosen = builder
+        let mut remaining: Vec<&PendingRequest> = by_builder[&builder.id].clone();
+        while !remaining.is_empty() {
+            // The workers free for this builder, least busy first, then in configured order.
+            let mut free: Vec<(u32, usize, &str)> = builder
                 .workers
                 .iter()
                 .enumerate()
                 .filter_map(|(rank, name)| {
                     let (running, max, busy) = state.get(name.as_str())?;
                     let has_room = max.is_none_or(|m| *running < m);
-                    (has_room && !busy.contains(&builder.id)).then_some((*running, rank, name))
+                    (has_room && !busy.contains(&builder.id)).then_some((
+                        *running,
+                        rank,
+                        name.as_str(),
+                    ))
                 })
-                .min();
-            let Some((_, _, name)) = chosen else { break };
+                .collect();
+            if free.is_empty() {
+                break;
+            }
+            free.sort();
+            let request = match hooks.next_build(builder, &remaining) {
+                None => remaining[0],
+                Some(Some(id)) => match remaining.iter().find(|r| r.id == id) {
+                    Some(r) => *r,
+                    None => break,
+                },
+                Some(None) => break,
+            };
+            let mut candidates: Vec<&str> = free.iter().map(|(_, _, n)| *n).collect();
+            let mut chosen = None;
+            while !candidates.is_empty() {
+                let pick = match hooks.next_worker(builder, &candidates, request) {
+                    None => candidates[0].to_string(),
+                    Some(Some(name)) if candidates.contains(&name.as_str()) => name,
+                    Some(_) => break,
+                };
+                if hooks.can_start_build(builder, &pick, request) {
+                    chosen = Some(pick);
+                    break;
+                }
+                candidates.retain(|c| *c != pick);
+            }
+            let Some(name) = chosen else { break };
             if let Some((running, _, busy)) = state.get_mut(name.as_str()) {
                 *running += 1;
                 busy.insert(builder.id);
             }
+            remaining.retain(|r| r.id != request.id);
             assignments.push(Assignment {
                 request: request.id,
                 builder: builder.id,
-                worker: name.clone(),
+                worker: name,
             });
         }
     }
@@ -209,5 +319,52 @@ mod tests {
             &[worker("w1", None, &[]), worker("w2", None, &[])],
             &[(1, "w1"), (2, "w2")],
         );
+    }
+
+    struct Custom;
+    impl Hooks for Custom {
+        fn prioritize_builders(&self, builders: &[&BuilderSlots]) -> Option<Vec<BuilderId>> {
+            // Reversed: the last in default order goes first.
+            Some(builders.iter().rev().map(|b| b.id).collect())
+        }
+        fn next_build(
+            &self,
+            _: &BuilderSlots,
+            requests: &[&PendingRequest],
+        ) -> Option<Option<BuildRequestId>> {
+            Some(requests.last().map(|r| r.id))
+        }
+        fn next_worker(
+            &self,
+            _: &BuilderSlots,
+            workers: &[&str],
+            _: &PendingRequest,
+        ) -> Option<Option<String>> {
+            Some(workers.last().map(|w| w.to_string()))
+        }
+        fn can_start_build(&self, _: &BuilderSlots, worker: &str, _: &PendingRequest) -> bool {
+            worker != "w3"
+        }
+    }
+
+    #[test]
+    fn hooks_choose_builders_requests_and_workers() {
+        let pending = [req(1, 1, 0, 10), req(2, 1, 0, 20), req(3, 2, 0, 30)];
+        let builders = [
+            builder(1, "a", &["w1", "w2", "w3"]),
+            builder(2, "b", &["w1"]),
+        ];
+        let workers = [
+            worker("w1", Some(1), &[]),
+            worker("w2", None, &[]),
+            worker("w3", None, &[]),
+        ];
+        let got: Vec<(i64, String)> = distribute_with(&pending, &builders, &workers, &Custom)
+            .into_iter()
+            .map(|a| (a.request.0, a.worker))
+            .collect();
+        // b first (reversed) takes w1; a's newest request goes to the last free worker that may
+        // start it (w3 refuses, so w2); a's other request finds no worker left but w3.
+        assert_eq!(got, [(3, "w1".to_string()), (2, "w2".to_string())]);
     }
 }

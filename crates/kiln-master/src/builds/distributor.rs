@@ -5,13 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_core::distributor::{BuilderSlots, PendingRequest, distribute};
+use kiln_config::{Data, MasterConfig};
+use kiln_core::BuildRequestId;
+use kiln_core::changefilter::FnRef;
+use kiln_core::distributor::{BuilderSlots, Hooks, PendingRequest, distribute_with};
 use kiln_db::DbError;
 
 use crate::master::Master;
 
 /// A pass also runs this often without a wake-up, to pick up requests other masters released.
 const IDLE_PASS: Duration = Duration::from_secs(2);
+/// The most waiting requests of one builder a `nextBuild` function chooses among.
+const NEXT_BUILD_CHOICES: i64 = 1000;
 
 pub async fn run(master: Arc<Master>) {
     let mut shutdown = master.shutdown_signal();
@@ -55,7 +60,13 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         if free == 0 {
             continue;
         }
-        wanted.push((id, free as i64));
+        // nextBuild chooses among all the waiting requests, not just the first few.
+        let read = if b.next_build.is_some() {
+            NEXT_BUILD_CHOICES
+        } else {
+            free as i64
+        };
+        wanted.push((id, read));
         builders.push(BuilderSlots {
             id,
             name: b.name.clone(),
@@ -75,7 +86,8 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
             submitted_at: r.submitted_at,
         })
         .collect();
-    for a in distribute(&pending, &builders, &workers) {
+    let hooks = ConfigHooks { config: &config };
+    for a in distribute_with(&pending, &builders, &workers, &hooks) {
         if !master.workers.reserve(&a.worker, a.builder) {
             continue;
         }
@@ -117,4 +129,153 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         ));
     }
     Ok(())
+}
+
+/// The configuration's `prioritizeBuilders`, `nextBuild`, `nextWorker` and `canStartBuild`
+/// functions. A function that fails is logged and the default is used, so a mistake in one
+/// never stops builds.
+struct ConfigHooks<'a> {
+    config: &'a MasterConfig,
+}
+
+impl ConfigHooks<'_> {
+    fn builder_fn(
+        &self,
+        name: &str,
+        pick: impl Fn(&kiln_config::BuilderConfig) -> Option<FnRef>,
+    ) -> Option<FnRef> {
+        self.config
+            .builders
+            .iter()
+            .find(|b| b.name == name)
+            .and_then(pick)
+    }
+
+    fn call(&self, f: FnRef, what: &str, args: &[Data]) -> Option<Data> {
+        match self.config.functions.call(f, args, &[]) {
+            Ok(d) => Some(d),
+            Err(error) => {
+                tracing::error!("{what} failed; using the default:\n{error}");
+                None
+            }
+        }
+    }
+}
+
+fn builder_data(b: &BuilderSlots) -> Data {
+    Data::Object(vec![
+        ("name".into(), Data::Str(b.name.clone())),
+        ("builderid".into(), Data::Int(b.id.0)),
+    ])
+}
+
+fn request_data(r: &PendingRequest) -> Data {
+    Data::Object(vec![
+        ("id".into(), Data::Int(r.id.0)),
+        ("buildrequestid".into(), Data::Int(r.id.0)),
+        ("priority".into(), Data::Int(r.priority)),
+        ("submitted_at".into(), Data::Int(r.submitted_at)),
+        ("submittedAt".into(), Data::Int(r.submitted_at)),
+    ])
+}
+
+/// A worker as Buildbot's `WorkerForBuilder` shows it: `wfb.worker.workername`.
+fn worker_data(name: &str) -> Data {
+    Data::Object(vec![
+        ("name".into(), Data::Str(name.into())),
+        (
+            "worker".into(),
+            Data::Object(vec![("workername".into(), Data::Str(name.into()))]),
+        ),
+    ])
+}
+
+/// The name an object returned by a function stands for.
+fn named(d: &Data) -> Option<String> {
+    match d {
+        Data::Str(s) => Some(s.clone()),
+        other => other
+            .attr("name")
+            .and_then(Data::as_str)
+            .map(str::to_string),
+    }
+}
+
+impl Hooks for ConfigHooks<'_> {
+    fn prioritize_builders(&self, builders: &[&BuilderSlots]) -> Option<Vec<kiln_core::BuilderId>> {
+        let f = self.config.prioritize_builders?;
+        let list = Data::List(builders.iter().map(|b| builder_data(b)).collect());
+        match self.call(f, "prioritizeBuilders", &[Data::None, list])? {
+            Data::List(items) => Some(
+                items
+                    .iter()
+                    .filter_map(named)
+                    .filter_map(|n| builders.iter().find(|b| b.name == n).map(|b| b.id))
+                    .collect(),
+            ),
+            other => {
+                tracing::error!(
+                    "prioritizeBuilders returned {other:?}, not a list; using the default"
+                );
+                None
+            }
+        }
+    }
+
+    fn next_build(
+        &self,
+        builder: &BuilderSlots,
+        requests: &[&PendingRequest],
+    ) -> Option<Option<BuildRequestId>> {
+        let f = self.builder_fn(&builder.name, |b| b.next_build)?;
+        let list = Data::List(requests.iter().map(|r| request_data(r)).collect());
+        let chosen = self.call(f, "nextBuild", &[builder_data(builder), list])?;
+        Some(match chosen {
+            Data::None => None,
+            other => other.attr("buildrequestid").and_then(|d| match d {
+                Data::Int(i) => Some(BuildRequestId(*i)),
+                _ => None,
+            }),
+        })
+    }
+
+    fn next_worker(
+        &self,
+        builder: &BuilderSlots,
+        workers: &[&str],
+        request: &PendingRequest,
+    ) -> Option<Option<String>> {
+        let f = self.builder_fn(&builder.name, |b| b.next_worker)?;
+        let list = Data::List(workers.iter().map(|w| worker_data(w)).collect());
+        let chosen = self.call(
+            f,
+            "nextWorker",
+            &[builder_data(builder), list, request_data(request)],
+        )?;
+        Some(match chosen {
+            Data::None => None,
+            other => named(&other),
+        })
+    }
+
+    fn can_start_build(
+        &self,
+        builder: &BuilderSlots,
+        worker: &str,
+        request: &PendingRequest,
+    ) -> bool {
+        let Some(f) = self.builder_fn(&builder.name, |b| b.can_start_build) else {
+            return true;
+        };
+        self.call(
+            f,
+            "canStartBuild",
+            &[
+                builder_data(builder),
+                worker_data(worker),
+                request_data(request),
+            ],
+        )
+        .is_none_or(|d| d.truthy())
+    }
 }

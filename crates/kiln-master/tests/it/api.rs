@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{TestMaster, config, http, http_text, rpc};
 
@@ -371,22 +371,88 @@ async fn waiting_requests_are_collapsed_by_newer_ones_as_skipped() {
     let mut results = Vec::new();
     for bsid in &forced {
         // Some completed before anything ran, so their events are not waited for.
-        tokio::time::timeout(crate::harness::WAIT, async {
-            loop {
-                let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
-                if bs["buildsets"][0]["complete"] == true {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the buildset completes");
+        m.wait_complete(*bsid).await;
         let (_, reqs) = m.get(&format!("buildrequests?buildsetid={bsid}")).await;
         results.push(reqs["buildrequests"][0]["results"].as_i64().unwrap());
     }
     // The same revision collapses; a different one does not. False never collapses. The function
     // collapses requests with the same 'n'.
     assert_eq!(results, [3, 0, 3, 0, 0, 0, 3, 0, 0]);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_functions_choose_builders_requests_and_workers() {
+    let body = "f = util.BuildFactory([steps.ShellCommand(command='true')])\n\
+        def only_w2(builder, workers, request):\n\
+        \x20   ws = [w for w in workers if w.worker.workername == 'w2']\n\
+        \x20   return ws[0] if ws else None\n\
+        def newest(builder, requests):\n\
+        \x20   return requests[-1]\n\
+        c['prioritizeBuilders'] = lambda master, builders: [b for b in builders if b.name != 'never']\n\
+        c['builders'] = [\n\
+            util.BuilderConfig(name='pick', workernames=['w1', 'w2'], factory=f, nextWorker=only_w2),\n\
+            util.BuilderConfig(name='refuse', workernames=['w1', 'w2'], factory=f,\n\
+                canStartBuild=lambda builder, wfb, request: wfb.worker.workername != 'w1'),\n\
+            util.BuilderConfig(name='newest', workernames=['w1'], factory=f, nextBuild=newest),\n\
+            util.BuilderConfig(name='never', workernames=['w1'], factory=f)]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pick', 'refuse', 'newest', 'never'])]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    let mut newest = Vec::new();
+    for _ in 0..3 {
+        newest.push(m.force(json!({"builderNames": ["newest"]})).await);
+    }
+    let pick = m.force(json!({"builderNames": ["pick"]})).await;
+    let refuse = m.force(json!({"builderNames": ["refuse"]})).await;
+    let never = m.force(json!({"builderNames": ["never"]})).await;
+    m.start_worker("w1", "pass").await;
+    m.start_worker("w2", "pass2").await;
+    for bsid in [pick, refuse, newest[0], newest[1], newest[2]] {
+        assert_eq!(m.wait_complete(bsid).await, 0);
+    }
+    let (_, workers) = m.get("workers").await;
+    let worker_name = |id: &Value| {
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["workerid"] == *id)
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let build_of = |bsid: i64| {
+        let www = m.www();
+        async move {
+            let (_, reqs) = crate::harness::http(
+                &www,
+                "GET",
+                &format!("/api/v2/buildrequests?buildsetid={bsid}"),
+                None,
+            )
+            .await;
+            let brid = reqs["buildrequests"][0]["buildrequestid"].as_i64().unwrap();
+            let (_, builds) = crate::harness::http(
+                &www,
+                "GET",
+                &format!("/api/v2/builds?buildrequestid={brid}"),
+                None,
+            )
+            .await;
+            builds["builds"][0].clone()
+        }
+    };
+    assert_eq!(worker_name(&build_of(pick).await["workerid"]), "w2");
+    assert_eq!(worker_name(&build_of(refuse).await["workerid"]), "w2");
+    // nextBuild took the newest request first: build numbers run backwards.
+    let mut numbers = Vec::new();
+    for bsid in &newest {
+        numbers.push(build_of(*bsid).await["number"].as_i64().unwrap());
+    }
+    assert_eq!(numbers, [3, 2, 1]);
+    // prioritizeBuilders left 'never' out: its request still waits.
+    let (_, reqs) = m.get(&format!("buildrequests?buildsetid={never}")).await;
+    assert_eq!(reqs["buildrequests"][0]["claimed"], false, "{reqs}");
     m.stop().await;
 }

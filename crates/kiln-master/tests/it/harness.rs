@@ -167,6 +167,23 @@ impl TestMaster {
         }
     }
 
+    /// Waits until a buildset is complete, reading the API (events of buildsets that completed
+    /// earlier may be gone); returns its results.
+    pub async fn wait_complete(&self, bsid: i64) -> i64 {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let (_, bs) = self.get(&format!("buildsets/{bsid}")).await;
+                let bs = &bs["buildsets"][0];
+                if bs["complete"] == true {
+                    return bs["results"].as_i64().expect("results");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("buildset {bsid} never completed"))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         http(&self.www(), "GET", &format!("/api/v2/{path}"), None).await
     }
