@@ -11,6 +11,7 @@ use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
 mod changes;
+mod locks;
 mod schedulers;
 mod timed;
 mod trigger;
@@ -749,7 +750,8 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
     let next_worker = hook(cx, "nextWorker");
     let next_build = hook(cx, "nextBuild");
     let can_start_build = hook(cx, "canStartBuild");
-    for unsupported in ["locks", "do_build_if", "project", "defaultProperties"] {
+    let builder_locks = locks::locks(cx, b.field("locks"), "locks", loc);
+    for unsupported in ["do_build_if", "project", "defaultProperties"] {
         if b.field(unsupported).is_some_and(|n| *n != Node::None) {
             cx.warn(loc, format!("builder '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
@@ -768,6 +770,7 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         next_worker,
         next_build,
         can_start_build,
+        locks: builder_locks,
     })
 }
 
@@ -838,13 +841,8 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         .map(|w| cx.renderable(w, "workdir", loc));
     let description = describe(cx, s.field("description"), loc);
     let description_done = describe(cx, s.field("descriptionDone"), loc);
-    for unsupported in [
-        "doStepIf",
-        "hideStepIf",
-        "locks",
-        "logfiles",
-        "lazylogfiles",
-    ] {
+    let step_locks = locks::locks(cx, s.field("locks"), "locks", loc);
+    for unsupported in ["doStepIf", "hideStepIf", "logfiles", "lazylogfiles"] {
         if s.field(unsupported).is_some_and(|n| {
             !matches!(
                 n,
@@ -936,6 +934,7 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
     };
     Some(StepConfig {
         name,
+        locks: step_locks,
         kind,
         flags,
         workdir,
@@ -1227,6 +1226,16 @@ fn cross_check(
             );
         }
     }
+    let all_locks: Vec<&LockAccess> = builders
+        .iter()
+        .flat_map(|b| {
+            b.locks
+                .iter()
+                .chain(b.steps.iter().flat_map(|s| s.locks.iter()))
+        })
+        .collect();
+    let loc = cx.key_loc("builders");
+    locks::check_consistent(cx, &all_locks, &loc);
     // A Trigger step can only trigger schedulers that take triggers.
     let loc = cx.key_loc("builders");
     for b in builders {

@@ -260,7 +260,7 @@ fn to_node<'v>(v: Value<'v>, depth: usize, found: &mut Vec<Value<'v>>) -> Node {
             match k.as_str() {
                 "_kind" => kind = x.unpack_str().map(str::to_string),
                 "_loc" => loc = parse_location(x.unpack_str().unwrap_or_default()),
-                "addStep" | "addSteps" => {}
+                "addStep" | "addSteps" | "access" => {}
                 name => fields.push((name.to_string(), to_node(x, depth + 1, found))),
             }
         }

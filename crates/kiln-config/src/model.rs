@@ -215,6 +215,24 @@ pub struct SvnPollerConfig {
     pub extra_args: Vec<String>,
 }
 
+/// A lock: `util.MasterLock` (one for the master) or `util.WorkerLock` (one per worker).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockConfig {
+    pub name: String,
+    pub per_worker: bool,
+    pub max_count: u32,
+    /// A `WorkerLock`'s own count on some workers.
+    pub max_count_for_worker: BTreeMap<String, u32>,
+}
+
+/// A builder's or step's use of a lock: exclusive, or counting `count` of its places.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockAccess {
+    pub lock: LockConfig,
+    pub exclusive: bool,
+    pub count: u32,
+}
+
 /// How requests waiting on a builder are collapsed when a new one arrives.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Collapse {
@@ -268,11 +286,15 @@ pub struct BuilderConfig {
     pub next_build: Option<kiln_core::changefilter::FnRef>,
     /// `canStartBuild(builder, worker, request)`: whether a request may start on a worker.
     pub can_start_build: Option<kiln_core::changefilter::FnRef>,
+    /// Locks held for the whole build.
+    pub locks: Vec<LockAccess>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepConfig {
     pub name: String,
+    /// Locks held while the step runs.
+    pub locks: Vec<LockAccess>,
     pub kind: StepKind,
     pub flags: StepFlags,
     /// Relative to the build directory (`build` by default).

@@ -617,3 +617,45 @@ c['change_source'] = [changes.GitPoller(), changes.GitPoller('u', branch='a', br
         );
     }
 }
+
+#[test]
+fn locks_and_their_accesses_are_checked() {
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+db = util.MasterLock('db', maxCount=2)
+cpu = util.WorkerLock('cpu', maxCountForWorker={'w1': 4})
+f = util.BuildFactory([steps.ShellCommand(command='true', locks=[cpu.access('counting', count=3), db])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f, locks=[db.access('exclusive')])]
+"#;
+    let c = load_str("master.star", src).unwrap();
+    let b = &c.builders[0];
+    assert_eq!(b.locks.len(), 1);
+    assert!(b.locks[0].exclusive && !b.locks[0].lock.per_worker);
+    assert_eq!(b.locks[0].lock.max_count, 2);
+    let step = &b.steps[0].locks;
+    assert_eq!((step[0].count, step[0].lock.per_worker), (3, true));
+    assert_eq!(step[0].lock.max_count_for_worker.get("w1"), Some(&4));
+    assert_eq!((step[1].exclusive, step[1].count), (false, 1), "a bare lock counts one");
+
+    let bad = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+a = util.MasterLock('same')
+b = util.WorkerLock('same')
+f = util.BuildFactory([steps.ShellCommand(command='true', locks=[a.access('shared')])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f,
+    locks=[b.access('counting', count=5), b.access('counting'), a.access('exclusive'), 'not a lock'])]
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "the access mode must be 'counting' or 'exclusive', not a string",
+        "an access count of 5 is more than its maxCount 1",
+        "locks must hold lock accesses, not a string",
+        "two different locks are named 'same'",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+}

@@ -67,6 +67,17 @@ impl Db {
         Ok(())
     }
 
+    /// Records how long the build waited for its locks (Buildbot's `locks_duration_s`).
+    pub async fn set_build_locks_duration(&self, id: BuildId, seconds: i64) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE builds SET locks_duration_s = $1 WHERE id = $2")
+            .bind(seconds)
+            .bind(id.0)
+            .execute(&self.wpool)
+            .await?;
+        Ok(())
+    }
+
     /// Claims a request for `master` and starts its build on `worker`, reading what the build
     /// needs from its buildset, all in one write. Fails with [`DbError::AlreadyClaimed`] if the
     /// request is claimed by another master, complete, or already running here.

@@ -389,6 +389,24 @@ impl Updates {
         Ok(())
     }
 
+    pub async fn set_step_locks_acquired(&self, id: StepId, at: i64) -> Result<()> {
+        self.db.set_step_locks_acquired(id, at).await?;
+        self.events.publish(
+            format!("steps.{id}.updated"),
+            json!({"stepid": id.0, "locks_acquired_at": at}),
+        );
+        Ok(())
+    }
+
+    pub async fn set_build_locks_duration(&self, id: BuildId, seconds: i64) -> Result<()> {
+        self.db.set_build_locks_duration(id, seconds).await?;
+        self.events.publish(
+            format!("builds.{id}.updated"),
+            json!({"buildid": id.0, "locks_duration_s": seconds}),
+        );
+        Ok(())
+    }
+
     pub async fn set_step_urls(&self, id: StepId, urls: &serde_json::Value) -> Result<()> {
         self.db.set_step_urls(id, &urls.to_string()).await?;
         self.events.publish(

@@ -210,6 +210,28 @@ async fn run_steps(
         return (prep_results, "retry lost connection".into(), pending);
     }
 
+    // The build's locks, held until it ends; the wait is recorded, as Buildbot does.
+    let _build_locks = if builder.locks.is_empty() {
+        None
+    } else {
+        let _ = updates
+            .set_build_state_string(buildid, "acquiring locks")
+            .await;
+        let asked = updates.now();
+        let mut stop_wait = stop.clone();
+        let held = tokio::select! {
+            held = master.locks.acquire(&builder.locks, worker) => held,
+            _ = async { let _ = stop_wait.wait_for(|s| s.is_some()).await; } => {
+                return (Results::Cancelled, "cancelled while acquiring locks".into(), pending);
+            }
+        };
+        let _ = updates
+            .set_build_locks_duration(buildid, updates.now() - asked)
+            .await;
+        let _ = updates.set_build_state_string(buildid, "building").await;
+        Some(held)
+    };
+
     let mut results = Results::Success;
     let mut terminated = false;
     let mut failed_steps: Vec<String> = Vec::new();
@@ -248,11 +270,34 @@ async fn run_steps(
             stdio: logs.first().copied(),
             interrupt: stop.clone(),
         };
-        let outcome = match steps::run(&mut ctx, step).await {
-            Ok(o) => o,
-            Err(WorkerLost) => StepOutcome {
-                results: Results::Retry,
-                state: format!("{name} (retry)"),
+        // The step's locks, held while it runs.
+        let step_locks = if step.locks.is_empty() {
+            Some(None)
+        } else {
+            let _ = updates
+                .set_step_state_string(stepid, "waiting for locks")
+                .await;
+            let mut stop_wait = stop.clone();
+            tokio::select! {
+                held = master.locks.acquire(&step.locks, worker) => {
+                    let _ = updates.set_step_locks_acquired(stepid, updates.now()).await;
+                    let _ = updates.set_step_state_string(stepid, &first_state).await;
+                    Some(Some(held))
+                }
+                _ = async { let _ = stop_wait.wait_for(|s| s.is_some()).await; } => None,
+            }
+        };
+        let outcome = match step_locks {
+            None => StepOutcome {
+                results: Results::Cancelled,
+                state: format!("{name} (cancelled)"),
+            },
+            Some(_held) => match steps::run(&mut ctx, step).await {
+                Ok(o) => o,
+                Err(WorkerLost) => StepOutcome {
+                    results: Results::Retry,
+                    state: format!("{name} (retry)"),
+                },
             },
         };
         pending = Some(StepEnd {

@@ -7,6 +7,7 @@ mod buildbot_worker;
 mod builds;
 mod harness;
 mod hooks;
+mod locks;
 mod pollers;
 mod protocol;
 mod recovery;
