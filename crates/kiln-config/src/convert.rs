@@ -22,7 +22,6 @@ const NOT_YET: &[&str] = &[
     "buildbotNetUsageData",
     "buildCacheSize",
     "caches",
-    "codebaseGenerator",
     "codebases",
     "configurators",
     "changeCacheSize",
@@ -61,6 +60,7 @@ const KNOWN: &[&str] = &[
     "schedulers",
     "change_source",
     "prioritizeBuilders",
+    "codebaseGenerator",
     "properties",
     "collapseRequests",
     "multiMaster",
@@ -546,6 +546,12 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .collect::<Vec<_>>();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
+    let codebase_generator = get("codebaseGenerator")
+        .filter(|n| **n != Node::None)
+        .and_then(|n| {
+            let loc = cx.key_loc("codebaseGenerator");
+            schedulers::function(&mut cx, n, "c['codebaseGenerator']", &loc)
+        });
     let prioritize_builders = get("prioritizeBuilders")
         .filter(|n| **n != Node::None)
         .and_then(|n| {
@@ -577,6 +583,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         properties,
         collapse_requests,
         prioritize_builders,
+        codebase_generator,
         warnings,
         functions: Default::default(),
     })

@@ -30,6 +30,8 @@ pub struct MasterConfig {
     pub collapse_requests: Collapse,
     /// `c['prioritizeBuilders']`: orders the builders with waiting requests.
     pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
+    /// `c['codebaseGenerator']`: gives each new change its codebase from its other attributes.
+    pub codebase_generator: Option<kiln_core::changefilter::FnRef>,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].

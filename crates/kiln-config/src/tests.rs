@@ -637,7 +637,11 @@ c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f, loc
     let step = &b.steps[0].locks;
     assert_eq!((step[0].count, step[0].lock.per_worker), (3, true));
     assert_eq!(step[0].lock.max_count_for_worker.get("w1"), Some(&4));
-    assert_eq!((step[1].exclusive, step[1].count), (false, 1), "a bare lock counts one");
+    assert_eq!(
+        (step[1].exclusive, step[1].count),
+        (false, 1),
+        "a bare lock counts one"
+    );
 
     let bad = r#"
 BuildmasterConfig = {}
@@ -656,6 +660,9 @@ c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f,
         "locks must hold lock accesses, not a string",
         "two different locks are named 'same'",
     ] {
-        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
     }
 }

@@ -155,6 +155,17 @@ impl Db {
         completion_of(&batch.run(self).await?)
     }
 
+    /// How many of a buildset's requests completed with FAILURE or EXCEPTION.
+    pub async fn failed_requests(&self, buildset: BuildSetId) -> Result<i64> {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM buildrequests WHERE buildsetid = $1 AND complete = 1 AND results IN (2, 4)",
+        )
+        .bind(buildset.0)
+        .fetch_one(&self.wpool)
+        .await?
+        .int("n")
+    }
+
     /// The incomplete, unclaimed requests on `builder` older than `below`, oldest first: the ones a
     /// new request may collapse.
     pub async fn older_unclaimed(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use kiln_config::MasterConfig;
+use kiln_config::{Data, MasterConfig};
 use kiln_core::{BuildId, BuilderId};
 use kiln_db::Db;
 use tokio::net::TcpListener;
@@ -123,6 +123,54 @@ impl Master {
             }
             None => false,
         }
+    }
+
+    /// Stores a change, after `c['codebaseGenerator']` (if configured) has given it its codebase,
+    /// and wakes the schedulers. A generator that fails is logged and the change keeps the
+    /// codebase it came with.
+    pub async fn add_change(
+        &self,
+        mut change: kiln_db::NewChange,
+    ) -> anyhow::Result<kiln_core::ChangeId> {
+        let config = self.config();
+        if let Some(f) = config.codebase_generator {
+            let opt = |s: &Option<String>| s.as_ref().map_or(Data::None, |s| Data::Str(s.clone()));
+            let chdict = Data::Dict(
+                [
+                    ("author", Data::Str(change.author.clone())),
+                    ("committer", opt(&change.committer)),
+                    ("comments", Data::Str(change.comments.clone())),
+                    ("branch", opt(&change.branch)),
+                    ("revision", opt(&change.revision)),
+                    ("revlink", opt(&change.revlink)),
+                    ("when_timestamp", Data::Int(change.when_timestamp)),
+                    ("category", opt(&change.category)),
+                    ("repository", Data::Str(change.repository.clone())),
+                    ("codebase", Data::Str(change.codebase.clone())),
+                    ("project", Data::Str(change.project.clone())),
+                    (
+                        "files",
+                        Data::List(change.files.iter().map(|f| Data::Str(f.clone())).collect()),
+                    ),
+                ]
+                .into_iter()
+                .map(|(k, v)| (Data::Str(k.into()), v))
+                .collect(),
+            );
+            match config.functions.call(f, &[chdict], &[]) {
+                Ok(Data::Str(codebase)) => change.codebase = codebase,
+                Ok(Data::None) => {}
+                Ok(other) => tracing::error!(
+                    "codebaseGenerator returned {other:?}, not a string; the change keeps its codebase"
+                ),
+                Err(error) => tracing::error!(
+                    "codebaseGenerator failed; the change keeps its codebase:\n{error}"
+                ),
+            }
+        }
+        let id = self.updates.add_change(&change).await?;
+        self.wake_schedulers();
+        Ok(id)
     }
 
     /// Submits a buildset: stores it and its requests, collapses the older requests they make

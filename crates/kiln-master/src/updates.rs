@@ -228,7 +228,7 @@ impl Updates {
             .db
             .complete_buildrequests(brids, results, self.master, self.now())
             .await?;
-        self.publish_completion(&done, results);
+        self.publish_completion(&done, results).await;
         Ok(())
     }
 
@@ -238,11 +238,30 @@ impl Updates {
             .db
             .skip_unclaimed(brids, self.master, self.now())
             .await?;
-        self.publish_completion(&done, Results::Skipped);
+        self.publish_completion(&done, Results::Skipped).await;
         Ok(())
     }
 
-    fn publish_completion(&self, done: &kiln_db::Completion, results: Results) {
+    /// Publishes completed requests and buildsets. A buildset's first failing request (FAILURE or
+    /// EXCEPTION) also publishes `buildsets.N.first_failure`, so a client waiting on the buildset
+    /// can stop waiting early, as Buildbot's `waitUntilFirstFailure` did.
+    async fn publish_completion(&self, done: &kiln_db::Completion, results: Results) {
+        if matches!(results, Results::Failure | Results::Exception) {
+            for (_, bsid) in &done.requests {
+                match self.db.failed_requests(*bsid).await {
+                    Ok(1) => self.events.publish(
+                        format!("buildsets.{bsid}.first_failure"),
+                        json!({"bsid": bsid.0, "results": results.code()}),
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "counting a buildset's failures"),
+                }
+            }
+        }
+        self.publish_completion_events(done, results);
+    }
+
+    fn publish_completion_events(&self, done: &kiln_db::Completion, results: Results) {
         let key = if results == Results::Cancelled {
             "canceled"
         } else {
@@ -335,7 +354,7 @@ impl Updates {
             format!("builds.{id}.finished"),
             json!({"buildid": id.0, "results": results.code(), "state_string": state}),
         );
-        self.publish_completion(&done, results);
+        self.publish_completion(&done, results).await;
         Ok(())
     }
 

@@ -253,8 +253,7 @@ async fn poll_once(
         }
         ids.push(
             master
-                .updates
-                .add_change(change)
+                .add_change(change.clone())
                 .await
                 .map_err(|e| format!("storing a change: {e}"))?,
         );

@@ -456,3 +456,40 @@ async fn configuration_functions_choose_builders_requests_and_workers() {
     assert_eq!(reqs["buildrequests"][0]["claimed"], false, "{reqs}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buildset_announces_its_first_failure_before_it_completes() {
+    let body = "c['builders'] = [\n\
+            util.BuilderConfig(name='bad', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(command=['sh', '-c', 'exit 1'])])),\n\
+            util.BuilderConfig(name='slow', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(command=['sleep', '0.5'])]))]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['bad', 'slow'])]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let bsid = m.force(json!({"builderNames": ["bad", "slow"]})).await;
+    let first = m
+        .wait_event(&format!("buildsets.{bsid}.first_failure"))
+        .await;
+    assert_eq!(first["results"], 2);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    assert_eq!(bs["buildsets"][0]["complete"], false, "announced early");
+    assert_eq!(m.wait_complete(bsid).await, 2);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_codebase_generator_names_each_new_change_codebase() {
+    let body = "c['www'] = {'change_hook_dialects': {'base': True}}\nc['builders'] = []\n\
+        c['codebaseGenerator'] = lambda ch: {'https://x/app.git': 'app'}.get(ch['repository'], 'other')\n";
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    for (repo, want) in [
+        ("https%3A%2F%2Fx%2Fapp.git", "app"),
+        ("https%3A%2F%2Fy%2Flib.git", "other"),
+    ] {
+        let form = format!("author=a&repository={repo}&codebase=given");
+        let (status, reply) = http(&m.www(), "POST", "/change_hook/base", Some(&form)).await;
+        assert_eq!(status, 200, "{reply}");
+        let id = reply["changeids"][0].as_i64().unwrap();
+        let (_, c) = m.get(&format!("changes/{id}")).await;
+        assert_eq!(c["changes"][0]["codebase"], want);
+    }
+}

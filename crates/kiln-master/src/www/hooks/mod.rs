@@ -166,7 +166,7 @@ async fn handle(
     let changes = parsed.changes;
     let mut ids = Vec::with_capacity(changes.len());
     for change in &changes {
-        match master.updates.add_change(change).await {
+        match master.add_change(change.clone()).await {
             Ok(id) => ids.push(id.0),
             Err(error) => {
                 tracing::error!(%error, dialect = name, "storing a change");
