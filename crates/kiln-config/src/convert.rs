@@ -13,6 +13,7 @@ use crate::{Diagnostic, Diagnostics, Severity};
 mod changes;
 mod locks;
 mod schedulers;
+mod services;
 mod timed;
 mod trigger;
 use schedulers::scheduler;
@@ -39,7 +40,6 @@ const NOT_YET: &[&str] = &[
     "revlink",
     "secretsProviders",
     "select_next_worker",
-    "services",
     "user_managers",
     "validation",
 ];
@@ -61,6 +61,7 @@ const KNOWN: &[&str] = &[
     "change_source",
     "prioritizeBuilders",
     "codebaseGenerator",
+    "services",
     "properties",
     "collapseRequests",
     "multiMaster",
@@ -546,6 +547,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .collect::<Vec<_>>();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
+    let old_build_cancellers = services::services(&mut cx, get("services"));
     let codebase_generator = get("codebaseGenerator")
         .filter(|n| **n != Node::None)
         .and_then(|n| {
@@ -584,6 +586,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         collapse_requests,
         prioritize_builders,
         codebase_generator,
+        old_build_cancellers,
         warnings,
         functions: Default::default(),
     })

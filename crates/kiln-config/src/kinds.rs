@@ -354,6 +354,33 @@ pub const KINDS: &[Kind] = &[
         ],
     },
     Kind {
+        name: "OldBuildCanceller",
+        positional: &["name", "filters"],
+        keywords: &["name", "filters"],
+    },
+    Kind {
+        name: "SourceStampFilter",
+        positional: &[],
+        keywords: &[
+            "project_eq",
+            "project_not_eq",
+            "project_re",
+            "project_not_re",
+            "codebase_eq",
+            "codebase_not_eq",
+            "codebase_re",
+            "codebase_not_re",
+            "repository_eq",
+            "repository_not_eq",
+            "repository_re",
+            "repository_not_re",
+            "branch_eq",
+            "branch_not_eq",
+            "branch_re",
+            "branch_not_re",
+        ],
+    },
+    Kind {
         name: "Triggerable",
         positional: &["name", "builderNames"],
         keywords: &[

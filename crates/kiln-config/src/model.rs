@@ -32,6 +32,8 @@ pub struct MasterConfig {
     pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
     /// `c['codebaseGenerator']`: gives each new change its codebase from its other attributes.
     pub codebase_generator: Option<kiln_core::changefilter::FnRef>,
+    /// `util.OldBuildCanceller` services from `c['services']`.
+    pub old_build_cancellers: Vec<OldBuildCancellerConfig>,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
@@ -233,6 +235,16 @@ pub struct LockAccess {
     pub lock: LockConfig,
     pub exclusive: bool,
     pub count: u32,
+}
+
+/// `util.OldBuildCanceller`: a newer build request on a builder cancels the older requests and
+/// builds of the same branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OldBuildCancellerConfig {
+    pub name: String,
+    /// Builder names, and the source stamps they apply to (project, codebase, repository and
+    /// branch tests).
+    pub filters: Vec<(Vec<String>, kiln_core::changefilter::ChangeFilter)>,
 }
 
 /// How requests waiting on a builder are collapsed when a new one arrives.

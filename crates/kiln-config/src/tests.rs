@@ -122,13 +122,13 @@ fn pb_is_refused_with_guidance_and_unsupported_keys_warn() {
     assert!(text.contains("msgpack_experimental_v7"), "{text}");
     let c = load_str(
         "master.star",
-        "BuildmasterConfig = {}\nBuildmasterConfig['services'] = []\n",
+        "BuildmasterConfig = {}\nBuildmasterConfig['mq'] = {}\n",
     )
     .unwrap();
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.message.contains("c['services'] is not supported")),
+            .any(|w| w.message.contains("c['mq'] is not supported")),
         "{:?}",
         c.warnings
     );

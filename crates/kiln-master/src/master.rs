@@ -187,6 +187,9 @@ impl Master {
             // The requests are stored; at worst an older one builds needlessly.
             tracing::error!(%error, "collapsing build requests");
         }
+        if let Err(error) = crate::builds::canceller::after_submit(self, &added.1).await {
+            tracing::error!(%error, "cancelling obsolete build requests");
+        }
         self.wake_distributor();
         Ok(added)
     }

@@ -385,7 +385,7 @@ pub(super) fn optional_strings(
     }
 }
 
-fn pattern(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<Pattern> {
+pub(super) fn pattern(cx: &mut Cx, node: &Node, what: &str, loc: &Location) -> Option<Pattern> {
     let text = cx.string(node, what, loc)?;
     match Pattern::python_match(&text) {
         Ok(p) => Some(p),

@@ -1,5 +1,6 @@
 //! Builds: choosing which request runs where, and running it step by step.
 
+pub mod canceller;
 pub mod collapse;
 pub mod distributor;
 pub mod logs;

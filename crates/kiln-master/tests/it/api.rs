@@ -493,3 +493,52 @@ async fn the_codebase_generator_names_each_new_change_codebase() {
         assert_eq!(c["changes"][0]["codebase"], want);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_build_canceller_cancels_older_work_on_the_same_branch() {
+    let body = "f = util.BuildFactory([steps.ShellCommand(command=['sh', '-c',\n\
+            util.Interpolate('if [ \"%(prop:revision)s\" = r2 ]; then sleep 30; fi')])])\n\
+        c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]\n\
+        c['services'] = [util.OldBuildCanceller('cancel', [(['b1'], util.SourceStampFilter(branch_eq=['main', 'dev']))])]\n";
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    let www = m.www();
+    let force = |branch: &'static str, revision: &'static str| {
+        let www = www.clone();
+        async move {
+            let (status, body) = rpc(
+                &www,
+                "forceschedulers/force",
+                "force",
+                json!({"builderNames": ["b1"], "branch": branch, "revision": revision}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["result"][0].as_i64().unwrap()
+        }
+    };
+    let r1 = force("main", "r1").await;
+    let r2 = force("main", "r2").await;
+    let dev = force("dev", "d1").await;
+    assert_eq!(
+        m.wait_complete(r1).await,
+        6,
+        "waiting work on main is cancelled"
+    );
+    m.start_worker("w1", "pass").await;
+    // r2 runs (and sleeps); a newer main commit stops it, but not the dev build.
+    let build = m.wait_event("builds.*.new").await["buildid"]
+        .as_i64()
+        .unwrap();
+    let (_, b) = m.get(&format!("builds/{build}?property=revision")).await;
+    assert_eq!(b["builds"][0]["properties"]["revision"][0], "r2");
+    let r3 = force("main", "r3").await;
+    assert_eq!(
+        m.wait_complete(r2).await,
+        6,
+        "the running build on main is stopped"
+    );
+    assert_eq!(m.wait_complete(dev).await, 0);
+    assert_eq!(m.wait_complete(r3).await, 0);
+    m.stop().await;
+}
