@@ -11,6 +11,7 @@ use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
 mod changes;
+mod force;
 mod locks;
 mod schedulers;
 mod services;

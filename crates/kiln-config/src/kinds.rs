@@ -475,6 +475,61 @@ pub const KINDS: &[Kind] = &[
         positional: &["name"],
         keywords: PARAM,
     },
+    Kind {
+        name: "NestedParameter",
+        positional: &["name", "fields"],
+        keywords: NESTED_PARAM,
+    },
+    Kind {
+        name: "CodebaseParameter",
+        positional: &["codebase"],
+        keywords: &[
+            "codebase",
+            "name",
+            "label",
+            "branch",
+            "revision",
+            "repository",
+            "project",
+            "patch",
+            "layout",
+            "columns",
+            "tablabel",
+            "hide",
+        ],
+    },
+    Kind {
+        name: "AnyPropertyParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "PatchParameter",
+        positional: &[],
+        keywords: &["name", "label", "layout", "columns", "hide"],
+    },
+    Kind {
+        name: "WorkerChoiceParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
+        name: "InheritBuildParameter",
+        positional: &["name", "label", "compatible_builds"],
+        keywords: &[
+            "name",
+            "label",
+            "compatible_builds",
+            "default",
+            "required",
+            "hide",
+            "tooltip",
+        ],
+    },
+];
+
+const NESTED_PARAM: &[&str] = &[
+    "name", "label", "fields", "layout", "columns", "tablabel", "hide",
 ];
 
 /// The step constructors, which also take [`STEP_COMMON`].

@@ -448,6 +448,9 @@ pub struct ForceSchedulerConfig {
     pub reason: ParameterConfig,
     pub priority: ParameterConfig,
     pub properties: Vec<ParameterConfig>,
+    /// One `CodebaseParameter` per codebase (by default one for the codebase `''`): each makes a
+    /// source stamp from its `branch`, `revision`, `repository`, `project` and `patch` fields.
+    pub codebases: Vec<ParameterConfig>,
 }
 
 /// The kinds of force-form parameters.
@@ -460,6 +463,19 @@ pub enum ParameterKind {
     UserName,
     Fixed,
     ChoiceString,
+    /// A group of fields; its value is a dict of theirs (flattened into the properties when the
+    /// group has no name).
+    Nested,
+    /// A codebase's source stamp fields.
+    Codebase,
+    /// A property whose name and value are both typed in (`NAME_name`, `NAME_value`).
+    AnyProperty,
+    /// A patch to apply: `body`, `level`, `subdir`, `author`, `comment`.
+    Patch,
+    /// A choice among the builders' workers, or `*` for any; sets `workername`.
+    WorkerChoice,
+    /// `builder/number`: the properties set by that build's force form, and its source stamps.
+    InheritBuild,
 }
 
 impl ParameterKind {
@@ -472,7 +488,10 @@ impl ParameterKind {
             ParameterKind::Boolean => "bool",
             ParameterKind::UserName => "username",
             ParameterKind::Fixed => "fixed",
-            ParameterKind::ChoiceString => "list",
+            ParameterKind::ChoiceString | ParameterKind::WorkerChoice => "list",
+            ParameterKind::Nested | ParameterKind::Codebase | ParameterKind::Patch => "nested",
+            ParameterKind::AnyProperty => "anyproperty",
+            ParameterKind::InheritBuild => "inherit",
         }
     }
 }
@@ -489,4 +508,33 @@ pub struct ParameterConfig {
     pub choices: Vec<String>,
     pub strict: bool,
     pub hide: bool,
+    /// The fields of a nested, codebase or patch parameter.
+    pub fields: Vec<ParameterConfig>,
+    /// `InheritBuildParameter`'s `compatible_builds(master, buildername)`, listing the choices.
+    pub compatible_builds: Option<kiln_core::changefilter::FnRef>,
+}
+
+impl ParameterConfig {
+    /// A parameter of `kind` with Buildbot's defaults.
+    pub fn new(kind: ParameterKind, name: &str, label: &str, default: PropertyValue) -> Self {
+        ParameterConfig {
+            kind,
+            name: name.to_string(),
+            label: label.to_string(),
+            default,
+            required: false,
+            regex: None,
+            need_email: kind == ParameterKind::UserName,
+            choices: Vec::new(),
+            strict: true,
+            hide: false,
+            fields: Vec::new(),
+            compatible_builds: None,
+        }
+    }
+
+    /// The field of a group called `name`.
+    pub fn field(&self, name: &str) -> Option<&ParameterConfig> {
+        self.fields.iter().find(|f| f.name == name)
+    }
 }

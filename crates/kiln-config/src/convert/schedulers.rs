@@ -1,6 +1,5 @@
 //! Schedulers and change filters in the configuration.
 
-use kiln_core::PropertyValue;
 use kiln_core::change::Attribute;
 use kiln_core::changefilter::{ChangeFilter, Criterion, FnRef, Pattern, PropertyTest};
 
@@ -8,77 +7,12 @@ use super::Cx;
 use crate::model::*;
 use crate::node::{Location, Node};
 
-fn parameter(
-    cx: &mut Cx,
-    node: Option<&Node>,
-    fallback: ParameterConfig,
-    loc: &Location,
-) -> ParameterConfig {
-    let Some(node) = node.filter(|n| **n != Node::None) else {
-        return fallback;
-    };
-    let Node::Object { kind, loc: at, .. } = node else {
-        // A plain value fixes the parameter, as Buildbot's FixedParameter.
-        let default = cx.value(node, "a force parameter", loc);
-        return ParameterConfig {
-            kind: ParameterKind::Fixed,
-            default,
-            ..fallback
-        };
-    };
-    let at = &at.clone();
-    let pkind = match kind.as_str() {
-        "StringParameter" => ParameterKind::String,
-        "TextParameter" => ParameterKind::Text,
-        "IntParameter" => ParameterKind::Int,
-        "BooleanParameter" => ParameterKind::Boolean,
-        "UserNameParameter" => ParameterKind::UserName,
-        "FixedParameter" => ParameterKind::Fixed,
-        "ChoiceStringParameter" => ParameterKind::ChoiceString,
-        other => {
-            cx.error(at, format!("{other} is not a force-scheduler parameter"));
-            return fallback;
-        }
-    };
-    let name = cx
-        .opt_string(node.field("name"), "the parameter name", at)
-        .unwrap_or(fallback.name.clone());
-    let label = cx
-        .opt_string(node.field("label"), "label", at)
-        .unwrap_or_else(|| name.clone());
-    let default = match node.field("default") {
-        Some(d) => cx.value(d, "default", at),
-        None => match pkind {
-            ParameterKind::Int => PropertyValue::Int(0),
-            ParameterKind::Boolean => PropertyValue::Bool(false),
-            _ => PropertyValue::Str(String::new()),
-        },
-    };
-    ParameterConfig {
-        kind: pkind,
-        label,
-        default,
-        required: cx.boolean(node.field("required"), false, "required", at),
-        regex: cx.opt_string(node.field("regex"), "regex", at),
-        need_email: cx.boolean(
-            node.field("need_email"),
-            pkind == ParameterKind::UserName,
-            "need_email",
-            at,
-        ),
-        choices: cx.strings(node.field("choices"), "choices", at),
-        strict: cx.boolean(node.field("strict"), true, "strict", at),
-        hide: cx.boolean(node.field("hide"), false, "hide", at),
-        name,
-    }
-}
-
 pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
     let Node::Object { kind, .. } = s else {
         return None;
     };
     match kind.as_str() {
-        "ForceScheduler" => force(cx, loc, s),
+        "ForceScheduler" => super::force::force(cx, loc, s),
         "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
         "Periodic" | "Nightly" | "NightlyTriggerable" => super::timed::timed(cx, loc, kind, s),
         "Dependent" => dependent(cx, loc, s),
@@ -90,102 +24,6 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
     }
 }
 
-fn force(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, "ForceScheduler needs a name");
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
-    let base = |kind, name: &str, label: &str, default: PropertyValue| ParameterConfig {
-        kind,
-        name: name.to_string(),
-        label: label.to_string(),
-        default,
-        required: false,
-        regex: None,
-        need_email: kind == ParameterKind::UserName,
-        choices: Vec::new(),
-        strict: true,
-        hide: false,
-    };
-    let username = parameter(
-        cx,
-        s.field("username"),
-        base(ParameterKind::UserName, "username", "Your name:", "".into()),
-        loc,
-    );
-    let reason = parameter(
-        cx,
-        s.field("reason"),
-        base(
-            ParameterKind::String,
-            "reason",
-            "reason",
-            "force build".into(),
-        ),
-        loc,
-    );
-    let priority = parameter(
-        cx,
-        s.field("priority"),
-        base(
-            ParameterKind::Int,
-            "priority",
-            "priority",
-            PropertyValue::Int(0),
-        ),
-        loc,
-    );
-    let properties = match s.field("properties") {
-        None | Some(Node::None) => Vec::new(),
-        Some(Node::List(items)) => items
-            .iter()
-            .map(|p| {
-                parameter(
-                    cx,
-                    Some(p),
-                    base(ParameterKind::String, "", "", "".into()),
-                    loc,
-                )
-            })
-            .collect(),
-        Some(other) => {
-            cx.error(
-                loc,
-                format!(
-                    "properties must be a list of parameters, not {}",
-                    other.describe()
-                ),
-            );
-            Vec::new()
-        }
-    };
-    if s.field("codebases").is_some_and(|n| *n != Node::None) {
-        cx.warn(loc, format!("scheduler '{name}': codebases is not supported by this version of kiln and is ignored"));
-    }
-    Some(SchedulerConfig::Force(Box::new(ForceSchedulerConfig {
-        label: cx
-            .opt_string(s.field("label"), "label", loc)
-            .unwrap_or_else(|| name.clone()),
-        button_name: cx
-            .opt_string(s.field("buttonName"), "buttonName", loc)
-            .unwrap_or_else(|| "Start Build".into()),
-        reason_string: cx
-            .opt_string(s.field("reasonString"), "reasonString", loc)
-            .unwrap_or_else(|| "A build was forced by '%(owner)s': %(reason)s".into()),
-        name,
-        builder_names,
-        username,
-        reason,
-        priority,
-        properties,
-    })))
-}
-
-/// `SingleBranchScheduler` and `AnyBranchScheduler`.
 fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
     let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
         cx.error(loc, format!("{kind} needs a name"));

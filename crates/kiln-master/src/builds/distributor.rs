@@ -86,7 +86,23 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
             submitted_at: r.submitted_at,
         })
         .collect();
-    let hooks = ConfigHooks { config: &config };
+    // The functions see each request's properties, as Buildbot's request objects carry them.
+    let mut properties = std::collections::HashMap::new();
+    for r in &rows {
+        let hooked = config.builders.iter().any(|b| {
+            ids.get(&b.name).map(|id| id.0) == Some(r.builderid)
+                && (b.next_worker.is_some()
+                    || b.next_build.is_some()
+                    || b.can_start_build.is_some())
+        });
+        if hooked {
+            properties.insert(r.id, master.db.buildset_properties(r.buildsetid).await?);
+        }
+    }
+    let hooks = ConfigHooks {
+        config: &config,
+        properties,
+    };
     for a in distribute_with(&pending, &builders, &workers, &hooks) {
         if !master.workers.reserve(&a.worker, a.builder) {
             continue;
@@ -136,6 +152,7 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
 /// never stops builds.
 struct ConfigHooks<'a> {
     config: &'a MasterConfig,
+    properties: std::collections::HashMap<BuildRequestId, kiln_core::Properties>,
 }
 
 impl ConfigHooks<'_> {
@@ -169,8 +186,16 @@ fn builder_data(b: &BuilderSlots) -> Data {
     ])
 }
 
-fn request_data(r: &PendingRequest) -> Data {
+fn request_data(r: &PendingRequest, properties: Option<&kiln_core::Properties>) -> Data {
+    let properties = properties
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (Data::Str(k.clone()), Data::from(&v.value)))
+                .collect()
+        })
+        .unwrap_or_default();
     Data::Object(vec![
+        ("properties".into(), Data::Dict(properties)),
         ("id".into(), Data::Int(r.id.0)),
         ("buildrequestid".into(), Data::Int(r.id.0)),
         ("priority".into(), Data::Int(r.priority)),
@@ -228,7 +253,12 @@ impl Hooks for ConfigHooks<'_> {
         requests: &[&PendingRequest],
     ) -> Option<Option<BuildRequestId>> {
         let f = self.builder_fn(&builder.name, |b| b.next_build)?;
-        let list = Data::List(requests.iter().map(|r| request_data(r)).collect());
+        let list = Data::List(
+            requests
+                .iter()
+                .map(|r| request_data(r, self.properties.get(&r.id)))
+                .collect(),
+        );
         let chosen = self.call(f, "nextBuild", &[builder_data(builder), list])?;
         Some(match chosen {
             Data::None => None,
@@ -250,7 +280,11 @@ impl Hooks for ConfigHooks<'_> {
         let chosen = self.call(
             f,
             "nextWorker",
-            &[builder_data(builder), list, request_data(request)],
+            &[
+                builder_data(builder),
+                list,
+                request_data(request, self.properties.get(&request.id)),
+            ],
         )?;
         Some(match chosen {
             Data::None => None,
@@ -273,7 +307,7 @@ impl Hooks for ConfigHooks<'_> {
             &[
                 builder_data(builder),
                 worker_data(worker),
-                request_data(request),
+                request_data(request, self.properties.get(&request.id)),
             ],
         )
         .is_none_or(|d| d.truthy())

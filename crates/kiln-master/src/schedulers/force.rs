@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use kiln_config::{ForceSchedulerConfig, ParameterConfig, ParameterKind};
-use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::changefilter::Pattern;
+use kiln_core::sourcestamp::{Patch, SourceStamp};
 use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties, PropertyValue};
 use kiln_db::NewBuildSet;
+use kiln_db::listing::{FilterOp, Page, SqlValue};
 use serde_json::Value;
 
 use crate::master::Master;
@@ -40,7 +42,18 @@ fn check(
     raw: Option<&Value>,
     errors: &mut BTreeMap<String, String>,
 ) -> Option<PropertyValue> {
-    let name = &param.name;
+    check_named(param, &param.name, raw, errors, &[])
+}
+
+/// Checks one simple field, named `name` (its full name) in errors; `workers` are the choices
+/// of a worker choice.
+fn check_named(
+    param: &ParameterConfig,
+    name: &String,
+    raw: Option<&Value>,
+    errors: &mut BTreeMap<String, String>,
+    workers: &[String],
+) -> Option<PropertyValue> {
     if param.kind == ParameterKind::Fixed {
         return Some(param.default.clone());
     }
@@ -88,6 +101,15 @@ fn check(
         );
         return None;
     }
+    if param.kind == ParameterKind::WorkerChoice
+        && param.strict
+        && let PropertyValue::Str(s) = &value
+        && s != "*"
+        && !workers.contains(s)
+    {
+        errors.insert(name.clone(), format!("{name}: invalid choice '{s}'"));
+        return None;
+    }
     if param.kind == ParameterKind::ChoiceString
         && param.strict
         && let PropertyValue::Str(s) = &value
@@ -98,7 +120,7 @@ fn check(
         return None;
     }
     if let (Some(re), PropertyValue::Str(s)) = (&param.regex, &value)
-        && !simple_regex_match(re, s)
+        && !Pattern::python_match(re).is_ok_and(|p| p.is_match(s))
     {
         errors.insert(
             name.clone(),
@@ -107,40 +129,6 @@ fn check(
         return None;
     }
     Some(value)
-}
-
-/// A deliberately small matcher for force-form patterns: anchors `^`/`$`, `.`, `*`, `+`, `?` and
-/// literal characters. Patterns beyond that are accepted rather than refused.
-fn simple_regex_match(pattern: &str, text: &str) -> bool {
-    fn matches_here(p: &[char], t: &[char]) -> bool {
-        if p.is_empty() {
-            return true;
-        }
-        if p == ['$'] {
-            return t.is_empty();
-        }
-        if p.len() >= 2 && matches!(p[1], '*' | '+' | '?') {
-            let (c, op) = (p[0], p[1]);
-            let ok = |ch: char| c == '.' || c == ch;
-            let min = usize::from(op == '+');
-            let max = if op == '?' { 1 } else { t.len() };
-            let mut n = 0;
-            while n < max && n < t.len() && ok(t[n]) {
-                n += 1;
-            }
-            return (min..=n).rev().any(|k| matches_here(&p[2..], &t[k..]));
-        }
-        !t.is_empty() && (p[0] == '.' || p[0] == t[0]) && matches_here(&p[1..], &t[1..])
-    }
-    if pattern.chars().any(|c| "[](){}|\\".contains(c)) {
-        return true;
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    if p.first() == Some(&'^') {
-        return matches_here(&p[1..], &t);
-    }
-    (0..=t.len()).any(|i| matches_here(&p, &t[i..]))
 }
 
 /// Forces a build: validates the parameters, then submits a buildset for the chosen builders.
@@ -201,10 +189,42 @@ pub async fn force(
         params.get(&scheduler.priority.name),
         &mut errors,
     );
-    let mut props = Properties::new();
+    let config = master.config();
+    let workers: Vec<String> = config
+        .builders
+        .iter()
+        .filter(|b| scheduler.builder_names.contains(&b.name))
+        .flat_map(|b| b.workernames.iter().cloned())
+        .collect();
+    let mut form = Form {
+        params,
+        errors: &mut errors,
+        workers: &workers,
+        inherit: Vec::new(),
+    };
+    let mut values = BTreeMap::new();
     for p in &scheduler.properties {
-        if let Some(v) = check(p, params.get(&p.name), &mut errors) {
-            props.set(p.name.clone(), v, "Force Build Form");
+        form.gather(p, "", &mut values);
+    }
+    let mut sourcestamps: Vec<SourceStamp> = scheduler
+        .codebases
+        .iter()
+        .map(|cb| form.sourcestamp(cb))
+        .collect();
+    let inherit = std::mem::take(&mut form.inherit);
+    let mut props = Properties::new();
+    for (name, value) in values {
+        props.set(name, value, "Force Build Form");
+    }
+    for (param, raw) in inherit {
+        match inherited(master, &param, &raw).await {
+            Ok((inherited, stamps)) => {
+                props.update(&inherited);
+                sourcestamps = stamps;
+            }
+            Err(why) => {
+                errors.insert(param, why);
+            }
         }
     }
     if !errors.is_empty() {
@@ -222,21 +242,6 @@ pub async fn force(
     props.set("owner", owner.as_str(), "Force Build Form");
     props.set("reason", reason.as_str(), "Force Build Form");
     props.set("scheduler", scheduler.name.as_str(), "Scheduler");
-    let text = |k: &str| {
-        params
-            .get(k)
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let sourcestamp = SourceStamp {
-        codebase: text("codebase").unwrap_or_default(),
-        repository: text("repository").unwrap_or_default(),
-        branch: text("branch"),
-        revision: text("revision"),
-        project: text("project").unwrap_or_default(),
-        patch: None,
-    };
     let priority = match priority {
         Some(PropertyValue::Int(i)) => i,
         _ => 0,
@@ -247,7 +252,7 @@ pub async fn force(
         .replace("%(reason)s", &reason);
     let buildset = NewBuildSet {
         reason: full_reason,
-        sourcestamps: vec![sourcestamp],
+        sourcestamps,
         properties: props,
         builders: builders
             .iter()
@@ -262,6 +267,199 @@ pub async fn force(
     Ok(result)
 }
 
+/// A parameter's full name: nested fields are prefixed with their group's name, as in Buildbot.
+fn full_name(prefix: &str, name: &str) -> String {
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}_{name}"),
+    }
+}
+
+/// The force form being read.
+struct Form<'a> {
+    params: &'a serde_json::Map<String, Value>,
+    errors: &'a mut BTreeMap<String, String>,
+    workers: &'a [String],
+    /// `InheritBuildParameter`s given: (property name, `builder/number …`).
+    inherit: Vec<(String, String)>,
+}
+
+impl Form<'_> {
+    /// Adds one parameter's properties to `out`.
+    fn gather(
+        &mut self,
+        p: &ParameterConfig,
+        prefix: &str,
+        out: &mut BTreeMap<String, PropertyValue>,
+    ) {
+        let full = full_name(prefix, &p.name);
+        match p.kind {
+            ParameterKind::Nested | ParameterKind::Patch | ParameterKind::Codebase => {
+                let mut inner = BTreeMap::new();
+                for f in &p.fields {
+                    self.gather(f, &full, &mut inner);
+                }
+                if p.name.is_empty() {
+                    out.extend(inner);
+                } else {
+                    out.insert(p.name.clone(), PropertyValue::Map(inner));
+                }
+            }
+            ParameterKind::AnyProperty => {
+                let text = |k: String| {
+                    self.params
+                        .get(&k)
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_default()
+                };
+                let name = text(format!("{full}_name"));
+                let value = text(format!("{full}_value"));
+                if !name.is_empty() {
+                    out.insert(name, PropertyValue::Str(value));
+                }
+            }
+            ParameterKind::InheritBuild => {
+                if let Some(raw) = self
+                    .params
+                    .get(&full)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    self.inherit.push((full, raw.to_string()));
+                } else if p.required {
+                    self.errors
+                        .insert(full.clone(), format!("{full}: this field is required"));
+                }
+            }
+            _ => {
+                if let Some(v) =
+                    check_named(p, &full, self.params.get(&full), self.errors, self.workers)
+                {
+                    out.insert(p.name.clone(), v);
+                }
+            }
+        }
+    }
+
+    /// The source stamp a `CodebaseParameter` describes.
+    fn sourcestamp(&mut self, cb: &ParameterConfig) -> SourceStamp {
+        let mut values = BTreeMap::new();
+        for f in &cb.fields {
+            self.gather(f, &cb.name, &mut values);
+        }
+        let text = |k: &str| match values.get(k) {
+            Some(PropertyValue::Str(s)) if !s.is_empty() => Some(s.clone()),
+            Some(PropertyValue::Null) | None => None,
+            Some(PropertyValue::Str(_)) => None,
+            Some(other) => Some(other.render()),
+        };
+        let patch = match values.get("patch") {
+            Some(PropertyValue::Map(p)) => {
+                let get = |k: &str| {
+                    p.get(k)
+                        .map(PropertyValue::render)
+                        .filter(|s| !s.is_empty())
+                };
+                get("body").map(|body| Patch {
+                    level: match p.get("level") {
+                        Some(PropertyValue::Int(l)) => *l,
+                        _ => 1,
+                    },
+                    body: body.into_bytes(),
+                    subdir: get("subdir"),
+                    author: get("author"),
+                    comment: get("comment"),
+                })
+            }
+            _ => None,
+        };
+        SourceStamp {
+            codebase: cb.name.clone(),
+            repository: text("repository").unwrap_or_default(),
+            branch: text("branch"),
+            revision: text("revision"),
+            project: text("project").unwrap_or_default(),
+            patch,
+        }
+    }
+}
+
+/// An `InheritBuildParameter`'s value, `builder/number` and an optional comment after a space:
+/// the properties that build's force form set (its `owner` as `orig_owner`), the comment as the
+/// parameter's own property, and the build's source stamps, as Buildbot does.
+async fn inherited(
+    master: &Master,
+    param: &str,
+    raw: &str,
+) -> Result<(Properties, Vec<SourceStamp>), String> {
+    let (build, comment) = raw.split_once(' ').unwrap_or((raw, ""));
+    let Some((builder, number)) = build.split_once('/') else {
+        return Err(format!("{param}: bad build: {raw}"));
+    };
+    let Some(builderid) = master.builder_ids().get(builder).copied() else {
+        return Err(format!("{param}: unknown builder: {builder} in {raw}"));
+    };
+    let internal = |e: kiln_db::DbError| e.to_string();
+    let page = Page {
+        filters: vec![
+            kiln_db::listing::Filter {
+                column: "builderid",
+                op: FilterOp::Eq,
+                values: vec![SqlValue::Int(builderid.0)],
+            },
+            kiln_db::listing::Filter {
+                column: "number",
+                op: FilterOp::Eq,
+                values: vec![SqlValue::Int(
+                    number
+                        .parse()
+                        .map_err(|_| format!("{param}: bad build: {raw}"))?,
+                )],
+            },
+        ],
+        ..Page::default()
+    };
+    let (builds, _) = master.db.list_builds(&page).await.map_err(internal)?;
+    let Some(b) = builds.into_iter().next() else {
+        return Err(format!("{param}: unknown build: {builder} in {raw}"));
+    };
+    let mut props = Properties::new();
+    props.set(param, comment, "Force Build Form");
+    for (name, p) in master
+        .db
+        .build_properties_set(b.id)
+        .await
+        .map_err(internal)?
+        .iter()
+    {
+        if p.source == "Force Build Form" {
+            let name = if name == "owner" {
+                "orig_owner"
+            } else {
+                name.as_str()
+            };
+            props.set(name, p.value.clone(), "Force Build Form");
+        }
+    }
+    let request = master
+        .db
+        .get_buildrequest(b.buildrequestid)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| format!("{param}: unknown build: {builder} in {raw}"))?;
+    let stamps = master
+        .db
+        .buildset_sourcestamps(request.buildsetid)
+        .await
+        .map_err(internal)?
+        .iter()
+        .map(kiln_db::SourceStampRow::to_sourcestamp)
+        .collect();
+    Ok((props, stamps))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,16 +469,5 @@ mod tests {
         assert!(email_like("Me <me@example.com>"));
         assert!(!email_like("me"));
         assert!(!email_like("Me <me>"));
-    }
-
-    #[test]
-    fn small_patterns() {
-        assert!(
-            simple_regex_match("^[0-9]+$", "anything"),
-            "unsupported patterns are accepted"
-        );
-        assert!(simple_regex_match("^rel-.*$", "rel-1.2"));
-        assert!(!simple_regex_match("^rel-.*$", "main"));
-        assert!(simple_regex_match("ab?c", "xacx"));
     }
 }

@@ -542,3 +542,96 @@ async fn an_old_build_canceller_cancels_older_work_on_the_same_branch() {
     assert_eq!(m.wait_complete(r3).await, 0);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_parameters_of_every_kind() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(command='true')])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1', 'w2'], factory=f, canStartBuild=util.enforceChosenWorker)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'],
+    codebases=[util.CodebaseParameter('', branch=util.FixedParameter(name='branch', default='main'), patch=util.PatchParameter()),
+               util.CodebaseParameter('lib', repository=util.FixedParameter(name='repository', default='https://x/lib.git'), project=None)],
+    properties=[util.NestedParameter(name='opts', fields=[util.IntParameter(name='jobs', default=2),
+                    util.StringParameter(name='mode', default='slow', regex='(fast|slow)$')]),
+                util.AnyPropertyParameter(name='extra'),
+                util.WorkerChoiceParameter(),
+                util.InheritBuildParameter(name='inherit', compatible_builds=lambda master, builder: [builder + '/1'])])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    let (_, fs) = m.get("forceschedulers/force").await;
+    let text = fs.to_string();
+    for expected in [
+        "\"fullName\":\"opts_jobs\"",
+        "\"fullName\":\"patch_body\"",
+        "\"fullName\":\"lib_revision\"",
+        "\"choices\":[\"*\",\"w1\",\"w2\"]",
+        "\"choices\":[\"b1/1\"]",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from {text}");
+    }
+    // A value that does not match its pattern is refused with the field's full name.
+    let (status, reply) = rpc(
+        &m.www(),
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["b1"], "opts_mode": "medium"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        reply
+            .to_string()
+            .contains("opts_mode: value 'medium' does not match"),
+        "{reply}"
+    );
+
+    m.start_worker("w1", "pass").await;
+    m.start_worker("w2", "pass2").await;
+    let bsid = m
+        .force(json!({"builderNames": ["b1"], "revision": "abc", "patch_body": "--- a\n+++ b\n",
+            "patch_level": 0, "lib_revision": "v1", "opts_jobs": 4, "opts_mode": "fast",
+            "extra_name": "color", "extra_value": "blue", "workername": "w2", "username": "Me <me@x.org>"}))
+        .await;
+    assert_eq!(m.wait_complete(bsid).await, 0);
+    let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
+    let stamps = &bs["buildsets"][0]["sourcestamps"];
+    assert_eq!(stamps[0]["codebase"], "");
+    assert_eq!(stamps[0]["branch"], "main");
+    assert_eq!(stamps[0]["revision"], "abc");
+    assert_eq!(stamps[0]["patch"]["level"], 0);
+    assert_eq!(stamps[1]["codebase"], "lib");
+    assert_eq!(stamps[1]["repository"], "https://x/lib.git");
+    assert_eq!(stamps[1]["revision"], "v1");
+    let (_, b) = m.get("builds/1?property=*").await;
+    let build = &b["builds"][0];
+    let props = &build["properties"];
+    assert_eq!(props["opts"][0], json!({"jobs": 4, "mode": "fast"}));
+    assert_eq!(props["color"][0], "blue");
+    assert_eq!(props["workername"][0], "w2", "the worker it ran on");
+
+    // Inheriting build 1: its form's properties (owner as orig_owner) and its source stamps.
+    let again = m
+        .force(json!({"builderNames": ["b1"], "inherit": "b1/1 once more"}))
+        .await;
+    assert_eq!(m.wait_complete(again).await, 0);
+    let (_, b) = m.get("builds/2?property=*").await;
+    let props = &b["builds"][0]["properties"];
+    assert_eq!(props["orig_owner"][0], "Me <me@x.org>");
+    assert_eq!(props["color"][0], "blue");
+    assert_eq!(props["inherit"][0], "once more");
+    let (_, bs) = m.get(&format!("buildsets/{again}")).await;
+    assert_eq!(bs["buildsets"][0]["sourcestamps"][0]["revision"], "abc");
+    let (status, reply) = rpc(
+        &m.www(),
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["b1"], "inherit": "b1/99"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        reply.to_string().contains("unknown build: b1 in b1/99"),
+        "{reply}"
+    );
+    m.stop().await;
+}

@@ -646,7 +646,9 @@ async fn load(
                     .schedulers
                     .iter()
                     .filter_map(|s| match s {
-                        kiln_config::SchedulerConfig::Force(f) => Some(shapes::forcescheduler(f)),
+                        kiln_config::SchedulerConfig::Force(f) => {
+                            Some(shapes::forcescheduler(f, &config))
+                        }
                         _ => None,
                     })
                     .collect(),

@@ -188,24 +188,31 @@ pub fn change(c: &ChangeRow, sourcestamp: Value) -> Value {
     })
 }
 
-pub fn forcescheduler(f: &kiln_config::ForceSchedulerConfig) -> Value {
-    let param = |p: &kiln_config::ParameterConfig| {
-        json!({
-            "name": p.name,
-            "fullName": p.name,
-            "label": p.label,
-            "type": p.kind.type_name(),
-            "default": property_to_json(&p.default),
-            "required": p.required,
-            "regex": p.regex,
-            "hide": p.hide,
-            "multiple": false,
-            "choices": p.choices,
-            "need_email": p.need_email,
-        })
-    };
-    let mut fields = vec![param(&f.username), param(&f.reason), param(&f.priority)];
-    fields.extend(f.properties.iter().map(param));
+pub fn forcescheduler(
+    f: &kiln_config::ForceSchedulerConfig,
+    config: &kiln_config::MasterConfig,
+) -> Value {
+    let workers: Vec<String> = config
+        .builders
+        .iter()
+        .filter(|b| f.builder_names.contains(&b.name))
+        .flat_map(|b| b.workernames.iter().cloned())
+        .collect();
+    let mut fields = vec![
+        force_param(&f.username, "", config, f, &workers),
+        force_param(&f.reason, "", config, f, &workers),
+        force_param(&f.priority, "", config, f, &workers),
+    ];
+    fields.extend(
+        f.codebases
+            .iter()
+            .map(|p| force_param(p, "", config, f, &workers)),
+    );
+    fields.extend(
+        f.properties
+            .iter()
+            .map(|p| force_param(p, "", config, f, &workers)),
+    );
     json!({
         "name": f.name,
         "label": f.label,
@@ -222,4 +229,70 @@ pub fn forcescheduler(f: &kiln_config::ForceSchedulerConfig) -> Value {
             "fields": fields,
         }],
     })
+}
+
+/// One force-form field as Buildbot's REST API shows it, nested fields with their full names.
+fn force_param(
+    p: &kiln_config::ParameterConfig,
+    prefix: &str,
+    config: &kiln_config::MasterConfig,
+    f: &kiln_config::ForceSchedulerConfig,
+    workers: &[String],
+) -> Value {
+    use kiln_config::ParameterKind;
+    let full = match (prefix.is_empty(), p.name.is_empty()) {
+        (true, _) => p.name.clone(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}_{}", p.name),
+    };
+    let choices: Vec<String> = match p.kind {
+        ParameterKind::WorkerChoice => std::iter::once("*".to_string())
+            .chain(workers.iter().cloned())
+            .collect(),
+        ParameterKind::InheritBuild => p
+            .compatible_builds
+            .map(|cb| {
+                f.builder_names
+                    .iter()
+                    .filter_map(|b| {
+                        let args = [kiln_config::Data::None, kiln_config::Data::Str(b.clone())];
+                        config.functions.call(cb, &args, &[]).ok()
+                    })
+                    .flat_map(|d| match d {
+                        kiln_config::Data::List(items) => items,
+                        _ => Vec::new(),
+                    })
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => p.choices.clone(),
+    };
+    let mut v = json!({
+        "name": p.name,
+        "fullName": full,
+        "label": p.label,
+        "type": p.kind.type_name(),
+        "default": property_to_json(&p.default),
+        "required": p.required,
+        "regex": p.regex,
+        "hide": p.hide,
+        "multiple": false,
+        "choices": choices,
+        "need_email": p.need_email,
+    });
+    if !p.fields.is_empty() {
+        v["fields"] = Value::Array(
+            p.fields
+                .iter()
+                .map(|c| force_param(c, &full, config, f, workers))
+                .collect(),
+        );
+        v["layout"] = json!("vertical");
+        v["columns"] = json!(1);
+    }
+    if p.kind == ParameterKind::Codebase {
+        v["codebase"] = json!(p.name);
+    }
+    v
 }
