@@ -381,6 +381,16 @@ pub const KINDS: &[Kind] = &[
         ],
     },
     Kind {
+        name: "Try_Userpass",
+        positional: &["name", "builderNames", "port", "userpass"],
+        keywords: &["name", "builderNames", "port", "userpass", "properties"],
+    },
+    Kind {
+        name: "Try_Jobdir",
+        positional: &["name", "builderNames", "jobdir"],
+        keywords: &["name", "builderNames", "jobdir", "properties"],
+    },
+    Kind {
         name: "Triggerable",
         positional: &["name", "builderNames"],
         keywords: &[

@@ -102,6 +102,16 @@ pub struct DependentConfig {
     pub priority: i64,
 }
 
+/// `Try_Userpass`: builds a patch sent by `kiln try` with one of its users' passwords.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TryConfig {
+    pub name: String,
+    /// The builders a try job may ask for (all of them when it names none).
+    pub builder_names: Vec<String>,
+    pub userpass: Vec<(String, String)>,
+    pub properties: Vec<(String, PropertyValue)>,
+}
+
 /// `Triggerable`: builds when a `Trigger` step asks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerableConfig {
@@ -389,6 +399,7 @@ pub enum SchedulerConfig {
     Timed(Box<TimedSchedulerConfig>),
     Triggerable(Box<TriggerableConfig>),
     Dependent(Box<DependentConfig>),
+    Try(Box<TryConfig>),
 }
 
 impl SchedulerConfig {
@@ -399,6 +410,7 @@ impl SchedulerConfig {
             SchedulerConfig::Timed(t) => &t.name,
             SchedulerConfig::Triggerable(t) => &t.name,
             SchedulerConfig::Dependent(d) => &d.name,
+            SchedulerConfig::Try(t) => &t.name,
         }
     }
 
@@ -409,6 +421,7 @@ impl SchedulerConfig {
             SchedulerConfig::Timed(t) => &t.builder_names,
             SchedulerConfig::Triggerable(t) => &t.builder_names,
             SchedulerConfig::Dependent(d) => &d.builder_names,
+            SchedulerConfig::Try(t) => &t.builder_names,
         }
     }
 }

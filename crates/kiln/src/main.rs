@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kiln_master::{Master, StartOptions};
 
+mod http;
 mod sendchange;
+mod tryjob;
 
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
@@ -48,6 +50,8 @@ enum Cmd {
     },
     /// Tell a master about a change, through its `base` change hook.
     Sendchange(Box<sendchange::SendChange>),
+    /// Build the working copy's changes (or a patch) on a master's try scheduler.
+    Try(Box<tryjob::Try>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -95,6 +99,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ids.join(", ")
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Try(args) => {
+            let ok = runtime()?.block_on(tryjob::run(*args))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::CreateMaster {
             basedir,

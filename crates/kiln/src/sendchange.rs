@@ -4,15 +4,10 @@
 //! `POST /change_hook/base`, and prints the id of the change the master stored.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// How long the whole exchange with the master may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest answer read from the master.
-const MAX_ANSWER: u64 = 1 << 20;
+use crate::http::Master;
 
 #[derive(clap::Args, Debug)]
 pub struct SendChange {
@@ -66,38 +61,16 @@ pub struct SendChange {
 pub async fn run(args: SendChange) -> anyhow::Result<Vec<i64>> {
     let fields = fields(&args)?;
     let body = serde_urlencoded::to_string(&fields).context("encoding the change")?;
-    let (host, port, prefix) = parse_master(&args.master)?;
-    let mut request = format!(
-        "POST {prefix}change_hook/base HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(auth) = &args.auth {
-        use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(auth);
-        request.push_str(&format!("Authorization: Basic {token}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("connecting to {host}:{port}"))?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.take(MAX_ANSWER).read_to_end(&mut answer).await?;
-        anyhow::Ok(answer)
-    };
-    let answer = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .context("the master did not answer in time")??;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .context("the master's answer is not HTTP")?;
+    let master = Master::parse(&args.master)?;
+    let (status, body) = master
+        .request(
+            "POST",
+            "change_hook/base",
+            Some("application/x-www-form-urlencoded"),
+            body.as_bytes(),
+            args.auth.as_deref(),
+        )
+        .await?;
     if status != 200 {
         bail!("the master refused the change ({status}): {}", body.trim());
     }
@@ -167,52 +140,4 @@ fn fields(args: &SendChange) -> anyhow::Result<Vec<(&'static str, String)>> {
         f.push(("properties", serde_json::Value::Object(props).to_string()));
     }
     Ok(f)
-}
-
-/// Splits `http://host:port/prefix/` into its parts; the prefix ends with `/`.
-fn parse_master(master: &str) -> anyhow::Result<(String, u16, String)> {
-    if master.starts_with("https://") {
-        bail!("sendchange speaks plain HTTP only; give the master's http:// address");
-    }
-    let rest = master.strip_prefix("http://").unwrap_or(master);
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h.to_string(),
-            p.parse::<u16>()
-                .with_context(|| format!("bad port in master address {master:?}"))?,
-        ),
-        None => (authority.to_string(), 80),
-    };
-    if host.is_empty() {
-        bail!("no host in master address {master:?}");
-    }
-    let prefix = if path.ends_with('/') {
-        path.to_string()
-    } else {
-        format!("{path}/")
-    };
-    Ok((host, port, prefix))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_master;
-
-    #[test]
-    fn master_addresses() {
-        assert_eq!(
-            parse_master("http://localhost:8010/").unwrap(),
-            ("localhost".into(), 8010, "/".into())
-        );
-        assert_eq!(
-            parse_master("127.0.0.1:9000/ci").unwrap(),
-            ("127.0.0.1".into(), 9000, "/ci/".into())
-        );
-        assert!(parse_master("https://x/").is_err());
-        assert!(parse_master("http://:80/").is_err());
-    }
 }

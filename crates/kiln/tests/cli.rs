@@ -425,3 +425,225 @@ fn sendchange_delivers_every_field_through_the_base_hook() {
     nix_kill(&master);
     assert!(master.wait().expect("exit").success());
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "T")
+        .env("GIT_AUTHOR_EMAIL", "t@x")
+        .env("GIT_COMMITTER_NAME", "T")
+        .env("GIT_COMMITTER_EMAIL", "t@x")
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn try_sends_the_working_copy_diff_and_waits_for_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let cfg = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
+    std::fs::write(
+        dir.path().join("master.star"),
+        format!(
+            "{cfg}f2 = util.BuildFactory([steps.ShellCommand(command=['sh', '-c', 'exit 1'])])\n\
+             c['builders'].append(util.BuilderConfig(name='b2', workernames=['w1'], factory=f2))\n\
+             c['schedulers'].append(schedulers.Try_Userpass(name='try', builderNames=['b1', 'b2'], port=8031,\n\
+                 userpass=[('alice', 'pw')]))\n"
+        ),
+    )
+    .unwrap();
+    let mut master = start_master(dir.path());
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/builders"), |v| {
+        v["builders"].is_array()
+    });
+    let _worker = start_worker(dir.path(), worker_port);
+    // A working copy with an uncommitted change.
+    let wc = dir.path().join("wc");
+    std::fs::create_dir(&wc).unwrap();
+    git(&wc, &["init", "-q", "-b", "main"]);
+    std::fs::write(wc.join("a.txt"), "one\n").unwrap();
+    git(&wc, &["add", "a.txt"]);
+    git(&wc, &["commit", "-q", "-m", "base"]);
+    std::fs::write(wc.join("a.txt"), "two\n").unwrap();
+    let url = format!("http://127.0.0.1:{www}/");
+    let wc_arg = wc.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "try", "--master", &url, "-u", "alice", "--passwd", "pw", "--topdir", &wc_arg,
+        ];
+        args.extend_from_slice(extra);
+        kiln(&args)
+    };
+    let out = run(&[
+        "-b",
+        "b1",
+        "--property",
+        "ticket=7",
+        "--comment",
+        "please",
+        "--wait",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("try job submitted: buildset 1"), "{stdout}");
+    assert!(stdout.contains("b1 #1: started"), "{stdout}");
+    assert!(stdout.contains("b1 #1: success"), "{stdout}");
+    assert!(stdout.contains("buildset 1: success"), "{stdout}");
+    let ss = &curl(&[&format!("http://127.0.0.1:{www}/api/v2/buildsets/1")])["buildsets"][0];
+    assert_eq!(ss["reason"], "'try' job by user alice (please)");
+    let stamp = &ss["sourcestamps"][0];
+    assert_eq!(stamp["branch"], "main");
+    assert_eq!(stamp["patch"]["level"], 1);
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(stamp["patch"]["body"].as_str().unwrap())
+        .unwrap();
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("-one\n+two\n") && body.contains("a/a.txt"),
+        "{body}"
+    );
+    let b = &curl(&[&format!(
+        "http://127.0.0.1:{www}/api/v2/builds/1?property=*"
+    )])["builds"][0];
+    assert_eq!(
+        b["properties"]["ticket"],
+        serde_json::json!(["7", "try build"])
+    );
+    assert_eq!(
+        b["properties"]["owner"],
+        serde_json::json!(["alice", "try build"])
+    );
+
+    // A failing build makes `--wait` fail; a wrong password and an unknown builder are refused.
+    let out = run(&["-b", "b2", "--wait"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("b2 #1: failure"));
+    let out = kiln(&[
+        "try", "--master", &url, "-u", "alice", "--passwd", "no", "--topdir", &wc_arg,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["-b", "b9"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not build b9"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    nix_kill(&master);
+    assert!(master.wait().expect("exit").success());
+}
+
+#[test]
+fn try_takes_its_diff_from_mercurial_subversion_or_a_patch_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sh = |cwd: &Path, program: &str, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .env("HGUSER", "T <t@x>")
+            .env("HGPLAIN", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("{program} is needed: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let dry = |topdir: &Path, extra: &[&str]| -> serde_json::Value {
+        let top = topdir.display().to_string();
+        let mut args = vec![
+            "try",
+            "--master",
+            "http://127.0.0.1:1/",
+            "-u",
+            "u",
+            "--passwd",
+            "p",
+            "--topdir",
+            &top,
+            "--dryrun",
+        ];
+        args.extend_from_slice(extra);
+        let out = kiln(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the job as JSON")
+    };
+    // Mercurial.
+    let hg = dir.path().join("hg");
+    std::fs::create_dir(&hg).unwrap();
+    sh(&hg, "hg", &["init", "."]);
+    std::fs::write(hg.join("a.txt"), "one\n").unwrap();
+    sh(&hg, "hg", &["commit", "-q", "-A", "-m", "base"]);
+    std::fs::write(hg.join("a.txt"), "two\n").unwrap();
+    let job = dry(&hg, &[]);
+    assert!(
+        job["patch_body"].as_str().unwrap().contains("+two"),
+        "{job}"
+    );
+    assert_eq!(job["branch"], "default");
+    assert_eq!(job["revision"].as_str().unwrap().len(), 40);
+    assert_eq!(job["patch_level"], 1);
+    // Subversion.
+    sh(dir.path(), "svnadmin", &["create", "repo"]);
+    let url = format!("file://{}/repo", dir.path().display());
+    sh(dir.path(), "svn", &["checkout", "-q", &url, "svnwc"]);
+    let wc = dir.path().join("svnwc");
+    std::fs::write(wc.join("a.txt"), "one\n").unwrap();
+    sh(&wc, "svn", &["add", "-q", "a.txt"]);
+    sh(&wc, "svn", &["commit", "-q", "-m", "base"]);
+    sh(&wc, "svn", &["update", "-q"]);
+    std::fs::write(wc.join("a.txt"), "two\n").unwrap();
+    let job = dry(&wc, &[]);
+    assert!(
+        job["patch_body"].as_str().unwrap().contains("+two"),
+        "{job}"
+    );
+    assert_eq!(job["revision"], "1");
+    assert_eq!(job["patch_level"], 0);
+    // A patch file, with its level given.
+    std::fs::write(dir.path().join("fix.diff"), "--- a/x\n+++ b/x\n").unwrap();
+    let patch = dir.path().join("fix.diff").display().to_string();
+    let job = dry(
+        dir.path(),
+        &[
+            "--diff",
+            &patch,
+            "-p",
+            "1",
+            "--branch",
+            "dev",
+            "--baserev",
+            "abc",
+        ],
+    );
+    assert_eq!(job["patch_body"], "--- a/x\n+++ b/x\n");
+    assert_eq!(
+        (&job["branch"], &job["revision"], &job["patch_level"]),
+        (
+            &serde_json::json!("dev"),
+            &serde_json::json!("abc"),
+            &serde_json::json!(1)
+        )
+    );
+}

@@ -16,6 +16,14 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
         "SingleBranchScheduler" | "AnyBranchScheduler" => basic(cx, loc, kind, s),
         "Periodic" | "Nightly" | "NightlyTriggerable" => super::timed::timed(cx, loc, kind, s),
         "Dependent" => dependent(cx, loc, s),
+        "Try_Userpass" => try_userpass(cx, loc, s),
+        "Try_Jobdir" => {
+            cx.error(
+                loc,
+                "Try_Jobdir is not supported by this version of kiln: use Try_Userpass, to which `kiln try` sends jobs over HTTP",
+            );
+            None
+        }
         "Triggerable" => super::trigger::triggerable(cx, loc, s),
         _ => {
             cx.error(loc, format!("{kind} is not a scheduler"));
@@ -146,6 +154,64 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         properties,
         reason,
         priority,
+    })))
+}
+
+/// `schedulers.Try_Userpass(name, builderNames, port, userpass)`. Try jobs come to the web port
+/// (`POST /try`), so `port` is not used.
+fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
+    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
+        cx.error(loc, "Try_Userpass needs a name");
+        return None;
+    };
+    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    if builder_names.is_empty() {
+        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
+    }
+    if given_node(s.field("port")).is_some() {
+        cx.warn(
+            loc,
+            format!(
+                "scheduler '{name}': port is not used; kiln takes try jobs on the web port at /try"
+            ),
+        );
+    }
+    let mut userpass = Vec::new();
+    match s.field("userpass") {
+        Some(Node::List(pairs)) => {
+            for pair in pairs {
+                match pair {
+                    Node::List(p) if p.len() == 2 => {
+                        let user = cx.string(&p[0], "a userpass user", loc);
+                        let pass = cx.string(&p[1], "a userpass password", loc);
+                        if let (Some(u), Some(p)) = (user, pass) {
+                            userpass.push((u, p));
+                        }
+                    }
+                    other => cx.error(
+                        loc,
+                        format!(
+                            "userpass must hold (user, password) pairs, not {}",
+                            other.describe()
+                        ),
+                    ),
+                }
+            }
+        }
+        _ => cx.error(
+            loc,
+            format!("scheduler '{name}' needs userpass, a list of (user, password) pairs"),
+        ),
+    }
+    let properties = cx
+        .properties(s.field("properties"), "properties", loc)
+        .into_iter()
+        .collect();
+    Some(SchedulerConfig::Try(Box::new(TryConfig {
+        name,
+        builder_names,
+        userpass,
+        properties,
     })))
 }
 

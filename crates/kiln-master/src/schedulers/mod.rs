@@ -7,3 +7,4 @@ pub mod force;
 pub mod runner;
 pub mod timed;
 pub mod triggerable;
+pub mod tryjob;

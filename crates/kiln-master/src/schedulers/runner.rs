@@ -208,7 +208,11 @@ async fn start(
             SchedulerConfig::Dependent(d) => DependentScheduler::restore(master, d)
                 .await
                 .map(|d| Running::Dependent(Box::new(d))),
-            SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => continue,
+            SchedulerConfig::Force(_)
+            | SchedulerConfig::Triggerable(_)
+            | SchedulerConfig::Try(_) => {
+                continue;
+            }
         };
         match restored {
             Ok(r) => {

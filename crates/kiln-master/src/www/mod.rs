@@ -2,7 +2,9 @@
 //! `/change_hook`, and a small front page.
 
 pub mod api;
+mod basic_auth;
 mod hooks;
+mod tryjobs;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ pub fn router(master: Arc<Master>) -> Router {
         .route("/", get(index))
         .nest("/api/v2", api::router())
         .merge(hooks::router())
+        .merge(tryjobs::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(master)
 }

@@ -1,15 +1,13 @@
 //! HTTP Basic authentication of the change hooks (`c['www']['change_hook_auth']`).
 //!
 //! A `file:` source is read at each call, so users can be added or removed without a restart.
-//! Passwords are compared through their SHA-256 digests in constant time, so neither their
-//! contents nor their lengths show in the answer's timing.
 
 use std::path::Path;
 
 use axum::http::HeaderMap;
-use base64::Engine;
 use kiln_config::HookCredentials;
-use sha2::{Digest, Sha256};
+
+use crate::www::basic_auth::{credentials, same_secret};
 
 /// Why a call was not let in.
 pub(crate) enum Refusal {
@@ -29,7 +27,7 @@ pub(crate) fn check(
     if sources.is_empty() {
         return Ok(());
     }
-    let Some((user, password)) = basic_credentials(headers) else {
+    let Some((user, password)) = credentials(headers) else {
         return Err(Refusal::Unauthorized);
     };
     let mut allowed = false;
@@ -61,31 +59,4 @@ pub(crate) fn check(
     } else {
         Err(Refusal::Unauthorized)
     }
-}
-
-/// The user and password of an `Authorization: Basic …` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
-fn same_secret(expected: &str, given: &str) -> bool {
-    let a = Sha256::digest(expected.as_bytes());
-    let b = Sha256::digest(given.as_bytes());
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }

@@ -1,0 +1,82 @@
+//! `Try_Userpass`: a try job (a patch against a base revision, for some of the scheduler's
+//! builders) becomes a buildset whose source stamp carries the patch.
+
+use kiln_config::TryConfig;
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties};
+use kiln_db::NewBuildSet;
+
+use crate::master::Master;
+
+/// What `kiln try` sends.
+pub struct TryJob {
+    pub who: String,
+    pub comment: String,
+    pub builder_names: Vec<String>,
+    pub properties: Properties,
+    pub sourcestamp: SourceStamp,
+}
+
+/// Why a try job was refused.
+pub enum TryError {
+    BadRequest(String),
+    Internal(anyhow::Error),
+}
+
+pub async fn submit(
+    master: &Master,
+    scheduler: &TryConfig,
+    job: TryJob,
+) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>), TryError> {
+    let builders = if job.builder_names.is_empty() {
+        scheduler.builder_names.clone()
+    } else {
+        job.builder_names.clone()
+    };
+    let refused: Vec<&String> = builders
+        .iter()
+        .filter(|b| !scheduler.builder_names.contains(b))
+        .collect();
+    if !refused.is_empty() {
+        let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
+        return Err(TryError::BadRequest(format!(
+            "the scheduler '{}' does not build {}",
+            scheduler.name,
+            names.join(", ")
+        )));
+    }
+    // Buildbot's reason for try jobs.
+    let mut reason = "'try' job".to_string();
+    if !job.who.is_empty() {
+        reason.push_str(&format!(" by user {}", job.who));
+    }
+    if !job.comment.is_empty() {
+        reason.push_str(&format!(" ({})", job.comment));
+    }
+    let mut properties = Properties::new();
+    for (name, value) in &scheduler.properties {
+        properties.set(name.clone(), value.clone(), "Scheduler");
+    }
+    for (name, p) in job.properties.iter() {
+        properties.set(name.clone(), p.value.clone(), "try build");
+    }
+    if !job.who.is_empty() {
+        properties.set("owner", job.who.as_str(), "try build");
+    }
+    properties.set("scheduler", scheduler.name.as_str(), "Scheduler");
+    let ids = master.builder_ids();
+    let buildset = NewBuildSet {
+        reason,
+        sourcestamps: vec![job.sourcestamp],
+        properties,
+        builders: builders
+            .iter()
+            .filter_map(|b| ids.get(b).map(|id| (*id, 0)))
+            .collect(),
+        ..Default::default()
+    };
+    master
+        .add_buildset(buildset)
+        .await
+        .map_err(TryError::Internal)
+}
