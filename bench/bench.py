@@ -425,6 +425,9 @@ class Master:
             WWW_PORT=self.www_port, WORKER_PORT=self.worker_port, WORKERS=workers_py,
             WORKER_NAMES=json.dumps(self.worker_names), LOG_COMMAND=json.dumps(log_cmd),
             MSGPACK_DEBUG=self.args.buildbot_msgpack_debug,
+            HOOKS=HOOKS_CONFIG.format(schedulers=self.args.hook_schedulers,
+                                      timer=self.args.hook_burst_timer)
+            if self.label == "hooks" else "",
         )
         (self.master_dir / self.spec["config_name"]).write_text(text)
 
@@ -829,11 +832,113 @@ def scenario_log(args) -> dict:
     }
 
 
+# The hooks scenario's addition to both templates: the same text is Python and Starlark.
+# Each of the N schedulers watches its own branch and builds at once (no tree-stable timer),
+# so a change on one of them makes exactly one build request; the burst scheduler waits for
+# its branch to be quiet, then builds the latest change.
+HOOKS_CONFIG = """
+c['www']['change_hook_dialects'] = {{'base': True}}
+c['builders'].append(util.BuilderConfig(name='hooked', workernames=c['builders'][0].workernames, factory=f_true))
+for i in range({schedulers}):
+    c['schedulers'].append(schedulers.SingleBranchScheduler(name='hook-%d' % i, branch='hook-%d' % i,
+        treeStableTimer=None, builderNames=['hooked']))
+c['schedulers'].append(schedulers.SingleBranchScheduler(name='burst', branch='burst',
+    treeStableTimer={timer}, builderNames=['hooked']))
+"""
+
+
+def post_change(api: "Api", branch: str, revision: str) -> None:
+    body = urllib.parse.urlencode({
+        "author": "bench <bench@example.org>", "branch": branch, "revision": revision,
+        "repository": "https://example.org/bench.git", "project": "bench",
+        "comments": "bench change", "files": json.dumps(["src/a.c"]),
+    }).encode()
+    resp = api._request("POST", "/change_hook/base", body=body,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"}, retry=False)
+    data = resp.read()
+    if resp.status != 200:
+        raise BenchError(f"POST /change_hook/base: HTTP {resp.status}: {data[:300]!r}")
+
+
+def last_buildrequest(api: "Api") -> int:
+    reqs = api.get_json("/api/v2/buildrequests?order=-buildrequestid&limit=1")["buildrequests"]
+    return reqs[0]["buildrequestid"] if reqs else 0
+
+
+def scenario_hooks(args) -> dict:
+    with Master(args, "hooks") as m:
+        up = m.bring_up()
+        time.sleep(args.settle)
+        # 1. Latency: a POST until its build request is stored, with N schedulers looking.
+        samples = []
+        for i in range(args.hook_warmup + args.hook_runs):
+            m.check_alive()
+            before = last_buildrequest(m.api)
+            t0 = time.monotonic()
+            post_change(m.api, f"hook-{i % args.hook_schedulers}", f"lat-{i}")
+            deadline = t0 + args.latency_timeout
+            while last_buildrequest(m.api) <= before:
+                if time.monotonic() > deadline:
+                    raise BenchError("no build request for a posted change\n" + m.log_tails())
+            t1 = time.monotonic()
+            if i >= args.hook_warmup:
+                samples.append(t1 - t0)
+            time.sleep(args.latency_gap)
+        log(f"hooks: POST -> build request median {median(samples) * 1000:.1f} ms"
+            f" with {args.hook_schedulers} schedulers")
+        # 2. A burst of changes on one branch, sent as fast as the threads can.
+        n, threads = args.hook_changes, args.force_threads
+        errors: list[str] = []
+        win = m.cpu_window()
+        t0 = time.monotonic()
+
+        def sender(k: int) -> None:
+            api = Api(m.www_port, args.http_timeout)
+            try:
+                for j in range(k, n, threads):
+                    post_change(api, "burst", f"burst-{j}")
+            except BenchError as e:
+                errors.append(str(e))
+            finally:
+                api.close()
+
+        ts = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        burst_s = time.monotonic() - t0
+        cpu = win.stop()
+        if errors:
+            raise BenchError(f"{len(errors)} burst senders failed: {errors[0]}")
+        stored = m.api.get_json("/api/v2/changes?branch=burst&field=changeid&field=revision")["changes"]
+        if len(stored) != n or len({c["revision"] for c in stored}) != n:
+            raise BenchError(f"{n} changes sent, {len(stored)} stored")
+        # The burst scheduler builds the last change stored once the branch is quiet.
+        last = max(stored, key=lambda c: c["changeid"])["revision"]
+
+        def built():
+            for bs in m.api.get_json("/api/v2/buildsets?order=-bsid&limit=5")["buildsets"]:
+                if any(ss.get("revision") == last for ss in bs.get("sourcestamps", [])):
+                    return True
+            return False
+        m.wait_until("the burst's buildset", built, args.latency_timeout + args.hook_burst_timer, 0.2)
+        log(f"hooks: {n} changes in {burst_s:.1f}s ({n / burst_s:.0f}/s), all stored")
+    return {
+        "schedulers": args.hook_schedulers, "runs": args.hook_runs,
+        "post_to_request_median_s": median(samples), "post_to_request_p90_s": percentile(samples, 90),
+        "post_to_request_min_s": min(samples), "samples_s": samples,
+        "burst_changes": n, "burst_s": burst_s, "burst_changes_per_s": n / burst_s,
+        "burst_master_cpu_s": cpu["master_cpu_s"], **up,
+    }
+
+
 SCENARIOS = {
     "startup": scenario_startup,
     "throughput": scenario_throughput,
     "latency": scenario_latency,
     "log": scenario_log,
+    "hooks": scenario_hooks,
 }
 
 # (scenario, key, label, unit, format) rows shown in tables and comparisons.
@@ -861,6 +966,11 @@ METRICS = [
     ("log", "ingest_other_cpu_s", "other CPU on host during ingest (noise)", "s", "{:.1f}"),
     ("log", "download_mb_per_s", "raw log download (median)", "MB/s", "{:.1f}"),
     ("log", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
+    ("hooks", "post_to_request_median_s", "hook POST -> build request (median)", "ms", "ms"),
+    ("hooks", "post_to_request_p90_s", "hook POST -> build request (p90)", "ms", "ms"),
+    ("hooks", "burst_changes_per_s", "base hook burst, changes accepted", "changes/s", "{:.0f}"),
+    ("hooks", "burst_s", "base hook burst duration", "s", "{:.1f}"),
+    ("hooks", "burst_master_cpu_s", "master CPU during the burst", "s", "{:.1f}"),
 ]
 
 
@@ -977,6 +1087,11 @@ def parse_args(argv=None):
     p.add_argument("--log-poll", type=float, default=0.02, help="log: poll period, s (0.02)")
     p.add_argument("--log-timeout", type=float, default=1800, help="log: limit for the build, s (1800)")
     p.add_argument("--startup-runs", type=int, default=3, help="startup: fresh masters started (3)")
+    p.add_argument("--hook-schedulers", type=int, default=50, help="hooks: change schedulers configured (50)")
+    p.add_argument("--hook-runs", type=int, default=50, help="hooks: measured POSTs (50)")
+    p.add_argument("--hook-warmup", type=int, default=3, help="hooks: unmeasured POSTs first (3)")
+    p.add_argument("--hook-changes", type=int, default=10000, help="hooks: changes in the burst (10000)")
+    p.add_argument("--hook-burst-timer", type=int, default=5, help="hooks: the burst scheduler's treeStableTimer, s (5)")
     p.add_argument("--settle", type=float, default=2.0, help="idle time after start-up before measuring, s (2)")
     p.add_argument("--start-timeout", type=float, default=120, help="limit for master/workers to come up, s (120)")
     p.add_argument("--http-timeout", type=float, default=120, help="socket timeout of REST requests, s (120)")

@@ -156,6 +156,23 @@ impl Db {
         })
     }
 
+    /// Changes with ids above `after`, oldest first, at most `limit` of them: what the schedulers
+    /// read as changes arrive (no count of the whole table, unlike a listing).
+    pub async fn changes_after(&self, after: ChangeId, limit: i64) -> Result<Vec<ChangeRow>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM changes WHERE changeid > $1 ORDER BY changeid LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.0)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.change_row(r).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn list_changes(&self, page: &Page) -> Result<(Vec<ChangeRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "changes", "changeid", page).await?;
         let mut out = Vec::with_capacity(rows.len());

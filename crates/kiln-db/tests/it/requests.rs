@@ -282,3 +282,26 @@ async fn collapsing_skips_only_requests_no_build_has() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn schedulers_read_changes_after_the_last_seen() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let mut ids = Vec::new();
+        for r in ["a", "b", "c"] {
+            let change = kiln_db::NewChange {
+                author: "dev".into(),
+                revision: Some(r.into()),
+                files: vec![format!("{r}.txt")],
+                ..Default::default()
+            };
+            ids.push(db.add_change(&change, 100).await.unwrap());
+        }
+        let got = db.changes_after(ids[0], 10).await.unwrap();
+        let revs: Vec<_> = got.iter().map(|c| c.revision.clone().unwrap()).collect();
+        assert_eq!(revs, ["b", "c"], "{}", t.backend);
+        assert_eq!(got[0].files, ["b.txt"]);
+        assert_eq!(db.changes_after(ids[0], 1).await.unwrap().len(), 1);
+    })
+    .await;
+}

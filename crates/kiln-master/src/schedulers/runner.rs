@@ -16,7 +16,7 @@ use kiln_core::change::Change;
 use kiln_core::changefilter::ChangeFilter;
 use kiln_core::changefilter::FnRef;
 use kiln_db::ChangeRow;
-use kiln_db::listing::{FilterOp, Page, SqlValue};
+use kiln_db::listing::Page;
 
 use super::basic::BasicScheduler;
 use super::dependent::DependentScheduler;
@@ -233,17 +233,10 @@ async fn pass(
 ) -> anyhow::Result<()> {
     let disabled = master.db.disabled_schedulers().await?;
     loop {
-        let page = Page {
-            filters: vec![kiln_db::listing::Filter {
-                column: "changeid",
-                op: FilterOp::Gt,
-                values: vec![SqlValue::Int(*last_seen)],
-            }],
-            order: vec![("changeid", false)],
-            limit: Some(CHANGE_BATCH),
-            offset: None,
-        };
-        let (rows, _) = master.db.list_changes(&page).await?;
+        let rows = master
+            .db
+            .changes_after(kiln_core::ChangeId(*last_seen), CHANGE_BATCH)
+            .await?;
         let config = master.config();
         for row in &rows {
             let change = core_change(row);
