@@ -911,7 +911,7 @@ def scenario_hooks(args) -> dict:
         cpu = win.stop()
         if errors:
             raise BenchError(f"{len(errors)} burst senders failed: {errors[0]}")
-        stored = m.api.get_json("/api/v2/changes?branch=burst&field=changeid&field=revision")["changes"]
+        stored = m.api.get_json("/api/v2/changes?branch=burst&field=changeid&field=revision&field=branch")["changes"]
         if len(stored) != n or len({c["revision"] for c in stored}) != n:
             raise BenchError(f"{n} changes sent, {len(stored)} stored")
         # The burst scheduler builds the last change stored once the branch is quiet.

@@ -6,6 +6,7 @@ use kiln_config::{BasicSchedulerConfig, Functions};
 use kiln_core::SchedulerId;
 use kiln_core::change::Change;
 use kiln_core::schedulers::basic::{Basic, Decision};
+use kiln_db::ChangeRow;
 
 use super::buildsets::{self, Target};
 use super::runner::{Interest, core_change};
@@ -52,6 +53,7 @@ impl BasicScheduler {
         master: &Master,
         functions: &Functions,
         change: &Change,
+        row: &ChangeRow,
     ) -> anyhow::Result<()> {
         let Some(important) = Interest::of_basic(&self.config).judge(functions, change) else {
             return Ok(());
@@ -59,7 +61,7 @@ impl BasicScheduler {
         let decisions = self
             .state
             .got_change(master.updates.now(), change, important);
-        self.apply(master, decisions).await
+        self.apply(master, decisions, Some(row)).await
     }
 
     pub async fn fire_due(
@@ -82,10 +84,15 @@ impl BasicScheduler {
                 })
                 .collect();
         }
-        self.apply(master, decisions).await
+        self.apply(master, decisions, None).await
     }
 
-    async fn apply(&self, master: &Master, decisions: Vec<Decision>) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        master: &Master,
+        decisions: Vec<Decision>,
+        known: Option<&ChangeRow>,
+    ) -> anyhow::Result<()> {
         for d in decisions {
             match d {
                 Decision::Classify { change, important } => {
@@ -104,7 +111,7 @@ impl BasicScheduler {
                         priority: c.priority,
                         codebases: &c.codebases,
                     };
-                    buildsets::for_changes(master, &target, &changes).await?;
+                    buildsets::for_changes(master, &target, &changes, known).await?;
                     master.db.flush_classifications(self.id, &forget).await?;
                 }
                 Decision::Forget(forget) => {

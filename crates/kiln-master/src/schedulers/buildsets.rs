@@ -31,16 +31,22 @@ pub fn reason(template: &str, class_name: &str, name: &str) -> String {
 /// Submits a buildset for `changes`: for each of the scheduler's codebases, the source stamp of
 /// its latest change, or the codebase's defaults when no change is of it, as Buildbot does. The
 /// changes' properties come along for the builds. Nothing is submitted when none of the changes
-/// is stored any more.
+/// is stored any more. `known` is a change already read, if the caller has one.
 pub async fn for_changes(
     master: &Master,
     target: &Target<'_>,
     changes: &[ChangeId],
+    known: Option<&ChangeRow>,
 ) -> anyhow::Result<()> {
     let mut latest: BTreeMap<String, ChangeRow> = BTreeMap::new();
     let mut properties = Properties::new();
     for id in changes {
-        if let Some(row) = get_change(master, *id).await? {
+        // The change just read need not be read again.
+        let row = match known.filter(|k| k.id == *id) {
+            Some(k) => Some(k.clone()),
+            None => get_change(master, *id).await?,
+        };
+        if let Some(row) = row {
             properties.update(&row.properties);
             let newer = latest
                 .get(&row.codebase)

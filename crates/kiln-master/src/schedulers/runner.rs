@@ -246,7 +246,10 @@ async fn pass(
                     continue;
                 }
                 match s {
-                    Running::Basic(b) => b.got_change(master, &config.functions, &change).await?,
+                    Running::Basic(b) => {
+                        b.got_change(master, &config.functions, &change, row)
+                            .await?
+                    }
                     Running::Timed(t) => t.got_change(master, &config.functions, &change).await?,
                     Running::Dependent(_) => {}
                 }

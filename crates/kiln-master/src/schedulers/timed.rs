@@ -148,7 +148,7 @@ impl TimedScheduler {
             }
             Outcome::Defaults => buildsets::for_defaults(master, &target).await?,
             Outcome::Changes(changes) => {
-                buildsets::for_changes(master, &target, &changes).await?;
+                buildsets::for_changes(master, &target, &changes, None).await?;
                 master.db.flush_classifications(self.id, &changes).await?;
                 self.classified.retain(|(id, _)| !changes.contains(id));
             }
