@@ -310,3 +310,57 @@ async fn svn_poller_splits_paths_into_branches() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_poller_polls_at_launch_and_follows_the_refs_a_function_picks() {
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path();
+    sh(repo, "git", &["init", "-q", "-b", "main"]);
+    commit_file(repo, "a.txt", "one\n", "first");
+    sh(repo, "git", &["branch", "rel-1"]);
+    sh(repo, "git", &["branch", "dev"]);
+    let url = repo.display().to_string();
+    let body = format!(
+        "c['builders'] = []\n\
+         c['change_source'] = changes.GitPoller(repourl={url:?}, name='fn', pollAtLaunch=True, pollInterval=60,\n\
+             branches=lambda ref: ref.startswith('refs/heads/rel'))\n"
+    );
+    let clock = ManualClock::new(START);
+    let c = clock.clone();
+    let mut m = TestMaster::start_with(
+        tempfile::tempdir().unwrap(),
+        &config("sqlite:///state.sqlite", &body),
+        move |o| o.clock = c,
+    )
+    .await;
+    // The poll at launch records where the chosen refs are, and only those.
+    let db = &m.master().db;
+    let id = db.object_id("fn", "GitPoller").await.unwrap();
+    let state = tokio::time::timeout(crate::harness::WAIT, async {
+        loop {
+            if let Some(s) = db.get_state(id, "lastRev").await.unwrap() {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the poll at launch stored its state");
+    let state: Value = serde_json::from_str(&state).unwrap();
+    let refs: Vec<&String> = state.as_object().unwrap().keys().collect();
+    assert_eq!(refs, ["refs/heads/rel-1"]);
+    sh(repo, "git", &["checkout", "-q", "dev"]);
+    commit_file(repo, "d.txt", "d\n", "on dev");
+    sh(repo, "git", &["checkout", "-q", "rel-1"]);
+    let rel = commit_file(repo, "r.txt", "r\n", "on rel-1");
+    clock.advance(60);
+    let new = m.wait_event("changes.*.new").await;
+    let c = change(&m, new["changeid"].as_i64().unwrap()).await;
+    assert_eq!(
+        (&c["revision"], &c["branch"]),
+        (&json!(rel), &json!("rel-1"))
+    );
+    let (_, all) = m.get("changes").await;
+    assert_eq!(all["meta"]["total"], 1, "dev is not followed");
+    m.stop().await;
+}

@@ -209,3 +209,41 @@ async fn a_nightly_triggerable_builds_the_last_trigger_once_at_its_time() {
     assert_eq!(all["meta"]["total"], 3);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_triggerable_keeps_its_trigger_across_a_restart() {
+    use kiln_master::clock::ManualClock;
+    const START: i64 = 1_700_000_000;
+    let clock = ManualClock::new(START);
+    let body = "c['builders'] = [\n\
+            util.BuilderConfig(name='parent', workernames=['w1'], factory=util.BuildFactory([\n\
+                steps.Trigger(schedulerNames=['nt'], set_properties={'from': 'parent'})])),\n\
+            util.BuilderConfig(name='nightly', workernames=['w1'],\n\
+                factory=util.BuildFactory([steps.ShellCommand(command='true')]))]\n\
+        c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['parent']),\n\
+            schedulers.NightlyTriggerable(name='nt', builderNames=['nightly'], hour=3, minute=0, timezone='UTC')]\n";
+    let source = config("sqlite:///state.sqlite", body);
+    let c = clock.clone();
+    let mut m =
+        TestMaster::start_with(tempfile::tempdir().unwrap(), &source, move |o| o.clock = c).await;
+    m.start_worker("w1", "pass").await;
+    let bsid = m.force(json!({"builderNames": ["parent"]})).await;
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    drop(m);
+
+    let c = clock.clone();
+    let mut m = TestMaster::start_with(dir, &source, move |o| o.clock = c).await;
+    clock.advance(17_200);
+    let bsid = m.wait_event("buildsets.*.new").await["bsid"]
+        .as_i64()
+        .unwrap();
+    let (_, props) = m.get(&format!("buildsets/{bsid}/properties")).await;
+    assert_eq!(
+        props["properties"][0]["from"],
+        json!(["parent", "Trigger"]),
+        "{props}"
+    );
+    m.stop().await;
+}
