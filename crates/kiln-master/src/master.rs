@@ -97,6 +97,14 @@ impl Master {
             .clone()
     }
 
+    /// The name of a configured builder.
+    pub fn builder_name(&self, id: BuilderId) -> Option<String> {
+        self.builder_ids()
+            .iter()
+            .find(|(_, b)| **b == id)
+            .map(|(name, _)| name.clone())
+    }
+
     pub fn wake_distributor(&self) {
         self.distributor_wake.notify_one();
     }

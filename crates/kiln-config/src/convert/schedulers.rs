@@ -1,11 +1,51 @@
 //! Schedulers and change filters in the configuration.
 
+use kiln_core::PropertyValue;
 use kiln_core::change::Attribute;
 use kiln_core::changefilter::{ChangeFilter, Criterion, FnRef, Pattern, PropertyTest};
 
 use super::Cx;
 use crate::model::*;
 use crate::node::{Location, Node};
+
+/// What every scheduler has: its name and its builders. `None` (with an error) without a name.
+pub(super) fn named(
+    cx: &mut Cx,
+    loc: &Location,
+    s: &Node,
+    kind: &str,
+) -> Option<(String, Vec<String>)> {
+    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
+        cx.error(loc, format!("{kind} needs a name"));
+        return None;
+    };
+    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    if builder_names.is_empty() {
+        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
+    }
+    Some((name, builder_names))
+}
+
+/// A scheduler's `properties`, `reason` (or `default`) and `priority` (0 by default).
+pub(super) fn extras(
+    cx: &mut Cx,
+    loc: &Location,
+    s: &Node,
+    default_reason: &str,
+) -> (Vec<(String, PropertyValue)>, String, i64) {
+    let properties = cx
+        .properties(s.field("properties"), "properties", loc)
+        .into_iter()
+        .collect();
+    let reason = cx
+        .opt_string(s.field("reason"), "reason", loc)
+        .unwrap_or_else(|| default_reason.to_string());
+    let priority = match given_node(s.field("priority")) {
+        None => 0,
+        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
+    };
+    (properties, reason, priority)
+}
 
 pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
     let Node::Object { kind, .. } = s else {
@@ -33,14 +73,7 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
 }
 
 fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, format!("{kind} needs a name"));
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
+    let (name, builder_names) = named(cx, loc, s, kind)?;
     let per_branch = kind == "AnyBranchScheduler";
     let branch_arg = if per_branch { "branches" } else { "branch" };
     let branch = s.field(branch_arg);
@@ -128,19 +161,12 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         }
     };
     let only_important = cx.boolean(s.field("onlyImportant"), false, "onlyImportant", loc);
-    let properties = cx
-        .properties(s.field("properties"), "properties", loc)
-        .into_iter()
-        .collect();
-    let reason = cx
-        .opt_string(s.field("reason"), "reason", loc)
-        .unwrap_or_else(|| {
-            "The %(classname)s scheduler named '%(name)s' triggered this build".into()
-        });
-    let priority = match s.field("priority") {
-        None | Some(Node::None) => 0,
-        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
-    };
+    let (properties, reason, priority) = extras(
+        cx,
+        loc,
+        s,
+        "The %(classname)s scheduler named '%(name)s' triggered this build",
+    );
     Some(SchedulerConfig::Basic(Box::new(BasicSchedulerConfig {
         name,
         class_name: kind.to_string(),
@@ -160,14 +186,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
 /// `schedulers.Try_Userpass(name, builderNames, port, userpass)`. Try jobs come to the web port
 /// (`POST /try`), so `port` is not used.
 fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, "Try_Userpass needs a name");
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
+    let (name, builder_names) = named(cx, loc, s, "Try_Userpass")?;
     if given_node(s.field("port")).is_some() {
         cx.warn(
             loc,
@@ -203,10 +222,7 @@ fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig
             format!("scheduler '{name}' needs userpass, a list of (user, password) pairs"),
         ),
     }
-    let properties = cx
-        .properties(s.field("properties"), "properties", loc)
-        .into_iter()
-        .collect();
+    let (properties, _, _) = extras(cx, loc, s, "");
     Some(SchedulerConfig::Try(Box::new(TryConfig {
         name,
         builder_names,
@@ -217,14 +233,7 @@ fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig
 
 /// `schedulers.Dependent(name, upstream, builderNames)`.
 fn dependent(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, "Dependent needs a name");
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
+    let (name, builder_names) = named(cx, loc, s, "Dependent")?;
     // `upstream` is the scheduler object itself, as in Buildbot; its name is what counts.
     let upstream = match s.field("upstream") {
         Some(u @ Node::Object { .. }) => match u.field("name") {
@@ -241,17 +250,7 @@ fn dependent(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
         );
         return None;
     };
-    let properties = cx
-        .properties(s.field("properties"), "properties", loc)
-        .into_iter()
-        .collect();
-    let reason = cx
-        .opt_string(s.field("reason"), "reason", loc)
-        .unwrap_or_else(|| "downstream".into());
-    let priority = match given_node(s.field("priority")) {
-        None => 0,
-        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
-    };
+    let (properties, reason, priority) = extras(cx, loc, s, "downstream");
     Some(SchedulerConfig::Dependent(Box::new(DependentConfig {
         name,
         upstream,

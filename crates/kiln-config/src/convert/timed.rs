@@ -6,19 +6,14 @@ use kiln_core::cron::Cron;
 use kiln_core::schedulers::timed::Schedule;
 
 use super::Cx;
-use super::schedulers::{change_filter, codebases, function, given_node, optional_strings};
+use super::schedulers::{
+    change_filter, codebases, extras, function, given_node, named, optional_strings,
+};
 use crate::model::*;
 use crate::node::{Location, Node};
 
 pub(super) fn timed(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, format!("{kind} needs a name"));
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
+    let (name, builder_names) = named(cx, loc, s, kind)?;
     let schedule = if kind == "Periodic" {
         match s.field("periodicBuildTimer") {
             Some(Node::Int(i)) if *i > 0 => Some(Schedule::Periodic { interval: *i }),
@@ -107,17 +102,8 @@ pub(super) fn timed(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option
             format!("scheduler '{name}': createAbsoluteSourceStamps is not supported by this version of kiln and is ignored"),
         );
     }
-    let properties = cx
-        .properties(s.field("properties"), "properties", loc)
-        .into_iter()
-        .collect();
-    let reason = cx
-        .opt_string(s.field("reason"), "reason", loc)
-        .unwrap_or_else(|| format!("The {kind} scheduler named '%(name)s' triggered this build"));
-    let priority = match given_node(s.field("priority")) {
-        None => 0,
-        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
-    };
+    let default_reason = format!("The {kind} scheduler named '%(name)s' triggered this build");
+    let (properties, reason, priority) = extras(cx, loc, s, &default_reason);
     Some(SchedulerConfig::Timed(Box::new(TimedSchedulerConfig {
         class_name: kind.to_string(),
         builder_names,

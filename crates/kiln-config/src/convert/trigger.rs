@@ -3,33 +3,19 @@
 use kiln_core::render::Renderable;
 
 use super::Cx;
-use super::schedulers::{codebases, given_node};
+use super::schedulers::{codebases, extras, given_node, named};
 use crate::model::*;
 use crate::node::{Location, Node};
 
 /// `schedulers.Triggerable(name, builderNames, …)`.
 pub(super) fn triggerable(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
-        cx.error(loc, "Triggerable needs a name");
-        return None;
-    };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
-    if builder_names.is_empty() {
-        cx.error(loc, format!("scheduler '{name}' needs builderNames"));
-    }
-    let properties = cx
-        .properties(s.field("properties"), "properties", loc)
-        .into_iter()
-        .collect();
-    let reason = cx
-        .opt_string(s.field("reason"), "reason", loc)
-        .unwrap_or_else(|| {
-            "The Triggerable scheduler named '%(name)s' triggered this build".into()
-        });
-    let priority = match given_node(s.field("priority")) {
-        None => 0,
-        Some(n) => cx.int(n, "priority", loc).unwrap_or(0),
-    };
+    let (name, builder_names) = named(cx, loc, s, "Triggerable")?;
+    let (properties, reason, priority) = extras(
+        cx,
+        loc,
+        s,
+        "The Triggerable scheduler named '%(name)s' triggered this build",
+    );
     Some(SchedulerConfig::Triggerable(Box::new(TriggerableConfig {
         builder_names,
         codebases: codebases(cx, s.field("codebases"), loc),

@@ -27,13 +27,8 @@ pub async fn after_submit(
     if config.old_build_cancellers.is_empty() {
         return Ok(());
     }
-    let names = master.builder_ids();
     for (builder, brid) in requests {
-        let Some(name) = names
-            .iter()
-            .find(|(_, id)| *id == builder)
-            .map(|(n, _)| n.clone())
-        else {
+        let Some(name) = master.builder_name(*builder) else {
             continue;
         };
         let Some(new) = master.db.get_buildrequest(*brid).await? else {

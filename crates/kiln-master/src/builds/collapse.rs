@@ -21,15 +21,10 @@ pub async fn after_submit(
     requests: &[(BuilderId, BuildRequestId)],
 ) -> anyhow::Result<()> {
     let config = master.config();
-    let names = master.builder_ids();
     let mut cache: BTreeMap<BuildSetId, Described> = BTreeMap::new();
     let mut skip = Vec::new();
     for (builder, brid) in requests {
-        let Some(name) = names
-            .iter()
-            .find(|(_, id)| *id == builder)
-            .map(|(n, _)| n.clone())
-        else {
+        let Some(name) = master.builder_name(*builder) else {
             continue;
         };
         let rule = rule(&config, &name);

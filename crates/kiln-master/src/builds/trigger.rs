@@ -260,8 +260,6 @@ async fn recheck(ctx: &StepContext<'_>, triggered: &mut BTreeMap<BuildSetId, Tri
 
 fn builder_name(ctx: &StepContext<'_>, id: kiln_core::BuilderId) -> String {
     ctx.master
-        .builder_ids()
-        .iter()
-        .find(|(_, b)| **b == id)
-        .map_or_else(|| format!("builder {}", id.0), |(n, _)| n.clone())
+        .builder_name(id)
+        .unwrap_or_else(|| format!("builder {}", id.0))
 }

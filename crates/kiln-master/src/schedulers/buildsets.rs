@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use kiln_config::CodebaseDefault;
 use kiln_core::sourcestamp::SourceStamp;
-use kiln_core::{ChangeId, Properties, PropertyValue};
+use kiln_core::{BuildRequestId, BuildSetId, BuilderId, ChangeId, Properties, PropertyValue};
 use kiln_db::listing::{Page, SqlValue};
 use kiln_db::{ChangeRow, NewBuildSet};
 
@@ -74,17 +74,35 @@ pub async fn for_changes(
             None => default_stamp(cb),
         })
         .collect();
-    submit(master, target, sourcestamps, properties).await
+    submit(
+        master,
+        target,
+        sourcestamps,
+        properties,
+        &Properties::new(),
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Submits a buildset of the scheduler's codebases at their defaults: a timed build without
 /// changes.
 pub async fn for_defaults(master: &Master, target: &Target<'_>) -> anyhow::Result<()> {
     let sourcestamps = target.codebases.iter().map(default_stamp).collect();
-    submit(master, target, sourcestamps, Properties::new()).await
+    submit(
+        master,
+        target,
+        sourcestamps,
+        Properties::new(),
+        &Properties::new(),
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
-fn default_stamp(cb: &CodebaseDefault) -> SourceStamp {
+pub fn default_stamp(cb: &CodebaseDefault) -> SourceStamp {
     SourceStamp {
         codebase: cb.name.clone(),
         repository: cb.repository.clone(),
@@ -95,17 +113,27 @@ fn default_stamp(cb: &CodebaseDefault) -> SourceStamp {
     }
 }
 
-async fn submit(
+/// Submits a buildset for a scheduler. The properties are layered: `below` (the changes'), then
+/// the scheduler's own, then `above` (a trigger's), then `scheduler`.
+pub async fn submit(
     master: &Master,
     target: &Target<'_>,
     sourcestamps: Vec<SourceStamp>,
-    mut properties: Properties,
-) -> anyhow::Result<()> {
+    below: Properties,
+    above: &Properties,
+    parent: Option<(kiln_core::BuildId, String)>,
+) -> anyhow::Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
+    let mut properties = below;
     for (name, value) in target.properties {
         properties.set(name.clone(), value.clone(), "Scheduler");
     }
+    properties.update(above);
     properties.set("scheduler", target.scheduler, "Scheduler");
     let ids = master.builder_ids();
+    let (parent_buildid, parent_relationship) = match parent {
+        Some((id, relationship)) => (Some(id.0), Some(relationship)),
+        None => (None, None),
+    };
     let buildset = NewBuildSet {
         reason: target.reason.clone(),
         sourcestamps,
@@ -115,10 +143,11 @@ async fn submit(
             .iter()
             .filter_map(|b| ids.get(b).map(|id| (*id, target.priority)))
             .collect(),
+        parent_buildid,
+        parent_relationship,
         ..Default::default()
     };
-    master.add_buildset(buildset).await?;
-    Ok(())
+    master.add_buildset(buildset).await
 }
 
 pub async fn get_change(master: &Master, id: ChangeId) -> anyhow::Result<Option<ChangeRow>> {

@@ -6,7 +6,6 @@
 
 use kiln_config::DependentConfig;
 use kiln_core::{BuildSetId, Properties, Results, SourceStampId};
-use kiln_db::NewBuildSet;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 
 use super::buildsets;
@@ -123,24 +122,23 @@ impl DependentScheduler {
             .map(kiln_db::SourceStampRow::to_sourcestamp)
             .collect();
         let c = &self.config;
-        let mut properties = Properties::new();
-        for (name, value) in &c.properties {
-            properties.set(name.clone(), value.clone(), "Scheduler");
-        }
-        properties.set("scheduler", c.name.as_str(), "Scheduler");
-        let ids = master.builder_ids();
-        let buildset = NewBuildSet {
+        let target = buildsets::Target {
+            scheduler: &c.name,
             reason: buildsets::reason(&c.reason, "Dependent", &c.name),
-            sourcestamps,
-            properties,
-            builders: c
-                .builder_names
-                .iter()
-                .filter_map(|b| ids.get(b).map(|id| (*id, c.priority)))
-                .collect(),
-            ..Default::default()
+            properties: &c.properties,
+            builder_names: &c.builder_names,
+            priority: c.priority,
+            codebases: &[],
         };
-        master.add_buildset(buildset).await?;
+        buildsets::submit(
+            master,
+            &target,
+            sourcestamps,
+            Properties::new(),
+            &Properties::new(),
+            None,
+        )
+        .await?;
         Ok(())
     }
 }

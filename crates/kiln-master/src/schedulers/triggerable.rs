@@ -4,7 +4,7 @@
 use kiln_config::TriggerableConfig;
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{BuildId, BuildRequestId, BuildSetId, BuilderId, Properties};
-use kiln_db::{NewBuildSet, json_to_property, property_to_json};
+use kiln_db::{json_to_property, property_to_json};
 use serde_json::json;
 
 use super::buildsets::{self, Target};
@@ -47,39 +47,19 @@ pub async fn submit(
     let mut sourcestamps = trigger.sourcestamps;
     for cb in config.codebases {
         if !sourcestamps.iter().any(|ss| ss.codebase == cb.name) {
-            sourcestamps.push(SourceStamp {
-                codebase: cb.name.clone(),
-                repository: cb.repository.clone(),
-                branch: cb.branch.clone(),
-                revision: cb.revision.clone(),
-                project: cb.project.clone(),
-                patch: None,
-            });
+            sourcestamps.push(buildsets::default_stamp(cb));
         }
     }
     sourcestamps.sort_by(|a, b| a.codebase.cmp(&b.codebase));
-    let mut properties = Properties::new();
-    for (name, value) in config.properties {
-        properties.set(name.clone(), value.clone(), "Scheduler");
-    }
-    properties.update(&trigger.properties);
-    properties.set("scheduler", config.scheduler, "Scheduler");
-    let ids = master.builder_ids();
-    let buildset = NewBuildSet {
-        reason: config.reason.clone(),
+    buildsets::submit(
+        master,
+        config,
         sourcestamps,
-        properties,
-        builders: config
-            .builder_names
-            .iter()
-            .filter_map(|b| ids.get(b).map(|id| (*id, config.priority)))
-            .collect(),
-        parent_buildid: Some(trigger.parent_buildid.0),
-        parent_relationship: Some(trigger.parent_relationship),
-        ..Default::default()
-    };
-    let added = master.add_buildset(buildset).await?;
-    Ok(added)
+        Properties::new(),
+        &trigger.properties,
+        Some((trigger.parent_buildid, trigger.parent_relationship)),
+    )
+    .await
 }
 
 /// The state a `NightlyTriggerable` keeps its pending trigger under, as Buildbot names it.

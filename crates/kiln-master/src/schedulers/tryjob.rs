@@ -4,8 +4,8 @@
 use kiln_config::TryConfig;
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties};
-use kiln_db::NewBuildSet;
 
+use super::buildsets::{self, Target};
 use crate::master::Master;
 
 /// What `kiln try` sends.
@@ -53,30 +53,29 @@ pub async fn submit(
     if !job.comment.is_empty() {
         reason.push_str(&format!(" ({})", job.comment));
     }
-    let mut properties = Properties::new();
-    for (name, value) in &scheduler.properties {
-        properties.set(name.clone(), value.clone(), "Scheduler");
-    }
+    let mut asked = Properties::new();
     for (name, p) in job.properties.iter() {
-        properties.set(name.clone(), p.value.clone(), "try build");
+        asked.set(name.clone(), p.value.clone(), "try build");
     }
     if !job.who.is_empty() {
-        properties.set("owner", job.who.as_str(), "try build");
+        asked.set("owner", job.who.as_str(), "try build");
     }
-    properties.set("scheduler", scheduler.name.as_str(), "Scheduler");
-    let ids = master.builder_ids();
-    let buildset = NewBuildSet {
+    let target = Target {
+        scheduler: &scheduler.name,
         reason,
-        sourcestamps: vec![job.sourcestamp],
-        properties,
-        builders: builders
-            .iter()
-            .filter_map(|b| ids.get(b).map(|id| (*id, 0)))
-            .collect(),
-        ..Default::default()
+        properties: &scheduler.properties,
+        builder_names: &builders,
+        priority: 0,
+        codebases: &[],
     };
-    master
-        .add_buildset(buildset)
-        .await
-        .map_err(TryError::Internal)
+    buildsets::submit(
+        master,
+        &target,
+        vec![job.sourcestamp],
+        Properties::new(),
+        &asked,
+        None,
+    )
+    .await
+    .map_err(TryError::Internal)
 }
