@@ -544,3 +544,38 @@ async fn schedulers_are_listed_and_can_be_disabled_and_enabled() {
     m.force(json!({"builderNames": ["b1"]})).await;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightly_remembers_its_last_run_across_a_restart() {
+    // START is 2023-11-14 22:13:20 UTC; the next 03:00 is 17,200 s later.
+    let clock = ManualClock::new(START);
+    let body = "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'],\n\
+            factory=util.BuildFactory([steps.ShellCommand(command='true')]))]\n\
+        c['schedulers'] = [schedulers.Nightly(name='n', builderNames=['b1'], hour=3, minute=0, timezone='UTC',\n\
+            onlyIfChanged=True)]\n";
+    let source = config("sqlite:///state.sqlite", body);
+    let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
+    let night1 = START + 17_200;
+    clock.advance(17_200);
+    wait_state(&m, "n", "Nightly", "last_build", &night1.to_string()).await;
+    m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    drop(m);
+
+    // Restarted an hour later, it knows its first night is past: the next, without changes, is
+    // skipped (a scheduler that forgot would build it as its first).
+    clock.advance(3600);
+    let mut m = start(dir, &source, &clock).await;
+    clock.advance(86_400 - 3600);
+    wait_state(
+        &m,
+        "n",
+        "Nightly",
+        "last_build",
+        &(night1 + 86_400).to_string(),
+    )
+    .await;
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 1, "only the first night built");
+    m.stop().await;
+}

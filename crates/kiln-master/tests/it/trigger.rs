@@ -22,9 +22,11 @@ c['builders'] = [
         factory=parent(schedulerNames=['t-ok', 't-bad'], unimportantSchedulerNames=['t-bad'], waitForFinish=True)),
     util.BuilderConfig(name='p-nowait', workernames=['w1'], factory=parent(schedulerNames=['t-bad'])),
     util.BuilderConfig(name='p-stop', workernames=['w1'], factory=parent(schedulerNames=['t-slow'], waitForFinish=True)),
+    util.BuilderConfig(name='p-latest', workernames=['w1'], factory=parent(schedulerNames=['t-ok'], waitForFinish=True,
+        alwaysUseLatest=True)),
 ]
 c['schedulers'] = [
-    schedulers.ForceScheduler(name='force', builderNames=['p-wait', 'p-unimportant', 'p-nowait', 'p-stop']),
+    schedulers.ForceScheduler(name='force', builderNames=['p-wait', 'p-unimportant', 'p-nowait', 'p-stop', 'p-latest']),
     schedulers.Triggerable(name='t-ok', builderNames=['c-ok'], properties={'level': 'child'}),
     schedulers.Triggerable(name='t-bad', builderNames=['c-bad']),
     schedulers.Triggerable(name='t-slow', builderNames=['c-slow']),
@@ -50,7 +52,9 @@ async fn trigger_waits_for_children_and_takes_their_worst_result() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", BODY)).await;
     m.start_worker("w1", "pass").await;
 
-    let bsid = m.force(json!({"builderNames": ["p-wait"]})).await;
+    let bsid = m
+        .force(json!({"builderNames": ["p-wait"], "revision": "abc", "branch": "main"}))
+        .await;
     assert_eq!(
         m.wait_buildset(bsid).await,
         2,
@@ -88,6 +92,24 @@ async fn trigger_waits_for_children_and_takes_their_worst_result() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("c-ok #")), "{names:?}");
+
+    // The child builds the parent's source stamp (its revision, there being no got_revision)...
+    for k in &kids {
+        assert_eq!(k["sourcestamps"][0]["revision"], "abc", "{k}");
+    }
+    // ...or, with alwaysUseLatest, the latest.
+    let bsid = m
+        .force(json!({"builderNames": ["p-latest"], "revision": "abc", "branch": "main"}))
+        .await;
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let latest_parent = parent_build_of(&m, bsid).await;
+    let kids = children(&m, latest_parent).await;
+    assert_eq!(
+        kids[0]["sourcestamps"][0]["revision"],
+        Value::Null,
+        "{kids:?}"
+    );
+    assert_eq!(kids[0]["sourcestamps"][0]["branch"], "main");
 
     let bsid = m.force(json!({"builderNames": ["p-unimportant"]})).await;
     assert_eq!(
