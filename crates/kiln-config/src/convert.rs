@@ -296,6 +296,60 @@ impl Cx<'_> {
                     .collect();
                 Renderable::Interpolate { format, kwargs }
             }
+            Node::Object { kind, loc: at, .. } if kind == "Renderer" => {
+                match (node.field("call"), node.field("func")) {
+                    (Some(Node::Function(call, _)), Some(Node::Function(func, _))) => {
+                        Renderable::Renderer {
+                            call: *call,
+                            func: *func,
+                        }
+                    }
+                    (_, other) => {
+                        self.error(
+                            at,
+                            format!(
+                                "util.renderer takes a function, not {}",
+                                other.map_or("nothing".into(), Node::describe)
+                            ),
+                        );
+                        Renderable::Literal(PropertyValue::Null)
+                    }
+                }
+            }
+            Node::Object { kind, loc: at, .. } if kind == "Transform" => {
+                let Some(Node::Function(func, _)) = node.field("func") else {
+                    self.error(at, "util.Transform takes a function first");
+                    return Renderable::Literal(PropertyValue::Null);
+                };
+                let args = match node.field("args") {
+                    Some(Node::List(items)) => {
+                        items.iter().map(|a| self.renderable(a, what, at)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let kwargs = match node.field("kwargs") {
+                    Some(Node::Dict(entries)) => entries
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let k = self.string(k, "a keyword of util.Transform", at)?;
+                            Some((k, self.renderable(v, what, at)))
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Renderable::Transform {
+                    func: *func,
+                    args,
+                    kwargs,
+                }
+            }
+            Node::Object { kind, loc: at, .. } if kind == "FlattenList" => {
+                let inner = node
+                    .field("nestedlist")
+                    .map(|n| self.renderable(n, what, at))
+                    .unwrap_or(Renderable::List(Vec::new()));
+                Renderable::FlattenList(Box::new(inner))
+            }
             other => Renderable::Literal(self.value(other, what, loc)),
         }
     }

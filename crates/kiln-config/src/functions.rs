@@ -39,6 +39,9 @@ pub enum Data {
     Dict(Vec<(Data, Data)>),
     /// An object with named attributes (a Starlark struct): `change.files`, `builder.name`.
     Object(Vec<(String, Data)>),
+    /// One of the configuration's functions, passed to another (as `util.renderer` passes its
+    /// function to the prelude's caller).
+    Function(FnRef),
     /// A value of another type, described.
     Other(String),
 }
@@ -54,7 +57,7 @@ impl Data {
             Data::Str(s) => !s.is_empty(),
             Data::List(l) => !l.is_empty(),
             Data::Dict(d) => !d.is_empty(),
-            Data::Object(_) | Data::Other(_) => true,
+            Data::Object(_) | Data::Function(_) | Data::Other(_) => true,
         }
     }
 
@@ -71,6 +74,36 @@ impl Data {
             Data::Str(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The value as a property: plain data only.
+    pub fn to_property(&self) -> Result<PropertyValue, String> {
+        Ok(match self {
+            Data::None => PropertyValue::Null,
+            Data::Bool(b) => PropertyValue::Bool(*b),
+            Data::Int(i) => PropertyValue::Int(*i),
+            Data::Float(f) => PropertyValue::Float(*f),
+            Data::Str(s) => PropertyValue::Str(s.clone()),
+            Data::List(l) => {
+                PropertyValue::List(l.iter().map(Data::to_property).collect::<Result<_, _>>()?)
+            }
+            Data::Dict(d) => PropertyValue::Map(
+                d.iter()
+                    .map(|(k, v)| {
+                        let k = match k {
+                            Data::Str(s) => s.clone(),
+                            other => {
+                                return Err(format!("a dict key must be a string, not {other:?}"));
+                            }
+                        };
+                        Ok((k, v.to_property()?))
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            Data::Object(_) | Data::Function(_) | Data::Other(_) => {
+                return Err(format!("{self:?} is not a plain value"));
+            }
+        })
     }
 
     fn opt_str(s: Option<&str>) -> Data {
@@ -187,9 +220,12 @@ impl Functions {
                 .and_then(|l| l.content().get(f.0).copied())
                 .ok_or_else(|| format!("no configuration function number {}", f.0))?;
             let heap = module.heap();
-            let positional: Vec<Value> = args.iter().map(|a| alloc(heap, a)).collect();
-            let named: Vec<(&str, Value)> =
-                kwargs.iter().map(|(k, v)| (*k, alloc(heap, v))).collect();
+            let functions = ListRef::from_value(list);
+            let positional: Vec<Value> = args.iter().map(|a| alloc(heap, functions, a)).collect();
+            let named: Vec<(&str, Value)> = kwargs
+                .iter()
+                .map(|(k, v)| (*k, alloc(heap, functions, v)))
+                .collect();
             let mut eval = Evaluator::new(&module);
             let started = Instant::now();
             eval.set_check_cancelled(Box::new(move || started.elapsed() > CALL_TIME_LIMIT));
@@ -219,19 +255,59 @@ impl Callbacks for Functions {
     }
 }
 
-fn alloc<'v>(heap: Heap<'v>, d: &Data) -> Value<'v> {
+/// Renderables' functions (`util.renderer`, `util.Transform`). Secrets are not the
+/// configuration's to give: without a secret provider, `%(secret:…)s` is an error.
+impl kiln_core::render::RenderHooks for Functions {
+    fn secret(&self, name: &str) -> Result<String, String> {
+        Err(format!("no secret provider is configured to give '{name}'"))
+    }
+
+    fn call(
+        &self,
+        f: FnRef,
+        args: Vec<PropertyValue>,
+        kwargs: Vec<(String, PropertyValue)>,
+    ) -> Result<PropertyValue, String> {
+        let args: Vec<Data> = args.iter().map(Data::from).collect();
+        let kwargs: Vec<(&str, Data)> = kwargs
+            .iter()
+            .map(|(k, v)| (k.as_str(), Data::from(v)))
+            .collect();
+        self.call(f, &args, &kwargs)?.to_property()
+    }
+
+    fn call_renderer(
+        &self,
+        call: FnRef,
+        func: FnRef,
+        props: &kiln_core::Properties,
+    ) -> Result<PropertyValue, String> {
+        let dict = Data::Dict(
+            props
+                .iter()
+                .map(|(k, p)| (Data::Str(k.clone()), Data::from(&p.value)))
+                .collect(),
+        );
+        self.call(call, &[Data::Function(func), dict], &[])?
+            .to_property()
+    }
+}
+
+fn alloc<'v>(heap: Heap<'v>, functions: Option<&ListRef<'v>>, d: &Data) -> Value<'v> {
+    let alloc = |x: &Data| alloc(heap, functions, x);
     match d {
+        Data::Function(f) => functions
+            .and_then(|l| l.content().get(f.0).copied())
+            .unwrap_or_else(Value::new_none),
         Data::None => Value::new_none(),
         Data::Bool(b) => Value::new_bool(*b),
         Data::Int(i) => heap.alloc(*i),
         Data::Float(f) => heap.alloc(*f),
         Data::Str(s) | Data::Other(s) => heap.alloc(s.as_str()),
-        Data::List(l) => heap.alloc(AllocList(l.iter().map(|x| alloc(heap, x)))),
-        Data::Dict(d) => heap.alloc(AllocDict(
-            d.iter().map(|(k, v)| (alloc(heap, k), alloc(heap, v))),
-        )),
+        Data::List(l) => heap.alloc(AllocList(l.iter().map(alloc))),
+        Data::Dict(d) => heap.alloc(AllocDict(d.iter().map(|(k, v)| (alloc(k), alloc(v))))),
         Data::Object(fields) => heap.alloc(AllocStruct(
-            fields.iter().map(|(k, v)| (k.as_str(), alloc(heap, v))),
+            fields.iter().map(|(k, v)| (k.as_str(), alloc(v))),
         )),
     }
 }

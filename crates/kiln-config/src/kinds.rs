@@ -446,6 +446,11 @@ pub const KINDS: &[Kind] = &[
         keywords: &["defaultWhenFalse"],
     },
     Kind {
+        name: "FlattenList",
+        positional: &["nestedlist", "types"],
+        keywords: &["nestedlist", "types"],
+    },
+    Kind {
         name: "Interpolate",
         positional: &["fmtstring"],
         keywords: &[],

@@ -77,8 +77,7 @@ impl CommandIo for StdioLog {
 
 impl StepContext<'_> {
     fn render(&self, r: &Renderable, what: &str) -> Result<PropertyValue, String> {
-        r.render(self.props)
-            .map_err(|e| format!("cannot render {what}: {e}"))
+        render_for_step(self, r).map_err(|e| format!("cannot render {what}: {e}"))
     }
 
     fn render_string(&self, r: &Renderable, what: &str) -> Result<String, String> {
@@ -144,6 +143,40 @@ impl StepContext<'_> {
             let _ = updates.append_log(id, 0, &body, true).await;
         }
     }
+}
+
+/// Renders in the step's context: its build's properties and source stamps, its worker's
+/// information, and the configuration's functions.
+pub fn render_for_step(
+    ctx: &StepContext<'_>,
+    r: &Renderable,
+) -> Result<PropertyValue, kiln_core::render::RenderError> {
+    if r.is_constant() {
+        return r.render(ctx.props);
+    }
+    let stamps: Vec<kiln_core::sourcestamp::SourceStamp> = ctx
+        .sourcestamps
+        .iter()
+        .map(kiln_db::SourceStampRow::to_sourcestamp)
+        .collect();
+    let worker: std::collections::BTreeMap<String, PropertyValue> = {
+        let info = ctx.conn.info.read().unwrap_or_else(|p| p.into_inner());
+        info.json
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), kiln_db::json_to_property(v)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let config = ctx.master.config();
+    r.render_in(&kiln_core::render::RenderContext {
+        props: ctx.props,
+        sourcestamps: &stamps,
+        worker: &worker,
+        hooks: &config.functions,
+    })
 }
 
 /// The master-side path of a transfer, relative to the master's base directory.

@@ -41,7 +41,7 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
         }
     }
     for (name, r) in &t.set_properties {
-        match r.render(ctx.props) {
+        match crate::builds::steps::render_for_step(ctx, r) {
             Ok(v) => properties.set(name.clone(), v, "Trigger"),
             Err(e) => {
                 let why = format!("cannot render set_properties['{name}']: {e}");

@@ -349,3 +349,45 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renderers_transforms_flattened_lists_and_source_stamps_render_in_commands() {
+    let body = r#"
+def bang(props):
+    return props.getProperty('buildername') + '!' if props.hasProperty('buildername') else 'none'
+echo = util.Interpolate('R=%(kw:r)s T=%(kw:t)s S=%(src::branch)s/%(src::revision:-head)s W=%(worker:version:?|has|none)s',
+    r=util.renderer(bang), t=util.Transform(lambda a, n: a * n, 'x', 3))
+f = util.BuildFactory([steps.ShellCommand(name='say', command=util.FlattenList(['sh', ['-c', [echo]]])),
+    steps.ShellCommand(name='bad', command=util.renderer(lambda props: props.nope))])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let results = m
+        .force_and_wait(serde_json::json!({"builderNames": ["b1"], "branch": "main"}))
+        .await;
+    assert_eq!(results, 4, "the second step cannot render its command");
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/say/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(raw.contains("R=b1! T=xxx S=main/head W=has"), "{raw}");
+    let (_, err) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/bad/logs/err_text/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        err.contains("util.renderer failed") && err.contains("nope"),
+        "{err}"
+    );
+    m.stop().await;
+}
