@@ -14,6 +14,7 @@ mod changes;
 mod force;
 mod locks;
 mod schedulers;
+mod secrets;
 mod services;
 mod timed;
 mod trigger;
@@ -39,7 +40,6 @@ const NOT_YET: &[&str] = &[
     "mq",
     "projects",
     "revlink",
-    "secretsProviders",
     "select_next_worker",
     "user_managers",
     "validation",
@@ -63,6 +63,7 @@ const KNOWN: &[&str] = &[
     "prioritizeBuilders",
     "codebaseGenerator",
     "services",
+    "secretsProviders",
     "properties",
     "collapseRequests",
     "multiMaster",
@@ -603,6 +604,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
     let old_build_cancellers = services::services(&mut cx, get("services"));
+    let secrets_providers = secrets::providers(&mut cx, get("secretsProviders"));
     let codebase_generator = get("codebaseGenerator")
         .filter(|n| **n != Node::None)
         .and_then(|n| {
@@ -642,6 +644,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         prioritize_builders,
         codebase_generator,
         old_build_cancellers,
+        secrets_providers,
         warnings,
         functions: Default::default(),
     })

@@ -451,6 +451,21 @@ pub const KINDS: &[Kind] = &[
         keywords: &["nestedlist", "types"],
     },
     Kind {
+        name: "SecretInAFile",
+        positional: &["dirname"],
+        keywords: &["dirname", "suffixes", "strip"],
+    },
+    Kind {
+        name: "SecretInEnvironment",
+        positional: &["prefix"],
+        keywords: &["prefix"],
+    },
+    Kind {
+        name: "SecretInKeyValueFile",
+        positional: &["path"],
+        keywords: &["path"],
+    },
+    Kind {
         name: "Interpolate",
         positional: &["fmtstring"],
         keywords: &[],

@@ -34,6 +34,8 @@ pub struct MasterConfig {
     pub codebase_generator: Option<kiln_core::changefilter::FnRef>,
     /// `util.OldBuildCanceller` services from `c['services']`.
     pub old_build_cancellers: Vec<OldBuildCancellerConfig>,
+    /// `c['secretsProviders']`, asked in turn.
+    pub secrets_providers: Vec<SecretProvider>,
     /// Warnings found while loading; the configuration is usable.
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
@@ -255,6 +257,24 @@ pub struct OldBuildCancellerConfig {
     /// Builder names, and the source stamps they apply to (project, codebase, repository and
     /// branch tests).
     pub filters: Vec<(Vec<String>, kiln_core::changefilter::ChangeFilter)>,
+}
+
+/// Where secrets come from; each is read when a secret is used, so a changed secret needs no
+/// restart.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretProvider {
+    /// `secrets.SecretInAFile(dirname)`: one file per secret, named after it (with one of
+    /// `suffixes`, if given), its trailing whitespace stripped unless `strip=False`.
+    Directory {
+        dir: String,
+        strip: bool,
+        suffixes: Vec<String>,
+    },
+    /// `secrets.SecretInEnvironment(prefix)`: the variable `prefix + name` of the master's
+    /// environment.
+    Environment { prefix: String },
+    /// `secrets.SecretInKeyValueFile(path)`: a file of `name=value` lines.
+    KeyValueFile { path: String },
 }
 
 /// How requests waiting on a builder are collapsed when a new one arrives.

@@ -314,9 +314,7 @@ fn substitute(
             })
         }
         "worker" => cx.worker.get(name).cloned(),
-        "secret" => Some(PropertyValue::Str(
-            cx.hooks.secret(name).map_err(&bad)?,
-        )),
+        "secret" => Some(PropertyValue::Str(cx.hooks.secret(name).map_err(&bad)?)),
         other => return Err(bad(format!("unknown substitution source '{other}'"))),
     };
     let Some(m) = modifier else {

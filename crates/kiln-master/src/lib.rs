@@ -18,6 +18,7 @@ pub mod events;
 pub mod locks;
 pub mod master;
 pub mod schedulers;
+pub mod secrets;
 pub mod updates;
 pub mod values;
 pub mod workers;

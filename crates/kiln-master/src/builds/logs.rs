@@ -9,6 +9,7 @@ use std::time::Duration;
 use kiln_core::LogId;
 use tokio::time::Instant;
 
+use crate::secrets::Redactions;
 use crate::updates::Updates;
 use crate::workers::command::Stream;
 
@@ -28,10 +29,12 @@ pub struct LogWriter {
     /// Partial lines per stream: the protocol sends whole lines, but a peer may not.
     partial: [String; 3],
     failed: bool,
+    /// The build's secrets, hidden before anything is stored.
+    redactions: Redactions,
 }
 
 impl LogWriter {
-    pub fn new(updates: Updates, id: LogId) -> Self {
+    pub fn new(updates: Updates, id: LogId, redactions: Redactions) -> Self {
         LogWriter {
             updates,
             id,
@@ -40,6 +43,7 @@ impl LogWriter {
             lines: 0,
             partial: Default::default(),
             failed: false,
+            redactions,
         }
     }
 
@@ -94,7 +98,8 @@ impl LogWriter {
 
     /// Stores what is pending, and completes the log when `finish` is set.
     async fn store(&mut self, finish: bool) {
-        let text = std::mem::take(&mut self.pending);
+        // Lines are complete here, so a secret is never split between two stores.
+        let text = self.redactions.apply(std::mem::take(&mut self.pending));
         self.pending_since = None;
         if text.is_empty() && !finish {
             return;

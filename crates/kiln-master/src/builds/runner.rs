@@ -180,6 +180,8 @@ async fn run_steps(
 ) -> (Results, String, Option<StepEnd>) {
     let (buildid, props) = (build.id, build.props);
     let updates = &master.updates;
+    // The secrets this build renders, hidden in its logs and state strings.
+    let redactions = crate::secrets::Redactions::default();
     // The synthetic first step: the worker answers a ping.
     let Ok((stepid, _, _, _)) = updates
         .add_step(buildid, "worker_preparation", "", &[], None)
@@ -266,6 +268,7 @@ async fn run_steps(
             props,
             buildid,
             sourcestamps: build.sourcestamps,
+            redactions: &redactions,
             stepid,
             stdio: logs.first().copied(),
             interrupt: stop.clone(),
@@ -303,7 +306,7 @@ async fn run_steps(
         pending = Some(StepEnd {
             id: stepid,
             results: outcome.results,
-            state: outcome.state.clone(),
+            state: redactions.apply(outcome.state.clone()),
             hidden: false,
         });
         let (next, terminate) =

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::builds::logs::LogWriter;
 use crate::builds::paths;
 use crate::master::Master;
+use crate::secrets::Redactions;
 use crate::values::property_to_msgpack;
 use crate::workers::Connection;
 use crate::workers::command::{self, CommandIo, Outcome, Stream};
@@ -31,6 +32,8 @@ pub struct StepContext<'a> {
     pub buildid: kiln_core::BuildId,
     /// The build's source stamps, one per codebase.
     pub sourcestamps: &'a [kiln_db::SourceStampRow],
+    /// The secrets the build has used, hidden in what it writes.
+    pub redactions: &'a Redactions,
     pub stepid: StepId,
     /// The `stdio` log, when it was made with the step (see [`starting_logs`]).
     pub stdio: Option<LogId>,
@@ -105,7 +108,11 @@ impl StepContext<'_> {
                 .await
                 .map_err(|e| format!("creating the stdio log: {e}"))?,
         };
-        Ok(LogWriter::new(self.master.updates.clone(), id))
+        Ok(LogWriter::new(
+            self.master.updates.clone(),
+            id,
+            self.redactions.clone(),
+        ))
     }
 
     /// Runs one remote command of this step on its worker, interruptible by a stop of the build.
@@ -136,7 +143,7 @@ impl StepContext<'_> {
             .add_log(self.stepid, "err.text", LogType::Text)
             .await
         {
-            let mut body = text.to_string();
+            let mut body = self.redactions.apply(text.to_string());
             if !body.ends_with('\n') {
                 body.push('\n');
             }
@@ -171,12 +178,51 @@ pub fn render_for_step(
             .unwrap_or_default()
     };
     let config = ctx.master.config();
+    let hooks = StepHooks {
+        config: &config,
+        basedir: &ctx.master.basedir,
+        redactions: ctx.redactions,
+    };
     r.render_in(&kiln_core::render::RenderContext {
         props: ctx.props,
         sourcestamps: &stamps,
         worker: &worker,
-        hooks: &config.functions,
+        hooks: &hooks,
     })
+}
+
+/// What a step's renderables ask for: the configuration's functions, and secrets from its
+/// providers, each remembered so the build hides it.
+struct StepHooks<'a> {
+    config: &'a kiln_config::MasterConfig,
+    basedir: &'a Path,
+    redactions: &'a Redactions,
+}
+
+impl kiln_core::render::RenderHooks for StepHooks<'_> {
+    fn secret(&self, name: &str) -> Result<String, String> {
+        let value = crate::secrets::lookup(self.basedir, &self.config.secrets_providers, name)?;
+        self.redactions.add(name, &value);
+        Ok(value)
+    }
+
+    fn call(
+        &self,
+        f: kiln_core::changefilter::FnRef,
+        args: Vec<PropertyValue>,
+        kwargs: Vec<(String, PropertyValue)>,
+    ) -> Result<PropertyValue, String> {
+        kiln_core::render::RenderHooks::call(&self.config.functions, f, args, kwargs)
+    }
+
+    fn call_renderer(
+        &self,
+        call: kiln_core::changefilter::FnRef,
+        func: kiln_core::changefilter::FnRef,
+        props: &Properties,
+    ) -> Result<PropertyValue, String> {
+        self.config.functions.call_renderer(call, func, props)
+    }
 }
 
 /// The master-side path of a transfer, relative to the master's base directory.

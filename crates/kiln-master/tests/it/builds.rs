@@ -391,3 +391,73 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_read_when_used_and_hidden_in_logs() {
+    let body = r#"
+c['secretsProviders'] = [secrets.SecretInAFile('secrets'), secrets.SecretInKeyValueFile('more.txt')]
+f = util.BuildFactory([
+    steps.ShellCommand(name='use', command=['sh', '-c', util.Interpolate('echo token=%(secret:token)s; echo "pw=$PW"; echo len=$(printf %%s "$PW$TOK" | wc -c)')],
+        env={'PW': util.Interpolate('%(secret:pw)s'), 'TOK': util.Interpolate('%(secret:token)s')}),
+    steps.ShellCommand(name='missing', command=util.Interpolate('echo %(secret:nope)s'))])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/token"), "tok-4242\n").unwrap();
+    std::fs::write(dir.path().join("more.txt"), "pw=hunter2\n").unwrap();
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let results = m
+        .force_and_wait(serde_json::json!({"builderNames": ["b1"]}))
+        .await;
+    assert_eq!(results, 4, "the missing secret is an exception");
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/use/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        raw.contains("token=<token>") && raw.contains("pw=<pw>"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("tok-4242") && !raw.contains("hunter2"),
+        "{raw}"
+    );
+    let (_, err) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/missing/logs/err_text/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        err.contains("no secret provider has a secret named 'nope'"),
+        "{err}"
+    );
+    // A secret changed on disk is read anew by the next build.
+    assert!(raw.contains("len=15"), "hunter2 and tok-4242: {raw}");
+    std::fs::write(m.path("secrets/token"), "tok-999999\n").unwrap();
+    m.force_and_wait(serde_json::json!({"builderNames": ["b1"]}))
+        .await;
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/2/steps/use/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(
+        raw.contains("token=<token>") && !raw.contains("tok-999999"),
+        "{raw}"
+    );
+    assert!(raw.contains("len=17"), "the new value was read: {raw}");
+    m.stop().await;
+}
