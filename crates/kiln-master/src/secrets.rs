@@ -88,7 +88,7 @@ impl Redactions {
         if !used.iter().any(|(_, v)| v == value) {
             used.push((name.to_string(), value.to_string()));
             // Longer values first, so a secret that contains another is hidden whole.
-            used.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+            used.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         }
     }
 
