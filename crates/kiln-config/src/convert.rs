@@ -857,6 +857,7 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
     );
     let default_name = match kind.as_str() {
         "ShellCommand" => "shell",
+        "SetPropertyFromCommand" => "SetPropertyFromCommand",
         "FileUpload" | "DirectoryUpload" => "upload",
         "FileDownload" => "download",
         "StringDownload" => "string_download",
@@ -947,6 +948,42 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
     let kind = match kind.as_str() {
         "ShellCommand" => StepKind::ShellCommand(shell(cx, s, loc, &name)?),
+        "SetProperty" => {
+            let Some(property) = cx.opt_string(s.field("property"), "property", loc) else {
+                cx.error(
+                    loc,
+                    format!("SetProperty step '{name}' needs a property name"),
+                );
+                return None;
+            };
+            StepKind::SetProperty {
+                property,
+                value: required(cx, "value")?,
+            }
+        }
+        "SetProperties" => StepKind::SetProperties {
+            properties: required(cx, "properties")?,
+        },
+        "SetPropertyFromCommand" => {
+            let property = cx.opt_string(s.field("property"), "property", loc);
+            let extract_fn = s
+                .field("extract_fn")
+                .filter(|n| **n != Node::None)
+                .and_then(|n| schedulers::function(cx, n, "extract_fn", loc));
+            if property.is_some() == extract_fn.is_some() {
+                cx.error(
+                    loc,
+                    format!("SetPropertyFromCommand step '{name}': give exactly one of property and extract_fn"),
+                );
+                return None;
+            }
+            StepKind::SetPropertyFromCommand(Box::new(SetPropertyFromCommandConfig {
+                shell: shell(cx, s, loc, &name)?,
+                property,
+                extract_fn,
+                strip: cx.boolean(s.field("strip"), true, "strip", loc),
+            }))
+        }
         "FileUpload" => StepKind::FileUpload {
             workersrc: required(cx, "workersrc")?,
             masterdest: required(cx, "masterdest")?,

@@ -48,6 +48,24 @@ const SHELL: &[&str] = &[
     "decodeRC",
 ];
 
+const SET_PROPERTY_FROM_COMMAND: &[&str] = &[
+    "command",
+    "env",
+    "want_stdout",
+    "want_stderr",
+    "timeout",
+    "maxTime",
+    "sigtermTime",
+    "usePTY",
+    "logEnviron",
+    "interruptSignal",
+    "initialStdin",
+    "decodeRC",
+    "property",
+    "extract_fn",
+    "strip",
+];
+
 const TRANSFER: &[&str] = &["maxsize", "blocksize", "mode"];
 
 /// Keyword arguments of the change-driven schedulers.
@@ -193,6 +211,21 @@ pub const KINDS: &[Kind] = &[
         name: "ShellCommand",
         positional: &[],
         keywords: SHELL,
+    },
+    Kind {
+        name: "SetPropertyFromCommand",
+        positional: &[],
+        keywords: SET_PROPERTY_FROM_COMMAND,
+    },
+    Kind {
+        name: "SetProperty",
+        positional: &["property", "value"],
+        keywords: &["property", "value"],
+    },
+    Kind {
+        name: "SetProperties",
+        positional: &["properties"],
+        keywords: &["properties"],
     },
     Kind {
         name: "FileUpload",
@@ -572,6 +605,9 @@ pub const STEP_KINDS: &[&str] = &[
     "MakeDirectory",
     "RemoveDirectory",
     "Trigger",
+    "SetProperty",
+    "SetProperties",
+    "SetPropertyFromCommand",
 ];
 
 /// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).

@@ -390,6 +390,26 @@ pub enum StepKind {
     },
     /// Runs on the master: asks `Triggerable` schedulers for buildsets.
     Trigger(Box<TriggerConfig>),
+    /// Sets one build property (runs on the master).
+    SetProperty {
+        property: String,
+        value: Renderable,
+    },
+    /// Sets build properties from a dict or a renderer (runs on the master).
+    SetProperties {
+        properties: Renderable,
+    },
+    /// Runs a command and sets properties from its output: `property` to its stripped standard
+    /// output, or `extract_fn(rc, stdout, stderr)`'s dict.
+    SetPropertyFromCommand(Box<SetPropertyFromCommandConfig>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetPropertyFromCommandConfig {
+    pub shell: ShellCommandConfig,
+    pub property: Option<String>,
+    pub extract_fn: Option<kiln_core::changefilter::FnRef>,
+    pub strip: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -178,7 +178,9 @@ async fn run_steps(
     stop: watch::Receiver<Option<String>>,
     worker: &str,
 ) -> (Results, String, Option<StepEnd>) {
-    let (buildid, props) = (build.id, build.props);
+    let buildid = build.id;
+    // The build's properties, which steps may add to as they run.
+    let mut props = build.props.clone();
     let updates = &master.updates;
     // The secrets this build renders, hidden in its logs and state strings.
     let redactions = crate::secrets::Redactions::default();
@@ -245,7 +247,7 @@ async fn run_steps(
             results = kiln_core::results::worst_status(results, Results::Cancelled);
             break;
         }
-        let first_state = steps::starting_state(step, props);
+        let first_state = steps::starting_state(step, &props);
         let Ok((stepid, _, name, logs)) = updates
             .add_step(
                 buildid,
@@ -265,10 +267,11 @@ async fn run_steps(
             builder_name: &builder.name,
             workerbuilddir: &builder.workerbuilddir,
             env: &builder.env,
-            props,
+            props: &props,
             buildid,
             sourcestamps: build.sourcestamps,
             redactions: &redactions,
+            set_properties: Vec::new(),
             stepid,
             stdio: logs.first().copied(),
             interrupt: stop.clone(),
@@ -303,6 +306,21 @@ async fn run_steps(
                 },
             },
         };
+        // Properties the step set join the build's, shown with the step as their source.
+        let set = std::mem::take(&mut ctx.set_properties);
+        drop(ctx);
+        if !set.is_empty() {
+            for (name, value, source) in set {
+                let value = match value {
+                    PropertyValue::Str(s) => PropertyValue::Str(redactions.apply(s)),
+                    other => other,
+                };
+                props.set(name, value, &source);
+            }
+            if let Err(error) = updates.set_build_properties(buildid, &props).await {
+                tracing::error!(build = %buildid, %error, "storing the properties a step set");
+            }
+        }
         pending = Some(StepEnd {
             id: stepid,
             results: outcome.results,

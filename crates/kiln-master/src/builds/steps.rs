@@ -34,6 +34,8 @@ pub struct StepContext<'a> {
     pub sourcestamps: &'a [kiln_db::SourceStampRow],
     /// The secrets the build has used, hidden in what it writes.
     pub redactions: &'a Redactions,
+    /// Properties the step sets (name, value, source), applied to the build after it.
+    pub set_properties: Vec<(String, PropertyValue, String)>,
     pub stepid: StepId,
     /// The `stdio` log, when it was made with the step (see [`starting_logs`]).
     pub stdio: Option<LogId>,
@@ -72,10 +74,42 @@ macro_rules! log_output {
 
 struct StdioLog {
     log: LogWriter,
+    /// A command's output kept for the step (`SetPropertyFromCommand`), as well as logged.
+    capture: Option<Captured>,
 }
 
+/// Standard output and error, each kept up to [`MAX_CAPTURE`].
+#[derive(Default)]
+struct Captured {
+    stdout: String,
+    stderr: String,
+}
+
+/// The most of a command's output a step keeps for itself.
+const MAX_CAPTURE: usize = 1 << 20;
+
 impl CommandIo for StdioLog {
-    log_output!();
+    async fn output(&mut self, stream: Stream, text: &str) {
+        if let Some(c) = &mut self.capture {
+            let buf = match stream {
+                Stream::Stdout => Some(&mut c.stdout),
+                Stream::Stderr => Some(&mut c.stderr),
+                Stream::Header => None,
+            };
+            if let Some(buf) = buf
+                && buf.len() + text.len() <= MAX_CAPTURE
+            {
+                buf.push_str(text);
+            }
+        }
+        self.log.write(stream, text).await;
+    }
+    async fn flush(&mut self) {
+        self.log.flush().await;
+    }
+    fn next_flush(&self) -> Option<tokio::time::Instant> {
+        self.log.next_flush()
+    }
 }
 
 impl StepContext<'_> {
@@ -300,6 +334,30 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
     let outcome = match &step.kind {
         StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
         StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
+        StepKind::SetProperty { property, value } => match ctx.render(value, "value") {
+            Ok(v) => {
+                ctx.set_properties
+                    .push((property.clone(), v, step.name.clone()));
+                finished(step, || "Set".into(), Results::Success)
+            }
+            Err(e) => exception(ctx, step, &e).await,
+        },
+        StepKind::SetProperties { properties } => match ctx.render(properties, "properties") {
+            Ok(PropertyValue::Map(map)) => {
+                for (k, v) in map {
+                    ctx.set_properties.push((k, v, step.name.clone()));
+                }
+                finished(step, || "Set".into(), Results::Success)
+            }
+            Ok(other) => {
+                let why = format!("properties must render to a dict, not {}", other.render());
+                exception(ctx, step, &why).await
+            }
+            Err(e) => exception(ctx, step, &e).await,
+        },
+        StepKind::SetPropertyFromCommand(c) => {
+            set_property_from_command(ctx, step, c, &workdir).await?
+        }
         StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
         StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
         StepKind::FileUpload {
@@ -447,9 +505,20 @@ async fn shell(
     sh: &ShellCommandConfig,
     workdir: &str,
 ) -> Result<StepOutcome, WorkerLost> {
+    Ok(shell_captured(ctx, step, sh, workdir, false).await?.0)
+}
+
+/// Runs a shell command; with `capture`, its output is also returned, with its exit code.
+async fn shell_captured(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    sh: &ShellCommandConfig,
+    workdir: &str,
+    capture: bool,
+) -> Result<(StepOutcome, Option<(Captured, Option<i64>)>), WorkerLost> {
     let command = match ctx.render(&sh.command, "command") {
         Ok(c) => c,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
+        Err(e) => return Ok((exception(ctx, step, &e).await, None)),
     };
     let command_value = match &command {
         PropertyValue::List(items) => {
@@ -466,13 +535,13 @@ async fn shell(
                 env.retain(|(key, _)| key.as_str() != Some(k));
                 env.push((Value::from(k.as_str()), property_to_msgpack(&v)));
             }
-            Err(e) => return Ok(exception(ctx, step, &e).await),
+            Err(e) => return Ok((exception(ctx, step, &e).await, None)),
         }
     }
     let stdin = match &sh.initial_stdin {
         Some(r) => match ctx.render_string(r, "initialStdin") {
             Ok(s) => Value::from(s),
-            Err(e) => return Ok(exception(ctx, step, &e).await),
+            Err(e) => return Ok((exception(ctx, step, &e).await, None)),
         },
         None => Value::Nil,
     };
@@ -500,9 +569,12 @@ async fn shell(
         .unwrap_or_else(|| command_summary(&command));
     let log = match ctx.stdio().await {
         Ok(l) => l,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
+        Err(e) => return Ok((exception(ctx, step, &e).await, None)),
     };
-    let mut io = StdioLog { log };
+    let mut io = StdioLog {
+        log,
+        capture: capture.then(Captured::default),
+    };
     let outcome = ctx.remote("shell", args, &mut io).await;
     if let Ok(o) = &outcome
         && let Some(f) = &o.failure
@@ -515,10 +587,75 @@ async fn shell(
     let outcome = outcome?;
     let results = results_of(&outcome, Some(&sh.decode_rc));
     let done = step.description_done.clone().unwrap_or(summary);
-    Ok(StepOutcome {
-        results,
-        state: with_result(done, results),
-    })
+    let captured = io.capture.take().map(|c| (c, outcome.rc));
+    Ok((
+        StepOutcome {
+            results,
+            state: with_result(done, results),
+        },
+        captured,
+    ))
+}
+
+/// `SetPropertyFromCommand`: the command's stripped output as `property`, or the dict
+/// `extract_fn(rc, stdout, stderr)` returns. Nothing is set when the command fails.
+async fn set_property_from_command(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    c: &kiln_config::SetPropertyFromCommandConfig,
+    workdir: &str,
+) -> Result<StepOutcome, WorkerLost> {
+    const SOURCE: &str = "SetPropertyFromCommand Step";
+    let (mut outcome, captured) = shell_captured(ctx, step, &c.shell, workdir, true).await?;
+    let Some((out, rc)) = captured else {
+        return Ok(outcome);
+    };
+    if let Some(f) = c.extract_fn {
+        let args = [
+            kiln_config::Data::Int(rc.unwrap_or(-1)),
+            kiln_config::Data::Str(out.stdout),
+            kiln_config::Data::Str(out.stderr),
+        ];
+        let config = ctx.master.config();
+        let result = config
+            .functions
+            .call(f, &args, &[])
+            .and_then(|d| d.to_property());
+        match result {
+            Ok(PropertyValue::Map(map)) => {
+                let n = map.len();
+                for (k, v) in map {
+                    ctx.set_properties.push((k, v, SOURCE.into()));
+                }
+                if outcome.results == Results::Success {
+                    outcome.state = step
+                        .description_done
+                        .clone()
+                        .unwrap_or_else(|| format!("{n} properties set"));
+                }
+            }
+            Ok(other) => {
+                let why = format!("extract_fn must return a dict, not {}", other.render());
+                return Ok(exception(ctx, step, &why).await);
+            }
+            Err(e) => return Ok(exception(ctx, step, &format!("extract_fn failed:\n{e}")).await),
+        }
+    } else if let Some(name) = &c.property
+        && outcome.results == Results::Success
+    {
+        let value = if c.strip {
+            out.stdout.trim().to_string()
+        } else {
+            out.stdout
+        };
+        ctx.set_properties
+            .push((name.clone(), PropertyValue::Str(value), SOURCE.into()));
+        outcome.state = step
+            .description_done
+            .clone()
+            .unwrap_or_else(|| format!("property '{name}' set"));
+    }
+    Ok(outcome)
 }
 
 fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
@@ -558,7 +695,7 @@ async fn simple(
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
-    let mut io = StdioLog { log };
+    let mut io = StdioLog { log, capture: None };
     let outcome = ctx.remote(name, args, &mut io).await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);

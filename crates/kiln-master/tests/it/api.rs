@@ -530,8 +530,20 @@ async fn an_old_build_canceller_cancels_older_work_on_the_same_branch() {
     let build = m.wait_event("builds.*.new").await["buildid"]
         .as_i64()
         .unwrap();
-    let (_, b) = m.get(&format!("builds/{build}?property=revision")).await;
-    assert_eq!(b["builds"][0]["properties"]["revision"][0], "r2");
+    // The build's properties are stored just after it starts: wait for them.
+    let revision = tokio::time::timeout(crate::harness::WAIT, async {
+        loop {
+            let (_, b) = m.get(&format!("builds/{build}?property=revision")).await;
+            let r = &b["builds"][0]["properties"]["revision"][0];
+            if !r.is_null() {
+                return r.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the build's properties");
+    assert_eq!(revision, "r2");
     let r3 = force("main", "r3").await;
     assert_eq!(
         m.wait_complete(r2).await,

@@ -461,3 +461,59 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     assert!(raw.contains("len=17"), "the new value was read: {raw}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_set_properties_that_later_steps_use() {
+    let body = r#"
+def parse(rc, stdout, stderr):
+    return {'x': stdout.strip(), 'err': stderr.strip(), 'rc': rc}
+f = util.BuildFactory([
+    steps.SetProperty(property='color', value='blue'),
+    steps.SetProperties(properties={'a': 1, 'b': util.Interpolate('%(prop:color)s!')}),
+    steps.SetPropertyFromCommand(name='greet', command='echo "  hello  "', property='greeting'),
+    steps.SetPropertyFromCommand(name='parse', command=['sh', '-c', 'echo one; echo two >&2'], extract_fn=parse),
+    steps.SetPropertyFromCommand(name='fails', command=['sh', '-c', 'echo no; exit 3'], property='never', flunkOnFailure=False),
+    steps.ShellCommand(name='say', command=['echo', util.Interpolate('%(prop:greeting)s %(prop:b)s %(prop:x)s')]),
+])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let results = m
+        .force_and_wait(serde_json::json!({"builderNames": ["b1"]}))
+        .await;
+    assert_eq!(results, 0);
+    let (_, b) = m.get("builds/1?property=*").await;
+    let props = &b["builds"][0]["properties"];
+    assert_eq!(props["color"], serde_json::json!(["blue", "SetProperty"]));
+    assert_eq!(props["a"], serde_json::json!([1, "SetProperties"]));
+    assert_eq!(props["b"], serde_json::json!(["blue!", "SetProperties"]));
+    assert_eq!(
+        props["greeting"],
+        serde_json::json!(["hello", "SetPropertyFromCommand Step"])
+    );
+    assert_eq!(props["x"][0], "one");
+    assert_eq!(props["err"][0], "two");
+    assert_eq!(props["rc"][0], 0);
+    assert!(props["never"].is_null(), "a failed command sets nothing");
+    let (_, steps) = m.get("builds/1/steps").await;
+    let states: Vec<&str> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state_string"].as_str().unwrap())
+        .collect();
+    assert!(states.contains(&"property 'greeting' set"), "{states:?}");
+    assert!(states.contains(&"3 properties set"), "{states:?}");
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/say/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(raw.contains("\nhello blue! one\n"), "{raw}");
+    m.stop().await;
+}

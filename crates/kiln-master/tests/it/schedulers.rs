@@ -256,9 +256,19 @@ async fn periodic_builds_at_start_then_every_interval_and_remembers_its_last_bui
     let source = config("sqlite:///state.sqlite", PERIODIC);
     let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
     // The first build is at once, as the master starts (before this test listens to events).
+    // The build time is stored just before the buildset is: wait for the buildset itself.
     wait_state(&m, "p", "Periodic", "last_build", &START.to_string()).await;
-    let (_, all) = m.get("buildsets").await;
-    let bsid = all["buildsets"][0]["bsid"].as_i64().expect("a buildset");
+    let bsid = tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, all) = m.get("buildsets").await;
+            if let Some(id) = all["buildsets"][0]["bsid"].as_i64() {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a buildset");
     m.start_worker("w1", "pass").await;
     assert_eq!(m.wait_buildset(bsid).await, 0);
     let (_, bs) = m.get(&format!("buildsets/{bsid}")).await;
