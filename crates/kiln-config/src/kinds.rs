@@ -213,6 +213,34 @@ pub const KINDS: &[Kind] = &[
         keywords: SHELL,
     },
     Kind {
+        name: "Git",
+        positional: &["repourl"],
+        keywords: &[
+            "repourl",
+            "branch",
+            "mode",
+            "method",
+            "shallow",
+            "submodules",
+            "alwaysUseLatest",
+            "codebase",
+            "timeout",
+            "retry",
+            "progress",
+            "retryFetch",
+            "clobberOnFailure",
+            "getDescription",
+            "config",
+            "origin",
+            "tags",
+            "filters",
+            "reference",
+            "sshPrivateKey",
+            "sshHostKey",
+            "sshKnownHosts",
+        ],
+    },
+    Kind {
         name: "SetPropertyFromCommand",
         positional: &[],
         keywords: SET_PROPERTY_FROM_COMMAND,
@@ -608,6 +636,7 @@ pub const STEP_KINDS: &[&str] = &[
     "SetProperty",
     "SetProperties",
     "SetPropertyFromCommand",
+    "Git",
 ];
 
 /// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).

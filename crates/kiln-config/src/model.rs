@@ -399,9 +399,31 @@ pub enum StepKind {
     SetProperties {
         properties: Renderable,
     },
+    /// Checks out the build's source with git.
+    Git(Box<GitConfig>),
     /// Runs a command and sets properties from its output: `property` to its stripped standard
     /// output, or `extract_fn(rc, stdout, stderr)`'s dict.
     SetPropertyFromCommand(Box<SetPropertyFromCommandConfig>),
+}
+
+/// `steps.Git`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitConfig {
+    pub repourl: Renderable,
+    /// The branch when the source stamp names none (`HEAD`: the remote's default).
+    pub branch: String,
+    /// `incremental` or `full`.
+    pub mode: String,
+    /// With `full`: `clobber`, `fresh` (the default), `clean` or `copy`.
+    pub method: String,
+    /// Clone and fetch this many commits deep; 0 for the whole history.
+    pub shallow: u32,
+    pub submodules: bool,
+    /// Build the branch's latest revision, not the source stamp's.
+    pub always_use_latest: bool,
+    /// The codebase whose source stamp this step checks out.
+    pub codebase: String,
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,5 +6,6 @@ pub mod distributor;
 pub mod logs;
 pub mod paths;
 pub mod runner;
+pub mod source;
 pub mod steps;
 pub mod trigger;

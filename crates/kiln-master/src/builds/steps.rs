@@ -117,6 +117,15 @@ impl StepContext<'_> {
         render_for_step(self, r).map_err(|e| format!("cannot render {what}: {e}"))
     }
 
+    /// The absolute path on the worker of `rel`, relative to the builder's directory.
+    pub fn builder_path(&self, rel: &str) -> String {
+        self.worker_path(rel, "")
+    }
+
+    pub fn render_text(&self, r: &Renderable, what: &str) -> Result<String, String> {
+        self.render_string(r, what)
+    }
+
     fn render_string(&self, r: &Renderable, what: &str) -> Result<String, String> {
         self.render(r, what).map(|v| v.render())
     }
@@ -132,7 +141,7 @@ impl StepContext<'_> {
         paths::join(&info, &[self.workerbuilddir, workdir, rel])
     }
 
-    async fn stdio(&self) -> Result<LogWriter, String> {
+    pub async fn stdio(&self) -> Result<LogWriter, String> {
         let id = match self.stdio {
             Some(id) => id,
             None => self
@@ -259,6 +268,60 @@ impl kiln_core::render::RenderHooks for StepHooks<'_> {
     }
 }
 
+/// A step's stdio log, for steps that run several remote commands in turn (source steps).
+pub struct LogSink {
+    io: StdioLog,
+}
+
+impl LogSink {
+    pub async fn open(ctx: &StepContext<'_>) -> Result<LogSink, String> {
+        Ok(LogSink {
+            io: StdioLog {
+                log: ctx.stdio().await?,
+                capture: None,
+            },
+        })
+    }
+
+    /// Runs a remote command, logging its output; returns its result and its standard output.
+    pub async fn run(
+        &mut self,
+        ctx: &StepContext<'_>,
+        name: &str,
+        args: Value,
+    ) -> Result<(Results, String), WorkerLost> {
+        self.io.capture = Some(Captured::default());
+        let outcome = ctx.remote(name, args, &mut self.io).await;
+        let captured = self.io.capture.take().unwrap_or_default();
+        let outcome = outcome?;
+        if let Some(f) = &outcome.failure {
+            self.io
+                .log
+                .write(Stream::Header, &format!("remote command failed: {f}\n"))
+                .await;
+        }
+        Ok((results_of(&outcome, None), captured.stdout))
+    }
+
+    /// Runs a remote command, logging its output; returns its result.
+    pub async fn run_quiet(
+        &mut self,
+        ctx: &StepContext<'_>,
+        name: &str,
+        args: Value,
+    ) -> Result<Results, WorkerLost> {
+        Ok(self.run(ctx, name, args).await?.0)
+    }
+
+    pub async fn header(&mut self, text: &str) {
+        self.io.log.write(Stream::Header, text).await;
+    }
+
+    pub async fn finish(&mut self) {
+        self.io.log.finish().await;
+    }
+}
+
 /// The master-side path of a transfer, relative to the master's base directory.
 fn master_path(master: &Master, p: &str) -> PathBuf {
     let p = Path::new(p);
@@ -334,6 +397,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
     let outcome = match &step.kind {
         StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
         StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
+        StepKind::Git(g) => crate::builds::source::git(ctx, step, g, &workdir).await?,
         StepKind::SetProperty { property, value } => match ctx.render(value, "value") {
             Ok(v) => {
                 ctx.set_properties
@@ -471,7 +535,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
 }
 
 /// Ends a step whose arguments could not be rendered: EXCEPTION, with a log naming the problem.
-async fn exception(ctx: &StepContext<'_>, step: &StepConfig, why: &str) -> StepOutcome {
+pub async fn exception(ctx: &StepContext<'_>, step: &StepConfig, why: &str) -> StepOutcome {
     ctx.error_log(&format!("step '{}': {why}", step.name)).await;
     StepOutcome {
         results: Results::Exception,

@@ -50,7 +50,22 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     // The verify step compares against this copy, two levels up from the build directory.
     std::fs::create_dir_all(&worker_dir).unwrap();
     std::fs::write(worker_dir.join("tosend.copy"), &payload).unwrap();
-    let created = std::process::Command::new(&exe)
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    m.wait_attached("w1").await;
+    let results = m.force_and_wait(json!({})).await;
+    let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
+    let _ = child.kill().await;
+    check_transfers(&m, results, &log, &payload).await;
+    m.stop().await;
+}
+
+/// Creates and starts a buildbot-worker named w1 in `worker_dir` for the master.
+fn start_buildbot_worker(
+    m: &TestMaster,
+    exe: &std::path::Path,
+    worker_dir: &std::path::Path,
+) -> tokio::process::Child {
+    let created = std::process::Command::new(exe)
         .args([
             "create-worker",
             "--protocol",
@@ -58,7 +73,7 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
             "--umask",
             "0o22",
         ])
-        .arg(&worker_dir)
+        .arg(worker_dir)
         .arg(format!("127.0.0.1:{}", m.worker_port()))
         .args(["w1", "pass"])
         .output()
@@ -68,18 +83,17 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
         "create-worker failed: {}",
         String::from_utf8_lossy(&created.stderr)
     );
-    let mut child = tokio::process::Command::new(&exe)
+    tokio::process::Command::new(exe)
         .args(["start", "--nodaemon"])
-        .arg(&worker_dir)
+        .arg(worker_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("start buildbot-worker");
-    m.wait_attached("w1").await;
-    let results = m.force_and_wait(json!({})).await;
-    let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
-    let _ = child.kill().await;
+        .expect("start buildbot-worker")
+}
+
+async fn check_transfers(m: &TestMaster, results: i64, log: &str, payload: &[u8]) {
     let (_, steps) = m.get("builds/1/steps?field=name&field=results").await;
     assert_eq!(
         results,
@@ -103,5 +117,65 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     let (_, contents) = m.get("builds/1/steps/shell/logs/stdio/contents").await;
     let text = contents["logchunks"][0]["content"].as_str().unwrap();
     assert!(text.contains("oout\n") && text.contains("eerr\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_the_git_step() {
+    let Some(exe) = buildbot_worker() else { return };
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@x")
+            .env("GIT_COMMITTER_NAME", "A")
+            .env("GIT_COMMITTER_EMAIL", "a@x")
+            .output()
+            .expect("git is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.txt"), "one\n").unwrap();
+    git(&["add", "a.txt"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let cfg = format!(
+        "f = util.BuildFactory([steps.Git(repourl={:?}, mode='full', method='copy'),\n\
+             steps.ShellCommand(name='show', command=['cat', 'a.txt'])])\n\
+         c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+         c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]\n",
+        repo.display().to_string()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    let worker_dir = m.path("bbworker");
+    std::fs::create_dir_all(&worker_dir).unwrap();
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    m.wait_attached("w1").await;
+    // Twice: a clone, then an update of the kept source directory.
+    for build in [1, 2] {
+        let results = m.force_and_wait(json!({"branch": "main"})).await;
+        let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
+        assert_eq!(
+            results,
+            0,
+            "worker log tail:\n{}",
+            log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        let (_, b) = m
+            .get(&format!("builds/{build}?property=got_revision"))
+            .await;
+        assert_eq!(
+            b["builds"][0]["properties"]["got_revision"][0],
+            head.as_str()
+        );
+    }
+    let _ = child.kill().await;
     m.stop().await;
 }

@@ -12,4 +12,5 @@ mod pollers;
 mod protocol;
 mod recovery;
 mod schedulers;
+mod source;
 mod trigger;

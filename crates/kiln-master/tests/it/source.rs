@@ -1,0 +1,153 @@
+//! Source steps against real repositories made here with the real `git`, on kiln's worker.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{TestMaster, config, http_text};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "A")
+        .env("GIT_AUTHOR_EMAIL", "a@x")
+        .env("GIT_COMMITTER_NAME", "A")
+        .env("GIT_COMMITTER_EMAIL", "a@x")
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn commit(repo: &Path, text: &str) -> String {
+    std::fs::write(repo.join("a.txt"), text).unwrap();
+    git(repo, &["add", "a.txt"]);
+    git(repo, &["commit", "-q", "-m", text]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_checks_out_branches_and_revisions_in_every_mode() {
+    Box::pin(body()).await;
+}
+
+async fn body() {
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    let a = commit(repo, "one\n");
+    let url = repo.display().to_string();
+    let cfg = format!(
+        r#"
+def factory(**kwargs):
+    return util.BuildFactory([
+        steps.Git(repourl={url:?}, **kwargs),
+        steps.ShellCommand(name='show', command=['sh', '-c', 'cat a.txt; ls -a']),
+        steps.ShellCommand(name='dirty', command=['sh', '-c', 'touch junk; echo ignored > .git/info/exclude.tmp']),
+    ])
+c['builders'] = [
+    util.BuilderConfig(name='inc', workernames=['w1'], factory=factory(mode='incremental')),
+    util.BuilderConfig(name='fresh', workernames=['w1'], factory=factory(mode='full')),
+    util.BuilderConfig(name='clobber', workernames=['w1'], factory=factory(mode='full', method='clobber', shallow=True)),
+    util.BuilderConfig(name='copy', workernames=['w1'], factory=factory(mode='full', method='copy', codebase='app')),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['inc', 'fresh', 'clobber', 'copy'],
+    codebases=['', 'app'])]
+"#
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    // Each builder, twice: the first clones, the second updates after a new commit.
+    let mut expected_build = 0;
+    for (builder, extra) in [
+        ("inc", json!({})),
+        ("fresh", json!({})),
+        ("clobber", json!({})),
+        ("copy", json!({})),
+    ] {
+        let mut params = json!({"builderNames": [builder], "branch": "main", "app_branch": "main"});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        expected_build += 1;
+        assert_eq!(
+            m.force_and_wait(params.clone()).await,
+            0,
+            "{builder} first build"
+        );
+        let (_, b) = m
+            .get(&format!("builds/{expected_build}?property=got_revision"))
+            .await;
+        let got = &b["builds"][0]["properties"]["got_revision"][0];
+        if builder == "copy" {
+            assert_eq!(got, &json!({"app": a}), "{builder}");
+        } else {
+            assert_eq!(got, &json!(a), "{builder}");
+        }
+    }
+    let b_rev = commit(repo, "two\n");
+    for builder in ["inc", "fresh", "clobber", "copy"] {
+        expected_build += 1;
+        let params = json!({"builderNames": [builder], "branch": "main", "app_branch": "main"});
+        assert_eq!(m.force_and_wait(params).await, 0, "{builder} update");
+        let (_, raw) = http_text(
+            &m.www(),
+            "GET",
+            &format!("/api/v2/builds/{expected_build}/steps/show/logs/stdio/raw"),
+            None,
+            &[],
+        )
+        .await;
+        assert!(raw.contains("\ntwo\n"), "{builder}: {raw}");
+        // The untracked file the first build left is gone except in an incremental update.
+        assert_eq!(
+            raw.contains("\njunk\n"),
+            builder == "inc",
+            "{builder}: {raw}"
+        );
+        let (_, b) = m
+            .get(&format!("builds/{expected_build}?property=got_revision"))
+            .await;
+        let got = &b["builds"][0]["properties"]["got_revision"][0];
+        let want = if builder == "copy" {
+            json!({"app": b_rev})
+        } else {
+            json!(b_rev)
+        };
+        assert_eq!(got, &want, "{builder}");
+    }
+    // A source stamp's revision is checked out, even an older one.
+    expected_build += 1;
+    let params = json!({"builderNames": ["inc"], "branch": "main", "revision": a});
+    assert_eq!(m.force_and_wait(params).await, 0);
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        &format!("/api/v2/builds/{expected_build}/steps/show/logs/stdio/raw"),
+        None,
+        &[],
+    )
+    .await;
+    assert!(raw.contains("\none\n"), "{raw}");
+    // A branch that does not exist fails the step with git's own message.
+    expected_build += 1;
+    let params = json!({"builderNames": ["clobber"], "branch": "nope"});
+    assert_eq!(m.force_and_wait(params).await, 2);
+    let (_, raw) = http_text(
+        &m.www(),
+        "GET",
+        &format!("/api/v2/builds/{expected_build}/steps/git/logs/stdio/raw"),
+        None,
+        &[],
+    )
+    .await;
+    assert!(raw.contains("nope"), "{raw}");
+    m.stop().await;
+}
