@@ -851,9 +851,10 @@ fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
         return None;
     };
     let loc = &loc.clone();
+    // Transfers and source steps halt the build when they fail, as in Buildbot.
     let transfer = matches!(
         kind.as_str(),
-        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload"
+        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload" | "Git"
     );
     let default_name = match kind.as_str() {
         "ShellCommand" => "shell",

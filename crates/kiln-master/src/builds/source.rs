@@ -6,7 +6,9 @@
 //! `mode='full'` with `method='clobber'` removes it and clones, `'fresh'` and `'clean'` clean it
 //! with `git clean` (ignored files too for `fresh`) before updating, and `'copy'` updates a
 //! separate `source` directory and copies it to the working directory. The revision checked out is
-//! set as `got_revision` (a dict by codebase when the step names one).
+//! set as `got_revision` (a dict by codebase when the step names one). A source stamp's patch is
+//! applied after the checkout with `git apply` (checked first, so one that does not apply leaves
+//! the tree untouched), and the step's state says the tree was patched.
 
 use kiln_config::GitConfig;
 use kiln_core::{PropertyValue, Results};
@@ -28,7 +30,20 @@ async fn shell(
     command: &[&str],
     timeout: Option<f64>,
 ) -> Result<Ran, WorkerLost> {
+    shell_with_stdin(ctx, log, dir, command, timeout, None).await
+}
+
+/// Runs `command` with `stdin` as its standard input.
+async fn shell_with_stdin(
+    ctx: &StepContext<'_>,
+    log: &mut super::steps::LogSink,
+    dir: &str,
+    command: &[&str],
+    timeout: Option<f64>,
+    stdin: Option<&str>,
+) -> Result<Ran, WorkerLost> {
     let args = Args::build(vec![
+        ("initial_stdin", stdin.map_or(Value::Nil, Value::from)),
         ("workdir", Value::from(ctx.builder_path(dir))),
         (
             "command",
@@ -187,6 +202,39 @@ pub async fn git(
             }
         }
     }
+    // A patch (from `kiln try` or the force form) is applied in the working directory, at its
+    // level and subdirectory; one that does not apply fails the step and changes nothing.
+    let mut patched = false;
+    if let Some(patch) = stamp.as_ref().and_then(|ss| ss.patch.as_ref()) {
+        let dir = match patch
+            .subdir
+            .as_deref()
+            .filter(|d| !d.is_empty() && *d != ".")
+        {
+            Some(sub) => format!("{workdir}/{sub}"),
+            None => workdir.to_string(),
+        };
+        let body = String::from_utf8_lossy(&patch.body).into_owned();
+        let level = format!("-p{}", patch.level);
+        log.header(&format!(
+            "applying the source stamp's patch at {level} in {dir}\n"
+        ))
+        .await;
+        for command in [
+            vec!["git", "apply", "--check", level.as_str(), "-"],
+            vec!["git", "apply", level.as_str(), "-"],
+        ] {
+            let ran = shell_with_stdin(ctx, &mut log, &dir, &command, timeout, Some(&body)).await?;
+            if ran.results != Results::Success {
+                log.finish().await;
+                return Ok(StepOutcome {
+                    results: Results::Failure,
+                    state: "patch failed".into(),
+                });
+            }
+        }
+        patched = true;
+    }
     let head = shell(
         ctx,
         &mut log,
@@ -214,11 +262,16 @@ pub async fn git(
     };
     ctx.set_properties
         .push(("got_revision".into(), value, "Git".into()));
+    let done = step
+        .description_done
+        .clone()
+        .unwrap_or_else(|| "update".into());
     Ok(StepOutcome {
         results: Results::Success,
-        state: step
-            .description_done
-            .clone()
-            .unwrap_or_else(|| "update".into()),
+        state: if patched {
+            format!("{done} (patched)")
+        } else {
+            done
+        },
     })
 }

@@ -151,3 +151,62 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['inc', 
     assert!(raw.contains("nope"), "{raw}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_stamp_patch_is_applied_after_checkout_or_fails_the_step() {
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    commit(repo, "one\n");
+    std::fs::write(repo.join("a.txt"), "patched\n").unwrap();
+    let diff = git(repo, &["diff"]) + "\n";
+    git(repo, &["checkout", "a.txt"]);
+    let cfg = format!(
+        r#"
+f = util.BuildFactory([steps.Git(repourl={:?}),
+    steps.ShellCommand(name='show', command=['cat', 'a.txt'], alwaysRun=True)])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'],
+    codebases=[util.CodebaseParameter('', patch=util.PatchParameter())])]
+"#,
+        repo.display().to_string()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let show = |build: i64| {
+        let www = www.clone();
+        async move {
+            http_text(
+                &www,
+                "GET",
+                &format!("/api/v2/builds/{build}/steps/show/logs/stdio/raw"),
+                None,
+                &[],
+            )
+            .await
+            .1
+        }
+    };
+    let ok = m
+        .force_and_wait(json!({"branch": "main", "patch_body": diff, "patch_level": 1}))
+        .await;
+    assert_eq!(ok, 0);
+    assert!(show(1).await.contains("\npatched\n"));
+    let (_, steps) = m.get("builds/1/steps/git").await;
+    assert_eq!(steps["steps"][0]["state_string"], "update (patched)");
+    // The same patch again on the patched tree does not apply: the step fails and the tree is
+    // the checkout, unpatched.
+    let bad = diff.replace("-one", "-three");
+    let failed = m
+        .force_and_wait(json!({"branch": "main", "patch_body": bad, "patch_level": 1}))
+        .await;
+    assert_eq!(failed, 2);
+    let (_, steps) = m.get("builds/2/steps/git").await;
+    assert_eq!(steps["steps"][0]["state_string"], "patch failed");
+    assert!(
+        show(2).await.contains("\none\n"),
+        "unpatched for inspection"
+    );
+    m.stop().await;
+}
