@@ -13,7 +13,7 @@ use kiln_db::NewChange;
 use serde_json::Value;
 
 use super::{
-    HookError, Parsed, commit_files, decode_hex, hmac_sha256_matches, person, required, text,
+    HookError, Parsed, Push, decode_hex, hmac_sha256_matches, pushed_commit, required, text,
     timestamp,
 };
 
@@ -81,21 +81,14 @@ fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
     {
         let mut properties = Properties::new();
         properties.set("event", "push", "Change");
-        changes.push(NewChange {
-            author: person(commit.get("author")).unwrap_or_default(),
-            committer: person(commit.get("committer")),
-            comments: text(commit, &["message"]).unwrap_or("").to_string(),
-            branch: Some(branch.to_string()),
-            revision: Some(required(commit, &["id"])?.to_string()),
-            revlink: text(commit, &["url"]).map(str::to_string),
-            when_timestamp: timestamp(required(commit, &["timestamp"])?)?,
+        let push = Push {
+            branch,
             category: Some(category.to_string()),
-            repository: repository.to_string(),
+            repository,
             codebase: codebase.clone(),
-            project: project.to_string(),
-            files: commit_files(commit),
-            properties,
-        });
+            project,
+        };
+        changes.push(pushed_commit(commit, &push, properties)?);
     }
     if changes.is_empty() {
         return Ok(Parsed::ignored("the push carries no commits"));

@@ -14,7 +14,7 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, commit_files, person, required, text, timestamp};
+use super::{HookError, Parsed, Push, person, pushed_commit, required, text, timestamp};
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
@@ -115,21 +115,14 @@ fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookEr
         }
         let mut properties = Properties::new();
         properties.set("event", event, "Change");
-        changes.push(NewChange {
-            author: person(commit.get("author")).unwrap_or_default(),
-            committer: None,
-            comments: text(commit, &["message"]).unwrap_or("").to_string(),
-            branch: Some(branch.to_string()),
-            revision: Some(required(commit, &["id"])?.to_string()),
-            revlink: text(commit, &["url"]).map(str::to_string),
-            when_timestamp: timestamp(required(commit, &["timestamp"])?)?,
+        let push = Push {
+            branch,
             category: Some(event.to_string()),
-            repository: repository.to_string(),
+            repository,
             codebase: codebase.clone(),
-            project: project.to_string(),
-            files: commit_files(commit),
-            properties,
-        });
+            project,
+        };
+        changes.push(pushed_commit(commit, &push, properties)?);
     }
     if changes.is_empty() {
         return Ok(Parsed::ignored("the push carries no new commits"));

@@ -18,6 +18,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use kiln_core::Properties;
 use kiln_db::NewChange;
 use serde_json::{Value, json};
 
@@ -232,6 +233,39 @@ pub(crate) fn person(v: Option<&Value>) -> Option<String> {
     Some(match text(v, &["email"]) {
         Some(email) => format!("{name} <{email}>"),
         None => name.to_string(),
+    })
+}
+
+/// Where a pushed commit goes: what every commit of one push shares.
+pub(crate) struct Push<'a> {
+    pub branch: &'a str,
+    pub category: Option<String>,
+    pub repository: &'a str,
+    pub codebase: String,
+    pub project: &'a str,
+}
+
+/// The change for one commit of a push, in the shape github, gitlab and gitea share: `id`,
+/// `message`, `url`, `timestamp`, `author`, `committer` and the file lists.
+pub(crate) fn pushed_commit(
+    commit: &Value,
+    push: &Push<'_>,
+    properties: Properties,
+) -> Result<NewChange, HookError> {
+    Ok(NewChange {
+        author: person(commit.get("author")).unwrap_or_default(),
+        committer: person(commit.get("committer")),
+        comments: text(commit, &["message"]).unwrap_or("").to_string(),
+        branch: Some(push.branch.to_string()),
+        revision: Some(required(commit, &["id"])?.to_string()),
+        revlink: text(commit, &["url"]).map(str::to_string),
+        when_timestamp: timestamp(required(commit, &["timestamp"])?)?,
+        category: push.category.clone(),
+        repository: push.repository.to_string(),
+        codebase: push.codebase.clone(),
+        project: push.project.to_string(),
+        files: commit_files(commit),
+        properties,
     })
 }
 
