@@ -8,4 +8,5 @@ pub mod paths;
 pub mod runner;
 pub mod source;
 pub mod steps;
+pub mod transfer;
 pub mod trigger;

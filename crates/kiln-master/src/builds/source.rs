@@ -79,7 +79,7 @@ pub async fn git(
     g: &GitConfig,
     workdir: &str,
 ) -> Result<StepOutcome, WorkerLost> {
-    let repourl = match ctx.render_text(&g.repourl, "repourl") {
+    let repourl = match ctx.render_string(&g.repourl, "repourl") {
         Ok(r) => r,
         Err(e) => return Ok(super::steps::exception(ctx, step, &e).await),
     };

@@ -1,0 +1,338 @@
+//! The transfer steps: `FileUpload` and `DirectoryUpload` (into the master's base directory,
+//! through a temporary file so a failed upload leaves nothing half written) and `FileDownload`
+//! and `StringDownload` (to the worker, in blocks).
+
+use std::path::PathBuf;
+
+use kiln_config::StepConfig;
+use kiln_core::Results;
+use kiln_core::render::Renderable;
+use kiln_proto::{Args, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::logs::LogWriter;
+use super::steps::{
+    StepContext, StepOutcome, WorkerLost, exception, finished, log_output, master_path, results_of,
+};
+use crate::workers::command::{CommandIo, Stream};
+
+/// Receives an uploaded file into a temporary file beside its destination.
+struct FileSink {
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::fs::File>,
+    mode: Option<u32>,
+    log: LogWriter,
+    times: Option<(f64, f64)>,
+}
+
+impl CommandIo for FileSink {
+    log_output!();
+    async fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        if self.file.is_none() {
+            if let Some(parent) = self.tmp.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            self.file = Some(
+                tokio::fs::File::create(&self.tmp)
+                    .await
+                    .map_err(|e| format!("creating {}: {e}", self.tmp.display()))?,
+            );
+        }
+        match self.file.as_mut() {
+            Some(f) => f
+                .write_all(data)
+                .await
+                .map_err(|e| format!("writing {}: {e}", self.tmp.display())),
+            None => Err("upload file is not open".into()),
+        }
+    }
+    async fn finish_upload(&mut self) -> Result<(), String> {
+        if self.file.is_none() {
+            // An empty file sends no data at all.
+            self.write(&[]).await?;
+        }
+        if let Some(mut f) = self.file.take() {
+            f.flush().await.map_err(|e| e.to_string())?;
+        }
+        tokio::fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
+        if let Some(mode) = self.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
+        }
+        Ok(())
+    }
+    async fn utime(&mut self, access: f64, modified: f64) -> Result<(), String> {
+        self.times = Some((access, modified));
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn upload_file(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workersrc: &Renderable,
+    masterdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    keepstamp: bool,
+    url: &Option<String>,
+    url_text: &Option<String>,
+) -> Result<StepOutcome, WorkerLost> {
+    let (src, dest) = match (
+        ctx.render_string(workersrc, "workersrc"),
+        ctx.render_string(masterdest, "masterdest"),
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
+    };
+    let dest_path = master_path(ctx.master, &dest);
+    let tmp = dest_path.with_file_name(format!(
+        ".{}.kiln-upload-{}",
+        dest_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        ctx.stepid
+    ));
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut sink = FileSink {
+        dest: dest_path.clone(),
+        tmp: tmp.clone(),
+        file: None,
+        mode,
+        log,
+        times: None,
+    };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workersrc", Value::from(src.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &src))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("keepstamp", Value::Boolean(keepstamp)),
+    ]);
+    let outcome = ctx.remote("upload_file", args, &mut sink).await;
+    sink.log.finish().await;
+    let outcome = outcome?;
+    let mut results = results_of(&outcome, None);
+    if results != Results::Success {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    if results == Results::Success && !dest_path.exists() {
+        results = Results::Failure;
+    }
+    if let (Results::Success, Some(url)) = (results, url) {
+        let urls = serde_json::json!([{"name": url_text.clone().unwrap_or_else(|| url.clone()), "url": url}]);
+        let _ = ctx.master.updates.set_step_urls(ctx.stepid, &urls).await;
+    }
+    Ok(finished(step, || format!("uploaded {src}"), results))
+}
+
+/// Receives a directory as a tar stream and unpacks it at the end.
+struct DirectorySink {
+    dest: PathBuf,
+    archive: Option<std::fs::File>,
+    compress: Option<String>,
+    log: LogWriter,
+}
+
+impl CommandIo for DirectorySink {
+    log_output!();
+    async fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        if self.archive.is_none() {
+            self.archive = Some(tempfile_in()?);
+        }
+        match self.archive.as_mut() {
+            Some(f) => f.write_all(data).map_err(|e| e.to_string()),
+            None => Err("archive is not open".into()),
+        }
+    }
+    async fn finish_upload(&mut self) -> Result<(), String> {
+        use std::io::Seek;
+        let Some(mut archive) = self.archive.take() else {
+            return tokio::fs::create_dir_all(&self.dest)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        archive.rewind().map_err(|e| e.to_string())?;
+        let dest = self.dest.clone();
+        let compress = self.compress.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            std::fs::create_dir_all(&dest)
+                .map_err(|e| format!("creating {}: {e}", dest.display()))?;
+            let reader: Box<dyn std::io::Read> = match compress.as_deref() {
+                Some("gz") => Box::new(flate2::read::GzDecoder::new(archive)),
+                Some(other) => return Err(format!("unsupported compression '{other}'")),
+                None => Box::new(archive),
+            };
+            // The tar crate refuses entries that would land outside `dest`.
+            tar::Archive::new(reader)
+                .unpack(&dest)
+                .map_err(|e| format!("unpacking into {}: {e}", dest.display()))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+fn tempfile_in() -> Result<std::fs::File, String> {
+    // An anonymous temporary file: nothing is left behind, whatever happens.
+    tempfile::tempfile().map_err(|e| format!("creating a temporary file: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn upload_directory(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workersrc: &Renderable,
+    masterdest: &Renderable,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    compress: Option<&str>,
+) -> Result<StepOutcome, WorkerLost> {
+    let (src, dest) = match (
+        ctx.render_string(workersrc, "workersrc"),
+        ctx.render_string(masterdest, "masterdest"),
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
+    };
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("uploading {src}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut sink = DirectorySink {
+        dest: master_path(ctx.master, &dest),
+        archive: None,
+        compress: compress.map(str::to_string),
+        log,
+    };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workersrc", Value::from(src.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &src))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("compress", compress.map_or(Value::Nil, Value::from)),
+    ]);
+    let outcome = ctx.remote("upload_directory", args, &mut sink).await;
+    sink.log.finish().await;
+    let results = results_of(&outcome?, None);
+    Ok(finished(step, || format!("uploaded {src}"), results))
+}
+
+pub(super) enum Source {
+    File(tokio::fs::File),
+    Bytes(Vec<u8>, usize),
+}
+
+struct DownloadSource {
+    source: Source,
+    log: LogWriter,
+}
+
+impl CommandIo for DownloadSource {
+    log_output!();
+    async fn read(&mut self, length: u64) -> Result<Vec<u8>, String> {
+        let length = length.min(16 << 20) as usize;
+        match &mut self.source {
+            Source::File(f) => {
+                let mut buf = vec![0u8; length];
+                let mut filled = 0;
+                while filled < length {
+                    let n = f
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(buf)
+            }
+            Source::Bytes(bytes, pos) => {
+                let end = (*pos + length).min(bytes.len());
+                let chunk = bytes[*pos..end].to_vec();
+                *pos = end;
+                Ok(chunk)
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workerdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    source: Source,
+) -> Result<StepOutcome, WorkerLost> {
+    let dest = match ctx.render_string(workerdest, "workerdest") {
+        Ok(d) => d,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let state = step
+        .description
+        .clone()
+        .unwrap_or_else(|| format!("downloading to {dest}"));
+    let _ = ctx
+        .master
+        .updates
+        .set_step_state_string(ctx.stepid, &state)
+        .await;
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = DownloadSource { source, log };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workerdest", Value::from(dest.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &dest))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("mode", mode.map_or(Value::Nil, Value::from)),
+    ]);
+    let outcome = ctx.remote("download_file", args, &mut io).await;
+    io.log.finish().await;
+    let results = results_of(&outcome?, None);
+    Ok(finished(step, || format!("downloaded to {dest}"), results))
+}
