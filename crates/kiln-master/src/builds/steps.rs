@@ -56,22 +56,6 @@ impl From<Lost> for WorkerLost {
     }
 }
 
-/// Every step sends its command's output to its stdio log, stored once per batch of updates.
-macro_rules! log_output {
-    () => {
-        async fn output(&mut self, stream: Stream, text: &str) {
-            self.log.write(stream, text).await;
-        }
-        async fn flush(&mut self) {
-            self.log.flush().await;
-        }
-        fn next_flush(&self) -> Option<tokio::time::Instant> {
-            self.log.next_flush()
-        }
-    };
-}
-pub(super) use log_output;
-
 struct StdioLog {
     log: LogWriter,
     /// A command's output kept for the step (`SetPropertyFromCommand`), as well as logged.

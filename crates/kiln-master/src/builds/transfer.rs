@@ -12,9 +12,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::logs::LogWriter;
 use super::steps::{
-    StepContext, StepOutcome, WorkerLost, exception, finished, log_output, master_path, results_of,
+    StepContext, StepOutcome, WorkerLost, exception, finished, master_path, results_of,
 };
 use crate::workers::command::{CommandIo, Stream};
+
+/// Each transfer sink sends its command's output to the stdio log, stored once per batch of updates.
+macro_rules! log_output {
+    () => {
+        async fn output(&mut self, stream: Stream, text: &str) {
+            self.log.write(stream, text).await;
+        }
+        async fn flush(&mut self) {
+            self.log.flush().await;
+        }
+        fn next_flush(&self) -> Option<tokio::time::Instant> {
+            self.log.next_flush()
+        }
+    };
+}
 
 /// Receives an uploaded file into a temporary file beside its destination.
 struct FileSink {
