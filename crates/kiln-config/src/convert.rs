@@ -2,9 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kiln_core::PropertyValue;
 use kiln_core::render::Renderable;
-use kiln_core::step::StepFlags;
-use kiln_core::{PropertyValue, Results};
 
 use crate::model::*;
 use crate::node::{Location, Node};
@@ -16,6 +15,7 @@ mod locks;
 mod schedulers;
 mod secrets;
 mod services;
+mod steps;
 mod timed;
 mod trigger;
 use schedulers::scheduler;
@@ -44,9 +44,6 @@ const NOT_YET: &[&str] = &[
     "user_managers",
     "validation",
 ];
-
-/// The largest transfer block: a block travels in one protocol frame, which the master bounds.
-const MAX_BLOCKSIZE: u64 = 4 << 20;
 
 const KNOWN: &[&str] = &[
     "title",
@@ -778,7 +775,10 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
         .unwrap_or_else(|| builddir.clone());
     let steps = match b.field("factory") {
         Some(f @ Node::Object { kind, .. }) if kind == "BuildFactory" => match f.field("steps") {
-            Some(Node::List(items)) => items.iter().filter_map(|s| step(cx, loc, s)).collect(),
+            Some(Node::List(items)) => items
+                .iter()
+                .filter_map(|s| steps::step(cx, loc, s))
+                .collect(),
             _ => Vec::new(),
         },
         Some(other) => {
@@ -842,301 +842,6 @@ fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
     })
 }
 
-fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
-    let Node::Object { kind, loc, .. } = s else {
-        cx.error(
-            builder_loc,
-            format!("a build factory holds steps, not {}", s.describe()),
-        );
-        return None;
-    };
-    let loc = &loc.clone();
-    // Transfers and source steps halt the build when they fail, as in Buildbot.
-    let transfer = matches!(
-        kind.as_str(),
-        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload" | "Git"
-    );
-    let default_name = match kind.as_str() {
-        "ShellCommand" => "shell",
-        "SetPropertyFromCommand" => "SetPropertyFromCommand",
-        "Git" => "git",
-        "FileUpload" | "DirectoryUpload" => "upload",
-        "FileDownload" => "download",
-        "StringDownload" => "string_download",
-        "Trigger" => "trigger",
-        other => other,
-    };
-    let name = cx
-        .opt_string(s.field("name"), "the step name", loc)
-        .unwrap_or_else(|| default_name.to_string());
-    let defaults = StepFlags {
-        halt_on_failure: transfer,
-        ..StepFlags::default()
-    };
-    let flags = StepFlags {
-        halt_on_failure: cx.boolean(
-            s.field("haltOnFailure"),
-            defaults.halt_on_failure,
-            "haltOnFailure",
-            loc,
-        ),
-        flunk_on_warnings: cx.boolean(
-            s.field("flunkOnWarnings"),
-            defaults.flunk_on_warnings,
-            "flunkOnWarnings",
-            loc,
-        ),
-        flunk_on_failure: cx.boolean(
-            s.field("flunkOnFailure"),
-            defaults.flunk_on_failure,
-            "flunkOnFailure",
-            loc,
-        ),
-        warn_on_warnings: cx.boolean(
-            s.field("warnOnWarnings"),
-            defaults.warn_on_warnings,
-            "warnOnWarnings",
-            loc,
-        ),
-        warn_on_failure: cx.boolean(
-            s.field("warnOnFailure"),
-            defaults.warn_on_failure,
-            "warnOnFailure",
-            loc,
-        ),
-        always_run: cx.boolean(s.field("alwaysRun"), defaults.always_run, "alwaysRun", loc),
-    };
-    let workdir = s
-        .field("workdir")
-        .filter(|n| **n != Node::None)
-        .map(|w| cx.renderable(w, "workdir", loc));
-    let description = describe(cx, s.field("description"), loc);
-    let description_done = describe(cx, s.field("descriptionDone"), loc);
-    let step_locks = locks::locks(cx, s.field("locks"), "locks", loc);
-    for unsupported in ["doStepIf", "hideStepIf", "logfiles", "lazylogfiles"] {
-        if s.field(unsupported).is_some_and(|n| {
-            !matches!(
-                n,
-                Node::None | Node::Bool(false) | Node::List(_) | Node::Dict(_)
-            ) || matches!(s.field(unsupported), Some(Node::List(l)) if !l.is_empty())
-                || matches!(s.field(unsupported), Some(Node::Dict(d)) if !d.is_empty())
-        }) {
-            cx.warn(loc, format!("step '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
-        }
-    }
-    let required = |cx: &mut Cx, field: &str| -> Option<Renderable> {
-        match s.field(field) {
-            None | Some(Node::None) => {
-                cx.error(loc, format!("{kind} step '{name}' needs {field}"));
-                None
-            }
-            Some(n) => Some(cx.renderable(n, field, loc)),
-        }
-    };
-    let size = |cx: &mut Cx, field: &str| -> Option<u64> {
-        let v = cx
-            .number(s.field(field), field, loc)
-            .and_then(|v| (v >= 0.0).then_some(v as u64));
-        if field == "blocksize" && v.is_some_and(|b| b == 0 || b > MAX_BLOCKSIZE) {
-            cx.error(
-                loc,
-                format!("blocksize must be between 1 and {MAX_BLOCKSIZE} bytes"),
-            );
-            return None;
-        }
-        v
-    };
-    let mode =
-        |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
-    let kind = match kind.as_str() {
-        "ShellCommand" => StepKind::ShellCommand(shell(cx, s, loc, &name)?),
-        "Git" => {
-            let mode = cx
-                .opt_string(s.field("mode"), "mode", loc)
-                .unwrap_or_else(|| "incremental".into());
-            if mode != "incremental" && mode != "full" {
-                cx.error(
-                    loc,
-                    format!(
-                        "Git step '{name}': mode must be 'incremental' or 'full', not '{mode}'"
-                    ),
-                );
-            }
-            let method = cx.opt_string(s.field("method"), "method", loc);
-            let method = match (mode.as_str(), method) {
-                ("full", None) => "fresh".to_string(),
-                ("full", Some(m))
-                    if ["clobber", "fresh", "clean", "copy"].contains(&m.as_str()) =>
-                {
-                    m
-                }
-                (_, Some(m)) if mode == "full" => {
-                    cx.error(
-                        loc,
-                        format!("Git step '{name}': method must be clobber, fresh, clean or copy, not '{m}'"),
-                    );
-                    m
-                }
-                (_, Some(m)) => {
-                    cx.error(
-                        loc,
-                        format!("Git step '{name}': method '{m}' needs mode='full'"),
-                    );
-                    m
-                }
-                (_, None) => String::new(),
-            };
-            let shallow = match s.field("shallow") {
-                None | Some(Node::None) | Some(Node::Bool(false)) => 0,
-                Some(Node::Bool(true)) => 1,
-                Some(Node::Int(n)) if *n >= 1 => u32::try_from(*n).unwrap_or(u32::MAX),
-                Some(other) => {
-                    cx.error(
-                        loc,
-                        format!(
-                            "Git step '{name}': shallow must be True, False or a depth, not {}",
-                            other.describe()
-                        ),
-                    );
-                    0
-                }
-            };
-            for unsupported in [
-                "sshPrivateKey",
-                "sshHostKey",
-                "sshKnownHosts",
-                "reference",
-                "filters",
-                "origin",
-                "config",
-            ] {
-                if s.field(unsupported).is_some_and(|n| *n != Node::None) {
-                    cx.warn(loc, format!("Git step '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
-                }
-            }
-            StepKind::Git(Box::new(GitConfig {
-                repourl: required(cx, "repourl")?,
-                branch: cx
-                    .opt_string(s.field("branch"), "branch", loc)
-                    .unwrap_or_else(|| "HEAD".into()),
-                mode,
-                method,
-                shallow,
-                submodules: cx.boolean(s.field("submodules"), false, "submodules", loc),
-                always_use_latest: cx.boolean(
-                    s.field("alwaysUseLatest"),
-                    false,
-                    "alwaysUseLatest",
-                    loc,
-                ),
-                codebase: cx
-                    .opt_string(s.field("codebase"), "codebase", loc)
-                    .unwrap_or_default(),
-                timeout: cx
-                    .number(s.field("timeout"), "timeout", loc)
-                    .or(Some(1200.0)),
-            }))
-        }
-        "SetProperty" => {
-            let Some(property) = cx.opt_string(s.field("property"), "property", loc) else {
-                cx.error(
-                    loc,
-                    format!("SetProperty step '{name}' needs a property name"),
-                );
-                return None;
-            };
-            StepKind::SetProperty {
-                property,
-                value: required(cx, "value")?,
-            }
-        }
-        "SetProperties" => StepKind::SetProperties {
-            properties: required(cx, "properties")?,
-        },
-        "SetPropertyFromCommand" => {
-            let property = cx.opt_string(s.field("property"), "property", loc);
-            let extract_fn = s
-                .field("extract_fn")
-                .filter(|n| **n != Node::None)
-                .and_then(|n| schedulers::function(cx, n, "extract_fn", loc));
-            if property.is_some() == extract_fn.is_some() {
-                cx.error(
-                    loc,
-                    format!("SetPropertyFromCommand step '{name}': give exactly one of property and extract_fn"),
-                );
-                return None;
-            }
-            StepKind::SetPropertyFromCommand(Box::new(SetPropertyFromCommandConfig {
-                shell: shell(cx, s, loc, &name)?,
-                property,
-                extract_fn,
-                strip: cx.boolean(s.field("strip"), true, "strip", loc),
-            }))
-        }
-        "FileUpload" => StepKind::FileUpload {
-            workersrc: required(cx, "workersrc")?,
-            masterdest: required(cx, "masterdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(262_144),
-            keepstamp: cx.boolean(s.field("keepstamp"), false, "keepstamp", loc),
-            url: cx.opt_string(s.field("url"), "url", loc),
-            url_text: cx.opt_string(s.field("urlText"), "urlText", loc),
-        },
-        "DirectoryUpload" => StepKind::DirectoryUpload {
-            workersrc: required(cx, "workersrc")?,
-            masterdest: required(cx, "masterdest")?,
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-            compress: match cx.opt_string(s.field("compress"), "compress", loc) {
-                Some(c) if c == "gz" || c == "bz2" => Some(c),
-                Some(c) => {
-                    cx.error(
-                        loc,
-                        format!("compress must be None, 'gz' or 'bz2', not '{c}'"),
-                    );
-                    None
-                }
-                None => None,
-            },
-        },
-        "FileDownload" => StepKind::FileDownload {
-            mastersrc: required(cx, "mastersrc")?,
-            workerdest: required(cx, "workerdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-        },
-        "StringDownload" => StepKind::StringDownload {
-            s: required(cx, "s")?,
-            workerdest: required(cx, "workerdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-        },
-        "MakeDirectory" => StepKind::MakeDirectory {
-            dir: required(cx, "dir")?,
-        },
-        "RemoveDirectory" => StepKind::RemoveDirectory {
-            dir: required(cx, "dir")?,
-        },
-        "Trigger" => StepKind::Trigger(Box::new(trigger::trigger_step(cx, s, loc, &name)?)),
-        other => {
-            cx.error(loc, format!("{other} is not a build step"));
-            return None;
-        }
-    };
-    Some(StepConfig {
-        name,
-        locks: step_locks,
-        kind,
-        flags,
-        workdir,
-        description,
-        description_done,
-    })
-}
-
 /// `collapseRequests`: `True`, `False` or a function; absent or `None` is `None`.
 fn collapse(cx: &mut Cx, node: Option<&Node>, what: &str, loc: &Location) -> Option<Collapse> {
     match node {
@@ -1155,99 +860,6 @@ fn collapse(cx: &mut Cx, node: Option<&Node>, what: &str, loc: &Location) -> Opt
             None
         }
     }
-}
-
-fn describe(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {
-    match node {
-        None | Some(Node::None) => None,
-        Some(Node::List(parts)) => Some(
-            parts
-                .iter()
-                .filter_map(|p| cx.string(p, "a description", loc))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        Some(n) => cx.string(n, "a description", loc),
-    }
-}
-
-fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellCommandConfig> {
-    let command = match s.field("command") {
-        None | Some(Node::None) => {
-            cx.error(loc, format!("ShellCommand '{name}' needs a command"));
-            return None;
-        }
-        Some(n @ (Node::Str(_) | Node::List(_) | Node::Object { .. })) => {
-            cx.renderable(n, "command", loc)
-        }
-        Some(other) => {
-            cx.error(
-                loc,
-                format!(
-                    "command must be a string or a list, not {}",
-                    other.describe()
-                ),
-            );
-            return None;
-        }
-    };
-    let env = match s.field("env") {
-        None | Some(Node::None) => Vec::new(),
-        Some(e) => match cx.renderable(e, "env", loc) {
-            Renderable::Map(m) => m,
-            _ => {
-                cx.error(loc, "env must be a dict");
-                Vec::new()
-            }
-        },
-    };
-    let mut decode_rc = BTreeMap::from([(0, Results::Success)]);
-    if let Some(Node::Dict(entries)) = s.field("decodeRC") {
-        decode_rc.clear();
-        for (k, v) in entries {
-            let code = cx.int(k, "a decodeRC exit code", loc);
-            let result = cx
-                .int(v, "a decodeRC result", loc)
-                .and_then(Results::from_code);
-            match (code, result) {
-                (Some(c), Some(r)) => {
-                    decode_rc.insert(c, r);
-                }
-                (_, None) => cx.error(
-                    loc,
-                    "decodeRC results must be result codes 0..6 (SUCCESS … CANCELLED)",
-                ),
-                _ => {}
-            }
-        }
-    }
-    let timeout = match s.field("timeout") {
-        None => Some(1200.0),
-        other => cx.number(other, "timeout", loc),
-    };
-    let signal = cx
-        .opt_string(s.field("interruptSignal"), "interruptSignal", loc)
-        .unwrap_or_else(|| "KILL".into());
-    Some(ShellCommandConfig {
-        command,
-        env,
-        want_stdout: cx.boolean(s.field("want_stdout"), true, "want_stdout", loc),
-        want_stderr: cx.boolean(s.field("want_stderr"), true, "want_stderr", loc),
-        timeout,
-        max_time: cx.number(s.field("maxTime"), "maxTime", loc),
-        max_lines: cx
-            .number(s.field("max_lines"), "max_lines", loc)
-            .map(|n| n as i64),
-        sigterm_time: cx.number(s.field("sigtermTime"), "sigtermTime", loc),
-        use_pty: cx.boolean(s.field("usePTY"), false, "usePTY", loc),
-        log_environ: cx.boolean(s.field("logEnviron"), true, "logEnviron", loc),
-        interrupt_signal: signal,
-        initial_stdin: s
-            .field("initialStdin")
-            .filter(|n| **n != Node::None)
-            .map(|n| cx.renderable(n, "initialStdin", loc)),
-        decode_rc,
-    })
 }
 
 /// The change hook dialects kiln implements.
