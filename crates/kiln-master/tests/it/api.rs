@@ -647,3 +647,43 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'],
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_try_jobs_are_refused_and_build_nothing() {
+    use base64::Engine;
+    let body = "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'],\n\
+            factory=util.BuildFactory([steps.ShellCommand(command='true')]))]\n\
+        c['schedulers'] = [schedulers.Try_Userpass(name='try', builderNames=['b1'], port=8031, userpass=[('u', 'p')])]\n";
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:p")
+    );
+    for (job, says) in [
+        ("not json", "the try job is not JSON"),
+        ("[1]", "must be a JSON object"),
+        (r#"{"builderNames": "b1"}"#, "builderNames must be a list"),
+        (
+            r#"{"patch_level": -3, "patch_body": "x"}"#,
+            "patch_level must be a small number",
+        ),
+        (
+            r#"{"patch_body_base64": "%%%"}"#,
+            "patch_body_base64 is not base64",
+        ),
+        (r#"{"properties": [1]}"#, "properties must be an object"),
+    ] {
+        let (status, text) = http_text(
+            &m.www(),
+            "POST",
+            "/try",
+            Some(job),
+            &[("Authorization", auth.as_str())],
+        )
+        .await;
+        assert_eq!(status, 400, "{job}: {text}");
+        assert!(text.contains(says), "{job}: {text}");
+    }
+    let (_, all) = m.get("buildsets").await;
+    assert_eq!(all["meta"]["total"], 0);
+}
