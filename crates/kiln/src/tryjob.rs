@@ -156,6 +156,10 @@ async fn wait(master: &Master, bsid: i64, out: &mut impl Write) -> anyhow::Resul
     let mut started = std::collections::BTreeSet::new();
     let mut finished = std::collections::BTreeSet::new();
     loop {
+        // The buildset is read first: once it is complete, so are the builds listed after it,
+        // and every result is shown before the summary.
+        let bs = master.get_json(&format!("buildsets/{bsid}")).await?;
+        let bs = &bs["buildsets"][0];
         let requests = master
             .get_json(&format!("buildrequests?buildsetid={bsid}"))
             .await?;
@@ -181,8 +185,6 @@ async fn wait(master: &Master, bsid: i64, out: &mut impl Write) -> anyhow::Resul
                 }
             }
         }
-        let bs = master.get_json(&format!("buildsets/{bsid}")).await?;
-        let bs = &bs["buildsets"][0];
         if bs["complete"] == true {
             let results = bs["results"].as_i64().unwrap_or(-1);
             writeln!(out, "buildset {bsid}: {}", results_name(results))?;
