@@ -30,6 +30,88 @@ pub const STEP_COMMON: &[&str] = &[
     "workdir",
 ];
 
+/// The keywords of every source step, then each system's own.
+macro_rules! source_keywords {
+    ($($k:literal),* $(,)?) => {
+        &[
+            "mode",
+            "method",
+            "codebase",
+            "alwaysUseLatest",
+            "timeout",
+            "retry",
+            "env",
+            "logEnviron",
+            "progress",
+            $($k),*
+        ]
+    };
+}
+
+const GIT: &[&str] = source_keywords!(
+    "repourl",
+    "branch",
+    "shallow",
+    "submodules",
+    "retryFetch",
+    "clobberOnFailure",
+    "getDescription",
+    "config",
+    "origin",
+    "tags",
+    "filters",
+    "reference",
+    "sshPrivateKey",
+    "sshHostKey",
+    "sshKnownHosts",
+);
+const MERCURIAL: &[&str] = source_keywords!(
+    "repourl",
+    "baseURL",
+    "defaultBranch",
+    "branchType",
+    "clobberOnBranchChange",
+);
+const SVN: &[&str] = source_keywords!(
+    "repourl",
+    "baseURL",
+    "defaultBranch",
+    "username",
+    "password",
+    "extra_args",
+    "preferLastChangedRev",
+);
+const CVS: &[&str] = source_keywords!(
+    "cvsroot",
+    "cvsmodule",
+    "branch",
+    "global_options",
+    "extra_options",
+    "login",
+);
+const DARCS_BZR: &[&str] = source_keywords!("repourl", "baseURL", "defaultBranch");
+const ARCH: &[&str] = source_keywords!("url", "version", "archive");
+const P4: &[&str] = source_keywords!(
+    "p4base",
+    "p4branch",
+    "p4extra_views",
+    "p4viewspec",
+    "p4viewspec_suffix",
+    "p4port",
+    "p4user",
+    "p4passwd",
+    "p4client",
+    "p4line_end",
+    "p4client_spec_options",
+    "p4client_type",
+    "p4extra_args",
+    "p4bin",
+    "use_tickets",
+    "stream",
+    "debug",
+);
+const MONOTONE: &[&str] = source_keywords!("repourl", "branch");
+
 const SHELL: &[&str] = &[
     "command",
     "env",
@@ -214,31 +296,48 @@ pub const KINDS: &[Kind] = &[
     },
     Kind {
         name: "Git",
+        positional: &["repourl", "branch"],
+        keywords: GIT,
+    },
+    Kind {
+        name: "Mercurial",
         positional: &["repourl"],
-        keywords: &[
-            "repourl",
-            "branch",
-            "mode",
-            "method",
-            "shallow",
-            "submodules",
-            "alwaysUseLatest",
-            "codebase",
-            "timeout",
-            "retry",
-            "progress",
-            "retryFetch",
-            "clobberOnFailure",
-            "getDescription",
-            "config",
-            "origin",
-            "tags",
-            "filters",
-            "reference",
-            "sshPrivateKey",
-            "sshHostKey",
-            "sshKnownHosts",
-        ],
+        keywords: MERCURIAL,
+    },
+    Kind {
+        name: "SVN",
+        positional: &["repourl"],
+        keywords: SVN,
+    },
+    Kind {
+        name: "CVS",
+        positional: &["cvsroot", "cvsmodule"],
+        keywords: CVS,
+    },
+    Kind {
+        name: "Darcs",
+        positional: &["repourl"],
+        keywords: DARCS_BZR,
+    },
+    Kind {
+        name: "Bzr",
+        positional: &["repourl"],
+        keywords: DARCS_BZR,
+    },
+    Kind {
+        name: "Arch",
+        positional: &["url", "version"],
+        keywords: ARCH,
+    },
+    Kind {
+        name: "P4",
+        positional: &[],
+        keywords: P4,
+    },
+    Kind {
+        name: "Monotone",
+        positional: &["repourl", "branch"],
+        keywords: MONOTONE,
     },
     Kind {
         name: "SetPropertyFromCommand",
@@ -637,6 +736,14 @@ pub const STEP_KINDS: &[&str] = &[
     "SetProperties",
     "SetPropertyFromCommand",
     "Git",
+    "Mercurial",
+    "SVN",
+    "CVS",
+    "Darcs",
+    "Bzr",
+    "Arch",
+    "P4",
+    "Monotone",
 ];
 
 /// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).

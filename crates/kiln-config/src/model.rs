@@ -399,11 +399,72 @@ pub enum StepKind {
     SetProperties {
         properties: Renderable,
     },
-    /// Checks out the build's source with git.
-    Git(Box<GitConfig>),
+    /// Checks out the build's source with its version-control tool.
+    Source(Box<SourceConfig>),
     /// Runs a command and sets properties from its output: `property` to its stripped standard
     /// output, or `extract_fn(rc, stdout, stderr)`'s dict.
     SetPropertyFromCommand(Box<SetPropertyFromCommandConfig>),
+}
+
+/// A source step: what every version-control system's step shares, and the system's own options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub vcs: Vcs,
+    /// `incremental` or `full`.
+    pub mode: String,
+    /// With `full`: `clobber`, `fresh`, `clean` or `copy` (each system has its default).
+    pub method: String,
+    /// The codebase whose source stamp this step checks out.
+    pub codebase: String,
+    /// Build the branch's latest revision, not the source stamp's.
+    pub always_use_latest: bool,
+    /// Seconds without output before a command is killed.
+    pub timeout: Option<f64>,
+    /// `retry=(delay, repeats)`: a checkout that fails is removed and tried again after `delay`
+    /// seconds, up to `repeats` more times.
+    pub retry: Option<(f64, u32)>,
+    /// Environment variables for the tool's commands.
+    pub env: Vec<(String, Renderable)>,
+}
+
+/// The version-control system a source step uses, with its own options.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vcs {
+    Git(Box<GitConfig>),
+    Mercurial(HgConfig),
+    Svn(SvnConfig),
+    Cvs(CvsConfig),
+    Darcs(RepoLocation),
+    Bzr(RepoLocation),
+    Arch(ArchConfig),
+    P4(Box<P4Config>),
+    Monotone(MonotoneConfig),
+}
+
+impl Vcs {
+    /// The step's class name in master.star, used as the source of the properties it sets.
+    pub fn step_name(&self) -> &'static str {
+        match self {
+            Vcs::Git(_) => "Git",
+            Vcs::Mercurial(_) => "Mercurial",
+            Vcs::Svn(_) => "SVN",
+            Vcs::Cvs(_) => "CVS",
+            Vcs::Darcs(_) => "Darcs",
+            Vcs::Bzr(_) => "Bzr",
+            Vcs::Arch(_) => "Arch",
+            Vcs::P4(_) => "P4",
+            Vcs::Monotone(_) => "Monotone",
+        }
+    }
+}
+
+/// Where a repository is, for the systems whose branches are separate repositories: a fixed
+/// `repourl`, or `baseURL` with the branch (the source stamp's, or `defaultBranch`) appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoLocation {
+    pub repourl: Option<Renderable>,
+    pub base_url: Option<Renderable>,
+    pub default_branch: Option<String>,
 }
 
 /// `steps.Git`.
@@ -412,18 +473,95 @@ pub struct GitConfig {
     pub repourl: Renderable,
     /// The branch when the source stamp names none (`HEAD`: the remote's default).
     pub branch: String,
-    /// `incremental` or `full`.
-    pub mode: String,
-    /// With `full`: `clobber`, `fresh` (the default), `clean` or `copy`.
-    pub method: String,
     /// Clone and fetch this many commits deep; 0 for the whole history.
     pub shallow: u32,
     pub submodules: bool,
-    /// Build the branch's latest revision, not the source stamp's.
-    pub always_use_latest: bool,
-    /// The codebase whose source stamp this step checks out.
-    pub codebase: String,
-    pub timeout: Option<f64>,
+    /// Fetch the remote's tags too.
+    pub tags: bool,
+    /// A local repository whose objects a clone borrows (`git clone --reference`).
+    pub reference: Option<Renderable>,
+    /// A full checkout whose clone or fetch fails is removed and cloned again, once.
+    pub clobber_on_failure: bool,
+    /// `git describe` options; the result becomes the `commit-description` property.
+    pub get_description: Option<Vec<String>>,
+    /// `-c name=value` for every git command.
+    pub config: Vec<(String, String)>,
+    pub origin: Option<String>,
+    pub ssh_private_key: Option<Renderable>,
+    pub ssh_host_key: Option<Renderable>,
+    pub ssh_known_hosts: Option<Renderable>,
+}
+
+/// `steps.Mercurial`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HgConfig {
+    pub location: RepoLocation,
+    /// `dirname`: each branch is its own repository (`baseURL` + branch); `inrepo`: named
+    /// branches inside `repourl`.
+    pub branch_type: String,
+    /// With `inrepo`: a working copy on another branch is removed and cloned again.
+    pub clobber_on_branch_change: bool,
+}
+
+/// `steps.SVN`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvnConfig {
+    pub location: RepoLocation,
+    pub username: Option<Renderable>,
+    pub password: Option<Renderable>,
+    pub extra_args: Vec<String>,
+    /// `got_revision` is the last revision that changed the tree, not the repository's.
+    pub prefer_last_changed_rev: bool,
+}
+
+/// `steps.CVS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CvsConfig {
+    pub cvsroot: Renderable,
+    pub cvsmodule: String,
+    /// The branch tag when the source stamp names none (the trunk when unset).
+    pub branch: Option<String>,
+    pub global_options: Vec<String>,
+    pub extra_options: Vec<String>,
+    /// A password for `cvs login` (pserver repositories).
+    pub login: Option<Renderable>,
+}
+
+/// `steps.Arch`: an archive at `url`, a version (`category--branch--version`) as the branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchConfig {
+    pub url: Renderable,
+    pub version: String,
+    /// The archive's name; read from the archive when unset.
+    pub archive: Option<String>,
+}
+
+/// `steps.P4`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct P4Config {
+    pub p4base: Option<String>,
+    pub p4branch: Option<String>,
+    pub p4extra_views: Vec<(String, String)>,
+    pub p4viewspec: Vec<(String, String)>,
+    pub p4viewspec_suffix: String,
+    pub p4port: Option<Renderable>,
+    pub p4user: Option<Renderable>,
+    pub p4passwd: Option<Renderable>,
+    pub p4client: Renderable,
+    pub p4line_end: String,
+    pub p4client_spec_options: String,
+    pub p4extra_args: Vec<String>,
+    pub use_tickets: bool,
+    pub stream: bool,
+    pub p4bin: String,
+}
+
+/// `steps.Monotone`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonotoneConfig {
+    pub repourl: Renderable,
+    pub branch: String,
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

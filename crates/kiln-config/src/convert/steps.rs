@@ -25,12 +25,20 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
     // Transfers and source steps halt the build when they fail, as in Buildbot.
     let transfer = matches!(
         kind.as_str(),
-        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload" | "Git"
-    );
+        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload"
+    ) || super::source::KINDS.contains(&kind.as_str());
     let default_name = match kind.as_str() {
         "ShellCommand" => "shell",
         "SetPropertyFromCommand" => "SetPropertyFromCommand",
         "Git" => "git",
+        "Mercurial" => "hg",
+        "SVN" => "svn",
+        "CVS" => "cvs",
+        "Darcs" => "darcs",
+        "Bzr" => "bzr",
+        "Arch" => "arch",
+        "P4" => "p4",
+        "Monotone" => "monotone",
         "FileUpload" | "DirectoryUpload" => "upload",
         "FileDownload" => "download",
         "StringDownload" => "string_download",
@@ -121,93 +129,7 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
     let kind = match kind.as_str() {
         "ShellCommand" => StepKind::ShellCommand(shell(cx, s, loc, &name)?),
-        "Git" => {
-            let mode = cx
-                .opt_string(s.field("mode"), "mode", loc)
-                .unwrap_or_else(|| "incremental".into());
-            if mode != "incremental" && mode != "full" {
-                cx.error(
-                    loc,
-                    format!(
-                        "Git step '{name}': mode must be 'incremental' or 'full', not '{mode}'"
-                    ),
-                );
-            }
-            let method = cx.opt_string(s.field("method"), "method", loc);
-            let method = match (mode.as_str(), method) {
-                ("full", None) => "fresh".to_string(),
-                ("full", Some(m))
-                    if ["clobber", "fresh", "clean", "copy"].contains(&m.as_str()) =>
-                {
-                    m
-                }
-                (_, Some(m)) if mode == "full" => {
-                    cx.error(
-                        loc,
-                        format!("Git step '{name}': method must be clobber, fresh, clean or copy, not '{m}'"),
-                    );
-                    m
-                }
-                (_, Some(m)) => {
-                    cx.error(
-                        loc,
-                        format!("Git step '{name}': method '{m}' needs mode='full'"),
-                    );
-                    m
-                }
-                (_, None) => String::new(),
-            };
-            let shallow = match s.field("shallow") {
-                None | Some(Node::None) | Some(Node::Bool(false)) => 0,
-                Some(Node::Bool(true)) => 1,
-                Some(Node::Int(n)) if *n >= 1 => u32::try_from(*n).unwrap_or(u32::MAX),
-                Some(other) => {
-                    cx.error(
-                        loc,
-                        format!(
-                            "Git step '{name}': shallow must be True, False or a depth, not {}",
-                            other.describe()
-                        ),
-                    );
-                    0
-                }
-            };
-            for unsupported in [
-                "sshPrivateKey",
-                "sshHostKey",
-                "sshKnownHosts",
-                "reference",
-                "filters",
-                "origin",
-                "config",
-            ] {
-                if s.field(unsupported).is_some_and(|n| *n != Node::None) {
-                    cx.warn(loc, format!("Git step '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
-                }
-            }
-            StepKind::Git(Box::new(GitConfig {
-                repourl: required(cx, "repourl")?,
-                branch: cx
-                    .opt_string(s.field("branch"), "branch", loc)
-                    .unwrap_or_else(|| "HEAD".into()),
-                mode,
-                method,
-                shallow,
-                submodules: cx.boolean(s.field("submodules"), false, "submodules", loc),
-                always_use_latest: cx.boolean(
-                    s.field("alwaysUseLatest"),
-                    false,
-                    "alwaysUseLatest",
-                    loc,
-                ),
-                codebase: cx
-                    .opt_string(s.field("codebase"), "codebase", loc)
-                    .unwrap_or_default(),
-                timeout: cx
-                    .number(s.field("timeout"), "timeout", loc)
-                    .or(Some(1200.0)),
-            }))
-        }
+        k if super::source::KINDS.contains(&k) => super::source::source(cx, k, s, loc, &name)?,
         "SetProperty" => {
             let Some(property) = cx.opt_string(s.field("property"), "property", loc) else {
                 cx.error(

@@ -381,7 +381,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
     let outcome = match &step.kind {
         StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
         StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
-        StepKind::Git(g) => crate::builds::source::git(ctx, step, g, &workdir).await?,
+        StepKind::Source(s) => crate::builds::source::run(ctx, step, s, &workdir).await?,
         StepKind::SetProperty { property, value } => match ctx.render(value, "value") {
             Ok(v) => {
                 ctx.set_properties

@@ -1,0 +1,125 @@
+//! `steps.CVS`: a `cvsroot` and a module, a branch tag (the trunk by default) and, as the
+//! revision, a date (a number is read as seconds since the epoch). A working copy of another root
+//! or module is removed and checked out again. `fresh` and `clean` overwrite local changes and
+//! remove the files CVS reports as unknown (`fresh` clears the ignore list first, so ignored files
+//! go too). CVS has no revision of its own to report: `got_revision` is the time of the checkout,
+//! as in Buildbot.
+
+use kiln_config::CvsConfig;
+use kiln_core::PropertyValue;
+
+use super::{Checkout, Method, Stop, cmd, split_dir};
+
+/// `cvs` with the step's global options, `-z3` and the root.
+fn cvs(c: &CvsConfig, root: &str, args: &[&str]) -> Vec<String> {
+    let mut v = vec!["cvs".to_string()];
+    v.extend(c.global_options.iter().cloned());
+    v.extend(["-z3".into(), "-d".into(), root.to_string()]);
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+/// A revision as CVS's `-D` understands it: seconds since the epoch become a UTC date.
+fn date(revision: &str) -> String {
+    match revision.trim().parse::<i64>() {
+        Ok(secs) => utc(secs),
+        Err(_) => revision.to_string(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS +0000` for seconds since the epoch.
+fn utc(secs: i64) -> String {
+    match jiff::Timestamp::from_second(secs) {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%S +0000").to_string(),
+        Err(_) => secs.to_string(),
+    }
+}
+
+pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(), Stop> {
+    let root = co.render(&c.cvsroot, "cvsroot")?;
+    let branch = co.target.branch.clone().or_else(|| c.branch.clone());
+    let date = co.target.revision.as_deref().map(date);
+    if let Some(password) = &c.login {
+        let password = co.render(password, "login")?;
+        co.ctx.redactions.add("cvs password", &password);
+        co.check_in(
+            ".",
+            &cvs(c, &root, &["login"]),
+            Some(&format!("{password}\n")),
+        )
+        .await?;
+    }
+    if co.has("CVS").await? {
+        let dir = co.dir.clone();
+        let ran = co
+            .run_with(&dir, &cmd(&["cat", "CVS/Root", "CVS/Repository"]), None)
+            .await?;
+        let mut lines = ran.stdout.lines().map(str::trim);
+        let same = lines.next() == Some(root.as_str())
+            && lines.next().map(|m| m.trim_end_matches('/')) == Some(c.cvsmodule.as_str());
+        if !same {
+            co.header("the working copy is of another root or module: checking out again\n")
+                .await;
+            co.clobber().await?;
+        }
+    } else {
+        co.clobber().await?;
+    }
+    let mut sel: Vec<String> = Vec::new();
+    if let Some(b) = &branch {
+        sel.extend(["-r".into(), b.clone()]);
+    }
+    if let Some(d) = &date {
+        sel.extend(["-D".into(), d.clone()]);
+    }
+    if co.has("CVS").await? {
+        let purge = matches!(co.method, Method::Fresh | Method::Clean);
+        if purge {
+            let mut list = cvs(c, &root, &["-n", "-q", "update", "-d"]);
+            if co.method == Method::Fresh {
+                list.extend(["-I".into(), "!".into()]);
+            }
+            let listed = co.check(&list).await?;
+            let unknown: Vec<String> = listed
+                .lines()
+                .filter_map(|l| l.strip_prefix("? "))
+                .map(|p| p.trim().to_string())
+                .collect();
+            co.remove_listed(&unknown).await?;
+        }
+        let mut up = cvs(c, &root, &["update", "-dP"]);
+        if purge {
+            up.push("-C".into());
+        }
+        if sel.is_empty() {
+            up.push("-A".into());
+        }
+        up.extend(sel);
+        up.extend(c.extra_options.iter().cloned());
+        co.check(&up).await?;
+    } else {
+        let (parent, name) = split_dir(&co.dir);
+        let mut checkout = cvs(c, &root, &["checkout", "-d", &name]);
+        checkout.extend(sel);
+        checkout.extend(c.extra_options.iter().cloned());
+        checkout.push(c.cvsmodule.clone());
+        co.check_in(&parent, &checkout, None).await?;
+    }
+    Ok(())
+}
+
+pub(super) fn got_revision(co: &Checkout<'_, '_>) -> PropertyValue {
+    PropertyValue::Str(utc(co.ctx.master.updates.clock.now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_revision_becomes_a_utc_date() {
+        assert_eq!(date("0"), "1970-01-01 00:00:00 +0000");
+        assert_eq!(date("1700000000"), "2023-11-14 22:13:20 +0000");
+        assert_eq!(date("2024-01-02 03:04"), "2024-01-02 03:04");
+    }
+}

@@ -1,0 +1,83 @@
+//! `steps.Mercurial`: with `branchType='dirname'` each branch is a repository (`baseURL` +
+//! branch); with `'inrepo'` branches are named inside `repourl` and the working copy is updated
+//! to the branch's head. A working copy of another repository, or (with `clobberOnBranchChange`)
+//! of another branch, is removed and cloned again. `fresh` and `clean` purge unknown files with
+//! the purge extension that ships with Mercurial (ignored ones too for `fresh`).
+
+use kiln_config::HgConfig;
+use kiln_core::PropertyValue;
+
+use super::{Checkout, Method, Stop, cmd, location};
+
+pub(super) async fn update(co: &mut Checkout<'_, '_>, h: &HgConfig) -> Result<(), Stop> {
+    let inrepo = h.branch_type == "inrepo";
+    let (repourl, branch) = if inrepo {
+        let url = co.render(
+            h.location
+                .repourl
+                .as_ref()
+                .ok_or_else(|| Stop::Exception("branchType='inrepo' needs repourl".into()))?,
+            "repourl",
+        )?;
+        let branch = co
+            .target
+            .branch
+            .clone()
+            .or_else(|| h.location.default_branch.clone())
+            .unwrap_or_else(|| "default".into());
+        (url, Some(branch))
+    } else {
+        (location(co, &h.location)?, None)
+    };
+    if co.has(".hg").await? {
+        let current = co.try_run(&cmd(&["hg", "paths", "default"])).await?;
+        if current.stdout.trim().trim_end_matches('/') != repourl.trim_end_matches('/') {
+            co.header(concat!(
+                "the working copy was of another repository",
+                ": starting again\n"
+            ))
+            .await;
+            co.clobber().await?;
+        } else if let Some(b) = &branch {
+            let on = co.check(&cmd(&["hg", "identify", "--branch"])).await?;
+            if on.trim() != b && h.clobber_on_branch_change {
+                co.header(&format!(
+                    "the working copy is on branch {}, not {b}: cloning again\n",
+                    on.trim()
+                ))
+                .await;
+                co.clobber().await?;
+            }
+        }
+    } else {
+        co.clobber().await?;
+    }
+    if co.has(".hg").await? {
+        if matches!(co.method, Method::Fresh | Method::Clean) {
+            let mut purge = cmd(&["hg", "--config", "extensions.purge=", "purge"]);
+            if co.method == Method::Fresh {
+                purge.push("--all".into());
+            }
+            co.check(&purge).await?;
+        }
+        co.check(&cmd(&["hg", "pull", &repourl])).await?;
+    } else {
+        co.check(&cmd(&["hg", "clone", "--noupdate", &repourl, "."]))
+            .await?;
+    }
+    let mut up = cmd(&["hg", "update", "--clean"]);
+    match (&co.target.revision, &branch) {
+        (Some(r), _) => up.extend(["--rev".into(), r.clone()]),
+        (None, Some(b)) => up.extend(["--rev".into(), b.clone()]),
+        (None, None) => {}
+    }
+    co.check(&up).await?;
+    Ok(())
+}
+
+pub(super) async fn got_revision(co: &mut Checkout<'_, '_>) -> Result<PropertyValue, Stop> {
+    let out = co
+        .check(&cmd(&["hg", "log", "--rev", ".", "--template", "{node}"]))
+        .await?;
+    Ok(PropertyValue::Str(out.trim().to_string()))
+}
