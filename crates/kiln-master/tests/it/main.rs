@@ -14,3 +14,4 @@ mod recovery;
 mod schedulers;
 mod source;
 mod trigger;
+mod vcs;

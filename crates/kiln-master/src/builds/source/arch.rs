@@ -102,12 +102,20 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, a: &ArchConfig) -> Result<
             if co.method == Method::Fresh {
                 inventory.extend(["--junk".into(), "--backups".into(), "--precious".into()]);
             } else {
-                // `tla undo` leaves its own `,,undo-N` directories, which are junk.
+                // `tla undo` leaves its own `,,undo-N` directories among the junk; only those go.
                 inventory.push("--junk".into());
             }
             inventory.extend(["--both".into()]);
             let listed = co.check(&inventory).await?;
-            unknown.extend(listed.lines().map(|l| without_category(l).to_string()));
+            let fresh = co.method == Method::Fresh;
+            unknown.extend(
+                listed
+                    .lines()
+                    .filter(|l| {
+                        fresh || !l.starts_with("J ") || without_category(l).starts_with(",,undo-")
+                    })
+                    .map(|l| without_category(l).to_string()),
+            );
             unknown.retain(|l| !l.is_empty());
             co.remove_listed(&unknown).await?;
         }

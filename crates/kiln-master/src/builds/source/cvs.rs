@@ -10,6 +10,13 @@ use kiln_core::PropertyValue;
 
 use super::{Checkout, Method, Stop, cmd, split_dir};
 
+/// Prints every file and directory of the working copy that its directory's `CVS/Entries` does
+/// not list, ignored or not (a directory CVS does not know is printed with its contents).
+const UNTRACKED: &str = r#"find . -name CVS -prune -o ! -name . -print | while IFS= read -r f; do
+  d=$(dirname "$f"); b=$(basename "$f")
+  grep -q -F -e "/$b/" "$d/CVS/Entries" 2>/dev/null || echo "$f"
+done"#;
+
 /// `cvs` with the step's global options, `-z3` and the root.
 fn cvs(c: &CvsConfig, root: &str, args: &[&str]) -> Vec<String> {
     let mut v = vec!["cvs".to_string()];
@@ -75,16 +82,24 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
     if co.has("CVS").await? {
         let purge = matches!(co.method, Method::Fresh | Method::Clean);
         if purge {
-            let mut list = cvs(c, &root, &["-n", "-q", "update", "-d"]);
-            if co.method == Method::Fresh {
-                list.extend(["-I".into(), "!".into()]);
-            }
-            let listed = co.check(&list).await?;
-            let unknown: Vec<String> = listed
-                .lines()
-                .filter_map(|l| l.strip_prefix("? "))
-                .map(|p| p.trim().to_string())
-                .collect();
+            let unknown: Vec<String> = if co.method == Method::Fresh {
+                // `.cvsignore` files cannot be switched off, so what CVS does not know is found
+                // by comparing each directory with its `CVS/Entries`.
+                let listed = co.check(&cmd(&["sh", "-c", UNTRACKED])).await?;
+                listed
+                    .lines()
+                    .map(|p| p.trim().trim_start_matches("./").to_string())
+                    .collect()
+            } else {
+                let listed = co
+                    .check(&cvs(c, &root, &["-n", "-q", "update", "-d"]))
+                    .await?;
+                listed
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("? "))
+                    .map(|p| p.trim().to_string())
+                    .collect()
+            };
             co.remove_listed(&unknown).await?;
         }
         let mut up = cvs(c, &root, &["update", "-dP"]);

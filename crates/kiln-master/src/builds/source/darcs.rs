@@ -12,7 +12,14 @@ use super::{Checkout, Method, Stop, cmd, location, split_dir};
 
 pub(super) async fn update(co: &mut Checkout<'_, '_>, d: &RepoLocation) -> Result<(), Stop> {
     let url = location(co, d)?;
-    let context = co.target.revision.clone();
+    // darcs reads a context to its last line's end.
+    let context = co.target.revision.as_ref().map(|c| {
+        let mut c = c.clone();
+        if !c.ends_with('\n') {
+            c.push('\n');
+        }
+        c
+    });
     if co.has("_darcs").await? {
         let dir = co.dir.clone();
         let current = co
@@ -51,11 +58,19 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, d: &RepoLocation) -> Resul
     } else {
         let (parent, name) = split_dir(&co.dir);
         let mut clone = cmd(&["darcs", "clone", "--lazy", "--verbose"]);
-        if context.is_some() {
-            clone.push("--context=/dev/stdin".into());
+        // darcs reads a context file more than once, so it is written to a file, not piped.
+        let context_file = format!("{parent}/.{name}.darcs-context");
+        if let Some(context) = &context {
+            let write = cmd(&["sh", "-c", "cat > \"$1\"", "sh", &context_file]);
+            co.check_in(".", &write, Some(context)).await?;
+            clone.push(format!("--context={}", co.ctx.builder_path(&context_file)));
         }
         clone.extend([url, name]);
-        co.check_in(&parent, &clone, context.as_deref()).await?;
+        let cloned = co.check_in(&parent, &clone, None).await;
+        if context.is_some() {
+            co.remove(&[context_file]).await?;
+        }
+        cloned?;
     }
     Ok(())
 }
