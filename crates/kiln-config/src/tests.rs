@@ -666,3 +666,91 @@ c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f,
         );
     }
 }
+
+#[test]
+fn source_steps_take_each_systems_arguments_and_report_mistakes() {
+    let good = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+f = util.BuildFactory([
+    steps.Mercurial(repourl='https://hg.example/app', branchType='inrepo', mode='full'),
+    steps.SVN(baseURL='svn://svn.example/repo/', defaultBranch='trunk', retry=(5, 2), username='u'),
+    steps.CVS(cvsroot=':pserver:anon@cvs.example:/cvs', cvsmodule='app', login='pw', mode='full', method='clean'),
+    steps.Darcs(repourl='http://darcs.example/app', mode='full'),
+    steps.Bzr(baseURL='bzr://bzr.example/', defaultBranch='trunk', env={'HOME': '/tmp'}),
+    steps.Arch(url='http://arch.example/archive', version='app--main--1.0', archive='a@example.com--2026'),
+    steps.P4(p4port='p4:1666', p4base='//depot', p4branch='main'),
+    steps.Monotone(repourl='mtn://mtn.example', branch='org.example.app'),
+    steps.Git(repourl='git@example.com:app.git', tags=True, getDescription={'always': True, 'abbrev': 7},
+        sshPrivateKey=util.Secret('key'), sshHostKey='ssh-ed25519 AAAA', clobberOnFailure=True, mode='full'),
+])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+"#;
+    let cfg = load_str("master.star", good).unwrap();
+    let steps = &cfg.builders[0].steps;
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hg", "svn", "cvs", "darcs", "bzr", "arch", "p4", "monotone", "git"
+        ]
+    );
+    let source = |i: usize| match &steps[i].kind {
+        StepKind::Source(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Source steps halt the build when they fail; each system has its default method.
+    assert!(steps.iter().all(|s| s.flags.halt_on_failure));
+    assert_eq!(source(0).method, "fresh");
+    assert_eq!(source(3).method, "copy");
+    assert_eq!(source(2).method, "clean");
+    assert_eq!(source(1).retry, Some((5.0, 2)));
+    assert_eq!(source(4).env.len(), 1);
+    let crate::Vcs::Git(git) = source(8).vcs else {
+        panic!()
+    };
+    assert!(git.tags && git.clobber_on_failure);
+    assert_eq!(
+        git.get_description,
+        Some(vec!["--always".to_string(), "--abbrev=7".to_string()])
+    );
+    let crate::Vcs::P4(p4) = source(6).vcs else {
+        panic!()
+    };
+    assert_eq!(p4.p4client_spec_options, "allwrite rmdir");
+    let bad = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+f = util.BuildFactory([
+    steps.Mercurial(repourl='a', baseURL='b'),
+    steps.SVN(mode='full', method='shiny', repourl='x'),
+    steps.Darcs(mode='incremental', method='clobber', repourl='x'),
+    steps.Bzr(retry=5, repourl='x'),
+    steps.CVS(cvsroot='/cvs'),
+    steps.P4(p4base='//depot', p4viewspec=[('//depot/a/', '')]),
+    steps.Arch(url='/archive'),
+    steps.Git(repourl='x', sshHostKey='k'),
+    steps.Mercurial(baseURL='b', branchType='inrepo'),
+])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "Mercurial step 'hg': give repourl or baseURL, not both",
+        "SVN step 'svn': method must be one of fresh, clobber, clean, copy, not 'shiny'",
+        "Darcs step 'darcs': method 'clobber' needs mode='full'",
+        "Bzr step 'bzr': retry must be (delay, repeats), not an int",
+        "CVS step 'cvs' needs cvsmodule",
+        "P4 step 'p4': give p4base or p4viewspec, not both",
+        "Arch step 'arch' needs version",
+        "Git step 'git': sshHostKey and sshKnownHosts need sshPrivateKey",
+        "Mercurial step 'hg': branchType='inrepo' needs repourl",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}

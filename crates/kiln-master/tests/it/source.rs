@@ -210,3 +210,94 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'],
     );
     m.stop().await;
 }
+
+/// Git over ssh with the step's key and host key, through a stand-in `ssh` that records how it
+/// was called and then serves the repository locally; it fails its first call, which `retry`
+/// gets past. `getDescription` describes the commit from its tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_uses_the_ssh_key_retries_and_describes_the_commit() {
+    Box::pin(ssh_body()).await;
+}
+
+async fn ssh_body() {
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit(&repo, "one\n");
+    git(&repo, &["tag", "-a", "v1.0", "-m", "v1.0"]);
+    let head = commit(&repo, "two\n");
+    let bin = upstream.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = upstream.path().join("ssh-calls");
+    let ssh = format!(
+        r#"#!/bin/sh
+# Records the call and the key it was given, fails the first time, then runs the remote command.
+for a in "$@"; do last="$a"; done
+key=""; prev=""
+for a in "$@"; do [ "$prev" = "-i" ] && key="$a"; prev="$a"; done
+echo "args: $*" >> {record}
+echo "key: $(cat "$key")" >> {record}
+echo "key mode: $(stat -c %a "$key")" >> {record}
+if [ ! -e {record}.failed ]; then touch {record}.failed; echo "ssh: connect to host: refused" >&2; exit 255; fi
+exec sh -c "$last"
+"#,
+        record = record.display()
+    );
+    std::fs::write(bin.join("ssh"), ssh).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let cfg = format!(
+        r#"
+f = util.BuildFactory([
+    steps.Git(repourl='localhost:{repo}', sshPrivateKey='THE-PRIVATE-KEY', sshHostKey='ssh-ed25519 AAAAhost',
+        retry=(0, 1), getDescription={{'tags': True}}, env={{'PATH': {path:?}}}),
+    steps.ShellCommand(name='leftovers', command=['sh', '-c', 'ls -a ..']),
+])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#,
+        repo = repo.display()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    let result = m.force_and_wait(json!({"branch": "main"})).await;
+    let (_, log) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/git/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(result, 0, "{log}");
+    assert!(log.contains("trying again"), "{log}");
+    let calls = std::fs::read_to_string(&record).unwrap();
+    assert!(calls.contains("key: THE-PRIVATE-KEY"), "{calls}");
+    assert!(calls.contains("key mode: 600"), "{calls}");
+    assert!(calls.contains("BatchMode=yes"), "{calls}");
+    assert!(calls.contains("UserKnownHostsFile="), "{calls}");
+    let (_, b) = m
+        .get("builds/1?property=got_revision&property=commit-description")
+        .await;
+    let props = &b["builds"][0]["properties"];
+    assert_eq!(props["got_revision"][0], json!(head));
+    assert!(
+        props["commit-description"][0]
+            .as_str()
+            .is_some_and(|d| d.starts_with("v1.0-1-g")),
+        "{props}"
+    );
+    // The key does not outlive the step.
+    let (_, leftovers) = http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/leftovers/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    assert!(!leftovers.contains(".build.buildbot"), "{leftovers}");
+    m.stop().await;
+}

@@ -98,13 +98,11 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, p: &P4Config) -> Result<()
         Some(u) => Some(co.render(u, "p4user")?),
         None => None,
     };
-    if p.use_tickets {
-        if let Some(pw) = &p.p4passwd {
-            let pw = co.render(pw, "p4passwd")?;
-            co.ctx.redactions.add("p4 password", &pw);
-            let login = p4(co, p, &client, &["login"])?;
-            co.check_in(".", &login, Some(&format!("{pw}\n"))).await?;
-        }
+    if let (true, Some(pw)) = (p.use_tickets, &p.p4passwd) {
+        let pw = co.render(pw, "p4passwd")?;
+        co.ctx.redactions.add("p4 password", &pw);
+        let login = p4(co, p, &client, &["login"])?;
+        co.check_in(".", &login, Some(&format!("{pw}\n"))).await?;
     }
     let root = co.ctx.builder_path(&co.dir);
     let spec = client_spec(p, &client, &root, user.as_deref());
