@@ -10,7 +10,7 @@ use crate::harness::{TestMaster, config};
 /// The environment variable naming the `buildbot-worker` executable (from a virtualenv).
 const BUILDBOT_WORKER_VAR: &str = "KILN_TEST_BUILDBOT_WORKER";
 
-fn buildbot_worker() -> Option<PathBuf> {
+pub(crate) fn buildbot_worker() -> Option<PathBuf> {
     match std::env::var_os(BUILDBOT_WORKER_VAR) {
         Some(p) => Some(PathBuf::from(p)),
         None => {
@@ -60,7 +60,7 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
 }
 
 /// Creates and starts a buildbot-worker named w1 in `worker_dir` for the master.
-fn start_buildbot_worker(
+pub(crate) fn start_buildbot_worker(
     m: &TestMaster,
     exe: &std::path::Path,
     worker_dir: &std::path::Path,

@@ -315,6 +315,11 @@ async fn got_revision(m: &TestMaster, build: i64) -> Value {
 /// Every mode and method, twice (a checkout, then an update after a commit), then an older
 /// revision, a patch, and a checkout that cannot be done.
 async fn exercise(kind: Kind) {
+    exercise_on(kind, None).await;
+}
+
+/// [`exercise`] on kiln's worker, or on the stock buildbot-worker at `stock`.
+async fn exercise_on(kind: Kind, stock: Option<PathBuf>) {
     let repo = Repo::new(kind);
     let first = repo.commit("one\n");
     let ignored = repo.ignored();
@@ -338,7 +343,18 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names,
         step = repo.step().replace("**kwargs)", "name='update', **kwargs)"),
     );
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
-    m.start_worker("w1", "pass").await;
+    let mut stock_worker = None;
+    match &stock {
+        Some(exe) => {
+            let dir = m.path("bbworker");
+            std::fs::create_dir_all(&dir).unwrap();
+            stock_worker = Some(crate::buildbot_worker::start_buildbot_worker(&m, exe, &dir));
+            m.wait_attached("w1").await;
+        }
+        None => {
+            m.start_worker("w1", "pass").await;
+        }
+    }
     let builders = ["incremental", "fresh", "clean", "clobber", "copy"];
     let mut build = 0;
     let mut first_got = Value::Null;
@@ -437,7 +453,21 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names,
     assert_eq!(m.force_and_wait(params).await, 2, "{kind:?}");
     let log = raw_log(&m, build, "update").await;
     assert!(log.contains(says), "{kind:?}: {log}");
+    if let Some(mut child) = stock_worker {
+        let _ = child.kill().await;
+    }
     m.stop().await;
+}
+
+/// The stock worker runs the source steps too: Darcs writes its context file through `shell`'s
+/// standard input, CVS lists untracked files with a shell script, both remove files with `rmdir`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_darcs_and_cvs_steps() {
+    let Some(exe) = crate::buildbot_worker::buildbot_worker() else {
+        return;
+    };
+    Box::pin(exercise_on(Kind::Darcs, Some(exe.clone()))).await;
+    Box::pin(exercise_on(Kind::Cvs, Some(exe))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
