@@ -15,6 +15,7 @@ mod locks;
 mod schedulers;
 mod secrets;
 mod services;
+mod shell;
 mod source;
 mod steps;
 mod timed;

@@ -257,6 +257,31 @@ impl Callbacks for Functions {
 
 /// Renderables' functions (`util.renderer`, `util.Transform`). Secrets are not the
 /// configuration's to give: without a secret provider, `%(secret:…)s` is an error.
+impl Functions {
+    /// Calls a step's `doStepIf` (`results` None) or `hideStepIf` function through the prelude's
+    /// `call`, with the build's properties; its value's truth is the answer.
+    pub fn call_step_condition(
+        &self,
+        call: FnRef,
+        func: FnRef,
+        results: Option<i64>,
+        props: &kiln_core::Properties,
+    ) -> Result<bool, String> {
+        let dict = Data::Dict(
+            props
+                .iter()
+                .map(|(k, p)| (Data::Str(k.clone()), Data::from(&p.value)))
+                .collect(),
+        );
+        let mut args = vec![Data::Function(func)];
+        if let Some(r) = results {
+            args.push(Data::Int(r));
+        }
+        args.push(dict);
+        Ok(self.call(call, &args, &[])?.truthy())
+    }
+}
+
 impl kiln_core::render::RenderHooks for Functions {
     fn secret(&self, name: &str) -> Result<String, String> {
         Err(format!("no secret provider is configured to give '{name}'"))

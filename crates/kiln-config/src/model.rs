@@ -345,6 +345,24 @@ pub struct StepConfig {
     pub workdir: Option<Renderable>,
     pub description: Option<String>,
     pub description_done: Option<String>,
+    /// `doStepIf`: the step runs only when this holds; otherwise it is SKIPPED.
+    pub do_step_if: StepCondition,
+    /// `hideStepIf`: the finished step is hidden from the web pages when this holds.
+    pub hide_step_if: StepCondition,
+}
+
+/// A step's `doStepIf` or `hideStepIf`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepCondition {
+    Always(bool),
+    /// A renderable, true when its value is truthy.
+    Renderable(Renderable),
+    /// A Starlark function of the step (`doStepIf`) or of the results and the step
+    /// (`hideStepIf`), called through the prelude's `call`.
+    Function {
+        call: kiln_core::changefilter::FnRef,
+        func: kiln_core::changefilter::FnRef,
+    },
 }
 
 /// What a step does.
@@ -399,6 +417,11 @@ pub enum StepKind {
     SetProperties {
         properties: Renderable,
     },
+    /// A shell command whose output is searched for compiler warnings (`Compile`, `Test`,
+    /// `WarningCountingShellCommand`).
+    WarningCounting(Box<WarningCountingConfig>),
+    /// Several shell commands in turn (`ShellSequence`).
+    ShellSequence(Box<ShellSequenceConfig>),
     /// Checks out the build's source with its version-control tool.
     Source(Box<SourceConfig>),
     /// Runs a command and sets properties from its output: `property` to its stripped standard
@@ -572,8 +595,78 @@ pub struct SetPropertyFromCommandConfig {
     pub strip: bool,
 }
 
+/// `WarningCountingShellCommand` and its kin `Compile` and `Test`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarningCountingConfig {
+    pub shell: ShellCommandConfig,
+    /// A regular expression searched for in each line of output.
+    pub warning_pattern: String,
+    /// Take file, line and text from the pattern's first three groups (Buildbot's
+    /// `warnExtractFromRegexpGroups`) instead of the whole line.
+    pub extract_groups: bool,
+    pub directory_enter_pattern: String,
+    pub directory_leave_pattern: String,
+    /// A file on the worker, relative to the working directory, of `FILE-RE : WARNING-RE [: START[-END]]`
+    /// lines naming warnings that do not count.
+    pub suppression_file: Option<Renderable>,
+    pub suppression_list: Vec<Suppression>,
+    /// More warnings than this fail the step.
+    pub max_warn_count: Option<u64>,
+    /// How the `Test` step reads test results from its output, if it does.
+    pub test_results: Option<TestResultsFormat>,
+}
+
+/// A warning that does not count: its file, its text, and the lines it may be on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    pub file: Option<String>,
+    pub warning: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+/// The test output formats kiln reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestResultsFormat {
+    /// `cargo test` and other Rust libtest harnesses.
+    LibTest,
+    /// The Test Anything Protocol.
+    Tap,
+    /// JUnit XML files on the worker, matched by a glob relative to the working directory.
+    JUnit(Renderable),
+}
+
+/// `ShellSequence`: commands run in turn, each with its own flags and log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellSequenceConfig {
+    /// The options the commands share (`env`, `timeout`, …); its `command` is unused.
+    pub shell: ShellCommandConfig,
+    pub commands: Vec<ShellArg>,
+}
+
+/// One command of a `ShellSequence`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShellArg {
+    pub command: Renderable,
+    /// The log it writes to; `stdio` by default.
+    pub logname: Option<String>,
+    pub flags: kiln_core::step::StepFlags,
+}
+
+/// A file on the worker followed as a log of the step (`logfiles`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFile {
+    pub name: String,
+    pub filename: String,
+    /// Only what is written after the command starts.
+    pub follow: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShellCommandConfig {
+    pub logfiles: Vec<LogFile>,
+    /// Logs of files that were never written are not created.
+    pub lazylogfiles: bool,
     /// A list (run directly) or a string (run by `/bin/sh -c`).
     pub command: Renderable,
     pub env: Vec<(String, Renderable)>,

@@ -30,6 +30,7 @@ mod sourcestamps;
 mod state;
 mod steps;
 pub mod testing;
+mod testresults;
 mod workers;
 
 pub use builders::BuilderRow;
@@ -44,6 +45,7 @@ pub use masters::MasterRow;
 pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};
+pub use testresults::{NewTestResult, TestResultRow, TestResultSetRow};
 pub use workers::WorkerRow;
 
 /// A storage error.

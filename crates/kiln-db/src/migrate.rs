@@ -27,6 +27,11 @@ const SQLITE: &[Migration] = &[
         name: "buildrequest_queue_order",
         sql: include_str!("../migrations/sqlite/0003_buildrequest_queue_order.sql"),
     },
+    Migration {
+        version: 4,
+        name: "test_result_indexes",
+        sql: include_str!("../migrations/sqlite/0004_test_result_indexes.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -44,6 +49,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "buildrequest_queue_order",
         sql: include_str!("../migrations/postgres/0003_buildrequest_queue_order.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "test_result_indexes",
+        sql: include_str!("../migrations/postgres/0004_test_result_indexes.sql"),
     },
 ];
 

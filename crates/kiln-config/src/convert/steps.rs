@@ -1,12 +1,9 @@
 //! Build steps in the configuration: the flags every step takes, and each step kind's arguments.
 
-use std::collections::BTreeMap;
-
-use kiln_core::Results;
 use kiln_core::render::Renderable;
 use kiln_core::step::StepFlags;
 
-use super::{Cx, locks, schedulers, trigger};
+use super::{Cx, locks, schedulers, shell, trigger};
 use crate::model::*;
 use crate::node::{Location, Node};
 
@@ -43,13 +40,17 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         "FileDownload" => "download",
         "StringDownload" => "string_download",
         "Trigger" => "trigger",
+        "Configure" => "configure",
+        "Compile" => "compile",
+        "Test" => "test",
         other => other,
     };
     let name = cx
         .opt_string(s.field("name"), "the step name", loc)
         .unwrap_or_else(|| default_name.to_string());
     let defaults = StepFlags {
-        halt_on_failure: transfer,
+        halt_on_failure: transfer || kind == "Configure" || kind == "Compile",
+        warn_on_failure: kind == "Test",
         ..StepFlags::default()
     };
     let flags = StepFlags {
@@ -92,17 +93,8 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
     let description = describe(cx, s.field("description"), loc);
     let description_done = describe(cx, s.field("descriptionDone"), loc);
     let step_locks = locks::locks(cx, s.field("locks"), "locks", loc);
-    for unsupported in ["doStepIf", "hideStepIf", "logfiles", "lazylogfiles"] {
-        if s.field(unsupported).is_some_and(|n| {
-            !matches!(
-                n,
-                Node::None | Node::Bool(false) | Node::List(_) | Node::Dict(_)
-            ) || matches!(s.field(unsupported), Some(Node::List(l)) if !l.is_empty())
-                || matches!(s.field(unsupported), Some(Node::Dict(d)) if !d.is_empty())
-        }) {
-            cx.warn(loc, format!("step '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
-        }
-    }
+    let do_step_if = condition(cx, s.field("doStepIf"), true, "doStepIf", loc);
+    let hide_step_if = condition(cx, s.field("hideStepIf"), false, "hideStepIf", loc);
     let required = |cx: &mut Cx, field: &str| -> Option<Renderable> {
         match s.field(field) {
             None | Some(Node::None) => {
@@ -128,7 +120,14 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
     let mode =
         |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
     let kind = match kind.as_str() {
-        "ShellCommand" => StepKind::ShellCommand(shell(cx, s, loc, &name)?),
+        "ShellCommand" => StepKind::ShellCommand(shell::shell(cx, s, loc, &name, None)?),
+        "Configure" => {
+            StepKind::ShellCommand(shell::shell(cx, s, loc, &name, Some(&["./configure"]))?)
+        }
+        "Compile" | "Test" | "WarningCountingShellCommand" => {
+            StepKind::WarningCounting(Box::new(shell::warning_counting(cx, kind, s, loc, &name)?))
+        }
+        "ShellSequence" => StepKind::ShellSequence(Box::new(shell::sequence(cx, s, loc, &name)?)),
         k if super::source::KINDS.contains(&k) => super::source::source(cx, k, s, loc, &name)?,
         "SetProperty" => {
             let Some(property) = cx.opt_string(s.field("property"), "property", loc) else {
@@ -160,7 +159,7 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
                 return None;
             }
             StepKind::SetPropertyFromCommand(Box::new(SetPropertyFromCommandConfig {
-                shell: shell(cx, s, loc, &name)?,
+                shell: shell::shell(cx, s, loc, &name, None)?,
                 property,
                 extract_fn,
                 strip: cx.boolean(s.field("strip"), true, "strip", loc),
@@ -227,7 +226,52 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         workdir,
         description,
         description_done,
+        do_step_if,
+        hide_step_if,
     })
+}
+
+/// `doStepIf` or `hideStepIf`: a boolean, a function (wrapped by the prelude with the function
+/// that calls it), or a renderable.
+fn condition(
+    cx: &mut Cx,
+    node: Option<&Node>,
+    default: bool,
+    what: &str,
+    loc: &Location,
+) -> StepCondition {
+    match node {
+        None | Some(Node::None) => StepCondition::Always(default),
+        Some(Node::Bool(b)) => StepCondition::Always(*b),
+        Some(n @ Node::Object { kind, .. }) if kind == "StepPredicate" => {
+            match (n.field("call"), n.field("func")) {
+                (Some(Node::Function(call, _)), Some(Node::Function(func, _))) => {
+                    StepCondition::Function {
+                        call: *call,
+                        func: *func,
+                    }
+                }
+                _ => {
+                    cx.error(
+                        loc,
+                        format!("{what} must be a function, a boolean or a renderable"),
+                    );
+                    StepCondition::Always(default)
+                }
+            }
+        }
+        Some(n @ Node::Object { .. }) => StepCondition::Renderable(cx.renderable(n, what, loc)),
+        Some(other) => {
+            cx.error(
+                loc,
+                format!(
+                    "{what} must be a function, a boolean or a renderable, not {}",
+                    other.describe()
+                ),
+            );
+            StepCondition::Always(default)
+        }
+    }
 }
 
 fn describe(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {
@@ -242,83 +286,4 @@ fn describe(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> 
         ),
         Some(n) => cx.string(n, "a description", loc),
     }
-}
-
-fn shell(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<ShellCommandConfig> {
-    let command = match s.field("command") {
-        None | Some(Node::None) => {
-            cx.error(loc, format!("ShellCommand '{name}' needs a command"));
-            return None;
-        }
-        Some(n @ (Node::Str(_) | Node::List(_) | Node::Object { .. })) => {
-            cx.renderable(n, "command", loc)
-        }
-        Some(other) => {
-            cx.error(
-                loc,
-                format!(
-                    "command must be a string or a list, not {}",
-                    other.describe()
-                ),
-            );
-            return None;
-        }
-    };
-    let env = match s.field("env") {
-        None | Some(Node::None) => Vec::new(),
-        Some(e) => match cx.renderable(e, "env", loc) {
-            Renderable::Map(m) => m,
-            _ => {
-                cx.error(loc, "env must be a dict");
-                Vec::new()
-            }
-        },
-    };
-    let mut decode_rc = BTreeMap::from([(0, Results::Success)]);
-    if let Some(Node::Dict(entries)) = s.field("decodeRC") {
-        decode_rc.clear();
-        for (k, v) in entries {
-            let code = cx.int(k, "a decodeRC exit code", loc);
-            let result = cx
-                .int(v, "a decodeRC result", loc)
-                .and_then(Results::from_code);
-            match (code, result) {
-                (Some(c), Some(r)) => {
-                    decode_rc.insert(c, r);
-                }
-                (_, None) => cx.error(
-                    loc,
-                    "decodeRC results must be result codes 0..6 (SUCCESS … CANCELLED)",
-                ),
-                _ => {}
-            }
-        }
-    }
-    let timeout = match s.field("timeout") {
-        None => Some(1200.0),
-        other => cx.number(other, "timeout", loc),
-    };
-    let signal = cx
-        .opt_string(s.field("interruptSignal"), "interruptSignal", loc)
-        .unwrap_or_else(|| "KILL".into());
-    Some(ShellCommandConfig {
-        command,
-        env,
-        want_stdout: cx.boolean(s.field("want_stdout"), true, "want_stdout", loc),
-        want_stderr: cx.boolean(s.field("want_stderr"), true, "want_stderr", loc),
-        timeout,
-        max_time: cx.number(s.field("maxTime"), "maxTime", loc),
-        max_lines: cx
-            .number(s.field("max_lines"), "max_lines", loc)
-            .map(|n| n as i64),
-        sigterm_time: cx.number(s.field("sigtermTime"), "sigtermTime", loc),
-        use_pty: cx.boolean(s.field("usePTY"), false, "usePTY", loc),
-        log_environ: cx.boolean(s.field("logEnviron"), true, "logEnviron", loc),
-        interrupt_signal: signal,
-        initial_stdin: s
-            .field("initialStdin")
-            .filter(|n| **n != Node::None)
-            .map(|n| cx.renderable(n, "initialStdin", loc)),
-        decode_rc,
-    })
 }

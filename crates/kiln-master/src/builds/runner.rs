@@ -293,18 +293,38 @@ async fn run_steps(
                 _ = async { let _ = stop_wait.wait_for(|s| s.is_some()).await; } => None,
             }
         };
-        let outcome = match step_locks {
-            None => StepOutcome {
+        // `doStepIf` is asked once the step holds its locks, as in Buildbot.
+        let wanted = match &step_locks {
+            Some(_) => steps::condition(&ctx, &step.do_step_if, None),
+            None => Ok(true),
+        };
+        let outcome = match (step_locks, wanted) {
+            (None, _) => StepOutcome {
                 results: Results::Cancelled,
                 state: format!("{name} (cancelled)"),
             },
-            Some(_held) => match steps::run(&mut ctx, step).await {
+            (Some(_), Ok(false)) => StepOutcome {
+                results: Results::Skipped,
+                state: "skipped".into(),
+            },
+            (Some(_), Err(e)) => {
+                steps::exception(&ctx, step, &format!("doStepIf failed: {e}")).await
+            }
+            (Some(_held), Ok(true)) => match steps::run(&mut ctx, step).await {
                 Ok(o) => o,
                 Err(WorkerLost) => StepOutcome {
                     results: Results::Retry,
                     state: format!("{name} (retry)"),
                 },
             },
+        };
+        let hidden = match steps::condition(&ctx, &step.hide_step_if, Some(outcome.results)) {
+            Ok(h) => h,
+            Err(e) => {
+                ctx.error_log(&format!("step '{name}': hideStepIf failed: {e}"))
+                    .await;
+                false
+            }
         };
         // Properties the step set join the build's, shown with the step as their source.
         let set = std::mem::take(&mut ctx.set_properties);
@@ -325,7 +345,7 @@ async fn run_steps(
             id: stepid,
             results: outcome.results,
             state: redactions.apply(outcome.state.clone()),
-            hidden: false,
+            hidden,
         });
         let (next, terminate) =
             compute_result_and_termination(&step.flags, outcome.results, results);

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kiln_config::{ShellCommandConfig, StepConfig, StepKind};
+use kiln_config::{StepConfig, StepKind};
 use kiln_core::render::Renderable;
 use kiln_core::{LogId, Properties, PropertyValue, Results, StepId};
 use kiln_db::LogType;
@@ -12,10 +12,10 @@ use kiln_proto::{Args, Value};
 use tokio::sync::watch;
 
 use crate::builds::logs::LogWriter;
+use crate::builds::shell::{self, Captured, StdioLog};
 use crate::builds::{paths, transfer};
 use crate::master::Master;
 use crate::secrets::Redactions;
-use crate::values::property_to_msgpack;
 use crate::workers::Connection;
 use crate::workers::command::{self, CommandIo, Outcome, Stream};
 use crate::workers::connection::Lost;
@@ -53,46 +53,6 @@ pub struct WorkerLost;
 impl From<Lost> for WorkerLost {
     fn from(_: Lost) -> Self {
         WorkerLost
-    }
-}
-
-struct StdioLog {
-    log: LogWriter,
-    /// A command's output kept for the step (`SetPropertyFromCommand`), as well as logged.
-    capture: Option<Captured>,
-}
-
-/// Standard output and error, each kept up to [`MAX_CAPTURE`].
-#[derive(Default)]
-struct Captured {
-    stdout: String,
-    stderr: String,
-}
-
-/// The most of a command's output a step keeps for itself.
-const MAX_CAPTURE: usize = 1 << 20;
-
-impl CommandIo for StdioLog {
-    async fn output(&mut self, stream: Stream, text: &str) {
-        if let Some(c) = &mut self.capture {
-            let buf = match stream {
-                Stream::Stdout => Some(&mut c.stdout),
-                Stream::Stderr => Some(&mut c.stderr),
-                Stream::Header => None,
-            };
-            if let Some(buf) = buf
-                && buf.len() + text.len() <= MAX_CAPTURE
-            {
-                buf.push_str(text);
-            }
-        }
-        self.log.write(stream, text).await;
-    }
-    async fn flush(&mut self) {
-        self.log.flush().await;
-    }
-    fn next_flush(&self) -> Option<tokio::time::Instant> {
-        self.log.next_flush()
     }
 }
 
@@ -256,10 +216,7 @@ pub struct LogSink {
 impl LogSink {
     pub async fn open(ctx: &StepContext<'_>) -> Result<LogSink, String> {
         Ok(LogSink {
-            io: StdioLog {
-                log: ctx.stdio().await?,
-                capture: None,
-            },
+            io: StdioLog::plain(ctx.stdio().await?),
         })
     }
 
@@ -313,20 +270,6 @@ pub(super) fn master_path(master: &Master, p: &str) -> PathBuf {
 }
 
 /// Buildbot-style summary of a command: the first words, quoted.
-fn command_summary(cmd: &PropertyValue) -> String {
-    let words: Vec<String> = match cmd {
-        PropertyValue::List(items) => items.iter().map(PropertyValue::render).collect(),
-        other => other
-            .render()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect(),
-    };
-    let shown: Vec<&str> = words.iter().take(3).map(String::as_str).collect();
-    let more = if words.len() > 3 { " ..." } else { "" };
-    format!("'{}{more}'", shown.join(" "))
-}
-
 /// How a step ends: its `descriptionDone` (or `default`) with the result appended unless SUCCESS.
 pub(super) fn finished(
     step: &StepConfig,
@@ -351,7 +294,7 @@ pub(super) fn with_result(state: String, results: Results) -> String {
 /// The logs a step is created with: a shell command's `stdio`.
 pub fn starting_logs(step: &StepConfig) -> &'static [(&'static str, LogType)] {
     match step.kind {
-        StepKind::ShellCommand(_) => &[("stdio", LogType::Stdio)],
+        StepKind::ShellCommand(_) | StepKind::WarningCounting(_) => &[("stdio", LogType::Stdio)],
         _ => &[],
     }
 }
@@ -360,12 +303,8 @@ pub fn starting_logs(step: &StepConfig) -> &'static [(&'static str, LogType)] {
 /// description, or else a summary of its rendered command; nothing for the other steps.
 pub fn starting_state(step: &StepConfig, props: &Properties) -> String {
     match &step.kind {
-        StepKind::ShellCommand(sh) => step.description.clone().unwrap_or_else(|| {
-            sh.command
-                .render(props)
-                .map(|c| command_summary(&c))
-                .unwrap_or_default()
-        }),
+        StepKind::ShellCommand(sh) => shell::starting_state(step, sh, props),
+        StepKind::WarningCounting(w) => shell::starting_state(step, &w.shell, props),
         _ => String::new(),
     }
 }
@@ -379,7 +318,9 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         None => "build".to_string(),
     };
     let outcome = match &step.kind {
-        StepKind::ShellCommand(sh) => shell(ctx, step, sh, &workdir).await?,
+        StepKind::ShellCommand(sh) => shell::shell(ctx, step, sh, &workdir).await?,
+        StepKind::WarningCounting(w) => shell::warning_counting(ctx, step, w, &workdir).await?,
+        StepKind::ShellSequence(q) => shell::sequence(ctx, step, q, &workdir).await?,
         StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
         StepKind::Source(s) => crate::builds::source::run(ctx, step, s, &workdir).await?,
         StepKind::SetProperty { property, value } => match ctx.render(value, "value") {
@@ -404,7 +345,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
             Err(e) => exception(ctx, step, &e).await,
         },
         StepKind::SetPropertyFromCommand(c) => {
-            set_property_from_command(ctx, step, c, &workdir).await?
+            shell::set_property_from_command(ctx, step, c, &workdir).await?
         }
         StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
         StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
@@ -518,6 +459,25 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
     Ok(outcome)
 }
 
+/// Whether a step's `doStepIf` (`results` None) or `hideStepIf` (the step's results) holds.
+pub fn condition(
+    ctx: &StepContext<'_>,
+    cond: &kiln_config::StepCondition,
+    results: Option<Results>,
+) -> Result<bool, String> {
+    match cond {
+        kiln_config::StepCondition::Always(b) => Ok(*b),
+        kiln_config::StepCondition::Renderable(r) => {
+            ctx.render(r, "the condition").map(|v| v.is_truthy())
+        }
+        kiln_config::StepCondition::Function { call, func } => ctx
+            .master
+            .config()
+            .functions
+            .call_step_condition(*call, *func, results.map(|r| r as i64), ctx.props),
+    }
+}
+
 /// Ends a step whose arguments could not be rendered: EXCEPTION, with a log naming the problem.
 pub async fn exception(ctx: &StepContext<'_>, step: &StepConfig, why: &str) -> StepOutcome {
     ctx.error_log(&format!("step '{}': {why}", step.name)).await;
@@ -544,174 +504,6 @@ pub(super) fn results_of(
             None if rc == 0 => Results::Success,
             None => Results::Failure,
         },
-    }
-}
-
-async fn shell(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    sh: &ShellCommandConfig,
-    workdir: &str,
-) -> Result<StepOutcome, WorkerLost> {
-    Ok(shell_captured(ctx, step, sh, workdir, false).await?.0)
-}
-
-/// Runs a shell command; with `capture`, its output is also returned, with its exit code.
-async fn shell_captured(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    sh: &ShellCommandConfig,
-    workdir: &str,
-    capture: bool,
-) -> Result<(StepOutcome, Option<(Captured, Option<i64>)>), WorkerLost> {
-    let command = match ctx.render(&sh.command, "command") {
-        Ok(c) => c,
-        Err(e) => return Ok((exception(ctx, step, &e).await, None)),
-    };
-    let command_value = match &command {
-        PropertyValue::List(items) => {
-            let mut flat = Vec::new();
-            flatten(items, &mut flat);
-            Value::Array(flat.into_iter().map(Value::from).collect())
-        }
-        other => Value::from(other.render()),
-    };
-    let mut env: Vec<(Value, Value)> = Vec::new();
-    for (k, v) in ctx.env.iter().chain(sh.env.iter()) {
-        match ctx.render(v, &format!("env {k}")) {
-            Ok(v) => {
-                env.retain(|(key, _)| key.as_str() != Some(k));
-                env.push((Value::from(k.as_str()), property_to_msgpack(&v)));
-            }
-            Err(e) => return Ok((exception(ctx, step, &e).await, None)),
-        }
-    }
-    let stdin = match &sh.initial_stdin {
-        Some(r) => match ctx.render_string(r, "initialStdin") {
-            Ok(s) => Value::from(s),
-            Err(e) => return Ok((exception(ctx, step, &e).await, None)),
-        },
-        None => Value::Nil,
-    };
-    let opt = |v: Option<f64>| v.map_or(Value::Nil, Value::F64);
-    let args = Args::build(vec![
-        ("workdir", Value::from(ctx.worker_path(workdir, ""))),
-        ("command", command_value),
-        ("env", Value::Map(env)),
-        ("want_stdout", Value::Boolean(sh.want_stdout)),
-        ("want_stderr", Value::Boolean(sh.want_stderr)),
-        ("logfiles", Value::Map(vec![])),
-        ("timeout", opt(sh.timeout)),
-        ("maxTime", opt(sh.max_time)),
-        ("max_lines", sh.max_lines.map_or(Value::Nil, Value::from)),
-        ("sigtermTime", opt(sh.sigterm_time)),
-        ("usePTY", Value::Boolean(sh.use_pty)),
-        ("logEnviron", Value::Boolean(sh.log_environ)),
-        ("initial_stdin", stdin),
-        ("interruptSignal", Value::from(sh.interrupt_signal.as_str())),
-    ]);
-    // The step started with this state (see `starting_state`).
-    let summary = step
-        .description
-        .clone()
-        .unwrap_or_else(|| command_summary(&command));
-    let log = match ctx.stdio().await {
-        Ok(l) => l,
-        Err(e) => return Ok((exception(ctx, step, &e).await, None)),
-    };
-    let mut io = StdioLog {
-        log,
-        capture: capture.then(Captured::default),
-    };
-    let outcome = ctx.remote("shell", args, &mut io).await;
-    if let Ok(o) = &outcome
-        && let Some(f) = &o.failure
-    {
-        io.log
-            .write(Stream::Header, &format!("remote command failed: {f}\n"))
-            .await;
-    }
-    io.log.finish().await;
-    let outcome = outcome?;
-    let results = results_of(&outcome, Some(&sh.decode_rc));
-    let done = step.description_done.clone().unwrap_or(summary);
-    let captured = io.capture.take().map(|c| (c, outcome.rc));
-    Ok((
-        StepOutcome {
-            results,
-            state: with_result(done, results),
-        },
-        captured,
-    ))
-}
-
-/// `SetPropertyFromCommand`: the command's stripped output as `property`, or the dict
-/// `extract_fn(rc, stdout, stderr)` returns. Nothing is set when the command fails.
-async fn set_property_from_command(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    c: &kiln_config::SetPropertyFromCommandConfig,
-    workdir: &str,
-) -> Result<StepOutcome, WorkerLost> {
-    const SOURCE: &str = "SetPropertyFromCommand Step";
-    let (mut outcome, captured) = shell_captured(ctx, step, &c.shell, workdir, true).await?;
-    let Some((out, rc)) = captured else {
-        return Ok(outcome);
-    };
-    if let Some(f) = c.extract_fn {
-        let args = [
-            kiln_config::Data::Int(rc.unwrap_or(-1)),
-            kiln_config::Data::Str(out.stdout),
-            kiln_config::Data::Str(out.stderr),
-        ];
-        let config = ctx.master.config();
-        let result = config
-            .functions
-            .call(f, &args, &[])
-            .and_then(|d| d.to_property());
-        match result {
-            Ok(PropertyValue::Map(map)) => {
-                let n = map.len();
-                for (k, v) in map {
-                    ctx.set_properties.push((k, v, SOURCE.into()));
-                }
-                if outcome.results == Results::Success {
-                    outcome.state = step
-                        .description_done
-                        .clone()
-                        .unwrap_or_else(|| format!("{n} properties set"));
-                }
-            }
-            Ok(other) => {
-                let why = format!("extract_fn must return a dict, not {}", other.render());
-                return Ok(exception(ctx, step, &why).await);
-            }
-            Err(e) => return Ok(exception(ctx, step, &format!("extract_fn failed:\n{e}")).await),
-        }
-    } else if let Some(name) = &c.property
-        && outcome.results == Results::Success
-    {
-        let value = if c.strip {
-            out.stdout.trim().to_string()
-        } else {
-            out.stdout
-        };
-        ctx.set_properties
-            .push((name.clone(), PropertyValue::Str(value), SOURCE.into()));
-        outcome.state = step
-            .description_done
-            .clone()
-            .unwrap_or_else(|| format!("property '{name}' set"));
-    }
-    Ok(outcome)
-}
-
-fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
-    for item in items {
-        match item {
-            PropertyValue::List(inner) => flatten(inner, out),
-            other => out.push(other.render()),
-        }
     }
 }
 
@@ -743,7 +535,7 @@ async fn simple(
         Ok(l) => l,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
-    let mut io = StdioLog { log, capture: None };
+    let mut io = StdioLog::plain(log);
     let outcome = ctx.remote(name, args, &mut io).await;
     io.log.finish().await;
     let results = results_of(&outcome?, None);

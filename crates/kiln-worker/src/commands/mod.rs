@@ -1,6 +1,7 @@
 //! The remote commands a master can start, and what they share.
 
 mod fs;
+mod logfiles;
 mod shell;
 mod transfer;
 

@@ -37,6 +37,7 @@ pub struct ShellArgs {
     initial_stdin: Option<String>,
     use_pty: bool,
     interrupt_signal: Signal,
+    logfiles: Vec<(String, Value)>,
 }
 
 enum CommandLine {
@@ -126,6 +127,7 @@ impl ShellArgs {
             initial_stdin: args.opt_str("initial_stdin")?,
             use_pty: args.bool_or("usePTY", false)?,
             interrupt_signal,
+            logfiles: args.map("logfiles")?,
         })
     }
 }
@@ -211,7 +213,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     if let Some(t) = args.max_time {
         head.push_str(&format!(" (maxTime {t} secs)\n"));
     }
-    head.push_str(" watching logfiles {}\n");
+    // The files are looked at before the command starts, so changes it makes can be told apart.
+    let mut logfiles = super::logfiles::LogFiles::new(&workdir, &args.logfiles);
+    head.push_str(&format!(" watching logfiles {}\n", logfiles.describe()));
     head.push_str(&format!(" argv: {argv:?}\n"));
     if args.log_environ {
         head.push_str(" environment:\n");
@@ -380,6 +384,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
                 flush_deadline = None;
             }
             _ = tick.tick() => {
+                for (name, text) in logfiles.poll() {
+                    batch.push_log(name, text);
+                }
                 if killed.is_some() { continue; }
                 if let Some(t) = args.timeout.filter(|t| last_output.elapsed().as_secs_f64() > *t) {
                     batch.push("header", format!(
@@ -407,6 +414,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
         .wait()
         .await
         .map_err(|e| format!("waiting for the process: {e}"))?;
+    for (name, text) in logfiles.poll() {
+        batch.push_log(name, text);
+    }
     let tail_out = out_lines.finish();
     let tail_err = err_lines.finish();
     let code = match (status.code(), &killed) {
@@ -498,20 +508,35 @@ async fn terminate(pgid: Option<Pid>, signal: Signal, sigterm_time: Option<f64>)
 /// Output waiting to be sent, in arrival order, with consecutive pieces of one stream merged.
 #[derive(Default)]
 struct Batch {
-    items: Vec<(&'static str, String)>,
+    items: Vec<(Key, String)>,
     bytes: usize,
     inflight: std::collections::VecDeque<crate::connection::Answer>,
 }
 
+/// What a piece of output is: a stream (`stdout`, `stderr`, `header`), or a followed log file.
+#[derive(PartialEq)]
+enum Key {
+    Stream(&'static str),
+    Log(String),
+}
+
 impl Batch {
     fn push(&mut self, name: &'static str, text: String) {
+        self.push_key(Key::Stream(name), text);
+    }
+
+    fn push_log(&mut self, name: String, text: String) {
+        self.push_key(Key::Log(name), text);
+    }
+
+    fn push_key(&mut self, key: Key, text: String) {
         if text.is_empty() {
             return;
         }
         self.bytes += text.len();
         match self.items.last_mut() {
-            Some((last, buf)) if *last == name => buf.push_str(&text),
-            _ => self.items.push((name, text)),
+            Some((last, buf)) if *last == key => buf.push_str(&text),
+            _ => self.items.push((key, text)),
         }
     }
 
@@ -523,7 +548,13 @@ impl Batch {
         self.bytes = 0;
         self.items
             .drain(..)
-            .map(|(name, text)| (name.to_string(), text_value(text)))
+            .map(|(key, text)| match key {
+                Key::Stream(name) => (name.to_string(), text_value(text)),
+                Key::Log(name) => (
+                    "log".to_string(),
+                    Value::Array(vec![Value::from(name), text_value(text)]),
+                ),
+            })
             .collect()
     }
 

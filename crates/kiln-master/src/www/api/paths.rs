@@ -27,6 +27,8 @@ pub enum Ty {
     Schedulers,
     ChangeSources,
     Projects,
+    TestResultSets,
+    TestResults,
 }
 
 const BUILDS: &[Field] = &[
@@ -164,6 +166,31 @@ const SCHEDULERS: &[Field] = &[
     f("master", "", Kind::Computed),
 ];
 const NAMED: &[Field] = &[f("name", "", Kind::Computed)];
+const TEST_RESULT_SETS: &[Field] = &[
+    f("test_result_setid", "id", Kind::Int),
+    f("builderid", "builderid", Kind::Int),
+    f("buildid", "buildid", Kind::Int),
+    f("stepid", "stepid", Kind::Int),
+    f("description", "description", Kind::Text),
+    f("category", "category", Kind::Text),
+    f("value_unit", "value_unit", Kind::Text),
+    f("tests_passed", "tests_passed", Kind::Int),
+    f("tests_failed", "tests_failed", Kind::Int),
+    f("complete", "complete", Kind::Bool),
+];
+/// Buildbot's fields, and the build each result belongs to, so a test's history can be listed
+/// with its builds (`/builders/{b}/test_results?test_name=…`).
+const TEST_RESULTS: &[Field] = &[
+    f("test_resultid", "id", Kind::Int),
+    f("builderid", "builderid", Kind::Int),
+    f("test_result_setid", "test_result_setid", Kind::Int),
+    f("buildid", "buildid", Kind::Int),
+    f("test_name", "test_name", Kind::Text),
+    f("test_code_path", "test_code_path", Kind::Text),
+    f("line", "line", Kind::Int),
+    f("duration_ns", "duration_ns", Kind::Int),
+    f("value", "value", Kind::Text),
+];
 
 impl Ty {
     pub fn plural(self) -> &'static str {
@@ -182,6 +209,8 @@ impl Ty {
             Ty::Schedulers => "schedulers",
             Ty::ChangeSources => "changesources",
             Ty::Projects => "projects",
+            Ty::TestResultSets => "test_result_sets",
+            Ty::TestResults => "test_results",
         }
     }
 
@@ -200,6 +229,8 @@ impl Ty {
             Ty::ForceSchedulers => FORCESCHEDULERS,
             Ty::Schedulers => SCHEDULERS,
             Ty::ChangeSources | Ty::Projects => NAMED,
+            Ty::TestResultSets => TEST_RESULT_SETS,
+            Ty::TestResults => TEST_RESULTS,
         }
     }
 }
@@ -314,6 +345,10 @@ async fn below_step(
             path.into(),
         )),
         ["logs"] => Ok(Target::Collection(Ty::Logs, vec![eq("stepid", stepid.0)])),
+        ["test_result_sets"] => Ok(Target::Collection(
+            Ty::TestResultSets,
+            vec![eq("stepid", stepid.0)],
+        )),
         ["logs", slug, tail @ ..] => {
             let id = log_of(master, stepid.0, slug)
                 .await?
@@ -362,7 +397,10 @@ async fn below_build(
             ))
         }
         ["triggered_builds"] => Ok(Target::Empty("builds")),
-        ["test_result_sets"] => Ok(Target::Empty("test_result_sets")),
+        ["test_result_sets"] => Ok(Target::Collection(
+            Ty::TestResultSets,
+            vec![eq("buildid", id.0)],
+        )),
         _ => Err(not_found(path)),
     }
 }
@@ -413,6 +451,14 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
                     vec![eq("builderid", id)],
                 )),
                 ["masters"] => Ok(Target::Collection(Ty::Masters, vec![])),
+                ["test_result_sets"] => Ok(Target::Collection(
+                    Ty::TestResultSets,
+                    vec![eq("builderid", id)],
+                )),
+                ["test_results"] => Ok(Target::Collection(
+                    Ty::TestResults,
+                    vec![eq("builderid", id)],
+                )),
                 _ => Err(nf()),
             }
         }
@@ -536,6 +582,17 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
         )),
         ["changesources"] => Ok(Target::Collection(Ty::ChangeSources, vec![])),
         ["projects"] => Ok(Target::Collection(Ty::Projects, vec![])),
+        ["test_result_sets"] => Ok(Target::Collection(Ty::TestResultSets, vec![])),
+        ["test_result_sets", id] => Ok(Target::Single(
+            Ty::TestResultSets,
+            vec![eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["test_result_sets", id, "results"] => Ok(Target::Collection(
+            Ty::TestResults,
+            vec![eq("test_result_setid", int(id).ok_or_else(nf)?)],
+        )),
+        ["test_results"] => Ok(Target::Collection(Ty::TestResults, vec![])),
         _ => Err(nf()),
     }
 }
@@ -559,6 +616,14 @@ async fn load(
         Ty::Logs => {
             let (rows, total) = db.list_logs(page).await?;
             (rows.iter().map(shapes::log).collect(), total)
+        }
+        Ty::TestResultSets => {
+            let (rows, total) = db.list_test_result_sets(page).await?;
+            (rows.iter().map(shapes::test_result_set).collect(), total)
+        }
+        Ty::TestResults => {
+            let (rows, total) = db.list_test_results(page).await?;
+            (rows.iter().map(shapes::test_result).collect(), total)
         }
         Ty::BuildRequests => {
             let (rows, total) = db.list_buildrequests(page).await?;

@@ -59,6 +59,35 @@ pub fn step(s: &StepRow) -> Value {
     })
 }
 
+pub fn test_result_set(t: &kiln_db::TestResultSetRow) -> Value {
+    json!({
+        "test_result_setid": t.id,
+        "builderid": t.builderid,
+        "buildid": t.buildid,
+        "stepid": t.stepid,
+        "description": t.description,
+        "category": t.category,
+        "value_unit": t.value_unit,
+        "tests_passed": t.tests_passed,
+        "tests_failed": t.tests_failed,
+        "complete": t.complete,
+    })
+}
+
+pub fn test_result(t: &kiln_db::TestResultRow) -> Value {
+    json!({
+        "test_resultid": t.id,
+        "builderid": t.builderid,
+        "test_result_setid": t.test_result_setid,
+        "buildid": t.buildid,
+        "test_name": t.test_name,
+        "test_code_path": t.test_code_path,
+        "line": t.line,
+        "duration_ns": t.duration_ns,
+        "value": t.value,
+    })
+}
+
 pub fn log(l: &LogRow) -> Value {
     json!({
         "logid": l.id.0,

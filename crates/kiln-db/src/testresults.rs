@@ -1,0 +1,212 @@
+//! Test results: sets of results a step recorded, and the results, each naming its test through
+//! the builder's `test_names` (and `test_code_paths`), as in Buildbot's schema.
+
+use sqlx::any::AnyRow;
+
+use crate::batch::Batch;
+use crate::listing::{Page, SqlValue};
+use crate::rows::RowExt;
+use crate::{Db, DbError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResultSetRow {
+    pub id: i64,
+    pub builderid: i64,
+    pub buildid: i64,
+    pub stepid: i64,
+    pub description: Option<String>,
+    pub category: String,
+    pub value_unit: String,
+    pub tests_passed: Option<i64>,
+    pub tests_failed: Option<i64>,
+    pub complete: bool,
+}
+
+/// A result with its test's name and code path, and the build it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResultRow {
+    pub id: i64,
+    pub builderid: i64,
+    pub test_result_setid: i64,
+    pub buildid: i64,
+    pub test_name: Option<String>,
+    pub test_code_path: Option<String>,
+    pub line: Option<i64>,
+    pub duration_ns: Option<i64>,
+    pub value: String,
+}
+
+/// A result to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTestResult {
+    pub test_name: Option<String>,
+    pub test_code_path: Option<String>,
+    pub line: Option<i64>,
+    pub duration_ns: Option<i64>,
+    pub value: String,
+}
+
+const SET_COLUMNS: &str = "id, builderid, buildid, stepid, description, category, value_unit, \
+                           tests_passed, tests_failed, complete";
+
+/// Results joined with their names, paths and set, so they can be filtered by test name and build.
+const RESULTS_FROM: &str = "(SELECT r.id AS id, r.builderid AS builderid, \
+     r.test_result_setid AS test_result_setid, s.buildid AS buildid, n.name AS test_name, \
+     p.path AS test_code_path, r.line AS line, r.duration_ns AS duration_ns, r.value AS value \
+     FROM test_results r JOIN test_result_sets s ON s.id = r.test_result_setid \
+     LEFT JOIN test_names n ON n.id = r.test_nameid \
+     LEFT JOIN test_code_paths p ON p.id = r.test_code_pathid) AS results";
+
+const RESULT_COLUMNS: &str = "id, builderid, test_result_setid, buildid, test_name, \
+                              test_code_path, line, duration_ns, value";
+
+/// Results are written this many to a transaction, which keeps each write bounded.
+const RESULTS_PER_WRITE: usize = 500;
+
+fn set(r: &AnyRow) -> Result<TestResultSetRow> {
+    Ok(TestResultSetRow {
+        id: r.int("id")?,
+        builderid: r.int("builderid")?,
+        buildid: r.int("buildid")?,
+        stepid: r.int("stepid")?,
+        description: r.opt_text("description")?,
+        category: r.text("category")?,
+        value_unit: r.text("value_unit")?,
+        tests_passed: r.opt_int("tests_passed")?,
+        tests_failed: r.opt_int("tests_failed")?,
+        complete: r.flag("complete")?,
+    })
+}
+
+fn result(r: &AnyRow) -> Result<TestResultRow> {
+    Ok(TestResultRow {
+        id: r.int("id")?,
+        builderid: r.int("builderid")?,
+        test_result_setid: r.int("test_result_setid")?,
+        buildid: r.int("buildid")?,
+        test_name: r.opt_text("test_name")?,
+        test_code_path: r.opt_text("test_code_path")?,
+        line: r.opt_int("line")?,
+        duration_ns: r.opt_int("duration_ns")?,
+        value: r.text("value")?,
+    })
+}
+
+fn opt_text(v: &Option<String>) -> SqlValue {
+    v.clone().map_or(SqlValue::Null, SqlValue::Text)
+}
+
+fn opt_int(v: Option<i64>) -> SqlValue {
+    v.map_or(SqlValue::Null, SqlValue::Int)
+}
+
+impl Db {
+    /// Starts a set of results for a step.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_test_result_set(
+        &self,
+        builderid: i64,
+        buildid: i64,
+        stepid: i64,
+        description: &str,
+        category: &str,
+        value_unit: &str,
+    ) -> Result<i64> {
+        let mut batch = Batch::default();
+        batch.push(
+            "INSERT INTO test_result_sets \
+             (builderid, buildid, stepid, description, category, value_unit, complete) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id",
+            vec![
+                SqlValue::Int(builderid),
+                SqlValue::Int(buildid),
+                SqlValue::Int(stepid),
+                SqlValue::Text(description.to_string()),
+                SqlValue::Text(category.to_string()),
+                SqlValue::Text(value_unit.to_string()),
+            ],
+        );
+        let rows = batch.run(self).await?;
+        rows.first()
+            .ok_or_else(|| DbError::Corrupt("adding a test result set returned no row".into()))?
+            .int("id")
+    }
+
+    /// Records results in a set, naming each test in the builder's shared tables.
+    pub async fn add_test_results(
+        &self,
+        builderid: i64,
+        setid: i64,
+        results: &[NewTestResult],
+    ) -> Result<()> {
+        for chunk in results.chunks(RESULTS_PER_WRITE) {
+            let mut batch = Batch::default();
+            for r in chunk {
+                if let Some(name) = &r.test_name {
+                    batch.push(
+                        "INSERT INTO test_names (builderid, name) VALUES ($1, $2) \
+                         ON CONFLICT (builderid, name) DO NOTHING",
+                        vec![SqlValue::Int(builderid), SqlValue::Text(name.clone())],
+                    );
+                }
+                if let Some(path) = &r.test_code_path {
+                    batch.push(
+                        "INSERT INTO test_code_paths (builderid, path) VALUES ($1, $2) \
+                         ON CONFLICT (builderid, path) DO NOTHING",
+                        vec![SqlValue::Int(builderid), SqlValue::Text(path.clone())],
+                    );
+                }
+                batch.push(
+                    "INSERT INTO test_results \
+                     (builderid, test_result_setid, test_nameid, test_code_pathid, line, duration_ns, value) \
+                     VALUES ($1, $2, \
+                     (SELECT id FROM test_names WHERE builderid = $1 AND name = $3), \
+                     (SELECT id FROM test_code_paths WHERE builderid = $1 AND path = $4), \
+                     $5, $6, $7)",
+                    vec![
+                        SqlValue::Int(builderid),
+                        SqlValue::Int(setid),
+                        opt_text(&r.test_name),
+                        opt_text(&r.test_code_path),
+                        opt_int(r.line),
+                        opt_int(r.duration_ns),
+                        SqlValue::Text(r.value.clone()),
+                    ],
+                );
+            }
+            batch.run(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a set complete with its counts.
+    pub async fn complete_test_result_set(&self, id: i64, passed: i64, failed: i64) -> Result<()> {
+        let mut batch = Batch::default();
+        batch.push(
+            "UPDATE test_result_sets SET complete = 1, tests_passed = $1, tests_failed = $2 \
+             WHERE id = $3",
+            vec![
+                SqlValue::Int(passed),
+                SqlValue::Int(failed),
+                SqlValue::Int(id),
+            ],
+        );
+        batch.run(self).await?;
+        Ok(())
+    }
+
+    pub async fn list_test_result_sets(&self, page: &Page) -> Result<(Vec<TestResultSetRow>, i64)> {
+        let (rows, total) = self
+            .list_rows(SET_COLUMNS, "test_result_sets", "id", page)
+            .await?;
+        Ok((rows.iter().map(set).collect::<Result<_>>()?, total))
+    }
+
+    /// Results, filterable by set, build, builder and test name.
+    pub async fn list_test_results(&self, page: &Page) -> Result<(Vec<TestResultRow>, i64)> {
+        let (rows, total) = self
+            .list_rows(RESULT_COLUMNS, RESULTS_FROM, "id", page)
+            .await?;
+        Ok((rows.iter().map(result).collect::<Result<_>>()?, total))
+    }
+}
