@@ -56,9 +56,14 @@ impl Node {
         }
     }
 
+    /// An object's argument, or a dict's value, by name.
     pub fn field(&self, name: &str) -> Option<&Node> {
         match self {
             Node::Object { fields, .. } => fields.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            Node::Dict(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Node::Str(s) if s == name))
+                .map(|(_, v)| v),
             _ => None,
         }
     }

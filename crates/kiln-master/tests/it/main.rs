@@ -12,6 +12,7 @@ mod pollers;
 mod protocol;
 mod recovery;
 mod schedulers;
+mod shellsteps;
 mod source;
 mod trigger;
 mod vcs;
