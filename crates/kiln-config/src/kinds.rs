@@ -156,6 +156,19 @@ const WARNING_COUNTING: &[&str] = &[
     "testResults",
 ];
 
+const HTTP_STEP: &[&str] = &[
+    "url",
+    "method",
+    "params",
+    "headers",
+    "data",
+    "json",
+    "auth",
+    "timeout",
+    "hide_request_headers",
+    "hide_response_headers",
+];
+
 const SHELL_SEQUENCE: &[&str] = &[
     "commands",
     "env",
@@ -466,6 +479,82 @@ pub const KINDS: &[Kind] = &[
         name: "StringDownload",
         positional: &["s", "workerdest"],
         keywords: TRANSFER,
+    },
+    Kind {
+        name: "FileExists",
+        positional: &["file"],
+        keywords: &["file"],
+    },
+    Kind {
+        name: "CopyDirectory",
+        positional: &["src", "dest"],
+        keywords: &["src", "dest", "timeout", "maxTime"],
+    },
+    Kind {
+        name: "MultipleFileUpload",
+        positional: &["workersrcs", "masterdest"],
+        keywords: &[
+            "workersrcs",
+            "masterdest",
+            "maxsize",
+            "blocksize",
+            "mode",
+            "keepstamp",
+            "glob",
+            "compress",
+            "url",
+            "urlText",
+        ],
+    },
+    Kind {
+        name: "JSONStringDownload",
+        positional: &["o", "workerdest"],
+        keywords: &["o", "workerdest", "maxsize", "blocksize", "mode"],
+    },
+    Kind {
+        name: "JSONPropertiesDownload",
+        positional: &["workerdest"],
+        keywords: &["workerdest", "maxsize", "blocksize", "mode"],
+    },
+    Kind {
+        name: "MasterShellCommand",
+        positional: &["command"],
+        keywords: &["command", "env", "workdir", "interruptSignal", "logEnviron"],
+    },
+    Kind {
+        name: "HTTPStep",
+        positional: &["url", "method"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "POST",
+        positional: &["url"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "GET",
+        positional: &["url"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "PUT",
+        positional: &["url"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "DELETE",
+        positional: &["url"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "HEAD",
+        positional: &["url"],
+        keywords: HTTP_STEP,
+    },
+    Kind {
+        name: "OPTIONS",
+        positional: &["url"],
+        keywords: HTTP_STEP,
     },
     Kind {
         name: "MakeDirectory",
@@ -826,6 +915,19 @@ pub const STEP_KINDS: &[&str] = &[
     "Test",
     "WarningCountingShellCommand",
     "ShellSequence",
+    "FileExists",
+    "CopyDirectory",
+    "MultipleFileUpload",
+    "JSONStringDownload",
+    "JSONPropertiesDownload",
+    "MasterShellCommand",
+    "HTTPStep",
+    "POST",
+    "GET",
+    "PUT",
+    "DELETE",
+    "HEAD",
+    "OPTIONS",
     "Git",
     "Mercurial",
     "SVN",

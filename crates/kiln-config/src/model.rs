@@ -417,6 +417,32 @@ pub enum StepKind {
     SetProperties {
         properties: Renderable,
     },
+    /// Whether a file exists on the worker (relative to the builder's directory).
+    FileExists {
+        file: Renderable,
+    },
+    /// Copies a directory on the worker (paths relative to the builder's directory).
+    CopyDirectory {
+        src: Renderable,
+        dest: Renderable,
+        timeout: Option<f64>,
+        max_time: Option<f64>,
+    },
+    /// Uploads several files or directories into a master directory.
+    MultipleFileUpload(Box<MultipleFileUploadConfig>),
+    /// Writes JSON to a worker file: a value (`JSONStringDownload`), or the build's properties
+    /// and source stamps (`JSONPropertiesDownload`, `value` None).
+    JsonDownload {
+        value: Option<Renderable>,
+        workerdest: Renderable,
+        mode: Option<u32>,
+        maxsize: Option<u64>,
+        blocksize: u64,
+    },
+    /// Runs a command on the master.
+    MasterShellCommand(Box<MasterShellCommandConfig>),
+    /// Sends an HTTP request from the master.
+    Http(Box<HttpStepConfig>),
     /// A shell command whose output is searched for compiler warnings (`Compile`, `Test`,
     /// `WarningCountingShellCommand`).
     WarningCounting(Box<WarningCountingConfig>),
@@ -593,6 +619,53 @@ pub struct SetPropertyFromCommandConfig {
     pub property: Option<String>,
     pub extract_fn: Option<kiln_core::changefilter::FnRef>,
     pub strip: bool,
+}
+
+/// `MultipleFileUpload`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultipleFileUploadConfig {
+    pub workersrcs: Renderable,
+    pub masterdest: Renderable,
+    pub maxsize: Option<u64>,
+    pub blocksize: u64,
+    pub mode: Option<u32>,
+    pub keepstamp: bool,
+    /// Each source is a glob pattern, expanded on the worker.
+    pub glob: bool,
+    pub compress: Option<String>,
+    pub url: Option<String>,
+    pub url_text: Option<String>,
+}
+
+/// `MasterShellCommand`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterShellCommandConfig {
+    /// A list (run directly) or a string (run by `/bin/sh -c`).
+    pub command: Renderable,
+    pub env: Vec<(String, Renderable)>,
+    /// Relative to the master's base directory; the base directory itself by default.
+    pub workdir: Option<Renderable>,
+    pub log_environ: bool,
+}
+
+/// `HTTPStep` and its `POST`, `GET`, … forms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpStepConfig {
+    pub method: String,
+    pub url: Renderable,
+    /// Query parameters, appended to the URL.
+    pub params: Option<Renderable>,
+    pub headers: Option<Renderable>,
+    /// A string body, or a dict sent as a form.
+    pub data: Option<Renderable>,
+    /// A value sent as JSON.
+    pub json: Option<Renderable>,
+    /// `(user, password)` for HTTP Basic authentication.
+    pub auth: Option<Renderable>,
+    pub timeout: Option<f64>,
+    /// Header names whose values the log does not show.
+    pub hide_request_headers: Vec<String>,
+    pub hide_response_headers: Vec<String>,
 }
 
 /// `WarningCountingShellCommand` and its kin `Compile` and `Test`.

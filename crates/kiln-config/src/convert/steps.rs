@@ -22,7 +22,13 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
     // Transfers and source steps halt the build when they fail, as in Buildbot.
     let transfer = matches!(
         kind.as_str(),
-        "FileUpload" | "DirectoryUpload" | "FileDownload" | "StringDownload"
+        "FileUpload"
+            | "DirectoryUpload"
+            | "FileDownload"
+            | "StringDownload"
+            | "MultipleFileUpload"
+            | "JSONStringDownload"
+            | "JSONPropertiesDownload"
     ) || super::source::KINDS.contains(&kind.as_str());
     let default_name = match kind.as_str() {
         "ShellCommand" => "shell",
@@ -40,6 +46,10 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         "FileDownload" => "download",
         "StringDownload" => "string_download",
         "Trigger" => "trigger",
+        "MultipleFileUpload" => "upload",
+        "JSONStringDownload" | "JSONPropertiesDownload" => "download",
+        "MasterShellCommand" => "MasterShellCommand",
+        "HTTPStep" | "POST" | "GET" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" => "HTTPStep",
         "Configure" => "configure",
         "Compile" => "compile",
         "Test" => "test",
@@ -180,17 +190,7 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
             masterdest: required(cx, "masterdest")?,
             maxsize: size(cx, "maxsize"),
             blocksize: size(cx, "blocksize").unwrap_or(16_384),
-            compress: match cx.opt_string(s.field("compress"), "compress", loc) {
-                Some(c) if c == "gz" || c == "bz2" => Some(c),
-                Some(c) => {
-                    cx.error(
-                        loc,
-                        format!("compress must be None, 'gz' or 'bz2', not '{c}'"),
-                    );
-                    None
-                }
-                None => None,
-            },
+            compress: compress(cx, s.field("compress"), loc),
         },
         "FileDownload" => StepKind::FileDownload {
             mastersrc: required(cx, "mastersrc")?,
@@ -206,6 +206,109 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
             maxsize: size(cx, "maxsize"),
             blocksize: size(cx, "blocksize").unwrap_or(16_384),
         },
+        "FileExists" => StepKind::FileExists {
+            file: required(cx, "file")?,
+        },
+        "CopyDirectory" => StepKind::CopyDirectory {
+            src: required(cx, "src")?,
+            dest: required(cx, "dest")?,
+            timeout: match s.field("timeout") {
+                None => Some(120.0),
+                other => cx.number(other, "timeout", loc),
+            },
+            max_time: cx.number(s.field("maxTime"), "maxTime", loc),
+        },
+        "MultipleFileUpload" => StepKind::MultipleFileUpload(Box::new(MultipleFileUploadConfig {
+            workersrcs: required(cx, "workersrcs")?,
+            masterdest: required(cx, "masterdest")?,
+            maxsize: size(cx, "maxsize"),
+            blocksize: size(cx, "blocksize").unwrap_or(16_384),
+            mode: mode(cx),
+            keepstamp: cx.boolean(s.field("keepstamp"), false, "keepstamp", loc),
+            glob: cx.boolean(s.field("glob"), false, "glob", loc),
+            compress: compress(cx, s.field("compress"), loc),
+            url: cx.opt_string(s.field("url"), "url", loc),
+            url_text: cx.opt_string(s.field("urlText"), "urlText", loc),
+        })),
+        "JSONStringDownload" | "JSONPropertiesDownload" => StepKind::JsonDownload {
+            value: if kind == "JSONStringDownload" {
+                Some(required(cx, "o")?)
+            } else {
+                None
+            },
+            workerdest: required(cx, "workerdest")?,
+            mode: mode(cx),
+            maxsize: size(cx, "maxsize"),
+            blocksize: size(cx, "blocksize").unwrap_or(16_384),
+        },
+        "MasterShellCommand" => StepKind::MasterShellCommand(Box::new(MasterShellCommandConfig {
+            command: required(cx, "command")?,
+            env: match s.field("env") {
+                None | Some(Node::None) => Vec::new(),
+                Some(e) => match cx.renderable(e, "env", loc) {
+                    Renderable::Map(m) => m,
+                    _ => {
+                        cx.error(loc, "env must be a dict");
+                        Vec::new()
+                    }
+                },
+            },
+            workdir: s
+                .field("workdir")
+                .filter(|n| **n != Node::None)
+                .map(|n| cx.renderable(n, "workdir", loc)),
+            log_environ: cx.boolean(s.field("logEnviron"), true, "logEnviron", loc),
+        })),
+        "HTTPStep" | "POST" | "GET" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" => {
+            let method = if kind == "HTTPStep" {
+                cx.opt_string(s.field("method"), "method", loc)
+                    .unwrap_or_else(|| "POST".into())
+                    .to_ascii_uppercase()
+            } else {
+                kind.to_string()
+            };
+            if !["POST", "GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+                .contains(&method.as_str())
+            {
+                cx.error(
+                    loc,
+                    format!("HTTPStep '{name}': {method} is not an HTTP method"),
+                );
+            }
+            let opt = |cx: &mut Cx, field: &str| {
+                s.field(field)
+                    .filter(|n| **n != Node::None)
+                    .map(|n| cx.renderable(n, field, loc))
+            };
+            if s.field("data").is_some_and(|n| *n != Node::None)
+                && s.field("json").is_some_and(|n| *n != Node::None)
+            {
+                cx.error(
+                    loc,
+                    format!("HTTPStep '{name}': give data or json, not both"),
+                );
+            }
+            StepKind::Http(Box::new(HttpStepConfig {
+                method,
+                url: required(cx, "url")?,
+                params: opt(cx, "params"),
+                headers: opt(cx, "headers"),
+                data: opt(cx, "data"),
+                json: opt(cx, "json"),
+                auth: opt(cx, "auth"),
+                timeout: cx.number(s.field("timeout"), "timeout", loc),
+                hide_request_headers: cx.strings(
+                    s.field("hide_request_headers"),
+                    "hide_request_headers",
+                    loc,
+                ),
+                hide_response_headers: cx.strings(
+                    s.field("hide_response_headers"),
+                    "hide_response_headers",
+                    loc,
+                ),
+            }))
+        }
         "MakeDirectory" => StepKind::MakeDirectory {
             dir: required(cx, "dir")?,
         },
@@ -271,6 +374,21 @@ fn condition(
             );
             StepCondition::Always(default)
         }
+    }
+}
+
+/// `compress` of a directory upload: `None`, `'gz'` or `'bz2'`.
+fn compress(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {
+    match cx.opt_string(node, "compress", loc) {
+        Some(c) if c == "gz" || c == "bz2" => Some(c),
+        Some(c) => {
+            cx.error(
+                loc,
+                format!("compress must be None, 'gz' or 'bz2', not '{c}'"),
+            );
+            None
+        }
+        None => None,
     }
 }
 

@@ -4,6 +4,7 @@ pub mod canceller;
 pub mod collapse;
 pub mod distributor;
 pub mod logs;
+pub mod onmaster;
 pub mod paths;
 pub mod runner;
 pub mod shell;

@@ -488,10 +488,7 @@ pub async fn warning_counting(
             outcome.state = with_result(format!("{done} warnings={count}"), outcome.results);
         }
     }
-    let mut results = match io.tests {
-        Some(t) => Some(t.into_results()),
-        None => None,
-    };
+    let mut results = io.tests.map(TestOutput::into_results);
     if let Some(kiln_config::TestResultsFormat::JUnit(glob)) = &w.test_results {
         match super::testresults::junit_from_worker(ctx, workdir, glob).await? {
             Ok(r) => results = Some(r),

@@ -347,6 +347,56 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         StepKind::SetPropertyFromCommand(c) => {
             shell::set_property_from_command(ctx, step, c, &workdir).await?
         }
+        StepKind::FileExists { file } => file_exists(ctx, step, file, &workdir).await?,
+        StepKind::CopyDirectory {
+            src,
+            dest,
+            timeout,
+            max_time,
+        } => copy_directory(ctx, step, src, dest, *timeout, *max_time).await?,
+        StepKind::MultipleFileUpload(u) => {
+            transfer::upload_multiple(ctx, step, &workdir, u).await?
+        }
+        StepKind::JsonDownload {
+            value,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
+            let json = match value {
+                Some(v) => match ctx.render(v, "o") {
+                    Ok(v) => kiln_db::property_to_json(&v),
+                    Err(e) => return Ok(exception(ctx, step, &e).await),
+                },
+                // Buildbot's layout: the properties' values, and the source stamps.
+                None => serde_json::json!({
+                    "properties": ctx.props.iter().map(|(k, p)| (k.clone(), kiln_db::property_to_json(&p.value))).collect::<serde_json::Map<_, _>>(),
+                    "sourcestamps": ctx.sourcestamps.iter().map(|s| serde_json::json!({
+                        "codebase": s.codebase,
+                        "repository": s.repository,
+                        "branch": s.branch,
+                        "revision": s.revision,
+                        "project": s.project,
+                    })).collect::<Vec<_>>(),
+                }),
+            };
+            transfer::download(
+                ctx,
+                step,
+                &workdir,
+                workerdest,
+                *mode,
+                *maxsize,
+                *blocksize,
+                transfer::Source::Bytes(json.to_string().into_bytes(), 0),
+            )
+            .await?
+        }
+        StepKind::MasterShellCommand(m) => {
+            super::onmaster::master_shell_command(ctx, step, m).await
+        }
+        StepKind::Http(h) => super::onmaster::http_step(ctx, step, h).await,
         StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
         StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
         StepKind::FileUpload {
@@ -505,6 +555,81 @@ pub(super) fn results_of(
             None => Results::Failure,
         },
     }
+}
+
+/// `FileExists`: SUCCESS when the worker has a regular file at `file` (relative to the step's
+/// working directory).
+async fn file_exists(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    file: &Renderable,
+    workdir: &str,
+) -> Result<StepOutcome, WorkerLost> {
+    let file = match ctx.render_string(file, "file") {
+        Ok(f) => f,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let args = Args::build(vec![("path", Value::from(ctx.worker_path(workdir, &file)))]);
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = StdioLog::plain(log);
+    let outcome = ctx.remote("stat", args, &mut io).await;
+    io.log.finish().await;
+    let outcome = outcome?;
+    // `stat` answers os.stat's tuple: its first field is the mode.
+    const S_IFMT: i64 = 0o170000;
+    const S_IFREG: i64 = 0o100000;
+    let mode = outcome.stat.as_ref().and_then(|s| s.first().copied());
+    let (results, state) = match (results_of(&outcome, None), mode) {
+        (Results::Success, Some(m)) if m & S_IFMT == S_IFREG => (Results::Success, "File found."),
+        (Results::Success, Some(_)) => (Results::Failure, "Not a file."),
+        _ => (Results::Failure, "File not found."),
+    };
+    Ok(StepOutcome {
+        results,
+        state: state.into(),
+    })
+}
+
+/// `CopyDirectory`: the worker's `cpdir`, both paths relative to the builder's directory.
+async fn copy_directory(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    src: &Renderable,
+    dest: &Renderable,
+    timeout: Option<f64>,
+    max_time: Option<f64>,
+) -> Result<StepOutcome, WorkerLost> {
+    let (src, dest) = match (
+        ctx.render_string(src, "src"),
+        ctx.render_string(dest, "dest"),
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
+    };
+    let opt = |v: Option<f64>| v.map_or(Value::Nil, Value::F64);
+    let args = Args::build(vec![
+        ("from_path", Value::from(ctx.builder_path(&src))),
+        ("to_path", Value::from(ctx.builder_path(&dest))),
+        ("timeout", opt(timeout)),
+        ("maxTime", opt(max_time)),
+        ("logEnviron", Value::Boolean(false)),
+    ]);
+    let log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = StdioLog::plain(log);
+    let outcome = ctx.remote("cpdir", args, &mut io).await;
+    io.log.finish().await;
+    let results = results_of(&outcome?, None);
+    Ok(finished(
+        step,
+        || format!("Copied {src} to {dest}"),
+        results,
+    ))
 }
 
 /// `mkdir` and `rmdir` of one directory.

@@ -184,10 +184,7 @@ fn libtest_line(line: &str) -> Option<TestCase> {
 /// `ok 3 - name`, `not ok 4 name # TODO …`, `ok 5 # SKIP …`; indented subtests are not read.
 fn tap_line(line: &str) -> Option<TestCase> {
     if let Some(reason) = line.strip_prefix("Bail out!") {
-        return Some(case(
-            &format!("Bail out!{reason}").trim().to_string(),
-            Verdict::Failed,
-        ));
+        return Some(case(format!("Bail out!{reason}").trim(), Verdict::Failed));
     }
     let (passed, rest) = if let Some(r) = line.strip_prefix("not ok") {
         (false, r)

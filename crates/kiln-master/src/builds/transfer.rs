@@ -31,6 +31,46 @@ macro_rules! log_output {
     };
 }
 
+/// Refuses a worker path that would leave the builder's directory: an absolute path, or one whose
+/// `..` segments climb above it (counting from the step's working directory).
+pub(super) fn inside_builder(workdir: &str, path: &str, what: &str) -> Result<(), String> {
+    let absolute =
+        path.starts_with('/') || path.starts_with('\\') || path.as_bytes().get(1) == Some(&b':');
+    if absolute {
+        return Err(format!(
+            "{what} {path:?} is absolute: transfers stay inside the builder's directory"
+        ));
+    }
+    let mut depth: i64 = 0;
+    for seg in workdir.split(['/', '\\']).chain(path.split(['/', '\\'])) {
+        match seg {
+            "" | "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        if depth < 0 {
+            return Err(format!("{what} {path:?} leaves the builder's directory"));
+        }
+    }
+    Ok(())
+}
+
+impl FileSink {
+    /// Puts a complete upload in place (only once the worker has said it succeeded: a file cut
+    /// at `maxsize` is not left at the destination).
+    async fn commit(&self) -> Result<(), String> {
+        tokio::fs::rename(&self.tmp, &self.dest)
+            .await
+            .map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
+        if let Some(mode) = self.mode {
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
+        }
+        Ok(())
+    }
+}
+
 /// Receives an uploaded file into a temporary file beside its destination.
 struct FileSink {
     dest: PathBuf,
@@ -72,14 +112,6 @@ impl CommandIo for FileSink {
         if let Some(mut f) = self.file.take() {
             f.flush().await.map_err(|e| e.to_string())?;
         }
-        tokio::fs::rename(&self.tmp, &self.dest)
-            .await
-            .map_err(|e| format!("moving upload to {}: {e}", self.dest.display()))?;
-        if let Some(mode) = self.mode {
-            use std::os::unix::fs::PermissionsExt;
-            let _ =
-                tokio::fs::set_permissions(&self.dest, std::fs::Permissions::from_mode(mode)).await;
-        }
         Ok(())
     }
     async fn utime(&mut self, access: f64, modified: f64) -> Result<(), String> {
@@ -109,6 +141,9 @@ pub(super) async fn upload_file(
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
     };
+    if let Err(e) = inside_builder(workdir, &src, "workersrc") {
+        return Ok(exception(ctx, step, &e).await);
+    }
     let dest_path = master_path(ctx.master, &dest);
     let tmp = dest_path.with_file_name(format!(
         ".{}.kiln-upload-{}",
@@ -148,9 +183,22 @@ pub(super) async fn upload_file(
         ("keepstamp", Value::Boolean(keepstamp)),
     ]);
     let outcome = ctx.remote("upload_file", args, &mut sink).await;
-    sink.log.finish().await;
-    let outcome = outcome?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(lost) => {
+            sink.log.finish().await;
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(lost.into());
+        }
+    };
     let mut results = results_of(&outcome, None);
+    if results == Results::Success
+        && let Err(e) = sink.commit().await
+    {
+        sink.log.write(Stream::Header, &format!("{e}\n")).await;
+        results = Results::Failure;
+    }
+    sink.log.finish().await;
     if results != Results::Success {
         let _ = tokio::fs::remove_file(&tmp).await;
     }
@@ -300,6 +348,9 @@ pub(super) async fn upload_directory(
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
     };
+    if let Err(e) = inside_builder(workdir, &src, "workersrc") {
+        return Ok(exception(ctx, step, &e).await);
+    }
     let state = step
         .description
         .clone()
@@ -389,6 +440,9 @@ pub(super) async fn download(
         Ok(d) => d,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
+    if let Err(e) = inside_builder(workdir, &dest, "workerdest") {
+        return Ok(exception(ctx, step, &e).await);
+    }
     let state = step
         .description
         .clone()
@@ -415,4 +469,166 @@ pub(super) async fn download(
     io.log.finish().await;
     let results = results_of(&outcome?, None);
     Ok(finished(step, || format!("downloaded to {dest}"), results))
+}
+
+/// `MultipleFileUpload`: each source (a glob pattern with `glob`) into `masterdest`, under its
+/// own name; directories are uploaded whole. Nothing to upload is SKIPPED, as in Buildbot.
+pub(super) async fn upload_multiple(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    u: &kiln_config::MultipleFileUploadConfig,
+) -> Result<StepOutcome, WorkerLost> {
+    let sources = match ctx.render(&u.workersrcs, "workersrcs") {
+        Ok(kiln_core::PropertyValue::List(items)) => items.iter().map(|i| i.render()).collect(),
+        Ok(one) => vec![one.render()],
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let dest = match ctx.render_string(&u.masterdest, "masterdest") {
+        Ok(d) => master_path(ctx.master, &d),
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut paths: Vec<String> = Vec::new();
+    for src in &sources {
+        if let Err(e) = inside_builder(workdir, src, "workersrcs") {
+            return Ok(exception(ctx, step, &e).await);
+        }
+        let full = ctx.worker_path(workdir, src);
+        if u.glob {
+            let args = Args::build(vec![("path", Value::from(full))]);
+            let outcome = ctx.remote("glob", args, &mut Quiet).await?;
+            let mut found = outcome.files.unwrap_or_default();
+            found.sort();
+            paths.extend(found);
+        } else {
+            paths.push(full);
+        }
+    }
+    if paths.is_empty() {
+        return Ok(StepOutcome {
+            results: Results::Skipped,
+            state: "nothing to upload".into(),
+        });
+    }
+    let mut log = match ctx.stdio().await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut results = Results::Success;
+    for path in &paths {
+        let name = path
+            .rsplit(['/', '\\'])
+            .find(|s| !s.is_empty())
+            .unwrap_or("upload")
+            .to_string();
+        let target = dest.join(&name);
+        let stat = ctx
+            .remote(
+                "stat",
+                Args::build(vec![("path", Value::from(path.as_str()))]),
+                &mut Quiet,
+            )
+            .await?;
+        const S_IFMT: i64 = 0o170000;
+        const S_IFDIR: i64 = 0o040000;
+        let is_dir = stat
+            .stat
+            .as_ref()
+            .and_then(|s| s.first())
+            .is_some_and(|m| m & S_IFMT == S_IFDIR);
+        log.write(
+            Stream::Header,
+            &format!("uploading {path} to {}\n", target.display()),
+        )
+        .await;
+        let outcome = if is_dir {
+            let mut sink = DirectorySink {
+                dest: target.clone(),
+                archive: None,
+                compress: u.compress.clone(),
+                log,
+            };
+            let args = Args::build(vec![
+                ("workdir", Value::from(workdir)),
+                ("workersrc", Value::from(path.as_str())),
+                ("path", Value::from(path.as_str())),
+                ("maxsize", u.maxsize.map_or(Value::Nil, Value::from)),
+                ("blocksize", Value::from(u.blocksize)),
+                (
+                    "compress",
+                    u.compress.as_deref().map_or(Value::Nil, Value::from),
+                ),
+            ]);
+            let o = ctx.remote("upload_directory", args, &mut sink).await;
+            log = sink.log;
+            o?
+        } else {
+            let tmp = target.with_file_name(format!(".{name}.kiln-upload-{}", ctx.stepid));
+            let mut sink = FileSink {
+                dest: target.clone(),
+                tmp: tmp.clone(),
+                file: None,
+                mode: u.mode,
+                log,
+                times: None,
+            };
+            let args = Args::build(vec![
+                ("workdir", Value::from(workdir)),
+                ("workersrc", Value::from(path.as_str())),
+                ("path", Value::from(path.as_str())),
+                ("maxsize", u.maxsize.map_or(Value::Nil, Value::from)),
+                ("blocksize", Value::from(u.blocksize)),
+                ("keepstamp", Value::Boolean(u.keepstamp)),
+            ]);
+            let o = ctx.remote("upload_file", args, &mut sink).await;
+            let committed = match &o {
+                Ok(o) if results_of(o, None) == Results::Success => sink.commit().await,
+                _ => Err(String::new()),
+            };
+            log = sink.log;
+            let o = o?;
+            if let Err(e) = &committed {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                if !e.is_empty() {
+                    log.write(Stream::Header, &format!("{e}\n")).await;
+                    results = Results::Failure;
+                }
+            }
+            o
+        };
+        results = kiln_core::results::worst_status(results, results_of(&outcome, None));
+    }
+    log.finish().await;
+    if let (Results::Success, Some(url)) = (results, &u.url) {
+        let urls = serde_json::json!([{"name": u.url_text.clone().unwrap_or_else(|| url.clone()), "url": url}]);
+        let _ = ctx.master.updates.set_step_urls(ctx.stepid, &urls).await;
+    }
+    let n = paths.len();
+    Ok(finished(
+        step,
+        || format!("uploaded {n} file{}", if n == 1 { "" } else { "s" }),
+        results,
+    ))
+}
+
+/// A command whose output is not kept (`glob`, `stat` of the files to upload).
+struct Quiet;
+
+impl CommandIo for Quiet {}
+
+#[cfg(test)]
+mod tests {
+    use super::inside_builder;
+
+    #[test]
+    fn paths_that_leave_the_builder_directory_are_refused() {
+        assert!(inside_builder("build", "out/a.bin", "workersrc").is_ok());
+        assert!(inside_builder("build", "../sibling/a.bin", "workersrc").is_ok());
+        let e = inside_builder("build", "../../etc/passwd", "workersrc").unwrap_err();
+        assert!(e.contains("leaves the builder's directory"), "{e}");
+        let e = inside_builder("build", "/etc/passwd", "workerdest").unwrap_err();
+        assert!(e.contains("is absolute"), "{e}");
+        assert!(inside_builder("build", "C:\\x", "workerdest").is_err());
+        assert!(inside_builder("build", "a/../../..", "workerdest").is_err());
+    }
 }

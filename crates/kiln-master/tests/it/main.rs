@@ -5,6 +5,7 @@
 mod api;
 mod buildbot_worker;
 mod builds;
+mod filesteps;
 mod harness;
 mod hooks;
 mod locks;
