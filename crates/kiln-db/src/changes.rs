@@ -25,6 +25,9 @@ pub struct NewChange {
     pub project: String,
     pub files: Vec<String>,
     pub properties: Properties,
+    /// The version-control system the author's name comes from (`git`, `svn`, …): the kind of
+    /// identity the change's user is found by. Not stored with the change.
+    pub vcs: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +100,15 @@ impl Db {
                 .bind(id)
                 .bind(name)
                 .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !c.author.is_empty() {
+            let kind = c.vcs.as_deref().unwrap_or("author");
+            let uid = crate::users::find_or_create_in(&mut tx, kind, &c.author).await?;
+            sqlx::query("INSERT INTO change_users (changeid, uid) VALUES ($1, $2)")
+                .bind(id)
+                .bind(uid)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -31,6 +31,7 @@ mod state;
 mod steps;
 pub mod testing;
 mod testresults;
+mod users;
 mod workers;
 
 pub use builders::BuilderRow;
@@ -46,6 +47,7 @@ pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};
 pub use testresults::{NewTestResult, TestResultRow, TestResultSetRow};
+pub use users::{UserRow, UserUpdate};
 pub use workers::WorkerRow;
 
 /// A storage error.

@@ -21,6 +21,7 @@ pub mod master;
 pub mod schedulers;
 pub mod secrets;
 pub mod updates;
+pub mod users;
 pub mod values;
 pub mod workers;
 pub mod www;

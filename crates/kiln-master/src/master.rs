@@ -74,6 +74,24 @@ pub struct Running {
 
 /// Turns Buildbot's database URL into one for the storage layer: `sqlite:///state.sqlite` is a path
 /// relative to the base directory, `sqlite:////abs/path` an absolute one.
+/// Opens (and brings up to date) the database a master's configuration names, for the tools
+/// that work on it directly (`kiln user`).
+pub async fn open_database(basedir: &Path, config: &MasterConfig) -> anyhow::Result<Db> {
+    let basedir = std::path::absolute(basedir).unwrap_or_else(|_| basedir.to_path_buf());
+    let url = database_url(&basedir, &config.db_url);
+    Db::connect(&url)
+        .await
+        .with_context(|| format!("opening the database {}", config.db_url))
+}
+
+/// See [`Master::build_users`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUsers {
+    pub blamelist: Vec<String>,
+    pub owners: Vec<String>,
+    pub interested: Vec<String>,
+}
+
 pub fn database_url(basedir: &Path, url: &str) -> String {
     match url.strip_prefix("sqlite:///") {
         Some(path) if path.starts_with('/') => format!("sqlite://{path}"),
@@ -83,6 +101,31 @@ pub fn database_url(basedir: &Path, url: &str) -> String {
 }
 
 impl Master {
+    /// Who a build concerns: its blamelist (the authors of its changes), its owners (who forced
+    /// or tried it), and both together, the users a reporter tells about it.
+    pub async fn build_users(&self, build: kiln_core::BuildId) -> kiln_db::Result<BuildUsers> {
+        let blamelist = self.db.build_blamelist(build).await?;
+        let props = self.db.build_properties_set(build).await?;
+        let owners: Vec<String> = match props.get("owners") {
+            Some(kiln_core::PropertyValue::List(l)) => l.iter().map(|v| v.render()).collect(),
+            _ => match props.get("owner") {
+                Some(o) => vec![o.render()],
+                None => Vec::new(),
+            },
+        };
+        let mut interested = blamelist.clone();
+        for o in &owners {
+            if !interested.contains(o) {
+                interested.push(o.clone());
+            }
+        }
+        Ok(BuildUsers {
+            blamelist,
+            owners,
+            interested,
+        })
+    }
+
     pub fn config(&self) -> Arc<MasterConfig> {
         self.config
             .read()

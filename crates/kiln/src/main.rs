@@ -12,6 +12,7 @@ use kiln_master::{Master, StartOptions};
 mod http;
 mod sendchange;
 mod tryjob;
+mod user;
 
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
@@ -52,6 +53,8 @@ enum Cmd {
     Sendchange(Box<sendchange::SendChange>),
     /// Build the working copy's changes (or a patch) on a master's try scheduler.
     Try(Box<tryjob::Try>),
+    /// Add, change, remove or show the master's users.
+    User(Box<user::User>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -98,6 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "change sent successfully: change {}",
                 ids.join(", ")
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::User(args) => {
+            let text = runtime()?.block_on(user::run(*args))?;
+            use std::io::Write;
+            write!(std::io::stdout(), "{text}")?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Try(args) => {

@@ -50,7 +50,8 @@ pub struct SendChange {
     pub when: Option<f64>,
     #[arg(long, short = 'l')]
     pub revlink: Option<String>,
-    /// The version-control system; accepted for compatibility with Buildbot and otherwise unused.
+    /// The version-control system (`git`, `svn`, `hg`, …): the kind of identity the author's
+    /// name is, for finding the change's user.
     #[arg(long)]
     pub vc: Option<String>,
     /// The files the change touches.
@@ -97,6 +98,7 @@ fn fields(args: &SendChange) -> anyhow::Result<Vec<(&'static str, String)>> {
     opt("category", &args.category);
     opt("codebase", &args.codebase);
     opt("revlink", &args.revlink);
+    opt("src", &args.vc);
     let revision = match (&args.revision, &args.revision_file) {
         (Some(r), _) => Some(r.clone()),
         (None, Some(path)) => Some(

@@ -647,3 +647,67 @@ fn try_takes_its_diff_from_mercurial_subversion_or_a_patch_file() {
         )
     );
 }
+
+#[test]
+fn user_adds_updates_shows_and_removes_users_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("m");
+    let base_s = base.to_str().unwrap();
+    assert!(kiln(&["create-master", base_s]).status.success());
+    let run = |args: &[&str]| {
+        let mut all = vec!["user", base_s];
+        all.extend_from_slice(args);
+        let out = kiln(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "add",
+        "--info",
+        "git=Alice <alice@example.com>",
+        "--info",
+        "email=alice@example.com",
+        "--username",
+        "alice",
+        "--password",
+        "pw",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "user added: uid 1\n");
+    let (ok, out, _) = run(&["show", "alice"]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "uid: 1\nidentifier: Alice <alice@example.com>\nusername: alice\npassword: set\n\
+         email: alice@example.com\ngit: Alice <alice@example.com>\n"
+    );
+    // Found by an attribute's value too; an empty value removes the attribute.
+    let (ok, _, err) = run(&[
+        "update",
+        "alice@example.com",
+        "--info",
+        "irc=alice_",
+        "--info",
+        "email=",
+    ]);
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&["show", "1"]);
+    assert!(
+        out.contains("irc: alice_\n") && !out.contains("email:"),
+        "{out}"
+    );
+    // Mistakes are named and change nothing.
+    let (ok, _, err) = run(&["add", "--info", "noequals"]);
+    assert!(!ok && err.contains("expected TYPE=VALUE"), "{err}");
+    let (ok, _, err) = run(&["add", "--identifier", "Alice <alice@example.com>"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["update", "nobody", "--info", "irc=x"]);
+    assert!(!ok && err.contains("no user \"nobody\""), "{err}");
+    let (ok, out, _) = run(&["remove", "alice"]);
+    assert!(ok && out.contains("uid 1"), "{out}");
+    let (ok, _, err) = run(&["show", "alice"]);
+    assert!(!ok && err.contains("no user"), "{err}");
+}

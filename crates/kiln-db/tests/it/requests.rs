@@ -290,6 +290,7 @@ async fn schedulers_read_changes_after_the_last_seen() {
         let mut ids = Vec::new();
         for r in ["a", "b", "c"] {
             let change = kiln_db::NewChange {
+                vcs: None,
                 author: "dev".into(),
                 revision: Some(r.into()),
                 files: vec![format!("{r}.txt")],

@@ -132,6 +132,14 @@ fn build_properties(
     props.set("buildername", builder.name.as_str(), "Builder");
     props.set("builderid", PropertyValue::Int(builderid.0), "Builder");
     props.update(&started.properties);
+    // Who asked for the build (the force form's or a try job's owner), as Buildbot's `owners`.
+    if let Some(owner) = started
+        .properties
+        .get("owner")
+        .filter(|o| !o.render().is_empty())
+    {
+        props.set("owners", PropertyValue::List(vec![owner.clone()]), "Build");
+    }
     // Buildbot takes these from the first source stamp.
     if let Some(ss) = started.sourcestamps.first() {
         let opt = |v: &Option<String>| v.clone().map_or(PropertyValue::Null, PropertyValue::Str);

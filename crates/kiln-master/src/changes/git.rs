@@ -154,6 +154,7 @@ async fn describe(
             false => now,
         };
         changes.push(NewChange {
+            vcs: Some("git".into()),
             author: author.to_string(),
             committer: Some(committer.to_string()),
             comments: body.trim_end().to_string(),

@@ -122,6 +122,7 @@ fn change(
         false => now,
     };
     Ok(NewChange {
+        vcs: Some("hg".into()),
         author: text(author)?,
         committer: None,
         comments: text(desc)?,

@@ -82,6 +82,7 @@ pub async fn poll(
         for ((branch, project, repository, codebase), files) in groups {
             let revision = e.revision.to_string();
             changes.push(NewChange {
+                vcs: Some("svn".into()),
                 author: e.author.clone(),
                 committer: None,
                 comments: e.message.clone(),

@@ -259,6 +259,7 @@ async fn changes_and_builds_link_through_their_source_stamp() {
     let mut properties = kiln_core::Properties::new();
     properties.set("ticket", "T-1", "Change");
     let change = kiln_db::NewChange {
+        vcs: None,
         author: "Alice <alice@example.com>".into(),
         comments: "fix the thing".into(),
         when_timestamp: now,

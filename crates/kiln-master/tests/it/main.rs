@@ -16,4 +16,5 @@ mod schedulers;
 mod shellsteps;
 mod source;
 mod trigger;
+mod users;
 mod vcs;

@@ -240,6 +240,10 @@ enum Target {
     Collection(Ty, Vec<Filter>),
     Single(Ty, Vec<Filter>, String),
     BuildProperties(BuildId),
+    /// A build's blamelist, owners and interested users.
+    BuildUsers(BuildId),
+    /// The users table, with each user's attributes (never a password).
+    Users(Option<String>),
     BuildsetProperties(i64),
     LogContents(LogId),
     LogRaw(LogId, bool),
@@ -389,6 +393,7 @@ async fn below_build(
             below_step(master, stepid, tail, path).await
         }
         ["properties"] => Ok(Target::BuildProperties(id)),
+        ["users"] => Ok(Target::BuildUsers(id)),
         ["changes"] => {
             let ids = master.db.build_change_ids(id).await?;
             Ok(Target::Collection(
@@ -593,6 +598,8 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
             vec![eq("test_result_setid", int(id).ok_or_else(nf)?)],
         )),
         ["test_results"] => Ok(Target::Collection(Ty::TestResults, vec![])),
+        ["users"] => Ok(Target::Users(None)),
+        ["users", who] => Ok(Target::Users(Some(who.to_string()))),
         _ => Err(nf()),
     }
 }
@@ -815,6 +822,53 @@ pub async fn get(
             Ok(query::respond(
                 headers,
                 json!({ty.plural(): items, "meta": {"total": 1}}),
+            ))
+        }
+        Target::BuildUsers(id) => {
+            query::parse(raw_query, &[], &[])?;
+            if master.db.get_build(id).await?.is_none() {
+                return Err(not_found(path));
+            }
+            let users = master.build_users(id).await?;
+            Ok(query::respond(
+                headers,
+                json!({"users": [{
+                    "buildid": id.0,
+                    "blamelist": users.blamelist,
+                    "owners": users.owners,
+                    "interested_users": users.interested,
+                }], "meta": {"total": 1}}),
+            ))
+        }
+        Target::Users(who) => {
+            query::parse(raw_query, &[], &[])?;
+            let rows = match &who {
+                None => {
+                    master
+                        .db
+                        .list_users(&kiln_db::listing::Page::default())
+                        .await?
+                }
+                Some(w) => master.db.find_user(w).await?.into_iter().collect(),
+            };
+            if who.is_some() && rows.is_empty() {
+                return Err(not_found(path));
+            }
+            let users: Vec<Value> = rows
+                .iter()
+                .map(|u| {
+                    json!({
+                        "uid": u.uid,
+                        "identifier": u.identifier,
+                        "bb_username": u.bb_username,
+                        "attributes": u.attributes,
+                    })
+                })
+                .collect();
+            let total = users.len();
+            Ok(query::respond(
+                headers,
+                json!({"users": users, "meta": {"total": total}}),
             ))
         }
         Target::BuildProperties(id) => {

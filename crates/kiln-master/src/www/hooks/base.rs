@@ -74,6 +74,7 @@ pub(crate) fn parse(
         }
     }
     Ok(vec![NewChange {
+        vcs: opt("src").or_else(|| opt("vc")),
         author,
         committer: opt("committer"),
         comments: get("comments").unwrap_or_default(),

@@ -131,6 +131,7 @@ impl Context<'_> {
         category: &str,
     ) -> Result<NewChange, HookError> {
         Ok(NewChange {
+            vcs: Some("git".into()),
             author: self.author(),
             committer: None,
             comments: String::new(),

@@ -125,6 +125,7 @@ fn pull_request(payload: &Value, codebase: String, pr_ref: &str) -> Result<Parse
         }
     }
     Ok(Parsed::changes(vec![NewChange {
+        vcs: Some("git".into()),
         author: text(payload, &["sender", "login"])
             .unwrap_or("")
             .to_string(),

@@ -241,6 +241,7 @@ fn pull_request(
         }
     }
     let change = NewChange {
+        vcs: Some("git".into()),
         author: text(payload, &["sender", "login"])
             .unwrap_or("")
             .to_string(),

@@ -178,6 +178,7 @@ fn merge_request(
         properties.set("comments", note, "Change");
     }
     Ok(Parsed::changes(vec![NewChange {
+        vcs: Some("git".into()),
         author: person(commit.get("author")).unwrap_or_default(),
         committer: None,
         comments: format!(

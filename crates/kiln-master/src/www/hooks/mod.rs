@@ -253,6 +253,7 @@ pub(crate) fn pushed_commit(
     properties: Properties,
 ) -> Result<NewChange, HookError> {
     Ok(NewChange {
+        vcs: Some("git".into()),
         author: person(commit.get("author")).unwrap_or_default(),
         committer: person(commit.get("committer")),
         comments: text(commit, &["message"]).unwrap_or("").to_string(),

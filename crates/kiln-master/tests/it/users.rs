@@ -1,0 +1,77 @@
+//! Users: a change's author becomes a user (found again by the same identity), a build's
+//! blamelist is its changes' authors, its owners who forced it, and the API shows both.
+
+use serde_json::json;
+
+use crate::harness::{TestMaster, config, http};
+
+const CFG: &str = r#"
+c['www'] = {'change_hook_dialects': {'base': True}}
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
+c['schedulers'] = [
+    schedulers.AnyBranchScheduler(name='all', builderNames=['b'], treeStableTimer=None),
+    schedulers.ForceScheduler(name='force', builderNames=['b']),
+]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", CFG)).await;
+    // Two changes by Alice (as git knows her) and one by Bob, on one source stamp.
+    for author in [
+        "Alice+%3Calice%40x%3E",
+        "Bob+%3Cbob%40x%3E",
+        "Alice+%3Calice%40x%3E",
+    ] {
+        let form = format!("author={author}&src=git&revision=r1&branch=main&repository=repo");
+        let (status, reply) = http(&m.www(), "POST", "/change_hook/base", Some(&form)).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (_, users) = m.get("users").await;
+    assert_eq!(
+        users["users"],
+        json!([
+            {"uid": 1, "identifier": "Alice <alice@x>", "bb_username": null,
+             "attributes": {"git": "Alice <alice@x>"}},
+            {"uid": 2, "identifier": "Bob <bob@x>", "bb_username": null,
+             "attributes": {"git": "Bob <bob@x>"}},
+        ])
+    );
+    m.start_worker("w1", "pass").await;
+    // The scheduler builds the changes; the build's blamelist is their authors.
+    let first = m.wait_event("buildsets.*.complete").await;
+    assert_eq!(first["results"], 0);
+    let (_, b) = m.get("builds").await;
+    let build = b["builds"].as_array().unwrap().last().unwrap()["buildid"]
+        .as_i64()
+        .unwrap();
+    let (_, u) = m.get(&format!("builds/{build}/users")).await;
+    assert_eq!(
+        u["users"][0],
+        json!({"buildid": build, "blamelist": ["Alice <alice@x>", "Bob <bob@x>"],
+               "owners": [], "interested_users": ["Alice <alice@x>", "Bob <bob@x>"]})
+    );
+    // A forced build's owner, as the build's `owners` property and among its interested users.
+    let bsid = m
+        .force(json!({"builderNames": ["b"], "owner": "carol@x"}))
+        .await;
+    assert_eq!(m.wait_complete(bsid).await, 0);
+    let (_, b) = m
+        .get(&format!(
+            "builds?buildrequestid__ne=0&order=-buildid&limit=1"
+        ))
+        .await;
+    let forced = b["builds"][0]["buildid"].as_i64().unwrap();
+    let (_, props) = m.get(&format!("builds/{forced}?property=owners")).await;
+    assert_eq!(
+        props["builds"][0]["properties"]["owners"],
+        json!([["carol@x"], "Build"])
+    );
+    let (_, u) = m.get(&format!("builds/{forced}/users")).await;
+    assert_eq!(u["users"][0]["owners"], json!(["carol@x"]));
+    assert_eq!(u["users"][0]["interested_users"], json!(["carol@x"]));
+    let (status, _) = m.get("users/nobody").await;
+    assert_eq!(status, 404);
+    m.stop().await;
+}
