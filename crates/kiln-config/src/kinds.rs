@@ -112,40 +112,32 @@ const P4: &[&str] = source_keywords!(
 );
 const MONOTONE: &[&str] = source_keywords!("repourl", "branch");
 
-const SHELL: &[&str] = &[
-    "command",
-    "env",
-    "want_stdout",
-    "want_stderr",
-    "logfiles",
-    "lazylogfiles",
-    "timeout",
-    "maxTime",
-    "max_lines",
-    "sigtermTime",
-    "usePTY",
-    "logEnviron",
-    "interruptSignal",
-    "initialStdin",
-    "decodeRC",
-];
+/// The keywords of every shell command, then each step's own.
+macro_rules! shell_keywords {
+    ($($k:literal),* $(,)?) => {
+        &[
+            "env",
+            "want_stdout",
+            "want_stderr",
+            "logfiles",
+            "lazylogfiles",
+            "timeout",
+            "maxTime",
+            "max_lines",
+            "sigtermTime",
+            "usePTY",
+            "logEnviron",
+            "interruptSignal",
+            "decodeRC",
+            $($k),*
+        ]
+    };
+}
 
-const WARNING_COUNTING: &[&str] = &[
+const SHELL: &[&str] = shell_keywords!("command", "initialStdin");
+const WARNING_COUNTING: &[&str] = shell_keywords!(
     "command",
-    "env",
-    "want_stdout",
-    "want_stderr",
-    "logfiles",
-    "lazylogfiles",
-    "timeout",
-    "maxTime",
-    "max_lines",
-    "sigtermTime",
-    "usePTY",
-    "logEnviron",
-    "interruptSignal",
     "initialStdin",
-    "decodeRC",
     "warningPattern",
     "warningExtractor",
     "directoryEnterPattern",
@@ -154,7 +146,8 @@ const WARNING_COUNTING: &[&str] = &[
     "suppressionList",
     "maxWarnCount",
     "testResults",
-];
+);
+const SHELL_SEQUENCE: &[&str] = shell_keywords!("commands");
 
 const HTTP_STEP: &[&str] = &[
     "url",
@@ -167,23 +160,6 @@ const HTTP_STEP: &[&str] = &[
     "timeout",
     "hide_request_headers",
     "hide_response_headers",
-];
-
-const SHELL_SEQUENCE: &[&str] = &[
-    "commands",
-    "env",
-    "want_stdout",
-    "want_stderr",
-    "logfiles",
-    "lazylogfiles",
-    "timeout",
-    "maxTime",
-    "max_lines",
-    "sigtermTime",
-    "usePTY",
-    "logEnviron",
-    "interruptSignal",
-    "decodeRC",
 ];
 
 const SET_PROPERTY_FROM_COMMAND: &[&str] = &[

@@ -75,6 +75,30 @@ pub(crate) async fn find_or_create_in(
     Ok(uid)
 }
 
+/// Sets a user's attributes: each replaces the one of its type; an empty value removes it.
+async fn set_attributes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    uid: i64,
+    attributes: &[(String, String)],
+) -> Result<()> {
+    for (t, d) in attributes {
+        sqlx::query("DELETE FROM users_info WHERE uid = $1 AND attr_type = $2")
+            .bind(uid)
+            .bind(t)
+            .execute(&mut **tx)
+            .await?;
+        if !d.is_empty() {
+            sqlx::query("INSERT INTO users_info (uid, attr_type, attr_data) VALUES ($1, $2, $3)")
+                .bind(uid)
+                .bind(t)
+                .bind(d)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     async fn user_row(&self, r: &AnyRow) -> Result<UserRow> {
         let uid = r.int("uid")?;
@@ -109,18 +133,7 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?
         .int("uid")?;
-        for (t, d) in &update.attributes {
-            if !d.is_empty() {
-                sqlx::query(
-                    "INSERT INTO users_info (uid, attr_type, attr_data) VALUES ($1, $2, $3)",
-                )
-                .bind(uid)
-                .bind(t)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        set_attributes(&mut tx, uid, &update.attributes).await?;
         tx.commit().await?;
         Ok(uid)
     }
@@ -151,23 +164,7 @@ impl Db {
                 sqlx::query(sql).bind(v).bind(uid).execute(&mut *tx).await?;
             }
         }
-        for (t, d) in &update.attributes {
-            sqlx::query("DELETE FROM users_info WHERE uid = $1 AND attr_type = $2")
-                .bind(uid)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-            if !d.is_empty() {
-                sqlx::query(
-                    "INSERT INTO users_info (uid, attr_type, attr_data) VALUES ($1, $2, $3)",
-                )
-                .bind(uid)
-                .bind(t)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        set_attributes(&mut tx, uid, &update.attributes).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -3,6 +3,7 @@
 pub mod canceller;
 pub mod collapse;
 pub mod distributor;
+pub mod lines;
 pub mod logs;
 pub mod onmaster;
 pub mod paths;

@@ -11,8 +11,6 @@ use kiln_proto::{Args, Value};
 use super::steps::{StepContext, WorkerLost};
 use kiln_config::StepConfig;
 
-/// The longest line considered; output is bounded, lines need not be.
-const MAX_LINE: usize = 64 << 10;
 /// At most this many results are kept from one step.
 const MAX_RESULTS: usize = 100_000;
 /// A JUnit report larger than this is refused.
@@ -90,7 +88,7 @@ enum Format {
 /// Reads test results from a command's output as it arrives.
 pub struct TestOutput {
     format: Format,
-    partial: String,
+    lines: super::lines::LineBuffer,
     results: TestResults,
 }
 
@@ -106,29 +104,20 @@ impl TestOutput {
     fn new(format: Format) -> Self {
         TestOutput {
             format,
-            partial: String::new(),
+            lines: super::lines::LineBuffer::default(),
             results: TestResults::default(),
         }
     }
 
     pub fn feed(&mut self, text: &str) {
-        let mut rest = text;
-        while let Some(nl) = rest.find('\n') {
-            let mut line = std::mem::take(&mut self.partial);
-            push_bounded(&mut line, &rest[..nl]);
-            self.line(&line);
-            rest = &rest[nl + 1..];
-        }
-        let mut partial = std::mem::take(&mut self.partial);
-        push_bounded(&mut partial, rest);
-        self.partial = partial;
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(text, |l| self.line(l));
+        self.lines = lines;
     }
 
     pub fn finish(&mut self) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line);
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.finish(|l| self.line(l));
     }
 
     pub fn into_results(self) -> TestResults {
@@ -136,7 +125,6 @@ impl TestOutput {
     }
 
     fn line(&mut self, line: &str) {
-        let line = line.strip_suffix('\r').unwrap_or(line);
         let case = match self.format {
             Format::LibTest => libtest_line(line),
             Format::Tap => tap_line(line),
@@ -145,15 +133,6 @@ impl TestOutput {
             self.results.push(case);
         }
     }
-}
-
-fn push_bounded(buf: &mut String, text: &str) {
-    let room = MAX_LINE.saturating_sub(buf.len());
-    let mut end = text.len().min(room);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    buf.push_str(&text[..end]);
 }
 
 fn case(name: &str, verdict: Verdict) -> TestCase {

@@ -11,9 +11,6 @@ use kiln_config::{Suppression, WarningCountingConfig};
 /// At most this much warning text is kept for the `warnings (N)` log; all are counted.
 const MAX_KEPT: usize = 1 << 20;
 
-/// The longest line considered: longer ones are cut here (output is bounded, lines need not be).
-const MAX_LINE: usize = 64 << 10;
-
 /// A suppression with its patterns compiled.
 struct Suppress {
     file: Option<Regex>,
@@ -29,7 +26,7 @@ pub struct WarningScanner {
     leave: Regex,
     suppressions: Vec<Suppress>,
     directories: Vec<String>,
-    partial: String,
+    lines: super::lines::LineBuffer,
     pub count: u64,
     pub kept: String,
 }
@@ -59,7 +56,7 @@ impl WarningScanner {
             leave: re(&cfg.directory_leave_pattern)?,
             suppressions,
             directories: Vec::new(),
-            partial: String::new(),
+            lines: super::lines::LineBuffer::default(),
             count: 0,
             kept: String::new(),
         })
@@ -67,28 +64,18 @@ impl WarningScanner {
 
     /// Feeds output; whole lines are scanned, the rest waits for its end.
     pub fn feed(&mut self, text: &str) {
-        let mut rest = text;
-        while let Some(nl) = rest.find('\n') {
-            let mut line = std::mem::take(&mut self.partial);
-            push_bounded(&mut line, &rest[..nl]);
-            self.line(&line);
-            rest = &rest[nl + 1..];
-        }
-        let mut partial = std::mem::take(&mut self.partial);
-        push_bounded(&mut partial, rest);
-        self.partial = partial;
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(text, |l| self.line(l));
+        self.lines = lines;
     }
 
     /// Scans what is left after the command ends.
     pub fn finish(&mut self) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line);
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.finish(|l| self.line(l));
     }
 
     fn line(&mut self, line: &str) {
-        let line = line.strip_suffix('\r').unwrap_or(line);
         if let Some(c) = self.enter.captures(line) {
             if let Some(d) = c.get(1) {
                 self.directories.push(d.as_str().to_string());
@@ -143,19 +130,6 @@ impl WarningScanner {
             };
             file_ok && text_ok && line_ok
         })
-    }
-}
-
-fn push_bounded(buf: &mut String, text: &str) {
-    let room = MAX_LINE.saturating_sub(buf.len());
-    if text.len() <= room {
-        buf.push_str(text);
-    } else {
-        let mut end = room;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        buf.push_str(&text[..end]);
     }
 }
 
