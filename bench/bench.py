@@ -14,6 +14,9 @@ Scenarios (all enabled by default, see --scenarios):
               wall time, builds/s, master CPU per build, master peak RSS.
   latency     force -> finished build, sequential runs on an idle master.
   log         one build printing a large log: ingest MB/s, raw download MB/s.
+  hooks       change hook POST -> build request; a burst of changes.
+  checkout    incremental Git checkouts of an unchanged repository: time from
+              force to finished build beyond the git commands' own time.
 
 Standard library only; Linux only (reads /proc).  See README.md.
 """
@@ -427,7 +430,9 @@ class Master:
             MSGPACK_DEBUG=self.args.buildbot_msgpack_debug,
             HOOKS=HOOKS_CONFIG.format(schedulers=self.args.hook_schedulers,
                                       timer=self.args.hook_burst_timer)
-            if self.label == "hooks" else "",
+            if self.label == "hooks"
+            else CHECKOUT_CONFIG.format(repo=str(self.root / "repo"))
+            if self.label == "checkout" else "",
         )
         (self.master_dir / self.spec["config_name"]).write_text(text)
 
@@ -933,12 +938,83 @@ def scenario_hooks(args) -> dict:
     }
 
 
+# The checkout scenario's addition: one builder whose only step is an incremental Git checkout.
+CHECKOUT_CONFIG = """
+c['builders'].append(util.BuilderConfig(name='checkout', workernames=c['builders'][0].workernames[:1],
+    factory=util.BuildFactory([steps.Git(repourl={repo!r}, mode='incremental', name='git')])))
+c['schedulers'].append(schedulers.ForceScheduler(name='force-checkout', builderNames=['checkout']))
+"""
+
+
+def make_repo(path: Path, files: int) -> None:
+    """A git repository with `files` small files in one commit."""
+    path.mkdir(parents=True)
+    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x",
+               GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True, env=env)
+    for i in range(files):
+        d = path / f"src{i % 10}"
+        d.mkdir(exist_ok=True)
+        (d / f"f{i}.c").write_text(f"int f{i}(void) {{ return {i}; }}\n")
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", "tree"], cwd=path, check=True, env=env)
+
+
+def git_elapsed_s(m: "Master", buildid: int) -> tuple[float, int]:
+    """The sum of the git step's commands' own times (the workers' `elapsedTime=` lines)."""
+    steps = m.api.get_json(f"/api/v2/builds/{buildid}/steps").get("steps", [])
+    step = next((s for s in steps if s.get("name") == "git"), None)
+    if step is None:
+        raise BenchError(f"no git step in build {buildid}")
+    status, raw = m.api.get(f"/api/v2/steps/{step['stepid']}/logs/stdio/raw")
+    if status != 200:
+        raise BenchError(f"git step log: HTTP {status}")
+    times = [float(line.split("=", 1)[1]) for line in raw.decode(errors="replace").splitlines()
+             if line.startswith("elapsedTime=")]
+    return sum(times), len(times)
+
+
+def scenario_checkout(args) -> dict:
+    with Master(args, "checkout") as m:
+        make_repo(m.root / "repo", args.checkout_files)
+        up = m.bring_up()
+        time.sleep(args.settle)
+        walls, gits, overheads, commands = [], [], [], []
+        # The first build clones; the measured ones update an unchanged working copy.
+        for i in range(args.latency_warmup + 1 + args.checkout_runs):
+            m.check_alive()
+            t0 = time.monotonic()
+            _, brid = m.force(m.api, "checkout", "force-checkout")
+            b = m.wait_build(brid, args.latency_timeout, args.checkout_poll)
+            wall = time.monotonic() - t0
+            if b.get("results") != 0:
+                raise BenchError(f"checkout build failed: {b!r}\n" + m.log_tails())
+            if i > args.latency_warmup:
+                git_s, n = git_elapsed_s(m, b["buildid"])
+                walls.append(wall)
+                gits.append(git_s)
+                overheads.append(wall - git_s)
+                commands.append(n)
+            time.sleep(args.latency_gap)
+        log(f"checkout: force -> finished {median(walls) * 1000:.1f} ms, git commands"
+            f" {median(gits) * 1000:.1f} ms ({median(commands)} commands), the rest"
+            f" {median(overheads) * 1000:.1f} ms")
+    return {
+        "runs": args.checkout_runs, "files": args.checkout_files, "poll_interval_s": args.checkout_poll,
+        "build_median_s": median(walls), "git_commands_median_s": median(gits),
+        "git_commands": median(commands),
+        "overhead_median_s": median(overheads), "overhead_p90_s": percentile(overheads, 90),
+        "samples_overhead_s": overheads, **up,
+    }
+
+
 SCENARIOS = {
     "startup": scenario_startup,
     "throughput": scenario_throughput,
     "latency": scenario_latency,
     "log": scenario_log,
     "hooks": scenario_hooks,
+    "checkout": scenario_checkout,
 }
 
 # (scenario, key, label, unit, format) rows shown in tables and comparisons.
@@ -971,6 +1047,11 @@ METRICS = [
     ("hooks", "burst_changes_per_s", "base hook burst, changes accepted", "changes/s", "{:.0f}"),
     ("hooks", "burst_s", "base hook burst duration", "s", "{:.1f}"),
     ("hooks", "burst_master_cpu_s", "master CPU during the burst", "s", "{:.1f}"),
+    ("checkout", "build_median_s", "incremental git checkout build, force -> finished (median)", "ms", "ms"),
+    ("checkout", "git_commands_median_s", "the git commands' own time (median)", "ms", "ms"),
+    ("checkout", "git_commands", "git commands per checkout", "", "{:.0f}"),
+    ("checkout", "overhead_median_s", "everything else: scheduling, protocol, polling (median)", "ms", "ms"),
+    ("checkout", "overhead_p90_s", "everything else (p90)", "ms", "ms"),
 ]
 
 
@@ -1092,6 +1173,9 @@ def parse_args(argv=None):
     p.add_argument("--hook-warmup", type=int, default=3, help="hooks: unmeasured POSTs first (3)")
     p.add_argument("--hook-changes", type=int, default=10000, help="hooks: changes in the burst (10000)")
     p.add_argument("--hook-burst-timer", type=int, default=5, help="hooks: the burst scheduler's treeStableTimer, s (5)")
+    p.add_argument("--checkout-runs", type=int, default=20, help="checkout: measured builds (20)")
+    p.add_argument("--checkout-files", type=int, default=500, help="checkout: files in the repository (500)")
+    p.add_argument("--checkout-poll", type=float, default=0.005, help="checkout: poll period, s (0.005)")
     p.add_argument("--settle", type=float, default=2.0, help="idle time after start-up before measuring, s (2)")
     p.add_argument("--start-timeout", type=float, default=120, help="limit for master/workers to come up, s (120)")
     p.add_argument("--http-timeout", type=float, default=120, help="socket timeout of REST requests, s (120)")
