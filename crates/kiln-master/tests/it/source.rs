@@ -301,3 +301,117 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     assert!(!leftovers.contains(".build.buildbot"), "{leftovers}");
     m.stop().await;
 }
+
+/// Submodules (fetched with the step's `config`), `tags`, `reference` and `clobberOnFailure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_submodules_tags_reference_and_clobber_on_failure() {
+    Box::pin(git_options()).await;
+}
+
+async fn git_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    let main = dir.path().join("main");
+    for repo in [&sub, &main] {
+        std::fs::create_dir_all(repo).unwrap();
+        git(repo, &["init", "-q", "-b", "main"]);
+    }
+    std::fs::write(sub.join("inner.txt"), "from the submodule\n").unwrap();
+    git(&sub, &["add", "inner.txt"]);
+    git(&sub, &["commit", "-q", "-m", "inner"]);
+    git(
+        &main,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &sub.display().to_string(),
+            "vendor/sub",
+        ],
+    );
+    commit(&main, "one\n");
+    let reference = dir.path().join("reference");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &main.display().to_string(),
+            "reference",
+        ],
+    );
+    let url = main.display().to_string();
+    let cfg = format!(
+        r#"
+def factory(**kwargs):
+    return util.BuildFactory([
+        steps.Git(repourl={url:?}, branch='main', **kwargs),
+        steps.ShellCommand(name='show', command=['sh', '-c',
+            'cat vendor/sub/inner.txt 2>/dev/null; git tag -l | sed "s/^/tag: /"; cat .git/objects/info/alternates 2>/dev/null; true']),
+    ] + ([steps.ShellCommand(name='break', command=['sh', '-c', 'echo garbage > .git/HEAD'])]
+         if kwargs.get('clobberOnFailure') else []))
+c['builders'] = [
+    util.BuilderConfig(name='subs', workernames=['w1'],
+        factory=factory(submodules=True, config={{'protocol.file.allow': 'always'}})),
+    util.BuilderConfig(name='tags', workernames=['w1'], factory=factory(tags=True)),
+    util.BuilderConfig(name='notags', workernames=['w1'], factory=factory()),
+    util.BuilderConfig(name='ref', workernames=['w1'], factory=factory(reference={ref:?})),
+    util.BuilderConfig(name='again', workernames=['w1'],
+        factory=factory(mode='full', method='fresh', clobberOnFailure=True)),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force',
+    builderNames=['subs', 'tags', 'notags', 'ref', 'again'])]
+"#,
+        ref = reference.display().to_string()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    let show = |m: &TestMaster, build: i64, step: &str| {
+        let www = m.www();
+        let step = step.to_string();
+        async move {
+            http_text(
+                &www,
+                "GET",
+                &format!("/api/v2/builds/{build}/steps/{step}/logs/stdio/raw"),
+                None,
+                &[],
+            )
+            .await
+            .1
+        }
+    };
+    let mut build = 0;
+    for builder in ["subs", "tags", "notags", "ref", "again"] {
+        build += 1;
+        let result = m.force_and_wait(json!({"builderNames": [builder]})).await;
+        assert_eq!(result, 0, "{builder}: {}", show(&m, build, "git").await);
+    }
+    assert!(show(&m, 1, "show").await.contains("from the submodule"));
+    assert!(
+        show(&m, 4, "show")
+            .await
+            .contains(&reference.display().to_string())
+    );
+    // A tag made after the first checkout arrives with `tags`, not without.
+    git(&main, &["tag", "v1.0"]);
+    build += 1;
+    assert_eq!(m.force_and_wait(json!({"builderNames": ["tags"]})).await, 0);
+    assert!(show(&m, build, "show").await.contains("tag: v1.0"));
+    build += 1;
+    assert_eq!(
+        m.force_and_wait(json!({"builderNames": ["notags"]})).await,
+        0
+    );
+    assert!(!show(&m, build, "show").await.contains("tag: v1.0"));
+    // The first `again` build broke its working copy: updating it fails and it is cloned again.
+    build += 1;
+    let result = m.force_and_wait(json!({"builderNames": ["again"]})).await;
+    let log = show(&m, build, "git").await;
+    assert_eq!(result, 0, "{log}");
+    assert!(log.contains("cloning again"), "{log}");
+    m.stop().await;
+}

@@ -81,50 +81,32 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(
     let depth = (g.shallow > 0).then(|| format!("--depth={}", g.shallow));
     let full = co.method != Method::Incremental;
     if co.has(".git").await? {
-        if matches!(co.method, Method::Fresh | Method::Clean) {
-            let mut clean = vec!["clean", "-f", "-f", "-d"];
-            if co.method == Method::Fresh {
-                clean.push("-x");
+        let updated = update_in_place(
+            co,
+            g,
+            &repourl,
+            &branch,
+            revision.as_deref(),
+            depth.as_deref(),
+        )
+        .await;
+        match updated {
+            Err(Stop::Failed(_)) if full && g.clobber_on_failure => {
+                co.header("updating the working copy failed; removing it and cloning again\n")
+                    .await;
+                co.clobber().await?;
+                clone(
+                    co,
+                    g,
+                    &repourl,
+                    &branch,
+                    revision.as_deref(),
+                    depth.as_deref(),
+                )
+                .await
             }
-            co.check(&git(g, &clean)).await?;
-            if g.submodules {
-                let inner = format!("git {}", clean.join(" "));
-                co.check(&git(g, &["submodule", "foreach", "--recursive", &inner]))
-                    .await?;
-            }
+            other => other,
         }
-        let mut fetch = vec!["fetch", "-f"];
-        if g.tags {
-            fetch.push("--tags");
-        }
-        if let Some(d) = &depth {
-            fetch.push(d);
-        }
-        fetch.push(&repourl);
-        if branch != "HEAD" {
-            fetch.push(&branch);
-        }
-        let fetched = co.try_run(&git(g, &fetch)).await?;
-        if fetched.results != kiln_core::Results::Success {
-            if !(full && g.clobber_on_failure) {
-                return Err(Stop::Failed(fetched.results));
-            }
-            co.header("the fetch failed; removing the working copy and cloning again\n")
-                .await;
-            co.clobber().await?;
-            return clone(
-                co,
-                g,
-                &repourl,
-                &branch,
-                revision.as_deref(),
-                depth.as_deref(),
-            )
-            .await;
-        }
-        let target = revision.clone().unwrap_or_else(|| "FETCH_HEAD".into());
-        co.check(&git(g, &["checkout", "-f", &target])).await?;
-        finish(co, g, &branch, revision.as_deref()).await
     } else {
         let cloned = clone(
             co,
@@ -153,6 +135,44 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(
             other => other,
         }
     }
+}
+
+/// Cleans (with `fresh` and `clean`), fetches and checks out in an existing working copy.
+async fn update_in_place(
+    co: &mut Checkout<'_, '_>,
+    g: &GitConfig,
+    repourl: &str,
+    branch: &str,
+    revision: Option<&str>,
+    depth: Option<&str>,
+) -> Result<(), Stop> {
+    if matches!(co.method, Method::Fresh | Method::Clean) {
+        let mut clean = vec!["clean", "-f", "-f", "-d"];
+        if co.method == Method::Fresh {
+            clean.push("-x");
+        }
+        co.check(&git(g, &clean)).await?;
+        if g.submodules {
+            let inner = format!("git {}", clean.join(" "));
+            co.check(&git(g, &["submodule", "foreach", "--recursive", &inner]))
+                .await?;
+        }
+    }
+    let mut fetch = vec!["fetch", "-f"];
+    if g.tags {
+        fetch.push("--tags");
+    }
+    if let Some(d) = depth {
+        fetch.push(d);
+    }
+    fetch.push(repourl);
+    if branch != "HEAD" {
+        fetch.push(branch);
+    }
+    co.check(&git(g, &fetch)).await?;
+    let target = revision.unwrap_or("FETCH_HEAD");
+    co.check(&git(g, &["checkout", "-f", target])).await?;
+    finish(co, g, branch, revision).await
 }
 
 async fn clone(
