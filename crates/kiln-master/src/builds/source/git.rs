@@ -80,60 +80,22 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(
     let revision = co.target.revision.clone();
     let depth = (g.shallow > 0).then(|| format!("--depth={}", g.shallow));
     let full = co.method != Method::Incremental;
-    if co.has(".git").await? {
-        let updated = update_in_place(
-            co,
-            g,
-            &repourl,
-            &branch,
-            revision.as_deref(),
-            depth.as_deref(),
-        )
-        .await;
-        match updated {
-            Err(Stop::Failed(_)) if full && g.clobber_on_failure => {
-                co.header("updating the working copy failed; removing it and cloning again\n")
-                    .await;
-                co.clobber().await?;
-                clone(
-                    co,
-                    g,
-                    &repourl,
-                    &branch,
-                    revision.as_deref(),
-                    depth.as_deref(),
-                )
-                .await
-            }
-            other => other,
-        }
+    let (revision, depth) = (revision.as_deref(), depth.as_deref());
+    let first = if co.has(".git").await? {
+        update_in_place(co, g, &repourl, &branch, revision, depth).await
     } else {
-        let cloned = clone(
-            co,
-            g,
-            &repourl,
-            &branch,
-            revision.as_deref(),
-            depth.as_deref(),
-        )
-        .await;
-        match cloned {
-            Err(Stop::Failed(_)) if full && g.clobber_on_failure => {
-                co.header("the clone failed; removing what it left and cloning again\n")
-                    .await;
-                co.clobber().await?;
-                clone(
-                    co,
-                    g,
-                    &repourl,
-                    &branch,
-                    revision.as_deref(),
-                    depth.as_deref(),
-                )
-                .await
-            }
-            other => other,
+        clone(co, g, &repourl, &branch, revision, depth).await
+    };
+    match first {
+        // With `clobberOnFailure`, a working copy that cannot be updated (or a clone that
+        // failed half way) is removed and cloned again, once.
+        Err(Stop::Failed(_)) if full && g.clobber_on_failure => {
+            co.header("updating the working copy failed; removing it and cloning again\n")
+                .await;
+            co.clobber().await?;
+            clone(co, g, &repourl, &branch, revision, depth).await
         }
+        other => other,
     }
 }
 
