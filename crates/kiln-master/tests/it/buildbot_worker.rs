@@ -179,3 +179,68 @@ async fn the_stock_buildbot_worker_runs_the_git_step() {
     let _ = child.kill().await;
     m.stop().await;
 }
+
+/// The newer steps on the stock worker: followed log files, warnings, JUnit reports (its `glob`
+/// and `upload_file`), `MultipleFileUpload`, `FileExists`, `CopyDirectory`, `JSONPropertiesDownload`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_file_steps_logfiles_and_test_reports() {
+    let Some(exe) = buildbot_worker() else { return };
+    let cfg = r#"
+f = util.BuildFactory([
+    steps.ShellCommand(name='make', command=['sh', '-c',
+        'mkdir -p out reports && echo a > out/a.txt && echo b > out/b.txt && echo hello > app.log && echo "x.c:1: warning: w" && '
+        + 'echo \'<testsuite><testcase name="ok"/><testcase name="bad"><failure/></testcase></testsuite>\' > reports/r.xml'],
+        logfiles={'app': 'app.log'}),
+    steps.Compile(name='compile', command=['echo', 'y.c:2: warning: v'], flunkOnWarnings=False),
+    steps.Test(name='junit', command=['true'], testResults={'junit': 'reports/*.xml'}, flunkOnFailure=False),
+    steps.FileExists(name='exists', file='out/a.txt'),
+    steps.CopyDirectory(src='build/out', dest='copied'),
+    steps.MultipleFileUpload(name='up', workersrcs=['out/*.txt'], glob=True, masterdest='up'),
+    steps.JSONPropertiesDownload(name='props', workerdest='props.json'),
+    steps.ShellCommand(name='show', command=['sh', '-c', 'cat props.json; ls ../copied']),
+])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", cfg)).await;
+    let worker_dir = m.path("bbworker");
+    std::fs::create_dir_all(&worker_dir).unwrap();
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    m.wait_attached("w1").await;
+    let results = m.force_and_wait(json!({})).await;
+    let (_, steps) = m
+        .get("builds/1/steps?field=name&field=results&field=state_string")
+        .await;
+    // WARNINGS from the compile step; the failed JUnit test does not flunk the build.
+    assert_eq!(results, 1, "{steps}");
+    let (_, app) = m.get("builds/1/steps/make/logs/app/contents").await;
+    assert_eq!(app["logchunks"][0]["content"], "ohello\n", "{app}");
+    let by_name = |n: &str| {
+        steps["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        by_name("compile")["state_string"],
+        "compile warnings=1 (warnings)"
+    );
+    assert_eq!(
+        by_name("junit")["state_string"],
+        "2 tests 1 passed 1 failed (failure)"
+    );
+    assert_eq!(by_name("exists")["state_string"], "File found.");
+    assert_eq!(std::fs::read_to_string(m.path("up/a.txt")).unwrap(), "a\n");
+    assert_eq!(std::fs::read_to_string(m.path("up/b.txt")).unwrap(), "b\n");
+    let (_, show) = m.get("builds/1/steps/show/logs/stdio/contents").await;
+    let text = show["logchunks"][0]["content"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("\"buildername\":\"b1\"") && text.contains("ob.txt"),
+        "{text}"
+    );
+    let _ = child.kill().await;
+    m.stop().await;
+}
