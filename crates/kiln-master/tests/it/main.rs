@@ -10,6 +10,7 @@ mod harness;
 mod hooks;
 mod locks;
 mod pollers;
+mod properties;
 mod protocol;
 mod recovery;
 mod schedulers;
