@@ -20,13 +20,11 @@ pub(super) const KINDS: &[&str] = &[
     "Monotone",
 ];
 
-/// The methods each system knows for `mode='full'`, its default first.
+/// The methods of `mode='full'`, the system's default first.
 fn methods(kind: &str) -> &'static [&'static str] {
     match kind {
         // A Darcs or Arch tree is its own repository: the default starts again from a copy.
         "Darcs" | "Arch" => &["copy", "clobber", "fresh", "clean"],
-        "P4" => &["fresh", "clobber", "clean", "copy"],
-        "SVN" | "CVS" | "Bzr" | "Mercurial" | "Monotone" => &["fresh", "clobber", "clean", "copy"],
         _ => &["fresh", "clobber", "clean", "copy"],
     }
 }
