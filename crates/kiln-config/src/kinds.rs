@@ -150,6 +150,7 @@ const WARNING_COUNTING: &[&str] = shell_keywords!(
 const SHELL_SEQUENCE: &[&str] = shell_keywords!("commands");
 
 const HTTP_STEP: &[&str] = &[
+    "verify",
     "url",
     "method",
     "params",

@@ -663,6 +663,10 @@ pub struct HttpStepConfig {
     /// `(user, password)` for HTTP Basic authentication.
     pub auth: Option<Renderable>,
     pub timeout: Option<f64>,
+    /// How an `https` server's certificate is checked: `None` against the usual roots, `Some("")`
+    /// not at all (`verify=False`), `Some(path)` against a PEM file of CA certificates on the
+    /// master.
+    pub verify: Option<String>,
     /// Header names whose values the log does not show.
     pub hide_request_headers: Vec<String>,
     pub hide_response_headers: Vec<String>,

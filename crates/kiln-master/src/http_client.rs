@@ -26,6 +26,20 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// The largest answer read; a larger one is an error.
     pub max_answer: Option<u64>,
+    /// How an `https` server's certificate is checked.
+    pub verify: Verify,
+}
+
+/// How an `https` server's certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Verify {
+    /// Against the Mozilla roots.
+    #[default]
+    Roots,
+    /// Against the certificates of a PEM file (a private CA, a self-signed server).
+    CaFile(std::path::PathBuf),
+    /// Not at all, as Buildbot's `verify=False`: the connection is encrypted, not authenticated.
+    Off,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,7 +111,7 @@ pub async fn send(req: &Request) -> Result<Response, String> {
         if target.tls {
             let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                 .map_err(|e| format!("{}: {e}", target.host))?;
-            let stream = tls_connector()
+            let stream = tls_connector(&req.verify)?
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS with {}: {e}", target.host))?;
@@ -111,24 +125,89 @@ pub async fn send(req: &Request) -> Result<Response, String> {
         .map_err(|_| format!("no answer from {} within {timeout:?}", req.url))?
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
+fn tls_connector(verify: &Verify) -> Result<tokio_rustls::TlsConnector, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = match verify {
+        Verify::Roots => {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Verify::CaFile(path) => {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            let mut store = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("reading {}: {e}", path.display()))?;
+                store
+                    .add(cert)
+                    .map_err(|e| format!("a certificate of {}: {e}", path.display()))?;
+            }
+            if store.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()));
+            }
+            builder.with_root_certificates(store).with_no_client_auth()
+        }
+        Verify::Off => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Accepts any certificate (`verify=False`), still checking that the server holds its key.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(

@@ -297,6 +297,18 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
                 json: opt(cx, "json"),
                 auth: opt(cx, "auth"),
                 timeout: cx.number(s.field("timeout"), "timeout", loc),
+                verify: match s.field("verify") {
+                    None | Some(Node::None) | Some(Node::Bool(true)) => None,
+                    Some(Node::Bool(false)) => Some(String::new()),
+                    Some(Node::Str(path)) if !path.is_empty() => Some(path.clone()),
+                    Some(other) => {
+                        cx.error(
+                            loc,
+                            format!("HTTPStep '{name}': verify must be True, False or a CA file, not {}", other.describe()),
+                        );
+                        None
+                    }
+                },
                 hide_request_headers: cx.strings(
                     s.field("hide_request_headers"),
                     "hide_request_headers",

@@ -232,6 +232,11 @@ pub async fn http_step(
             body,
             timeout: h.timeout.map(std::time::Duration::from_secs_f64),
             max_answer: None,
+            verify: match h.verify.as_deref() {
+                None => http_client::Verify::Roots,
+                Some("") => http_client::Verify::Off,
+                Some(path) => http_client::Verify::CaFile(master_path(ctx.master, path)),
+            },
         })
     })();
     let req = match prepared {

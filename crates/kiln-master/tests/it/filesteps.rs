@@ -229,3 +229,132 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['m'])]
     assert_eq!(step(&m, 1, "fail").await["results"], 2);
     m.stop().await;
 }
+
+/// An https server on loopback with a certificate made here by openssl; answers 200.
+async fn https_server(dir: &std::path::Path) -> u16 {
+    // A CA, and the server's certificate signed by it, as a private CA would make them.
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=kiln test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to answer.
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_verify_https_servers_as_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = https_server(dir.path()).await;
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cfg = format!(
+        r#"
+url = 'https://localhost:{port}/status'
+c['builders'] = [util.BuilderConfig(name='tls', workernames=['w1'], factory=util.BuildFactory([
+    steps.GET(name='with_ca', url=url, verify={ca:?}),
+    steps.GET(name='roots', url=url, flunkOnFailure=False),
+    steps.GET(name='unverified', url=url, verify=False),
+]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['tls'])]
+"#
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    m.force_and_wait(json!({"builderNames": ["tls"]})).await;
+    let with_ca = stdio(&m, 1, "with_ca").await;
+    assert_eq!(step(&m, 1, "with_ca").await["results"], 0, "{with_ca}");
+    assert!(
+        with_ca.contains("Status: 200 OK") && with_ca.contains("secure"),
+        "{with_ca}"
+    );
+    // The usual roots do not know a certificate made here.
+    let roots = stdio(&m, 1, "roots").await;
+    assert_eq!(step(&m, 1, "roots").await["results"], 2, "{roots}");
+    assert!(roots.contains("UnknownIssuer"), "{roots}");
+    assert_eq!(step(&m, 1, "unverified").await["results"], 0);
+    m.stop().await;
+}
