@@ -513,7 +513,7 @@ impl Vcs {
 pub struct RepoLocation {
     pub repourl: Option<Renderable>,
     pub base_url: Option<Renderable>,
-    pub default_branch: Option<String>,
+    pub default_branch: Option<Renderable>,
 }
 
 /// `steps.Git`.
@@ -521,7 +521,7 @@ pub struct RepoLocation {
 pub struct GitConfig {
     pub repourl: Renderable,
     /// The branch when the source stamp names none (`HEAD`: the remote's default).
-    pub branch: String,
+    pub branch: Renderable,
     /// Clone and fetch this many commits deep; 0 for the whole history.
     pub shallow: u32,
     pub submodules: bool,
@@ -567,9 +567,9 @@ pub struct SvnConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CvsConfig {
     pub cvsroot: Renderable,
-    pub cvsmodule: String,
+    pub cvsmodule: Renderable,
     /// The branch tag when the source stamp names none (the trunk when unset).
-    pub branch: Option<String>,
+    pub branch: Option<Renderable>,
     pub global_options: Vec<String>,
     pub extra_options: Vec<String>,
     /// A password for `cvs login` (pserver repositories).
@@ -580,7 +580,7 @@ pub struct CvsConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArchConfig {
     pub url: Renderable,
-    pub version: String,
+    pub version: Renderable,
     /// The archive's name; read from the archive when unset.
     pub archive: Option<String>,
 }
@@ -588,8 +588,8 @@ pub struct ArchConfig {
 /// `steps.P4`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct P4Config {
-    pub p4base: Option<String>,
-    pub p4branch: Option<String>,
+    pub p4base: Option<Renderable>,
+    pub p4branch: Option<Renderable>,
     pub p4extra_views: Vec<(String, String)>,
     pub p4viewspec: Vec<(String, String)>,
     pub p4viewspec_suffix: String,
@@ -609,7 +609,7 @@ pub struct P4Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonotoneConfig {
     pub repourl: Renderable,
-    pub branch: String,
+    pub branch: Renderable,
     pub progress: bool,
 }
 

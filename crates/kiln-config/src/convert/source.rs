@@ -142,7 +142,7 @@ fn vcs(cx: &mut Cx, kind: &str, s: &Node, loc: &Location, name: &str) -> Option<
         let l = RepoLocation {
             repourl: opt(cx, "repourl"),
             base_url: opt(cx, "baseURL"),
-            default_branch: cx.opt_string(s.field("defaultBranch"), "defaultBranch", loc),
+            default_branch: opt(cx, "defaultBranch"),
         };
         match (&l.repourl, &l.base_url) {
             (Some(_), Some(_)) => {
@@ -206,14 +206,8 @@ fn vcs(cx: &mut Cx, kind: &str, s: &Node, loc: &Location, name: &str) -> Option<
         }),
         "CVS" => Vcs::Cvs(CvsConfig {
             cvsroot: required(cx, "cvsroot")?,
-            cvsmodule: match cx.opt_string(s.field("cvsmodule"), "cvsmodule", loc) {
-                Some(m) => m,
-                None => {
-                    cx.error(loc, format!("CVS step '{name}' needs cvsmodule"));
-                    return None;
-                }
-            },
-            branch: cx.opt_string(s.field("branch"), "branch", loc),
+            cvsmodule: required(cx, "cvsmodule")?,
+            branch: opt(cx, "branch"),
             global_options: cx.strings(s.field("global_options"), "global_options", loc),
             extra_options: cx.strings(s.field("extra_options"), "extra_options", loc),
             login: opt(cx, "login"),
@@ -222,7 +216,7 @@ fn vcs(cx: &mut Cx, kind: &str, s: &Node, loc: &Location, name: &str) -> Option<
         "Bzr" => Vcs::Bzr(location(cx)?),
         "Arch" => Vcs::Arch(ArchConfig {
             url: required(cx, "url")?,
-            version: match cx.opt_string(s.field("version"), "version", loc) {
+            version: match opt(cx, "version") {
                 Some(v) => v,
                 None => {
                     cx.error(
@@ -237,13 +231,7 @@ fn vcs(cx: &mut Cx, kind: &str, s: &Node, loc: &Location, name: &str) -> Option<
         "P4" => Vcs::P4(Box::new(p4(cx, s, loc, name)?)),
         "Monotone" => Vcs::Monotone(MonotoneConfig {
             repourl: required(cx, "repourl")?,
-            branch: match cx.opt_string(s.field("branch"), "branch", loc) {
-                Some(b) => b,
-                None => {
-                    cx.error(loc, format!("Monotone step '{name}' needs branch"));
-                    return None;
-                }
-            },
+            branch: required(cx, "branch")?,
             progress: cx.boolean(s.field("progress"), false, "progress", loc),
         }),
         _ => return None,
@@ -373,9 +361,8 @@ fn git(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<GitConfig> {
     };
     Some(GitConfig {
         repourl,
-        branch: cx
-            .opt_string(s.field("branch"), "branch", loc)
-            .unwrap_or_else(|| "HEAD".into()),
+        branch: opt(cx, "branch")
+            .unwrap_or_else(|| Renderable::Literal(kiln_core::PropertyValue::Str("HEAD".into()))),
         shallow,
         submodules: cx.boolean(s.field("submodules"), false, "submodules", loc),
         tags: cx.boolean(s.field("tags"), false, "tags", loc),
@@ -425,11 +412,11 @@ fn p4(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<P4Config> {
             }
         }
     };
-    let p4base = cx.opt_string(s.field("p4base"), "p4base", loc);
+    let p4base = opt(cx, "p4base");
     let p4viewspec = pairs(cx, "p4viewspec");
     let p4extra_views = pairs(cx, "p4extra_views");
     let stream = cx.boolean(s.field("stream"), false, "stream", loc);
-    let p4branch = cx.opt_string(s.field("p4branch"), "p4branch", loc);
+    let p4branch = opt(cx, "p4branch");
     match (&p4base, p4viewspec.is_empty()) {
         (Some(_), false) => cx.error(
             loc,

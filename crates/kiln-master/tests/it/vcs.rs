@@ -254,9 +254,10 @@ impl Repo {
         let root = self.root.display();
         match self.kind {
             Kind::Hg => format!("steps.Mercurial(repourl='{root}/work', **kwargs)"),
-            // Branches are directories: the base URL and the branch make the URL.
+            // Branches are directories: the base URL and the branch make the URL; the default
+            // branch is rendered from the build's properties.
             Kind::Svn => format!(
-                "steps.SVN(baseURL='file://{root}/svnrepo/', defaultBranch='trunk', **kwargs)"
+                "steps.SVN(baseURL='file://{root}/svnrepo/', defaultBranch=util.Interpolate('%(prop:line:-trunk)s'), **kwargs)"
             ),
             Kind::Cvs => format!("steps.CVS(cvsroot='{root}/cvsroot', cvsmodule='mod', **kwargs)"),
             Kind::Darcs => format!("steps.Darcs(repourl='{root}/work', **kwargs)"),
@@ -547,7 +548,7 @@ async fn perforce_and_monotone() {
 c['builders'] = [
     util.BuilderConfig(name='p4', workernames=['w1'], factory=util.BuildFactory([
         steps.P4(p4port='perforce:1666', p4user='builder', p4passwd='s3cret', p4bin={p4:?},
-            p4base='//depot', p4branch='trunk', p4extra_views=[('lib', 'vendor/lib')],
+            p4base='//depot', p4branch=util.Interpolate('%(prop:line:-trunk)s'), p4extra_views=[('lib', 'vendor/lib')],
             p4client='kiln_ws', mode='full', method='fresh')])),
     util.BuilderConfig(name='mtn', workernames=['w1'], factory=util.BuildFactory([
         steps.Monotone(repourl='mtn://monotone.example', branch='org.example.app',

@@ -65,7 +65,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, a: &ArchConfig) -> Result<
         co.target
             .branch
             .clone()
-            .unwrap_or_else(|| a.version.clone())
+            .map_or_else(|| co.render(&a.version, "version"), Ok)?
     );
     let wanted = co
         .target

@@ -44,7 +44,12 @@ fn utc(secs: i64) -> String {
 
 pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(), Stop> {
     let root = co.render(&c.cvsroot, "cvsroot")?;
-    let branch = co.target.branch.clone().or_else(|| c.branch.clone());
+    let module = co.render(&c.cvsmodule, "cvsmodule")?;
+    let branch = match (co.target.branch.clone(), &c.branch) {
+        (Some(b), _) => Some(b),
+        (None, Some(b)) => Some(co.render(b, "branch")?),
+        (None, None) => None,
+    };
     let date = co.target.revision.as_deref().map(date);
     if let Some(password) = &c.login {
         let password = co.render(password, "login")?;
@@ -63,7 +68,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
             .await?;
         let mut lines = ran.stdout.lines().map(str::trim);
         let same = lines.next() == Some(root.as_str())
-            && lines.next().map(|m| m.trim_end_matches('/')) == Some(c.cvsmodule.as_str());
+            && lines.next().map(|m| m.trim_end_matches('/')) == Some(module.as_str());
         if !same {
             co.header("the working copy is of another root or module: checking out again\n")
                 .await;
@@ -117,7 +122,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
         let mut checkout = cvs(c, &root, &["checkout", "-d", &name]);
         checkout.extend(sel);
         checkout.extend(c.extra_options.iter().cloned());
-        checkout.push(c.cvsmodule.clone());
+        checkout.push(module.clone());
         co.check_in(&parent, &checkout, None).await?;
     }
     Ok(())

@@ -76,7 +76,10 @@ pub(super) async fn cleanup(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<
 
 pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(), Stop> {
     let repourl = co.render(&g.repourl, "repourl")?;
-    let branch = co.target.branch.clone().unwrap_or_else(|| g.branch.clone());
+    let branch = match co.target.branch.clone() {
+        Some(b) => b,
+        None => co.render(&g.branch, "branch")?,
+    };
     let revision = co.target.revision.clone();
     let depth = (g.shallow > 0).then(|| format!("--depth={}", g.shallow));
     let full = co.method != Method::Incremental;

@@ -19,12 +19,11 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, h: &HgConfig) -> Result<()
                 .ok_or_else(|| Stop::Exception("branchType='inrepo' needs repourl".into()))?,
             "repourl",
         )?;
-        let branch = co
-            .target
-            .branch
-            .clone()
-            .or_else(|| h.location.default_branch.clone())
-            .unwrap_or_else(|| "default".into());
+        let branch = match (co.target.branch.clone(), &h.location.default_branch) {
+            (Some(b), _) => b,
+            (None, Some(d)) => co.render(d, "defaultBranch")?,
+            (None, None) => "default".into(),
+        };
         (url, Some(branch))
     } else {
         (location(co, &h.location)?, None)

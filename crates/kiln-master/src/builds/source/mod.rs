@@ -224,16 +224,15 @@ pub(super) fn location(
         (Some(url), _) => co.render(url, "repourl"),
         (None, Some(base)) => {
             let base = co.render(base, "baseURL")?;
-            let branch = co
-                .target
-                .branch
-                .clone()
-                .or_else(|| l.default_branch.clone())
-                .ok_or_else(|| {
-                    Stop::Exception(
+            let branch = match (co.target.branch.clone(), &l.default_branch) {
+                (Some(b), _) => b,
+                (None, Some(d)) => co.render(d, "defaultBranch")?,
+                (None, None) => {
+                    return Err(Stop::Exception(
                         "the source stamp names no branch and the step has no defaultBranch".into(),
-                    )
-                })?;
+                    ));
+                }
+            };
             Ok(format!("{base}{branch}"))
         }
         (None, None) => Err(Stop::Exception("the step has no repourl or baseURL".into())),

@@ -15,7 +15,10 @@ const DB: &str = "db.mtn";
 
 pub(super) async fn update(co: &mut Checkout<'_, '_>, m: &MonotoneConfig) -> Result<(), Stop> {
     let url = co.render(&m.repourl, "repourl")?;
-    let branch = co.target.branch.clone().unwrap_or_else(|| m.branch.clone());
+    let branch = match co.target.branch.clone() {
+        Some(b) => b,
+        None => co.render(&m.branch, "branch")?,
+    };
     let db = format!("--db={}", co.ctx.builder_path(DB));
     if !co.exists(DB).await? {
         co.check_in(".", &cmd(&["mtn", "db", "init", &db]), None)

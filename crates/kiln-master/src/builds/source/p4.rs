@@ -38,8 +38,20 @@ fn p4(
     Ok(c)
 }
 
+/// The depot paths of the view, rendered: `p4base` and `p4branch`.
+struct Depot<'a> {
+    base: Option<&'a str>,
+    branch: Option<&'a str>,
+}
+
 /// The client specification `p4 client -i` reads.
-pub(super) fn client_spec(p: &P4Config, client: &str, root: &str, user: Option<&str>) -> String {
+fn client_spec(
+    p: &P4Config,
+    depot: &Depot<'_>,
+    client: &str,
+    root: &str,
+    user: Option<&str>,
+) -> String {
     let mut spec = format!("Client: {client}\n\nOwner: {}\n\n", user.unwrap_or(""));
     spec.push_str(&format!(
         "Description:\n\tCreated by {}\n\n",
@@ -51,19 +63,19 @@ pub(super) fn client_spec(p: &P4Config, client: &str, root: &str, user: Option<&
     if p.stream {
         spec.push_str(&format!(
             "Stream:\t{}/{}\n",
-            p.p4base.as_deref().unwrap_or(""),
-            p.p4branch.as_deref().unwrap_or("")
+            depot.base.unwrap_or(""),
+            depot.branch.unwrap_or("")
         ));
         return spec;
     }
     spec.push_str("View:\n");
-    if let Some(base) = &p.p4base {
-        let mut depot = base.trim_end_matches('/').to_string();
-        if let Some(branch) = &p.p4branch {
-            depot.push('/');
-            depot.push_str(branch.trim_matches('/'));
+    if let Some(base) = depot.base {
+        let mut path = base.trim_end_matches('/').to_string();
+        if let Some(branch) = depot.branch {
+            path.push('/');
+            path.push_str(branch.trim_matches('/'));
         }
-        spec.push_str(&format!("\t{depot}/... //{client}/...\n"));
+        spec.push_str(&format!("\t{path}/... //{client}/...\n"));
         for (src, dest) in &p.p4extra_views {
             spec.push_str(&format!(
                 "\t{}/{}/... //{client}/{}/...\n",
@@ -105,7 +117,21 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, p: &P4Config) -> Result<()
         co.check_in(".", &login, Some(&format!("{pw}\n"))).await?;
     }
     let root = co.ctx.builder_path(&co.dir);
-    let spec = client_spec(p, &client, &root, user.as_deref());
+    let base = p
+        .p4base
+        .as_ref()
+        .map(|b| co.render(b, "p4base"))
+        .transpose()?;
+    let branch = p
+        .p4branch
+        .as_ref()
+        .map(|b| co.render(b, "p4branch"))
+        .transpose()?;
+    let depot = Depot {
+        base: base.as_deref(),
+        branch: branch.as_deref(),
+    };
+    let spec = client_spec(p, &depot, &client, &root, user.as_deref());
     let create = p4(co, p, &client, &["client", "-i"])?;
     co.check_in(".", &create, Some(&spec)).await?;
     let at = co
