@@ -578,12 +578,11 @@ async fn file_exists(
     let outcome = ctx.remote("stat", args, &mut io).await;
     io.log.finish().await;
     let outcome = outcome?;
-    // `stat` answers os.stat's tuple: its first field is the mode.
-    const S_IFMT: i64 = 0o170000;
-    const S_IFREG: i64 = 0o100000;
     let mode = outcome.stat.as_ref().and_then(|s| s.first().copied());
     let (results, state) = match (results_of(&outcome, None), mode) {
-        (Results::Success, Some(m)) if m & S_IFMT == S_IFREG => (Results::Success, "File found."),
+        (Results::Success, Some(m)) if transfer::is_regular_file(m) => {
+            (Results::Success, "File found.")
+        }
         (Results::Success, Some(_)) => (Results::Failure, "Not a file."),
         _ => (Results::Failure, "File not found."),
     };

@@ -394,8 +394,9 @@ pub async fn junit_from_worker(
         "path",
         Value::from(ctx.worker_path(workdir, &pattern)),
     )]);
-    let mut io = NoOutput;
-    let outcome = ctx.remote("glob", args, &mut io).await?;
+    let outcome = ctx
+        .remote("glob", args, &mut super::transfer::Quiet)
+        .await?;
     let mut files = outcome.files.unwrap_or_default();
     files.sort();
     if files.is_empty() {
@@ -413,10 +414,6 @@ pub async fn junit_from_worker(
     }
     Ok(Ok(results))
 }
-
-struct NoOutput;
-
-impl crate::workers::command::CommandIo for NoOutput {}
 
 /// Records a step's results as one set and returns the counts.
 pub async fn record(ctx: &StepContext<'_>, step: &StepConfig, results: &TestResults) -> Counts {

@@ -48,6 +48,8 @@ c['builders'] = [util.BuilderConfig(name='files', workernames=['w1'], properties
         steps.JSONStringDownload({'a': [1, 2], 'who': util.Property('answer')}, workerdest='o.json'),
         steps.JSONPropertiesDownload(name='props', workerdest='props.json'),
         steps.ShellCommand(name='show', command=['sh', '-c', 'cat o.json; echo; cat props.json']),
+        steps.ShellCommand(name='stamp', command=['touch', '-d', '@1000000000', 'stamped.txt']),
+        steps.FileUpload(name='stamped', workersrc='stamped.txt', masterdest='up/stamped.txt', keepstamp=True),
         steps.FileUpload(name='too_big', workersrc='big.bin', masterdest='up/big.bin', maxsize=1000, haltOnFailure=False, flunkOnFailure=False),
         steps.FileUpload(name='escape', workersrc='../../../etc/passwd', masterdest='up/passwd', haltOnFailure=False, flunkOnFailure=False),
         steps.StringDownload('x', name='absolute', workerdest='/tmp/kiln-should-not-write', alwaysRun=True),
@@ -92,6 +94,18 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['files'
     assert_eq!(props["properties"]["answer"], 42);
     assert_eq!(props["properties"]["buildername"], "files");
     assert!(props["sourcestamps"].is_array());
+    // keepstamp: the worker's modification time comes with the file.
+    let stamped = std::fs::metadata(up.join("stamped.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        stamped
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        1_000_000_000
+    );
     // Over maxsize: the step fails and nothing is left at the destination.
     assert_eq!(step(&m, 1, "too_big").await["results"], 2);
     assert!(!up.join("big.bin").exists());

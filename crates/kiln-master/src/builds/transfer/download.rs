@@ -1,0 +1,92 @@
+//! Downloads to the worker: a master file (`FileDownload`) or bytes made by the step
+//! (`StringDownload`, `JSONStringDownload`, `JSONPropertiesDownload`), sent in blocks as the
+//! worker asks for them.
+
+use kiln_config::StepConfig;
+use kiln_core::render::Renderable;
+use kiln_proto::{Args, Value};
+use tokio::io::AsyncReadExt;
+
+use super::log_output;
+use crate::builds::logs::LogWriter;
+use crate::builds::steps::{StepContext, StepOutcome, WorkerLost, exception, finished, results_of};
+use crate::workers::command::{CommandIo, Stream};
+
+/// What a download sends.
+pub(in crate::builds) enum Source {
+    File(tokio::fs::File),
+    Bytes(Vec<u8>, usize),
+}
+
+struct DownloadSource {
+    source: Source,
+    log: LogWriter,
+}
+
+impl CommandIo for DownloadSource {
+    log_output!();
+    async fn read(&mut self, length: u64) -> Result<Vec<u8>, String> {
+        let length = length.min(16 << 20) as usize;
+        match &mut self.source {
+            Source::File(f) => {
+                let mut buf = vec![0u8; length];
+                let mut filled = 0;
+                while filled < length {
+                    let n = f
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(buf)
+            }
+            Source::Bytes(bytes, pos) => {
+                let end = (*pos + length).min(bytes.len());
+                let chunk = bytes[*pos..end].to_vec();
+                *pos = end;
+                Ok(chunk)
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(in crate::builds) async fn download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    workerdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+    source: Source,
+) -> Result<StepOutcome, WorkerLost> {
+    let dest = match ctx.render_string(workerdest, "workerdest") {
+        Ok(d) => d,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    if let Err(e) = super::inside_builder(workdir, &dest, "workerdest") {
+        return Ok(exception(ctx, step, &e).await);
+    }
+    let log = match super::begin(ctx, step, format!("downloading to {dest}")).await {
+        Ok(l) => l,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let mut io = DownloadSource { source, log };
+    let args = Args::build(vec![
+        ("workdir", Value::from(workdir)),
+        ("workerdest", Value::from(dest.as_str())),
+        ("path", Value::from(ctx.worker_path(workdir, &dest))),
+        ("maxsize", maxsize.map_or(Value::Nil, Value::from)),
+        ("blocksize", Value::from(blocksize)),
+        ("mode", mode.map_or(Value::Nil, Value::from)),
+    ]);
+    let outcome = ctx.remote("download_file", args, &mut io).await;
+    io.log.finish().await;
+    let results = results_of(&outcome?, None);
+    Ok(finished(step, || format!("downloaded to {dest}"), results))
+}
