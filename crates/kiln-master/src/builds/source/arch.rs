@@ -72,25 +72,21 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, a: &ArchConfig) -> Result<
         .revision
         .as_deref()
         .map(|r| revision_name(&version, r));
-    if co.has("{arch}").await? {
+    let mut present = co.working_copy("{arch}").await?;
+    if present {
         let tree = co.try_run(&cmd(&["tla", "tree-version"])).await?;
         if tree.stdout.trim() != version {
-            co.header("the tree is of another version: getting it again\n")
-                .await;
-            co.clobber().await?;
+            present = co.start_again("the tree is of another version").await?;
         } else if let Some(w) = &wanted {
             let latest = co
                 .try_run(&cmd(&["tla", "logs", "--full", "--reverse"]))
                 .await?;
             if latest.stdout.lines().next().map(str::trim) != Some(w.as_str()) {
-                co.header("a revision is got afresh\n").await;
-                co.clobber().await?;
+                present = co.start_again("a revision is got afresh").await?;
             }
         }
-    } else {
-        co.clobber().await?;
     }
-    if co.has("{arch}").await? {
+    if present {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             co.check(&cmd(&["tla", "undo"])).await?;
             let mut unknown: Vec<String> = Vec::new();

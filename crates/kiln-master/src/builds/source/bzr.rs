@@ -23,19 +23,18 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, b: &RepoLocation) -> Resul
         Some(r) => vec!["-r".into(), r.clone()],
         None => Vec::new(),
     };
-    if co.has(".bzr").await? {
+    let mut present = co.working_copy(".bzr").await?;
+    if present {
         let bound = co
             .try_run(&cmd(&["brz", "config", "bound_location"]))
             .await?;
         if normalize(&bound.stdout) != normalize(&url) {
-            co.header("the working copy is bound to another branch: checking out again\n")
-                .await;
-            co.clobber().await?;
+            present = co
+                .start_again("the working copy is bound to another branch")
+                .await?;
         }
-    } else {
-        co.clobber().await?;
     }
-    if co.has(".bzr").await? {
+    if present {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             co.check(&cmd(&["brz", "revert", "--no-backup"])).await?;
             let mut clean = cmd(&["brz", "clean-tree", "--force", "--unknown"]);

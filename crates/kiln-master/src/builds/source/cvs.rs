@@ -61,7 +61,8 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
         )
         .await?;
     }
-    if co.has("CVS").await? {
+    let mut present = co.working_copy("CVS").await?;
+    if present {
         let dir = co.dir.clone();
         let ran = co
             .run_with(&dir, &cmd(&["cat", "CVS/Root", "CVS/Repository"]), None)
@@ -70,12 +71,10 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
         let same = lines.next() == Some(root.as_str())
             && lines.next().map(|m| m.trim_end_matches('/')) == Some(module.as_str());
         if !same {
-            co.header("the working copy is of another root or module: checking out again\n")
-                .await;
-            co.clobber().await?;
+            present = co
+                .start_again("the working copy is of another root or module")
+                .await?;
         }
-    } else {
-        co.clobber().await?;
     }
     let mut sel: Vec<String> = Vec::new();
     if let Some(b) = &branch {
@@ -84,7 +83,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, c: &CvsConfig) -> Result<(
     if let Some(d) = &date {
         sel.extend(["-D".into(), d.clone()]);
     }
-    if co.has("CVS").await? {
+    if present {
         let purge = matches!(co.method, Method::Fresh | Method::Clean);
         if purge {
             let unknown: Vec<String> = if co.method == Method::Fresh {

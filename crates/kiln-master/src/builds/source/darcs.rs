@@ -20,23 +20,23 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, d: &RepoLocation) -> Resul
         }
         c
     });
-    if co.has("_darcs").await? {
+    let mut present = co.working_copy("_darcs").await?;
+    if present {
         let dir = co.dir.clone();
         let current = co
             .run_with(&dir, &cmd(&["cat", "_darcs/prefs/defaultrepo"]), None)
             .await?;
         if current.stdout.trim().trim_end_matches('/') != url.trim_end_matches('/') {
-            co.header("the working copy is of another repository: cloning again\n")
-                .await;
-            co.clobber().await?;
+            present = co
+                .start_again("the working copy is of another repository")
+                .await?;
         } else if context.is_some() {
-            co.header("a context is built from a new clone\n").await;
-            co.clobber().await?;
+            present = co
+                .start_again("a context is built from a new clone")
+                .await?;
         }
-    } else {
-        co.clobber().await?;
     }
-    if co.has("_darcs").await? {
+    if present {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             co.check(&cmd(&["darcs", "revert", "--all"])).await?;
             let mut list = cmd(&["darcs", "whatsnew", "--look-for-adds", "--summary"]);

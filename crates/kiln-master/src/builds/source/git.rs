@@ -84,7 +84,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(
     let depth = (g.shallow > 0).then(|| format!("--depth={}", g.shallow));
     let full = co.method != Method::Incremental;
     let (revision, depth) = (revision.as_deref(), depth.as_deref());
-    let first = if co.has(".git").await? {
+    let first = if co.working_copy(".git").await? {
         update_in_place(co, g, &repourl, &branch, revision, depth).await
     } else {
         clone(co, g, &repourl, &branch, revision, depth).await

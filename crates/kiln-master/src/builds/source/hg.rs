@@ -28,30 +28,22 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, h: &HgConfig) -> Result<()
     } else {
         (location(co, &h.location)?, None)
     };
-    if co.has(".hg").await? {
+    let mut present = co.working_copy(".hg").await?;
+    if present {
         let current = co.try_run(&cmd(&["hg", "paths", "default"])).await?;
         if current.stdout.trim().trim_end_matches('/') != repourl.trim_end_matches('/') {
-            co.header(concat!(
-                "the working copy was of another repository",
-                ": starting again\n"
-            ))
-            .await;
-            co.clobber().await?;
+            present = co
+                .start_again("the working copy is of another repository")
+                .await?;
         } else if let Some(b) = &branch {
             let on = co.check(&cmd(&["hg", "identify", "--branch"])).await?;
             if on.trim() != b && h.clobber_on_branch_change {
-                co.header(&format!(
-                    "the working copy is on branch {}, not {b}: cloning again\n",
-                    on.trim()
-                ))
-                .await;
-                co.clobber().await?;
+                let why = format!("the working copy is on branch {}, not {b}", on.trim());
+                present = co.start_again(&why).await?;
             }
         }
-    } else {
-        co.clobber().await?;
     }
-    if co.has(".hg").await? {
+    if present {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             let mut purge = cmd(&["hg", "--config", "extensions.purge=", "purge"]);
             if co.method == Method::Fresh {

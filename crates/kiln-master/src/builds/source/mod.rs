@@ -151,7 +151,7 @@ impl Checkout<'_, '_> {
     }
 
     /// Whether the tool's directory holds `marker` (`.git`, `.hg`, `CVS`, …).
-    pub async fn has(&mut self, marker: &str) -> Result<bool, WorkerLost> {
+    async fn has(&mut self, marker: &str) -> Result<bool, WorkerLost> {
         let path = format!("{}/{marker}", self.dir);
         self.exists(&path).await
     }
@@ -183,6 +183,24 @@ impl Checkout<'_, '_> {
     pub async fn clobber(&mut self) -> Result<(), Stop> {
         let dir = self.dir.clone();
         self.remove(&[dir]).await
+    }
+
+    /// Whether the tool's directory holds a working copy (it has `marker`: `.hg`, `CVS`, …).
+    /// Anything else there is removed, so the tool starts from nothing.
+    pub async fn working_copy(&mut self, marker: &str) -> Result<bool, Stop> {
+        if self.has(marker).await? {
+            return Ok(true);
+        }
+        self.clobber().await?;
+        Ok(false)
+    }
+
+    /// Removes a working copy that cannot be updated (of another repository or branch), saying
+    /// why; the answer is the working copy's presence, now false.
+    pub async fn start_again(&mut self, why: &str) -> Result<bool, Stop> {
+        self.header(&format!("{why}: starting again\n")).await;
+        self.clobber().await?;
+        Ok(false)
     }
 
     /// Removes files a tool listed (paths relative to its directory) that must not be built.

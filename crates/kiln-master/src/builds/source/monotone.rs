@@ -39,7 +39,7 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, m: &MonotoneConfig) -> Res
         .revision
         .clone()
         .unwrap_or_else(|| format!("h:{branch}"));
-    if co.has("_MTN").await? {
+    if co.working_copy("_MTN").await? {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             co.check(&cmd(&["mtn", "revert", "--missing", &db, "."]))
                 .await?;
@@ -63,7 +63,6 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, m: &MonotoneConfig) -> Res
         ]))
         .await?;
     } else {
-        co.clobber().await?;
         let (parent, name) = split_dir(&co.dir);
         co.check_in(
             &parent,

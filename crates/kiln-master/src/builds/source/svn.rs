@@ -31,22 +31,16 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, s: &SvnConfig) -> Result<(
         Some(r) => vec!["--revision".into(), r.clone()],
         None => Vec::new(),
     };
-    if co.has(".svn").await? {
+    let mut present = co.working_copy(".svn").await?;
+    if present {
         let mut info = cmd(&["svn", "info", "--show-item", "url"]);
         info.extend(opts.iter().cloned());
         let current = co.try_run(&info).await?;
         if current.stdout.trim().trim_end_matches('/') != url.trim_end_matches('/') {
-            co.header(concat!(
-                "the working copy was of another URL",
-                ": starting again\n"
-            ))
-            .await;
-            co.clobber().await?;
+            present = co.start_again("the working copy is of another URL").await?;
         }
-    } else {
-        co.clobber().await?;
     }
-    if co.has(".svn").await? {
+    if present {
         if matches!(co.method, Method::Fresh | Method::Clean) {
             co.check(&cmd(&["svn", "revert", "--recursive", "."]))
                 .await?;
