@@ -754,3 +754,43 @@ c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
         );
     }
 }
+
+#[test]
+fn shell_file_and_http_step_mistakes_are_reported() {
+    let bad = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['workers'] = [worker.Worker('w1', 'pw')]
+f = util.BuildFactory([
+    steps.Compile(warningPattern='(', suppressionList=[('a', 'b')], maxWarnCount=-1),
+    steps.Test(testResults='xunit'),
+    steps.WarningCountingShellCommand(command=['make'], warningExtractor='guess'),
+    steps.ShellCommand(command=['true'], logfiles={'stdio': 'x.log', 'other': {'follow': True}}),
+    steps.ShellSequence(commands=[steps.ShellCommand(command=['true'])]),
+    steps.POST(url='http://x/', data='a', json={'b': 1}, verify=3),
+    steps.HTTPStep(url='http://x/', method='FETCH'),
+    steps.ShellCommand(command=['true'], doStepIf='yes'),
+])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "warningPattern is not a valid regular expression",
+        "a suppressionList entry is (file, warning, start, end)",
+        "maxWarnCount must be zero or more",
+        "testResults must be 'libtest', 'tap' or {'junit': 'a glob of XML files'}",
+        "warningExtractor must be 'warnExtractWholeLine' or 'warnExtractFromRegexpGroups', not 'guess'",
+        "logfiles cannot be named stdio",
+        "logfile other needs a filename",
+        "commands holds util.ShellArg, not ShellCommand",
+        "HTTPStep 'HTTPStep': give data or json, not both",
+        "verify must be True, False or a CA file",
+        "FETCH is not an HTTP method",
+        "doStepIf must be a function, a boolean or a renderable",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}

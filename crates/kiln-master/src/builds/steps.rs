@@ -364,22 +364,9 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
             maxsize,
             blocksize,
         } => {
-            let json = match value {
-                Some(v) => match ctx.render(v, "o") {
-                    Ok(v) => kiln_db::property_to_json(&v),
-                    Err(e) => return Ok(exception(ctx, step, &e).await),
-                },
-                // Buildbot's layout: the properties' values, and the source stamps.
-                None => serde_json::json!({
-                    "properties": ctx.props.iter().map(|(k, p)| (k.clone(), kiln_db::property_to_json(&p.value))).collect::<serde_json::Map<_, _>>(),
-                    "sourcestamps": ctx.sourcestamps.iter().map(|s| serde_json::json!({
-                        "codebase": s.codebase,
-                        "repository": s.repository,
-                        "branch": s.branch,
-                        "revision": s.revision,
-                        "project": s.project,
-                    })).collect::<Vec<_>>(),
-                }),
+            let json = match transfer::json_to_send(ctx, value.as_ref()) {
+                Ok(j) => j,
+                Err(e) => return Ok(exception(ctx, step, &e).await),
             };
             transfer::download(
                 ctx,
@@ -389,7 +376,7 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
                 *mode,
                 *maxsize,
                 *blocksize,
-                transfer::Source::Bytes(json.to_string().into_bytes(), 0),
+                transfer::Source::Bytes(json, 0),
             )
             .await?
         }

@@ -90,3 +90,33 @@ pub(in crate::builds) async fn download(
     let results = results_of(&outcome?, None);
     Ok(finished(step, || format!("downloaded to {dest}"), results))
 }
+
+/// What a JSON download sends: the rendered value (`JSONStringDownload`), or the build's
+/// properties and source stamps in Buildbot's layout (`JSONPropertiesDownload`, `value` None).
+pub(in crate::builds) fn json_to_send(
+    ctx: &StepContext<'_>,
+    value: Option<&Renderable>,
+) -> Result<Vec<u8>, String> {
+    let json = match value {
+        Some(v) => kiln_db::property_to_json(&ctx.render(v, "o")?),
+        None => serde_json::json!({
+            "properties": ctx
+                .props
+                .iter()
+                .map(|(k, p)| (k.clone(), kiln_db::property_to_json(&p.value)))
+                .collect::<serde_json::Map<_, _>>(),
+            "sourcestamps": ctx
+                .sourcestamps
+                .iter()
+                .map(|s| serde_json::json!({
+                    "codebase": s.codebase,
+                    "repository": s.repository,
+                    "branch": s.branch,
+                    "revision": s.revision,
+                    "project": s.project,
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    };
+    Ok(json.to_string().into_bytes())
+}
