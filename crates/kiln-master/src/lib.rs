@@ -20,6 +20,7 @@ pub mod locks;
 pub mod master;
 pub mod schedulers;
 pub mod secrets;
+pub mod serve;
 pub mod updates;
 pub mod users;
 pub mod values;

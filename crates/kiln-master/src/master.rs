@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use kiln_config::{Data, MasterConfig};
 use kiln_core::{BuildId, BuilderId};
 use kiln_db::Db;
@@ -34,12 +33,17 @@ pub struct Master {
     pub(crate) distributor_wake: Notify,
     pub(crate) schedulers_wake: Notify,
     pub(crate) keepalive_interval: Duration,
+    pub(crate) handshake_timeout: Duration,
     running: Mutex<HashMap<BuildId, RunningBuild>>,
     shutdown: watch::Sender<bool>,
 }
 
 /// Buildbot's master sends a keepalive to each worker this often.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long a new connection may take to introduce itself: an HTTP client to send its request
+/// headers, a worker to finish the attach handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options for starting a master, beyond its configuration.
 pub struct StartOptions {
@@ -51,6 +55,9 @@ pub struct StartOptions {
     /// How often the master sends each worker a `keepalive`, as Buildbot's master does; a worker that
     /// does not answer within the same time is disconnected.
     pub keepalive_interval: Duration,
+    /// How long a connection to either port may stay without introducing itself before it is
+    /// closed: the request headers on the web port, the worker's whole attach handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for StartOptions {
@@ -60,6 +67,7 @@ impl Default for StartOptions {
             www_port: None,
             clock: Arc::new(SystemClock),
             keepalive_interval: KEEPALIVE_INTERVAL,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -326,6 +334,7 @@ impl Master {
             distributor_wake: Notify::new(),
             schedulers_wake: Notify::new(),
             keepalive_interval: options.keepalive_interval,
+            handshake_timeout: options.handshake_timeout,
             running: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
         });
@@ -343,40 +352,20 @@ impl Master {
         let www_addr = www_listener.local_addr()?;
 
         let mut tasks = Vec::new();
-        let shutdown = |m: &Arc<Master>| {
-            let mut rx = m.shutdown_signal();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
         let app = crate::workers::listener::router(master.clone());
-        let stop = shutdown(&master);
-        tasks.push(tokio::spawn(async move {
-            // Worker traffic is many small request/response frames: without TCP_NODELAY, Nagle's
-            // algorithm and delayed acknowledgements hold a reply back for tens of milliseconds.
-            let listener = worker_listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(%error, "worker listener failed");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::serve::serve(
+            worker_listener,
+            app,
+            options.handshake_timeout,
+            master.shutdown_signal(),
+        )));
         let app = crate::www::router(master.clone());
-        let stop = shutdown(&master);
-        tasks.push(tokio::spawn(async move {
-            let listener = www_listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(%error, "web server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::serve::serve(
+            www_listener,
+            app,
+            options.handshake_timeout,
+            master.shutdown_signal(),
+        )));
         tasks.push(tokio::spawn(crate::builds::distributor::run(
             master.clone(),
         )));

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod soak;
+
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 /// Every wait gives up after this long.
 const WAIT: Duration = Duration::from_secs(60);

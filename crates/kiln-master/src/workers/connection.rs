@@ -110,8 +110,11 @@ impl Connection {
     }
 
     /// Closes the connection with a reason the worker is told.
+    ///
+    /// The reason is dropped when the outgoing queue is full: a peer that does not read must not
+    /// keep the connection open by making the close wait.
     pub async fn close(&self, why: &str) {
-        let _ = self.out.send(Outgoing::Close(why.to_string())).await;
+        let _ = self.out.try_send(Outgoing::Close(why.to_string()));
         self.mark_closed().await;
     }
 

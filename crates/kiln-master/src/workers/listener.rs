@@ -1,13 +1,17 @@
 //! The worker port: HTTP Basic authentication on the WebSocket upgrade, then the connection loop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{
+    CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use kiln_proto::{Message, decode};
 use tokio::sync::mpsc;
@@ -17,8 +21,14 @@ use crate::workers::connection::{Connection, Outgoing};
 
 /// The largest frame a worker may send: a transfer block or an output batch is far smaller.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
+/// The read and write buffers a connection starts with; they grow for larger frames.
+/// The WebSocket library's default (128 KiB each) would cost a quarter of a megabyte for every idle
+/// worker.
+const SOCKET_BUFFER_BYTES: usize = 16 << 10;
 /// Frames queued for a worker before senders wait.
 const OUTGOING_QUEUE: usize = 256;
+/// How long the master waits to finish the closing handshake with a peer before dropping it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub fn router(master: Arc<Master>) -> Router {
     Router::new().fallback(upgrade).with_state(master)
@@ -74,6 +84,8 @@ async fn upgrade(
     let name = name.to_string();
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| serve(master, name, socket))
 }
 
@@ -81,28 +93,10 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
     let Some(id) = master.workers.id(&name) else {
         return;
     };
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(item) = out_rx.recv().await {
-            match item {
-                Outgoing::Frame(f) => {
-                    if sink.send(WsMessage::Binary(f.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Outgoing::Close(why) => {
-                    let frame = axum::extract::ws::CloseFrame {
-                        code: 1008,
-                        reason: why.into(),
-                    };
-                    let _ = sink.send(WsMessage::Close(Some(frame))).await;
-                    break;
-                }
-            }
-        }
-    });
+    let (sink, mut stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
     let conn = Connection::new(name.clone(), id, out_tx);
+    let writer = tokio::spawn(write_frames(sink, out_rx, conn.clone()));
     let handshake = tokio::spawn(crate::workers::manager::attach(
         master.clone(),
         conn.clone(),
@@ -158,7 +152,45 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
     conn.mark_closed().await;
     handshake.abort();
     master.workers.detach(&master, &conn).await;
+    // The writer ends once the connection is marked closed; the socket is released when both
+    // halves are gone.
     let _ = writer.await;
+}
+
+/// Writes the connection's outgoing frames until it closes, then finishes the WebSocket closing
+/// handshake: it answers the close frame the worker sent, or sends the master's own.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut out: mpsc::Receiver<Outgoing>,
+    conn: Arc<Connection>,
+) {
+    loop {
+        // Queued frames go first, so that a close with a reason is sent after what preceded it.
+        let item = tokio::select! {
+            biased;
+            item = out.recv() => item,
+            _ = conn.closed() => None,
+        };
+        let message = match item {
+            Some(Outgoing::Frame(f)) => WsMessage::Binary(f.into()),
+            Some(Outgoing::Close(why)) => WsMessage::Close(Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: why.into(),
+            })),
+            None => break,
+        };
+        let closing = matches!(message, WsMessage::Close(_));
+        // A peer that stops reading must not keep this task (and the socket) alive once the
+        // connection is over.
+        let sent = tokio::select! {
+            sent = sink.send(message) => sent.is_ok(),
+            _ = conn.closed(), if !closing => false,
+        };
+        if !sent || closing {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
 #[cfg(test)]

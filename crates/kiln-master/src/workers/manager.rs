@@ -15,8 +15,6 @@ use crate::workers::connection::{Connection, WorkerInfo};
 
 /// How long an existing connection has to answer before a new one for the same worker replaces it.
 const DUPLICATE_PING_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long each handshake request may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Slot {
     config: WorkerConfig,
@@ -183,8 +181,15 @@ impl Workers {
 }
 
 /// Buildbot's handshake on a new connection, then attaching the worker to its builders.
+///
+/// The whole handshake, the wait for a duplicate connection included, has one deadline, so a peer
+/// that upgrades and then stays silent is closed when it passes.
 pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
-    if let Err(why) = handshake(&master, &conn).await {
+    let deadline = master.handshake_timeout;
+    let outcome = tokio::time::timeout(deadline, handshake(&master, &conn))
+        .await
+        .unwrap_or_else(|_| Err(format!("handshake not finished within {deadline:?}")));
+    if let Err(why) = outcome {
         tracing::warn!(worker = %conn.name, error = %why, "worker handshake failed");
         conn.close(&why).await;
         return;
@@ -211,7 +216,7 @@ async fn keepalive(conn: &Connection, interval: Duration) {
 }
 
 async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), String> {
-    let ask = |op: Op| conn.request_within(op, HANDSHAKE_TIMEOUT);
+    let ask = |op: Op| conn.request(op);
     if !master.workers.install(conn).await {
         tracing::warn!(worker = %conn.name, "refused a duplicate connection");
         return Err("duplicate connection: this worker is already connected".into());

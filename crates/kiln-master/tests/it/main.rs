@@ -5,6 +5,7 @@
 mod api;
 mod buildbot_worker;
 mod builds;
+mod connections;
 mod filesteps;
 mod harness;
 mod hooks;

@@ -15,13 +15,11 @@ c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
 "#;
 
-async fn connect(
-    port: u16,
-    auth: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tungstenite::Error,
-> {
+/// A worker-port WebSocket as a test client holds it.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(port: u16, auth: Option<&str>) -> Result<Socket, tungstenite::Error> {
     let mut request = format!("ws://127.0.0.1:{port}/").into_client_request()?;
     if let Some(auth) = auth {
         request
@@ -33,7 +31,7 @@ async fn connect(
         .map(|(s, _)| s)
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
@@ -87,11 +85,7 @@ async fn wrong_credentials_get_401_and_change_nothing() {
 }
 
 /// Plays the worker side by hand: answers the handshake, then misbehaves.
-async fn handshake(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) {
+pub async fn handshake(ws: &mut Socket) {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await

@@ -1,0 +1,108 @@
+//! Serving an HTTP application on a listener, with the bounds every port of the master needs.
+//!
+//! `axum::serve` gives a connection that never sends its request headers as long as it likes, so a
+//! client that opens sockets and stays silent holds a file descriptor each, for ever.
+//! This loop serves each connection with hyper directly, with a deadline on reading the request
+//! headers, and records the peer's address as `ConnectInfo` for the handlers that need it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_service::Service;
+
+/// How long the loop waits before accepting again when accepting fails (out of file descriptors,
+/// say): the condition lasts until connections close, so retrying at once would only spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `stop` turns true, then lets the open requests finish.
+///
+/// A connection that has not sent its request headers within `header_timeout` is closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Each connection task holds a clone of `done_tx`; `closed()` resolves once they are all gone.
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut accept_failed = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => {
+                accept_failed = false;
+                pair
+            }
+            Err(error) => {
+                // Logged once per episode, not once per attempt.
+                if !accept_failed {
+                    tracing::warn!(%error, "accepting a connection failed; retrying");
+                    accept_failed = true;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        // Traffic on both ports is many small request/response exchanges: without TCP_NODELAY,
+        // Nagle's algorithm and delayed acknowledgements hold a reply back for tens of milliseconds.
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let stop = stop.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            connection(tcp, peer, app, header_timeout, stop).await;
+            drop(done);
+        });
+    }
+    drop(done_tx);
+    drop(listener);
+    wait_all(done_rx).await;
+}
+
+/// Waits until every connection task has dropped its end of the channel.
+async fn wait_all(mut done: tokio::sync::mpsc::Receiver<()>) {
+    while done.recv().await.is_some() {}
+}
+
+/// Serves one connection, starting a graceful shutdown when the server stops.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut app = app.clone();
+        async move { app.call(request.map(axum::body::Body::new)).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}

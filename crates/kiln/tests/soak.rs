@@ -1,0 +1,314 @@
+//! Connection churn against a master whose file-descriptor limit is small: thousands of
+//! connections opened and closed in every way a peer can close them must leave nothing behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use kiln_proto::{Message, Op, Value, decode, encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::{KILN, WAIT, force, free_port, kiln_worker_config, wait_api, write_master};
+
+/// Cycles of each kind of connection.
+const CYCLES: usize = 5_000;
+/// Connections in flight at once: far below the limit, so only leaked ones can exhaust it.
+const IN_FLIGHT: usize = 16;
+/// The master's limit on open file descriptors.
+const FD_LIMIT: u32 = 256;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The ways a peer opens and closes a connection, on either port.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Connects to the worker port and closes without a word.
+    SilentWorkerSocket,
+    /// Connects to the web port and closes without a word.
+    SilentWebSocket,
+    /// One API request on a kept-alive connection, then the client closes.
+    ApiRequest,
+    /// A raw log download abandoned before it is read.
+    AbandonedLog,
+    /// A worker upgrade closed at once, before the master's handshake is answered.
+    CloseBeforeHandshake,
+    /// A ping, then a close.
+    CloseAfterPing,
+    /// A text frame, then a close.
+    CloseAfterText,
+    /// The whole handshake answered (the worker attaches), then a close.
+    CloseAfterHandshake,
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// What each open descriptor is, for a failure message.
+fn fd_targets(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|t| t.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn upgrade(port: u16, user: &str, password: &str) -> Socket {
+    let mut request = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .expect("request");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Basic {auth}").parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade accepted")
+        .0
+}
+
+/// Answers the master's handshake as a worker with no builders would, until it is attached.
+async fn answer_handshake(ws: &mut Socket) {
+    loop {
+        let Some(Ok(Ws::Binary(bytes))) = ws.next().await else {
+            panic!("the connection ended during the handshake");
+        };
+        let Ok(Message::Request { seq, op }) = decode(&bytes) else {
+            continue;
+        };
+        let last = matches!(op, Op::SetWorkerSettings { .. });
+        let result = match op {
+            Op::GetWorkerInfo => Value::Map(vec![
+                (Value::from("basedir"), Value::from("/tmp/soak")),
+                (Value::from("system"), Value::from("posix")),
+            ]),
+            _ => Value::Nil,
+        };
+        ws.send(Ws::Binary(encode(&Message::response(seq, result)).into()))
+            .await
+            .expect("answer");
+        if last {
+            return;
+        }
+    }
+}
+
+/// Closes from our side and waits for the master's answer and the end of the stream.
+async fn close(mut ws: Socket) {
+    ws.send(Ws::Close(None)).await.expect("close frame");
+    while let Some(Ok(frame)) = ws.next().await {
+        if matches!(frame, Ws::Close(_)) {
+            break;
+        }
+    }
+}
+
+async fn cycle(kind: Kind, worker_port: u16, www: u16, worker: &str) {
+    match kind {
+        Kind::SilentWorkerSocket => drop(TcpStream::connect(("127.0.0.1", worker_port)).await),
+        Kind::SilentWebSocket => drop(TcpStream::connect(("127.0.0.1", www)).await),
+        Kind::ApiRequest | Kind::AbandonedLog => {
+            let mut tcp = TcpStream::connect(("127.0.0.1", www))
+                .await
+                .expect("connect");
+            let path = match kind {
+                Kind::ApiRequest => "/api/v2/builders",
+                _ => "/api/v2/logs/1/raw",
+            };
+            let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+            tcp.write_all(request.as_bytes()).await.expect("request");
+            if matches!(kind, Kind::ApiRequest) {
+                let mut first = [0u8; 16];
+                let _ = tcp.read(&mut first).await;
+            }
+        }
+        Kind::CloseBeforeHandshake => close(upgrade(worker_port, worker, "simpass").await).await,
+        Kind::CloseAfterPing => {
+            let mut ws = upgrade(worker_port, worker, "simpass").await;
+            ws.send(Ws::Ping(b"ping".to_vec().into()))
+                .await
+                .expect("ping");
+            close(ws).await;
+        }
+        Kind::CloseAfterText => {
+            let mut ws = upgrade(worker_port, worker, "simpass").await;
+            ws.send(Ws::Text("hello".into())).await.expect("text");
+            close(ws).await;
+        }
+        Kind::CloseAfterHandshake => {
+            let mut ws = upgrade(worker_port, worker, "simpass").await;
+            answer_handshake(&mut ws).await;
+            close(ws).await;
+        }
+    }
+}
+
+/// Runs `cycles` cycles of `kind` in `IN_FLIGHT` lanes; each must finish within `WAIT`.
+///
+/// Each lane is one simulated worker (`sim0`, `sim1`, …) whose connections follow each other, so
+/// that none is taken for a duplicate of another.
+async fn churn(kind: Kind, worker_port: u16, www: u16, cycles: usize) {
+    let started = Instant::now();
+    let lanes = (0..IN_FLIGHT).map(|lane| async move {
+        let worker = format!("sim{lane}");
+        for _ in 0..cycles / IN_FLIGHT {
+            tokio::time::timeout(WAIT, cycle(kind, worker_port, www, &worker))
+                .await
+                .unwrap_or_else(|_| panic!("a {kind:?} cycle got no answer: the master is stuck"));
+        }
+    });
+    futures_util::future::join_all(lanes).await;
+    eprintln!("{cycles} cycles of {kind:?} in {:?}", started.elapsed());
+}
+
+/// Waits until the master holds no more file descriptors than `limit`.
+fn wait_fds(pid: u32, limit: usize, after: &str) -> usize {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = fds(pid);
+        if now <= limit {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {after} the master still holds {now} file descriptors (started with {limit}): {:?}",
+            fd_targets(pid)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn add_simulated_worker(dir: &Path) {
+    let path = dir.join("master.star");
+    let mut cfg = std::fs::read_to_string(&path).expect("read config");
+    for lane in 0..IN_FLIGHT {
+        cfg.push_str(&format!(
+            "c['workers'].append(worker.Worker('sim{lane}', 'simpass'))\n"
+        ));
+    }
+    std::fs::write(path, cfg).expect("write config");
+}
+
+#[test]
+fn connection_churn_leaves_no_descriptor_or_memory_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "echo built");
+    add_simulated_worker(dir.path());
+    let mut master = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" start \"$1\""))
+        .arg(KILN)
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start master");
+    let pid = master.id();
+    let api = format!("http://127.0.0.1:{www}/api/v2");
+    wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A first build, so that there is a log to download, with a real worker that then leaves.
+    let worker_config = kiln_worker_config(dir.path(), worker_port);
+    let worker = runtime.spawn(kiln_worker::connection::run(worker_config.clone()));
+    build_once(&api, www, 1);
+    worker.abort();
+    wait_api(&format!("{api}/workers/w1"), |v| {
+        v["workers"][0]["connected_to"] == serde_json::json!([])
+    });
+
+    // A short burst of each kind first, so that what the master keeps for good (the database
+    // pool's connections, caches) is part of the starting level.
+    let kinds = [
+        Kind::SilentWorkerSocket,
+        Kind::SilentWebSocket,
+        Kind::ApiRequest,
+        Kind::AbandonedLog,
+        Kind::CloseBeforeHandshake,
+        Kind::CloseAfterPing,
+        Kind::CloseAfterText,
+        Kind::CloseAfterHandshake,
+    ];
+    runtime.block_on(async {
+        for kind in kinds {
+            churn(kind, worker_port, www, IN_FLIGHT * 4).await;
+        }
+    });
+    let start_fds = settled_fds(pid);
+    let start_rss = rss_kib(pid);
+
+    for kind in kinds {
+        runtime.block_on(churn(kind, worker_port, www, CYCLES));
+        let now = wait_fds(pid, start_fds, &format!("{CYCLES} cycles of {kind:?}"));
+        eprintln!(
+            "after {kind:?}: {now} fds (started with {start_fds}), RSS {} KiB (started with {start_rss} KiB)",
+            rss_kib(pid)
+        );
+    }
+    let end_rss = rss_kib(pid);
+    // Memory comes back to where it started, give or take what the allocator keeps in its arenas.
+    assert!(
+        end_rss < start_rss + 16 * 1024,
+        "RSS grew from {start_rss} KiB to {end_rss} KiB"
+    );
+
+    // A real worker still attaches and builds.
+    let _worker = runtime.spawn(kiln_worker::connection::run(worker_config));
+    build_once(&api, www, 2);
+    let _ = master.kill();
+    let _ = master.wait();
+}
+
+/// Waits for the worker, forces a build and waits for it to succeed.
+fn build_once(api: &str, www: u16, number: usize) {
+    wait_api(&format!("{api}/workers/w1"), |v| {
+        v["workers"][0]["connected_to"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    force(www, "b1");
+    wait_api(&format!("{api}/builds?order=buildid"), |v| {
+        v["builds"][number - 1]["complete"] == true && v["builds"][number - 1]["results"] == 0
+    });
+}
+
+/// The master's descriptor count once it stops moving: the connections of the warm-up cycles
+/// may still be closing.
+fn settled_fds(pid: u32) -> usize {
+    let mut last = fds(pid);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = fds(pid);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
