@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use kiln_api::{Event, StepUpdate, WorkerState};
 use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, LogId, MasterId, Properties, Results,
     StepId, WorkerId,
 };
 use kiln_db::{Db, LogType, NewBuildSet, NewChange, StartedBuild, StepEnd};
-use serde_json::json;
 
 use crate::clock::Clock;
 use crate::events::EventBus;
@@ -51,16 +51,15 @@ impl Updates {
         let requests = self.db.unclaim_master_requests(self.master).await?;
         self.db.clear_master_connections(self.master).await?;
         for id in &builds {
-            self.events.publish(
-                format!("builds.{id}.finished"),
-                json!({"buildid": id.0, "results": Results::Retry.code()}),
-            );
+            self.events.publish(Event::BuildFinished {
+                build: *id,
+                results: Results::Retry,
+                state: None,
+            });
         }
         for brid in &requests {
-            self.events.publish(
-                format!("buildrequests.{brid}.unclaimed"),
-                json!({"buildrequestid": brid.0}),
-            );
+            self.events
+                .publish(Event::BuildRequestUnclaimed { request: *brid });
         }
         Ok((builds.len(), requests.len()))
     }
@@ -69,11 +68,10 @@ impl Updates {
         self.db
             .set_master_active(self.master, active, self.now())
             .await?;
-        let key = if active { "started" } else { "stopped" };
-        self.events.publish(
-            format!("masters.{}.{key}", self.master),
-            json!({"masterid": self.master.0, "active": active}),
-        );
+        self.events.publish(Event::MasterActive {
+            master: self.master,
+            active,
+        });
         Ok(())
     }
 
@@ -127,10 +125,10 @@ impl Updates {
         }
         db.set_master_schedulers(self.master, &schedulers).await?;
         for id in builders.values() {
-            self.events.publish(
-                format!("builders.{id}.started"),
-                json!({"builderid": id.0, "masterid": self.master.0}),
-            );
+            self.events.publish(Event::BuilderStarted {
+                builder: *id,
+                master: self.master,
+            });
         }
         Ok((builders, workers))
     }
@@ -149,10 +147,11 @@ impl Updates {
     /// Stores a change (with its source stamp, files and properties) and announces it.
     pub async fn add_change(&self, change: &NewChange) -> Result<ChangeId> {
         let id = self.db.add_change(change, self.now()).await?;
-        self.events.publish(
-            format!("changes.{id}.new"),
-            json!({"changeid": id.0, "branch": change.branch, "repository": change.repository}),
-        );
+        self.events.publish(Event::ChangeNew {
+            change: id,
+            branch: change.branch.clone(),
+            repository: change.repository.clone(),
+        });
         Ok(id)
     }
 
@@ -162,15 +161,16 @@ impl Updates {
     ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         bs.submitted_at = self.now();
         let (bsid, brids) = self.db.add_buildset(&bs).await?;
-        self.events.publish(
-            format!("buildsets.{bsid}.new"),
-            json!({"bsid": bsid.0, "reason": bs.reason}),
-        );
+        self.events.publish(Event::BuildsetNew {
+            buildset: bsid,
+            reason: bs.reason.clone(),
+        });
         for (builder, brid) in &brids {
-            self.events.publish(
-                format!("buildrequests.{brid}.new"),
-                json!({"buildrequestid": brid.0, "builderid": builder.0, "buildsetid": bsid.0}),
-            );
+            self.events.publish(Event::BuildRequestNew {
+                request: *brid,
+                builder: *builder,
+                buildset: bsid,
+            });
         }
         Ok((bsid, brids))
     }
@@ -195,25 +195,22 @@ impl Updates {
                 self.now(),
             )
             .await?;
-        self.events.publish(
-            format!("buildrequests.{brid}.claimed"),
-            json!({"buildrequestid": brid.0}),
-        );
-        let id = started.id;
-        self.events.publish(
-            format!("builds.{id}.new"),
-            json!({"buildid": id.0, "builderid": builder.0, "number": started.number, "buildrequestid": brid.0}),
-        );
+        self.events
+            .publish(Event::BuildRequestClaimed { request: brid });
+        self.events.publish(Event::BuildNew {
+            build: started.id,
+            builder,
+            number: started.number,
+            request: brid,
+        });
         Ok(started)
     }
 
     pub async fn unclaim_buildrequests(&self, brids: &[BuildRequestId]) -> Result<()> {
         self.db.unclaim_buildrequests(brids).await?;
         for brid in brids {
-            self.events.publish(
-                format!("buildrequests.{brid}.unclaimed"),
-                json!({"buildrequestid": brid.0}),
-            );
+            self.events
+                .publish(Event::BuildRequestUnclaimed { request: *brid });
         }
         Ok(())
     }
@@ -249,10 +246,10 @@ impl Updates {
         if matches!(results, Results::Failure | Results::Exception) {
             for (_, bsid) in &done.requests {
                 match self.db.failed_requests(*bsid).await {
-                    Ok(1) => self.events.publish(
-                        format!("buildsets.{bsid}.first_failure"),
-                        json!({"bsid": bsid.0, "results": results.code()}),
-                    ),
+                    Ok(1) => self.events.publish(Event::BuildsetFirstFailure {
+                        buildset: *bsid,
+                        results,
+                    }),
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "counting a buildset's failures"),
                 }
@@ -262,22 +259,17 @@ impl Updates {
     }
 
     fn publish_completion_events(&self, done: &kiln_db::Completion, results: Results) {
-        let key = if results == Results::Cancelled {
-            "canceled"
-        } else {
-            "complete"
-        };
         for (brid, _) in &done.requests {
-            self.events.publish(
-                format!("buildrequests.{brid}.{key}"),
-                json!({"buildrequestid": brid.0, "results": results.code()}),
-            );
+            self.events.publish(Event::BuildRequestComplete {
+                request: *brid,
+                results,
+            });
         }
         for (bsid, results) in &done.buildsets {
-            self.events.publish(
-                format!("buildsets.{bsid}.complete"),
-                json!({"bsid": bsid.0, "results": results.code()}),
-            );
+            self.events.publish(Event::BuildsetComplete {
+                buildset: *bsid,
+                results: *results,
+            });
         }
     }
 
@@ -289,10 +281,10 @@ impl Updates {
     ) -> Result<bool> {
         let found = self.db.set_scheduler_enabled(id, enabled).await?;
         if found {
-            self.events.publish(
-                format!("schedulers.{id}.updated"),
-                json!({"schedulerid": id.0, "enabled": enabled}),
-            );
+            self.events.publish(Event::SchedulerEnabled {
+                scheduler: id,
+                enabled,
+            });
         }
         Ok(found)
     }
@@ -304,20 +296,20 @@ impl Updates {
     ) -> Result<bool> {
         let changed = self.db.set_buildrequest_priority(brid, priority).await?;
         if changed {
-            self.events.publish(
-                format!("buildrequests.{brid}.updated"),
-                json!({"buildrequestid": brid.0, "priority": priority}),
-            );
+            self.events.publish(Event::BuildRequestPriority {
+                request: brid,
+                priority,
+            });
         }
         Ok(changed)
     }
 
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
         self.db.set_build_state_string(id, state).await?;
-        self.events.publish(
-            format!("builds.{id}.update"),
-            json!({"buildid": id.0, "state_string": state}),
-        );
+        self.events.publish(Event::BuildStateString {
+            build: id,
+            state: state.to_string(),
+        });
         Ok(())
     }
 
@@ -350,20 +342,22 @@ impl Updates {
         if let Some(end) = last_step {
             self.publish_step_finished(end);
         }
-        self.events.publish(
-            format!("builds.{id}.finished"),
-            json!({"buildid": id.0, "results": results.code(), "state_string": state}),
-        );
+        self.events.publish(Event::BuildFinished {
+            build: id,
+            results,
+            state: Some(state.to_string()),
+        });
         self.publish_completion(&done, results).await;
         Ok(())
     }
 
     pub async fn finish_build(&self, id: BuildId, results: Results, state: &str) -> Result<()> {
         self.db.finish_build(id, results, state, self.now()).await?;
-        self.events.publish(
-            format!("builds.{id}.finished"),
-            json!({"buildid": id.0, "results": results.code(), "state_string": state}),
-        );
+        self.events.publish(Event::BuildFinished {
+            build: id,
+            results,
+            state: Some(state.to_string()),
+        });
         Ok(())
     }
 
@@ -384,54 +378,53 @@ impl Updates {
         if let Some(end) = finishing {
             self.publish_step_finished(end);
         }
-        self.events.publish(
-            format!("steps.{id}.new"),
-            json!({"stepid": id.0, "buildid": build.0, "name": name}),
-        );
-        self.events
-            .publish(format!("steps.{id}.started"), json!({"stepid": id.0}));
+        self.events.publish(Event::StepNew {
+            step: id,
+            build,
+            name: name.clone(),
+        });
+        self.events.publish(Event::StepStarted { step: id });
         for (log, (log_name, _)) in log_ids.iter().zip(logs) {
-            self.events.publish(
-                format!("logs.{log}.new"),
-                json!({"logid": log.0, "stepid": id.0, "name": log_name}),
-            );
+            self.events.publish(Event::LogNew {
+                log: *log,
+                step: id,
+                name: log_name.to_string(),
+            });
         }
         Ok((id, number, name, log_ids))
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
         self.db.set_step_state_string(id, state).await?;
-        self.events.publish(
-            format!("steps.{id}.updated"),
-            json!({"stepid": id.0, "state_string": state}),
-        );
+        self.events.publish(Event::StepUpdated {
+            step: id,
+            update: StepUpdate::StateString(state.to_string()),
+        });
         Ok(())
     }
 
     pub async fn set_step_locks_acquired(&self, id: StepId, at: i64) -> Result<()> {
         self.db.set_step_locks_acquired(id, at).await?;
-        self.events.publish(
-            format!("steps.{id}.updated"),
-            json!({"stepid": id.0, "locks_acquired_at": at}),
-        );
+        self.events.publish(Event::StepUpdated {
+            step: id,
+            update: StepUpdate::LocksAcquiredAt(at),
+        });
         Ok(())
     }
 
     pub async fn set_build_locks_duration(&self, id: BuildId, seconds: i64) -> Result<()> {
         self.db.set_build_locks_duration(id, seconds).await?;
-        self.events.publish(
-            format!("builds.{id}.updated"),
-            json!({"buildid": id.0, "locks_duration_s": seconds}),
-        );
+        self.events
+            .publish(Event::BuildLocksDuration { build: id, seconds });
         Ok(())
     }
 
     pub async fn set_step_urls(&self, id: StepId, urls: &serde_json::Value) -> Result<()> {
         self.db.set_step_urls(id, &urls.to_string()).await?;
-        self.events.publish(
-            format!("steps.{id}.updated"),
-            json!({"stepid": id.0, "urls": urls}),
-        );
+        self.events.publish(Event::StepUpdated {
+            step: id,
+            update: StepUpdate::Urls(urls.clone()),
+        });
         Ok(())
     }
 
@@ -442,18 +435,20 @@ impl Updates {
     }
 
     fn publish_step_finished(&self, end: &StepEnd) {
-        self.events.publish(
-            format!("steps.{}.finished", end.id),
-            json!({"stepid": end.id.0, "results": end.results.code(), "state_string": end.state}),
-        );
+        self.events.publish(Event::StepFinished {
+            step: end.id,
+            results: end.results,
+            state: end.state.clone(),
+        });
     }
 
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
         let id = self.db.add_log(step, name, log_type).await?;
-        self.events.publish(
-            format!("logs.{id}.new"),
-            json!({"logid": id.0, "stepid": step.0, "name": name}),
-        );
+        self.events.publish(Event::LogNew {
+            log: id,
+            step,
+            name: name.to_string(),
+        });
         Ok(id)
     }
 
@@ -468,14 +463,14 @@ impl Updates {
     ) -> Result<Option<(i64, i64)>> {
         let added = self.db.append_log(id, first_line, text, finish).await?;
         if let Some((first, last)) = added {
-            self.events.publish(
-                format!("logs.{id}.append"),
-                json!({"logid": id.0, "first_line": first, "last_line": last}),
-            );
+            self.events.publish(Event::LogAppend {
+                log: id,
+                first_line: first,
+                last_line: last,
+            });
         }
         if finish {
-            self.events
-                .publish(format!("logs.{id}.finished"), json!({"logid": id.0}));
+            self.events.publish(Event::LogFinished { log: id });
         }
         Ok(added)
     }
@@ -484,19 +479,13 @@ impl Updates {
         self.db
             .worker_connected(worker, self.master, &info.to_string())
             .await?;
-        self.events.publish(
-            format!("workers.{worker}.connected"),
-            json!({"workerid": worker.0}),
-        );
+        self.events.publish(Event::WorkerConnected { worker });
         Ok(())
     }
 
     pub async fn worker_disconnected(&self, worker: WorkerId) -> Result<()> {
         self.db.worker_disconnected(worker, self.master).await?;
-        self.events.publish(
-            format!("workers.{worker}.disconnected"),
-            json!({"workerid": worker.0}),
-        );
+        self.events.publish(Event::WorkerDisconnected { worker });
         Ok(())
     }
 
@@ -507,19 +496,19 @@ impl Updates {
         reason: Option<&str>,
     ) -> Result<()> {
         self.db.set_worker_paused(worker, paused, reason).await?;
-        self.events.publish(
-            format!("workers.{worker}.state_updated"),
-            json!({"workerid": worker.0, "paused": paused}),
-        );
+        self.events.publish(Event::WorkerStateUpdated {
+            worker,
+            state: WorkerState::Paused(paused),
+        });
         Ok(())
     }
 
     pub async fn set_worker_graceful(&self, worker: WorkerId, graceful: bool) -> Result<()> {
         self.db.set_worker_graceful(worker, graceful).await?;
-        self.events.publish(
-            format!("workers.{worker}.state_updated"),
-            json!({"workerid": worker.0, "graceful": graceful}),
-        );
+        self.events.publish(Event::WorkerStateUpdated {
+            worker,
+            state: WorkerState::Graceful(graceful),
+        });
         Ok(())
     }
 }

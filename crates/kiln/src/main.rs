@@ -321,21 +321,21 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
             Err(e) => bail!("forcing the sample build failed: {e:?}"),
         };
     eprintln!("forced a sample build (buildset {bsid}); waiting for it to finish");
-    let key = format!("buildsets.{bsid}.complete");
     let results = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             match events.recv().await {
-                Ok(e) if e.key == key => break e.data["results"].as_i64(),
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(e) => match e.completed_buildset() {
+                    Some((done, results)) if done == bsid => break Some(results),
+                    _ => {}
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break None,
             }
         }
     })
     .await
     .context("the sample build did not finish within two minutes")?;
-    let name = results
-        .and_then(kiln_core::Results::from_code)
-        .map_or("unknown", |r| r.name());
+    let name = results.map_or("unknown", |r| r.name());
     let url = format!("http://{}", running.www_addr);
     println!("sample build finished: {name}");
     println!("web UI:   {url}/");

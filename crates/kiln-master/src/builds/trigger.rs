@@ -137,10 +137,10 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
         tokio::select! {
             event = events.recv() => match event {
                 Ok(e) => {
-                    if let Some(bsid) = completed_buildset(&e.key)
+                    if let Some((bsid, results)) = e.completed_buildset()
                         && let Some(entry) = triggered.get_mut(&bsid)
                     {
-                        entry.results = e.data["results"].as_i64().and_then(Results::from_code);
+                        entry.results = Some(results);
                     }
                 }
                 Err(RecvError::Lagged(_)) => recheck(ctx, &mut triggered).await,
@@ -238,14 +238,6 @@ fn sourcestamps(ctx: &StepContext<'_>, t: &TriggerConfig) -> Vec<SourceStamp> {
             ss
         })
         .collect()
-}
-
-fn completed_buildset(key: &str) -> Option<BuildSetId> {
-    let rest = key.strip_prefix("buildsets.")?;
-    let (id, what) = rest.split_once('.')?;
-    (what == "complete")
-        .then(|| id.parse().ok().map(BuildSetId))
-        .flatten()
 }
 
 async fn recheck(ctx: &StepContext<'_>, triggered: &mut BTreeMap<BuildSetId, Triggered>) {

@@ -7,6 +7,7 @@
 //! where it stopped. Each pass hands new changes to every scheduler whose codebases, filter and
 //! `fileIsImportant` accept them, then fires the timers that are due on the injected clock.
 
+use crate::events::Event;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,10 +172,19 @@ pub async fn run(master: Arc<Master>, prepared: Prepared) {
 
 /// Waits for a buildset to be added or completed; a lost event counts, since the pass reads the
 /// database anyway.
-async fn buildset_event(events: &mut tokio::sync::broadcast::Receiver<Arc<crate::events::Event>>) {
+async fn buildset_event(events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>) {
     loop {
         match events.recv().await {
-            Ok(e) if e.key.starts_with("buildsets.") => return,
+            Ok(e)
+                if matches!(
+                    *e,
+                    Event::BuildsetNew { .. }
+                        | Event::BuildsetComplete { .. }
+                        | Event::BuildsetFirstFailure { .. }
+                ) =>
+            {
+                return;
+            }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {

@@ -136,7 +136,7 @@ impl TestMaster {
         tokio::time::timeout(WAIT, async {
             loop {
                 match self.events.recv().await {
-                    Ok(e) if matches(pattern, &e.key) => return e.data.clone(),
+                    Ok(e) if matches(pattern, &e.key()) => return e.payload(),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
                 }
