@@ -133,6 +133,28 @@ pub enum Event {
         scheduler: SchedulerId,
         enabled: bool,
     },
+    /// A scheduler recorded whether a change is important to it (kiln's own event).
+    ChangeClassified {
+        scheduler: SchedulerId,
+        change: ChangeId,
+        important: bool,
+    },
+    /// A scheduler forgot its classifications of these changes, once built or dropped.
+    ClassificationsFlushed {
+        scheduler: SchedulerId,
+        changes: Vec<ChangeId>,
+    },
+    /// One value of a scheduler's or change source's stored state was written.
+    StateSet {
+        object: i64,
+        name: String,
+    },
+    /// A step recorded a completed set of test results.
+    TestResultSetNew {
+        set: i64,
+        build: BuildId,
+        step: StepId,
+    },
 }
 
 /// What changed in a running step.
@@ -194,6 +216,10 @@ impl Event {
             WorkerDisconnected { worker } => format!("workers.{worker}.disconnected"),
             WorkerStateUpdated { worker, .. } => format!("workers.{worker}.state_updated"),
             SchedulerEnabled { scheduler, .. } => format!("schedulers.{scheduler}.updated"),
+            ChangeClassified { scheduler, .. } => format!("schedulers.{scheduler}.classified"),
+            ClassificationsFlushed { scheduler, .. } => format!("schedulers.{scheduler}.flushed"),
+            StateSet { object, .. } => format!("objects.{object}.state"),
+            TestResultSetNew { set, .. } => format!("test_result_sets.{set}.new"),
         }
     }
 
@@ -292,6 +318,19 @@ impl Event {
             },
             SchedulerEnabled { scheduler, enabled } => {
                 json!({"schedulerid": scheduler.0, "enabled": enabled})
+            }
+            ChangeClassified {
+                scheduler,
+                change,
+                important,
+            } => json!({"schedulerid": scheduler.0, "changeid": change.0, "important": important}),
+            ClassificationsFlushed { scheduler, changes } => {
+                let ids: Vec<i64> = changes.iter().map(|c| c.0).collect();
+                json!({"schedulerid": scheduler.0, "changeids": ids})
+            }
+            StateSet { object, name } => json!({"objectid": object, "name": name}),
+            TestResultSetNew { set, build, step } => {
+                json!({"test_result_setid": set, "buildid": build.0, "stepid": step.0})
             }
         }
     }

@@ -12,7 +12,7 @@ use sqlx::{Column, Row};
 
 use crate::connection::Backend;
 use crate::listing::SqlValue;
-use crate::{Db, Result};
+use crate::{Result, Writer};
 
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -26,29 +26,35 @@ impl Batch {
     }
 
     /// Runs every statement in one transaction and returns the rows they returned.
-    pub(crate) async fn run(self, db: &Db) -> Result<Vec<AnyRow>> {
+    pub(crate) async fn run(self, db: &Writer) -> Result<Vec<AnyRow>> {
         if self.statements.is_empty() {
             return Ok(Vec::new());
         }
         let _w = db.write_guard().await;
         match db.backend() {
             Backend::Sqlite => {
-                let mut sql = String::from("BEGIN;\n");
-                let mut offset = 0;
-                for (statement, args) in &self.statements {
-                    sql.push_str(&renumber(statement, offset));
-                    sql.push_str(";\n");
-                    offset += args.len();
-                }
-                sql.push_str("COMMIT;");
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (_, args) in &self.statements {
-                    for a in args {
-                        query = bind(query, a);
-                    }
-                }
+                let groups = self.sqlite_groups();
                 let mut conn = db.wpool.acquire().await?;
-                match query.fetch_all(&mut *conn).await {
+                let ran = async {
+                    if groups.len() > 1 {
+                        sqlx::query("BEGIN").execute(&mut *conn).await?;
+                    }
+                    let mut rows = Vec::new();
+                    for group in &groups {
+                        let statements = &self.statements[group.clone()];
+                        let framed = groups.len() == 1;
+                        rows.extend(
+                            sqlite_query(statements, framed)
+                                .fetch_all(&mut *conn)
+                                .await?,
+                        );
+                    }
+                    if groups.len() > 1 {
+                        sqlx::query("COMMIT").execute(&mut *conn).await?;
+                    }
+                    Ok::<_, sqlx::Error>(rows)
+                };
+                match ran.await {
                     Ok(rows) => Ok(rows),
                     Err(e) => {
                         // A statement failed after BEGIN: undo the part that ran, so the connection
@@ -73,6 +79,51 @@ impl Batch {
             }
         }
     }
+}
+
+impl Batch {
+    /// The statements cut into runs whose parameters SQLite can take in one query.
+    fn sqlite_groups(&self) -> Vec<std::ops::Range<usize>> {
+        let mut groups = Vec::new();
+        let (mut start, mut args) = (0, 0);
+        for (i, (_, a)) in self.statements.iter().enumerate() {
+            if args + a.len() > MAX_SQLITE_PARAMETERS && i > start {
+                groups.push(start..i);
+                (start, args) = (i, 0);
+            }
+            args += a.len();
+        }
+        groups.push(start..self.statements.len());
+        groups
+    }
+}
+
+/// SQLite refuses a query with more parameters than this (32,766 in the versions sqlx bundles);
+/// a batch with more is sent as several queries inside one transaction.
+const MAX_SQLITE_PARAMETERS: usize = 32_000;
+
+/// One multi-statement query, framed by `BEGIN` and `COMMIT` when it is the whole batch.
+fn sqlite_query(
+    statements: &[(&'static str, Vec<SqlValue>)],
+    framed: bool,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut sql = String::from(if framed { "BEGIN;\n" } else { "" });
+    let mut offset = 0;
+    for (statement, args) in statements {
+        sql.push_str(&renumber(statement, offset));
+        sql.push_str(";\n");
+        offset += args.len();
+    }
+    if framed {
+        sql.push_str("COMMIT;");
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, args) in statements {
+        for a in args {
+            query = bind(query, a);
+        }
+    }
+    query
 }
 
 /// Whether a returned row has the column `name`, to tell apart rows of different statements.
@@ -116,7 +167,31 @@ fn renumber(sql: &str, offset: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::renumber;
+    use super::{Batch, MAX_SQLITE_PARAMETERS, renumber};
+    use crate::listing::SqlValue;
+
+    #[test]
+    fn a_batch_over_sqlites_parameter_limit_is_cut_into_queries() {
+        let mut batch = Batch::default();
+        let per = 7;
+        let statements = MAX_SQLITE_PARAMETERS / per * 2 + 5;
+        for _ in 0..statements {
+            batch.push("INSERT INTO t VALUES ($1)", vec![SqlValue::Int(1); per]);
+        }
+        let groups = batch.sqlite_groups();
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0].start, 0);
+        assert_eq!(groups.last().map(|g| g.end), Some(statements));
+        for pair in groups.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        for g in &groups {
+            assert!(g.len() * per <= MAX_SQLITE_PARAMETERS);
+        }
+        let mut small = Batch::default();
+        small.push("DELETE FROM t", vec![]);
+        assert_eq!(small.sqlite_groups(), vec![0..1]);
+    }
 
     #[test]
     fn placeholders_are_shifted() {

@@ -6,7 +6,7 @@ use kiln_core::{BuilderId, MasterId};
 
 use crate::listing::Page;
 use crate::rows::{RowExt, name_hash};
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuilderRow {
@@ -23,6 +23,43 @@ pub struct BuilderRow {
 const COLUMNS: &str = "id, name, description, description_format, description_html, projectid";
 
 impl Db {
+    pub async fn list_builders(&self, page: &Page) -> Result<(Vec<BuilderRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "builders", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let masterids = sqlx::query(
+                "SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|m| m.int("masterid"))
+            .collect::<Result<_>>()?;
+            let tags = sqlx::query("SELECT t.name AS name FROM builders_tags bt JOIN tags t ON t.id = bt.tagid WHERE bt.builderid = $1 ORDER BY t.name")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|t| t.text("name"))
+                .collect::<Result<_>>()?;
+            out.push(BuilderRow {
+                id: BuilderId(id),
+                name: r.text("name")?,
+                description: r.opt_text("description")?,
+                description_format: r.opt_text("description_format")?,
+                description_html: r.opt_text("description_html")?,
+                projectid: r.opt_int("projectid")?,
+                masterids,
+                tags,
+            });
+        }
+        Ok((out, total))
+    }
+}
+
+impl Writer {
     /// The id of the builder called `name`, created if new.
     pub async fn find_builder_id(&self, name: &str) -> Result<BuilderId> {
         let hash = name_hash(name);
@@ -129,40 +166,5 @@ impl Db {
         }
         tx.commit().await?;
         Ok(ids)
-    }
-
-    pub async fn list_builders(&self, page: &Page) -> Result<(Vec<BuilderRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "builders", "id", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id = r.int("id")?;
-            let masterids = sqlx::query(
-                "SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|m| m.int("masterid"))
-            .collect::<Result<_>>()?;
-            let tags = sqlx::query("SELECT t.name AS name FROM builders_tags bt JOIN tags t ON t.id = bt.tagid WHERE bt.builderid = $1 ORDER BY t.name")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|t| t.text("name"))
-                .collect::<Result<_>>()?;
-            out.push(BuilderRow {
-                id: BuilderId(id),
-                name: r.text("name")?,
-                description: r.opt_text("description")?,
-                description_format: r.opt_text("description_format")?,
-                description_html: r.opt_text("description_html")?,
-                projectid: r.opt_int("projectid")?,
-                masterids,
-                tags,
-            });
-        }
-        Ok((out, total))
     }
 }

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::batch::{Batch, has_column};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequestRow {
@@ -100,6 +100,38 @@ impl Db {
         rows.iter().map(request).collect()
     }
 
+    /// How many of a buildset's requests completed with FAILURE or EXCEPTION.
+    pub async fn failed_requests(&self, buildset: BuildSetId) -> Result<i64> {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM buildrequests WHERE buildsetid = $1 AND complete = 1 AND results IN (2, 4)",
+        )
+        .bind(buildset.0)
+        .fetch_one(&self.wpool)
+        .await?
+        .int("n")
+    }
+
+    /// The incomplete, unclaimed requests on `builder` older than `below`, oldest first: the ones a
+    /// new request may collapse.
+    pub async fn older_unclaimed(
+        &self,
+        builder: BuilderId,
+        below: BuildRequestId,
+    ) -> Result<Vec<BuildRequestRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.id < $2 AND br.complete = 0 \
+             AND c.brid IS NULL ORDER BY br.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(builder.0)
+            .bind(below.0)
+            .fetch_all(&self.wpool)
+            .await?;
+        rows.iter().map(request).collect()
+    }
+}
+
+impl Writer {
     /// Releases claims so that the requests are built again.
     pub async fn unclaim_buildrequests(&self, ids: &[BuildRequestId]) -> Result<()> {
         let _w = self.write_guard().await;
@@ -153,36 +185,6 @@ impl Db {
             push_completion(&mut batch, *id, results, master, now);
         }
         completion_of(&batch.run(self).await?)
-    }
-
-    /// How many of a buildset's requests completed with FAILURE or EXCEPTION.
-    pub async fn failed_requests(&self, buildset: BuildSetId) -> Result<i64> {
-        sqlx::query(
-            "SELECT COUNT(*) AS n FROM buildrequests WHERE buildsetid = $1 AND complete = 1 AND results IN (2, 4)",
-        )
-        .bind(buildset.0)
-        .fetch_one(&self.wpool)
-        .await?
-        .int("n")
-    }
-
-    /// The incomplete, unclaimed requests on `builder` older than `below`, oldest first: the ones a
-    /// new request may collapse.
-    pub async fn older_unclaimed(
-        &self,
-        builder: BuilderId,
-        below: BuildRequestId,
-    ) -> Result<Vec<BuildRequestRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {FROM} WHERE br.builderid = $1 AND br.id < $2 AND br.complete = 0 \
-             AND c.brid IS NULL ORDER BY br.id"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(builder.0)
-            .bind(below.0)
-            .fetch_all(&self.wpool)
-            .await?;
-        rows.iter().map(request).collect()
     }
 
     /// Completes requests as SKIPPED, each only if no build has it: a request claimed meanwhile

@@ -12,7 +12,7 @@ use crate::json::{json_to_property, property_to_json};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::steps::{StepEnd, push_finish_step};
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRow {
@@ -57,6 +57,52 @@ fn build(r: &AnyRow) -> Result<BuildRow> {
 }
 
 impl Db {
+    pub async fn list_builds(&self, page: &Page) -> Result<(Vec<BuildRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "builds", "id", page).await?;
+        Ok((rows.iter().map(build).collect::<Result<_>>()?, total))
+    }
+
+    pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
+        Ok(self
+            .list_builds(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
+    }
+
+    pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {
+        let rows = sqlx::query(
+            "SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let name = r.text("name")?;
+                let value = serde_json::from_str(&r.text("value")?)
+                    .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
+                Ok(PropertyRow {
+                    name,
+                    value,
+                    source: r.text("source")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The build's properties as a [`Properties`] set.
+    pub async fn build_properties_set(&self, id: BuildId) -> Result<Properties> {
+        let mut props = Properties::new();
+        for p in self.build_properties(id).await? {
+            props.set(p.name, json_to_property(&p.value), &p.source);
+        }
+        Ok(props)
+    }
+}
+
+impl Writer {
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
@@ -254,20 +300,6 @@ impl Db {
         Ok(ids)
     }
 
-    pub async fn list_builds(&self, page: &Page) -> Result<(Vec<BuildRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "builds", "id", page).await?;
-        Ok((rows.iter().map(build).collect::<Result<_>>()?, total))
-    }
-
-    pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
-        Ok(self
-            .list_builds(&Page::eq("id", SqlValue::Int(id.0)))
-            .await?
-            .0
-            .into_iter()
-            .next())
-    }
-
     /// Stores every property of `props` on a build, replacing values of the same name, in one
     /// statement.
     pub async fn set_build_properties(&self, id: BuildId, props: &Properties) -> Result<()> {
@@ -294,36 +326,6 @@ impl Db {
         let _w = self.write_guard().await;
         q.execute(&self.wpool).await?;
         Ok(())
-    }
-
-    pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {
-        let rows = sqlx::query(
-            "SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let name = r.text("name")?;
-                let value = serde_json::from_str(&r.text("value")?)
-                    .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
-                Ok(PropertyRow {
-                    name,
-                    value,
-                    source: r.text("source")?,
-                })
-            })
-            .collect()
-    }
-
-    /// The build's properties as a [`Properties`] set.
-    pub async fn build_properties_set(&self, id: BuildId) -> Result<Properties> {
-        let mut props = Properties::new();
-        for p in self.build_properties(id).await? {
-            props.set(p.name, json_to_property(&p.value), &p.source);
-        }
-        Ok(props)
     }
 }
 

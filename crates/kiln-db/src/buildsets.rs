@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::Page;
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 /// Everything needed to submit a buildset.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +44,69 @@ const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, co
                        parent_buildid, parent_relationship, rebuilt_buildid";
 
 impl Db {
+    pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "buildsets", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let sourcestamps = sqlx::query(
+                "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| s.int("sourcestampid"))
+            .collect::<Result<_>>()?;
+            out.push(BuildSetRow {
+                id: BuildSetId(id),
+                external_idstring: r.opt_text("external_idstring")?,
+                reason: r.opt_text("reason")?,
+                submitted_at: r.int("submitted_at")?,
+                complete: r.flag("complete")?,
+                complete_at: r.opt_int("complete_at")?,
+                results: r.opt_int("results")?,
+                parent_buildid: r.opt_int("parent_buildid")?,
+                parent_relationship: r.opt_text("parent_relationship")?,
+                rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
+                sourcestamps,
+            });
+        }
+        Ok((out, total))
+    }
+
+    pub async fn get_buildset(&self, id: BuildSetId) -> Result<Option<BuildSetRow>> {
+        let page = Page::eq("id", crate::listing::SqlValue::Int(id.0));
+        Ok(self.list_buildsets(&page).await?.0.into_iter().next())
+    }
+
+    /// The source stamps of a buildset, in the order they were added, in one query. Read as a build
+    /// starts, so on the writers' connection, like the buildset's properties.
+    pub async fn buildset_sourcestamps(
+        &self,
+        id: BuildSetId,
+    ) -> Result<Vec<crate::SourceStampRow>> {
+        let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
+            .bind(id.0)
+            .fetch_all(&self.wpool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.sourcestamp_row(r).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
+        let rows = sqlx::query(BUILDSET_PROPERTIES)
+            .bind(id.0)
+            .fetch_all(&self.wpool)
+            .await?;
+        properties_of(&rows, id)
+    }
+}
+
+impl Writer {
     /// Stores a buildset with its source stamps, properties and build requests, all or nothing.
     pub async fn add_buildset(
         &self,
@@ -109,67 +172,6 @@ impl Db {
         }
         tx.commit().await?;
         Ok((BuildSetId(bsid), brids))
-    }
-
-    pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "buildsets", "id", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id = r.int("id")?;
-            let sourcestamps = sqlx::query(
-                "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|s| s.int("sourcestampid"))
-            .collect::<Result<_>>()?;
-            out.push(BuildSetRow {
-                id: BuildSetId(id),
-                external_idstring: r.opt_text("external_idstring")?,
-                reason: r.opt_text("reason")?,
-                submitted_at: r.int("submitted_at")?,
-                complete: r.flag("complete")?,
-                complete_at: r.opt_int("complete_at")?,
-                results: r.opt_int("results")?,
-                parent_buildid: r.opt_int("parent_buildid")?,
-                parent_relationship: r.opt_text("parent_relationship")?,
-                rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
-                sourcestamps,
-            });
-        }
-        Ok((out, total))
-    }
-
-    pub async fn get_buildset(&self, id: BuildSetId) -> Result<Option<BuildSetRow>> {
-        let page = Page::eq("id", crate::listing::SqlValue::Int(id.0));
-        Ok(self.list_buildsets(&page).await?.0.into_iter().next())
-    }
-
-    /// The source stamps of a buildset, in the order they were added, in one query. Read as a build
-    /// starts, so on the writers' connection, like the buildset's properties.
-    pub async fn buildset_sourcestamps(
-        &self,
-        id: BuildSetId,
-    ) -> Result<Vec<crate::SourceStampRow>> {
-        let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
-            .bind(id.0)
-            .fetch_all(&self.wpool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.sourcestamp_row(r).await?);
-        }
-        Ok(out)
-    }
-
-    pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
-        let rows = sqlx::query(BUILDSET_PROPERTIES)
-            .bind(id.0)
-            .fetch_all(&self.wpool)
-            .await?;
-        properties_of(&rows, id)
     }
 }
 

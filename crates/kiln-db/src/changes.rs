@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::Page;
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 /// A change to store.
 #[derive(Debug, Clone, Default)]
@@ -54,68 +54,6 @@ const COLUMNS: &str = "changeid, author, committer, comments, branch, revision, 
                        category, repository, codebase, project, sourcestampid, parent_changeids";
 
 impl Db {
-    /// Stores a change with its source stamp, files and properties.
-    pub async fn add_change(&self, c: &NewChange, now: i64) -> Result<ChangeId> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
-        let ss = SourceStamp {
-            codebase: c.codebase.clone(),
-            repository: c.repository.clone(),
-            branch: c.branch.clone(),
-            revision: c.revision.clone(),
-            project: c.project.clone(),
-            patch: None,
-        };
-        let ssid = Self::find_sourcestamp_id_in(&mut tx, &ss, now).await?;
-        let r = sqlx::query(
-            "INSERT INTO changes (author, committer, comments, branch, revision, revlink, when_timestamp, category, \
-             repository, codebase, project, sourcestampid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             RETURNING changeid",
-        )
-        .bind(&c.author)
-        .bind(c.committer.clone())
-        .bind(&c.comments)
-        .bind(c.branch.clone())
-        .bind(c.revision.clone())
-        .bind(c.revlink.clone())
-        .bind(c.when_timestamp)
-        .bind(c.category.clone())
-        .bind(&c.repository)
-        .bind(&c.codebase)
-        .bind(&c.project)
-        .bind(ssid.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id = r.int("changeid")?;
-        for f in &c.files {
-            sqlx::query("INSERT INTO change_files (changeid, filename) VALUES ($1, $2)")
-                .bind(id)
-                .bind(f)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (name, prop) in c.properties.iter() {
-            let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
-            sqlx::query("INSERT INTO change_properties (changeid, property_name, property_value) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(name)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !c.author.is_empty() {
-            let kind = c.vcs.as_deref().unwrap_or("author");
-            let uid = crate::users::find_or_create_in(&mut tx, kind, &c.author).await?;
-            sqlx::query("INSERT INTO change_users (changeid, uid) VALUES ($1, $2)")
-                .bind(id)
-                .bind(uid)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(ChangeId(id))
-    }
-
     async fn change_row(&self, r: &AnyRow) -> Result<ChangeRow> {
         let id = r.int("changeid")?;
         let files = sqlx::query("SELECT filename FROM change_files WHERE changeid = $1")
@@ -192,6 +130,70 @@ impl Db {
             out.push(self.change_row(r).await?);
         }
         Ok((out, total))
+    }
+}
+
+impl Writer {
+    /// Stores a change with its source stamp, files and properties.
+    pub async fn add_change(&self, c: &NewChange, now: i64) -> Result<ChangeId> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        let ss = SourceStamp {
+            codebase: c.codebase.clone(),
+            repository: c.repository.clone(),
+            branch: c.branch.clone(),
+            revision: c.revision.clone(),
+            project: c.project.clone(),
+            patch: None,
+        };
+        let ssid = Self::find_sourcestamp_id_in(&mut tx, &ss, now).await?;
+        let r = sqlx::query(
+            "INSERT INTO changes (author, committer, comments, branch, revision, revlink, when_timestamp, category, \
+             repository, codebase, project, sourcestampid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             RETURNING changeid",
+        )
+        .bind(&c.author)
+        .bind(c.committer.clone())
+        .bind(&c.comments)
+        .bind(c.branch.clone())
+        .bind(c.revision.clone())
+        .bind(c.revlink.clone())
+        .bind(c.when_timestamp)
+        .bind(c.category.clone())
+        .bind(&c.repository)
+        .bind(&c.codebase)
+        .bind(&c.project)
+        .bind(ssid.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id = r.int("changeid")?;
+        for f in &c.files {
+            sqlx::query("INSERT INTO change_files (changeid, filename) VALUES ($1, $2)")
+                .bind(id)
+                .bind(f)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (name, prop) in c.properties.iter() {
+            let value = serde_json::json!([property_to_json(&prop.value), prop.source]).to_string();
+            sqlx::query("INSERT INTO change_properties (changeid, property_name, property_value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !c.author.is_empty() {
+            let kind = c.vcs.as_deref().unwrap_or("author");
+            let uid = crate::users::find_or_create_in(&mut tx, kind, &c.author).await?;
+            sqlx::query("INSERT INTO change_users (changeid, uid) VALUES ($1, $2)")
+                .bind(id)
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ChangeId(id))
     }
 }
 

@@ -32,13 +32,32 @@ pub struct Db {
     writer: Arc<Mutex<()>>,
 }
 
+/// The write half of the database: the only way to change it.
+///
+/// Opening a database gives a `Writer`; the read half ([`Db`]) is taken from it with
+/// [`Writer::reader`], and a `Writer` cannot be had from a `Db`. The master hands its one
+/// `Writer` to its update layer, so nothing else in the runtime can write. A `Writer` reads too,
+/// through `Deref`, since writes often need to.
+#[derive(Clone)]
+pub struct Writer {
+    db: Db,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Db {
+impl Writer {
     /// Opens `url` (`sqlite://PATH`, `sqlite::memory:`, `postgresql://…`) and brings its schema up to
     /// date.
-    pub async fn connect(url: &str) -> Result<Db> {
+    pub async fn connect(url: &str) -> Result<Writer> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -85,31 +104,42 @@ impl Db {
             Backend::Sqlite if !in_memory => options.max_connections(1).connect(&url).await?,
             _ => pool.clone(),
         };
-        let db = Db {
-            pool,
-            wpool,
-            backend,
-            writer: Arc::new(Mutex::new(())),
+        let writer = Writer {
+            db: Db {
+                pool,
+                wpool,
+                backend,
+                writer: Arc::new(Mutex::new(())),
+            },
         };
-        db.migrate().await?;
-        Ok(db)
+        writer.migrate().await?;
+        Ok(writer)
     }
 
+    /// The read half, for everything but the update layer.
+    pub fn reader(&self) -> Db {
+        self.db.clone()
+    }
+}
+
+impl Db {
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Taken around every write: serialises writers on SQLite, and is free on PostgreSQL.
-    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().await),
-            Backend::Postgres => None,
-        }
     }
 
     /// Closes every connection, waiting for queries in flight.
     pub async fn close(&self) {
         self.wpool.close().await;
         self.pool.close().await;
+    }
+}
+
+impl Writer {
+    /// Taken around every write: serialises writers on SQLite, and is free on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! grouped by family, one module each, as methods on [`Db`]. Times are integer epoch seconds passed in
 //! by the caller: this crate never reads a clock.
 //!
-//! Only the master's update layer calls the writing functions; readers (API, UI, reporters) call the
-//! others.
+//! Reading and writing are two types: [`Db`] reads, and [`Writer`], which opening a database gives,
+//! writes (and reads through `Deref`). A `Writer` cannot be made from a `Db`, so the master's update
+//! layer, which holds its one `Writer`, is the only code in the runtime that can write.
 
 mod batch;
 mod builders;
@@ -39,14 +40,14 @@ pub use buildrequests::{BuildRequestRow, Completion};
 pub use builds::{BuildRow, PropertyRow, StartedBuild};
 pub use buildsets::{BuildSetRow, NewBuildSet};
 pub use changes::{ChangeRow, NewChange};
-pub use connection::{Backend, Db};
+pub use connection::{Backend, Db, Writer};
 pub use json::{json_to_property, property_to_json};
 pub use logs::{LogChunk, LogRow, LogType, MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 pub use masters::MasterRow;
 pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};
-pub use testresults::{NewTestResult, TestResultRow, TestResultSetRow};
+pub use testresults::{NewTestResult, NewTestResultSet, TestResultRow, TestResultSetRow};
 pub use users::{UserRow, UserUpdate};
 pub use workers::WorkerRow;
 

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 /// The largest chunk stored, as in Buildbot.
 pub const MAX_CHUNK_BYTES: usize = 65536;
@@ -153,6 +153,73 @@ fn decode_chunk(content: &[u8], compressed: i64, logid: i64) -> Result<String> {
 }
 
 impl Db {
+    pub async fn list_logs(&self, page: &Page) -> Result<(Vec<LogRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "logs", "id", page).await?;
+        Ok((rows.iter().map(log).collect::<Result<_>>()?, total))
+    }
+
+    pub async fn get_log(&self, id: LogId) -> Result<Option<LogRow>> {
+        Ok(self
+            .list_logs(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
+    }
+
+    /// Up to `max_chunks` stored chunks that hold lines from `from_line` on, in order. Reading a log
+    /// in such batches keeps memory bounded whatever its size.
+    pub async fn log_chunks(
+        &self,
+        id: LogId,
+        from_line: i64,
+        max_chunks: i64,
+    ) -> Result<Vec<LogChunk>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT first_line, last_line, content, compressed FROM logchunks \
+             WHERE logid = $1 AND last_line >= $2 ORDER BY first_line LIMIT {}",
+            max_chunks.max(1)
+        )))
+        .bind(id.0)
+        .bind(from_line)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let content: Vec<u8> = sqlx::Row::try_get(r, "content")?;
+            out.push(LogChunk {
+                first_line: r.int("first_line")?,
+                last_line: r.int("last_line")?,
+                text: decode_chunk(&content, r.int("compressed")?, id.0)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lines `first..=last` of a log (fewer if the log is shorter).
+    pub async fn log_lines(&self, id: LogId, first: i64, last: i64) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut from = first.max(0);
+        while from <= last {
+            let chunks = self.log_chunks(id, from, 16).await?;
+            if chunks.is_empty() {
+                break;
+            }
+            for chunk in &chunks {
+                for (i, line) in chunk.text.split('\n').enumerate() {
+                    let n = chunk.first_line + i as i64;
+                    if n >= from && n <= last {
+                        out.push(line.to_string());
+                    }
+                }
+                from = chunk.last_line + 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Writer {
     /// Adds a log to a step. Its slug is derived from the name and made unique within the step.
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
         let base = slugify(name);
@@ -249,71 +316,6 @@ impl Db {
         );
         batch.run(self).await?;
         Ok((total > 0).then(|| (first_line, first_line + total - 1)))
-    }
-
-    pub async fn list_logs(&self, page: &Page) -> Result<(Vec<LogRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "logs", "id", page).await?;
-        Ok((rows.iter().map(log).collect::<Result<_>>()?, total))
-    }
-
-    pub async fn get_log(&self, id: LogId) -> Result<Option<LogRow>> {
-        Ok(self
-            .list_logs(&Page::eq("id", SqlValue::Int(id.0)))
-            .await?
-            .0
-            .into_iter()
-            .next())
-    }
-
-    /// Up to `max_chunks` stored chunks that hold lines from `from_line` on, in order. Reading a log
-    /// in such batches keeps memory bounded whatever its size.
-    pub async fn log_chunks(
-        &self,
-        id: LogId,
-        from_line: i64,
-        max_chunks: i64,
-    ) -> Result<Vec<LogChunk>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT first_line, last_line, content, compressed FROM logchunks \
-             WHERE logid = $1 AND last_line >= $2 ORDER BY first_line LIMIT {}",
-            max_chunks.max(1)
-        )))
-        .bind(id.0)
-        .bind(from_line)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let content: Vec<u8> = sqlx::Row::try_get(r, "content")?;
-            out.push(LogChunk {
-                first_line: r.int("first_line")?,
-                last_line: r.int("last_line")?,
-                text: decode_chunk(&content, r.int("compressed")?, id.0)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Lines `first..=last` of a log (fewer if the log is shorter).
-    pub async fn log_lines(&self, id: LogId, first: i64, last: i64) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut from = first.max(0);
-        while from <= last {
-            let chunks = self.log_chunks(id, from, 16).await?;
-            if chunks.is_empty() {
-                break;
-            }
-            for chunk in &chunks {
-                for (i, line) in chunk.text.split('\n').enumerate() {
-                    let n = chunk.first_line + i as i64;
-                    if n >= from && n <= last {
-                        out.push(line.to_string());
-                    }
-                }
-                from = chunk.last_line + 1;
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use crate::listing::Page;
 use crate::rows::{RowExt, name_hash};
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterRow {
@@ -27,6 +27,13 @@ fn master(r: &AnyRow) -> Result<MasterRow> {
 const COLUMNS: &str = "id, name, active, last_active";
 
 impl Db {
+    pub async fn list_masters(&self, page: &Page) -> Result<(Vec<MasterRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "masters", "id", page).await?;
+        Ok((rows.iter().map(master).collect::<Result<_>>()?, total))
+    }
+}
+
+impl Writer {
     /// The id of the master called `name`, created if new.
     pub async fn find_master_id(&self, name: &str) -> Result<MasterId> {
         let hash = name_hash(name);
@@ -55,10 +62,5 @@ impl Db {
             .execute(&self.wpool)
             .await?;
         Ok(())
-    }
-
-    pub async fn list_masters(&self, page: &Page) -> Result<(Vec<MasterRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "masters", "id", page).await?;
-        Ok((rows.iter().map(master).collect::<Result<_>>()?, total))
     }
 }

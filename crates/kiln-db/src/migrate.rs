@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use crate::connection::{Backend, Db};
-use crate::{DbError, Result};
+use crate::{DbError, Result, Writer};
 
 struct Migration {
     version: i64,
@@ -58,6 +58,45 @@ const POSTGRES: &[Migration] = &[
 ];
 
 impl Db {
+    /// The tables and their columns, sorted, for comparing the two backends' schemas.
+    pub async fn schema_summary(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let tables: Vec<String> = match self.backend() {
+            Backend::Sqlite => {
+                sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::query("SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        }
+        .iter()
+        .map(|r| r.try_get::<String, _>("name"))
+        .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for table in tables {
+            let mut columns: Vec<String> = match self.backend() {
+                Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
+                    .fetch_all(&self.pool)
+                    .await?,
+                Backend::Postgres => sqlx::query("SELECT column_name::text AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1")
+                    .bind(&table)
+                    .fetch_all(&self.pool)
+                    .await?,
+            }
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+            columns.sort();
+            out.push((table, columns));
+        }
+        Ok(out)
+    }
+}
+
+impl Writer {
     /// Applies every migration the database lacks, each in its own transaction.
     pub(crate) async fn migrate(&self) -> Result<()> {
         let _w = self.write_guard().await;
@@ -103,42 +142,5 @@ impl Db {
             );
         }
         Ok(())
-    }
-
-    /// The tables and their columns, sorted, for comparing the two backends' schemas.
-    pub async fn schema_summary(&self) -> Result<Vec<(String, Vec<String>)>> {
-        let tables: Vec<String> = match self.backend() {
-            Backend::Sqlite => {
-                sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::query("SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        }
-        .iter()
-        .map(|r| r.try_get::<String, _>("name"))
-        .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        for table in tables {
-            let mut columns: Vec<String> = match self.backend() {
-                Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
-                    .fetch_all(&self.pool)
-                    .await?,
-                Backend::Postgres => sqlx::query("SELECT column_name::text AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1")
-                    .bind(&table)
-                    .fetch_all(&self.pool)
-                    .await?,
-            }
-            .iter()
-            .map(|r| r.try_get::<String, _>("name"))
-            .collect::<Result<_, _>>()?;
-            columns.sort();
-            out.push((table, columns));
-        }
-        Ok(out)
     }
 }

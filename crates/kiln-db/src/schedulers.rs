@@ -6,7 +6,7 @@ use kiln_core::{ChangeId, MasterId, SchedulerId};
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::rows::{RowExt, name_hash};
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 /// A scheduler as stored: its master is the one running it, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,67 @@ pub struct SchedulerRow {
 }
 
 impl Db {
+    /// The id of a scheduler, if it has been registered.
+    pub async fn lookup_scheduler_id(&self, name: &str) -> Result<Option<SchedulerId>> {
+        let row = sqlx::query("SELECT id FROM schedulers WHERE name_hash = $1")
+            .bind(name_hash(name))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.int("id").map(SchedulerId)).transpose()
+    }
+
+    /// Schedulers with the master running each, if any.
+    pub async fn list_schedulers(&self, page: &Page) -> Result<(Vec<SchedulerRow>, i64)> {
+        let (rows, total) = self
+            .list_rows(
+                "s.id AS id, s.name AS name, s.enabled AS enabled, m.masterid AS masterid",
+                "schedulers s LEFT JOIN scheduler_masters m ON m.schedulerid = s.id",
+                "id",
+                page,
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(SchedulerRow {
+                    id: SchedulerId(r.int("id")?),
+                    name: r.text("name")?,
+                    enabled: r.flag("enabled")?,
+                    masterid: r.opt_int("masterid")?.map(MasterId),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((rows, total))
+    }
+
+    /// The names of the disabled schedulers.
+    pub async fn disabled_schedulers(&self) -> Result<Vec<String>> {
+        sqlx::query("SELECT name FROM schedulers WHERE enabled = 0")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.text("name"))
+            .collect()
+    }
+
+    /// The changes a scheduler has classified and not built yet, in change order.
+    pub async fn change_classifications(
+        &self,
+        scheduler: SchedulerId,
+    ) -> Result<Vec<(ChangeId, bool)>> {
+        let rows = sqlx::query(
+            "SELECT changeid, important FROM scheduler_changes WHERE schedulerid = $1 ORDER BY changeid",
+        )
+        .bind(scheduler.0)
+        .fetch_all(&self.wpool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((ChangeId(r.int("changeid")?), r.flag("important")?)))
+            .collect()
+    }
+}
+
+impl Writer {
     /// The id of the scheduler called `name`, created if new.
     pub async fn find_scheduler_id(&self, name: &str) -> Result<SchedulerId> {
         let hash = name_hash(name);
@@ -65,30 +126,6 @@ impl Db {
         Ok(())
     }
 
-    /// Schedulers with the master running each, if any.
-    pub async fn list_schedulers(&self, page: &Page) -> Result<(Vec<SchedulerRow>, i64)> {
-        let (rows, total) = self
-            .list_rows(
-                "s.id AS id, s.name AS name, s.enabled AS enabled, m.masterid AS masterid",
-                "schedulers s LEFT JOIN scheduler_masters m ON m.schedulerid = s.id",
-                "id",
-                page,
-            )
-            .await?;
-        let rows = rows
-            .iter()
-            .map(|r| {
-                Ok(SchedulerRow {
-                    id: SchedulerId(r.int("id")?),
-                    name: r.text("name")?,
-                    enabled: r.flag("enabled")?,
-                    masterid: r.opt_int("masterid")?.map(MasterId),
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok((rows, total))
-    }
-
     /// Enables or disables a scheduler (Buildbot's `enable` control).
     pub async fn set_scheduler_enabled(&self, id: SchedulerId, enabled: bool) -> Result<bool> {
         let _w = self.write_guard().await;
@@ -98,16 +135,6 @@ impl Db {
             .execute(&self.wpool)
             .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    /// The names of the disabled schedulers.
-    pub async fn disabled_schedulers(&self) -> Result<Vec<String>> {
-        sqlx::query("SELECT name FROM schedulers WHERE enabled = 0")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.text("name"))
-            .collect()
     }
 
     /// Records that a scheduler has seen `change`, and whether it found it important.
@@ -129,22 +156,6 @@ impl Db {
         );
         batch.run(self).await?;
         Ok(())
-    }
-
-    /// The changes a scheduler has classified and not built yet, in change order.
-    pub async fn change_classifications(
-        &self,
-        scheduler: SchedulerId,
-    ) -> Result<Vec<(ChangeId, bool)>> {
-        let rows = sqlx::query(
-            "SELECT changeid, important FROM scheduler_changes WHERE schedulerid = $1 ORDER BY changeid",
-        )
-        .bind(scheduler.0)
-        .fetch_all(&self.wpool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((ChangeId(r.int("changeid")?), r.flag("important")?)))
-            .collect()
     }
 
     /// Forgets classifications once their changes are built (or dropped).

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::listing::Page;
 use crate::rows::{RowExt, name_hash};
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatchRow {
@@ -61,6 +61,75 @@ impl SourceStampRow {
 const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, project, created_at";
 
 impl Db {
+    pub(crate) async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
+        let patch = match r.opt_int("patchid")? {
+            None => None,
+            Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")
+                .bind(pid)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|p| -> Result<PatchRow> {
+                    Ok(PatchRow {
+                        id: p.int("id")?,
+                        level: p.int("patchlevel")?,
+                        body_base64: p.text("patch_base64")?,
+                        author: p.opt_text("patch_author")?,
+                        comment: p.opt_text("patch_comment")?,
+                        subdir: p.opt_text("subdir")?,
+                    })
+                })
+                .transpose()?,
+        };
+        Ok(SourceStampRow {
+            id: SourceStampId(r.int("id")?),
+            branch: r.opt_text("branch")?,
+            revision: r.opt_text("revision")?,
+            project: r.text("project")?,
+            repository: r.text("repository")?,
+            codebase: r.text("codebase")?,
+            created_at: r.int("created_at")?,
+            patch,
+        })
+    }
+
+    pub async fn list_sourcestamps(&self, page: &Page) -> Result<(Vec<SourceStampRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "sourcestamps", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.sourcestamp_row(r).await?);
+        }
+        Ok((out, total))
+    }
+
+    /// Whether any change is attached to the source stamp.
+    pub async fn sourcestamp_has_changes(&self, id: SourceStampId) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM changes WHERE sourcestampid = $1 LIMIT 1")
+                .bind(id.0)
+                .fetch_optional(&self.wpool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM sourcestamps WHERE id = $1"
+            )))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                out.push(self.sourcestamp_row(&r).await?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Writer {
     /// Stores `ss` unless an identical source stamp exists, and returns its id.
     pub async fn find_sourcestamp_id(&self, ss: &SourceStamp, now: i64) -> Result<SourceStampId> {
         let _w = self.write_guard().await;
@@ -130,72 +199,5 @@ impl Db {
         .fetch_one(&mut **tx)
         .await?;
         Ok(SourceStampId(r.int("id")?))
-    }
-
-    pub(crate) async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
-        let patch = match r.opt_int("patchid")? {
-            None => None,
-            Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")
-                .bind(pid)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|p| -> Result<PatchRow> {
-                    Ok(PatchRow {
-                        id: p.int("id")?,
-                        level: p.int("patchlevel")?,
-                        body_base64: p.text("patch_base64")?,
-                        author: p.opt_text("patch_author")?,
-                        comment: p.opt_text("patch_comment")?,
-                        subdir: p.opt_text("subdir")?,
-                    })
-                })
-                .transpose()?,
-        };
-        Ok(SourceStampRow {
-            id: SourceStampId(r.int("id")?),
-            branch: r.opt_text("branch")?,
-            revision: r.opt_text("revision")?,
-            project: r.text("project")?,
-            repository: r.text("repository")?,
-            codebase: r.text("codebase")?,
-            created_at: r.int("created_at")?,
-            patch,
-        })
-    }
-
-    pub async fn list_sourcestamps(&self, page: &Page) -> Result<(Vec<SourceStampRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "sourcestamps", "id", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.sourcestamp_row(r).await?);
-        }
-        Ok((out, total))
-    }
-
-    /// Whether any change is attached to the source stamp.
-    pub async fn sourcestamp_has_changes(&self, id: SourceStampId) -> Result<bool> {
-        Ok(
-            sqlx::query("SELECT 1 AS one FROM changes WHERE sourcestampid = $1 LIMIT 1")
-                .bind(id.0)
-                .fetch_optional(&self.wpool)
-                .await?
-                .is_some(),
-        )
-    }
-
-    pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM sourcestamps WHERE id = $1"
-            )))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                out.push(self.sourcestamp_row(&r).await?);
-            }
-        }
-        Ok(out)
     }
 }

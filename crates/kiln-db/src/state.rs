@@ -2,9 +2,32 @@
 //! last run, a master's next build number cache, …
 
 use crate::rows::RowExt;
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 impl Db {
+    /// The id of an object, if it has been registered.
+    pub async fn lookup_object_id(&self, name: &str, class_name: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM objects WHERE name = $1 AND class_name = $2")
+            .bind(name)
+            .bind(class_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.int("id")).transpose()
+    }
+
+    /// The JSON value stored under `name` for an object.
+    pub async fn get_state(&self, objectid: i64, name: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
+            .bind(objectid)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.text("value_json"))
+            .transpose()
+    }
+}
+
+impl Writer {
     /// The id of the object `(name, class_name)`, created if new.
     pub async fn object_id(&self, name: &str, class_name: &str) -> Result<i64> {
         let _w = self.write_guard().await;
@@ -22,17 +45,6 @@ impl Db {
             .fetch_one(&self.wpool)
             .await?
             .int("id")
-    }
-
-    /// The JSON value stored under `name` for an object.
-    pub async fn get_state(&self, objectid: i64, name: &str) -> Result<Option<String>> {
-        sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
-            .bind(objectid)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.text("value_json"))
-            .transpose()
     }
 
     pub async fn set_state(&self, objectid: i64, name: &str, value_json: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::logs::{LogType, slugify};
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
@@ -45,6 +45,22 @@ fn step(r: &AnyRow) -> Result<StepRow> {
 }
 
 impl Db {
+    pub async fn list_steps(&self, page: &Page) -> Result<(Vec<StepRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "steps", "id", page).await?;
+        Ok((rows.iter().map(step).collect::<Result<_>>()?, total))
+    }
+
+    pub async fn get_step(&self, id: StepId) -> Result<Option<StepRow>> {
+        Ok(self
+            .list_steps(&Page::eq("id", SqlValue::Int(id.0)))
+            .await?
+            .0
+            .into_iter()
+            .next())
+    }
+}
+
+impl Writer {
     /// Adds and starts the next step of a build, with its first state string, and finishes the
     /// previous step (`finishing`) in the same write. A name already used in the build gets a `_2`,
     /// `_3`, … suffix, as Buildbot does; the name actually used is returned.
@@ -151,20 +167,6 @@ impl Db {
         push_finish_step(&mut batch, end, now);
         batch.run(self).await?;
         Ok(())
-    }
-
-    pub async fn list_steps(&self, page: &Page) -> Result<(Vec<StepRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "steps", "id", page).await?;
-        Ok((rows.iter().map(step).collect::<Result<_>>()?, total))
-    }
-
-    pub async fn get_step(&self, id: StepId) -> Result<Option<StepRow>> {
-        Ok(self
-            .list_steps(&Page::eq("id", SqlValue::Int(id.0)))
-            .await?
-            .0
-            .into_iter()
-            .next())
     }
 }
 

@@ -2,14 +2,15 @@
 //! `KILN_TEST_POSTGRES_URL` names a server. Under CI (`CI` set) the PostgreSQL server is required,
 //! so the PostgreSQL half of the suite can never be skipped there without failing.
 
-use crate::{Db, Result};
+use crate::{Result, Writer};
 
 /// The environment variable naming a PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "KILN_TEST_POSTGRES_URL";
 
 /// A test database and what keeps it alive.
 pub struct TestDb {
-    pub db: Db,
+    /// The write half, which reads too.
+    pub db: Writer,
     /// `"sqlite"` or `"postgres"`, for assertion messages.
     pub backend: &'static str,
     pub url: String,
@@ -21,7 +22,7 @@ pub async fn sqlite() -> Result<TestDb> {
     let dir = tempfile::tempdir().map_err(|e| crate::DbError::Corrupt(e.to_string()))?;
     let url = format!("sqlite://{}", dir.path().join("state.sqlite").display());
     Ok(TestDb {
-        db: Db::connect(&url).await?,
+        db: Writer::connect(&url).await?,
         backend: "sqlite",
         url,
         _dir: Some(dir),
@@ -64,7 +65,7 @@ pub async fn postgres() -> Result<Option<TestDb>> {
         .map_or(admin_url.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
     Ok(Some(TestDb {
-        db: Db::connect(&url).await?,
+        db: Writer::connect(&url).await?,
         backend: "postgres",
         url,
         _dir: None,

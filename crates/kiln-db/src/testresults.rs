@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
-use crate::{Db, DbError, Result};
+use crate::{Db, DbError, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestResultSetRow {
@@ -36,6 +36,20 @@ pub struct TestResultRow {
     pub value: String,
 }
 
+/// A completed set of results to record, for one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTestResultSet {
+    pub builderid: i64,
+    pub buildid: i64,
+    pub stepid: i64,
+    pub description: String,
+    /// Buildbot's category, `pass_fail` for tests that pass or fail.
+    pub category: String,
+    pub value_unit: String,
+    pub tests_passed: i64,
+    pub tests_failed: i64,
+}
+
 /// A result to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTestResult {
@@ -59,9 +73,6 @@ const RESULTS_FROM: &str = "(SELECT r.id AS id, r.builderid AS builderid, \
 
 const RESULT_COLUMNS: &str = "id, builderid, test_result_setid, buildid, test_name, \
                               test_code_path, line, duration_ns, value";
-
-/// Results are written this many to a transaction, which keeps each write bounded.
-const RESULTS_PER_WRITE: usize = 500;
 
 fn set(r: &AnyRow) -> Result<TestResultSetRow> {
     Ok(TestResultSetRow {
@@ -101,100 +112,6 @@ fn opt_int(v: Option<i64>) -> SqlValue {
 }
 
 impl Db {
-    /// Starts a set of results for a step.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn add_test_result_set(
-        &self,
-        builderid: i64,
-        buildid: i64,
-        stepid: i64,
-        description: &str,
-        category: &str,
-        value_unit: &str,
-    ) -> Result<i64> {
-        let mut batch = Batch::default();
-        batch.push(
-            "INSERT INTO test_result_sets \
-             (builderid, buildid, stepid, description, category, value_unit, complete) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id",
-            vec![
-                SqlValue::Int(builderid),
-                SqlValue::Int(buildid),
-                SqlValue::Int(stepid),
-                SqlValue::Text(description.to_string()),
-                SqlValue::Text(category.to_string()),
-                SqlValue::Text(value_unit.to_string()),
-            ],
-        );
-        let rows = batch.run(self).await?;
-        rows.first()
-            .ok_or_else(|| DbError::Corrupt("adding a test result set returned no row".into()))?
-            .int("id")
-    }
-
-    /// Records results in a set, naming each test in the builder's shared tables.
-    pub async fn add_test_results(
-        &self,
-        builderid: i64,
-        setid: i64,
-        results: &[NewTestResult],
-    ) -> Result<()> {
-        for chunk in results.chunks(RESULTS_PER_WRITE) {
-            let mut batch = Batch::default();
-            for r in chunk {
-                if let Some(name) = &r.test_name {
-                    batch.push(
-                        "INSERT INTO test_names (builderid, name) VALUES ($1, $2) \
-                         ON CONFLICT (builderid, name) DO NOTHING",
-                        vec![SqlValue::Int(builderid), SqlValue::Text(name.clone())],
-                    );
-                }
-                if let Some(path) = &r.test_code_path {
-                    batch.push(
-                        "INSERT INTO test_code_paths (builderid, path) VALUES ($1, $2) \
-                         ON CONFLICT (builderid, path) DO NOTHING",
-                        vec![SqlValue::Int(builderid), SqlValue::Text(path.clone())],
-                    );
-                }
-                batch.push(
-                    "INSERT INTO test_results \
-                     (builderid, test_result_setid, test_nameid, test_code_pathid, line, duration_ns, value) \
-                     VALUES ($1, $2, \
-                     (SELECT id FROM test_names WHERE builderid = $1 AND name = $3), \
-                     (SELECT id FROM test_code_paths WHERE builderid = $1 AND path = $4), \
-                     $5, $6, $7)",
-                    vec![
-                        SqlValue::Int(builderid),
-                        SqlValue::Int(setid),
-                        opt_text(&r.test_name),
-                        opt_text(&r.test_code_path),
-                        opt_int(r.line),
-                        opt_int(r.duration_ns),
-                        SqlValue::Text(r.value.clone()),
-                    ],
-                );
-            }
-            batch.run(self).await?;
-        }
-        Ok(())
-    }
-
-    /// Marks a set complete with its counts.
-    pub async fn complete_test_result_set(&self, id: i64, passed: i64, failed: i64) -> Result<()> {
-        let mut batch = Batch::default();
-        batch.push(
-            "UPDATE test_result_sets SET complete = 1, tests_passed = $1, tests_failed = $2 \
-             WHERE id = $3",
-            vec![
-                SqlValue::Int(passed),
-                SqlValue::Int(failed),
-                SqlValue::Int(id),
-            ],
-        );
-        batch.run(self).await?;
-        Ok(())
-    }
-
     pub async fn list_test_result_sets(&self, page: &Page) -> Result<(Vec<TestResultSetRow>, i64)> {
         let (rows, total) = self
             .list_rows(SET_COLUMNS, "test_result_sets", "id", page)
@@ -208,5 +125,72 @@ impl Db {
             .list_rows(RESULT_COLUMNS, RESULTS_FROM, "id", page)
             .await?;
         Ok((rows.iter().map(result).collect::<Result<_>>()?, total))
+    }
+}
+
+impl Writer {
+    /// Records a step's completed set of results, naming each test in the builder's shared
+    /// tables, as one transaction; returns the set's id.
+    pub async fn add_test_result_set(
+        &self,
+        set: &NewTestResultSet,
+        results: &[NewTestResult],
+    ) -> Result<i64> {
+        let mut batch = Batch::default();
+        batch.push(
+            "INSERT INTO test_result_sets \
+             (builderid, buildid, stepid, description, category, value_unit, tests_passed, \
+              tests_failed, complete) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) RETURNING id",
+            vec![
+                SqlValue::Int(set.builderid),
+                SqlValue::Int(set.buildid),
+                SqlValue::Int(set.stepid),
+                SqlValue::Text(set.description.clone()),
+                SqlValue::Text(set.category.clone()),
+                SqlValue::Text(set.value_unit.clone()),
+                SqlValue::Int(set.tests_passed),
+                SqlValue::Int(set.tests_failed),
+            ],
+        );
+        for r in results {
+            if let Some(name) = &r.test_name {
+                batch.push(
+                    "INSERT INTO test_names (builderid, name) VALUES ($1, $2) \
+                     ON CONFLICT (builderid, name) DO NOTHING",
+                    vec![SqlValue::Int(set.builderid), SqlValue::Text(name.clone())],
+                );
+            }
+            if let Some(path) = &r.test_code_path {
+                batch.push(
+                    "INSERT INTO test_code_paths (builderid, path) VALUES ($1, $2) \
+                     ON CONFLICT (builderid, path) DO NOTHING",
+                    vec![SqlValue::Int(set.builderid), SqlValue::Text(path.clone())],
+                );
+            }
+            // The set was inserted earlier in this transaction; a step records one set, so the
+            // newest set of the step is this one.
+            batch.push(
+                "INSERT INTO test_results \
+                 (builderid, test_result_setid, test_nameid, test_code_pathid, line, duration_ns, value) \
+                 VALUES ($1, (SELECT max(id) FROM test_result_sets WHERE stepid = $2), \
+                 (SELECT id FROM test_names WHERE builderid = $1 AND name = $3), \
+                 (SELECT id FROM test_code_paths WHERE builderid = $1 AND path = $4), \
+                 $5, $6, $7)",
+                vec![
+                    SqlValue::Int(set.builderid),
+                    SqlValue::Int(set.stepid),
+                    opt_text(&r.test_name),
+                    opt_text(&r.test_code_path),
+                    opt_int(r.line),
+                    opt_int(r.duration_ns),
+                    SqlValue::Text(r.value.clone()),
+                ],
+            );
+        }
+        let rows = batch.run(self).await?;
+        rows.first()
+            .ok_or_else(|| DbError::Corrupt("adding a test result set returned no row".into()))?
+            .int("id")
     }
 }

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -120,74 +120,6 @@ impl Db {
         })
     }
 
-    /// Adds a user; the identifier, the web username and each attribute must be free.
-    pub async fn add_user(&self, identifier: &str, update: &UserUpdate) -> Result<i64> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
-        let uid = sqlx::query(
-            "INSERT INTO users (identifier, bb_username, bb_password) VALUES ($1, $2, $3) RETURNING uid",
-        )
-        .bind(identifier)
-        .bind(update.bb_username.clone())
-        .bind(update.bb_password.clone())
-        .fetch_one(&mut *tx)
-        .await?
-        .int("uid")?;
-        set_attributes(&mut tx, uid, &update.attributes).await?;
-        tx.commit().await?;
-        Ok(uid)
-    }
-
-    /// Changes a user; false if there is none with that uid.
-    pub async fn update_user(&self, uid: i64, update: &UserUpdate) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
-        let found = sqlx::query("SELECT uid FROM users WHERE uid = $1")
-            .bind(uid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !found {
-            return Ok(false);
-        }
-        for (column, value) in [
-            ("identifier", &update.identifier),
-            ("bb_username", &update.bb_username),
-            ("bb_password", &update.bb_password),
-        ] {
-            if let Some(v) = value {
-                let sql = match column {
-                    "identifier" => "UPDATE users SET identifier = $1 WHERE uid = $2",
-                    "bb_username" => "UPDATE users SET bb_username = $1 WHERE uid = $2",
-                    _ => "UPDATE users SET bb_password = $1 WHERE uid = $2",
-                };
-                sqlx::query(sql).bind(v).bind(uid).execute(&mut *tx).await?;
-            }
-        }
-        set_attributes(&mut tx, uid, &update.attributes).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Removes a user and its links to changes; false if there is none with that uid.
-    pub async fn remove_user(&self, uid: i64) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
-        for sql in [
-            "DELETE FROM change_users WHERE uid = $1",
-            "DELETE FROM users_info WHERE uid = $1",
-        ] {
-            sqlx::query(sql).bind(uid).execute(&mut *tx).await?;
-        }
-        let n = sqlx::query("DELETE FROM users WHERE uid = $1")
-            .bind(uid)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
     /// Users, all or filtered (by `uid`, `identifier` or `bb_username`).
     pub async fn list_users(&self, page: &Page) -> Result<Vec<UserRow>> {
         let (rows, _) = self
@@ -277,5 +209,75 @@ impl Db {
         .iter()
         .map(|r| r.text("author"))
         .collect()
+    }
+}
+
+impl Writer {
+    /// Adds a user; the identifier, the web username and each attribute must be free.
+    pub async fn add_user(&self, identifier: &str, update: &UserUpdate) -> Result<i64> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        let uid = sqlx::query(
+            "INSERT INTO users (identifier, bb_username, bb_password) VALUES ($1, $2, $3) RETURNING uid",
+        )
+        .bind(identifier)
+        .bind(update.bb_username.clone())
+        .bind(update.bb_password.clone())
+        .fetch_one(&mut *tx)
+        .await?
+        .int("uid")?;
+        set_attributes(&mut tx, uid, &update.attributes).await?;
+        tx.commit().await?;
+        Ok(uid)
+    }
+
+    /// Changes a user; false if there is none with that uid.
+    pub async fn update_user(&self, uid: i64, update: &UserUpdate) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        let found = sqlx::query("SELECT uid FROM users WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !found {
+            return Ok(false);
+        }
+        for (column, value) in [
+            ("identifier", &update.identifier),
+            ("bb_username", &update.bb_username),
+            ("bb_password", &update.bb_password),
+        ] {
+            if let Some(v) = value {
+                let sql = match column {
+                    "identifier" => "UPDATE users SET identifier = $1 WHERE uid = $2",
+                    "bb_username" => "UPDATE users SET bb_username = $1 WHERE uid = $2",
+                    _ => "UPDATE users SET bb_password = $1 WHERE uid = $2",
+                };
+                sqlx::query(sql).bind(v).bind(uid).execute(&mut *tx).await?;
+            }
+        }
+        set_attributes(&mut tx, uid, &update.attributes).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes a user and its links to changes; false if there is none with that uid.
+    pub async fn remove_user(&self, uid: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        for sql in [
+            "DELETE FROM change_users WHERE uid = $1",
+            "DELETE FROM users_info WHERE uid = $1",
+        ] {
+            sqlx::query(sql).bind(uid).execute(&mut *tx).await?;
+        }
+        let n = sqlx::query("DELETE FROM users WHERE uid = $1")
+            .bind(uid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
     }
 }

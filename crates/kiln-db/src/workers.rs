@@ -4,7 +4,7 @@ use kiln_core::{BuilderId, MasterId, WorkerId};
 
 use crate::listing::Page;
 use crate::rows::RowExt;
-use crate::{Db, Result};
+use crate::{Db, Result, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRow {
@@ -23,6 +23,61 @@ pub struct WorkerRow {
 const COLUMNS: &str = "id, name, info, paused, pause_reason, graceful";
 
 impl Db {
+    pub async fn list_workers(&self, page: &Page) -> Result<(Vec<WorkerRow>, i64)> {
+        let (rows, total) = self.list_rows(COLUMNS, "workers", "id", page).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = r.int("id")?;
+            let configured_on = sqlx::query(
+                "SELECT bm.builderid AS builderid, bm.masterid AS masterid FROM configured_workers cw \
+                 JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE cw.workerid = $1 \
+                 ORDER BY bm.builderid, bm.masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| Ok((c.int("builderid")?, c.int("masterid")?)))
+            .collect::<Result<_>>()?;
+            let connected_to = sqlx::query(
+                "SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| c.int("masterid"))
+            .collect::<Result<_>>()?;
+            out.push(WorkerRow {
+                id: WorkerId(id),
+                name: r.text("name")?,
+                info: r.text("info")?,
+                paused: r.flag("paused")?,
+                pause_reason: r.opt_text("pause_reason")?,
+                graceful: r.flag("graceful")?,
+                configured_on,
+                connected_to,
+            });
+        }
+        Ok((out, total))
+    }
+
+    /// The ids of the workers configured for `builder` on any master.
+    pub async fn builder_worker_ids(&self, builder: BuilderId) -> Result<Vec<WorkerId>> {
+        sqlx::query(
+            "SELECT DISTINCT cw.workerid AS workerid FROM configured_workers cw \
+             JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE bm.builderid = $1 ORDER BY cw.workerid",
+        )
+        .bind(builder.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(WorkerId(r.int("workerid")?)))
+        .collect()
+    }
+}
+
+impl Writer {
     /// The id of the worker called `name`, created if new.
     pub async fn find_worker_id(&self, name: &str) -> Result<WorkerId> {
         let _w = self.write_guard().await;
@@ -137,58 +192,5 @@ impl Db {
             .execute(&self.wpool)
             .await?;
         Ok(())
-    }
-
-    pub async fn list_workers(&self, page: &Page) -> Result<(Vec<WorkerRow>, i64)> {
-        let (rows, total) = self.list_rows(COLUMNS, "workers", "id", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id = r.int("id")?;
-            let configured_on = sqlx::query(
-                "SELECT bm.builderid AS builderid, bm.masterid AS masterid FROM configured_workers cw \
-                 JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE cw.workerid = $1 \
-                 ORDER BY bm.builderid, bm.masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| Ok((c.int("builderid")?, c.int("masterid")?)))
-            .collect::<Result<_>>()?;
-            let connected_to = sqlx::query(
-                "SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| c.int("masterid"))
-            .collect::<Result<_>>()?;
-            out.push(WorkerRow {
-                id: WorkerId(id),
-                name: r.text("name")?,
-                info: r.text("info")?,
-                paused: r.flag("paused")?,
-                pause_reason: r.opt_text("pause_reason")?,
-                graceful: r.flag("graceful")?,
-                configured_on,
-                connected_to,
-            });
-        }
-        Ok((out, total))
-    }
-
-    /// The ids of the workers configured for `builder` on any master.
-    pub async fn builder_worker_ids(&self, builder: BuilderId) -> Result<Vec<WorkerId>> {
-        sqlx::query(
-            "SELECT DISTINCT cw.workerid AS workerid FROM configured_workers cw \
-             JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE bm.builderid = $1 ORDER BY cw.workerid",
-        )
-        .bind(builder.0)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok(WorkerId(r.int("workerid")?)))
-        .collect()
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kiln_config::{Data, MasterConfig};
 use kiln_core::{BuildId, BuilderId};
-use kiln_db::Db;
+use kiln_db::{Db, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -84,10 +84,11 @@ pub struct Running {
 /// relative to the base directory, `sqlite:////abs/path` an absolute one.
 /// Opens (and brings up to date) the database a master's configuration names, for the tools
 /// that work on it directly (`kiln user`).
-pub async fn open_database(basedir: &Path, config: &MasterConfig) -> anyhow::Result<Db> {
+/// It gives the write half: those tools change the database while no master runs on it.
+pub async fn open_database(basedir: &Path, config: &MasterConfig) -> anyhow::Result<Writer> {
     let basedir = std::path::absolute(basedir).unwrap_or_else(|_| basedir.to_path_buf());
     let url = database_url(&basedir, &config.db_url);
-    Db::connect(&url)
+    Writer::connect(&url)
         .await
         .with_context(|| format!("opening the database {}", config.db_url))
 }
@@ -298,20 +299,16 @@ impl Master {
     ) -> anyhow::Result<Running> {
         let basedir = std::path::absolute(basedir).unwrap_or_else(|_| basedir.to_path_buf());
         let url = database_url(&basedir, &config.db_url);
-        let db = Db::connect(&url)
+        let writer = Writer::connect(&url)
             .await
             .with_context(|| format!("opening the database {}", config.db_url))?;
+        let db = writer.reader();
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let name = format!("{host}:{}", basedir.display());
-        let masterid = Updates::register_master(&db, &name).await?;
-        let updates = Updates {
-            db: db.clone(),
-            events: EventBus::default(),
-            master: masterid,
-            clock: options.clock.clone(),
-        };
+        let masterid = Updates::register_master(&writer, &name).await?;
+        let updates = Updates::new(writer, EventBus::default(), masterid, options.clock.clone());
         let events = updates.events.clone();
 
         // Recovery: builds this master left running were interrupted; their requests run again.

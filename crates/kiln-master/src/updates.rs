@@ -8,14 +8,17 @@ use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, LogId, MasterId, Properties, Results,
     StepId, WorkerId,
 };
-use kiln_db::{Db, LogType, NewBuildSet, NewChange, StartedBuild, StepEnd};
+use kiln_db::{
+    LogType, NewBuildSet, NewChange, NewTestResult, NewTestResultSet, StartedBuild, StepEnd, Writer,
+};
 
 use crate::clock::Clock;
 use crate::events::EventBus;
 
 #[derive(Clone)]
 pub struct Updates {
-    pub db: Db,
+    /// The database's write half: the update layer is the only holder of it.
+    db: Writer,
     pub events: EventBus,
     pub master: MasterId,
     pub clock: Arc<dyn Clock>,
@@ -24,13 +27,22 @@ pub struct Updates {
 pub type Result<T> = std::result::Result<T, kiln_db::DbError>;
 
 impl Updates {
+    pub fn new(db: Writer, events: EventBus, master: MasterId, clock: Arc<dyn Clock>) -> Updates {
+        Updates {
+            db,
+            events,
+            master,
+            clock,
+        }
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
 
     /// The id of the master called `name` (`host:basedir`), registered if new. This comes before
     /// any `Updates` exists, since everything else is written on behalf of that master.
-    pub async fn register_master(db: &Db, name: &str) -> Result<MasterId> {
+    pub async fn register_master(db: &Writer, name: &str) -> Result<MasterId> {
         db.find_master_id(name).await
     }
 
@@ -510,5 +522,76 @@ impl Updates {
             state: WorkerState::Graceful(graceful),
         });
         Ok(())
+    }
+
+    /// The id of a scheduler by name, registered if new.
+    pub async fn find_scheduler_id(&self, name: &str) -> Result<kiln_core::SchedulerId> {
+        self.db.find_scheduler_id(name).await
+    }
+
+    /// The id of the object (a scheduler, a change source) whose state is kept under `name` and
+    /// `class_name`, registered if new.
+    pub async fn object_id(&self, name: &str, class_name: &str) -> Result<i64> {
+        self.db.object_id(name, class_name).await
+    }
+
+    /// Stores one value of an object's state (JSON text), replacing the previous one.
+    pub async fn set_state(&self, object: i64, name: &str, value_json: &str) -> Result<()> {
+        self.db.set_state(object, name, value_json).await?;
+        self.events.publish(Event::StateSet {
+            object,
+            name: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Records that a scheduler has seen a change, and whether it found it important.
+    pub async fn classify_change(
+        &self,
+        scheduler: kiln_core::SchedulerId,
+        change: ChangeId,
+        important: bool,
+    ) -> Result<()> {
+        self.db
+            .classify_change(scheduler, change, important)
+            .await?;
+        self.events.publish(Event::ChangeClassified {
+            scheduler,
+            change,
+            important,
+        });
+        Ok(())
+    }
+
+    /// Forgets a scheduler's classifications of changes once they are built (or dropped).
+    pub async fn flush_classifications(
+        &self,
+        scheduler: kiln_core::SchedulerId,
+        changes: &[ChangeId],
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.db.flush_classifications(scheduler, changes).await?;
+        self.events.publish(Event::ClassificationsFlushed {
+            scheduler,
+            changes: changes.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Records a step's test results as one completed set, in one write.
+    pub async fn add_test_result_set(
+        &self,
+        set: &NewTestResultSet,
+        results: &[NewTestResult],
+    ) -> Result<i64> {
+        let id = self.db.add_test_result_set(set, results).await?;
+        self.events.publish(Event::TestResultSetNew {
+            set: id,
+            build: BuildId(set.buildid),
+            step: StepId(set.stepid),
+        });
+        Ok(id)
     }
 }

@@ -1,9 +1,9 @@
 use kiln_core::BuilderId;
-use kiln_db::{Db, LogType, MAX_CHUNK_BYTES, NewBuildSet};
+use kiln_db::{LogType, MAX_CHUNK_BYTES, NewBuildSet, Writer};
 
 use crate::each_backend;
 
-async fn step(db: &Db) -> kiln_core::StepId {
+pub async fn step(db: &Writer) -> kiln_core::StepId {
     let m = db.find_master_id("m").await.unwrap();
     let w = db.find_worker_id("w").await.unwrap();
     let b: BuilderId = db.find_builder_id("b").await.unwrap();

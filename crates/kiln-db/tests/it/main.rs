@@ -5,6 +5,7 @@ mod builds;
 mod logs;
 mod requests;
 mod schema;
+mod testresults;
 
 use kiln_db::testing::{self, TestDb};
 

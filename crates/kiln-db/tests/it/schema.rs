@@ -27,7 +27,7 @@ async fn reopening_a_database_keeps_its_data_and_does_not_migrate_twice() {
             .await
             .expect("master");
     t.db.close().await;
-    let again = kiln_db::Db::connect(&t.url).await.expect("reopen");
+    let again = kiln_db::Writer::connect(&t.url).await.expect("reopen");
     assert_eq!(
         again
             .find_master_id("host:/srv/master")
@@ -39,7 +39,7 @@ async fn reopening_a_database_keeps_its_data_and_does_not_migrate_twice() {
 
 #[tokio::test]
 async fn unsupported_urls_are_refused_with_a_clear_error() {
-    let err = kiln_db::Db::connect("mysql://localhost/x")
+    let err = kiln_db::Writer::connect("mysql://localhost/x")
         .await
         .err()
         .expect("must fail");

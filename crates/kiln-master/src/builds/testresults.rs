@@ -5,7 +5,7 @@
 //! skipped tests are counted, not recorded), so a test's history across builds can be queried.
 
 use kiln_core::render::Renderable;
-use kiln_db::NewTestResult;
+use kiln_db::{NewTestResult, NewTestResultSet};
 use kiln_proto::{Args, Value};
 
 use super::steps::{StepContext, WorkerLost};
@@ -421,7 +421,6 @@ pub async fn record(ctx: &StepContext<'_>, step: &StepConfig, results: &TestResu
     let Some(builderid) = ctx.master.builder_ids().get(ctx.builder_name).map(|b| b.0) else {
         return counts;
     };
-    let db = &ctx.master.db;
     let recorded: Vec<NewTestResult> = results
         .cases
         .iter()
@@ -439,21 +438,17 @@ pub async fn record(ctx: &StepContext<'_>, step: &StepConfig, results: &TestResu
             .into(),
         })
         .collect();
-    let written = async {
-        let id = db
-            .add_test_result_set(
-                builderid,
-                ctx.buildid.0,
-                ctx.stepid.0,
-                &step.name,
-                "pass_fail",
-                "boolean",
-            )
-            .await?;
-        db.add_test_results(builderid, id, &recorded).await?;
-        db.complete_test_result_set(id, counts.passed as i64, counts.failed as i64)
-            .await
+    let set = NewTestResultSet {
+        builderid,
+        buildid: ctx.buildid.0,
+        stepid: ctx.stepid.0,
+        description: step.name.clone(),
+        category: "pass_fail".into(),
+        value_unit: "boolean".into(),
+        tests_passed: counts.passed as i64,
+        tests_failed: counts.failed as i64,
     };
+    let written = ctx.master.updates.add_test_result_set(&set, &recorded);
     if let Err(error) = written.await {
         tracing::error!(step = %ctx.stepid, %error, "recording test results");
     }

@@ -140,7 +140,11 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let common = config.common().clone();
-    let objectid = match master.db.object_id(&common.name, &common.class_name).await {
+    let objectid = match master
+        .updates
+        .object_id(&common.name, &common.class_name)
+        .await
+    {
         Ok(id) => id,
         Err(error) => {
             tracing::error!(poller = %common.name, %error, "cannot start the poller");
@@ -259,7 +263,7 @@ async fn poll_once(
         );
     }
     master
-        .db
+        .updates
         .set_state(objectid, key, &value.to_string())
         .await
         .map_err(|e| format!("storing the poller's state: {e}"))?;

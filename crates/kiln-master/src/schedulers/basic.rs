@@ -24,7 +24,7 @@ impl BasicScheduler {
         master: &Master,
         config: &BasicSchedulerConfig,
     ) -> anyhow::Result<BasicScheduler> {
-        let id = master.db.find_scheduler_id(&config.name).await?;
+        let id = master.updates.find_scheduler_id(&config.name).await?;
         let mut state = Basic::new(
             config.tree_stable_timer,
             config.per_branch,
@@ -97,7 +97,7 @@ impl BasicScheduler {
             match d {
                 Decision::Classify { change, important } => {
                     master
-                        .db
+                        .updates
                         .classify_change(self.id, change, important)
                         .await?;
                 }
@@ -112,10 +112,16 @@ impl BasicScheduler {
                         codebases: &c.codebases,
                     };
                     buildsets::for_changes(master, &target, &changes, known).await?;
-                    master.db.flush_classifications(self.id, &forget).await?;
+                    master
+                        .updates
+                        .flush_classifications(self.id, &forget)
+                        .await?;
                 }
                 Decision::Forget(forget) => {
-                    master.db.flush_classifications(self.id, &forget).await?
+                    master
+                        .updates
+                        .flush_classifications(self.id, &forget)
+                        .await?
                 }
             }
         }

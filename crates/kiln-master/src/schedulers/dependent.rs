@@ -28,7 +28,7 @@ impl DependentScheduler {
         master: &Master,
         config: &DependentConfig,
     ) -> anyhow::Result<DependentScheduler> {
-        let objectid = master.db.object_id(&config.name, "Dependent").await?;
+        let objectid = master.updates.object_id(&config.name, "Dependent").await?;
         let watched = match master.db.get_state(objectid, "upstream_bsids").await? {
             Some(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
                 tracing::warn!(scheduler = %config.name, %e, "ignoring unreadable upstream_bsids");
@@ -105,7 +105,7 @@ impl DependentScheduler {
         if self.watched != before {
             let text = serde_json::to_string(&self.watched)?;
             master
-                .db
+                .updates
                 .set_state(self.objectid, "upstream_bsids", &text)
                 .await?;
         }

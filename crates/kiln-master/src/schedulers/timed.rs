@@ -28,9 +28,9 @@ impl TimedScheduler {
         master: &Master,
         config: &TimedSchedulerConfig,
     ) -> anyhow::Result<TimedScheduler> {
-        let id = master.db.find_scheduler_id(&config.name).await?;
+        let id = master.updates.find_scheduler_id(&config.name).await?;
         let objectid = master
-            .db
+            .updates
             .object_id(&config.name, &config.class_name)
             .await?;
         let last_build = state_value(master, objectid, "last_build")
@@ -55,7 +55,7 @@ impl TimedScheduler {
         } else {
             // Without onlyIfChanged, changes play no part: leftovers are dropped, as in Buildbot.
             let all: Vec<ChangeId> = stored.into_iter().map(|(c, _)| c).collect();
-            master.db.flush_classifications(id, &all).await?;
+            master.updates.flush_classifications(id, &all).await?;
             Vec::new()
         };
         Ok(TimedScheduler {
@@ -95,7 +95,7 @@ impl TimedScheduler {
             return Ok(());
         }
         master
-            .db
+            .updates
             .classify_change(self.id, change.id, important)
             .await?;
         self.classified.push((change.id, important));
@@ -113,12 +113,12 @@ impl TimedScheduler {
         };
         // The build time is stored first, so a failure below is not repeated at every start.
         master
-            .db
+            .updates
             .set_state(self.objectid, "last_build", &fired.last_build.to_string())
             .await?;
         if let Some(v) = fired.store_only_if_changed {
             master
-                .db
+                .updates
                 .set_state(self.objectid, "last_only_if_changed", &v.to_string())
                 .await?;
         }
@@ -149,7 +149,10 @@ impl TimedScheduler {
             Outcome::Defaults => buildsets::for_defaults(master, &target).await?,
             Outcome::Changes(changes) => {
                 buildsets::for_changes(master, &target, &changes, None).await?;
-                master.db.flush_classifications(self.id, &changes).await?;
+                master
+                    .updates
+                    .flush_classifications(self.id, &changes)
+                    .await?;
                 self.classified.retain(|(id, _)| !changes.contains(id));
             }
         }

@@ -72,7 +72,10 @@ pub async fn arm_nightly(
     scheduler: &str,
     trigger: &Trigger,
 ) -> anyhow::Result<()> {
-    let objectid = master.db.object_id(scheduler, "NightlyTriggerable").await?;
+    let objectid = master
+        .updates
+        .object_id(scheduler, "NightlyTriggerable")
+        .await?;
     let stamps: Vec<serde_json::Value> = trigger
         .sourcestamps
         .iter()
@@ -93,7 +96,7 @@ pub async fn arm_nightly(
         trigger.parent_relationship
     ]);
     master
-        .db
+        .updates
         .set_state(objectid, LAST_TRIGGER, &state.to_string())
         .await?;
     Ok(())
@@ -104,7 +107,10 @@ pub async fn take_nightly(master: &Master, objectid: i64) -> anyhow::Result<Opti
     let Some(text) = master.db.get_state(objectid, LAST_TRIGGER).await? else {
         return Ok(None);
     };
-    master.db.set_state(objectid, LAST_TRIGGER, "null").await?;
+    master
+        .updates
+        .set_state(objectid, LAST_TRIGGER, "null")
+        .await?;
     let v: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {

@@ -268,7 +268,7 @@ async fn changes_and_builds_link_through_their_source_stamp() {
         ..Default::default()
     };
     // A forced build of the default codebase uses the same (empty) source stamp as this change.
-    let changeid = m.master().db.add_change(&change, now).await.unwrap();
+    let changeid = m.master().updates.add_change(&change).await.unwrap();
     m.start_worker("w1", "pass").await;
     assert_eq!(
         m.force_and_wait(json!({"builderNames": ["alpha"]})).await,

@@ -146,6 +146,29 @@ impl TestMaster {
         .unwrap_or_else(|_| panic!("no event matching {pattern}"))
     }
 
+    /// Waits until `check` holds, checking again after each event whose key matches `pattern`:
+    /// the write that `check` reads publishes that event once it is committed.
+    pub async fn wait_until<F, Fut>(&mut self, pattern: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        tokio::time::timeout(WAIT, async {
+            while !check().await {
+                loop {
+                    match self.events.recv().await {
+                        Ok(e) if matches(pattern, &e.key()) => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => panic!("event bus closed"),
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no event matching {pattern} brought the awaited state"))
+    }
+
     /// Forces a build through JSON-RPC and waits until its buildset completes; returns the results.
     pub async fn force_and_wait(&mut self, params: Value) -> i64 {
         let bsid = self.force(params).await;

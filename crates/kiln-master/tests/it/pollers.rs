@@ -334,18 +334,14 @@ async fn git_poller_polls_at_launch_and_follows_the_refs_a_function_picks() {
     )
     .await;
     // The poll at launch records where the chosen refs are, and only those.
-    let db = &m.master().db;
-    let id = db.object_id("fn", "GitPoller").await.unwrap();
-    let state = tokio::time::timeout(crate::harness::WAIT, async {
-        loop {
-            if let Some(s) = db.get_state(id, "lastRev").await.unwrap() {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the poll at launch stored its state");
+    let db = m.master().db.clone();
+    let stored = || async {
+        let id = db.lookup_object_id("fn", "GitPoller").await.unwrap()?;
+        db.get_state(id, "lastRev").await.unwrap()
+    };
+    m.wait_until("objects.*.state", || async { stored().await.is_some() })
+        .await;
+    let state = stored().await.expect("the poll at launch stored its state");
     let state: Value = serde_json::from_str(&state).unwrap();
     let refs: Vec<&String> = state.as_object().unwrap().keys().collect();
     assert_eq!(refs, ["refs/heads/rel-1"]);

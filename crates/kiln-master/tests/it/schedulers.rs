@@ -36,30 +36,29 @@ async fn post_change(m: &TestMaster, branch: &str, revision: &str) -> i64 {
     reply["changeids"][0].as_i64().expect("change id")
 }
 
-/// Waits until the scheduler has classified exactly `expected` (a state of the database, which is
-/// what the scheduler writes before anything else).
-async fn wait_classified(m: &TestMaster, expected: &[i64]) -> SchedulerId {
-    let db = &m.master().db;
-    let id = db.find_scheduler_id("sb").await.unwrap();
+/// Waits until the scheduler has classified exactly `expected`, as each classification or
+/// flush announces.
+async fn wait_classified(m: &mut TestMaster, expected: &[i64]) -> SchedulerId {
+    let db = m.master().db.clone();
     let want: Vec<ChangeId> = expected.iter().map(|i| ChangeId(*i)).collect();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let got: Vec<ChangeId> = db
-                .change_classifications(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|(c, _)| c)
-                .collect();
-            if got == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    m.wait_until("schedulers.*.*", || async {
+        let Some(id) = db.lookup_scheduler_id("sb").await.unwrap() else {
+            return false;
+        };
+        let got: Vec<ChangeId> = db
+            .change_classifications(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        got == want
     })
-    .await
-    .unwrap_or_else(|_| panic!("the scheduler never classified {expected:?}"));
-    id
+    .await;
+    db.lookup_scheduler_id("sb")
+        .await
+        .unwrap()
+        .expect("registered")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,10 +73,10 @@ async fn a_tree_stable_timer_builds_the_latest_change_of_its_branch() {
     m.start_worker("w1", "pass").await;
     let first = post_change(&m, "main", "r1").await;
     let other = post_change(&m, "dev", "r-dev").await;
-    wait_classified(&m, &[first]).await;
+    wait_classified(&mut m, &[first]).await;
     clock.advance(30);
     let second = post_change(&m, "main", "r2").await;
-    let sid = wait_classified(&m, &[first, second]).await;
+    let sid = wait_classified(&mut m, &[first, second]).await;
     let (_, buildsets) = m.get("buildsets").await;
     assert_eq!(buildsets["meta"]["total"], 0, "the tree is not stable yet");
 
@@ -142,7 +141,7 @@ async fn classified_changes_survive_a_restart_and_rearm_the_timer() {
     let source = config("sqlite:///state.sqlite", &body("60"));
     let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
     let change = post_change(&m, "main", "r1").await;
-    wait_classified(&m, &[change]).await;
+    wait_classified(&mut m, &[change]).await;
     m.stop().await;
     let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
     drop(m);
@@ -196,7 +195,7 @@ async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_chang
     // and starts no timer.
     post("bot", "src/a.rs", "r1").await;
     let docs = post("dev", "docs/a.md", "r2").await;
-    let sid = wait_classified(&m, &[docs]).await;
+    let sid = wait_classified(&mut m, &[docs]).await;
     assert_eq!(
         m.master().db.change_classifications(sid).await.unwrap(),
         vec![(ChangeId(docs), false)]
@@ -204,7 +203,7 @@ async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_chang
     clock.advance(60);
     m.start_worker("w1", "pass").await;
     let code = post("dev", "src/b.rs", "r3").await;
-    wait_classified(&m, &[docs, code]).await;
+    wait_classified(&mut m, &[docs, code]).await;
     clock.advance(10);
     let bsid = m.wait_event("buildsets.*.new").await["bsid"]
         .as_i64()
@@ -218,7 +217,7 @@ async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_chang
     // and built.
     for (who, revision) in [("crash", "r4"), ("oops", "r5")] {
         let id = post(who, "src/c.rs", revision).await;
-        wait_classified(&m, &[id]).await;
+        wait_classified(&mut m, &[id]).await;
         clock.advance(10);
         let bsid = m.wait_event("buildsets.*.new").await["bsid"]
             .as_i64()
@@ -229,20 +228,16 @@ async fn file_is_important_and_filter_functions_decide_and_errors_keep_the_chang
     m.stop().await;
 }
 
-/// Waits until the scheduler's stored state `name` is `value`.
-async fn wait_state(m: &TestMaster, scheduler: &str, class: &str, name: &str, value: &str) {
-    let db = &m.master().db;
-    let id = db.object_id(scheduler, class).await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if db.get_state(id, name).await.unwrap().as_deref() == Some(value) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+/// Waits until the scheduler's stored state `name` is `value`, as each state write announces.
+async fn wait_state(m: &mut TestMaster, scheduler: &str, class: &str, name: &str, value: &str) {
+    let db = m.master().db.clone();
+    m.wait_until("objects.*.state", || async {
+        let Some(id) = db.lookup_object_id(scheduler, class).await.unwrap() else {
+            return false;
+        };
+        db.get_state(id, name).await.unwrap().as_deref() == Some(value)
     })
-    .await
-    .unwrap_or_else(|_| panic!("{scheduler}'s {name} never became {value}"));
+    .await;
 }
 
 const PERIODIC: &str = "f = util.BuildFactory([steps.ShellCommand(name='t', command='true')])\n\
@@ -257,7 +252,7 @@ async fn periodic_builds_at_start_then_every_interval_and_remembers_its_last_bui
     let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
     // The first build is at once, as the master starts (before this test listens to events).
     // The build time is stored just before the buildset is: wait for the buildset itself.
-    wait_state(&m, "p", "Periodic", "last_build", &START.to_string()).await;
+    wait_state(&mut m, "p", "Periodic", "last_build", &START.to_string()).await;
     let bsid = tokio::time::timeout(WAIT, async {
         loop {
             let (_, all) = m.get("buildsets").await;
@@ -285,7 +280,7 @@ async fn periodic_builds_at_start_then_every_interval_and_remembers_its_last_bui
     clock.advance(600);
     m.wait_event("buildsets.*.new").await;
     wait_state(
-        &m,
+        &mut m,
         "p",
         "Periodic",
         "last_build",
@@ -302,7 +297,7 @@ async fn periodic_builds_at_start_then_every_interval_and_remembers_its_last_bui
     clock.advance(500);
     m.wait_event("buildsets.*.new").await;
     wait_state(
-        &m,
+        &mut m,
         "p",
         "Periodic",
         "last_build",
@@ -340,12 +335,12 @@ async fn nightly_with_only_if_changed_builds_the_first_night_then_only_after_cha
         0,
         "the first night always builds"
     );
-    wait_state(&m, "n", "Nightly", "last_build", &night1.to_string()).await;
+    wait_state(&mut m, "n", "Nightly", "last_build", &night1.to_string()).await;
 
     // A quiet night: skipped, but remembered.
     clock.advance(86_400);
     wait_state(
-        &m,
+        &mut m,
         "n",
         "Nightly",
         "last_build",
@@ -356,16 +351,14 @@ async fn nightly_with_only_if_changed_builds_the_first_night_then_only_after_cha
     // A change on another branch does not count; one on main does.
     post_change(&m, "dev", "r-dev").await;
     let main = post_change(&m, "main", "r-main").await;
-    let sid = m.master().db.find_scheduler_id("n").await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        while m.master().db.change_classifications(sid).await.unwrap()
-            != vec![(ChangeId(main), true)]
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let db = m.master().db.clone();
+    m.wait_until("schedulers.*.classified", || async {
+        let Some(sid) = db.lookup_scheduler_id("n").await.unwrap() else {
+            return false;
+        };
+        db.change_classifications(sid).await.unwrap() == vec![(ChangeId(main), true)]
     })
-    .await
-    .expect("the main change is classified");
+    .await;
     clock.advance(86_400);
     let bsid = m.wait_event("buildsets.*.new").await["bsid"]
         .as_i64()
@@ -567,7 +560,7 @@ async fn nightly_remembers_its_last_run_across_a_restart() {
     let mut m = start(tempfile::tempdir().unwrap(), &source, &clock).await;
     let night1 = START + 17_200;
     clock.advance(17_200);
-    wait_state(&m, "n", "Nightly", "last_build", &night1.to_string()).await;
+    wait_state(&mut m, "n", "Nightly", "last_build", &night1.to_string()).await;
     m.stop().await;
     let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
     drop(m);
@@ -578,7 +571,7 @@ async fn nightly_remembers_its_last_run_across_a_restart() {
     let mut m = start(dir, &source, &clock).await;
     clock.advance(86_400 - 3600);
     wait_state(
-        &m,
+        &mut m,
         "n",
         "Nightly",
         "last_build",

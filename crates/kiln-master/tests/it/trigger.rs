@@ -217,16 +217,19 @@ async fn a_nightly_triggerable_builds_the_last_trigger_once_at_its_time() {
 
     // The next night has no trigger: nothing is built, but the time is remembered.
     clock.advance(86_400);
-    let db = &m.master().db;
-    let id = db.object_id("nt", "NightlyTriggerable").await.unwrap();
+    let db = m.master().db.clone();
     let want = (START + 17_200 + 86_400).to_string();
-    tokio::time::timeout(crate::harness::WAIT, async {
-        while db.get_state(id, "last_build").await.unwrap().as_deref() != Some(want.as_str()) {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+    m.wait_until("objects.*.state", || async {
+        let Some(id) = db
+            .lookup_object_id("nt", "NightlyTriggerable")
+            .await
+            .unwrap()
+        else {
+            return false;
+        };
+        db.get_state(id, "last_build").await.unwrap().as_deref() == Some(want.as_str())
     })
-    .await
-    .expect("the second night passed");
+    .await;
     let (_, all) = m.get("buildsets").await;
     assert_eq!(all["meta"]["total"], 3);
     m.stop().await;
