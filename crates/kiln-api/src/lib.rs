@@ -1,9 +1,21 @@
-//! What the kiln runtime and the components that read it (the web port, the reporters) share.
+//! The kiln runtime's API boundary: what the runtime and the components that read it (the web
+//! port, the reporters) share.
 //!
-//! The runtime publishes an [`Event`] after each write it makes; a reader matches events by
-//! Buildbot's routing keys ([`Event::key`], [`matches`]) and reads their payload as the web API
-//! shows it ([`Event::payload`]).
+//! The runtime implements the three interfaces of [`services`] (the read side, the control handle
+//! and the event source); components are given them as [`Services`] and see nothing else of the
+//! master. The runtime publishes an [`Event`] after each write; a reader matches events by
+//! Buildbot's routing keys ([`Event::key`], [`matches`]). Every error a component answers a client
+//! with is an [`ApiError`], which knows its HTTP status and JSON-RPC code.
 
+pub mod error;
 pub mod event;
+pub mod services;
+pub mod users;
 
+pub use error::ApiError;
 pub use event::{Event, StepUpdate, WorkerState, matches};
+pub use services::{
+    Actor, BoxFuture, Control, EventSource, PollOutcome, ReadSide, Services, Submitted, TryJob,
+    WorkerAction, WorkerRef,
+};
+pub use users::{BuildUsers, build_users};

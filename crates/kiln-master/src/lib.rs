@@ -7,10 +7,12 @@
 //! - [`builds`]: the distributor that starts builds, and the build runner with its steps;
 //! - [`schedulers`]: what submits buildsets (the force scheduler);
 //! - [`updates`]: the one layer that writes the database and then publishes [`events`];
-//! - [`www`]: the HTTP side, with the REST API under `/api/v2`.
+//! - [`boundary`]: the read side, control handle and event source that the web port (a
+//!   [`WebApp`] such as `kiln_www::router`) and other components are given instead of the master.
 //!
 //! [`Master::start`] wires them together.
 
+pub mod boundary;
 pub mod builds;
 pub mod changes;
 pub mod clock;
@@ -25,6 +27,5 @@ pub mod updates;
 pub mod users;
 pub mod values;
 pub mod workers;
-pub mod www;
 
-pub use master::{Master, Running, StartOptions};
+pub use master::{Master, Running, StartOptions, WebApp};

@@ -36,6 +36,8 @@ pub struct Master {
     pub(crate) handshake_timeout: Duration,
     running: Mutex<HashMap<BuildId, RunningBuild>>,
     shutdown: watch::Sender<bool>,
+    /// Set when a client asks the master to stop; the process that runs it does the stopping.
+    stop_request: watch::Sender<bool>,
 }
 
 /// Buildbot's master sends a keepalive to each worker this often.
@@ -58,6 +60,16 @@ pub struct StartOptions {
     /// How long a connection to either port may stay without introducing itself before it is
     /// closed: the request headers on the web port, the worker's whole attach handshake.
     pub handshake_timeout: Duration,
+    /// What the web port serves, made from the master's API boundary (`kiln_www::router`).
+    pub web: WebApp,
+}
+
+/// Makes the web port's application from the interfaces the master exposes.
+pub type WebApp = Arc<dyn Fn(kiln_api::Services) -> axum::Router + Send + Sync>;
+
+/// The web application of a master started without one: every path is 404.
+fn no_web_app(_: kiln_api::Services) -> axum::Router {
+    axum::Router::new()
 }
 
 impl Default for StartOptions {
@@ -68,6 +80,7 @@ impl Default for StartOptions {
             clock: Arc::new(SystemClock),
             keepalive_interval: KEEPALIVE_INTERVAL,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            web: Arc::new(no_web_app),
         }
     }
 }
@@ -93,14 +106,6 @@ pub async fn open_database(basedir: &Path, config: &MasterConfig) -> anyhow::Res
         .with_context(|| format!("opening the database {}", config.db_url))
 }
 
-/// See [`Master::build_users`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildUsers {
-    pub blamelist: Vec<String>,
-    pub owners: Vec<String>,
-    pub interested: Vec<String>,
-}
-
 pub fn database_url(basedir: &Path, url: &str) -> String {
     match url.strip_prefix("sqlite:///") {
         Some(path) if path.starts_with('/') => format!("sqlite://{path}"),
@@ -110,31 +115,6 @@ pub fn database_url(basedir: &Path, url: &str) -> String {
 }
 
 impl Master {
-    /// Who a build concerns: its blamelist (the authors of its changes), its owners (who forced
-    /// or tried it), and both together, the users a reporter tells about it.
-    pub async fn build_users(&self, build: kiln_core::BuildId) -> kiln_db::Result<BuildUsers> {
-        let blamelist = self.db.build_blamelist(build).await?;
-        let props = self.db.build_properties_set(build).await?;
-        let owners: Vec<String> = match props.get("owners") {
-            Some(kiln_core::PropertyValue::List(l)) => l.iter().map(|v| v.render()).collect(),
-            _ => match props.get("owner") {
-                Some(o) => vec![o.render()],
-                None => Vec::new(),
-            },
-        };
-        let mut interested = blamelist.clone();
-        for o in &owners {
-            if !interested.contains(o) {
-                interested.push(o.clone());
-            }
-        }
-        Ok(BuildUsers {
-            blamelist,
-            owners,
-            interested,
-        })
-    }
-
     pub fn config(&self) -> Arc<MasterConfig> {
         self.config
             .read()
@@ -172,6 +152,17 @@ impl Master {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Asks whoever runs the master to stop it cleanly, as SIGTERM does.
+    pub fn request_stop(&self) {
+        self.stop_request.send_replace(true);
+    }
+
+    /// Waits until a stop is requested through [`Master::request_stop`].
+    pub async fn stop_requested(&self) {
+        let mut rx = self.stop_request.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// Asks a running build to stop; false if it is not running here.
@@ -334,6 +325,7 @@ impl Master {
             handshake_timeout: options.handshake_timeout,
             running: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
+            stop_request: watch::channel(false).0,
         });
         master.apply_config(config.clone()).await?;
 
@@ -356,7 +348,7 @@ impl Master {
             options.handshake_timeout,
             master.shutdown_signal(),
         )));
-        let app = crate::www::router(master.clone());
+        let app = (options.web)(crate::boundary::services(&master));
         tasks.push(tokio::spawn(crate::serve::serve(
             www_listener,
             app,

@@ -203,8 +203,16 @@ fn checkconfig(basedir: &Path) -> ExitCode {
     }
 }
 
+/// A master with kiln's own web application on its web port.
+fn start_options() -> StartOptions {
+    StartOptions {
+        web: Arc::new(kiln_www::router),
+        ..StartOptions::default()
+    }
+}
+
 async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::Result<()> {
-    let running = Master::start(&basedir, config, StartOptions::default()).await?;
+    let running = Master::start(&basedir, config, start_options()).await?;
     let pid_file = basedir.join(PID_FILE);
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("writing {}", pid_file.display()))?;
@@ -229,6 +237,7 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
     loop {
         tokio::select! {
             _ = term.recv() => break,
+            _ = master.stop_requested() => break,
             _ = int.recv() => break,
             _ = hup.recv() => match kiln_config::load(basedir) {
                 Ok(config) => {
@@ -288,7 +297,7 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
         eprintln!("created a master in {}", basedir.display());
     }
     let config = load(&basedir)?;
-    let running = Master::start(&basedir, config, StartOptions::default()).await?;
+    let running = Master::start(&basedir, config, start_options()).await?;
     let master = running.master.clone();
 
     // A local worker, in this process, connected over the real protocol.

@@ -1,33 +1,18 @@
 //! `Try_Userpass`: a try job (a patch against a base revision, for some of the scheduler's
 //! builders) becomes a buildset whose source stamp carries the patch.
 
+use kiln_api::{ApiError, Submitted, TryJob};
 use kiln_config::TryConfig;
-use kiln_core::sourcestamp::SourceStamp;
-use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties};
+use kiln_core::Properties;
 
 use super::buildsets::{self, Target};
 use crate::master::Master;
-
-/// What `kiln try` sends.
-pub struct TryJob {
-    pub who: String,
-    pub comment: String,
-    pub builder_names: Vec<String>,
-    pub properties: Properties,
-    pub sourcestamp: SourceStamp,
-}
-
-/// Why a try job was refused.
-pub enum TryError {
-    BadRequest(String),
-    Internal(anyhow::Error),
-}
 
 pub async fn submit(
     master: &Master,
     scheduler: &TryConfig,
     job: TryJob,
-) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>), TryError> {
+) -> Result<Submitted, ApiError> {
     let builders = if job.builder_names.is_empty() {
         scheduler.builder_names.clone()
     } else {
@@ -39,7 +24,7 @@ pub async fn submit(
         .collect();
     if !refused.is_empty() {
         let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
-        return Err(TryError::BadRequest(format!(
+        return Err(ApiError::BadRequest(format!(
             "the scheduler '{}' does not build {}",
             scheduler.name,
             names.join(", ")
@@ -77,5 +62,5 @@ pub async fn submit(
         None,
     )
     .await
-    .map_err(TryError::Internal)
+    .map_err(ApiError::internal)
 }

@@ -78,6 +78,17 @@ impl Workers {
             .filter(|c| !c.is_closed())
     }
 
+    /// The names of the workers attached now, sorted.
+    pub fn connected_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.slots)
+            .values()
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.is_attached()))
+            .map(|s| s.config.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn name_of(&self, id: WorkerId) -> Option<String> {
         lock(&self.slots)
             .values()

@@ -53,6 +53,7 @@ impl TestMaster {
         let mut options = StartOptions {
             worker_port: Some(0),
             www_port: Some(0),
+            web: Arc::new(kiln_www::router),
             ..Default::default()
         };
         adjust(&mut options);

@@ -3,6 +3,7 @@
 //! worker protocol and the REST API.
 
 mod api;
+mod boundary;
 mod buildbot_worker;
 mod builds;
 mod connections;

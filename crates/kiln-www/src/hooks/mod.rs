@@ -10,8 +10,6 @@ mod github;
 mod gitlab;
 mod poller;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -22,9 +20,9 @@ use kiln_core::Properties;
 use kiln_db::NewChange;
 use serde_json::{Value, json};
 
-use crate::master::Master;
+use kiln_api::{Actor, Services};
 
-pub fn router() -> Router<Arc<Master>> {
+pub fn router() -> Router<Services> {
     Router::new()
         .route("/change_hook", post(default_dialect))
         .route("/change_hook/{dialect}", post(dialect))
@@ -62,33 +60,37 @@ impl Parsed {
 }
 
 async fn default_dialect(
-    State(master): State<Arc<Master>>,
+    State(services): State<Services>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&master, "base", query.as_deref(), &headers, body).await
+    handle(&services, "base", query.as_deref(), &headers, body).await
 }
 
 async fn dialect(
-    State(master): State<Arc<Master>>,
+    State(services): State<Services>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&master, &name, query.as_deref(), &headers, body).await
+    handle(&services, &name, query.as_deref(), &headers, body).await
 }
 
 async fn handle(
-    master: &Master,
+    services: &Services,
     name: &str,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let config = master.config();
-    match auth::check(&master.basedir, &config.www.change_hook_auth, headers) {
+    let config = services.read.config();
+    match auth::check(
+        services.read.basedir(),
+        &config.www.change_hook_auth,
+        headers,
+    ) {
         Ok(()) => {}
         Err(auth::Refusal::Unauthorized) => {
             return (
@@ -135,9 +137,9 @@ async fn handle(
             .into_response();
     };
     if name == "poller" {
-        return poller::handle(master, options, query).await;
+        return poller::handle(services, options, query).await;
     }
-    let now = master.updates.now();
+    let now = services.read.now();
     let parsed = match name {
         "base" => base::parse(query, body, now).map(Parsed::changes),
         "bitbucketcloud" => bitbucket::parse(bitbucket::Flavour::Cloud, options, headers, body),
@@ -166,21 +168,18 @@ async fn handle(
     }
     let changes = parsed.changes;
     let mut ids = Vec::with_capacity(changes.len());
-    for change in &changes {
-        match master.add_change(change.clone()).await {
+    for change in changes {
+        match services.control.add_change(&Actor::Anonymous, change).await {
             Ok(id) => ids.push(id.0),
             Err(error) => {
                 tracing::error!(%error, dialect = name, "storing a change");
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("storing the change failed: {error}\n"),
+                    format!("storing the change failed: {}\n", error.message()),
                 )
                     .into_response();
             }
         }
-    }
-    if !ids.is_empty() {
-        master.wake_schedulers();
     }
     (StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response()
 }

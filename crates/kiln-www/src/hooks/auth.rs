@@ -7,7 +7,7 @@ use std::path::Path;
 use axum::http::HeaderMap;
 use kiln_config::HookCredentials;
 
-use crate::www::basic_auth::{credentials, same_secret};
+use crate::basic_auth::{credentials, same_secret};
 
 /// Why a call was not let in.
 pub(crate) enum Refusal {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::query::{self, Field, Kind, Query, f};
 use super::{ApiError, raw, shapes};
-use crate::master::Master;
+use kiln_api::Services;
 
 /// A kind of resource: its plural name, its fields, and the column behind each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,23 +268,24 @@ fn within(column: &'static str, ids: Vec<i64>) -> Filter {
 }
 
 fn not_found(path: &str) -> ApiError {
-    ApiError::NotFound(format!("not found while getting from {path}"))
+    ApiError::not_found(path)
 }
 
 fn int(seg: &str) -> Option<i64> {
     seg.parse::<i64>().ok()
 }
 
-async fn builder_id(master: &Master, seg: &str) -> Result<Option<i64>, ApiError> {
+async fn builder_id(services: &Services, seg: &str) -> Result<Option<i64>, ApiError> {
     if let Some(id) = int(seg) {
         return Ok(Some(id));
     }
-    if let Some(id) = master.builder_ids().get(seg) {
+    if let Some(id) = services.read.builder_ids().get(seg) {
         return Ok(Some(id.0));
     }
     let page = kiln_db::listing::Page::eq("name", SqlValue::Text(seg.to_string()));
-    Ok(master
-        .db
+    Ok(services
+        .read
+        .db()
         .list_builders(&page)
         .await?
         .0
@@ -293,7 +294,7 @@ async fn builder_id(master: &Master, seg: &str) -> Result<Option<i64>, ApiError>
 }
 
 async fn build_by_number(
-    master: &Master,
+    services: &Services,
     builderid: i64,
     number: i64,
 ) -> Result<Option<BuildId>, ApiError> {
@@ -301,10 +302,17 @@ async fn build_by_number(
         filters: vec![eq("builderid", builderid), eq("number", number)],
         ..Default::default()
     };
-    Ok(master.db.list_builds(&page).await?.0.first().map(|b| b.id))
+    Ok(services
+        .read
+        .db()
+        .list_builds(&page)
+        .await?
+        .0
+        .first()
+        .map(|b| b.id))
 }
 
-async fn step_of(master: &Master, buildid: i64, seg: &str) -> Result<Option<StepId>, ApiError> {
+async fn step_of(services: &Services, buildid: i64, seg: &str) -> Result<Option<StepId>, ApiError> {
     let filter = match int(seg) {
         Some(n) => eq("number", n),
         None => Filter {
@@ -317,10 +325,17 @@ async fn step_of(master: &Master, buildid: i64, seg: &str) -> Result<Option<Step
         filters: vec![eq("buildid", buildid), filter],
         ..Default::default()
     };
-    Ok(master.db.list_steps(&page).await?.0.first().map(|s| s.id))
+    Ok(services
+        .read
+        .db()
+        .list_steps(&page)
+        .await?
+        .0
+        .first()
+        .map(|s| s.id))
 }
 
-async fn log_of(master: &Master, stepid: i64, slug: &str) -> Result<Option<LogId>, ApiError> {
+async fn log_of(services: &Services, stepid: i64, slug: &str) -> Result<Option<LogId>, ApiError> {
     let page = kiln_db::listing::Page {
         filters: vec![
             eq("stepid", stepid),
@@ -332,12 +347,19 @@ async fn log_of(master: &Master, stepid: i64, slug: &str) -> Result<Option<LogId
         ],
         ..Default::default()
     };
-    Ok(master.db.list_logs(&page).await?.0.first().map(|l| l.id))
+    Ok(services
+        .read
+        .db()
+        .list_logs(&page)
+        .await?
+        .0
+        .first()
+        .map(|l| l.id))
 }
 
 /// Resolves the part of a path below a step: `logs`, `logs/{slug}`, and a log's contents.
 async fn below_step(
-    master: &Master,
+    services: &Services,
     stepid: StepId,
     rest: &[&str],
     path: &str,
@@ -354,7 +376,7 @@ async fn below_step(
             vec![eq("stepid", stepid.0)],
         )),
         ["logs", slug, tail @ ..] => {
-            let id = log_of(master, stepid.0, slug)
+            let id = log_of(services, stepid.0, slug)
                 .await?
                 .ok_or_else(|| not_found(path))?;
             below_log(id, tail, path)
@@ -374,7 +396,7 @@ fn below_log(id: LogId, rest: &[&str], path: &str) -> Result<Target, ApiError> {
 }
 
 async fn below_build(
-    master: &Master,
+    services: &Services,
     id: BuildId,
     rest: &[&str],
     path: &str,
@@ -387,15 +409,15 @@ async fn below_build(
         )),
         ["steps"] => Ok(Target::Collection(Ty::Steps, vec![eq("buildid", id.0)])),
         ["steps", step, tail @ ..] => {
-            let stepid = step_of(master, id.0, step)
+            let stepid = step_of(services, id.0, step)
                 .await?
                 .ok_or_else(|| not_found(path))?;
-            below_step(master, stepid, tail, path).await
+            below_step(services, stepid, tail, path).await
         }
         ["properties"] => Ok(Target::BuildProperties(id)),
         ["users"] => Ok(Target::BuildUsers(id)),
         ["changes"] => {
-            let ids = master.db.build_change_ids(id).await?;
+            let ids = services.read.db().build_change_ids(id).await?;
             Ok(Target::Collection(
                 Ty::Changes,
                 vec![within("changeid", ids)],
@@ -410,7 +432,7 @@ async fn below_build(
     }
 }
 
-async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
+async fn resolve(services: &Services, path: &str) -> Result<Target, ApiError> {
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -420,7 +442,7 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
     match segs.as_slice() {
         ["builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
         ["builders", b, rest @ ..] => {
-            let id = builder_id(master, b).await?.ok_or_else(nf)?;
+            let id = builder_id(services, b).await?.ok_or_else(nf)?;
             match rest {
                 [] => Ok(Target::Single(
                     Ty::Builders,
@@ -430,8 +452,10 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
                 ["builds"] => Ok(Target::Collection(Ty::Builds, vec![eq("builderid", id)])),
                 ["builds", n, tail @ ..] => {
                     let number = int(n).ok_or_else(nf)?;
-                    let build = build_by_number(master, id, number).await?.ok_or_else(nf)?;
-                    below_build(master, build, tail, path).await
+                    let build = build_by_number(services, id, number)
+                        .await?
+                        .ok_or_else(nf)?;
+                    below_build(services, build, tail, path).await
                 }
                 ["buildrequests"] => Ok(Target::Collection(
                     Ty::BuildRequests,
@@ -442,8 +466,9 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
                     vec![Filter {
                         column: "id",
                         op: FilterOp::In,
-                        values: master
-                            .db
+                        values: services
+                            .read
+                            .db()
                             .builder_worker_ids(kiln_core::BuilderId(id))
                             .await?
                             .into_iter()
@@ -469,11 +494,11 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
         }
         ["builds"] => Ok(Target::Collection(Ty::Builds, vec![])),
         ["builds", id, rest @ ..] => {
-            below_build(master, BuildId(int(id).ok_or_else(nf)?), rest, path).await
+            below_build(services, BuildId(int(id).ok_or_else(nf)?), rest, path).await
         }
         ["steps"] => Ok(Target::Collection(Ty::Steps, vec![])),
         ["steps", id, rest @ ..] => {
-            below_step(master, StepId(int(id).ok_or_else(nf)?), rest, path).await
+            below_step(services, StepId(int(id).ok_or_else(nf)?), rest, path).await
         }
         ["logs", id, rest @ ..] => below_log(LogId(int(id).ok_or_else(nf)?), rest, path),
         ["buildrequests"] => Ok(Target::Collection(Ty::BuildRequests, vec![])),
@@ -494,8 +519,9 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
         )),
         ["buildsets", id, "properties"] => Ok(Target::BuildsetProperties(int(id).ok_or_else(nf)?)),
         ["buildsets", id, "sourcestamps"] => {
-            let bs = master
-                .db
+            let bs = services
+                .read
+                .db()
                 .get_buildset(kiln_core::BuildSetId(int(id).ok_or_else(nf)?))
                 .await?
                 .ok_or_else(nf)?;
@@ -520,8 +546,9 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
         )),
         ["changes"] => Ok(Target::Collection(Ty::Changes, vec![])),
         ["changes", id, "builds"] => {
-            let ids = master
-                .db
+            let ids = services
+                .read
+                .db()
                 .change_build_ids(kiln_core::ChangeId(int(id).ok_or_else(nf)?))
                 .await?;
             Ok(Target::Collection(Ty::Builds, vec![within("id", ids)]))
@@ -544,8 +571,9 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
             match rest {
                 [] => Ok(Target::Single(Ty::Workers, vec![filter], path.into())),
                 ["builds"] => {
-                    let (rows, _) = master
-                        .db
+                    let (rows, _) = services
+                        .read
+                        .db()
                         .list_workers(&kiln_db::listing::Page {
                             filters: vec![filter],
                             ..Default::default()
@@ -606,11 +634,11 @@ async fn resolve(master: &Master, path: &str) -> Result<Target, ApiError> {
 
 /// Loads rows of a kind as JSON.
 async fn load(
-    master: &Master,
+    services: &Services,
     ty: Ty,
     page: &kiln_db::listing::Page,
 ) -> Result<(Vec<Value>, i64), ApiError> {
-    let db = &master.db;
+    let db = &services.read.db();
     Ok(match ty {
         Ty::Builds => {
             let (rows, total) = db.list_builds(page).await?;
@@ -711,8 +739,8 @@ async fn load(
             (items, total)
         }
         Ty::ForceSchedulers | Ty::ChangeSources | Ty::Projects => {
-            let config = master.config();
-            let ids = master.builder_ids();
+            let config = services.read.config();
+            let ids = services.read.builder_ids();
             let mut items: Vec<Value> = match ty {
                 Ty::ForceSchedulers => config
                     .schedulers
@@ -752,7 +780,7 @@ async fn load(
 }
 
 async fn embed_properties(
-    master: &Master,
+    services: &Services,
     ty: Ty,
     items: &mut [Value],
     q: &Query,
@@ -765,12 +793,13 @@ async fn embed_properties(
         let props = match ty {
             Ty::Builds => {
                 let id = item["buildid"].as_i64().unwrap_or_default();
-                master.db.build_properties_set(BuildId(id)).await?
+                services.read.db().build_properties_set(BuildId(id)).await?
             }
             _ => {
                 let id = item["buildsetid"].as_i64().unwrap_or_default();
-                master
-                    .db
+                services
+                    .read
+                    .db()
                     .buildset_properties(kiln_core::BuildSetId(id))
                     .await?
             }
@@ -781,17 +810,17 @@ async fn embed_properties(
 }
 
 pub async fn get(
-    master: &Master,
+    services: &Services,
     path: &str,
     raw_query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let target = resolve(master, path).await?;
+    let target = resolve(services, path).await?;
     match target {
         Target::Collection(ty, base) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
-            let (mut items, total) = fetch(master, ty, base, &q).await?;
-            embed_properties(master, ty, &mut items, &q).await?;
+            let (mut items, total) = fetch(services, ty, base, &q).await?;
+            embed_properties(services, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
             Ok(query::respond(
                 headers,
@@ -801,7 +830,7 @@ pub async fn get(
         Target::Single(ty, base, path) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
             let (mut items, _) = fetch(
-                master,
+                services,
                 ty,
                 base,
                 &Query {
@@ -817,7 +846,7 @@ pub async fn get(
                 return Err(not_found(&path));
             }
             items.truncate(1);
-            embed_properties(master, ty, &mut items, &q).await?;
+            embed_properties(services, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
             Ok(query::respond(
                 headers,
@@ -826,10 +855,10 @@ pub async fn get(
         }
         Target::BuildUsers(id) => {
             query::parse(raw_query, &[], &[])?;
-            if master.db.get_build(id).await?.is_none() {
+            if services.read.db().get_build(id).await?.is_none() {
                 return Err(not_found(path));
             }
-            let users = master.build_users(id).await?;
+            let users = services.read.build_users(id).await?;
             Ok(query::respond(
                 headers,
                 json!({"users": [{
@@ -844,12 +873,13 @@ pub async fn get(
             query::parse(raw_query, &[], &[])?;
             let rows = match &who {
                 None => {
-                    master
-                        .db
+                    services
+                        .read
+                        .db()
                         .list_users(&kiln_db::listing::Page::default())
                         .await?
                 }
-                Some(w) => master.db.find_user(w).await?.into_iter().collect(),
+                Some(w) => services.read.db().find_user(w).await?.into_iter().collect(),
             };
             if who.is_some() && rows.is_empty() {
                 return Err(not_found(path));
@@ -873,10 +903,10 @@ pub async fn get(
         }
         Target::BuildProperties(id) => {
             query::parse(raw_query, &[], &[])?;
-            if master.db.get_build(id).await?.is_none() {
+            if services.read.db().get_build(id).await?.is_none() {
                 return Err(not_found(path));
             }
-            let props = master.db.build_properties_set(id).await?;
+            let props = services.read.db().build_properties_set(id).await?;
             let map = shapes::properties(&props, |_| true);
             Ok(query::respond(
                 headers,
@@ -885,8 +915,9 @@ pub async fn get(
         }
         Target::BuildsetProperties(id) => {
             query::parse(raw_query, &[], &[])?;
-            let props = master
-                .db
+            let props = services
+                .read
+                .db()
                 .buildset_properties(kiln_core::BuildSetId(id))
                 .await?;
             let map = shapes::properties(&props, |_| true);
@@ -895,10 +926,10 @@ pub async fn get(
                 json!({"properties": [map], "meta": {"total": 1}}),
             ))
         }
-        Target::LogContents(id) => raw::contents(master, id, raw_query, headers, path).await,
+        Target::LogContents(id) => raw::contents(services, id, raw_query, headers, path).await,
         Target::LogRaw(id, inline) => {
             query::parse(raw_query, &[], &[])?;
-            raw::raw(master, id, inline, path).await
+            raw::raw(services, id, inline, path).await
         }
         Target::Empty(plural) => {
             query::parse(raw_query, &[], &["field", "order", "limit", "offset"])?;
@@ -911,7 +942,7 @@ pub async fn get(
 }
 
 async fn fetch(
-    master: &Master,
+    services: &Services,
     ty: Ty,
     base: Vec<Filter>,
     q: &Query,
@@ -923,7 +954,7 @@ async fn fetch(
     );
     if in_memory_kind {
         let (items, _) = load(
-            master,
+            services,
             ty,
             &kiln_db::listing::Page {
                 filters: base,
@@ -934,7 +965,7 @@ async fn fetch(
         return query::finish_in_memory(items, q, &q.filters);
     }
     let (page, rest, all) = query::push_down(q, fields, base)?;
-    let (items, total) = load(master, ty, &page).await?;
+    let (items, total) = load(services, ty, &page).await?;
     if all {
         Ok((items, total))
     } else {

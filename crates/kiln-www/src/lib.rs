@@ -3,29 +3,28 @@
 
 pub mod api;
 mod basic_auth;
+mod error;
 mod hooks;
 mod tryjobs;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 
-use crate::master::Master;
+use kiln_api::Services;
 
 /// The largest request body accepted anywhere on the web port.
 pub const MAX_BODY_BYTES: usize = 10 << 20;
 
-pub fn router(master: Arc<Master>) -> Router {
+pub fn router(services: Services) -> Router {
     Router::new()
         .route("/", get(index))
         .nest("/api/v2", api::router())
         .merge(hooks::router())
         .merge(tryjobs::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(master)
+        .with_state(services)
 }
 
 fn escape(s: &str) -> String {
@@ -36,14 +35,14 @@ fn escape(s: &str) -> String {
 }
 
 /// A plain overview: the builders and their latest builds.
-async fn index(State(master): State<Arc<Master>>) -> Html<String> {
-    let config = master.config();
+async fn index(State(services): State<Services>) -> Html<String> {
+    let config = services.read.config();
     let mut body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1>",
         t = escape(&config.title)
     );
     body.push_str("<p>REST API: <a href=\"api/v2/builders\">/api/v2</a></p><table border=\"1\"><tr><th>builder</th><th>last builds</th></tr>");
-    let ids = master.builder_ids();
+    let ids = services.read.builder_ids();
     for b in &config.builders {
         let mut cells = String::new();
         if let Some(id) = ids.get(&b.name) {
@@ -57,7 +56,7 @@ async fn index(State(master): State<Arc<Master>>) -> Html<String> {
                 limit: Some(10),
                 offset: None,
             };
-            if let Ok((builds, _)) = master.db.list_builds(&page).await {
+            if let Ok((builds, _)) = services.read.db().list_builds(&page).await {
                 for build in builds {
                     let result = build
                         .results

@@ -6,8 +6,6 @@
 //! `patch_subdir` and the patch as `patch_body` (text) or `patch_body_base64`. The answer is
 //! `{"bsid": N, "brids": {builderid: brid}}`.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,11 +18,10 @@ use kiln_core::Properties;
 use kiln_core::sourcestamp::{Patch, SourceStamp};
 use serde_json::{Value, json};
 
-use crate::master::Master;
-use crate::schedulers::tryjob::{self, TryError, TryJob};
-use crate::www::basic_auth::{credentials, same_secret};
+use crate::basic_auth::{credentials, same_secret};
+use kiln_api::{Actor, Services, TryJob};
 
-pub fn router() -> Router<Arc<Master>> {
+pub fn router() -> Router<Services> {
     Router::new().route("/try", post(submit))
 }
 
@@ -32,8 +29,8 @@ fn error(status: StatusCode, why: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": why.into()}))).into_response()
 }
 
-async fn submit(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Response {
-    let config = master.config();
+async fn submit(State(services): State<Services>, headers: HeaderMap, body: Bytes) -> Response {
+    let config = services.read.config();
     let Some((user, password)) = credentials(&headers) else {
         return (
             StatusCode::UNAUTHORIZED,
@@ -78,7 +75,11 @@ async fn submit(State(master): State<Arc<Master>>, headers: HeaderMap, body: Byt
         Ok(j) => j,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match tryjob::submit(&master, scheduler, job).await {
+    match services
+        .control
+        .try_job(&Actor::Anonymous, &scheduler.name, job)
+        .await
+    {
         Ok((bsid, brids)) => {
             let map: serde_json::Map<String, Value> = brids
                 .iter()
@@ -90,11 +91,10 @@ async fn submit(State(master): State<Arc<Master>>, headers: HeaderMap, body: Byt
             )
                 .into_response()
         }
-        Err(TryError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, why),
-        Err(TryError::Internal(e)) => {
-            tracing::error!(error = %e, "submitting a try job");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        }
+        Err(e) => error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.message(),
+        ),
     }
 }
 

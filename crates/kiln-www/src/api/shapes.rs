@@ -6,7 +6,7 @@ use kiln_db::{
 };
 use serde_json::{Value, json};
 
-use crate::values::property_to_json;
+use kiln_db::property_to_json;
 
 fn complete(at: Option<i64>) -> bool {
     at.is_some()

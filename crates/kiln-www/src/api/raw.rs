@@ -8,7 +8,7 @@ use kiln_core::LogId;
 
 use super::ApiError;
 use super::query::{self, Query};
-use crate::master::Master;
+use kiln_api::Services;
 
 /// Chunks read from the database per batch of a raw download.
 const RAW_BATCH_CHUNKS: i64 = 32;
@@ -18,15 +18,16 @@ const RAW_QUEUE: usize = 4;
 /// `…/contents`: lines `offset .. offset+limit` (all by default) as one `logchunk`. The JSON is
 /// streamed chunk by chunk, so even a whole large log is served in bounded memory.
 pub async fn contents(
-    master: &Master,
+    services: &Services,
     id: LogId,
     raw_query: &str,
     _headers: &HeaderMap,
     path: &str,
 ) -> Result<Response, ApiError> {
     let q: Query = query::parse(raw_query, &[], &[])?;
-    let log = master
-        .db
+    let log = services
+        .read
+        .db()
         .get_log(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("not found while getting from {path}")))?;
@@ -39,7 +40,7 @@ pub async fn contents(
         "{{\"logchunks\":[{{\"logid\":{},\"firstline\":{first},\"content\":\"",
         id.0
     );
-    let db = master.db.clone();
+    let db = services.read.db().clone();
     let stream = stream_lines(
         db,
         id,
@@ -111,17 +112,28 @@ fn stream_lines(
 }
 
 pub async fn raw(
-    master: &Master,
+    services: &Services,
     id: LogId,
     inline: bool,
     path: &str,
 ) -> Result<Response, ApiError> {
     let nf = || ApiError::NotFound(format!("not found while getting from {path}"));
-    let log = master.db.get_log(id).await?.ok_or_else(nf)?;
-    let step = master.db.get_step(log.stepid).await?.ok_or_else(nf)?;
-    let build = master.db.get_build(step.buildid).await?.ok_or_else(nf)?;
-    let builder = master
-        .db
+    let log = services.read.db().get_log(id).await?.ok_or_else(nf)?;
+    let step = services
+        .read
+        .db()
+        .get_step(log.stepid)
+        .await?
+        .ok_or_else(nf)?;
+    let build = services
+        .read
+        .db()
+        .get_build(step.buildid)
+        .await?
+        .ok_or_else(nf)?;
+    let builder = services
+        .read
+        .db()
         .list_builders(&kiln_db::listing::Page::eq(
             "id",
             kiln_db::listing::SqlValue::Int(build.builderid.0),
@@ -133,9 +145,9 @@ pub async fn raw(
         .map(|b| b.name)
         .unwrap_or_default();
     let worker = match build.workerid {
-        Some(w) => master
-            .workers
-            .name_of(kiln_core::WorkerId(w))
+        Some(w) => services
+            .read
+            .worker_name(kiln_core::WorkerId(w))
             .unwrap_or_default(),
         None => String::new(),
     };
@@ -158,7 +170,7 @@ pub async fn raw(
         }
     };
     let stream = stream_lines(
-        master.db.clone(),
+        services.read.db().clone(),
         id,
         0,
         i64::MAX,

@@ -2,13 +2,10 @@
 //! paging, and JSON-RPC 2.0 control POSTs.
 
 mod control;
-mod error;
 mod paths;
 mod query;
 mod raw;
 mod shapes;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,10 +14,12 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
-use crate::master::Master;
-pub use error::ApiError;
+pub use kiln_api::ApiError;
+use kiln_api::Services;
 
-pub fn router() -> Router<Arc<Master>> {
+use crate::error::Answer;
+
+pub fn router() -> Router<Services> {
     Router::new()
         .route("/", get(root))
         .route("/{*path}", get(get_path).post(post_path))
@@ -53,22 +52,22 @@ async fn root(headers: HeaderMap) -> Response {
 }
 
 async fn get_path(
-    State(master): State<Arc<Master>>,
+    State(services): State<Services>,
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match paths::get(&master, &path, raw.as_deref().unwrap_or(""), &headers).await {
+    match paths::get(&services, &path, raw.as_deref().unwrap_or(""), &headers).await {
         Ok(r) => r,
-        Err(e) => e.into_response_for(&headers),
+        Err(e) => e.answer(),
     }
 }
 
 async fn post_path(
-    State(master): State<Arc<Master>>,
+    State(services): State<Services>,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    control::post(&master, &path, &headers, &body).await
+    control::post(&services, &path, &headers, &body).await
 }

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use kiln_core::PropertyValue;
 use serde_json::json;
 
-use crate::master::Master;
+use kiln_api::{Actor, Services};
 
 pub(crate) async fn handle(
-    master: &Master,
+    services: &Services,
     options: &BTreeMap<String, PropertyValue>,
     query: Option<&str>,
 ) -> Response {
@@ -28,7 +28,7 @@ pub(crate) async fn handle(
         Some(PropertyValue::List(items)) => Some(items.iter().map(PropertyValue::render).collect()),
         _ => None,
     };
-    let running = master.pollers.names();
+    let running = services.read.poller_names();
     let may = |name: &String| allowed.as_ref().is_none_or(|a| a.contains(name));
     let names: Vec<String> = if asked.is_empty() {
         running.iter().filter(|n| may(n)).cloned().collect()
@@ -47,22 +47,17 @@ pub(crate) async fn handle(
         }
         asked
     };
-    let mut waits = Vec::new();
-    for name in &names {
-        if let Some(rx) = master.pollers.poke(name) {
-            waits.push((name.clone(), rx));
-        }
-    }
     let mut ids = Vec::new();
     let mut errors = serde_json::Map::new();
-    for (name, rx) in waits {
-        match rx.await {
-            Ok(Ok(found)) => ids.extend(found.into_iter().map(|c| c.0)),
-            Ok(Err(e)) => {
+    let polled = services
+        .control
+        .poke_pollers(&Actor::Anonymous, &names)
+        .await;
+    for (name, outcome) in polled {
+        match outcome {
+            Ok(found) => ids.extend(found.into_iter().map(|c| c.0)),
+            Err(e) => {
                 errors.insert(name, json!(e));
-            }
-            Err(_) => {
-                errors.insert(name, json!("the poller stopped"));
             }
         }
     }

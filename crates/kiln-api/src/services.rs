@@ -1,0 +1,188 @@
+//! The runtime's API boundary: the three interfaces through which the web port and the reporters
+//! work, so that none of them sees the master's internals.
+//!
+//! - [`ReadSide`]: what may be read (the configuration, builder ids, the database's read half,
+//!   connected workers, running builds, a build's users);
+//! - [`Control`]: every command a person or a client can give, each carrying the [`Actor`] who
+//!   asks, so that authorization has exactly one place to live;
+//! - [`EventSource`]: the typed events published after each write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kiln_config::MasterConfig;
+use kiln_core::sourcestamp::SourceStamp;
+use kiln_core::{
+    BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, Properties, SchedulerId,
+};
+use kiln_db::{Db, NewChange};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::event::Event;
+use crate::users::BuildUsers;
+
+/// A future the interfaces return; boxed so that the interfaces can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who asks for a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// Nobody in particular: the web port has no login yet, and every caller is anonymous.
+    Anonymous,
+    /// The master itself, on behalf of its own components (a quickstart build, say).
+    Master,
+}
+
+/// A submitted buildset: its id and each builder's request.
+pub type Submitted = (BuildSetId, Vec<(BuilderId, BuildRequestId)>);
+
+/// A try job as `kiln try` (or `buildbot try`) sends it.
+#[derive(Debug, Clone)]
+pub struct TryJob {
+    pub who: String,
+    pub comment: String,
+    pub builder_names: Vec<String>,
+    pub properties: Properties,
+    pub sourcestamp: SourceStamp,
+}
+
+/// A worker, named as the API names it: by id or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerRef {
+    Id(i64),
+    Name(String),
+}
+
+/// What can be done to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerAction {
+    Pause,
+    Unpause,
+    /// Ask the worker to shut down once its builds are done.
+    StopGracefully,
+    /// Close its connection at once.
+    Kill,
+}
+
+/// The outcome of poking one change poller.
+pub type PollOutcome = Result<Vec<ChangeId>, String>;
+
+/// What may be read.
+pub trait ReadSide: Send + Sync {
+    /// The configuration the master runs now; a reconfiguration replaces it.
+    fn config(&self) -> Arc<MasterConfig>;
+    /// The ids of the configured builders, by name.
+    fn builder_ids(&self) -> Arc<HashMap<String, BuilderId>>;
+    /// The database's read half.
+    fn db(&self) -> &Db;
+    /// The master's base directory, against which configured relative paths are resolved.
+    fn basedir(&self) -> &Path;
+    /// The master's clock, in epoch seconds.
+    fn now(&self) -> i64;
+    /// The names of the workers connected to this master.
+    fn connected_workers(&self) -> Vec<String>;
+    /// A configured worker's name.
+    fn worker_name(&self, id: kiln_core::WorkerId) -> Option<String>;
+    /// The builds this master is running.
+    fn running_builds(&self) -> Vec<BuildId>;
+    /// The names of the configured change pollers.
+    fn poller_names(&self) -> Vec<String>;
+    /// A build's blamelist, owners and interested users.
+    fn build_users(&self, build: BuildId) -> BoxFuture<'_, Result<BuildUsers, ApiError>> {
+        Box::pin(async move { Ok(crate::users::build_users(self.db(), build).await?) })
+    }
+}
+
+/// Every command a person or a client can give. Each takes the actor who asks.
+pub trait Control: Send + Sync {
+    /// Forces a build with a force scheduler's form; `params` are the form's fields.
+    fn force<'a>(
+        &'a self,
+        actor: &'a Actor,
+        scheduler: &'a str,
+        params: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>>;
+    /// Submits a try job to a `Try_Userpass` scheduler.
+    fn try_job<'a>(
+        &'a self,
+        actor: &'a Actor,
+        scheduler: &'a str,
+        job: TryJob,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>>;
+    /// Stores a change (from a hook) and lets the schedulers see it.
+    fn add_change<'a>(
+        &'a self,
+        actor: &'a Actor,
+        change: NewChange,
+    ) -> BoxFuture<'a, Result<ChangeId, ApiError>>;
+    /// Asks change pollers to poll now and waits for their polls; an unknown name is not polled.
+    fn poke_pollers<'a>(
+        &'a self,
+        actor: &'a Actor,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BTreeMap<String, PollOutcome>>;
+    /// Stops a running build; false if it is not running here.
+    fn stop_build<'a>(
+        &'a self,
+        actor: &'a Actor,
+        build: BuildId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ApiError>>;
+    /// Builds a finished build again, with the same source stamps and properties.
+    fn rebuild<'a>(
+        &'a self,
+        actor: &'a Actor,
+        build: BuildId,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>>;
+    /// Cancels a request that has not finished.
+    fn cancel_request<'a>(
+        &'a self,
+        actor: &'a Actor,
+        request: BuildRequestId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Changes a request's priority.
+    fn set_request_priority<'a>(
+        &'a self,
+        actor: &'a Actor,
+        request: BuildRequestId,
+        priority: i64,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Enables or disables a scheduler.
+    fn set_scheduler_enabled<'a>(
+        &'a self,
+        actor: &'a Actor,
+        scheduler: SchedulerId,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Pauses, unpauses, stops gracefully or kills a worker.
+    fn worker_action<'a>(
+        &'a self,
+        actor: &'a Actor,
+        worker: &'a WorkerRef,
+        action: WorkerAction,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Shuts the master down cleanly, as SIGTERM does.
+    fn shutdown<'a>(&'a self, actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// The typed events, published after each write.
+///
+/// The bus is a hint: a subscriber that falls behind loses events. A consumer that must not miss
+/// one reads the durable record instead.
+pub trait EventSource: Send + Sync {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+}
+
+/// The three interfaces together, as a component is given them.
+#[derive(Clone)]
+pub struct Services {
+    pub read: Arc<dyn ReadSide>,
+    pub control: Arc<dyn Control>,
+    pub events: Arc<dyn EventSource>,
+}

@@ -1,0 +1,40 @@
+//! Who a build concerns.
+
+use kiln_core::{BuildId, PropertyValue};
+use kiln_db::{Db, DbError};
+
+/// A build's users, as `/api/v2/builds/N/users` shows them and reporters address them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUsers {
+    /// The authors of the build's changes.
+    pub blamelist: Vec<String>,
+    /// Who forced or tried the build.
+    pub owners: Vec<String>,
+    /// Both together, without repeats: the users a reporter tells about the build.
+    pub interested: Vec<String>,
+}
+
+/// A build's blamelist (the authors of its changes), its owners (from the `owners` property the
+/// build runner sets, or `owner`), and both together.
+pub async fn build_users(db: &Db, build: BuildId) -> Result<BuildUsers, DbError> {
+    let blamelist = db.build_blamelist(build).await?;
+    let props = db.build_properties_set(build).await?;
+    let owners: Vec<String> = match props.get("owners") {
+        Some(PropertyValue::List(l)) => l.iter().map(|v| v.render()).collect(),
+        _ => match props.get("owner") {
+            Some(o) => vec![o.render()],
+            None => Vec::new(),
+        },
+    };
+    let mut interested = blamelist.clone();
+    for o in &owners {
+        if !interested.contains(o) {
+            interested.push(o.clone());
+        }
+    }
+    Ok(BuildUsers {
+        blamelist,
+        owners,
+        interested,
+    })
+}

@@ -1,0 +1,344 @@
+//! The API boundary: the master as the read side, the control handle and the event source that
+//! `kiln_api` defines, which the web port and the reporters are given instead of the master.
+//!
+//! Every command of the control handle arrives here with the actor who asks; authorization, when
+//! it comes, is decided in this one place.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_api::{
+    Actor, ApiError, BoxFuture, Control, Event, EventSource, PollOutcome, ReadSide, Services,
+    Submitted, TryJob, WorkerAction, WorkerRef,
+};
+use kiln_config::{MasterConfig, SchedulerConfig};
+use kiln_core::{BuildId, BuildRequestId, BuilderId, ChangeId, SchedulerId, SourceStampId};
+use kiln_db::listing::{Page, SqlValue};
+use kiln_db::{Db, NewBuildSet, NewChange};
+use tokio::sync::broadcast;
+
+use crate::master::Master;
+use crate::schedulers::force::{ForceError, force};
+
+/// The master behind the three interfaces.
+struct Boundary {
+    master: Arc<Master>,
+}
+
+/// The interfaces a component is given.
+pub fn services(master: &Arc<Master>) -> Services {
+    let boundary = Arc::new(Boundary {
+        master: master.clone(),
+    });
+    Services {
+        read: boundary.clone(),
+        control: boundary.clone(),
+        events: boundary,
+    }
+}
+
+impl ReadSide for Boundary {
+    fn config(&self) -> Arc<MasterConfig> {
+        self.master.config()
+    }
+
+    fn builder_ids(&self) -> Arc<HashMap<String, BuilderId>> {
+        self.master.builder_ids()
+    }
+
+    fn db(&self) -> &Db {
+        &self.master.db
+    }
+
+    fn basedir(&self) -> &Path {
+        &self.master.basedir
+    }
+
+    fn now(&self) -> i64 {
+        self.master.updates.now()
+    }
+
+    fn connected_workers(&self) -> Vec<String> {
+        self.master.workers.connected_names()
+    }
+
+    fn worker_name(&self, id: kiln_core::WorkerId) -> Option<String> {
+        self.master.workers.name_of(id)
+    }
+
+    fn running_builds(&self) -> Vec<BuildId> {
+        let mut ids: Vec<BuildId> = self.master.running_builds().keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    fn poller_names(&self) -> Vec<String> {
+        self.master.pollers.names()
+    }
+}
+
+impl EventSource for Boundary {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.master.events.subscribe()
+    }
+}
+
+impl Control for Boundary {
+    fn force<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        scheduler: &'a str,
+        params: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>> {
+        Box::pin(async move {
+            let master = &self.master;
+            let config = master.config();
+            let Some(SchedulerConfig::Force(form)) =
+                config.schedulers.iter().find(|s| s.name() == scheduler)
+            else {
+                return Err(ApiError::not_found(&format!("forceschedulers/{scheduler}")));
+            };
+            let disabled = master.db.disabled_schedulers().await?;
+            if disabled.iter().any(|d| d == scheduler) {
+                return Err(ApiError::InvalidParams(format!(
+                    "the scheduler '{scheduler}' is disabled"
+                )));
+            }
+            let owner = params.get("owner").and_then(serde_json::Value::as_str);
+            force(master, form, params, owner)
+                .await
+                .map_err(|e| match e {
+                    ForceError::InvalidParams(fields) => ApiError::FormErrors(fields),
+                    ForceError::Internal(e) => ApiError::internal(e),
+                })
+        })
+    }
+
+    fn try_job<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        scheduler: &'a str,
+        job: TryJob,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>> {
+        Box::pin(async move {
+            let config = self.master.config();
+            let Some(SchedulerConfig::Try(form)) =
+                config.schedulers.iter().find(|s| s.name() == scheduler)
+            else {
+                return Err(ApiError::NotFound(format!(
+                    "no try scheduler named '{scheduler}'"
+                )));
+            };
+            crate::schedulers::tryjob::submit(&self.master, form, job).await
+        })
+    }
+
+    fn add_change<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        change: NewChange,
+    ) -> BoxFuture<'a, Result<ChangeId, ApiError>> {
+        Box::pin(async move {
+            self.master
+                .add_change(change)
+                .await
+                .map_err(ApiError::internal)
+        })
+    }
+
+    fn poke_pollers<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BTreeMap<String, PollOutcome>> {
+        Box::pin(async move {
+            // All pokes go out before any answer is awaited, so the polls run together.
+            let waits: Vec<_> = names
+                .iter()
+                .filter_map(|n| Some((n.clone(), self.master.pollers.poke(n)?)))
+                .collect();
+            let mut outcomes = BTreeMap::new();
+            for (name, rx) in waits {
+                let outcome = rx
+                    .await
+                    .unwrap_or_else(|_| Err("the poller stopped".into()));
+                outcomes.insert(name, outcome);
+            }
+            outcomes
+        })
+    }
+
+    fn stop_build<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        build: BuildId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(async move { Ok(self.master.stop_build(build, reason)) })
+    }
+
+    fn rebuild<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        build: BuildId,
+    ) -> BoxFuture<'a, Result<Submitted, ApiError>> {
+        Box::pin(async move {
+            let db = &self.master.db;
+            let not_found = || ApiError::not_found(&format!("builds/{build}"));
+            let row = db.get_build(build).await?.ok_or_else(not_found)?;
+            let request = db
+                .get_buildrequest(row.buildrequestid)
+                .await?
+                .ok_or_else(not_found)?;
+            let buildset = db
+                .get_buildset(request.buildsetid)
+                .await?
+                .ok_or_else(not_found)?;
+            let ids: Vec<SourceStampId> = buildset
+                .sourcestamps
+                .iter()
+                .map(|i| SourceStampId(*i))
+                .collect();
+            let sourcestamps = db
+                .get_sourcestamps(&ids)
+                .await?
+                .iter()
+                .map(kiln_db::SourceStampRow::to_sourcestamp)
+                .collect();
+            let properties = db.buildset_properties(request.buildsetid).await?;
+            let new = NewBuildSet {
+                reason: format!(
+                    "rebuild of build {}: {}",
+                    row.number,
+                    buildset.reason.unwrap_or_default()
+                ),
+                sourcestamps,
+                properties,
+                builders: vec![(row.builderid, request.priority)],
+                rebuilt_buildid: Some(build.0),
+                ..Default::default()
+            };
+            self.master
+                .add_buildset(new)
+                .await
+                .map_err(ApiError::internal)
+        })
+    }
+
+    fn cancel_request<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        request: BuildRequestId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let row = self
+                .master
+                .db
+                .get_buildrequest(request)
+                .await?
+                .ok_or_else(|| ApiError::not_found(&format!("buildrequests/{request}")))?;
+            if row.complete {
+                return Ok(());
+            }
+            self.master
+                .cancel_buildrequest(request, reason)
+                .await
+                .map_err(ApiError::internal)
+        })
+    }
+
+    fn set_request_priority<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        request: BuildRequestId,
+        priority: i64,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            self.master
+                .updates
+                .set_buildrequest_priority(request, priority)
+                .await?;
+            self.master.wake_distributor();
+            Ok(())
+        })
+    }
+
+    fn set_scheduler_enabled<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        scheduler: SchedulerId,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let found = self
+                .master
+                .updates
+                .set_scheduler_enabled(scheduler, enabled)
+                .await?;
+            if !found {
+                return Err(ApiError::not_found(&format!("schedulers/{scheduler}")));
+            }
+            self.master.wake_schedulers();
+            Ok(())
+        })
+    }
+
+    fn worker_action<'a>(
+        &'a self,
+        _actor: &'a Actor,
+        worker: &'a WorkerRef,
+        action: WorkerAction,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let master = &self.master;
+            let (page, shown) = match worker {
+                WorkerRef::Id(id) => (Page::eq("id", SqlValue::Int(*id)), id.to_string()),
+                WorkerRef::Name(name) => {
+                    (Page::eq("name", SqlValue::Text(name.clone())), name.clone())
+                }
+            };
+            let row = master
+                .db
+                .list_workers(&page)
+                .await?
+                .0
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::not_found(&format!("workers/{shown}")))?;
+            match action {
+                WorkerAction::Pause | WorkerAction::Unpause => {
+                    let paused = action == WorkerAction::Pause;
+                    master
+                        .updates
+                        .set_worker_paused(row.id, paused, paused.then_some(reason))
+                        .await?;
+                    master.workers.set_paused(&row.name, paused);
+                    master.wake_distributor();
+                }
+                WorkerAction::Kill => {
+                    if let Some(conn) = master.workers.connection(&row.name) {
+                        conn.close("killed from the API").await;
+                    }
+                }
+                WorkerAction::StopGracefully => {
+                    master.updates.set_worker_graceful(row.id, true).await?;
+                    if let Some(conn) = master.workers.connection(&row.name) {
+                        let _ = conn.request(kiln_proto::Op::Shutdown).await;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn shutdown<'a>(&'a self, _actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            self.master.request_stop();
+            Ok(())
+        })
+    }
+}
