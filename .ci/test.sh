@@ -3,6 +3,8 @@
 # stock buildbot-worker from PyPI in a virtualenv. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The suite is strict under CI: components it needs (PostgreSQL, buildbot-worker) must be present.
+export CI=1
 state=${KILN_TEST_STATE:-$PWD/target/test-env}
 mkdir -p "$state"
 
@@ -17,6 +19,10 @@ export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
 # The cluster lives under /tmp so that the postgres user can reach it wherever the checkout is.
 KILN_TEST_POSTGRES_URL=$(.ci/postgres.sh "${KILN_TEST_PG_DIR:-/tmp/kiln-test-pg}" "${KILN_TEST_PG_PORT:-55433}")
 export KILN_TEST_POSTGRES_URL
+
+# Formatting and lints are part of the suite: both fail the run.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log=$state/cargo-test.log
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"

@@ -1,5 +1,8 @@
 //! The `kiln` binary as users run it: creating, checking, starting, stopping and killing masters.
 
+// Tests stop at the first unexpected value; unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

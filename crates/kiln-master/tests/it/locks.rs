@@ -61,10 +61,9 @@ async fn a_build_stopped_while_waiting_for_a_lock_is_cancelled() {
     let held = m.master().locks.acquire(&db, "w1").await;
     m.start_worker("w1", "pass").await;
     let bsid = m.force(json!({"builderNames": ["a"]})).await;
-    let build = loop {
-        let e = m.wait_event("builds.*.new").await;
-        break e["buildid"].as_i64().unwrap();
-    };
+    let build = m.wait_event("builds.*.new").await["buildid"]
+        .as_i64()
+        .unwrap();
     while m.master().locks.waiting() == 0 {
         tokio::task::yield_now().await;
     }

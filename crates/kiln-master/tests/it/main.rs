@@ -2,6 +2,9 @@
 //! and the stock `buildbot-worker`), real SQLite (and PostgreSQL when configured), driven over the
 //! worker protocol and the REST API.
 
+// Tests stop at the first unexpected value; unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod boundary;
 mod buildbot_worker;

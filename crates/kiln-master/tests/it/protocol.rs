@@ -53,8 +53,7 @@ async fn wrong_credentials_get_401_and_change_nothing() {
         status(
             connect(port, Some(&basic("w1", "wrong")))
                 .await
-                .err()
-                .expect("refused")
+                .expect_err("refused")
         ),
         401
     );
@@ -62,22 +61,13 @@ async fn wrong_credentials_get_401_and_change_nothing() {
         status(
             connect(port, Some(&basic("nobody", "pass")))
                 .await
-                .err()
-                .expect("refused")
+                .expect_err("refused")
         ),
         401
     );
+    assert_eq!(status(connect(port, None).await.expect_err("refused")), 401);
     assert_eq!(
-        status(connect(port, None).await.err().expect("refused")),
-        401
-    );
-    assert_eq!(
-        status(
-            connect(port, Some("Basic !!!"))
-                .await
-                .err()
-                .expect("refused")
-        ),
+        status(connect(port, Some("Basic !!!")).await.expect_err("refused")),
         400
     );
     let (_, workers) = m.get("workers?name=w1").await;
@@ -141,10 +131,10 @@ pub async fn handshake(ws: &mut Socket) {
         if matches!(op, Op::StartCommand { .. }) || matches!(op, Op::SetWorkerSettings { .. }) {
             // The mkdir of builder directories follows; then the worker is attached.
         }
-        if let Op::Print { message } = &op {
-            if message == "attached" {
-                continue;
-            }
+        if let Op::Print { message } = &op
+            && message == "attached"
+        {
+            continue;
         }
         if matches!(op, Op::SetWorkerSettings { .. }) {
             return;
@@ -210,16 +200,15 @@ async fn unknown_ops_and_commands_get_buildbot_errors() {
             .expect("answer")
             .expect("open")
             .expect("frame");
-        if let tungstenite::Message::Binary(b) = frame {
-            if let Ok(Message::Response {
+        if let tungstenite::Message::Binary(b) = frame
+            && let Ok(Message::Response {
                 seq,
                 result,
                 is_exception,
             }) = decode(&b)
-            {
-                assert!(is_exception);
-                answers.insert(seq, result.as_str().unwrap_or_default().to_string());
-            }
+        {
+            assert!(is_exception);
+            answers.insert(seq, result.as_str().unwrap_or_default().to_string());
         }
     }
     assert_eq!(answers[&100], "Command frobnicate does not exist.");
@@ -249,15 +238,14 @@ async fn keepalives_are_sent_and_a_silent_worker_is_disconnected() {
                     seq,
                     op: Op::Keepalive,
                 }) = decode(&b)
+                    && answered < 2
                 {
-                    if answered < 2 {
-                        answered += 1;
-                        ws.send(tungstenite::Message::Binary(
-                            encode(&Message::response(seq, Value::Nil)).into(),
-                        ))
-                        .await
-                        .unwrap();
-                    }
+                    answered += 1;
+                    ws.send(tungstenite::Message::Binary(
+                        encode(&Message::response(seq, Value::Nil)).into(),
+                    ))
+                    .await
+                    .unwrap();
                 }
             }
             Some(Ok(tungstenite::Message::Close(Some(frame)))) => break frame.reason.to_string(),

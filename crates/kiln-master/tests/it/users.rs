@@ -58,9 +58,7 @@ async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
         .await;
     assert_eq!(m.wait_complete(bsid).await, 0);
     let (_, b) = m
-        .get(&format!(
-            "builds?buildrequestid__ne=0&order=-buildid&limit=1"
-        ))
+        .get("builds?buildrequestid__ne=0&order=-buildid&limit=1")
         .await;
     let forced = b["builds"][0]["buildid"].as_i64().unwrap();
     let (_, props) = m.get(&format!("builds/{forced}?property=owners")).await;
