@@ -335,6 +335,28 @@ impl Event {
         }
     }
 
+    /// Whether the durable record keeps this event: the life of changes, buildsets, requests,
+    /// builds and worker connections, which consumers such as reporters must not miss. The rest
+    /// (steps, logs, state strings, scheduler bookkeeping) is published on the bus only; a reader
+    /// that needs it reads the current state, and log lines are their own record.
+    pub fn is_durable(&self) -> bool {
+        use Event::*;
+        matches!(
+            self,
+            ChangeNew { .. }
+                | BuildsetNew { .. }
+                | BuildsetComplete { .. }
+                | BuildRequestNew { .. }
+                | BuildRequestClaimed { .. }
+                | BuildRequestUnclaimed { .. }
+                | BuildRequestComplete { .. }
+                | BuildNew { .. }
+                | BuildFinished { .. }
+                | WorkerConnected { .. }
+                | WorkerDisconnected { .. }
+        )
+    }
+
     /// The buildset this event completes, for waiters on a buildset's end.
     pub fn completed_buildset(&self) -> Option<(BuildSetId, Results)> {
         match self {

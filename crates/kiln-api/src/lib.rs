@@ -7,11 +7,13 @@
 //! Buildbot's routing keys ([`Event::key`], [`matches`]). Every error a component answers a client
 //! with is an [`ApiError`], which knows its HTTP status and JSON-RPC code.
 
+pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod services;
 pub mod users;
 
+pub use consumer::{Delivery, DurableConsumer};
 pub use error::ApiError;
 pub use event::{Event, StepUpdate, WorkerState, matches};
 pub use services::{

@@ -174,9 +174,16 @@ pub trait Control: Send + Sync {
 /// The typed events, published after each write.
 ///
 /// The bus is a hint: a subscriber that falls behind loses events. A consumer that must not miss
-/// one reads the durable record instead.
+/// one reads the durable record instead (`crate::consumer::DurableConsumer`), and uses the bus
+/// only to wake up.
 pub trait EventSource: Send + Sync {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// Records that `consumer` has handled the durable record up to `position`.
+    fn acknowledge<'a>(
+        &'a self,
+        consumer: &'a str,
+        position: i64,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
 /// The three interfaces together, as a component is given them.

@@ -8,9 +8,12 @@
 //! are the same SQL, and the rows they return (`RETURNING`) come back in order.
 
 use sqlx::any::AnyRow;
+use std::sync::atomic::Ordering;
+
 use sqlx::{Column, Row};
 
 use crate::connection::Backend;
+use crate::eventlog::{self, EventRecord};
 use crate::listing::SqlValue;
 use crate::{Result, Writer};
 
@@ -31,52 +34,131 @@ impl Batch {
             return Ok(Vec::new());
         }
         let _w = db.write_guard().await;
+        let finish_with = |rows: &[AnyRow]| Ok((rows.to_vec(), Vec::new()));
         match db.backend() {
-            Backend::Sqlite => {
-                let groups = self.sqlite_groups();
-                let mut conn = db.wpool.acquire().await?;
-                let ran = async {
-                    if groups.len() > 1 {
-                        sqlx::query("BEGIN").execute(&mut *conn).await?;
-                    }
-                    let mut rows = Vec::new();
-                    for group in &groups {
-                        let statements = &self.statements[group.clone()];
-                        let framed = groups.len() == 1;
-                        rows.extend(
-                            sqlite_query(statements, framed)
-                                .fetch_all(&mut *conn)
-                                .await?,
-                        );
-                    }
-                    if groups.len() > 1 {
-                        sqlx::query("COMMIT").execute(&mut *conn).await?;
-                    }
-                    Ok::<_, sqlx::Error>(rows)
+            Backend::Sqlite => self.run_sqlite(db, false, finish_with).await,
+            Backend::Postgres => self.run_postgres(db, finish_with).await,
+        }
+    }
+
+    /// Runs every statement, then records in the same transaction the events that `finish_with`
+    /// makes of what they returned, and commits: the change and its events are kept together or
+    /// not at all. `finish_with` also turns the rows into what the caller returns.
+    pub(crate) async fn run_recorded<T>(
+        self,
+        db: &Writer,
+        finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
+    ) -> Result<T> {
+        let _w = db.write_guard().await;
+        match db.backend() {
+            Backend::Sqlite => self.run_sqlite(db, true, finish_with).await,
+            Backend::Postgres => self.run_postgres(db, finish_with).await,
+        }
+    }
+
+    /// On SQLite every query is a round trip to the connection's thread, so the statements go as
+    /// one multi-statement query opened by `BEGIN` (several when SQLite's parameter limit asks),
+    /// and the events with `COMMIT` as one more; a batch without events commits in its only query.
+    async fn run_sqlite<T>(
+        self,
+        db: &Writer,
+        events: bool,
+        finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
+    ) -> Result<T> {
+        let mut conn = db.wpool.acquire().await?;
+        let mut open = OpenTransaction::begin(db, &mut conn).await;
+        let groups = self.sqlite_groups();
+        let last = groups.len() - 1;
+        let mut rows = Vec::new();
+        let ran = async {
+            for (i, group) in groups.into_iter().enumerate() {
+                // Without events to record, the last query commits.
+                let statements = &self.statements[group];
+                let query = sqlite_query(statements, i == 0, !events && i == last);
+                rows.extend(query.fetch_all(&mut **open.conn()).await?);
+            }
+            let (out, records) = finish_with(&rows)?;
+            if events {
+                let commit = if records.is_empty() {
+                    sqlx::query("COMMIT")
+                } else {
+                    eventlog::insert_query(&records, ";\nCOMMIT;")
                 };
-                match ran.await {
-                    Ok(rows) => Ok(rows),
-                    Err(e) => {
-                        // A statement failed after BEGIN: undo the part that ran, so the connection
-                        // goes back to the pool outside any transaction.
-                        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                        Err(e.into())
-                    }
-                }
+                commit.execute(&mut **open.conn()).await?;
             }
-            Backend::Postgres => {
-                let mut tx = db.wpool.begin().await?;
-                let mut rows = Vec::new();
-                for (statement, args) in &self.statements {
-                    let mut query = sqlx::query(*statement);
-                    for a in args {
-                        query = bind(query, a);
-                    }
-                    rows.extend(query.fetch_all(&mut *tx).await?);
-                }
-                tx.commit().await?;
-                Ok(rows)
+            Ok(out)
+        }
+        .await;
+        open.end(ran).await
+    }
+
+    /// PostgreSQL takes one statement per query: they run one by one in a transaction, which
+    /// sqlx rolls back if the write is abandoned half way.
+    async fn run_postgres<T>(
+        self,
+        db: &Writer,
+        finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
+    ) -> Result<T> {
+        let mut tx = db.wpool.begin().await?;
+        let mut rows = Vec::new();
+        for (statement, args) in &self.statements {
+            let mut query = sqlx::query(*statement);
+            for a in args {
+                query = bind(query, a);
             }
+            rows.extend(query.fetch_all(&mut *tx).await?);
+        }
+        let (out, records) = finish_with(&rows)?;
+        eventlog::insert(&mut tx, Backend::Postgres, &records).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// A SQLite transaction opened by hand (so that `BEGIN` rides with the first statements), which
+/// must end with `COMMIT` or `ROLLBACK` before its connection is used again.
+///
+/// A write abandoned half way (its task cancelled) drops this without ending it; the writer is
+/// then marked, and the next write rolls the stale transaction back before it begins.
+struct OpenTransaction<'c> {
+    conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    stale: &'c std::sync::atomic::AtomicBool,
+    ended: bool,
+}
+
+impl<'c> OpenTransaction<'c> {
+    async fn begin(
+        db: &'c Writer,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> OpenTransaction<'c> {
+        if db.stale_transaction.swap(false, Ordering::SeqCst) {
+            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+        }
+        OpenTransaction {
+            conn,
+            stale: &db.stale_transaction,
+            ended: false,
+        }
+    }
+
+    fn conn(&mut self) -> &mut sqlx::pool::PoolConnection<sqlx::Any> {
+        self.conn
+    }
+
+    /// Ends the transaction: the last query committed it on success; a failure rolls it back.
+    async fn end<T>(mut self, ran: Result<T>) -> Result<T> {
+        if ran.is_err() {
+            let _ = sqlx::query("ROLLBACK").execute(&mut **self.conn).await;
+        }
+        self.ended = true;
+        ran
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.stale.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -102,19 +184,20 @@ impl Batch {
 /// a batch with more is sent as several queries inside one transaction.
 const MAX_SQLITE_PARAMETERS: usize = 32_000;
 
-/// One multi-statement query, framed by `BEGIN` and `COMMIT` when it is the whole batch.
+/// One multi-statement query, opened with `BEGIN` and closed with `COMMIT` as asked.
 fn sqlite_query(
     statements: &[(&'static str, Vec<SqlValue>)],
-    framed: bool,
+    begin: bool,
+    commit: bool,
 ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-    let mut sql = String::from(if framed { "BEGIN;\n" } else { "" });
+    let mut sql = String::from(if begin { "BEGIN;\n" } else { "" });
     let mut offset = 0;
     for (statement, args) in statements {
         sql.push_str(&renumber(statement, offset));
         sql.push_str(";\n");
         offset += args.len();
     }
-    if framed {
+    if commit {
         sql.push_str("COMMIT;");
     }
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -5,6 +5,7 @@ use kiln_core::{BuildRequestId, BuildSetId, BuilderId, MasterId, Results};
 use sqlx::any::AnyRow;
 
 use crate::batch::{Batch, has_column};
+use crate::eventlog::{self, EventRecord, Recorder};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
@@ -133,7 +134,11 @@ impl Db {
 
 impl Writer {
     /// Releases claims so that the requests are built again.
-    pub async fn unclaim_buildrequests(&self, ids: &[BuildRequestId]) -> Result<()> {
+    pub async fn unclaim_buildrequests(
+        &self,
+        ids: &[BuildRequestId],
+        record: impl Recorder<()>,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
         for id in ids {
@@ -142,12 +147,17 @@ impl Writer {
                 .execute(&mut *tx)
                 .await?;
         }
+        eventlog::insert(&mut tx, self.backend(), &record(&())).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Releases every claim `master` holds on incomplete requests, returning the released ids.
-    pub async fn unclaim_master_requests(&self, master: MasterId) -> Result<Vec<BuildRequestId>> {
+    pub async fn unclaim_master_requests(
+        &self,
+        master: MasterId,
+        record: impl Recorder<Vec<BuildRequestId>>,
+    ) -> Result<Vec<BuildRequestId>> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
         let ids: Vec<BuildRequestId> = sqlx::query(
@@ -166,6 +176,7 @@ impl Writer {
                 .execute(&mut *tx)
                 .await?;
         }
+        eventlog::insert(&mut tx, self.backend(), &record(&ids)).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -179,12 +190,13 @@ impl Writer {
         results: Results,
         master: MasterId,
         now: i64,
+        record: impl Recorder<Completion>,
     ) -> Result<Completion> {
         let mut batch = Batch::default();
         for id in ids {
             push_completion(&mut batch, *id, results, master, now);
         }
-        completion_of(&batch.run(self).await?)
+        batch.run_recorded(self, recorded(record)).await
     }
 
     /// Completes requests as SKIPPED, each only if no build has it: a request claimed meanwhile
@@ -194,6 +206,7 @@ impl Writer {
         ids: &[BuildRequestId],
         master: MasterId,
         now: i64,
+        record: impl Recorder<Completion>,
     ) -> Result<Completion> {
         let mut batch = Batch::default();
         for id in ids {
@@ -219,7 +232,7 @@ impl Writer {
                 vec![SqlValue::Int(now), SqlValue::Int(id.0)],
             );
         }
-        completion_of(&batch.run(self).await?)
+        batch.run_recorded(self, recorded(record)).await
     }
 
     pub async fn set_buildrequest_priority(
@@ -308,6 +321,17 @@ pub(crate) fn push_completion(
 }
 
 /// Reads what [`push_completion`]'s statements returned.
+/// Reads what a completing batch completed, and the events it records.
+pub(crate) fn recorded(
+    record: impl Recorder<Completion>,
+) -> impl FnOnce(&[AnyRow]) -> Result<(Completion, Vec<EventRecord>)> {
+    move |rows| {
+        let done = completion_of(rows)?;
+        let records = record(&done);
+        Ok((done, records))
+    }
+}
+
 pub(crate) fn completion_of(rows: &[AnyRow]) -> Result<Completion> {
     let mut done = Completion::default();
     for r in rows {

@@ -6,8 +6,9 @@ use kiln_core::{
 use sqlx::any::AnyRow;
 
 use crate::batch::{Batch, has_column};
-use crate::buildrequests::{CLAIM_IF_UNCLAIMED, Completion, completion_of, push_completion};
+use crate::buildrequests::{CLAIM_IF_UNCLAIMED, Completion, push_completion, recorded};
 use crate::buildsets::{BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS, properties_of};
+use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
@@ -137,6 +138,7 @@ impl Writer {
         master: MasterId,
         state_string: &str,
         now: i64,
+        record: impl Recorder<(BuildId, i64)>,
     ) -> Result<StartedBuild> {
         let mut attempts = 0;
         loop {
@@ -172,7 +174,19 @@ impl Writer {
             );
             batch.push(BUILDSET_PROPERTIES, vec![SqlValue::Int(buildset.0)]);
             batch.push(BUILDSET_SOURCESTAMPS, vec![SqlValue::Int(buildset.0)]);
-            let rows = match batch.run(self).await {
+            // The claim and the new build are recorded with the write; a claim that found the
+            // request taken records nothing.
+            let ran = batch
+                .run_recorded(self, |rows| {
+                    let started = match rows.iter().find(|r| has_column(r, "buildid")) {
+                        Some(b) => Some((BuildId(b.int("buildid")?), b.int("number")?)),
+                        None => None,
+                    };
+                    let records = started.as_ref().map(&record).unwrap_or_default();
+                    Ok((rows.to_vec(), records))
+                })
+                .await;
+            let rows = match ran {
                 Ok(rows) => rows,
                 // Another master claimed the request or numbered a build at the same moment; the
                 // whole write was undone, and the next attempt sees what the other one did.
@@ -218,6 +232,7 @@ impl Writer {
         request: BuildRequestId,
         master: MasterId,
         now: i64,
+        record: impl Recorder<Completion>,
     ) -> Result<Completion> {
         let mut batch = Batch::default();
         if let Some(end) = last_step {
@@ -233,7 +248,7 @@ impl Writer {
             ],
         );
         push_completion(&mut batch, request, results, master, now);
-        completion_of(&batch.run(self).await?)
+        batch.run_recorded(self, recorded(record)).await
     }
 
     /// Finishes a build with its result and final state string.
@@ -243,16 +258,19 @@ impl Writer {
         results: Results,
         state: &str,
         now: i64,
+        record: impl Recorder<()>,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query(FINISH_BUILD)
-            .bind(now)
-            .bind(results.code())
-            .bind(state)
-            .bind(id.0)
-            .execute(&self.wpool)
-            .await?;
-        Ok(())
+        let mut batch = Batch::default();
+        batch.push(
+            FINISH_BUILD,
+            vec![
+                SqlValue::Int(now),
+                SqlValue::Int(results.code()),
+                SqlValue::Text(state.to_string()),
+                SqlValue::Int(id.0),
+            ],
+        );
+        batch.run_recorded(self, |_| Ok(((), record(&())))).await
     }
 
     /// Marks every unfinished build of `master` finished with `results` (used after an unclean stop)
@@ -263,6 +281,7 @@ impl Writer {
         results: Results,
         state: &str,
         now: i64,
+        record: impl Recorder<Vec<BuildId>>,
     ) -> Result<Vec<BuildId>> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
@@ -296,6 +315,7 @@ impl Writer {
                 .execute(&mut *tx)
                 .await?;
         }
+        eventlog::insert(&mut tx, self.backend(), &record(&ids)).await?;
         tx.commit().await?;
         Ok(ids)
     }

@@ -5,6 +5,7 @@ use kiln_core::{BuildRequestId, BuildSetId, BuilderId, Properties};
 
 use sqlx::any::AnyRow;
 
+use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::Page;
 use crate::rows::RowExt;
@@ -111,6 +112,7 @@ impl Writer {
     pub async fn add_buildset(
         &self,
         bs: &NewBuildSet,
+        record: impl Recorder<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)>,
     ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
@@ -170,8 +172,10 @@ impl Writer {
             .await?;
             brids.push((*builder, BuildRequestId(r.int("id")?)));
         }
+        let added = (BuildSetId(bsid), brids);
+        eventlog::insert(&mut tx, self.backend(), &record(&added)).await?;
         tx.commit().await?;
-        Ok((BuildSetId(bsid), brids))
+        Ok(added)
     }
 }
 

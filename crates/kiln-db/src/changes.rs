@@ -4,6 +4,7 @@ use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{ChangeId, Properties, SourceStampId};
 use sqlx::any::AnyRow;
 
+use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
 use crate::listing::Page;
 use crate::rows::RowExt;
@@ -135,7 +136,12 @@ impl Db {
 
 impl Writer {
     /// Stores a change with its source stamp, files and properties.
-    pub async fn add_change(&self, c: &NewChange, now: i64) -> Result<ChangeId> {
+    pub async fn add_change(
+        &self,
+        c: &NewChange,
+        now: i64,
+        record: impl Recorder<ChangeId>,
+    ) -> Result<ChangeId> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
         let ss = SourceStamp {
@@ -192,6 +198,7 @@ impl Writer {
                 .execute(&mut *tx)
                 .await?;
         }
+        eventlog::insert(&mut tx, self.backend(), &record(&ChangeId(id))).await?;
         tx.commit().await?;
         Ok(ChangeId(id))
     }

@@ -30,6 +30,9 @@ pub struct Db {
     /// outright (it does not wait) when another connection wrote in between. kiln therefore
     /// serialises its own writes to SQLite in-process; readers never take this lock.
     writer: Arc<Mutex<()>>,
+    /// Set when a write was abandoned inside a transaction it opened by hand; the next write
+    /// rolls that transaction back first (see `batch.rs`).
+    pub(crate) stale_transaction: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The write half of the database: the only way to change it.
@@ -110,6 +113,7 @@ impl Writer {
                 wpool,
                 backend,
                 writer: Arc::new(Mutex::new(())),
+                stale_transaction: Arc::default(),
             },
         };
         writer.migrate().await?;

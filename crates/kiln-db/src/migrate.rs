@@ -32,6 +32,11 @@ const SQLITE: &[Migration] = &[
         name: "test_result_indexes",
         sql: include_str!("../migrations/sqlite/0004_test_result_indexes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "event_log",
+        sql: include_str!("../migrations/sqlite/0005_event_log.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "test_result_indexes",
         sql: include_str!("../migrations/postgres/0004_test_result_indexes.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "event_log",
+        sql: include_str!("../migrations/postgres/0005_event_log.sql"),
     },
 ];
 

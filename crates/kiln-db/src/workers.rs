@@ -2,6 +2,7 @@
 
 use kiln_core::{BuilderId, MasterId, WorkerId};
 
+use crate::eventlog::{self, Recorder};
 use crate::listing::Page;
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
@@ -126,6 +127,7 @@ impl Writer {
         worker: WorkerId,
         master: MasterId,
         info_json: &str,
+        record: impl Recorder<()>,
     ) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
@@ -144,17 +146,26 @@ impl Writer {
             .bind(worker.0)
             .execute(&mut *tx)
             .await?;
+        eventlog::insert(&mut tx, self.backend(), &record(&())).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn worker_disconnected(&self, worker: WorkerId, master: MasterId) -> Result<()> {
+    pub async fn worker_disconnected(
+        &self,
+        worker: WorkerId,
+        master: MasterId,
+        record: impl Recorder<()>,
+    ) -> Result<()> {
         let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
         sqlx::query("DELETE FROM connected_workers WHERE workerid = $1 AND masterid = $2")
             .bind(worker.0)
             .bind(master.0)
-            .execute(&self.wpool)
+            .execute(&mut *tx)
             .await?;
+        eventlog::insert(&mut tx, self.backend(), &record(&())).await?;
+        tx.commit().await?;
         Ok(())
     }
 

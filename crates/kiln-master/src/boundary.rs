@@ -83,6 +83,20 @@ impl EventSource for Boundary {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.master.events.subscribe()
     }
+
+    fn acknowledge<'a>(
+        &'a self,
+        consumer: &'a str,
+        position: i64,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .master
+                .updates
+                .acknowledge_events(consumer, position)
+                .await?)
+        })
+    }
 }
 
 impl Control for Boundary {

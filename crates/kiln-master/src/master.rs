@@ -62,7 +62,16 @@ pub struct StartOptions {
     pub handshake_timeout: Duration,
     /// What the web port serves, made from the master's API boundary (`kiln_www::router`).
     pub web: WebApp,
+    /// How many events the durable record keeps; older ones are pruned every
+    /// `EVENT_LOG_PRUNE_INTERVAL`, and a consumer left behind them is told what it missed.
+    pub event_log_keep: i64,
 }
+
+/// The durable record keeps this many events by default.
+pub const EVENT_LOG_KEEP: i64 = 100_000;
+
+/// How often the durable record is pruned.
+const EVENT_LOG_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Makes the web port's application from the interfaces the master exposes.
 pub type WebApp = Arc<dyn Fn(kiln_api::Services) -> axum::Router + Send + Sync>;
@@ -81,6 +90,7 @@ impl Default for StartOptions {
             keepalive_interval: KEEPALIVE_INTERVAL,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             web: Arc::new(no_web_app),
+            event_log_keep: EVENT_LOG_KEEP,
         }
     }
 }
@@ -355,6 +365,10 @@ impl Master {
             options.handshake_timeout,
             master.shutdown_signal(),
         )));
+        tasks.push(tokio::spawn(prune_event_log(
+            master.clone(),
+            options.event_log_keep,
+        )));
         tasks.push(tokio::spawn(crate::builds::distributor::run(
             master.clone(),
         )));
@@ -401,5 +415,21 @@ impl Running {
             t.abort();
         }
         master.db.close().await;
+    }
+}
+
+/// Prunes the durable record of events now and then, keeping the newest `keep`.
+async fn prune_event_log(master: Arc<Master>, keep: i64) {
+    let mut stop = master.shutdown_signal();
+    loop {
+        match master.updates.prune_events(keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "pruned the event record"),
+            Err(error) => tracing::warn!(%error, "pruning the event record"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENT_LOG_PRUNE_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use kiln_api::{Event, StepUpdate, WorkerState};
+use kiln_api::{Event, StepUpdate, Submitted, WorkerState};
 use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, LogId, MasterId, Properties, Results,
     StepId, WorkerId,
 };
 use kiln_db::{
-    LogType, NewBuildSet, NewChange, NewTestResult, NewTestResultSet, StartedBuild, StepEnd, Writer,
+    Completion, EventRecord, LogType, NewBuildSet, NewChange, NewTestResult, NewTestResultSet,
+    StartedBuild, StepEnd, Writer,
 };
 
 use crate::clock::Clock;
@@ -51,6 +52,22 @@ impl Updates {
     /// builds and requests were recovered.
     pub async fn recover(&self) -> Result<(usize, usize)> {
         let now = self.now();
+        let finished = |builds: &Vec<BuildId>| -> Vec<Event> {
+            builds
+                .iter()
+                .map(|id| Event::BuildFinished {
+                    build: *id,
+                    results: Results::Retry,
+                    state: None,
+                })
+                .collect()
+        };
+        let unclaimed = |requests: &Vec<BuildRequestId>| -> Vec<Event> {
+            requests
+                .iter()
+                .map(|r| Event::BuildRequestUnclaimed { request: *r })
+                .collect()
+        };
         let builds = self
             .db
             .finish_master_builds(
@@ -58,21 +75,18 @@ impl Updates {
                 Results::Retry,
                 "interrupted by a master restart",
                 now,
+                |b: &Vec<BuildId>| records(now, &finished(b)),
             )
             .await?;
-        let requests = self.db.unclaim_master_requests(self.master).await?;
+        let requests = self
+            .db
+            .unclaim_master_requests(self.master, |r: &Vec<BuildRequestId>| {
+                records(now, &unclaimed(r))
+            })
+            .await?;
         self.db.clear_master_connections(self.master).await?;
-        for id in &builds {
-            self.events.publish(Event::BuildFinished {
-                build: *id,
-                results: Results::Retry,
-                state: None,
-            });
-        }
-        for brid in &requests {
-            self.events
-                .publish(Event::BuildRequestUnclaimed { request: *brid });
-        }
+        self.publish(finished(&builds));
+        self.publish(unclaimed(&requests));
         Ok((builds.len(), requests.len()))
     }
 
@@ -158,12 +172,19 @@ impl Updates {
 
     /// Stores a change (with its source stamp, files and properties) and announces it.
     pub async fn add_change(&self, change: &NewChange) -> Result<ChangeId> {
-        let id = self.db.add_change(change, self.now()).await?;
-        self.events.publish(Event::ChangeNew {
-            change: id,
-            branch: change.branch.clone(),
-            repository: change.repository.clone(),
-        });
+        let now = self.now();
+        let new = |id: &ChangeId| {
+            vec![Event::ChangeNew {
+                change: *id,
+                branch: change.branch.clone(),
+                repository: change.repository.clone(),
+            }]
+        };
+        let id = self
+            .db
+            .add_change(change, now, |id: &ChangeId| records(now, &new(id)))
+            .await?;
+        self.publish(new(&id));
         Ok(id)
     }
 
@@ -172,18 +193,26 @@ impl Updates {
         mut bs: NewBuildSet,
     ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
         bs.submitted_at = self.now();
-        let (bsid, brids) = self.db.add_buildset(&bs).await?;
-        self.events.publish(Event::BuildsetNew {
-            buildset: bsid,
-            reason: bs.reason.clone(),
-        });
-        for (builder, brid) in &brids {
-            self.events.publish(Event::BuildRequestNew {
+        let now = bs.submitted_at;
+        let reason = bs.reason.clone();
+        let new = |(bsid, brids): &Submitted| {
+            let mut events = vec![Event::BuildsetNew {
+                buildset: *bsid,
+                reason: reason.clone(),
+            }];
+            events.extend(brids.iter().map(|(builder, brid)| Event::BuildRequestNew {
                 request: *brid,
                 builder: *builder,
-                buildset: bsid,
-            });
-        }
+                buildset: *bsid,
+            }));
+            events
+        };
+        let added = self
+            .db
+            .add_buildset(&bs, |added: &Submitted| records(now, &new(added)))
+            .await?;
+        self.publish(new(&added));
+        let (bsid, brids) = added;
         Ok((bsid, brids))
     }
 
@@ -195,6 +224,18 @@ impl Updates {
         builder: BuilderId,
         worker: WorkerId,
     ) -> Result<StartedBuild> {
+        let now = self.now();
+        let claimed = |(build, number): &(BuildId, i64)| {
+            vec![
+                Event::BuildRequestClaimed { request: brid },
+                Event::BuildNew {
+                    build: *build,
+                    builder,
+                    number: *number,
+                    request: brid,
+                },
+            ]
+        };
         let started = self
             .db
             .claim_and_start_build(
@@ -204,26 +245,26 @@ impl Updates {
                 worker,
                 self.master,
                 "starting",
-                self.now(),
+                now,
+                |b: &(BuildId, i64)| records(now, &claimed(b)),
             )
             .await?;
-        self.events
-            .publish(Event::BuildRequestClaimed { request: brid });
-        self.events.publish(Event::BuildNew {
-            build: started.id,
-            builder,
-            number: started.number,
-            request: brid,
-        });
+        self.publish(claimed(&(started.id, started.number)));
         Ok(started)
     }
 
     pub async fn unclaim_buildrequests(&self, brids: &[BuildRequestId]) -> Result<()> {
-        self.db.unclaim_buildrequests(brids).await?;
-        for brid in brids {
-            self.events
-                .publish(Event::BuildRequestUnclaimed { request: *brid });
-        }
+        let now = self.now();
+        let unclaimed = || -> Vec<Event> {
+            brids
+                .iter()
+                .map(|r| Event::BuildRequestUnclaimed { request: *r })
+                .collect()
+        };
+        self.db
+            .unclaim_buildrequests(brids, |_: &()| records(now, &unclaimed()))
+            .await?;
+        self.publish(unclaimed());
         Ok(())
     }
 
@@ -233,9 +274,12 @@ impl Updates {
         brids: &[BuildRequestId],
         results: Results,
     ) -> Result<()> {
+        let now = self.now();
         let done = self
             .db
-            .complete_buildrequests(brids, results, self.master, self.now())
+            .complete_buildrequests(brids, results, self.master, now, |done: &Completion| {
+                records(now, &completion_events(done, results))
+            })
             .await?;
         self.publish_completion(&done, results).await;
         Ok(())
@@ -243,9 +287,12 @@ impl Updates {
 
     /// Completes unclaimed requests as SKIPPED (collapsed); see [`Db::skip_unclaimed`].
     pub async fn skip_unclaimed(&self, brids: &[BuildRequestId]) -> Result<()> {
+        let now = self.now();
         let done = self
             .db
-            .skip_unclaimed(brids, self.master, self.now())
+            .skip_unclaimed(brids, self.master, now, |done: &Completion| {
+                records(now, &completion_events(done, Results::Skipped))
+            })
             .await?;
         self.publish_completion(&done, Results::Skipped).await;
         Ok(())
@@ -254,7 +301,7 @@ impl Updates {
     /// Publishes completed requests and buildsets. A buildset's first failing request (FAILURE or
     /// EXCEPTION) also publishes `buildsets.N.first_failure`, so a client waiting on the buildset
     /// can stop waiting early, as Buildbot's `waitUntilFirstFailure` did.
-    async fn publish_completion(&self, done: &kiln_db::Completion, results: Results) {
+    async fn publish_completion(&self, done: &Completion, results: Results) {
         if matches!(results, Results::Failure | Results::Exception) {
             for (_, bsid) in &done.requests {
                 match self.db.failed_requests(*bsid).await {
@@ -267,22 +314,7 @@ impl Updates {
                 }
             }
         }
-        self.publish_completion_events(done, results);
-    }
-
-    fn publish_completion_events(&self, done: &kiln_db::Completion, results: Results) {
-        for (brid, _) in &done.requests {
-            self.events.publish(Event::BuildRequestComplete {
-                request: *brid,
-                results,
-            });
-        }
-        for (bsid, results) in &done.buildsets {
-            self.events.publish(Event::BuildsetComplete {
-                buildset: *bsid,
-                results: *results,
-            });
-        }
+        self.publish(completion_events(done, results));
     }
 
     /// Enables or disables a scheduler; false if there is no such scheduler.
@@ -339,6 +371,20 @@ impl Updates {
         last_step: Option<&StepEnd>,
         request: BuildRequestId,
     ) -> Result<()> {
+        let now = self.now();
+        let finished = |done: &Completion| {
+            let mut events = Vec::new();
+            if let Some(end) = last_step {
+                events.push(step_finished(end));
+            }
+            events.push(Event::BuildFinished {
+                build: id,
+                results,
+                state: Some(state.to_string()),
+            });
+            events.extend(completion_events(done, results));
+            events
+        };
         let done = self
             .db
             .finish_build_and_request(
@@ -348,28 +394,29 @@ impl Updates {
                 last_step,
                 request,
                 self.master,
-                self.now(),
+                now,
+                |done: &Completion| records(now, &finished(done)),
             )
             .await?;
-        if let Some(end) = last_step {
-            self.publish_step_finished(end);
-        }
-        self.events.publish(Event::BuildFinished {
-            build: id,
-            results,
-            state: Some(state.to_string()),
-        });
+        // The completion's own events follow, with the first failure, if any.
+        self.publish(finished(&Completion::default()));
         self.publish_completion(&done, results).await;
         Ok(())
     }
 
     pub async fn finish_build(&self, id: BuildId, results: Results, state: &str) -> Result<()> {
-        self.db.finish_build(id, results, state, self.now()).await?;
-        self.events.publish(Event::BuildFinished {
-            build: id,
-            results,
-            state: Some(state.to_string()),
-        });
+        let now = self.now();
+        let finished = || {
+            vec![Event::BuildFinished {
+                build: id,
+                results,
+                state: Some(state.to_string()),
+            }]
+        };
+        self.db
+            .finish_build(id, results, state, now, |_: &()| records(now, &finished()))
+            .await?;
+        self.publish(finished());
         Ok(())
     }
 
@@ -447,11 +494,14 @@ impl Updates {
     }
 
     fn publish_step_finished(&self, end: &StepEnd) {
-        self.events.publish(Event::StepFinished {
-            step: end.id,
-            results: end.results,
-            state: end.state.clone(),
-        });
+        self.events.publish(step_finished(end));
+    }
+
+    /// Publishes events in order, once their write is committed.
+    fn publish(&self, events: Vec<Event>) {
+        for e in events {
+            self.events.publish(e);
+        }
     }
 
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
@@ -488,16 +538,24 @@ impl Updates {
     }
 
     pub async fn worker_connected(&self, worker: WorkerId, info: &serde_json::Value) -> Result<()> {
+        let now = self.now();
+        let connected = || vec![Event::WorkerConnected { worker }];
         self.db
-            .worker_connected(worker, self.master, &info.to_string())
+            .worker_connected(worker, self.master, &info.to_string(), |_: &()| {
+                records(now, &connected())
+            })
             .await?;
-        self.events.publish(Event::WorkerConnected { worker });
+        self.publish(connected());
         Ok(())
     }
 
     pub async fn worker_disconnected(&self, worker: WorkerId) -> Result<()> {
-        self.db.worker_disconnected(worker, self.master).await?;
-        self.events.publish(Event::WorkerDisconnected { worker });
+        let now = self.now();
+        let gone = || vec![Event::WorkerDisconnected { worker }];
+        self.db
+            .worker_disconnected(worker, self.master, |_: &()| records(now, &gone()))
+            .await?;
+        self.publish(gone());
         Ok(())
     }
 
@@ -593,5 +651,58 @@ impl Updates {
             step: StepId(set.stepid),
         });
         Ok(id)
+    }
+
+    /// Records that a consumer of the durable event record has handled it up to `position`.
+    pub async fn acknowledge_events(&self, consumer: &str, position: i64) -> Result<()> {
+        self.db
+            .acknowledge_events(consumer, position, self.now())
+            .await
+    }
+
+    /// Keeps only the newest `keep` events of the durable record.
+    pub async fn prune_events(&self, keep: i64) -> Result<u64> {
+        self.db.prune_events(keep, self.now()).await
+    }
+}
+
+/// The durable records of those of `events` that the record keeps (`Event::is_durable`), stamped
+/// `at`.
+fn records(at: i64, events: &[Event]) -> Vec<EventRecord> {
+    events
+        .iter()
+        .filter(|e| e.is_durable())
+        .map(|e| EventRecord {
+            key: e.key(),
+            payload: e.payload().to_string(),
+            at,
+        })
+        .collect()
+}
+
+/// What completing requests announces: each request, then each buildset it completed.
+fn completion_events(done: &Completion, results: Results) -> Vec<Event> {
+    let requests = done
+        .requests
+        .iter()
+        .map(|(brid, _)| Event::BuildRequestComplete {
+            request: *brid,
+            results,
+        });
+    let buildsets = done
+        .buildsets
+        .iter()
+        .map(|(bsid, results)| Event::BuildsetComplete {
+            buildset: *bsid,
+            results: *results,
+        });
+    requests.chain(buildsets).collect()
+}
+
+fn step_finished(end: &StepEnd) -> Event {
+    Event::StepFinished {
+        step: end.id,
+        results: end.results,
+        state: end.state.clone(),
     }
 }

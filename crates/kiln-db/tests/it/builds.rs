@@ -14,15 +14,27 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         let b1 = db.find_builder_id("b1").await.unwrap();
         let b2 = db.find_builder_id("b2").await.unwrap();
         let (bsid, brs) = db
-            .add_buildset(&NewBuildSet {
-                builders: vec![(b1, 0), (b2, 0)],
-                submitted_at: 1,
-                ..Default::default()
-            })
+            .add_buildset(
+                &NewBuildSet {
+                    builders: vec![(b1, 0), (b2, 0)],
+                    submitted_at: 1,
+                    ..Default::default()
+                },
+                kiln_db::unrecorded,
+            )
             .await
             .unwrap();
         let start = |builder, request, now| {
-            db.claim_and_start_build(request, bsid, builder, w, m, "starting", now)
+            db.claim_and_start_build(
+                request,
+                bsid,
+                builder,
+                w,
+                m,
+                "starting",
+                now,
+                kiln_db::unrecorded,
+            )
         };
         let first = start(b1, brs[0].1, 10).await.unwrap();
         let (id1, n1) = (first.id, first.number);
@@ -35,7 +47,7 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
             "{}",
             t.backend
         );
-        db.finish_build(id1, Results::Retry, "retry", 11)
+        db.finish_build(id1, Results::Retry, "retry", 11, kiln_db::unrecorded)
             .await
             .unwrap();
         let n2 = start(b1, brs[0].1, 11).await.unwrap().number;
@@ -119,13 +131,13 @@ async fn builds_are_numbered_per_builder_and_steps_get_unique_names() {
         db.set_build_properties(id1, &props).await.unwrap();
         assert_eq!(db.build_properties_set(id1).await.unwrap(), props);
 
-        db.finish_build(id1, Results::Failure, "failed", 20)
+        db.finish_build(id1, Results::Failure, "failed", 20, kiln_db::unrecorded)
             .await
             .unwrap();
         let b = db.get_build(id1).await.unwrap().unwrap();
         assert_eq!((b.results, b.complete_at), (Some(2), Some(20)));
         let unfinished = db
-            .finish_master_builds(m, Results::Retry, "interrupted", 30)
+            .finish_master_builds(m, Results::Retry, "interrupted", 30, kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(unfinished.len(), 2, "{}", t.backend);
@@ -151,12 +163,16 @@ async fn workers_record_configuration_and_connections() {
         assert_eq!(db.find_worker_id("w1").await.unwrap(), w);
         let bm = db.set_master_builders(m, &[b]).await.unwrap();
         db.set_builder_workers(bm[&b], &[w]).await.unwrap();
-        db.worker_connected(w, m, r#"{"host":"h"}"#).await.unwrap();
+        db.worker_connected(w, m, r#"{"host":"h"}"#, kiln_db::unrecorded)
+            .await
+            .unwrap();
         let (rows, _) = db.list_workers(&Page::default()).await.unwrap();
         assert_eq!(rows[0].configured_on, vec![(b.0, m.0)], "{}", t.backend);
         assert_eq!(rows[0].connected_to, vec![m.0]);
         assert_eq!(rows[0].info, r#"{"host":"h"}"#);
-        db.worker_disconnected(w, m).await.unwrap();
+        db.worker_disconnected(w, m, kiln_db::unrecorded)
+            .await
+            .unwrap();
         assert!(
             db.list_workers(&Page::default()).await.unwrap().0[0]
                 .connected_to

@@ -8,15 +8,18 @@ pub async fn step(db: &Writer) -> kiln_core::StepId {
     let w = db.find_worker_id("w").await.unwrap();
     let b: BuilderId = db.find_builder_id("b").await.unwrap();
     let (bsid, brs) = db
-        .add_buildset(&NewBuildSet {
-            builders: vec![(b, 0)],
-            submitted_at: 1,
-            ..Default::default()
-        })
+        .add_buildset(
+            &NewBuildSet {
+                builders: vec![(b, 0)],
+                submitted_at: 1,
+                ..Default::default()
+            },
+            kiln_db::unrecorded,
+        )
         .await
         .unwrap();
     let build = db
-        .claim_and_start_build(brs[0].1, bsid, b, w, m, "", 1)
+        .claim_and_start_build(brs[0].1, bsid, b, w, m, "", 1, kiln_db::unrecorded)
         .await
         .unwrap()
         .id;

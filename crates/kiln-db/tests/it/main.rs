@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod builds;
+mod eventlog;
 mod logs;
 mod requests;
 mod schema;

@@ -31,12 +31,12 @@ async fn buildsets_make_one_request_per_builder_and_share_sourcestamps() {
         let b1 = db.find_builder_id("b1").await.unwrap();
         let b2 = db.find_builder_id("b2").await.unwrap();
         let (bs1, brs) = db
-            .add_buildset(&buildset(vec![(b1, 0), (b2, 5)], 100))
+            .add_buildset(&buildset(vec![(b1, 0), (b2, 5)], 100), kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(brs.len(), 2, "{}", t.backend);
         let (bs2, _) = db
-            .add_buildset(&buildset(vec![(b1, 0)], 101))
+            .add_buildset(&buildset(vec![(b1, 0)], 101), kiln_db::unrecorded)
             .await
             .unwrap();
         let rows = db.list_buildsets(&Page::default()).await.unwrap().0;
@@ -54,7 +54,7 @@ async fn buildsets_make_one_request_per_builder_and_share_sourcestamps() {
         // A request with siblings says so when it completes.
         let m = db.find_master_id("m").await.unwrap();
         let done = db
-            .complete_buildrequests(&[brs[0].1], Results::Skipped, m, 120)
+            .complete_buildrequests(&[brs[0].1], Results::Skipped, m, 120, kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(done.requests, vec![(brs[0].1, bs1)], "{}", t.backend);
@@ -62,7 +62,7 @@ async fn buildsets_make_one_request_per_builder_and_share_sourcestamps() {
         // The buildset completes with its last request, with the worst result of all (a skipped
         // request is better than a successful one).
         let done = db
-            .complete_buildrequests(&[brs[1].1], Results::Success, m, 121)
+            .complete_buildrequests(&[brs[1].1], Results::Success, m, 121, kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(
@@ -82,10 +82,15 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         let m1 = db.find_master_id("m1").await.unwrap();
         let m2 = db.find_master_id("m2").await.unwrap();
         let b = db.find_builder_id("b").await.unwrap();
-        let (bsid, brs) = db.add_buildset(&buildset(vec![(b, 0)], 100)).await.unwrap();
+        let (bsid, brs) = db
+            .add_buildset(&buildset(vec![(b, 0)], 100), kiln_db::unrecorded)
+            .await
+            .unwrap();
         let brid = brs[0].1;
         let w = db.find_worker_id("w").await.unwrap();
-        let claim = |m, now| db.claim_and_start_build(brid, bsid, b, w, m, "starting", now);
+        let claim = |m, now| {
+            db.claim_and_start_build(brid, bsid, b, w, m, "starting", now, kiln_db::unrecorded)
+        };
         assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
         claim(m1, 101).await.unwrap();
         assert!(
@@ -101,11 +106,16 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         );
 
         // A master that went away gives its claims back.
-        assert_eq!(db.unclaim_master_requests(m1).await.unwrap(), vec![brid]);
+        assert_eq!(
+            db.unclaim_master_requests(m1, kiln_db::unrecorded)
+                .await
+                .unwrap(),
+            vec![brid]
+        );
         assert_eq!(db.unclaimed_buildrequests().await.unwrap().len(), 1);
 
         let done = db
-            .complete_buildrequests(&[brid], Results::Warnings, m2, 110)
+            .complete_buildrequests(&[brid], Results::Warnings, m2, 110, kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(
@@ -119,7 +129,7 @@ async fn a_request_is_claimed_once_and_completing_it_completes_nothing_twice() {
         );
         // Completing again changes nothing.
         assert_eq!(
-            db.complete_buildrequests(&[brid], Results::Failure, m2, 111)
+            db.complete_buildrequests(&[brid], Results::Failure, m2, 111, kiln_db::unrecorded)
                 .await
                 .unwrap(),
             Completion::default()
@@ -143,7 +153,7 @@ async fn listings_filter_order_and_page_in_sql() {
         let db = &t.db;
         let b = db.find_builder_id("b").await.unwrap();
         for i in 0..5 {
-            db.add_buildset(&buildset(vec![(b, i)], 100 + i))
+            db.add_buildset(&buildset(vec![(b, i)], 100 + i), kiln_db::unrecorded)
                 .await
                 .unwrap();
         }
@@ -184,9 +194,12 @@ async fn listings_filter_order_and_page_in_sql() {
         assert!(db.get_buildset(BuildSetId(999)).await.unwrap().is_none());
         // One query reads several builders' queues, each up to its own limit.
         let other = db.find_builder_id("other").await.unwrap();
-        db.add_buildset(&buildset(vec![(other, 7), (b, 9)], 200))
-            .await
-            .unwrap();
+        db.add_buildset(
+            &buildset(vec![(other, 7), (b, 9)], 200),
+            kiln_db::unrecorded,
+        )
+        .await
+        .unwrap();
         let queues = db
             .pending_for_builders(&[(b, 2), (other, 5)])
             .await
@@ -254,13 +267,25 @@ async fn collapsing_skips_only_requests_no_build_has() {
         let w = db.find_worker_id("w").await.unwrap();
         let mut ids = Vec::new();
         for at in [100, 101, 102] {
-            let (bsid, brs) = db.add_buildset(&buildset(vec![(b, 0)], at)).await.unwrap();
+            let (bsid, brs) = db
+                .add_buildset(&buildset(vec![(b, 0)], at), kiln_db::unrecorded)
+                .await
+                .unwrap();
             ids.push((bsid, brs[0].1));
         }
         // The second one has started meanwhile.
-        db.claim_and_start_build(ids[1].1, ids[1].0, b, w, m1, "starting", 103)
-            .await
-            .unwrap();
+        db.claim_and_start_build(
+            ids[1].1,
+            ids[1].0,
+            b,
+            w,
+            m1,
+            "starting",
+            103,
+            kiln_db::unrecorded,
+        )
+        .await
+        .unwrap();
         let older: Vec<_> = db
             .older_unclaimed(b, ids[2].1)
             .await
@@ -270,7 +295,7 @@ async fn collapsing_skips_only_requests_no_build_has() {
             .collect();
         assert_eq!(older, [ids[0].1], "{}", t.backend);
         let done = db
-            .skip_unclaimed(&[ids[0].1, ids[1].1], m1, 104)
+            .skip_unclaimed(&[ids[0].1, ids[1].1], m1, 104, kiln_db::unrecorded)
             .await
             .unwrap();
         assert_eq!(done.requests, [(ids[0].1, ids[0].0)], "{}", t.backend);
@@ -296,7 +321,11 @@ async fn schedulers_read_changes_after_the_last_seen() {
                 files: vec![format!("{r}.txt")],
                 ..Default::default()
             };
-            ids.push(db.add_change(&change, 100).await.unwrap());
+            ids.push(
+                db.add_change(&change, 100, kiln_db::unrecorded)
+                    .await
+                    .unwrap(),
+            );
         }
         let got = db.changes_after(ids[0], 10).await.unwrap();
         let revs: Vec<_> = got.iter().map(|c| c.revision.clone().unwrap()).collect();

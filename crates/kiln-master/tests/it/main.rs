@@ -10,6 +10,7 @@ mod boundary;
 mod buildbot_worker;
 mod builds;
 mod connections;
+mod durable;
 mod filesteps;
 mod harness;
 mod hooks;

@@ -1,0 +1,116 @@
+//! Consuming the durable record of events without losing any: what a reporter, a live stream that
+//! reconnects, or another master uses.
+//!
+//! A `DurableConsumer` reads the record in order from where it last acknowledged, and waits on the
+//! in-process bus only to learn that there is more to read. A consumer that stops (or whose master
+//! restarts) resumes after its last acknowledgement: events it had been given but had not
+//! acknowledged are given again, acknowledged ones never. If the record was pruned past a
+//! consumer's position, it is told what it missed instead of skipping silently.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use kiln_db::StoredEvent;
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::event::Event;
+use crate::services::Services;
+
+/// How many events one read of the record takes.
+const READ_BATCH: i64 = 256;
+
+/// What the consumer gets next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The next event, in commit order.
+    Event(StoredEvent),
+    /// Events after `after` up to `through` were pruned before this consumer read them.
+    Missed { after: i64, through: i64 },
+}
+
+/// A named reader of the durable record.
+pub struct DurableConsumer {
+    name: String,
+    services: Services,
+    bus: broadcast::Receiver<Arc<Event>>,
+    /// The last position delivered.
+    position: i64,
+    pending: VecDeque<StoredEvent>,
+}
+
+impl DurableConsumer {
+    /// Starts the consumer `name` after its last acknowledgement. A consumer that never
+    /// acknowledged anything starts after the newest event, and records that at once, so that a
+    /// new consumer is not flooded with history and resumes from there after a restart.
+    pub async fn start(services: &Services, name: &str) -> Result<DurableConsumer, ApiError> {
+        // Subscribed before the first read, so no wake-up can fall between the two.
+        let bus = services.events.subscribe();
+        let db = services.read.db();
+        let position = match db.consumer_position(name).await? {
+            Some(p) => p,
+            None => {
+                let newest = db.newest_event().await?;
+                services.events.acknowledge(name, newest).await?;
+                newest
+            }
+        };
+        Ok(DurableConsumer {
+            name: name.to_string(),
+            services: services.clone(),
+            bus,
+            position,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The last position delivered.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// Waits for the next delivery.
+    pub async fn next(&mut self) -> Result<Delivery, ApiError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.position = event.id;
+                return Ok(Delivery::Event(event));
+            }
+            let db = self.services.read.db();
+            let pruned = db.pruned_through().await?;
+            if pruned > self.position {
+                let missed = Delivery::Missed {
+                    after: self.position,
+                    through: pruned,
+                };
+                self.position = pruned;
+                return Ok(missed);
+            }
+            let read = db.events_after(self.position, READ_BATCH).await?;
+            if read.is_empty() {
+                self.wait().await;
+            } else {
+                self.pending.extend(read);
+            }
+        }
+    }
+
+    /// Records that everything up to `position` is handled: a restart resumes after it.
+    pub async fn acknowledge(&self, position: i64) -> Result<(), ApiError> {
+        self.services.events.acknowledge(&self.name, position).await
+    }
+
+    /// Waits until an event that the record keeps is published. A lagging or closed bus ends the
+    /// wait too: the record is read again either way.
+    async fn wait(&mut self) {
+        loop {
+            match self.bus.recv().await {
+                Ok(e) if !e.is_durable() => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
