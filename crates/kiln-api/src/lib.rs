@@ -8,6 +8,7 @@
 //! with is an [`ApiError`], which knows its HTTP status and JSON-RPC code.
 
 pub mod consumer;
+pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod services;

@@ -24,7 +24,6 @@ pub mod schedulers;
 pub mod secrets;
 pub mod serve;
 pub mod updates;
-pub mod users;
 pub mod values;
 pub mod workers;
 

@@ -67,7 +67,9 @@ impl Fields {
         }
         let bb_password = match &self.password {
             Some(p) if p.is_empty() => bail!("--password is empty"),
-            Some(p) => Some(kiln_master::users::hash_password(p).context("hashing the password")?),
+            Some(p) => {
+                Some(kiln_api::credentials::hash_password(p).context("hashing the password")?)
+            }
             None => None,
         };
         Ok(kiln_db::UserUpdate {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
+use kiln_api::credentials::same_secret;
 use kiln_proto::{Message, decode};
 use tokio::sync::mpsc;
 
@@ -37,16 +38,6 @@ pub fn router(master: Arc<Master>) -> Router {
 /// Why an upgrade was refused.
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, why.to_string()).into_response()
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 async fn upgrade(
@@ -74,7 +65,7 @@ async fn upgrade(
         tracing::warn!(worker = name, "refused connection from unknown worker");
         return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
     };
-    if !same_secret(&expected, password) {
+    if !same_secret(expected.as_bytes(), password.as_bytes()) {
         tracing::warn!(worker = name, "refused connection: wrong password");
         return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
     }
@@ -191,15 +182,4 @@ async fn write_frames(
         }
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(super::same_secret("abc", "abc"));
-        assert!(!super::same_secret("abc", "abd"));
-        assert!(!super::same_secret("abc", "abcd"));
-        assert!(!super::same_secret("", "a"));
-    }
 }

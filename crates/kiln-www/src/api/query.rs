@@ -56,38 +56,13 @@ pub struct Query {
 /// Collections larger than this are not filtered in memory; the client is asked to narrow its query.
 pub const MAX_SCAN: i64 = 200_000;
 
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parses a query string. Filters must name a field of the resource; anything unknown is a 400.
 pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiError> {
     let mut q = Query::default();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode(k), decode(v));
+    // Form decoding (`+` is a space, `%XX` a byte, invalid UTF-8 replaced) by the crate made for it.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
+    for (k, v) in pairs {
         let int = |what: &str| {
             v.parse::<i64>()
                 .map_err(|_| ApiError::BadRequest(format!("{what} must be an integer, not '{v}'")))
@@ -451,7 +426,10 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(decode("a%20b+c%2Fd%"), "a b c/d%");
+    fn values_are_form_decoded() {
+        let err = parse("field=a%20b+c%2Fd%", FIELDS, &[]).unwrap_err();
+        assert_eq!(err, ApiError::BadRequest("unknown field 'a b c/d%'".into()));
+        let q = parse("build%69d__gt=1+0", FIELDS, &[]).unwrap();
+        assert_eq!(q.filters[0].values, vec!["1 0"]);
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn parse(
     {
         let given = header("X-Gitlab-Token")
             .ok_or_else(|| HookError::Forbidden("the request has no X-Gitlab-Token".into()))?;
-        if !constant_time_eq(given.as_bytes(), secret.as_bytes()) {
+        if !kiln_api::credentials::same_secret(secret.as_bytes(), given.as_bytes()) {
             return Err(HookError::Forbidden(
                 "the X-Gitlab-Token does not match the secret".into(),
             ));
@@ -83,11 +83,6 @@ pub(crate) fn parse(
             "the gitlab dialect does not handle '{other}' events"
         ))),
     }
-}
-
-/// Whether `a` equals `b`, in a time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookError> {

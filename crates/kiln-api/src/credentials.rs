@@ -1,0 +1,128 @@
+//! Secrets compared and passwords stored, in one place for every door of the master (the worker
+//! port, the change hooks, `/try`, logins).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Whether `given` is the secret `expected`, in a time that shows neither where they differ nor
+/// how long `expected` is: both are compared as SHA-256 digests.
+pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    Sha256::digest(expected)
+        .ct_eq(&Sha256::digest(given))
+        .into()
+}
+
+/// bcrypt's cost for new web passwords: about a quarter of a second on a current core.
+const BCRYPT_COST: u32 = 12;
+
+/// A new hash of a web password: bcrypt, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, bcrypt::BcryptError> {
+    bcrypt::hash(password, BCRYPT_COST)
+}
+
+/// What checking a password against its stored hash found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password is wrong, or the hash is not one kiln knows.
+    Wrong,
+    /// The password is right; `rehash` says the hash is of an older kind and should be replaced
+    /// by [`hash_password`]'s, which only the right password allows.
+    Right { rehash: bool },
+}
+
+/// Checks `password` against `stored`: a bcrypt hash, or the iterated, salted SHA-256
+/// (`sha256i$ROUNDS$SALT$HEX`) that earlier versions of kiln stored, which asks to be rehashed.
+pub fn check_password(stored: &str, password: &str) -> PasswordCheck {
+    let right = if stored.starts_with("sha256i$") {
+        legacy_sha256i(stored, password).then_some(true)
+    } else {
+        bcrypt::verify(password, stored)
+            .unwrap_or(false)
+            .then_some(false)
+    };
+    match right {
+        Some(rehash) => PasswordCheck::Right { rehash },
+        None => PasswordCheck::Wrong,
+    }
+}
+
+/// The hashes of earlier versions: SHA-256 of salt and password, then `ROUNDS - 1` times of the
+/// digest and password.
+fn legacy_sha256i(stored: &str, password: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("sha256i"), Some(rounds), Some(salt), Some(hash), None) = (
+        parts.next(),
+        parts.next().and_then(|r| r.parse::<u32>().ok()),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    if rounds == 0 || rounds > 10_000_000 {
+        return false;
+    }
+    let mut h: [u8; 32] = Sha256::new()
+        .chain_update(salt.as_bytes())
+        .chain_update(password.as_bytes())
+        .finalize()
+        .into();
+    for _ in 1..rounds {
+        h = Sha256::new()
+            .chain_update(h)
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+    }
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    same_secret(hash.as_bytes(), hex.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
+
+    #[test]
+    fn new_passwords_are_bcrypt_and_old_ones_still_work_but_ask_to_be_rehashed() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(hash.starts_with("$2b$12$"), "{hash}");
+        assert_eq!(
+            check_password(&hash, "s3cret"),
+            PasswordCheck::Right { rehash: false }
+        );
+        assert_eq!(check_password(&hash, "wrong"), PasswordCheck::Wrong);
+        // A hash as earlier versions wrote it: 3 rounds of salt "ab" for "pw".
+        let mut h: [u8; 32] = Sha256::new()
+            .chain_update("ab")
+            .chain_update("pw")
+            .finalize()
+            .into();
+        for _ in 1..3 {
+            h = Sha256::new()
+                .chain_update(h)
+                .chain_update("pw")
+                .finalize()
+                .into();
+        }
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        let legacy = format!("sha256i$3$ab${hex}");
+        assert_eq!(
+            check_password(&legacy, "pw"),
+            PasswordCheck::Right { rehash: true }
+        );
+        assert_eq!(check_password(&legacy, "px"), PasswordCheck::Wrong);
+        assert_eq!(check_password("garbage", "pw"), PasswordCheck::Wrong);
+        assert_eq!(
+            check_password("sha256i$0$ab$00", "pw"),
+            PasswordCheck::Wrong
+        );
+    }
+}
