@@ -198,72 +198,49 @@ fn tap_line(line: &str) -> Option<TestCase> {
     Some(case(&name, verdict))
 }
 
-/// Reads JUnit XML reports: each `testcase` (named `classname.name`) with its time, file and
-/// line; a `failure` or `error` inside fails it, `skipped` skips it. An ill-formed report is an
-/// error naming where it went wrong.
+/// Reads a JUnit XML report (`testsuites` or `testsuite`, any nesting) into `results`: each
+/// `testcase` is a test named `classname.name`, failed when it holds a `failure` or `error`,
+/// skipped when it holds `skipped`, passed otherwise. Malformed XML is an error naming where.
 pub fn parse_junit(xml: &str, results: &mut TestResults) -> Result<(), String> {
-    let mut pos = 0;
+    use quick_xml::events::Event as Xml;
+    let mut reader = quick_xml::Reader::from_str(xml);
     let mut current: Option<TestCase> = None;
-    let mut depth_in_case = 0usize;
-    let bytes = xml.as_bytes();
-    while let Some(off) = xml[pos..].find('<') {
-        let start = pos + off;
-        let tail = &xml[start..];
-        let skip_to = |end: &str| -> Result<usize, String> {
-            tail.find(end)
-                .map(|i| start + i + end.len())
-                .ok_or_else(|| format!("unterminated markup at byte {start}"))
-        };
-        if tail.starts_with("<?") {
-            pos = skip_to("?>")?;
-            continue;
-        }
-        if tail.starts_with("<!--") {
-            pos = skip_to("-->")?;
-            continue;
-        }
-        if tail.starts_with("<![CDATA[") {
-            pos = skip_to("]]>")?;
-            continue;
-        }
-        if tail.starts_with("<!") {
-            pos = skip_to(">")?;
-            continue;
-        }
-        let end =
-            tag_end(bytes, start).ok_or_else(|| format!("unterminated tag at byte {start}"))?;
-        let inner = &xml[start + 1..end];
-        pos = end + 1;
-        if let Some(name) = inner.strip_prefix('/') {
-            let name = name.trim();
-            if current.is_some() {
-                if name == "testcase" && depth_in_case == 0 {
-                    if let Some(c) = current.take() {
-                        results.push(c);
+    // How deep inside the current test case the reader is: only its direct children count.
+    let mut depth = 0usize;
+    loop {
+        let at = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("malformed XML at byte {at}: {e}"))?;
+        let (tag, empty) = match &event {
+            Xml::Start(t) => (t, false),
+            Xml::Empty(t) => (t, true),
+            Xml::End(t) => {
+                if current.is_some() {
+                    if t.name().as_ref() == b"testcase" && depth == 0 {
+                        if let Some(case) = current.take() {
+                            results.push(case);
+                        }
+                    } else {
+                        depth = depth.saturating_sub(1);
                     }
-                } else {
-                    depth_in_case = depth_in_case.saturating_sub(1);
                 }
+                continue;
             }
-            continue;
-        }
-        let self_closing = inner.ends_with('/');
-        let inner = inner.trim_end_matches('/');
-        let (name, attrs) = match inner.find(|c: char| c.is_whitespace()) {
-            Some(i) => (&inner[..i], &inner[i..]),
-            None => (inner, ""),
+            Xml::Eof => break,
+            _ => continue,
         };
-        let attrs = attributes(attrs).map_err(|e| format!("in <{name}> at byte {start}: {e}"))?;
-        let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        match (name, current.as_mut()) {
-            ("testcase", None) => {
+        let name = tag.name();
+        match (name.as_ref(), current.as_mut()) {
+            (b"testcase", None) => {
+                let attrs = junit_attributes(tag, at)?;
+                let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let test = get("name").unwrap_or_default();
-                let full = match get("classname").filter(|c| !c.is_empty()) {
-                    Some(class) => format!("{class}.{test}"),
-                    None => test,
-                };
-                let c = TestCase {
-                    name: full,
+                let case = TestCase {
+                    name: match get("classname").filter(|c| !c.is_empty()) {
+                        Some(class) => format!("{class}.{test}"),
+                        None => test,
+                    },
                     code_path: get("file"),
                     line: get("line").and_then(|l| l.parse().ok()),
                     duration_ns: get("time")
@@ -271,23 +248,25 @@ pub fn parse_junit(xml: &str, results: &mut TestResults) -> Result<(), String> {
                         .map(|s| (s * 1e9).round() as i64),
                     verdict: Verdict::Passed,
                 };
-                if self_closing {
-                    results.push(c);
+                if empty {
+                    results.push(case);
                 } else {
-                    current = Some(c);
-                    depth_in_case = 0;
+                    current = Some(case);
+                    depth = 0;
                 }
             }
-            (_, Some(c)) => {
-                if depth_in_case == 0 {
-                    match name {
-                        "failure" | "error" => c.verdict = Verdict::Failed,
-                        "skipped" if c.verdict != Verdict::Failed => c.verdict = Verdict::Skipped,
+            (child, Some(case)) => {
+                if depth == 0 {
+                    match child {
+                        b"failure" | b"error" => case.verdict = Verdict::Failed,
+                        b"skipped" if case.verdict != Verdict::Failed => {
+                            case.verdict = Verdict::Skipped
+                        }
                         _ => {}
                     }
                 }
-                if !self_closing {
-                    depth_in_case += 1;
+                if !empty {
+                    depth += 1;
                 }
             }
             _ => {}
@@ -299,84 +278,29 @@ pub fn parse_junit(xml: &str, results: &mut TestResults) -> Result<(), String> {
     Ok(())
 }
 
-/// The `>` that ends the tag starting at `start`, outside quoted attribute values.
-fn tag_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let mut quote: Option<u8> = None;
-    for (i, &b) in bytes.iter().enumerate().skip(start + 1) {
-        match (quote, b) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'"' | b'\'') => quote = Some(b),
-            (None, b'>') => return Some(i),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// `name="value"` pairs, entities decoded.
-fn attributes(text: &str) -> Result<Vec<(String, String)>, String> {
+/// A tag's attributes, entities decoded; a malformed one is an error naming the tag and where.
+fn junit_attributes(
+    tag: &quick_xml::events::BytesStart<'_>,
+    at: u64,
+) -> Result<Vec<(String, String)>, String> {
+    let tag_name = String::from_utf8_lossy(tag.name().as_ref()).into_owned();
+    let bad = |why: String| format!("in <{tag_name}> at byte {at}: {why}");
     let mut out = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        let eq = rest
-            .find('=')
-            .ok_or_else(|| format!("attribute without a value: {rest:?}"))?;
-        let name = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let quote = after
-            .chars()
-            .next()
-            .filter(|c| *c == '"' || *c == '\'')
-            .ok_or_else(|| format!("the value of {name} is not quoted"))?;
-        let close = after[1..]
-            .find(quote)
-            .ok_or_else(|| format!("the value of {name} is not closed"))?;
-        out.push((name, unescape(&after[1..1 + close])));
-        rest = after[close + 2..].trim_start();
+    for attr in tag.attributes() {
+        let attr = attr.map_err(|e| match e {
+            quick_xml::events::attributes::AttrError::UnquotedValue(_) => {
+                bad("an attribute value is not quoted".into())
+            }
+            other => bad(other.to_string()),
+        })?;
+        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+        let value = attr
+            .unescape_value()
+            .map_err(|e| bad(format!("the value of {key}: {e}")))?
+            .into_owned();
+        out.push((key, value));
     }
     Ok(out)
-}
-
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let Some(semi) = after.find(';') else {
-            out.push_str(after);
-            return out;
-        };
-        let entity = &after[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16)
-                .ok()
-                .and_then(char::from_u32),
-            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &after[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Fetches the JUnit reports matching `glob` (relative to the working directory) from the

@@ -191,84 +191,114 @@ struct Entry {
     paths: Vec<String>,
 }
 
-/// Parses `svn log --xml --verbose`. The format is small and fixed, so a few string searches
-/// read it; entities are decoded.
+/// Parses `svn log --xml --verbose`: each `logentry` with its revision, author, date, message
+/// and changed paths.
 fn parse_log(xml: &str) -> Result<Vec<Entry>, String> {
+    use quick_xml::events::Event as Xml;
+    let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<logentry") {
-        let after = &rest[start..];
-        let end = after
-            .find("</logentry>")
-            .ok_or("svn log: an unterminated <logentry>")?;
-        let entry = &after[..end];
-        let open_end = entry.find('>').ok_or("svn log: a malformed <logentry>")?;
-        let revision = attribute(&entry[..open_end], "revision")
-            .and_then(|r| r.parse().ok())
-            .ok_or("svn log: a <logentry> without a revision")?;
-        let mut paths = Vec::new();
-        let mut p = entry;
-        while let Some(i) = find_tag(p, "path") {
-            let q = &p[i..];
-            let Some(gt) = q.find('>') else { break };
-            let Some(close) = q.find("</path>") else {
-                break;
-            };
-            if gt < close {
-                paths.push(unescape(&q[gt + 1..close]));
+    let mut entry: Option<Entry> = None;
+    // The element whose text is being read, and the text so far.
+    let mut field: Option<Vec<u8>> = None;
+    let mut text = String::new();
+    loop {
+        let at = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("svn log: malformed XML at byte {at}: {e}"))?;
+        match event {
+            Xml::Start(tag) if tag.name().as_ref() == b"logentry" => {
+                let revision = tag
+                    .try_get_attribute("revision")
+                    .map_err(|e| format!("svn log: a malformed <logentry>: {e}"))?
+                    .and_then(|a| a.unescape_value().ok()?.parse().ok())
+                    .ok_or("svn log: a <logentry> without a revision")?;
+                entry = Some(Entry {
+                    revision,
+                    author: String::new(),
+                    when: None,
+                    message: String::new(),
+                    paths: Vec::new(),
+                });
             }
-            p = &q[close + 7..];
+            Xml::Start(tag) if entry.is_some() => {
+                field = Some(tag.name().as_ref().to_vec());
+                text.clear();
+            }
+            ref carrying @ (Xml::Text(_) | Xml::GeneralRef(_) | Xml::CData(_))
+                if field.is_some() =>
+            {
+                if let Some(piece) = event_text(carrying, at)? {
+                    text.push_str(&piece);
+                }
+            }
+            Xml::End(tag) => {
+                let name = tag.name();
+                if name.as_ref() == b"logentry" {
+                    out.extend(entry.take());
+                } else if let (Some(e), Some(f)) = (entry.as_mut(), field.take()) {
+                    let value = std::mem::take(&mut text);
+                    match f.as_slice() {
+                        b"author" => e.author = value,
+                        b"date" => {
+                            e.when = value.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+                        }
+                        b"msg" => e.message = value,
+                        b"path" => e.paths.push(value),
+                        _ => {}
+                    }
+                }
+            }
+            Xml::Eof => break,
+            _ => {}
         }
-        out.push(Entry {
-            revision,
-            author: element_text(entry, "author").unwrap_or_default(),
-            when: element_text(entry, "date")
-                .and_then(|d| d.parse::<jiff::Timestamp>().ok())
-                .map(|t| t.as_second()),
-            message: element_text(entry, "msg").unwrap_or_default(),
-            paths,
-        });
-        rest = &after[end..];
+    }
+    if entry.is_some() {
+        return Err("svn log: an unterminated <logentry>".into());
     }
     Ok(out)
 }
 
-/// Where the next `<name …>` or `<name>` tag starts (not `<names>`).
-fn find_tag(xml: &str, name: &str) -> Option<usize> {
-    let open = format!("<{name}");
-    let mut from = 0;
-    while let Some(i) = xml[from..].find(&open) {
-        let at = from + i;
-        match xml[at + open.len()..].chars().next() {
-            Some(c) if c == '>' || c.is_whitespace() => return Some(at),
-            _ => from = at + open.len(),
+/// The text an XML event carries inside an element, with entities and character references
+/// resolved; `None` for events that carry none.
+fn event_text(event: &quick_xml::events::Event<'_>, at: u64) -> Result<Option<String>, String> {
+    use quick_xml::events::Event as Xml;
+    let bad = |e: &dyn std::fmt::Display| format!("svn: bad text at byte {at}: {e}");
+    Ok(Some(match event {
+        Xml::Text(t) => {
+            let decoded = t.decode().map_err(|e| bad(&e))?;
+            quick_xml::escape::unescape(&decoded)
+                .map_err(|e| bad(&e))?
+                .into_owned()
+        }
+        Xml::GeneralRef(r) => {
+            let name = r.decode().map_err(|e| bad(&e))?;
+            quick_xml::escape::resolve_xml_entity(&name)
+                .map(str::to_string)
+                .or_else(|| r.resolve_char_ref().ok().flatten().map(String::from))
+                .ok_or_else(|| format!("svn: unknown entity &{name}; at byte {at}"))?
+        }
+        Xml::CData(c) => String::from_utf8_lossy(c).into_owned(),
+        _ => return Ok(None),
+    }))
+}
+
+/// The text of the first `<name>` element of `xml` (`svn info --xml`'s `url` and `root`).
+fn element_text(xml: &str, name: &str) -> Option<String> {
+    use quick_xml::events::Event as Xml;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut inside = false;
+    let mut text = String::new();
+    loop {
+        let at = reader.buffer_position();
+        match reader.read_event().ok()? {
+            Xml::Start(t) if t.name().as_ref() == name.as_bytes() => inside = true,
+            Xml::End(t) if inside && t.name().as_ref() == name.as_bytes() => return Some(text),
+            Xml::Eof => return None,
+            other if inside => text.push_str(&event_text(&other, at).ok()??),
+            _ => {}
         }
     }
-    None
-}
-
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let key = format!("{name}=\"");
-    let i = tag.find(&key)? + key.len();
-    let j = tag[i..].find('"')?;
-    Some(unescape(&tag[i..i + j]))
-}
-
-/// The text of the first `<name>…</name>` element.
-fn element_text(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let i = xml.find(&open)? + open.len();
-    let j = xml[i..].find(&close)?;
-    Some(unescape(&xml[i..i + j]))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 #[cfg(test)]
