@@ -1,10 +1,10 @@
-//! The small HTTP/1.1 client the command-line tools use to talk to a master's web port: one
-//! request per connection, plain HTTP, bounded in time and size.
+//! How the command-line tools talk to a master's web port: its address, and requests sent through
+//! the master's own HTTP client (`kiln_master::http_client`), bounded in time and size.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kiln_master::http_client;
 
 /// How long one exchange with the master may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,49 +60,28 @@ impl Master {
         auth: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
         let Master { host, port, prefix } = self;
-        let mut head = format!(
-            "{method} {prefix}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+        let mut headers = Vec::new();
         if let Some(t) = content_type {
-            head.push_str(&format!("Content-Type: {t}\r\n"));
+            headers.push(("Content-Type".to_string(), t.to_string()));
         }
         if let Some(auth) = auth {
             use base64::Engine;
             let token = base64::engine::general_purpose::STANDARD.encode(auth);
-            head.push_str(&format!("Authorization: Basic {token}\r\n"));
+            headers.push(("Authorization".to_string(), format!("Basic {token}")));
         }
-        head.push_str("\r\n");
-        let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .with_context(|| format!("connecting to {host}:{port}"))?;
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(body).await?;
-            let mut answer = Vec::new();
-            stream.take(MAX_ANSWER).read_to_end(&mut answer).await?;
-            anyhow::Ok(answer)
+        let request = http_client::Request {
+            method: method.to_string(),
+            url: format!("http://{host}:{port}{prefix}{path}"),
+            headers,
+            body: body.to_vec(),
+            timeout: Some(TIMEOUT),
+            max_answer: Some(MAX_ANSWER),
+            verify: http_client::Verify::Roots,
         };
-        let answer = tokio::time::timeout(TIMEOUT, exchange)
+        let answer = http_client::send(&request)
             .await
-            .context("the master did not answer in time")??;
-        let text = String::from_utf8_lossy(&answer);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .context("the master's answer is not HTTP")?;
-        // Chunked answers (the API streams some) are reassembled.
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Ok((status, body))
+            .map_err(|e| anyhow::anyhow!("talking to the master at {host}:{port}: {e}"))?;
+        Ok((answer.status, String::from_utf8_lossy(&answer.body).into_owned()))
     }
 
     /// GETs a REST API path as JSON.
@@ -115,22 +94,6 @@ impl Master {
         }
         serde_json::from_str(&body).with_context(|| format!("reading the answer to GET {path}"))
     }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -151,6 +114,5 @@ mod tests {
         );
         assert!(Master::parse("https://x/").is_err());
         assert!(Master::parse("http://:80/").is_err());
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
     }
 }
