@@ -20,6 +20,7 @@ mod source;
 mod steps;
 mod timed;
 mod trigger;
+mod www;
 use schedulers::scheduler;
 
 /// Top-level keys Buildbot knows that kiln does not act on yet: accepted with a warning.
@@ -404,29 +405,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
             format!("BuildmasterConfig must be a dict, not {}", root.describe()),
         )]));
     };
-    for (k, _) in entries {
-        match k {
-            Node::Str(key) if KNOWN.contains(&key.as_str()) => {}
-            Node::Str(key) if NOT_YET.contains(&key.as_str()) => {
-                let loc = cx.key_loc(key);
-                cx.warn(
-                    &loc,
-                    format!("c['{key}'] is not supported by this version of kiln and is ignored"),
-                );
-            }
-            Node::Str(key) => {
-                let loc = cx.key_loc(key);
-                cx.error(&loc, format!("unknown configuration key c['{key}']"));
-            }
-            other => cx.error(
-                &top,
-                format!(
-                    "configuration keys must be strings, not {}",
-                    other.describe()
-                ),
-            ),
-        }
-    }
+    check_keys(&mut cx, entries, &top);
     let get = |key: &str| lookup(entries, key);
 
     let text = |cx: &mut Cx, key: &str, default: &str| -> String {
@@ -438,137 +417,11 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
     let title_url = text(&mut cx, "titleURL", "");
     let mut buildbot_url = text(&mut cx, "buildbotURL", "");
 
-    let db_url = match (get("db"), get("db_url")) {
-        (Some(Node::Dict(db)), _) => {
-            let loc = cx.key_loc("db");
-            lookup(db, "db_url").and_then(|u| cx.string(u, "c['db']['db_url']", &loc))
-        }
-        (Some(other), _) => {
-            let loc = cx.key_loc("db");
-            cx.error(
-                &loc,
-                format!("c['db'] must be a dict, not {}", other.describe()),
-            );
-            None
-        }
-        (None, Some(u)) => {
-            let loc = cx.key_loc("db_url");
-            cx.string(u, "c['db_url']", &loc)
-        }
-        (None, None) => None,
-    }
-    .unwrap_or_else(|| "sqlite:///state.sqlite".to_string());
+    let db_url = db_url(&mut cx, get("db"), get("db_url"));
 
-    let mut worker_port = None;
-    if let Some(p) = get("protocols") {
-        let loc = cx.key_loc("protocols");
-        match p {
-            Node::Dict(protocols) => {
-                for (name, settings) in protocols {
-                    match (name, settings) {
-                        (Node::Str(n), Node::Dict(s)) if n == "msgpack_experimental_v7" => {
-                            match lookup(s, "port") {
-                                Some(port) => worker_port = cx.port(port, "the worker port", &loc),
-                                None => cx.error(&loc, "c['protocols']['msgpack_experimental_v7'] needs a 'port'"),
-                            }
-                        }
-                        (Node::Str(n), _) if n == "pb" => cx.error(
-                            &loc,
-                            "kiln speaks Buildbot's msgpack_experimental_v7 worker protocol, not 'pb': configure \
-                             c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and create workers with \
-                             --protocol msgpack_experimental_v7",
-                        ),
-                        (n, _) => cx.error(&loc, format!("unknown worker protocol {}", match n { Node::Str(s) => s.clone(), o => o.describe() })),
-                    }
-                }
-            }
-            other => cx.error(
-                &loc,
-                format!("c['protocols'] must be a dict, not {}", other.describe()),
-            ),
-        }
-    }
+    let worker_port = get("protocols").and_then(|p| protocols(&mut cx, p));
 
-    let mut www = WwwConfig {
-        port: None,
-        host: "127.0.0.1".into(),
-        change_hook_dialects: BTreeMap::new(),
-        change_hook_auth: Vec::new(),
-        change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
-    };
-    if let Some(w) = get("www") {
-        let loc = cx.key_loc("www");
-        match w {
-            Node::Dict(settings) => {
-                for (k, v) in settings {
-                    match k {
-                        Node::Str(k) if k == "port" => {
-                            www.port = cx.port(v, "c['www']['port']", &loc);
-                            if let Node::Str(s) = v
-                                && let Some(i) =
-                                    s.split(':').find_map(|p| p.strip_prefix("interface="))
-                            {
-                                www.host = i.to_string();
-                            }
-                        }
-                        Node::Str(k) if k == "host" || k == "interface" => {
-                            if let Some(h) = cx.string(v, "c['www']['host']", &loc) {
-                                www.host = h;
-                            }
-                        }
-                        Node::Str(k) if k == "change_hook_dialects" => {
-                            www.change_hook_dialects = change_hook_dialects(&mut cx, v, &loc);
-                        }
-                        Node::Str(k) if k == "change_hook_auth" => {
-                            www.change_hook_auth = change_hook_auth(&mut cx, v, &loc);
-                        }
-                        Node::Str(k) if k == "change_hook_max_body" => {
-                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_body']", &loc) {
-                                match usize::try_from(n) {
-                                    Ok(n) if n > 0 => www.change_hook_max_body = n,
-                                    _ => cx.error(&loc, "c['www']['change_hook_max_body'] must be a positive number of bytes"),
-                                }
-                            }
-                        }
-                        Node::Str(k)
-                            if [
-                                "plugins",
-                                "auth",
-                                "authz",
-                                "avatar_methods",
-                                "logfileName",
-                                "json_cache_seconds",
-                                "rest_minimum_version",
-                                "allowed_origins",
-                                "cookie_expiration_time",
-                                "ui_default_config",
-                                "versions",
-                                "custom_templates_dir",
-                                "graphql",
-                            ]
-                            .contains(&k.as_str()) =>
-                        {
-                            cx.warn(&loc, format!("c['www']['{k}'] is not supported by this version of kiln and is ignored"));
-                        }
-                        other => cx.error(
-                            &loc,
-                            format!(
-                                "unknown c['www'] setting {}",
-                                match other {
-                                    Node::Str(s) => s.clone(),
-                                    o => o.describe(),
-                                }
-                            ),
-                        ),
-                    }
-                }
-            }
-            other => cx.error(
-                &loc,
-                format!("c['www'] must be a dict, not {}", other.describe()),
-            ),
-        }
-    }
+    let www = www::www(&mut cx, get("www"));
     if buildbot_url.is_empty() {
         buildbot_url = format!("http://localhost:{}/", www.port.unwrap_or(8010));
     }
@@ -647,6 +500,90 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         warnings,
         functions: Default::default(),
     })
+}
+
+/// Every top-level key is one kiln knows: Buildbot's keys that kiln does not act on yet are
+/// warnings, anything else an error.
+fn check_keys(cx: &mut Cx, entries: &[(Node, Node)], top: &Location) {
+    for (k, _) in entries {
+        match k {
+            Node::Str(key) if KNOWN.contains(&key.as_str()) => {}
+            Node::Str(key) if NOT_YET.contains(&key.as_str()) => {
+                let loc = cx.key_loc(key);
+                cx.warn(
+                    &loc,
+                    format!("c['{key}'] is not supported by this version of kiln and is ignored"),
+                );
+            }
+            Node::Str(key) => {
+                let loc = cx.key_loc(key);
+                cx.error(&loc, format!("unknown configuration key c['{key}']"));
+            }
+            other => cx.error(
+                top,
+                format!(
+                    "configuration keys must be strings, not {}",
+                    other.describe()
+                ),
+            ),
+        }
+    }
+}
+
+/// `c['db']['db_url']` (or the older `c['db_url']`), SQLite in the master's directory by default.
+fn db_url(cx: &mut Cx, db: Option<&Node>, old: Option<&Node>) -> String {
+    match (db, old) {
+        (Some(Node::Dict(db)), _) => {
+            let loc = cx.key_loc("db");
+            lookup(db, "db_url").and_then(|u| cx.string(u, "c['db']['db_url']", &loc))
+        }
+        (Some(other), _) => {
+            let loc = cx.key_loc("db");
+            cx.error(
+                &loc,
+                format!("c['db'] must be a dict, not {}", other.describe()),
+            );
+            None
+        }
+        (None, Some(u)) => {
+            let loc = cx.key_loc("db_url");
+            cx.string(u, "c['db_url']", &loc)
+        }
+        (None, None) => None,
+    }
+    .unwrap_or_else(|| "sqlite:///state.sqlite".to_string())
+}
+
+/// `c['protocols']`: the port of the worker protocol kiln speaks.
+fn protocols(cx: &mut Cx, p: &Node) -> Option<u16> {
+    let mut worker_port = None;
+    let loc = cx.key_loc("protocols");
+    match p {
+        Node::Dict(protocols) => {
+            for (name, settings) in protocols {
+                match (name, settings) {
+                    (Node::Str(n), Node::Dict(s)) if n == "msgpack_experimental_v7" => {
+                        match lookup(s, "port") {
+                            Some(port) => worker_port = cx.port(port, "the worker port", &loc),
+                            None => cx.error(&loc, "c['protocols']['msgpack_experimental_v7'] needs a 'port'"),
+                        }
+                    }
+                    (Node::Str(n), _) if n == "pb" => cx.error(
+                        &loc,
+                        "kiln speaks Buildbot's msgpack_experimental_v7 worker protocol, not 'pb': configure \
+                         c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and create workers with \
+                         --protocol msgpack_experimental_v7",
+                    ),
+                    (n, _) => cx.error(&loc, format!("unknown worker protocol {}", match n { Node::Str(s) => s.clone(), o => o.describe() })),
+                }
+            }
+        }
+        other => cx.error(
+            &loc,
+            format!("c['protocols'] must be a dict, not {}", other.describe()),
+        ),
+    }
+    worker_port
 }
 
 /// The objects of a list-valued key, each with its location; `kind` empty means any kind.
@@ -874,109 +811,6 @@ const DIALECTS: &[&str] = &[
     "gitlab",
     "poller",
 ];
-
-/// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows
-/// `file:PATH` (lines of `user:password`, read when a hook is called) and
-/// `memory:USER:PASSWORD[:USER:PASSWORD…]`.
-fn change_hook_auth(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<HookCredentials> {
-    let items = match node {
-        Node::List(items) => items.as_slice(),
-        other => std::slice::from_ref(other),
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let Some(text) = cx.string(item, "c['www']['change_hook_auth'] entries", loc) else {
-            continue;
-        };
-        if let Some(path) = text.strip_prefix("file:") {
-            out.push(HookCredentials::File(path.to_string()));
-        } else if let Some(pairs) = text.strip_prefix("memory:") {
-            let parts: Vec<&str> = pairs.split(':').collect();
-            if !parts.len().is_multiple_of(2) || parts.iter().any(|p| p.is_empty()) {
-                cx.error(loc, "c['www']['change_hook_auth']: memory: takes user:password pairs, as in 'memory:alice:s3cret'");
-                continue;
-            }
-            out.push(HookCredentials::Users(
-                parts
-                    .chunks(2)
-                    .map(|c| (c[0].to_string(), c[1].to_string()))
-                    .collect(),
-            ));
-        } else {
-            cx.error(
-                loc,
-                format!(
-                    "c['www']['change_hook_auth']: '{}' is not supported; use 'file:PATH' or 'memory:USER:PASSWORD'",
-                    text.split(':').next().unwrap_or_default()
-                ),
-            );
-        }
-    }
-    if out.is_empty() && !items.is_empty() {
-        cx.error(loc, "c['www']['change_hook_auth'] names no usable credentials; the hooks would be closed to everyone");
-    }
-    out
-}
-
-/// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
-/// it off.
-fn change_hook_dialects(
-    cx: &mut Cx,
-    node: &Node,
-    loc: &Location,
-) -> BTreeMap<String, BTreeMap<String, PropertyValue>> {
-    let mut out = BTreeMap::new();
-    let Node::Dict(entries) = node else {
-        cx.error(
-            loc,
-            format!(
-                "c['www']['change_hook_dialects'] must be a dict, not {}",
-                node.describe()
-            ),
-        );
-        return out;
-    };
-    for (name, options) in entries {
-        let Some(name) = cx.string(name, "a change hook dialect name", loc) else {
-            continue;
-        };
-        if !DIALECTS.contains(&name.as_str()) {
-            cx.error(
-                loc,
-                format!("the change hook dialect '{name}' is not supported by this version of kiln (supported: {})", DIALECTS.join(", ")),
-            );
-            continue;
-        }
-        match options {
-            Node::Bool(false) => {}
-            Node::Bool(true) => {
-                out.insert(name, BTreeMap::new());
-            }
-            Node::Dict(_) => {
-                let options =
-                    cx.properties(Some(options), &format!("the options of '{name}'"), loc);
-                let strict = matches!(options.get("strict"), Some(PropertyValue::Bool(true)));
-                let secret =
-                    matches!(options.get("secret"), Some(PropertyValue::Str(s)) if !s.is_empty());
-                if strict && !secret {
-                    cx.error(
-                        loc,
-                        format!("change hook dialect '{name}': strict needs a secret"),
-                    );
-                }
-                out.insert(name, options);
-            }
-            other => cx.error(
-                loc,
-                format!(
-                    "change hook dialect '{name}' must be True or a dict of options, not {}",
-                    other.describe()
-                ),
-            ),
-        }
-    }
-    out
-}
 
 fn cross_check(
     cx: &mut Cx,

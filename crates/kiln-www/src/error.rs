@@ -12,12 +12,19 @@ pub trait Answer {
     fn answer(self) -> Response;
     /// A JSON-RPC 2.0 error reply for the request `id`.
     fn rpc_answer(self, id: &Value) -> Response;
+    /// The message as a line of plain text, as the change hooks answer.
+    fn text_answer(self) -> Response;
 }
 
 impl Answer for ApiError {
     fn answer(self) -> Response {
         log(&self);
         (status(&self), axum::Json(json!({"error": self.message()}))).into_response()
+    }
+
+    fn text_answer(self) -> Response {
+        log(&self);
+        (status(&self), format!("{}\n", self.message())).into_response()
     }
 
     fn rpc_answer(self, id: &Value) -> Response {

@@ -81,7 +81,10 @@ impl Master {
         let answer = http_client::send(&request)
             .await
             .map_err(|e| anyhow::anyhow!("talking to the master at {host}:{port}: {e}"))?;
-        Ok((answer.status, String::from_utf8_lossy(&answer.body).into_owned()))
+        Ok((
+            answer.status,
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        ))
     }
 
     /// GETs a REST API path as JSON.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kiln_config::BuilderConfig;
+use kiln_config::{BuilderConfig, StepConfig};
 use kiln_core::step::compute_result_and_termination;
 use kiln_core::{BuildId, BuildRequestId, BuilderId, Properties, PropertyValue, Results};
 use kiln_db::{BuildRequestRow, StartedBuild, StepEnd};
@@ -186,64 +186,36 @@ async fn run_steps(
     stop: watch::Receiver<Option<String>>,
     worker: &str,
 ) -> (Results, String, Option<StepEnd>) {
-    let buildid = build.id;
-    // The build's properties, which steps may add to as they run.
-    let mut props = build.props.clone();
-    let updates = &master.updates;
-    // The secrets this build renders, hidden in its logs and state strings.
-    let redactions = crate::secrets::Redactions::default();
-    // The synthetic first step: the worker answers a ping.
-    let Ok((stepid, _, _, _)) = updates
-        .add_step(buildid, "worker_preparation", "", &[], None)
-        .await
-    else {
-        return (
-            Results::Exception,
-            "exception preparing the build".into(),
-            None,
-        );
+    let mut pending = match prepare_worker(master, conn, build.id, worker).await {
+        Ok(prepared) => Some(prepared),
+        Err(ended) => return ended,
     };
-    let ping = conn
-        .request(Op::Print {
-            message: "ping".into(),
-        })
-        .await;
-    let (prep_results, state) = match ping {
-        Ok(_) => (Results::Success, format!("worker {worker} ready")),
-        Err(_) => (Results::Retry, format!("worker {worker} lost")),
-    };
-    let mut pending = Some(StepEnd {
-        id: stepid,
-        results: prep_results,
-        state,
-        hidden: false,
-    });
-    if prep_results != Results::Success {
-        return (prep_results, "retry lost connection".into(), pending);
-    }
-
-    // The build's locks, held until it ends; the wait is recorded, as Buildbot does.
+    // The build's locks, held until it ends.
     let _build_locks = if builder.locks.is_empty() {
         None
     } else {
-        let _ = updates
-            .set_build_state_string(buildid, "acquiring locks")
-            .await;
-        let asked = updates.now();
-        let mut stop_wait = stop.clone();
-        let held = tokio::select! {
-            held = master.locks.acquire(&builder.locks, worker) => held,
-            _ = async { let _ = stop_wait.wait_for(|s| s.is_some()).await; } => {
-                return (Results::Cancelled, "cancelled while acquiring locks".into(), pending);
+        match acquire_build_locks(master, builder, build.id, &stop, worker).await {
+            Some(held) => Some(held),
+            None => {
+                return (
+                    Results::Cancelled,
+                    "cancelled while acquiring locks".into(),
+                    pending,
+                );
             }
-        };
-        let _ = updates
-            .set_build_locks_duration(buildid, updates.now() - asked)
-            .await;
-        let _ = updates.set_build_state_string(buildid, "building").await;
-        Some(held)
+        }
     };
 
+    let mut run = Run {
+        master,
+        conn,
+        builder,
+        build,
+        stop: &stop,
+        worker,
+        props: build.props.clone(),
+        redactions: crate::secrets::Redactions::default(),
+    };
     let mut results = Results::Success;
     let mut terminated = false;
     let mut failed_steps: Vec<String> = Vec::new();
@@ -255,45 +227,172 @@ async fn run_steps(
             results = kiln_core::results::worst_status(results, Results::Cancelled);
             break;
         }
-        let first_state = steps::starting_state(step, &props);
-        let Ok((stepid, _, name, logs)) = updates
-            .add_step(
-                buildid,
-                &step.name,
-                &first_state,
-                steps::starting_logs(step),
-                pending.as_ref(),
-            )
-            .await
-        else {
+        let Some((name, end)) = run.step(step, pending.as_ref()).await else {
             results = Results::Exception;
             break;
         };
+        let (next, terminate) = compute_result_and_termination(&step.flags, end.results, results);
+        if end.results != Results::Success && end.results != Results::Skipped {
+            failed_steps.push(name);
+        }
+        let retry = end.results == Results::Retry;
+        pending = Some(end);
+        results = next;
+        terminated |= terminate;
+        if retry {
+            break;
+        }
+    }
+    (results, summary(results, &failed_steps), pending)
+}
+
+/// The synthetic first step, `worker_preparation`: the worker answers a ping. Its end, or how
+/// the build ends when it cannot even start.
+async fn prepare_worker(
+    master: &Arc<Master>,
+    conn: &Arc<Connection>,
+    buildid: BuildId,
+    worker: &str,
+) -> Result<StepEnd, (Results, String, Option<StepEnd>)> {
+    let Ok((stepid, _, _, _)) = master
+        .updates
+        .add_step(buildid, "worker_preparation", "", &[], None)
+        .await
+    else {
+        return Err((
+            Results::Exception,
+            "exception preparing the build".into(),
+            None,
+        ));
+    };
+    let ping = conn
+        .request(Op::Print {
+            message: "ping".into(),
+        })
+        .await;
+    let (results, state) = match ping {
+        Ok(_) => (Results::Success, format!("worker {worker} ready")),
+        Err(_) => (Results::Retry, format!("worker {worker} lost")),
+    };
+    let end = StepEnd {
+        id: stepid,
+        results,
+        state,
+        hidden: false,
+    };
+    if results != Results::Success {
+        return Err((results, "retry lost connection".into(), Some(end)));
+    }
+    Ok(end)
+}
+
+/// Takes the builder's locks, recording the wait as Buildbot does; `None` if the build is stopped
+/// while it waits.
+async fn acquire_build_locks(
+    master: &Arc<Master>,
+    builder: &BuilderConfig,
+    buildid: BuildId,
+    stop: &watch::Receiver<Option<String>>,
+    worker: &str,
+) -> Option<crate::locks::Held> {
+    let updates = &master.updates;
+    let _ = updates
+        .set_build_state_string(buildid, "acquiring locks")
+        .await;
+    let asked = updates.now();
+    let mut stop_wait = stop.clone();
+    let held = tokio::select! {
+        held = master.locks.acquire(&builder.locks, worker) => held,
+        _ = async { let _ = stop_wait.wait_for(|s| s.is_some()).await; } => return None,
+    };
+    let _ = updates
+        .set_build_locks_duration(buildid, updates.now() - asked)
+        .await;
+    let _ = updates.set_build_state_string(buildid, "building").await;
+    Some(held)
+}
+
+/// The build's summary state string: `build successful`, `failed compile test`, …
+fn summary(results: Results, failed_steps: &[String]) -> String {
+    match results {
+        Results::Success => "build successful".to_string(),
+        Results::Retry => "retry lost connection".to_string(),
+        Results::Cancelled => "cancelled".to_string(),
+        other => {
+            let word = match other {
+                Results::Failure => "failed",
+                Results::Warnings => "warnings",
+                Results::Exception => "exception",
+                _ => other.name(),
+            };
+            format!("{word} {}", failed_steps.join(" "))
+                .trim_end()
+                .to_string()
+        }
+    }
+}
+
+/// What every step of a running build shares: where it runs, how to stop it, and the
+/// properties and secrets the steps add to.
+struct Run<'a> {
+    master: &'a Arc<Master>,
+    conn: &'a Arc<Connection>,
+    builder: &'a BuilderConfig,
+    build: &'a Build<'a>,
+    stop: &'a watch::Receiver<Option<String>>,
+    worker: &'a str,
+    /// The build's properties, which steps may add to as they run.
+    props: Properties,
+    /// The secrets this build renders, hidden in its logs and state strings.
+    redactions: crate::secrets::Redactions,
+}
+
+impl Run<'_> {
+    /// Adds a step (finishing the previous one, `finishing`, in the same write), takes its locks,
+    /// asks `doStepIf`, runs it and asks `hideStepIf`; returns its name and how it ended, or
+    /// `None` if it could not even be added.
+    async fn step(
+        &mut self,
+        step: &StepConfig,
+        finishing: Option<&StepEnd>,
+    ) -> Option<(String, StepEnd)> {
+        let updates = &self.master.updates;
+        let first_state = steps::starting_state(step, &self.props);
+        let (stepid, _, name, logs) = updates
+            .add_step(
+                self.build.id,
+                &step.name,
+                &first_state,
+                steps::starting_logs(step),
+                finishing,
+            )
+            .await
+            .ok()?;
         let mut ctx = StepContext {
-            master,
-            conn,
-            builder_name: &builder.name,
-            workerbuilddir: &builder.workerbuilddir,
-            env: &builder.env,
-            props: &props,
-            buildid,
-            sourcestamps: build.sourcestamps,
-            redactions: &redactions,
+            master: self.master,
+            conn: self.conn,
+            builder_name: &self.builder.name,
+            workerbuilddir: &self.builder.workerbuilddir,
+            env: &self.builder.env,
+            props: &self.props,
+            buildid: self.build.id,
+            sourcestamps: self.build.sourcestamps,
+            redactions: &self.redactions,
             set_properties: Vec::new(),
             stepid,
             stdio: logs.first().copied(),
-            interrupt: stop.clone(),
+            interrupt: self.stop.clone(),
         };
-        // The step's locks, held while it runs.
+        // The step's locks, held while it runs; `None` if the build is stopped meanwhile.
         let step_locks = if step.locks.is_empty() {
             Some(None)
         } else {
             let _ = updates
                 .set_step_state_string(stepid, "waiting for locks")
                 .await;
-            let mut stop_wait = stop.clone();
+            let mut stop_wait = self.stop.clone();
             tokio::select! {
-                held = master.locks.acquire(&step.locks, worker) => {
+                held = self.master.locks.acquire(&step.locks, self.worker) => {
                     let _ = updates.set_step_locks_acquired(stepid, updates.now()).await;
                     let _ = updates.set_step_state_string(stepid, &first_state).await;
                     Some(Some(held))
@@ -334,53 +433,38 @@ async fn run_steps(
                 false
             }
         };
-        // Properties the step set join the build's, shown with the step as their source.
         let set = std::mem::take(&mut ctx.set_properties);
         drop(ctx);
-        if !set.is_empty() {
-            for (name, value, source) in set {
-                let value = match value {
-                    PropertyValue::Str(s) => PropertyValue::Str(redactions.apply(s)),
-                    other => other,
-                };
-                props.set(name, value, &source);
-            }
-            if let Err(error) = updates.set_build_properties(buildid, &props).await {
-                tracing::error!(build = %buildid, %error, "storing the properties a step set");
-            }
-        }
-        pending = Some(StepEnd {
+        self.set_properties(set).await;
+        let end = StepEnd {
             id: stepid,
             results: outcome.results,
-            state: redactions.apply(outcome.state.clone()),
+            state: self.redactions.apply(outcome.state),
             hidden,
-        });
-        let (next, terminate) =
-            compute_result_and_termination(&step.flags, outcome.results, results);
-        if outcome.results != Results::Success && outcome.results != Results::Skipped {
-            failed_steps.push(name);
+        };
+        Some((name, end))
+    }
+
+    /// Properties a step set join the build's, shown with the step as their source, and are
+    /// stored.
+    async fn set_properties(&mut self, set: Vec<(String, PropertyValue, String)>) {
+        if set.is_empty() {
+            return;
         }
-        results = next;
-        terminated |= terminate;
-        if outcome.results == Results::Retry {
-            break;
+        for (name, value, source) in set {
+            let value = match value {
+                PropertyValue::Str(s) => PropertyValue::Str(self.redactions.apply(s)),
+                other => other,
+            };
+            self.props.set(name, value, &source);
+        }
+        let stored = self
+            .master
+            .updates
+            .set_build_properties(self.build.id, &self.props)
+            .await;
+        if let Err(error) = stored {
+            tracing::error!(build = %self.build.id, %error, "storing the properties a step set");
         }
     }
-    let summary = match results {
-        Results::Success => "build successful".to_string(),
-        Results::Retry => "retry lost connection".to_string(),
-        Results::Cancelled => "cancelled".to_string(),
-        other => {
-            let word = match other {
-                Results::Failure => "failed",
-                Results::Warnings => "warnings",
-                Results::Exception => "exception",
-                _ => other.name(),
-            };
-            format!("{word} {}", failed_steps.join(" "))
-                .trim_end()
-                .to_string()
-        }
-    };
-    (results, summary, pending)
 }

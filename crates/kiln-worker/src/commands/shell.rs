@@ -205,30 +205,9 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     let env = environment(&args.env);
     let workdir = ctx.path(&args.workdir);
 
-    let mut head = format!("{}\n in dir {}", args.command.display(), workdir.display());
-    match args.timeout {
-        Some(t) => head.push_str(&format!(" (timeout {t} secs)\n")),
-        None => head.push('\n'),
-    }
-    if let Some(t) = args.max_time {
-        head.push_str(&format!(" (maxTime {t} secs)\n"));
-    }
     // The files are looked at before the command starts, so changes it makes can be told apart.
     let mut logfiles = super::logfiles::LogFiles::new(&workdir, &args.logfiles);
-    head.push_str(&format!(" watching logfiles {}\n", logfiles.describe()));
-    head.push_str(&format!(" argv: {argv:?}\n"));
-    if args.log_environ {
-        head.push_str(" environment:\n");
-        let mut keys: Vec<&String> = env.keys().collect();
-        keys.sort();
-        for k in keys {
-            head.push_str(&format!("  {k}={}\n", env[k]));
-        }
-    }
-    head.push_str(&format!(
-        " using PTY: {}\n",
-        if args.use_pty { "True" } else { "False" }
-    ));
+    let head = describe(&args, &argv, &env, &workdir, &logfiles);
 
     if !workdir.is_dir() {
         // Buildbot's worker creates a missing working directory before it runs the command.
@@ -417,44 +396,93 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     for (name, text) in logfiles.poll() {
         batch.push_log(name, text);
     }
-    let tail_out = out_lines.finish();
-    let tail_err = err_lines.finish();
-    let code = match (status.code(), &killed) {
-        (_, Some(_)) => -1,
-        (Some(c), None) => i64::from(c),
-        (None, None) => -1,
+    let ended = Ended {
+        stdout: args.want_stdout.then(|| out_lines.finish()),
+        stderr: args.want_stderr.then(|| err_lines.finish()),
+        status,
+        killed,
+        secs: started.elapsed().as_secs_f64(),
     };
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            batch.push("header", format!("process killed by signal {sig}\n"));
-        }
-    }
-    let mut tail = batch.take();
-    if args.want_stdout && !tail_out.is_empty() {
-        tail.push(("stdout".into(), text_value(tail_out)));
-    }
-    if args.want_stderr && !tail_err.is_empty() {
-        tail.push(("stderr".into(), text_value(tail_err)));
-    }
-    match killed {
-        Some(Kill::Timeout) => tail.push((
-            "failure_reason".into(),
-            Value::from("timeout_without_output"),
-        )),
-        Some(Kill::MaxTime) => tail.push(("failure_reason".into(), Value::from("timeout"))),
-        Some(Kill::MaxLines) => {
-            tail.push(("failure_reason".into(), Value::from("max_lines_failure")))
-        }
-        Some(Kill::Interrupt) | None => {}
-    }
-    let secs = started.elapsed().as_secs_f64();
-    tail.push(rc(code));
-    tail.push(header(&format!("elapsedTime={secs:.6}\n")));
-    tail.push(elapsed(secs));
+    let tail = ended.report(batch.take());
     let last = ctx.update(tail).await;
     batch.drain().await?;
     last
+}
+
+/// The header that opens a command's log: what runs, where, with which limits and environment.
+fn describe(
+    args: &ShellArgs,
+    argv: &[String],
+    env: &std::collections::HashMap<String, String>,
+    workdir: &std::path::Path,
+    logfiles: &super::logfiles::LogFiles,
+) -> String {
+    let mut head = format!("{}\n in dir {}", args.command.display(), workdir.display());
+    match args.timeout {
+        Some(t) => head.push_str(&format!(" (timeout {t} secs)\n")),
+        None => head.push('\n'),
+    }
+    if let Some(t) = args.max_time {
+        head.push_str(&format!(" (maxTime {t} secs)\n"));
+    }
+    head.push_str(&format!(" watching logfiles {}\n", logfiles.describe()));
+    head.push_str(&format!(" argv: {argv:?}\n"));
+    if args.log_environ {
+        head.push_str(" environment:\n");
+        let mut keys: Vec<&String> = env.keys().collect();
+        keys.sort();
+        for k in keys {
+            head.push_str(&format!("  {k}={}\n", env[k]));
+        }
+    }
+    head.push_str(&format!(
+        " using PTY: {}\n",
+        if args.use_pty { "True" } else { "False" }
+    ));
+    head
+}
+
+/// How a command ended, for its last update.
+struct Ended {
+    /// What is left of each stream that is wanted: its last, unterminated line.
+    stdout: Option<String>,
+    stderr: Option<String>,
+    status: std::process::ExitStatus,
+    killed: Option<Kill>,
+    secs: f64,
+}
+
+impl Ended {
+    /// The last update: what remains of the output, why the command was killed, its exit code
+    /// (-1 when killed or ended by a signal) and its elapsed time.
+    fn report(self, mut tail: Vec<(String, Value)>) -> Vec<(String, Value)> {
+        use std::os::unix::process::ExitStatusExt;
+        let code = match (self.status.code(), &self.killed) {
+            (Some(c), None) => i64::from(c),
+            _ => -1,
+        };
+        if let Some(sig) = self.status.signal() {
+            tail.push(header(&format!("process killed by signal {sig}\n")));
+        }
+        for (name, rest) in [("stdout", self.stdout), ("stderr", self.stderr)] {
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
+                tail.push((name.into(), text_value(rest)));
+            }
+        }
+        let reason = match self.killed {
+            Some(Kill::Timeout) => Some("timeout_without_output"),
+            Some(Kill::MaxTime) => Some("timeout"),
+            Some(Kill::MaxLines) => Some("max_lines_failure"),
+            Some(Kill::Interrupt) | None => None,
+        };
+        if let Some(reason) = reason {
+            tail.push(("failure_reason".into(), Value::from(reason)));
+        }
+        tail.push(rc(code));
+        tail.push(header(&format!("elapsedTime={:.6}\n", self.secs)));
+        tail.push(elapsed(self.secs));
+        tail
+    }
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(

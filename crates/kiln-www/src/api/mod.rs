@@ -2,9 +2,11 @@
 //! paging, and JSON-RPC 2.0 control POSTs.
 
 mod control;
+mod fields;
 mod paths;
 mod query;
 mod raw;
+mod resolve;
 mod shapes;
 
 use axum::Router;

@@ -7,15 +7,9 @@ use std::path::Path;
 use axum::http::HeaderMap;
 use kiln_config::HookCredentials;
 
-use crate::basic_auth::{credentials, same_secret};
+use kiln_api::ApiError;
 
-/// Why a call was not let in.
-pub(crate) enum Refusal {
-    /// No credentials, or wrong ones: 401 with a challenge.
-    Unauthorized,
-    /// The credentials could not be checked (an unreadable file): 500, logged.
-    Broken(String),
-}
+use crate::basic_auth::{credentials, same_secret};
 
 /// Checks the call's `Authorization` header against the configured credentials; with none
 /// configured every call is let in.
@@ -23,12 +17,12 @@ pub(crate) fn check(
     basedir: &Path,
     sources: &[HookCredentials],
     headers: &HeaderMap,
-) -> Result<(), Refusal> {
+) -> Result<(), ApiError> {
     if sources.is_empty() {
         return Ok(());
     }
     let Some((user, password)) = credentials(headers) else {
-        return Err(Refusal::Unauthorized);
+        return Err(unauthorized());
     };
     let mut allowed = false;
     for source in sources {
@@ -40,8 +34,9 @@ pub(crate) fn check(
             }
             HookCredentials::File(path) => {
                 let path = basedir.join(path);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| Refusal::Broken(format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ApiError::internal(format!("cannot read {}: {e}", path.display()))
+                })?;
                 for line in text.lines() {
                     let line = line.trim_end_matches('\r');
                     if line.trim().is_empty() || line.trim_start().starts_with('#') {
@@ -54,9 +49,10 @@ pub(crate) fn check(
             }
         }
     }
-    if allowed {
-        Ok(())
-    } else {
-        Err(Refusal::Unauthorized)
-    }
+    if allowed { Ok(()) } else { Err(unauthorized()) }
+}
+
+/// No credentials, or wrong ones: 401 with a challenge.
+fn unauthorized() -> ApiError {
+    ApiError::Unauthorized("the change hooks need a user and password".into())
 }

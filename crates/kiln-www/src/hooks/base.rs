@@ -1,17 +1,16 @@
 //! The `base` dialect: one change from Buildbot's form fields, sent as a form body or in the query
 //! string (the client is `kiln sendchange`).
 
+use kiln_api::ApiError;
 use kiln_core::Properties;
 use kiln_db::NewChange;
-
-use super::HookError;
 
 /// Parses one change. `author` (or the older `who`) is required; `files` and `properties` are JSON.
 pub(crate) fn parse(
     query: Option<&str>,
     body: &[u8],
     now: i64,
-) -> Result<Vec<NewChange>, HookError> {
+) -> Result<Vec<NewChange>, ApiError> {
     let mut fields: Vec<(String, String)> = Vec::new();
     if let Some(q) = query {
         fields.extend(form(q.as_bytes())?);
@@ -26,7 +25,7 @@ pub(crate) fn parse(
     };
     let opt = |name: &str| get(name).filter(|v| !v.is_empty());
     let author = opt("author").or_else(|| opt("who")).ok_or_else(|| {
-        HookError::BadRequest("the change has no author (field 'author' or 'who')".into())
+        ApiError::BadRequest("the change has no author (field 'author' or 'who')".into())
     })?;
     let when_timestamp = match opt("when_timestamp").or_else(|| opt("when")) {
         None => now,
@@ -36,7 +35,7 @@ pub(crate) fn parse(
             .filter(|t| t.is_finite())
             .map(|t| t as i64)
             .ok_or_else(|| {
-                HookError::BadRequest(format!("when_timestamp {w:?} is not a number of seconds"))
+                ApiError::BadRequest(format!("when_timestamp {w:?} is not a number of seconds"))
             })?,
     };
     let files = match opt("files") {
@@ -46,13 +45,13 @@ pub(crate) fn parse(
                 .into_iter()
                 .map(|i| match i {
                     serde_json::Value::String(s) => Ok(s),
-                    other => Err(HookError::BadRequest(format!(
+                    other => Err(ApiError::BadRequest(format!(
                         "files must be a JSON list of strings; found {other}"
                     ))),
                 })
                 .collect::<Result<_, _>>()?,
             _ => {
-                return Err(HookError::BadRequest(
+                return Err(ApiError::BadRequest(
                     "files must be a JSON list of strings".into(),
                 ));
             }
@@ -67,7 +66,7 @@ pub(crate) fn parse(
                 }
             }
             _ => {
-                return Err(HookError::BadRequest(
+                return Err(ApiError::BadRequest(
                     "properties must be a JSON object".into(),
                 ));
             }
@@ -91,7 +90,7 @@ pub(crate) fn parse(
     }])
 }
 
-fn form(bytes: &[u8]) -> Result<Vec<(String, String)>, HookError> {
+fn form(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_bytes(bytes)
-        .map_err(|e| HookError::BadRequest(format!("the body is not a valid form: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a valid form: {e}")))
 }

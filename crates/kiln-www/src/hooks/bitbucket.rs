@@ -7,6 +7,7 @@
 //! declined (rejected) a change on its target or source branch. The option `codebase` sets the
 //! changes' codebase.
 
+use kiln_api::ApiError;
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
@@ -14,7 +15,7 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, required, text};
+use super::{Parsed, required, text};
 
 /// Which Bitbucket sends the event: they name the same things differently.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,13 +29,13 @@ pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let event = headers
         .get("X-Event-Key")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| HookError::BadRequest("no X-Event-Key header".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("no X-Event-Key header".into()))?;
     let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
     let codebase = match options.get("codebase") {
         Some(PropertyValue::Str(c)) => c.clone(),
         _ => String::new(),
@@ -70,35 +71,35 @@ struct Context<'a> {
     codebase: String,
 }
 
-fn pr_id(pr: &Value) -> Result<i64, HookError> {
+fn pr_id(pr: &Value) -> Result<i64, ApiError> {
     pr.get("id")
         .and_then(Value::as_i64)
-        .ok_or_else(|| HookError::BadRequest("the pull request has no id".into()))
+        .ok_or_else(|| ApiError::BadRequest("the pull request has no id".into()))
 }
 
 /// `refs/heads/BRANCH` of a pull request's side, under Buildbot's name or Bitbucket Cloud's own.
-fn branch_ref(pr: &Value, buildbot: &str, cloud: &str) -> Result<String, HookError> {
+fn branch_ref(pr: &Value, buildbot: &str, cloud: &str) -> Result<String, ApiError> {
     let name = text(pr, &[buildbot, "displayId"])
         .or_else(|| text(pr, &[buildbot, "branch", "name"]))
         .or_else(|| text(pr, &[cloud, "branch", "name"]))
         .ok_or_else(|| {
-            HookError::BadRequest(format!("the pull request has no {buildbot} branch"))
+            ApiError::BadRequest(format!("the pull request has no {buildbot} branch"))
         })?;
     Ok(format!("refs/heads/{name}"))
 }
 
 impl Context<'_> {
-    fn repository(&self) -> Result<String, HookError> {
+    fn repository(&self) -> Result<String, ApiError> {
         let repo = self
             .payload
             .get("repository")
-            .ok_or_else(|| HookError::BadRequest("the payload has no repository".into()))?;
+            .ok_or_else(|| ApiError::BadRequest("the payload has no repository".into()))?;
         let url = match self.flavour {
             Flavour::Cloud => text(repo, &["links", "self", "href"]),
             Flavour::Server => repo.pointer("/links/self/0/href").and_then(Value::as_str),
         };
         url.map(str::to_string)
-            .ok_or_else(|| HookError::BadRequest("the repository has no self link".into()))
+            .ok_or_else(|| ApiError::BadRequest("the repository has no self link".into()))
     }
 
     fn project(&self) -> String {
@@ -129,7 +130,7 @@ impl Context<'_> {
         revision: &str,
         branch: String,
         category: &str,
-    ) -> Result<NewChange, HookError> {
+    ) -> Result<NewChange, ApiError> {
         Ok(NewChange {
             vcs: Some("git".into()),
             author: self.author(),
@@ -148,7 +149,7 @@ impl Context<'_> {
         })
     }
 
-    fn push(&self) -> Result<Parsed, HookError> {
+    fn push(&self) -> Result<Parsed, ApiError> {
         let refs: Vec<&Value> = match self.flavour {
             Flavour::Cloud => self.payload.pointer("/push/changes"),
             Flavour::Server => self.payload.get("changes"),
@@ -184,7 +185,7 @@ impl Context<'_> {
                 }
             };
             let (Some(kind), Some(name), Some(hash)) = (kind, name, hash) else {
-                return Err(HookError::BadRequest(
+                return Err(ApiError::BadRequest(
                     "a pushed ref lacks its type, name or commit".into(),
                 ));
             };
@@ -206,13 +207,13 @@ impl Context<'_> {
     fn pull_request(
         &self,
         category: &str,
-        branch: impl Fn(&Value) -> Result<String, HookError>,
-    ) -> Result<Parsed, HookError> {
+        branch: impl Fn(&Value) -> Result<String, ApiError>,
+    ) -> Result<Parsed, ApiError> {
         let pr = self
             .payload
             .get("pullrequest")
             .or_else(|| self.payload.get("pullRequest"))
-            .ok_or_else(|| HookError::BadRequest("the payload has no pull request".into()))?;
+            .ok_or_else(|| ApiError::BadRequest("the payload has no pull request".into()))?;
         let id = pr_id(pr)?;
         let revision = text(pr, &["fromRef", "latestCommit"])
             .or_else(|| text(pr, &["fromRef", "commit", "hash"]))

@@ -5,6 +5,7 @@
 //! body, checked in constant time. Options: `secret`, `codebase`, and `pullrequest_ref` (the ref a
 //! pull request builds, `head` by default, which Gitea keeps as `refs/pull/N/head`).
 
+use kiln_api::ApiError;
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
@@ -13,33 +14,32 @@ use kiln_db::NewChange;
 use serde_json::Value;
 
 use super::{
-    HookError, Parsed, Push, decode_hex, hmac_sha256_matches, pushed_commit, required, text,
-    timestamp,
+    Parsed, Push, decode_hex, hmac_sha256_matches, pushed_commit, required, text, timestamp,
 };
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(PropertyValue::Str(secret)) = options.get("secret")
         && !secret.is_empty()
     {
         let given = header("X-Gitea-Signature")
-            .ok_or_else(|| HookError::Forbidden("the request is not signed".into()))?;
+            .ok_or_else(|| ApiError::Forbidden("the request is not signed".into()))?;
         let mac = decode_hex(given)
-            .ok_or_else(|| HookError::Forbidden("the signature is malformed".into()))?;
+            .ok_or_else(|| ApiError::Forbidden("the signature is malformed".into()))?;
         if !hmac_sha256_matches(secret, body, &mac) {
-            return Err(HookError::Forbidden(
+            return Err(ApiError::Forbidden(
                 "the signature does not match the secret".into(),
             ));
         }
     }
     let event = header("X-Gitea-Event")
-        .ok_or_else(|| HookError::BadRequest("no X-Gitea-Event header".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("no X-Gitea-Event header".into()))?;
     let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
     let codebase = match options.get("codebase") {
         Some(PropertyValue::Str(c)) => c.clone(),
         _ => String::new(),
@@ -59,7 +59,7 @@ pub(crate) fn parse(
     }
 }
 
-fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
+fn push(payload: &Value, codebase: String) -> Result<Parsed, ApiError> {
     let reference = required(payload, &["ref"])?;
     let (category, branch) = if let Some(b) = reference.strip_prefix("refs/heads/") {
         ("push", b)
@@ -96,7 +96,7 @@ fn push(payload: &Value, codebase: String) -> Result<Parsed, HookError> {
     Ok(Parsed::changes(changes))
 }
 
-fn pull_request(payload: &Value, codebase: String, pr_ref: &str) -> Result<Parsed, HookError> {
+fn pull_request(payload: &Value, codebase: String, pr_ref: &str) -> Result<Parsed, ApiError> {
     let action = required(payload, &["action"])?;
     if !["opened", "reopened", "synchronized"].contains(&action) {
         return Ok(Parsed::ignored(format!(
@@ -105,12 +105,12 @@ fn pull_request(payload: &Value, codebase: String, pr_ref: &str) -> Result<Parse
     }
     let pr = payload
         .get("pull_request")
-        .ok_or_else(|| HookError::BadRequest("the payload has no pull_request".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the payload has no pull_request".into()))?;
     let number = payload
         .get("number")
         .or_else(|| pr.get("number"))
         .and_then(Value::as_i64)
-        .ok_or_else(|| HookError::BadRequest("the payload has no pull request number".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the payload has no pull request number".into()))?;
     let mut properties = Properties::new();
     properties.set("event", "pull_request", "Change");
     properties.set("pr_id", PropertyValue::Int(number), "Change");

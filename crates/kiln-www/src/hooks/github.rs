@@ -11,6 +11,7 @@
 //! Unlike Buildbot, a pull request's changed files and head commit message are not fetched from
 //! GitHub's API: the change is made from the payload alone.
 
+use kiln_api::ApiError;
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
@@ -20,8 +21,7 @@ use kiln_db::NewChange;
 use serde_json::Value;
 
 use super::{
-    HookError, Parsed, Push, decode_hex, hmac_sha256_matches, pushed_commit, required, text,
-    timestamp,
+    Parsed, Push, decode_hex, hmac_sha256_matches, pushed_commit, required, text, timestamp,
 };
 
 const DEFAULT_SKIPS: &[&str] = &[r"\[ *skip *ci *\]", r"\[ *ci *skip *\]"];
@@ -30,7 +30,7 @@ pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let option = |name: &str| options.get(name);
     let secret = match option("secret") {
         Some(PropertyValue::Str(s)) if !s.is_empty() => Some(s.as_str()),
@@ -38,7 +38,7 @@ pub(crate) fn parse(
     };
     let strict = matches!(option("strict"), Some(PropertyValue::Bool(true)));
     if strict && secret.is_none() {
-        return Err(HookError::Forbidden(
+        return Err(ApiError::Forbidden(
             "strict mode is configured without a secret".into(),
         ));
     }
@@ -47,7 +47,7 @@ pub(crate) fn parse(
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let event = header("X-GitHub-Event")
-        .ok_or_else(|| HookError::BadRequest("no X-GitHub-Event header".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("no X-GitHub-Event header".into()))?;
     let payload = payload(header("Content-Type").unwrap_or(""), body)?;
     let codebase = match option("codebase") {
         Some(PropertyValue::Str(c)) => Some(c.clone()),
@@ -64,18 +64,18 @@ pub(crate) fn parse(
 }
 
 /// Checks the request's HMAC against `secret`.
-fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), HookError> {
+fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (algorithm, hex) = match (header("X-Hub-Signature-256"), header("X-Hub-Signature")) {
         (Some(s), _) => ("sha256", s),
         (None, Some(s)) => ("sha1", s),
-        (None, None) => return Err(HookError::Forbidden("the request is not signed".into())),
+        (None, None) => return Err(ApiError::Forbidden("the request is not signed".into())),
     };
     let Some(given) = hex
         .strip_prefix(&format!("{algorithm}="))
         .and_then(decode_hex)
     else {
-        return Err(HookError::Forbidden(format!(
+        return Err(ApiError::Forbidden(format!(
             "the {algorithm} signature is malformed"
         )));
     };
@@ -91,34 +91,34 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), HookErro
     if ok {
         Ok(())
     } else {
-        Err(HookError::Forbidden(format!(
+        Err(ApiError::Forbidden(format!(
             "the {algorithm} signature does not match the secret"
         )))
     }
 }
 
 /// The JSON payload: the body itself, or the `payload` field of a form.
-fn payload(content_type: &str, body: &[u8]) -> Result<Value, HookError> {
+fn payload(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let json = if content_type.starts_with("application/x-www-form-urlencoded") {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|e| HookError::BadRequest(format!("the body is not a valid form: {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a valid form: {e}")))?;
         fields
             .into_iter()
             .find(|(k, _)| k == "payload")
             .map(|(_, v)| v.into_bytes())
-            .ok_or_else(|| HookError::BadRequest("the form has no payload field".into()))?
+            .ok_or_else(|| ApiError::BadRequest("the form has no payload field".into()))?
     } else {
         body.to_vec()
     };
     serde_json::from_slice(&json)
-        .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("the payload is not valid JSON: {e}")))
 }
 
 fn push(
     options: &BTreeMap<String, PropertyValue>,
     payload: &Value,
     codebase: Option<String>,
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let reference = required(payload, &["ref"])?;
     let (category, branch) = if let Some(b) = reference.strip_prefix("refs/heads/") {
         (None, b)
@@ -176,7 +176,7 @@ fn push(
     Ok(Parsed::changes(changes))
 }
 
-fn skipped(options: &BTreeMap<String, PropertyValue>, message: &str) -> Result<bool, HookError> {
+fn skipped(options: &BTreeMap<String, PropertyValue>, message: &str) -> Result<bool, ApiError> {
     let patterns: Vec<String> = match options.get("skips") {
         Some(PropertyValue::List(items)) => items.iter().map(PropertyValue::render).collect(),
         _ => DEFAULT_SKIPS.iter().map(|s| s.to_string()).collect(),
@@ -184,7 +184,7 @@ fn skipped(options: &BTreeMap<String, PropertyValue>, message: &str) -> Result<b
     for p in patterns {
         // Buildbot searches the message (re.search), so the expression is not anchored.
         let re = regex::Regex::new(&p)
-            .map_err(|e| HookError::BadRequest(format!("bad skips expression {p:?}: {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("bad skips expression {p:?}: {e}")))?;
         if re.is_match(message) {
             return Ok(true);
         }
@@ -196,7 +196,7 @@ fn pull_request(
     options: &BTreeMap<String, PropertyValue>,
     payload: &Value,
     codebase: Option<String>,
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let action = required(payload, &["action"])?;
     if !["opened", "reopened", "synchronize"].contains(&action) {
         return Ok(Parsed::ignored(format!(
@@ -205,12 +205,12 @@ fn pull_request(
     }
     let pr = payload
         .get("pull_request")
-        .ok_or_else(|| HookError::BadRequest("the payload has no pull_request".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the payload has no pull_request".into()))?;
     let number = payload
         .get("number")
         .or_else(|| pr.get("number"))
         .and_then(Value::as_i64)
-        .ok_or_else(|| HookError::BadRequest("the payload has no pull request number".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the payload has no pull request number".into()))?;
     let pr_ref = match options.get("pullrequest_ref") {
         Some(PropertyValue::Str(r)) => r.clone(),
         _ => "merge".to_string(),

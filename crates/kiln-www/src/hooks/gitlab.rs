@@ -7,6 +7,7 @@
 //! As in Buildbot, a merge request's changed files are not fetched from GitLab's API: its change
 //! lists no files.
 
+use kiln_api::ApiError;
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
@@ -14,28 +15,28 @@ use kiln_core::{Properties, PropertyValue};
 use kiln_db::NewChange;
 use serde_json::Value;
 
-use super::{HookError, Parsed, Push, person, pushed_commit, required, text, timestamp};
+use super::{Parsed, Push, person, pushed_commit, required, text, timestamp};
 
 pub(crate) fn parse(
     options: &BTreeMap<String, PropertyValue>,
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(PropertyValue::Str(secret)) =
         options.get("secret").filter(|s| !s.render().is_empty())
     {
         let given = header("X-Gitlab-Token")
-            .ok_or_else(|| HookError::Forbidden("the request has no X-Gitlab-Token".into()))?;
+            .ok_or_else(|| ApiError::Forbidden("the request has no X-Gitlab-Token".into()))?;
         if !kiln_api::credentials::same_secret(secret.as_bytes(), given.as_bytes()) {
-            return Err(HookError::Forbidden(
+            return Err(ApiError::Forbidden(
                 "the X-Gitlab-Token does not match the secret".into(),
             ));
         }
     }
     let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| HookError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the payload is not valid JSON: {e}")))?;
     let query_codebase = query.and_then(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q)
             .ok()?
@@ -58,7 +59,7 @@ pub(crate) fn parse(
             Some("Note Hook") => "note".into(),
             Some(other) => other.to_string(),
             None => {
-                return Err(HookError::BadRequest(
+                return Err(ApiError::BadRequest(
                     "neither object_kind nor X-Gitlab-Event says what the event is".into(),
                 ));
             }
@@ -68,7 +69,7 @@ pub(crate) fn parse(
         "push" | "tag_push" => push(&payload, &kind, codebase),
         "merge_request" => {
             let attrs = payload.get("object_attributes").ok_or_else(|| {
-                HookError::BadRequest("the payload has no object_attributes".into())
+                ApiError::BadRequest("the payload has no object_attributes".into())
             })?;
             merge_request(attrs, &kind, codebase, None)
         }
@@ -85,7 +86,7 @@ pub(crate) fn parse(
     }
 }
 
-fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, HookError> {
+fn push(payload: &Value, event: &str, codebase: String) -> Result<Parsed, ApiError> {
     let reference = required(payload, &["ref"])?;
     let Some(branch) = reference
         .strip_prefix("refs/heads/")
@@ -131,7 +132,7 @@ fn merge_request(
     event: &str,
     codebase: String,
     note: Option<&str>,
-) -> Result<Parsed, HookError> {
+) -> Result<Parsed, ApiError> {
     let state = text(attrs, &["state"]).unwrap_or("");
     if ["closed", "merged", "approved"].contains(&state) {
         return Ok(Parsed::ignored(format!(
@@ -148,7 +149,7 @@ fn merge_request(
     }
     let commit = attrs
         .get("last_commit")
-        .ok_or_else(|| HookError::BadRequest("the merge request has no last_commit".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("the merge request has no last_commit".into()))?;
     let iid = attrs.get("iid").and_then(Value::as_i64).unwrap_or(0);
     let mut properties = Properties::new();
     for (name, path) in [

@@ -20,21 +20,14 @@ use kiln_core::Properties;
 use kiln_db::NewChange;
 use serde_json::{Value, json};
 
-use kiln_api::{Actor, Services};
+use kiln_api::{Actor, ApiError, Services};
+
+use crate::error::Answer;
 
 pub fn router() -> Router<Services> {
     Router::new()
         .route("/change_hook", post(default_dialect))
         .route("/change_hook/{dialect}", post(dialect))
-}
-
-/// Why a notification was refused.
-#[derive(Debug)]
-pub(crate) enum HookError {
-    /// The payload is malformed: 400, nothing stored.
-    BadRequest(String),
-    /// The signature is missing or wrong: 403, nothing stored.
-    Forbidden(String),
 }
 
 /// What a dialect made of a notification: changes to store, or why there are none.
@@ -85,59 +78,64 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
+    match receive(services, name, query, headers, body).await {
+        Ok(answer) => answer,
+        Err(ApiError::Unauthorized(why)) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"buildbot\"",
+            )],
+            format!("{why}\n"),
+        )
+            .into_response(),
+        Err(e) => {
+            if let ApiError::Forbidden(why) = &e {
+                tracing::warn!(dialect = name, %why, "change hook refused");
+            }
+            e.text_answer()
+        }
+    }
+}
+
+/// Checks the caller, reads the body within its limit, lets the dialect make changes of it, and
+/// stores them through the control handle.
+async fn receive(
+    services: &Services,
+    name: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = services.read.config();
-    match auth::check(
+    auth::check(
         services.read.basedir(),
         &config.www.change_hook_auth,
         headers,
-    ) {
-        Ok(()) => {}
-        Err(auth::Refusal::Unauthorized) => {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    "Basic realm=\"buildbot\"",
-                )],
-                "the change hooks need a user and password\n",
-            )
-                .into_response();
-        }
-        Err(auth::Refusal::Broken(why)) => {
-            tracing::error!(%why, "checking change hook credentials");
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n")).into_response();
-        }
-    }
+    )?;
     // The body is read only up to the limit, so an oversized one costs no more than that.
     let limit = config.www.change_hook_max_body;
-    let too_large = || {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than the change hooks' limit of {limit} bytes\n"),
-        )
-            .into_response()
-    };
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(e) if format!("{e:#}").contains("length limit exceeded") => return too_large(),
+        Err(e) if format!("{e:#}").contains("length limit exceeded") => {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the body is larger than the change hooks' limit of {limit} bytes"
+            )));
+        }
         Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {e}\n"),
-            )
-                .into_response();
+            return Err(ApiError::BadRequest(format!(
+                "the body could not be read: {e}"
+            )));
         }
     };
     let body = &body[..];
     let Some(options) = config.www.change_hook_dialects.get(name) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("the change hook dialect '{name}' is not enabled\n"),
-        )
-            .into_response();
+        return Err(ApiError::NotFound(format!(
+            "the change hook dialect '{name}' is not enabled"
+        )));
     };
     if name == "poller" {
-        return poller::handle(services, options, query).await;
+        return Ok(poller::handle(services, options, query).await);
     }
     let now = services.read.now();
     let parsed = match name {
@@ -147,41 +145,28 @@ async fn handle(
         "gitea" => gitea::parse(options, headers, body),
         "github" => github::parse(options, headers, body),
         "gitlab" => gitlab::parse(options, query, headers, body),
-        _ => Err(HookError::BadRequest(format!("unknown dialect '{name}'"))),
-    };
-    let parsed = match parsed {
-        Ok(p) => p,
-        Err(HookError::BadRequest(why)) => {
-            return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
-        }
-        Err(HookError::Forbidden(why)) => {
-            tracing::warn!(dialect = name, %why, "change hook refused");
-            return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
-        }
-    };
+        _ => Err(ApiError::BadRequest(format!("unknown dialect '{name}'"))),
+    }?;
     if let Some(why) = &parsed.ignored {
-        return (
+        return Ok((
             StatusCode::OK,
             axum::Json(json!({"changeids": [], "ignored": why})),
         )
-            .into_response();
+            .into_response());
     }
-    let changes = parsed.changes;
-    let mut ids = Vec::with_capacity(changes.len());
-    for change in changes {
-        match services.control.add_change(&Actor::Anonymous, change).await {
-            Ok(id) => ids.push(id.0),
-            Err(error) => {
-                tracing::error!(%error, dialect = name, "storing a change");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("storing the change failed: {}\n", error.message()),
-                )
-                    .into_response();
-            }
-        }
+    let mut ids = Vec::with_capacity(parsed.changes.len());
+    for change in parsed.changes {
+        let id = services
+            .control
+            .add_change(&Actor::Anonymous, change)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, dialect = name, "storing a change");
+                e
+            })?;
+        ids.push(id.0);
     }
-    (StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response()
+    Ok((StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response())
 }
 
 /// The string at `path` in a JSON payload.
@@ -190,17 +175,17 @@ pub(crate) fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The string at `path`, or a 400 naming what is missing.
-pub(crate) fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, HookError> {
+pub(crate) fn required<'a>(v: &'a Value, path: &[&str]) -> Result<&'a str, ApiError> {
     text(v, path).ok_or_else(|| {
-        HookError::BadRequest(format!("the payload has no string at {}", path.join(".")))
+        ApiError::BadRequest(format!("the payload has no string at {}", path.join(".")))
     })
 }
 
 /// An RFC 3339 time, as forges write commit times, in epoch seconds.
-pub(crate) fn timestamp(s: &str) -> Result<i64, HookError> {
+pub(crate) fn timestamp(s: &str) -> Result<i64, ApiError> {
     s.parse::<jiff::Timestamp>()
         .map(|t| t.as_second())
-        .map_err(|e| HookError::BadRequest(format!("bad commit timestamp {s:?}: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("bad commit timestamp {s:?}: {e}")))
 }
 
 /// Bytes from hexadecimal digits.
@@ -250,7 +235,7 @@ pub(crate) fn pushed_commit(
     commit: &Value,
     push: &Push<'_>,
     properties: Properties,
-) -> Result<NewChange, HookError> {
+) -> Result<NewChange, ApiError> {
     Ok(NewChange {
         vcs: Some("git".into()),
         author: person(commit.get("author")).unwrap_or_default(),

@@ -1,0 +1,197 @@
+//! `c['www']`: the web port's address and the change hooks' dialects, credentials and limits.
+
+use std::collections::BTreeMap;
+
+use kiln_core::PropertyValue;
+
+use super::{Cx, DIALECTS};
+use crate::model::*;
+use crate::node::{Location, Node};
+
+/// `c['www']`: the web port and the change hooks.
+pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
+    let mut www = WwwConfig {
+        port: None,
+        host: "127.0.0.1".into(),
+        change_hook_dialects: BTreeMap::new(),
+        change_hook_auth: Vec::new(),
+        change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
+    };
+    if let Some(w) = node {
+        let loc = cx.key_loc("www");
+        match w {
+            Node::Dict(settings) => {
+                for (k, v) in settings {
+                    match k {
+                        Node::Str(k) if k == "port" => {
+                            www.port = cx.port(v, "c['www']['port']", &loc);
+                            if let Node::Str(s) = v
+                                && let Some(i) =
+                                    s.split(':').find_map(|p| p.strip_prefix("interface="))
+                            {
+                                www.host = i.to_string();
+                            }
+                        }
+                        Node::Str(k) if k == "host" || k == "interface" => {
+                            if let Some(h) = cx.string(v, "c['www']['host']", &loc) {
+                                www.host = h;
+                            }
+                        }
+                        Node::Str(k) if k == "change_hook_dialects" => {
+                            www.change_hook_dialects = change_hook_dialects(cx, v, &loc);
+                        }
+                        Node::Str(k) if k == "change_hook_auth" => {
+                            www.change_hook_auth = change_hook_auth(cx, v, &loc);
+                        }
+                        Node::Str(k) if k == "change_hook_max_body" => {
+                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_body']", &loc) {
+                                match usize::try_from(n) {
+                                    Ok(n) if n > 0 => www.change_hook_max_body = n,
+                                    _ => cx.error(&loc, "c['www']['change_hook_max_body'] must be a positive number of bytes"),
+                                }
+                            }
+                        }
+                        Node::Str(k)
+                            if [
+                                "plugins",
+                                "auth",
+                                "authz",
+                                "avatar_methods",
+                                "logfileName",
+                                "json_cache_seconds",
+                                "rest_minimum_version",
+                                "allowed_origins",
+                                "cookie_expiration_time",
+                                "ui_default_config",
+                                "versions",
+                                "custom_templates_dir",
+                                "graphql",
+                            ]
+                            .contains(&k.as_str()) =>
+                        {
+                            cx.warn(&loc, format!("c['www']['{k}'] is not supported by this version of kiln and is ignored"));
+                        }
+                        other => cx.error(
+                            &loc,
+                            format!(
+                                "unknown c['www'] setting {}",
+                                match other {
+                                    Node::Str(s) => s.clone(),
+                                    o => o.describe(),
+                                }
+                            ),
+                        ),
+                    }
+                }
+            }
+            other => cx.error(
+                &loc,
+                format!("c['www'] must be a dict, not {}", other.describe()),
+            ),
+        }
+    }
+    www
+}
+
+/// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows
+/// `file:PATH` (lines of `user:password`, read when a hook is called) and
+/// `memory:USER:PASSWORD[:USER:PASSWORD…]`.
+fn change_hook_auth(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<HookCredentials> {
+    let items = match node {
+        Node::List(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(text) = cx.string(item, "c['www']['change_hook_auth'] entries", loc) else {
+            continue;
+        };
+        if let Some(path) = text.strip_prefix("file:") {
+            out.push(HookCredentials::File(path.to_string()));
+        } else if let Some(pairs) = text.strip_prefix("memory:") {
+            let parts: Vec<&str> = pairs.split(':').collect();
+            if !parts.len().is_multiple_of(2) || parts.iter().any(|p| p.is_empty()) {
+                cx.error(loc, "c['www']['change_hook_auth']: memory: takes user:password pairs, as in 'memory:alice:s3cret'");
+                continue;
+            }
+            out.push(HookCredentials::Users(
+                parts
+                    .chunks(2)
+                    .map(|c| (c[0].to_string(), c[1].to_string()))
+                    .collect(),
+            ));
+        } else {
+            cx.error(
+                loc,
+                format!(
+                    "c['www']['change_hook_auth']: '{}' is not supported; use 'file:PATH' or 'memory:USER:PASSWORD'",
+                    text.split(':').next().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if out.is_empty() && !items.is_empty() {
+        cx.error(loc, "c['www']['change_hook_auth'] names no usable credentials; the hooks would be closed to everyone");
+    }
+    out
+}
+
+/// `c['www']['change_hook_dialects']`: each dialect is `True` or a dict of options; `False` leaves
+/// it off.
+fn change_hook_dialects(
+    cx: &mut Cx,
+    node: &Node,
+    loc: &Location,
+) -> BTreeMap<String, BTreeMap<String, PropertyValue>> {
+    let mut out = BTreeMap::new();
+    let Node::Dict(entries) = node else {
+        cx.error(
+            loc,
+            format!(
+                "c['www']['change_hook_dialects'] must be a dict, not {}",
+                node.describe()
+            ),
+        );
+        return out;
+    };
+    for (name, options) in entries {
+        let Some(name) = cx.string(name, "a change hook dialect name", loc) else {
+            continue;
+        };
+        if !DIALECTS.contains(&name.as_str()) {
+            cx.error(
+                loc,
+                format!("the change hook dialect '{name}' is not supported by this version of kiln (supported: {})", DIALECTS.join(", ")),
+            );
+            continue;
+        }
+        match options {
+            Node::Bool(false) => {}
+            Node::Bool(true) => {
+                out.insert(name, BTreeMap::new());
+            }
+            Node::Dict(_) => {
+                let options =
+                    cx.properties(Some(options), &format!("the options of '{name}'"), loc);
+                let strict = matches!(options.get("strict"), Some(PropertyValue::Bool(true)));
+                let secret =
+                    matches!(options.get("secret"), Some(PropertyValue::Str(s)) if !s.is_empty());
+                if strict && !secret {
+                    cx.error(
+                        loc,
+                        format!("change hook dialect '{name}': strict needs a secret"),
+                    );
+                }
+                out.insert(name, options);
+            }
+            other => cx.error(
+                loc,
+                format!(
+                    "change hook dialect '{name}' must be True or a dict of options, not {}",
+                    other.describe()
+                ),
+            ),
+        }
+    }
+    out
+}
