@@ -45,6 +45,11 @@ pub struct StoredEvent {
 /// chosen by kiln's components, never by users, and none starts with `kiln:`.
 const PRUNED: &str = "kiln:pruned";
 
+/// Moves a row of `event_consumers` forward, never back: $1 name, $2 position, $3 time.
+const ADVANCE_POSITION: &str = "INSERT INTO event_consumers (name, position, updated_at) \
+    VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+    updated_at = excluded.updated_at WHERE event_consumers.position < excluded.position";
+
 /// The PostgreSQL advisory lock that orders event inserts across masters.
 const ORDER_LOCK: i64 = 0x6b69_6c6e_6576;
 
@@ -148,16 +153,12 @@ impl Writer {
     /// one stored is ignored, so an acknowledgement that arrives late changes nothing.
     pub async fn acknowledge_events(&self, consumer: &str, position: i64, now: i64) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query(
-            "INSERT INTO event_consumers (name, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
-             updated_at = excluded.updated_at WHERE event_consumers.position < excluded.position",
-        )
-        .bind(consumer)
-        .bind(position)
-        .bind(now)
-        .execute(&self.wpool)
-        .await?;
+        sqlx::query(ADVANCE_POSITION)
+            .bind(consumer)
+            .bind(position)
+            .bind(now)
+            .execute(&self.wpool)
+            .await?;
         Ok(())
     }
 
@@ -179,16 +180,12 @@ impl Writer {
             .bind(through)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO event_consumers (name, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
-             updated_at = excluded.updated_at WHERE event_consumers.position < excluded.position",
-        )
-        .bind(PRUNED)
-        .bind(through)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(ADVANCE_POSITION)
+            .bind(PRUNED)
+            .bind(through)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
