@@ -3,6 +3,7 @@
 pub mod canceller;
 pub mod collapse;
 pub mod distributor;
+mod files;
 pub mod lines;
 pub mod logs;
 pub mod onmaster;

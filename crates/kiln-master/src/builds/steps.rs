@@ -8,12 +8,12 @@ use kiln_config::{StepConfig, StepKind};
 use kiln_core::render::Renderable;
 use kiln_core::{LogId, Properties, PropertyValue, Results, StepId};
 use kiln_db::LogType;
-use kiln_proto::{Args, Value};
+use kiln_proto::Value;
 use tokio::sync::watch;
 
 use crate::builds::logs::LogWriter;
 use crate::builds::shell::{self, Captured, StdioLog};
-use crate::builds::{paths, transfer};
+use crate::builds::{files, paths, transfer};
 use crate::master::Master;
 use crate::secrets::Redactions;
 use crate::workers::Connection;
@@ -323,69 +323,34 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         StepKind::ShellSequence(q) => shell::sequence(ctx, step, q, &workdir).await?,
         StepKind::Trigger(t) => crate::builds::trigger::run(ctx, step, t).await,
         StepKind::Source(s) => crate::builds::source::run(ctx, step, s, &workdir).await?,
-        StepKind::SetProperty { property, value } => match ctx.render(value, "value") {
-            Ok(v) => {
-                ctx.set_properties
-                    .push((property.clone(), v, step.name.clone()));
-                finished(step, || "Set".into(), Results::Success)
-            }
-            Err(e) => exception(ctx, step, &e).await,
-        },
-        StepKind::SetProperties { properties } => match ctx.render(properties, "properties") {
-            Ok(PropertyValue::Map(map)) => {
-                for (k, v) in map {
-                    ctx.set_properties.push((k, v, step.name.clone()));
-                }
-                finished(step, || "Set".into(), Results::Success)
-            }
-            Ok(other) => {
-                let why = format!("properties must render to a dict, not {}", other.render());
-                exception(ctx, step, &why).await
-            }
-            Err(e) => exception(ctx, step, &e).await,
-        },
+        StepKind::SetProperty { property, value } => {
+            files::set_property(ctx, step, property, value).await
+        }
+        StepKind::SetProperties { properties } => {
+            files::set_properties(ctx, step, properties).await
+        }
         StepKind::SetPropertyFromCommand(c) => {
             shell::set_property_from_command(ctx, step, c, &workdir).await?
         }
-        StepKind::FileExists { file } => file_exists(ctx, step, file, &workdir).await?,
+        StepKind::FileExists { file } => files::file_exists(ctx, step, file, &workdir).await?,
         StepKind::CopyDirectory {
             src,
             dest,
             timeout,
             max_time,
-        } => copy_directory(ctx, step, src, dest, *timeout, *max_time).await?,
+        } => files::copy_directory(ctx, step, src, dest, *timeout, *max_time).await?,
         StepKind::MultipleFileUpload(u) => {
             transfer::upload_multiple(ctx, step, &workdir, u).await?
         }
-        StepKind::JsonDownload {
-            value,
-            workerdest,
-            mode,
-            maxsize,
-            blocksize,
-        } => {
-            let json = match transfer::json_to_send(ctx, value.as_ref()) {
-                Ok(j) => j,
-                Err(e) => return Ok(exception(ctx, step, &e).await),
-            };
-            transfer::download(
-                ctx,
-                step,
-                &workdir,
-                workerdest,
-                *mode,
-                *maxsize,
-                *blocksize,
-                transfer::Source::Bytes(json, 0),
-            )
-            .await?
+        StepKind::JsonDownload { .. } => {
+            transfer::json_download(ctx, step, &workdir, &step.kind).await?
         }
         StepKind::MasterShellCommand(m) => {
             super::onmaster::master_shell_command(ctx, step, m).await
         }
         StepKind::Http(h) => super::onmaster::http_step(ctx, step, h).await,
-        StepKind::MakeDirectory { dir } => simple(ctx, step, "mkdir", dir, &workdir).await?,
-        StepKind::RemoveDirectory { dir } => simple(ctx, step, "rmdir", dir, &workdir).await?,
+        StepKind::MakeDirectory { dir } => files::directory(ctx, step, "mkdir", dir).await?,
+        StepKind::RemoveDirectory { dir } => files::directory(ctx, step, "rmdir", dir).await?,
         StepKind::FileUpload {
             workersrc,
             masterdest,
@@ -421,76 +386,11 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
             )
             .await?
         }
-        StepKind::FileDownload {
-            mastersrc,
-            workerdest,
-            mode,
-            maxsize,
-            blocksize,
-        } => {
-            let src = match ctx.render_string(mastersrc, "mastersrc") {
-                Ok(s) => s,
-                Err(e) => return Ok(exception(ctx, step, &e).await),
-            };
-            let path = master_path(ctx.master, &src);
-            match tokio::fs::File::open(&path).await {
-                Ok(f) => {
-                    transfer::download(
-                        ctx,
-                        step,
-                        &workdir,
-                        workerdest,
-                        *mode,
-                        *maxsize,
-                        *blocksize,
-                        transfer::Source::File(f),
-                    )
-                    .await?
-                }
-                Err(e) => {
-                    let mut log = ctx.stdio().await.ok();
-                    if let Some(l) = log.as_mut() {
-                        l.write(
-                            Stream::Header,
-                            &format!("File '{}' not available at master: {e}\n", path.display()),
-                        )
-                        .await;
-                        l.finish().await;
-                    }
-                    StepOutcome {
-                        results: Results::Failure,
-                        state: with_result(
-                            step.description_done
-                                .clone()
-                                .unwrap_or_else(|| "download failed".into()),
-                            Results::Failure,
-                        ),
-                    }
-                }
-            }
+        StepKind::FileDownload { .. } => {
+            transfer::file_download(ctx, step, &workdir, &step.kind).await?
         }
-        StepKind::StringDownload {
-            s,
-            workerdest,
-            mode,
-            maxsize,
-            blocksize,
-        } => {
-            let text = match ctx.render_string(s, "s") {
-                Ok(t) => t,
-                Err(e) => return Ok(exception(ctx, step, &e).await),
-            };
-            transfer::download(
-                ctx,
-                step,
-                &workdir,
-                workerdest,
-                *mode,
-                *maxsize,
-                *blocksize,
-                transfer::Source::Bytes(text.into_bytes(), 0),
-            )
-            .await?
+        StepKind::StringDownload { .. } => {
+            transfer::string_download(ctx, step, &workdir, &step.kind).await?
         }
     };
     Ok(outcome)
@@ -542,118 +442,4 @@ pub(super) fn results_of(
             None => Results::Failure,
         },
     }
-}
-
-/// `FileExists`: SUCCESS when the worker has a regular file at `file` (relative to the step's
-/// working directory).
-async fn file_exists(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    file: &Renderable,
-    workdir: &str,
-) -> Result<StepOutcome, WorkerLost> {
-    let file = match ctx.render_string(file, "file") {
-        Ok(f) => f,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let args = Args::build(vec![("path", Value::from(ctx.worker_path(workdir, &file)))]);
-    let log = match ctx.stdio().await {
-        Ok(l) => l,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let mut io = StdioLog::plain(log);
-    let outcome = ctx.remote("stat", args, &mut io).await;
-    io.log.finish().await;
-    let outcome = outcome?;
-    let mode = outcome.stat.as_ref().and_then(|s| s.first().copied());
-    let (results, state) = match (results_of(&outcome, None), mode) {
-        (Results::Success, Some(m)) if transfer::is_regular_file(m) => {
-            (Results::Success, "File found.")
-        }
-        (Results::Success, Some(_)) => (Results::Failure, "Not a file."),
-        _ => (Results::Failure, "File not found."),
-    };
-    Ok(StepOutcome {
-        results,
-        state: state.into(),
-    })
-}
-
-/// `CopyDirectory`: the worker's `cpdir`, both paths relative to the builder's directory.
-async fn copy_directory(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    src: &Renderable,
-    dest: &Renderable,
-    timeout: Option<f64>,
-    max_time: Option<f64>,
-) -> Result<StepOutcome, WorkerLost> {
-    let (src, dest) = match (
-        ctx.render_string(src, "src"),
-        ctx.render_string(dest, "dest"),
-    ) {
-        (Ok(s), Ok(d)) => (s, d),
-        (Err(e), _) | (_, Err(e)) => return Ok(exception(ctx, step, &e).await),
-    };
-    let opt = |v: Option<f64>| v.map_or(Value::Nil, Value::F64);
-    let args = Args::build(vec![
-        ("from_path", Value::from(ctx.builder_path(&src))),
-        ("to_path", Value::from(ctx.builder_path(&dest))),
-        ("timeout", opt(timeout)),
-        ("maxTime", opt(max_time)),
-        ("logEnviron", Value::Boolean(false)),
-    ]);
-    let log = match ctx.stdio().await {
-        Ok(l) => l,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let mut io = StdioLog::plain(log);
-    let outcome = ctx.remote("cpdir", args, &mut io).await;
-    io.log.finish().await;
-    let results = results_of(&outcome?, None);
-    Ok(finished(
-        step,
-        || format!("Copied {src} to {dest}"),
-        results,
-    ))
-}
-
-/// `mkdir` and `rmdir` of one directory.
-async fn simple(
-    ctx: &mut StepContext<'_>,
-    step: &StepConfig,
-    name: &str,
-    dir: &Renderable,
-    _workdir: &str,
-) -> Result<StepOutcome, WorkerLost> {
-    let dir = match ctx.render_string(dir, "dir") {
-        Ok(d) => d,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    // Buildbot resolves these directories against the builder's directory, not the workdir.
-    let info = ctx
-        .conn
-        .info
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let path = paths::join(&info, &[ctx.workerbuilddir, &dir]);
-    let args = Args::build(vec![
-        ("paths", Value::Array(vec![Value::from(path)])),
-        ("logEnviron", Value::Boolean(false)),
-    ]);
-    let log = match ctx.stdio().await {
-        Ok(l) => l,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let mut io = StdioLog::plain(log);
-    let outcome = ctx.remote(name, args, &mut io).await;
-    io.log.finish().await;
-    let results = results_of(&outcome?, None);
-    let state = match (name, results) {
-        ("rmdir", Results::Success) => "Deleted".to_string(),
-        ("mkdir", Results::Success) => "Created".to_string(),
-        (_, r) => with_result(step.name.clone(), r),
-    };
-    Ok(StepOutcome { results, state })
 }

@@ -2,14 +2,17 @@
 //! (`StringDownload`, `JSONStringDownload`, `JSONPropertiesDownload`), sent in blocks as the
 //! worker asks for them.
 
-use kiln_config::StepConfig;
+use kiln_config::{StepConfig, StepKind};
+use kiln_core::Results;
 use kiln_core::render::Renderable;
 use kiln_proto::{Args, Value};
 use tokio::io::AsyncReadExt;
 
 use super::log_output;
 use crate::builds::logs::LogWriter;
-use crate::builds::steps::{StepContext, StepOutcome, WorkerLost, exception, finished, results_of};
+use crate::builds::steps::{
+    StepContext, StepOutcome, WorkerLost, exception, finished, master_path, results_of, with_result,
+};
 use crate::workers::command::{CommandIo, Stream};
 
 /// What a download sends.
@@ -119,4 +122,109 @@ pub(in crate::builds) fn json_to_send(
         }),
     };
     Ok(json.to_string().into_bytes())
+}
+
+/// `JSONStringDownload` and `JSONPropertiesDownload`: JSON made by the step, sent to the worker.
+pub(in crate::builds) async fn json_download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    kind: &StepKind,
+) -> Result<StepOutcome, WorkerLost> {
+    let StepKind::JsonDownload {
+        value,
+        workerdest,
+        mode,
+        maxsize,
+        blocksize,
+    } = kind
+    else {
+        return Ok(exception(ctx, step, "not a JSON download").await);
+    };
+    let json = match json_to_send(ctx, value.as_ref()) {
+        Ok(j) => j,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let source = Source::Bytes(json, 0);
+    download(
+        ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
+    )
+    .await
+}
+
+/// `StringDownload`: a rendered string, sent to the worker.
+pub(in crate::builds) async fn string_download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    kind: &StepKind,
+) -> Result<StepOutcome, WorkerLost> {
+    let StepKind::StringDownload {
+        s,
+        workerdest,
+        mode,
+        maxsize,
+        blocksize,
+    } = kind
+    else {
+        return Ok(exception(ctx, step, "not a string download").await);
+    };
+    let text = match ctx.render_string(s, "s") {
+        Ok(t) => t,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let source = Source::Bytes(text.into_bytes(), 0);
+    download(
+        ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
+    )
+    .await
+}
+
+/// `FileDownload`: a file of the master (relative to its base directory), sent to the worker; a
+/// file the master cannot open fails the step, saying so in its log.
+pub(in crate::builds) async fn file_download(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    workdir: &str,
+    kind: &StepKind,
+) -> Result<StepOutcome, WorkerLost> {
+    let StepKind::FileDownload {
+        mastersrc,
+        workerdest,
+        mode,
+        maxsize,
+        blocksize,
+    } = kind
+    else {
+        return Ok(exception(ctx, step, "not a file download").await);
+    };
+    let src = match ctx.render_string(mastersrc, "mastersrc") {
+        Ok(s) => s,
+        Err(e) => return Ok(exception(ctx, step, &e).await),
+    };
+    let path = master_path(ctx.master, &src);
+    match tokio::fs::File::open(&path).await {
+        Ok(f) => {
+            let source = Source::File(f);
+            download(
+                ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
+            )
+            .await
+        }
+        Err(e) => {
+            if let Ok(mut log) = ctx.stdio().await {
+                let why = format!("File '{}' not available at master: {e}\n", path.display());
+                log.write(Stream::Header, &why).await;
+                log.finish().await;
+            }
+            let state = step
+                .description_done
+                .clone()
+                .unwrap_or_else(|| "download failed".into());
+            Ok(StepOutcome {
+                results: Results::Failure,
+                state: with_result(state, Results::Failure),
+            })
+        }
+    }
 }
