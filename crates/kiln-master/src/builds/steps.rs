@@ -342,8 +342,15 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         StepKind::MultipleFileUpload(u) => {
             transfer::upload_multiple(ctx, step, &workdir, u).await?
         }
-        StepKind::JsonDownload { .. } => {
-            transfer::json_download(ctx, step, &workdir, &step.kind).await?
+        StepKind::JsonDownload {
+            value,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
+            let to = destination(workerdest, *mode, *maxsize, *blocksize);
+            transfer::json_download(ctx, step, &workdir, value.as_ref(), to).await?
         }
         StepKind::MasterShellCommand(m) => {
             super::onmaster::master_shell_command(ctx, step, m).await
@@ -386,14 +393,43 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
             )
             .await?
         }
-        StepKind::FileDownload { .. } => {
-            transfer::file_download(ctx, step, &workdir, &step.kind).await?
+        StepKind::FileDownload {
+            mastersrc,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
+            let to = destination(workerdest, *mode, *maxsize, *blocksize);
+            transfer::file_download(ctx, step, &workdir, mastersrc, to).await?
         }
-        StepKind::StringDownload { .. } => {
-            transfer::string_download(ctx, step, &workdir, &step.kind).await?
+        StepKind::StringDownload {
+            s,
+            workerdest,
+            mode,
+            maxsize,
+            blocksize,
+        } => {
+            let to = destination(workerdest, *mode, *maxsize, *blocksize);
+            transfer::string_download(ctx, step, &workdir, s, to).await?
         }
     };
     Ok(outcome)
+}
+
+/// The worker destination a download step's arguments name.
+fn destination(
+    workerdest: &Renderable,
+    mode: Option<u32>,
+    maxsize: Option<u64>,
+    blocksize: u64,
+) -> transfer::Destination<'_> {
+    transfer::Destination {
+        workerdest,
+        mode,
+        maxsize,
+        blocksize,
+    }
 }
 
 /// Whether a step's `doStepIf` (`results` None) or `hideStepIf` (the step's results) holds.

@@ -2,7 +2,7 @@
 //! (`StringDownload`, `JSONStringDownload`, `JSONPropertiesDownload`), sent in blocks as the
 //! worker asks for them.
 
-use kiln_config::{StepConfig, StepKind};
+use kiln_config::StepConfig;
 use kiln_core::Results;
 use kiln_core::render::Renderable;
 use kiln_proto::{Args, Value};
@@ -16,7 +16,7 @@ use crate::builds::steps::{
 use crate::workers::command::{CommandIo, Stream};
 
 /// What a download sends.
-pub(in crate::builds) enum Source {
+enum Source {
     File(tokio::fs::File),
     Bytes(Vec<u8>, usize),
 }
@@ -57,17 +57,27 @@ impl CommandIo for DownloadSource {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(in crate::builds) async fn download(
+/// Where on the worker a download goes, and how, as every download step configures it.
+pub(in crate::builds) struct Destination<'a> {
+    pub workerdest: &'a Renderable,
+    pub mode: Option<u32>,
+    pub maxsize: Option<u64>,
+    pub blocksize: u64,
+}
+
+async fn download(
     ctx: &mut StepContext<'_>,
     step: &StepConfig,
     workdir: &str,
-    workerdest: &Renderable,
-    mode: Option<u32>,
-    maxsize: Option<u64>,
-    blocksize: u64,
+    to: Destination<'_>,
     source: Source,
 ) -> Result<StepOutcome, WorkerLost> {
+    let Destination {
+        workerdest,
+        mode,
+        maxsize,
+        blocksize,
+    } = to;
     let dest = match ctx.render_string(workerdest, "workerdest") {
         Ok(d) => d,
         Err(e) => return Ok(exception(ctx, step, &e).await),
@@ -129,27 +139,13 @@ pub(in crate::builds) async fn json_download(
     ctx: &mut StepContext<'_>,
     step: &StepConfig,
     workdir: &str,
-    kind: &StepKind,
+    value: Option<&Renderable>,
+    to: Destination<'_>,
 ) -> Result<StepOutcome, WorkerLost> {
-    let StepKind::JsonDownload {
-        value,
-        workerdest,
-        mode,
-        maxsize,
-        blocksize,
-    } = kind
-    else {
-        return Ok(exception(ctx, step, "not a JSON download").await);
-    };
-    let json = match json_to_send(ctx, value.as_ref()) {
-        Ok(j) => j,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let source = Source::Bytes(json, 0);
-    download(
-        ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
-    )
-    .await
+    match json_to_send(ctx, value) {
+        Ok(json) => download(ctx, step, workdir, to, Source::Bytes(json, 0)).await,
+        Err(e) => Ok(exception(ctx, step, &e).await),
+    }
 }
 
 /// `StringDownload`: a rendered string, sent to the worker.
@@ -157,27 +153,13 @@ pub(in crate::builds) async fn string_download(
     ctx: &mut StepContext<'_>,
     step: &StepConfig,
     workdir: &str,
-    kind: &StepKind,
+    s: &Renderable,
+    to: Destination<'_>,
 ) -> Result<StepOutcome, WorkerLost> {
-    let StepKind::StringDownload {
-        s,
-        workerdest,
-        mode,
-        maxsize,
-        blocksize,
-    } = kind
-    else {
-        return Ok(exception(ctx, step, "not a string download").await);
-    };
-    let text = match ctx.render_string(s, "s") {
-        Ok(t) => t,
-        Err(e) => return Ok(exception(ctx, step, &e).await),
-    };
-    let source = Source::Bytes(text.into_bytes(), 0);
-    download(
-        ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
-    )
-    .await
+    match ctx.render_string(s, "s") {
+        Ok(text) => download(ctx, step, workdir, to, Source::Bytes(text.into_bytes(), 0)).await,
+        Err(e) => Ok(exception(ctx, step, &e).await),
+    }
 }
 
 /// `FileDownload`: a file of the master (relative to its base directory), sent to the worker; a
@@ -186,31 +168,16 @@ pub(in crate::builds) async fn file_download(
     ctx: &mut StepContext<'_>,
     step: &StepConfig,
     workdir: &str,
-    kind: &StepKind,
+    mastersrc: &Renderable,
+    to: Destination<'_>,
 ) -> Result<StepOutcome, WorkerLost> {
-    let StepKind::FileDownload {
-        mastersrc,
-        workerdest,
-        mode,
-        maxsize,
-        blocksize,
-    } = kind
-    else {
-        return Ok(exception(ctx, step, "not a file download").await);
-    };
     let src = match ctx.render_string(mastersrc, "mastersrc") {
         Ok(s) => s,
         Err(e) => return Ok(exception(ctx, step, &e).await),
     };
     let path = master_path(ctx.master, &src);
     match tokio::fs::File::open(&path).await {
-        Ok(f) => {
-            let source = Source::File(f);
-            download(
-                ctx, step, workdir, workerdest, *mode, *maxsize, *blocksize, source,
-            )
-            .await
-        }
+        Ok(f) => download(ctx, step, workdir, to, Source::File(f)).await,
         Err(e) => {
             if let Ok(mut log) = ctx.stdio().await {
                 let why = format!("File '{}' not available at master: {e}\n", path.display());

@@ -8,7 +8,7 @@ mod download;
 mod fetch;
 mod upload;
 
-pub(super) use download::{file_download, json_download, string_download};
+pub(super) use download::{Destination, file_download, json_download, string_download};
 pub(super) use fetch::{fetch, fetch_path};
 pub(super) use upload::{upload_directory, upload_file, upload_multiple};
 
