@@ -238,15 +238,7 @@ impl Writer {
         if let Some(end) = last_step {
             push_finish_step(&mut batch, end, now);
         }
-        batch.push(
-            FINISH_BUILD,
-            vec![
-                SqlValue::Int(now),
-                SqlValue::Int(results.code()),
-                SqlValue::Text(state.to_string()),
-                SqlValue::Int(id.0),
-            ],
-        );
+        push_finish_build(&mut batch, id, results, state, now);
         push_completion(&mut batch, request, results, master, now);
         batch.run_recorded(self, recorded(record)).await
     }
@@ -261,15 +253,7 @@ impl Writer {
         record: impl Recorder<()>,
     ) -> Result<()> {
         let mut batch = Batch::default();
-        batch.push(
-            FINISH_BUILD,
-            vec![
-                SqlValue::Int(now),
-                SqlValue::Int(results.code()),
-                SqlValue::Text(state.to_string()),
-                SqlValue::Int(id.0),
-            ],
-        );
+        push_finish_build(&mut batch, id, results, state, now);
         batch.run_recorded(self, |_| Ok(((), record(&())))).await
     }
 
@@ -349,9 +333,18 @@ impl Writer {
     }
 }
 
-/// $1 time, $2 results, $3 state string, $4 build.
-const FINISH_BUILD: &str =
-    "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4";
+/// Ends a build with its result and final state string.
+fn push_finish_build(batch: &mut Batch, id: BuildId, results: Results, state: &str, now: i64) {
+    batch.push(
+        "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
+        vec![
+            SqlValue::Int(now),
+            SqlValue::Int(results.code()),
+            SqlValue::Text(state.to_string()),
+            SqlValue::Int(id.0),
+        ],
+    );
+}
 
 /// A build just started by [`Db::claim_and_start_build`], with its buildset's properties and source
 /// stamps.

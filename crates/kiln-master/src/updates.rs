@@ -372,17 +372,14 @@ impl Updates {
         request: BuildRequestId,
     ) -> Result<()> {
         let now = self.now();
-        let finished = |done: &Completion| {
-            let mut events = Vec::new();
-            if let Some(end) = last_step {
-                events.push(step_finished(end));
-            }
+        // The last step and the build end first; the request and buildset they complete follow.
+        let finished = || {
+            let mut events: Vec<Event> = last_step.map(step_finished).into_iter().collect();
             events.push(Event::BuildFinished {
                 build: id,
                 results,
                 state: Some(state.to_string()),
             });
-            events.extend(completion_events(done, results));
             events
         };
         let done = self
@@ -395,11 +392,14 @@ impl Updates {
                 request,
                 self.master,
                 now,
-                |done: &Completion| records(now, &finished(done)),
+                |done: &Completion| {
+                    let mut events = finished();
+                    events.extend(completion_events(done, results));
+                    records(now, &events)
+                },
             )
             .await?;
-        // The completion's own events follow, with the first failure, if any.
-        self.publish(finished(&Completion::default()));
+        self.publish(finished());
         self.publish_completion(&done, results).await;
         Ok(())
     }
