@@ -3,13 +3,12 @@
 //! `axum::serve` gives a connection that never sends its request headers as long as it likes, so a
 //! client that opens sockets and stays silent holds a file descriptor each, for ever.
 //! This loop serves each connection with hyper directly, with a deadline on reading the request
-//! headers, and records the peer's address as `ConnectInfo` for the handlers that need it.
+//! headers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -81,8 +80,7 @@ async fn connection(
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
         async move { app.call(request.map(axum::body::Body::new)).await }
     });
