@@ -250,8 +250,37 @@ fn renumber(sql: &str, offset: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Batch, MAX_SQLITE_PARAMETERS, renumber};
+    use super::{Batch, MAX_SQLITE_PARAMETERS, OpenTransaction, renumber};
     use crate::listing::SqlValue;
+
+    /// A write abandoned inside the transaction it opened (its task cancelled between two
+    /// queries) leaves the writer's connection in that transaction; the next write rolls it back
+    /// instead of failing on `BEGIN`, and what the abandoned write did is not kept.
+    #[tokio::test]
+    async fn a_write_abandoned_in_its_transaction_is_rolled_back_by_the_next() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        {
+            let mut conn = db.wpool.acquire().await.unwrap();
+            let mut open = OpenTransaction::begin(db, &mut conn).await;
+            sqlx::query("BEGIN; INSERT INTO masters (name, name_hash, active, last_active) VALUES ('gone', 'h', 0, 0)")
+                .execute(&mut **open.conn())
+                .await
+                .unwrap();
+            // Dropped here without `end`, as a cancelled write would be.
+        }
+        let mut batch = Batch::default();
+        batch.push(
+            "INSERT INTO masters (name, name_hash, active, last_active) VALUES ($1, $2, 0, 0)",
+            vec![SqlValue::Text("kept".into()), SqlValue::Text("k".into())],
+        );
+        batch.run(db).await.expect("the next write succeeds");
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(names, ["kept"]);
+    }
 
     #[test]
     fn a_batch_over_sqlites_parameter_limit_is_cut_into_queries() {
