@@ -6,12 +6,15 @@
 //! master. The runtime publishes an [`Event`] after each write; a reader matches events by
 //! Buildbot's routing keys ([`Event::key`], [`matches`]). Every error a component answers a client
 //! with is an [`ApiError`], which knows its HTTP status and JSON-RPC code.
+//! A resource's JSON shape, the same for the REST API and the events' full resources, is in
+//! [`shapes`].
 
 pub mod consumer;
 pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod services;
+pub mod shapes;
 pub mod users;
 
 pub use consumer::{Delivery, DurableConsumer};

@@ -94,6 +94,15 @@ async fn collections_filter_order_page_and_select_fields() {
 
     let (_, ws) = m.get("workers/w1").await;
     assert_eq!(ws["workers"][0]["connected_to"], json!([{"masterid": 1}]));
+    // Only the keys Buildbot shows: its front-end fails on the command table, and the
+    // worker's environment is not the API's to publish.
+    let info = ws["workers"][0]["workerinfo"].as_object().unwrap();
+    assert!(info["version"].as_str().unwrap().starts_with("kiln-worker"));
+    assert!(
+        info.keys()
+            .all(|k| ["admin", "host", "access_uri", "version"].contains(&k.as_str())),
+        "{info:?}"
+    );
     assert_eq!(
         ws["workers"][0]["configured_on"].as_array().unwrap().len(),
         2

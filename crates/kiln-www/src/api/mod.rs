@@ -7,7 +7,6 @@ mod paths;
 mod query;
 mod raw;
 mod resolve;
-mod shapes;
 
 use axum::Router;
 use axum::body::Bytes;

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use super::fields::Ty;
 use super::query::{self, Query};
 use super::resolve::{Target, resolve};
-use super::{ApiError, raw, shapes};
+use kiln_api::shapes;
+
+use super::{ApiError, raw};
 use kiln_api::Services;
 
 /// Loads rows of a kind as JSON.

@@ -154,8 +154,20 @@ pub fn buildset(b: &BuildSetRow, sourcestamps: Vec<Value>) -> Value {
     })
 }
 
+/// The keys of a worker's info that the API shows, as Buildbot does: the rest of what a worker
+/// reports (its command versions, its environment) is kept for the master's own use only, and
+/// Buildbot's front-end fails on values it does not expect there.
+const WORKER_INFO_KEYS: [&str; 4] = ["admin", "host", "access_uri", "version"];
+
 pub fn worker(w: &WorkerRow) -> Value {
-    let info: Value = serde_json::from_str(&w.info).unwrap_or(json!({}));
+    let mut info = serde_json::Map::new();
+    if let Ok(Value::Object(all)) = serde_json::from_str::<Value>(&w.info) {
+        for (k, v) in all {
+            if WORKER_INFO_KEYS.contains(&k.as_str()) {
+                info.insert(k, v);
+            }
+        }
+    }
     json!({
         "workerid": w.id.0,
         "name": w.name,
