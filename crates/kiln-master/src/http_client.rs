@@ -41,19 +41,45 @@ pub enum Verify {
     Off,
 }
 
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{0:?} is not an http:// or https:// URL")]
+    NotHttp(String),
+    #[error("{0:?} is not an HTTP method")]
+    BadMethod(String),
+    /// The TLS settings could not be made (an unreadable or empty CA file).
+    #[error("{0}")]
+    Tls(String),
+    #[error("HTTP client setup: {0}")]
+    Setup(String),
+    #[error("no answer from {0} in time")]
+    Timeout(String),
+    /// The connection failed or broke, with every cause the client kept.
+    #[error("{0}")]
+    Transport(String),
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(u64),
+}
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_ANSWER: u64 = 16 << 20;
 
 /// Sends `req` and reads the whole answer.
-pub async fn send(req: &Request) -> Result<Response, String> {
+pub async fn send(req: &Request) -> Result<Response, HttpError> {
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let max = req.max_answer.unwrap_or(DEFAULT_MAX_ANSWER);
-    let url = reqwest::Url::parse(&req.url).map_err(|e| format!("{:?}: {e}", req.url))?;
+    let url = reqwest::Url::parse(&req.url).map_err(|e| HttpError::BadUrl {
+        url: req.url.clone(),
+        reason: e.to_string(),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{:?} is not an http:// or https:// URL", req.url));
+        return Err(HttpError::NotHttp(req.url.clone()));
     }
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
-        .map_err(|_| format!("{:?} is not an HTTP method", req.method))?;
+        .map_err(|_| HttpError::BadMethod(req.method.clone()))?;
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls_config(&req.verify)?)
         .user_agent("kiln")
@@ -63,7 +89,7 @@ pub async fn send(req: &Request) -> Result<Response, String> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .build()
-        .map_err(|e| format!("HTTP client setup: {e}"))?;
+        .map_err(|e| HttpError::Setup(e.to_string()))?;
     let mut request = client.request(method, url).body(req.body.clone());
     for (k, v) in &req.headers {
         request = request.header(k.as_str(), v.as_str());
@@ -83,7 +109,7 @@ pub async fn send(req: &Request) -> Result<Response, String> {
     let mut body = Vec::new();
     while let Some(chunk) = answer.chunk().await.map_err(|e| describe(&req.url, &e))? {
         if (body.len() + chunk.len()) as u64 > max {
-            return Err(format!("the answer is larger than {max} bytes"));
+            return Err(HttpError::TooLarge(max));
         }
         body.extend_from_slice(&chunk);
     }
@@ -108,9 +134,9 @@ fn title_case(name: &str) -> String {
 }
 
 /// What went wrong, with the causes reqwest keeps behind its own message.
-fn describe(url: &str, error: &reqwest::Error) -> String {
+fn describe(url: &str, error: &reqwest::Error) -> HttpError {
     if error.is_timeout() {
-        return format!("no answer from {url} in time");
+        return HttpError::Timeout(url.to_string());
     }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -118,15 +144,15 @@ fn describe(url: &str, error: &reqwest::Error) -> String {
         text.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    text
+    HttpError::Transport(text)
 }
 
 /// The TLS configuration for a way of checking the server.
-fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, String> {
+fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, HttpError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+        .map_err(|e| HttpError::Tls(format!("TLS setup: {e}")))?;
     let config = match verify {
         Verify::Roots => {
             let roots = rustls::RootCertStore {
@@ -138,15 +164,19 @@ fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, String> {
             use rustls::pki_types::{CertificateDer, pem::PemObject};
             let mut store = rustls::RootCertStore::empty();
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                .map_err(|e| HttpError::Tls(format!("reading {}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("reading {}: {e}", path.display()))?;
+                let cert =
+                    cert.map_err(|e| HttpError::Tls(format!("reading {}: {e}", path.display())))?;
                 store
                     .add(cert)
-                    .map_err(|e| format!("a certificate of {}: {e}", path.display()))?;
+                    .map_err(|e| HttpError::Tls(format!("a certificate of {}: {e}", path.display())))?;
             }
             if store.is_empty() {
-                return Err(format!("{} holds no certificate", path.display()));
+                return Err(HttpError::Tls(format!(
+                    "{} holds no certificate",
+                    path.display()
+                )));
             }
             builder.with_root_certificates(store).with_no_client_auth()
         }
@@ -219,11 +249,15 @@ mod tests {
             ..Default::default()
         };
         let err = send(&get("ftp://x/", "GET")).await.unwrap_err();
-        assert!(err.contains("not an http"), "{err}");
+        assert_eq!(err, HttpError::NotHttp("ftp://x/".into()));
+        assert!(err.to_string().contains("not an http"), "{err}");
         let err = send(&get("http://127.0.0.1:1/", "GE T")).await.unwrap_err();
-        assert!(err.contains("not an HTTP method"), "{err}");
+        assert_eq!(err, HttpError::BadMethod("GE T".into()));
         let err = send(&get("not a url", "GET")).await.unwrap_err();
-        assert!(err.contains("not a url"), "{err}");
+        assert!(matches!(err, HttpError::BadUrl { .. }), "{err}");
+        assert!(err.to_string().contains("not a url"), "{err}");
+        let err = send(&get("http://127.0.0.1:1/", "GET")).await.unwrap_err();
+        assert!(matches!(err, HttpError::Transport(_)), "{err}");
         assert_eq!(title_case("x-token"), "X-Token");
         assert_eq!(title_case("etag"), "Etag");
     }

@@ -239,7 +239,7 @@ impl Master {
     pub async fn add_buildset(
         &self,
         buildset: kiln_db::NewBuildSet,
-    ) -> anyhow::Result<(
+    ) -> crate::updates::Result<(
         kiln_core::BuildSetId,
         Vec<(BuilderId, kiln_core::BuildRequestId)>,
     )> {

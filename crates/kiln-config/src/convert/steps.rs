@@ -3,12 +3,87 @@
 use kiln_core::render::Renderable;
 use kiln_core::step::StepFlags;
 
-use super::{Cx, locks, schedulers, shell, trigger};
+use super::{Cx, locks, onmaster, schedulers, shell, transfer, trigger};
 use crate::model::*;
 use crate::node::{Location, Node};
 
-/// The largest transfer block: a block travels in one protocol frame, which the master bounds.
-const MAX_BLOCKSIZE: u64 = 4 << 20;
+/// The step kinds that halt the build when they fail, as in Buildbot: transfers and source steps.
+fn halts_by_default(kind: &str) -> bool {
+    transfer::KINDS.contains(&kind)
+        || super::source::KINDS.contains(&kind)
+        || kind == "Configure"
+        || kind == "Compile"
+}
+
+/// The name a step of `kind` gets when the configuration gives none, as in Buildbot.
+fn default_name(kind: &str) -> &str {
+    match kind {
+        "ShellCommand" => "shell",
+        "Git" => "git",
+        "Mercurial" => "hg",
+        "SVN" => "svn",
+        "CVS" => "cvs",
+        "Darcs" => "darcs",
+        "Bzr" => "bzr",
+        "Arch" => "arch",
+        "P4" => "p4",
+        "Monotone" => "monotone",
+        "FileUpload" | "DirectoryUpload" | "MultipleFileUpload" => "upload",
+        "FileDownload" | "JSONStringDownload" | "JSONPropertiesDownload" => "download",
+        "StringDownload" => "string_download",
+        "Trigger" => "trigger",
+        "Configure" => "configure",
+        "Compile" => "compile",
+        "Test" => "test",
+        k if onmaster::HTTP_KINDS.contains(&k) => "HTTPStep",
+        other => other,
+    }
+}
+
+/// One step's configuration node, with what its error messages name.
+pub(super) struct StepNode<'a> {
+    pub node: &'a Node,
+    pub loc: &'a Location,
+    pub kind: &'a str,
+    pub name: &'a str,
+}
+
+impl StepNode<'_> {
+    pub fn field(&self, field: &str) -> Option<&Node> {
+        self.node.field(field)
+    }
+
+    /// A field the step cannot do without.
+    pub fn required(&self, cx: &mut Cx, field: &str) -> Option<Renderable> {
+        match self.field(field) {
+            None | Some(Node::None) => {
+                let (kind, name) = (self.kind, self.name);
+                cx.error(self.loc, format!("{kind} step '{name}' needs {field}"));
+                None
+            }
+            Some(n) => Some(cx.renderable(n, field, self.loc)),
+        }
+    }
+
+    /// A field that may be left out or `None`.
+    pub fn optional(&self, cx: &mut Cx, field: &str) -> Option<Renderable> {
+        self.field(field)
+            .filter(|n| **n != Node::None)
+            .map(|n| cx.renderable(n, field, self.loc))
+    }
+
+    pub fn boolean(&self, cx: &mut Cx, field: &str, default: bool) -> bool {
+        cx.boolean(self.field(field), default, field, self.loc)
+    }
+
+    pub fn string(&self, cx: &mut Cx, field: &str) -> Option<String> {
+        cx.opt_string(self.field(field), field, self.loc)
+    }
+
+    pub fn number(&self, cx: &mut Cx, field: &str) -> Option<f64> {
+        cx.number(self.field(field), field, self.loc)
+    }
+}
 
 pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<StepConfig> {
     let Node::Object { kind, loc, .. } = s else {
@@ -19,320 +94,23 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         return None;
     };
     let loc = &loc.clone();
-    // Transfers and source steps halt the build when they fail, as in Buildbot.
-    let transfer = matches!(
-        kind.as_str(),
-        "FileUpload"
-            | "DirectoryUpload"
-            | "FileDownload"
-            | "StringDownload"
-            | "MultipleFileUpload"
-            | "JSONStringDownload"
-            | "JSONPropertiesDownload"
-    ) || super::source::KINDS.contains(&kind.as_str());
-    let default_name = match kind.as_str() {
-        "ShellCommand" => "shell",
-        "SetPropertyFromCommand" => "SetPropertyFromCommand",
-        "Git" => "git",
-        "Mercurial" => "hg",
-        "SVN" => "svn",
-        "CVS" => "cvs",
-        "Darcs" => "darcs",
-        "Bzr" => "bzr",
-        "Arch" => "arch",
-        "P4" => "p4",
-        "Monotone" => "monotone",
-        "FileUpload" | "DirectoryUpload" => "upload",
-        "FileDownload" => "download",
-        "StringDownload" => "string_download",
-        "Trigger" => "trigger",
-        "MultipleFileUpload" => "upload",
-        "JSONStringDownload" | "JSONPropertiesDownload" => "download",
-        "MasterShellCommand" => "MasterShellCommand",
-        "HTTPStep" | "POST" | "GET" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" => "HTTPStep",
-        "Configure" => "configure",
-        "Compile" => "compile",
-        "Test" => "test",
-        other => other,
-    };
     let name = cx
         .opt_string(s.field("name"), "the step name", loc)
-        .unwrap_or_else(|| default_name.to_string());
-    let defaults = StepFlags {
-        halt_on_failure: transfer || kind == "Configure" || kind == "Compile",
-        warn_on_failure: kind == "Test",
-        ..StepFlags::default()
+        .unwrap_or_else(|| default_name(kind).to_string());
+    let node = StepNode {
+        node: s,
+        loc,
+        kind,
+        name: &name,
     };
-    let flags = StepFlags {
-        halt_on_failure: cx.boolean(
-            s.field("haltOnFailure"),
-            defaults.halt_on_failure,
-            "haltOnFailure",
-            loc,
-        ),
-        flunk_on_warnings: cx.boolean(
-            s.field("flunkOnWarnings"),
-            defaults.flunk_on_warnings,
-            "flunkOnWarnings",
-            loc,
-        ),
-        flunk_on_failure: cx.boolean(
-            s.field("flunkOnFailure"),
-            defaults.flunk_on_failure,
-            "flunkOnFailure",
-            loc,
-        ),
-        warn_on_warnings: cx.boolean(
-            s.field("warnOnWarnings"),
-            defaults.warn_on_warnings,
-            "warnOnWarnings",
-            loc,
-        ),
-        warn_on_failure: cx.boolean(
-            s.field("warnOnFailure"),
-            defaults.warn_on_failure,
-            "warnOnFailure",
-            loc,
-        ),
-        always_run: cx.boolean(s.field("alwaysRun"), defaults.always_run, "alwaysRun", loc),
-    };
-    let workdir = s
-        .field("workdir")
-        .filter(|n| **n != Node::None)
-        .map(|w| cx.renderable(w, "workdir", loc));
+    let flags = flags(cx, &node);
+    let workdir = node.optional(cx, "workdir");
     let description = describe(cx, s.field("description"), loc);
     let description_done = describe(cx, s.field("descriptionDone"), loc);
     let step_locks = locks::locks(cx, s.field("locks"), "locks", loc);
     let do_step_if = condition(cx, s.field("doStepIf"), true, "doStepIf", loc);
     let hide_step_if = condition(cx, s.field("hideStepIf"), false, "hideStepIf", loc);
-    let required = |cx: &mut Cx, field: &str| -> Option<Renderable> {
-        match s.field(field) {
-            None | Some(Node::None) => {
-                cx.error(loc, format!("{kind} step '{name}' needs {field}"));
-                None
-            }
-            Some(n) => Some(cx.renderable(n, field, loc)),
-        }
-    };
-    let size = |cx: &mut Cx, field: &str| -> Option<u64> {
-        let v = cx
-            .number(s.field(field), field, loc)
-            .and_then(|v| (v >= 0.0).then_some(v as u64));
-        if field == "blocksize" && v.is_some_and(|b| b == 0 || b > MAX_BLOCKSIZE) {
-            cx.error(
-                loc,
-                format!("blocksize must be between 1 and {MAX_BLOCKSIZE} bytes"),
-            );
-            return None;
-        }
-        v
-    };
-    let mode =
-        |cx: &mut Cx| -> Option<u32> { cx.number(s.field("mode"), "mode", loc).map(|m| m as u32) };
-    let kind = match kind.as_str() {
-        "ShellCommand" => StepKind::ShellCommand(shell::shell(cx, s, loc, &name, None)?),
-        "Configure" => {
-            StepKind::ShellCommand(shell::shell(cx, s, loc, &name, Some(&["./configure"]))?)
-        }
-        "Compile" | "Test" | "WarningCountingShellCommand" => {
-            StepKind::WarningCounting(Box::new(shell::warning_counting(cx, kind, s, loc, &name)?))
-        }
-        "ShellSequence" => StepKind::ShellSequence(Box::new(shell::sequence(cx, s, loc, &name)?)),
-        k if super::source::KINDS.contains(&k) => super::source::source(cx, k, s, loc, &name)?,
-        "SetProperty" => {
-            let Some(property) = cx.opt_string(s.field("property"), "property", loc) else {
-                cx.error(
-                    loc,
-                    format!("SetProperty step '{name}' needs a property name"),
-                );
-                return None;
-            };
-            StepKind::SetProperty {
-                property,
-                value: required(cx, "value")?,
-            }
-        }
-        "SetProperties" => StepKind::SetProperties {
-            properties: required(cx, "properties")?,
-        },
-        "SetPropertyFromCommand" => {
-            let property = cx.opt_string(s.field("property"), "property", loc);
-            let extract_fn = s
-                .field("extract_fn")
-                .filter(|n| **n != Node::None)
-                .and_then(|n| schedulers::function(cx, n, "extract_fn", loc));
-            if property.is_some() == extract_fn.is_some() {
-                cx.error(
-                    loc,
-                    format!("SetPropertyFromCommand step '{name}': give exactly one of property and extract_fn"),
-                );
-                return None;
-            }
-            StepKind::SetPropertyFromCommand(Box::new(SetPropertyFromCommandConfig {
-                shell: shell::shell(cx, s, loc, &name, None)?,
-                property,
-                extract_fn,
-                strip: cx.boolean(s.field("strip"), true, "strip", loc),
-            }))
-        }
-        "FileUpload" => StepKind::FileUpload {
-            workersrc: required(cx, "workersrc")?,
-            masterdest: required(cx, "masterdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(262_144),
-            keepstamp: cx.boolean(s.field("keepstamp"), false, "keepstamp", loc),
-            url: cx.opt_string(s.field("url"), "url", loc),
-            url_text: cx.opt_string(s.field("urlText"), "urlText", loc),
-        },
-        "DirectoryUpload" => StepKind::DirectoryUpload {
-            workersrc: required(cx, "workersrc")?,
-            masterdest: required(cx, "masterdest")?,
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-            compress: compress(cx, s.field("compress"), loc),
-        },
-        "FileDownload" => StepKind::FileDownload {
-            mastersrc: required(cx, "mastersrc")?,
-            workerdest: required(cx, "workerdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-        },
-        "StringDownload" => StepKind::StringDownload {
-            s: required(cx, "s")?,
-            workerdest: required(cx, "workerdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-        },
-        "FileExists" => StepKind::FileExists {
-            file: required(cx, "file")?,
-        },
-        "CopyDirectory" => StepKind::CopyDirectory {
-            src: required(cx, "src")?,
-            dest: required(cx, "dest")?,
-            timeout: match s.field("timeout") {
-                None => Some(120.0),
-                other => cx.number(other, "timeout", loc),
-            },
-            max_time: cx.number(s.field("maxTime"), "maxTime", loc),
-        },
-        "MultipleFileUpload" => StepKind::MultipleFileUpload(Box::new(MultipleFileUploadConfig {
-            workersrcs: required(cx, "workersrcs")?,
-            masterdest: required(cx, "masterdest")?,
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-            mode: mode(cx),
-            keepstamp: cx.boolean(s.field("keepstamp"), false, "keepstamp", loc),
-            glob: cx.boolean(s.field("glob"), false, "glob", loc),
-            compress: compress(cx, s.field("compress"), loc),
-            url: cx.opt_string(s.field("url"), "url", loc),
-            url_text: cx.opt_string(s.field("urlText"), "urlText", loc),
-        })),
-        "JSONStringDownload" | "JSONPropertiesDownload" => StepKind::JsonDownload {
-            value: if kind == "JSONStringDownload" {
-                Some(required(cx, "o")?)
-            } else {
-                None
-            },
-            workerdest: required(cx, "workerdest")?,
-            mode: mode(cx),
-            maxsize: size(cx, "maxsize"),
-            blocksize: size(cx, "blocksize").unwrap_or(16_384),
-        },
-        "MasterShellCommand" => StepKind::MasterShellCommand(Box::new(MasterShellCommandConfig {
-            command: required(cx, "command")?,
-            env: match s.field("env") {
-                None | Some(Node::None) => Vec::new(),
-                Some(e) => match cx.renderable(e, "env", loc) {
-                    Renderable::Map(m) => m,
-                    _ => {
-                        cx.error(loc, "env must be a dict");
-                        Vec::new()
-                    }
-                },
-            },
-            workdir: s
-                .field("workdir")
-                .filter(|n| **n != Node::None)
-                .map(|n| cx.renderable(n, "workdir", loc)),
-            log_environ: cx.boolean(s.field("logEnviron"), true, "logEnviron", loc),
-        })),
-        "HTTPStep" | "POST" | "GET" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" => {
-            let method = if kind == "HTTPStep" {
-                cx.opt_string(s.field("method"), "method", loc)
-                    .unwrap_or_else(|| "POST".into())
-                    .to_ascii_uppercase()
-            } else {
-                kind.to_string()
-            };
-            if !["POST", "GET", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
-                .contains(&method.as_str())
-            {
-                cx.error(
-                    loc,
-                    format!("HTTPStep '{name}': {method} is not an HTTP method"),
-                );
-            }
-            let opt = |cx: &mut Cx, field: &str| {
-                s.field(field)
-                    .filter(|n| **n != Node::None)
-                    .map(|n| cx.renderable(n, field, loc))
-            };
-            if s.field("data").is_some_and(|n| *n != Node::None)
-                && s.field("json").is_some_and(|n| *n != Node::None)
-            {
-                cx.error(
-                    loc,
-                    format!("HTTPStep '{name}': give data or json, not both"),
-                );
-            }
-            StepKind::Http(Box::new(HttpStepConfig {
-                method,
-                url: required(cx, "url")?,
-                params: opt(cx, "params"),
-                headers: opt(cx, "headers"),
-                data: opt(cx, "data"),
-                json: opt(cx, "json"),
-                auth: opt(cx, "auth"),
-                timeout: cx.number(s.field("timeout"), "timeout", loc),
-                verify: match s.field("verify") {
-                    None | Some(Node::None) | Some(Node::Bool(true)) => None,
-                    Some(Node::Bool(false)) => Some(String::new()),
-                    Some(Node::Str(path)) if !path.is_empty() => Some(path.clone()),
-                    Some(other) => {
-                        cx.error(
-                            loc,
-                            format!("HTTPStep '{name}': verify must be True, False or a CA file, not {}", other.describe()),
-                        );
-                        None
-                    }
-                },
-                hide_request_headers: cx.strings(
-                    s.field("hide_request_headers"),
-                    "hide_request_headers",
-                    loc,
-                ),
-                hide_response_headers: cx.strings(
-                    s.field("hide_response_headers"),
-                    "hide_response_headers",
-                    loc,
-                ),
-            }))
-        }
-        "MakeDirectory" => StepKind::MakeDirectory {
-            dir: required(cx, "dir")?,
-        },
-        "RemoveDirectory" => StepKind::RemoveDirectory {
-            dir: required(cx, "dir")?,
-        },
-        "Trigger" => StepKind::Trigger(Box::new(trigger::trigger_step(cx, s, loc, &name)?)),
-        other => {
-            cx.error(loc, format!("{other} is not a build step"));
-            return None;
-        }
-    };
+    let kind = step_kind(cx, &node)?;
     Some(StepConfig {
         name,
         locks: step_locks,
@@ -344,6 +122,110 @@ pub(super) fn step(cx: &mut Cx, builder_loc: &Location, s: &Node) -> Option<Step
         do_step_if,
         hide_step_if,
     })
+}
+
+/// The flags that decide how a step's result counts, with each kind's defaults.
+fn flags(cx: &mut Cx, s: &StepNode) -> StepFlags {
+    let defaults = StepFlags {
+        halt_on_failure: halts_by_default(s.kind),
+        warn_on_failure: s.kind == "Test",
+        ..StepFlags::default()
+    };
+    StepFlags {
+        halt_on_failure: s.boolean(cx, "haltOnFailure", defaults.halt_on_failure),
+        flunk_on_warnings: s.boolean(cx, "flunkOnWarnings", defaults.flunk_on_warnings),
+        flunk_on_failure: s.boolean(cx, "flunkOnFailure", defaults.flunk_on_failure),
+        warn_on_warnings: s.boolean(cx, "warnOnWarnings", defaults.warn_on_warnings),
+        warn_on_failure: s.boolean(cx, "warnOnFailure", defaults.warn_on_failure),
+        always_run: s.boolean(cx, "alwaysRun", defaults.always_run),
+    }
+}
+
+/// The kind-specific part of a step: each family of kinds is read by its own module.
+fn step_kind(cx: &mut Cx, s: &StepNode) -> Option<StepKind> {
+    let (node, loc, name) = (s.node, s.loc, s.name);
+    Some(match s.kind {
+        "ShellCommand" => StepKind::ShellCommand(shell::shell(cx, node, loc, name, None)?),
+        "Configure" => {
+            StepKind::ShellCommand(shell::shell(cx, node, loc, name, Some(&["./configure"]))?)
+        }
+        "Compile" | "Test" | "WarningCountingShellCommand" => StepKind::WarningCounting(Box::new(
+            shell::warning_counting(cx, s.kind, node, loc, name)?,
+        )),
+        "ShellSequence" => StepKind::ShellSequence(Box::new(shell::sequence(cx, node, loc, name)?)),
+        k if super::source::KINDS.contains(&k) => super::source::source(cx, k, node, loc, name)?,
+        k if transfer::KINDS.contains(&k) => transfer::transfer(cx, s)?,
+        "SetProperty" => {
+            let Some(property) = s.string(cx, "property") else {
+                cx.error(
+                    loc,
+                    format!("SetProperty step '{name}' needs a property name"),
+                );
+                return None;
+            };
+            StepKind::SetProperty {
+                property,
+                value: s.required(cx, "value")?,
+            }
+        }
+        "SetProperties" => StepKind::SetProperties {
+            properties: s.required(cx, "properties")?,
+        },
+        "SetPropertyFromCommand" => set_property_from_command(cx, s)?,
+        "FileExists" => StepKind::FileExists {
+            file: s.required(cx, "file")?,
+        },
+        "CopyDirectory" => StepKind::CopyDirectory {
+            src: s.required(cx, "src")?,
+            dest: s.required(cx, "dest")?,
+            timeout: match s.field("timeout") {
+                None => Some(120.0),
+                _ => s.number(cx, "timeout"),
+            },
+            max_time: s.number(cx, "maxTime"),
+        },
+        "MakeDirectory" => StepKind::MakeDirectory {
+            dir: s.required(cx, "dir")?,
+        },
+        "RemoveDirectory" => StepKind::RemoveDirectory {
+            dir: s.required(cx, "dir")?,
+        },
+        "MasterShellCommand" => onmaster::master_shell_command(cx, s)?,
+        k if onmaster::HTTP_KINDS.contains(&k) => onmaster::http_step(cx, s)?,
+        "Trigger" => StepKind::Trigger(Box::new(trigger::trigger_step(cx, node, loc, name)?)),
+        other => {
+            cx.error(loc, format!("{other} is not a build step"));
+            return None;
+        }
+    })
+}
+
+/// `SetPropertyFromCommand`: a shell command whose output sets a property, or several through
+/// `extract_fn`.
+fn set_property_from_command(cx: &mut Cx, s: &StepNode) -> Option<StepKind> {
+    let property = s.string(cx, "property");
+    let extract_fn = s
+        .field("extract_fn")
+        .filter(|n| **n != Node::None)
+        .and_then(|n| schedulers::function(cx, n, "extract_fn", s.loc));
+    if property.is_some() == extract_fn.is_some() {
+        cx.error(
+            s.loc,
+            format!(
+                "SetPropertyFromCommand step '{}': give exactly one of property and extract_fn",
+                s.name
+            ),
+        );
+        return None;
+    }
+    Some(StepKind::SetPropertyFromCommand(Box::new(
+        SetPropertyFromCommandConfig {
+            shell: shell::shell(cx, s.node, s.loc, s.name, None)?,
+            property,
+            extract_fn,
+            strip: s.boolean(cx, "strip", true),
+        },
+    )))
 }
 
 /// `doStepIf` or `hideStepIf`: a boolean, a function (wrapped by the prelude with the function
@@ -386,21 +268,6 @@ fn condition(
             );
             StepCondition::Always(default)
         }
-    }
-}
-
-/// `compress` of a directory upload: `None`, `'gz'` or `'bz2'`.
-fn compress(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Option<String> {
-    match cx.opt_string(node, "compress", loc) {
-        Some(c) if c == "gz" || c == "bz2" => Some(c),
-        Some(c) => {
-            cx.error(
-                loc,
-                format!("compress must be None, 'gz' or 'bz2', not '{c}'"),
-            );
-            None
-        }
-        None => None,
     }
 }
 

@@ -147,7 +147,7 @@ pub async fn submit(
         parent_relationship,
         ..Default::default()
     };
-    master.add_buildset(buildset).await
+    Ok(master.add_buildset(buildset).await?)
 }
 
 pub async fn get_change(master: &Master, id: ChangeId) -> anyhow::Result<Option<ChangeRow>> {

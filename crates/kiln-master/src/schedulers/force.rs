@@ -18,7 +18,8 @@ use crate::master::Master;
 pub enum ForceError {
     /// Field name → message, returned as JSON-RPC `invalid_params`.
     InvalidParams(BTreeMap<String, String>),
-    Internal(String),
+    /// The buildset could not be recorded.
+    Internal(kiln_db::DbError),
 }
 
 fn email_like(s: &str) -> bool {
@@ -263,7 +264,7 @@ pub async fn force(
     let result = master
         .add_buildset(buildset)
         .await
-        .map_err(|e| ForceError::Internal(e.to_string()))?;
+        .map_err(ForceError::Internal)?;
     Ok(result)
 }
 

@@ -11,7 +11,7 @@ use kiln_core::{BuilderId, WorkerId};
 use kiln_proto::{Args, Op, Value, settings};
 
 use crate::master::Master;
-use crate::workers::connection::{Connection, WorkerInfo};
+use crate::workers::connection::{Connection, Lost, WorkerInfo};
 
 /// How long an existing connection has to answer before a new one for the same worker replaces it.
 const DUPLICATE_PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,10 +199,10 @@ pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
     let deadline = master.handshake_timeout;
     let outcome = tokio::time::timeout(deadline, handshake(&master, &conn))
         .await
-        .unwrap_or_else(|_| Err(format!("handshake not finished within {deadline:?}")));
+        .unwrap_or(Err(HandshakeError::TooSlow(deadline)));
     if let Err(why) = outcome {
         tracing::warn!(worker = %conn.name, error = %why, "worker handshake failed");
-        conn.close(&why).await;
+        conn.close(&why.to_string()).await;
         return;
     }
     keepalive(&conn, master.keepalive_interval).await;
@@ -226,22 +226,40 @@ async fn keepalive(conn: &Connection, interval: Duration) {
     }
 }
 
-async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), String> {
-    let ask = |op: Op| conn.request(op);
+/// Why a worker's attach handshake failed; the connection is closed with this reason.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("duplicate connection: this worker is already connected")]
+    Duplicate,
+    #[error("handshake not finished within {0:?}")]
+    TooSlow(Duration),
+    #[error(transparent)]
+    Lost(#[from] Lost),
+    /// The worker answered one of the handshake's requests with a failure.
+    #[error("{request} failed: {reason}")]
+    Refused {
+        request: &'static str,
+        reason: String,
+    },
+    #[error("creating builder directories: {0}")]
+    Directories(Lost),
+    #[error("recording the connection: {0}")]
+    Record(#[from] kiln_db::DbError),
+}
+
+async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), HandshakeError> {
+    let ask = |request: &'static str, op: Op| async move {
+        conn.request(op)
+            .await?
+            .map_err(|reason| HandshakeError::Refused { request, reason })
+    };
     if !master.workers.install(conn).await {
         tracing::warn!(worker = %conn.name, "refused a duplicate connection");
-        return Err("duplicate connection: this worker is already connected".into());
+        return Err(HandshakeError::Duplicate);
     }
-    ask(Op::Print {
-        message: "attached".into(),
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("print failed: {e}"))?;
-    let info = ask(Op::GetWorkerInfo)
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("get_worker_info failed: {e}"))?;
+    let message = "attached".into();
+    ask("print", Op::Print { message }).await?;
+    let info = ask("get_worker_info", Op::GetWorkerInfo).await?;
     let info = parse_info(info);
     *conn.info.write().unwrap_or_else(|p| p.into_inner()) = info.clone();
     let args = Args::build(vec![
@@ -250,10 +268,7 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
         ("newline_re", Value::from(settings::NEWLINE_RE)),
         ("max_line_length", Value::from(settings::MAX_LINE_LENGTH)),
     ]);
-    ask(Op::SetWorkerSettings { args })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("set_worker_settings failed: {e}"))?;
+    ask("set_worker_settings", Op::SetWorkerSettings { args }).await?;
     // Make the directories of the builders this worker serves, as Buildbot's builder list does.
     let dirs: Vec<Value> = master
         .config()
@@ -273,7 +288,7 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
             None,
         )
         .await
-        .map_err(|e| format!("creating builder directories: {e}"))?;
+        .map_err(HandshakeError::Directories)?;
         if outcome.rc != Some(0) {
             tracing::warn!(worker = %conn.name, "could not create every builder directory");
         }
@@ -283,8 +298,7 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), S
     master
         .updates
         .worker_connected(conn.id, &info.json)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
     master.wake_distributor();
     Ok(())
