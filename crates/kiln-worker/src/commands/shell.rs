@@ -209,39 +209,78 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     let mut logfiles = super::logfiles::LogFiles::new(&workdir, &args.logfiles);
     let head = describe(&args, &argv, &env, &workdir, &logfiles);
 
-    if !workdir.is_dir() {
-        // Buildbot's worker creates a missing working directory before it runs the command.
-        if let Err(e) = std::fs::create_dir_all(&workdir) {
-            let text = format!(
-                "{head}cannot create working directory {}: {e}\n",
-                workdir.display()
-            );
-            return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
-        }
+    // Buildbot's worker creates a missing working directory before it runs the command.
+    if !workdir.is_dir()
+        && let Err(e) = std::fs::create_dir_all(&workdir)
+    {
+        let text = format!(
+            "{head}cannot create working directory {}: {e}\n",
+            workdir.display()
+        );
+        return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
     }
+    let (mut child, pty) = match spawn(&args, &argv, &env, &workdir) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let text = format!("{head}error: {e}\n");
+            let secs = started.elapsed().as_secs_f64();
+            return ctx.update(vec![header(&text), rc(-1), elapsed(secs)]).await;
+        }
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    ctx.update(vec![header(&head)]).await?;
 
+    let output = read_output(&args, &mut child, pty);
+    let mut follow = Follow::new(&args, ctx, &argv, pgid, started);
+    follow.run(output, &mut logfiles).await?;
+
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for the process: {e}"))?;
+    for (name, text) in logfiles.poll() {
+        follow.batch.push_log(name, text);
+    }
+    let ended = Ended {
+        stdout: args.want_stdout.then(|| follow.out_lines.finish()),
+        stderr: args.want_stderr.then(|| follow.err_lines.finish()),
+        status,
+        killed: follow.killed,
+        secs: started.elapsed().as_secs_f64(),
+    };
+    let tail = ended.report(follow.batch.take());
+    let last = ctx.update(tail).await;
+    follow.batch.drain().await?;
+    last
+}
+
+/// Starts the command in its own process group, with its standard streams on pipes or, with
+/// `usePTY`, on a pseudo-terminal whose master end is returned.
+fn spawn(
+    args: &ShellArgs,
+    argv: &[String],
+    env: &HashMap<String, String>,
+    workdir: &std::path::Path,
+) -> Result<(tokio::process::Child, Option<std::fs::File>), String> {
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
-        .current_dir(&workdir)
+        .current_dir(workdir)
         .env_clear()
-        .envs(&env)
+        .envs(env)
         .process_group(0)
         .kill_on_drop(true);
     // With usePTY the command's three standard streams are one pseudo-terminal, as on Buildbot's
     // worker: programs see a terminal, and stdout and stderr arrive merged, as stdout.
     let mut pty_master: Option<std::fs::File> = None;
     if args.use_pty {
-        match open_pty() {
-            Ok((master, stdin, stdout, stderr)) => {
-                command.stdin(stdin).stdout(stdout).stderr(stderr);
-                pty_master = Some(master);
-            }
-            Err(e) => {
-                let text = format!("{head}error: cannot open a pseudo-terminal: {e}\n");
-                return ctx.update(vec![header(&text), rc(-1), elapsed(0.0)]).await;
-            }
-        }
+        let (master, stdin, stdout, stderr) =
+            open_pty().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+        command.stdin(stdin).stdout(stdout).stderr(stderr);
+        pty_master = Some(master);
     } else {
         command
             .stdin(if args.initial_stdin.is_some() {
@@ -255,27 +294,19 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
     let spawned = command.spawn();
     // The terminal's other end must be closed here, or reading it would never see the end.
     drop(command);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            let text = format!("{head}error: cannot run {:?}: {e}\n", argv[0]);
-            return ctx
-                .update(vec![
-                    header(&text),
-                    rc(-1),
-                    elapsed(started.elapsed().as_secs_f64()),
-                ])
-                .await;
-        }
-    };
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    ctx.update(vec![header(&head)]).await?;
+    let child = spawned.map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+    Ok((child, pty_master))
+}
 
-    let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(16);
-    match pty_master {
+/// Feeds the command its initial input and reads its output into a channel, which closes when
+/// the command's streams do.
+fn read_output(
+    args: &ShellArgs,
+    child: &mut tokio::process::Child,
+    pty: Option<std::fs::File>,
+) -> mpsc::Receiver<(Stream, Vec<u8>)> {
+    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>(16);
+    match pty {
         Some(mut master) => {
             if let Some(input) = args.initial_stdin.clone()
                 && let Ok(mut writer) = master.try_clone()
@@ -285,7 +316,6 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
                     let _ = writer.write_all(input.as_bytes());
                 });
             }
-            let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
                 use std::io::Read;
                 let mut buf = vec![0u8; 64 * 1024];
@@ -312,101 +342,158 @@ pub async fn run(args: ShellArgs, ctx: &Ctx) -> Result<(), String> {
                 tokio::spawn(pump(out, Stream::Stdout, tx.clone()));
             }
             if let Some(err) = child.stderr.take() {
-                tokio::spawn(pump(err, Stream::Stderr, tx.clone()));
+                tokio::spawn(pump(err, Stream::Stderr, tx));
             }
         }
     }
-    drop(tx);
+    rx
+}
 
-    let mut out_lines = LineSplitter::new(ctx.settings.max_line_length);
-    let mut err_lines = LineSplitter::new(ctx.settings.max_line_length);
-    let mut batch = Batch::default();
-    let mut last_output = Instant::now();
-    let mut line_count: u64 = 0;
-    let mut killed: Option<Kill> = None;
-    let mut interrupt = ctx.interrupt.clone();
-    let mut tick = tokio::time::interval(TICK);
-    let flush_after = LIVE_FLUSH.min(Duration::from_secs_f64(
-        ctx.settings.buffer_timeout.max(0.0),
-    ));
-    let mut flush_deadline: Option<tokio::time::Instant> = None;
+/// A running command followed until its output ends: its output batched and sent, its limits
+/// (`timeout`, `maxTime`, `maxLines`) enforced, an interrupt passed on as a signal.
+struct Follow<'a> {
+    args: &'a ShellArgs,
+    ctx: &'a Ctx,
+    argv: &'a [String],
+    pgid: Option<Pid>,
+    started: Instant,
+    out_lines: LineSplitter,
+    err_lines: LineSplitter,
+    batch: Batch,
+    last_output: Instant,
+    line_count: u64,
+    killed: Option<Kill>,
+    /// When the output waiting in the batch must be sent, if any waits.
+    flush_deadline: Option<tokio::time::Instant>,
+}
 
-    loop {
-        tokio::select! {
-            chunk = rx.recv() => {
-                let Some((stream, data)) = chunk else { break };
-                last_output = Instant::now();
-                let (splitter, wanted, name) = match stream {
-                    Stream::Stdout => (&mut out_lines, args.want_stdout, "stdout"),
-                    Stream::Stderr => (&mut err_lines, args.want_stderr, "stderr"),
-                };
-                let text = splitter.feed(&data);
-                line_count += text.matches('\n').count() as u64;
-                if wanted {
-                    batch.push(name, text);
-                }
-                if args.max_lines.is_some_and(|max| line_count > max) && killed.is_none() {
-                    let max = args.max_lines.unwrap_or_default();
-                    batch.push("header", format!("command exceeded {max} lines of output, attempting to kill\n"));
-                    killed = Some(Kill::MaxLines);
-                    terminate(pgid, Signal::SIGKILL, None).await;
-                }
-                if batch.bytes >= ctx.settings.buffer_size {
-                    batch.flush(ctx).await?;
-                    flush_deadline = None;
-                } else if !batch.is_empty() && flush_deadline.is_none() {
-                    flush_deadline = Some(tokio::time::Instant::now() + flush_after);
-                }
-            }
-            _ = async { if let Some(d) = flush_deadline { tokio::time::sleep_until(d).await } }, if flush_deadline.is_some() => {
-                batch.flush(ctx).await?;
-                flush_deadline = None;
-            }
-            _ = tick.tick() => {
-                for (name, text) in logfiles.poll() {
-                    batch.push_log(name, text);
-                }
-                if killed.is_some() { continue; }
-                if let Some(t) = args.timeout.filter(|t| last_output.elapsed().as_secs_f64() > *t) {
-                    batch.push("header", format!(
-                        "command timed out: {t} seconds without output running {argv:?}, attempting to kill\n"));
-                    killed = Some(Kill::Timeout);
-                    terminate(pgid, Signal::SIGKILL, args.sigterm_time).await;
-                } else if let Some(t) = args.max_time.filter(|t| started.elapsed().as_secs_f64() > *t) {
-                    batch.push("header", format!(
-                        "command timed out: {t} seconds elapsed running {argv:?}, attempting to kill\n"));
-                    killed = Some(Kill::MaxTime);
-                    terminate(pgid, Signal::SIGKILL, args.sigterm_time).await;
-                }
-            }
-            changed = interrupt.changed(), if killed.is_none() => {
-                if changed.is_err() { continue; }
-                let why = interrupt.borrow().clone().unwrap_or_default();
-                batch.push("header", format!("killing: {why}\n"));
-                killed = Some(Kill::Interrupt);
-                terminate(pgid, args.interrupt_signal, args.sigterm_time).await;
-            }
+impl<'a> Follow<'a> {
+    fn new(
+        args: &'a ShellArgs,
+        ctx: &'a Ctx,
+        argv: &'a [String],
+        pgid: Option<Pid>,
+        started: Instant,
+    ) -> Self {
+        Follow {
+            args,
+            ctx,
+            argv,
+            pgid,
+            started,
+            out_lines: LineSplitter::new(ctx.settings.max_line_length),
+            err_lines: LineSplitter::new(ctx.settings.max_line_length),
+            batch: Batch::default(),
+            last_output: Instant::now(),
+            line_count: 0,
+            killed: None,
+            flush_deadline: None,
         }
     }
 
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("waiting for the process: {e}"))?;
-    for (name, text) in logfiles.poll() {
-        batch.push_log(name, text);
+    async fn run(
+        &mut self,
+        mut output: mpsc::Receiver<(Stream, Vec<u8>)>,
+        logfiles: &mut super::logfiles::LogFiles,
+    ) -> Result<(), String> {
+        let mut interrupt = self.ctx.interrupt.clone();
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let deadline = self.flush_deadline;
+            tokio::select! {
+                chunk = output.recv() => {
+                    let Some((stream, data)) = chunk else { break };
+                    self.output(stream, &data).await?;
+                }
+                _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+                    self.batch.flush(self.ctx).await?;
+                    self.flush_deadline = None;
+                }
+                _ = tick.tick() => self.tick(logfiles).await,
+                changed = interrupt.changed(), if self.killed.is_none() => {
+                    if changed.is_err() { continue; }
+                    let why = interrupt.borrow().clone().unwrap_or_default();
+                    self.interrupt(&why).await;
+                }
+            }
+        }
+        Ok(())
     }
-    let ended = Ended {
-        stdout: args.want_stdout.then(|| out_lines.finish()),
-        stderr: args.want_stderr.then(|| err_lines.finish()),
-        status,
-        killed,
-        secs: started.elapsed().as_secs_f64(),
-    };
-    let tail = ended.report(batch.take());
-    let last = ctx.update(tail).await;
-    batch.drain().await?;
-    last
+
+    /// Output of the command: split into lines, counted against `maxLines`, and sent when the
+    /// batch is full or has waited long enough.
+    async fn output(&mut self, stream: Stream, data: &[u8]) -> Result<(), String> {
+        self.last_output = Instant::now();
+        let (splitter, wanted, name) = match stream {
+            Stream::Stdout => (&mut self.out_lines, self.args.want_stdout, "stdout"),
+            Stream::Stderr => (&mut self.err_lines, self.args.want_stderr, "stderr"),
+        };
+        let text = splitter.feed(data);
+        self.line_count += text.matches('\n').count() as u64;
+        if wanted {
+            self.batch.push(name, text);
+        }
+        if let Some(max) = self.args.max_lines
+            && self.line_count > max
+            && self.killed.is_none()
+        {
+            self.batch.push(
+                "header",
+                format!("command exceeded {max} lines of output, attempting to kill\n"),
+            );
+            self.killed = Some(Kill::MaxLines);
+            terminate(self.pgid, Signal::SIGKILL, None).await;
+        }
+        if self.batch.bytes >= self.ctx.settings.buffer_size {
+            self.batch.flush(self.ctx).await?;
+            self.flush_deadline = None;
+        } else if !self.batch.is_empty() && self.flush_deadline.is_none() {
+            let flush_after = LIVE_FLUSH.min(Duration::from_secs_f64(
+                self.ctx.settings.buffer_timeout.max(0.0),
+            ));
+            self.flush_deadline = Some(tokio::time::Instant::now() + flush_after);
+        }
+        Ok(())
+    }
+
+    /// Every tick: the followed log files are read, and the timeouts checked.
+    async fn tick(&mut self, logfiles: &mut super::logfiles::LogFiles) {
+        for (name, text) in logfiles.poll() {
+            self.batch.push_log(name, text);
+        }
+        if self.killed.is_some() {
+            return;
+        }
+        let argv = self.argv;
+        let silent = self.last_output.elapsed().as_secs_f64();
+        let running = self.started.elapsed().as_secs_f64();
+        let (kill, text) = if let Some(t) = self.args.timeout.filter(|t| silent > *t) {
+            let text = format!("{t} seconds without output");
+            (Kill::Timeout, text)
+        } else if let Some(t) = self.args.max_time.filter(|t| running > *t) {
+            (Kill::MaxTime, format!("{t} seconds elapsed"))
+        } else {
+            return;
+        };
+        self.batch.push(
+            "header",
+            format!("command timed out: {text} running {argv:?}, attempting to kill\n"),
+        );
+        self.killed = Some(kill);
+        terminate(self.pgid, Signal::SIGKILL, self.args.sigterm_time).await;
+    }
+
+    /// The step was interrupted: the command gets the configured signal.
+    async fn interrupt(&mut self, why: &str) {
+        self.batch.push("header", format!("killing: {why}\n"));
+        self.killed = Some(Kill::Interrupt);
+        terminate(
+            self.pgid,
+            self.args.interrupt_signal,
+            self.args.sigterm_time,
+        )
+        .await;
+    }
 }
 
 /// The header that opens a command's log: what runs, where, with which limits and environment.
