@@ -168,9 +168,9 @@ fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, HttpError> {
             for cert in certs {
                 let cert =
                     cert.map_err(|e| HttpError::Tls(format!("reading {}: {e}", path.display())))?;
-                store
-                    .add(cert)
-                    .map_err(|e| HttpError::Tls(format!("a certificate of {}: {e}", path.display())))?;
+                store.add(cert).map_err(|e| {
+                    HttpError::Tls(format!("a certificate of {}: {e}", path.display()))
+                })?;
             }
             if store.is_empty() {
                 return Err(HttpError::Tls(format!(

@@ -32,97 +32,22 @@ struct Triggered {
 
 pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) -> StepOutcome {
     let master = ctx.master;
-    let config = master.config();
-    let sourcestamps = sourcestamps(ctx, t);
-    let mut properties = Properties::new();
-    for name in &t.copy_properties {
-        if let Some(v) = ctx.props.get(name) {
-            properties.set(name.clone(), v.clone(), "Trigger");
-        }
-    }
-    for (name, r) in &t.set_properties {
-        match crate::builds::steps::render_for_step(ctx, r) {
-            Ok(v) => properties.set(name.clone(), v, "Trigger"),
-            Err(e) => {
-                let why = format!("cannot render set_properties['{name}']: {e}");
-                ctx.error_log(&why).await;
-                return StepOutcome {
-                    results: Results::Exception,
-                    state: format!("{} (exception)", step.name),
-                };
-            }
-        }
-    }
-
     // Listen before submitting, so no completion is missed.
     let mut events = master.events.subscribe();
-    let mut triggered: BTreeMap<BuildSetId, Triggered> = BTreeMap::new();
-    let mut urls = Vec::new();
-    let disabled = master.db.disabled_schedulers().await.unwrap_or_default();
-    for name in &t.scheduler_names {
-        if disabled.contains(name) {
-            ctx.error_log(&format!("{name} is disabled: not triggered"))
-                .await;
-            continue;
+    let submitted = match properties(ctx, t) {
+        Ok(properties) => submit(ctx, t, properties).await,
+        Err(why) => Err(why),
+    };
+    let mut triggered = match submitted {
+        Ok(triggered) => triggered,
+        Err(why) => {
+            ctx.error_log(&why).await;
+            return StepOutcome {
+                results: Results::Exception,
+                state: format!("{} (exception)", step.name),
+            };
         }
-        let trigger = Trigger {
-            sourcestamps: sourcestamps.clone(),
-            properties: properties.clone(),
-            parent_buildid: ctx.buildid,
-            parent_relationship: t.parent_relationship.clone(),
-        };
-        let s = match config.schedulers.iter().find(|s| s.name() == name) {
-            Some(SchedulerConfig::Triggerable(s)) => s,
-            Some(SchedulerConfig::Timed(n)) if n.triggerable => {
-                // A NightlyTriggerable builds at its next time; there is nothing to wait for.
-                if let Err(e) = triggerable::arm_nightly(master, name, &trigger).await {
-                    ctx.error_log(&format!("triggering {name} failed: {e}"))
-                        .await;
-                    return StepOutcome {
-                        results: Results::Exception,
-                        state: format!("{} (exception)", step.name),
-                    };
-                }
-                continue;
-            }
-            _ => {
-                let why = format!("{name} is not a Triggerable scheduler of this configuration");
-                ctx.error_log(&why).await;
-                return StepOutcome {
-                    results: Results::Exception,
-                    state: format!("{} (exception)", step.name),
-                };
-            }
-        };
-        match triggerable::trigger(master, s, trigger).await {
-            Ok((bsid, brids)) => {
-                for (builder, brid) in &brids {
-                    urls.push(json!({
-                        "name": format!("{} #{}", builder_name(ctx, *builder), brid.0),
-                        "url": format!("{}#/buildrequests/{}", config.buildbot_url, brid.0),
-                    }));
-                }
-                triggered.insert(
-                    bsid,
-                    Triggered {
-                        scheduler: name.clone(),
-                        important: !t.unimportant_scheduler_names.contains(name),
-                        requests: brids.into_iter().map(|(_, r)| r).collect(),
-                        results: None,
-                    },
-                );
-            }
-            Err(e) => {
-                ctx.error_log(&format!("triggering {name} failed: {e}"))
-                    .await;
-                return StepOutcome {
-                    results: Results::Exception,
-                    state: format!("{} (exception)", step.name),
-                };
-            }
-        }
-    }
-    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    };
     let done = format!("triggered {}", t.scheduler_names.join(", "));
     if !t.wait_for_finish {
         return StepOutcome {
@@ -130,55 +55,8 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
             state: done,
         };
     }
-
-    let mut interrupt = ctx.interrupt.clone();
-    let mut cancelled = false;
-    while triggered.values().any(|t| t.results.is_none()) {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(e) => {
-                    if let Some((bsid, results)) = e.completed_buildset()
-                        && let Some(entry) = triggered.get_mut(&bsid)
-                    {
-                        entry.results = Some(results);
-                    }
-                }
-                Err(RecvError::Lagged(_)) => recheck(ctx, &mut triggered).await,
-                Err(RecvError::Closed) => break,
-            },
-            _ = tokio::time::sleep(RECHECK) => recheck(ctx, &mut triggered).await,
-            changed = interrupt.changed(), if !cancelled => {
-                if changed.is_err() || interrupt.borrow().is_some() {
-                    cancelled = true;
-                    let reason = interrupt.borrow().clone().unwrap_or_default();
-                    for t in triggered.values().filter(|t| t.results.is_none()) {
-                        for brid in &t.requests {
-                            if let Err(e) = master.cancel_buildrequest(*brid, &reason).await {
-                                tracing::warn!(%e, brid = brid.0, "cancelling a triggered request");
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // Link the builds that ran.
-    let mut urls = Vec::new();
-    for t in triggered.values() {
-        for brid in &t.requests {
-            let page = Page::eq("buildrequestid", SqlValue::Int(brid.0));
-            if let Ok((builds, _)) = master.db.list_builds(&page).await {
-                for b in builds {
-                    urls.push(json!({
-                        "name": format!("{} #{}", builder_name(ctx, b.builderid), b.number),
-                        "url": format!("{}#/builders/{}/builds/{}", config.buildbot_url, b.builderid.0, b.number),
-                    }));
-                }
-            }
-        }
-    }
-    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    let cancelled = wait(ctx, &mut events, &mut triggered).await;
+    link_builds(ctx, &triggered).await;
     let mut results = Results::Success;
     for t in triggered.values().filter(|t| t.important) {
         let r = t.results.unwrap_or(Results::Exception);
@@ -197,6 +75,158 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
         },
         results,
     }
+}
+
+/// The properties the triggered buildsets get: `copy_properties` from this build, and
+/// `set_properties` rendered in it.
+fn properties(ctx: &StepContext<'_>, t: &TriggerConfig) -> Result<Properties, String> {
+    let mut properties = Properties::new();
+    for name in &t.copy_properties {
+        if let Some(v) = ctx.props.get(name) {
+            properties.set(name.clone(), v.clone(), "Trigger");
+        }
+    }
+    for (name, r) in &t.set_properties {
+        let v = crate::builds::steps::render_for_step(ctx, r)
+            .map_err(|e| format!("cannot render set_properties['{name}']: {e}"))?;
+        properties.set(name.clone(), v, "Trigger");
+    }
+    Ok(properties)
+}
+
+/// Triggers each named scheduler and links the requests made; a disabled scheduler is skipped
+/// with a note in the log, and one that is not triggerable fails the step.
+async fn submit(
+    ctx: &StepContext<'_>,
+    t: &TriggerConfig,
+    properties: Properties,
+) -> Result<BTreeMap<BuildSetId, Triggered>, String> {
+    let master = ctx.master;
+    let config = master.config();
+    let sourcestamps = sourcestamps(ctx, t);
+    let mut triggered: BTreeMap<BuildSetId, Triggered> = BTreeMap::new();
+    let mut urls = Vec::new();
+    let disabled = master.db.disabled_schedulers().await.unwrap_or_default();
+    for name in &t.scheduler_names {
+        if disabled.contains(name) {
+            ctx.error_log(&format!("{name} is disabled: not triggered"))
+                .await;
+            continue;
+        }
+        let trigger = Trigger {
+            sourcestamps: sourcestamps.clone(),
+            properties: properties.clone(),
+            parent_buildid: ctx.buildid,
+            parent_relationship: t.parent_relationship.clone(),
+        };
+        let failed = |e: String| format!("triggering {name} failed: {e}");
+        let s = match config.schedulers.iter().find(|s| s.name() == name) {
+            Some(SchedulerConfig::Triggerable(s)) => s,
+            Some(SchedulerConfig::Timed(n)) if n.triggerable => {
+                // A NightlyTriggerable builds at its next time; there is nothing to wait for.
+                triggerable::arm_nightly(master, name, &trigger)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                continue;
+            }
+            _ => {
+                return Err(format!(
+                    "{name} is not a Triggerable scheduler of this configuration"
+                ));
+            }
+        };
+        let (bsid, brids) = triggerable::trigger(master, s, trigger)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        for (builder, brid) in &brids {
+            urls.push(json!({
+                "name": format!("{} #{}", builder_name(ctx, *builder), brid.0),
+                "url": format!("{}#/buildrequests/{}", config.buildbot_url, brid.0),
+            }));
+        }
+        triggered.insert(
+            bsid,
+            Triggered {
+                scheduler: name.clone(),
+                important: !t.unimportant_scheduler_names.contains(name),
+                requests: brids.into_iter().map(|(_, r)| r).collect(),
+                results: None,
+            },
+        );
+    }
+    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    Ok(triggered)
+}
+
+/// Waits until every triggered buildset completed. Stopping the build cancels the requests
+/// still open, and the answer says whether that happened.
+async fn wait(
+    ctx: &StepContext<'_>,
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<kiln_api::Event>>,
+    triggered: &mut BTreeMap<BuildSetId, Triggered>,
+) -> bool {
+    let mut interrupt = ctx.interrupt.clone();
+    let mut cancelled = false;
+    while triggered.values().any(|t| t.results.is_none()) {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    if let Some((bsid, results)) = e.completed_buildset()
+                        && let Some(entry) = triggered.get_mut(&bsid)
+                    {
+                        entry.results = Some(results);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => recheck(ctx, triggered).await,
+                Err(RecvError::Closed) => break,
+            },
+            _ = tokio::time::sleep(RECHECK) => recheck(ctx, triggered).await,
+            changed = interrupt.changed(), if !cancelled => {
+                if changed.is_err() || interrupt.borrow().is_some() {
+                    cancelled = true;
+                    let reason = interrupt.borrow().clone().unwrap_or_default();
+                    cancel_open(ctx, triggered, &reason).await;
+                }
+            }
+        }
+    }
+    cancelled
+}
+
+/// Cancels the requests of the triggered buildsets that have not completed.
+async fn cancel_open(
+    ctx: &StepContext<'_>,
+    triggered: &BTreeMap<BuildSetId, Triggered>,
+    reason: &str,
+) {
+    for t in triggered.values().filter(|t| t.results.is_none()) {
+        for brid in &t.requests {
+            if let Err(e) = ctx.master.cancel_buildrequest(*brid, reason).await {
+                tracing::warn!(%e, brid = brid.0, "cancelling a triggered request");
+            }
+        }
+    }
+}
+
+/// Replaces the step's links to the triggered requests with links to the builds that ran.
+async fn link_builds(ctx: &StepContext<'_>, triggered: &BTreeMap<BuildSetId, Triggered>) {
+    let master = ctx.master;
+    let config = master.config();
+    let mut urls = Vec::new();
+    for t in triggered.values() {
+        for brid in &t.requests {
+            let page = Page::eq("buildrequestid", SqlValue::Int(brid.0));
+            if let Ok((builds, _)) = master.db.list_builds(&page).await {
+                for b in builds {
+                    urls.push(json!({
+                        "name": format!("{} #{}", builder_name(ctx, b.builderid), b.number),
+                        "url": format!("{}#/builders/{}/builds/{}", config.buildbot_url, b.builderid.0, b.number),
+                    }));
+                }
+            }
+        }
+    }
+    let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
 }
 
 /// The source stamps to pass: the explicit `sourceStamps`, or the build's own, with

@@ -152,109 +152,7 @@ pub async fn run<Io: CommandIo>(
             }
         };
         let Some(event) = event else { break Err(Lost) };
-        let (reply, done) = match event.op {
-            Op::Update { args, .. } => {
-                for (key, value) in args {
-                    match key.as_str() {
-                        "header" => {
-                            if let Some(t) = text_of(value) {
-                                io.output(Stream::Header, &t).await
-                            }
-                        }
-                        "stdout" => {
-                            if let Some(t) = text_of(value) {
-                                io.output(Stream::Stdout, &t).await
-                            }
-                        }
-                        "stderr" => {
-                            if let Some(t) = text_of(value) {
-                                io.output(Stream::Stderr, &t).await
-                            }
-                        }
-                        "log" => {
-                            if let Value::Array(pair) = value {
-                                let mut pair = pair.into_iter();
-                                if let (Some(Value::String(name)), Some(text)) =
-                                    (pair.next(), pair.next().and_then(text_of))
-                                    && let Some(name) = name.as_str()
-                                {
-                                    io.log_output(name, &text).await;
-                                }
-                            }
-                        }
-                        "rc" => {
-                            outcome.rc = value.as_i64();
-                            io.output(
-                                Stream::Header,
-                                &format!(
-                                    "program finished with exit code {}\n",
-                                    value.as_i64().unwrap_or(-1)
-                                ),
-                            )
-                            .await;
-                        }
-                        "failure_reason" => {
-                            outcome.failure_reason = value.as_str().map(str::to_string)
-                        }
-                        "stat" => {
-                            outcome.stat = match &value {
-                                Value::Array(items) => Some(
-                                    items
-                                        .iter()
-                                        .map(|i| {
-                                            i.as_i64()
-                                                .or_else(|| i.as_f64().map(|f| f as i64))
-                                                .unwrap_or(0)
-                                        })
-                                        .collect(),
-                                ),
-                                _ => None,
-                            }
-                        }
-                        "files" => {
-                            outcome.files = match &value {
-                                Value::Array(items) => Some(
-                                    items
-                                        .iter()
-                                        .filter_map(|i| i.as_str().map(str::to_string))
-                                        .collect(),
-                                ),
-                                _ => None,
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                io.flush().await;
-                (Ok(Value::Nil), false)
-            }
-            Op::Complete { failure, .. } => {
-                outcome.failure = failure;
-                (Ok(Value::Nil), true)
-            }
-            Op::UploadFileWrite { data, .. } | Op::UploadDirectoryWrite { data, .. } => {
-                (io.write(&data).await.map(|_| Value::Nil), false)
-            }
-            Op::UploadFileClose { .. } | Op::UploadDirectoryUnpack { .. } => {
-                (io.finish_upload().await.map(|_| Value::Nil), false)
-            }
-            Op::UploadFileUtime {
-                access_time,
-                modified_time,
-                ..
-            } => (
-                io.utime(access_time, modified_time)
-                    .await
-                    .map(|_| Value::Nil),
-                false,
-            ),
-            Op::ReadFile { length, .. } => (io.read(length).await.map(Value::Binary), false),
-            Op::ReadFileClose { .. } => (Ok(Value::Nil), false),
-            other => (
-                Err(format!("Command {} does not exist.", other.name())),
-                false,
-            ),
-        };
+        let (reply, done) = answer(io, &mut outcome, event.op).await;
         let _ = event.reply.send(reply);
         if done {
             break Ok(());
@@ -262,4 +160,106 @@ pub async fn run<Io: CommandIo>(
     };
     conn.forget_command(&command_id).await;
     result.map(|()| outcome)
+}
+
+/// Serves one message of the running command: an update, an upload block, a read of a file the
+/// master sends, or the completion. The answer goes back to the worker; `true` when the command
+/// is done.
+async fn answer<Io: CommandIo>(
+    io: &mut Io,
+    outcome: &mut Outcome,
+    op: Op,
+) -> (Result<Value, String>, bool) {
+    let done = |r: Result<(), String>| (r.map(|_| Value::Nil), false);
+    match op {
+        Op::Update { args, .. } => {
+            for (key, value) in args {
+                update(io, outcome, &key, value).await;
+            }
+            io.flush().await;
+            (Ok(Value::Nil), false)
+        }
+        Op::Complete { failure, .. } => {
+            outcome.failure = failure;
+            (Ok(Value::Nil), true)
+        }
+        Op::UploadFileWrite { data, .. } | Op::UploadDirectoryWrite { data, .. } => {
+            done(io.write(&data).await)
+        }
+        Op::UploadFileClose { .. } | Op::UploadDirectoryUnpack { .. } => {
+            done(io.finish_upload().await)
+        }
+        Op::UploadFileUtime {
+            access_time,
+            modified_time,
+            ..
+        } => done(io.utime(access_time, modified_time).await),
+        Op::ReadFile { length, .. } => (io.read(length).await.map(Value::Binary), false),
+        Op::ReadFileClose { .. } => (Ok(Value::Nil), false),
+        other => (
+            Err(format!("Command {} does not exist.", other.name())),
+            false,
+        ),
+    }
+}
+
+/// One key of a command's status update: output to its log, or part of the outcome.
+async fn update<Io: CommandIo>(io: &mut Io, outcome: &mut Outcome, key: &str, value: Value) {
+    match key {
+        "header" | "stdout" | "stderr" => {
+            let stream = match key {
+                "header" => Stream::Header,
+                "stdout" => Stream::Stdout,
+                _ => Stream::Stderr,
+            };
+            if let Some(t) = text_of(value) {
+                io.output(stream, &t).await
+            }
+        }
+        "log" => {
+            if let Value::Array(pair) = value {
+                let mut pair = pair.into_iter();
+                if let (Some(Value::String(name)), Some(text)) =
+                    (pair.next(), pair.next().and_then(text_of))
+                    && let Some(name) = name.as_str()
+                {
+                    io.log_output(name, &text).await;
+                }
+            }
+        }
+        "rc" => {
+            outcome.rc = value.as_i64();
+            let code = value.as_i64().unwrap_or(-1);
+            let text = format!("program finished with exit code {code}\n");
+            io.output(Stream::Header, &text).await;
+        }
+        "failure_reason" => outcome.failure_reason = value.as_str().map(str::to_string),
+        "stat" => {
+            outcome.stat = match &value {
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(|i| {
+                            i.as_i64()
+                                .or_else(|| i.as_f64().map(|f| f as i64))
+                                .unwrap_or(0)
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            }
+        }
+        "files" => {
+            outcome.files = match &value {
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            }
+        }
+        _ => {}
+    }
 }

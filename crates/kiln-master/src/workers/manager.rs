@@ -295,10 +295,7 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), H
     }
     conn.set_attached();
     // Recorded (and announced) once the worker can take builds.
-    master
-        .updates
-        .worker_connected(conn.id, &info.json)
-        .await?;
+    master.updates.worker_connected(conn.id, &info.json).await?;
     tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
     master.wake_distributor();
     Ok(())
