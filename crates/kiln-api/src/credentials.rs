@@ -30,11 +30,14 @@ pub enum PasswordCheck {
     Right { rehash: bool },
 }
 
-/// Checks `password` against `stored`: a bcrypt hash, or the iterated, salted SHA-256
-/// (`sha256i$ROUNDS$SALT$HEX`) that earlier versions of kiln stored, which asks to be rehashed.
+/// Checks `password` against `stored`: a bcrypt hash; the iterated, salted SHA-256
+/// (`sha256i$ROUNDS$SALT$HEX`) that earlier versions of kiln stored; or such a hash wrapped in
+/// bcrypt by [`wrap_legacy`]. Both older kinds ask to be rehashed.
 pub fn check_password(stored: &str, password: &str) -> PasswordCheck {
-    let right = if stored.starts_with("sha256i$") {
+    let right = if stored.starts_with(LEGACY) {
         legacy_sha256i(stored, password).then_some(true)
+    } else if stored.starts_with(WRAPPED) {
+        wrapped_sha256i(stored, password).then_some(true)
     } else {
         bcrypt::verify(password, stored)
             .unwrap_or(false)
@@ -46,22 +49,32 @@ pub fn check_password(stored: &str, password: &str) -> PasswordCheck {
     }
 }
 
-/// The hashes of earlier versions: SHA-256 of salt and password, then `ROUNDS - 1` times of the
-/// digest and password.
-fn legacy_sha256i(stored: &str, password: &str) -> bool {
-    let mut parts = stored.split('$');
-    let (Some("sha256i"), Some(rounds), Some(salt), Some(hash), None) = (
-        parts.next(),
-        parts.next().and_then(|r| r.parse::<u32>().ok()),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    if rounds == 0 || rounds > 10_000_000 {
-        return false;
-    }
+/// The prefix of the hashes earlier versions stored.
+const LEGACY: &str = "sha256i$";
+
+/// The prefix of an earlier version's hash wrapped in bcrypt.
+const WRAPPED: &str = "sha256i+bcrypt$";
+
+/// An earlier version's hash made as strong as a new one without knowing the password: its hex
+/// digest is hashed with bcrypt, and a login checks the digest of the password it is given
+/// against that. `None` when `stored` is not such a hash.
+pub fn wrap_legacy(stored: &str) -> Option<Result<String, bcrypt::BcryptError>> {
+    let (rounds, salt, hex) = legacy_parts(stored.strip_prefix(LEGACY)?)?;
+    Some(bcrypt::hash(hex, BCRYPT_COST).map(|inner| format!("{WRAPPED}{rounds}${salt}${inner}")))
+}
+
+/// `ROUNDS$SALT$REST` split, with a round count in bounds; the salt cannot hold a `$`.
+fn legacy_parts(s: &str) -> Option<(u32, &str, &str)> {
+    let mut parts = s.splitn(3, '$');
+    let rounds = parts.next()?.parse::<u32>().ok()?;
+    let salt = parts.next()?;
+    let rest = parts.next()?;
+    (rounds > 0 && rounds <= 10_000_000).then_some((rounds, salt, rest))
+}
+
+/// The hex digest earlier versions stored: SHA-256 of salt and password, then `rounds - 1` times
+/// of the digest and password.
+fn sha256i(rounds: u32, salt: &str, password: &str) -> String {
     let mut h: [u8; 32] = Sha256::new()
         .chain_update(salt.as_bytes())
         .chain_update(password.as_bytes())
@@ -74,8 +87,23 @@ fn legacy_sha256i(stored: &str, password: &str) -> bool {
             .finalize()
             .into();
     }
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    same_secret(hash.as_bytes(), hex.as_bytes())
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn wrapped_sha256i(stored: &str, password: &str) -> bool {
+    let Some((rounds, salt, inner)) = stored.strip_prefix(WRAPPED).and_then(legacy_parts) else {
+        return false;
+    };
+    bcrypt::verify(sha256i(rounds, salt, password), inner).unwrap_or(false)
+}
+
+fn legacy_sha256i(stored: &str, password: &str) -> bool {
+    match stored.strip_prefix(LEGACY).and_then(legacy_parts) {
+        Some((rounds, salt, hex)) if !hex.contains('$') => {
+            same_secret(hex.as_bytes(), sha256i(rounds, salt, password).as_bytes())
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +147,20 @@ mod tests {
             PasswordCheck::Right { rehash: true }
         );
         assert_eq!(check_password(&legacy, "px"), PasswordCheck::Wrong);
+        // Wrapped in bcrypt, it still takes the same password, and only that one.
+        let wrapped = wrap_legacy(&legacy).unwrap().unwrap();
+        assert!(
+            wrapped.starts_with("sha256i+bcrypt$3$ab$$2b$12$"),
+            "{wrapped}"
+        );
+        assert!(!wrapped.contains(&hex), "{wrapped}");
+        assert_eq!(
+            check_password(&wrapped, "pw"),
+            PasswordCheck::Right { rehash: true }
+        );
+        assert_eq!(check_password(&wrapped, "px"), PasswordCheck::Wrong);
+        assert!(wrap_legacy(&hash).is_none());
+        assert!(wrap_legacy(&wrapped).is_none());
         assert_eq!(check_password("garbage", "pw"), PasswordCheck::Wrong);
         assert_eq!(
             check_password("sha256i$0$ab$00", "pw"),

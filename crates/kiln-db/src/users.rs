@@ -183,6 +183,27 @@ impl Db {
         )
     }
 
+    /// The users whose stored password hash starts with `prefix`, as (uid, hash): the hashes of
+    /// an older kind, to upgrade.
+    pub async fn password_hashes_starting(&self, prefix: &str) -> Result<Vec<(i64, String)>> {
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sqlx::query(
+            "SELECT uid, bb_password FROM users WHERE bb_password LIKE $1 ESCAPE '\\' ORDER BY uid",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.int("uid")?, r.text("bb_password")?)))
+        .collect()
+    }
+
     /// The users linked to a change.
     pub async fn change_user_ids(&self, changeid: i64) -> Result<Vec<i64>> {
         sqlx::query("SELECT uid FROM change_users WHERE changeid = $1 ORDER BY uid")
@@ -260,6 +281,20 @@ impl Writer {
         set_attributes(&mut tx, uid, &update.attributes).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Replaces a user's password hash if it is still `old`, so that a password changed
+    /// meanwhile is not overwritten; false if it was not replaced.
+    pub async fn replace_password_hash(&self, uid: i64, old: &str, new: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done =
+            sqlx::query("UPDATE users SET bb_password = $1 WHERE uid = $2 AND bb_password = $3")
+                .bind(new)
+                .bind(uid)
+                .bind(old)
+                .execute(&self.wpool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Removes a user and its links to changes; false if there is none with that uid.

@@ -317,6 +317,10 @@ impl Master {
         if builds + requests > 0 {
             tracing::warn!(builds, requests, "recovered from an unclean stop");
         }
+        let upgraded = updates.upgrade_password_hashes().await?;
+        if upgraded > 0 {
+            tracing::info!(upgraded, "wrapped older password hashes in bcrypt");
+        }
         updates.set_master_active(true).await?;
 
         let master = Arc::new(Master {

@@ -90,6 +90,34 @@ impl Updates {
         Ok((builds.len(), requests.len()))
     }
 
+    /// Wraps in bcrypt every web password hash that an earlier version of kiln stored, so that
+    /// no weak hash stays in the database; a login later replaces it with a plain bcrypt hash.
+    /// Returns how many were upgraded.
+    pub async fn upgrade_password_hashes(&self) -> Result<usize> {
+        let mut upgraded = 0;
+        for (uid, old) in self.db.password_hashes_starting("sha256i$").await? {
+            let wrapped = {
+                let old = old.clone();
+                tokio::task::spawn_blocking(move || kiln_api::credentials::wrap_legacy(&old)).await
+            };
+            match wrapped {
+                Ok(Some(Ok(new))) => {
+                    if self.db.replace_password_hash(uid, &old, &new).await? {
+                        upgraded += 1;
+                    }
+                }
+                Ok(Some(Err(error))) => {
+                    tracing::error!(uid, %error, "cannot upgrade a password hash")
+                }
+                Ok(None) => {
+                    tracing::warn!(uid, "a password hash of an unknown kind is left as it is")
+                }
+                Err(error) => tracing::error!(uid, %error, "upgrading a password hash"),
+            }
+        }
+        Ok(upgraded)
+    }
+
     pub async fn set_master_active(&self, active: bool) -> Result<()> {
         self.db
             .set_master_active(self.master, active, self.now())

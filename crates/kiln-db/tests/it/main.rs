@@ -10,6 +10,7 @@ mod logs;
 mod requests;
 mod schema;
 mod testresults;
+mod users;
 
 use kiln_db::testing::{self, TestDb};
 

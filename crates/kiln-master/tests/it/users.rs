@@ -73,3 +73,51 @@ async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
     assert_eq!(status, 404);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_hashes_of_earlier_versions_are_wrapped_in_bcrypt_at_start() {
+    use kiln_api::credentials::{PasswordCheck, check_password};
+    use sha2::{Digest, Sha256};
+
+    // A user as an earlier version stored it: 2 rounds of SHA-256, salt "s", password "pw".
+    let dir = tempfile::tempdir().unwrap();
+    let first: [u8; 32] = Sha256::new()
+        .chain_update("s")
+        .chain_update("pw")
+        .finalize()
+        .into();
+    let second = Sha256::new()
+        .chain_update(first)
+        .chain_update("pw")
+        .finalize();
+    let hex: String = second.iter().map(|b| format!("{b:02x}")).collect();
+    let legacy = format!("sha256i$2$s${hex}");
+    let url = format!("sqlite://{}", dir.path().join("state.sqlite").display());
+    let writer = kiln_db::Writer::connect(&url).await.unwrap();
+    let update = kiln_db::UserUpdate {
+        bb_username: Some("alice".into()),
+        bb_password: Some(legacy.clone()),
+        ..Default::default()
+    };
+    writer.add_user("alice", &update).await.unwrap();
+    drop(writer);
+
+    let m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", CFG)).await;
+    let stored = m
+        .master()
+        .db
+        .user_password_hash("alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.starts_with("sha256i+bcrypt$2$s$$2b$"), "{stored}");
+    assert!(
+        !stored.contains(&hex),
+        "the weak digest is still stored: {stored}"
+    );
+    assert_eq!(
+        check_password(&stored, "pw"),
+        PasswordCheck::Right { rehash: true }
+    );
+    assert_eq!(check_password(&stored, "px"), PasswordCheck::Wrong);
+}
