@@ -66,6 +66,8 @@ pub enum WorkerAction {
     StopGracefully,
     /// Close its connection at once.
     Kill,
+    /// Check that the worker answers, as Buildbot's ping does: an error if it does not.
+    Ping,
 }
 
 /// The outcome of poking one change poller.

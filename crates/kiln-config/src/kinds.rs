@@ -793,6 +793,11 @@ pub const KINDS: &[Kind] = &[
         keywords: PARAM,
     },
     Kind {
+        name: "FileParameter",
+        positional: &["name"],
+        keywords: PARAM,
+    },
+    Kind {
         name: "IntParameter",
         positional: &["name"],
         keywords: PARAM,

@@ -49,6 +49,16 @@ pub struct MasterConfig {
     pub functions: crate::Functions,
 }
 
+impl MasterConfig {
+    /// The force schedulers, in the order they are configured.
+    pub fn force_schedulers(&self) -> impl Iterator<Item = &ForceSchedulerConfig> {
+        self.schedulers.iter().filter_map(|s| match s {
+            SchedulerConfig::Force(f) => Some(f.as_ref()),
+            _ => None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WwwConfig {
     pub port: Option<u16>,

@@ -63,6 +63,27 @@ impl Db {
         Ok((rows.iter().map(build).collect::<Result<_>>()?, total))
     }
 
+    /// The newest `per_builder` builds of every builder, each builder's newest first. One
+    /// statement; each builder's builds are a short range of the `(builderid, number)` index,
+    /// however long its history.
+    pub async fn latest_builds(&self, per_builder: i64) -> Result<Vec<BuildRow>> {
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("b.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM builders bl JOIN builds b ON b.builderid = bl.id \
+             AND b.number > (SELECT COALESCE(MAX(x.number), 0) FROM builds x WHERE x.builderid = bl.id) - $1 \
+             ORDER BY b.builderid, b.number DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(per_builder)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(build).collect()
+    }
+
     pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
         Ok(self
             .list_builds(&Page::eq("id", SqlValue::Int(id.0)))

@@ -22,6 +22,9 @@ use tokio::sync::broadcast;
 use crate::master::Master;
 use crate::schedulers::force::{ForceError, force};
 
+/// How long a worker has to answer a ping from the pages or the API.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The master behind the three interfaces.
 struct Boundary {
     master: Arc<Master>,
@@ -336,6 +339,33 @@ impl Control for Boundary {
                 WorkerAction::Kill => {
                     if let Some(conn) = master.workers.connection(&row.name) {
                         conn.close("killed from the API").await;
+                    }
+                }
+                WorkerAction::Ping => {
+                    let Some(conn) = master.workers.connection(&row.name) else {
+                        return Err(ApiError::BadRequest(format!(
+                            "worker {} is not connected",
+                            row.name
+                        )));
+                    };
+                    let ping = kiln_proto::Op::Print {
+                        message: "ping".into(),
+                    };
+                    match conn.request_within(ping, PING_TIMEOUT).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(refused)) => {
+                            return Err(ApiError::BadRequest(format!(
+                                "worker {} refused the ping: {refused}",
+                                row.name
+                            )));
+                        }
+                        Err(_) => {
+                            return Err(ApiError::BadRequest(format!(
+                                "worker {} did not answer the ping within {} s",
+                                row.name,
+                                PING_TIMEOUT.as_secs()
+                            )));
+                        }
                     }
                 }
                 WorkerAction::StopGracefully => {

@@ -195,7 +195,7 @@ fn codebase_param(
 /// Buildbot's `PatchParameter` fields.
 fn patch_fields() -> Vec<ParameterConfig> {
     vec![
-        ParameterConfig::new(ParameterKind::Text, "body", "Patch body", "".into()),
+        ParameterConfig::new(ParameterKind::File, "body", "Patch body", "".into()),
         ParameterConfig::new(
             ParameterKind::Int,
             "level",
@@ -235,6 +235,7 @@ pub(super) fn parameter(
     let pkind = match kind.as_str() {
         "StringParameter" => ParameterKind::String,
         "TextParameter" => ParameterKind::Text,
+        "FileParameter" => ParameterKind::File,
         "IntParameter" => ParameterKind::Int,
         "BooleanParameter" => ParameterKind::Boolean,
         "UserNameParameter" => ParameterKind::UserName,

@@ -152,6 +152,8 @@ pub struct ForceSchedulerConfig {
 pub enum ParameterKind {
     String,
     Text,
+    /// A file's contents, uploaded from the form (a patch's body).
+    File,
     Int,
     Boolean,
     UserName,
@@ -178,6 +180,7 @@ impl ParameterKind {
         match self {
             ParameterKind::String => "text",
             ParameterKind::Text => "textarea",
+            ParameterKind::File => "file",
             ParameterKind::Int => "int",
             ParameterKind::Boolean => "bool",
             ParameterKind::UserName => "username",

@@ -15,6 +15,7 @@ mod filesteps;
 mod harness;
 mod hooks;
 mod locks;
+mod pages;
 mod pollers;
 mod properties;
 mod protocol;

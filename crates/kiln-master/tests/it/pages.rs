@@ -1,0 +1,366 @@
+//! kiln's own pages, driven as a browser would: pages render from the real database, forms carry
+//! the CSRF token of the browser's cookie, controls redirect with their outcome, bad requests
+//! get pages that say what is wrong, and every string a user or a build supplies is escaped.
+
+use std::collections::BTreeMap;
+
+use crate::harness::{TestMaster, config, http};
+
+/// A string that would run if a page did not escape it.
+const EVIL: &str = "<script>alert(1)</script>";
+
+fn cfg() -> String {
+    format!(
+        r#"
+c['title'] = 'Pages <b>test</b>'
+c['www'] = {{'change_hook_dialects': {{'base': True}}}}
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], tags=['t1'],
+    factory=util.BuildFactory([
+        steps.ShellCommand(name='say', command=['printf', 'out {EVIL}\n\033[31mred\033[0m\nsecond\n']),
+        steps.SetProperty(property='evil', value='{EVIL}'),
+    ]))]
+c['schedulers'] = [
+    schedulers.AnyBranchScheduler(name='all', builderNames=['b'], treeStableTimer=None),
+    schedulers.ForceScheduler(name='force', builderNames=['b'], properties=[
+        util.IntParameter(name='count', label='Count', default=1),
+        util.BooleanParameter(name='fast', label='Fast', default=True),
+        util.ChoiceStringParameter(name='flavour', label='Flavour', choices=['plain', 'fancy'], default='plain'),
+    ]),
+]
+"#
+    )
+}
+
+/// A browser: it keeps cookies, and does not follow redirects so tests can see them.
+struct Browser {
+    www: String,
+    client: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(www: &str) -> Browser {
+        // The client speaks plain HTTP here, but reqwest wants a TLS provider chosen all the same.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Browser {
+            www: www.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("Cookie", cookie.join("; "))
+        };
+        let answer = request.send().await.unwrap();
+        for set in answer.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        Answer {
+            status: answer.status().as_u16(),
+            location: answer
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string()),
+            body: answer.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let url = format!("http://{}{path}", self.www);
+        let request = self.client.get(url);
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let url = format!("http://{}{path}", self.www);
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let request = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// The CSRF token the last page gave this browser.
+    fn token(&self) -> String {
+        self.cookies["kiln_csrf"].clone()
+    }
+}
+
+/// Asserts that no user- or build-supplied markup reached the page unescaped.
+fn assert_escaped(page: &str) {
+    assert!(!page.contains(EVIL), "unescaped markup in:\n{page}");
+    assert!(!page.contains("<b>test</b>"), "unescaped title in:\n{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_builds_and_their_controls_work() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg())).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let mut browser = Browser::new(&www);
+
+    // A change whose every field carries markup builds once.
+    let evil = urlencode(EVIL);
+    let files = urlencode(&serde_json::json!([EVIL]).to_string());
+    let form = format!(
+        "author={evil}&comments={evil}&revision=r1&branch=main&repository={evil}&project=p&files={files}"
+    );
+    let (status, reply) = http(&www, "POST", "/change_hook/base", Some(&form)).await;
+    assert_eq!(status, 200, "{reply}");
+    m.wait_event("buildsets.*.complete").await;
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert_escaped(&home.body);
+    assert!(
+        home.body.contains("Pages &lt;b&gt;test&lt;/b&gt;"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body.contains(r#"href="/builders/1/builds/1""#),
+        "{}",
+        home.body
+    );
+    let token = browser.token();
+    assert_eq!(token.len(), 64);
+
+    // The build page: steps, logs, properties with their sources, the change, all escaped.
+    let build = browser.get("/builders/1/builds/1").await;
+    assert_eq!(build.status, 200, "{}", build.body);
+    assert_escaped(&build.body);
+    assert!(
+        build
+            .body
+            .contains("/builders/1/builds/1/steps/1/logs/stdio"),
+        "{}",
+        build.body
+    );
+    assert!(
+        build.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        build.body
+    );
+    assert!(
+        build.body.contains(r#"<span class="name">say</span>"#),
+        "{}",
+        build.body
+    );
+    assert!(build.body.contains("<td>evil</td>"), "{}", build.body);
+    assert!(build.body.contains("Rebuild"), "{}", build.body);
+    // The builder by name gives the same page.
+    assert_eq!(browser.get("/builders/b/builds/1").await.status, 200);
+
+    // The log: streams told apart, ANSI colours as markup, the rest escaped.
+    let log = browser.get("/builders/1/builds/1/steps/1/logs/stdio").await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert_escaped(&log.body);
+    assert!(log.body.contains("out &lt;script&gt;"), "{}", log.body);
+    assert!(
+        log.body
+            .contains("<span style='color:var(--red,#a00)'>red</span>"),
+        "{}",
+        log.body
+    );
+    assert!(log.body.contains(r#"class="line h""#), "{}", log.body);
+    assert!(
+        log.body.contains(r#"<span class="line o" id="L"#),
+        "{}",
+        log.body
+    );
+    assert!(log.body.contains(r#"id="L0""#), "{}", log.body);
+    let found = browser
+        .get("/builders/1/builds/1/steps/1/logs/stdio?search=SECOND")
+        .await;
+    // The command, shown twice in the header, has the word too.
+    assert!(found.body.contains("3 lines with"), "{}", found.body);
+    let one = browser
+        .get("/builders/1/builds/1/steps/1/logs/stdio?first=0&lines=1")
+        .await;
+    assert!(
+        one.body.contains(r#"id="L0""#) && !one.body.contains(r#"id="L1""#),
+        "{}",
+        one.body
+    );
+
+    // The other pages render and escape.
+    for path in [
+        "/builders",
+        "/builders/1",
+        "/workers",
+        "/workers/w1",
+        "/workers?no_builders=1",
+        "/changes",
+        "/changes/1",
+        "/about",
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert_escaped(&page.body);
+    }
+    let change = browser.get("/changes/1").await;
+    assert!(
+        change.body.contains(r#"href="/builders/1/builds/1""#),
+        "{}",
+        change.body
+    );
+
+    // Controls need the browser's token.
+    let refused = browser
+        .post("/builders/1/force/force", &[("reason", "x")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let forged = browser
+        .post("/builders/1/force/force", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+
+    // A bad field is shown next to the field, with what was typed kept.
+    let bad = browser
+        .post(
+            "/builders/1/force/force",
+            &[("csrf", &token), ("count", "many"), ("reason", EVIL)],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_escaped(&bad.body);
+    assert!(
+        bad.body
+            .contains("count: &#x27;many&#x27; is not an integer")
+            || bad.body.contains("count: 'many' is not an integer"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains(r#"value="many""#), "{}", bad.body);
+
+    // A good form forces a build and says so once on the page it redirects to.
+    let forced = browser
+        .post(
+            "/builders/1/force/force",
+            &[
+                ("csrf", &token),
+                ("count", "3"),
+                ("fast", "false"),
+                ("reason", "from the page"),
+            ],
+        )
+        .await;
+    assert_eq!(forced.status, 303, "{}", forced.body);
+    assert_eq!(forced.location.as_deref(), Some("/builders/1"));
+    let after = browser.get("/builders/1").await;
+    assert!(after.body.contains("Forced: buildset 2"), "{}", after.body);
+    assert!(
+        !browser
+            .get("/builders/1")
+            .await
+            .body
+            .contains("Forced: buildset")
+    );
+    m.wait_event("buildsets.*.complete").await;
+    let (_, props) = m.get("builds/2/properties").await;
+    assert_eq!(props["properties"][0]["count"][0], 3, "{props}");
+    assert_eq!(props["properties"][0]["fast"][0], false, "{props}");
+
+    // Rebuild from the build page.
+    let rebuilt = browser.post("/builds/1/rebuild", &[("csrf", &token)]).await;
+    assert_eq!(rebuilt.status, 303, "{}", rebuilt.body);
+    assert_eq!(rebuilt.location.as_deref(), Some("/builders/1/builds/1"));
+    m.wait_event("buildsets.*.complete").await;
+
+    // Worker controls.
+    let paused = browser
+        .post("/workers/w1/pause", &[("csrf", &token), ("reason", EVIL)])
+        .await;
+    assert_eq!(paused.status, 303, "{}", paused.body);
+    let worker = browser.get("/workers/1").await;
+    assert!(
+        worker.body.contains("Worker w1 is paused"),
+        "{}",
+        worker.body
+    );
+    assert_escaped(&worker.body);
+    let pinged = browser.post("/workers/1/ping", &[("csrf", &token)]).await;
+    assert_eq!(pinged.status, 303, "{}", pinged.body);
+    assert!(
+        browser
+            .get("/workers/1")
+            .await
+            .body
+            .contains("answered the ping")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_things_are_404_pages_and_bad_arguments_400_pages() {
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg())).await;
+    let mut browser = Browser::new(&m.www());
+    for (path, status, says) in [
+        (
+            "/builders/nosuch",
+            404,
+            "there is no builder &#x27;nosuch&#x27;",
+        ),
+        (
+            "/builders/1/builds/99",
+            404,
+            "builder &#x27;b&#x27; has no build 99",
+        ),
+        ("/builders/1/builds/x", 404, "has no build x"),
+        ("/workers/nosuch", 404, "there is no worker"),
+        ("/changes/5", 404, "there is no change"),
+        ("/no/such/page", 404, "there is no page at /no/such/page"),
+        (
+            "/builders/1?numbuilds=lots",
+            400,
+            "numbuilds must be a whole number from 1 to 1000, not &#x27;lots&#x27;",
+        ),
+        (
+            "/workers?no_builders=maybe",
+            400,
+            "no_builders must be true or false",
+        ),
+    ] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, status, "{path}: {}", page.body);
+        assert!(page.body.contains(says), "{path}: {}", page.body);
+        assert!(
+            page.body.contains("<html"),
+            "{path}: not a page: {}",
+            page.body
+        );
+    }
+    let markup = browser.get(&format!("/builders/{}", urlencode(EVIL))).await;
+    assert_eq!(markup.status, 404);
+    assert_escaped(&markup.body);
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_string()
+}

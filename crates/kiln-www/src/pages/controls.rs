@@ -1,0 +1,291 @@
+//! The controls of the pages: forms posted by a browser. Each checks the form's CSRF token,
+//! gives its command to the control handle with the actor who asks, and redirects to the page
+//! it came from, which shows the outcome once.
+
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use kiln_api::{Actor, ApiError, WorkerAction, WorkerRef};
+use kiln_core::{BuildId, BuildRequestId};
+
+use super::builders::{self, Refused};
+use super::{PageError, Site, Visit, csrf};
+
+/// A posted form's fields, in order; a name given twice keeps its last value.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The form of `request`, URL-encoded or multipart (a force form with a patch file).
+    async fn read(request: Request) -> Result<Form, PageError> {
+        let multipart = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("multipart/form-data"));
+        if multipart {
+            let mut parts = Multipart::from_request(request, &())
+                .await
+                .map_err(|e| PageError::bad_request(format!("the form is malformed: {e}")))?;
+            let mut fields = Vec::new();
+            while let Some(field) = parts
+                .next_field()
+                .await
+                .map_err(|e| PageError::bad_request(format!("the form is malformed: {e}")))?
+            {
+                let name = field.name().unwrap_or_default().to_string();
+                let bytes = field.bytes().await.map_err(|e| {
+                    PageError::bad_request(format!("the form field {name} is malformed: {e}"))
+                })?;
+                fields.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+            return Ok(Form(fields));
+        }
+        let body = axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES)
+            .await
+            .map_err(|e| PageError::bad_request(format!("the form could not be read: {e}")))?;
+        serde_urlencoded::from_bytes(&body)
+            .map(Form)
+            .map_err(|e| PageError::bad_request(format!("the form is malformed: {e}")))
+    }
+
+    /// The form, if its CSRF token is the browser's.
+    async fn checked(visit: &Visit, request: Request) -> Result<Form, PageError> {
+        let form = Form::read(request).await?;
+        if !csrf::accepted(&visit.headers, form.get(csrf::FIELD)) {
+            return Err(PageError {
+                status: axum::http::StatusCode::FORBIDDEN,
+                message: "this form is out of date or was not sent from this site: reload the page and try again".into(),
+            });
+        }
+        Ok(form)
+    }
+}
+
+/// Who asks: anonymous until the pages have a login.
+fn actor() -> Actor {
+    Actor::Anonymous
+}
+
+pub async fn force(
+    State(site): State<Site>,
+    visit: Visit,
+    Path((builder, scheduler)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let b = builders::find(&site, &builder).await?;
+        let mut params = serde_json::Map::new();
+        for (k, v) in &form.0 {
+            if k != csrf::FIELD {
+                params.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+        params.insert("builderNames".into(), serde_json::json!([b.name]));
+        match site
+            .services
+            .control
+            .force(&actor(), &scheduler, &params)
+            .await
+        {
+            Ok((bsid, requests)) => {
+                let ids: Vec<String> = requests.iter().map(|(_, r)| r.0.to_string()).collect();
+                let message = format!(
+                    "Forced: buildset {} with build request {}",
+                    bsid.0,
+                    ids.join(", ")
+                );
+                Ok(site.redirect(&format!("builders/{}", b.id.0), &message))
+            }
+            Err(ApiError::FormErrors(errors)) => {
+                params.remove("builderNames");
+                let refused = Refused {
+                    scheduler,
+                    values: params,
+                    errors,
+                };
+                builders::show(&site, &visit, &builder, None, Some(refused)).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+/// Where a build's page is, for the redirect after a control.
+async fn build_path(site: &Site, build: BuildId) -> Result<String, PageError> {
+    let b = site
+        .services
+        .read
+        .db()
+        .get_build(build)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("there is no build {}", build.0)))?;
+    Ok(format!("builders/{}/builds/{}", b.builderid.0, b.number))
+}
+
+fn id_of(text: &str, what: &str) -> Result<i64, PageError> {
+    text.parse()
+        .map_err(|_| PageError::not_found(format!("there is no {what} '{text}'")))
+}
+
+pub async fn stop(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(build): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let build = BuildId(id_of(&build, "build")?);
+        let back = build_path(&site, build).await?;
+        let reason = form.get("reason").unwrap_or_default();
+        let reason = if reason.is_empty() {
+            "stopped from the web page"
+        } else {
+            reason
+        };
+        let stopped = site
+            .services
+            .control
+            .stop_build(&actor(), build, reason)
+            .await?;
+        let message = if stopped {
+            "Stopping the build"
+        } else {
+            "The build is not running on this master"
+        };
+        Ok(site.redirect(&back, message))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+pub async fn rebuild(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(build): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        Form::checked(&visit, request).await?;
+        let build = BuildId(id_of(&build, "build")?);
+        let back = build_path(&site, build).await?;
+        let (bsid, _) = site.services.control.rebuild(&actor(), build).await?;
+        Ok(site.redirect(&back, &format!("Rebuilding: buildset {}", bsid.0)))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+/// Where a request's builder page is.
+async fn request_path(site: &Site, request: BuildRequestId) -> Result<String, PageError> {
+    let r = site
+        .services
+        .read
+        .db()
+        .get_buildrequest(request)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("there is no build request {}", request.0)))?;
+    Ok(format!("builders/{}", r.builderid))
+}
+
+pub async fn cancel(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(request_id): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let id = BuildRequestId(id_of(&request_id, "build request")?);
+        let back = request_path(&site, id).await?;
+        let reason = form.get("reason").unwrap_or_default();
+        let reason = if reason.is_empty() {
+            "cancelled from the web page"
+        } else {
+            reason
+        };
+        site.services
+            .control
+            .cancel_request(&actor(), id, reason)
+            .await?;
+        Ok(site.redirect(&back, &format!("Cancelled build request {}", id.0)))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+pub async fn priority(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(request_id): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let id = BuildRequestId(id_of(&request_id, "build request")?);
+        let back = request_path(&site, id).await?;
+        let text = form.get("priority").unwrap_or_default();
+        let priority: i64 = text.trim().parse().map_err(|_| {
+            PageError::bad_request(format!("the priority must be a whole number, not '{text}'"))
+        })?;
+        site.services
+            .control
+            .set_request_priority(&actor(), id, priority)
+            .await?;
+        Ok(site.redirect(
+            &back,
+            &format!("Build request {} now has priority {priority}", id.0),
+        ))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+pub async fn worker(
+    State(site): State<Site>,
+    visit: Visit,
+    Path((worker, action)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let (action, done) = match action.as_str() {
+            "ping" => (WorkerAction::Ping, "answered the ping"),
+            "pause" => (WorkerAction::Pause, "is paused"),
+            "unpause" => (WorkerAction::Unpause, "is unpaused"),
+            "stop" => (
+                WorkerAction::StopGracefully,
+                "will stop once its builds are done",
+            ),
+            "kill" => (WorkerAction::Kill, "is disconnected"),
+            other => {
+                return Err(PageError::not_found(format!(
+                    "workers have no action '{other}'"
+                )));
+            }
+        };
+        let row = super::workers::find(&site, &worker).await?;
+        let reason = form.get("reason").unwrap_or_default();
+        site.services
+            .control
+            .worker_action(&actor(), &WorkerRef::Id(row.id.0), action, reason)
+            .await?;
+        Ok(site.redirect(
+            &format!("workers/{}", row.id.0),
+            &format!("Worker {} {done}", row.name),
+        ))
+    }
+    .await;
+    site.answer(&visit, result)
+}

@@ -1,0 +1,88 @@
+//! The home page: the configured builders with their latest builds, what runs now, what waits,
+//! and the latest failures.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::response::Response;
+use kiln_api::shapes;
+use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use minijinja::context;
+
+use super::{PageResult, Site, Visit, json};
+
+/// How many of each builder's builds the home page shows.
+const PER_BUILDER: i64 = 5;
+/// How many recent failures it lists.
+const FAILURES: i64 = 10;
+
+pub async fn page(State(site): State<Site>, visit: Visit) -> Response {
+    let result = show(&site, &visit).await;
+    site.answer(&visit, result)
+}
+
+async fn show(site: &Site, visit: &Visit) -> PageResult {
+    let db = site.services.read.db();
+    let names = builder_names(site).await?;
+    let mut latest: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+    for b in db.latest_builds(PER_BUILDER).await? {
+        latest
+            .entry(b.builderid.0)
+            .or_default()
+            .push(shapes::build(&b));
+    }
+    let running = db
+        .list_builds(&Page::eq("complete_at", SqlValue::Null))
+        .await?
+        .0;
+    let pending = db.unclaimed_buildrequests().await?;
+    let failures_page = Page {
+        filters: vec![Filter {
+            column: "results",
+            op: FilterOp::In,
+            values: vec![SqlValue::Int(2), SqlValue::Int(4)],
+        }],
+        order: vec![("id", true)],
+        limit: Some(FAILURES),
+        offset: None,
+    };
+    let failures = db.list_builds(&failures_page).await?.0;
+
+    let config = site.services.read.config();
+    let ids = site.services.read.builder_ids();
+    let builders: Vec<serde_json::Value> = config
+        .builders
+        .iter()
+        .filter_map(|b| ids.get(&b.name).map(|id| (b, id)))
+        .map(|(b, id)| {
+            serde_json::json!({
+                "builderid": id.0,
+                "name": b.name,
+                "builds": latest.remove(&id.0).unwrap_or_default(),
+                "pending": pending.iter().filter(|r| r.builderid == id.0).count(),
+            })
+        })
+        .collect();
+    let data = context! {
+        builders => json(&builders),
+        running => json(running.iter().map(shapes::build).collect::<Vec<_>>()),
+        pending => pending.len(),
+        failures => json(failures.iter().map(shapes::build).collect::<Vec<_>>()),
+        names => json(&names),
+    };
+    site.render(visit, "home.html", data)
+}
+
+/// Every builder's name by id, as a map with string keys the templates can index.
+pub async fn builder_names(site: &Site) -> Result<HashMap<String, String>, super::PageError> {
+    let (rows, _) = site
+        .services
+        .read
+        .db()
+        .list_builders(&Page::default())
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|b| (b.id.0.to_string(), b.name))
+        .collect())
+}
