@@ -1,10 +1,11 @@
 //! The HTTP side of the master: kiln's own pages, the REST API under `/api/v2`, the change
-//! hooks under `/change_hook`, and `/try`.
+//! hooks under `/change_hook`, `/try`, and live updates on `/ws` and `/sse`.
 
 pub mod api;
 mod basic_auth;
 mod error;
 mod hooks;
+pub mod live;
 pub mod pages;
 mod tryjobs;
 
@@ -20,6 +21,7 @@ pub fn router(services: Services) -> Router {
         .nest("/api/v2", api::router())
         .merge(hooks::router())
         .merge(tryjobs::router())
+        .merge(live::router(live::Hub::start(services.clone())))
         .merge(pages::router(services.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(services)

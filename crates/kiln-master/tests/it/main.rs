@@ -14,6 +14,7 @@ mod durable;
 mod filesteps;
 mod harness;
 mod hooks;
+mod live;
 mod locks;
 mod pages;
 mod pollers;

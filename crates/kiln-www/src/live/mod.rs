@@ -1,0 +1,182 @@
+//! Live updates, in Buildbot's two protocols: `/ws` (the WebSocket its front-end uses) and `/sse`
+//! (server-sent events, which kiln's own pages use because a browser resumes them by itself).
+//!
+//! One hub per web port turns each event into its frames once (the resource loaded and shaped,
+//! under each of its routing keys) and hands them to every client. Durable events are read from
+//! the durable record in commit order, with their position, so that a client that reconnects
+//! replays what it missed from there.
+
+mod resources;
+mod sse;
+mod ws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use kiln_api::Services;
+use tokio::sync::broadcast;
+
+pub use resources::{Frame, frames};
+
+/// Events buffered for each live client; a client further behind is cut off (and an SSE client
+/// reconnects and replays what it missed from the durable record).
+const CLIENT_QUEUE: usize = 1024;
+/// Durable events read from the record at a time.
+const READ_BATCH: i64 = 256;
+/// The most subscriptions one client may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
+/// One event as live clients receive it: its position in the durable record, if it is kept
+/// there, and its frames.
+#[derive(Debug)]
+pub struct Published {
+    pub position: Option<i64>,
+    pub frames: Vec<Frame>,
+}
+
+/// The live event hub of a web port.
+#[derive(Clone)]
+pub struct Hub {
+    services: Services,
+    tx: broadcast::Sender<Arc<Published>>,
+    /// The subscriptions of `/sse/listen` streams, by their handshake id, for `/sse/add`.
+    streams: Arc<Mutex<HashMap<String, Arc<Mutex<Vec<String>>>>>>,
+}
+
+impl Hub {
+    /// Starts the hub's task, which ends when the event bus closes.
+    pub fn start(services: Services) -> Hub {
+        let (tx, _) = broadcast::channel(CLIENT_QUEUE);
+        tokio::spawn(run(services.clone(), tx.clone()));
+        Hub {
+            services,
+            tx,
+            streams: Arc::default(),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.tx.subscribe()
+    }
+
+    /// The durable events after `after`, up to `limit` of them, as clients receive them.
+    pub async fn replay(&self, after: i64, limit: i64) -> Result<Vec<Published>, kiln_db::DbError> {
+        let read = &self.services.read;
+        let mut out = Vec::new();
+        for stored in read.db().events_after(after, limit).await? {
+            out.push(Published {
+                position: Some(stored.id),
+                frames: frames(read.as_ref(), &stored.key).await?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+pub fn router<S: Clone + Send + Sync + 'static>(hub: Hub) -> Router<S> {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/sse/listen", get(sse::listen))
+        .route("/sse/listen/{*path}", get(sse::listen_path))
+        .route("/sse/add/{uuid}/{*path}", get(sse::add))
+        .route("/sse/remove/{uuid}/{*path}", get(sse::remove))
+        .with_state(hub)
+}
+
+/// Whether a routing key is one a subscription `pattern` asks for: the same number of
+/// `/`-separated elements, each equal or matched by `*`.
+pub fn matches(pattern: &str, key: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut k = key.split('/');
+    loop {
+        match (p.next(), k.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == "*" || a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+async fn run(services: Services, tx: broadcast::Sender<Arc<Published>>) {
+    let mut bus = services.events.subscribe();
+    let mut position = services.read.db().newest_event().await.unwrap_or(0);
+    loop {
+        match bus.recv().await {
+            Ok(event) if !event.is_durable() => {
+                if tx.receiver_count() > 0 {
+                    publish(&services, &tx, &event.key(), None).await;
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                position = drain(&services, &tx, position).await;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Publishes the durable events after `position`, and returns the last one's position.
+async fn drain(
+    services: &Services,
+    tx: &broadcast::Sender<Arc<Published>>,
+    mut position: i64,
+) -> i64 {
+    loop {
+        let read = match services.read.db().events_after(position, READ_BATCH).await {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "reading the durable record for live clients");
+                return position;
+            }
+        };
+        let full = read.len() as i64 == READ_BATCH;
+        for stored in read {
+            position = stored.id;
+            if tx.receiver_count() > 0 {
+                publish(services, tx, &stored.key, Some(stored.id)).await;
+            }
+        }
+        if !full {
+            return position;
+        }
+    }
+}
+
+async fn publish(
+    services: &Services,
+    tx: &broadcast::Sender<Arc<Published>>,
+    key: &str,
+    position: Option<i64>,
+) {
+    match frames(services.read.as_ref(), key).await {
+        Ok(frames) if frames.is_empty() && position.is_none() => {}
+        Ok(frames) => {
+            let _ = tx.send(Arc::new(Published { position, frames }));
+        }
+        Err(error) => tracing::error!(%error, key, "loading a resource for live clients"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns_match_whole_keys_element_by_element() {
+        assert!(matches("builds/*/*", "builds/10/new"));
+        assert!(!matches("builds/*/*", "builds/10/steps/31/new"));
+        assert!(!matches("builds/*/*", "builds/10"));
+        assert!(matches(
+            "builders/1/builds/*/*",
+            "builders/1/builds/4/finished"
+        ));
+        assert!(!matches(
+            "builders/1/builds/*/*",
+            "builders/2/builds/4/finished"
+        ));
+        assert!(matches("logs/5/append", "logs/5/append"));
+        assert!(!matches("", "logs/5/append"));
+    }
+}
