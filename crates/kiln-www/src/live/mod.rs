@@ -36,13 +36,16 @@ pub struct Published {
     pub frames: Vec<Frame>,
 }
 
+/// The patterns one SSE stream listens to, shared with `/sse/add` and `/sse/remove`.
+pub type StreamPaths = Arc<Mutex<Vec<String>>>;
+
 /// The live event hub of a web port.
 #[derive(Clone)]
 pub struct Hub {
     services: Services,
     tx: broadcast::Sender<Arc<Published>>,
     /// The subscriptions of `/sse/listen` streams, by their handshake id, for `/sse/add`.
-    streams: Arc<Mutex<HashMap<String, Arc<Mutex<Vec<String>>>>>>,
+    streams: Arc<Mutex<HashMap<String, StreamPaths>>>,
 }
 
 impl Hub {

@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::{Hub, MAX_SUBSCRIPTIONS, Published, matches};
+use super::{Hub, MAX_SUBSCRIPTIONS, Published, StreamPaths, matches};
 
 /// Events queued for a slow browser before the stream waits for it.
 const STREAM_QUEUE: usize = 64;
@@ -97,7 +97,7 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-fn lookup(hub: &Hub, uuid: &str) -> Option<Arc<Mutex<Vec<String>>>> {
+fn lookup(hub: &Hub, uuid: &str) -> Option<StreamPaths> {
     hub.streams
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -171,7 +171,7 @@ impl Drop for Registered {
 async fn feed(
     hub: Hub,
     uuid: String,
-    paths: Arc<Mutex<Vec<String>>>,
+    paths: StreamPaths,
     resume: Option<i64>,
     tx: mpsc::Sender<Event>,
 ) {
