@@ -84,6 +84,38 @@ impl Db {
         rows.iter().map(build).collect()
     }
 
+    /// The branches each of these builds was built from (a build of several codebases has one
+    /// per codebase), in one statement.
+    pub async fn build_branches(
+        &self,
+        builds: &[BuildId],
+    ) -> Result<Vec<(BuildId, Option<String>)>> {
+        if builds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = (1..=builds.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT b.id AS id, ss.branch AS branch FROM builds b \
+             JOIN buildrequests br ON br.id = b.buildrequestid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+             JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+             WHERE b.id IN ({marks}) ORDER BY b.id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in builds {
+            query = query.bind(b.0);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((BuildId(r.int("id")?), r.opt_text("branch")?)))
+            .collect()
+    }
+
     pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {
         Ok(self
             .list_builds(&Page::eq("id", SqlValue::Int(id.0)))

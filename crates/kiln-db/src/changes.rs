@@ -205,6 +205,49 @@ impl Writer {
 }
 
 impl Db {
+    /// For each build on `builders` whose source stamps carry a change numbered `min_change` or
+    /// later: the repository and branch of those changes and the newest of them, as
+    /// (build, repository, branch, newest change). A build includes every earlier change of its
+    /// repository and branch, which is how a console tells which build first had a change.
+    pub async fn builds_with_changes(
+        &self,
+        builders: &[i64],
+        min_change: i64,
+    ) -> Result<Vec<(kiln_core::BuildId, String, Option<String>, i64)>> {
+        if builders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = (2..builders.len() + 2)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT b.id AS id, ch.repository AS repository, ch.branch AS branch, MAX(ch.changeid) AS newest \
+             FROM builds b JOIN buildrequests br ON br.id = b.buildrequestid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid \
+             WHERE ch.changeid >= $1 AND b.builderid IN ({marks}) \
+             GROUP BY b.id, ch.repository, ch.branch ORDER BY b.id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(min_change);
+        for b in builders {
+            query = query.bind(*b);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    kiln_core::BuildId(r.int("id")?),
+                    r.text("repository")?,
+                    r.opt_text("branch")?,
+                    r.int("newest")?,
+                ))
+            })
+            .collect()
+    }
+
     /// The builds that built a change: those of the buildsets that include its source stamp.
     pub async fn change_build_ids(&self, change: ChangeId) -> Result<Vec<i64>> {
         sqlx::query(

@@ -61,6 +61,68 @@ impl SourceStampRow {
 const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, project, created_at";
 
 impl Db {
+    /// The newest `limit` source stamps that builds on `builders` were built from, newest first,
+    /// on `branch` if one is given: the columns of a grid.
+    pub async fn sourcestamps_built(
+        &self,
+        builders: &[i64],
+        branch: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(SourceStampRow, Vec<kiln_core::BuildId>)>> {
+        if builders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = (3..builders.len() + 3)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let branch_test = if branch.is_some() {
+            "ss.branch = $2"
+        } else {
+            "$2 = ''"
+        };
+        let sql = format!(
+            "SELECT ss.id AS ssid, b.id AS buildid FROM sourcestamps ss \
+             JOIN buildset_sourcestamps bss ON bss.sourcestampid = ss.id \
+             JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+             JOIN builds b ON b.buildrequestid = br.id \
+             WHERE ss.id IN (SELECT DISTINCT ss2.id FROM sourcestamps ss2 \
+                 JOIN buildset_sourcestamps bss2 ON bss2.sourcestampid = ss2.id \
+                 JOIN buildrequests br2 ON br2.buildsetid = bss2.buildsetid \
+                 JOIN builds b2 ON b2.buildrequestid = br2.id \
+                 WHERE b2.builderid IN ({marks}) AND {} ORDER BY ss2.id DESC LIMIT $1) \
+             AND b.builderid IN ({marks}) ORDER BY ss.id DESC, b.id",
+            branch_test.replace("ss.", "ss2.")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(branch.unwrap_or_default().to_string());
+        for b in builders {
+            query = query.bind(*b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out: Vec<(SourceStampId, Vec<kiln_core::BuildId>)> = Vec::new();
+        for r in &rows {
+            let ss = SourceStampId(r.int("ssid")?);
+            let build = kiln_core::BuildId(r.int("buildid")?);
+            match out.last_mut() {
+                Some((last, builds)) if *last == ss => builds.push(build),
+                _ => out.push((ss, vec![build])),
+            }
+        }
+        let ids: Vec<SourceStampId> = out.iter().map(|(s, _)| *s).collect();
+        let stamps = self.get_sourcestamps(&ids).await?;
+        Ok(out
+            .into_iter()
+            .filter_map(|(id, builds)| {
+                stamps
+                    .iter()
+                    .find(|s| s.id == id)
+                    .map(|s| (s.clone(), builds))
+            })
+            .collect())
+    }
+
     pub(crate) async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
         let patch = match r.opt_int("patchid")? {
             None => None,

@@ -11,6 +11,7 @@ mod requests;
 mod schema;
 mod testresults;
 mod users;
+mod views;
 
 use kiln_db::testing::{self, TestDb};
 

@@ -364,3 +364,131 @@ async fn unknown_things_are_404_pages_and_bad_arguments_400_pages() {
 fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_string()
 }
+
+const VIEWS: &str = r#"
+c['www'] = {'change_hook_dialects': {'base': True}}
+c['builders'] = [
+    util.BuilderConfig(name='a', workernames=['w1'], tags=['good'],
+        factory=util.BuildFactory([steps.ShellCommand(name='ok', command=['true'])])),
+    util.BuilderConfig(name='b', workernames=['w1'], tags=['bad'],
+        factory=util.BuildFactory([steps.ShellCommand(name='broken', command=['false'])])),
+]
+c['schedulers'] = [schedulers.AnyBranchScheduler(name='all', builderNames=['a', 'b'], treeStableTimer=None)]
+"#;
+
+/// The page at `path`, which must be 200.
+async fn page(www: &str, path: &str) -> String {
+    let (status, body) = crate::harness::http_text(www, "GET", path, None, &[]).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    assert_escaped(&body);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waterfall_grid_and_console_show_builds_by_time_stamp_and_change() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", VIEWS)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    for (rev, author) in [("r1", "Alice"), ("r2", EVIL)] {
+        let form = format!(
+            "author={}&comments=c&revision={rev}&branch=main&repository=repo&project=p",
+            urlencode(author)
+        );
+        let (status, reply) = http(&www, "POST", "/change_hook/base", Some(&form)).await;
+        assert_eq!(status, 200, "{reply}");
+        m.wait_event("buildsets.*.complete").await;
+    }
+
+    // The waterfall: both columns, each build with its steps and log links.
+    let all = page(&www, "/waterfall").await;
+    for needle in [
+        r#"href="/builders/1">a</a>"#,
+        r#"href="/builders/2">b</a>"#,
+        r#"href="/builders/1/builds/2">#2</a>"#,
+        r#"href="/builders/2/builds/1">#1</a>"#,
+        "/builders/2/builds/2/steps/1/logs/stdio",
+        "broken",
+    ] {
+        assert!(all.contains(needle), "{needle} not in\n{all}");
+    }
+    let only_a = page(&www, "/waterfall?builder=a").await;
+    assert!(!only_a.contains(r#"href="/builders/2">b</a>"#), "{only_a}");
+    let failing = page(&www, "/waterfall?failures_only=true").await;
+    assert!(failing.contains(r#"href="/builders/2">b</a>"#), "{failing}");
+    assert!(
+        !failing.contains(r#"href="/builders/1">a</a>"#),
+        "{failing}"
+    );
+    let tagged = page(&www, "/waterfall?tag=good").await;
+    assert!(!tagged.contains(r#"href="/builders/2">b</a>"#), "{tagged}");
+    let elsewhere = page(&www, "/waterfall?branch=nosuch").await;
+    assert!(
+        elsewhere.contains("No builds in this period"),
+        "{elsewhere}"
+    );
+    let one = page(&www, "/waterfall?num_events=1").await;
+    assert_eq!(one.matches(r#"class="build-box"#).count(), 1, "{one}");
+    let reloading = page(&www, "/waterfall?reload=30").await;
+    assert!(
+        reloading.contains(r#"<meta http-equiv="refresh" content="30">"#),
+        "{reloading}"
+    );
+    for (query, says) in [
+        ("num_events=0", "num_events must be a whole number"),
+        ("reload=1", "reload must be a whole number from 15"),
+        ("builder=nosuch", "there is no builder &#x27;nosuch&#x27;"),
+        (
+            "failures_only=perhaps",
+            "failures_only must be true or false",
+        ),
+    ] {
+        let (status, body) =
+            crate::harness::http_text(&www, "GET", &format!("/waterfall?{query}"), None, &[]).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(says), "{query}: {body}");
+    }
+
+    // The grid: a column per source stamp, newest first; transposed, a row per stamp.
+    let grid = page(&www, "/grid").await;
+    let (r2, r1) = (
+        grid.find("<code>r2</code>").unwrap(),
+        grid.find("<code>r1</code>").unwrap(),
+    );
+    assert!(r2 < r1, "newest first:\n{grid}");
+    assert!(grid.contains(r#"href="/builders/2/builds/2""#), "{grid}");
+    let narrow = page(&www, "/grid?width=1").await;
+    assert!(!narrow.contains("<code>r1</code>"), "{narrow}");
+    let oldest_first = page(&www, "/tgrid?rev_order=asc").await;
+    assert!(
+        oldest_first.find("<code>r1</code>").unwrap()
+            < oldest_first.find("<code>r2</code>").unwrap(),
+        "{oldest_first}"
+    );
+    let (status, _) =
+        crate::harness::http_text(&www, "GET", "/tgrid?rev_order=up", None, &[]).await;
+    assert_eq!(status, 400);
+
+    // The console: builder a passed both changes; b failed the first anew and the second still.
+    let console = page(&www, "/console").await;
+    let row2 = console.find("<code>r2</code>").unwrap();
+    let row1 = console.find("<code>r1</code>").unwrap();
+    assert!(row2 < row1, "{console}");
+    let (newer, older) = (&console[row2..row1], &console[row1..]);
+    assert!(
+        newer.contains(r#"console-cell passed"><a href="/builders/1/builds/2""#),
+        "{newer}"
+    );
+    assert!(
+        newer.contains(r#"console-cell still-failing"><a href="/builders/2/builds/2""#),
+        "{newer}"
+    );
+    assert!(
+        older.contains(r#"console-cell newly-failing"><a href="/builders/2/builds/1""#),
+        "{older}"
+    );
+    let alice = page(&www, "/console?name=Alice").await;
+    assert!(
+        alice.contains("<code>r1</code>") && !alice.contains("<code>r2</code>"),
+        "{alice}"
+    );
+}

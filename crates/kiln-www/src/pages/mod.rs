@@ -9,11 +9,15 @@ mod args;
 mod builders;
 mod builds;
 mod changes;
+mod chart;
+mod console;
 mod controls;
 mod csrf;
+mod grid;
 mod home;
 mod logs;
 pub mod templates;
+mod waterfall;
 mod workers;
 
 use std::convert::Infallible;
@@ -98,6 +102,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services) -> Router<S>
         .route("/workers/{worker}/{action}", post(controls::worker))
         .route("/changes", get(changes::list))
         .route("/changes/{change}", get(changes::page))
+        .route("/waterfall", get(waterfall::page))
+        .route("/grid", get(grid::grid))
+        .route("/tgrid", get(grid::tgrid))
+        .route("/console", get(console::page))
         .route("/about", get(about::page))
         .route("/static/{file}", get(static_file))
         .fallback(not_found)

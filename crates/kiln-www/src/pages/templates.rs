@@ -24,6 +24,12 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("changes.html", include_str!("../../templates/changes.html")),
     ("change.html", include_str!("../../templates/change.html")),
     ("about.html", include_str!("../../templates/about.html")),
+    (
+        "waterfall.html",
+        include_str!("../../templates/waterfall.html"),
+    ),
+    ("grid.html", include_str!("../../templates/grid.html")),
+    ("console.html", include_str!("../../templates/console.html")),
 ];
 
 /// The directory under the master's base directory whose files replace the embedded ones.

@@ -1,0 +1,250 @@
+//! The waterfall: the builds of every builder side by side, newest at the top, each with its
+//! steps, their results and their logs; the pending requests and the running builds' ETAs above.
+//!
+//! Query arguments, as the old WebStatus took them: `builder=` or `show=` (repeatable) and
+//! `category=` or `tag=` choose the builders, `branch=` the builds, `failures_only=true` keeps
+//! the builders whose last build did not succeed; `num_events=` (at most `num_events_max=`)
+//! bounds how many builds are shown, `last_time=` and `first_time=` (epoch seconds) or
+//! `show_time=` (seconds before `last_time`) the period; `reload=` refreshes the page.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use kiln_api::shapes;
+use kiln_core::{BuildId, Results};
+use kiln_db::BuildRow;
+use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use minijinja::context;
+use serde_json::json;
+
+use super::args::Args;
+use super::builds::any_of;
+use super::chart::{self, Cell, Span};
+use super::{PageError, PageResult, Site, Visit, json};
+
+/// Builds shown unless `num_events=` says otherwise.
+const NUM_EVENTS: i64 = 200;
+/// The most builds one page may show unless `num_events_max=` lowers it.
+const NUM_EVENTS_MAX: i64 = 2000;
+/// The fewest seconds `reload=` may ask for.
+const MIN_RELOAD: i64 = 15;
+
+/// The builders a page shows: those named by `builder=`/`show=`, those with a tag named by
+/// `category=`/`tag=`, in the configuration's order; all of them when neither is given.
+pub fn chosen_builders(
+    site: &Site,
+    args: &Args,
+) -> Result<Vec<(i64, String, Vec<String>)>, PageError> {
+    let config = site.services.read.config();
+    let ids = site.services.read.builder_ids();
+    let mut names = args.all("builder");
+    names.extend(args.all("show"));
+    let mut tags = args.all("category");
+    tags.extend(args.all("tag"));
+    for n in &names {
+        if !config.builders.iter().any(|b| b.name == *n) {
+            return Err(PageError::bad_request(format!("there is no builder '{n}'")));
+        }
+    }
+    Ok(config
+        .builders
+        .iter()
+        .filter(|b| names.is_empty() || names.contains(&b.name.as_str()))
+        .filter(|b| tags.is_empty() || b.tags.iter().any(|t| tags.contains(&t.as_str())))
+        .filter_map(|b| {
+            ids.get(&b.name)
+                .map(|id| (id.0, b.name.clone(), b.tags.clone()))
+        })
+        .collect())
+}
+
+pub async fn page(State(site): State<Site>, visit: Visit, RawQuery(query): RawQuery) -> Response {
+    let result = show(&site, &visit, query.as_deref()).await;
+    site.answer(&visit, result)
+}
+
+async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
+    let args = Args::parse(query)?;
+    let max = args.number("num_events_max", NUM_EVENTS_MAX, 1, NUM_EVENTS_MAX)?;
+    let num = args.number("num_events", NUM_EVENTS.min(max), 1, max)?;
+    let now = site.services.read.now();
+    let last_time = args.number("last_time", now, 0, i64::MAX)?;
+    let first_time = match args.one("show_time") {
+        Some(_) => last_time - args.number("show_time", 0, 1, i64::MAX)?,
+        None => args.number("first_time", 0, 0, i64::MAX)?,
+    };
+    let reload = match args.one("reload") {
+        Some(_) => Some(args.number("reload", 60, MIN_RELOAD, 86_400)?),
+        None => None,
+    };
+    let branches = args.all("branch");
+    let failures_only = args.flag("failures_only")?;
+    let mut builders = chosen_builders(site, &args)?;
+
+    let db = site.services.read.db();
+    let mut builds = if builders.is_empty() {
+        Vec::new()
+    } else {
+        let page = Page {
+            filters: vec![
+                Filter {
+                    column: "builderid",
+                    op: FilterOp::In,
+                    values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
+                },
+                Filter {
+                    column: "started_at",
+                    op: FilterOp::Le,
+                    values: vec![SqlValue::Int(last_time)],
+                },
+            ],
+            order: vec![("id", true)],
+            limit: Some(num),
+            offset: None,
+        };
+        db.list_builds(&page).await?.0
+    };
+    // A build shows if it ran at some point of the period.
+    builds.retain(|b| b.complete_at.unwrap_or(now) >= first_time);
+    if !branches.is_empty() {
+        let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
+        let on_branch: Vec<BuildId> = db
+            .build_branches(&ids)
+            .await?
+            .into_iter()
+            .filter(|(_, branch)| branch.as_deref().is_some_and(|b| branches.contains(&b)))
+            .map(|(id, _)| id)
+            .collect();
+        builds.retain(|b| on_branch.contains(&b.id));
+    }
+    if failures_only {
+        let failing = failing_builders(site).await?;
+        builders.retain(|b| failing.contains(&b.0));
+        builds.retain(|b| builders.iter().any(|x| x.0 == b.builderid.0));
+    }
+
+    let steps = steps_with_logs(site, &builds).await?;
+    let eta = etas(&builds, now);
+    let pending = db.unclaimed_buildrequests().await?;
+    let column_of: HashMap<i64, usize> =
+        builders.iter().enumerate().map(|(i, b)| (b.0, i)).collect();
+    let spans: Vec<Span> = builds
+        .iter()
+        .filter_map(|b| {
+            column_of.get(&b.builderid.0).map(|&column| Span {
+                column,
+                id: b.id.0,
+                start: b.started_at,
+                end: b.complete_at.unwrap_or(now),
+            })
+        })
+        .collect();
+    let layout = chart::layout(builders.len(), &spans);
+    let by_id: HashMap<i64, &BuildRow> = builds.iter().map(|b| (b.id.0, b)).collect();
+    let rows: Vec<serde_json::Value> = layout
+        .rows
+        .iter()
+        .zip(&layout.times)
+        .map(|(cells, time)| {
+            let cells: Vec<serde_json::Value> = cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Build { id, rows } => {
+                        let b = by_id[id];
+                        let mut v = shapes::build(b);
+                        v["steps"] = json!(steps.get(id).cloned().unwrap_or_default());
+                        v["eta"] = json!(eta.get(id));
+                        json!({"build": v, "rows": rows})
+                    }
+                    Cell::Empty { rows } => json!({"rows": rows}),
+                })
+                .collect();
+            json!({"time": time, "cells": cells})
+        })
+        .collect();
+    let columns: Vec<serde_json::Value> = builders
+        .iter()
+        .zip(&layout.lanes)
+        .map(|((id, name, tags), lanes)| {
+            json!({
+                "builderid": id,
+                "name": name,
+                "tags": tags,
+                "lanes": lanes,
+                "pending": pending.iter().filter(|r| r.builderid == *id).count(),
+                "running": builds.iter().filter(|b| b.builderid.0 == *id && b.complete_at.is_none()).count(),
+            })
+        })
+        .collect();
+    let data = context! {
+        columns => json(&columns),
+        rows => json(&rows),
+        reload => reload,
+        shown => builds.len(),
+        num_events => num,
+    };
+    site.render(visit, "waterfall.html", data)
+}
+
+/// The builders whose latest finished build did not succeed.
+async fn failing_builders(site: &Site) -> Result<Vec<i64>, PageError> {
+    let mut last: BTreeMap<i64, Option<i64>> = BTreeMap::new();
+    for b in site.services.read.db().latest_builds(5).await? {
+        if b.complete_at.is_some() {
+            last.entry(b.builderid.0).or_insert(b.results);
+        }
+    }
+    Ok(last
+        .into_iter()
+        .filter(|(_, r)| r.and_then(Results::from_code) != Some(Results::Success))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Each build's steps, in order, each with its logs; two queries for all the builds.
+async fn steps_with_logs(
+    site: &Site,
+    builds: &[BuildRow],
+) -> Result<HashMap<i64, Vec<serde_json::Value>>, PageError> {
+    let mut out: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+    if builds.is_empty() {
+        return Ok(out);
+    }
+    let db = site.services.read.db();
+    let mut page = any_of("buildid", builds.iter().map(|b| b.id.0));
+    page.order = vec![("number", false)];
+    let steps = db.list_steps(&page).await?.0;
+    let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
+    let mut logs: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+    for l in db.logs_of_builds(&ids).await? {
+        logs.entry(l.stepid.0).or_default().push(shapes::log(&l));
+    }
+    for s in steps.iter().filter(|s| !s.hidden) {
+        let mut v = shapes::step(s);
+        v["logs"] = json!(logs.remove(&s.id.0).unwrap_or_default());
+        out.entry(s.buildid.0).or_default().push(v);
+    }
+    Ok(out)
+}
+
+/// Seconds until each running build is expected to end: its builder's mean duration over the
+/// successful builds shown, less the time it has run.
+fn etas(builds: &[BuildRow], now: i64) -> HashMap<i64, i64> {
+    let mut sums: HashMap<i64, (i64, i64)> = HashMap::new();
+    for b in builds {
+        if let (Some(end), Some(0)) = (b.complete_at, b.results) {
+            let e = sums.entry(b.builderid.0).or_default();
+            e.0 += end - b.started_at;
+            e.1 += 1;
+        }
+    }
+    builds
+        .iter()
+        .filter(|b| b.complete_at.is_none())
+        .filter_map(|b| {
+            let (sum, n) = sums.get(&b.builderid.0)?;
+            Some((b.id.0, (b.started_at + sum / n - now).max(0)))
+        })
+        .collect()
+}
