@@ -100,8 +100,8 @@ pub fn layout(columns: usize, spans: &[Span]) -> Chart {
     let mut rows = Vec::with_capacity(height);
     for r in 0..height {
         let mut cells = Vec::new();
-        for c in 0..width {
-            match owner[r][c] {
+        for (c, cell) in owner[r].iter().enumerate() {
+            match *cell {
                 Some(i) => {
                     if starts.get(&(r, c)) == Some(&i) {
                         cells.push(Cell::Build {
