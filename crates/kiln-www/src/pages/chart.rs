@@ -173,8 +173,8 @@ mod tests {
                 let n = match c {
                     Cell::Build { rows, .. } | Cell::Empty { rows } => *rows,
                 };
-                for k in r + 1..r + n {
-                    covered[k] += 1;
+                for below in covered.iter_mut().skip(r + 1).take(n - 1) {
+                    *below += 1;
                 }
             }
         }
