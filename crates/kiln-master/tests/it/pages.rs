@@ -492,3 +492,90 @@ async fn waterfall_grid_and_console_show_builds_by_time_stamp_and_change() {
         "{alice}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_badges_users_and_served_files() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", VIEWS)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let form = format!(
+        "author={}&comments=c&revision=r1&branch=main&repository=repo&project=p",
+        urlencode(EVIL)
+    );
+    let (status, reply) = http(&www, "POST", "/change_hook/base", Some(&form)).await;
+    assert_eq!(status, 200, "{reply}");
+    m.wait_event("buildsets.*.complete").await;
+
+    // The feeds list the failed build of b, not the good one of a.
+    let rss = page(&www, "/rss").await;
+    assert!(rss.starts_with("<?xml"), "{rss}");
+    assert!(rss.contains("<title>b build #1 failure</title>"), "{rss}");
+    assert!(
+        rss.contains("<link>http://localhost:8010/builders/2/builds/1</link>"),
+        "{rss}"
+    );
+    assert!(!rss.contains("a build #1"), "{rss}");
+    let atom = page(&www, "/atom?builder=a").await;
+    assert!(
+        atom.contains("<feed xmlns=\"http://www.w3.org/2005/Atom\">") && !atom.contains("<entry>"),
+        "{atom}"
+    );
+    assert!(page(&www, "/atom?branch=main").await.contains("<entry>"));
+
+    // Badges: the latest build's result, by name or number, unknown for nothing; still SVG.
+    for (path, status) in [
+        ("/badges/a.svg", "success"),
+        ("/badges/2.svg", "failure"),
+        ("/plugins/badges/b.svg?branch=main", "failure"),
+        ("/badges/b.svg?branch=dev", "unknown"),
+        ("/badges/nosuch.svg", "unknown"),
+    ] {
+        let svg = page(&www, path).await;
+        assert!(svg.starts_with("<svg"), "{path}: {svg}");
+        assert!(svg.contains(&format!(">{status}</text>")), "{path}: {svg}");
+    }
+    let custom = page(
+        &www,
+        &format!("/badges/a.svg?left_text={}", urlencode(EVIL)),
+    )
+    .await;
+    assert!(custom.contains("&lt;script&gt;"), "{custom}");
+
+    // Users: the author became a user, shown with their change.
+    let users = page(&www, "/users").await;
+    assert!(users.contains(r#"href="/users/1""#), "{users}");
+    let user = page(&www, "/users/1").await;
+    assert!(user.contains(r#"href="/changes/1""#), "{user}");
+    let (status, _) = crate::harness::http_text(&www, "GET", "/users/99", None, &[]).await;
+    assert_eq!(status, 404);
+
+    let lines = page(&www, "/one_line_per_build?builder=b").await;
+    assert!(
+        lines.contains(r#"href="/builders/2/builds/1""#)
+            && !lines.contains(r#"href="/builders/1/builds/1""#),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(r#"<span class="tag">main</span>"#),
+        "{lines}"
+    );
+
+    // Files: robots.txt keeps crawlers off; public_html is served as it is, and only it.
+    assert_eq!(
+        page(&www, "/robots.txt").await,
+        "User-agent: *\nDisallow: /\n"
+    );
+    std::fs::create_dir_all(m.path("public_html")).unwrap();
+    std::fs::write(m.path("public_html/logo.txt"), "hello").unwrap();
+    std::fs::write(m.path("secret.txt"), "TOPSECRET").unwrap();
+    assert_eq!(page(&www, "/public_html/logo.txt").await, "hello");
+    for path in [
+        "/public_html/../secret.txt",
+        "/public_html/%2e%2e/secret.txt",
+        "/public_html/.hidden",
+    ] {
+        let (status, body) = crate::harness::http_text(&www, "GET", path, None, &[]).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("TOPSECRET"), "{path}: {body}");
+    }
+}

@@ -6,6 +6,7 @@
 
 mod about;
 mod args;
+mod badges;
 mod builders;
 mod builds;
 mod changes;
@@ -13,10 +14,14 @@ mod chart;
 mod console;
 mod controls;
 mod csrf;
+mod feeds;
+mod files;
 mod grid;
 mod home;
 mod logs;
+mod one_line;
 pub mod templates;
+mod users;
 mod waterfall;
 mod workers;
 
@@ -106,6 +111,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services) -> Router<S>
         .route("/grid", get(grid::grid))
         .route("/tgrid", get(grid::tgrid))
         .route("/console", get(console::page))
+        .route("/one_line_per_build", get(one_line::page))
+        .route("/rss", get(feeds::rss))
+        .route("/atom", get(feeds::atom))
+        .route("/badges/{file}", get(badges::badge))
+        .route("/plugins/badges/{file}", get(badges::badge))
+        .route("/users", get(users::list))
+        .route("/users/{user}", get(users::page))
+        .route("/robots.txt", get(files::robots))
+        .route("/public_html/{*path}", get(files::public))
         .route("/about", get(about::page))
         .route("/static/{file}", get(static_file))
         .fallback(not_found)

@@ -30,6 +30,15 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("grid.html", include_str!("../../templates/grid.html")),
     ("console.html", include_str!("../../templates/console.html")),
+    ("rss.xml", include_str!("../../templates/rss.xml")),
+    ("atom.xml", include_str!("../../templates/atom.xml")),
+    ("badge.svg", include_str!("../../templates/badge.svg")),
+    ("users.html", include_str!("../../templates/users.html")),
+    ("user.html", include_str!("../../templates/user.html")),
+    (
+        "one_line_per_build.html",
+        include_str!("../../templates/one_line_per_build.html"),
+    ),
 ];
 
 /// The directory under the master's base directory whose files replace the embedded ones.
@@ -103,6 +112,8 @@ fn environment() -> Environment<'static> {
     env.add_filter("result", result_name);
     env.add_filter("duration", duration);
     env.add_filter("datetime", datetime);
+    env.add_filter("rfc2822", rfc2822);
+    env.add_filter("rfc3339", rfc3339);
     env
 }
 
@@ -176,6 +187,30 @@ fn datetime(secs: Value) -> String {
     }
 }
 
+/// Epoch seconds as RSS dates them: `Thu, 03 Dec 2026 10:45:06 +0000`.
+fn rfc2822(secs: Value) -> String {
+    let Ok(t) = i64::try_from(secs).map(jiff::Timestamp::from_second) else {
+        return String::new();
+    };
+    t.ok()
+        .and_then(|t| {
+            let utc = t.to_zoned(jiff::tz::TimeZone::UTC);
+            jiff::fmt::rfc2822::DateTimePrinter::new()
+                .zoned_to_string(&utc)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Epoch seconds as Atom dates them: `2026-12-03T10:45:06Z`.
+fn rfc3339(secs: Value) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +225,8 @@ mod tests {
         assert_eq!(duration(Value::from(200)), "3 min 20 s");
         assert_eq!(duration(Value::from(7500)), "2 h 5 min");
         assert_eq!(datetime(Value::from(0)), "1970-01-01 00:00:00");
+        assert_eq!(rfc2822(Value::from(0)), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc3339(Value::from(0)), "1970-01-01T00:00:00Z");
     }
 
     #[test]
