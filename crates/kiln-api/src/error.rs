@@ -85,11 +85,21 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::Internal(_) => "internal error".into(),
-            // Buildbot sends a force form's errors as the JSON text of the field map.
+            // As text, a force form's errors are the JSON of the field map.
             ApiError::FormErrors(fields) => {
                 serde_json::to_string(fields).unwrap_or_else(|_| "invalid form fields".into())
             }
             other => other.to_string(),
+        }
+    }
+
+    /// The `message` of a JSON-RPC error: a force form's errors are an object of each field's
+    /// full name and its error, which Buildbot's front-end shows next to the field; any other
+    /// error is its text.
+    pub fn rpc_message(&self) -> serde_json::Value {
+        match self {
+            ApiError::FormErrors(fields) => serde_json::json!(fields),
+            other => serde_json::Value::String(other.message()),
         }
     }
 

@@ -32,7 +32,7 @@ impl Answer for ApiError {
         let body = json!({
             "jsonrpc": "2.0",
             "id": id,
-            "error": {"code": self.rpc_code(), "message": self.message()},
+            "error": {"code": self.rpc_code(), "message": self.rpc_message()},
         });
         (status(&self), axum::Json(body)).into_response()
     }

@@ -166,8 +166,9 @@ async fn json_rpc_errors_name_the_problem() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], -32602);
+    // An object of each field's error, which Buildbot's front-end shows next to the field.
     assert!(
-        body["error"]["message"]
+        body["error"]["message"]["username"]
             .as_str()
             .unwrap()
             .contains("please fill in email address in the form 'User <email@email.com>'"),
@@ -181,7 +182,7 @@ async fn json_rpc_errors_name_the_problem() {
     )
     .await;
     assert!(
-        body["error"]["message"]
+        body["error"]["message"]["count"]
             .as_str()
             .unwrap()
             .contains("not an integer"),
