@@ -16,6 +16,18 @@ if [ ! -x "$venv/bin/buildbot-worker" ]; then
 fi
 export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
 
+# Playwright drives Debian's Chromium for the page tests; only its driver library is installed,
+# never a browser download.
+browser=$state/browser
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+  echo "setting up playwright-core in $browser"
+  mkdir -p "$browser"
+  npm install --prefix "$browser" --no-audit --no-fund --silent 'playwright-core@1.64.1'
+fi
+export KILN_TEST_NODE_MODULES=$browser/node_modules
+KILN_TEST_CHROMIUM=$(command -v chromium)
+export KILN_TEST_CHROMIUM
+
 # The cluster lives under /tmp so that the postgres user can reach it wherever the checkout is.
 KILN_TEST_POSTGRES_URL=$(.ci/postgres.sh "${KILN_TEST_PG_DIR:-/tmp/kiln-test-pg}" "${KILN_TEST_PG_PORT:-55433}")
 export KILN_TEST_POSTGRES_URL

@@ -2,7 +2,8 @@
 // follows (body[data-live]) and the parts of it that change (elements with data-live-region and
 // an id). One server-sent events stream carries the events; after one, the page is fetched again
 // and only those parts are replaced, so what is typed into a form is kept. The browser resumes
-// the stream by itself after a cut, and the server replays what it missed.
+// the stream by itself after a cut, and the server replays the durable events it missed; the
+// page is read once more after each handshake for the rest.
 //
 // A log that is still being written is followed: new lines are appended as text, never as markup.
 "use strict";
@@ -66,6 +67,19 @@
 
   const url = root + "sse/listen?" + topics.map((t) => "path=" + encodeURIComponent(t)).join("&");
   const source = new EventSource(url);
+  // The stream delivers what happens from its handshake on; what happened between the page's
+  // rendering (or a cut) and the handshake is caught up by reading the page, or the log, once.
+  source.addEventListener("handshake", () => {
+    if (following) {
+      fetch(root + "api/v2/logs/" + pre.dataset.logid)
+        .then((r) => r.json())
+        .then((body) => body.logs && body.logs[0] && followLog(body.logs[0]))
+        .catch((e) => console.warn("catching up the log:", e));
+    }
+    if (document.querySelector("[data-live-region]") && !refreshTimer) {
+      refreshTimer = setTimeout(refresh, 0);
+    }
+  });
   source.addEventListener("event", (e) => {
     const data = JSON.parse(e.data);
     if (following && data.key[0] === "logs" && String(data.message.logid) === pre.dataset.logid) {

@@ -7,6 +7,7 @@
 
 mod api;
 mod boundary;
+mod browser;
 mod buildbot_worker;
 mod builds;
 mod connections;

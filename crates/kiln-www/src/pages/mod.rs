@@ -317,6 +317,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
             include_str!("../../static/live.js"),
             "text/javascript; charset=utf-8",
         ),
+        "icon.svg" => (include_str!("../../static/icon.svg"), "image/svg+xml"),
         _ => return (StatusCode::NOT_FOUND, "no such file\n").into_response(),
     };
     (
