@@ -16,6 +16,16 @@ if [ ! -x "$venv/bin/buildbot-worker" ]; then
 fi
 export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
 
+# Buildbot's own front-end and its view plugins, from PyPI, which kiln serves when configured to;
+# installed without their dependency on the Buildbot master, which kiln replaces.
+bbwww=$state/buildbot-www
+if [ ! -d "$bbwww/buildbot_www" ]; then
+  echo "setting up buildbot-www in $bbwww"
+  "$venv/bin/pip" install --quiet --no-deps --target "$bbwww" \
+    'buildbot-www==4.3.0' 'buildbot-waterfall-view==4.3.0' 'buildbot-console-view==4.3.0' 'buildbot-grid-view==4.3.0'
+fi
+export KILN_TEST_BUILDBOT_WWW=$bbwww
+
 # Playwright drives Debian's Chromium for the page tests; only its driver library is installed,
 # never a browser download.
 browser=$state/browser

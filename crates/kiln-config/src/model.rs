@@ -70,6 +70,18 @@ pub struct WwwConfig {
     pub change_hook_auth: Vec<HookCredentials>,
     /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).
     pub change_hook_max_body: usize,
+    /// Where Buildbot's own front-end was installed (`buildbot_www`): the directory holding the
+    /// `buildbot_www` package and its plugins' packages, as pip puts them. Served at `/buildbot/`.
+    pub buildbot_www: Option<std::path::PathBuf>,
+    /// The front-end's plugins (`plugins`), by name, with their settings.
+    pub plugins: BTreeMap<String, PropertyValue>,
+    /// Extra lines for the front-end's About page (`versions`), as (name, version).
+    pub versions: Vec<(String, String)>,
+    /// The front-end's default settings (`ui_default_config`).
+    pub ui_default_config: BTreeMap<String, PropertyValue>,
+    /// A directory of templates that replace kiln's own (`custom_templates_dir`, relative to the
+    /// master's directory); `templates` when not given.
+    pub custom_templates_dir: Option<String>,
 }
 
 /// A lock: `util.MasterLock` (one for the master) or `util.WorkerLock` (one per worker).

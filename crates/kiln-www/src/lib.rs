@@ -3,6 +3,7 @@
 
 pub mod api;
 mod basic_auth;
+pub mod buildbot_www;
 mod error;
 mod hooks;
 pub mod live;
@@ -17,11 +18,13 @@ use kiln_api::Services;
 pub const MAX_BODY_BYTES: usize = 10 << 20;
 
 pub fn router(services: Services) -> Router {
+    let hub = live::Hub::start(services.clone());
     Router::new()
         .nest("/api/v2", api::router())
         .merge(hooks::router())
         .merge(tryjobs::router())
-        .merge(live::router(live::Hub::start(services.clone())))
+        .merge(live::router(hub.clone()))
+        .merge(buildbot_www::router(services.clone(), hub))
         .merge(pages::router(services.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(services)

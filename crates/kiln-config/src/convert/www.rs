@@ -16,6 +16,11 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         change_hook_dialects: BTreeMap::new(),
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
+        buildbot_www: None,
+        plugins: BTreeMap::new(),
+        versions: Vec::new(),
+        ui_default_config: BTreeMap::new(),
+        custom_templates_dir: None,
     };
     if let Some(w) = node {
         let loc = cx.key_loc("www");
@@ -51,9 +56,25 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 }
                             }
                         }
+                        Node::Str(k) if k == "buildbot_www" => {
+                            www.buildbot_www = cx
+                                .string(v, "c['www']['buildbot_www']", &loc)
+                                .map(std::path::PathBuf::from);
+                        }
+                        Node::Str(k) if k == "plugins" => {
+                            www.plugins = cx.properties(Some(v), "c['www']['plugins']", &loc);
+                        }
+                        Node::Str(k) if k == "ui_default_config" => {
+                            www.ui_default_config =
+                                cx.properties(Some(v), "c['www']['ui_default_config']", &loc);
+                        }
+                        Node::Str(k) if k == "versions" => www.versions = versions(cx, v, &loc),
+                        Node::Str(k) if k == "custom_templates_dir" => {
+                            www.custom_templates_dir =
+                                cx.string(v, "c['www']['custom_templates_dir']", &loc);
+                        }
                         Node::Str(k)
                             if [
-                                "plugins",
                                 "auth",
                                 "authz",
                                 "avatar_methods",
@@ -62,9 +83,6 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 "rest_minimum_version",
                                 "allowed_origins",
                                 "cookie_expiration_time",
-                                "ui_default_config",
-                                "versions",
-                                "custom_templates_dir",
                                 "graphql",
                             ]
                             .contains(&k.as_str()) =>
@@ -96,6 +114,41 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
 /// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows
 /// `file:PATH` (lines of `user:password`, read when a hook is called) and
 /// `memory:USER:PASSWORD[:USER:PASSWORD…]`.
+/// `versions`: a list of (name, version) pairs for the front-end's About page.
+fn versions(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<(String, String)> {
+    let Node::List(items) = node else {
+        cx.error(
+            loc,
+            format!(
+                "c['www']['versions'] must be a list of (name, version) pairs, not {}",
+                node.describe()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Node::List(pair) if pair.len() == 2 => {
+                if let (Some(n), Some(v)) = (
+                    cx.string(&pair[0], "a version's name", loc),
+                    cx.string(&pair[1], "a version", loc),
+                ) {
+                    out.push((n, v));
+                }
+            }
+            other => cx.error(
+                loc,
+                format!(
+                    "c['www']['versions'] holds (name, version) pairs, not {}",
+                    other.describe()
+                ),
+            ),
+        }
+    }
+    out
+}
+
 fn change_hook_auth(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<HookCredentials> {
     let items = match node {
         Node::List(items) => items.as_slice(),

@@ -49,18 +49,90 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
     );
     let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &cfg)).await;
     m.start_worker("w1", "pass").await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/pages.mjs");
-    let run = tokio::process::Command::new("node")
+    run_script(&m, "pages.mjs", &modules, &chromium, &[("KILN_GO", &go)]).await;
+}
+
+/// Where `buildbot-www` and its plugins were installed (`pip install --target`).
+const BUILDBOT_WWW_VAR: &str = "KILN_TEST_BUILDBOT_WWW";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildbot_www_works_on_kiln() {
+    let Some((modules, chromium)) = browser_tools() else {
+        return;
+    };
+    let Some(www_dir) = std::env::var_os(BUILDBOT_WWW_VAR) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{BUILDBOT_WWW_VAR} must be set when CI is set"
+        );
+        eprintln!("warning: {BUILDBOT_WWW_VAR} is not set; the buildbot-www test does not run");
+        return;
+    };
+    let cfg = format!(
+        r#"
+c['www'] = {{'change_hook_dialects': {{'base': True}}, 'buildbot_www': {www:?},
+    'plugins': {{'waterfall_view': {{}}, 'console_view': {{}}, 'grid_view': {{}}}}}}
+c['builders'] = [util.BuilderConfig(name='runtests', workernames=['w1'], tags=['sample'],
+    factory=util.BuildFactory([steps.ShellCommand(name='hello', command=['echo', 'hello from', util.Property('workername')])]))]
+c['schedulers'] = [
+    schedulers.AnyBranchScheduler(name='all', builderNames=['runtests'], treeStableTimer=None),
+    schedulers.ForceScheduler(name='force', buttonName='Go', label='Force it', builderNames=['runtests'],
+        properties=[util.StringParameter(name='greeting', label='Greeting', required=True)]),
+]
+"#,
+        www = www_dir.to_string_lossy()
+    );
+    // The master's clock moves only when told, so that the two builds below are a minute apart
+    // and the waterfall plugin has a period to scale its axis to, without waiting a minute.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let clock = kiln_master::clock::ManualClock::new(now - 120);
+    let master_clock = clock.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let source = config("sqlite:///state.sqlite", &cfg);
+    let mut m = TestMaster::start_with(dir, &source, move |o| o.clock = master_clock).await;
+    m.start_worker("w1", "pass").await;
+    let form = "author=Alice+%3Calice%40x%3E&comments=first+change&revision=r1&branch=main&repository=repo";
+    let (status, reply) =
+        crate::harness::http(&m.www(), "POST", "/change_hook/base", Some(form)).await;
+    assert_eq!(status, 200, "{reply}");
+    m.wait_event("buildsets.*.complete").await;
+    clock.advance(60);
+    let form =
+        "author=Bob+%3Cbob%40x%3E&comments=second+change&revision=r2&branch=main&repository=repo";
+    let (status, reply) =
+        crate::harness::http(&m.www(), "POST", "/change_hook/base", Some(form)).await;
+    assert_eq!(status, 200, "{reply}");
+    m.wait_event("buildsets.*.complete").await;
+    run_script(&m, "buildbot_www.mjs", &modules, &chromium, &[]).await;
+}
+
+/// Runs a browser script against the master; it prints OK when every check passed.
+async fn run_script(
+    m: &TestMaster,
+    script: &str,
+    modules: &std::path::Path,
+    chromium: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let mut command = tokio::process::Command::new("node");
+    command
         .arg(&script)
         .env("KILN_URL", format!("http://{}", m.www()))
-        .env("KILN_GO", &go)
         .env("KILN_CHROMIUM", chromium)
         .env("NODE_PATH", modules)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(WAIT * 2, run)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = tokio::time::timeout(WAIT * 2, command.output())
         .await
         .expect("the browser script finishes in time")
         .expect("node runs");
@@ -68,6 +140,7 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stdout.contains("OK"),
-        "the browser script failed:\n{stdout}\n{stderr}"
+        "{} failed:\n{stdout}\n{stderr}",
+        script.display()
     );
 }

@@ -7,6 +7,7 @@ mod paths;
 mod query;
 mod raw;
 mod resolve;
+mod spec;
 
 use axum::Router;
 use axum::body::Bytes;

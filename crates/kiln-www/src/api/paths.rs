@@ -314,6 +314,15 @@ pub async fn get(
             query::parse(raw_query, &[], &[])?;
             raw::raw(services, id, inline, path).await
         }
+        Target::Spec => {
+            query::parse(raw_query, &[], &[])?;
+            let specs = super::spec::specs();
+            let total = specs.len();
+            Ok(query::respond(
+                headers,
+                json!({"specs": specs, "meta": {"total": total}}),
+            ))
+        }
         Target::Empty(plural) => {
             query::parse(raw_query, &[], &["field", "order", "limit", "offset"])?;
             Ok(query::respond(

@@ -24,6 +24,8 @@ pub(super) enum Target {
     LogContents(LogId),
     LogRaw(LogId, bool),
     Empty(&'static str),
+    /// `application.spec`: the description of every endpoint.
+    Spec,
 }
 
 fn eq(column: &'static str, v: i64) -> Filter {
@@ -216,6 +218,7 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
         .collect();
     let nf = || not_found(path);
     match segs.as_slice() {
+        ["application.spec"] => Ok(Target::Spec),
         ["builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
         ["builders", b, rest @ ..] => below_builder(services, b, rest, path).await,
         ["builds"] => Ok(Target::Collection(Ty::Builds, vec![])),
@@ -406,6 +409,20 @@ async fn below_worker(
                 .await?;
             let id = rows.first().ok_or_else(nf)?.id.0;
             Ok(Target::Collection(Ty::Builds, vec![eq("workerid", id)]))
+        }
+        // The builders this worker is configured for.
+        ["builders"] => {
+            let (rows, _) = services
+                .read
+                .db()
+                .list_workers(&kiln_db::listing::Page {
+                    filters: vec![filter],
+                    ..Default::default()
+                })
+                .await?;
+            let worker = rows.first().ok_or_else(nf)?;
+            let ids = worker.configured_on.iter().map(|(b, _)| *b).collect();
+            Ok(Target::Collection(Ty::Builders, vec![within("id", ids)]))
         }
         _ => Err(nf()),
     }

@@ -77,7 +77,9 @@ fn to_value(v: &serde_json::Value) -> Value {
 const FLASH_COOKIE: &str = "kiln_flash";
 
 pub fn router<S: Clone + Send + Sync + 'static>(services: Services) -> Router<S> {
-    let templates = Arc::new(Templates::load(services.read.basedir()));
+    let config = services.read.config();
+    let custom = config.www.custom_templates_dir.as_deref();
+    let templates = Arc::new(Templates::load(services.read.basedir(), custom));
     let site = Site {
         services,
         templates,

@@ -41,7 +41,8 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
-/// The directory under the master's base directory whose files replace the embedded ones.
+/// The directory under the master's base directory whose files replace the embedded ones, unless
+/// `c['www']['custom_templates_dir']` names another.
 pub const OVERRIDE_DIR: &str = "templates";
 
 /// The templates a master renders its pages with.
@@ -53,14 +54,14 @@ impl Templates {
     /// The embedded templates, each replaced by the file of the same name in `basedir/templates`
     /// when there is one. A file that does not parse is reported and the embedded template kept,
     /// so a typo in an override never takes the pages down.
-    pub fn load(basedir: &Path) -> Templates {
+    pub fn load(basedir: &Path, custom_dir: Option<&str>) -> Templates {
         let mut env = environment();
         for (name, source) in EMBEDDED {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "an embedded template does not parse");
             }
         }
-        let dir = basedir.join(OVERRIDE_DIR);
+        let dir = basedir.join(custom_dir.unwrap_or(OVERRIDE_DIR));
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Templates { env };
         };
