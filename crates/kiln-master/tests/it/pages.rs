@@ -315,6 +315,52 @@ async fn pages_show_builds_and_their_controls_work() {
             .body
             .contains("answered the ping")
     );
+
+    // Schedulers are disabled and enabled from their page.
+    let schedulers = browser.get("/schedulers").await;
+    assert!(
+        schedulers.body.contains("<td>force</td>"),
+        "{}",
+        schedulers.body
+    );
+    let (_, rows) = m.get("schedulers").await;
+    let force = rows["schedulers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "force")
+        .unwrap()["schedulerid"]
+        .clone();
+    let off = browser
+        .post(
+            &format!("/schedulers/{force}/enable"),
+            &[("csrf", &token), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(off.status, 303, "{}", off.body);
+    assert!(
+        browser
+            .get("/schedulers")
+            .await
+            .body
+            .contains("is disabled")
+    );
+    let (_, s) = m.get(&format!("schedulers/{force}")).await;
+    assert_eq!(s["schedulers"][0]["enabled"], false, "{s}");
+    let bad = browser
+        .post(
+            &format!("/schedulers/{force}/enable"),
+            &[("csrf", &token), ("enabled", "maybe")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+
+    // The master shuts down cleanly from the about page.
+    let down = browser.post("/shutdown", &[("csrf", &token)]).await;
+    assert_eq!(down.status, 303, "{}", down.body);
+    tokio::time::timeout(crate::harness::WAIT, m.master().stop_requested())
+        .await
+        .expect("the master was asked to stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

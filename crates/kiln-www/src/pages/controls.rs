@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use kiln_api::{Actor, ApiError, WorkerAction, WorkerRef};
-use kiln_core::{BuildId, BuildRequestId};
+use kiln_core::{BuildId, BuildRequestId, SchedulerId};
 
 use super::builders::{self, Refused};
 use super::{PageError, Site, Visit, csrf};
@@ -284,6 +284,50 @@ pub async fn worker(
         Ok(site.redirect(
             &format!("workers/{}", row.id.0),
             &format!("Worker {} {done}", row.name),
+        ))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+pub async fn scheduler(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(scheduler): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let id = SchedulerId(id_of(&scheduler, "scheduler")?);
+        let enabled = match form.get("enabled") {
+            Some("true") => true,
+            Some("false") => false,
+            other => {
+                return Err(PageError::bad_request(format!(
+                    "enabled must be true or false, not '{}'",
+                    other.unwrap_or_default()
+                )));
+            }
+        };
+        site.services
+            .control
+            .set_scheduler_enabled(&actor(), id, enabled)
+            .await?;
+        let state = if enabled { "enabled" } else { "disabled" };
+        Ok(site.redirect("schedulers", &format!("Scheduler {} is {state}", id.0)))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+/// A clean shutdown of the master, as SIGTERM asks for.
+pub async fn shutdown(State(site): State<Site>, visit: Visit, request: Request) -> Response {
+    let result = async {
+        Form::checked(&visit, request).await?;
+        site.services.control.shutdown(&actor()).await?;
+        Ok(site.redirect(
+            "about",
+            "The master is shutting down once its running builds are done",
         ))
     }
     .await;

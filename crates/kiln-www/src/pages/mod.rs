@@ -20,6 +20,7 @@ mod grid;
 mod home;
 mod logs;
 mod one_line;
+mod schedulers;
 pub mod templates;
 mod users;
 mod waterfall;
@@ -122,6 +123,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services) -> Router<S>
         .route("/users/{user}", get(users::page))
         .route("/robots.txt", get(files::robots))
         .route("/public_html/{*path}", get(files::public))
+        .route("/schedulers", get(schedulers::list))
+        .route("/schedulers/{scheduler}/enable", post(controls::scheduler))
+        .route("/shutdown", post(controls::shutdown))
         .route("/about", get(about::page))
         .route("/static/{file}", get(static_file))
         .fallback(not_found)

@@ -34,6 +34,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("atom.xml", include_str!("../../templates/atom.xml")),
     ("badge.svg", include_str!("../../templates/badge.svg")),
     ("users.html", include_str!("../../templates/users.html")),
+    (
+        "schedulers.html",
+        include_str!("../../templates/schedulers.html"),
+    ),
     ("user.html", include_str!("../../templates/user.html")),
     (
         "one_line_per_build.html",
