@@ -45,7 +45,6 @@ const NOT_YET: &[&str] = &[
     "metrics",
     "mq",
     "projects",
-    "revlink",
     "select_next_worker",
     "user_managers",
     "validation",
@@ -65,6 +64,7 @@ const KNOWN: &[&str] = &[
     "change_source",
     "prioritizeBuilders",
     "codebaseGenerator",
+    "revlink",
     "services",
     "secretsProviders",
     "properties",
@@ -153,6 +153,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
             let loc = cx.key_loc("prioritizeBuilders");
             schedulers::function(&mut cx, n, "c['prioritizeBuilders']", &loc)
         });
+    let revlink = revlink(&mut cx, get("revlink"));
     cross_check(&mut cx, &workers, &builders, &schedulers);
 
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = cx
@@ -179,6 +180,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         collapse_requests,
         prioritize_builders,
         codebase_generator,
+        revlink,
         old_build_cancellers,
         secrets_providers,
         warnings,
@@ -412,5 +414,32 @@ fn cross_check(
                 }
             }
         }
+    }
+}
+
+/// `c['revlink']`: a function of the revision and the repository, or `util.RevlinkMatch`.
+fn revlink(cx: &mut Cx, node: Option<&Node>) -> Option<Revlink> {
+    let node = node.filter(|n| **n != Node::None)?;
+    let loc = cx.key_loc("revlink");
+    match node {
+        Node::Object { kind, .. } if kind == "RevlinkMatch" => {
+            let repo_urls = cx.strings(node.field("repo_urls"), "RevlinkMatch's repo_urls", &loc);
+            let Some(template) =
+                cx.opt_string(node.field("revlink"), "RevlinkMatch's revlink", &loc)
+            else {
+                cx.error(&loc, "util.RevlinkMatch needs revlink, the URL to make");
+                return None;
+            };
+            for url in &repo_urls {
+                if let Err(e) = regex::Regex::new(url) {
+                    cx.error(&loc, format!("RevlinkMatch's repo_urls pattern {url:?} is not a regular expression: {e}"));
+                }
+            }
+            Some(Revlink::Match {
+                repo_urls,
+                template,
+            })
+        }
+        _ => schedulers::function(cx, node, "c['revlink']", &loc).map(Revlink::Function),
     }
 }

@@ -748,6 +748,11 @@ pub const KINDS: &[Kind] = &[
         keywords: TIMED_SCHEDULER,
     },
     Kind {
+        name: "RevlinkMatch",
+        positional: &["repo_urls", "revlink"],
+        keywords: &[],
+    },
+    Kind {
         name: "ChangeFilter",
         positional: &[],
         keywords: CHANGE_FILTER,

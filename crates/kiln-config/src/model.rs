@@ -39,6 +39,8 @@ pub struct MasterConfig {
     pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
     /// `c['codebaseGenerator']`: gives each new change its codebase from its other attributes.
     pub codebase_generator: Option<kiln_core::changefilter::FnRef>,
+    /// `c['revlink']`: how a revision of a repository becomes a link, when its change gives none.
+    pub revlink: Option<Revlink>,
     /// `util.OldBuildCanceller` services from `c['services']`.
     pub old_build_cancellers: Vec<OldBuildCancellerConfig>,
     /// `c['secretsProviders']`, asked in turn.
@@ -47,6 +49,27 @@ pub struct MasterConfig {
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
     pub functions: crate::Functions,
+}
+
+/// `changecommentlink`: what in a change's comments becomes a link, and to where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentLink {
+    pub pattern: String,
+    pub url: String,
+    pub title: String,
+}
+
+/// How a revision becomes a link (`c['revlink']`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revlink {
+    /// `util.RevlinkMatch(repo_urls, revlink)`: the first pattern that matches the repository
+    /// makes the link from `revlink`, its `\N` the pattern's groups and its `%s` the revision.
+    Match {
+        repo_urls: Vec<String>,
+        template: String,
+    },
+    /// A function of the revision and the repository, giving the link or `None`.
+    Function(kiln_core::changefilter::FnRef),
 }
 
 impl MasterConfig {
@@ -79,6 +102,9 @@ pub struct WwwConfig {
     pub versions: Vec<(String, String)>,
     /// The front-end's default settings (`ui_default_config`).
     pub ui_default_config: BTreeMap<String, PropertyValue>,
+    /// Links in change comments (`changecommentlink`, as the old WebStatus took it): each match of
+    /// the pattern becomes a link to the URL, with the title; both may use the match's `\N` groups.
+    pub change_comment_link: Option<CommentLink>,
     /// A directory of templates that replace kiln's own (`custom_templates_dir`, relative to the
     /// master's directory); `templates` when not given.
     pub custom_templates_dir: Option<String>,

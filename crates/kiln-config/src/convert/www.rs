@@ -21,6 +21,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         versions: Vec::new(),
         ui_default_config: BTreeMap::new(),
         custom_templates_dir: None,
+        change_comment_link: None,
     };
     if let Some(w) = node {
         let loc = cx.key_loc("www");
@@ -69,6 +70,9 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 cx.properties(Some(v), "c['www']['ui_default_config']", &loc);
                         }
                         Node::Str(k) if k == "versions" => www.versions = versions(cx, v, &loc),
+                        Node::Str(k) if k == "changecommentlink" => {
+                            www.change_comment_link = comment_link(cx, v, &loc);
+                        }
                         Node::Str(k) if k == "custom_templates_dir" => {
                             www.custom_templates_dir =
                                 cx.string(v, "c['www']['custom_templates_dir']", &loc);
@@ -114,6 +118,43 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
 /// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows
 /// `file:PATH` (lines of `user:password`, read when a hook is called) and
 /// `memory:USER:PASSWORD[:USER:PASSWORD…]`.
+/// `changecommentlink`: `(pattern, url, title)`, the pattern a regular expression.
+fn comment_link(cx: &mut Cx, node: &Node, loc: &Location) -> Option<CommentLink> {
+    let Node::List(parts) = node else {
+        cx.error(
+            loc,
+            format!(
+                "c['www']['changecommentlink'] must be (pattern, url, title), not {}",
+                node.describe()
+            ),
+        );
+        return None;
+    };
+    let texts: Vec<String> = parts
+        .iter()
+        .filter_map(|p| cx.string(p, "a part of changecommentlink", loc))
+        .collect();
+    let [pattern, url, title] = texts.as_slice() else {
+        cx.error(
+            loc,
+            "c['www']['changecommentlink'] must be (pattern, url, title)",
+        );
+        return None;
+    };
+    if let Err(e) = regex::Regex::new(pattern) {
+        cx.error(
+            loc,
+            format!("changecommentlink's pattern {pattern:?} is not a regular expression: {e}"),
+        );
+        return None;
+    }
+    Some(CommentLink {
+        pattern: pattern.clone(),
+        url: url.clone(),
+        title: title.clone(),
+    })
+}
+
 /// `versions`: a list of (name, version) pairs for the front-end's About page.
 fn versions(cx: &mut Cx, node: &Node, loc: &Location) -> Vec<(String, String)> {
     let Node::List(items) = node else {

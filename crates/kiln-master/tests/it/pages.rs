@@ -625,3 +625,34 @@ async fn feeds_badges_users_and_served_files() {
         assert!(!body.contains("TOPSECRET"), "{path}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_and_ticket_numbers_become_links() {
+    let cfg = r#"
+c['www'] = {'change_hook_dialects': {'base': True},
+    'changecommentlink': (r'#(\d+)', r'https://bugs.example.org/show?id=\1', r'Ticket \g<0>')}
+c['revlink'] = util.RevlinkMatch([r'^https://hg\.example\.org/(.*)$'], r'https://hg.example.org/\1/rev/%s')
+"#;
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", cfg)).await;
+    let www = m.www();
+    let comments = urlencode(&format!("fixes #12 and {EVIL}"));
+    let form = format!(
+        "author=dev&comments={comments}&revision=abc&branch=main&repository=https%3A%2F%2Fhg.example.org%2Fproj"
+    );
+    let (status, reply) = http(&www, "POST", "/change_hook/base", Some(&form)).await;
+    assert_eq!(status, 200, "{reply}");
+    let change = page(&www, "/changes/1").await;
+    assert!(
+        change.contains(r#"<a href="https://hg.example.org/proj/rev/abc"><code>abc</code></a>"#),
+        "{change}"
+    );
+    assert!(
+        change.contains(r#"fixes <a href="https://bugs.example.org/show?id=12" title="Ticket #12">#12</a> and &lt;script&gt;"#),
+        "{change}"
+    );
+    let list = page(&www, "/changes").await;
+    assert!(
+        list.contains(r#"<a href="https://hg.example.org/proj/rev/abc">"#),
+        "{list}"
+    );
+}

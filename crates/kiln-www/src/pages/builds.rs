@@ -110,7 +110,7 @@ async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageRe
             .await?
             .0
             .iter()
-            .map(|c| shapes::change(c, json!(null)))
+            .map(|c| super::links::change(&read.config(), c))
             .collect()
     };
     let users = read.build_users(build.id).await?;

@@ -10,7 +10,7 @@ use minijinja::context;
 use super::args::Args;
 use super::builds::any_of;
 use super::home::builder_names;
-use super::{PageError, PageResult, Site, Visit, json};
+use super::{PageError, PageResult, Site, Visit, json, links};
 
 /// How many changes the list shows unless `num=` says otherwise.
 const NUM: i64 = 50;
@@ -29,10 +29,9 @@ async fn show_list(site: &Site, visit: &Visit, query: Option<&str>) -> PageResul
         ..Page::default()
     };
     let changes = site.services.read.db().list_changes(&page).await?.0;
-    let changes: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|c| shapes::change(c, serde_json::Value::Null))
-        .collect();
+    let config = site.services.read.config();
+    let changes: Vec<serde_json::Value> =
+        changes.iter().map(|c| links::change(&config, c)).collect();
     site.render(
         visit,
         "changes.html",
@@ -80,7 +79,7 @@ async fn show(site: &Site, visit: &Visit, key: &str) -> PageResult {
         db.list_builds(&page).await?.0
     };
     let data = context! {
-        change => json(shapes::change(&change, serde_json::Value::Null)),
+        change => json(links::change(&site.services.read.config(), &change)),
         builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
         names => json(builder_names(site).await?),
     };

@@ -18,6 +18,7 @@ mod feeds;
 mod files;
 mod grid;
 mod home;
+mod links;
 mod logs;
 mod one_line;
 mod schedulers;

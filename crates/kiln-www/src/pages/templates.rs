@@ -136,7 +136,12 @@ fn escape(
     {
         return minijinja::escape_formatter(out, state, value);
     }
-    let text = value.to_string();
+    out.write_str(&escape_html(&value.to_string()))
+        .map_err(Error::from)
+}
+
+/// `text` made safe in HTML text and in quoted attributes.
+pub fn escape_html(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -148,7 +153,7 @@ fn escape(
             c => escaped.push(c),
         }
     }
-    out.write_str(&escaped).map_err(Error::from)
+    escaped
 }
 
 /// A result code as Buildbot names it in lower case (`success`, `failure`, …), which is also the

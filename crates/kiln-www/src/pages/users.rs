@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use kiln_api::shapes;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use minijinja::context;
 use serde_json::json;
@@ -55,7 +54,7 @@ async fn show(site: &Site, visit: &Visit, who: &str) -> PageResult {
         .await?
         .0
         .iter()
-        .map(|c| shapes::change(c, serde_json::Value::Null))
+        .map(|c| super::links::change(&site.services.read.config(), c))
         .collect();
     let data = context! {
         user => json(json!({"uid": user.uid, "identifier": user.identifier, "bb_username": user.bb_username, "attributes": user.attributes})),
