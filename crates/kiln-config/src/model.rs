@@ -102,6 +102,13 @@ pub struct WwwConfig {
     pub versions: Vec<(String, String)>,
     /// The front-end's default settings (`ui_default_config`).
     pub ui_default_config: BTreeMap<String, PropertyValue>,
+    /// The web port's access log (`logfileName`, relative to the master's directory); none when
+    /// empty.
+    pub logfile_name: String,
+    /// The size at which the access log is rotated (`logRotateLength`, bytes).
+    pub log_rotate_length: u64,
+    /// How many rotated access logs are kept (`maxRotatedFiles`).
+    pub max_rotated_files: usize,
     /// Links in change comments (`changecommentlink`, as the old WebStatus took it): each match of
     /// the pattern becomes a link to the URL, with the title; both may use the match's `\N` groups.
     pub change_comment_link: Option<CommentLink>,

@@ -82,7 +82,12 @@ async fn connection(
 ) {
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
-        async move { app.call(request.map(axum::body::Body::new)).await }
+        // The peer's address, for the access log.
+        let mut request = request.map(axum::body::Body::new);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        async move { app.call(request).await }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

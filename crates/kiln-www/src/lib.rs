@@ -1,6 +1,7 @@
 //! The HTTP side of the master: kiln's own pages, the REST API under `/api/v2`, the change
 //! hooks under `/change_hook`, `/try`, and live updates on `/ws` and `/sse`.
 
+pub mod access_log;
 pub mod api;
 mod basic_auth;
 pub mod buildbot_www;
@@ -19,7 +20,7 @@ pub const MAX_BODY_BYTES: usize = 10 << 20;
 
 pub fn router(services: Services) -> Router {
     let hub = live::Hub::start(services.clone());
-    Router::new()
+    let app = Router::new()
         .nest("/api/v2", api::router())
         .merge(hooks::router())
         .merge(tryjobs::router())
@@ -27,5 +28,18 @@ pub fn router(services: Services) -> Router {
         .merge(buildbot_www::router(services.clone(), hub))
         .merge(pages::router(services.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(services)
+        .with_state(services.clone());
+    let config = services.read.config();
+    let www = &config.www;
+    if www.logfile_name.is_empty() {
+        return app;
+    }
+    let path = services.read.basedir().join(&www.logfile_name);
+    let log = access_log::AccessLog::start(
+        services.clone(),
+        path,
+        www.log_rotate_length,
+        www.max_rotated_files,
+    );
+    app.layer(axum::middleware::from_fn_with_state(log, access_log::log))
 }

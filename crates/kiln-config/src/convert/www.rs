@@ -22,6 +22,9 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         ui_default_config: BTreeMap::new(),
         custom_templates_dir: None,
         change_comment_link: None,
+        logfile_name: "http.log".into(),
+        log_rotate_length: 10_000_000,
+        max_rotated_files: 10,
     };
     if let Some(w) = node {
         let loc = cx.key_loc("www");
@@ -70,6 +73,34 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 cx.properties(Some(v), "c['www']['ui_default_config']", &loc);
                         }
                         Node::Str(k) if k == "versions" => www.versions = versions(cx, v, &loc),
+                        Node::Str(k) if k == "logfileName" => {
+                            www.logfile_name = match v {
+                                Node::None => String::new(),
+                                v => cx
+                                    .string(v, "c['www']['logfileName']", &loc)
+                                    .unwrap_or_default(),
+                            };
+                        }
+                        Node::Str(k) if k == "logRotateLength" => {
+                            match cx.int(v, "c['www']['logRotateLength']", &loc).map(u64::try_from) {
+                                Some(Ok(n)) if n > 0 => www.log_rotate_length = n,
+                                Some(_) => cx.error(&loc, "c['www']['logRotateLength'] must be a positive number of bytes"),
+                                None => {}
+                            }
+                        }
+                        Node::Str(k) if k == "maxRotatedFiles" => {
+                            match cx
+                                .int(v, "c['www']['maxRotatedFiles']", &loc)
+                                .map(usize::try_from)
+                            {
+                                Some(Ok(n)) => www.max_rotated_files = n,
+                                Some(_) => cx.error(
+                                    &loc,
+                                    "c['www']['maxRotatedFiles'] must be a number of files",
+                                ),
+                                None => {}
+                            }
+                        }
                         Node::Str(k) if k == "changecommentlink" => {
                             www.change_comment_link = comment_link(cx, v, &loc);
                         }
@@ -82,7 +113,6 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 "auth",
                                 "authz",
                                 "avatar_methods",
-                                "logfileName",
                                 "json_cache_seconds",
                                 "rest_minimum_version",
                                 "allowed_origins",

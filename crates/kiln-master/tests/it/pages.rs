@@ -656,3 +656,40 @@ c['revlink'] = util.RevlinkMatch([r'^https://hg\.example\.org/(.*)$'], r'https:/
         "{list}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_written_to_the_access_log() {
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg())).await;
+    let (status, _) = crate::harness::http_text(
+        &m.www(),
+        "GET",
+        "/about?x=1",
+        None,
+        &[
+            ("User-Agent", "tester \"quoted\""),
+            ("Referer", "http://elsewhere/"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let log = m.path("http.log");
+    let expected = "\"GET /about?x=1 HTTP/1.1\" 200 ";
+    // The writer is a task of its own: wait, within bounds, for the line to reach the disk.
+    let deadline = std::time::Instant::now() + crate::harness::WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(expected) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let line = text
+        .lines()
+        .find(|l| l.contains(expected))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.ends_with(r#""http://elsewhere/" "tester \"quoted\"""#),
+        "{line}"
+    );
+}
