@@ -5,37 +5,10 @@
 //
 // Run by the Rust test `browser::buildbot_www_works_on_kiln`, which passes KILN_URL,
 // KILN_CHROMIUM and NODE_PATH.
-import { createRequire } from "node:module";
-
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+import { fail, launch } from "./common.mjs";
 
 const base = process.env.KILN_URL + "/buildbot/";
-const WAIT = 30_000;
-
-function fail(message) {
-  console.error("FAILED: " + message);
-  process.exit(1);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.KILN_CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-const page = await browser.newPage();
-const problems = [];
-page.on("console", (m) => {
-  if (m.type() === "error") problems.push(`console: ${m.text()} (${m.location().url}) on ${page.url()}`);
-});
-page.on("pageerror", (e) => problems.push(`page error: ${e.message} on ${page.url()}`));
-page.on("response", (r) => {
-  if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()} on ${page.url()}`);
-});
-page.setDefaultTimeout(WAIT);
+const { browser, page, problems } = await launch();
 
 // Each route with a text that only shows once its data has arrived over REST and /ws.
 const routes = [

@@ -5,36 +5,12 @@
 // Run by the Rust test `browser::pages_work_in_a_browser`, which starts the master and worker
 // and passes: KILN_URL (the web port), KILN_GO (a file whose creation lets the slow step end),
 // KILN_CHROMIUM (the browser) and NODE_PATH (where playwright-core is installed).
-import { createRequire } from "node:module";
 import fs from "node:fs";
-
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+import { fail, launch } from "./common.mjs";
 
 const base = process.env.KILN_URL;
 const go = process.env.KILN_GO;
-const WAIT = 30_000;
-
-function fail(message) {
-  console.error("FAILED: " + message);
-  process.exit(1);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.KILN_CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-const page = await browser.newPage();
-const problems = [];
-page.on("console", (m) => {
-  if (m.type() === "error") problems.push(`console: ${m.text()} (${m.location().url}) on ${page.url()}`);
-});
-page.on("pageerror", (e) => problems.push(`page error: ${e.message} at ${page.url()}`));
-page.setDefaultTimeout(WAIT);
+const { browser, page, problems } = await launch();
 
 async function open(path) {
   const response = await page.goto(base + path);

@@ -396,31 +396,25 @@ async fn below_worker(
             values: vec![SqlValue::Text(w.to_string())],
         },
     };
+    if rest.is_empty() {
+        return Ok(Target::Single(Ty::Workers, vec![filter], path.into()));
+    }
+    let (rows, _) = services
+        .read
+        .db()
+        .list_workers(&kiln_db::listing::Page {
+            filters: vec![filter],
+            ..Default::default()
+        })
+        .await?;
+    let worker = rows.first().ok_or_else(nf)?;
     match rest {
-        [] => Ok(Target::Single(Ty::Workers, vec![filter], path.into())),
-        ["builds"] => {
-            let (rows, _) = services
-                .read
-                .db()
-                .list_workers(&kiln_db::listing::Page {
-                    filters: vec![filter],
-                    ..Default::default()
-                })
-                .await?;
-            let id = rows.first().ok_or_else(nf)?.id.0;
-            Ok(Target::Collection(Ty::Builds, vec![eq("workerid", id)]))
-        }
+        ["builds"] => Ok(Target::Collection(
+            Ty::Builds,
+            vec![eq("workerid", worker.id.0)],
+        )),
         // The builders this worker is configured for.
         ["builders"] => {
-            let (rows, _) = services
-                .read
-                .db()
-                .list_workers(&kiln_db::listing::Page {
-                    filters: vec![filter],
-                    ..Default::default()
-                })
-                .await?;
-            let worker = rows.first().ok_or_else(nf)?;
             let ids = worker.configured_on.iter().map(|(b, _)| *b).collect();
             Ok(Target::Collection(Ty::Builders, vec![within("id", ids)]))
         }

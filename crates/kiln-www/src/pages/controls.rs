@@ -23,6 +23,13 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `reason` field, or `otherwise` when it was left empty.
+    fn reason<'a>(&'a self, otherwise: &'a str) -> &'a str {
+        self.get("reason")
+            .filter(|r| !r.is_empty())
+            .unwrap_or(otherwise)
+    }
+
     /// The form of `request`, URL-encoded or multipart (a force form with a patch file).
     async fn read(request: Request) -> Result<Form, PageError> {
         let multipart = request
@@ -148,12 +155,7 @@ pub async fn stop(
         let form = Form::checked(&visit, request).await?;
         let build = BuildId(id_of(&build, "build")?);
         let back = build_path(&site, build).await?;
-        let reason = form.get("reason").unwrap_or_default();
-        let reason = if reason.is_empty() {
-            "stopped from the web page"
-        } else {
-            reason
-        };
+        let reason = form.reason("stopped from the web page");
         let stopped = site
             .services
             .control
@@ -209,12 +211,7 @@ pub async fn cancel(
         let form = Form::checked(&visit, request).await?;
         let id = BuildRequestId(id_of(&request_id, "build request")?);
         let back = request_path(&site, id).await?;
-        let reason = form.get("reason").unwrap_or_default();
-        let reason = if reason.is_empty() {
-            "cancelled from the web page"
-        } else {
-            reason
-        };
+        let reason = form.reason("cancelled from the web page");
         site.services
             .control
             .cancel_request(&actor(), id, reason)

@@ -5,13 +5,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use kiln_api::shapes;
-use kiln_core::BuildId;
-use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use kiln_db::listing::{Filter, FilterOp, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
 use super::home::builder_names;
-use super::waterfall::chosen_builders;
+use super::waterfall::{chosen_builders, latest_on};
 use super::{PageResult, Site, Visit, json};
 
 /// Builds in a feed unless `numbuilds=` says otherwise.
@@ -52,46 +51,16 @@ async fn feed(
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, 200)?;
     let builders = chosen_builders(site, &args)?;
     let branches = args.all("branch");
-    let db = site.services.read.db();
-    let page = Page {
-        filters: vec![
-            Filter {
-                column: "builderid",
-                op: FilterOp::In,
-                values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
-            },
-            Filter {
-                column: "results",
-                op: FilterOp::In,
-                values: vec![SqlValue::Int(2), SqlValue::Int(4)],
-            },
-        ],
-        order: vec![("id", true)],
-        // Read more when some will be left out for their branch.
-        limit: Some(if branches.is_empty() {
-            numbuilds
-        } else {
-            numbuilds * 10
-        }),
-        offset: None,
+    let failed = Filter {
+        column: "results",
+        op: FilterOp::In,
+        values: vec![SqlValue::Int(2), SqlValue::Int(4)],
     };
-    let mut builds = if builders.is_empty() {
-        Vec::new()
-    } else {
-        db.list_builds(&page).await?.0
-    };
-    if !branches.is_empty() {
-        let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
-        let keep: Vec<BuildId> = db
-            .build_branches(&ids)
-            .await?
-            .into_iter()
-            .filter(|(_, b)| b.as_deref().is_some_and(|b| branches.contains(&b)))
-            .map(|(id, _)| id)
-            .collect();
-        builds.retain(|b| keep.contains(&b.id));
-        builds.truncate(numbuilds as usize);
-    }
+    let builds: Vec<_> = latest_on(site, &builders, &branches, vec![failed], numbuilds)
+        .await?
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
     let config = site.services.read.config();
     let base = config.buildbot_url.trim_end_matches('/').to_string() + "/";
     let data = context! {

@@ -4,13 +4,11 @@
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use kiln_api::shapes;
-use kiln_core::BuildId;
-use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
 use super::home::builder_names;
-use super::waterfall::chosen_builders;
+use super::waterfall::{chosen_builders, latest_on};
 use super::{PageResult, Site, Visit, json};
 
 /// Builds listed unless `numbuilds=` says otherwise, as in Buildbot.
@@ -26,46 +24,12 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, 1000)?;
     let builders = chosen_builders(site, &args)?;
     let branches = args.all("branch");
-    let db = site.services.read.db();
-    let page = Page {
-        filters: vec![Filter {
-            column: "builderid",
-            op: FilterOp::In,
-            values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
-        }],
-        order: vec![("id", true)],
-        limit: Some(if branches.is_empty() {
-            numbuilds
-        } else {
-            numbuilds * 10
-        }),
-        offset: None,
-    };
-    let mut builds = if builders.is_empty() {
-        Vec::new()
-    } else {
-        db.list_builds(&page).await?.0
-    };
-    let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
-    let branch_of = db.build_branches(&ids).await?;
-    if !branches.is_empty() {
-        builds.retain(|b| {
-            branch_of.iter().any(|(id, br)| {
-                *id == b.id && br.as_deref().is_some_and(|br| branches.contains(&br))
-            })
-        });
-        builds.truncate(numbuilds as usize);
-    }
+    let builds = latest_on(site, &builders, &branches, Vec::new(), numbuilds).await?;
     let rows: Vec<serde_json::Value> = builds
         .iter()
-        .map(|b| {
+        .map(|(b, on)| {
             let mut v = shapes::build(b);
-            v["branch"] = serde_json::json!(
-                branch_of
-                    .iter()
-                    .find(|(id, _)| *id == b.id)
-                    .and_then(|(_, br)| br.clone())
-            );
+            v["branch"] = serde_json::json!(on.first());
             v
         })
         .collect();

@@ -59,6 +59,56 @@ pub fn chosen_builders(
         .collect())
 }
 
+/// How many more builds are read when some will be left out for their branch.
+const BRANCH_OVERREAD: i64 = 10;
+
+/// The newest `limit` builds of `builders` that pass `filters`, on one of `branches` when any
+/// are given, newest first, each with its branches.
+pub async fn latest_on(
+    site: &Site,
+    builders: &[(i64, String, Vec<String>)],
+    branches: &[&str],
+    mut filters: Vec<Filter>,
+    limit: i64,
+) -> Result<Vec<(BuildRow, Vec<String>)>, PageError> {
+    if builders.is_empty() {
+        return Ok(Vec::new());
+    }
+    filters.push(Filter {
+        column: "builderid",
+        op: FilterOp::In,
+        values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
+    });
+    let page = Page {
+        filters,
+        order: vec![("id", true)],
+        limit: Some(if branches.is_empty() {
+            limit
+        } else {
+            limit * BRANCH_OVERREAD
+        }),
+        offset: None,
+    };
+    let db = site.services.read.db();
+    let builds = db.list_builds(&page).await?.0;
+    let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
+    let mut branch_of: HashMap<BuildId, Vec<String>> = HashMap::new();
+    for (id, branch) in db.build_branches(&ids).await? {
+        if let Some(b) = branch {
+            branch_of.entry(id).or_default().push(b);
+        }
+    }
+    Ok(builds
+        .into_iter()
+        .map(|b| {
+            let on = branch_of.remove(&b.id).unwrap_or_default();
+            (b, on)
+        })
+        .filter(|(_, on)| branches.is_empty() || on.iter().any(|b| branches.contains(&b.as_str())))
+        .take(limit as usize)
+        .collect())
+}
+
 pub async fn page(State(site): State<Site>, visit: Visit, RawQuery(query): RawQuery) -> Response {
     let result = show(&site, &visit, query.as_deref()).await;
     site.answer(&visit, result)
