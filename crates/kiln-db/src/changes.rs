@@ -222,11 +222,11 @@ impl Db {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
+            // From the few newest changes to their builds, in that order (CROSS JOIN tells SQLite).
             "SELECT b.id AS id, ch.repository AS repository, ch.branch AS branch, MAX(ch.changeid) AS newest \
-             FROM builds b JOIN buildrequests br ON br.id = b.buildrequestid \
-             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
-             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid \
-             WHERE ch.changeid >= $1 AND b.builderid IN ({marks}) \
+             FROM changes ch CROSS JOIN buildset_sourcestamps bss CROSS JOIN buildrequests br CROSS JOIN builds b \
+             WHERE bss.sourcestampid = ch.sourcestampid AND br.buildsetid = bss.buildsetid \
+             AND b.buildrequestid = br.id AND ch.changeid >= $1 AND b.builderid IN ({marks}) \
              GROUP BY b.id, ch.repository, ch.branch ORDER BY b.id"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(min_change);

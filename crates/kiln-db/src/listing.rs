@@ -50,6 +50,10 @@ pub struct Page {
     pub order: Vec<(&'static str, bool)>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
+    /// Whether a limited listing also counts every row that matches, as the API's `meta.total`
+    /// reports; that costs a scan of them all, so only the API asks for it. Without it, the
+    /// total is the number of rows returned.
+    pub count_total: bool,
 }
 
 impl Page {
@@ -229,7 +233,7 @@ impl crate::Db {
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
             .fetch_all(&self.pool)
             .await?;
-        let total = if page.limit.is_some() || page.offset.is_some() {
+        let total = if page.count_total && (page.limit.is_some() || page.offset.is_some()) {
             let sql = format!("SELECT COUNT(*) AS n FROM {from}{where_}");
             let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
                 .fetch_one(&self.pool)

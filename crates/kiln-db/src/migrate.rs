@@ -37,6 +37,11 @@ const SQLITE: &[Migration] = &[
         name: "event_log",
         sql: include_str!("../migrations/sqlite/0005_event_log.sql"),
     },
+    Migration {
+        version: 6,
+        name: "sourcestamp_builds",
+        sql: include_str!("../migrations/sqlite/0006_sourcestamp_builds.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "event_log",
         sql: include_str!("../migrations/postgres/0005_event_log.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "sourcestamp_builds",
+        sql: include_str!("../migrations/postgres/0006_sourcestamp_builds.sql"),
     },
 ];
 

@@ -62,7 +62,9 @@ const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, proj
 
 impl Db {
     /// The newest `limit` source stamps that builds on `builders` were built from, newest first,
-    /// on `branch` if one is given: the columns of a grid.
+    /// on `branch` if one is given, each with its builds on them: the columns of a grid. The
+    /// newest builds are read from the end of the builds table, at most `limit` per builder,
+    /// so the cost does not grow with the history.
     pub async fn sourcestamps_built(
         &self,
         builders: &[i64],
@@ -82,33 +84,32 @@ impl Db {
             "$2 = ''"
         };
         let sql = format!(
-            "SELECT ss.id AS ssid, b.id AS buildid FROM sourcestamps ss \
-             JOIN buildset_sourcestamps bss ON bss.sourcestampid = ss.id \
-             JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
-             JOIN builds b ON b.buildrequestid = br.id \
-             WHERE ss.id IN (SELECT DISTINCT ss2.id FROM sourcestamps ss2 \
-                 JOIN buildset_sourcestamps bss2 ON bss2.sourcestampid = ss2.id \
-                 JOIN buildrequests br2 ON br2.buildsetid = bss2.buildsetid \
-                 JOIN builds b2 ON b2.buildrequestid = br2.id \
-                 WHERE b2.builderid IN ({marks}) AND {} ORDER BY ss2.id DESC LIMIT $1) \
-             AND b.builderid IN ({marks}) ORDER BY ss.id DESC, b.id",
-            branch_test.replace("ss.", "ss2.")
+            "SELECT ss.id AS ssid, b.id AS buildid FROM builds b \
+             CROSS JOIN buildrequests br CROSS JOIN buildset_sourcestamps bss CROSS JOIN sourcestamps ss \
+             WHERE br.id = b.buildrequestid AND bss.buildsetid = br.buildsetid AND ss.id = bss.sourcestampid \
+             AND b.builderid IN ({marks}) AND {branch_test} ORDER BY b.id DESC LIMIT $1"
         );
+        let reach = limit.saturating_mul(builders.len() as i64).max(limit);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(limit)
+            .bind(reach)
             .bind(branch.unwrap_or_default().to_string());
         for b in builders {
             query = query.bind(*b);
         }
         let rows = query.fetch_all(&self.pool).await?;
+        // Stamps in the order of their newest build; the first `limit` of them.
         let mut out: Vec<(SourceStampId, Vec<kiln_core::BuildId>)> = Vec::new();
         for r in &rows {
             let ss = SourceStampId(r.int("ssid")?);
             let build = kiln_core::BuildId(r.int("buildid")?);
-            match out.last_mut() {
-                Some((last, builds)) if *last == ss => builds.push(build),
-                _ => out.push((ss, vec![build])),
+            if let Some((_, builds)) = out.iter_mut().find(|(s, _)| *s == ss) {
+                builds.push(build);
+            } else if (out.len() as i64) < limit {
+                out.push((ss, vec![build]));
             }
+        }
+        for (_, builds) in &mut out {
+            builds.sort();
         }
         let ids: Vec<SourceStampId> = out.iter().map(|(s, _)| *s).collect();
         let stamps = self.get_sourcestamps(&ids).await?;

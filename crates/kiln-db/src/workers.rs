@@ -1,5 +1,7 @@
 //! Workers: which exist, which builders they serve on which master, and where they are connected.
 
+use std::collections::HashMap;
+
 use kiln_core::{BuilderId, MasterId, WorkerId};
 
 use crate::eventlog::{self, Recorder};
@@ -23,32 +25,67 @@ pub struct WorkerRow {
 
 const COLUMNS: &str = "id, name, info, paused, pause_reason, graceful";
 
+/// Workers whose links one statement reads, well under SQLite's limit of bound values.
+const WORKERS_PER_QUERY: usize = 5000;
+
 impl Db {
+    /// Where each of these workers is configured (builder, master) and which masters it is
+    /// connected to: two statements for a page of workers, not two per worker.
+    async fn worker_links(
+        &self,
+        ids: &[i64],
+    ) -> Result<(HashMap<i64, Vec<(i64, i64)>>, HashMap<i64, Vec<i64>>)> {
+        let mut configured: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        let mut connected: HashMap<i64, Vec<i64>> = HashMap::new();
+        for chunk in ids.chunks(WORKERS_PER_QUERY) {
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT cw.workerid AS workerid, bm.builderid AS builderid, bm.masterid AS masterid \
+                 FROM configured_workers cw JOIN builder_masters bm ON bm.id = cw.buildermasterid \
+                 WHERE cw.workerid IN ({marks}) ORDER BY bm.builderid, bm.masterid"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                configured
+                    .entry(r.int("workerid")?)
+                    .or_default()
+                    .push((r.int("builderid")?, r.int("masterid")?));
+            }
+            let sql = format!(
+                "SELECT workerid, masterid FROM connected_workers WHERE workerid IN ({marks}) ORDER BY masterid"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                connected
+                    .entry(r.int("workerid")?)
+                    .or_default()
+                    .push(r.int("masterid")?);
+            }
+        }
+        Ok((configured, connected))
+    }
+
     pub async fn list_workers(&self, page: &Page) -> Result<(Vec<WorkerRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "workers", "id", page).await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.int("id"))
+            .collect::<Result<Vec<i64>>>()?;
+        let (mut configured, mut connected) = self.worker_links(&ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = r.int("id")?;
-            let configured_on = sqlx::query(
-                "SELECT bm.builderid AS builderid, bm.masterid AS masterid FROM configured_workers cw \
-                 JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE cw.workerid = $1 \
-                 ORDER BY bm.builderid, bm.masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| Ok((c.int("builderid")?, c.int("masterid")?)))
-            .collect::<Result<_>>()?;
-            let connected_to = sqlx::query(
-                "SELECT masterid FROM connected_workers WHERE workerid = $1 ORDER BY masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| c.int("masterid"))
-            .collect::<Result<_>>()?;
+            let configured_on = configured.remove(&id).unwrap_or_default();
+            let connected_to = connected.remove(&id).unwrap_or_default();
             out.push(WorkerRow {
                 id: WorkerId(id),
                 name: r.text("name")?,

@@ -162,6 +162,7 @@ async fn listings_filter_order_and_page_in_sql() {
             order: vec![("br.priority", true)],
             limit: Some(2),
             offset: Some(1),
+            count_total: true,
         };
         let queue = db.pending_for_builders(&[(b, 3)]).await.unwrap();
         assert_eq!(
@@ -176,6 +177,12 @@ async fn listings_filter_order_and_page_in_sql() {
             rows.iter().map(|r| r.priority).collect::<Vec<_>>(),
             vec![3, 2]
         );
+        // Without asking for it, the total is what was returned: no scan of every match.
+        let uncounted = Page {
+            count_total: false,
+            ..page.clone()
+        };
+        assert_eq!(db.list_buildrequests(&uncounted).await.unwrap().1, 2);
         let page = Page::default().and("br.priority", FilterOp::Ge, SqlValue::Int(3));
         assert_eq!(db.list_buildrequests(&page).await.unwrap().1, 2);
         let page = Page::default().and("reason", FilterOp::Contains, SqlValue::Text("orc".into()));

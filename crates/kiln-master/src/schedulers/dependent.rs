@@ -69,6 +69,7 @@ impl DependentScheduler {
                 order: vec![("id", false)],
                 limit: Some(BUILDSET_BATCH),
                 offset: None,
+                count_total: false,
             };
             let (rows, _) = master.db.list_buildsets(&page).await?;
             for bs in &rows {

@@ -693,3 +693,90 @@ async fn requests_are_written_to_the_access_log() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_forms_take_every_parameter_kind_and_a_patch_file() {
+    let body = r#"
+c['buildbotURL'] = 'https://ci.example.org/kiln/'
+f = util.BuildFactory([steps.ShellCommand(command='true')])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'],
+    codebases=[util.CodebaseParameter('', branch=util.FixedParameter(name='branch', default='main'), patch=util.PatchParameter())],
+    properties=[util.NestedParameter(name='opts', label='Options', fields=[util.IntParameter(name='jobs', default=2),
+                    util.ChoiceStringParameter(name='mode', choices=['fast', 'slow'], default='slow')]),
+                util.BooleanParameter(name='clean', default=True),
+                util.TextParameter(name='notes', default='n'),
+                util.AnyPropertyParameter(name='extra')])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let mut browser = Browser::new(&m.www());
+    // Behind a proxy at /kiln/, every link and form is under it.
+    let page = browser.get("/builders/1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for needle in [
+        r#"action="/kiln/builders/1/force/force""#,
+        r#"enctype="multipart/form-data""#,
+        r#"<legend>Options</legend>"#,
+        r#"name="opts_jobs" value="2""#,
+        r#"<option selected>slow</option>"#,
+        r#"type="checkbox" id="f-clean" name="clean" value="true" checked"#,
+        r#"<textarea id="f-notes" name="notes" rows="4">n</textarea>"#,
+        r#"type="file" id="f-patch_body" name="patch_body""#,
+        r#"name="extra_name""#,
+        r#"type="hidden" name="branch" value="main""#,
+        r#"href="/kiln/static/kiln.css""#,
+    ] {
+        assert!(page.body.contains(needle), "{needle} not in\n{}", page.body);
+    }
+    let token = browser.token();
+    // A multipart form, as a browser sends it with a file.
+    let boundary = "XkilnX";
+    let mut form = String::new();
+    for (name, value) in [
+        ("csrf", token.as_str()),
+        ("revision", "abc"),
+        ("patch_level", "1"),
+        ("opts_jobs", "4"),
+        ("opts_mode", "fast"),
+        ("clean", "false"),
+        ("extra_name", "color"),
+        ("extra_value", "blue"),
+    ] {
+        form.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    form.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"patch_body\"; filename=\"fix.diff\"\r\n\
+         Content-Type: text/x-diff\r\n\r\n--- a/x\n+++ b/x\n\r\n--{boundary}--\r\n"
+    ));
+    let url = format!("http://{}/builders/1/force/force", m.www());
+    let request = browser
+        .client
+        .post(url)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form);
+    let forced = browser.send(request).await;
+    assert_eq!(forced.status, 303, "{}", forced.body);
+    assert_eq!(forced.location.as_deref(), Some("/kiln/builders/1"));
+    m.wait_event("buildsets.*.complete").await;
+    let (_, bs) = m.get("buildsets/1").await;
+    let stamp = &bs["buildsets"][0]["sourcestamps"][0];
+    assert_eq!(stamp["revision"], "abc", "{bs}");
+    assert_eq!(stamp["patch"]["level"], 1, "{bs}");
+    // The API gives a patch's body in base64, as Buildbot does: "--- a/x\n+++ b/x\n".
+    assert_eq!(stamp["patch"]["body"], "LS0tIGEveAorKysgYi94Cg==", "{bs}");
+    let (_, b) = m.get("builds/1?property=*").await;
+    let props = &b["builds"][0]["properties"];
+    assert_eq!(
+        props["opts"][0],
+        serde_json::json!({"jobs": 4, "mode": "fast"}),
+        "{props}"
+    );
+    assert_eq!(props["clean"][0], false, "{props}");
+    assert_eq!(props["color"][0], "blue", "{props}");
+}

@@ -176,6 +176,8 @@ pub fn push_down(
 ) -> Result<(Page, Vec<ApiFilter>, bool), ApiError> {
     let mut page = Page {
         filters: base,
+        // The API reports how many rows match in all, as Buildbot's meta.total does.
+        count_total: true,
         ..Page::default()
     };
     let mut rest = Vec::new();

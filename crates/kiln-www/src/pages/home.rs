@@ -45,6 +45,7 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
         order: vec![("id", true)],
         limit: Some(FAILURES),
         offset: None,
+        count_total: false,
     };
     let failures = db.list_builds(&failures_page).await?.0;
 

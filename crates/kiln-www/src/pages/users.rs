@@ -48,6 +48,7 @@ async fn show(site: &Site, visit: &Visit, who: &str) -> PageResult {
         order: vec![("changeid", true)],
         limit: Some(CHANGES),
         offset: None,
+        count_total: false,
     };
     let changes: Vec<serde_json::Value> = db
         .list_changes(&page)

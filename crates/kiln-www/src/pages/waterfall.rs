@@ -88,6 +88,7 @@ pub async fn latest_on(
             limit * BRANCH_OVERREAD
         }),
         offset: None,
+        count_total: false,
     };
     let db = site.services.read.db();
     let builds = db.list_builds(&page).await?.0;
@@ -152,6 +153,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
             order: vec![("id", true)],
             limit: Some(num),
             offset: None,
+            count_total: false,
         };
         db.list_builds(&page).await?.0
     };
