@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use kiln_core::{BuilderId, MasterId};
 
-use crate::listing::Page;
+use crate::listing::{IN_LIST_MAX, Page, placeholders};
 use crate::rows::{RowExt, name_hash};
 use crate::{Db, Result, Writer};
 
@@ -23,27 +23,58 @@ pub struct BuilderRow {
 const COLUMNS: &str = "id, name, description, description_format, description_html, projectid";
 
 impl Db {
+    /// The masters and tags of these builders: two statements for a page of builders, not
+    /// two per builder.
+    async fn builder_links(
+        &self,
+        ids: &[i64],
+    ) -> Result<(BTreeMap<i64, Vec<i64>>, BTreeMap<i64, Vec<String>>)> {
+        let mut masters: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let mut tags: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let marks = placeholders(1, chunk.len());
+            let sql = format!(
+                "SELECT builderid, masterid FROM builder_masters WHERE builderid IN ({marks}) ORDER BY masterid"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                masters
+                    .entry(r.int("builderid")?)
+                    .or_default()
+                    .push(r.int("masterid")?);
+            }
+            let sql = format!(
+                "SELECT bt.builderid AS builderid, t.name AS name FROM builders_tags bt \
+                 JOIN tags t ON t.id = bt.tagid WHERE bt.builderid IN ({marks}) ORDER BY t.name"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                tags.entry(r.int("builderid")?)
+                    .or_default()
+                    .push(r.text("name")?);
+            }
+        }
+        Ok((masters, tags))
+    }
+
     pub async fn list_builders(&self, page: &Page) -> Result<(Vec<BuilderRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "builders", "id", page).await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.int("id"))
+            .collect::<Result<Vec<i64>>>()?;
+        let (mut masters, mut tags) = self.builder_links(&ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = r.int("id")?;
-            let masterids = sqlx::query(
-                "SELECT masterid FROM builder_masters WHERE builderid = $1 ORDER BY masterid",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|m| m.int("masterid"))
-            .collect::<Result<_>>()?;
-            let tags = sqlx::query("SELECT t.name AS name FROM builders_tags bt JOIN tags t ON t.id = bt.tagid WHERE bt.builderid = $1 ORDER BY t.name")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|t| t.text("name"))
-                .collect::<Result<_>>()?;
+            let masterids = masters.remove(&id).unwrap_or_default();
+            let tags = tags.remove(&id).unwrap_or_default();
             out.push(BuilderRow {
                 id: BuilderId(id),
                 name: r.text("name")?,

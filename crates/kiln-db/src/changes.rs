@@ -1,12 +1,14 @@
 //! Changes, their files and properties.
 
+use std::collections::HashMap;
+
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{ChangeId, Properties, SourceStampId};
 use sqlx::any::AnyRow;
 
 use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
-use crate::listing::Page;
+use crate::listing::{IN_LIST_MAX, Page, placeholders};
 use crate::rows::RowExt;
 use crate::{Db, DbError, Result, Writer};
 
@@ -55,58 +57,88 @@ const COLUMNS: &str = "changeid, author, committer, comments, branch, revision, 
                        category, repository, codebase, project, sourcestampid, parent_changeids";
 
 impl Db {
-    async fn change_row(&self, r: &AnyRow) -> Result<ChangeRow> {
-        let id = r.int("changeid")?;
-        let files = sqlx::query("SELECT filename FROM change_files WHERE changeid = $1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
+    /// The changes of these rows with their files and properties: two statements for them all.
+    async fn change_rows(&self, rows: &[AnyRow]) -> Result<Vec<ChangeRow>> {
+        let ids = rows
             .iter()
-            .map(|f| f.text("filename"))
-            .collect::<Result<_>>()?;
-        let mut properties = Properties::new();
-        for p in sqlx::query(
-            "SELECT property_name, property_value FROM change_properties WHERE changeid = $1",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let name = p.text("property_name")?;
-            let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
-                .map_err(|e| DbError::Corrupt(format!("change {id} property {name:?}: {e}")))?;
-            if let serde_json::Value::Array(pair) = &parsed
-                && pair.len() == 2
-            {
-                properties.set(
-                    name,
-                    json_to_property(&pair[0]),
-                    pair[1].as_str().unwrap_or("Change"),
-                );
-                continue;
+            .map(|r| r.int("changeid"))
+            .collect::<Result<Vec<i64>>>()?;
+        let mut files: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut properties: HashMap<i64, Properties> = HashMap::new();
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let marks = placeholders(1, chunk.len());
+            let sql =
+                format!("SELECT changeid, filename FROM change_files WHERE changeid IN ({marks})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
             }
-            properties.set(name, json_to_property(&parsed), "Change");
+            for f in query.fetch_all(&self.pool).await? {
+                files
+                    .entry(f.int("changeid")?)
+                    .or_default()
+                    .push(f.text("filename")?);
+            }
+            let sql = format!(
+                "SELECT changeid, property_name, property_value FROM change_properties WHERE changeid IN ({marks})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for p in query.fetch_all(&self.pool).await? {
+                let id = p.int("changeid")?;
+                let name = p.text("property_name")?;
+                let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
+                    .map_err(|e| DbError::Corrupt(format!("change {id} property {name:?}: {e}")))?;
+                let props = properties.entry(id).or_default();
+                if let serde_json::Value::Array(pair) = &parsed
+                    && pair.len() == 2
+                {
+                    props.set(
+                        name,
+                        json_to_property(&pair[0]),
+                        pair[1].as_str().unwrap_or("Change"),
+                    );
+                    continue;
+                }
+                props.set(name, json_to_property(&parsed), "Change");
+            }
         }
-        Ok(ChangeRow {
-            id: ChangeId(id),
-            author: r.text("author")?,
-            committer: r.opt_text("committer")?,
-            comments: r.text("comments")?,
-            branch: r.opt_text("branch")?,
-            revision: r.opt_text("revision")?,
-            revlink: r.opt_text("revlink")?,
-            when_timestamp: r.int("when_timestamp")?,
-            category: r.opt_text("category")?,
-            repository: r.text("repository")?,
-            codebase: r.text("codebase")?,
-            project: r.text("project")?,
-            sourcestampid: SourceStampId(r.int("sourcestampid")?),
-            parent_changeids: r.opt_int("parent_changeids")?.into_iter().collect(),
-            files,
-            properties,
-        })
+        rows.iter()
+            .map(|r| {
+                let id = r.int("changeid")?;
+                let files = files.remove(&id).unwrap_or_default();
+                let properties = properties.remove(&id).unwrap_or_default();
+                change_row(r, files, properties)
+            })
+            .collect()
     }
+}
 
+fn change_row(r: &AnyRow, files: Vec<String>, properties: Properties) -> Result<ChangeRow> {
+    let id = r.int("changeid")?;
+    Ok(ChangeRow {
+        id: ChangeId(id),
+        author: r.text("author")?,
+        committer: r.opt_text("committer")?,
+        comments: r.text("comments")?,
+        branch: r.opt_text("branch")?,
+        revision: r.opt_text("revision")?,
+        revlink: r.opt_text("revlink")?,
+        when_timestamp: r.int("when_timestamp")?,
+        category: r.opt_text("category")?,
+        repository: r.text("repository")?,
+        codebase: r.text("codebase")?,
+        project: r.text("project")?,
+        sourcestampid: SourceStampId(r.int("sourcestampid")?),
+        parent_changeids: r.opt_int("parent_changeids")?.into_iter().collect(),
+        files,
+        properties,
+    })
+}
+
+impl Db {
     /// Changes with ids above `after`, oldest first, at most `limit` of them: what the schedulers
     /// read as changes arrive (no count of the whole table, unlike a listing).
     pub async fn changes_after(&self, after: ChangeId, limit: i64) -> Result<Vec<ChangeRow>> {
@@ -117,20 +149,12 @@ impl Db {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.change_row(r).await?);
-        }
-        Ok(out)
+        self.change_rows(&rows).await
     }
 
     pub async fn list_changes(&self, page: &Page) -> Result<(Vec<ChangeRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "changes", "changeid", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.change_row(r).await?);
-        }
-        Ok((out, total))
+        Ok((self.change_rows(&rows).await?, total))
     }
 }
 

@@ -22,6 +22,10 @@ pub enum FilterOp {
     Contains,
     In,
     NotIn,
+    /// One of the values, for a list that most rows match (every builder shown on a page): the
+    /// rows are read in the listing's order and tested, rather than gathered through an index
+    /// on the column and sorted, which for most of a table is far slower.
+    Among,
 }
 
 /// A value to compare a column with.
@@ -80,23 +84,40 @@ pub enum ColumnKind {
     Text,
 }
 
+/// `n` numbered placeholders from `$first` on, comma-separated, for an `IN (…)` list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Values one statement binds at most in an `IN (…)` list: well under SQLite's limit.
+pub(crate) const IN_LIST_MAX: usize = 5000;
+
 /// Builds the `WHERE` clause for `page` with `$N` placeholders, appending the values to bind.
 pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlValue>) -> String {
     let mut parts: Vec<String> = Vec::new();
     for f in &page.filters {
+        // A unary plus keeps both databases from using an index on the column.
+        let column = if f.op == FilterOp::Among {
+            format!("+{}", f.column)
+        } else {
+            f.column.to_string()
+        };
         let each = |cmp: &str, v: &SqlValue, binds: &mut Vec<SqlValue>| -> String {
             if *v == SqlValue::Null {
                 return match cmp {
-                    "=" => format!("{} IS NULL", f.column),
-                    "<>" => format!("{} IS NOT NULL", f.column),
+                    "=" => format!("{column} IS NULL"),
+                    "<>" => format!("{column} IS NOT NULL"),
                     _ => "1 = 0".to_string(),
                 };
             }
             binds.push(v.clone());
-            format!("{} {cmp} ${}", f.column, binds.len())
+            format!("{column} {cmp} ${}", binds.len())
         };
         let part = match f.op {
-            FilterOp::Eq | FilterOp::In => {
+            FilterOp::Eq | FilterOp::In | FilterOp::Among => {
                 if f.values.is_empty() {
                     "1 = 0".to_string()
                 } else {

@@ -83,11 +83,12 @@ impl Db {
         } else {
             "$2 = ''"
         };
+        // `+b.builderid`: the builds are read newest first, not gathered by builder and sorted.
         let sql = format!(
             "SELECT ss.id AS ssid, b.id AS buildid FROM builds b \
              CROSS JOIN buildrequests br CROSS JOIN buildset_sourcestamps bss CROSS JOIN sourcestamps ss \
              WHERE br.id = b.buildrequestid AND bss.buildsetid = br.buildsetid AND ss.id = bss.sourcestampid \
-             AND b.builderid IN ({marks}) AND {branch_test} ORDER BY b.id DESC LIMIT $1"
+             AND +b.builderid IN ({marks}) AND {branch_test} ORDER BY b.id DESC LIMIT $1"
         );
         let reach = limit.saturating_mul(builders.len() as i64).max(limit);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))

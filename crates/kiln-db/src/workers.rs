@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use kiln_core::{BuilderId, MasterId, WorkerId};
 
 use crate::eventlog::{self, Recorder};
-use crate::listing::Page;
+use crate::listing::{IN_LIST_MAX, Page, placeholders};
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
 
@@ -25,9 +25,6 @@ pub struct WorkerRow {
 
 const COLUMNS: &str = "id, name, info, paused, pause_reason, graceful";
 
-/// Workers whose links one statement reads, well under SQLite's limit of bound values.
-const WORKERS_PER_QUERY: usize = 5000;
-
 impl Db {
     /// Where each of these workers is configured (builder, master) and which masters it is
     /// connected to: two statements for a page of workers, not two per worker.
@@ -37,11 +34,8 @@ impl Db {
     ) -> Result<(HashMap<i64, Vec<(i64, i64)>>, HashMap<i64, Vec<i64>>)> {
         let mut configured: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         let mut connected: HashMap<i64, Vec<i64>> = HashMap::new();
-        for chunk in ids.chunks(WORKERS_PER_QUERY) {
-            let marks = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let marks = placeholders(1, chunk.len());
             let sql = format!(
                 "SELECT cw.workerid AS workerid, bm.builderid AS builderid, bm.masterid AS masterid \
                  FROM configured_workers cw JOIN builder_masters bm ON bm.id = cw.buildermasterid \

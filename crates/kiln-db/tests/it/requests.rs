@@ -193,6 +193,19 @@ async fn listings_filter_order_and_page_in_sql() {
             0,
             "contains is case-sensitive"
         );
+        // Among selects what In selects, only read another way.
+        let mut among = Page::default().and("id", FilterOp::Among, SqlValue::Int(1));
+        among.filters[0].values.push(SqlValue::Int(3));
+        among.order = vec![("id", true)];
+        let ids: Vec<i64> = db
+            .list_buildsets(&among)
+            .await
+            .unwrap()
+            .0
+            .iter()
+            .map(|b| b.id.0)
+            .collect();
+        assert_eq!(ids, vec![3, 1], "{}", t.backend);
         let mut page = Page::default().and("id", FilterOp::Ne, SqlValue::Int(1));
         page.filters[0].values.push(SqlValue::Int(2));
         assert_eq!(db.list_buildsets(&page).await.unwrap().1, 3);

@@ -286,7 +286,7 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
     let each = |v: &String| {
         let t = typed(&value, v);
         match f.op {
-            FilterOp::Eq | FilterOp::In => {
+            FilterOp::Eq | FilterOp::In | FilterOp::Among => {
                 compare(&value, &t) == Ordering::Equal && value.is_null() == t.is_null()
             }
             FilterOp::Ne | FilterOp::NotIn => {

@@ -76,7 +76,7 @@ pub async fn latest_on(
     }
     filters.push(Filter {
         column: "builderid",
-        op: FilterOp::In,
+        op: FilterOp::Among,
         values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
     });
     let page = Page {
@@ -141,7 +141,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
             filters: vec![
                 Filter {
                     column: "builderid",
-                    op: FilterOp::In,
+                    op: FilterOp::Among,
                     values: builders.iter().map(|b| SqlValue::Int(b.0)).collect(),
                 },
                 Filter {
