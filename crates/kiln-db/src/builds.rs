@@ -10,7 +10,7 @@ use crate::buildrequests::{CLAIM_IF_UNCLAIMED, Completion, push_completion, reco
 use crate::buildsets::{BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS, properties_of};
 use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
-use crate::listing::{Page, SqlValue};
+use crate::listing::{IN_LIST_MAX, Page, SqlValue, placeholders};
 use crate::rows::RowExt;
 use crate::steps::{StepEnd, push_finish_step};
 use crate::{Db, DbError, Result, Writer};
@@ -116,6 +116,31 @@ impl Db {
             .iter()
             .map(|r| Ok((BuildId(r.int("id")?), r.opt_text("branch")?)))
             .collect()
+    }
+
+    /// The result of the build before each of these on its builder (`None` while it runs), for
+    /// those that have one: whether a failure is new or goes on, in one statement.
+    pub async fn previous_results(
+        &self,
+        builds: &[BuildId],
+    ) -> Result<Vec<(BuildId, Option<i64>)>> {
+        let mut out = Vec::new();
+        for chunk in builds.chunks(IN_LIST_MAX) {
+            let marks = placeholders(1, chunk.len());
+            let sql = format!(
+                "SELECT b.id AS id, p.results AS results FROM builds b \
+                 JOIN builds p ON p.builderid = b.builderid AND p.number = b.number - 1 \
+                 WHERE b.id IN ({marks})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in chunk {
+                query = query.bind(b.0);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.push((BuildId(r.int("id")?), r.opt_int("results")?));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {

@@ -146,4 +146,21 @@ impl Writer {
             Backend::Postgres => None,
         }
     }
+
+    /// Refreshes the statistics the query planner chooses indexes by. Without them SQLite guesses,
+    /// and with a long history some guesses cost a scan of every build (it once built a
+    /// temporary index over the builds table for each console page). Sampling bounds the cost
+    /// (`analysis_limit`), so it takes milliseconds however large the database; PostgreSQL keeps
+    /// its own statistics with autovacuum.
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let _w = self.write_guard().await;
+        sqlx::query("PRAGMA analysis_limit = 400")
+            .execute(&self.wpool)
+            .await?;
+        sqlx::query("ANALYZE").execute(&self.wpool).await?;
+        Ok(())
+    }
 }

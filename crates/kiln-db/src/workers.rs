@@ -36,10 +36,13 @@ impl Db {
         let mut connected: HashMap<i64, Vec<i64>> = HashMap::new();
         for chunk in ids.chunks(IN_LIST_MAX) {
             let marks = placeholders(1, chunk.len());
+            // From the workers' rows to their builders (CROSS JOIN fixes that order in SQLite):
+            // the other way probes every worker for every builder.
             let sql = format!(
                 "SELECT cw.workerid AS workerid, bm.builderid AS builderid, bm.masterid AS masterid \
-                 FROM configured_workers cw JOIN builder_masters bm ON bm.id = cw.buildermasterid \
-                 WHERE cw.workerid IN ({marks}) ORDER BY bm.builderid, bm.masterid"
+                 FROM configured_workers cw CROSS JOIN builder_masters bm \
+                 WHERE bm.id = cw.buildermasterid AND cw.workerid IN ({marks}) \
+                 ORDER BY bm.builderid, bm.masterid"
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {

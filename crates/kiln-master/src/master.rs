@@ -73,6 +73,9 @@ pub const EVENT_LOG_KEEP: i64 = 100_000;
 /// How often the durable record is pruned.
 const EVENT_LOG_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The database's planner statistics are refreshed once in this many prunes (an hour).
+const STATISTICS_EVERY: u32 = 60;
+
 /// Makes the web port's application from the interfaces the master exposes.
 pub type WebApp = Arc<dyn Fn(kiln_api::Services) -> axum::Router + Send + Sync>;
 
@@ -422,15 +425,23 @@ impl Running {
     }
 }
 
-/// Prunes the durable record of events now and then, keeping the newest `keep`.
+/// Prunes the durable record of events now and then, keeping the newest `keep`, and refreshes
+/// the database's planner statistics at start and every `STATISTICS_EVERY` prunes.
 async fn prune_event_log(master: Arc<Master>, keep: i64) {
     let mut stop = master.shutdown_signal();
+    let mut since_statistics = 0;
     loop {
         match master.updates.prune_events(keep).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(pruned = n, "pruned the event record"),
             Err(error) => tracing::warn!(%error, "pruning the event record"),
         }
+        if since_statistics == 0
+            && let Err(error) = master.updates.refresh_statistics().await
+        {
+            tracing::warn!(%error, "refreshing the database's statistics");
+        }
+        since_statistics = (since_statistics + 1) % STATISTICS_EVERY;
         tokio::select! {
             _ = tokio::time::sleep(EVENT_LOG_PRUNE_INTERVAL) => {}
             _ = stop.wait_for(|s| *s) => return,

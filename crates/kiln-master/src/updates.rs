@@ -689,6 +689,11 @@ impl Updates {
     }
 
     /// Keeps only the newest `keep` events of the durable record.
+    /// Refreshes the database's query-planner statistics.
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        self.db.refresh_statistics().await
+    }
+
     pub async fn prune_events(&self, keep: i64) -> Result<u64> {
         self.db.prune_events(keep, self.now()).await
     }

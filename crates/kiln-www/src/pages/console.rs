@@ -127,28 +127,18 @@ fn colour(build: &BuildRow, previous: Option<i64>) -> &'static str {
     }
 }
 
-/// The result of the build before each of `builds` on its builder, one query per builder shown.
+/// The result of the build before each of `builds` on its builder.
 async fn previous_results(
     site: &Site,
     builds: &[BuildRow],
 ) -> Result<HashMap<BuildId, Option<i64>>, super::PageError> {
-    let db = site.services.read.db();
-    let mut by_builder: HashMap<i64, Vec<&BuildRow>> = HashMap::new();
-    for b in builds {
-        by_builder.entry(b.builderid.0).or_default().push(b);
-    }
-    let mut out = HashMap::new();
-    for (builder, mine) in by_builder {
-        let lowest = mine.iter().map(|b| b.number).min().unwrap_or(1);
-        let highest = mine.iter().map(|b| b.number).max().unwrap_or(1);
-        let page = Page::eq("builderid", SqlValue::Int(builder))
-            .and("number", FilterOp::Ge, SqlValue::Int(lowest - 1))
-            .and("number", FilterOp::Le, SqlValue::Int(highest));
-        let around = db.list_builds(&page).await?.0;
-        for b in mine {
-            let before = around.iter().find(|x| x.number == b.number - 1);
-            out.insert(b.id, before.and_then(|x| x.results));
-        }
-    }
-    Ok(out)
+    let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
+    Ok(site
+        .services
+        .read
+        .db()
+        .previous_results(&ids)
+        .await?
+        .into_iter()
+        .collect())
 }
