@@ -146,6 +146,31 @@ impl Db {
             .await?;
         row.map(|r| r.int("position")).transpose()
     }
+
+    /// The workers' connections and disconnections recorded between `from` and `to` (epoch
+    /// seconds), newest first, at most `limit` of them: the waterfall's `show_events`.
+    pub async fn worker_events(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, event_key, payload, at FROM event_log WHERE at >= $1 AND at <= $2 \
+             AND (event_key LIKE 'workers.%.connected' OR event_key LIKE 'workers.%.disconnected') \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    id: r.int("id")?,
+                    key: r.text("event_key")?,
+                    payload: r.text("payload")?,
+                    at: r.int("at")?,
+                })
+            })
+            .collect()
+    }
 }
 
 impl Writer {

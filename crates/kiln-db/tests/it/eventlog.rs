@@ -58,3 +58,30 @@ async fn events_are_recorded_with_their_write_and_read_in_order() {
     })
     .await;
 }
+
+/// The waterfall's worker events: connections and disconnections in a period, newest first.
+#[tokio::test]
+async fn worker_events_are_read_by_period() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let m = db.find_master_id("m").await.unwrap();
+        let w = db.find_worker_id("w").await.unwrap();
+        for at in [10, 20] {
+            let connected = |_: &()| {
+                vec![EventRecord {
+                    key: format!("workers.{}.connected", w.0),
+                    payload: "{}".into(),
+                    at,
+                }]
+            };
+            db.worker_connected(w, m, "{}", connected).await.unwrap();
+        }
+        let all = db.worker_events(0, 100, 10).await.unwrap();
+        assert_eq!(all.len(), 2, "{}", t.backend);
+        assert_eq!(all[0].at, 20);
+        let later = db.worker_events(15, 100, 10).await.unwrap();
+        assert_eq!(later.len(), 1, "{}", t.backend);
+        assert!(db.worker_events(0, 100, 0).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -457,6 +457,16 @@ async fn waterfall_grid_and_console_show_builds_by_time_stamp_and_change() {
     ] {
         assert!(all.contains(needle), "{needle} not in\n{all}");
     }
+    // Workers' connections show only when asked for, in each column the worker serves.
+    assert!(!all.contains("w1 connected"), "{all}");
+    let events = page(&www, "/waterfall?show_events=true").await;
+    assert_eq!(
+        events
+            .matches(r#"class="worker-event">w1 connected</td>"#)
+            .count(),
+        2,
+        "{events}"
+    );
     let only_a = page(&www, "/waterfall?builder=a").await;
     assert!(!only_a.contains(r#"href="/builders/2">b</a>"#), "{only_a}");
     let failing = page(&www, "/waterfall?failures_only=true").await;

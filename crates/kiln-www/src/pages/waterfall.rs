@@ -5,7 +5,8 @@
 //! `category=` or `tag=` choose the builders, `branch=` the builds, `failures_only=true` keeps
 //! the builders whose last build did not succeed; `num_events=` (at most `num_events_max=`)
 //! bounds how many builds are shown, `last_time=` and `first_time=` (epoch seconds) or
-//! `show_time=` (seconds before `last_time`) the period; `reload=` refreshes the page.
+//! `show_time=` (seconds before `last_time`) the period; `show_events=true` adds the workers'
+//! connections and disconnections; `reload=` refreshes the page.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -131,6 +132,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     };
     let branches = args.all("branch");
     let failures_only = args.flag("failures_only")?;
+    let show_events = args.flag("show_events")?;
     let mut builders = chosen_builders(site, &args)?;
 
     let db = site.services.read.db();
@@ -181,7 +183,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let pending = db.unclaimed_buildrequests().await?;
     let column_of: HashMap<i64, usize> =
         builders.iter().enumerate().map(|(i, b)| (b.0, i)).collect();
-    let spans: Vec<Span> = builds
+    let mut spans: Vec<Span> = builds
         .iter()
         .filter_map(|b| {
             column_of.get(&b.builderid.0).map(|&column| Span {
@@ -192,6 +194,20 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
             })
         })
         .collect();
+    // Worker events are boxes of no duration, with the negative of their position as id.
+    let mut events: HashMap<i64, String> = HashMap::new();
+    if show_events {
+        let since = builds
+            .iter()
+            .map(|b| b.started_at)
+            .min()
+            .unwrap_or(first_time)
+            .max(first_time);
+        for (span, text) in worker_events(site, &column_of, since, last_time, num).await? {
+            events.insert(span.id, text);
+            spans.push(span);
+        }
+    }
     let layout = chart::layout(builders.len(), &spans);
     let by_id: HashMap<i64, &BuildRow> = builds.iter().map(|b| (b.id.0, b)).collect();
     let rows: Vec<serde_json::Value> = layout
@@ -202,6 +218,9 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
             let cells: Vec<serde_json::Value> = cells
                 .iter()
                 .map(|c| match c {
+                    Cell::Build { id, rows } if *id < 0 => {
+                        json!({"event": events.get(id), "rows": rows})
+                    }
                     Cell::Build { id, rows } => {
                         let b = by_id[id];
                         let mut v = shapes::build(b);
@@ -237,6 +256,49 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
         num_events => num,
     };
     site.render(visit, "waterfall.html", data)
+}
+
+/// The connections and disconnections of the builders' workers in the period, as spans in each
+/// builder's column the worker serves, with their text.
+async fn worker_events(
+    site: &Site,
+    column_of: &HashMap<i64, usize>,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<(Span, String)>, PageError> {
+    let db = site.services.read.db();
+    let events = db.worker_events(from, to, limit).await?;
+    let ids: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e.key.split('.').nth(1)?.parse().ok())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = db.list_workers(&any_of("id", ids)).await?.0;
+    let mut out = Vec::new();
+    for e in &events {
+        let mut parts = e.key.split('.').skip(1);
+        let (Some(Ok(id)), Some(verb)) = (parts.next().map(str::parse::<i64>), parts.next()) else {
+            continue;
+        };
+        let Some(worker) = workers.iter().find(|w| w.id.0 == id) else {
+            continue;
+        };
+        for (builder, _) in &worker.configured_on {
+            if let Some(&column) = column_of.get(builder) {
+                let span = Span {
+                    column,
+                    id: -e.id,
+                    start: e.at,
+                    end: e.at,
+                };
+                out.push((span, format!("{} {verb}", worker.name)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The builders whose latest finished build did not succeed.
