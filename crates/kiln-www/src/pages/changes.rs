@@ -9,7 +9,7 @@ use minijinja::context;
 
 use super::args::Args;
 use super::builds::any_of;
-use super::home::builder_names;
+use super::select::builder_names;
 use super::{PageError, PageResult, Site, Visit, json, links};
 
 /// How many changes the list shows unless `num=` says otherwise.

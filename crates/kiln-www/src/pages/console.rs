@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::args::Args;
 use super::builds::any_of;
-use super::waterfall::chosen_builders;
+use super::select::chosen_builders;
 use super::{PageResult, Site, Visit, json};
 
 /// Changes shown unless `num=` says otherwise.

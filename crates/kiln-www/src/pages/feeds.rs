@@ -9,8 +9,8 @@ use kiln_db::listing::{Filter, FilterOp, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
-use super::home::builder_names;
-use super::waterfall::{chosen_builders, latest_on};
+use super::select::builder_names;
+use super::select::{chosen_builders, latest_on};
 use super::{PageResult, Site, Visit, json};
 
 /// Builds in a feed unless `numbuilds=` says otherwise.

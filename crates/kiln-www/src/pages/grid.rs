@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::args::Args;
 use super::builds::any_of;
-use super::waterfall::chosen_builders;
+use super::select::chosen_builders;
 use super::{PageError, PageResult, Site, Visit, json};
 
 /// Source stamps shown unless `width=` or `length=` says otherwise, as in Buildbot.

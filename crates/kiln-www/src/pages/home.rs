@@ -9,6 +9,7 @@ use kiln_api::shapes;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use minijinja::context;
 
+use super::select::builder_names;
 use super::{PageResult, Site, Visit, json};
 
 /// How many of each builder's builds the home page shows.
@@ -72,18 +73,4 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
         names => json(&names),
     };
     site.render(visit, "home.html", data)
-}
-
-/// Every builder's name by id, as a map with string keys the templates can index.
-pub async fn builder_names(site: &Site) -> Result<HashMap<String, String>, super::PageError> {
-    let (rows, _) = site
-        .services
-        .read
-        .db()
-        .list_builders(&Page::default())
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|b| (b.id.0.to_string(), b.name))
-        .collect())
 }

@@ -22,6 +22,7 @@ mod links;
 mod logs;
 mod one_line;
 mod schedulers;
+mod select;
 pub mod templates;
 mod users;
 mod waterfall;

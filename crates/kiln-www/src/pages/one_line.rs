@@ -7,8 +7,8 @@ use kiln_api::shapes;
 use minijinja::context;
 
 use super::args::Args;
-use super::home::builder_names;
-use super::waterfall::{chosen_builders, latest_on};
+use super::select::builder_names;
+use super::select::{chosen_builders, latest_on};
 use super::{PageResult, Site, Visit, json};
 
 /// Builds listed unless `numbuilds=` says otherwise, as in Buildbot.

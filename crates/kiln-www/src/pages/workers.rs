@@ -9,7 +9,7 @@ use kiln_db::listing::{Page, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
-use super::home::builder_names;
+use super::select::builder_names;
 use super::{PageError, PageResult, Site, Visit, json};
 
 /// How many builds a worker's page lists unless `numbuilds=` says otherwise.
