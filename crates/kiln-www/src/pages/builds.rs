@@ -103,6 +103,8 @@ async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageRe
         None => Vec::new(),
     };
     let change_ids = db.build_change_ids(build.id).await?;
+    let config = read.config();
+    let links = super::links::Links::new(&config);
     let changes: Vec<serde_json::Value> = if change_ids.is_empty() {
         Vec::new()
     } else {
@@ -110,7 +112,7 @@ async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageRe
             .await?
             .0
             .iter()
-            .map(|c| super::links::change(&read.config(), c))
+            .map(|c| links.change(c))
             .collect()
     };
     let users = read.build_users(build.id).await?;

@@ -9,8 +9,9 @@ use minijinja::context;
 
 use super::args::Args;
 use super::builds::any_of;
+use super::links::Links;
 use super::select::builder_names;
-use super::{PageError, PageResult, Site, Visit, json, links};
+use super::{PageError, PageResult, Site, Visit, json};
 
 /// How many changes the list shows unless `num=` says otherwise.
 const NUM: i64 = 50;
@@ -30,8 +31,8 @@ async fn show_list(site: &Site, visit: &Visit, query: Option<&str>) -> PageResul
     };
     let changes = site.services.read.db().list_changes(&page).await?.0;
     let config = site.services.read.config();
-    let changes: Vec<serde_json::Value> =
-        changes.iter().map(|c| links::change(&config, c)).collect();
+    let links = Links::new(&config);
+    let changes: Vec<serde_json::Value> = changes.iter().map(|c| links.change(c)).collect();
     site.render(
         visit,
         "changes.html",
@@ -79,7 +80,7 @@ async fn show(site: &Site, visit: &Visit, key: &str) -> PageResult {
         db.list_builds(&page).await?.0
     };
     let data = context! {
-        change => json(links::change(&site.services.read.config(), &change)),
+        change => json(Links::new(&site.services.read.config()).change(&change)),
         builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
         names => json(builder_names(site).await?),
     };

@@ -57,6 +57,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     }
     let changes = db.list_changes(&page).await?.0;
     let config = site.services.read.config();
+    let links = super::links::Links::new(&config);
     let ids: Vec<i64> = builders.iter().map(|b| b.0).collect();
     let oldest = changes.iter().map(|c| c.id.0).min().unwrap_or(i64::MAX);
     let covering = if changes.is_empty() {
@@ -97,7 +98,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
                     }
                 })
                 .collect();
-            let mut change = super::links::change(&config, c);
+            let mut change = links.change(c);
             change["cells"] = json!(cells);
             change
         })

@@ -2,6 +2,11 @@
 //! (the change's own `revlink`, else `c['revlink']`, else the usual forges' patterns, as
 //! Buildbot's default matcher does), and ticket numbers and the like in comments become links
 //! (`c['www']['changecommentlink']`).
+//!
+//! A page makes one [`Links`] and shows all its changes with it, so each pattern is compiled once
+//! per page, not once per change.
+
+use std::sync::LazyLock;
 
 use kiln_config::{CommentLink, Data, MasterConfig, Revlink};
 use regex::{Captures, Regex};
@@ -28,51 +33,104 @@ const DEFAULT_MATCHERS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The link of `revision` in `repository`: the change's own when it has one.
-pub fn revlink(
-    config: &MasterConfig,
-    repository: &str,
-    revision: Option<&str>,
-    own: Option<&str>,
-) -> Option<String> {
-    if let Some(own) = own.filter(|o| !o.is_empty()) {
-        return Some(own.to_string());
-    }
-    let revision = revision.filter(|r| !r.is_empty())?;
-    match &config.revlink {
-        Some(Revlink::Function(f)) => {
-            let args = [
-                Data::Str(revision.to_string()),
-                Data::Str(repository.to_string()),
-            ];
-            match config.functions.call(*f, &args, &[]) {
-                Ok(Data::Str(url)) if !url.is_empty() => Some(url),
-                _ => None,
-            }
-        }
-        Some(Revlink::Match {
-            repo_urls,
-            template,
-        }) => repo_urls
-            .iter()
-            .find_map(|p| expand(p, template, repository, revision)),
-        None => DEFAULT_MATCHERS
-            .iter()
-            .find_map(|(p, t)| expand(p, t, repository, revision)),
-    }
+/// The default matchers, compiled once.
+static DEFAULTS: LazyLock<Vec<(Regex, String)>> = LazyLock::new(|| {
+    DEFAULT_MATCHERS
+        .iter()
+        .filter_map(|(p, t)| Regex::new(p).ok().map(|r| (r, (*t).to_string())))
+        .collect()
+});
+
+/// Python's group references in a template: `\g<N>` or `\N`.
+static REFERENCE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\g<(\d+)>|\\(\d)").expect("a valid pattern"));
+
+/// How one page makes its links: the configuration's patterns, compiled.
+pub struct Links<'a> {
+    config: &'a MasterConfig,
+    /// `util.RevlinkMatch`'s patterns with its template; a configuration that does not parse was
+    /// refused when it was loaded, so a pattern that fails here is left out.
+    revlink_match: Vec<(Regex, String)>,
+    comment_link: Option<(Regex, &'a CommentLink)>,
 }
 
-/// `template` with the groups of `pattern` matched against `repository` (`\1`, `\g<1>`) and the
-/// revision (`%s`), if the pattern matches.
-fn expand(pattern: &str, template: &str, repository: &str, revision: &str) -> Option<String> {
-    let caps = Regex::new(pattern).ok()?.captures(repository)?;
-    Some(groups(template, &caps).replace("%s", revision))
+impl<'a> Links<'a> {
+    pub fn new(config: &'a MasterConfig) -> Links<'a> {
+        let revlink_match = match &config.revlink {
+            Some(Revlink::Match {
+                repo_urls,
+                template,
+            }) => repo_urls
+                .iter()
+                .filter_map(|p| Regex::new(p).ok().map(|r| (r, template.clone())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let comment_link = config
+            .www
+            .change_comment_link
+            .as_ref()
+            .and_then(|l| Regex::new(&l.pattern).ok().map(|r| (r, l)));
+        Links {
+            config,
+            revlink_match,
+            comment_link,
+        }
+    }
+
+    /// The link of `revision` in `repository`: the change's own when it has one.
+    pub fn revlink(
+        &self,
+        repository: &str,
+        revision: Option<&str>,
+        own: Option<&str>,
+    ) -> Option<String> {
+        if let Some(own) = own.filter(|o| !o.is_empty()) {
+            return Some(own.to_string());
+        }
+        let revision = revision.filter(|r| !r.is_empty())?;
+        let matchers = match &self.config.revlink {
+            Some(Revlink::Function(f)) => {
+                let args = [
+                    Data::Str(revision.to_string()),
+                    Data::Str(repository.to_string()),
+                ];
+                return match self.config.functions.call(*f, &args, &[]) {
+                    Ok(Data::Str(url)) if !url.is_empty() => Some(url),
+                    _ => None,
+                };
+            }
+            Some(Revlink::Match { .. }) => &self.revlink_match,
+            None => &*DEFAULTS,
+        };
+        matchers.iter().find_map(|(pattern, template)| {
+            let caps = pattern.captures(repository)?;
+            Some(groups(template, &caps).replace("%s", revision))
+        })
+    }
+
+    /// A change's comments as HTML: escaped, with what `changecommentlink` names made links.
+    pub fn comments_html(&self, text: &str) -> String {
+        match &self.comment_link {
+            Some((pattern, link)) => linked(pattern, link, text),
+            None => escape_html(text),
+        }
+    }
+
+    /// A change as the pages show it: its API shape, its revision's link, and its comments as
+    /// HTML.
+    pub fn change(&self, c: &kiln_db::ChangeRow) -> serde_json::Value {
+        let mut v = kiln_api::shapes::change(c, serde_json::Value::Null);
+        let revlink = self.revlink(&c.repository, c.revision.as_deref(), c.revlink.as_deref());
+        v["revlink"] = serde_json::json!(revlink);
+        v["comments_html"] = serde_json::json!(self.comments_html(&c.comments));
+        v
+    }
 }
 
 /// Python's group references (`\1`, `\g<1>`, `\g<0>`) in `template`, replaced by `caps`.
 fn groups(template: &str, caps: &Captures) -> String {
-    let reference = Regex::new(r"\\g<(\d+)>|\\(\d)").expect("a valid pattern");
-    reference
+    REFERENCE
         .replace_all(template, |r: &Captures| {
             let n: usize = r
                 .get(1)
@@ -84,14 +142,8 @@ fn groups(template: &str, caps: &Captures) -> String {
         .into_owned()
 }
 
-/// A change's comments as HTML: escaped, with what `changecommentlink` names made links.
-pub fn comments_html(link: Option<&CommentLink>, text: &str) -> String {
-    let Some(link) = link else {
-        return escape_html(text);
-    };
-    let Ok(pattern) = Regex::new(&link.pattern) else {
-        return escape_html(text);
-    };
+/// `text` escaped, with each match of `pattern` a link as `link` says.
+fn linked(pattern: &Regex, link: &CommentLink, text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for caps in pattern.captures_iter(text) {
@@ -116,22 +168,6 @@ pub fn comments_html(link: Option<&CommentLink>, text: &str) -> String {
     out
 }
 
-/// A change as the pages show it: its API shape, its revision's link, and its comments as HTML.
-pub fn change(config: &MasterConfig, c: &kiln_db::ChangeRow) -> serde_json::Value {
-    let mut v = kiln_api::shapes::change(c, serde_json::Value::Null);
-    v["revlink"] = serde_json::json!(revlink(
-        config,
-        &c.repository,
-        c.revision.as_deref(),
-        c.revlink.as_deref()
-    ));
-    v["comments_html"] = serde_json::json!(comments_html(
-        config.www.change_comment_link.as_ref(),
-        &c.comments
-    ));
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +180,8 @@ mod tests {
     #[test]
     fn forge_repositories_make_revision_links() {
         let config = config("");
-        let link = |repo: &str| revlink(&config, repo, Some("abc"), None);
+        let links = Links::new(&config);
+        let link = |repo: &str| links.revlink(repo, Some("abc"), None);
         assert_eq!(
             link("https://github.com/o/r.git").as_deref(),
             Some("https://github.com/o/r/commit/abc")
@@ -159,10 +196,15 @@ mod tests {
         );
         assert_eq!(link("/srv/repo"), None);
         assert_eq!(
-            revlink(&config, "/srv/repo", Some("abc"), Some("http://own")).as_deref(),
+            Links::new(&config)
+                .revlink("/srv/repo", Some("abc"), Some("http://own"))
+                .as_deref(),
             Some("http://own")
         );
-        assert_eq!(revlink(&config, "https://github.com/o/r", None, None), None);
+        assert_eq!(
+            Links::new(&config).revlink("https://github.com/o/r", None, None),
+            None
+        );
     }
 
     #[test]
@@ -171,12 +213,14 @@ mod tests {
             r"c['revlink'] = util.RevlinkMatch([r'^https://hg\.example\.org/(.*)$'], r'https://hg.example.org/\1/rev/%s')",
         );
         assert_eq!(
-            revlink(&config, "https://hg.example.org/proj", Some("42"), None).as_deref(),
+            Links::new(&config)
+                .revlink("https://hg.example.org/proj", Some("42"), None)
+                .as_deref(),
             Some("https://hg.example.org/proj/rev/42")
         );
         // Configured, the forges' defaults no longer apply.
         assert_eq!(
-            revlink(&config, "https://github.com/o/r", Some("42"), None),
+            Links::new(&config).revlink("https://github.com/o/r", Some("42"), None),
             None
         );
     }
@@ -189,16 +233,27 @@ mod tests {
             title: r"Ticket \g<0>".into(),
         };
         assert_eq!(
-            comments_html(Some(&link), "fixes #12 <b>&</b>"),
+            linked(
+                &Regex::new(&link.pattern).unwrap(),
+                &link,
+                "fixes #12 <b>&</b>"
+            ),
             "fixes <a href=\"https://bugs.example.org/12\" title=\"Ticket #12\">#12</a> &lt;b&gt;&amp;&lt;/b&gt;"
         );
-        assert_eq!(comments_html(None, "<i>"), "&lt;i&gt;");
+        assert_eq!(Links::new(&config("")).comments_html("<i>"), "&lt;i&gt;");
         let sneaky = CommentLink {
             pattern: r"run:(\S+)".into(),
             url: r"javascript:\1".into(),
             title: "x".into(),
         };
-        assert_eq!(comments_html(Some(&sneaky), "run:alert(1)"), "run:alert(1)");
+        assert_eq!(
+            linked(
+                &Regex::new(&sneaky.pattern).unwrap(),
+                &sneaky,
+                "run:alert(1)"
+            ),
+            "run:alert(1)"
+        );
     }
 }
 
@@ -213,9 +268,11 @@ mod function_tests {
                       c['revlink'] = link\n";
         let config = kiln_config::load_str("master.star", source).expect("a valid configuration");
         assert_eq!(
-            revlink(&config, "https://x", Some("7"), None).as_deref(),
+            Links::new(&config)
+                .revlink("https://x", Some("7"), None)
+                .as_deref(),
             Some("https://x/r/7")
         );
-        assert_eq!(revlink(&config, "/local", Some("7"), None), None);
+        assert_eq!(Links::new(&config).revlink("/local", Some("7"), None), None);
     }
 }

@@ -50,12 +50,14 @@ async fn show(site: &Site, visit: &Visit, who: &str) -> PageResult {
         offset: None,
         count_total: false,
     };
+    let config = site.services.read.config();
+    let links = super::links::Links::new(&config);
     let changes: Vec<serde_json::Value> = db
         .list_changes(&page)
         .await?
         .0
         .iter()
-        .map(|c| super::links::change(&site.services.read.config(), c))
+        .map(|c| links.change(c))
         .collect();
     let data = context! {
         user => json(json!({"uid": user.uid, "identifier": user.identifier, "bb_username": user.bb_username, "attributes": user.attributes})),
