@@ -95,6 +95,15 @@ pub(crate) fn insert_query<'q>(
     query
 }
 
+fn stored_event(r: &sqlx::any::AnyRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.int("id")?,
+        key: r.text("event_key")?,
+        payload: r.text("payload")?,
+        at: r.int("at")?,
+    })
+}
+
 impl Db {
     /// Up to `limit` events after position `after`, in order.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
@@ -105,16 +114,7 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    id: r.int("id")?,
-                    key: r.text("event_key")?,
-                    payload: r.text("payload")?,
-                    at: r.int("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_event).collect()
     }
 
     /// The position of the oldest event still kept, if any.
@@ -160,16 +160,7 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredEvent {
-                    id: r.int("id")?,
-                    key: r.text("event_key")?,
-                    payload: r.text("payload")?,
-                    at: r.int("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_event).collect()
     }
 }
 
