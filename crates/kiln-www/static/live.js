@@ -28,6 +28,14 @@
     document.dispatchEvent(new CustomEvent("kiln:refreshed"));
   }
 
+  // A failed refresh (the master restarting, say) leaves the page as it is until the next event.
+  function refreshOrWarn() {
+    refresh().catch((e) => {
+      refreshTimer = null;
+      console.warn("refreshing the page:", e);
+    });
+  }
+
   function appendLines(content, isStdio) {
     const lines = content.split("\n");
     if (lines.length && lines[lines.length - 1] === "") lines.pop();
@@ -77,7 +85,7 @@
         .catch((e) => console.warn("catching up the log:", e));
     }
     if (document.querySelector("[data-live-region]") && !refreshTimer) {
-      refreshTimer = setTimeout(refresh, 0);
+      refreshTimer = setTimeout(refreshOrWarn, 0);
     }
   });
   source.addEventListener("event", (e) => {
@@ -86,6 +94,6 @@
       followLog(data.message);
       return;
     }
-    if (!refreshTimer) refreshTimer = setTimeout(refresh, 250);
+    if (!refreshTimer) refreshTimer = setTimeout(refreshOrWarn, 250);
   });
 })();
