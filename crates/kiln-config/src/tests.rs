@@ -304,6 +304,60 @@ fn change_hook_dialects_and_auth_are_checked() {
     }
 }
 
+#[test]
+fn web_status_settings_are_read_and_their_mistakes_reported() {
+    let src = r#"BuildmasterConfig = {'www': {'plugins': {'waterfall_view': {}}, 'buildbot_www': '/opt/bb',
+    'versions': [('site', '1.2')], 'ui_default_config': {'Builders.buildFetchLimit': 50},
+    'custom_templates_dir': 'tpl', 'logfileName': '', 'logRotateLength': 1000, 'maxRotatedFiles': 3,
+    'changecommentlink': (r'#(\d+)', r'https://bugs/\1', 'Ticket')},
+    'revlink': util.RevlinkMatch([r'^https://hg/(.*)$'], r'https://hg/\1/rev/%s')}
+"#;
+    let ok = load_str("master.star", src).unwrap();
+    let www = &ok.www;
+    assert!(www.plugins.contains_key("waterfall_view"));
+    assert_eq!(
+        www.buildbot_www.as_deref(),
+        Some(std::path::Path::new("/opt/bb"))
+    );
+    assert_eq!(www.versions, vec![("site".to_string(), "1.2".to_string())]);
+    assert_eq!(
+        www.ui_default_config["Builders.buildFetchLimit"],
+        PropertyValue::Int(50)
+    );
+    assert_eq!(www.custom_templates_dir.as_deref(), Some("tpl"));
+    assert_eq!(
+        (
+            www.logfile_name.as_str(),
+            www.log_rotate_length,
+            www.max_rotated_files
+        ),
+        ("", 1000, 3)
+    );
+    assert_eq!(
+        www.change_comment_link.as_ref().unwrap().url,
+        r"https://bugs/\1"
+    );
+    assert!(matches!(ok.revlink, Some(crate::Revlink::Match { .. })));
+
+    let bad = r#"BuildmasterConfig = {'www': {'versions': ['1.2'], 'logRotateLength': -5,
+    'maxRotatedFiles': -1, 'changecommentlink': ('(', 'u', 't')},
+    'revlink': util.RevlinkMatch(['('], 'x')}
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "c['www']['versions'] holds (name, version) pairs",
+        "c['www']['logRotateLength'] must be a positive number of bytes",
+        "c['www']['maxRotatedFiles'] must be a number of files",
+        "changecommentlink's pattern \"(\" is not a regular expression",
+        "RevlinkMatch's repo_urls pattern \"(\" is not a regular expression",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+}
+
 const FUNCTIONS: &str = r#"
 BuildmasterConfig = {}
 c = BuildmasterConfig
