@@ -88,6 +88,17 @@ impl Db {
         }
         Ok((out, total))
     }
+
+    /// Every builder's id and name, including those no master runs any more: old builds still
+    /// name them.
+    pub async fn builder_names(&self) -> Result<Vec<(BuilderId, String)>> {
+        sqlx::query("SELECT id, name FROM builders ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((BuilderId(r.int("id")?), r.text("name")?)))
+            .collect()
+    }
 }
 
 impl Writer {

@@ -32,7 +32,7 @@ const COLUMNS: &str = "br.id AS id, br.buildsetid AS buildsetid, br.builderid AS
     br.complete AS complete, br.results AS results, br.submitted_at AS submitted_at, br.complete_at AS complete_at, \
     br.waited_for AS waited_for, c.masterid AS claimed_by_masterid, c.claimed_at AS claimed_at";
 
-fn request(r: &AnyRow) -> Result<BuildRequestRow> {
+fn request(r: &(impl RowExt + Sync)) -> Result<BuildRequestRow> {
     Ok(BuildRequestRow {
         id: BuildRequestId(r.int("id")?),
         buildsetid: BuildSetId(r.int("buildsetid")?),

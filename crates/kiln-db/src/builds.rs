@@ -10,7 +10,7 @@ use crate::buildrequests::{CLAIM_IF_UNCLAIMED, Completion, push_completion, reco
 use crate::buildsets::{BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS, properties_of};
 use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
-use crate::listing::{IN_LIST_MAX, Page, SqlValue, placeholders};
+use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::steps::{StepEnd, push_finish_step};
 use crate::{Db, DbError, Result, Writer};
@@ -41,7 +41,16 @@ pub struct PropertyRow {
 const COLUMNS: &str = "id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
                        locks_duration_s, state_string, results";
 
-fn build(r: &AnyRow) -> Result<BuildRow> {
+/// The build columns of the table called `alias` in a statement.
+pub(crate) fn build_columns(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn build(r: &(impl RowExt + Sync)) -> Result<BuildRow> {
     Ok(BuildRow {
         id: BuildId(r.int("id")?),
         number: r.int("number")?,
@@ -67,21 +76,14 @@ impl Db {
     /// statement; each builder's builds are a short range of the `(builderid, number)` index,
     /// however long its history.
     pub async fn latest_builds(&self, per_builder: i64) -> Result<Vec<BuildRow>> {
-        let columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("b.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            // CROSS JOIN keeps SQLite from scanning every build first: it reads the builders, then
-            // each one's range of the index. PostgreSQL plans it as the join it is.
-            "SELECT {columns} FROM builders bl CROSS JOIN builds b WHERE b.builderid = bl.id \
+        let columns = build_columns("b");
+        // CROSS JOIN keeps SQLite from scanning every build first: it reads the builders, then
+        // each one's range of the index. PostgreSQL plans it as the join it is.
+        let rest = "FROM builders bl CROSS JOIN builds b WHERE b.builderid = bl.id \
              AND b.number > (SELECT COALESCE(MAX(x.number), 0) FROM builds x WHERE x.builderid = bl.id) - $1 \
-             ORDER BY b.builderid, b.number DESC"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(per_builder)
-            .fetch_all(&self.pool)
+             ORDER BY b.builderid, b.number DESC";
+        let rows = self
+            .select(&columns, rest, &[SqlValue::Int(per_builder)])
             .await?;
         rows.iter().map(build).collect()
     }
@@ -116,31 +118,6 @@ impl Db {
             .iter()
             .map(|r| Ok((BuildId(r.int("id")?), r.opt_text("branch")?)))
             .collect()
-    }
-
-    /// The result of the build before each of these on its builder (`None` while it runs), for
-    /// those that have one: whether a failure is new or goes on, in one statement.
-    pub async fn previous_results(
-        &self,
-        builds: &[BuildId],
-    ) -> Result<Vec<(BuildId, Option<i64>)>> {
-        let mut out = Vec::new();
-        for chunk in builds.chunks(IN_LIST_MAX) {
-            let marks = placeholders(1, chunk.len());
-            let sql = format!(
-                "SELECT b.id AS id, p.results AS results FROM builds b \
-                 JOIN builds p ON p.builderid = b.builderid AND p.number = b.number - 1 \
-                 WHERE b.id IN ({marks})"
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for b in chunk {
-                query = query.bind(b.0);
-            }
-            for r in query.fetch_all(&self.pool).await? {
-                out.push((BuildId(r.int("id")?), r.opt_int("results")?));
-            }
-        }
-        Ok(out)
     }
 
     pub async fn get_build(&self, id: BuildId) -> Result<Option<BuildRow>> {

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{ChangeId, Properties, SourceStampId};
-use sqlx::any::AnyRow;
 
+use crate::builds::{BuildRow, build, build_columns};
 use crate::eventlog::{self, Recorder};
 use crate::json::{json_to_property, property_to_json};
-use crate::listing::{IN_LIST_MAX, Page, placeholders};
+use crate::listing::{IN_LIST_MAX, Page, SqlValue, placeholders};
 use crate::rows::RowExt;
 use crate::{Db, DbError, Result, Writer};
 
@@ -58,7 +58,7 @@ const COLUMNS: &str = "changeid, author, committer, comments, branch, revision, 
 
 impl Db {
     /// The changes of these rows with their files and properties: two statements for them all.
-    async fn change_rows(&self, rows: &[AnyRow]) -> Result<Vec<ChangeRow>> {
+    async fn change_rows(&self, rows: &[impl RowExt + Sync]) -> Result<Vec<ChangeRow>> {
         let ids = rows
             .iter()
             .map(|r| r.int("changeid"))
@@ -116,7 +116,7 @@ impl Db {
     }
 }
 
-fn change_row(r: &AnyRow, files: Vec<String>, properties: Properties) -> Result<ChangeRow> {
+fn change_row(r: &impl RowExt, files: Vec<String>, properties: Properties) -> Result<ChangeRow> {
     let id = r.int("changeid")?;
     Ok(ChangeRow {
         id: ChangeId(id),
@@ -228,16 +228,28 @@ impl Writer {
     }
 }
 
+/// A build that carries changes of one repository and branch, as a console reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoveringBuild {
+    pub build: BuildRow,
+    pub repository: String,
+    pub branch: Option<String>,
+    /// The newest of the changes it carries.
+    pub newest_change: i64,
+    /// The result of the build before it on its builder, if there is one and it finished.
+    pub previous_results: Option<i64>,
+}
+
 impl Db {
-    /// For each build on `builders` whose source stamps carry a change numbered `min_change` or
-    /// later: the repository and branch of those changes and the newest of them, as
-    /// (build, repository, branch, newest change). A build includes every earlier change of its
-    /// repository and branch, which is how a console tells which build first had a change.
+    /// Each build on `builders` whose source stamps carry a change numbered `min_change` or
+    /// later, once per repository and branch of those changes, ordered by build. A build includes
+    /// every earlier change of its repository and branch, which is how a console tells which
+    /// build first had a change; the previous build's result tells a new failure from an old one.
     pub async fn builds_with_changes(
         &self,
         builders: &[i64],
         min_change: i64,
-    ) -> Result<Vec<(kiln_core::BuildId, String, Option<String>, i64)>> {
+    ) -> Result<Vec<CoveringBuild>> {
         if builders.is_empty() {
             return Ok(Vec::new());
         }
@@ -245,29 +257,34 @@ impl Db {
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
-            // From the few newest changes to their builds, in that order (CROSS JOIN tells SQLite).
-            "SELECT b.id AS id, ch.repository AS repository, ch.branch AS branch, MAX(ch.changeid) AS newest \
-             FROM changes ch CROSS JOIN buildset_sourcestamps bss CROSS JOIN buildrequests br CROSS JOIN builds b \
+        let columns = format!(
+            "{}, ch.repository AS repository, ch.branch AS branch, MAX(ch.changeid) AS newest, \
+             (SELECT p.results FROM builds p WHERE p.builderid = b.builderid \
+              AND p.number = b.number - 1) AS previous_results",
+            build_columns("b")
+        );
+        // From the few newest changes to their builds, in that order (CROSS JOIN tells SQLite).
+        let rest = format!(
+            "FROM changes ch CROSS JOIN buildset_sourcestamps bss CROSS JOIN buildrequests br CROSS JOIN builds b \
              WHERE bss.sourcestampid = ch.sourcestampid AND br.buildsetid = bss.buildsetid \
              AND b.buildrequestid = br.id AND ch.changeid >= $1 AND b.builderid IN ({marks}) \
              GROUP BY b.id, ch.repository, ch.branch ORDER BY b.id"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(min_change);
-        for b in builders {
-            query = query.bind(*b);
-        }
-        query
-            .fetch_all(&self.pool)
+        let binds: Vec<SqlValue> = std::iter::once(min_change)
+            .chain(builders.iter().copied())
+            .map(SqlValue::Int)
+            .collect();
+        self.select(&columns, &rest, &binds)
             .await?
             .iter()
             .map(|r| {
-                Ok((
-                    kiln_core::BuildId(r.int("id")?),
-                    r.text("repository")?,
-                    r.opt_text("branch")?,
-                    r.int("newest")?,
-                ))
+                Ok(CoveringBuild {
+                    build: build(r)?,
+                    repository: r.text("repository")?,
+                    branch: r.opt_text("branch")?,
+                    newest_change: r.int("newest")?,
+                    previous_results: r.opt_int("previous_results")?,
+                })
             })
             .collect()
     }

@@ -40,7 +40,7 @@ pub use builders::BuilderRow;
 pub use buildrequests::{BuildRequestRow, Completion};
 pub use builds::{BuildRow, PropertyRow, StartedBuild};
 pub use buildsets::{BuildSetRow, NewBuildSet};
-pub use changes::{ChangeRow, NewChange};
+pub use changes::{ChangeRow, CoveringBuild, NewChange};
 pub use connection::{Backend, Db, Writer};
 pub use eventlog::{EventRecord, Recorder, StoredEvent, unrecorded};
 pub use json::{json_to_property, property_to_json};

@@ -4,11 +4,14 @@
 //! tables of each family) and passes the filters it can push down in a [`Page`]. Anything it
 //! cannot push down it evaluates in memory, as Buildbot does.
 
+use std::sync::Arc;
+
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
 use crate::connection::Backend;
+use crate::rows::{ListedRow, PackedRow, column_names};
 
 /// A comparison from the REST API's `{field}__{op}={value}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,49 @@ pub(crate) fn bind_all<'q>(
 }
 
 impl crate::Db {
+    /// Runs `SELECT {columns} {rest}` and returns its rows. On SQLite the rows come back packed
+    /// into one (see [`crate::rows`]); the order of the statement is kept.
+    pub(crate) async fn select(
+        &self,
+        columns: &str,
+        rest: &str,
+        binds: &[SqlValue],
+    ) -> crate::Result<Vec<ListedRow>> {
+        let sql = format!("SELECT {columns} {rest}");
+        if self.backend() == Backend::Postgres {
+            let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+                .fetch_all(&self.pool)
+                .await?;
+            return Ok(rows.into_iter().map(ListedRow::Driver).collect());
+        }
+        let names: Arc<[String]> = column_names(columns).into();
+        let packed: Vec<String> = names.iter().map(|n| format!("listed.\"{n}\"")).collect();
+        // An aggregate over a subquery with ORDER BY reads the subquery's rows in its order: SQLite
+        // does not flatten such a subquery into the aggregate.
+        let sql = format!(
+            "SELECT json_group_array(json_array({})) AS packed FROM ({sql}) AS listed",
+            packed.join(", ")
+        );
+        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+            .fetch_one(&self.pool)
+            .await?;
+        let text: String = sqlx::Row::try_get(&row, "packed")?;
+        let rows: Vec<Vec<serde_json::Value>> =
+            serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+                index: "packed".to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|values| {
+                ListedRow::Packed(PackedRow {
+                    names: names.clone(),
+                    values,
+                })
+            })
+            .collect())
+    }
+
     /// Runs `SELECT {columns} FROM {from}` with the page's filters, order and paging, and returns
     /// the rows and the number of rows that match before paging.
     pub(crate) async fn list_rows(
@@ -244,16 +290,11 @@ impl crate::Db {
         from: &str,
         id_column: &str,
         page: &Page,
-    ) -> crate::Result<(Vec<sqlx::any::AnyRow>, i64)> {
+    ) -> crate::Result<(Vec<ListedRow>, i64)> {
         let mut binds = Vec::new();
         let where_ = where_clause(page, self.backend(), &mut binds);
-        let sql = format!(
-            "SELECT {columns} FROM {from}{where_}{}",
-            order_clause(page, id_column)
-        );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
-            .fetch_all(&self.pool)
-            .await?;
+        let rest = format!("FROM {from}{where_}{}", order_clause(page, id_column));
+        let rows = self.select(columns, &rest, &binds).await?;
         let total = if page.count_total && (page.limit.is_some() || page.offset.is_some()) {
             let sql = format!("SELECT COUNT(*) AS n FROM {from}{where_}");
             let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)

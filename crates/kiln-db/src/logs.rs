@@ -7,7 +7,6 @@
 //! runs, and are read back chunk by chunk, so no reader ever holds a whole log in memory.
 
 use kiln_core::{LogId, StepId};
-use sqlx::any::AnyRow;
 
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
@@ -75,7 +74,7 @@ pub struct LogChunk {
 
 const COLUMNS: &str = "id, name, slug, stepid, complete, num_lines, type";
 
-fn log(r: &AnyRow) -> Result<LogRow> {
+fn log(r: &(impl RowExt + Sync)) -> Result<LogRow> {
     Ok(LogRow {
         id: LogId(r.int("id")?),
         name: r.text("name")?,
@@ -173,15 +172,12 @@ impl Db {
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
-            "SELECT {columns} FROM logs l JOIN steps s ON s.id = l.stepid \
-             WHERE s.buildid IN ({marks}) ORDER BY l.id"
+        let rest = format!(
+            "FROM logs l JOIN steps s ON s.id = l.stepid WHERE s.buildid IN ({marks}) ORDER BY l.id"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in builds {
-            query = query.bind(b.0);
-        }
-        query.fetch_all(&self.pool).await?.iter().map(log).collect()
+        let binds: Vec<SqlValue> = builds.iter().map(|b| SqlValue::Int(b.0)).collect();
+        let rows = self.select(&columns, &rest, &binds).await?;
+        rows.iter().map(log).collect()
     }
 
     pub async fn get_log(&self, id: LogId) -> Result<Option<LogRow>> {

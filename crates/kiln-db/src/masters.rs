@@ -1,7 +1,6 @@
 //! The `masters` table: which masters exist and whether they are alive.
 
 use kiln_core::MasterId;
-use sqlx::any::AnyRow;
 
 use crate::listing::Page;
 use crate::rows::{RowExt, name_hash};
@@ -15,7 +14,7 @@ pub struct MasterRow {
     pub last_active: i64,
 }
 
-fn master(r: &AnyRow) -> Result<MasterRow> {
+fn master(r: &(impl RowExt + Sync)) -> Result<MasterRow> {
     Ok(MasterRow {
         id: MasterId(r.int("id")?),
         name: r.text("name")?,

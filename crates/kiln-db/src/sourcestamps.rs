@@ -4,7 +4,6 @@
 use base64::Engine as _;
 use kiln_core::SourceStampId;
 use kiln_core::sourcestamp::SourceStamp;
-use sqlx::any::AnyRow;
 
 use crate::listing::Page;
 use crate::rows::{RowExt, name_hash};
@@ -125,7 +124,7 @@ impl Db {
             .collect())
     }
 
-    pub(crate) async fn sourcestamp_row(&self, r: &AnyRow) -> Result<SourceStampRow> {
+    pub(crate) async fn sourcestamp_row(&self, r: &(impl RowExt + Sync)) -> Result<SourceStampRow> {
         let patch = match r.opt_int("patchid")? {
             None => None,
             Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")

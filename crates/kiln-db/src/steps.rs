@@ -1,7 +1,6 @@
 //! Build steps.
 
 use kiln_core::{BuildId, LogId, Results, StepId};
-use sqlx::any::AnyRow;
 
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
@@ -28,7 +27,7 @@ pub struct StepRow {
 const COLUMNS: &str = "id, number, name, buildid, started_at, locks_acquired_at, complete_at, state_string, \
                        results, urls_json, hidden";
 
-fn step(r: &AnyRow) -> Result<StepRow> {
+fn step(r: &(impl RowExt + Sync)) -> Result<StepRow> {
     Ok(StepRow {
         id: StepId(r.int("id")?),
         number: r.int("number")?,

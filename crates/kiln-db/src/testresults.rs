@@ -1,8 +1,6 @@
 //! Test results: sets of results a step recorded, and the results, each naming its test through
 //! the builder's `test_names` (and `test_code_paths`), as in Buildbot's schema.
 
-use sqlx::any::AnyRow;
-
 use crate::batch::Batch;
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
@@ -74,7 +72,7 @@ const RESULTS_FROM: &str = "(SELECT r.id AS id, r.builderid AS builderid, \
 const RESULT_COLUMNS: &str = "id, builderid, test_result_setid, buildid, test_name, \
                               test_code_path, line, duration_ns, value";
 
-fn set(r: &AnyRow) -> Result<TestResultSetRow> {
+fn set(r: &(impl RowExt + Sync)) -> Result<TestResultSetRow> {
     Ok(TestResultSetRow {
         id: r.int("id")?,
         builderid: r.int("builderid")?,
@@ -89,7 +87,7 @@ fn set(r: &AnyRow) -> Result<TestResultSetRow> {
     })
 }
 
-fn result(r: &AnyRow) -> Result<TestResultRow> {
+fn result(r: &(impl RowExt + Sync)) -> Result<TestResultRow> {
     Ok(TestResultRow {
         id: r.int("id")?,
         builderid: r.int("builderid")?,

@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::any::AnyRow;
-
 use crate::listing::{Page, SqlValue};
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
@@ -100,7 +98,7 @@ async fn set_attributes(
 }
 
 impl Db {
-    async fn user_row(&self, r: &AnyRow) -> Result<UserRow> {
+    async fn user_row(&self, r: &(impl RowExt + Sync)) -> Result<UserRow> {
         let uid = r.int("uid")?;
         let attributes = sqlx::query(
             "SELECT attr_type, attr_data FROM users_info WHERE uid = $1 ORDER BY attr_type",

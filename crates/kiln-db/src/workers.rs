@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use kiln_core::{BuilderId, MasterId, WorkerId};
 
 use crate::eventlog::{self, Recorder};
-use crate::listing::{IN_LIST_MAX, Page, placeholders};
+use crate::listing::{IN_LIST_MAX, Page, SqlValue, placeholders};
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
 
@@ -25,37 +25,44 @@ pub struct WorkerRow {
 
 const COLUMNS: &str = "id, name, info, paused, pause_reason, graceful";
 
+/// Each worker's `(builder, master)` pairs, and the masters it is connected to.
+type WorkerLinks = (HashMap<i64, Vec<(i64, i64)>>, HashMap<i64, Vec<i64>>);
+
 impl Db {
     /// Where each of these workers is configured (builder, master) and which masters it is
-    /// connected to: two statements for a page of workers, not two per worker.
-    async fn worker_links(
-        &self,
-        ids: &[i64],
-    ) -> Result<(HashMap<i64, Vec<(i64, i64)>>, HashMap<i64, Vec<i64>>)> {
+    /// connected to: two statements for a page of workers, not two per worker. `None` asks for
+    /// every worker's, without a list of ids to test each row against.
+    async fn worker_links(&self, ids: Option<&[i64]>) -> Result<WorkerLinks> {
         let mut configured: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         let mut connected: HashMap<i64, Vec<i64>> = HashMap::new();
-        for chunk in ids.chunks(IN_LIST_MAX) {
-            let marks = placeholders(1, chunk.len());
+        let chunks: Vec<&[i64]> = match ids {
+            Some(ids) => ids.chunks(IN_LIST_MAX).collect(),
+            None => vec![&[]],
+        };
+        for chunk in chunks {
+            let among = |column: &str| match ids {
+                Some(_) => format!("{column} IN ({})", placeholders(1, chunk.len())),
+                None => "1 = 1".to_string(),
+            };
             // From the workers' rows to their builders (CROSS JOIN fixes that order in SQLite):
             // the other way probes every worker for every builder.
-            let sql = format!(
-                "SELECT cw.workerid AS workerid, bm.builderid AS builderid, bm.masterid AS masterid \
-                 FROM configured_workers cw CROSS JOIN builder_masters bm \
-                 WHERE bm.id = cw.buildermasterid AND cw.workerid IN ({marks}) \
-                 ORDER BY bm.builderid, bm.masterid"
+            let columns =
+                "cw.workerid AS workerid, bm.builderid AS builderid, bm.masterid AS masterid";
+            let rest = format!(
+                "FROM configured_workers cw CROSS JOIN builder_masters bm \
+                 WHERE bm.id = cw.buildermasterid AND {} ORDER BY bm.builderid, bm.masterid",
+                among("cw.workerid")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for r in query.fetch_all(&self.pool).await? {
+            let binds: Vec<SqlValue> = chunk.iter().copied().map(SqlValue::Int).collect();
+            for r in self.select(columns, &rest, &binds).await? {
                 configured
                     .entry(r.int("workerid")?)
                     .or_default()
                     .push((r.int("builderid")?, r.int("masterid")?));
             }
             let sql = format!(
-                "SELECT workerid, masterid FROM connected_workers WHERE workerid IN ({marks}) ORDER BY masterid"
+                "SELECT workerid, masterid FROM connected_workers WHERE {} ORDER BY masterid",
+                among("workerid")
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -77,7 +84,10 @@ impl Db {
             .iter()
             .map(|r| r.int("id"))
             .collect::<Result<Vec<i64>>>()?;
-        let (mut configured, mut connected) = self.worker_links(&ids).await?;
+        let whole_table = page.filters.is_empty() && page.limit.is_none() && page.offset.is_none();
+        let (mut configured, mut connected) = self
+            .worker_links((!whole_table).then_some(ids.as_slice()))
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id = r.int("id")?;

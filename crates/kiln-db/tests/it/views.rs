@@ -3,7 +3,7 @@
 //! stamps built.
 
 use kiln_core::sourcestamp::SourceStamp;
-use kiln_core::{BuildId, BuilderId};
+use kiln_core::{BuildId, BuilderId, Results};
 use kiln_db::{NewBuildSet, NewChange, Writer};
 
 use crate::each_backend;
@@ -55,6 +55,10 @@ async fn pages_read_many_builds_in_one_statement_each() {
         let a = db.find_builder_id("a").await.unwrap();
         let b = db.find_builder_id("b").await.unwrap();
         let (c1, a1) = change_and_build(db, a, "r1").await;
+        db.finish_build(a1, Results::Failure, "failed", 2, kiln_db::unrecorded)
+            .await
+            .unwrap();
+        let a1_results = Some(Results::Failure as i64);
         let (c2, a2) = change_and_build(db, a, "r2").await;
         let (_, b1) = change_and_build(db, b, "r3").await;
         let step = db.add_step(a2, "shell", "", &[], None, 1).await.unwrap().0;
@@ -87,22 +91,27 @@ async fn pages_read_many_builds_in_one_statement_each() {
         assert_eq!(logs[0].stepid, step);
         assert!(db.logs_of_builds(&[]).await.unwrap().is_empty());
 
-        // Each build's predecessor on its builder: a2 follows a1; a1 and b1 are first.
-        let previous = db.previous_results(&[a1, a2, b1]).await.unwrap();
-        assert_eq!(previous, vec![(a2, None)], "{}", t.backend);
         let branches = db.build_branches(&[a1, b1]).await.unwrap();
         assert_eq!(
             branches,
             vec![(a1, Some("main".into())), (b1, Some("main".into()))]
         );
 
-        // Builds on `a` carrying the first change or later, with the newest change each carries.
+        // Builds on `a` carrying the first change or later, with the newest change each carries
+        // and the result of the build before it: a2 follows a1, which is the first.
         let carrying = db.builds_with_changes(&[a.0], c1).await.unwrap();
+        let seen: Vec<_> = carrying
+            .iter()
+            .map(|c| {
+                let at = (c.repository.as_str(), c.branch.as_deref());
+                (c.build.id, at, c.newest_change, c.previous_results)
+            })
+            .collect();
         assert_eq!(
-            carrying,
+            seen,
             vec![
-                (a1, "repo".to_string(), Some("main".to_string()), c1),
-                (a2, "repo".to_string(), Some("main".to_string()), c2),
+                (a1, ("repo", Some("main")), c1, None),
+                (a2, ("repo", Some("main")), c2, a1_results),
             ],
             "{}",
             t.backend
