@@ -41,8 +41,13 @@ pub fn build(b: &BuildRow) -> Value {
     })
 }
 
+/// A step's links, stored as JSON text.
+pub fn step_urls(urls_json: &str) -> Value {
+    serde_json::from_str(urls_json).unwrap_or(json!([]))
+}
+
 pub fn step(s: &StepRow) -> Value {
-    let urls: Value = serde_json::from_str(&s.urls_json).unwrap_or(json!([]));
+    let urls = step_urls(&s.urls_json);
     json!({
         "stepid": s.id.0,
         "number": s.number,
@@ -159,15 +164,21 @@ pub fn buildset(b: &BuildSetRow, sourcestamps: Vec<Value>) -> Value {
 /// Buildbot's front-end fails on values it does not expect there.
 const WORKER_INFO_KEYS: [&str; 4] = ["admin", "host", "access_uri", "version"];
 
-pub fn worker(w: &WorkerRow) -> Value {
+/// The part of a worker's stored info the API publishes.
+pub fn worker_info(stored: &str) -> Value {
     let mut info = serde_json::Map::new();
-    if let Ok(Value::Object(all)) = serde_json::from_str::<Value>(&w.info) {
+    if let Ok(Value::Object(all)) = serde_json::from_str::<Value>(stored) {
         for (k, v) in all {
             if WORKER_INFO_KEYS.contains(&k.as_str()) {
                 info.insert(k, v);
             }
         }
     }
+    Value::Object(info)
+}
+
+pub fn worker(w: &WorkerRow) -> Value {
+    let info = worker_info(&w.info);
     json!({
         "workerid": w.id.0,
         "name": w.name,

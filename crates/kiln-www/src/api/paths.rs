@@ -205,10 +205,7 @@ pub async fn get(
             let (mut items, total) = fetch(services, ty, base, &q).await?;
             embed_properties(services, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
-            Ok(query::respond(
-                headers,
-                json!({ty.plural(): items, "meta": {"total": total}}),
-            ))
+            Ok(query::respond(headers, listing(ty.plural(), items, total)))
         }
         Target::Single(ty, base, path) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
@@ -231,10 +228,7 @@ pub async fn get(
             items.truncate(1);
             embed_properties(services, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
-            Ok(query::respond(
-                headers,
-                json!({ty.plural(): items, "meta": {"total": 1}}),
-            ))
+            Ok(query::respond(headers, listing(ty.plural(), items, 1)))
         }
         Target::BuildUsers(id) => {
             query::parse(raw_query, &[], &[])?;
@@ -281,7 +275,7 @@ pub async fn get(
             let total = users.len();
             Ok(query::respond(
                 headers,
-                json!({"users": users, "meta": {"total": total}}),
+                listing("users", users, total as i64),
             ))
         }
         Target::BuildProperties(id) => {
@@ -363,4 +357,13 @@ async fn fetch(
     } else {
         query::finish_in_memory(items, q, &rest)
     }
+}
+
+/// A collection's answer: its items under the collection's name, and the total. The items are
+/// moved in, not serialized again: a page of 1,000 builds would otherwise be copied once more.
+fn listing(plural: &str, items: Vec<Value>, total: i64) -> Value {
+    let mut body = serde_json::Map::new();
+    body.insert(plural.to_string(), Value::Array(items));
+    body.insert("meta".to_string(), json!({ "total": total }));
+    Value::Object(body)
 }
