@@ -1,7 +1,7 @@
 //! The builders: a summary of every builder, and a builder's page with its recent builds, its
 //! pending requests, its workers and a form for each force scheduler that names it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -9,11 +9,11 @@ use axum::response::Response;
 use kiln_api::shapes;
 use kiln_db::BuilderRow;
 use kiln_db::listing::{Page, SqlValue};
-use minijinja::context;
+use minijinja::{Value, context};
 use serde_json::json;
 
 use super::args::Args;
-use super::{PageError, PageResult, Site, Visit, json};
+use super::{PageError, PageResult, Site, Visit, json, view};
 
 /// How many builds a builder's page lists unless `numbuilds=` says otherwise, as in Buildbot.
 const NUMBUILDS: i64 = 20;
@@ -31,32 +31,29 @@ async fn show_list(site: &Site, visit: &Visit) -> PageResult {
     let ids = read.builder_ids();
     let (rows, _) = read.db().list_builders(&Page::default()).await?;
     let connected = read.connected_workers();
-    let mut latest: BTreeMap<i64, serde_json::Value> = BTreeMap::new();
+    let mut latest: HashMap<i64, Value> = HashMap::new();
     for b in read.db().latest_builds(1).await? {
-        latest.insert(b.builderid.0, shapes::build(&b));
+        latest.insert(b.builderid.0, view::build(b));
     }
-    let builders: Vec<serde_json::Value> = config
+    let descriptions: HashMap<i64, Option<String>> =
+        rows.into_iter().map(|r| (r.id.0, r.description)).collect();
+    let builders: Vec<Value> = config
         .builders
         .iter()
         .filter_map(|b| ids.get(&b.name).map(|id| (b, id)))
         .map(|(b, id)| {
-            let row = rows.iter().find(|r| r.id == *id);
-            json!({
-                "builderid": id.0,
-                "name": b.name,
-                "description": row.and_then(|r| r.description.clone()),
-                "tags": b.tags,
-                "workers": b.workernames.len(),
-                "connected": b.workernames.iter().filter(|w| connected.contains(w)).count(),
-                "last": latest.get(&id.0),
-            })
+            context! {
+                builderid => id.0,
+                name => b.name,
+                description => descriptions.get(&id.0).cloned().flatten(),
+                tags => b.tags,
+                workers => b.workernames.len(),
+                connected => b.workernames.iter().filter(|w| connected.contains(*w)).count(),
+                last => latest.remove(&id.0),
+            }
         })
         .collect();
-    site.render(
-        visit,
-        "builders.html",
-        context! { builders => json(&builders) },
-    )
+    site.render(visit, "builders.html", context! { builders => builders })
 }
 
 /// A force form as it was submitted and refused: its values and each field's error.
@@ -141,7 +138,7 @@ pub async fn show(
     };
     let data = context! {
         builder => json(shapes::builder(&builder)),
-        builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
+        builds => view::builds(builds),
         pending => json(&pending),
         workers => json(&workers),
         forms => json(&forms),

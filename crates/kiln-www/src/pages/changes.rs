@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use kiln_api::shapes;
 use kiln_db::listing::{FilterOp, Page, SqlValue};
 use minijinja::context;
 
@@ -11,7 +10,7 @@ use super::args::Args;
 use super::builds::any_of;
 use super::links::Links;
 use super::select::builder_names;
-use super::{PageError, PageResult, Site, Visit, json};
+use super::{PageError, PageResult, Site, Visit, json, view};
 
 /// How many changes the list shows unless `num=` says otherwise.
 const NUM: i64 = 50;
@@ -81,8 +80,8 @@ async fn show(site: &Site, visit: &Visit, key: &str) -> PageResult {
     };
     let data = context! {
         change => json(Links::new(&site.services.read.config()).change(&change)),
-        builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
-        names => json(builder_names(site).await?),
+        builds => view::builds(builds),
+        names => builder_names(site).await?,
     };
     site.render(visit, "change.html", data)
 }

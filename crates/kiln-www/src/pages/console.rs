@@ -11,17 +11,17 @@ use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use kiln_api::shapes;
 use kiln_core::{BuildId, Results};
-use kiln_db::BuildRow;
 use kiln_db::listing::{FilterOp, Page, SqlValue};
-use minijinja::context;
-use serde_json::json;
+use kiln_db::{BuildRow, ChangeRow};
+use minijinja::{Value, context};
 
 use super::args::Args;
-use super::builds::any_of;
 use super::select::chosen_builders;
-use super::{PageResult, Site, Visit, json};
+use super::{PageResult, Site, Visit, from_json, view};
+
+/// A builder's builds of one repository and branch.
+type Lane<'a> = (i64, &'a str, Option<&'a str>);
 
 /// Changes shown unless `num=` says otherwise.
 const NUM: i64 = 25;
@@ -65,49 +65,50 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     } else {
         db.builds_with_changes(&ids, oldest).await?
     };
-    let build_ids: Vec<i64> = covering.iter().map(|c| c.0.0).collect();
-    let builds = if build_ids.is_empty() {
-        Vec::new()
-    } else {
-        db.list_builds(&any_of("id", build_ids)).await?.0
+    // Each builder's builds by the repository and branch they built, with the newest change of
+    // theirs, so that a cell is found without going through every build.
+    let mut built: HashMap<Lane, Vec<(i64, BuildId)>> = HashMap::new();
+    // A build's cell is the same in every row it covers: made once, shared.
+    let mut cells: HashMap<BuildId, Value> = HashMap::new();
+    for c in &covering {
+        let b = &c.build;
+        built
+            .entry((b.builderid.0, c.repository.as_str(), c.branch.as_deref()))
+            .or_default()
+            .push((c.newest_change, b.id));
+        cells.entry(b.id).or_insert_with(|| {
+            let class = colour(b, c.previous_results);
+            context! { build => view::build(b.clone()), class => class }
+        });
+    }
+    let not_built = Value::from(());
+    let cell = |builder: i64, c: &ChangeRow| -> Value {
+        // The earliest build on this builder that includes the change.
+        let first = built
+            .get(&(builder, c.repository.as_str(), c.branch.as_deref()))
+            .and_then(|on| {
+                on.iter()
+                    .filter(|(newest, _)| *newest >= c.id.0)
+                    .map(|(_, id)| *id)
+                    .min()
+            });
+        first
+            .and_then(|id| cells.get(&id))
+            .unwrap_or(&not_built)
+            .clone()
     };
-    let by_id: HashMap<BuildId, &BuildRow> = builds.iter().map(|b| (b.id, b)).collect();
-    let previous = previous_results(site, &builds).await?;
-
-    let rows: Vec<serde_json::Value> = changes
+    let rows: Vec<Value> = changes
         .iter()
         .map(|c| {
-            let cells: Vec<serde_json::Value> = builders
-                .iter()
-                .map(|(builder, _, _)| {
-                    // The earliest build on this builder that includes the change.
-                    let first = covering
-                        .iter()
-                        .filter(|(_, repo, branch, newest)| {
-                            *repo == c.repository && *branch == c.branch && *newest >= c.id.0
-                        })
-                        .filter_map(|(id, ..)| by_id.get(id))
-                        .filter(|b| b.builderid.0 == *builder)
-                        .min_by_key(|b| b.id);
-                    match first {
-                        Some(b) => json!({
-                            "build": shapes::build(b),
-                            "class": colour(b, previous.get(&b.id).copied().flatten()),
-                        }),
-                        None => json!({"class": "notbuilt"}),
-                    }
-                })
-                .collect();
-            let mut change = links.change(c);
-            change["cells"] = json!(cells);
-            change
+            let cells: Vec<Value> = builders.iter().map(|(b, _, _)| cell(*b, c)).collect();
+            context! { change => from_json(&links.change(c)), cells => cells }
         })
         .collect();
-    let builders: Vec<serde_json::Value> = builders
+    let builders: Vec<Value> = builders
         .iter()
-        .map(|(id, name, tags)| json!({"builderid": id, "name": name, "tags": tags}))
+        .map(|(id, name, tags)| context! { builderid => id, name => name, tags => tags })
         .collect();
-    let data = context! { builders => json(&builders), changes => json(&rows), num => num };
+    let data = context! { builders => builders, changes => rows, num => num };
     site.render(visit, "console.html", data)
 }
 
@@ -126,20 +127,4 @@ fn colour(build: &BuildRow, previous: Option<i64>) -> &'static str {
         Some(0 | 1) => "passed",
         _ => "other",
     }
-}
-
-/// The result of the build before each of `builds` on its builder.
-async fn previous_results(
-    site: &Site,
-    builds: &[BuildRow],
-) -> Result<HashMap<BuildId, Option<i64>>, super::PageError> {
-    let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
-    Ok(site
-        .services
-        .read
-        .db()
-        .previous_results(&ids)
-        .await?
-        .into_iter()
-        .collect())
 }

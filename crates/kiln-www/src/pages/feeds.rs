@@ -4,14 +4,13 @@
 use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use kiln_api::shapes;
 use kiln_db::listing::{Filter, FilterOp, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
 use super::select::builder_names;
 use super::select::{chosen_builders, latest_on};
-use super::{PageResult, Site, Visit, json};
+use super::{PageResult, Site, Visit, view};
 
 /// Builds in a feed unless `numbuilds=` says otherwise.
 const NUMBUILDS: i64 = 20;
@@ -64,8 +63,8 @@ async fn feed(
     let config = site.services.read.config();
     let base = config.buildbot_url.trim_end_matches('/').to_string() + "/";
     let data = context! {
-        builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
-        names => json(builder_names(site).await?),
+        builds => view::builds(builds.iter().cloned()),
+        names => builder_names(site).await?,
         base => base,
         updated => builds.first().and_then(|b| b.complete_at).unwrap_or(site.services.read.now()),
     };

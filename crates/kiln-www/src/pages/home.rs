@@ -5,12 +5,11 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Response;
-use kiln_api::shapes;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
-use minijinja::context;
+use minijinja::{Value, context};
 
 use super::select::builder_names;
-use super::{PageResult, Site, Visit, json};
+use super::{PageResult, Site, Visit, view};
 
 /// How many of each builder's builds the home page shows.
 const PER_BUILDER: i64 = 5;
@@ -25,12 +24,12 @@ pub async fn page(State(site): State<Site>, visit: Visit) -> Response {
 async fn show(site: &Site, visit: &Visit) -> PageResult {
     let db = site.services.read.db();
     let names = builder_names(site).await?;
-    let mut latest: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+    let mut latest: HashMap<i64, Vec<Value>> = HashMap::new();
     for b in db.latest_builds(PER_BUILDER).await? {
         latest
             .entry(b.builderid.0)
             .or_default()
-            .push(shapes::build(&b));
+            .push(view::build(b));
     }
     let running = db
         .list_builds(&Page::eq("complete_at", SqlValue::Null))
@@ -52,25 +51,29 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
 
     let config = site.services.read.config();
     let ids = site.services.read.builder_ids();
-    let builders: Vec<serde_json::Value> = config
+    let mut waiting: HashMap<i64, usize> = HashMap::new();
+    for r in &pending {
+        *waiting.entry(r.builderid).or_default() += 1;
+    }
+    let builders: Vec<Value> = config
         .builders
         .iter()
         .filter_map(|b| ids.get(&b.name).map(|id| (b, id)))
         .map(|(b, id)| {
-            serde_json::json!({
-                "builderid": id.0,
-                "name": b.name,
-                "builds": latest.remove(&id.0).unwrap_or_default(),
-                "pending": pending.iter().filter(|r| r.builderid == id.0).count(),
-            })
+            context! {
+                builderid => id.0,
+                name => b.name,
+                builds => latest.remove(&id.0).unwrap_or_default(),
+                pending => waiting.get(&id.0).copied().unwrap_or(0),
+            }
         })
         .collect();
     let data = context! {
-        builders => json(&builders),
-        running => json(running.iter().map(shapes::build).collect::<Vec<_>>()),
+        builders => builders,
+        running => view::builds(running),
         pending => pending.len(),
-        failures => json(failures.iter().map(shapes::build).collect::<Vec<_>>()),
-        names => json(&names),
+        failures => view::builds(failures),
+        names => names,
     };
     site.render(visit, "home.html", data)
 }

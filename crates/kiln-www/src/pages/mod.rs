@@ -25,6 +25,7 @@ mod schedulers;
 mod select;
 pub mod templates;
 mod users;
+mod view;
 mod waterfall;
 mod workers;
 
@@ -54,10 +55,11 @@ pub struct Site {
 /// dependency turns on), serializing its numbers straight into the template engine would make
 /// them maps.
 pub fn json<T: serde::Serialize>(value: T) -> Value {
-    to_value(&serde_json::to_value(value).unwrap_or_default())
+    from_json(&serde_json::to_value(value).unwrap_or_default())
 }
 
-fn to_value(v: &serde_json::Value) -> Value {
+/// A JSON value for a template.
+pub fn from_json(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::from(()),
         serde_json::Value::Bool(b) => Value::from(*b),
@@ -68,10 +70,10 @@ fn to_value(v: &serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Array(items) => {
-            Value::from(items.iter().map(to_value).collect::<Vec<_>>())
+            Value::from(items.iter().map(from_json).collect::<Vec<_>>())
         }
         serde_json::Value::Object(map) => {
-            Value::from_iter(map.iter().map(|(k, v)| (k.clone(), to_value(v))))
+            Value::from_iter(map.iter().map(|(k, v)| (k.clone(), from_json(v))))
         }
     }
 }

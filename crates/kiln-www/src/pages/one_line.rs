@@ -3,13 +3,12 @@
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use kiln_api::shapes;
-use minijinja::context;
+use minijinja::{Value, context};
 
 use super::args::Args;
 use super::select::builder_names;
 use super::select::{chosen_builders, latest_on};
-use super::{PageResult, Site, Visit, json};
+use super::{PageResult, Site, Visit, view};
 
 /// Builds listed unless `numbuilds=` says otherwise, as in Buildbot.
 const NUMBUILDS: i64 = 20;
@@ -25,17 +24,16 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let builders = chosen_builders(site, &args)?;
     let branches = args.all("branch");
     let builds = latest_on(site, &builders, &branches, Vec::new(), numbuilds).await?;
-    let rows: Vec<serde_json::Value> = builds
-        .iter()
+    let rows: Vec<Value> = builds
+        .into_iter()
         .map(|(b, on)| {
-            let mut v = shapes::build(b);
-            v["branch"] = serde_json::json!(on.first());
-            v
+            let branch = Value::from(on.into_iter().next());
+            view::build_with(b, vec![("branch", branch)])
         })
         .collect();
     let data = context! {
-        builds => json(&rows),
-        names => json(builder_names(site).await?),
+        builds => rows,
+        names => builder_names(site).await?,
         numbuilds => numbuilds,
     };
     site.render(visit, "one_line_per_build.html", data)

@@ -8,6 +8,8 @@ use kiln_core::BuildId;
 use kiln_db::BuildRow;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 
+use minijinja::Value;
+
 use super::args::Args;
 use super::{PageError, Site};
 
@@ -92,15 +94,11 @@ pub async fn latest_on(
 }
 
 /// Every builder's name by id, as a map with string keys the templates can index.
-pub async fn builder_names(site: &Site) -> Result<HashMap<String, String>, PageError> {
-    let (rows, _) = site
-        .services
-        .read
-        .db()
-        .list_builders(&Page::default())
-        .await?;
+pub async fn builder_names(site: &Site) -> Result<Value, PageError> {
+    let rows = site.services.read.db().builder_names().await?;
     Ok(rows
         .into_iter()
-        .map(|b| (b.id.0.to_string(), b.name))
-        .collect())
+        .map(|(id, name)| (id.0.to_string(), name))
+        .collect::<HashMap<_, _>>()
+        .into())
 }

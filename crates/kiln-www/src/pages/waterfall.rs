@@ -12,18 +12,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use kiln_api::shapes;
 use kiln_core::{BuildId, Results};
 use kiln_db::BuildRow;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
-use minijinja::context;
-use serde_json::json;
+use minijinja::{Value, context};
 
 use super::args::Args;
 use super::builds::any_of;
 use super::chart::{self, Cell, Span};
 use super::select::chosen_builders;
-use super::{PageError, PageResult, Site, Visit, json};
+use super::{PageError, PageResult, Site, Visit, view};
 
 /// Builds shown unless `num_events=` says otherwise.
 const NUM_EVENTS: i64 = 200;
@@ -99,7 +97,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
         builds.retain(|b| builders.iter().any(|x| x.0 == b.builderid.0));
     }
 
-    let steps = steps_with_logs(site, &builds).await?;
+    let mut steps = steps_with_logs(site, &builds).await?;
     let eta = etas(&builds, now);
     let pending = db.unclaimed_buildrequests().await?;
     let column_of: HashMap<i64, usize> =
@@ -130,50 +128,65 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
         }
     }
     let layout = chart::layout(builders.len(), &spans);
-    let by_id: HashMap<i64, &BuildRow> = builds.iter().map(|b| (b.id.0, b)).collect();
-    let rows: Vec<serde_json::Value> = layout
+    let mut running: HashMap<i64, usize> = HashMap::new();
+    for b in builds.iter().filter(|b| b.complete_at.is_none()) {
+        *running.entry(b.builderid.0).or_default() += 1;
+    }
+    let mut waiting: HashMap<i64, usize> = HashMap::new();
+    for r in &pending {
+        *waiting.entry(r.builderid).or_default() += 1;
+    }
+    let shown = builds.len();
+    let mut boxes: HashMap<i64, Value> = builds
+        .into_iter()
+        .map(|b| {
+            let id = b.id.0;
+            let extra = vec![
+                ("steps", Value::from(steps.remove(&id).unwrap_or_default())),
+                ("eta", Value::from(eta.get(&id).copied())),
+            ];
+            (id, view::build_with(b, extra))
+        })
+        .collect();
+    let rows: Vec<Value> = layout
         .rows
         .iter()
         .zip(&layout.times)
         .map(|(cells, time)| {
-            let cells: Vec<serde_json::Value> = cells
+            let cells: Vec<Value> = cells
                 .iter()
                 .map(|c| match c {
                     Cell::Build { id, rows } if *id < 0 => {
-                        json!({"event": events.get(id), "rows": rows})
+                        context! { event => events.get(id), rows => rows }
                     }
                     Cell::Build { id, rows } => {
-                        let b = by_id[id];
-                        let mut v = shapes::build(b);
-                        v["steps"] = json!(steps.get(id).cloned().unwrap_or_default());
-                        v["eta"] = json!(eta.get(id));
-                        json!({"build": v, "rows": rows})
+                        context! { build => boxes.remove(id), rows => rows }
                     }
-                    Cell::Empty { rows } => json!({"rows": rows}),
+                    Cell::Empty { rows } => context! { rows => rows },
                 })
                 .collect();
-            json!({"time": time, "cells": cells})
+            context! { time => time, cells => cells }
         })
         .collect();
-    let columns: Vec<serde_json::Value> = builders
+    let columns: Vec<Value> = builders
         .iter()
         .zip(&layout.lanes)
         .map(|((id, name, tags), lanes)| {
-            json!({
-                "builderid": id,
-                "name": name,
-                "tags": tags,
-                "lanes": lanes,
-                "pending": pending.iter().filter(|r| r.builderid == *id).count(),
-                "running": builds.iter().filter(|b| b.builderid.0 == *id && b.complete_at.is_none()).count(),
-            })
+            context! {
+                builderid => id,
+                name => name,
+                tags => tags,
+                lanes => lanes,
+                pending => waiting.get(id).copied().unwrap_or(0),
+                running => running.get(id).copied().unwrap_or(0),
+            }
         })
         .collect();
     let data = context! {
-        columns => json(&columns),
-        rows => json(&rows),
+        columns => columns,
+        rows => rows,
         reload => reload,
-        shown => builds.len(),
+        shown => shown,
         num_events => num,
     };
     site.render(visit, "waterfall.html", data)
@@ -241,8 +254,8 @@ async fn failing_builders(site: &Site) -> Result<Vec<i64>, PageError> {
 async fn steps_with_logs(
     site: &Site,
     builds: &[BuildRow],
-) -> Result<HashMap<i64, Vec<serde_json::Value>>, PageError> {
-    let mut out: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+) -> Result<HashMap<i64, Vec<Value>>, PageError> {
+    let mut out: HashMap<i64, Vec<Value>> = HashMap::new();
     if builds.is_empty() {
         return Ok(out);
     }
@@ -251,14 +264,18 @@ async fn steps_with_logs(
     page.order = vec![("number", false)];
     let steps = db.list_steps(&page).await?.0;
     let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
-    let mut logs: HashMap<i64, Vec<serde_json::Value>> = HashMap::new();
+    let mut logs: HashMap<i64, Vec<Value>> = HashMap::new();
     for l in db.logs_of_builds(&ids).await? {
-        logs.entry(l.stepid.0).or_default().push(shapes::log(&l));
+        logs.entry(l.stepid.0).or_default().push(view::log(l));
     }
-    for s in steps.iter().filter(|s| !s.hidden) {
-        let mut v = shapes::step(s);
-        v["logs"] = json!(logs.remove(&s.id.0).unwrap_or_default());
-        out.entry(s.buildid.0).or_default().push(v);
+    for s in steps.into_iter().filter(|s| !s.hidden) {
+        let extra = vec![(
+            "logs",
+            Value::from(logs.remove(&s.id.0).unwrap_or_default()),
+        )];
+        out.entry(s.buildid.0)
+            .or_default()
+            .push(view::step_with(s, extra));
     }
     Ok(out)
 }

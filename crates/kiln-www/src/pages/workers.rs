@@ -1,16 +1,18 @@
 //! The workers: every worker with its state and builders, and a worker's page with its info, its
 //! recent builds and the ping, pause, graceful stop and kill controls.
 
+use std::collections::HashSet;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use kiln_api::shapes;
 use kiln_db::WorkerRow;
 use kiln_db::listing::{Page, SqlValue};
-use minijinja::context;
+use minijinja::{Value, context};
 
 use super::args::Args;
 use super::select::builder_names;
-use super::{PageError, PageResult, Site, Visit, json};
+use super::{PageError, PageResult, Site, Visit, from_json, view};
 
 /// How many builds a worker's page lists unless `numbuilds=` says otherwise.
 const NUMBUILDS: i64 = 20;
@@ -31,24 +33,27 @@ async fn show_list(site: &Site, visit: &Visit, query: Option<&str>) -> PageResul
         .await?;
     let config = site.services.read.config();
     // Only the workers of the running configuration: the table keeps the ones removed from it.
-    let workers: Vec<serde_json::Value> = rows
-        .iter()
-        .filter(|w| config.workers.iter().any(|c| c.name == w.name))
-        .map(view)
+    let configured: HashSet<&str> = config.workers.iter().map(|c| c.name.as_str()).collect();
+    let workers: Vec<Value> = rows
+        .into_iter()
+        .filter(|w| configured.contains(w.name.as_str()))
+        .map(with_state)
         .collect();
     let data = context! {
-        workers => json(&workers),
-        names => json(builder_names(site).await?),
+        workers => workers,
+        names => builder_names(site).await?,
         no_builders => no_builders,
     };
     site.render(visit, "workers.html", data)
 }
 
 /// A worker as the pages show it: its API shape, and whether it is connected.
-fn view(w: &WorkerRow) -> serde_json::Value {
-    let mut v = shapes::worker(w);
-    v["connected"] = serde_json::Value::Bool(!w.connected_to.is_empty());
-    v
+fn with_state(w: WorkerRow) -> Value {
+    let connected = !w.connected_to.is_empty();
+    // Read once here: a template reads several of its keys, and each read would parse it again.
+    let info = from_json(&shapes::worker_info(&w.info));
+    let extra = vec![("connected", Value::from(connected)), ("workerinfo", info)];
+    view::worker_with(w, extra)
 }
 
 /// A worker by its id or its name.
@@ -88,9 +93,9 @@ async fn show(site: &Site, visit: &Visit, key: &str, query: Option<&str>) -> Pag
     };
     let builds = site.services.read.db().list_builds(&page).await?.0;
     let data = context! {
-        worker => json(view(&worker)),
-        builds => json(builds.iter().map(shapes::build).collect::<Vec<_>>()),
-        names => json(builder_names(site).await?),
+        worker => with_state(worker),
+        builds => view::builds(builds),
+        names => builder_names(site).await?,
     };
     site.render(visit, "worker.html", data)
 }
