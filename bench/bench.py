@@ -14,6 +14,8 @@ Scenarios (all enabled by default, see --scenarios):
               wall time, builds/s, master CPU per build, master peak RSS.
   latency     force -> finished build, sequential runs on an idle master.
   log         one build printing a large log: ingest MB/s, raw download MB/s.
+  log_pages   (kiln only, not by default) that log paged in headless Chromium:
+              each page's time, the master's memory while browsing.
   hooks       change hook POST -> build request; a burst of changes.
   checkout    incremental Git checkouts of an unchanged repository: time from
               force to finished build beyond the git commands' own time.
@@ -837,6 +839,55 @@ def scenario_log(args) -> dict:
     }
 
 
+def scenario_log_pages(args) -> dict:
+    """kiln's own log page in headless Chromium, over a log of --log-mb: each visit's time, and
+    the master's memory before the browsing and at its peak during it."""
+    if args.target != "kiln":
+        raise BenchError("log_pages measures kiln's own log page; run it with --target kiln")
+    script = BENCH_DIR / "log_pages.mjs"
+    env = dict(os.environ, KILN_NODE_MODULES=args.node_modules, KILN_CHROMIUM=args.chromium)
+    with Master(args, "log") as m:
+        up = m.bring_up()
+        _, brid = m.force(m.api, "log", "force-log")
+        b = m.wait_build(brid, args.log_timeout, args.log_poll)
+        if b.get("results") != 0:
+            raise BenchError(f"log build failed: {b!r}")
+        steps = m.api.get_json(f"/api/v2/builds/{b['buildid']}/steps").get("steps", [])
+        step = next((s for s in steps if s.get("name") == "log"), None)
+        if step is None:
+            raise BenchError(f"no step named 'log' in build {b['buildid']}")
+        logs = m.api.get_json(f"/api/v2/steps/{step['stepid']}/logs").get("logs", [])
+        stdio = next((lg for lg in logs if lg.get("slug") == "stdio"), None)
+        if stdio is None:
+            raise BenchError(f"no stdio log in step {step['stepid']}")
+        url = (f"http://127.0.0.1:{m.www_port}/builders/{b['builderid']}/builds/{b['number']}"
+               f"/steps/{step['number']}/logs/stdio")
+        time.sleep(args.settle)
+        rss_before = m.rss_kb() / 1024
+        # Writing 5 to clear_refs resets VmHWM, so the peak below is the browsing's own.
+        with open(f"/proc/{m.proc.pid}/clear_refs", "w") as f:
+            f.write("5")
+        win = m.cpu_window()
+        out = subprocess.run(["node", str(script), url, str(stdio["num_lines"])], env=env,
+                             capture_output=True, text=True, timeout=args.log_timeout)
+        cpu = win.stop()
+        if out.returncode != 0:
+            raise BenchError(f"log_pages.mjs failed: {out.stderr[-2000:]}")
+        visits = json.loads(out.stdout.strip().splitlines()[-1])
+        peak = m.hwm_kb() / 1024
+        rss_after = m.rss_kb() / 1024
+        for v in visits:
+            log(f"log_pages: {v['label']}: {v['ms']:.0f} ms, {v['lines']} lines in the page")
+        log(f"log_pages: master RSS {rss_before:.0f} MiB before, peak {peak:.0f} MiB while"
+            f" browsing, {rss_after:.0f} MiB after")
+    return {
+        "log_bytes": int(args.log_mb * MB), "log_lines": stdio.get("num_lines"),
+        "visits": visits, "master_rss_before_mib": rss_before,
+        "master_peak_rss_while_browsing_mib": peak, "master_rss_after_mib": rss_after,
+        "browsing_master_cpu_s": cpu["master_cpu_s"], **up,
+    }
+
+
 # The hooks scenario's addition to both templates: the same text is Python and Starlark.
 # Each of the N schedulers watches its own branch and builds at once (no tree-stable timer),
 # so a change on one of them makes exactly one build request; the burst scheduler waits for
@@ -1013,6 +1064,7 @@ SCENARIOS = {
     "throughput": scenario_throughput,
     "latency": scenario_latency,
     "log": scenario_log,
+    "log_pages": scenario_log_pages,
     "hooks": scenario_hooks,
     "checkout": scenario_checkout,
 }
@@ -1167,6 +1219,9 @@ def parse_args(argv=None):
     p.add_argument("--log-downloads", type=int, default=3, help="log: raw downloads, median reported (3)")
     p.add_argument("--log-poll", type=float, default=0.02, help="log: poll period, s (0.02)")
     p.add_argument("--log-timeout", type=float, default=1800, help="log: limit for the build, s (1800)")
+    p.add_argument("--node-modules", default=str(REPO_DIR / "target" / "test-env" / "browser" / "node_modules"),
+                   help="log_pages: where playwright-core is installed")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="log_pages: the browser")
     p.add_argument("--startup-runs", type=int, default=3, help="startup: fresh masters started (3)")
     p.add_argument("--hook-schedulers", type=int, default=50, help="hooks: change schedulers configured (50)")
     p.add_argument("--hook-runs", type=int, default=50, help="hooks: measured POSTs (50)")
