@@ -9,6 +9,7 @@
 //! A resource's JSON shape, the same for the REST API and the events' full resources, is in
 //! [`shapes`].
 
+pub mod authz;
 pub mod consumer;
 pub mod credentials;
 pub mod error;

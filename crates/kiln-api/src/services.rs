@@ -31,10 +31,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Who asks for a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// Nobody in particular: the web port has no login yet, and every caller is anonymous.
+    /// Somebody who has not logged in.
     Anonymous,
+    /// A user who logged in, as their login described them.
+    User(crate::authz::UserInfo),
     /// The master itself, on behalf of its own components (a quickstart build, say).
     Master,
+}
+
+impl Actor {
+    /// The logged-in user, if the actor is one.
+    pub fn user(&self) -> Option<&crate::authz::UserInfo> {
+        match self {
+            Actor::User(u) => Some(u),
+            Actor::Anonymous | Actor::Master => None,
+        }
+    }
 }
 
 /// A submitted buildset: its id and each builder's request.

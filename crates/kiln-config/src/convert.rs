@@ -6,6 +6,7 @@ use crate::model::*;
 use crate::node::{Location, Node};
 use crate::{Diagnostic, Diagnostics, Severity};
 
+mod auth;
 mod builders;
 mod changes;
 mod cx;

@@ -748,6 +748,116 @@ pub const KINDS: &[Kind] = &[
         keywords: TIMED_SCHEDULER,
     },
     Kind {
+        name: "NoAuth",
+        positional: &[],
+        keywords: &[],
+    },
+    Kind {
+        name: "UserPasswordAuth",
+        positional: &["users"],
+        keywords: &[],
+    },
+    Kind {
+        name: "HTPasswdAuth",
+        positional: &["passwdFile"],
+        keywords: &[],
+    },
+    Kind {
+        name: "RemoteUserAuth",
+        positional: &[],
+        keywords: &["header", "headerRegex", "trustedProxies"],
+    },
+    Kind {
+        name: "Authz",
+        positional: &[],
+        keywords: &[
+            "allowRules",
+            "roleMatchers",
+            "stringsMatcher",
+            "forceBuild",
+            "forceAllBuilds",
+            "pingBuilder",
+            "gracefulShutdown",
+            "pauseSlave",
+            "stopBuild",
+            "stopAllBuilds",
+            "cancelPendingBuild",
+            "stopChange",
+            "cleanShutdown",
+            "showUsersPage",
+        ],
+    },
+    Kind {
+        name: "AnyEndpointMatcher",
+        positional: &[],
+        keywords: &["role", "defaultDeny"],
+    },
+    Kind {
+        name: "AnyControlEndpointMatcher",
+        positional: &[],
+        keywords: &["role", "defaultDeny"],
+    },
+    Kind {
+        name: "ForceBuildEndpointMatcher",
+        positional: &[],
+        keywords: &["builder", "role", "defaultDeny"],
+    },
+    Kind {
+        name: "StopBuildEndpointMatcher",
+        positional: &[],
+        keywords: &["builder", "role", "defaultDeny"],
+    },
+    Kind {
+        name: "RebuildBuildEndpointMatcher",
+        positional: &[],
+        keywords: &["builder", "role", "defaultDeny"],
+    },
+    Kind {
+        name: "EnableSchedulerEndpointMatcher",
+        positional: &[],
+        keywords: &["role", "defaultDeny"],
+    },
+    Kind {
+        name: "ViewBuildsEndpointMatcher",
+        positional: &[],
+        keywords: &["branch", "project", "builder", "role", "defaultDeny"],
+    },
+    Kind {
+        name: "BranchEndpointMatcher",
+        positional: &["branch"],
+        keywords: &["role", "defaultDeny"],
+    },
+    Kind {
+        name: "RolesFromGroups",
+        positional: &[],
+        keywords: &["groupPrefix"],
+    },
+    Kind {
+        name: "RolesFromEmails",
+        positional: &[],
+        keywords: &[],
+    },
+    Kind {
+        name: "RolesFromDomain",
+        positional: &[],
+        keywords: &[],
+    },
+    Kind {
+        name: "RolesFromUsername",
+        positional: &[],
+        keywords: &["roles", "usernames"],
+    },
+    Kind {
+        name: "RolesFromOwner",
+        positional: &["role"],
+        keywords: &[],
+    },
+    Kind {
+        name: "StringsMatcher",
+        positional: &["how"],
+        keywords: &[],
+    },
+    Kind {
         name: "RevlinkMatch",
         positional: &["repo_urls", "revlink"],
         keywords: &[],
@@ -926,8 +1036,9 @@ pub const STEP_KINDS: &[&str] = &[
     "Monotone",
 ];
 
-/// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`).
-pub const OPEN_KINDS: &[&str] = &["Interpolate"];
+/// Kinds that accept arbitrary extra keyword arguments (Interpolate's `kwargs`, and the roles
+/// of `RolesFromEmails` and `RolesFromDomain`, each a keyword).
+pub const OPEN_KINDS: &[&str] = &["Interpolate", "RolesFromEmails", "RolesFromDomain"];
 
 pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)

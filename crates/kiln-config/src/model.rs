@@ -7,10 +7,12 @@ use kiln_core::render::Renderable;
 
 use crate::Diagnostic;
 
+mod auth;
 mod changes;
 mod schedulers;
 mod steps;
 
+pub use auth::*;
 pub use changes::*;
 pub use schedulers::*;
 pub use steps::*;
@@ -89,6 +91,10 @@ pub struct WwwConfig {
     pub host: String,
     /// The enabled change hook dialects (`c['www']['change_hook_dialects']`), with their options.
     pub change_hook_dialects: BTreeMap<String, BTreeMap<String, PropertyValue>>,
+    /// How web users log in (`auth`); nobody does by default.
+    pub auth: WebAuth,
+    /// What each user may do (`authz`); without it, everyone may do everything.
+    pub authz: Option<Authz>,
     /// HTTP Basic credentials the change hooks require (`change_hook_auth`); empty means open.
     pub change_hook_auth: Vec<HookCredentials>,
     /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).

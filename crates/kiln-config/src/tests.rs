@@ -848,3 +848,124 @@ c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
         );
     }
 }
+
+#[test]
+fn web_authentication_and_authorization_are_read() {
+    let src = r#"
+def may_stop(user, *args):
+    return user == "ann"
+BuildmasterConfig = {'www': {
+    'auth': util.UserPasswordAuth({'ann': 's3cret', 'bob': 'pw'}),
+    'authz': util.Authz(
+        stringsMatcher=util.reStrMatcher,
+        allowRules=[
+            util.ForceBuildEndpointMatcher(builder='rel.*', role='release'),
+            util.StopBuildEndpointMatcher(role='owner', defaultDeny=False),
+            util.BranchEndpointMatcher('main', role='admins'),
+            util.ViewBuildsEndpointMatcher(project='secret', role='insiders'),
+            util.AnyControlEndpointMatcher(role='admins'),
+        ],
+        roleMatchers=[
+            util.RolesFromGroups(groupPrefix='buildbot-'),
+            util.RolesFromEmails(admins=['ann@example.org']),
+            util.RolesFromDomain(insiders=['example.org']),
+            util.RolesFromUsername(roles=['release'], usernames=['bob']),
+            util.RolesFromOwner(role='owner'),
+        ],
+        forceBuild='auth', stopBuild=may_stop, showUsersPage=False),
+}}
+"#;
+    let ok = load_str("master.star", src).unwrap();
+    assert_eq!(
+        ok.www.auth,
+        crate::WebAuth::UserPassword(vec![
+            ("ann".into(), "s3cret".into()),
+            ("bob".into(), "pw".into())
+        ])
+    );
+    let authz = ok.www.authz.as_ref().unwrap();
+    assert_eq!(authz.strings, crate::StringsMatcher::Regex);
+    assert_eq!(
+        authz.allow_rules[0],
+        crate::AllowRule {
+            endpoint: crate::Endpoint::ForceBuild {
+                builder: Some("rel.*".into())
+            },
+            role: "release".into(),
+            default_deny: true,
+        }
+    );
+    assert!(!authz.allow_rules[1].default_deny);
+    assert_eq!(
+        authz.allow_rules[2].endpoint,
+        crate::Endpoint::Branch {
+            branch: "main".into()
+        }
+    );
+    assert_eq!(authz.allow_rules.len(), 5);
+    assert_eq!(
+        authz.role_matchers[1],
+        crate::RoleMatcher::Emails(vec![("admins".into(), vec!["ann@example.org".into()])])
+    );
+    assert_eq!(
+        authz.role_matchers[3],
+        crate::RoleMatcher::Username {
+            roles: vec!["release".into()],
+            usernames: vec!["bob".into()]
+        }
+    );
+    assert_eq!(authz.role_matchers.len(), 5);
+    let actions: Vec<_> = authz.actions.iter().map(|(a, _)| a.keyword()).collect();
+    assert_eq!(actions, ["forceBuild", "stopBuild", "showUsersPage"]);
+    assert!(matches!(authz.actions[1].1, crate::Permission::Function(_)));
+
+    let remote = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'auth': util.RemoteUserAuth(header='X-User', headerRegex='(?P<username>.+)')}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        remote.www.auth,
+        crate::WebAuth::RemoteUser {
+            header: "X-User".into(),
+            header_regex: "(?P<username>.+)".into(),
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+        }
+    );
+}
+
+#[test]
+fn authorization_mistakes_are_reported_where_they_are() {
+    let bad = r#"BuildmasterConfig = {'www': {
+    'auth': util.RemoteUserAuth(headerRegex='(?P<user>.+)', trustedProxies=['proxy.local']),
+    'authz': util.Authz(
+        allowRules=[util.ForceBuildEndpointMatcher(builder='x'), util.RolesFromGroups()],
+        roleMatchers=[util.AnyEndpointMatcher(role='a')],
+        forceBuild='maybe'),
+}}
+"#;
+    let text = load_str("master.star", bad).unwrap_err().to_string();
+    for expected in [
+        "master.star:2",
+        "RemoteUserAuth's headerRegex \"(?P<user>.+)\" has no (?P<username>…) group",
+        "RemoteUserAuth's trustedProxies entry \"proxy.local\" is not an IP address",
+        "master.star:4",
+        "ForceBuildEndpointMatcher needs role=, the role it allows",
+        "RolesFromGroups is not an endpoint matcher kiln knows",
+        "master.star:5",
+        "AnyEndpointMatcher is not a role matcher kiln knows",
+        "Authz's forceBuild must be True, False, 'auth' or a function, not",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    let unknown = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'authz': util.Authz(allowRules=[util.NoSuchMatcher(role='x')])}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("NoSuchMatcher"), "{unknown}");
+}

@@ -1,14 +1,15 @@
 //! The API boundary: the master as the read side, the control handle and the event source that
 //! `kiln_api` defines, which the web port and the reporters are given instead of the master.
 //!
-//! Every command of the control handle arrives here with the actor who asks; authorization, when
-//! it comes, is decided in this one place.
+//! Every command of the control handle arrives here with the actor who asks, and is authorized
+//! here (`crate::authorize`) before anything is done.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use kiln_api::authz::{Request, Verb};
 use kiln_api::{
     Actor, ApiError, BoxFuture, Control, Event, EventSource, PollOutcome, ReadSide, Services,
     Submitted, TryJob, WorkerAction, WorkerRef,
@@ -19,6 +20,7 @@ use kiln_db::listing::{Page, SqlValue};
 use kiln_db::{Db, NewBuildSet, NewChange};
 use tokio::sync::broadcast;
 
+use crate::authorize::{self, allow};
 use crate::master::Master;
 use crate::schedulers::force::{ForceError, force};
 
@@ -105,7 +107,7 @@ impl EventSource for Boundary {
 impl Control for Boundary {
     fn force<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         scheduler: &'a str,
         params: &'a serde_json::Map<String, serde_json::Value>,
     ) -> BoxFuture<'a, Result<Submitted, ApiError>> {
@@ -117,6 +119,29 @@ impl Control for Boundary {
             else {
                 return Err(ApiError::not_found(&format!("forceschedulers/{scheduler}")));
             };
+            // The builders this force would build on, as the form chose them.
+            let chosen: Vec<String> = match (
+                params.get("builderNames").and_then(|v| v.as_array()),
+                params.get("builderid").and_then(serde_json::Value::as_i64),
+            ) {
+                (Some(names), _) => names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect(),
+                (None, Some(id)) => master
+                    .builder_ids()
+                    .iter()
+                    .filter(|(_, b)| b.0 == id)
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+                (None, None) => form.builder_names.clone(),
+            };
+            let builders: Vec<&str> = chosen.iter().map(String::as_str).collect();
+            let request = Request {
+                builders: &builders,
+                ..Request::plain(Verb::Force)
+            };
+            allow(master, actor, &request)?;
             let disabled = master.db.disabled_schedulers().await?;
             if disabled.iter().any(|d| d == scheduler) {
                 return Err(ApiError::InvalidParams(format!(
@@ -189,19 +214,33 @@ impl Control for Boundary {
 
     fn stop_build<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         build: BuildId,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<bool, ApiError>> {
-        Box::pin(async move { Ok(self.master.stop_build(build, reason)) })
+        Box::pin(async move {
+            if let Some(about) = authorize::build(&self.master, build).await? {
+                let builders = [about.builder.as_str()];
+                allow(&self.master, actor, &about.request(Verb::Stop, &builders))?;
+            }
+            Ok(self.master.stop_build(build, reason))
+        })
     }
 
     fn rebuild<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         build: BuildId,
     ) -> BoxFuture<'a, Result<Submitted, ApiError>> {
         Box::pin(async move {
+            if let Some(about) = authorize::build(&self.master, build).await? {
+                let builders = [about.builder.as_str()];
+                allow(
+                    &self.master,
+                    actor,
+                    &about.request(Verb::Rebuild, &builders),
+                )?;
+            }
             let db = &self.master.db;
             let not_found = || ApiError::not_found(&format!("builds/{build}"));
             let row = db.get_build(build).await?.ok_or_else(not_found)?;
@@ -246,11 +285,15 @@ impl Control for Boundary {
 
     fn cancel_request<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         request: BuildRequestId,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            if let Some(about) = authorize::buildrequest(&self.master, request).await? {
+                let builders = [about.builder.as_str()];
+                allow(&self.master, actor, &about.request(Verb::Cancel, &builders))?;
+            }
             let row = self
                 .master
                 .db
@@ -269,11 +312,19 @@ impl Control for Boundary {
 
     fn set_request_priority<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         request: BuildRequestId,
         priority: i64,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            if let Some(about) = authorize::buildrequest(&self.master, request).await? {
+                let builders = [about.builder.as_str()];
+                allow(
+                    &self.master,
+                    actor,
+                    &about.request(Verb::OtherControl, &builders),
+                )?;
+            }
             self.master
                 .updates
                 .set_buildrequest_priority(request, priority)
@@ -285,11 +336,12 @@ impl Control for Boundary {
 
     fn set_scheduler_enabled<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         scheduler: SchedulerId,
         enabled: bool,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            allow(&self.master, actor, &Request::plain(Verb::EnableScheduler))?;
             let found = self
                 .master
                 .updates
@@ -305,12 +357,18 @@ impl Control for Boundary {
 
     fn worker_action<'a>(
         &'a self,
-        _actor: &'a Actor,
+        actor: &'a Actor,
         worker: &'a WorkerRef,
         action: WorkerAction,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            let verb = match action {
+                WorkerAction::Ping => Verb::PingWorker,
+                WorkerAction::Pause | WorkerAction::Unpause => Verb::PauseWorker,
+                WorkerAction::StopGracefully | WorkerAction::Kill => Verb::StopWorker,
+            };
+            allow(&self.master, actor, &Request::plain(verb))?;
             let master = &self.master;
             let (page, shown) = match worker {
                 WorkerRef::Id(id) => (Page::eq("id", SqlValue::Int(*id)), id.to_string()),
@@ -379,8 +437,9 @@ impl Control for Boundary {
         })
     }
 
-    fn shutdown<'a>(&'a self, _actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>> {
+    fn shutdown<'a>(&'a self, actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            allow(&self.master, actor, &Request::plain(Verb::Shutdown))?;
             self.master.request_stop();
             Ok(())
         })

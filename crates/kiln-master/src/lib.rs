@@ -12,6 +12,7 @@
 //!
 //! [`Master::start`] wires them together.
 
+mod authorize;
 pub mod boundary;
 pub mod builds;
 pub mod changes;

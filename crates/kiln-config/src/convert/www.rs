@@ -14,6 +14,8 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         port: None,
         host: "127.0.0.1".into(),
         change_hook_dialects: BTreeMap::new(),
+        auth: WebAuth::None,
+        authz: None,
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
         buildbot_www: None,
@@ -104,14 +106,19 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                         Node::Str(k) if k == "changecommentlink" => {
                             www.change_comment_link = comment_link(cx, v, &loc);
                         }
+                        Node::Str(k) if k == "auth" => {
+                            www.auth = super::auth::auth(cx, v);
+                            if www.auth != WebAuth::None {
+                                cx.warn(&loc, "c['www']['auth'] is checked, but this version of kiln has no login yet: every visitor is anonymous, and c['www']['authz'] treats them so");
+                            }
+                        }
+                        Node::Str(k) if k == "authz" => www.authz = super::auth::authz(cx, v),
                         Node::Str(k) if k == "custom_templates_dir" => {
                             www.custom_templates_dir =
                                 cx.string(v, "c['www']['custom_templates_dir']", &loc);
                         }
                         Node::Str(k)
                             if [
-                                "auth",
-                                "authz",
                                 "avatar_methods",
                                 "json_cache_seconds",
                                 "rest_minimum_version",

@@ -698,3 +698,68 @@ async fn malformed_try_jobs_are_refused_and_build_nothing() {
     let (_, all) = m.get("buildsets").await;
     assert_eq!(all["meta"]["total"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_rules_decide_every_control_in_one_place() {
+    let rules = format!(
+        "{TWO_BUILDERS}\nc['www'] = {{'authz': util.Authz(allowRules=[\n\
+         util.ForceBuildEndpointMatcher(builder='be*', role='admins'),\n\
+         util.StopBuildEndpointMatcher(role='admins'),\n\
+         util.AnyControlEndpointMatcher(role='admins', defaultDeny=False)],\n\
+         roleMatchers=[util.RolesFromGroups()])}}\n"
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &rules)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    // No rule that concerns forcing alpha denies it: the catch-all lets the next rule decide.
+    assert_eq!(
+        m.force_and_wait(json!({"builderNames": ["alpha"]})).await,
+        0
+    );
+    // Forcing beta is the first rule's, and an anonymous user has no role.
+    let (status, body) = rpc(
+        &www,
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["beta"]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("you need to have role 'admins'"),
+        "{body}"
+    );
+    // Stopping is the second rule's: refused, whatever the build.
+    let (status, body) = rpc(&www, "builds/1", "stop", json!({"reason": "no"})).await;
+    assert_eq!(status, 403, "{body}");
+    // Rebuilding is only the catch-all's, which does not deny.
+    let (status, body) = rpc(&www, "builds/1", "rebuild", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    // The refused force submitted nothing: one buildset forced, one rebuilt.
+    let (_, bs) = m.get("buildsets").await;
+    assert_eq!(bs["meta"]["total"], 2, "{bs}");
+
+    // The old WebStatus form: forcing is for nobody, and stopping is not named, so nobody's too.
+    let old = format!(
+        "{TWO_BUILDERS}\nc['www'] = {{'authz': util.Authz(forceBuild=False, pingBuilder=True)}}\n"
+    );
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", &old)).await;
+    let (status, body) = rpc(
+        &m.www(),
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["alpha"]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forceBuild is not allowed to you"),
+        "{body}"
+    );
+}
