@@ -94,6 +94,25 @@ pub(crate) async fn buildrequest(
     }))
 }
 
+/// The builders a force would build on, as its form chose them (`builderNames` or `builderid`),
+/// or all of its scheduler's.
+pub(crate) fn forced_builders(
+    master: &Master,
+    scheduler_builders: &[String],
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    if let Some(names) = params.get("builderNames").and_then(|v| v.as_array()) {
+        return names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+    }
+    match params.get("builderid").and_then(serde_json::Value::as_i64) {
+        Some(id) => vec![builder_name(master, id)],
+        None => scheduler_builders.to_vec(),
+    }
+}
+
 fn builder_name(master: &Master, id: i64) -> String {
     master
         .builder_ids()

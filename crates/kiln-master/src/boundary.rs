@@ -119,23 +119,7 @@ impl Control for Boundary {
             else {
                 return Err(ApiError::not_found(&format!("forceschedulers/{scheduler}")));
             };
-            // The builders this force would build on, as the form chose them.
-            let chosen: Vec<String> = match (
-                params.get("builderNames").and_then(|v| v.as_array()),
-                params.get("builderid").and_then(serde_json::Value::as_i64),
-            ) {
-                (Some(names), _) => names
-                    .iter()
-                    .filter_map(|n| n.as_str().map(str::to_string))
-                    .collect(),
-                (None, Some(id)) => master
-                    .builder_ids()
-                    .iter()
-                    .filter(|(_, b)| b.0 == id)
-                    .map(|(name, _)| name.clone())
-                    .collect(),
-                (None, None) => form.builder_names.clone(),
-            };
+            let chosen = authorize::forced_builders(master, &form.builder_names, params);
             let builders: Vec<&str> = chosen.iter().map(String::as_str).collect();
             let request = Request {
                 builders: &builders,
