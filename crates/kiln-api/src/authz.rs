@@ -18,6 +18,8 @@ pub struct UserInfo {
     pub email: Option<String>,
     pub full_name: Option<String>,
     pub groups: Vec<String>,
+    /// Roles given outright, whatever the role matchers say: an API token's.
+    pub roles: Vec<String>,
 }
 
 /// What a request does.
@@ -112,7 +114,7 @@ pub fn roles_of(authz: &Authz, user: Option<&UserInfo>) -> Vec<String> {
     };
     let email = user.email.as_deref().unwrap_or("");
     let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-    let mut roles = Vec::new();
+    let mut roles = user.roles.clone();
     for matcher in &authz.role_matchers {
         match matcher {
             RoleMatcher::Groups { prefix } => roles.extend(
@@ -275,6 +277,7 @@ mod tests {
             email: Some(email.into()),
             full_name: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            roles: Vec::new(),
         }
     }
 
@@ -321,6 +324,12 @@ mod tests {
         let eve = user("eve", "eve@y.org", &["other"]);
         assert!(roles_of(&authz, Some(&eve)).is_empty());
         assert!(roles_of(&authz, None).is_empty());
+        // A token's roles come first, and the matchers add theirs.
+        let script = UserInfo {
+            roles: vec!["deployers".into()],
+            ..user("ann", "", &[])
+        };
+        assert_eq!(roles_of(&authz, Some(&script)), ["deployers", "release"]);
     }
 
     #[test]

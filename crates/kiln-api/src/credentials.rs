@@ -12,6 +12,27 @@ pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
         .into()
 }
 
+/// The prefix of API tokens, so that a token is recognised where it leaks (in a log, a
+/// repository) and cannot be taken for a password.
+pub const TOKEN_PREFIX: &str = "kiln_";
+
+/// A new API token's text: the prefix and 32 random bytes in hex.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{TOKEN_PREFIX}{hex}"))
+}
+
+/// What is stored of a token: the SHA-256 digest of its text, in hex. A token is random and
+/// long, so a fast digest is enough to keep it from whoever reads the database.
+pub fn token_digest(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// bcrypt's cost for new web passwords: about a quarter of a second on a current core.
 const BCRYPT_COST: u32 = 12;
 

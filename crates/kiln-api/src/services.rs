@@ -105,6 +105,12 @@ pub trait ReadSide: Send + Sync {
     fn running_builds(&self) -> Vec<BuildId>;
     /// The names of the configured change pollers.
     fn poller_names(&self) -> Vec<String>;
+    /// The key that signs the web port's session cookies, the same on every master of a
+    /// database.
+    fn session_key(&self) -> &[u8];
+    /// Whether `actor` may make `request`, as the control handle would decide: the pages show a
+    /// control only to those who may use it.
+    fn allowed(&self, actor: &Actor, request: &crate::authz::Request) -> bool;
     /// A build's blamelist, owners and interested users.
     fn build_users(&self, build: BuildId) -> BoxFuture<'_, Result<BuildUsers, ApiError>> {
         Box::pin(async move { Ok(crate::users::build_users(self.db(), build).await?) })

@@ -95,6 +95,12 @@ pub struct WwwConfig {
     pub auth: WebAuth,
     /// What each user may do (`authz`); without it, everyone may do everything.
     pub authz: Option<Authz>,
+    /// How long a login lasts, in seconds (`cookie_expiration_time`; a week by default).
+    pub session_lifetime: i64,
+    /// Other sites whose pages may send control requests with a user's cookie
+    /// (`allowed_origins`, shell patterns such as `https://*.example.org`); the site's own is
+    /// always allowed.
+    pub allowed_origins: Vec<String>,
     /// HTTP Basic credentials the change hooks require (`change_hook_auth`); empty means open.
     pub change_hook_auth: Vec<HookCredentials>,
     /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).

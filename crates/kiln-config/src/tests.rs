@@ -919,11 +919,17 @@ BuildmasterConfig = {'www': {
     assert_eq!(actions, ["forceBuild", "stopBuild", "showUsersPage"]);
     assert!(matches!(authz.actions[1].1, crate::Permission::Function(_)));
 
+    // Sessions last a week unless cookie_expiration_time says otherwise; no other site may
+    // send controls unless allowed_origins names it.
+    assert_eq!(ok.www.session_lifetime, 7 * 24 * 3600);
+    assert!(ok.www.allowed_origins.is_empty());
     let remote = load_str(
         "master.star",
-        "BuildmasterConfig = {'www': {'auth': util.RemoteUserAuth(header='X-User', headerRegex='(?P<username>.+)')}}\n",
+        "BuildmasterConfig = {'www': {'auth': util.RemoteUserAuth(header='X-User', headerRegex='(?P<username>.+)'), 'cookie_expiration_time': 3600, 'allowed_origins': ['https://*.example.org']}}\n",
     )
     .unwrap();
+    assert_eq!(remote.www.session_lifetime, 3600);
+    assert_eq!(remote.www.allowed_origins, ["https://*.example.org"]);
     assert_eq!(
         remote.www.auth,
         crate::WebAuth::RemoteUser {
@@ -961,6 +967,16 @@ fn authorization_mistakes_are_reported_where_they_are() {
             "{expected:?} missing from:\n{text}"
         );
     }
+    let lifetime = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'cookie_expiration_time': 0}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        lifetime.contains("cookie_expiration_time'] must be a positive number of seconds"),
+        "{lifetime}"
+    );
     let unknown = load_str(
         "master.star",
         "BuildmasterConfig = {'www': {'authz': util.Authz(allowRules=[util.NoSuchMatcher(role='x')])}}\n",

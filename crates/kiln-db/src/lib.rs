@@ -33,6 +33,7 @@ mod state;
 mod steps;
 pub mod testing;
 mod testresults;
+mod tokens;
 mod users;
 mod workers;
 
@@ -50,6 +51,7 @@ pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};
 pub use testresults::{NewTestResult, NewTestResultSet, TestResultRow, TestResultSetRow};
+pub use tokens::{NewToken, TokenRow};
 pub use users::{UserRow, UserUpdate};
 pub use workers::WorkerRow;
 

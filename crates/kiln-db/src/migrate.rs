@@ -42,6 +42,11 @@ const SQLITE: &[Migration] = &[
         name: "sourcestamp_builds",
         sql: include_str!("../migrations/sqlite/0006_sourcestamp_builds.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_tokens",
+        sql: include_str!("../migrations/sqlite/0007_api_tokens.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -74,6 +79,11 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         name: "sourcestamp_builds",
         sql: include_str!("../migrations/postgres/0006_sourcestamp_builds.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "api_tokens",
+        sql: include_str!("../migrations/postgres/0007_api_tokens.sql"),
     },
 ];
 

@@ -64,4 +64,25 @@ impl Writer {
         tx.commit().await?;
         Ok(())
     }
+
+    /// The value stored under `name` for an object, storing `value` first if there is none: of
+    /// several masters that start at once on one database, all end up with the first one's.
+    pub async fn state_once(&self, objectid: i64, name: &str, value_json: &str) -> Result<String> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO object_state (objectid, name, value_json) VALUES ($1, $2, $3) \
+             ON CONFLICT (objectid, name) DO NOTHING",
+        )
+        .bind(objectid)
+        .bind(name)
+        .bind(value_json)
+        .execute(&self.wpool)
+        .await?;
+        sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
+            .bind(objectid)
+            .bind(name)
+            .fetch_one(&self.wpool)
+            .await?
+            .text("value_json")
+    }
 }

@@ -12,8 +12,22 @@ use kiln_core::{BuildId, BuildRequestId};
 
 use crate::master::Master;
 
-/// Whether `actor` may make `request`; a refusal is a 403 that says what is missing.
+/// Whether `actor` may make `request`; a refusal is a 403 that says what is missing, and is
+/// logged.
 pub(crate) fn allow(master: &Master, actor: &Actor, request: &Request) -> Result<(), ApiError> {
+    decide(master, actor, request).map_err(|denied| {
+        tracing::info!(actor = ?actor.user().map(|u| &u.username), verb = ?request.verb, "refused: {}", denied.0);
+        ApiError::Forbidden(denied.0)
+    })
+}
+
+/// Whether `actor` may make `request`, without a word: the pages ask it for each control they
+/// could show.
+pub(crate) fn decide(
+    master: &Master,
+    actor: &Actor,
+    request: &Request,
+) -> Result<(), authz::Denied> {
     if *actor == Actor::Master {
         return Ok(());
     }
@@ -28,10 +42,7 @@ pub(crate) fn allow(master: &Master, actor: &Actor, request: &Request) -> Result
             other => Err(format!("it answered {other:?}, not True or False")),
         }
     };
-    authz::check(rules, actor.user(), request, &call).map_err(|denied| {
-        tracing::info!(actor = ?actor.user().map(|u| &u.username), verb = ?request.verb, "refused: {}", denied.0);
-        ApiError::Forbidden(denied.0)
-    })
+    authz::check(rules, actor.user(), request, &call)
 }
 
 /// What a build is, as the rules see it: its builder's name and its owner.

@@ -82,6 +82,14 @@ impl ReadSide for Boundary {
     fn poller_names(&self) -> Vec<String> {
         self.master.pollers.names()
     }
+
+    fn session_key(&self) -> &[u8] {
+        &self.master.session_key
+    }
+
+    fn allowed(&self, actor: &Actor, request: &kiln_api::authz::Request) -> bool {
+        crate::authorize::decide(&self.master, actor, request).is_ok()
+    }
 }
 
 impl EventSource for Boundary {
@@ -132,8 +140,17 @@ impl Control for Boundary {
                     "the scheduler '{scheduler}' is disabled"
                 )));
             }
-            let owner = params.get("owner").and_then(serde_json::Value::as_str);
-            force(master, form, params, owner)
+            // A logged-in user owns what they force, whatever the form says, as in Buildbot; an
+            // anonymous visitor cannot pass as someone else.
+            let owner = match actor {
+                Actor::User(u) => Some(u.email.clone().unwrap_or_else(|| u.username.clone())),
+                Actor::Anonymous => None,
+                Actor::Master => params
+                    .get("owner")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
+            };
+            force(master, form, params, owner.as_deref())
                 .await
                 .map_err(|e| match e {
                     ForceError::InvalidParams(fields) => ApiError::FormErrors(fields),

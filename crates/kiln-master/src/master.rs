@@ -30,6 +30,8 @@ pub struct Master {
     pub pollers: crate::changes::Pollers,
     pub locks: crate::locks::Locks,
     builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
+    /// The key that signs the web port's session cookies (see `Updates::session_key`).
+    pub(crate) session_key: Vec<u8>,
     pub(crate) distributor_wake: Notify,
     pub(crate) schedulers_wake: Notify,
     pub(crate) keepalive_interval: Duration,
@@ -324,6 +326,10 @@ impl Master {
         if upgraded > 0 {
             tracing::info!(upgraded, "wrapped older password hashes in bcrypt");
         }
+        let mut candidate = [0u8; 32];
+        getrandom::fill(&mut candidate)
+            .map_err(|e| anyhow::anyhow!("no randomness for the session key: {e}"))?;
+        let session_key = updates.session_key(&candidate).await?;
         updates.set_master_active(true).await?;
 
         let master = Arc::new(Master {
@@ -336,6 +342,7 @@ impl Master {
             pollers: Default::default(),
             locks: Default::default(),
             builder_ids: RwLock::new(Arc::new(HashMap::new())),
+            session_key,
             distributor_wake: Notify::new(),
             schedulers_wake: Notify::new(),
             keepalive_interval: options.keepalive_interval,

@@ -621,6 +621,28 @@ impl Updates {
         self.db.object_id(name, class_name).await
     }
 
+    /// The key that signs the web port's session cookies: the `candidate` of the first master
+    /// to start on the database, shared by all, so that a session outlives a restart and is good
+    /// on every master.
+    pub async fn session_key(&self, candidate: &[u8; 32]) -> Result<Vec<u8>> {
+        let hex: String = candidate.iter().map(|b| format!("{b:02x}")).collect();
+        let object = self.db.object_id("www", "SessionKey").await?;
+        let stored = self
+            .db
+            .state_once(object, "key", &serde_json::Value::String(hex).to_string())
+            .await?;
+        let text: String = serde_json::from_str(&stored).unwrap_or_default();
+        let key: Vec<u8> = (0..text.len() / 2)
+            .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        if key.len() < 32 {
+            return Err(kiln_db::DbError::Corrupt(
+                "the stored session key is malformed".into(),
+            ));
+        }
+        Ok(key)
+    }
+
     /// Stores one value of an object's state (JSON text), replacing the previous one.
     pub async fn set_state(&self, object: i64, name: &str, value_json: &str) -> Result<()> {
         self.db.set_state(object, name, value_json).await?;

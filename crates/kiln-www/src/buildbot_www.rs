@@ -29,8 +29,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services, hub: Hub) ->
         .route(&format!("{MOUNT}/"), get(index))
         .route(&format!("{MOUNT}/config"), get(config))
         .route(&format!("{MOUNT}/avatar"), get(avatar))
-        .route(&format!("{MOUNT}/auth/login"), get(login))
-        .route(&format!("{MOUNT}/auth/logout"), get(logout))
         .route(
             &format!("{MOUNT}/plugins/{{name}}/{{*file}}"),
             get(plugin_file),
@@ -39,8 +37,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services, hub: Hub) ->
         // The same at the root, for a front-end served there by a reverse proxy.
         .route("/config", get(config))
         .route("/avatar", get(avatar))
-        .route("/auth/login", get(login))
-        .route("/auth/logout", get(logout))
         // The front-end fetches its icons from the master's root to colour them by result.
         .route("/icon.png", get(root_icon))
         .route("/icon.svg", get(root_icon))
@@ -71,8 +67,8 @@ fn redirect(to: &str) -> Response {
     (StatusCode::FOUND, [(LOCATION, to.to_string())]).into_response()
 }
 
-/// The front-end's configuration, as Buildbot's `buildbotFrontendConfig`.
-fn frontend_config(services: &Services) -> Value {
+/// The front-end's configuration, as Buildbot's `buildbotFrontendConfig`, for `actor`.
+fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
     let config = services.read.config();
     let base = format!("{}/", config.buildbot_url.trim_end_matches('/'));
     let plugins: serde_json::Map<String, Value> = config
@@ -91,8 +87,8 @@ fn frontend_config(services: &Services) -> Value {
         .collect();
     json!({
         "plugins": plugins,
-        // Until the web port has a login, everyone is anonymous and the login menu is hidden.
-        "auth": {"name": "NoAuth"},
+        // `NoAuth` hides the login menu; any other name shows it, linking to `auth/login`.
+        "auth": {"name": auth_name(&config.www.auth)},
         "authz": {},
         "avatar_methods": {"name": "kiln"},
         "versions": versions,
@@ -103,14 +99,44 @@ fn frontend_config(services: &Services) -> Value {
         "title": config.title,
         "titleURL": config.title_url,
         "multiMaster": false,
-        "user": {"anonymous": true},
+        "user": user_info(actor),
     })
 }
 
-async fn config(State(services): State<Services>) -> Response {
+/// Buildbot's class name for the way users log in.
+fn auth_name(auth: &kiln_config::WebAuth) -> &'static str {
+    match auth {
+        kiln_config::WebAuth::None => "NoAuth",
+        kiln_config::WebAuth::UserPassword(_) => "UserPasswordAuth",
+        kiln_config::WebAuth::HtPasswd(_) => "HTPasswdAuth",
+        kiln_config::WebAuth::RemoteUser { .. } => "RemoteUserAuth",
+    }
+}
+
+/// Who the front-end shows as logged in.
+fn user_info(actor: &kiln_api::Actor) -> Value {
+    let Some(u) = actor.user() else {
+        return json!({"anonymous": true});
+    };
+    let mut info = serde_json::Map::new();
+    info.insert("username".into(), json!(u.username));
+    if let Some(e) = &u.email {
+        info.insert("email".into(), json!(e));
+    }
+    if let Some(n) = &u.full_name {
+        info.insert("full_name".into(), json!(n));
+    }
+    if !u.groups.is_empty() {
+        info.insert("groups".into(), json!(u.groups));
+    }
+    Value::Object(info)
+}
+
+async fn config(State(services): State<Services>, identity: crate::auth::Identity) -> Response {
+    // The answer names the user, so no shared cache may keep it.
     (
-        [(CACHE_CONTROL, "public,max-age=0")],
-        axum::Json(frontend_config(&services)),
+        [(CACHE_CONTROL, "private,no-cache")],
+        axum::Json(frontend_config(&services, &identity.actor)),
     )
         .into_response()
 }
@@ -260,25 +286,4 @@ async fn avatar(Query(q): Query<AvatarQuery>) -> Response {
         svg,
     )
         .into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct LoginQuery {
-    redirect: Option<String>,
-}
-
-/// Back to the front-end, at the route it asked for (a `#/…` route of the page only).
-fn back_to(redirect_to: Option<&str>) -> Response {
-    let route = redirect_to
-        .filter(|r| r.starts_with('/') && !r.starts_with("//"))
-        .unwrap_or("/");
-    redirect(&format!("{MOUNT}/#{route}"))
-}
-
-async fn login(Query(q): Query<LoginQuery>) -> Response {
-    back_to(q.redirect.as_deref())
-}
-
-async fn logout(Query(q): Query<LoginQuery>) -> Response {
-    back_to(q.redirect.as_deref())
 }

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod api;
+pub mod auth;
 mod basic_auth;
 pub mod buildbot_www;
 mod error;
@@ -20,13 +21,16 @@ pub const MAX_BODY_BYTES: usize = 10 << 20;
 
 pub fn router(services: Services) -> Router {
     let hub = live::Hub::start(services.clone());
+    let auth = auth::Auth::new(services.clone());
     let app = Router::new()
         .nest("/api/v2", api::router())
         .merge(hooks::router())
         .merge(tryjobs::router())
         .merge(live::router(hub.clone()))
+        .merge(auth::login::router(auth.clone()))
         .merge(buildbot_www::router(services.clone(), hub))
-        .merge(pages::router(services.clone()))
+        .merge(pages::router(services.clone(), auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::identify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(services.clone());
     let config = services.read.config();

@@ -11,6 +11,7 @@ use kiln_master::{Master, StartOptions};
 
 mod http;
 mod sendchange;
+mod token;
 mod tryjob;
 mod user;
 
@@ -55,6 +56,8 @@ enum Cmd {
     Try(Box<tryjob::Try>),
     /// Add, change, remove or show the master's users.
     User(Box<user::User>),
+    /// Make, list or revoke API tokens for scripts.
+    Token(Box<token::Token>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -105,6 +108,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::User(args) => {
             let text = runtime()?.block_on(user::run(*args))?;
+            use std::io::Write;
+            write!(std::io::stdout(), "{text}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token(args) => {
+            let text = runtime()?.block_on(token::run(*args))?;
             use std::io::Write;
             write!(std::io::stdout(), "{text}")?;
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,9 @@ use super::{Cx, DIALECTS};
 use crate::model::*;
 use crate::node::{Location, Node};
 
+/// How long a login lasts unless `cookie_expiration_time` says: a week, as in Buildbot.
+const DEFAULT_SESSION_LIFETIME: i64 = 7 * 24 * 3600;
+
 /// `c['www']`: the web port and the change hooks.
 pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
     let mut www = WwwConfig {
@@ -16,6 +19,8 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         change_hook_dialects: BTreeMap::new(),
         auth: WebAuth::None,
         authz: None,
+        session_lifetime: DEFAULT_SESSION_LIFETIME,
+        allowed_origins: Vec::new(),
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
         buildbot_www: None,
@@ -106,11 +111,17 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                         Node::Str(k) if k == "changecommentlink" => {
                             www.change_comment_link = comment_link(cx, v, &loc);
                         }
-                        Node::Str(k) if k == "auth" => {
-                            www.auth = super::auth::auth(cx, v);
-                            if www.auth != WebAuth::None {
-                                cx.warn(&loc, "c['www']['auth'] is checked, but this version of kiln has no login yet: every visitor is anonymous, and c['www']['authz'] treats them so");
+                        Node::Str(k) if k == "auth" => www.auth = super::auth::auth(cx, v),
+                        Node::Str(k) if k == "cookie_expiration_time" => {
+                            match cx.int(v, "c['www']['cookie_expiration_time'] (seconds)", &loc) {
+                                Some(n) if n > 0 => www.session_lifetime = n,
+                                Some(_) => cx.error(&loc, "c['www']['cookie_expiration_time'] must be a positive number of seconds"),
+                                None => {}
                             }
+                        }
+                        Node::Str(k) if k == "allowed_origins" => {
+                            www.allowed_origins =
+                                cx.strings(Some(v), "c['www']['allowed_origins']", &loc);
                         }
                         Node::Str(k) if k == "authz" => www.authz = super::auth::authz(cx, v),
                         Node::Str(k) if k == "custom_templates_dir" => {
@@ -122,8 +133,6 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 "avatar_methods",
                                 "json_cache_seconds",
                                 "rest_minimum_version",
-                                "allowed_origins",
-                                "cookie_expiration_time",
                                 "graphql",
                             ]
                             .contains(&k.as_str()) =>

@@ -182,6 +182,26 @@ impl TestMaster {
         body["result"][0].as_i64().expect("bsid")
     }
 
+    /// A new API token acting as `user` with `roles`, stored as `kiln token create` stores it.
+    pub async fn token(&self, user: &str, roles: &[&str], expires_at: Option<i64>) -> String {
+        let config = kiln_config::load(self.dir.path()).expect("configuration");
+        let writer = kiln_master::master::open_database(self.dir.path(), &config)
+            .await
+            .expect("database");
+        let text = kiln_api::credentials::new_token().expect("randomness");
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let token = kiln_db::NewToken {
+            name: "test",
+            digest: &kiln_api::credentials::token_digest(&text),
+            username: user,
+            roles: &roles,
+            created_at: self.master().updates.now(),
+            expires_at,
+        };
+        writer.add_token(&token).await.expect("token stored");
+        text
+    }
+
     pub async fn wait_buildset(&mut self, bsid: i64) -> i64 {
         loop {
             let data = self.wait_event("buildsets.*.complete").await;
@@ -241,6 +261,28 @@ pub async fn rpc(www: &str, path: &str, method: &str, params: Value) -> (u16, Va
         Some(&body.to_string()),
     )
     .await
+}
+
+/// A JSON-RPC call with an API token.
+pub async fn rpc_as(
+    token: &str,
+    www: &str,
+    path: &str,
+    method: &str,
+    params: Value,
+) -> (u16, Value) {
+    let body = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+    let auth = format!("Bearer {token}");
+    let (status, text) = http_text(
+        www,
+        "POST",
+        &format!("/api/v2/{path}"),
+        Some(&body.to_string()),
+        &[("Accept", "application/json"), ("Authorization", &auth)],
+    )
+    .await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
@@ -326,4 +368,86 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[end + 2 + size + 2..];
     }
     out
+}
+
+/// A browser: it keeps cookies, and does not follow redirects so tests can see them.
+pub struct Browser {
+    pub www: String,
+    pub client: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Browser {
+    pub fn new(www: &str) -> Browser {
+        // The client speaks plain HTTP here, but reqwest wants a TLS provider chosen all the same.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Browser {
+            www: www.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: std::collections::BTreeMap::new(),
+        }
+    }
+
+    pub async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let request = if cookie.is_empty() {
+            request
+        } else {
+            request.header("Cookie", cookie.join("; "))
+        };
+        let answer = request.send().await.unwrap();
+        for set in answer.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        Answer {
+            status: answer.status().as_u16(),
+            location: answer
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string()),
+            body: answer.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Answer {
+        let url = format!("http://{}{path}", self.www);
+        let request = self.client.get(url);
+        self.send(request).await
+    }
+
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let url = format!("http://{}{path}", self.www);
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let request = self
+            .client
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(request).await
+    }
+
+    /// The CSRF token the last page gave this browser.
+    pub fn token(&self) -> String {
+        self.cookies["kiln_csrf"].clone()
+    }
 }

@@ -2,9 +2,7 @@
 //! the CSRF token of the browser's cookie, controls redirect with their outcome, bad requests
 //! get pages that say what is wrong, and every string a user or a build supplies is escaped.
 
-use std::collections::BTreeMap;
-
-use crate::harness::{TestMaster, config, http};
+use crate::harness::{Browser, TestMaster, config, http};
 
 /// A string that would run if a page did not escape it.
 const EVIL: &str = "<script>alert(1)</script>";
@@ -29,88 +27,6 @@ c['schedulers'] = [
 ]
 "#
     )
-}
-
-/// A browser: it keeps cookies, and does not follow redirects so tests can see them.
-struct Browser {
-    www: String,
-    client: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(www: &str) -> Browser {
-        // The client speaks plain HTTP here, but reqwest wants a TLS provider chosen all the same.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Browser {
-            www: www.to_string(),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
-        let cookie: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let request = if cookie.is_empty() {
-            request
-        } else {
-            request.header("Cookie", cookie.join("; "))
-        };
-        let answer = request.send().await.unwrap();
-        for set in answer.headers().get_all("set-cookie") {
-            let set = set.to_str().unwrap();
-            let pair = set.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if set.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        Answer {
-            status: answer.status().as_u16(),
-            location: answer
-                .headers()
-                .get("location")
-                .map(|l| l.to_str().unwrap().to_string()),
-            body: answer.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        let url = format!("http://{}{path}", self.www);
-        let request = self.client.get(url);
-        self.send(request).await
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let url = format!("http://{}{path}", self.www);
-        let body = serde_urlencoded::to_string(fields).unwrap();
-        let request = self
-            .client
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(request).await
-    }
-
-    /// The CSRF token the last page gave this browser.
-    fn token(&self) -> String {
-        self.cookies["kiln_csrf"].clone()
-    }
 }
 
 /// Asserts that no user- or build-supplied markup reached the page unescaped.

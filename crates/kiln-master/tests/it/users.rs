@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{TestMaster, config, http};
+use crate::harness::{TestMaster, config, http, rpc_as};
 
 const CFG: &str = r#"
 c['www'] = {'change_hook_dialects': {'base': True}}
@@ -53,9 +53,12 @@ async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
                "owners": [], "interested_users": ["Alice <alice@x>", "Bob <bob@x>"]})
     );
     // A forced build's owner, as the build's `owners` property and among its interested users.
-    let bsid = m
-        .force(json!({"builderNames": ["b"], "owner": "carol@x"}))
-        .await;
+    // The owner is who asks, whatever the form says.
+    let carol = m.token("carol@x", &[], None).await;
+    let params = json!({"builderNames": ["b"], "owner": "mallory@x"});
+    let (status, reply) = rpc_as(&carol, &m.www(), "forceschedulers/force", "force", params).await;
+    assert_eq!(status, 200, "{reply}");
+    let bsid = reply["result"][0].as_i64().unwrap();
     assert_eq!(m.wait_complete(bsid).await, 0);
     let (_, b) = m
         .get("builds?buildrequestid__ne=0&order=-buildid&limit=1")

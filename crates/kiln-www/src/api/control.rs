@@ -19,8 +19,24 @@ fn reply(id: &Value, result: Result<Value, ApiError>) -> Response {
     }
 }
 
-/// Checks the JSON-RPC envelope, then carries out the call through the control handle.
-pub async fn post(services: &Services, path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Checks the request's origin and the JSON-RPC envelope, then carries out the call through
+/// the control handle as `actor`.
+///
+/// A page of another site can make a browser send a request with the user's cookie, but not
+/// with `Content-Type: application/json` unless this site allows its origin (a browser asks
+/// first), and a browser always names the origin of a page's request: so a call whose origin
+/// is not allowed, or that is not JSON, changes nothing.
+pub async fn post(
+    services: &Services,
+    actor: &Actor,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if let Err(origin) = crate::auth::origin::check(services, headers) {
+        tracing::warn!(%origin, path, "a control request from another site was refused");
+        return crate::auth::origin::refused();
+    }
     let is_json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -58,8 +74,10 @@ pub async fn post(services: &Services, path: &str, headers: &HeaderMap, body: &[
             return reply(&id, Err(e));
         }
     };
-    let result = dispatch(services, path, method, &params).await;
-    reply(&id, result)
+    let result = dispatch(services, actor, path, method, &params).await;
+    let mut response = reply(&id, result);
+    crate::auth::origin::allow_response(services, headers, &mut response);
+    response
 }
 
 fn unknown_method(method: &str, path: &str) -> ApiError {
@@ -116,6 +134,7 @@ async fn build_id(services: &Services, segs: &[&str], path: &str) -> Result<Buil
 /// Turns a path and method into a command of the control handle.
 async fn dispatch(
     services: &Services,
+    actor: &Actor,
     path: &str,
     method: &str,
     params: &serde_json::Map<String, Value>,
@@ -131,24 +150,23 @@ async fn dispatch(
         .unwrap_or("no reason")
         .to_string();
     let control = &services.control;
-    let actor = Actor::Anonymous;
     let id_in = |s: &str| s.parse::<i64>().map_err(|_| ApiError::not_found(path));
     match (segs.as_slice(), method) {
         (["forceschedulers", name], "force") => {
-            control.force(&actor, name, params).await.map(submitted)
+            control.force(actor, name, params).await.map(submitted)
         }
         (["builds", ..] | ["builders", _, "builds", _], "stop") => {
             let id = build_id(services, &segs, path).await?;
-            control.stop_build(&actor, id, &reason).await?;
+            control.stop_build(actor, id, &reason).await?;
             Ok(Value::Null)
         }
         (["builds", ..] | ["builders", _, "builds", _], "rebuild") => {
             let id = build_id(services, &segs, path).await?;
-            control.rebuild(&actor, id).await.map(submitted)
+            control.rebuild(actor, id).await.map(submitted)
         }
         (["buildrequests", id], "cancel") => {
             let brid = BuildRequestId(id_in(id)?);
-            control.cancel_request(&actor, brid, &reason).await?;
+            control.cancel_request(actor, brid, &reason).await?;
             Ok(Value::Null)
         }
         (["schedulers", id], "enable") => {
@@ -158,7 +176,7 @@ async fn dispatch(
                     "enabled must be true or false".into(),
                 ));
             };
-            control.set_scheduler_enabled(&actor, id, enabled).await?;
+            control.set_scheduler_enabled(actor, id, enabled).await?;
             Ok(Value::Null)
         }
         (["buildrequests", id], "set_priority") => {
@@ -168,7 +186,7 @@ async fn dispatch(
                     "priority must be an integer".into(),
                 ));
             };
-            control.set_request_priority(&actor, brid, priority).await?;
+            control.set_request_priority(actor, brid, priority).await?;
             Ok(Value::Null)
         }
         (["workers", w], action @ ("pause" | "unpause" | "stop" | "kill")) => {
@@ -183,7 +201,7 @@ async fn dispatch(
                 _ => WorkerAction::StopGracefully,
             };
             control
-                .worker_action(&actor, &worker, action, &reason)
+                .worker_action(actor, &worker, action, &reason)
                 .await?;
             Ok(Value::Null)
         }

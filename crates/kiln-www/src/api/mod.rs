@@ -24,7 +24,7 @@ use crate::error::Answer;
 pub fn router() -> Router<Services> {
     Router::new()
         .route("/", get(root))
-        .route("/{*path}", get(get_path).post(post_path))
+        .route("/{*path}", get(get_path).post(post_path).options(preflight))
 }
 
 async fn root(headers: HeaderMap) -> Response {
@@ -67,9 +67,16 @@ async fn get_path(
 
 async fn post_path(
     State(services): State<Services>,
+    identity: crate::auth::Identity,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    control::post(&services, &path, &headers, &body).await
+    control::post(&services, &identity.actor, &path, &headers, &body).await
+}
+
+/// A browser's question before a control request from another origin: answered for the
+/// origins `allowed_origins` names, refused for the others.
+async fn preflight(State(services): State<Services>, headers: HeaderMap) -> Response {
+    crate::auth::origin::preflight(&services, &headers)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -16,7 +17,21 @@ use super::{Hub, MAX_SUBSCRIPTIONS, Published, matches};
 /// The largest frame a client may send: commands are small.
 const MAX_CLIENT_FRAME: usize = 64 << 10;
 
-pub async fn upgrade(State(hub): State<Hub>, ws: WebSocketUpgrade) -> Response {
+/// Opens a socket. A session cookie that names nobody refuses it, as Buildbot does: pages
+/// replace such a cookie before they open their socket, so only a client holding a changed or
+/// ended session gets here with one.
+pub async fn upgrade(
+    State(hub): State<Hub>,
+    identity: crate::auth::Identity,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if identity.how == crate::auth::How::BadSession {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "the session cookie is not valid: log in again\n",
+        )
+            .into_response();
+    }
     ws.max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| serve(hub, socket))

@@ -5,17 +5,18 @@
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
-use kiln_api::{Actor, ApiError, WorkerAction, WorkerRef};
+use kiln_api::authz::{Request as Concerns, Verb};
+use kiln_api::{Actor, ApiError, Services, WorkerAction, WorkerRef};
 use kiln_core::{BuildId, BuildRequestId, SchedulerId};
 
 use super::builders::{self, Refused};
 use super::{PageError, Site, Visit, csrf};
 
 /// A posted form's fields, in order; a name given twice keeps its last value.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -64,7 +65,7 @@ impl Form {
     }
 
     /// The form, if its CSRF token is the browser's.
-    async fn checked(visit: &Visit, request: Request) -> Result<Form, PageError> {
+    pub(super) async fn checked(visit: &Visit, request: Request) -> Result<Form, PageError> {
         let form = Form::read(request).await?;
         if !csrf::accepted(&visit.headers, form.get(csrf::FIELD)) {
             return Err(PageError {
@@ -76,9 +77,38 @@ impl Form {
     }
 }
 
-/// Who asks: anonymous until the pages have a login.
-fn actor() -> Actor {
-    Actor::Anonymous
+/// The template function `may(control, builder)`: whether the visitor may use a control, so
+/// that a page shows only the controls its visitor may use. The control handle decides again
+/// when one is used.
+pub fn may(services: Services, actor: Actor) -> minijinja::Value {
+    minijinja::Value::from_function(
+        move |control: &str, builder: Option<&str>| -> Result<bool, minijinja::Error> {
+            let verb = match control {
+                "force" => Verb::Force,
+                "stop" => Verb::Stop,
+                "rebuild" => Verb::Rebuild,
+                "cancel" => Verb::Cancel,
+                "priority" => Verb::OtherControl,
+                "scheduler" => Verb::EnableScheduler,
+                "ping" => Verb::PingWorker,
+                "pause" => Verb::PauseWorker,
+                "stopworker" => Verb::StopWorker,
+                "shutdown" => Verb::Shutdown,
+                other => {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("may() knows no control '{other}'"),
+                    ));
+                }
+            };
+            let builders: Vec<&str> = builder.into_iter().collect();
+            let request = Concerns {
+                builders: &builders,
+                ..Concerns::plain(verb)
+            };
+            Ok(services.read.allowed(&actor, &request))
+        },
+    )
 }
 
 pub async fn force(
@@ -100,7 +130,7 @@ pub async fn force(
         match site
             .services
             .control
-            .force(&actor(), &scheduler, &params)
+            .force(visit.actor(), &scheduler, &params)
             .await
         {
             Ok((bsid, requests)) => {
@@ -159,7 +189,7 @@ pub async fn stop(
         let stopped = site
             .services
             .control
-            .stop_build(&actor(), build, reason)
+            .stop_build(visit.actor(), build, reason)
             .await?;
         let message = if stopped {
             "Stopping the build"
@@ -182,7 +212,7 @@ pub async fn rebuild(
         Form::checked(&visit, request).await?;
         let build = BuildId(id_of(&build, "build")?);
         let back = build_path(&site, build).await?;
-        let (bsid, _) = site.services.control.rebuild(&actor(), build).await?;
+        let (bsid, _) = site.services.control.rebuild(visit.actor(), build).await?;
         Ok(site.redirect(&back, &format!("Rebuilding: buildset {}", bsid.0)))
     }
     .await;
@@ -214,7 +244,7 @@ pub async fn cancel(
         let reason = form.reason("cancelled from the web page");
         site.services
             .control
-            .cancel_request(&actor(), id, reason)
+            .cancel_request(visit.actor(), id, reason)
             .await?;
         Ok(site.redirect(&back, &format!("Cancelled build request {}", id.0)))
     }
@@ -238,7 +268,7 @@ pub async fn priority(
         })?;
         site.services
             .control
-            .set_request_priority(&actor(), id, priority)
+            .set_request_priority(visit.actor(), id, priority)
             .await?;
         Ok(site.redirect(
             &back,
@@ -276,7 +306,7 @@ pub async fn worker(
         let reason = form.get("reason").unwrap_or_default();
         site.services
             .control
-            .worker_action(&actor(), &WorkerRef::Id(row.id.0), action, reason)
+            .worker_action(visit.actor(), &WorkerRef::Id(row.id.0), action, reason)
             .await?;
         Ok(site.redirect(
             &format!("workers/{}", row.id.0),
@@ -308,7 +338,7 @@ pub async fn scheduler(
         };
         site.services
             .control
-            .set_scheduler_enabled(&actor(), id, enabled)
+            .set_scheduler_enabled(visit.actor(), id, enabled)
             .await?;
         let state = if enabled { "enabled" } else { "disabled" };
         Ok(site.redirect("schedulers", &format!("Scheduler {} is {state}", id.0)))
@@ -321,7 +351,7 @@ pub async fn scheduler(
 pub async fn shutdown(State(site): State<Site>, visit: Visit, request: Request) -> Response {
     let result = async {
         Form::checked(&visit, request).await?;
-        site.services.control.shutdown(&actor()).await?;
+        site.services.control.shutdown(visit.actor()).await?;
         Ok(site.redirect(
             "about",
             "The master is shutting down once its running builds are done",

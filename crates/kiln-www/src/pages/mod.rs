@@ -13,12 +13,13 @@ mod changes;
 mod chart;
 mod console;
 mod controls;
-mod csrf;
+pub mod csrf;
 mod feeds;
 mod files;
 mod grid;
 mod home;
 mod links;
+mod login;
 mod logs;
 mod one_line;
 mod schedulers;
@@ -44,11 +45,12 @@ use minijinja::{Value, context};
 
 use templates::Templates;
 
-/// What every page handler is given: the services and the templates.
+/// What every page handler is given: the services, the templates and the logins.
 #[derive(Clone)]
 pub struct Site {
     pub services: Services,
     pub templates: Arc<Templates>,
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// A value for a template, made through JSON: with serde_json's `arbitrary_precision` (which a
@@ -81,16 +83,22 @@ pub fn from_json(v: &serde_json::Value) -> Value {
 /// The cookie that carries a control's outcome to the page it redirects to.
 const FLASH_COOKIE: &str = "kiln_flash";
 
-pub fn router<S: Clone + Send + Sync + 'static>(services: Services) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(
+    services: Services,
+    auth: Arc<crate::auth::Auth>,
+) -> Router<S> {
     let config = services.read.config();
     let custom = config.www.custom_templates_dir.as_deref();
     let templates = Arc::new(Templates::load(services.read.basedir(), custom));
     let site = Site {
         services,
         templates,
+        auth,
     };
     Router::new()
         .route("/", get(home::page))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
         .route("/builders", get(builders::list))
         .route("/builders/{builder}", get(builders::page))
         .route(
@@ -180,22 +188,36 @@ impl From<kiln_db::DbError> for PageError {
 /// The result of a page handler.
 pub type PageResult = Result<Response, PageError>;
 
-/// One browser's request as the pages see it: its headers, its CSRF token, and the outcome of
-/// the control it was redirected from, if any.
+/// One browser's request as the pages see it: its headers, who it comes from, its CSRF token,
+/// the outcome of the control it was redirected from, if any, and the path it asked for.
 pub struct Visit {
     pub headers: HeaderMap,
+    pub identity: crate::auth::Identity,
     pub token: csrf::Token,
     pub flash: Option<String>,
+    pub path: String,
+}
+
+impl Visit {
+    /// Who asks, for the control handle.
+    pub fn actor(&self) -> &kiln_api::Actor {
+        &self.identity.actor
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visit {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Visit, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Visit, Infallible> {
         Ok(Visit {
+            identity: crate::auth::Identity::from_request_parts(parts, state).await?,
             token: csrf::token(&parts.headers),
             flash: csrf::cookie_value(&parts.headers, FLASH_COOKIE).filter(|f| !f.is_empty()),
             headers: parts.headers.clone(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
         })
     }
 }
@@ -212,7 +234,7 @@ impl Site {
         self.render_status(visit, StatusCode::OK, template, data)
     }
 
-    fn render_status(
+    pub(crate) fn render_status(
         &self,
         visit: &Visit,
         status: StatusCode,
@@ -229,6 +251,14 @@ impl Site {
             flash => visit.flash,
             version => env!("CARGO_PKG_VERSION"),
             now => self.services.read.now(),
+            user => visit.actor().user().map(|u| context! {
+                username => u.username,
+                email => u.email,
+                full_name => u.full_name,
+            }),
+            login => login::offered(&config.www.auth),
+            path => visit.path,
+            may => controls::may(self.services.clone(), visit.actor().clone()),
         };
         let html = self
             .templates
@@ -272,8 +302,13 @@ impl Site {
 
     /// Redirects to `path` (under the root) after a control, showing `message` there once.
     pub fn redirect(&self, path: &str, message: &str) -> Response {
+        let location = format!("{}{}", self.root(), path.trim_start_matches('/'));
+        self.redirect_to(&location, message)
+    }
+
+    /// Redirects to `location`, a path of this site, showing `message` there once.
+    pub fn redirect_to(&self, location: &str, message: &str) -> Response {
         let root = self.root();
-        let location = format!("{root}{}", path.trim_start_matches('/'));
         let flash = cookie::Cookie::build((FLASH_COOKIE, message.to_string()))
             .path(root)
             .http_only(true)
@@ -281,7 +316,7 @@ impl Site {
             .build();
         let mut response = StatusCode::SEE_OTHER.into_response();
         let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&location) {
+        if let Ok(v) = HeaderValue::from_str(location) {
             headers.insert(LOCATION, v);
         }
         if let Ok(v) = HeaderValue::from_str(&flash.encoded().to_string()) {
@@ -300,7 +335,7 @@ fn clear_flash(root: &str) -> String {
 }
 
 /// The path of a URL, ending in `/`: `https://ci.example.org/kiln/` gives `/kiln/`.
-fn root_of(url: &str) -> String {
+pub fn root_of(url: &str) -> String {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
     let path = path.split(['?', '#']).next().unwrap_or("/");

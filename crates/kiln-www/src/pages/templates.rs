@@ -24,6 +24,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("changes.html", include_str!("../../templates/changes.html")),
     ("change.html", include_str!("../../templates/change.html")),
     ("about.html", include_str!("../../templates/about.html")),
+    ("login.html", include_str!("../../templates/login.html")),
     (
         "waterfall.html",
         include_str!("../../templates/waterfall.html"),

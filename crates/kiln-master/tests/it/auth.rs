@@ -1,0 +1,566 @@
+//! Logging in and acting as a user on every door of the web port: password logins from each
+//! source (with password files made by Apache's own `htpasswd`), sessions, API tokens, a trusted
+//! proxy's header, the pages' login form and the controls they show, and requests from other
+//! sites.
+
+use std::process::Command;
+
+use kiln_master::clock::ManualClock;
+use serde_json::{Value, json};
+
+use crate::harness::{Answer, Browser, TestMaster, config, rpc};
+
+const BUILDERS: &str = r#"
+f = util.BuildFactory([steps.ShellCommand(name='say', command=['echo', 'hi'])])
+c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha'])]
+"#;
+
+/// Control is for the `admins` role, which the role matcher gives to `admins`.
+fn authz(admins: &[&str]) -> String {
+    format!(
+        "util.Authz(allowRules=[util.AnyControlEndpointMatcher(role='admins')], \
+         roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames={admins:?})])"
+    )
+}
+
+fn master_star(auth: &str, admins: &[&str], more: &str) -> String {
+    let www = format!(
+        "c['www'] = {{'auth': {auth}, 'authz': {}{more}}}",
+        authz(admins)
+    );
+    config("sqlite:///state.sqlite", &format!("{BUILDERS}\n{www}\n"))
+}
+
+/// Runs Apache's `htpasswd` with `args`; it must be installed (Debian's `apache2-utils`).
+fn htpasswd(args: &[&str]) {
+    let out = Command::new("htpasswd")
+        .args(args)
+        .output()
+        .expect("Apache's htpasswd runs (install apache2-utils)");
+    assert!(out.status.success(), "htpasswd {args:?}: {out:?}");
+}
+
+/// Logs in through Buildbot's `auth/login` with HTTP Basic credentials.
+async fn basic_login(b: &mut Browser, user: &str, password: &str) -> Answer {
+    let url = format!("http://{}/auth/login?redirect=/builders", b.www);
+    let request = b.client.get(url).basic_auth(user, Some(password));
+    b.send(request).await
+}
+
+/// A JSON-RPC force of `alpha` with the browser's cookies (and so its session).
+async fn force(b: &mut Browser) -> Answer {
+    let url = format!("http://{}/api/v2/forceschedulers/force", b.www);
+    let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+                      "params": {"builderNames": ["alpha"]}});
+    let request = b
+        .client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    b.send(request).await
+}
+
+/// Who Buildbot's front-end is told is logged in.
+async fn frontend_user(b: &mut Browser) -> Value {
+    let answer = b.get("/buildbot/config").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str::<Value>(&answer.body).unwrap()["user"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_password_source_logs_in_and_the_session_acts_as_its_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    let file = file.to_str().unwrap();
+    // One line of each kind Apache's htpasswd writes: bcrypt, apr1-MD5, SHA-1 and crypt.
+    htpasswd(&["-cbB", "-C", "5", file, "bcrypt", "pw-bcrypt"]);
+    htpasswd(&["-bm", file, "apr1", "pw-apr1"]);
+    htpasswd(&["-bs", file, "sha", "pw-sha"]);
+    htpasswd(&["-bd", file, "des", "pw-des"]);
+    htpasswd(&["-bB", "-C", "5", file, "eve", "pw-eve"]);
+    // A user of the users table, with a web password set as `kiln user` sets it.
+    let url = format!("sqlite://{}", dir.path().join("state.sqlite").display());
+    let writer = kiln_db::Writer::connect(&url).await.unwrap();
+    let update = kiln_db::UserUpdate {
+        bb_username: Some("carol".into()),
+        bb_password: Some(kiln_api::credentials::hash_password("pw-carol").unwrap()),
+        attributes: vec![("email".into(), "carol@example.org".into())],
+        ..Default::default()
+    };
+    writer.add_user("carol", &update).await.unwrap();
+    drop(writer);
+    let admins = ["bcrypt", "apr1", "sha", "des", "carol"];
+    let star = master_star("util.HTPasswdAuth('htpasswd')", &admins, "");
+    let mut m = TestMaster::start_in(dir, &star).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let mut forced_sets = Vec::new();
+
+    // Nobody logged in: the front-end is told so, and control is refused.
+    let mut anonymous = Browser::new(&www);
+    assert_eq!(
+        frontend_user(&mut anonymous).await,
+        json!({"anonymous": true})
+    );
+    assert_eq!(force(&mut anonymous).await.status, 403);
+
+    for (user, password) in [
+        ("bcrypt", "pw-bcrypt"),
+        ("apr1", "pw-apr1"),
+        ("sha", "pw-sha"),
+        ("des", "pw-des"),
+        ("carol", "pw-carol"),
+    ] {
+        let mut b = Browser::new(&www);
+        // A wrong password is challenged again, and starts no session.
+        let wrong = basic_login(&mut b, user, "wrong").await;
+        assert_eq!(wrong.status, 401, "{user}: {}", wrong.body);
+        assert!(!b.cookies.contains_key("kiln_session"), "{user}");
+        let right = basic_login(&mut b, user, password).await;
+        assert_eq!(right.status, 302, "{user}: {}", right.body);
+        assert_eq!(right.location.as_deref(), Some("/builders"), "{user}");
+        assert!(b.cookies.contains_key("kiln_session"), "{user}");
+        let who = frontend_user(&mut b).await;
+        assert_eq!(who["username"], user, "{who}");
+        let forced = force(&mut b).await;
+        assert_eq!(forced.status, 200, "{user}: {}", forced.body);
+        let reply: Value = serde_json::from_str(&forced.body).unwrap();
+        forced_sets.push(reply["result"][0].as_i64().unwrap());
+    }
+    // The users table gives the user's email, and the force records it as the owner.
+    let mut carol = Browser::new(&www);
+    basic_login(&mut carol, "carol", "pw-carol").await;
+    assert_eq!(
+        frontend_user(&mut carol).await["email"],
+        "carol@example.org"
+    );
+
+    // A user who logs in but has no role may not force.
+    let mut eve = Browser::new(&www);
+    assert_eq!(basic_login(&mut eve, "eve", "pw-eve").await.status, 302);
+    let refused = force(&mut eve).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("you need to have role 'admins'"),
+        "{}",
+        refused.body
+    );
+
+    // A session cookie changed by hand names nobody, and is dropped; the socket refuses it.
+    let mut forger = Browser::new(&www);
+    basic_login(&mut forger, "eve", "pw-eve").await;
+    let cookie = forger.cookies["kiln_session"].clone();
+    let (payload, signature) = cookie.split_once('.').unwrap();
+    let claims = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+    )
+    .unwrap()
+    .replace("\"eve\"", "\"des\"");
+    let forged_payload =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims);
+    let forged = format!("{forged_payload}.{signature}");
+    forger.cookies.insert("kiln_session".into(), forged.clone());
+    assert_eq!(force(&mut forger).await.status, 403);
+    assert!(
+        !forger.cookies.contains_key("kiln_session"),
+        "a forged cookie is cleared"
+    );
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{www}/ws"),
+    );
+    let mut request = request.unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", format!("kiln_session={forged}").parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("the socket should be refused: {other:?}"),
+    }
+
+    // Logging out ends the session.
+    let mut b = Browser::new(&www);
+    basic_login(&mut b, "bcrypt", "pw-bcrypt").await;
+    let out = b.get("/auth/logout?redirect=/about").await;
+    assert_eq!(out.status, 302);
+    assert_eq!(out.location.as_deref(), Some("/about"));
+    assert!(!b.cookies.contains_key("kiln_session"));
+    assert_eq!(frontend_user(&mut b).await, json!({"anonymous": true}));
+    // Buildbot's front-end logs in under its mount, and goes back to its own route.
+    let url = format!("http://{www}/buildbot/auth/login?redirect=/builders/1");
+    let request = b.client.get(url).basic_auth("bcrypt", Some("pw-bcrypt"));
+    let front = b.send(request).await;
+    assert_eq!(front.location.as_deref(), Some("/buildbot/#/builders/1"));
+    let out = b.get("/buildbot/auth/logout?redirect=//evil.example").await;
+    assert_eq!(out.location.as_deref(), Some("/buildbot/#/"));
+    assert!(!b.cookies.contains_key("kiln_session"));
+
+    // Guessing is held up: after ten failures for a name, even its right password waits.
+    let guesses = (0..10).map(|_| {
+        let www = www.clone();
+        async move {
+            basic_login(&mut Browser::new(&www), "apr1", "guess")
+                .await
+                .status
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let held = basic_login(&mut Browser::new(&www), "apr1", "pw-apr1").await;
+    assert_eq!(held.status, 429, "{}", held.body);
+    assert!(
+        held.body.contains("too many failed logins"),
+        "{}",
+        held.body
+    );
+
+    // Every build forced by a logged-in user is owned by them; none by the refused.
+    for bsid in forced_sets {
+        m.wait_buildset(bsid).await;
+    }
+    let (_, builds) = m.get("builds?property=owner").await;
+    let owners: Vec<&str> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["properties"]["owner"][0].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        owners,
+        ["bcrypt", "apr1", "sha", "des", "carol@example.org"],
+        "{builds}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_tokens_end_when_they_should() {
+    let now = 1_800_000_000;
+    let clock = ManualClock::new(now);
+    let dir = tempfile::tempdir().unwrap();
+    let star = master_star(
+        "util.UserPasswordAuth({'alice': 'pw1', 'bob': 'pw2'})",
+        &["alice"],
+        ", 'cookie_expiration_time': 600",
+    );
+    let clock_for_master = clock.clone();
+    let mut m = TestMaster::start_with(dir, &star, move |o| o.clock = clock_for_master).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+
+    // A session lasts cookie_expiration_time.
+    let mut alice = Browser::new(&www);
+    assert_eq!(basic_login(&mut alice, "alice", "pw1").await.status, 302);
+    assert_eq!(frontend_user(&mut alice).await["username"], "alice");
+    clock.advance(599);
+    assert_eq!(frontend_user(&mut alice).await["username"], "alice");
+    clock.advance(1);
+    assert_eq!(frontend_user(&mut alice).await, json!({"anonymous": true}));
+
+    // Tokens: one for bob with the admins role, one for bob alone, one ended, one revoked.
+    let admin = m.token("bob", &["admins"], None).await;
+    let plain = m.token("bob", &[], Some(now + 10_000)).await;
+    let ended = m.token("bob", &[], Some(now + 600)).await;
+    let revoked = m.token("bob", &[], None).await;
+    let digest = kiln_api::credentials::token_digest(&revoked);
+    let row = m
+        .master()
+        .db
+        .token_by_digest(&digest)
+        .await
+        .unwrap()
+        .unwrap();
+    let writer =
+        kiln_master::master::open_database(m.dir.path(), &kiln_config::load(m.dir.path()).unwrap())
+            .await
+            .unwrap();
+    assert!(writer.revoke_token(row.id, now).await.unwrap());
+
+    let with = |token: &str| vec![("Authorization".to_string(), format!("Bearer {token}"))];
+    let call = |headers: Vec<(String, String)>| {
+        let www = www.clone();
+        async move {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::Client::new();
+            let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+                              "params": {"builderNames": ["alpha"]}});
+            let mut r = client
+                .post(format!("http://{www}/api/v2/forceschedulers/force"))
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            let answer = r.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.text().await.unwrap())
+        }
+    };
+    // The token's role lets bob force; his own token alone does not.
+    let (status, body) = call(with(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(with(&plain)).await;
+    assert_eq!(status, 403, "{body}");
+    // A token that ended, was revoked or was never made is refused outright, not anonymous.
+    for (token, why) in [
+        (ended.as_str(), "has expired"),
+        (revoked.as_str(), "was revoked"),
+        ("kiln_0000", "is not known"),
+    ] {
+        let (status, body) = call(with(token)).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
+    // Tokens work on the REST API, the event stream and the socket too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for path in ["/api/v2/builders", "/sse/listen"] {
+        let ok = client
+            .get(format!("http://{www}{path}"))
+            .bearer_auth(&plain)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status().as_u16(), 200, "{path}");
+        let bad = client
+            .get(format!("http://{www}{path}"))
+            .bearer_auth(&revoked)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status().as_u16(), 401, "{path}");
+    }
+    let socket = |token: String| {
+        let www = www.clone();
+        async move {
+            let mut request =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                    format!("ws://{www}/ws"),
+                )
+                .unwrap();
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    assert!(socket(plain.clone()).await.is_ok());
+    match socket(revoked.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a revoked token opens no socket: {other:?}"),
+    }
+    // The database holds digests only.
+    let text = std::fs::read(m.path("state.sqlite")).unwrap();
+    for token in [&admin, &plain] {
+        assert!(
+            !text.windows(token.len()).any(|w| w == token.as_bytes()),
+            "a token is stored in the clear"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
+    let star = master_star(
+        "util.UserPasswordAuth({'alice': 'pw1', 'bob': 'pw2'})",
+        &["alice"],
+        "",
+    );
+    let mut m = TestMaster::start(&star).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+
+    // Anonymous: a login link and no force form, no shutdown button.
+    let mut b = Browser::new(&www);
+    let page = b.get("/builders/1").await;
+    assert!(
+        page.body.contains("href=\"/login?then=/builders/1\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("class=\"force\""), "{}", page.body);
+    assert!(page.body.contains("to force builds"), "{}", page.body);
+    assert!(!b.get("/about").await.body.contains("Shut down the master"));
+
+    // The form: a wrong password says so, and a form without the page's token is refused.
+    let form = b.get("/login?then=/builders/1").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = b.token();
+    let wrong = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &token),
+                ("username", "alice"),
+                ("password", "nope"),
+                ("then", "/builders/1"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("the user name or password is wrong"),
+        "{}",
+        wrong.body
+    );
+    let forged = b
+        .post("/login", &[("username", "alice"), ("password", "pw1")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(!b.cookies.contains_key("kiln_session"));
+
+    // bob logs in: he is named, but may not force.
+    let token = b.token();
+    let bob = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &token),
+                ("username", "bob"),
+                ("password", "pw2"),
+                ("then", "/builders/1"),
+            ],
+        )
+        .await;
+    assert_eq!(bob.status, 303, "{}", bob.body);
+    assert_eq!(bob.location.as_deref(), Some("/builders/1"));
+    let page = b.get("/builders/1").await;
+    assert!(page.body.contains("<span class=\"user\""), "{}", page.body);
+    assert!(page.body.contains(">bob</span>"), "{}", page.body);
+    assert!(
+        page.body.contains("You may not force builds here."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("class=\"force\""), "{}", page.body);
+    // Posting the form anyway is refused by the control handle.
+    let token = b.token();
+    let refused = b.post("/builders/1/force/force", &[("csrf", &token)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("you need to have role"),
+        "{}",
+        refused.body
+    );
+
+    // Logging out, then in as alice, who sees and uses the form.
+    let out = b
+        .post("/logout", &[("csrf", &token), ("then", "/about")])
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(!b.cookies.contains_key("kiln_session"));
+    let token = b.token();
+    b.post(
+        "/login",
+        &[("csrf", &token), ("username", "alice"), ("password", "pw1")],
+    )
+    .await;
+    let page = b.get("/builders/1").await;
+    assert!(page.body.contains("class=\"force\""), "{}", page.body);
+    assert!(b.get("/about").await.body.contains("Shut down the master"));
+    let token = b.token();
+    let forced = b.post("/builders/1/force/force", &[("csrf", &token)]).await;
+    assert_eq!(forced.status, 303, "{}", forced.body);
+    m.wait_event("buildsets.*.complete").await;
+    let (_, builds) = m.get("builds?property=owner").await;
+    assert_eq!(
+        builds["builds"][0]["properties"]["owner"][0], "alice",
+        "{builds}"
+    );
+    // A login page never sends the user elsewhere.
+    let token = b.token();
+    let away = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &token),
+                ("username", "alice"),
+                ("password", "pw1"),
+                ("then", "https://evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(away.location.as_deref(), Some("/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxys_user_header_is_believed_only_from_a_trusted_proxy() {
+    for (trusted, believed) in [("127.0.0.1", true), ("10.9.9.9", false)] {
+        let auth =
+            format!("util.RemoteUserAuth(header='X-Remote-User', trustedProxies=['{trusted}'])");
+        let m = TestMaster::start(&master_star(&auth, &["alice"], "")).await;
+        let mut b = Browser::new(&m.www());
+        let url = format!("http://{}/buildbot/config", m.www());
+        let request = b
+            .client
+            .get(url)
+            .header("X-Remote-User", "alice@EXAMPLE.ORG");
+        let answer = b.send(request).await;
+        let config: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(config["auth"]["name"], "RemoteUserAuth");
+        if believed {
+            assert_eq!(config["user"]["username"], "alice", "{config}");
+        } else {
+            assert_eq!(config["user"], json!({"anonymous": true}), "{config}");
+        }
+        // Without the header nobody is logged in.
+        assert_eq!(frontend_user(&mut b).await, json!({"anonymous": true}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_requests_from_other_sites_are_refused() {
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!("{BUILDERS}\nc['www'] = {{'allowed_origins': ['https://*.example.org']}}\n"),
+    );
+    let mut m = TestMaster::start(&star).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+                      "params": {"builderNames": ["alpha"]}});
+    let post = |origin: &str| {
+        client
+            .post(format!("http://{www}/api/v2/forceschedulers/force"))
+            .header("Content-Type", "application/json")
+            .header("Origin", origin)
+            .body(body.to_string())
+            .send()
+    };
+    let evil = post("https://evil.example").await.unwrap();
+    assert_eq!(evil.status().as_u16(), 400);
+    assert!(evil.text().await.unwrap().contains("invalid origin"));
+    let (_, sets) = m.get("buildsets").await;
+    assert_eq!(sets["meta"]["total"], 0, "{sets}");
+    // The site's own pages, and the sites allowed_origins names, may.
+    let own = post(&format!("http://{www}")).await.unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    let listed = post("https://ci.example.org").await.unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    assert_eq!(
+        listed.headers()["access-control-allow-origin"],
+        "https://ci.example.org"
+    );
+    let preflight = client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{www}/api/v2/forceschedulers/force"),
+        )
+        .header("Origin", "https://ci.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 200);
+    // A script without a browser names no origin, and is not held to one.
+    let (status, reply) = rpc(
+        &www,
+        "forceschedulers/force",
+        "force",
+        json!({"builderNames": ["alpha"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
