@@ -171,7 +171,8 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         title_url,
         buildbot_url,
         db_url,
-        worker_port,
+        worker_port: worker_port.as_ref().map(|(p, _)| *p),
+        worker_interface: worker_port.and_then(|(_, i)| i),
         www,
         workers,
         builders,
@@ -241,8 +242,8 @@ fn db_url(cx: &mut Cx, db: Option<&Node>, old: Option<&Node>) -> String {
     .unwrap_or_else(|| "sqlite:///state.sqlite".to_string())
 }
 
-/// `c['protocols']`: the port of the worker protocol kiln speaks.
-fn protocols(cx: &mut Cx, p: &Node) -> Option<u16> {
+/// `c['protocols']`: the port of the worker protocol kiln speaks, and the address it binds.
+fn protocols(cx: &mut Cx, p: &Node) -> Option<(u16, Option<String>)> {
     let mut worker_port = None;
     let loc = cx.key_loc("protocols");
     match p {
@@ -251,7 +252,7 @@ fn protocols(cx: &mut Cx, p: &Node) -> Option<u16> {
                 match (name, settings) {
                     (Node::Str(n), Node::Dict(s)) if n == "msgpack_experimental_v7" => {
                         match lookup(s, "port") {
-                            Some(port) => worker_port = cx.port(port, "the worker port", &loc),
+                            Some(port) => worker_port = cx.listen(port, "the worker port", &loc),
                             None => cx.error(&loc, "c['protocols']['msgpack_experimental_v7'] needs a 'port'"),
                         }
                     }

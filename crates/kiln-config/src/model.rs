@@ -27,6 +27,9 @@ pub struct MasterConfig {
     pub db_url: String,
     /// The TCP port of the `msgpack_experimental_v7` worker protocol.
     pub worker_port: Option<u16>,
+    /// The address the worker port binds (`interface=` in its strport); every interface when
+    /// not given, as in Buildbot.
+    pub worker_interface: Option<String>,
     pub www: WwwConfig,
     pub workers: Vec<WorkerConfig>,
     pub builders: Vec<BuilderConfig>,

@@ -28,6 +28,7 @@ fn a_buildbot_style_configuration_loads() {
     let c = load_str("master.star", GOOD).unwrap();
     assert_eq!(c.title, "Example");
     assert_eq!(c.worker_port, Some(9989));
+    assert_eq!(c.worker_interface, None);
     assert_eq!(c.www.port, Some(8010));
     assert_eq!(c.properties.get("answer"), Some(&PropertyValue::Int(42)));
     assert_eq!(c.workers[0].max_builds, Some(2));
@@ -984,4 +985,30 @@ fn authorization_mistakes_are_reported_where_they_are() {
     .unwrap_err()
     .to_string();
     assert!(unknown.contains("NoSuchMatcher"), "{unknown}");
+}
+
+#[test]
+fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
+    let ok = load_str(
+        "master.star",
+        "BuildmasterConfig = {'protocols': {'msgpack_experimental_v7': {'port': 'tcp:9989:interface=10.1.2.3'}}, 'www': {'port': 'tcp:port=8010:interface=::1'}}\n",
+    )
+    .unwrap();
+    assert_eq!(ok.worker_port, Some(9989));
+    assert_eq!(ok.worker_interface.as_deref(), Some("10.1.2.3"));
+    assert_eq!((ok.www.port, ok.www.host.as_str()), (Some(8010), "::1"));
+    let bad = load_str(
+        "master.star",
+        "BuildmasterConfig = {'protocols': {'msgpack_experimental_v7': {'port': 'tcp:9989:interface=localhost'}},\n 'www': {'port': 'ssl:8443', 'host': 'example.org'}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "the worker port must be a port number, \"tcp:PORT[:interface=ADDRESS]\" or \"ADDRESS:PORT\": \"localhost\" is not an IP address",
+        "c['www']['port'] must be a port number",
+        "\"ssl:8443\" is not a listening address kiln understands",
+        "c['www']['host'] must be an IP address to listen on, not \"example.org\"",
+    ] {
+        assert!(bad.contains(expected), "{expected:?} missing from:\n{bad}");
+    }
 }

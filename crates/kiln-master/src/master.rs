@@ -354,9 +354,13 @@ impl Master {
         master.apply_config(config.clone()).await?;
 
         let worker_port = options.worker_port.or(config.worker_port).unwrap_or(9989);
-        let worker_listener = TcpListener::bind(("0.0.0.0", worker_port))
+        // Every interface unless the configuration names one, as in Buildbot.
+        let worker_host = config.worker_interface.as_deref().unwrap_or("0.0.0.0");
+        let worker_listener = TcpListener::bind((worker_host, worker_port))
             .await
-            .with_context(|| format!("listening for workers on port {worker_port}"))?;
+            .with_context(|| {
+                format!("listening for workers on {worker_host} port {worker_port}")
+            })?;
         let www_port = options.www_port.or(config.www.port).unwrap_or(8010);
         let www_listener = TcpListener::bind((config.www.host.as_str(), www_port))
             .await

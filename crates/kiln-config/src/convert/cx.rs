@@ -134,19 +134,31 @@ impl Cx<'_> {
         }
     }
 
-    pub(crate) fn port(&mut self, node: &Node, what: &str, loc: &Location) -> Option<u16> {
-        let n = match node {
-            Node::Int(i) => Some(*i),
-            // Buildbot also accepts strports such as "tcp:8010" or "tcp:8010:interface=127.0.0.1".
-            Node::Str(s) => s.split(':').find_map(|p| p.parse::<i64>().ok()),
-            _ => None,
+    /// A port to listen on, in Buildbot's forms (`9989`, `"9989"`, `"tcp:9989"`,
+    /// `"tcp:port=9989:interface=127.0.0.1"`) or kiln's (`"127.0.0.1:9989"`, `"[::1]:9989"`):
+    /// the port, and the address to bind when one is named. Anything else is an error, so that
+    /// a port is never bound somewhere its configuration did not say.
+    pub(crate) fn listen(
+        &mut self,
+        node: &Node,
+        what: &str,
+        loc: &Location,
+    ) -> Option<(u16, Option<String>)> {
+        let parsed = match node {
+            Node::Int(i) => u16::try_from(*i)
+                .map(|p| (p, None))
+                .map_err(|_| format!("{i} is not a port number")),
+            Node::Str(s) => parse_listen(s),
+            other => Err(format!("not {}", other.describe())),
         };
-        match n.and_then(|n| u16::try_from(n).ok()) {
-            Some(p) => Some(p),
-            None => {
+        match parsed {
+            Ok(l) => Some(l),
+            Err(why) => {
                 self.error(
                     loc,
-                    format!("{what} must be a port number, not {}", node.describe()),
+                    format!(
+                        "{what} must be a port number, \"tcp:PORT[:interface=ADDRESS]\" or \"ADDRESS:PORT\": {why}"
+                    ),
                 );
                 None
             }
@@ -348,4 +360,121 @@ pub(crate) fn key_lines(file: &str, source: &str) -> BTreeMap<String, Location> 
         }
     }
     out
+}
+
+/// A listening address in one of the forms [`Cx::listen`] takes.
+fn parse_listen(text: &str) -> Result<(u16, Option<String>), String> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number"))
+    };
+    let address = |a: &str| {
+        a.parse::<std::net::IpAddr>()
+            .map(|ip| ip.to_string())
+            .map_err(|_| format!("{a:?} is not an IP address"))
+    };
+    if let Ok(p) = text.parse::<u16>() {
+        return Ok((p, None));
+    }
+    if let Some(rest) = text.strip_prefix("tcp:") {
+        let mut number = None;
+        let mut interface = None;
+        let parts = strport_parts(rest);
+        for (i, part) in parts.iter().enumerate() {
+            match part.split_once('=') {
+                None if i == 0 => number = Some(port(part)?),
+                Some(("port", p)) => number = Some(port(p)?),
+                Some(("interface", a)) => {
+                    // An IPv6 address has colons of its own: Twisted escapes them (`\:\:1`);
+                    // written plainly, a last `interface=` takes the rest of the text.
+                    match address(a) {
+                        Ok(ip) => interface = Some(ip),
+                        Err(e) if i + 1 == parts.len() => return Err(e),
+                        Err(e) => match address(&format!("{a}:{}", parts[i + 1..].join(":"))) {
+                            Ok(ip) => {
+                                interface = Some(ip);
+                                break;
+                            }
+                            Err(_) => return Err(e),
+                        },
+                    }
+                }
+                // How many connections may wait to be accepted: the system's default serves.
+                Some(("backlog", b)) if b.parse::<u32>().is_ok() => {}
+                _ => {
+                    return Err(format!(
+                        "{part:?} in {text:?} is not something kiln understands"
+                    ));
+                }
+            }
+        }
+        return match number {
+            Some(p) => Ok((p, interface)),
+            None => Err(format!("{text:?} names no port")),
+        };
+    }
+    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+        return Ok((socket.port(), Some(socket.ip().to_string())));
+    }
+    Err(format!(
+        "{text:?} is not a listening address kiln understands"
+    ))
+}
+
+/// A strport's `:`-separated parts, with `\:` standing for a colon inside a part.
+fn strport_parts(text: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let (Some(next), Some(last)) = (chars.next(), parts.last_mut()) {
+                    last.push(next);
+                }
+            }
+            ':' => parts.push(String::new()),
+            c => {
+                if let Some(last) = parts.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listening_addresses_are_read_in_every_form_or_refused() {
+        let ok = |t: &str| parse_listen(t).unwrap();
+        assert_eq!(ok("9989"), (9989, None));
+        assert_eq!(ok("tcp:9989"), (9989, None));
+        assert_eq!(
+            ok("tcp:port=9989:interface=127.0.0.1"),
+            (9989, Some("127.0.0.1".into()))
+        );
+        assert_eq!(ok("tcp:8010:interface=::1"), (8010, Some("::1".into())));
+        assert_eq!(
+            ok(r"tcp:8010:interface=\:\:1:backlog=5"),
+            (8010, Some("::1".into()))
+        );
+        assert_eq!(ok("tcp:9989:backlog=50"), (9989, None));
+        assert_eq!(ok("10.0.0.5:9989"), (9989, Some("10.0.0.5".into())));
+        assert_eq!(ok("[::1]:9989"), (9989, Some("::1".into())));
+        for bad in [
+            "tcp:9989:interface=localhost",
+            "tcp:9989:iface=127.0.0.1",
+            "ssl:9989",
+            "unix:/tmp/sock",
+            "tcp:",
+            "tcp:99999",
+            "localhost:9989",
+            "",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
 }

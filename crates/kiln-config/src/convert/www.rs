@@ -40,17 +40,20 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                 for (k, v) in settings {
                     match k {
                         Node::Str(k) if k == "port" => {
-                            www.port = cx.port(v, "c['www']['port']", &loc);
-                            if let Node::Str(s) = v
-                                && let Some(i) =
-                                    s.split(':').find_map(|p| p.strip_prefix("interface="))
+                            if let Some((port, interface)) = cx.listen(v, "c['www']['port']", &loc)
                             {
-                                www.host = i.to_string();
+                                www.port = Some(port);
+                                if let Some(i) = interface {
+                                    www.host = i;
+                                }
                             }
                         }
                         Node::Str(k) if k == "host" || k == "interface" => {
                             if let Some(h) = cx.string(v, "c['www']['host']", &loc) {
-                                www.host = h;
+                                match h.parse::<std::net::IpAddr>() {
+                                    Ok(ip) => www.host = ip.to_string(),
+                                    Err(_) => cx.error(&loc, format!("c['www']['{k}'] must be an IP address to listen on, not {h:?}")),
+                                }
                             }
                         }
                         Node::Str(k) if k == "change_hook_dialects" => {

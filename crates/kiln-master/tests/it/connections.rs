@@ -141,3 +141,20 @@ async fn silent_connections_are_closed_at_the_handshake_deadline() {
         expect_eof(ws.get_mut(), &format!("silent worker connection {i}")).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_port_binds_the_interface_its_configuration_names() {
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    let running = m.running.as_ref().unwrap();
+    // Buildbot's default: workers connect from anywhere, the web port is kiln's loopback.
+    assert!(running.worker_addr.ip().is_unspecified());
+    assert!(running.www_addr.ip().is_loopback());
+    let named = format!(
+        "{ONE_BUILDER}\nc['protocols'] = {{'msgpack_experimental_v7': {{'port': 'tcp:9989:interface=127.0.0.1'}}}}\n\
+         c['www'] = {{'port': 'tcp:8010:interface=127.0.0.1'}}\n"
+    );
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", &named)).await;
+    let running = m.running.as_ref().unwrap();
+    assert_eq!(running.worker_addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(running.www_addr.ip().to_string(), "127.0.0.1");
+}
