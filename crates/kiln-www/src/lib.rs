@@ -7,6 +7,7 @@ pub mod auth;
 mod basic_auth;
 pub mod buildbot_www;
 mod error;
+pub mod headers;
 mod hooks;
 pub mod live;
 pub mod pages;
@@ -30,7 +31,12 @@ pub fn router(services: Services) -> Router {
         .merge(auth::login::router(auth.clone()))
         .merge(buildbot_www::router(services.clone(), hub))
         .merge(pages::router(services.clone(), auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::read::gate,
+        ))
         .layer(axum::middleware::from_fn_with_state(auth, auth::identify))
+        .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(services.clone());
     let config = services.read.config();

@@ -373,6 +373,11 @@ async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
     // Anonymous: a login link and no force form, no shutdown button.
     let mut b = Browser::new(&www);
     let page = b.get("/builders/1").await;
+    // Pages run only the site's own script, and cannot be framed by another site.
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert_eq!(page.headers["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
     assert!(
         page.body.contains("href=\"/login?then=/builders/1\""),
         "{}",
@@ -563,4 +568,59 @@ async fn control_requests_from_other_sites_are_refused() {
     )
     .await;
     assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_can_be_kept_from_anonymous_visitors() {
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!(
+            "{BUILDERS}\nc['www'] = {{'auth': util.UserPasswordAuth({{'alice': 'pw1', 'bob': 'pw2'}}), \
+             'authz': util.Authz(allowRules=[util.AnyEndpointMatcher(role='readers')], \
+             roleMatchers=[util.RolesFromUsername(roles=['readers'], usernames=['alice'])])}}\n"
+        ),
+    );
+    let m = TestMaster::start(&star).await;
+    let www = m.www();
+    let mut anonymous = Browser::new(&www);
+    // Data is refused; a page sends the visitor to the login form, and back after.
+    for path in ["/api/v2/builders", "/sse/listen", "/buildbot/api/v2/builds"] {
+        let refused = anonymous.get(path).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+        assert!(refused.body.contains("log in to read"), "{}", refused.body);
+    }
+    for path in ["/", "/builders/1", "/rss", "/badges/alpha.svg"] {
+        let sent = anonymous.get(path).await;
+        assert_eq!(sent.status, 303, "{path}");
+        let to = sent.location.unwrap();
+        assert!(to.starts_with("/login?then="), "{to}");
+    }
+    // What a visitor needs to log in stays open.
+    for path in ["/login", "/static/kiln.css", "/buildbot/config"] {
+        assert_eq!(anonymous.get(path).await.status, 200, "{path}");
+    }
+    // alice reads; bob, logged in without the role, is told he may not.
+    let mut alice = Browser::new(&www);
+    assert_eq!(basic_login(&mut alice, "alice", "pw1").await.status, 302);
+    assert_eq!(alice.get("/api/v2/builders").await.status, 200);
+    assert_eq!(alice.get("/builders/1").await.status, 200);
+    let mut bob = Browser::new(&www);
+    assert_eq!(basic_login(&mut bob, "bob", "pw2").await.status, 302);
+    let refused = bob.get("/builders/1").await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.body.contains("you may not read"),
+        "{}",
+        refused.body
+    );
+    // A token acts for its user here too.
+    let token = m.token("alice", &[], None).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ok = reqwest::Client::new()
+        .get(format!("http://{www}/api/v2/builds"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
 }

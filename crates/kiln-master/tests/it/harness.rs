@@ -380,6 +380,7 @@ pub struct Browser {
 pub struct Answer {
     pub status: u16,
     pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -420,6 +421,7 @@ impl Browser {
             }
         }
         Answer {
+            headers: answer.headers().clone(),
             status: answer.status().as_u16(),
             location: answer
                 .headers()

@@ -11,6 +11,7 @@ pub mod limiter;
 pub mod login;
 pub mod origin;
 pub mod passwords;
+pub mod read;
 mod remote_user;
 pub mod session;
 mod tokens;

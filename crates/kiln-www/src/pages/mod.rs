@@ -45,6 +45,11 @@ use minijinja::{Value, context};
 
 use templates::Templates;
 
+/// Whether the pages offer a login form for this way of logging in.
+pub fn login_offered(auth: &kiln_config::WebAuth) -> bool {
+    login::offered(auth).is_some()
+}
+
 /// What every page handler is given: the services, the templates and the logins.
 #[derive(Clone)]
 pub struct Site {
@@ -272,6 +277,10 @@ impl Site {
             })?;
         let mut response = (status, Html(html)).into_response();
         let headers = response.headers_mut();
+        headers.insert(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::headers::PAGE_POLICY),
+        );
         if visit.token.new
             && let Ok(v) = HeaderValue::from_str(&csrf::set_cookie(&visit.token, &root))
         {
