@@ -108,6 +108,34 @@ impl Db {
 }
 
 impl Writer {
+    /// Sets one property of a buildset after it was made (who cancelled its request, say),
+    /// replacing a property of that name.
+    pub async fn set_buildset_property(
+        &self,
+        id: BuildSetId,
+        name: &str,
+        value: &kiln_core::PropertyValue,
+        source: &str,
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        sqlx::query("DELETE FROM buildset_properties WHERE buildsetid = $1 AND property_name = $2")
+            .bind(id.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO buildset_properties (buildsetid, property_name, property_value) VALUES ($1, $2, $3)",
+        )
+        .bind(id.0)
+        .bind(name)
+        .bind(serde_json::json!([property_to_json(value), source]).to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores a buildset with its source stamps, properties and build requests, all or nothing.
     pub async fn add_buildset(
         &self,

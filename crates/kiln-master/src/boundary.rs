@@ -143,7 +143,7 @@ impl Control for Boundary {
             // A logged-in user owns what they force, whatever the form says, as in Buildbot; an
             // anonymous visitor cannot pass as someone else.
             let owner = match actor {
-                Actor::User(u) => Some(u.email.clone().unwrap_or_else(|| u.username.clone())),
+                Actor::User(_) => Some(who(actor)),
                 Actor::Anonymous => None,
                 Actor::Master => params
                     .get("owner")
@@ -224,7 +224,11 @@ impl Control for Boundary {
                 let builders = [about.builder.as_str()];
                 allow(&self.master, actor, &about.request(Verb::Stop, &builders))?;
             }
-            Ok(self.master.stop_build(build, reason))
+            let stopped = self.master.stop_build(build, reason);
+            if stopped {
+                record_on_build(&self.master, build, "stopped_by", actor, "Stop Build").await?;
+            }
+            Ok(stopped)
         })
     }
 
@@ -264,7 +268,8 @@ impl Control for Boundary {
                 .iter()
                 .map(kiln_db::SourceStampRow::to_sourcestamp)
                 .collect();
-            let properties = db.buildset_properties(request.buildsetid).await?;
+            let mut properties = db.buildset_properties(request.buildsetid).await?;
+            properties.set("rebuilt_by", who(actor).as_str(), "Rebuild");
             let new = NewBuildSet {
                 reason: format!(
                     "rebuild of build {}: {}",
@@ -304,10 +309,38 @@ impl Control for Boundary {
             if row.complete {
                 return Ok(());
             }
+            let running: Vec<BuildId> = self
+                .master
+                .running_builds()
+                .iter()
+                .filter(|(_, b)| b.request == request)
+                .map(|(id, _)| *id)
+                .collect();
             self.master
                 .cancel_buildrequest(request, reason)
                 .await
-                .map_err(ApiError::internal)
+                .map_err(ApiError::internal)?;
+            let name = who(actor);
+            self.master
+                .updates
+                .set_buildset_property(
+                    row.buildsetid,
+                    "cancelled_by",
+                    &name,
+                    "Cancel Build Request",
+                )
+                .await?;
+            for build in running {
+                record_on_build(
+                    &self.master,
+                    build,
+                    "cancelled_by",
+                    actor,
+                    "Cancel Build Request",
+                )
+                .await?;
+            }
+            Ok(())
         })
     }
 
@@ -445,4 +478,28 @@ impl Control for Boundary {
             Ok(())
         })
     }
+}
+
+/// How an actor is named where the builds record who did what: a user by their email (or name,
+/// without one), as a forced build's owner is.
+fn who(actor: &Actor) -> String {
+    match actor {
+        Actor::User(u) => u.email.clone().unwrap_or_else(|| u.username.clone()),
+        Actor::Anonymous => "anonymous".into(),
+        Actor::Master => "the master".into(),
+    }
+}
+
+/// Records on a build, as a property from `source`, who did something to it.
+async fn record_on_build(
+    master: &Master,
+    build: BuildId,
+    name: &str,
+    actor: &Actor,
+    source: &str,
+) -> Result<(), ApiError> {
+    let mut props = kiln_core::Properties::default();
+    props.set(name, who(actor).as_str(), source);
+    tracing::info!(build = build.0, by = %who(actor), "{name}");
+    Ok(master.updates.set_build_properties(build, &props).await?)
 }

@@ -389,6 +389,20 @@ impl Updates {
         self.db.set_build_properties(id, props).await
     }
 
+    /// Records on a buildset who did something to it after it was made (cancelled its request).
+    pub async fn set_buildset_property(
+        &self,
+        id: kiln_core::BuildSetId,
+        name: &str,
+        value: &str,
+        source: &str,
+    ) -> Result<()> {
+        let value = kiln_core::PropertyValue::Str(value.to_string());
+        self.db
+            .set_buildset_property(id, name, &value, source)
+            .await
+    }
+
     /// Finishes a build and completes its request (and buildset, if it was the last request), as
     /// one write.
     pub async fn finish_build_and_request(

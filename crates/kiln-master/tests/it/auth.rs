@@ -8,7 +8,7 @@ use std::process::Command;
 use kiln_master::clock::ManualClock;
 use serde_json::{Value, json};
 
-use crate::harness::{Answer, Browser, TestMaster, config, rpc};
+use crate::harness::{Answer, Browser, TestMaster, config, rpc, rpc_as};
 
 const BUILDERS: &str = r#"
 f = util.BuildFactory([steps.ShellCommand(name='say', command=['echo', 'hi'])])
@@ -623,4 +623,95 @@ async fn reading_can_be_kept_from_anonymous_visitors() {
         .await
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_stopped_cancelled_or_rebuilt_a_build_is_recorded() {
+    let slow = r#"
+f = util.BuildFactory([steps.ShellCommand(name='wait', command=['sleep', '30'])])
+c['builders'] = [util.BuilderConfig(name='slow', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow'])]
+"#;
+    let www_config = format!(
+        "c['www'] = {{'auth': util.UserPasswordAuth({{'alice': 'pw1'}}), 'authz': {}}}",
+        authz(&["alice"])
+    );
+    let star = config("sqlite:///state.sqlite", &format!("{slow}\n{www_config}\n"));
+    let mut m = TestMaster::start(&star).await;
+    let www = m.www();
+    let alice = m.token("alice", &[], None).await;
+    let force = async || {
+        let params = json!({"builderNames": ["slow"]});
+        let (status, reply) = rpc_as(&alice, &www, "forceschedulers/force", "force", params).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["result"][0].as_i64().unwrap()
+    };
+    let first = force().await;
+    let second = force().await;
+    m.start_worker("w1", "pass").await;
+    let build = m.wait_event("builds.*.new").await["buildid"]
+        .as_i64()
+        .unwrap();
+
+    // The second request waits for the worker: alice cancels it.
+    let (_, requests) = m.get(&format!("buildrequests?buildsetid={second}")).await;
+    let request = requests["buildrequests"][0]["buildrequestid"]
+        .as_i64()
+        .unwrap();
+    let (status, reply) = rpc_as(
+        &alice,
+        &www,
+        &format!("buildrequests/{request}"),
+        "cancel",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(m.wait_buildset(second).await, 6);
+    let (_, props) = m.get(&format!("buildsets/{second}/properties")).await;
+    assert_eq!(
+        props["properties"][0]["cancelled_by"],
+        json!(["alice", "Cancel Build Request"]),
+        "{props}"
+    );
+
+    // She stops the running build; the build says so, on its page too.
+    let (status, reply) = rpc_as(
+        &alice,
+        &www,
+        &format!("builds/{build}"),
+        "stop",
+        json!({"reason": "enough"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(m.wait_buildset(first).await, 6);
+    let (_, b) = m.get(&format!("builds/{build}?property=stopped_by")).await;
+    assert_eq!(
+        b["builds"][0]["properties"]["stopped_by"],
+        json!(["alice", "Stop Build"]),
+        "{b}"
+    );
+    let page = Browser::new(&www).get("/builders/1/builds/1").await;
+    assert!(page.body.contains("stopped_by"), "{}", page.body);
+    assert!(page.body.contains("Stop Build"), "{}", page.body);
+
+    // She rebuilds it: the new buildset, and so its build, says who asked.
+    let (status, reply) = rpc_as(
+        &alice,
+        &www,
+        &format!("builds/{build}"),
+        "rebuild",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let rebuilt = reply["result"][0].as_i64().unwrap();
+    let (_, props) = m.get(&format!("buildsets/{rebuilt}/properties")).await;
+    assert_eq!(
+        props["properties"][0]["rebuilt_by"],
+        json!(["alice", "Rebuild"]),
+        "{props}"
+    );
+    m.stop().await;
 }
