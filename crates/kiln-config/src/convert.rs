@@ -252,7 +252,11 @@ fn protocols(cx: &mut Cx, p: &Node) -> Option<(u16, Option<String>)> {
                 match (name, settings) {
                     (Node::Str(n), Node::Dict(s)) if n == "msgpack_experimental_v7" => {
                         match lookup(s, "port") {
-                            Some(port) => worker_port = cx.listen(port, "the worker port", &loc),
+                            Some(port) => match cx.listen(port, "the worker port", &loc) {
+                                Some(l) if l.tls.is_some() => cx.error(&loc, "the worker port cannot serve TLS: workers speak plain WebSocket; put TLS on the web port only"),
+                                Some(l) => worker_port = Some((l.port, l.interface)),
+                                None => {}
+                            },
                             None => cx.error(&loc, "c['protocols']['msgpack_experimental_v7'] needs a 'port'"),
                         }
                     }

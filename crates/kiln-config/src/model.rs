@@ -17,6 +17,33 @@ pub use changes::*;
 pub use schedulers::*;
 pub use steps::*;
 
+/// Where a port listens: its number, the address it binds when one is named, and the files of
+/// its TLS key and certificate when it serves HTTPS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    pub port: u16,
+    pub interface: Option<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+impl Listen {
+    /// A plain port on the default interface.
+    pub fn port(port: u16) -> Listen {
+        Listen {
+            port,
+            interface: None,
+            tls: None,
+        }
+    }
+}
+
+/// A TLS key and certificate chain, as PEM files (relative to the master's directory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub key: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+}
+
 /// Everything a master is configured with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterConfig {
@@ -92,6 +119,8 @@ pub struct WwwConfig {
     pub port: Option<u16>,
     /// Bind address; loopback unless configured.
     pub host: String,
+    /// The key and certificate the web port serves HTTPS with (`ssl:` in its strport).
+    pub tls: Option<TlsFiles>,
     /// The enabled change hook dialects (`c['www']['change_hook_dialects']`), with their options.
     pub change_hook_dialects: BTreeMap<String, BTreeMap<String, PropertyValue>>,
     /// How web users log in (`auth`); nobody does by default.

@@ -997,6 +997,19 @@ fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
     assert_eq!(ok.worker_port, Some(9989));
     assert_eq!(ok.worker_interface.as_deref(), Some("10.1.2.3"));
     assert_eq!((ok.www.port, ok.www.host.as_str()), (Some(8010), "::1"));
+    assert_eq!(ok.www.tls, None);
+    let https = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'port': 'ssl:8443:privateKey=tls/key.pem:certKey=tls/cert.pem'}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        https.www.tls,
+        Some(crate::TlsFiles {
+            key: "tls/key.pem".into(),
+            cert: "tls/cert.pem".into()
+        })
+    );
     let bad = load_str(
         "master.star",
         "BuildmasterConfig = {'protocols': {'msgpack_experimental_v7': {'port': 'tcp:9989:interface=localhost'}},\n 'www': {'port': 'ssl:8443', 'host': 'example.org'}}\n",
@@ -1004,9 +1017,9 @@ fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
     .unwrap_err()
     .to_string();
     for expected in [
-        "the worker port must be a port number, \"tcp:PORT[:interface=ADDRESS]\" or \"ADDRESS:PORT\": \"localhost\" is not an IP address",
+        "the worker port must be a port number, \"tcp:PORT[:interface=ADDRESS]\", \"ssl:PORT:privateKey=KEY:certKey=CERT\" or \"ADDRESS:PORT\": \"localhost\" is not an IP address",
         "c['www']['port'] must be a port number",
-        "\"ssl:8443\" is not a listening address kiln understands",
+        "\"ssl:8443\" needs privateKey=, the key's PEM file",
         "c['www']['host'] must be an IP address to listen on, not \"example.org\"",
     ] {
         assert!(bad.contains(expected), "{expected:?} missing from:\n{bad}");

@@ -24,6 +24,7 @@ pub mod master;
 pub mod schedulers;
 pub mod secrets;
 pub mod serve;
+mod tls;
 pub mod updates;
 pub mod values;
 pub mod workers;

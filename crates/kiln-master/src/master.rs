@@ -368,12 +368,18 @@ impl Master {
         let worker_addr = worker_listener.local_addr()?;
         let www_addr = www_listener.local_addr()?;
 
+        let tls = match &config.www.tls {
+            Some(files) => Some(crate::tls::acceptor(&basedir, files)?),
+            None => None,
+        };
+
         let mut tasks = Vec::new();
         let app = crate::workers::listener::router(master.clone());
         tasks.push(tokio::spawn(crate::serve::serve(
             worker_listener,
             app,
             options.handshake_timeout,
+            None,
             master.shutdown_signal(),
         )));
         let app = (options.web)(crate::boundary::services(&master));
@@ -381,6 +387,7 @@ impl Master {
             www_listener,
             app,
             options.handshake_timeout,
+            tls,
             master.shutdown_signal(),
         )));
         tasks.push(tokio::spawn(prune_event_log(

@@ -3,7 +3,7 @@
 //! `axum::serve` gives a connection that never sends its request headers as long as it likes, so a
 //! client that opens sockets and stays silent holds a file descriptor each, for ever.
 //! This loop serves each connection with hyper directly, with a deadline on reading the request
-//! headers.
+//! headers, and over TLS when the port is configured for it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,19 +13,23 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 /// How long the loop waits before accepting again when accepting fails (out of file descriptors,
 /// say): the condition lasts until connections close, so retrying at once would only spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Serves `app` on `listener` until `stop` turns true, then lets the open requests finish.
+/// Serves `app` on `listener` until `stop` turns true, then lets the open requests finish;
+/// over TLS when `tls` is given.
 ///
-/// A connection that has not sent its request headers within `header_timeout` is closed.
+/// A connection that has not finished its TLS handshake and sent its request headers within
+/// `header_timeout` is closed.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Each connection task holds a clone of `done_tx`; `closed()` resolves once they are all gone.
@@ -57,8 +61,25 @@ pub async fn serve(
         let app = app.clone();
         let stop = stop.clone();
         let done = done_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(tcp, peer, app, header_timeout, stop).await;
+            match tls {
+                None => connection(tcp, peer, app, header_timeout, stop).await,
+                Some(acceptor) => {
+                    // The handshake counts against the same deadline as the request headers.
+                    let started = tokio::time::Instant::now();
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let left = header_timeout.saturating_sub(started.elapsed());
+                            connection(stream, peer, app, left, stop).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "a TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "a TLS handshake timed out"),
+                    }
+                }
+            }
             drop(done);
         });
     }
@@ -73,13 +94,15 @@ async fn wait_all(mut done: tokio::sync::mpsc::Receiver<()>) {
 }
 
 /// Serves one connection, starting a graceful shutdown when the server stops.
-async fn connection(
-    tcp: tokio::net::TcpStream,
+async fn connection<IO>(
+    io: IO,
     peer: SocketAddr,
     app: Router,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
         // The peer's address, for the access log.
@@ -94,7 +117,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let conn = builder
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {

@@ -8,6 +8,7 @@ use kiln_core::PropertyValue;
 use kiln_core::render::Renderable;
 
 use crate::Diagnostic;
+use crate::model::{Listen, TlsFiles};
 use crate::node::{Location, Node};
 
 pub(crate) struct Cx<'a> {
@@ -138,15 +139,10 @@ impl Cx<'_> {
     /// `"tcp:port=9989:interface=127.0.0.1"`) or kiln's (`"127.0.0.1:9989"`, `"[::1]:9989"`):
     /// the port, and the address to bind when one is named. Anything else is an error, so that
     /// a port is never bound somewhere its configuration did not say.
-    pub(crate) fn listen(
-        &mut self,
-        node: &Node,
-        what: &str,
-        loc: &Location,
-    ) -> Option<(u16, Option<String>)> {
+    pub(crate) fn listen(&mut self, node: &Node, what: &str, loc: &Location) -> Option<Listen> {
         let parsed = match node {
             Node::Int(i) => u16::try_from(*i)
-                .map(|p| (p, None))
+                .map(Listen::port)
                 .map_err(|_| format!("{i} is not a port number")),
             Node::Str(s) => parse_listen(s),
             other => Err(format!("not {}", other.describe())),
@@ -157,7 +153,7 @@ impl Cx<'_> {
                 self.error(
                     loc,
                     format!(
-                        "{what} must be a port number, \"tcp:PORT[:interface=ADDRESS]\" or \"ADDRESS:PORT\": {why}"
+                        "{what} must be a port number, \"tcp:PORT[:interface=ADDRESS]\", \"ssl:PORT:privateKey=KEY:certKey=CERT\" or \"ADDRESS:PORT\": {why}"
                     ),
                 );
                 None
@@ -363,7 +359,7 @@ pub(crate) fn key_lines(file: &str, source: &str) -> BTreeMap<String, Location> 
 }
 
 /// A listening address in one of the forms [`Cx::listen`] takes.
-fn parse_listen(text: &str) -> Result<(u16, Option<String>), String> {
+fn parse_listen(text: &str) -> Result<Listen, String> {
     let port = |p: &str| {
         p.parse::<u16>()
             .map_err(|_| format!("{p:?} is not a port number"))
@@ -374,51 +370,76 @@ fn parse_listen(text: &str) -> Result<(u16, Option<String>), String> {
             .map_err(|_| format!("{a:?} is not an IP address"))
     };
     if let Ok(p) = text.parse::<u16>() {
-        return Ok((p, None));
+        return Ok(Listen::port(p));
     }
-    if let Some(rest) = text.strip_prefix("tcp:") {
-        let mut number = None;
-        let mut interface = None;
-        let parts = strport_parts(rest);
-        for (i, part) in parts.iter().enumerate() {
-            match part.split_once('=') {
-                None if i == 0 => number = Some(port(part)?),
-                Some(("port", p)) => number = Some(port(p)?),
-                Some(("interface", a)) => {
-                    // An IPv6 address has colons of its own: Twisted escapes them (`\:\:1`);
-                    // written plainly, a last `interface=` takes the rest of the text.
-                    match address(a) {
-                        Ok(ip) => interface = Some(ip),
-                        Err(e) if i + 1 == parts.len() => return Err(e),
-                        Err(e) => match address(&format!("{a}:{}", parts[i + 1..].join(":"))) {
-                            Ok(ip) => {
-                                interface = Some(ip);
-                                break;
-                            }
-                            Err(_) => return Err(e),
-                        },
-                    }
-                }
-                // How many connections may wait to be accepted: the system's default serves.
-                Some(("backlog", b)) if b.parse::<u32>().is_ok() => {}
-                _ => {
-                    return Err(format!(
-                        "{part:?} in {text:?} is not something kiln understands"
-                    ));
+    let (tls, rest) = match (text.strip_prefix("tcp:"), text.strip_prefix("ssl:")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return match text.parse::<std::net::SocketAddr>() {
+                Ok(socket) => Ok(Listen {
+                    interface: Some(socket.ip().to_string()),
+                    ..Listen::port(socket.port())
+                }),
+                Err(_) => Err(format!(
+                    "{text:?} is not a listening address kiln understands"
+                )),
+            };
+        }
+    };
+    let mut number = None;
+    let mut interface = None;
+    let mut key = None;
+    let mut cert = None;
+    let parts = strport_parts(rest);
+    for (i, part) in parts.iter().enumerate() {
+        match part.split_once('=') {
+            None if i == 0 => number = Some(port(part)?),
+            Some(("port", p)) => number = Some(port(p)?),
+            Some(("interface", a)) => {
+                // An IPv6 address has colons of its own: Twisted escapes them (`\:\:1`);
+                // written plainly, a last `interface=` takes the rest of the text.
+                match address(a) {
+                    Ok(ip) => interface = Some(ip),
+                    Err(e) if i + 1 == parts.len() => return Err(e),
+                    Err(e) => match address(&format!("{a}:{}", parts[i + 1..].join(":"))) {
+                        Ok(ip) => {
+                            interface = Some(ip);
+                            break;
+                        }
+                        Err(_) => return Err(e),
+                    },
                 }
             }
+            // How many connections may wait to be accepted: the system's default serves.
+            Some(("backlog", b)) if b.parse::<u32>().is_ok() => {}
+            Some(("privateKey", k)) if tls && !k.is_empty() => key = Some(k.to_string()),
+            Some(("certKey", c)) if tls && !c.is_empty() => cert = Some(c.to_string()),
+            _ => {
+                return Err(format!(
+                    "{part:?} in {text:?} is not something kiln understands"
+                ));
+            }
         }
-        return match number {
-            Some(p) => Ok((p, interface)),
-            None => Err(format!("{text:?} names no port")),
-        };
     }
-    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
-        return Ok((socket.port(), Some(socket.ip().to_string())));
-    }
-    Err(format!(
-        "{text:?} is not a listening address kiln understands"
-    ))
+    let Some(number) = number else {
+        return Err(format!("{text:?} names no port"));
+    };
+    let tls = if tls {
+        // As in Twisted, the certificate may be in the key's file.
+        let key = key.ok_or_else(|| format!("{text:?} needs privateKey=, the key's PEM file"))?;
+        Some(TlsFiles {
+            cert: cert.unwrap_or_else(|| key.clone()).into(),
+            key: key.into(),
+        })
+    } else {
+        None
+    };
+    Ok(Listen {
+        port: number,
+        interface,
+        tls,
+    })
 }
 
 /// A strport's `:`-separated parts, with `\:` standing for a colon inside a part.
@@ -445,11 +466,31 @@ fn strport_parts(text: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod listen_tests {
-    use super::parse_listen;
+    use super::{TlsFiles, parse_listen};
+
+    #[test]
+    fn an_ssl_port_names_its_key_and_certificate() {
+        let l =
+            parse_listen("ssl:8443:privateKey=k.pem:certKey=c.pem:interface=127.0.0.1").unwrap();
+        assert_eq!((l.port, l.interface.as_deref()), (8443, Some("127.0.0.1")));
+        assert_eq!(
+            l.tls,
+            Some(TlsFiles {
+                key: "k.pem".into(),
+                cert: "c.pem".into()
+            })
+        );
+        let both = parse_listen("ssl:port=443:privateKey=both.pem").unwrap();
+        assert_eq!(both.tls.unwrap().cert, std::path::PathBuf::from("both.pem"));
+    }
 
     #[test]
     fn listening_addresses_are_read_in_every_form_or_refused() {
-        let ok = |t: &str| parse_listen(t).unwrap();
+        let ok = |t: &str| {
+            let l = parse_listen(t).unwrap();
+            assert!(l.tls.is_none(), "{t}");
+            (l.port, l.interface)
+        };
         assert_eq!(ok("9989"), (9989, None));
         assert_eq!(ok("tcp:9989"), (9989, None));
         assert_eq!(
@@ -468,6 +509,8 @@ mod listen_tests {
             "tcp:9989:interface=localhost",
             "tcp:9989:iface=127.0.0.1",
             "ssl:9989",
+            "ssl:443:certKey=c.pem",
+            "tcp:443:privateKey=k.pem",
             "unix:/tmp/sock",
             "tcp:",
             "tcp:99999",

@@ -16,6 +16,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
     let mut www = WwwConfig {
         port: None,
         host: "127.0.0.1".into(),
+        tls: None,
         change_hook_dialects: BTreeMap::new(),
         auth: WebAuth::None,
         authz: None,
@@ -40,12 +41,12 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                 for (k, v) in settings {
                     match k {
                         Node::Str(k) if k == "port" => {
-                            if let Some((port, interface)) = cx.listen(v, "c['www']['port']", &loc)
-                            {
-                                www.port = Some(port);
-                                if let Some(i) = interface {
+                            if let Some(listen) = cx.listen(v, "c['www']['port']", &loc) {
+                                www.port = Some(listen.port);
+                                if let Some(i) = listen.interface {
                                     www.host = i;
                                 }
+                                www.tls = listen.tls;
                             }
                         }
                         Node::Str(k) if k == "host" || k == "interface" => {

@@ -158,3 +158,31 @@ async fn each_port_binds_the_interface_its_configuration_names() {
     assert_eq!(running.worker_addr.ip().to_string(), "127.0.0.1");
     assert_eq!(running.www_addr.ip().to_string(), "127.0.0.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_port_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::make_certificate(dir.path());
+    let star = format!(
+        "{ONE_BUILDER}\nc['buildbotURL'] = 'https://127.0.0.1:8443/'\n\
+         c['www'] = {{'port': 'ssl:8443:privateKey=key.pem:certKey=cert.pem'}}\n"
+    );
+    let m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &star)).await;
+    let request = kiln_master::http_client::Request {
+        method: "GET".into(),
+        url: format!("https://{}/api/v2/builders", m.www()),
+        verify: kiln_master::http_client::Verify::CaFile(m.path("ca.pem")),
+        ..Default::default()
+    };
+    let answer = kiln_master::http_client::send(&request).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body["builders"][0]["name"], "b1");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Plain HTTP on the same port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/api/v2/builders", m.www()))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+}
