@@ -768,6 +768,39 @@ pub const KINDS: &[Kind] = &[
         keywords: &["header", "headerRegex", "trustedProxies"],
     },
     Kind {
+        name: "GitHubAuth",
+        positional: &["clientId", "clientSecret"],
+        keywords: &[
+            "serverURL",
+            "apiVersion",
+            "getTeamsMembership",
+            "debug",
+            "scope",
+        ],
+    },
+    Kind {
+        name: "GitLabAuth",
+        positional: &["instanceUri", "clientId", "clientSecret"],
+        keywords: &["scope"],
+    },
+    Kind {
+        name: "GoogleAuth",
+        positional: &["clientId", "clientSecret"],
+        keywords: &["scope"],
+    },
+    Kind {
+        name: "GenericOAuth2Auth",
+        positional: &["clientId", "clientSecret"],
+        keywords: &[
+            "name",
+            "discoveryUri",
+            "authUri",
+            "tokenUri",
+            "userinfoUri",
+            "scope",
+        ],
+    },
+    Kind {
         name: "Authz",
         positional: &[],
         keywords: &[

@@ -1025,3 +1025,49 @@ fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
         assert!(bad.contains(expected), "{expected:?} missing from:\n{bad}");
     }
 }
+
+#[test]
+fn oauth2_logins_are_read_and_their_mistakes_reported() {
+    let ok = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'auth': util.GitHubAuth('id', 'secret', serverURL='https://ghe.example.org', getTeamsMembership=True)}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.www.auth,
+        crate::WebAuth::OAuth2(crate::OAuth2 {
+            provider: crate::OAuthProvider::GitHub {
+                server: Some("https://ghe.example.org".into()),
+                teams: true
+            },
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            scope: None,
+        })
+    );
+    let gitlab = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'auth': util.GitLabAuth('https://gitlab.example.org', 'id', 'secret')}}\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        gitlab.www.auth,
+        crate::WebAuth::OAuth2(crate::OAuth2 {
+            provider: crate::OAuthProvider::GitLab { .. },
+            ..
+        })
+    ));
+    let bad = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'auth': util.GenericOAuth2Auth('id', '', authUri='ftp://x')}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "util.GenericOAuth2Auth needs clientSecret",
+        "GenericOAuth2Auth's authUri must be an http:// or https:// URL, not \"ftp://x\"",
+        "util.GenericOAuth2Auth needs discoveryUri, or authUri, tokenUri and userinfoUri",
+    ] {
+        assert!(bad.contains(expected), "{expected:?} missing from:\n{bad}");
+    }
+}

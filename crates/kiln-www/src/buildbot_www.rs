@@ -88,7 +88,7 @@ fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
     json!({
         "plugins": plugins,
         // `NoAuth` hides the login menu; any other name shows it, linking to `auth/login`.
-        "auth": {"name": auth_name(&config.www.auth)},
+        "auth": auth_config(&config.www.auth),
         "authz": {},
         "avatar_methods": {"name": "kiln"},
         "versions": versions,
@@ -103,13 +103,20 @@ fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
     })
 }
 
-/// Buildbot's class name for the way users log in.
-fn auth_name(auth: &kiln_config::WebAuth) -> &'static str {
+/// How users log in, as the front-end reads it: Buildbot's class name, and for an OAuth2
+/// provider its name and icon for the "Login with …" item.
+fn auth_config(auth: &kiln_config::WebAuth) -> Value {
     match auth {
-        kiln_config::WebAuth::None => "NoAuth",
-        kiln_config::WebAuth::UserPassword(_) => "UserPasswordAuth",
-        kiln_config::WebAuth::HtPasswd(_) => "HTPasswdAuth",
-        kiln_config::WebAuth::RemoteUser { .. } => "RemoteUserAuth",
+        kiln_config::WebAuth::None => json!({"name": "NoAuth"}),
+        kiln_config::WebAuth::UserPassword(_) => json!({"name": "UserPasswordAuth"}),
+        kiln_config::WebAuth::HtPasswd(_) => json!({"name": "HTPasswdAuth"}),
+        kiln_config::WebAuth::RemoteUser { .. } => json!({"name": "RemoteUserAuth"}),
+        kiln_config::WebAuth::OAuth2(o) => json!({
+            "name": crate::auth::oauth2::label(o),
+            "oauth2": true,
+            "fa_icon": crate::auth::oauth2::icon(o),
+            "autologin": false,
+        }),
     }
 }
 

@@ -36,10 +36,13 @@ pub(super) fn auth(cx: &mut Cx, node: &Node) -> WebAuth {
             }
         },
         "RemoteUserAuth" => remote_user(cx, node, &loc),
+        "GitHubAuth" | "GitLabAuth" | "GoogleAuth" | "GenericOAuth2Auth" => {
+            oauth2(cx, node, kind, &loc).map_or(WebAuth::None, WebAuth::OAuth2)
+        }
         other => {
             cx.error(
                 &loc,
-                format!("c['www']['auth'] cannot be {other}; kiln knows util.NoAuth, util.UserPasswordAuth, util.HTPasswdAuth and util.RemoteUserAuth"),
+                format!("c['www']['auth'] cannot be {other}; kiln knows util.NoAuth, util.UserPasswordAuth, util.HTPasswdAuth, util.RemoteUserAuth, util.GitHubAuth, util.GitLabAuth, util.GoogleAuth and util.GenericOAuth2Auth"),
             );
             WebAuth::None
         }
@@ -87,6 +90,72 @@ fn users(cx: &mut Cx, node: Option<&Node>, loc: &Location) -> Vec<(String, Strin
             Some((user, password))
         })
         .collect()
+}
+
+/// An OAuth2 login's settings.
+fn oauth2(cx: &mut Cx, node: &Node, kind: &str, loc: &Location) -> Option<OAuth2> {
+    let required = |cx: &mut Cx, key: &str| {
+        let value = cx.opt_string(node.field(key), &format!("{kind}'s {key}"), loc);
+        if value.as_deref().is_none_or(str::is_empty) {
+            cx.error(loc, format!("util.{kind} needs {key}"));
+        }
+        value
+    };
+    let client_id = required(cx, "clientId");
+    let client_secret = required(cx, "clientSecret");
+    let optional =
+        |cx: &mut Cx, key: &str| cx.opt_string(node.field(key), &format!("{kind}'s {key}"), loc);
+    let url = |cx: &mut Cx, key: &str, value: Option<String>| {
+        if let Some(v) = &value
+            && !(v.starts_with("https://") || v.starts_with("http://"))
+        {
+            cx.error(
+                loc,
+                format!("{kind}'s {key} must be an http:// or https:// URL, not {v:?}"),
+            );
+        }
+        value
+    };
+    let provider = match kind {
+        "GitHubAuth" => {
+            let server = optional(cx, "serverURL");
+            let teams = matches!(node.field("getTeamsMembership"), Some(Node::Bool(true)));
+            OAuthProvider::GitHub {
+                server: url(cx, "serverURL", server),
+                teams,
+            }
+        }
+        "GitLabAuth" => {
+            let instance = required(cx, "instanceUri");
+            OAuthProvider::GitLab {
+                instance: url(cx, "instanceUri", instance)?,
+            }
+        }
+        "GoogleAuth" => OAuthProvider::Google,
+        _ => {
+            let discovery = optional(cx, "discoveryUri");
+            let auth_uri = optional(cx, "authUri");
+            let token_uri = optional(cx, "tokenUri");
+            let userinfo_uri = optional(cx, "userinfoUri");
+            let explicit = auth_uri.is_some() && token_uri.is_some() && userinfo_uri.is_some();
+            if discovery.is_none() && !explicit {
+                cx.error(loc, "util.GenericOAuth2Auth needs discoveryUri, or authUri, tokenUri and userinfoUri");
+            }
+            OAuthProvider::Generic {
+                label: optional(cx, "name").unwrap_or_else(|| "OAuth2".into()),
+                discovery: url(cx, "discoveryUri", discovery),
+                auth_uri: url(cx, "authUri", auth_uri),
+                token_uri: url(cx, "tokenUri", token_uri),
+                userinfo_uri: url(cx, "userinfoUri", userinfo_uri),
+            }
+        }
+    };
+    Some(OAuth2 {
+        provider,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        scope: optional(cx, "scope"),
+    })
 }
 
 /// `RemoteUserAuth(header=…, headerRegex=…, trustedProxies=…)`.

@@ -24,6 +24,45 @@ pub enum WebAuth {
         header_regex: String,
         trusted_proxies: Vec<String>,
     },
+    /// An OAuth2 provider logs users in (`util.GitHubAuth`, `util.GitLabAuth`,
+    /// `util.GoogleAuth`, and kiln's `util.GenericOAuth2Auth` for any provider, with OpenID
+    /// Connect discovery).
+    OAuth2(OAuth2),
+}
+
+/// An OAuth2 login: the provider, and the client the master is registered there as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    pub provider: OAuthProvider,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The scopes asked for; each provider has its default.
+    pub scope: Option<String>,
+}
+
+/// Where an OAuth2 login goes, and how the user is read there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OAuthProvider {
+    /// GitHub, or GitHub Enterprise at `server`; organisations (and with `teams`, teams as
+    /// `org/team`) become the user's groups.
+    GitHub {
+        server: Option<String>,
+        teams: bool,
+    },
+    /// A GitLab instance; the user's groups become their groups.
+    GitLab {
+        instance: String,
+    },
+    Google,
+    /// Any OAuth2 or OpenID Connect provider: its endpoints given, or found at `discovery`
+    /// (`…/.well-known/openid-configuration`). `label` names it on the login link.
+    Generic {
+        label: String,
+        discovery: Option<String>,
+        auth_uri: Option<String>,
+        token_uri: Option<String>,
+        userinfo_uri: Option<String>,
+    },
 }
 
 impl WebAuth {

@@ -715,3 +715,203 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow']
     );
     m.stop().await;
 }
+
+/// A stand-in OAuth2 provider on loopback, speaking GitHub's, GitLab's and OpenID Connect's
+/// endpoints: it approves every login at once, gives a code naming the user, and answers for
+/// the token the code was exchanged for.
+async fn oauth_provider() -> String {
+    use axum::extract::Query;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Redirect, Response};
+    use axum::routing::{get, post};
+    use std::collections::HashMap;
+
+    async fn authorize(Query(q): Query<HashMap<String, String>>) -> Response {
+        if q.get("client_id").map(String::as_str) != Some("kiln-client") {
+            return (StatusCode::BAD_REQUEST, "unknown client").into_response();
+        }
+        let back = format!(
+            "{}?code=code-{}&state={}",
+            q["redirect_uri"],
+            q["scope"].replace(' ', "_"),
+            q["state"]
+        );
+        Redirect::to(&back).into_response()
+    }
+    async fn token(body: String) -> Response {
+        let f: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
+        if f.get("client_secret").map(String::as_str) != Some("s3cret")
+            || f.get("grant_type").map(String::as_str) != Some("authorization_code")
+        {
+            return axum::Json(json!({"error": "invalid_client"})).into_response();
+        }
+        axum::Json(json!({"access_token": format!("token-{}", f["code"]), "token_type": "bearer"}))
+            .into_response()
+    }
+    fn bearer(h: &HeaderMap) -> bool {
+        h.get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer token-code-"))
+    }
+    let app = axum::Router::new()
+        .route("/login/oauth/authorize", get(authorize))
+        .route("/login/oauth/access_token", post(token))
+        .route("/api/v3/user", get(|h: HeaderMap| async move {
+            assert!(bearer(&h));
+            axum::Json(json!({"login": "octo", "name": "Octo Cat", "email": null}))
+        }))
+        .route("/api/v3/user/emails", get(|| async {
+            axum::Json(json!([{"email": "old@example.org", "primary": false},
+                              {"email": "octo@example.org", "primary": true}]))
+        }))
+        .route("/api/v3/user/orgs", get(|| async { axum::Json(json!([{"login": "kiln-admins"}])) }))
+        .route("/api/v3/user/teams", get(|| async {
+            axum::Json(json!([{"slug": "core", "organization": {"login": "kiln-admins"}}]))
+        }))
+        .route("/oauth/authorize", get(authorize))
+        .route("/oauth/token", post(token))
+        .route("/api/v4/user", get(|| async {
+            axum::Json(json!({"username": "tanuki", "name": "Tanu Ki", "email": "tanuki@example.org"}))
+        }))
+        .route("/api/v4/groups", get(|| async { axum::Json(json!([{"full_path": "kiln-admins"}])) }))
+        .route("/oidc/authorize", get(authorize))
+        .route("/oidc/token", post(token))
+        .route("/oidc/userinfo", get(|| async {
+            axum::Json(json!({"sub": "u-17", "preferred_username": "oidc-user",
+                              "email": "oidc@example.org", "name": "O. Idc", "groups": ["kiln-admins"]}))
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let discovery = json!({
+        "issuer": base,
+        "authorization_endpoint": format!("{base}/oidc/authorize"),
+        "token_endpoint": format!("{base}/oidc/token"),
+        "userinfo_endpoint": format!("{base}/oidc/userinfo"),
+    });
+    let app = app.route(
+        "/.well-known/openid-configuration",
+        get(move || {
+            let d = discovery.clone();
+            async move { axum::Json(d) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_providers_log_users_in_with_their_groups() {
+    let provider = oauth_provider().await;
+    let cases = [
+        (
+            format!(
+                "util.GitHubAuth('kiln-client', 's3cret', serverURL='{provider}', getTeamsMembership=True)"
+            ),
+            "GitHub",
+            json!({"username": "octo", "email": "octo@example.org", "full_name": "Octo Cat",
+                   "groups": ["kiln-admins", "kiln-admins/core"]}),
+        ),
+        (
+            format!("util.GitLabAuth('{provider}', 'kiln-client', 's3cret')"),
+            "GitLab",
+            json!({"username": "tanuki", "email": "tanuki@example.org", "full_name": "Tanu Ki",
+                   "groups": ["kiln-admins"]}),
+        ),
+        (
+            format!(
+                "util.GenericOAuth2Auth('kiln-client', 's3cret', name='Corp SSO', discoveryUri='{provider}/.well-known/openid-configuration')"
+            ),
+            "Corp SSO",
+            json!({"username": "oidc-user", "email": "oidc@example.org", "full_name": "O. Idc",
+                   "groups": ["kiln-admins"]}),
+        ),
+    ];
+    for (auth, label, user) in cases {
+        let www_config = format!(
+            "c['www'] = {{'auth': {auth}, 'authz': util.Authz(\
+             allowRules=[util.AnyControlEndpointMatcher(role='kiln-admins')], \
+             roleMatchers=[util.RolesFromGroups(groupPrefix='')])}}"
+        );
+        let star = config(
+            "sqlite:///state.sqlite",
+            &format!("{BUILDERS}\n{www_config}\n"),
+        );
+        let mut m = TestMaster::start(&star).await;
+        m.start_worker("w1", "pass").await;
+        let www = m.www();
+        let mut b = Browser::new(&www);
+        let config: Value = serde_json::from_str(&b.get("/buildbot/config").await.body).unwrap();
+        assert_eq!(config["auth"]["name"], label);
+        assert_eq!(config["auth"]["oauth2"], true);
+        let page = b.get("/builders/1").await;
+        assert!(
+            page.body.contains(&format!("Log in with {label}")),
+            "{}",
+            page.body
+        );
+
+        // Off to the provider, which sends the browser back with a code.
+        let off = b.get("/auth/login?redirect=/builders/1").await;
+        assert_eq!(off.status, 302, "{label}: {}", off.body);
+        let at_provider = off.location.unwrap();
+        assert!(at_provider.starts_with(&provider), "{at_provider}");
+        assert!(
+            at_provider.contains("redirect_uri=http%3A%2F%2Flocalhost%3A8010%2Fauth%2Flogin"),
+            "{at_provider}"
+        );
+        let approved = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(&at_provider)
+            .send()
+            .await
+            .unwrap();
+        let callback = approved.headers()["location"].to_str().unwrap().to_string();
+        let query = callback.split_once('?').unwrap().1;
+        // A callback with another login's state is refused.
+        let (code, state) = query.split_once("&state=").unwrap();
+        let forged = b.get(&format!("/auth/login?{code}&state=0000")).await;
+        assert_eq!(forged.status, 401, "{}", forged.body);
+        assert!(
+            forged.body.contains("state does not match"),
+            "{}",
+            forged.body
+        );
+        assert!(!b.cookies.contains_key("kiln_session"));
+        let back = b.get(&format!("/auth/login?{code}&state={state}")).await;
+        assert_eq!(back.status, 302, "{label}: {}", back.body);
+        assert_eq!(back.location.as_deref(), Some("/builders/1"));
+        let config: Value = serde_json::from_str(&b.get("/buildbot/config").await.body).unwrap();
+        assert_eq!(config["user"], user, "{label}");
+        // The provider's groups are roles here.
+        assert_eq!(force(&mut b).await.status, 200, "{label}");
+        // A provider that refuses says so.
+        let refused = b
+            .get("/auth/login?error=access_denied&error_description=no+thanks")
+            .await;
+        assert_eq!(refused.status, 401);
+        assert!(refused.body.contains("no thanks"), "{}", refused.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_login_goes_to_google_with_the_masters_client() {
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!("{BUILDERS}\nc['www'] = {{'auth': util.GoogleAuth('id-123', 'secret')}}\n"),
+    );
+    let m = TestMaster::start(&star).await;
+    let mut b = Browser::new(&m.www());
+    let off = b.get("/auth/login?redirect=/").await;
+    assert_eq!(off.status, 302);
+    let to = off.location.unwrap();
+    assert!(
+        to.starts_with("https://accounts.google.com/o/oauth2/auth?client_id=id-123&"),
+        "{to}"
+    );
+    assert!(to.contains("scope=openid+email+profile"), "{to}");
+    assert!(b.cookies.contains_key("kiln_oauth"));
+    // No client secret ever leaves for the browser.
+    assert!(!to.contains("secret"), "{to}");
+}

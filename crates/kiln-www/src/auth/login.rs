@@ -119,6 +119,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(auth: Arc<Auth>) -> Router<S> {
 #[derive(serde::Deserialize)]
 struct Back {
     redirect: Option<String>,
+    /// An OAuth2 provider's answer: the code, the state, or why it refused.
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
 }
 
 /// Where to go after logging in or out.
@@ -136,6 +141,7 @@ fn back(auth: &Auth, target: Target, redirect: Option<&str>) -> String {
         .filter(|r| r.starts_with('/') && !r.starts_with("//") && !r.contains('\\'))
         .unwrap_or("/");
     match target {
+        Target::Pages if route.starts_with(&auth.root()) => route.to_string(),
         Target::Pages => format!("{}{}", auth.root(), route.trim_start_matches('/')),
         Target::Front => format!("{MOUNT}/#{route}"),
     }
@@ -159,7 +165,78 @@ async fn login_route(
     Query(q): Query<Back>,
 ) -> Response {
     let to = back(&auth, target(&uri), q.redirect.as_deref());
+    let config = auth.services.read.config();
+    if let kiln_config::WebAuth::OAuth2(o) = &config.www.auth {
+        return oauth2_login(&auth, o, &headers, &q, &to).await;
+    }
     login(&auth, identity, &headers, peer, &to).await
+}
+
+/// An OAuth2 login: off to the provider, or back from it with a code.
+async fn oauth2_login(
+    auth: &Auth,
+    o: &kiln_config::OAuth2,
+    headers: &HeaderMap,
+    q: &Back,
+    to: &str,
+) -> Response {
+    let url = auth.services.read.config().buildbot_url.clone();
+    if let Some(error) = &q.error {
+        let why = q.error_description.as_deref().unwrap_or(error);
+        tracing::warn!(error = %why, "the OAuth2 provider refused a login");
+        let message = format!("{} refused the login: {why}\n", super::oauth2::label(o));
+        return (StatusCode::UNAUTHORIZED, message).into_response();
+    }
+    let Some(code) = &q.code else {
+        return match super::oauth2::start(o, &url, to).await {
+            Ok((provider, state)) => {
+                let mut response = redirect(&provider, None);
+                let cookie = super::oauth2::state_cookie(&state, &auth.root(), auth.secure());
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(SET_COOKIE, v);
+                }
+                response
+            }
+            Err(why) => {
+                tracing::error!(%why, "an OAuth2 login could not start");
+                let message = format!(
+                    "the login with {} could not start: {why}\n",
+                    super::oauth2::label(o)
+                );
+                (StatusCode::BAD_GATEWAY, message).into_response()
+            }
+        };
+    };
+    let cookie = crate::pages::csrf::cookie_value(headers, super::oauth2::STATE_COOKIE);
+    let state = q.state.as_deref().unwrap_or_default();
+    match super::oauth2::finish(o, &url, code, state, cookie.as_deref()).await {
+        Ok((user, back)) => {
+            let back = if back.starts_with('/') && !back.starts_with("//") {
+                back
+            } else {
+                auth.root()
+            };
+            let mut response = redirect(&back, start_session(auth, &user));
+            let clear = cookie::Cookie::build((super::oauth2::STATE_COOKIE, ""))
+                .path(auth.root())
+                .max_age(cookie::time::Duration::ZERO)
+                .build()
+                .to_string();
+            if let Ok(v) = HeaderValue::from_str(&clear) {
+                response.headers_mut().append(SET_COOKIE, v);
+            }
+            tracing::info!(user = %user.username, "logged in with {}", super::oauth2::label(o));
+            response
+        }
+        Err(why) => {
+            tracing::warn!(%why, "an OAuth2 login failed");
+            (
+                StatusCode::UNAUTHORIZED,
+                format!("the login failed: {why}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Buildbot's login: with HTTP Basic credentials that are right, a session and back; without,
@@ -185,7 +262,7 @@ async fn login(
                     .into_response()
             };
         }
-        WebAuth::UserPassword(_) | WebAuth::HtPasswd(_) => {}
+        WebAuth::UserPassword(_) | WebAuth::HtPasswd(_) | WebAuth::OAuth2(_) => {}
     }
     let Some((user, password)) = crate::basic_auth::credentials(headers) else {
         return challenge("log in to see and control the builds\n");

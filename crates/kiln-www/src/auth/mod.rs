@@ -9,6 +9,7 @@
 mod htpasswd;
 pub mod limiter;
 pub mod login;
+pub mod oauth2;
 pub mod origin;
 pub mod passwords;
 pub mod read;

@@ -20,7 +20,7 @@ pub async fn check(services: &Services, username: &str, password: &str) -> Optio
     let known = match &config.www.auth {
         WebAuth::UserPassword(users) => in_list(users, username, password),
         WebAuth::HtPasswd(path) => in_file(services, path, username, password).await,
-        WebAuth::None | WebAuth::RemoteUser { .. } => return None,
+        WebAuth::None | WebAuth::RemoteUser { .. } | WebAuth::OAuth2(_) => return None,
     };
     match known {
         // Buildbot's password logins give the name as the email too.

@@ -59,11 +59,18 @@ pub async fn gate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -
         || path.starts_with(&format!("{MOUNT}/"))
         || path == "/ws"
         || path.starts_with("/sse");
-    let offered = crate::pages::login_offered(&auth.services.read.config().www.auth);
-    if !data && actor.user().is_none() && offered {
-        // A person at a page is taken to the login form, and back once logged in.
+    let config = auth.services.read.config();
+    let login = match &config.www.auth {
+        kiln_config::WebAuth::UserPassword(_) | kiln_config::WebAuth::HtPasswd(_) => {
+            Some("login?then=")
+        }
+        kiln_config::WebAuth::OAuth2(_) => Some("auth/login?redirect="),
+        kiln_config::WebAuth::None | kiln_config::WebAuth::RemoteUser { .. } => None,
+    };
+    if let Some(login) = login.filter(|_| !data && actor.user().is_none()) {
+        // A person at a page is taken to log in, and back once logged in.
         let then = request.uri().path_and_query().map_or(path, |p| p.as_str());
-        let to = format!("{}login?then={}", auth.root(), form_urlencoded(then));
+        let to = format!("{}{login}{}", auth.root(), form_urlencoded(then));
         let mut response = StatusCode::SEE_OTHER.into_response();
         if let Ok(v) = HeaderValue::from_str(&to) {
             response.headers_mut().insert(LOCATION, v);

@@ -14,10 +14,25 @@ use super::{PageError, PageResult, Site, Visit};
 use crate::auth::Peer;
 use crate::auth::login::{Failure, end_session, log_in, start_session};
 
-/// How the pages offer a login: `"form"` when kiln checks passwords, nothing otherwise (a
-/// reverse proxy logs users in before they reach kiln).
-pub fn offered(auth: &WebAuth) -> Option<&'static str> {
-    auth.takes_passwords().then_some("form")
+/// How the pages offer a login: kiln's form when kiln checks passwords, the provider's page
+/// for an OAuth2 login, nothing otherwise (a reverse proxy logs users in before they reach
+/// kiln).
+pub fn offered(auth: &WebAuth) -> Option<minijinja::Value> {
+    match auth {
+        WebAuth::UserPassword(_) | WebAuth::HtPasswd(_) => {
+            Some(context! { kind => "form", label => "Log in" })
+        }
+        WebAuth::OAuth2(o) => Some(context! {
+            kind => "oauth2",
+            label => format!("Log in with {}", crate::auth::oauth2::label(o)),
+        }),
+        WebAuth::None | WebAuth::RemoteUser { .. } => None,
+    }
+}
+
+/// Whether the pages' own form is how users log in.
+fn takes_form(auth: &WebAuth) -> bool {
+    auth.takes_passwords()
 }
 
 #[derive(serde::Deserialize)]
@@ -46,7 +61,7 @@ fn show(
     username: &str,
     error: Option<String>,
 ) -> PageResult {
-    if offered(&site.services.read.config().www.auth).is_none() {
+    if !takes_form(&site.services.read.config().www.auth) {
         return Err(PageError::not_found(
             "this master does not take passwords: nobody logs in here",
         ));
@@ -66,7 +81,7 @@ pub async fn submit(
         let then = back_to(&site, form.get("then"));
         let username = form.get("username").unwrap_or_default().trim();
         let password = form.get("password").unwrap_or_default();
-        if offered(&site.services.read.config().www.auth).is_none() {
+        if !takes_form(&site.services.read.config().www.auth) {
             return Err(PageError::from_failure(&Failure::NoPasswords));
         }
         if username.is_empty() {

@@ -45,11 +45,6 @@ use minijinja::{Value, context};
 
 use templates::Templates;
 
-/// Whether the pages offer a login form for this way of logging in.
-pub fn login_offered(auth: &kiln_config::WebAuth) -> bool {
-    login::offered(auth).is_some()
-}
-
 /// What every page handler is given: the services, the templates and the logins.
 #[derive(Clone)]
 pub struct Site {
