@@ -109,6 +109,36 @@ c['schedulers'] = [
     run_script(&m, "buildbot_www.mjs", &modules, &chromium, &[]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_change_what_a_browser_can_do() {
+    let Some((modules, chromium)) = browser_tools() else {
+        return;
+    };
+    let front = std::env::var_os(BUILDBOT_WWW_VAR);
+    let front_config = front.as_ref().map_or(String::new(), |dir| {
+        format!(", 'buildbot_www': {:?}", dir.to_string_lossy())
+    });
+    let cfg = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(name='hello', command=['echo', 'hello'])]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+c['www'] = {{'auth': util.UserPasswordAuth({{'alice': 'pw1', 'bob': 'pw2'}}),
+    'authz': util.Authz(allowRules=[util.AnyControlEndpointMatcher(role='admins')],
+        roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames=['alice'])]){front_config}}}
+"#
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    let with_front = std::path::Path::new("1");
+    let env: Vec<(&str, &std::path::Path)> = if front.is_some() {
+        vec![("KILN_BUILDBOT_WWW", with_front)]
+    } else {
+        Vec::new()
+    };
+    run_script(&m, "login.mjs", &modules, &chromium, &env).await;
+}
+
 /// Runs a browser script against the master; it prints OK when every check passed.
 async fn run_script(
     m: &TestMaster,
