@@ -818,7 +818,25 @@ pub const KINDS: &[Kind] = &[
             "stopChange",
             "cleanShutdown",
             "showUsersPage",
+            "auth",
+            "useHttpHeader",
+            "httpLoginLink",
         ],
+    },
+    Kind {
+        name: "BasicAuth",
+        positional: &["users"],
+        keywords: &[],
+    },
+    Kind {
+        name: "HTPasswdAprAuth",
+        positional: &["passwdFile"],
+        keywords: &[],
+    },
+    Kind {
+        name: "UsersAuth",
+        positional: &[],
+        keywords: &[],
     },
     Kind {
         name: "AnyEndpointMatcher",

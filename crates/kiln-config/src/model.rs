@@ -127,6 +127,9 @@ pub struct WwwConfig {
     pub auth: WebAuth,
     /// What each user may do (`authz`); without it, everyone may do everything.
     pub authz: Option<Authz>,
+    /// Where anonymous visitors are sent to log in (the old `Authz(httpLoginLink=…)`), when a
+    /// reverse proxy does the logging in.
+    pub login_link: Option<String>,
     /// How long a login lasts, in seconds (`cookie_expiration_time`; a week by default).
     pub session_lifetime: i64,
     /// Other sites whose pages may send control requests with a user's cookie

@@ -968,6 +968,16 @@ fn authorization_mistakes_are_reported_where_they_are() {
             "{expected:?} missing from:\n{text}"
         );
     }
+    let old = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'authz': util.Authz(useHttpHeader='yes', auth=util.NoAuth())}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        old.contains("Authz's useHttpHeader must be True or False"),
+        "{old}"
+    );
     let lifetime = load_str(
         "master.star",
         "BuildmasterConfig = {'www': {'cookie_expiration_time': 0}}\n",

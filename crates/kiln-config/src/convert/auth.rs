@@ -24,17 +24,24 @@ pub(super) fn auth(cx: &mut Cx, node: &Node) -> WebAuth {
     let loc = loc.clone();
     match kind.as_str() {
         "NoAuth" => WebAuth::None,
-        "UserPasswordAuth" => WebAuth::UserPassword(users(cx, node.field("users"), &loc)),
-        "HTPasswdAuth" => match cx.opt_string(node.field("passwdFile"), "passwdFile", &loc) {
-            Some(file) => WebAuth::HtPasswd(file.into()),
-            None => {
-                cx.error(
-                    &loc,
-                    "util.HTPasswdAuth needs passwdFile, the htpasswd file",
-                );
-                WebAuth::None
+        // The old WebStatus's BasicAuth is a list of (user, password), as UserPasswordAuth's.
+        "UserPasswordAuth" | "BasicAuth" => {
+            WebAuth::UserPassword(users(cx, node.field("users"), &loc))
+        }
+        // The old UsersAuth checks the users table only, which every password login consults.
+        "UsersAuth" => WebAuth::UserPassword(Vec::new()),
+        "HTPasswdAuth" | "HTPasswdAprAuth" => {
+            match cx.opt_string(node.field("passwdFile"), "passwdFile", &loc) {
+                Some(file) => WebAuth::HtPasswd(file.into()),
+                None => {
+                    cx.error(
+                        &loc,
+                        "util.HTPasswdAuth needs passwdFile, the htpasswd file",
+                    );
+                    WebAuth::None
+                }
             }
-        },
+        }
         "RemoteUserAuth" => remote_user(cx, node, &loc),
         "GitHubAuth" | "GitLabAuth" | "GoogleAuth" | "GenericOAuth2Auth" => {
             oauth2(cx, node, kind, &loc).map_or(WebAuth::None, WebAuth::OAuth2)
@@ -207,6 +214,44 @@ fn remote_user(cx: &mut Cx, node: &Node, loc: &Location) -> WebAuth {
 }
 
 /// `c['www']['authz']`.
+/// What the old WebStatus `Authz` says about logging in, beside what each user may do:
+/// `auth=`, `useHttpHeader=True` and `httpLoginLink=`.
+#[derive(Debug, Default)]
+pub(super) struct OldLogin {
+    pub auth: Option<WebAuth>,
+    pub use_http_header: bool,
+    pub login_link: Option<String>,
+}
+
+/// The old form's login settings of `c['www']['authz']`.
+pub(super) fn old_login(cx: &mut Cx, node: &Node) -> OldLogin {
+    let Node::Object { kind, loc, .. } = node else {
+        return OldLogin::default();
+    };
+    if kind != "Authz" {
+        return OldLogin::default();
+    }
+    let loc = loc.clone();
+    OldLogin {
+        auth: node.field("auth").map(|a| auth(cx, a)),
+        use_http_header: match node.field("useHttpHeader") {
+            None | Some(Node::Bool(false)) | Some(Node::None) => false,
+            Some(Node::Bool(true)) => true,
+            Some(other) => {
+                cx.error(
+                    &loc,
+                    format!(
+                        "Authz's useHttpHeader must be True or False, not {}",
+                        other.describe()
+                    ),
+                );
+                false
+            }
+        },
+        login_link: cx.opt_string(node.field("httpLoginLink"), "Authz's httpLoginLink", &loc),
+    }
+}
+
 pub(super) fn authz(cx: &mut Cx, node: &Node) -> Option<Authz> {
     let Node::Object { kind, loc, .. } = node else {
         let loc = cx.key_loc("www");

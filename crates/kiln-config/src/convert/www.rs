@@ -17,6 +17,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         port: None,
         host: "127.0.0.1".into(),
         tls: None,
+        login_link: None,
         change_hook_dialects: BTreeMap::new(),
         auth: WebAuth::None,
         authz: None,
@@ -34,6 +35,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         log_rotate_length: 10_000_000,
         max_rotated_files: 10,
     };
+    let mut old_login = super::auth::OldLogin::default();
     if let Some(w) = node {
         let loc = cx.key_loc("www");
         match w {
@@ -127,7 +129,10 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                             www.allowed_origins =
                                 cx.strings(Some(v), "c['www']['allowed_origins']", &loc);
                         }
-                        Node::Str(k) if k == "authz" => www.authz = super::auth::authz(cx, v),
+                        Node::Str(k) if k == "authz" => {
+                            www.authz = super::auth::authz(cx, v);
+                            old_login = super::auth::old_login(cx, v);
+                        }
                         Node::Str(k) if k == "custom_templates_dir" => {
                             www.custom_templates_dir =
                                 cx.string(v, "c['www']['custom_templates_dir']", &loc);
@@ -162,7 +167,34 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
             ),
         }
     }
+    apply_old_login(cx, &mut www, old_login);
     www
+}
+
+/// The old WebStatus form named how users log in inside its `Authz`: its `auth=` counts when
+/// `c['www']['auth']` names none; `useHttpHeader=True` believes the user name of the HTTP
+/// Basic credentials a reverse proxy checked and passed on (from the loopback address only);
+/// `httpLoginLink` is the login link shown to anonymous visitors.
+fn apply_old_login(cx: &mut Cx, www: &mut WwwConfig, old: super::auth::OldLogin) {
+    if let Some(auth) = old.auth {
+        if www.auth == WebAuth::None {
+            www.auth = auth;
+        } else {
+            let loc = cx.key_loc("www");
+            cx.warn(
+                &loc,
+                "c['www']['auth'] is set, so the auth= of c['www']['authz'] is ignored",
+            );
+        }
+    }
+    if old.use_http_header {
+        www.auth = WebAuth::RemoteUser {
+            header: "Authorization".into(),
+            header_regex: "(?P<username>.+)".into(),
+            trusted_proxies: vec!["127.0.0.1".into(), "::1".into()],
+        };
+    }
+    www.login_link = old.login_link;
 }
 
 /// `c['www']['change_hook_auth']`: a list of Twisted credential strings, of which kiln knows

@@ -915,3 +915,53 @@ async fn a_google_login_goes_to_google_with_the_masters_client() {
     // No client secret ever leaves for the browser.
     assert!(!to.contains("secret"), "{to}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_webstatus_authz_logs_in_as_its_manual_says() {
+    // The brief's own example: BasicAuth users, forcing for those logged in, pinging for all.
+    let www_config = "c['www'] = {'authz': util.Authz(auth=util.BasicAuth([('bob', 'secret-pass'), ('jill', 'super-pass')]), forceBuild='auth', pingBuilder=True)}";
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!("{BUILDERS}\n{www_config}\n"),
+    );
+    let mut m = TestMaster::start(&star).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let mut anonymous = Browser::new(&www);
+    let refused = force(&mut anonymous).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("forceBuild"), "{}", refused.body);
+    let mut bob = Browser::new(&www);
+    assert_eq!(
+        basic_login(&mut bob, "bob", "secret-pass").await.status,
+        302
+    );
+    assert_eq!(force(&mut bob).await.status, 200);
+
+    // Behind a web server that checks HTTP Basic credentials and passes them on: its user
+    // name is believed, and anonymous visitors are offered the server's login link.
+    let www_config = "c['www'] = {'authz': util.Authz(useHttpHeader=True, httpLoginLink='https://ci.example.org/login', forceBuild='auth')}";
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!("{BUILDERS}\n{www_config}\n"),
+    );
+    let m = TestMaster::start(&star).await;
+    let www = m.www();
+    let mut visitor = Browser::new(&www);
+    let page = visitor.get("/builders/1").await;
+    assert!(
+        page.body
+            .contains(r#"<a href="https://ci.example.org/login">Log in</a>"#),
+        "{}",
+        page.body
+    );
+    assert_eq!(force(&mut visitor).await.status, 403);
+    let url = format!("http://{www}/buildbot/config");
+    let request = visitor
+        .client
+        .get(url)
+        .basic_auth("jill", Some("checked-by-the-proxy"));
+    let answer = visitor.send(request).await;
+    let config: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(config["user"]["username"], "jill", "{config}");
+}

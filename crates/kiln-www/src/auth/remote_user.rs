@@ -35,7 +35,12 @@ impl Pattern {
         else {
             return None;
         };
-        let value = headers.get(header.as_str())?.to_str().ok()?;
+        let mut value = headers.get(header.as_str())?.to_str().ok()?.to_string();
+        if header.eq_ignore_ascii_case("authorization") {
+            // The old `useHttpHeader=True`: the proxy checked HTTP Basic credentials and passed
+            // them on; their user name is the user.
+            value = crate::basic_auth::credentials(headers)?.0;
+        }
         let peer = peer?;
         if !trusted_proxies
             .iter()

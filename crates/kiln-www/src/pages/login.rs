@@ -17,8 +17,11 @@ use crate::auth::login::{Failure, end_session, log_in, start_session};
 /// How the pages offer a login: kiln's form when kiln checks passwords, the provider's page
 /// for an OAuth2 login, nothing otherwise (a reverse proxy logs users in before they reach
 /// kiln).
-pub fn offered(auth: &WebAuth) -> Option<minijinja::Value> {
-    match auth {
+pub fn offered(www: &kiln_config::WwwConfig) -> Option<minijinja::Value> {
+    if let Some(link) = &www.login_link {
+        return Some(context! { kind => "link", label => "Log in", href => link });
+    }
+    match &www.auth {
         WebAuth::UserPassword(_) | WebAuth::HtPasswd(_) => {
             Some(context! { kind => "form", label => "Log in" })
         }

@@ -256,7 +256,7 @@ impl Site {
                 email => u.email,
                 full_name => u.full_name,
             }),
-            login => login::offered(&config.www.auth),
+            login => login::offered(&config.www),
             path => visit.path,
             may => controls::may(self.services.clone(), visit.actor().clone()),
         };
