@@ -965,3 +965,160 @@ async fn the_old_webstatus_authz_logs_in_as_its_manual_says() {
     let config: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(config["user"]["username"], "jill", "{config}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_shows_on_any_surface() {
+    // Every kind of secret the configuration and the users hold, each a value found nowhere else.
+    let secrets = [
+        "wk-S3cr3t-91",  // a worker's password
+        "pw-S3cr3t-17",  // a web user's password
+        "hk-S3cr3t-33",  // the change hook's password
+        "try-S3cr3t-77", // a try user's password
+        "sp-S3cr3t-55",  // a secret from a secrets provider, used by a step
+    ];
+    let body = r#"
+c['workers'].append(worker.Worker('w3', 'wk-S3cr3t-91'))
+c['secretsProviders'] = [secrets.SecretInAFile('secrets')]
+f = util.BuildFactory([steps.ShellCommand(name='use', command=['sh', '-c', util.Interpolate('echo key=%(secret:key)s')])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b']),
+    schedulers.Try_Userpass(name='try', builderNames=['b'], port=8031, userpass=[('tryer', 'try-S3cr3t-77')])]
+c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw-S3cr3t-17'}),
+    'change_hook_dialects': {'base': True}, 'change_hook_auth': ['memory:hook:hk-S3cr3t-33']}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/key"), "sp-S3cr3t-55\n").unwrap();
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+
+    // Use everything once: a login, a token, a hooked change, a forced build that uses the secret.
+    let mut b = Browser::new(&www);
+    assert_eq!(
+        basic_login(&mut b, "alice", "pw-S3cr3t-17").await.status,
+        302
+    );
+    let token = m.token("alice", &[], None).await;
+    let request = b
+        .client
+        .post(format!("http://{www}/change_hook/base"))
+        .basic_auth("hook", Some("hk-S3cr3t-33"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("author=someone&comments=c&revision=r1&branch=main&repository=repo");
+    assert_eq!(b.send(request).await.status, 200);
+    let params = json!({"builderNames": ["b"]});
+    let (status, reply) = rpc_as(&token, &www, "forceschedulers/force", "force", params).await;
+    assert_eq!(status, 200, "{reply}");
+    m.wait_buildset(reply["result"][0].as_i64().unwrap()).await;
+    let session_key = {
+        let db = &m.master().db;
+        let object = db
+            .lookup_object_id("www", "SessionKey")
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = db.get_state(object, "key").await.unwrap().unwrap();
+        serde_json::from_str::<String>(&stored).unwrap()
+    };
+
+    // Every surface, read as the logged-in user.
+    let mut surfaces: Vec<(String, String)> = Vec::new();
+    let pages = [
+        "/",
+        "/builders",
+        "/builders/1",
+        "/builders/1/builds/1",
+        "/builders/1/builds/1/steps/1/logs/stdio",
+        "/workers",
+        "/workers/w1",
+        "/workers/w3",
+        "/changes",
+        "/changes/1",
+        "/waterfall",
+        "/grid",
+        "/tgrid",
+        "/console",
+        "/one_line_per_build",
+        "/rss",
+        "/atom",
+        "/badges/b.svg",
+        "/users",
+        "/schedulers",
+        "/about",
+        "/login",
+        "/buildbot/config",
+    ];
+    for path in pages {
+        let answer = b.get(path).await;
+        assert_eq!(answer.status, 200, "{path}");
+        surfaces.push((path.to_string(), answer.body));
+    }
+    let api = [
+        "builders",
+        "builds?property=*",
+        "builds/1/properties",
+        "builds/1/steps",
+        "builds/1/users",
+        "workers",
+        "changes",
+        "buildsets",
+        "buildsets/1/properties",
+        "buildsets/2/properties",
+        "buildrequests",
+        "masters",
+        "schedulers",
+        "forceschedulers",
+        "changesources",
+        "users",
+        "sourcestamps",
+        "application.spec",
+        "logs/1/contents",
+        "logs/1/raw",
+    ];
+    for path in api {
+        let answer = b.get(&format!("/api/v2/{path}")).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        surfaces.push((path.to_string(), answer.body));
+    }
+    let events = m.master().db.events_after(0, 100_000).await.unwrap();
+    assert!(!events.is_empty());
+    for e in events {
+        surfaces.push((format!("event {}", e.key), e.payload));
+    }
+    // The access log, written from its own task: wait until it holds the last request.
+    let log_path = m.path("http.log");
+    let last = "/api/v2/logs/1/raw";
+    let log = tokio::time::timeout(crate::harness::WAIT, async {
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains(last) {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the access log is written");
+    surfaces.push(("http.log".into(), log));
+    // The surfaces are real: they name the user, and the step's log says the secret was used,
+    // hidden.
+    let config = &surfaces
+        .iter()
+        .find(|(p, _)| p == "/buildbot/config")
+        .unwrap()
+        .1;
+    assert!(config.contains("\"username\":\"alice\""), "{config}");
+    let raw = &surfaces.iter().find(|(p, _)| p == "logs/1/raw").unwrap().1;
+    assert!(raw.contains("key=<key>"), "{raw}");
+
+    for (surface, text) in &surfaces {
+        for secret in secrets
+            .iter()
+            .copied()
+            .chain([token.as_str(), session_key.as_str()])
+        {
+            assert!(!text.contains(secret), "{surface} shows a secret:\n{text}");
+        }
+    }
+}
