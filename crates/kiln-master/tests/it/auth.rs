@@ -1122,3 +1122,124 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw-S3cr3t-17'}),
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_a_rule_hides_are_hidden_everywhere() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='say', command=['echo', 'hi'])])
+c['builders'] = [util.BuilderConfig(name='public', workernames=['w1'], factory=f),
+                 util.BuilderConfig(name='secret', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['public', 'secret'])]
+c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
+    'authz': util.Authz(allowRules=[util.ViewBuildsEndpointMatcher(builder='secret*', role='insiders')],
+        roleMatchers=[util.RolesFromUsername(roles=['insiders'], usernames=['alice'])])}
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    // The secret builder's build comes first, so a stream replayed in order meets it first.
+    m.force_and_wait(json!({"builderNames": ["secret"]})).await;
+    m.force_and_wait(json!({"builderNames": ["public"]})).await;
+    let alice = m.token("alice", &[], None).await;
+    let mut anonymous = Browser::new(&www);
+    let get = async |b: &mut Browser, path: &str| {
+        let a = b.get(path).await;
+        (a.status, a.body)
+    };
+
+    // The REST API: listings leave the secret build out, and paths through it are not found.
+    let (_, builds) = get(&mut anonymous, "/api/v2/builds").await;
+    let builds: Value = serde_json::from_str(&builds).unwrap();
+    assert_eq!(builds["builds"].as_array().unwrap().len(), 1, "{builds}");
+    assert_eq!(builds["builds"][0]["builderid"], 1, "{builds}");
+    for path in [
+        "/api/v2/builds/1",
+        "/api/v2/builds/1/steps",
+        "/api/v2/builders/secret/builds",
+        "/api/v2/builders/2/builds/1/steps/1/logs/stdio/raw",
+        "/api/v2/logs/1/contents",
+        "/api/v2/steps/1",
+    ] {
+        let (status, body) = get(&mut anonymous, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (_, requests) = get(&mut anonymous, "/api/v2/buildrequests").await;
+    assert!(!requests.contains("\"builderid\":2"), "{requests}");
+    // The builders themselves stay listed.
+    let (_, builders) = get(&mut anonymous, "/api/v2/builders").await;
+    assert!(builders.contains("secret"), "{builders}");
+
+    // The pages: the secret builder's pages are refused, and no list shows its build.
+    for path in [
+        "/builders/2",
+        "/builders/secret/builds/1",
+        "/builders/2/builds/1/steps/1/logs/stdio",
+    ] {
+        let (status, body) = get(&mut anonymous, path).await;
+        assert_eq!(status, 403, "{path}");
+        assert!(
+            body.contains("you may not see the builds of secret"),
+            "{body}"
+        );
+    }
+    for path in [
+        "/",
+        "/waterfall",
+        "/grid",
+        "/console",
+        "/one_line_per_build",
+        "/rss",
+        "/workers/w1",
+    ] {
+        let (status, body) = get(&mut anonymous, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !body.contains("builders/2/builds/1"),
+            "{path} links the secret build:\n{body}"
+        );
+    }
+    let (_, badge) = get(&mut anonymous, "/badges/secret.svg").await;
+    assert!(
+        badge.contains("unknown") && !badge.contains("success"),
+        "{badge}"
+    );
+
+    // The event stream, replayed from the start, carries the public build but not the secret.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let stream = async |token: Option<&str>| {
+        let mut request = client
+            .get(format!("http://{www}/sse/listen?path=builds/*/*"))
+            .header("Last-Event-ID", "0");
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let mut answer = request.send().await.unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(crate::harness::WAIT, async {
+            while !text.contains("\"builderid\":1") || !text.contains("\"complete\":true") {
+                let chunk = answer.chunk().await.unwrap().unwrap();
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("the public build's events arrive");
+        text
+    };
+    let seen = stream(None).await;
+    assert!(!seen.contains("\"builderid\":2"), "{seen}");
+    // alice, who has the role, sees both.
+    let (status, body) = crate::harness::http_text(
+        &www,
+        "GET",
+        "/api/v2/builds",
+        None,
+        &[("Authorization", &format!("Bearer {alice}"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
+    let seen = stream(Some(&alice)).await;
+    assert!(seen.contains("\"builderid\":2"), "{seen}");
+}

@@ -1,6 +1,7 @@
 //! The REST API in Buildbot's data API v2 shapes: GETs with field selection, filters, ordering and
 //! paging, and JSON-RPC 2.0 control POSTs.
 
+mod confine;
 mod control;
 mod fields;
 mod paths;
@@ -55,11 +56,21 @@ async fn root(headers: HeaderMap) -> Response {
 
 async fn get_path(
     State(services): State<Services>,
+    identity: crate::auth::Identity,
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match paths::get(&services, &path, raw.as_deref().unwrap_or(""), &headers).await {
+    let vis = crate::auth::read::Visibility::of(&services, &identity.actor);
+    match paths::get(
+        &services,
+        &vis,
+        &path,
+        raw.as_deref().unwrap_or(""),
+        &headers,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => e.answer(),
     }

@@ -194,11 +194,13 @@ async fn embed_properties(
 
 pub async fn get(
     services: &Services,
+    vis: &crate::auth::read::Visibility,
     path: &str,
     raw_query: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = resolve(services, path).await?;
+    let target = super::confine::confine(services, vis, path, target).await?;
     match target {
         Target::Collection(ty, base) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;

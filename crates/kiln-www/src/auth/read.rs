@@ -94,3 +94,83 @@ fn form_urlencoded(text: &str) -> String {
         .map(|s| s.trim_start_matches('=').to_string())
         .unwrap_or_default()
 }
+
+/// Whether the configuration hides some builders' builds from some users.
+pub fn hides_builds(config: &kiln_config::MasterConfig) -> bool {
+    config.www.authz.as_ref().is_some_and(|authz| {
+        authz.allow_rules.iter().any(|r| {
+            matches!(
+                &r.endpoint,
+                kiln_config::Endpoint::ViewBuilds {
+                    builder: Some(_),
+                    ..
+                }
+            )
+        })
+    })
+}
+
+/// Which builders' builds a visitor may see, when `ViewBuildsEndpointMatcher(builder=…)` rules
+/// keep some from them: their builds, steps, logs and requests are left out of every listing
+/// and are not found when asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    hidden: std::collections::HashSet<i64>,
+}
+
+impl Visibility {
+    /// What `actor` may see.
+    pub fn of(services: &kiln_api::Services, actor: &kiln_api::Actor) -> Visibility {
+        // Only a rule about reading some builders' builds can hide them.
+        if !hides_builds(&services.read.config()) {
+            return Visibility::default();
+        }
+        let hidden = services
+            .read
+            .builder_ids()
+            .iter()
+            .filter(|(name, _)| {
+                let builders = [name.as_str()];
+                let request = Concerns {
+                    builders: &builders,
+                    ..Concerns::plain(Verb::Read)
+                };
+                !services.read.allowed(actor, &request)
+            })
+            .map(|(_, id)| id.0)
+            .collect();
+        Visibility { hidden }
+    }
+
+    /// Whether every build may be seen.
+    pub fn everything(&self) -> bool {
+        self.hidden.is_empty()
+    }
+
+    /// Whether the builds of builder `id` may be seen.
+    pub fn builder(&self, id: i64) -> bool {
+        !self.hidden.contains(&id)
+    }
+
+    /// The builders whose builds may not be seen, for a `NOT IN` filter.
+    pub fn hidden(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.hidden.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether build `id` may be seen (a build that does not exist may: it is not found).
+    pub async fn build(
+        &self,
+        db: &kiln_db::Db,
+        id: kiln_core::BuildId,
+    ) -> Result<bool, kiln_db::DbError> {
+        if self.everything() {
+            return Ok(true);
+        }
+        Ok(db
+            .get_build(id)
+            .await?
+            .is_none_or(|b| self.builder(b.builderid.0)))
+    }
+}

@@ -34,6 +34,45 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 pub struct Published {
     pub position: Option<i64>,
     pub frames: Vec<Frame>,
+    /// The builder whose builds the event concerns, found only when the configuration hides
+    /// some builders' builds from some users.
+    pub builder: Option<i64>,
+}
+
+impl Published {
+    /// Whether a client with `vis` may see the event.
+    pub fn visible(&self, vis: &crate::auth::read::Visibility) -> bool {
+        self.builder.is_none_or(|b| vis.builder(b))
+    }
+}
+
+/// The builder whose builds an event's frames concern: a build's or a request's own, a step's
+/// build's, a log's step's build's. Read only when the configuration hides some builders'
+/// builds, so that nothing is spent on it otherwise.
+async fn concerned_builder(read: &dyn kiln_api::ReadSide, frames: &[Frame]) -> Option<i64> {
+    if !crate::auth::read::hides_builds(&read.config()) {
+        return None;
+    }
+    let m = &frames.first()?.message;
+    if let Some(b) = m["builderid"].as_i64() {
+        return Some(b);
+    }
+    let db = read.db();
+    let build = match (m["buildid"].as_i64(), m["stepid"].as_i64()) {
+        (Some(b), _) => Some(b),
+        (None, Some(s)) => db
+            .get_step(kiln_core::StepId(s))
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.buildid.0),
+        (None, None) => None,
+    }?;
+    db.get_build(kiln_core::BuildId(build))
+        .await
+        .ok()
+        .flatten()
+        .map(|b| b.builderid.0)
 }
 
 /// The patterns one SSE stream listens to, shared with `/sse/add` and `/sse/remove`.
@@ -69,9 +108,11 @@ impl Hub {
         let read = &self.services.read;
         let mut out = Vec::new();
         for stored in read.db().events_after(after, limit).await? {
+            let frames = frames(read.as_ref(), &stored.key).await?;
             out.push(Published {
                 position: Some(stored.id),
-                frames: frames(read.as_ref(), &stored.key).await?,
+                builder: concerned_builder(read.as_ref(), &frames).await,
+                frames,
             });
         }
         Ok(out)
@@ -156,7 +197,12 @@ async fn publish(
     match frames(services.read.as_ref(), key).await {
         Ok(frames) if frames.is_empty() && position.is_none() => {}
         Ok(frames) => {
-            let _ = tx.send(Arc::new(Published { position, frames }));
+            let builder = concerned_builder(services.read.as_ref(), &frames).await;
+            let _ = tx.send(Arc::new(Published {
+                position,
+                frames,
+                builder,
+            }));
         }
         Err(error) => tracing::error!(%error, key, "loading a resource for live clients"),
     }

@@ -30,17 +30,19 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub async fn listen(
     State(hub): State<Hub>,
+    identity: crate::auth::Identity,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     match query_paths(query.as_deref()) {
-        Ok(paths) => stream(hub, &headers, paths),
+        Ok(paths) => stream(hub, &identity, &headers, paths),
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 
 pub async fn listen_path(
     State(hub): State<Hub>,
+    identity: crate::auth::Identity,
     Path(path): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -48,7 +50,7 @@ pub async fn listen_path(
     match query_paths(query.as_deref()) {
         Ok(mut paths) => {
             paths.insert(0, path);
-            stream(hub, &headers, paths)
+            stream(hub, &identity, &headers, paths)
         }
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
@@ -133,7 +135,13 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn stream(hub: Hub, headers: &HeaderMap, paths: Vec<String>) -> Response {
+fn stream(
+    hub: Hub,
+    identity: &crate::auth::Identity,
+    headers: &HeaderMap,
+    paths: Vec<String>,
+) -> Response {
+    let vis = crate::auth::read::Visibility::of(&hub.services, &identity.actor);
     let uuid = handshake_id();
     let paths = Arc::new(Mutex::new(paths));
     hub.streams
@@ -142,7 +150,7 @@ fn stream(hub: Hub, headers: &HeaderMap, paths: Vec<String>) -> Response {
         .insert(uuid.clone(), paths.clone());
     let resume = last_event_id(headers);
     let (tx, rx) = mpsc::channel::<Event>(STREAM_QUEUE);
-    tokio::spawn(feed(hub, uuid, paths, resume, tx));
+    tokio::spawn(feed(hub, vis, uuid, paths, resume, tx));
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
     });
@@ -170,6 +178,7 @@ impl Drop for Registered {
 /// Feeds one stream until the browser goes away or falls too far behind.
 async fn feed(
     hub: Hub,
+    vis: crate::auth::read::Visibility,
     uuid: String,
     paths: StreamPaths,
     resume: Option<i64>,
@@ -204,7 +213,7 @@ async fn feed(
             }
             for published in batch {
                 replayed = published.position.unwrap_or(replayed);
-                if !send(&tx, &paths, &published).await {
+                if published.visible(&vis) && !send(&tx, &paths, &published).await {
                     return;
                 }
             }
@@ -215,6 +224,9 @@ async fn feed(
             Ok(published) => {
                 // Already sent by the replay.
                 if resume.is_some() && published.position.is_some_and(|p| p <= replayed) {
+                    continue;
+                }
+                if !published.visible(&vis) {
                     continue;
                 }
                 if !send(&tx, &paths, &published).await {

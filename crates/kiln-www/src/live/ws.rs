@@ -34,10 +34,13 @@ pub async fn upgrade(
     }
     ws.max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| serve(hub, socket))
+        .on_upgrade(move |socket| {
+            let vis = crate::auth::read::Visibility::of(&hub.services, &identity.actor);
+            serve(hub, vis, socket)
+        })
 }
 
-async fn serve(hub: Hub, mut socket: WebSocket) {
+async fn serve(hub: Hub, vis: crate::auth::read::Visibility, mut socket: WebSocket) {
     let mut events = hub.subscribe();
     let mut paths: Vec<String> = Vec::new();
     loop {
@@ -63,6 +66,7 @@ async fn serve(hub: Hub, mut socket: WebSocket) {
                 }
             }
             event = events.recv() => match event {
+                Ok(published) if !published.visible(&vis) => {}
                 Ok(published) => {
                     if send_matching(&mut socket, &paths, &published).await.is_err() {
                         return;

@@ -37,7 +37,7 @@ async fn show(site: &Site, visit: &Visit, file: &str, query: Option<&str>) -> Pa
             "badges are SVG files: there is no badge '{file}'"
         )));
     };
-    let status = status(site, builder, args.one("branch")).await?;
+    let status = status(site, visit, builder, args.one("branch")).await?;
     let left = args.one("left_text").unwrap_or("Build Status").to_string();
     let left_color = args.one("left_color").unwrap_or("#555").to_string();
     let color = match status.as_str() {
@@ -72,12 +72,17 @@ async fn show(site: &Site, visit: &Visit, file: &str, query: Option<&str>) -> Pa
 /// The status of a builder's latest build, as a badge names it.
 async fn status(
     site: &Site,
+    visit: &Visit,
     builder: &str,
     branch: Option<&str>,
 ) -> Result<String, super::PageError> {
     let Ok(b) = builders::find(site, builder).await else {
         return Ok("unknown".into());
     };
+    // A badge of builds the visitor may not see says no more than one of no builder.
+    if !visit.visibility(site).builder(b.id.0) {
+        return Ok("unknown".into());
+    }
     let db = site.services.read.db();
     let page = Page {
         order: vec![("number", true)],

@@ -31,8 +31,12 @@ async fn show_list(site: &Site, visit: &Visit) -> PageResult {
     let ids = read.builder_ids();
     let (rows, _) = read.db().list_builders(&Page::default()).await?;
     let connected = read.connected_workers();
+    let vis = visit.visibility(site);
     let mut latest: HashMap<i64, Value> = HashMap::new();
     for b in read.db().latest_builds(1).await? {
+        if !vis.builder(b.builderid.0) {
+            continue;
+        }
         latest.insert(b.builderid.0, view::build(b));
     }
     let descriptions: HashMap<i64, Option<String>> =
@@ -98,6 +102,7 @@ pub async fn show(
     let args = Args::parse(query)?;
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, MAX_NUMBUILDS)?;
     let builder = find(site, key).await?;
+    site.may_see(visit, builder.id.0, &builder.name)?;
     let read = &site.services.read;
     let db = read.db();
     let page = Page {

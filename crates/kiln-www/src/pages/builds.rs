@@ -34,8 +34,14 @@ pub fn any_of(column: &'static str, values: impl IntoIterator<Item = i64>) -> Pa
 }
 
 /// A build by its builder (id or name) and number.
-pub async fn find(site: &Site, builder: &str, number: &str) -> Result<BuildRow, PageError> {
+pub async fn find(
+    site: &Site,
+    visit: &super::Visit,
+    builder: &str,
+    number: &str,
+) -> Result<BuildRow, PageError> {
     let b = builders::find(site, builder).await?;
+    site.may_see(visit, b.id.0, &b.name)?;
     let missing = || PageError::not_found(format!("builder '{}' has no build {number}", b.name));
     let number: i64 = number.parse().map_err(|_| missing())?;
     let page = Page::eq("builderid", SqlValue::Int(b.id.0)).and(
@@ -54,7 +60,7 @@ pub async fn find(site: &Site, builder: &str, number: &str) -> Result<BuildRow, 
 }
 
 async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageResult {
-    let build = find(site, builder, number).await?;
+    let build = find(site, visit, builder, number).await?;
     let read = &site.services.read;
     let db = read.db();
     let builder = builders::find(site, &build.builderid.0.to_string()).await?;

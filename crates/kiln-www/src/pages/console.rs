@@ -36,7 +36,7 @@ pub async fn page(State(site): State<Site>, visit: Visit, RawQuery(query): RawQu
 async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let args = Args::parse(query)?;
     let num = args.number("num", NUM, 1, MAX_NUM)?;
-    let builders = chosen_builders(site, &args)?;
+    let builders = chosen_builders(site, visit, &args)?;
     let db = site.services.read.db();
     let mut page = Page {
         order: vec![("changeid", true)],

@@ -48,7 +48,7 @@ async fn feed(
 ) -> PageResult {
     let args = Args::parse(query)?;
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, 200)?;
-    let builders = chosen_builders(site, &args)?;
+    let builders = chosen_builders(site, visit, &args)?;
     let branches = args.all("branch");
     let failed = Filter {
         column: "results",

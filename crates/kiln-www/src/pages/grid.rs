@@ -49,7 +49,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>, transposed: bool)
         }
     };
     let branch = args.one("branch");
-    let builders = chosen_builders(site, &args)?;
+    let builders = chosen_builders(site, visit, &args)?;
     let ids: Vec<i64> = builders.iter().map(|b| b.0).collect();
     let db = site.services.read.db();
     let mut stamps = db.sourcestamps_built(&ids, branch, count).await?;

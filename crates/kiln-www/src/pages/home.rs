@@ -24,17 +24,22 @@ pub async fn page(State(site): State<Site>, visit: Visit) -> Response {
 async fn show(site: &Site, visit: &Visit) -> PageResult {
     let db = site.services.read.db();
     let names = builder_names(site).await?;
+    let vis = visit.visibility(site);
     let mut latest: HashMap<i64, Vec<Value>> = HashMap::new();
     for b in db.latest_builds(PER_BUILDER).await? {
+        if !vis.builder(b.builderid.0) {
+            continue;
+        }
         latest
             .entry(b.builderid.0)
             .or_default()
             .push(view::build(b));
     }
-    let running = db
+    let mut running = db
         .list_builds(&Page::eq("complete_at", SqlValue::Null))
         .await?
         .0;
+    running.retain(|b| vis.builder(b.builderid.0));
     let pending = db.unclaimed_buildrequests().await?;
     let failures_page = Page {
         filters: vec![Filter {
@@ -47,7 +52,8 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
         offset: None,
         count_total: false,
     };
-    let failures = db.list_builds(&failures_page).await?.0;
+    let mut failures = db.list_builds(&failures_page).await?.0;
+    failures.retain(|b| vis.builder(b.builderid.0));
 
     let config = site.services.read.config();
     let ids = site.services.read.builder_ids();

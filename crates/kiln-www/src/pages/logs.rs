@@ -41,7 +41,7 @@ pub async fn page(
 async fn show(site: &Site, visit: &Visit, path: [&str; 4], query: Option<&str>) -> PageResult {
     let [builder, number, step, slug] = path;
     let args = Args::parse(query)?;
-    let build = builds::find(site, builder, number).await?;
+    let build = builds::find(site, visit, builder, number).await?;
     let db = site.services.read.db();
     let missing = || {
         PageError::not_found(format!(

@@ -203,6 +203,11 @@ impl Visit {
     pub fn actor(&self) -> &kiln_api::Actor {
         &self.identity.actor
     }
+
+    /// Whose builds the visitor may see.
+    pub fn visibility(&self, site: &Site) -> crate::auth::read::Visibility {
+        crate::auth::read::Visibility::of(&site.services, self.actor())
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Visit {
@@ -227,6 +232,17 @@ impl Site {
     /// reverse proxy that serves the master under a sub-path.
     pub fn root(&self) -> String {
         root_of(&self.services.read.config().buildbot_url)
+    }
+
+    /// Refuses a page about the builds of builder `id` to a visitor who may not see them.
+    pub fn may_see(&self, visit: &Visit, id: i64, name: &str) -> Result<(), PageError> {
+        if visit.visibility(self).builder(id) {
+            return Ok(());
+        }
+        Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("you may not see the builds of {name}"),
+        })
     }
 
     /// Renders `template` with the page's own `data` and what every page shows.

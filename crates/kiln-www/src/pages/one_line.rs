@@ -21,7 +21,7 @@ pub async fn page(State(site): State<Site>, visit: Visit, RawQuery(query): RawQu
 async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let args = Args::parse(query)?;
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, 1000)?;
-    let builders = chosen_builders(site, &args)?;
+    let builders = chosen_builders(site, visit, &args)?;
     let branches = args.all("branch");
     let builds = latest_on(site, &builders, &branches, Vec::new(), numbuilds).await?;
     let rows: Vec<Value> = builds

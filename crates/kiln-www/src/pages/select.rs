@@ -17,8 +17,10 @@ use super::{PageError, Site};
 /// `category=`/`tag=`, in the configuration's order; all of them when neither is given.
 pub fn chosen_builders(
     site: &Site,
+    visit: &super::Visit,
     args: &Args,
 ) -> Result<Vec<(i64, String, Vec<String>)>, PageError> {
+    let vis = visit.visibility(site);
     let config = site.services.read.config();
     let ids = site.services.read.builder_ids();
     let mut names = args.all("builder");
@@ -39,6 +41,8 @@ pub fn chosen_builders(
             ids.get(&b.name)
                 .map(|id| (id.0, b.name.clone(), b.tags.clone()))
         })
+        // The builders whose builds the visitor may not see are not shown.
+        .filter(|(id, _, _)| vis.builder(*id))
         .collect())
 }
 

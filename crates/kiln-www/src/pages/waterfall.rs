@@ -52,7 +52,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let branches = args.all("branch");
     let failures_only = args.flag("failures_only")?;
     let show_events = args.flag("show_events")?;
-    let mut builders = chosen_builders(site, &args)?;
+    let mut builders = chosen_builders(site, visit, &args)?;
 
     let db = site.services.read.db();
     let mut builds = if builders.is_empty() {

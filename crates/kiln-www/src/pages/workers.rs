@@ -91,7 +91,9 @@ async fn show(site: &Site, visit: &Visit, key: &str, query: Option<&str>) -> Pag
         limit: Some(numbuilds),
         ..Page::eq("workerid", SqlValue::Int(worker.id.0))
     };
-    let builds = site.services.read.db().list_builds(&page).await?.0;
+    let mut builds = site.services.read.db().list_builds(&page).await?.0;
+    let vis = visit.visibility(site);
+    builds.retain(|b| vis.builder(b.builderid.0));
     let data = context! {
         worker => with_state(worker),
         builds => view::builds(builds),
