@@ -224,7 +224,7 @@ fn check_actions(
     if authz.actions.is_empty() {
         return Ok(());
     }
-    let Some(action) = old_action(request.verb) else {
+    let Some(action) = old_action(request) else {
         return Ok(());
     };
     let name = user.map(|u| u.username.as_str());
@@ -252,9 +252,11 @@ fn check_actions(
     }
 }
 
-/// The old form's action for a request, if it has one.
-fn old_action(verb: Verb) -> Option<Action> {
-    Some(match verb {
+/// The old form's action for a request, if it has one. Forcing several builders at once is the
+/// old "force all builds".
+fn old_action(request: &Request) -> Option<Action> {
+    Some(match request.verb {
+        Verb::Force if request.builders.len() > 1 => Action::ForceAllBuilds,
         Verb::Force | Verb::Rebuild => Action::ForceBuild,
         Verb::Stop => Action::StopBuild,
         Verb::Cancel => Action::CancelPendingBuild,
@@ -556,6 +558,25 @@ mod tests {
             .is_err()
         );
         assert!(check(&authz, None, &Request::plain(Verb::Read), &only_ann).is_ok());
+        // Forcing several builders at once is forceAllBuilds, which this form does not name.
+        let several = Request {
+            builders: &["a", "b"],
+            ..Request::plain(Verb::Force)
+        };
+        assert_eq!(
+            check(&authz, Some(&ann), &several, &only_ann),
+            Err(Denied("forceAllBuilds is not allowed to you".into()))
+        );
+        // showUsersPage guards the users table.
+        assert!(
+            check(
+                &authz,
+                Some(&ann),
+                &Request::plain(Verb::ShowUsers),
+                &only_ann
+            )
+            .is_err()
+        );
         // A function that fails denies, and says so.
         let failing = |_: FnRef, _: Option<&str>| Err("boom".to_string());
         assert_eq!(

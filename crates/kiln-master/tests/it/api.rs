@@ -751,7 +751,7 @@ async fn authz_rules_decide_every_control_in_one_place() {
 }
 
 /// A JSON-RPC answer that is a 403 saying `why`.
-fn refused(status: u16, body: &serde_json::Value, why: &str) {
+pub(crate) fn refused(status: u16, body: &serde_json::Value, why: &str) {
     assert_eq!(status, 403, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(why), "{body}");

@@ -8,6 +8,7 @@ use std::process::Command;
 use kiln_master::clock::ManualClock;
 use serde_json::{Value, json};
 
+use crate::api::refused;
 use crate::harness::{Answer, Browser, TestMaster, config, rpc, rpc_as};
 
 const BUILDERS: &str = r#"
@@ -937,6 +938,17 @@ async fn the_old_webstatus_authz_logs_in_as_its_manual_says() {
         302
     );
     assert_eq!(force(&mut bob).await.status, 200);
+    // showUsersPage is not named, so the users table is nobody's, in the pages and the API.
+    let users = bob.get("/users").await;
+    assert_eq!(users.status, 403);
+    assert!(
+        users.body.contains("you may not see the users"),
+        "{}",
+        users.body
+    );
+    assert_eq!(bob.get("/api/v2/users").await.status, 403);
+    let home = bob.get("/").await;
+    assert!(!home.body.contains("href=\"/users\""), "{}", home.body);
 
     // Behind a web server that checks HTTP Basic credentials and passes them on: its user
     // name is believed, and anonymous visitors are offered the server's login link.
@@ -1242,4 +1254,104 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
     assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
     let seen = stream(Some(&alice)).await;
     assert!(seen.contains("\"builderid\":2"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_door_is_refused_or_allowed_by_the_same_rules() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='say', command=['echo', 'hi'])])
+c['builders'] = [util.BuilderConfig(name='alpha', workernames=['w1'], factory=f),
+                 util.BuilderConfig(name='idle', workernames=['w2'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['alpha', 'idle'])]
+c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1', 'bob': 'pw2'}),
+    'authz': util.Authz(allowRules=[util.AnyControlEndpointMatcher(role='admins')],
+        roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames=['alice'])])}
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    let admin = m.token("alice", &[], None).await;
+    let plain = m.token("bob", &[], None).await;
+    // A finished build of alpha, and a request on idle that waits for a worker that never comes.
+    let params = json!({"builderNames": ["alpha"]});
+    let (_, reply) = rpc_as(&admin, &www, "forceschedulers/force", "force", params).await;
+    m.wait_buildset(reply["result"][0].as_i64().unwrap()).await;
+    let params = json!({"builderNames": ["idle"]});
+    let (_, reply) = rpc_as(&admin, &www, "forceschedulers/force", "force", params).await;
+    let pending = reply["result"][1]["2"].as_i64().unwrap();
+
+    // JSON-RPC: each call, anonymous, as bob, then as alice.
+    let calls: Vec<(String, &str, Value)> = vec![
+        ("workers/w1".into(), "pause", json!({})),
+        ("workers/w1".into(), "unpause", json!({})),
+        (
+            format!("buildrequests/{pending}"),
+            "set_priority",
+            json!({"priority": 5}),
+        ),
+        ("schedulers/1".into(), "enable", json!({"enabled": true})),
+        ("builds/1".into(), "rebuild", json!({})),
+        ("builds/1".into(), "stop", json!({})),
+        (format!("buildrequests/{pending}"), "cancel", json!({})),
+        (
+            "forceschedulers/force".into(),
+            "force",
+            json!({"builderNames": ["alpha"]}),
+        ),
+    ];
+    for (path, method, params) in &calls {
+        let (status, reply) = rpc(&www, path, method, params.clone()).await;
+        refused(status, &reply, "you need to have role 'admins'");
+        let (status, reply) = rpc_as(&plain, &www, path, method, params.clone()).await;
+        refused(status, &reply, "you need to have role 'admins'");
+        let (status, reply) = rpc_as(&admin, &www, path, method, params.clone()).await;
+        assert_eq!(status, 200, "{method} {path}: {reply}");
+    }
+
+    // The pages' forms: the same, with each browser's session and the page's token.
+    let mut anonymous = Browser::new(&www);
+    let mut bob = Browser::new(&www);
+    assert_eq!(basic_login(&mut bob, "bob", "pw2").await.status, 302);
+    let mut alice = Browser::new(&www);
+    assert_eq!(basic_login(&mut alice, "alice", "pw1").await.status, 302);
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/workers/w1/ping".into(), vec![]),
+        ("/workers/w1/pause".into(), vec![("reason", "test")]),
+        ("/workers/w1/unpause".into(), vec![]),
+        (
+            format!("/buildrequests/{pending}/priority"),
+            vec![("priority", "7")],
+        ),
+        ("/schedulers/1/enable".into(), vec![("enabled", "true")]),
+        ("/builds/1/rebuild".into(), vec![]),
+        ("/builds/1/stop".into(), vec![]),
+        (format!("/buildrequests/{pending}/cancel"), vec![]),
+        ("/builders/1/force/force".into(), vec![]),
+        ("/workers/w1/stop".into(), vec![]),
+        ("/workers/w1/kill".into(), vec![]),
+        ("/shutdown".into(), vec![]),
+    ];
+    for (path, fields) in &forms {
+        for (who, b, allowed) in [
+            ("anonymous", &mut anonymous, false),
+            ("bob", &mut bob, false),
+            ("alice", &mut alice, true),
+        ] {
+            b.get("/about").await;
+            let token = b.token();
+            let mut form = vec![("csrf", token.as_str())];
+            form.extend(fields.iter().copied());
+            let answer = b.post(path, &form).await;
+            if allowed {
+                assert_eq!(answer.status, 303, "{who} {path}: {}", answer.body);
+            } else {
+                assert_eq!(answer.status, 403, "{who} {path}: {}", answer.body);
+                assert!(
+                    answer.body.contains("you need to have role"),
+                    "{who} {path}: {}",
+                    answer.body
+                );
+            }
+        }
+    }
 }

@@ -61,6 +61,13 @@ async fn get_path(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    // The users table is the old `showUsersPage`'s.
+    if path.trim_start_matches('/').starts_with("users") {
+        let request = kiln_api::authz::Request::plain(kiln_api::authz::Verb::ShowUsers);
+        if !services.read.allowed(&identity.actor, &request) {
+            return ApiError::Forbidden("you may not see the users".into()).answer();
+        }
+    }
     let vis = crate::auth::read::Visibility::of(&services, &identity.actor);
     match paths::get(
         &services,

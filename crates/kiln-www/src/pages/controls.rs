@@ -94,6 +94,7 @@ pub fn may(services: Services, actor: Actor) -> minijinja::Value {
                 "pause" => Verb::PauseWorker,
                 "stopworker" => Verb::StopWorker,
                 "shutdown" => Verb::Shutdown,
+                "users" => Verb::ShowUsers,
                 other => {
                     return Err(minijinja::Error::new(
                         minijinja::ErrorKind::InvalidOperation,

@@ -234,6 +234,24 @@ impl Site {
         root_of(&self.services.read.config().buildbot_url)
     }
 
+    /// Refuses a page to a visitor the configuration keeps from `verb` (the users page's
+    /// `showUsersPage`, say), saying they may not `what`.
+    pub fn may(
+        &self,
+        visit: &Visit,
+        verb: kiln_api::authz::Verb,
+        what: &str,
+    ) -> Result<(), PageError> {
+        let request = kiln_api::authz::Request::plain(verb);
+        if self.services.read.allowed(visit.actor(), &request) {
+            return Ok(());
+        }
+        Err(PageError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("you may not {what}"),
+        })
+    }
+
     /// Refuses a page about the builds of builder `id` to a visitor who may not see them.
     pub fn may_see(&self, visit: &Visit, id: i64, name: &str) -> Result<(), PageError> {
         if visit.visibility(self).builder(id) {

@@ -14,6 +14,7 @@ const CHANGES: i64 = 50;
 
 pub async fn list(State(site): State<Site>, visit: Visit) -> Response {
     let result = async {
+        site.may(&visit, kiln_api::authz::Verb::ShowUsers, "see the users")?;
         let users = site.services.read.db().list_users(&Page::default()).await?;
         let users: Vec<serde_json::Value> = users
             .iter()
@@ -31,6 +32,7 @@ pub async fn page(State(site): State<Site>, visit: Visit, Path(who): Path<String
 }
 
 async fn show(site: &Site, visit: &Visit, who: &str) -> PageResult {
+    site.may(visit, kiln_api::authz::Verb::ShowUsers, "see the users")?;
     let db = site.services.read.db();
     let user = db
         .find_user(who)
