@@ -716,3 +716,73 @@ fn user_adds_updates_shows_and_removes_users_in_the_database() {
     let (ok, _, err) = run(&["show", "alice"]);
     assert!(!ok && err.contains("no user"), "{err}");
 }
+
+#[test]
+fn token_creates_lists_and_revokes_tokens_a_running_master_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let base = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["token", base];
+        all.extend_from_slice(args);
+        let out = kiln(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "create", "--user", "alice", "--role", "deploy", "--name", "ci",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("token 1 for alice (expires: "), "{out}");
+    let token = out.lines().last().unwrap().to_string();
+    assert!(token.starts_with("kiln_") && token.len() == 69, "{token}");
+    let (ok, out, _) = run(&["list"]);
+    assert!(ok);
+    assert!(
+        out.starts_with("1\tci\tuser=alice roles=deploy\tcreated "),
+        "{out}"
+    );
+    assert!(!out.contains(&token), "a list never shows a token: {out}");
+
+    // The running master takes the token, until it is revoked.
+    let mut master = start_master(dir.path());
+    let url = format!("http://127.0.0.1:{www}/api/v2/builders");
+    let bearer = format!("Authorization: Bearer {token}");
+    let status = |url: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "30",
+                "-H",
+                &bearer,
+                url,
+            ])
+            .output()
+            .expect("curl is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_api(&url, |v| v["builders"].is_array());
+    assert_eq!(status(&url), "200");
+    let (ok, out, _) = run(&["revoke", "1"]);
+    assert!(ok && out == "token 1 revoked\n", "{out}");
+    assert_eq!(status(&url), "401");
+    let (_, out, _) = run(&["list"]);
+    assert!(out.contains("\trevoked"), "{out}");
+
+    // Mistakes are named.
+    let (ok, _, err) = run(&["revoke", "1"]);
+    assert!(!ok && err.contains("no token 1"), "{err}");
+    let (ok, _, err) = run(&["create", "--user", "alice", "--expires-in", "3w"]);
+    assert!(!ok && err.contains("--expires-in \"3w\""), "{err}");
+    master.kill().unwrap();
+    master.wait().unwrap();
+}
