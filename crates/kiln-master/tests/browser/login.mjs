@@ -1,9 +1,13 @@
-// Logs in with kiln's form and with Buildbot's front-end in headless Chromium, and checks that
-// the controls a page shows follow the user's roles: anonymous and bob see no force form,
-// alice sees it and forces a build, and logging out takes it away again.
+// Logs in in headless Chromium and checks that the controls a page shows follow the user's
+// roles. KILN_LOGIN says how the master logs users in:
+// - `form`: kiln's form and Buildbot's front-end; anonymous and bob see no force form, alice
+//   sees it and forces a build, and logging out takes it away again;
+// - `oauth2`: the login link goes to an OAuth2 provider and back, logged in;
+// - `proxy`: a reverse proxy's header names the user.
 //
 // Run by the Rust test `browser::logins_change_what_a_browser_can_do`, which passes KILN_URL,
-// KILN_CHROMIUM, NODE_PATH, and KILN_BUILDBOT_WWW when Buildbot's front-end is installed.
+// KILN_CHROMIUM, NODE_PATH, KILN_LOGIN, and KILN_BUILDBOT_WWW when Buildbot's front-end is
+// installed.
 import { fail, launch } from "./common.mjs";
 
 const url = process.env.KILN_URL;
@@ -25,7 +29,30 @@ async function logOut() {
   await page.waitForSelector("header >> text=Log in");
 }
 
+const mode = process.env.KILN_LOGIN;
+
+async function noForceForm(who) {
+  if (await page.locator("section.force").count()) fail(`${who} sees the force form`);
+}
+
 try {
+  if (mode === "oauth2") {
+    await page.goto(url + "/builders/1");
+    await noForceForm("an anonymous visitor");
+    await page.click("header >> text=Log in with Corp SSO");
+    await page.waitForURL(url + "/builders/1");
+    await page.waitForSelector("header .user >> text=O. Idc");
+    await page.waitForSelector("section.force");
+  } else if (mode === "proxy") {
+    await page.goto(url + "/builders/1");
+    await noForceForm("an anonymous visitor");
+    const context = await browser.newContext({ extraHTTPHeaders: { "X-Remote-User": "alice" } });
+    const proxied = await context.newPage();
+    await proxied.goto(url + "/builders/1");
+    await proxied.waitForSelector("header .user >> text=alice");
+    await proxied.waitForSelector("section.force");
+    await context.close();
+  } else {
   // Anonymous: a login link, and no force form.
   await page.goto(url + "/builders/1");
   await page.waitForSelector("#force-refused >> text=to force builds");
@@ -69,6 +96,7 @@ try {
     await front.waitForURL(/\/buildbot\/#\/builders/);
     await front.waitForSelector("text=alice");
     await context.close();
+  }
   }
 } catch (e) {
   const shown = await page.locator("body").innerText().catch(() => "");

@@ -720,7 +720,7 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow']
 /// A stand-in OAuth2 provider on loopback, speaking GitHub's, GitLab's and OpenID Connect's
 /// endpoints: it approves every login at once, gives a code naming the user, and answers for
 /// the token the code was exchanged for.
-async fn oauth_provider() -> String {
+pub(crate) async fn oauth_provider() -> String {
     use axum::extract::Query;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Redirect, Response};

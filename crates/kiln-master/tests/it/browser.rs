@@ -115,28 +115,58 @@ async fn logins_change_what_a_browser_can_do() {
         return;
     };
     let front = std::env::var_os(BUILDBOT_WWW_VAR);
-    let front_config = front.as_ref().map_or(String::new(), |dir| {
-        format!(", 'buildbot_www': {:?}", dir.to_string_lossy())
-    });
-    let cfg = format!(
-        r#"
+    let provider = crate::auth::oauth_provider().await;
+    let logins = [
+        (
+            "form",
+            "util.UserPasswordAuth({'alice': 'pw1', 'bob': 'pw2'})".to_string(),
+        ),
+        (
+            "oauth2",
+            format!(
+                "util.GenericOAuth2Auth('kiln-client', 's3cret', name='Corp SSO', discoveryUri='{provider}/.well-known/openid-configuration')"
+            ),
+        ),
+        (
+            "proxy",
+            "util.RemoteUserAuth(header='X-Remote-User', headerRegex='(?P<username>.+)')"
+                .to_string(),
+        ),
+    ];
+    for (mode, auth) in logins {
+        let front_config = match (&front, mode) {
+            (Some(dir), "form") => format!(", 'buildbot_www': {:?}", dir.to_string_lossy()),
+            _ => String::new(),
+        };
+        // The provider sends the browser back to buildbotURL, so the web port is chosen first.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let cfg = format!(
+            r#"
+c['buildbotURL'] = 'http://127.0.0.1:{port}/'
 c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'],
     factory=util.BuildFactory([steps.ShellCommand(name='hello', command=['echo', 'hello'])]))]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
-c['www'] = {{'auth': util.UserPasswordAuth({{'alice': 'pw1', 'bob': 'pw2'}}),
+c['www'] = {{'auth': {auth},
     'authz': util.Authz(allowRules=[util.AnyControlEndpointMatcher(role='admins')],
-        roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames=['alice'])]){front_config}}}
+        roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames=['alice']),
+                      util.RolesFromGroups(groupPrefix='kiln-')]){front_config}}}
 "#
-    );
-    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
-    m.start_worker("w1", "pass").await;
-    let with_front = std::path::Path::new("1");
-    let env: Vec<(&str, &std::path::Path)> = if front.is_some() {
-        vec![("KILN_BUILDBOT_WWW", with_front)]
-    } else {
-        Vec::new()
-    };
-    run_script(&m, "login.mjs", &modules, &chromium, &env).await;
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let source = config("sqlite:///state.sqlite", &cfg);
+        let mut m = TestMaster::start_with(dir, &source, |o| o.www_port = Some(port)).await;
+        m.start_worker("w1", "pass").await;
+        let with_front = std::path::Path::new("1");
+        let mode_path = std::path::Path::new(mode);
+        let mut env: Vec<(&str, &std::path::Path)> = vec![("KILN_LOGIN", mode_path)];
+        if front.is_some() && mode == "form" {
+            env.push(("KILN_BUILDBOT_WWW", with_front));
+        }
+        run_script(&m, "login.mjs", &modules, &chromium, &env).await;
+    }
 }
 
 /// Runs a browser script against the master; it prints OK when every check passed.

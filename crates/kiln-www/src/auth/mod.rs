@@ -152,7 +152,20 @@ pub async fn identify(State(auth): State<Arc<Auth>>, mut request: Request, next:
                 actor: Actor::User(user),
                 how: How::Session,
             },
-            Err(_) => Identity::anonymous(How::BadSession),
+            Err(why) => {
+                // Logged once: the answer clears the cookie.
+                let peer = peer(request.extensions());
+                match why {
+                    session::Invalid::Forged => {
+                        tracing::warn!(
+                            ?peer,
+                            "a session cookie this master did not sign was ignored"
+                        )
+                    }
+                    session::Invalid::Expired => tracing::info!(?peer, "a session ended"),
+                }
+                Identity::anonymous(How::BadSession)
+            }
         }
     } else if let Some(user) =
         auth.remote_user

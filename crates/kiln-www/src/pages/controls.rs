@@ -68,6 +68,7 @@ impl Form {
     pub(super) async fn checked(visit: &Visit, request: Request) -> Result<Form, PageError> {
         let form = Form::read(request).await?;
         if !csrf::accepted(&visit.headers, form.get(csrf::FIELD)) {
+            tracing::warn!("a form without this browser's CSRF token was refused");
             return Err(PageError {
                 status: axum::http::StatusCode::FORBIDDEN,
                 message: "this form is out of date or was not sent from this site: reload the page and try again".into(),
