@@ -195,9 +195,13 @@ fn concerns(authz: &Authz, rule: &AllowRule, request: &Request) -> bool {
                 && field_ok(branch, request.branch)
                 && field_ok(project, request.project)
         }
-        Endpoint::Branch { branch } => request
-            .branch
-            .is_some_and(|b| same(authz.strings, b, branch)),
+        // A branch's rule is about what is done to its builds, not about reading them.
+        Endpoint::Branch { branch } => {
+            request.verb != Verb::Read
+                && request
+                    .branch
+                    .is_some_and(|b| same(authz.strings, b, branch))
+        }
     }
 }
 
@@ -501,6 +505,17 @@ mod tests {
                     branch: "rel/*".into(),
                 },
                 Request::plain(Verb::Stop),
+                false,
+            ),
+            // A branch's rule is about controls, not about reading the branch's builds.
+            (
+                Endpoint::Branch {
+                    branch: "rel/*".into(),
+                },
+                Request {
+                    branch: Some("rel/1"),
+                    ..Request::plain(Verb::Read)
+                },
                 false,
             ),
         ];

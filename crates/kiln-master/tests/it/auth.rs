@@ -1355,3 +1355,103 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1', 'bob': 'pw2'}),
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_of_a_hidden_branch_are_hidden_everywhere() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='say', command=['echo', 'hi'])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
+    'authz': util.Authz(allowRules=[
+        util.BranchEndpointMatcher('main', role='admins'),
+        util.ViewBuildsEndpointMatcher(branch='release*', role='insiders')],
+        roleMatchers=[util.RolesFromUsername(roles=['insiders'], usernames=['alice'])])}
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    // Build 1 is of a release branch, build 2 of main.
+    m.force_and_wait(json!({"builderNames": ["b"], "branch": "release-1"}))
+        .await;
+    m.force_and_wait(json!({"builderNames": ["b"], "branch": "main"}))
+        .await;
+    let alice = m.token("alice", &[], None).await;
+    let mut anonymous = Browser::new(&www);
+
+    let answer = anonymous.get("/api/v2/builds").await;
+    let builds: Value = serde_json::from_str(&answer.body).unwrap();
+    let ids: Vec<i64> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["buildid"].as_i64().unwrap())
+        .collect();
+    // The branch rule about main concerns what is done to its builds, not reading them.
+    assert_eq!(ids, [2], "{builds}");
+    for path in [
+        "/api/v2/builds/1",
+        "/api/v2/builds/1/steps",
+        "/api/v2/builders/1/builds/1",
+    ] {
+        assert_eq!(anonymous.get(path).await.status, 404, "{path}");
+    }
+    let page = anonymous.get("/builders/1/builds/1").await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(
+        page.body.contains("you may not see build 1 of b"),
+        "{}",
+        page.body
+    );
+    assert_eq!(anonymous.get("/builders/1/builds/2").await.status, 200);
+    for path in [
+        "/",
+        "/builders/1",
+        "/waterfall",
+        "/console",
+        "/grid",
+        "/one_line_per_build",
+    ] {
+        let body = anonymous.get(path).await.body;
+        assert!(
+            !body.contains("builders/1/builds/1\""),
+            "{path} links the hidden build:\n{body}"
+        );
+        // The console shows builds of changes only; these were forced.
+        if path != "/console" {
+            assert!(
+                body.contains("builders/1/builds/2\""),
+                "{path} lacks the visible build:\n{body}"
+            );
+        }
+    }
+    // The event stream leaves the hidden build's events out.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut answer = reqwest::Client::new()
+        .get(format!("http://{www}/sse/listen?path=builds/*/*"))
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(crate::harness::WAIT, async {
+        while !(text.contains("\"buildid\":2") && text.contains("\"complete\":true")) {
+            let chunk = answer.chunk().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the visible build's events arrive");
+    assert!(!text.contains("\"buildid\":1,"), "{text}");
+    // alice, an insider, sees both.
+    let (_, body) = crate::harness::http_text(
+        &www,
+        "GET",
+        "/api/v2/builds",
+        None,
+        &[("Authorization", &format!("Bearer {alice}"))],
+    )
+    .await;
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
+}

@@ -102,3 +102,27 @@ pub(super) async fn confine(
         other => other,
     })
 }
+
+/// Leaves out of a listing of builds those whose branch or project the visitor may not see;
+/// the listing's total still counts them, as it is counted before.
+pub(super) async fn by_origin(
+    services: &Services,
+    vis: &Visibility,
+    ty: Ty,
+    items: &mut Vec<serde_json::Value>,
+) -> Result<(), ApiError> {
+    if ty != Ty::Builds || !vis.by_origin() {
+        return Ok(());
+    }
+    let pairs: Vec<(BuildId, i64)> = items
+        .iter()
+        .filter_map(|b| Some((BuildId(b["buildid"].as_i64()?), b["builderid"].as_i64()?)))
+        .collect();
+    let seen = vis.seen(services.read.db(), &pairs).await?;
+    items.retain(|b| {
+        b["buildid"]
+            .as_i64()
+            .is_some_and(|id| seen.contains(&BuildId(id)))
+    });
+    Ok(())
+}

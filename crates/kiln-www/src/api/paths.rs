@@ -205,6 +205,7 @@ pub async fn get(
         Target::Collection(ty, base) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
             let (mut items, total) = fetch(services, ty, base, &q).await?;
+            super::confine::by_origin(services, vis, ty, &mut items).await?;
             embed_properties(services, ty, &mut items, &q).await?;
             query::select_fields(&mut items, &q);
             Ok(query::respond(headers, listing(ty.plural(), items, total)))
@@ -224,6 +225,7 @@ pub async fn get(
                 },
             )
             .await?;
+            super::confine::by_origin(services, vis, ty, &mut items).await?;
             if items.is_empty() {
                 return Err(ApiError::not_found(&path));
             }

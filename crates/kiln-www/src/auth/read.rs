@@ -97,33 +97,61 @@ fn form_urlencoded(text: &str) -> String {
 
 /// Whether the configuration hides some builders' builds from some users.
 pub fn hides_builds(config: &kiln_config::MasterConfig) -> bool {
-    config.www.authz.as_ref().is_some_and(|authz| {
-        authz.allow_rules.iter().any(|r| {
-            matches!(
-                &r.endpoint,
-                kiln_config::Endpoint::ViewBuilds {
-                    builder: Some(_),
-                    ..
-                }
-            )
-        })
-    })
+    view_rules(config).any(|(builder, _)| builder)
 }
 
-/// Which builders' builds a visitor may see, when `ViewBuildsEndpointMatcher(builder=…)` rules
-/// keep some from them: their builds, steps, logs and requests are left out of every listing
-/// and are not found when asked for.
-#[derive(Debug, Clone, Default)]
+/// Whether the configuration hides the builds of some branches or projects from some users.
+pub fn hides_origins(config: &kiln_config::MasterConfig) -> bool {
+    view_rules(config).any(|(_, origin)| origin)
+}
+
+/// For each `ViewBuildsEndpointMatcher`, whether it names builders, and whether it names a
+/// branch or a project.
+fn view_rules(config: &kiln_config::MasterConfig) -> impl Iterator<Item = (bool, bool)> + '_ {
+    config
+        .www
+        .authz
+        .iter()
+        .flat_map(|authz| authz.allow_rules.iter())
+        .filter_map(|r| match &r.endpoint {
+            kiln_config::Endpoint::ViewBuilds {
+                builder,
+                branch,
+                project,
+            } => Some((builder.is_some(), branch.is_some() || project.is_some())),
+            _ => None,
+        })
+}
+
+/// What an event concerns, for deciding who may see it: the builder, and the branch and project
+/// of each source stamp of its build when some branches' or projects' builds are hidden.
+#[derive(Debug, Clone)]
+pub struct Concerned {
+    pub builder: i64,
+    pub origins: Vec<(Option<String>, String)>,
+}
+
+/// Which builds a visitor may see, when `ViewBuildsEndpointMatcher` rules with a builder, a
+/// branch or a project keep some from them: such builds, their steps, logs and requests are left
+/// out of every listing and are not found when asked for.
+#[derive(Clone, Default)]
 pub struct Visibility {
     hidden: std::collections::HashSet<i64>,
+    /// Who asks, when some branches' or projects' builds are hidden: each build is asked about.
+    by_origin: Option<(kiln_api::Services, kiln_api::Actor)>,
 }
 
 impl Visibility {
     /// What `actor` may see.
     pub fn of(services: &kiln_api::Services, actor: &kiln_api::Actor) -> Visibility {
-        // Only a rule about reading some builders' builds can hide them.
-        if !hides_builds(&services.read.config()) {
-            return Visibility::default();
+        let config = services.read.config();
+        let by_origin = hides_origins(&config).then(|| (services.clone(), actor.clone()));
+        // Only a rule about reading some builders' builds can hide a builder's.
+        if !hides_builds(&config) {
+            return Visibility {
+                hidden: Default::default(),
+                by_origin,
+            };
         }
         let hidden = services
             .read
@@ -139,15 +167,21 @@ impl Visibility {
             })
             .map(|(_, id)| id.0)
             .collect();
-        Visibility { hidden }
+        Visibility { hidden, by_origin }
     }
 
     /// Whether every build may be seen.
     pub fn everything(&self) -> bool {
-        self.hidden.is_empty()
+        self.hidden.is_empty() && self.by_origin.is_none()
     }
 
-    /// Whether the builds of builder `id` may be seen.
+    /// Whether what may be seen depends on each build's branch and project.
+    pub fn by_origin(&self) -> bool {
+        self.by_origin.is_some()
+    }
+
+    /// Whether builder `id`'s builds may be seen (some of them, when branches or projects are
+    /// hidden too).
     pub fn builder(&self, id: i64) -> bool {
         !self.hidden.contains(&id)
     }
@@ -159,6 +193,89 @@ impl Visibility {
         ids
     }
 
+    /// Of `builds` (each with its builder), those that may be seen.
+    pub async fn seen(
+        &self,
+        db: &kiln_db::Db,
+        builds: &[(kiln_core::BuildId, i64)],
+    ) -> Result<std::collections::HashSet<kiln_core::BuildId>, kiln_db::DbError> {
+        let mut seen: std::collections::HashSet<kiln_core::BuildId> = builds
+            .iter()
+            .filter(|(_, builder)| self.builder(*builder))
+            .map(|(b, _)| *b)
+            .collect();
+        let Some((services, actor)) = &self.by_origin else {
+            return Ok(seen);
+        };
+        let ids: Vec<kiln_core::BuildId> = seen.iter().copied().collect();
+        let names: std::collections::HashMap<i64, String> = services
+            .read
+            .builder_ids()
+            .iter()
+            .map(|(name, id)| (id.0, name.clone()))
+            .collect();
+        let builder_of: std::collections::HashMap<kiln_core::BuildId, i64> =
+            builds.iter().copied().collect();
+        for (build, branch, project) in db.build_origins(&ids).await? {
+            let name = builder_of
+                .get(&build)
+                .and_then(|b| names.get(b))
+                .map_or("", String::as_str);
+            let builders = [name];
+            let request = Concerns {
+                builders: &builders,
+                branch: branch.as_deref(),
+                project: Some(project.as_str()),
+                ..Concerns::plain(Verb::Read)
+            };
+            if !services.read.allowed(actor, &request) {
+                seen.remove(&build);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Whether an event about `c` may be seen.
+    pub fn concerned(&self, c: &Concerned) -> bool {
+        if !self.builder(c.builder) {
+            return false;
+        }
+        let Some((services, actor)) = &self.by_origin else {
+            return true;
+        };
+        let ids = services.read.builder_ids();
+        let name = ids
+            .iter()
+            .find(|(_, id)| id.0 == c.builder)
+            .map_or("", |(n, _)| n.as_str());
+        let builders = [name];
+        c.origins.iter().all(|(branch, project)| {
+            let request = Concerns {
+                builders: &builders,
+                branch: branch.as_deref(),
+                project: Some(project.as_str()),
+                ..Concerns::plain(Verb::Read)
+            };
+            services.read.allowed(actor, &request)
+        })
+    }
+
+    /// Keeps the builds that may be seen.
+    pub async fn retain(
+        &self,
+        db: &kiln_db::Db,
+        rows: &mut Vec<kiln_db::BuildRow>,
+    ) -> Result<(), kiln_db::DbError> {
+        if self.everything() {
+            return Ok(());
+        }
+        let pairs: Vec<(kiln_core::BuildId, i64)> =
+            rows.iter().map(|b| (b.id, b.builderid.0)).collect();
+        let seen = self.seen(db, &pairs).await?;
+        rows.retain(|b| seen.contains(&b.id));
+        Ok(())
+    }
+
     /// Whether build `id` may be seen (a build that does not exist may: it is not found).
     pub async fn build(
         &self,
@@ -168,9 +285,9 @@ impl Visibility {
         if self.everything() {
             return Ok(true);
         }
-        Ok(db
-            .get_build(id)
-            .await?
-            .is_none_or(|b| self.builder(b.builderid.0)))
+        let Some(b) = db.get_build(id).await? else {
+            return Ok(true);
+        };
+        Ok(self.seen(db, &[(id, b.builderid.0)]).await?.contains(&id))
     }
 }

@@ -34,29 +34,31 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 pub struct Published {
     pub position: Option<i64>,
     pub frames: Vec<Frame>,
-    /// The builder whose builds the event concerns, found only when the configuration hides
-    /// some builders' builds from some users.
-    pub builder: Option<i64>,
+    /// The build the event concerns, found only when the configuration hides some builds from
+    /// some users.
+    pub concerns: Option<crate::auth::read::Concerned>,
 }
 
 impl Published {
     /// Whether a client with `vis` may see the event.
     pub fn visible(&self, vis: &crate::auth::read::Visibility) -> bool {
-        self.builder.is_none_or(|b| vis.builder(b))
+        self.concerns.as_ref().is_none_or(|c| vis.concerned(c))
     }
 }
 
-/// The builder whose builds an event's frames concern: a build's or a request's own, a step's
-/// build's, a log's step's build's. Read only when the configuration hides some builders'
-/// builds, so that nothing is spent on it otherwise.
-async fn concerned_builder(read: &dyn kiln_api::ReadSide, frames: &[Frame]) -> Option<i64> {
-    if !crate::auth::read::hides_builds(&read.config()) {
+/// The build (or request) an event's frames concern: a build's or a request's own, a step's
+/// build, a log's step's build. Read only when the configuration hides some builds, so that
+/// nothing is spent on it otherwise.
+async fn concerned(
+    read: &dyn kiln_api::ReadSide,
+    frames: &[Frame],
+) -> Option<crate::auth::read::Concerned> {
+    let config = read.config();
+    let by_origin = crate::auth::read::hides_origins(&config);
+    if !by_origin && !crate::auth::read::hides_builds(&config) {
         return None;
     }
     let m = &frames.first()?.message;
-    if let Some(b) = m["builderid"].as_i64() {
-        return Some(b);
-    }
     let db = read.db();
     let build = match (m["buildid"].as_i64(), m["stepid"].as_i64()) {
         (Some(b), _) => Some(b),
@@ -67,12 +69,28 @@ async fn concerned_builder(read: &dyn kiln_api::ReadSide, frames: &[Frame]) -> O
             .flatten()
             .map(|s| s.buildid.0),
         (None, None) => None,
+    };
+    let builder = match (m["builderid"].as_i64(), build) {
+        (Some(b), _) => Some(b),
+        (None, Some(b)) => db
+            .get_build(kiln_core::BuildId(b))
+            .await
+            .ok()
+            .flatten()
+            .map(|b| b.builderid.0),
+        (None, None) => None,
     }?;
-    db.get_build(kiln_core::BuildId(build))
-        .await
-        .ok()
-        .flatten()
-        .map(|b| b.builderid.0)
+    let origins = match (by_origin, build) {
+        (true, Some(b)) => db
+            .build_origins(&[kiln_core::BuildId(b)])
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, branch, project)| (branch, project))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(crate::auth::read::Concerned { builder, origins })
 }
 
 /// The patterns one SSE stream listens to, shared with `/sse/add` and `/sse/remove`.
@@ -111,7 +129,7 @@ impl Hub {
             let frames = frames(read.as_ref(), &stored.key).await?;
             out.push(Published {
                 position: Some(stored.id),
-                builder: concerned_builder(read.as_ref(), &frames).await,
+                concerns: concerned(read.as_ref(), &frames).await,
                 frames,
             });
         }
@@ -197,11 +215,11 @@ async fn publish(
     match frames(services.read.as_ref(), key).await {
         Ok(frames) if frames.is_empty() && position.is_none() => {}
         Ok(frames) => {
-            let builder = concerned_builder(services.read.as_ref(), &frames).await;
+            let concerns = concerned(services.read.as_ref(), &frames).await;
             let _ = tx.send(Arc::new(Published {
                 position,
                 frames,
-                builder,
+                concerns,
             }));
         }
         Err(error) => tracing::error!(%error, key, "loading a resource for live clients"),

@@ -33,10 +33,9 @@ async fn show_list(site: &Site, visit: &Visit) -> PageResult {
     let connected = read.connected_workers();
     let vis = visit.visibility(site);
     let mut latest: HashMap<i64, Value> = HashMap::new();
-    for b in read.db().latest_builds(1).await? {
-        if !vis.builder(b.builderid.0) {
-            continue;
-        }
+    let mut newest = read.db().latest_builds(1).await?;
+    vis.retain(read.db(), &mut newest).await?;
+    for b in newest {
         latest.insert(b.builderid.0, view::build(b));
     }
     let descriptions: HashMap<i64, Option<String>> =
@@ -110,7 +109,8 @@ pub async fn show(
         limit: Some(numbuilds),
         ..Page::eq("builderid", SqlValue::Int(builder.id.0))
     };
-    let builds = db.list_builds(&page).await?.0;
+    let mut builds = db.list_builds(&page).await?.0;
+    visit.visibility(site).retain(db, &mut builds).await?;
     let pending: Vec<serde_json::Value> = db
         .unclaimed_buildrequests()
         .await?

@@ -42,6 +42,7 @@ pub async fn find(
 ) -> Result<BuildRow, PageError> {
     let b = builders::find(site, builder).await?;
     site.may_see(visit, b.id.0, &b.name)?;
+    let vis = visit.visibility(site);
     let missing = || PageError::not_found(format!("builder '{}' has no build {number}", b.name));
     let number: i64 = number.parse().map_err(|_| missing())?;
     let page = Page::eq("builderid", SqlValue::Int(b.id.0)).and(
@@ -49,14 +50,15 @@ pub async fn find(
         FilterOp::Eq,
         SqlValue::Int(number),
     );
-    site.services
-        .read
-        .db()
-        .list_builds(&page)
-        .await?
-        .0
-        .pop()
-        .ok_or_else(missing)
+    let db = site.services.read.db();
+    let build = db.list_builds(&page).await?.0.pop().ok_or_else(missing)?;
+    if !vis.build(db, build.id).await? {
+        return Err(PageError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            message: format!("you may not see build {number} of {}", b.name),
+        });
+    }
+    Ok(build)
 }
 
 async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageResult {

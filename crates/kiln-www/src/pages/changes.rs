@@ -78,11 +78,8 @@ async fn show(site: &Site, visit: &Visit, key: &str) -> PageResult {
         page.order = vec![("id", true)];
         db.list_builds(&page).await?.0
     };
-    let vis = visit.visibility(site);
-    let builds: Vec<_> = builds
-        .into_iter()
-        .filter(|b| vis.builder(b.builderid.0))
-        .collect();
+    let mut builds = builds;
+    visit.visibility(site).retain(db, &mut builds).await?;
     let data = context! {
         change => json(Links::new(&site.services.read.config()).change(&change)),
         builds => view::builds(builds),

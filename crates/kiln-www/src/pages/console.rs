@@ -65,6 +65,20 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     } else {
         db.builds_with_changes(&ids, oldest).await?
     };
+    let vis = visit.visibility(site);
+    let covering = if vis.everything() {
+        covering
+    } else {
+        let pairs: Vec<_> = covering
+            .iter()
+            .map(|c| (c.build.id, c.build.builderid.0))
+            .collect();
+        let seen = vis.seen(db, &pairs).await?;
+        covering
+            .into_iter()
+            .filter(|c| seen.contains(&c.build.id))
+            .collect()
+    };
     // Each builder's builds by the repository and branch they built, with the newest change of
     // theirs, so that a cell is found without going through every build.
     let mut built: HashMap<Lane, Vec<(i64, BuildId)>> = HashMap::new();

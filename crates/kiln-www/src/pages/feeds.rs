@@ -55,11 +55,15 @@ async fn feed(
         op: FilterOp::In,
         values: vec![SqlValue::Int(2), SqlValue::Int(4)],
     };
-    let builds: Vec<_> = latest_on(site, &builders, &branches, vec![failed], numbuilds)
+    let mut builds: Vec<_> = latest_on(site, &builders, &branches, vec![failed], numbuilds)
         .await?
         .into_iter()
         .map(|(b, _)| b)
         .collect();
+    visit
+        .visibility(site)
+        .retain(site.services.read.db(), &mut builds)
+        .await?;
     let config = site.services.read.config();
     let base = config.buildbot_url.trim_end_matches('/').to_string() + "/";
     let data = context! {

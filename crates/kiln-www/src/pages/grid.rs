@@ -57,13 +57,14 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>, transposed: bool)
         stamps.reverse();
     }
     let all: Vec<BuildId> = stamps.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-    let builds = if all.is_empty() {
+    let mut builds = if all.is_empty() {
         Vec::new()
     } else {
         db.list_builds(&any_of("id", all.iter().map(|b| b.0)))
             .await?
             .0
     };
+    visit.visibility(site).retain(db, &mut builds).await?;
     let by_id: HashMap<BuildId, &kiln_db::BuildRow> = builds.iter().map(|b| (b.id, b)).collect();
     // cells[stamp][builder]: the builds of that builder from that stamp.
     let cells: Vec<Vec<Vec<serde_json::Value>>> = stamps

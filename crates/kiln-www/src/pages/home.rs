@@ -26,10 +26,9 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
     let names = builder_names(site).await?;
     let vis = visit.visibility(site);
     let mut latest: HashMap<i64, Vec<Value>> = HashMap::new();
-    for b in db.latest_builds(PER_BUILDER).await? {
-        if !vis.builder(b.builderid.0) {
-            continue;
-        }
+    let mut newest = db.latest_builds(PER_BUILDER).await?;
+    vis.retain(db, &mut newest).await?;
+    for b in newest {
         latest
             .entry(b.builderid.0)
             .or_default()
@@ -39,7 +38,7 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
         .list_builds(&Page::eq("complete_at", SqlValue::Null))
         .await?
         .0;
-    running.retain(|b| vis.builder(b.builderid.0));
+    vis.retain(db, &mut running).await?;
     let pending = db.unclaimed_buildrequests().await?;
     let failures_page = Page {
         filters: vec![Filter {
@@ -53,7 +52,7 @@ async fn show(site: &Site, visit: &Visit) -> PageResult {
         count_total: false,
     };
     let mut failures = db.list_builds(&failures_page).await?.0;
-    failures.retain(|b| vis.builder(b.builderid.0));
+    vis.retain(db, &mut failures).await?;
 
     let config = site.services.read.config();
     let ids = site.services.read.builder_ids();

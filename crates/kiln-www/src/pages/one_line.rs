@@ -23,7 +23,13 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
     let numbuilds = args.number("numbuilds", NUMBUILDS, 1, 1000)?;
     let builders = chosen_builders(site, visit, &args)?;
     let branches = args.all("branch");
-    let builds = latest_on(site, &builders, &branches, Vec::new(), numbuilds).await?;
+    let mut builds = latest_on(site, &builders, &branches, Vec::new(), numbuilds).await?;
+    let vis = visit.visibility(site);
+    if !vis.everything() {
+        let pairs: Vec<_> = builds.iter().map(|(b, _)| (b.id, b.builderid.0)).collect();
+        let seen = vis.seen(site.services.read.db(), &pairs).await?;
+        builds.retain(|(b, _)| seen.contains(&b.id));
+    }
     let rows: Vec<Value> = builds
         .into_iter()
         .map(|(b, on)| {

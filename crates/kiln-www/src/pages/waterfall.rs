@@ -78,8 +78,9 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>) -> PageResult {
         };
         db.list_builds(&page).await?.0
     };
-    // A build shows if it ran at some point of the period.
+    // A build shows if it ran at some point of the period, and the visitor may see it.
     builds.retain(|b| b.complete_at.unwrap_or(now) >= first_time);
+    visit.visibility(site).retain(db, &mut builds).await?;
     if !branches.is_empty() {
         let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
         let on_branch: Vec<BuildId> = db

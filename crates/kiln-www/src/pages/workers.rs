@@ -92,8 +92,8 @@ async fn show(site: &Site, visit: &Visit, key: &str, query: Option<&str>) -> Pag
         ..Page::eq("workerid", SqlValue::Int(worker.id.0))
     };
     let mut builds = site.services.read.db().list_builds(&page).await?.0;
-    let vis = visit.visibility(site);
-    builds.retain(|b| vis.builder(b.builderid.0));
+    let db = site.services.read.db();
+    visit.visibility(site).retain(db, &mut builds).await?;
     let data = context! {
         worker => with_state(worker),
         builds => view::builds(builds),
