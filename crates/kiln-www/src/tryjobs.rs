@@ -77,7 +77,7 @@ async fn submit(State(services): State<Services>, headers: HeaderMap, body: Byte
     };
     match services
         .control
-        .try_job(&Actor::Anonymous, &scheduler.name, job)
+        .try_job(&try_user(&user), &scheduler.name, job)
         .await
     {
         Ok((bsid, brids)) => {
@@ -166,5 +166,13 @@ fn parse(job: &Value) -> Result<TryJob, String> {
         comment,
         builder_names,
         properties,
+    })
+}
+
+/// The try user, as the actor who submits: the try scheduler's credentials say who it is.
+fn try_user(user: &str) -> Actor {
+    Actor::User(kiln_api::authz::UserInfo {
+        username: user.to_string(),
+        ..Default::default()
     })
 }

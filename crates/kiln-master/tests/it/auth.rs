@@ -1455,3 +1455,46 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
     let all: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_keep_their_own_credentials_when_the_pages_are_locked() {
+    // A site locked down for reading and control, as many are, still takes its hooks' changes.
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!(
+            "{BUILDERS}\nc['www'] = {{'auth': util.UserPasswordAuth({{'alice': 'pw1'}}), \
+             'change_hook_dialects': {{'base': True}}, 'change_hook_auth': ['memory:hook:hookpw'], \
+             'authz': util.Authz(allowRules=[util.AnyEndpointMatcher(role='admins')], \
+             roleMatchers=[util.RolesFromUsername(roles=['admins'], usernames=['alice'])])}}\n"
+        ),
+    );
+    let m = TestMaster::start(&star).await;
+    let www = m.www();
+    let mut b = Browser::new(&www);
+    assert_eq!(b.get("/api/v2/changes").await.status, 403);
+    let client = b.client.clone();
+    let post = |user: &str, password: &str| {
+        client
+            .post(format!("http://{www}/change_hook/base"))
+            .basic_auth(user, Some(password))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("author=someone&comments=c&revision=r1&branch=main&repository=repo")
+    };
+    let wrong = post("hook", "nope");
+    assert_eq!(b.send(wrong).await.status, 401);
+    let right = post("hook", "hookpw");
+    let answer = b.send(right).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let alice = m.token("alice", &[], None).await;
+    let (status, changes) = crate::harness::http_text(
+        &www,
+        "GET",
+        "/api/v2/changes",
+        None,
+        &[("Authorization", &format!("Bearer {alice}"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let changes: Value = serde_json::from_str(&changes).unwrap();
+    assert_eq!(changes["meta"]["total"], 1, "{changes}");
+}

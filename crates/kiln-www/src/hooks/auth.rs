@@ -11,15 +11,15 @@ use kiln_api::ApiError;
 
 use crate::basic_auth::{credentials, same_secret};
 
-/// Checks the call's `Authorization` header against the configured credentials; with none
-/// configured every call is let in.
+/// Checks the call's `Authorization` header against the configured credentials, and gives the
+/// user they name; with none configured every call is let in, named by nobody.
 pub(crate) fn check(
     basedir: &Path,
     sources: &[HookCredentials],
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     if sources.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let Some((user, password)) = credentials(headers) else {
         return Err(unauthorized());
@@ -49,7 +49,11 @@ pub(crate) fn check(
             }
         }
     }
-    if allowed { Ok(()) } else { Err(unauthorized()) }
+    if allowed {
+        Ok(Some(user))
+    } else {
+        Err(unauthorized())
+    }
 }
 
 /// No credentials, or wrong ones: 401 with a challenge.
