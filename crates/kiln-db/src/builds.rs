@@ -94,30 +94,12 @@ impl Db {
         &self,
         builds: &[BuildId],
     ) -> Result<Vec<(BuildId, Option<String>)>> {
-        if builds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let marks = (1..=builds.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT b.id AS id, ss.branch AS branch FROM builds b \
-             JOIN buildrequests br ON br.id = b.buildrequestid \
-             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
-             JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
-             WHERE b.id IN ({marks}) ORDER BY b.id"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in builds {
-            query = query.bind(b.0);
-        }
-        query
-            .fetch_all(&self.pool)
+        Ok(self
+            .build_origins(builds)
             .await?
-            .iter()
-            .map(|r| Ok((BuildId(r.int("id")?), r.opt_text("branch")?)))
-            .collect()
+            .into_iter()
+            .map(|(id, branch, _)| (id, branch))
+            .collect())
     }
 
     /// The branch and project of each source stamp each of these builds was built from, in one

@@ -18,6 +18,18 @@ fn kiln(args: &[&str]) -> std::process::Output {
     Command::new(KILN).args(args).output().expect("run kiln")
 }
 
+/// Runs `kiln COMMAND BASEDIR ARGS…`: whether it succeeded, and its output and errors.
+fn run_on(command: &str, basedir: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec![command, basedir];
+    all.extend_from_slice(args);
+    let out = kiln(&all);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -659,16 +671,7 @@ fn user_adds_updates_shows_and_removes_users_in_the_database() {
     let base = dir.path().join("m");
     let base_s = base.to_str().unwrap();
     assert!(kiln(&["create-master", base_s]).status.success());
-    let run = |args: &[&str]| {
-        let mut all = vec!["user", base_s];
-        all.extend_from_slice(args);
-        let out = kiln(&all);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_on("user", base_s, args);
     let (ok, out, err) = run(&[
         "add",
         "--info",
@@ -723,16 +726,7 @@ fn token_creates_lists_and_revokes_tokens_a_running_master_checks() {
     let (worker_port, www) = (free_port(), free_port());
     write_master(dir.path(), worker_port, www, "true");
     let base = dir.path().to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["token", base];
-        all.extend_from_slice(args);
-        let out = kiln(&all);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_on("token", base, args);
     let (ok, out, err) = run(&[
         "create", "--user", "alice", "--role", "deploy", "--name", "ci",
     ]);

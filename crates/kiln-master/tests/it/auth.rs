@@ -49,6 +49,18 @@ async fn basic_login(b: &mut Browser, user: &str, password: &str) -> Answer {
     b.send(request).await
 }
 
+/// Logs in with the pages' form, with the token of the browser's last page.
+async fn form_login(b: &mut Browser, user: &str, password: &str, then: &str) -> Answer {
+    let token = b.token();
+    let fields = [
+        ("csrf", token.as_str()),
+        ("username", user),
+        ("password", password),
+        ("then", then),
+    ];
+    b.post("/login", &fields).await
+}
+
 /// A JSON-RPC force of `alpha` with the browser's cookies (and so its session).
 async fn force(b: &mut Browser) -> Answer {
     let url = format!("http://{}/api/v2/forceschedulers/force", b.www);
@@ -391,18 +403,7 @@ async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
     // The form: a wrong password says so, and a form without the page's token is refused.
     let form = b.get("/login?then=/builders/1").await;
     assert_eq!(form.status, 200, "{}", form.body);
-    let token = b.token();
-    let wrong = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &token),
-                ("username", "alice"),
-                ("password", "nope"),
-                ("then", "/builders/1"),
-            ],
-        )
-        .await;
+    let wrong = form_login(&mut b, "alice", "nope", "/builders/1").await;
     assert_eq!(wrong.status, 401, "{}", wrong.body);
     assert!(
         wrong.body.contains("the user name or password is wrong"),
@@ -416,18 +417,7 @@ async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
     assert!(!b.cookies.contains_key("kiln_session"));
 
     // bob logs in: he is named, but may not force.
-    let token = b.token();
-    let bob = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &token),
-                ("username", "bob"),
-                ("password", "pw2"),
-                ("then", "/builders/1"),
-            ],
-        )
-        .await;
+    let bob = form_login(&mut b, "bob", "pw2", "/builders/1").await;
     assert_eq!(bob.status, 303, "{}", bob.body);
     assert_eq!(bob.location.as_deref(), Some("/builders/1"));
     let page = b.get("/builders/1").await;
@@ -455,12 +445,7 @@ async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
         .await;
     assert_eq!(out.status, 303);
     assert!(!b.cookies.contains_key("kiln_session"));
-    let token = b.token();
-    b.post(
-        "/login",
-        &[("csrf", &token), ("username", "alice"), ("password", "pw1")],
-    )
-    .await;
+    form_login(&mut b, "alice", "pw1", "/").await;
     let page = b.get("/builders/1").await;
     assert!(page.body.contains("class=\"force\""), "{}", page.body);
     assert!(b.get("/about").await.body.contains("Shut down the master"));
@@ -474,18 +459,7 @@ async fn pages_log_in_with_a_form_and_show_the_controls_the_user_may_use() {
         "{builds}"
     );
     // A login page never sends the user elsewhere.
-    let token = b.token();
-    let away = b
-        .post(
-            "/login",
-            &[
-                ("csrf", &token),
-                ("username", "alice"),
-                ("password", "pw1"),
-                ("then", "https://evil.example/"),
-            ],
-        )
-        .await;
+    let away = form_login(&mut b, "alice", "pw1", "https://evil.example/").await;
     assert_eq!(away.location.as_deref(), Some("/"));
 }
 
