@@ -1191,43 +1191,51 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
     );
 
     // The event stream, replayed from the start, carries the public build but not the secret.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    let stream = async |token: Option<&str>| {
-        let mut request = client
-            .get(format!("http://{www}/sse/listen?path=builds/*/*"))
-            .header("Last-Event-ID", "0");
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let mut answer = request.send().await.unwrap();
-        let mut text = String::new();
-        tokio::time::timeout(crate::harness::WAIT, async {
-            while !text.contains("\"builderid\":1") || !text.contains("\"complete\":true") {
-                let chunk = answer.chunk().await.unwrap().unwrap();
-                text.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        })
-        .await
-        .expect("the public build's events arrive");
-        text
-    };
-    let seen = stream(None).await;
+    let public_done = |t: &str| t.contains("\"builderid\":1") && t.contains("\"complete\":true");
+    let seen = replayed_builds(&www, None, public_done).await;
     assert!(!seen.contains("\"builderid\":2"), "{seen}");
     // alice, who has the role, sees both.
+    let all = get_as(&www, &alice, "builds").await;
+    assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
+    let seen = replayed_builds(&www, Some(&alice), public_done).await;
+    assert!(seen.contains("\"builderid\":2"), "{seen}");
+}
+
+/// The build events of `/sse`, replayed from the start of the durable record (as `token`'s user
+/// when given), until `done` says enough has arrived.
+async fn replayed_builds(www: &str, token: Option<&str>, done: impl Fn(&str) -> bool) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .get(format!("http://{www}/sse/listen?path=builds/*/*"))
+        .header("Last-Event-ID", "0");
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let mut answer = request.send().await.unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(crate::harness::WAIT, async {
+        while !done(&text) {
+            let chunk = answer.chunk().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the awaited events arrive");
+    text
+}
+
+/// A REST answer read with an API token.
+async fn get_as(www: &str, token: &str, path: &str) -> Value {
     let (status, body) = crate::harness::http_text(
-        &www,
+        www,
         "GET",
-        "/api/v2/builds",
+        &format!("/api/v2/{path}"),
         None,
-        &[("Authorization", &format!("Bearer {alice}"))],
+        &[("Authorization", &format!("Bearer {token}"))],
     )
     .await;
-    assert_eq!(status, 200);
-    let all: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
-    let seen = stream(Some(&alice)).await;
-    assert!(seen.contains("\"builderid\":2"), "{seen}");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1400,33 +1408,11 @@ c['www'] = {'auth': util.UserPasswordAuth({'alice': 'pw1'}),
         }
     }
     // The event stream leaves the hidden build's events out.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut answer = reqwest::Client::new()
-        .get(format!("http://{www}/sse/listen?path=builds/*/*"))
-        .header("Last-Event-ID", "0")
-        .send()
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(crate::harness::WAIT, async {
-        while !(text.contains("\"buildid\":2") && text.contains("\"complete\":true")) {
-            let chunk = answer.chunk().await.unwrap().unwrap();
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await
-    .expect("the visible build's events arrive");
+    let done = |t: &str| t.contains("\"buildid\":2") && t.contains("\"complete\":true");
+    let text = replayed_builds(&www, None, done).await;
     assert!(!text.contains("\"buildid\":1,"), "{text}");
     // alice, an insider, sees both.
-    let (_, body) = crate::harness::http_text(
-        &www,
-        "GET",
-        "/api/v2/builds",
-        None,
-        &[("Authorization", &format!("Bearer {alice}"))],
-    )
-    .await;
-    let all: Value = serde_json::from_str(&body).unwrap();
+    let all = get_as(&www, &alice, "builds").await;
     assert_eq!(all["builds"].as_array().unwrap().len(), 2, "{all}");
 }
 
@@ -1460,15 +1446,6 @@ async fn hooks_keep_their_own_credentials_when_the_pages_are_locked() {
     let answer = b.send(right).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let alice = m.token("alice", &[], None).await;
-    let (status, changes) = crate::harness::http_text(
-        &www,
-        "GET",
-        "/api/v2/changes",
-        None,
-        &[("Authorization", &format!("Bearer {alice}"))],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let changes: Value = serde_json::from_str(&changes).unwrap();
+    let changes = get_as(&www, &alice, "changes").await;
     assert_eq!(changes["meta"]["total"], 1, "{changes}");
 }
