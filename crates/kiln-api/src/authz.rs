@@ -30,6 +30,10 @@ pub enum Verb {
     Force,
     /// Stopping a build.
     Stop,
+    /// Stopping every running build at once (the old "stop all builds").
+    StopAll,
+    /// Cancelling the pending requests built from a change (the old "stop change").
+    CancelChange,
     /// Cancelling a build request.
     Cancel,
     Rebuild,
@@ -181,7 +185,10 @@ fn concerns(authz: &Authz, rule: &AllowRule, request: &Request) -> bool {
         Endpoint::AnyControl => request.verb != Verb::Read && request.verb != Verb::ShowUsers,
         Endpoint::ForceBuild { builder } => request.verb == Verb::Force && builder_ok(builder),
         Endpoint::StopBuild { builder } => {
-            matches!(request.verb, Verb::Stop | Verb::Cancel) && builder_ok(builder)
+            matches!(
+                request.verb,
+                Verb::Stop | Verb::Cancel | Verb::StopAll | Verb::CancelChange
+            ) && builder_ok(builder)
         }
         Endpoint::RebuildBuild { builder } => request.verb == Verb::Rebuild && builder_ok(builder),
         Endpoint::EnableScheduler => request.verb == Verb::EnableScheduler,
@@ -263,6 +270,8 @@ fn old_action(request: &Request) -> Option<Action> {
         Verb::Force if request.builders.len() > 1 => Action::ForceAllBuilds,
         Verb::Force | Verb::Rebuild => Action::ForceBuild,
         Verb::Stop => Action::StopBuild,
+        Verb::StopAll => Action::StopAllBuilds,
+        Verb::CancelChange => Action::StopChange,
         Verb::Cancel => Action::CancelPendingBuild,
         Verb::PingWorker => Action::PingBuilder,
         Verb::PauseWorker => Action::PauseWorker,
@@ -506,6 +515,17 @@ mod tests {
                 },
                 Request::plain(Verb::Stop),
                 false,
+            ),
+            // Stopping all builds and cancelling a change's requests are stops too.
+            (
+                Endpoint::StopBuild { builder: None },
+                Request::plain(Verb::StopAll),
+                true,
+            ),
+            (
+                Endpoint::StopBuild { builder: None },
+                Request::plain(Verb::CancelChange),
+                true,
             ),
             // A branch's rule is about controls, not about reading the branch's builds.
             (

@@ -152,6 +152,21 @@ pub trait Control: Send + Sync {
         build: BuildId,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<bool, ApiError>>;
+    /// Stops every build running on this master (the old WebStatus's "stop all builds"); how
+    /// many were stopped.
+    fn stop_all_builds<'a>(
+        &'a self,
+        actor: &'a Actor,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ApiError>>;
+    /// Cancels the requests built from a change that have not started (the old WebStatus's
+    /// "stop change"); how many were cancelled.
+    fn cancel_change<'a>(
+        &'a self,
+        actor: &'a Actor,
+        change: ChangeId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ApiError>>;
     /// Builds a finished build again, with the same source stamps and properties.
     fn rebuild<'a>(
         &'a self,

@@ -238,6 +238,91 @@ impl Control for Boundary {
         })
     }
 
+    fn stop_all_builds<'a>(
+        &'a self,
+        actor: &'a Actor,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ApiError>> {
+        Box::pin(async move {
+            let running: Vec<BuildId> = self.master.running_builds().keys().copied().collect();
+            let mut builders = Vec::new();
+            for &build in &running {
+                if let Some(about) = authorize::build(&self.master, build).await? {
+                    builders.push(about.builder);
+                }
+            }
+            builders.sort();
+            builders.dedup();
+            let names: Vec<&str> = builders.iter().map(String::as_str).collect();
+            let request = Request {
+                builders: &names,
+                ..Request::plain(Verb::StopAll)
+            };
+            allow(&self.master, actor, &request)?;
+            let mut stopped = 0;
+            for build in running {
+                if self.master.stop_build(build, reason) {
+                    record_on_build(&self.master, build, "stopped_by", actor, "Stop All Builds")
+                        .await?;
+                    stopped += 1;
+                }
+            }
+            Ok(stopped)
+        })
+    }
+
+    fn cancel_change<'a>(
+        &'a self,
+        actor: &'a Actor,
+        change: ChangeId,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<usize, ApiError>> {
+        Box::pin(async move {
+            let db = &self.master.db;
+            let page = Page::eq("changeid", SqlValue::Int(change.0));
+            let Some(row) = db.list_changes(&page).await?.0.pop() else {
+                return Err(ApiError::not_found(&format!("changes/{}", change.0)));
+            };
+            // The requests that have not started, of buildsets built from the change.
+            let mut pending = Vec::new();
+            for r in db.unclaimed_buildrequests().await? {
+                let stamps = db.buildset_sourcestamps(r.buildsetid).await?;
+                if stamps.iter().any(|s| s.id == row.sourcestampid) {
+                    pending.push(r);
+                }
+            }
+            let names = self.master.builder_ids();
+            let mut builders: Vec<&str> = pending
+                .iter()
+                .filter_map(|r| {
+                    names
+                        .iter()
+                        .find(|(_, id)| id.0 == r.builderid)
+                        .map(|(n, _)| n.as_str())
+                })
+                .collect();
+            builders.sort_unstable();
+            builders.dedup();
+            let request = Request {
+                builders: &builders,
+                ..Request::plain(Verb::CancelChange)
+            };
+            allow(&self.master, actor, &request)?;
+            let name = who(actor);
+            for r in &pending {
+                self.master
+                    .cancel_buildrequest(r.id, reason)
+                    .await
+                    .map_err(ApiError::internal)?;
+                self.master
+                    .updates
+                    .set_buildset_property(r.buildsetid, "cancelled_by", &name, "Stop Change")
+                    .await?;
+            }
+            Ok(pending.len())
+        })
+    }
+
     fn rebuild<'a>(
         &'a self,
         actor: &'a Actor,

@@ -1449,3 +1449,77 @@ async fn hooks_keep_their_own_credentials_when_the_pages_are_locked() {
     let changes = get_as(&www, &alice, "changes").await;
     assert_eq!(changes["meta"]["total"], 1, "{changes}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_stop_all_builds_and_stop_change_are_controls_of_their_own() {
+    let body = r#"
+slow = util.BuildFactory([steps.ShellCommand(name='wait', command=['sleep', '30'])])
+c['builders'] = [util.BuilderConfig(name='slow', workernames=['w1'], factory=slow),
+                 util.BuilderConfig(name='idle', workernames=['w2'], factory=slow)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow']),
+    schedulers.SingleBranchScheduler(name='main', branch='main', treeStableTimer=None, builderNames=['idle'])]
+c['www'] = {'change_hook_dialects': {'base': True},
+    'authz': util.Authz(auth=util.BasicAuth([('bob', 'pw2')]), forceBuild=True,
+        stopAllBuilds='auth', stopChange='auth')}
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    let www = m.www();
+    // A change builds on idle, whose worker never comes: its request waits.
+    let form = "author=a&comments=c&revision=r1&branch=main&repository=repo";
+    let (status, reply) = crate::harness::http(&www, "POST", "/change_hook/base", Some(form)).await;
+    assert_eq!(status, 200, "{reply}");
+    let pending = m.wait_event("buildrequests.*.new").await;
+    let buildset = pending["buildsetid"].as_i64().unwrap();
+    // A forced build runs on slow.
+    let forced = m.force(json!({"builderNames": ["slow"]})).await;
+    let build = m.wait_event("builds.*.new").await["buildid"]
+        .as_i64()
+        .unwrap();
+
+    let mut anonymous = Browser::new(&www);
+    let changes_page = anonymous.get("/changes/1").await;
+    assert!(
+        !changes_page.body.contains("Cancel the pending builds"),
+        "{}",
+        changes_page.body
+    );
+    let token = anonymous.token();
+    for path in ["/changes/1/cancel", "/stop_all_builds"] {
+        let refused = anonymous.post(path, &[("csrf", &token)]).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+        assert!(
+            refused.body.contains("needs you to log in"),
+            "{}",
+            refused.body
+        );
+    }
+
+    let mut bob = Browser::new(&www);
+    assert_eq!(basic_login(&mut bob, "bob", "pw2").await.status, 302);
+    let page = bob.get("/changes/1").await;
+    assert!(
+        page.body.contains("Cancel the pending builds"),
+        "{}",
+        page.body
+    );
+    let token = bob.token();
+    let cancelled = bob.post("/changes/1/cancel", &[("csrf", &token)]).await;
+    assert_eq!(cancelled.status, 303, "{}", cancelled.body);
+    assert_eq!(m.wait_buildset(buildset).await, 6);
+    let (_, props) = m.get(&format!("buildsets/{buildset}/properties")).await;
+    assert_eq!(props["properties"][0]["cancelled_by"][0], "bob", "{props}");
+
+    assert!(
+        bob.get("/builders")
+            .await
+            .body
+            .contains("Stop all running builds")
+    );
+    let stopped = bob.post("/stop_all_builds", &[("csrf", &token)]).await;
+    assert_eq!(stopped.status, 303, "{}", stopped.body);
+    assert_eq!(m.wait_buildset(forced).await, 6);
+    let (_, b) = m.get(&format!("builds/{build}?property=stopped_by")).await;
+    assert_eq!(b["builds"][0]["properties"]["stopped_by"][0], "bob", "{b}");
+    m.stop().await;
+}

@@ -96,6 +96,8 @@ pub fn may(services: Services, actor: Actor) -> minijinja::Value {
                 "stopworker" => Verb::StopWorker,
                 "shutdown" => Verb::Shutdown,
                 "users" => Verb::ShowUsers,
+                "stopall" => Verb::StopAll,
+                "cancelchange" => Verb::CancelChange,
                 other => {
                     return Err(minijinja::Error::new(
                         minijinja::ErrorKind::InvalidOperation,
@@ -344,6 +346,47 @@ pub async fn scheduler(
             .await?;
         let state = if enabled { "enabled" } else { "disabled" };
         Ok(site.redirect("schedulers", &format!("Scheduler {} is {state}", id.0)))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+/// The old "stop all builds": every build running on this master.
+pub async fn stop_all(State(site): State<Site>, visit: Visit, request: Request) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let reason = form.reason("stopped with all the others from the web page");
+        let stopped = site
+            .services
+            .control
+            .stop_all_builds(visit.actor(), reason)
+            .await?;
+        Ok(site.redirect("builders", &format!("Stopping {stopped} running builds")))
+    }
+    .await;
+    site.answer(&visit, result)
+}
+
+/// The old "stop change": the requests built from a change that have not started.
+pub async fn cancel_change(
+    State(site): State<Site>,
+    visit: Visit,
+    Path(change): Path<String>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let form = Form::checked(&visit, request).await?;
+        let id = kiln_core::ChangeId(id_of(&change, "change")?);
+        let reason = form.reason("cancelled with its change from the web page");
+        let cancelled = site
+            .services
+            .control
+            .cancel_change(visit.actor(), id, reason)
+            .await?;
+        Ok(site.redirect(
+            &format!("changes/{}", id.0),
+            &format!("Cancelled {cancelled} pending build requests"),
+        ))
     }
     .await;
     site.answer(&visit, result)

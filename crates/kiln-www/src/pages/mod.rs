@@ -138,6 +138,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/schedulers", get(schedulers::list))
         .route("/schedulers/{scheduler}/enable", post(controls::scheduler))
         .route("/shutdown", post(controls::shutdown))
+        .route("/stop_all_builds", post(controls::stop_all))
+        .route("/changes/{change}/cancel", post(controls::cancel_change))
         .route("/about", get(about::page))
         .route("/static/{file}", get(static_file))
         .fallback(not_found)
