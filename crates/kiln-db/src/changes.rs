@@ -56,6 +56,10 @@ pub struct ChangeRow {
 const COLUMNS: &str = "changeid, author, committer, comments, branch, revision, revlink, when_timestamp, \
                        category, repository, codebase, project, sourcestampid, parent_changeids";
 
+/// The most changes one build is blamed for: a builder that never succeeded would otherwise
+/// blame its build for every change ever made on its branch.
+pub const MAX_BLAMED: i64 = 200;
+
 impl Db {
     /// The changes of these rows with their files and properties: two statements for them all.
     async fn change_rows(&self, rows: &[impl RowExt + Sync]) -> Result<Vec<ChangeRow>> {
@@ -305,19 +309,82 @@ impl Db {
         .collect()
     }
 
-    /// The changes a build built: those whose source stamp is in its buildset.
+    /// The changes a build is blamed for, as Buildbot's `getChangesForBuild`: for each of its
+    /// source stamps that a change made, that change and those before it on the same branch,
+    /// repository, project and codebase, back to the change the previous successful build of the
+    /// builder was made of (all of them, up to [`MAX_BLAMED`], when there is none). So a build
+    /// made of several changes, or after a failure, names everyone who may have broken it.
     pub async fn build_change_ids(&self, build: kiln_core::BuildId) -> Result<Vec<i64>> {
-        sqlx::query(
-            "SELECT DISTINCT ch.changeid AS changeid FROM builds b \
+        let Some(b) = self.get_build(build).await? else {
+            return Ok(Vec::new());
+        };
+        let stamps = sqlx::query(
+            "SELECT ss.id AS ssid, ss.codebase AS codebase, ss.repository AS repository, \
+             ss.branch AS branch, ss.project AS project FROM builds b \
              JOIN buildrequests br ON br.id = b.buildrequestid \
              JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
-             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid WHERE b.id = $1 ORDER BY ch.changeid",
+             JOIN sourcestamps ss ON ss.id = bss.sourcestampid WHERE b.id = $1 ORDER BY ss.id",
         )
         .bind(build.0)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.int("changeid"))
-        .collect()
+        .await?;
+        let mut ids = Vec::new();
+        for s in &stamps {
+            let ssid = s.int("ssid")?;
+            let (codebase, repository) = (s.text("codebase")?, s.text("repository")?);
+            let (branch, project) = (s.opt_text("branch")?, s.text("project")?);
+            let newest = sqlx::query(
+                "SELECT MAX(changeid) AS changeid FROM changes WHERE sourcestampid = $1",
+            )
+            .bind(ssid)
+            .fetch_one(&self.pool)
+            .await?
+            .opt_int("changeid")?;
+            let Some(newest) = newest else {
+                continue;
+            };
+            // The change the newest earlier successful build of this builder was made of, on
+            // the same stream of changes.
+            let since = sqlx::query(
+                "SELECT MAX(ch.changeid) AS changeid FROM builds b \
+                 JOIN buildrequests br ON br.id = b.buildrequestid \
+                 JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+                 JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+                 JOIN changes ch ON ch.sourcestampid = ss.id \
+                 WHERE b.builderid = $1 AND b.number < $2 AND b.results = 0 \
+                 AND ss.codebase = $3 AND ss.repository = $4 \
+                 AND (ss.branch = $5 OR (ss.branch IS NULL AND $5 IS NULL))",
+            )
+            .bind(b.builderid.0)
+            .bind(b.number)
+            .bind(&codebase)
+            .bind(&repository)
+            .bind(branch.clone())
+            .fetch_one(&self.pool)
+            .await?
+            .opt_int("changeid")?
+            .unwrap_or(0);
+            let blamed = sqlx::query(
+                "SELECT changeid FROM changes WHERE changeid <= $1 AND changeid > $2 \
+                 AND codebase = $3 AND repository = $4 AND project = $5 \
+                 AND (branch = $6 OR (branch IS NULL AND $6 IS NULL)) \
+                 ORDER BY changeid DESC LIMIT $7",
+            )
+            .bind(newest)
+            .bind(since)
+            .bind(&codebase)
+            .bind(&repository)
+            .bind(&project)
+            .bind(branch)
+            .bind(MAX_BLAMED)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &blamed {
+                ids.push(r.int("changeid")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 }

@@ -213,21 +213,22 @@ impl Db {
             .collect()
     }
 
-    /// A build's blamelist: the distinct authors of its changes, sorted.
+    /// A build's blamelist: the distinct authors of the changes it is blamed for
+    /// (`build_change_ids`), sorted.
     pub async fn build_blamelist(&self, build: kiln_core::BuildId) -> Result<Vec<String>> {
-        sqlx::query(
-            "SELECT DISTINCT ch.author AS author FROM builds b \
-             JOIN buildrequests br ON br.id = b.buildrequestid \
-             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
-             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid \
-             WHERE b.id = $1 AND ch.author <> '' ORDER BY ch.author",
-        )
-        .bind(build.0)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.text("author"))
-        .collect()
+        let mut authors = Vec::new();
+        for id in self.build_change_ids(build).await? {
+            let author = sqlx::query("SELECT author FROM changes WHERE changeid = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?
+                .text("author")?;
+            if !author.is_empty() && !authors.contains(&author) {
+                authors.push(author);
+            }
+        }
+        authors.sort();
+        Ok(authors)
     }
 }
 

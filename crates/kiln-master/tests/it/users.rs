@@ -39,13 +39,11 @@ async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
         ])
     );
     m.start_worker("w1", "pass").await;
-    // The scheduler builds the changes; the build's blamelist is their authors.
+    // The scheduler builds the changes; the first build, with no successful one before it, is
+    // blamed on them all. (The later builds of the same source stamp are blamed on nothing new.)
     let first = m.wait_event("buildsets.*.complete").await;
     assert_eq!(first["results"], 0);
-    let (_, b) = m.get("builds").await;
-    let build = b["builds"].as_array().unwrap().last().unwrap()["buildid"]
-        .as_i64()
-        .unwrap();
+    let build = 1;
     let (_, u) = m.get(&format!("builds/{build}/users")).await;
     assert_eq!(
         u["users"][0],
@@ -123,4 +121,51 @@ async fn password_hashes_of_earlier_versions_are_wrapped_in_bcrypt_at_start() {
         PasswordCheck::Right { rehash: true }
     );
     assert_eq!(check_password(&stored, "px"), PasswordCheck::Wrong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_is_blamed_for_every_change_since_the_last_success() {
+    // The build fails exactly when it builds revision r2.
+    let cfg = r#"
+c['www'] = {'change_hook_dialects': {'base': True}}
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(command=['sh', '-c',
+        util.Interpolate('test "%(prop:revision)s" != r2')])]))]
+c['schedulers'] = [
+    schedulers.SingleBranchScheduler(name='main', branch='main', builderNames=['b'], treeStableTimer=None),
+]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", cfg)).await;
+    m.start_worker("w1", "pass").await;
+    let mut results = Vec::new();
+    for (author, revision) in [("alice", "r1"), ("bob", "r2"), ("carol", "r3")] {
+        let form = format!("author={author}&revision={revision}&branch=main&repository=repo");
+        let (status, reply) = http(&m.www(), "POST", "/change_hook/base", Some(&form)).await;
+        assert_eq!(status, 200, "{reply}");
+        let done = m.wait_event("buildsets.*.complete").await;
+        results.push(done["results"].as_i64().unwrap());
+    }
+    assert_eq!(results, [0, 2, 0]);
+    let blame = async |build: i64| {
+        let (_, u) = m.get(&format!("builds/{build}/users")).await;
+        let (_, c) = m.get(&format!("builds/{build}/changes")).await;
+        let revisions: Vec<String> = c["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["revision"].as_str().unwrap().to_string())
+            .collect();
+        (u["users"][0]["blamelist"].clone(), revisions)
+    };
+    // The first build has only its own change; the failing one, its own; the build after the
+    // failure, both changes since the last success, so bob hears that it is fixed.
+    assert_eq!(blame(1).await, (json!(["alice"]), vec!["r1".to_string()]));
+    assert_eq!(blame(2).await, (json!(["bob"]), vec!["r2".to_string()]));
+    assert_eq!(
+        blame(3).await,
+        (
+            json!(["bob", "carol"]),
+            vec!["r2".to_string(), "r3".to_string()]
+        )
+    );
 }
