@@ -18,6 +18,8 @@ pub struct Master {
     pub port: u16,
     /// The path prefix, ending with `/`.
     pub prefix: String,
+    /// An API token (`kiln token create`) sent with every request that has no other credentials.
+    pub token: Option<String>,
 }
 
 impl Master {
@@ -47,7 +49,12 @@ impl Master {
         } else {
             format!("{path}/")
         };
-        Ok(Master { host, port, prefix })
+        Ok(Master {
+            host,
+            port,
+            prefix,
+            token: None,
+        })
     }
 
     /// Sends one request (`path` is relative to the prefix) and returns the status and body.
@@ -59,15 +66,22 @@ impl Master {
         body: &[u8],
         auth: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
-        let Master { host, port, prefix } = self;
+        let Master {
+            host,
+            port,
+            prefix,
+            token,
+        } = self;
         let mut headers = Vec::new();
         if let Some(t) = content_type {
             headers.push(("Content-Type".to_string(), t.to_string()));
         }
         if let Some(auth) = auth {
             use base64::Engine;
-            let token = base64::engine::general_purpose::STANDARD.encode(auth);
-            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+            let basic = base64::engine::general_purpose::STANDARD.encode(auth);
+            headers.push(("Authorization".to_string(), format!("Basic {basic}")));
+        } else if let Some(token) = token {
+            headers.push(("Authorization".to_string(), format!("Bearer {token}")));
         }
         let request = http_client::Request {
             method: method.to_string(),

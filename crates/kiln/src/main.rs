@@ -11,6 +11,7 @@ use kiln_master::{Master, StartOptions};
 
 mod http;
 mod sendchange;
+mod status;
 mod token;
 mod tryjob;
 mod user;
@@ -58,6 +59,8 @@ enum Cmd {
     User(Box<user::User>),
     /// Make, list or revoke API tokens for scripts.
     Token(Box<token::Token>),
+    /// Print each builder's last build, and what runs and waits, once.
+    Status(Box<status::Status>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -108,6 +111,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::User(args) => {
             let text = runtime()?.block_on(user::run(*args))?;
+            use std::io::Write;
+            write!(std::io::stdout(), "{text}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status(args) => {
+            let text = runtime()?.block_on(status::run(*args))?;
             use std::io::Write;
             write!(std::io::stdout(), "{text}")?;
             Ok(ExitCode::SUCCESS)

@@ -780,3 +780,49 @@ fn token_creates_lists_and_revokes_tokens_a_running_master_checks() {
     master.kill().unwrap();
     master.wait().unwrap();
 }
+
+#[test]
+fn status_prints_each_builders_last_build_and_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let mut master = start_master(dir.path());
+    let _worker = start_worker(dir.path(), worker_port);
+    let url = format!("http://127.0.0.1:{www}/");
+    wait_api(&format!("{url}api/v2/workers/w1"), |v| {
+        v["workers"][0]["connected_to"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let status = || {
+        let out = kiln(&["status", "--master", &url]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = status();
+    assert!(
+        before.contains("b1") && before.contains("0 running, 0 waiting"),
+        "{before}"
+    );
+    force(www, "b1");
+    wait_api(&format!("{url}api/v2/builds"), |v| {
+        v["builds"][0]["complete"] == true
+    });
+    let after = status();
+    let line = after.lines().find(|l| l.starts_with("b1")).unwrap();
+    assert!(line.contains("#1") && line.contains("success"), "{after}");
+    // A master that is not there is named.
+    let out = kiln(&[
+        "status",
+        "--master",
+        &format!("http://127.0.0.1:{}/", free_port()),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("talking to the master"));
+    master.kill().unwrap();
+    master.wait().unwrap();
+}

@@ -1,0 +1,90 @@
+//! `kiln status`: a one-shot summary of a master, as the old status clients gave it: each
+//! builder's last build and its result, the builds running now, and the requests waiting.
+
+use std::fmt::Write as _;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::http::Master;
+
+#[derive(Args)]
+pub struct Status {
+    /// The master's web address, such as http://localhost:8010/.
+    #[arg(long, short = 'm', default_value = "http://localhost:8010/")]
+    pub master: String,
+    /// An API token (`kiln token create`), for a master that keeps reading from anonymous users;
+    /// also read from KILN_TOKEN.
+    #[arg(long, env = "KILN_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// Buildbot's result names, by code.
+const RESULTS: [&str; 7] = [
+    "success",
+    "warnings",
+    "failure",
+    "skipped",
+    "exception",
+    "retry",
+    "cancelled",
+];
+
+fn result_name(v: &Value) -> &'static str {
+    match v.as_u64() {
+        Some(r) => RESULTS.get(r as usize).copied().unwrap_or("unknown"),
+        None => "running",
+    }
+}
+
+/// Reads the master and returns what to print.
+pub async fn run(args: Status) -> anyhow::Result<String> {
+    let mut master = Master::parse(&args.master)?;
+    master.token = args.token;
+    let builders = master.get_json("builders?order=name").await?;
+    let latest = master
+        .get_json("builds?order=-buildid&limit=500&field=buildid&field=builderid&field=number&field=results&field=state_string&field=complete")
+        .await?;
+    let pending = master
+        .get_json("buildrequests?complete=false&field=buildrequestid&field=claimed")
+        .await?;
+    let builds: &[Value] = latest["builds"].as_array().map_or(&[], |b| b.as_slice());
+    let mut out = String::new();
+    let width = builders["builders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    writeln!(
+        out,
+        "{:width$}  {:>6}  {:9}  state",
+        "builder", "build", "result"
+    )?;
+    for b in builders["builders"].as_array().into_iter().flatten() {
+        let name = b["name"].as_str().unwrap_or("?");
+        let last = builds.iter().find(|x| x["builderid"] == b["builderid"]);
+        match last {
+            Some(x) => writeln!(
+                out,
+                "{name:width$}  {:>6}  {:9}  {}",
+                format!("#{}", x["number"]),
+                result_name(&x["results"]),
+                x["state_string"].as_str().unwrap_or("")
+            )?,
+            None => writeln!(out, "{name:width$}  {:>6}  {:9}", "-", "-")?,
+        }
+    }
+    let running = builds.iter().filter(|x| x["complete"] == false).count();
+    let waiting = pending["buildrequests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["claimed"] == false)
+        .count();
+    writeln!(out, "{running} running, {waiting} waiting")?;
+    Ok(out)
+}
