@@ -15,6 +15,7 @@ mod status;
 mod token;
 mod tryjob;
 mod user;
+mod watch;
 
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
@@ -61,6 +62,8 @@ enum Cmd {
     Token(Box<token::Token>),
     /// Print each builder's last build, and what runs and waits, once.
     Status(Box<status::Status>),
+    /// Show builds live as they start and finish, or follow one build to its end.
+    Watch(Box<watch::Watch>),
     /// Make a master with a local worker, run a sample build, and keep serving.
     Quickstart {
         #[arg(default_value = "kiln-quickstart")]
@@ -114,6 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use std::io::Write;
             write!(std::io::stdout(), "{text}")?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Watch(args) => {
+            let code = runtime()?.block_on(watch::run(*args, &mut std::io::stdout()))?;
+            Ok(ExitCode::from(code))
         }
         Cmd::Status(args) => {
             let text = runtime()?.block_on(status::run(*args))?;

@@ -826,3 +826,91 @@ fn status_prints_each_builders_last_build_and_what_runs() {
     master.kill().unwrap();
     master.wait().unwrap();
 }
+
+#[test]
+fn watch_follows_a_build_to_its_end_and_exits_with_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    let go = dir.path().join("go");
+    // The build prints a line, waits until the test lets it go, prints another, and fails.
+    let command = format!(
+        "echo first line; while [ ! -e {0} ]; do sleep 0.05; done; echo second line; exit 3",
+        go.display()
+    );
+    write_master(dir.path(), worker_port, www, &command);
+    let mut master = start_master(dir.path());
+    let _worker = start_worker(dir.path(), worker_port);
+    let url = format!("http://127.0.0.1:{www}/");
+    wait_api(&format!("{url}api/v2/workers/w1"), |v| {
+        v["workers"][0]["connected_to"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    // Watching every build: it prints the build's start, and its end.
+    let mut all = Command::new(KILN)
+        .args(["watch", "--master", &url, "--builder", "b1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let all_lines = lines_of(&mut all);
+    force(www, "b1");
+    let started = all_lines.recv_timeout(WAIT).expect("a line in time");
+    assert!(started.starts_with("b1 #1 started"), "{started}");
+    wait_api(&format!("{url}api/v2/builds/1/steps"), |v| {
+        v["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["started_at"].is_number() && s["name"] == "run")
+        })
+    });
+    // Following the running build: its log so far, then what comes, then its end.
+    let mut one = Command::new(KILN)
+        .args(["watch", "--master", &url, "--build", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let one_lines = lines_of(&mut one);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("first line")) {
+        seen.push(one_lines.recv_timeout(WAIT).expect("a line in time"));
+    }
+    std::fs::write(&go, "").unwrap();
+    loop {
+        let line = one_lines.recv_timeout(WAIT).expect("a line in time");
+        let end = line.starts_with("finished:");
+        seen.push(line);
+        if end {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.starts_with("b1 #1 (build 1)"), "{text}");
+    assert!(text.contains("second line"), "{text}");
+    assert!(text.contains("finished: failure"), "{text}");
+    let status = one.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the exit status is the result, failure: {text}"
+    );
+    let finished = all_lines.recv_timeout(WAIT).expect("a line in time");
+    assert!(finished.starts_with("b1 #1 failure"), "{finished}");
+    all.kill().unwrap();
+    all.wait().unwrap();
+    master.kill().unwrap();
+    master.wait().unwrap();
+}
+
+/// The lines a child prints, as they come, read by a thread of their own so that a wait for one
+/// can give up.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
