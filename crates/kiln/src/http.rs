@@ -11,6 +11,33 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer read from the master.
 const MAX_ANSWER: u64 = 16 << 20;
 
+/// How the read-only tools (`kiln status`, `kiln watch`) reach a master.
+#[derive(clap::Args)]
+pub struct MasterArgs {
+    /// The master's web address, such as http://localhost:8010/.
+    #[arg(long, short = 'm', default_value = "http://localhost:8010/")]
+    pub master: String,
+    /// An API token (`kiln token create`), for a master that keeps reading from anonymous users;
+    /// also read from KILN_TOKEN.
+    #[arg(long, env = "KILN_TOKEN")]
+    pub token: Option<String>,
+}
+
+impl MasterArgs {
+    /// The master, with the token if one was given.
+    pub fn connect(&self) -> anyhow::Result<Master> {
+        let mut master = Master::parse(&self.master)?;
+        master.token = self.token.clone();
+        Ok(master)
+    }
+}
+
+/// A build's result by Buildbot's number (`success`, `failure`, …); `unknown` for another.
+pub fn result_name(code: Option<i64>) -> &'static str {
+    code.and_then(kiln_core::Results::from_code)
+        .map_or("unknown", kiln_core::Results::name)
+}
+
 /// A master's web address, split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Master {

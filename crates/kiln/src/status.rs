@@ -6,41 +6,17 @@ use std::fmt::Write as _;
 use clap::Args;
 use serde_json::Value;
 
-use crate::http::Master;
+use crate::http::{MasterArgs, result_name};
 
 #[derive(Args)]
 pub struct Status {
-    /// The master's web address, such as http://localhost:8010/.
-    #[arg(long, short = 'm', default_value = "http://localhost:8010/")]
-    pub master: String,
-    /// An API token (`kiln token create`), for a master that keeps reading from anonymous users;
-    /// also read from KILN_TOKEN.
-    #[arg(long, env = "KILN_TOKEN")]
-    pub token: Option<String>,
-}
-
-/// Buildbot's result names, by code.
-const RESULTS: [&str; 7] = [
-    "success",
-    "warnings",
-    "failure",
-    "skipped",
-    "exception",
-    "retry",
-    "cancelled",
-];
-
-fn result_name(v: &Value) -> &'static str {
-    match v.as_u64() {
-        Some(r) => RESULTS.get(r as usize).copied().unwrap_or("unknown"),
-        None => "running",
-    }
+    #[command(flatten)]
+    pub master: MasterArgs,
 }
 
 /// Reads the master and returns what to print.
 pub async fn run(args: Status) -> anyhow::Result<String> {
-    let mut master = Master::parse(&args.master)?;
-    master.token = args.token;
+    let master = args.master.connect()?;
     let builders = master.get_json("builders?order=name").await?;
     let latest = master
         .get_json("builds?order=-buildid&limit=500&field=buildid&field=builderid&field=number&field=results&field=state_string&field=complete")
@@ -72,7 +48,11 @@ pub async fn run(args: Status) -> anyhow::Result<String> {
                 out,
                 "{name:width$}  {:>6}  {:9}  {}",
                 format!("#{}", x["number"]),
-                result_name(&x["results"]),
+                if x["complete"] == true {
+                    result_name(x["results"].as_i64())
+                } else {
+                    "running"
+                },
                 x["state_string"].as_str().unwrap_or("")
             )?,
             None => writeln!(out, "{name:width$}  {:>6}  {:9}", "-", "-")?,

@@ -14,41 +14,18 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
 
-use crate::http::Master;
+use crate::http::{Master, MasterArgs, result_name};
 
 #[derive(Args)]
 pub struct Watch {
-    /// The master's web address, such as http://localhost:8010/.
-    #[arg(long, short = 'm', default_value = "http://localhost:8010/")]
-    pub master: String,
-    /// An API token, for a master that keeps reading from anonymous users; also KILN_TOKEN.
-    #[arg(long, env = "KILN_TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub master: MasterArgs,
     /// Only this builder's builds.
     #[arg(long)]
     pub builder: Option<String>,
     /// Follow this build (by its id) to its end, and exit with its result.
     #[arg(long)]
     pub build: Option<i64>,
-}
-
-/// Buildbot's result names, by code.
-const RESULTS: [&str; 7] = [
-    "success",
-    "warnings",
-    "failure",
-    "skipped",
-    "exception",
-    "retry",
-    "cancelled",
-];
-
-fn result_name(code: i64) -> &'static str {
-    usize::try_from(code)
-        .ok()
-        .and_then(|c| RESULTS.get(c))
-        .copied()
-        .unwrap_or("unknown")
 }
 
 /// The master's event stream: one event's routing key and message at a time.
@@ -130,8 +107,7 @@ impl Stream {
 
 /// Runs the watch; the process's exit status when it follows a build.
 pub async fn run(args: Watch, out: &mut impl Write) -> anyhow::Result<u8> {
-    let mut master = Master::parse(&args.master)?;
-    master.token = args.token.clone();
+    let master = args.master.connect()?;
     let builders = master.get_json("builders").await?;
     let names: HashMap<i64, String> = builders["builders"]
         .as_array()
@@ -180,7 +156,7 @@ async fn watch_all(
                 out,
                 "{name} #{} {}: {}",
                 m["number"],
-                result_name(m["results"].as_i64().unwrap_or(-1)),
+                result_name(m["results"].as_i64()),
                 m["state_string"].as_str().unwrap_or("")
             )?,
             _ => continue,
@@ -235,7 +211,7 @@ async fn follow(
                     "finished" => writeln!(
                         out,
                         "-- {step} {}: {}",
-                        result_name(m["results"].as_i64().unwrap_or(-1)),
+                        result_name(m["results"].as_i64()),
                         m["state_string"].as_str().unwrap_or("")
                     )?,
                     _ => {}
@@ -320,7 +296,7 @@ fn finish(b: &Value, out: &mut impl Write) -> std::io::Result<u8> {
     writeln!(
         out,
         "finished: {} ({})",
-        result_name(code),
+        result_name(Some(code)),
         b["state_string"].as_str().unwrap_or("")
     )?;
     out.flush()?;

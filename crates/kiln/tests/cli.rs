@@ -62,6 +62,15 @@ fn wait_api(url: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json
     }
 }
 
+/// Waits until the worker w1 is connected to the master on web port `www`.
+fn wait_worker(www: u16) {
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/workers/w1"), |v| {
+        v["workers"][0]["connected_to"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+}
+
 fn force(www: u16, builder: &str) {
     let body = format!(
         r#"{{"jsonrpc":"2.0","method":"force","params":{{"builderNames":["{builder}"]}},"id":1}}"#
@@ -181,11 +190,7 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     write_master(dir.path(), worker_port, www, &command);
     let mut master = start_master(dir.path());
     let _worker = start_worker(dir.path(), worker_port);
-    wait_api(&format!("http://127.0.0.1:{www}/api/v2/workers/w1"), |v| {
-        v["workers"][0]["connected_to"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    wait_worker(www);
     force(www, "b1");
     let deadline = Instant::now() + WAIT;
     while !marker.exists() {
@@ -789,11 +794,7 @@ fn status_prints_each_builders_last_build_and_what_runs() {
     let mut master = start_master(dir.path());
     let _worker = start_worker(dir.path(), worker_port);
     let url = format!("http://127.0.0.1:{www}/");
-    wait_api(&format!("{url}api/v2/workers/w1"), |v| {
-        v["workers"][0]["connected_to"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    wait_worker(www);
     let status = || {
         let out = kiln(&["status", "--master", &url]);
         assert!(
@@ -841,11 +842,7 @@ fn watch_follows_a_build_to_its_end_and_exits_with_its_result() {
     let mut master = start_master(dir.path());
     let _worker = start_worker(dir.path(), worker_port);
     let url = format!("http://127.0.0.1:{www}/");
-    wait_api(&format!("{url}api/v2/workers/w1"), |v| {
-        v["workers"][0]["connected_to"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    wait_worker(www);
     // Watching every build: it prints the build's start, and its end.
     let mut all = Command::new(KILN)
         .args(["watch", "--master", &url, "--builder", "b1"])
