@@ -15,6 +15,11 @@ if [ ! -x "$venv/bin/buildbot-worker" ]; then
   "$venv/bin/pip" install --quiet 'buildbot-worker==4.3.0'
 fi
 export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
+# The mail tests deliver to aiosmtpd, a real SMTP server, run by the same virtualenv's Python.
+if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet 'aiosmtpd==1.4.6'
+fi
+export KILN_TEST_PYTHON=$venv/bin/python
 
 # Buildbot's own front-end and its view plugins, from PyPI, which kiln serves when configured to;
 # installed without their dependency on the Buildbot master, which kiln replaces.

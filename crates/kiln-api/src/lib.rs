@@ -1,8 +1,8 @@
 //! The kiln runtime's API boundary: what the runtime and the components that read it (the web
 //! port, the reporters) share.
 //!
-//! The runtime implements the three interfaces of [`services`] (the read side, the control handle
-//! and the event source); components are given them as [`Services`] and see nothing else of the
+//! The runtime implements the interfaces of [`services`] (the read side, the control handle, the
+//! event source and the reporters' outbox); components are given them as [`Services`] and see nothing else of the
 //! master. The runtime publishes an [`Event`] after each write; a reader matches events by
 //! Buildbot's routing keys ([`Event::key`], [`matches`]). Every error a component answers a client
 //! with is an [`ApiError`], which knows its HTTP status and JSON-RPC code.
@@ -22,7 +22,7 @@ pub use consumer::{Delivery, DurableConsumer};
 pub use error::ApiError;
 pub use event::{Event, StepUpdate, WorkerState, matches};
 pub use services::{
-    Actor, BoxFuture, Control, EventSource, PollOutcome, ReadSide, Services, Submitted, TryJob,
-    WorkerAction, WorkerRef,
+    Actor, BoxFuture, Control, EventSource, Outbox, PollOutcome, ReadSide, Services, Submitted,
+    TryJob, WorkerAction, WorkerRef,
 };
 pub use users::{BuildUsers, build_users};

@@ -5,7 +5,8 @@
 //!   connected workers, running builds, a build's users);
 //! - [`Control`]: every command a person or a client can give, each carrying the [`Actor`] who
 //!   asks, so that authorization has exactly one place to live;
-//! - [`EventSource`]: the typed events published after each write.
+//! - [`EventSource`]: the typed events published after each write;
+//! - [`Outbox`]: the reporters' durable queue of decided reports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -18,8 +19,8 @@ use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, Properties, SchedulerId,
 };
-use kiln_db::{Db, NewChange};
-use tokio::sync::broadcast;
+use kiln_db::{Db, NewChange, NewReport, NextReport};
+use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
 use crate::event::Event;
@@ -111,6 +112,10 @@ pub trait ReadSide: Send + Sync {
     /// Whether `actor` may make `request`, as the control handle would decide: the pages show a
     /// control only to those who may use it.
     fn allowed(&self, actor: &Actor, request: &crate::authz::Request) -> bool;
+    /// The configuration as it changes: a reconfiguration sends the new one.
+    fn watch_config(&self) -> watch::Receiver<Arc<MasterConfig>>;
+    /// A secret's value from the configured secret providers (`util.Secret`), or why not.
+    fn secret(&self, name: &str) -> Result<String, String>;
     /// A build's blamelist, owners and interested users.
     fn build_users(&self, build: BuildId) -> BoxFuture<'_, Result<BuildUsers, ApiError>> {
         Box::pin(async move { Ok(crate::users::build_users(self.db(), build).await?) })
@@ -221,10 +226,38 @@ pub trait EventSource: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
-/// The three interfaces together, as a component is given them.
+/// The reporters' durable queue: what a reporter decided to send is stored before it is sent,
+/// and each attempt's outcome is recorded, so that nothing decided is lost to a receiver that is
+/// down or a master that restarts. The update layer is its one writer.
+pub trait Outbox: Send + Sync {
+    /// Stores `reports` and records that `consumer` handled the durable record up to
+    /// `position`, in one transaction; an empty `consumer` records no position.
+    fn enqueue<'a>(
+        &'a self,
+        consumer: &'a str,
+        position: i64,
+        reports: Vec<NewReport>,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Takes the oldest pending report of `reporter`, if it is due.
+    fn next<'a>(&'a self, reporter: &'a str) -> BoxFuture<'a, Result<NextReport, ApiError>>;
+    /// Records that report `id` was delivered.
+    fn delivered(&self, id: i64) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Records a failed attempt: tried again at `retry_at`, or given up without one.
+    fn failed<'a>(
+        &'a self,
+        id: i64,
+        error: &'a str,
+        retry_at: Option<i64>,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Keeps the newest `keep` finished reports of `reporter`.
+    fn prune<'a>(&'a self, reporter: &'a str, keep: i64) -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// The interfaces together, as a component is given them.
 #[derive(Clone)]
 pub struct Services {
     pub read: Arc<dyn ReadSide>,
     pub control: Arc<dyn Control>,
     pub events: Arc<dyn EventSource>,
+    pub outbox: Arc<dyn Outbox>,
 }

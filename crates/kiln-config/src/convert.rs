@@ -13,6 +13,7 @@ mod cx;
 mod force;
 mod locks;
 mod onmaster;
+mod reporters;
 mod schedulers;
 mod secrets;
 mod services;
@@ -140,7 +141,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .collect::<Vec<_>>();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
-    let old_build_cancellers = services::services(&mut cx, get("services"));
+    let services = services::services(&mut cx, get("services"));
     let secrets_providers = secrets::providers(&mut cx, get("secretsProviders"));
     let codebase_generator = get("codebaseGenerator")
         .filter(|n| **n != Node::None)
@@ -183,7 +184,8 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         prioritize_builders,
         codebase_generator,
         revlink,
-        old_build_cancellers,
+        old_build_cancellers: services.cancellers,
+        reporters: services.reporters,
         secrets_providers,
         warnings,
         functions: Default::default(),

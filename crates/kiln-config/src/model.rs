@@ -9,11 +9,13 @@ use crate::Diagnostic;
 
 mod auth;
 mod changes;
+mod reporters;
 mod schedulers;
 mod steps;
 
 pub use auth::*;
 pub use changes::*;
+pub use reporters::*;
 pub use schedulers::*;
 pub use steps::*;
 
@@ -75,6 +77,8 @@ pub struct MasterConfig {
     pub revlink: Option<Revlink>,
     /// `util.OldBuildCanceller` services from `c['services']`.
     pub old_build_cancellers: Vec<OldBuildCancellerConfig>,
+    /// The reporters of `c['services']`.
+    pub reporters: Vec<ReporterConfig>,
     /// `c['secretsProviders']`, asked in turn.
     pub secrets_providers: Vec<SecretProvider>,
     /// Warnings found while loading; the configuration is usable.
@@ -240,6 +244,10 @@ pub struct WorkerConfig {
     pub password: String,
     pub max_builds: Option<u32>,
     pub properties: BTreeMap<String, PropertyValue>,
+    /// Who is mailed when the worker is gone for `missing_timeout` seconds
+    /// (`WorkerMissingGenerator`).
+    pub notify_on_missing: Vec<String>,
+    pub missing_timeout: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

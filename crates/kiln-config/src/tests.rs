@@ -1081,3 +1081,152 @@ fn oauth2_logins_are_read_and_their_mistakes_reported() {
         assert!(bad.contains(expected), "{expected:?} missing from:\n{bad}");
     }
 }
+
+#[test]
+fn reporters_take_buildbot_generators_and_formatters() {
+    use crate::{
+        FormatterConfig, GeneratorKind, LogSelection, MailLookup, Mode, ReporterKind, TemplateType,
+    };
+    let source = format!(
+        "{GOOD}\n{}",
+        r#"
+def body(ctx):
+    return {'builder': ctx['build']['builder']['name']}
+c['services'] = [
+    reporters.MailNotifier(fromaddr='bot@example.org', lookup='example.org',
+        extraRecipients=['Ops <ops@example.org>'], useTls=True, smtpUser='u', smtpPassword=util.Secret('smtp'),
+        generators=[
+            reporters.BuildStatusGenerator(mode=('change', 'problem'), builders=['unit'],
+                message_formatter=reporters.MessageFormatter(template='{{ buildername }}', subject='[{{ buildbot_title }}]',
+                    template_type='html', want_logs_content=['compile.stdio'])),
+            reporters.BuildSetStatusGenerator(mode='warnings', tags=['fast']),
+            reporters.WorkerMissingGenerator(workers=['w1']),
+        ]),
+    reporters.MailNotifier(fromaddr='old@example.org', mode='all', categories=['fast'], addLogs=True, buildSetSummary=True),
+    reporters.HttpStatusPush(serverUrl='https://hooks.example.org/status', verify=False,
+        generators=[reporters.BuildStartEndStatusGenerator(
+            start_formatter=reporters.MessageFormatterFunction(body, 'json'),
+            end_formatter=reporters.MessageFormatterRenderable(util.Interpolate('done %(prop:buildername)s')))]),
+]
+"#
+    );
+    let c = load_str("master.star", &source).unwrap();
+    assert_eq!(c.reporters.len(), 3);
+    let mail = &c.reporters[0];
+    assert_eq!(
+        mail.name,
+        "MailNotifier_BuildStatusGenerator_BuildSetStatusGenerator_WorkerMissingGenerator"
+    );
+    let ReporterKind::Mail(m) = &mail.kind else {
+        panic!("{mail:?}")
+    };
+    assert_eq!(m.lookup, Some(MailLookup::Domain("example.org".into())));
+    assert!(m.use_tls && m.smtp_password.is_some());
+    let GeneratorKind::BuildStatus {
+        mode, formatter, ..
+    } = &mail.generators[0].kind
+    else {
+        panic!()
+    };
+    assert_eq!(mode, &[Mode::Change, Mode::Problem]);
+    assert_eq!(
+        mail.generators[0].filter.builders,
+        Some(vec!["unit".into()])
+    );
+    let FormatterConfig::Template {
+        template_type,
+        want_logs_content,
+        ..
+    } = formatter
+    else {
+        panic!()
+    };
+    assert_eq!(*template_type, TemplateType::Html);
+    assert_eq!(
+        *want_logs_content,
+        LogSelection::Named(vec!["compile.stdio".into()])
+    );
+    assert!(
+        matches!(&mail.generators[1].kind, GeneratorKind::BuildSet { mode, .. } if mode == &[Mode::Failing, Mode::Warnings])
+    );
+    // The 0.8 options become a generator, with a warning naming the modern spelling.
+    let old = &c.reporters[1];
+    assert!(
+        matches!(&old.generators[0].kind, GeneratorKind::BuildSet { mode, .. } if mode.len() == 5)
+    );
+    assert_eq!(old.generators[0].filter.tags, Some(vec!["fast".into()]));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("0.8 spellings")
+                && w.message.contains("reporters.BuildStatusGenerator("))
+    );
+    let push = &c.reporters[2];
+    assert_eq!(push.name, "HttpStatusPush_BuildStartEndStatusGenerator");
+    assert!(matches!(
+        &push.generators[0].kind,
+        GeneratorKind::BuildStartEnd {
+            start: FormatterConfig::Function {
+                template_type: TemplateType::Json,
+                ..
+            },
+            end: FormatterConfig::Renderable { .. },
+        }
+    ));
+    // Without generators, Buildbot 4's defaults.
+    let plain = load_str(
+        "master.star",
+        &format!("{GOOD}\nc['services'] = [reporters.MailNotifier('bot@example.org')]\n"),
+    )
+    .unwrap();
+    let kinds: Vec<&str> = plain.reporters[0]
+        .generators
+        .iter()
+        .map(|g| g.kind.class())
+        .collect();
+    assert_eq!(kinds, ["BuildStatusGenerator", "WorkerMissingGenerator"]);
+}
+
+#[test]
+fn reporter_mistakes_are_reported_where_they_are() {
+    let bad = format!(
+        "{GOOD}\n{}",
+        r#"c['services'] = [
+    reporters.MailNotifier(fromaddr='not an address', extraRecipients=['nobody'],
+        generators=[reporters.BuildStatusGenerator(mode=('all',)),
+                    reporters.BuildStatusGenerator(mode='sometimes'),
+                    reporters.BuildStatusGenerator(builders=['a'], tags=['b'],
+                        message_formatter=reporters.MessageFormatter(template='{% if %}'))]),
+    reporters.HttpStatusPush(serverUrl='http://x/'),
+    reporters.HttpStatusPush(serverUrl='ftp://x'),
+    reporters.HttpStatusPush(serverUrl='http://y'),
+]
+"#
+    );
+    let text = load_str("master.star", &bad).unwrap_err().to_string();
+    for expected in [
+        "fromaddr \"not an address\" is not a valid email address",
+        "extra recipient nobody is not a valid email",
+        "mode 'all' is not valid in a list",
+        "mode \"sometimes\" is not one of change, failing",
+        "a generator takes builders or tags, not both",
+        "the message formatter's template is not a valid template",
+        "serverUrl \"http://x/\" must not end with '/'",
+        "serverUrl \"ftp://x\" is not an http:// or https:// URL",
+        "two reporters are named 'HttpStatusPush_BuildStatusGenerator'",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    // A formatter's misspelt keyword fails at its call.
+    let typo = load_str(
+        "master.star",
+        &format!("{GOOD}\nc['services'] = [reporters.MailNotifier('a@b.c', generators=[reporters.BuildStatusGenerator(message_formater=None)])]\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(typo.contains("message_formater"), "{typo}");
+    assert!(typo.contains("master.star:"), "{typo}");
+}

@@ -149,6 +149,25 @@ impl Db {
             .next())
     }
 
+    /// The build before `number` on `builder` that a reporter compares with: the newest finished
+    /// one with a lower number whose result is not RETRY (Buildbot's `getPreviousBuild`).
+    pub async fn previous_build(
+        &self,
+        builder: BuilderId,
+        number: i64,
+    ) -> Result<Option<BuildRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM builds WHERE builderid = $1 AND number < $2 \
+             AND complete_at IS NOT NULL AND (results IS NULL OR results <> 5) \
+             ORDER BY number DESC LIMIT 1"
+        )))
+        .bind(builder.0)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(build).transpose()
+    }
+
     pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {
         let rows = sqlx::query(
             "SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name",

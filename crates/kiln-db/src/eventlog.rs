@@ -46,7 +46,7 @@ pub struct StoredEvent {
 const PRUNED: &str = "kiln:pruned";
 
 /// Moves a row of `event_consumers` forward, never back: $1 name, $2 position, $3 time.
-const ADVANCE_POSITION: &str = "INSERT INTO event_consumers (name, position, updated_at) \
+pub(crate) const ADVANCE_POSITION: &str = "INSERT INTO event_consumers (name, position, updated_at) \
     VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
     updated_at = excluded.updated_at WHERE event_consumers.position < excluded.position";
 

@@ -47,6 +47,11 @@ const SQLITE: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("../migrations/sqlite/0007_api_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "reports",
+        sql: include_str!("../migrations/sqlite/0008_reports.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -84,6 +89,11 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "api_tokens",
         sql: include_str!("../migrations/postgres/0007_api_tokens.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "reports",
+        sql: include_str!("../migrations/postgres/0008_reports.sql"),
     },
 ];
 

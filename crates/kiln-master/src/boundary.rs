@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use kiln_api::authz::{Request, Verb};
 use kiln_api::{
-    Actor, ApiError, BoxFuture, Control, Event, EventSource, PollOutcome, ReadSide, Services,
-    Submitted, TryJob, WorkerAction, WorkerRef,
+    Actor, ApiError, BoxFuture, Control, Event, EventSource, Outbox, PollOutcome, ReadSide,
+    Services, Submitted, TryJob, WorkerAction, WorkerRef,
 };
 use kiln_config::{MasterConfig, SchedulerConfig};
 use kiln_core::{BuildId, BuildRequestId, BuilderId, ChangeId, SchedulerId, SourceStampId};
@@ -40,7 +40,8 @@ pub fn services(master: &Arc<Master>) -> Services {
     Services {
         read: boundary.clone(),
         control: boundary.clone(),
-        events: boundary,
+        events: boundary.clone(),
+        outbox: boundary,
     }
 }
 
@@ -89,6 +90,65 @@ impl ReadSide for Boundary {
 
     fn allowed(&self, actor: &Actor, request: &kiln_api::authz::Request) -> bool {
         crate::authorize::decide(&self.master, actor, request).is_ok()
+    }
+
+    fn watch_config(&self) -> tokio::sync::watch::Receiver<Arc<MasterConfig>> {
+        self.master.watch_config()
+    }
+
+    fn secret(&self, name: &str) -> Result<String, String> {
+        let config = self.master.config();
+        crate::secrets::lookup(&self.master.basedir, &config.secrets_providers, name)
+    }
+}
+
+impl Outbox for Boundary {
+    fn enqueue<'a>(
+        &'a self,
+        consumer: &'a str,
+        position: i64,
+        reports: Vec<kiln_db::NewReport>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .master
+                .updates
+                .enqueue_reports(consumer, position, &reports)
+                .await?)
+        })
+    }
+
+    fn next<'a>(
+        &'a self,
+        reporter: &'a str,
+    ) -> BoxFuture<'a, Result<kiln_db::NextReport, ApiError>> {
+        Box::pin(async move { Ok(self.master.updates.next_report(reporter).await?) })
+    }
+
+    fn delivered(&self, id: i64) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async move { Ok(self.master.updates.report_delivered(id).await?) })
+    }
+
+    fn failed<'a>(
+        &'a self,
+        id: i64,
+        error: &'a str,
+        retry_at: Option<i64>,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            Ok(self
+                .master
+                .updates
+                .report_failed(id, error, retry_at)
+                .await?)
+        })
+    }
+
+    fn prune<'a>(&'a self, reporter: &'a str, keep: i64) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            self.master.updates.prune_reports(reporter, keep).await?;
+            Ok(())
+        })
     }
 }
 

@@ -18,7 +18,7 @@ pub mod builds;
 pub mod changes;
 pub mod clock;
 pub mod events;
-pub mod http_client;
+
 pub mod locks;
 pub mod master;
 pub mod schedulers;

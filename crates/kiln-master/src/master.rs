@@ -22,7 +22,8 @@ use crate::workers::Workers;
 /// Everything the master's tasks share.
 pub struct Master {
     pub basedir: PathBuf,
-    config: RwLock<Arc<MasterConfig>>,
+    /// The configuration in force; a reconfiguration sends the new one to every watcher.
+    config: watch::Sender<Arc<MasterConfig>>,
     pub db: Db,
     pub events: EventBus,
     pub updates: Updates,
@@ -67,7 +68,18 @@ pub struct StartOptions {
     /// How many events the durable record keeps; older ones are pruned every
     /// `EVENT_LOG_PRUNE_INTERVAL`, and a consumer left behind them is told what it missed.
     pub event_log_keep: i64,
+    /// Components the master runs beside its own tasks, each made from the API boundary (the
+    /// reporters, `kiln_reporters::run`); they start once the configuration is applied and stop
+    /// with the master.
+    pub components: Vec<Component>,
 }
+
+/// A component's task, made from the interfaces the master exposes.
+pub type Component = Arc<
+    dyn Fn(kiln_api::Services) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The durable record keeps this many events by default.
 pub const EVENT_LOG_KEEP: i64 = 100_000;
@@ -96,6 +108,7 @@ impl Default for StartOptions {
             handshake_timeout: HANDSHAKE_TIMEOUT,
             web: Arc::new(no_web_app),
             event_log_keep: EVENT_LOG_KEEP,
+            components: Vec::new(),
         }
     }
 }
@@ -131,10 +144,12 @@ pub fn database_url(basedir: &Path, url: &str) -> String {
 
 impl Master {
     pub fn config(&self) -> Arc<MasterConfig> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.borrow().clone()
+    }
+
+    /// The configuration as it changes.
+    pub fn watch_config(&self) -> watch::Receiver<Arc<MasterConfig>> {
+        self.config.subscribe()
     }
 
     pub fn builder_ids(&self) -> Arc<HashMap<String, BuilderId>> {
@@ -291,7 +306,7 @@ impl Master {
         self.workers.configure(&workers);
         *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(builder_ids);
         self.pollers.configure(self, &config);
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.config.send_replace(Arc::new(config));
         self.wake_distributor();
         self.wake_schedulers();
         Ok(())
@@ -334,7 +349,7 @@ impl Master {
 
         let master = Arc::new(Master {
             basedir: basedir.clone(),
-            config: RwLock::new(Arc::new(config.clone())),
+            config: watch::channel(Arc::new(config.clone())).0,
             db,
             events,
             updates,
@@ -404,6 +419,9 @@ impl Master {
             master.clone(),
             schedulers,
         )));
+        for component in &options.components {
+            tasks.push(tokio::spawn(component(crate::boundary::services(&master))));
+        }
         master.pollers.start(&master);
         tracing::info!(%worker_addr, %www_addr, "master started");
         Ok(Running {

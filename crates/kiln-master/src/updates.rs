@@ -25,6 +25,10 @@ pub struct Updates {
     pub clock: Arc<dyn Clock>,
 }
 
+/// How long a master holds a report it is delivering before another master may take it: longer
+/// than any one delivery may take.
+const REPORT_LEASE: i64 = 300;
+
 pub type Result<T> = std::result::Result<T, kiln_db::DbError>;
 
 impl Updates {
@@ -722,6 +726,37 @@ impl Updates {
         self.db
             .acknowledge_events(consumer, position, self.now())
             .await
+    }
+
+    /// Stores reports decided by a reporter, with the position it decided them from.
+    pub async fn enqueue_reports(
+        &self,
+        consumer: &str,
+        position: i64,
+        reports: &[kiln_db::NewReport],
+    ) -> Result<()> {
+        self.db
+            .enqueue_reports(consumer, position, reports, self.now())
+            .await
+    }
+
+    /// Takes a reporter's next due report for this master, for as long as one delivery may take.
+    pub async fn next_report(&self, reporter: &str) -> Result<kiln_db::NextReport> {
+        self.db
+            .next_report(reporter, self.master.0, self.now(), REPORT_LEASE)
+            .await
+    }
+
+    pub async fn report_delivered(&self, id: i64) -> Result<()> {
+        self.db.report_delivered(id, self.now()).await
+    }
+
+    pub async fn report_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {
+        self.db.report_failed(id, error, retry_at, self.now()).await
+    }
+
+    pub async fn prune_reports(&self, reporter: &str, keep: i64) -> Result<u64> {
+        self.db.prune_reports(reporter, keep).await
     }
 
     /// Keeps only the newest `keep` events of the durable record.

@@ -1,10 +1,10 @@
 //! How the command-line tools talk to a master's web port: its address, and requests sent through
-//! the master's own HTTP client (`kiln_master::http_client`), bounded in time and size.
+//! the master's own HTTP client (`kiln_http`), bounded in time and size.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kiln_master::http_client;
+use kiln_http as http_client;
 
 /// How long one exchange with the master may take.
 const TIMEOUT: Duration = Duration::from_secs(30);

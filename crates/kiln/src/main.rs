@@ -232,6 +232,7 @@ fn checkconfig(basedir: &Path) -> ExitCode {
 fn start_options() -> StartOptions {
     StartOptions {
         web: Arc::new(kiln_www::router),
+        components: vec![Arc::new(kiln_reporters::run)],
         ..StartOptions::default()
     }
 }

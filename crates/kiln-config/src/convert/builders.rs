@@ -35,8 +35,6 @@ pub(super) fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConf
     let properties = cx.properties(w.field("properties"), "the worker's properties", loc);
     for unsupported in [
         "defaultProperties",
-        "notify_on_missing",
-        "missing_timeout",
         "keepalive_interval",
         "locks",
         "machine_name",
@@ -45,13 +43,33 @@ pub(super) fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConf
             cx.warn(loc, format!("worker '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
     }
+    let notify_on_missing = cx.strings(w.field("notify_on_missing"), "notify_on_missing", loc);
+    let missing_timeout = match w.field("missing_timeout") {
+        None | Some(Node::None) => DEFAULT_MISSING_TIMEOUT,
+        Some(n) => match cx.int(n, "missing_timeout", loc) {
+            Some(t) if t > 0 => t,
+            Some(t) => {
+                cx.error(
+                    loc,
+                    format!("missing_timeout must be a positive number of seconds, not {t}"),
+                );
+                DEFAULT_MISSING_TIMEOUT
+            }
+            None => DEFAULT_MISSING_TIMEOUT,
+        },
+    };
     Some(WorkerConfig {
         name,
         password,
         max_builds,
         properties,
+        notify_on_missing,
+        missing_timeout,
     })
 }
+
+/// Buildbot's default `missing_timeout`: ten minutes.
+const DEFAULT_MISSING_TIMEOUT: i64 = 600;
 
 pub(super) fn builder(cx: &mut Cx, loc: &Location, b: &Node) -> Option<BuilderConfig> {
     let Some(name) = cx.opt_string(b.field("name"), "the builder name", loc) else {

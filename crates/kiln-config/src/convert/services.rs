@@ -1,5 +1,4 @@
-//! `c['services']`: kiln knows `util.OldBuildCanceller`; reporters are a separate matter and are
-//! warned about until they are supported.
+//! `c['services']`: `util.OldBuildCanceller` and the reporters (`super::reporters`).
 
 use kiln_core::change::Attribute;
 use kiln_core::changefilter::{ChangeFilter, Criterion};
@@ -9,25 +8,39 @@ use super::schedulers::{optional_strings, pattern};
 use crate::model::*;
 use crate::node::{Location, Node};
 
-pub(super) fn services(cx: &mut Cx, node: Option<&Node>) -> Vec<OldBuildCancellerConfig> {
+/// What `c['services']` holds.
+#[derive(Default)]
+pub(super) struct Services {
+    pub(super) cancellers: Vec<OldBuildCancellerConfig>,
+    pub(super) reporters: Vec<ReporterConfig>,
+}
+
+pub(super) fn services(cx: &mut Cx, node: Option<&Node>) -> Services {
     let loc = cx.key_loc("services");
     let items = match node {
-        None | Some(Node::None) => return Vec::new(),
+        None | Some(Node::None) => return Services::default(),
         Some(Node::List(items)) => items.as_slice(),
         Some(other) => {
             cx.error(
                 &loc,
                 format!("c['services'] must be a list, not {}", other.describe()),
             );
-            return Vec::new();
+            return Services::default();
         }
     };
-    let mut out = Vec::new();
+    let mut out = Services::default();
     for item in items {
         match item {
             Node::Object { kind, loc, .. } if kind == "OldBuildCanceller" => {
                 if let Some(c) = canceller(cx, loc, item) {
-                    out.push(c);
+                    out.cancellers.push(c);
+                }
+            }
+            Node::Object { kind, loc, .. }
+                if super::reporters::REPORTERS.contains(&kind.as_str()) =>
+            {
+                if let Some(r) = super::reporters::reporter(cx, loc, item) {
+                    out.reporters.push(r);
                 }
             }
             Node::Object { kind, loc, .. } => cx.warn(
@@ -42,6 +55,7 @@ pub(super) fn services(cx: &mut Cx, node: Option<&Node>) -> Vec<OldBuildCancelle
             ),
         }
     }
+    super::reporters::check_names(cx, &loc, &out.reporters);
     out
 }
 

@@ -10,8 +10,8 @@ use tokio::io::AsyncReadExt;
 
 use super::logs::LogWriter;
 use super::steps::{StepContext, StepOutcome, exception, finished, master_path};
-use crate::http_client;
 use crate::workers::command::Stream;
+use kiln_http as http_client;
 
 /// The most of a response body logged.
 const MAX_LOGGED_BODY: usize = 1 << 20;

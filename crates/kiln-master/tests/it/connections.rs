@@ -168,13 +168,13 @@ async fn the_web_port_serves_https_with_the_configured_certificate() {
          c['www'] = {{'port': 'ssl:8443:privateKey=key.pem:certKey=cert.pem'}}\n"
     );
     let m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &star)).await;
-    let request = kiln_master::http_client::Request {
+    let request = kiln_http::Request {
         method: "GET".into(),
         url: format!("https://{}/api/v2/builders", m.www()),
-        verify: kiln_master::http_client::Verify::CaFile(m.path("ca.pem")),
+        verify: kiln_http::Verify::CaFile(m.path("ca.pem")),
         ..Default::default()
     };
-    let answer = kiln_master::http_client::send(&request).await.unwrap();
+    let answer = kiln_http::send(&request).await.unwrap();
     assert_eq!(answer.status, 200);
     let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(body["builders"][0]["name"], "b1");

@@ -54,6 +54,7 @@ impl TestMaster {
             worker_port: Some(0),
             www_port: Some(0),
             web: Arc::new(kiln_www::router),
+            components: vec![Arc::new(kiln_reporters::run)],
             ..Default::default()
         };
         adjust(&mut options);
@@ -87,10 +88,12 @@ impl TestMaster {
 
     /// Starts kiln's worker in this process, and waits until it is attached.
     pub async fn start_worker(&mut self, name: &str, password: &str) -> usize {
-        let basedir = self
-            .dir
-            .path()
-            .join(format!("worker-{name}-{}", self.workers.len()));
+        // A master restarted in the same directory gets workers of its own.
+        let mut n = self.workers.len();
+        while self.dir.path().join(format!("worker-{name}-{n}")).exists() {
+            n += 1;
+        }
+        let basedir = self.dir.path().join(format!("worker-{name}-{n}"));
         let config = kiln_worker::config::WorkerConfig {
             basedir: basedir.clone(),
             master_host: "127.0.0.1".into(),
@@ -519,4 +522,20 @@ pub fn make_certificate(dir: &std::path::Path) {
         "-out",
         "cert.pem",
     ]);
+}
+
+/// A tool the suite is given through an environment variable: required under CI (its absence
+/// fails the test), and otherwise skipped with a warning.
+pub fn optional_tool(var: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{var} must name {what} when CI is set"
+            );
+            eprintln!("warning: {var} is not set; a test that needs {what} does not run");
+            None
+        }
+    }
 }

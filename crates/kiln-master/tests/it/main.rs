@@ -23,6 +23,7 @@ mod pollers;
 mod properties;
 mod protocol;
 mod recovery;
+mod reporters;
 mod schedulers;
 mod shellsteps;
 mod source;

@@ -1,0 +1,348 @@
+//! `c['services']` reporters: who is told what, in Buildbot 4's terms of reporters, generators
+//! and message formatters.
+
+use kiln_core::changefilter::FnRef;
+use kiln_core::render::Renderable;
+
+/// One reporter: where its reports go, and the generators that decide them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReporterConfig {
+    /// The service's name (`name=`, or the class's name with its generators'): it names the
+    /// reporter's queue, so two reporters need different names.
+    pub name: String,
+    pub kind: ReporterKind,
+    pub generators: Vec<GeneratorConfig>,
+    /// How often and how long an undelivered report is retried.
+    pub retry: RetryPolicy,
+}
+
+/// Where a reporter's reports go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReporterKind {
+    Mail(MailConfig),
+    HttpPush(HttpPushConfig),
+}
+
+impl ReporterKind {
+    /// The class name a configuration spells.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ReporterKind::Mail(_) => "MailNotifier",
+            ReporterKind::HttpPush(_) => "HttpStatusPush",
+        }
+    }
+}
+
+/// Retries of a report that could not be delivered: the first after `initial_delay` seconds, each
+/// later one after twice the delay before it, at most `max_delay` apart, and no more than
+/// `max_attempts` attempts in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay: i64,
+    pub max_delay: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 20,
+            initial_delay: 2,
+            max_delay: 600,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait after the `attempt`th failed attempt (counted from 1).
+    pub fn delay_after(&self, attempt: u32) -> i64 {
+        let doublings = attempt.saturating_sub(1).min(30);
+        self.initial_delay
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+/// `reporters.MailNotifier`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailConfig {
+    pub fromaddr: String,
+    pub relayhost: String,
+    pub smtp_port: u16,
+    /// STARTTLS, required of the server.
+    pub use_tls: bool,
+    /// TLS from the first byte (SMTPS).
+    pub use_smtps: bool,
+    pub smtp_user: Option<Renderable>,
+    pub smtp_password: Option<Renderable>,
+    pub lookup: Option<MailLookup>,
+    pub extra_recipients: Vec<String>,
+    pub send_to_interested_users: bool,
+    /// Headers added to every mail, rendered against the build's properties when the report is
+    /// about one build.
+    pub extra_headers: Vec<(String, Renderable)>,
+    pub dump_mails_to_log: bool,
+    /// kiln's `caFile`: the certificates STARTTLS checks the server against (a private CA),
+    /// relative to the master's directory; the Mozilla roots, or `SSL_CERT_FILE`, otherwise.
+    pub ca_file: Option<String>,
+}
+
+/// How a blamelist entry becomes an address (`lookup=`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MailLookup {
+    /// `lookup='example.org'`: a name without `@` gets `@example.org`.
+    Domain(String),
+    /// kiln's `lookup='users'`: the address recorded for the user in the users table.
+    Users,
+}
+
+/// `reporters.HttpStatusPush`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpPushConfig {
+    pub server_url: String,
+    /// HTTP Basic credentials (`auth=(user, password)`), which may be secrets.
+    pub auth: Option<(Renderable, Renderable)>,
+    pub headers: Vec<(String, Renderable)>,
+    pub verify: HttpVerify,
+    /// Log each request and answer, credentials redacted.
+    pub debug: bool,
+}
+
+/// `verify=`: how an `https` server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HttpVerify {
+    #[default]
+    Roots,
+    CaFile(String),
+    Off,
+}
+
+/// One generator: which events become reports, and how they are worded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    pub kind: GeneratorKind,
+    pub filter: ReportFilter,
+    pub add_patch: bool,
+    /// `add_logs`: the logs attached (deprecated in Buildbot for `want_logs_content`).
+    pub add_logs: LogSelection,
+}
+
+/// The generators of Buildbot 4.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneratorKind {
+    /// `BuildStatusGenerator`: a finished build whose result the mode wants, and with
+    /// `report_new` each new build.
+    BuildStatus {
+        mode: Vec<Mode>,
+        report_new: bool,
+        formatter: FormatterConfig,
+    },
+    /// `BuildStartEndStatusGenerator`: every build's start and end.
+    BuildStartEnd {
+        start: FormatterConfig,
+        end: FormatterConfig,
+    },
+    /// `BuildSetStatusGenerator`: a completed buildset, with its builds that the mode wants.
+    BuildSet {
+        mode: Vec<Mode>,
+        formatter: FormatterConfig,
+    },
+    /// `BuildSetCombinedStatusGenerator`: a completed buildset, formatted as one.
+    BuildSetCombined { formatter: FormatterConfig },
+    /// `BuildRequestGenerator`: a new or cancelled build request.
+    BuildRequest { formatter: FormatterConfig },
+    /// `WorkerMissingGenerator`: a worker gone for its `missing_timeout`.
+    WorkerMissing {
+        /// `None` for `'all'`.
+        workers: Option<Vec<String>>,
+        formatter: FormatterConfig,
+    },
+}
+
+impl GeneratorKind {
+    pub fn class(&self) -> &'static str {
+        match self {
+            GeneratorKind::BuildStatus { .. } => "BuildStatusGenerator",
+            GeneratorKind::BuildStartEnd { .. } => "BuildStartEndStatusGenerator",
+            GeneratorKind::BuildSet { .. } => "BuildSetStatusGenerator",
+            GeneratorKind::BuildSetCombined { .. } => "BuildSetCombinedStatusGenerator",
+            GeneratorKind::BuildRequest { .. } => "BuildRequestGenerator",
+            GeneratorKind::WorkerMissing { .. } => "WorkerMissingGenerator",
+        }
+    }
+}
+
+/// A generator's `mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Change,
+    Failing,
+    Passing,
+    Problem,
+    Warnings,
+    Exception,
+    Cancelled,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 7] = [
+        Mode::Change,
+        Mode::Failing,
+        Mode::Passing,
+        Mode::Problem,
+        Mode::Warnings,
+        Mode::Exception,
+        Mode::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Change => "change",
+            Mode::Failing => "failing",
+            Mode::Passing => "passing",
+            Mode::Problem => "problem",
+            Mode::Warnings => "warnings",
+            Mode::Exception => "exception",
+            Mode::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Buildbot's default: failing, passing and warnings.
+    pub fn default_set() -> Vec<Mode> {
+        vec![Mode::Failing, Mode::Passing, Mode::Warnings]
+    }
+}
+
+/// Which builds a generator looks at; every list that is given must match.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReportFilter {
+    pub builders: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub schedulers: Option<Vec<String>>,
+    pub branches: Option<Vec<String>>,
+}
+
+/// Which logs a message carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogSelection {
+    #[default]
+    None,
+    All,
+    /// Log names (`stdio`) or step and log names (`compile.stdio`).
+    Named(Vec<String>),
+}
+
+impl LogSelection {
+    pub fn wants(&self, step: &str, log: &str) -> bool {
+        match self {
+            LogSelection::None => false,
+            LogSelection::All => true,
+            LogSelection::Named(names) => names
+                .iter()
+                .any(|n| n == log || *n == format!("{step}.{log}")),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        *self != LogSelection::None
+    }
+}
+
+/// `template_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TemplateType {
+    #[default]
+    Plain,
+    Html,
+    Json,
+}
+
+impl TemplateType {
+    pub fn name(self) -> &'static str {
+        match self {
+            TemplateType::Plain => "plain",
+            TemplateType::Html => "html",
+            TemplateType::Json => "json",
+        }
+    }
+}
+
+/// How a report is worded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormatterConfig {
+    /// `MessageFormatter`: Jinja templates for body and subject; `None` is the built-in one.
+    Template {
+        template: Option<String>,
+        subject: Option<String>,
+        template_type: TemplateType,
+        want_properties: bool,
+        want_steps: bool,
+        want_logs: bool,
+        want_logs_content: LogSelection,
+        /// `ctx`: more values for the templates.
+        ctx: Vec<(String, kiln_core::PropertyValue)>,
+    },
+    /// `MessageFormatterRenderable`: renderables against the build's properties.
+    Renderable {
+        template: Renderable,
+        subject: Option<Renderable>,
+    },
+    /// `MessageFormatterFunction`: a configuration function of the context gives the body.
+    Function {
+        function: FnRef,
+        template_type: TemplateType,
+        want_properties: bool,
+        want_steps: bool,
+        want_logs: bool,
+        want_logs_content: LogSelection,
+    },
+    /// `MessageFormatterMissingWorker`.
+    MissingWorker {
+        template: Option<String>,
+        subject: Option<String>,
+        template_type: TemplateType,
+    },
+    /// `MessageFormatterEmpty`: no body.
+    Empty,
+}
+
+impl FormatterConfig {
+    /// `MessageFormatter()` with its defaults.
+    pub fn default_template(template_type: TemplateType) -> FormatterConfig {
+        FormatterConfig::Template {
+            template: None,
+            subject: None,
+            template_type,
+            want_properties: true,
+            want_steps: false,
+            want_logs: false,
+            want_logs_content: LogSelection::None,
+            ctx: Vec::new(),
+        }
+    }
+
+    /// A `MessageFormatterRenderable` of a fixed text ('Build started.').
+    pub fn text(text: &str) -> FormatterConfig {
+        FormatterConfig::Renderable {
+            template: Renderable::Literal(kiln_core::PropertyValue::Str(text.to_string())),
+            subject: None,
+        }
+    }
+}
+
+/// The bare address of `Name <a@b>` or `a@b`, if it is one: something before and after one `@`,
+/// without spaces or angle brackets.
+pub fn bare_address(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let addr = match (text.rfind('<'), text.ends_with('>')) {
+        (Some(open), true) => &text[open + 1..text.len() - 1],
+        _ => text,
+    };
+    let (user, domain) = addr.rsplit_once('@')?;
+    let ok = |s: &str| !s.is_empty() && !s.contains([' ', '<', '>', '@', ',', '"', '\r', '\n']);
+    (ok(user) && ok(domain)).then_some(addr)
+}

@@ -1,0 +1,332 @@
+//! The reporters' outbox: reports that were decided, stored before they are sent, and kept a
+//! while after, so that a receiver that is down, or a master that restarts, loses none of them.
+
+use crate::eventlog::ADVANCE_POSITION;
+use crate::rows::RowExt;
+use crate::{Db, Result, Writer};
+
+/// A report to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub reporter: String,
+    /// What the report is about; a second report with the same `dedup` is not stored.
+    pub dedup: String,
+    /// One line for people: what it reports.
+    pub summary: String,
+    /// What the reporter sends, as it encoded it.
+    pub payload: String,
+}
+
+/// Where a report stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportState {
+    /// Still to be delivered.
+    Pending,
+    Sent,
+    /// Given up on: refused for good, or out of attempts.
+    Failed,
+}
+
+impl ReportState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportState::Pending => "pending",
+            ReportState::Sent => "sent",
+            ReportState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> ReportState {
+        match s {
+            "sent" => ReportState::Sent,
+            "failed" => ReportState::Failed,
+            _ => ReportState::Pending,
+        }
+    }
+}
+
+/// A stored report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub id: i64,
+    pub reporter: String,
+    pub dedup: String,
+    pub created_at: i64,
+    pub summary: String,
+    pub payload: String,
+    pub state: ReportState,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub done_at: Option<i64>,
+}
+
+/// What a reporter's queue has next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextReport {
+    /// The oldest pending report, now taken by this master.
+    Due(ReportRow),
+    /// The oldest pending report may be tried at this time (or another master holds it until
+    /// then).
+    At(i64),
+    /// Nothing is pending.
+    Empty,
+}
+
+/// How a reporter's deliveries stand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReporterStatus {
+    pub reporter: String,
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    /// When the last report was delivered.
+    pub last_success_at: Option<i64>,
+    /// The newest error, and when it happened.
+    pub last_error: Option<(String, i64)>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, reporter, dedup, created_at, summary, payload, state, attempts, next_attempt_at, \
+         last_error, done_at"
+    };
+}
+
+fn report_row(r: &impl RowExt) -> Result<ReportRow> {
+    Ok(ReportRow {
+        id: r.int("id")?,
+        reporter: r.text("reporter")?,
+        dedup: r.text("dedup")?,
+        created_at: r.int("created_at")?,
+        summary: r.text("summary")?,
+        payload: r.text("payload")?,
+        state: ReportState::parse(&r.text("state")?),
+        attempts: r.int("attempts")?,
+        next_attempt_at: r.int("next_attempt_at")?,
+        last_error: r.opt_text("last_error")?,
+        done_at: r.opt_int("done_at")?,
+    })
+}
+
+impl Db {
+    /// How each reporter's deliveries stand, by name.
+    pub async fn reporter_statuses(&self) -> Result<Vec<ReporterStatus>> {
+        let rows = sqlx::query(
+            "SELECT reporter, state, COUNT(*) AS n, MAX(done_at) AS last FROM reports \
+             GROUP BY reporter, state ORDER BY reporter",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<ReporterStatus> = Vec::new();
+        for r in &rows {
+            let name = r.text("reporter")?;
+            if out.last().is_none_or(|s| s.reporter != name) {
+                out.push(ReporterStatus {
+                    reporter: name.clone(),
+                    ..ReporterStatus::default()
+                });
+            }
+            let Some(status) = out.last_mut() else {
+                continue;
+            };
+            let n = r.int("n")?;
+            match ReportState::parse(&r.text("state")?) {
+                ReportState::Pending => status.pending = n,
+                ReportState::Sent => {
+                    status.sent = n;
+                    status.last_success_at = r.opt_int("last")?;
+                }
+                ReportState::Failed => status.failed = n,
+            }
+        }
+        for status in &mut out {
+            let newest = sqlx::query(
+                "SELECT last_error, COALESCE(done_at, next_attempt_at) AS at FROM reports \
+                 WHERE reporter = $1 AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&status.reporter)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = newest {
+                status.last_error = Some((r.text("last_error")?, r.int("at")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A reporter's newest reports, newest first.
+    pub async fn reports(&self, reporter: &str, limit: i64) -> Result<Vec<ReportRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM reports WHERE reporter = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(reporter)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(report_row)
+        .collect()
+    }
+}
+
+impl Writer {
+    /// Stores `reports` and moves `consumer` to `position` in one transaction: the event that
+    /// decided them is never handled twice, and never skipped without them.
+    pub async fn enqueue_reports(
+        &self,
+        consumer: &str,
+        position: i64,
+        reports: &[NewReport],
+        now: i64,
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.wpool.begin().await?;
+        for r in reports {
+            sqlx::query(
+                "INSERT INTO reports (reporter, dedup, created_at, summary, payload, state, \
+                 next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', $3) \
+                 ON CONFLICT (reporter, dedup) DO NOTHING",
+            )
+            .bind(&r.reporter)
+            .bind(&r.dedup)
+            .bind(now)
+            .bind(&r.summary)
+            .bind(&r.payload)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !consumer.is_empty() {
+            sqlx::query(ADVANCE_POSITION)
+                .bind(consumer)
+                .bind(position)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes the oldest pending report of `reporter` for master `master` until `now + lease`,
+    /// if it is due and no other master holds it. Reports go out in the order they were
+    /// decided: a report that waits for a retry holds back those after it.
+    pub async fn next_report(
+        &self,
+        reporter: &str,
+        master: i64,
+        now: i64,
+        lease: i64,
+    ) -> Result<NextReport> {
+        let _w = self.write_guard().await;
+        let head = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            ", leased_by, leased_until FROM reports WHERE reporter = $1 AND state = 'pending' \
+             ORDER BY id LIMIT 1"
+        ))
+        .bind(reporter)
+        .fetch_optional(&self.wpool)
+        .await?;
+        let Some(head) = head else {
+            return Ok(NextReport::Empty);
+        };
+        let row = report_row(&head)?;
+        let held = head.opt_int("leased_until")?.filter(|until| *until > now);
+        let by = head.opt_int("leased_by")?;
+        if let Some(until) = held
+            && by != Some(master)
+        {
+            return Ok(NextReport::At(until.max(row.next_attempt_at)));
+        }
+        if row.next_attempt_at > now {
+            return Ok(NextReport::At(row.next_attempt_at));
+        }
+        let taken = sqlx::query(
+            "UPDATE reports SET leased_by = $1, leased_until = $2 WHERE id = $3 \
+             AND state = 'pending' AND (leased_until IS NULL OR leased_until <= $4 OR leased_by = $1)",
+        )
+        .bind(master)
+        .bind(now + lease)
+        .bind(row.id)
+        .bind(now)
+        .execute(&self.wpool)
+        .await?;
+        if taken.rows_affected() == 0 {
+            return Ok(NextReport::At(now + 1));
+        }
+        Ok(NextReport::Due(row))
+    }
+
+    /// Records that report `id` was delivered.
+    pub async fn report_delivered(&self, id: i64, now: i64) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
+             leased_by = NULL, leased_until = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.wpool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that an attempt to deliver report `id` failed with `error`: it is tried again at
+    /// `retry_at`, or, without one, given up.
+    pub async fn report_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        match retry_at {
+            Some(at) => sqlx::query(
+                "UPDATE reports SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, \
+                 leased_by = NULL, leased_until = NULL WHERE id = $3",
+            )
+            .bind(error)
+            .bind(at)
+            .bind(id),
+            None => sqlx::query(
+                "UPDATE reports SET state = 'failed', attempts = attempts + 1, last_error = $1, \
+                 done_at = $2, leased_by = NULL, leased_until = NULL WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id),
+        }
+        .execute(&self.wpool)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps only the newest `keep` finished (sent or failed) reports of `reporter`; how many
+    /// were removed. Pending reports are never removed.
+    pub async fn prune_reports(&self, reporter: &str, keep: i64) -> Result<u64> {
+        let _w = self.write_guard().await;
+        let cutoff = sqlx::query(
+            "SELECT id FROM reports WHERE reporter = $1 AND state <> 'pending' \
+             ORDER BY id DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(reporter)
+        .bind(keep)
+        .fetch_optional(&self.wpool)
+        .await?;
+        let Some(cutoff) = cutoff else {
+            return Ok(0);
+        };
+        let done = sqlx::query(
+            "DELETE FROM reports WHERE reporter = $1 AND state <> 'pending' AND id <= $2",
+        )
+        .bind(reporter)
+        .bind(cutoff.int("id")?)
+        .execute(&self.wpool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

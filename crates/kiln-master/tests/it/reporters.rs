@@ -1,0 +1,338 @@
+//! Reporters against real receivers on the loopback address: an HTTP receiver that records what
+//! it is posted, and aiosmtpd, a real SMTP server with STARTTLS and logins. Reports survive a
+//! receiver that is down and a master that restarts, and go out once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::harness::{TestMaster, WAIT, config, make_certificate};
+
+/// What the receiver was posted: headers and body of each request.
+#[derive(Clone, Default)]
+struct Receiver {
+    posts: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    arrived: Arc<Notify>,
+    /// Answer 500 to this many requests before accepting.
+    refuse: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    /// Serves on `port` (0: any) until the test ends; the port it listens on.
+    async fn serve(&self, port: u16) -> u16 {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("receiver port");
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new()
+            .route("/status", axum::routing::post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    /// Waits until `n` requests have been accepted; their bodies.
+    async fn wait_for(&self, n: usize) -> Vec<(HeaderMap, Value)> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.arrived.notified();
+                {
+                    let posts = self.posts.lock().unwrap();
+                    if posts.len() >= n {
+                        return posts.clone();
+                    }
+                }
+                notified.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} reports never arrived"))
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    {
+        let mut refuse = r.refuse.lock().unwrap();
+        if *refuse > 0 {
+            *refuse -= 1;
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    r.posts.lock().unwrap().push((headers, value));
+    r.arrived.notify_waiters();
+    StatusCode::OK
+}
+
+/// A port nothing listens on yet.
+async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn builders() -> &'static str {
+    r#"
+c['builders'] = [
+    util.BuilderConfig(name='pass', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(name='hello', command='echo hello')])),
+    util.BuilderConfig(name='fail', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(name='compile', command='echo compiling; echo "error: it broke" >&2; exit 1')])),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass', 'fail'])]
+c['buildbotURL'] = 'http://ci.example.org/'
+c['title'] = 'KilnRef'
+"#
+}
+
+/// How the reporter's deliveries stand, from the database.
+async fn status(m: &TestMaster, name: &str) -> kiln_db::ReporterStatus {
+    m.master()
+        .db
+        .reporter_statuses()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.reporter == name)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
+    let receiver = Receiver::default();
+    let port = free_port().await;
+    let body = format!(
+        "{}\nc['services'] = [reporters.HttpStatusPush(serverUrl='http://127.0.0.1:{port}/status', \
+         auth=('hook', util.Secret('pushpass')), headers={{'X-Custom': 'custom-value'}}, \
+         retryDelay=1, maxRetryDelay=1)]\n\
+         c['secretsProviders'] = [secrets.SecretInAFile(dirname='secrets')]\n",
+        builders()
+    );
+    let source = config("sqlite:///state.sqlite", &body);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/pushpass"), "s3cret").unwrap();
+    let mut m = TestMaster::start_in(dir, &source).await;
+    m.start_worker("w1", "pass").await;
+    m.wait_attached("w1").await;
+
+    // The receiver is down: the start and the end of the build are decided and kept.
+    let results = m
+        .force_and_wait(json!({"builderid": 2, "builderNames": ["fail"], "reason": "push"}))
+        .await;
+    assert_eq!(results, 2);
+    let name = "HttpStatusPush_BuildStatusGenerator";
+    let s = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = status(&m, name).await;
+            if s.pending == 2 && s.last_error.is_some() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("two pending reports with an error");
+    let error = s.last_error.unwrap().0;
+    assert!(error.contains(&port.to_string()), "{error}");
+    assert!(!error.contains("s3cret"), "{error}");
+
+    // The master stops with the reports pending, and comes back after the receiver does.
+    m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    receiver.serve(port).await;
+    let mut m = TestMaster::start_in(dir, &source).await;
+    let posts = receiver.wait_for(2).await;
+    let (headers, start) = &posts[0];
+    let (_, end) = &posts[1];
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["x-custom"], "custom-value");
+    // Basic hook:s3cret.
+    assert_eq!(headers["authorization"], "Basic aG9vazpzM2NyZXQ=");
+    assert_eq!(start["complete"], false, "{start}");
+    assert_eq!(start["results"], Value::Null);
+    assert_eq!(end["complete"], true, "{end}");
+    assert_eq!(end["results"], 2);
+    assert_eq!(end["builder"]["name"], "fail");
+    assert_eq!(end["number"], 1);
+    assert_eq!(end["url"], "http://ci.example.org/builders/2/builds/1");
+    assert_eq!(end["properties"]["buildername"][0], "fail");
+    assert!(end["buildset"]["reason"].as_str().is_some(), "{end}");
+
+    // A receiver that answers 500 gets the report again; nothing is sent twice.
+    *receiver.refuse.lock().unwrap() = 1;
+    m.start_worker("w1", "pass").await;
+    m.wait_attached("w1").await;
+    m.force_and_wait(json!({"builderid": 1, "builderNames": ["pass"]}))
+        .await;
+    let posts = receiver.wait_for(4).await;
+    assert_eq!(posts[2].1["builder"]["name"], "pass");
+    assert_eq!(posts[3].1["results"], 0);
+    let s = status(&m, name).await;
+    assert_eq!((s.pending, s.sent, s.failed), (0, 4, 0));
+    assert!(s.last_error.unwrap().0.starts_with("500"));
+    m.stop().await;
+    assert_eq!(receiver.posts.lock().unwrap().len(), 4, "sent once each");
+}
+
+/// aiosmtpd, started with `args`, writing each mail it accepts into `out`.
+struct SmtpServer {
+    _child: tokio::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+}
+
+impl SmtpServer {
+    /// The server, or `None` where no Python with aiosmtpd is given (outside CI).
+    async fn start(out: &std::path::Path, args: &[&str]) -> Option<SmtpServer> {
+        use tokio::io::AsyncBufReadExt;
+        let python = crate::harness::optional_tool("KILN_TEST_PYTHON", "a Python with aiosmtpd")?;
+        let script = out.join("smtp_server.py");
+        std::fs::write(&script, include_str!("smtp_server.py")).unwrap();
+        let mut child = tokio::process::Command::new(python)
+            .arg(&script)
+            .arg(out)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the SMTP server starts in time")
+            .unwrap()
+            .expect("the SMTP server says it is ready");
+        let port = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected: {line}"));
+        Some(SmtpServer {
+            _child: child,
+            port,
+            out: out.to_path_buf(),
+        })
+    }
+
+    /// Waits for the `n`th mail.
+    async fn mail(&self, n: usize) -> Value {
+        let path = self.out.join(format!("{n}.json"));
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    return serde_json::from_str(&text).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("mail {n} never arrived"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_to_the_blamelist_over_starttls_with_a_login_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificate(dir.path());
+    let out = dir.path().join("mails");
+    std::fs::create_dir(&out).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let Some(smtp) = SmtpServer::start(
+        &out,
+        &[
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--user",
+            "mailer:smtp-pw",
+            "--refuse",
+            "nobody@example.org",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let body = format!(
+        r#"{builders}
+c['secretsProviders'] = [secrets.SecretInAFile(dirname='secrets')]
+mail = dict(relayhost='localhost', smtpPort={port}, useTls=True, caFile='ca.pem',
+            smtpUser='mailer', smtpPassword=util.Secret('smtp'))
+c['services'] = [
+    reporters.MailNotifier(fromaddr='Kiln Bot <bot@example.org>', lookup='example.org',
+        extraRecipients=['Ops Team <ops@example.org>'],
+        extraHeaders={{'X-Builder': util.Interpolate('%(prop:buildername)s')}},
+        generators=[reporters.BuildStatusGenerator(mode=('failing',),
+            message_formatter=reporters.MessageFormatter(want_logs_content=True))],
+        **mail),
+    reporters.MailNotifier(name='refused', fromaddr='bot@example.org', sendToInterestedUsers=False,
+        extraRecipients=['nobody@example.org'], retries=0,
+        generators=[reporters.BuildStatusGenerator(mode='all')], **mail),
+]
+"#,
+        builders = builders(),
+        port = smtp.port
+    );
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/smtp"), "smtp-pw").unwrap();
+    let source = config("sqlite:///state.sqlite", &body);
+    let mut m = TestMaster::start_in(dir, &source).await;
+    m.start_worker("w1", "pass").await;
+    m.wait_attached("w1").await;
+    // A passing build mails nobody on the failing-only notifier.
+    m.force_and_wait(json!({"builderid": 1, "builderNames": ["pass"]}))
+        .await;
+    m.force_and_wait(json!({"builderid": 2, "builderNames": ["fail"], "reason": "mail test"}))
+        .await;
+    let mail = smtp.mail(1).await;
+    assert_eq!(mail["mail_from"], "bot@example.org");
+    assert_eq!(mail["auth"], "mailer");
+    assert_eq!(mail["tls"], true);
+    let mut rcpt: Vec<String> = serde_json::from_value(mail["rcpt_tos"].clone()).unwrap();
+    rcpt.sort();
+    // The forced build's owner, looked up in the domain, and the extra recipient.
+    assert_eq!(rcpt, ["anonymous@example.org", "ops@example.org"]);
+    let data = mail["data"].as_str().unwrap();
+    assert!(
+        data.contains("From: \"Kiln Bot\" <bot@example.org>"),
+        "{data}"
+    );
+    assert!(data.contains("To: anonymous@example.org"), "{data}");
+    assert!(
+        data.contains("Cc: \"Ops Team\" <ops@example.org>"),
+        "{data}"
+    );
+    assert!(data.contains("X-Builder: fail"), "{data}");
+    // The subject is ☠ Buildbot (KilnRef): fail - …, encoded.
+    assert!(data.contains("Subject: =?utf-8?"), "{data}");
+    assert!(data.contains("multipart/mixed"), "{data}");
+    assert!(
+        data.contains("A failed build has been detected on builder fail while building KilnRef."),
+        "{data}"
+    );
+    assert!(
+        data.contains("http://ci.example.org/builders/2/builds/1"),
+        "{data}"
+    );
+    assert!(data.contains("filename=\"compile.stdio\""), "{data}");
+    assert!(!data.contains("smtp-pw"), "{data}");
+    // The refused recipient makes that reporter's mails fail for good, with the server's words.
+    let s = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = status(&m, "refused").await;
+            if s.failed == 2 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both mails of the refused reporter fail");
+    assert_eq!(s.pending, 0);
+    assert!(s.last_error.unwrap().0.contains("550"));
+    drop(smtp);
+    m.stop().await;
+}

@@ -1,0 +1,95 @@
+"""A real SMTP server for the mail tests: aiosmtpd on the loopback address.
+
+Each accepted mail is written to OUT_DIR/<n>.json with its envelope, its raw data, the user who
+logged in and whether the session was encrypted. Options: --tls CERT KEY offers STARTTLS (and
+requires it), --user NAME:PASSWORD requires that login, --refuse ADDRESS answers 550 to that
+recipient. Prints "ready PORT" once it listens.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import ssl
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+class Recorder:
+    def __init__(self, out_dir, refuse):
+        self.out_dir = out_dir
+        self.refuse = refuse
+        self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        record = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "data": envelope.content.decode("utf-8", "replace"),
+            "auth": session.auth_data.decode() if isinstance(session.auth_data, bytes) else None,
+            "tls": session.ssl is not None,
+        }
+        path = os.path.join(self.out_dir, f"{self.count}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(record, f)
+        os.rename(path + ".tmp", path)
+        return "250 Message accepted"
+
+
+class Users:
+    def __init__(self, user, password):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.user
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out_dir")
+    p.add_argument("--tls", nargs=2)
+    p.add_argument("--user")
+    p.add_argument("--refuse", action="append", default=[])
+    args = p.parse_args()
+    kwargs = {}
+    if args.tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls[0], args.tls[1])
+        kwargs.update(tls_context=ctx, require_starttls=True)
+    if args.user:
+        user, password = args.user.split(":", 1)
+        kwargs.update(authenticator=Users(user, password), auth_required=True)
+    # A free port, found by binding one: aiosmtpd's controller checks its server by connecting
+    # to the port it was given, so it needs a real one.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    controller = Controller(
+        Recorder(args.out_dir, args.refuse), hostname="127.0.0.1", port=port, **kwargs
+    )
+    controller.start()
+    print("ready", port, flush=True)
+    try:
+        asyncio.new_event_loop().run_forever()
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()

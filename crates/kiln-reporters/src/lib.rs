@@ -1,0 +1,78 @@
+//! kiln's reporters: who is told what, and how it reaches them.
+//!
+//! Each reporter of `c['services']` is a component of its own: given the master's read side,
+//! event source and outbox ([`kiln_api::Services`]), it decides reports with Buildbot 4's
+//! generators ([`generators`]) and formatters ([`formatter`]) from the durable record of
+//! events, stores them, and delivers them ([`mail`], [`http_push`]) from that store, so that a
+//! receiver that is down or a master that restarts loses nothing ([`reporter`]).
+//! [`run`] keeps one task per configured reporter, and restarts a reporter whose configuration
+//! a reconfiguration changed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kiln_api::Services;
+use kiln_config::ReporterConfig;
+use tokio::task::{AbortHandle, JoinSet};
+
+pub mod data;
+pub mod formatter;
+pub mod generators;
+pub mod hooks;
+pub mod http_push;
+pub mod mail;
+pub mod report;
+pub mod reporter;
+pub mod sink;
+
+/// The reporters' component: runs every configured reporter until it is dropped.
+pub fn run(services: Services) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(supervise(services))
+}
+
+async fn supervise(services: Services) {
+    let mut config = services.read.watch_config();
+    // Dropping the set (when this task is stopped) stops every reporter with it.
+    let mut tasks = JoinSet::new();
+    let mut running: HashMap<String, (ReporterConfig, AbortHandle)> = HashMap::new();
+    loop {
+        let wanted = config.borrow_and_update().reporters.clone();
+        running.retain(|name, (old, handle)| {
+            let keep = wanted.iter().any(|r| r.name == *name && r == old);
+            if !keep {
+                handle.abort();
+                tracing::info!(reporter = %name, "reporter stopped");
+            }
+            keep
+        });
+        for r in wanted {
+            if running.contains_key(&r.name) {
+                continue;
+            }
+            match reporter::Reporter::new(r.clone(), services.clone()) {
+                Ok(rep) => {
+                    tracing::info!(reporter = %r.name, kind = r.kind.class(), "reporter started");
+                    let handle = tasks.spawn(Arc::new(rep).run());
+                    running.insert(r.name.clone(), (r, handle));
+                }
+                Err(error) => {
+                    tracing::error!(reporter = %r.name, %error, "the reporter cannot start");
+                }
+            }
+        }
+        tokio::select! {
+            changed = config.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                if let Err(e) = done && e.is_panic() {
+                    tracing::error!("a reporter stopped unexpectedly");
+                }
+            }
+        }
+    }
+}

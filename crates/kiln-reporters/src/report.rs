@@ -1,0 +1,53 @@
+//! A report: what a generator decided to tell and how its formatter worded it, before a reporter
+//! turns it into a mail or a request (Buildbot's report dict).
+
+use kiln_config::TemplateType;
+use serde_json::Value;
+
+/// A message's body: text, or a JSON value for the reporters that post JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Text(String),
+    Json(Value),
+}
+
+impl Body {
+    /// The body as text (JSON encoded).
+    pub fn text(&self) -> String {
+        match self {
+            Body::Text(t) => t.clone(),
+            Body::Json(v) => v.to_string(),
+        }
+    }
+}
+
+/// A file attached to a message: a patch or a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content: String,
+}
+
+/// One decided report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub body: Option<Body>,
+    pub subject: Option<String>,
+    pub kind: TemplateType,
+    /// The result reported on, if the report is about finished work.
+    pub results: Option<i64>,
+    /// The builds the report is about, as build dicts.
+    pub builds: Vec<Value>,
+    /// Who the report concerns: the blamelist and owners of its builds, or the addresses a
+    /// missing worker's configuration names.
+    pub users: Vec<String>,
+    /// Whether `users` are addresses to use as they are (a missing worker's), not names to look up.
+    pub users_are_addresses: bool,
+    pub patches: Vec<Attachment>,
+    pub logs: Vec<Attachment>,
+    /// The properties of the report's build when it is about exactly one, for rendering the
+    /// reporter's own renderables (a mail's `extraHeaders`).
+    pub properties: Option<kiln_core::Properties>,
+    /// One line for people: what the report is about.
+    pub summary: String,
+}

@@ -1,0 +1,483 @@
+//! One reporter at work: it decides, then it delivers.
+//!
+//! Deciding reads the durable record of events in order (`DurableConsumer`), asks each
+//! generator for a report, and stores what one event yields in the outbox in the same
+//! transaction that moves the reporter past that event: a report is decided once, and never
+//! lost between being decided and being stored. Delivering takes the oldest stored report,
+//! sends it, and records the outcome; a failure is retried with a growing delay up to the
+//! reporter's bound, and a restart resumes where the record and the outbox say.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_api::{Delivery, DurableConsumer, ReadSide, Services};
+use kiln_config::{GeneratorKind, ReporterConfig};
+use kiln_db::listing::{Page, SqlValue};
+use kiln_db::{NewReport, NextReport, StoredEvent};
+use tokio::sync::Notify;
+
+use crate::formatter::Site;
+use crate::generators::{Generator, Inputs, Trigger, missing_worker_dict};
+use crate::hooks::Hooks;
+use crate::report::Report;
+use crate::sink::{self, Failure};
+
+/// Acknowledge progress through events that gave no report at least this often.
+const ACK_EVERY: i64 = 64;
+/// How long an idle deliverer waits before it looks at the outbox again, in case another
+/// master stored reports for it.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+/// How many finished reports of each reporter are kept for its page.
+pub const KEEP_FINISHED: i64 = 1000;
+
+/// A reporter and what it shares between its two loops.
+pub struct Reporter {
+    pub config: ReporterConfig,
+    generators: Vec<Generator>,
+    services: Services,
+    hooks: Hooks,
+    stored: Notify,
+}
+
+impl Reporter {
+    /// Compiles a reporter's generators; an error names what does not compile.
+    pub fn new(config: ReporterConfig, services: Services) -> Result<Reporter, String> {
+        let generators = config
+            .generators
+            .iter()
+            .map(Generator::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Reporter {
+            hooks: Hooks::new(services.read.clone()),
+            config,
+            generators,
+            services,
+            stored: Notify::new(),
+        })
+    }
+
+    /// The consumer name of the reporter in the durable record.
+    fn consumer(&self) -> String {
+        format!("reporter:{}", self.config.name)
+    }
+
+    /// Runs both loops until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let deliverer = self.clone();
+        tokio::join!(self.decide(), deliverer.deliver());
+    }
+
+    async fn decide(&self) {
+        let name = self.consumer();
+        let mut consumer = loop {
+            match DurableConsumer::start(&self.services, &name).await {
+                Ok(c) => break c,
+                Err(error) => {
+                    tracing::warn!(reporter = %self.config.name, %error, "starting to read events");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        };
+        let mut acked = consumer.position();
+        let mut handled = acked;
+        let mut missing = MissingWorkers::start(self).await;
+        loop {
+            let deadline = missing.next_deadline();
+            let idle = handled > acked;
+            tokio::select! {
+                delivery = consumer.next() => match delivery {
+                    Ok(Delivery::Event(event)) => {
+                        missing.note(self, &event).await;
+                        if self.handle(&event).await {
+                            acked = event.id;
+                        } else if event.id - acked >= ACK_EVERY {
+                            self.acknowledge(event.id).await;
+                            acked = event.id;
+                        }
+                        handled = event.id;
+                    }
+                    Ok(Delivery::Missed { after, through }) => {
+                        tracing::error!(
+                            reporter = %self.config.name, after, through,
+                            "events were pruned before this reporter read them: their reports are lost"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(reporter = %self.config.name, %error, "reading events");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                _ = sleep_until(&*self.services.read, deadline) => {
+                    missing.fire(self).await;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)), if idle => {
+                    self.acknowledge(handled).await;
+                    acked = handled;
+                }
+            }
+        }
+    }
+
+    async fn acknowledge(&self, position: i64) {
+        if let Err(error) = self
+            .services
+            .events
+            .acknowledge(&self.consumer(), position)
+            .await
+        {
+            tracing::warn!(reporter = %self.config.name, %error, "acknowledging events");
+        }
+    }
+
+    /// Decides and stores the reports of one event; whether it stored any (which moved the
+    /// reporter past the event).
+    async fn handle(&self, event: &StoredEvent) -> bool {
+        let Some(trigger) = Trigger::of_key(&event.key) else {
+            return false;
+        };
+        if !self.generators.iter().any(|g| g.wants(trigger)) {
+            return false;
+        }
+        let config = self.services.read.config();
+        let site = site(&*self.services.read);
+        let inputs = Inputs {
+            read: &*self.services.read,
+            config: &config,
+            site: &site,
+            hooks: &self.hooks,
+        };
+        let mut reports = Vec::new();
+        for g in self.generators.iter().filter(|g| g.wants(trigger)) {
+            match g.generate(&inputs, trigger).await {
+                Ok(Some(r)) => reports.push(r),
+                Ok(None) => {}
+                Err(error) => tracing::error!(
+                    reporter = %self.config.name, generator = g.config.kind.class(),
+                    key = %event.key, error = %self.hooks.redact(&error),
+                    "a generator failed: this event is not reported"
+                ),
+            }
+        }
+        self.store(&reports, format!("event:{}", event.id), event.id)
+            .await
+    }
+
+    /// Encodes and stores one event's reports (`position` 0: not from an event); whether it
+    /// stored one.
+    async fn store(&self, reports: &[Report], dedup: String, position: i64) -> bool {
+        if reports.is_empty() {
+            return false;
+        }
+        let payload =
+            match sink::encode(&self.config, reports, &*self.services.read, &self.hooks).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return false,
+                Err(error) => {
+                    tracing::error!(reporter = %self.config.name, %error, "preparing a report");
+                    return false;
+                }
+            };
+        let summary = reports
+            .iter()
+            .map(|r| r.summary.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let report = NewReport {
+            reporter: self.config.name.clone(),
+            dedup,
+            summary,
+            payload: self.hooks.redact(&payload.to_string()),
+        };
+        let consumer = if position > 0 {
+            self.consumer()
+        } else {
+            String::new()
+        };
+        // The event is not passed until its reports are stored: a database that refuses the
+        // write for a while holds the reporter back rather than losing the report.
+        loop {
+            match self
+                .services
+                .outbox
+                .enqueue(&consumer, position, vec![report.clone()])
+                .await
+            {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(reporter = %self.config.name, %error, "storing a report");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        self.stored.notify_one();
+        position > 0
+    }
+
+    async fn deliver(&self) {
+        let name = &self.config.name;
+        let mut delivered: u64 = 0;
+        loop {
+            let next = self.services.outbox.next(name).await;
+            let row = match next {
+                Ok(NextReport::Due(row)) => row,
+                Ok(NextReport::At(at)) => {
+                    let wait = (at - self.services.read.now()).clamp(0, 3600) as u64;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(wait.max(1))) => {}
+                        _ = self.stored.notified() => {}
+                    }
+                    continue;
+                }
+                Ok(NextReport::Empty) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = self.stored.notified() => {}
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(reporter = %name, %error, "reading the outbox");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            let payload: serde_json::Value =
+                serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null);
+            let outcome =
+                sink::deliver(&self.config, &payload, &*self.services.read, &self.hooks).await;
+            let recorded = match outcome {
+                Ok(()) => {
+                    delivered += 1;
+                    tracing::debug!(reporter = %name, report = row.id, summary = %row.summary, "delivered");
+                    self.services.outbox.delivered(row.id).await
+                }
+                Err(failure) => {
+                    let attempts = row.attempts as u32 + 1;
+                    let (error, retry_at) = match failure {
+                        Failure::Retry(e) if attempts < self.config.retry.max_attempts => {
+                            let at =
+                                self.services.read.now() + self.config.retry.delay_after(attempts);
+                            (e, Some(at))
+                        }
+                        Failure::Retry(e) | Failure::Permanent(e) => (e, None),
+                    };
+                    let error = self.hooks.redact(&error);
+                    match retry_at {
+                        Some(at) => tracing::warn!(
+                            reporter = %name, report = row.id, summary = %row.summary, attempts,
+                            retry_in = at - self.services.read.now(), %error,
+                            "delivery failed; it will be tried again"
+                        ),
+                        None => tracing::error!(
+                            reporter = %name, report = row.id, summary = %row.summary, attempts, %error,
+                            "delivery failed for good"
+                        ),
+                    }
+                    self.services.outbox.failed(row.id, &error, retry_at).await
+                }
+            };
+            if let Err(error) = recorded {
+                tracing::warn!(reporter = %name, %error, "recording a delivery");
+            }
+            if delivered % 100 == 99
+                && let Err(error) = self.services.outbox.prune(name, KEEP_FINISHED).await
+            {
+                tracing::warn!(reporter = %name, %error, "pruning the outbox");
+            }
+        }
+    }
+}
+
+fn site(read: &dyn ReadSide) -> Site {
+    Site {
+        title: read.config().title.clone(),
+        url: crate::data::site_url(read),
+    }
+}
+
+/// Sleeps until the master's clock reads `at`, or forever without one.
+async fn sleep_until(read: &dyn ReadSide, at: Option<i64>) {
+    match at {
+        Some(at) => {
+            let wait = (at - read.now()).max(0) as u64;
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The timers of `WorkerMissingGenerator`: a worker that disconnects and stays away for its
+/// `missing_timeout` is reported once, to its `notify_on_missing` addresses.
+struct MissingWorkers {
+    /// Worker name → (when it is reported, what it is about).
+    timers: BTreeMap<String, (i64, String)>,
+}
+
+impl MissingWorkers {
+    /// Arms a timer for each watched worker that is not connected when the reporter starts, as
+    /// Buildbot does at start.
+    async fn start(reporter: &Reporter) -> MissingWorkers {
+        let mut m = MissingWorkers {
+            timers: BTreeMap::new(),
+        };
+        if !reporter.watches_workers() {
+            return m;
+        }
+        let read = &*reporter.services.read;
+        let now = read.now();
+        let connected = read.connected_workers();
+        for w in &read.config().workers {
+            if reporter.watches(&w.name) && !connected.contains(&w.name) {
+                m.timers.insert(
+                    w.name.clone(),
+                    (
+                        now + w.missing_timeout,
+                        format!("missing:{}:start:{now}", w.name),
+                    ),
+                );
+            }
+        }
+        m
+    }
+
+    fn next_deadline(&self) -> Option<i64> {
+        self.timers.values().map(|(at, _)| *at).min()
+    }
+
+    /// Arms or disarms a worker's timer on its connections.
+    async fn note(&mut self, reporter: &Reporter, event: &StoredEvent) {
+        if !reporter.watches_workers() {
+            return;
+        }
+        let mut parts = event.key.split('.');
+        let (Some("workers"), Some(id), Some(verb)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let Ok(id) = id.parse::<i64>() else {
+            return;
+        };
+        let read = &*reporter.services.read;
+        let Some(name) = read.worker_name(kiln_core::WorkerId(id)) else {
+            return;
+        };
+        match verb {
+            "connected" => {
+                self.timers.remove(&name);
+            }
+            "disconnected" if reporter.watches(&name) => {
+                let config = read.config();
+                if let Some(w) = config.workers.iter().find(|w| w.name == name) {
+                    self.timers.insert(
+                        name.clone(),
+                        (
+                            event.at + w.missing_timeout,
+                            format!("missing:{name}:{}", event.id),
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports the workers whose time has come and that are still away.
+    async fn fire(&mut self, reporter: &Reporter) {
+        let read = &*reporter.services.read;
+        let now = read.now();
+        let due: Vec<(String, String)> = self
+            .timers
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(n, (_, d))| (n.clone(), d.clone()))
+            .collect();
+        for (name, dedup) in due {
+            self.timers.remove(&name);
+            if read.connected_workers().contains(&name) {
+                continue;
+            }
+            let reports = reporter.missing_reports(&name).await;
+            reporter.store(&reports, dedup, 0).await;
+        }
+    }
+}
+
+impl Reporter {
+    fn watches_workers(&self) -> bool {
+        self.generators
+            .iter()
+            .any(|g| matches!(g.config.kind, GeneratorKind::WorkerMissing { .. }))
+    }
+
+    /// Whether a worker-missing generator watches `worker` and the worker names people to tell.
+    fn watches(&self, worker: &str) -> bool {
+        let config = self.services.read.config();
+        let notifies = config
+            .workers
+            .iter()
+            .any(|w| w.name == worker && !w.notify_on_missing.is_empty());
+        notifies
+            && self.generators.iter().any(|g| match &g.config.kind {
+                GeneratorKind::WorkerMissing { workers, .. } => workers
+                    .as_ref()
+                    .is_none_or(|w| w.iter().any(|w| w == worker)),
+                _ => false,
+            })
+    }
+
+    async fn missing_reports(&self, worker: &str) -> Vec<Report> {
+        let read = &*self.services.read;
+        let config = read.config();
+        let Some(w) = config.workers.iter().find(|w| w.name == worker) else {
+            return Vec::new();
+        };
+        let row = read
+            .db()
+            .list_workers(&Page::eq("name", SqlValue::Text(worker.to_string())))
+            .await
+            .ok()
+            .and_then(|(rows, _)| rows.into_iter().next());
+        let dict = row
+            .as_ref()
+            .map(kiln_api::shapes::worker)
+            .unwrap_or_else(|| serde_json::json!({"name": worker, "workerinfo": {}}));
+        let last = ctime(read.now() - w.missing_timeout);
+        let dict = missing_worker_dict(&dict, &w.notify_on_missing, &last);
+        let site = site(read);
+        let mut out = Vec::new();
+        for g in &self.generators {
+            if !matches!(g.config.kind, GeneratorKind::WorkerMissing { .. }) {
+                continue;
+            }
+            match g.formatter().format_worker(&dict, &site) {
+                Ok(m) => out.push(Report {
+                    body: m.body,
+                    subject: m.subject,
+                    kind: m.kind,
+                    results: None,
+                    builds: Vec::new(),
+                    users: w.notify_on_missing.clone(),
+                    users_are_addresses: true,
+                    patches: Vec::new(),
+                    logs: Vec::new(),
+                    properties: None,
+                    summary: format!("worker {worker} missing"),
+                }),
+                Err(error) => tracing::error!(
+                    reporter = %self.config.name, worker, error = %self.hooks.redact(&error),
+                    "wording a missing worker's report"
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// A time as C's `ctime` writes it, in UTC: `Thu Dec  3 06:23:42 2026`.
+fn ctime(at: i64) -> String {
+    match jiff::Timestamp::from_second(at) {
+        Ok(t) => t.strftime("%a %b %e %H:%M:%S %Y").to_string(),
+        Err(_) => at.to_string(),
+    }
+}
