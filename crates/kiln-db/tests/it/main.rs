@@ -7,6 +7,7 @@
 mod builds;
 mod eventlog;
 mod logs;
+mod reports;
 mod requests;
 mod schema;
 mod testresults;

@@ -1,0 +1,102 @@
+//! The reporters' outbox: a report is stored once with its consumer's position, taken by one
+//! master at a time in the order it was decided, retried when its attempt fails, and kept a while
+//! after it is done.
+
+use kiln_db::{NewReport, NextReport, ReportState};
+
+use crate::each_backend;
+
+fn report(dedup: &str) -> NewReport {
+    NewReport {
+        reporter: "mail".into(),
+        dedup: dedup.into(),
+        summary: format!("about {dedup}"),
+        payload: "{}".into(),
+    }
+}
+
+fn due(next: NextReport) -> kiln_db::ReportRow {
+    match next {
+        NextReport::Due(r) => r,
+        other => panic!("expected a due report, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let b = &t.backend;
+        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 100)
+            .await
+            .unwrap();
+        // Deciding the same event again (after a restart) stores nothing more.
+        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 101)
+            .await
+            .unwrap();
+        db.enqueue_reports("reporter:mail", 9, &[report("event:9")], 102)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.consumer_position("reporter:mail").await.unwrap(),
+            Some(9),
+            "{b}"
+        );
+
+        // Master 1 takes the oldest; master 2 must wait for its lease.
+        let first = due(db.next_report("mail", 1, 200, 300).await.unwrap());
+        assert_eq!(first.dedup, "event:7", "{b}");
+        assert_eq!(
+            db.next_report("mail", 2, 200, 300).await.unwrap(),
+            NextReport::At(500),
+            "{b}"
+        );
+        // Its attempt fails: it is tried again at 210, and holds back the one after it.
+        db.report_failed(first.id, "connection refused", Some(210), 201)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.next_report("mail", 2, 205, 300).await.unwrap(),
+            NextReport::At(210),
+            "{b}"
+        );
+        let again = due(db.next_report("mail", 2, 210, 300).await.unwrap());
+        assert_eq!((again.id, again.attempts), (first.id, 1), "{b}");
+        db.report_delivered(again.id, 211).await.unwrap();
+        let second = due(db.next_report("mail", 2, 212, 300).await.unwrap());
+        assert_eq!(second.dedup, "event:9", "{b}");
+        db.report_failed(second.id, "550 refused", None, 213)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.next_report("mail", 2, 214, 300).await.unwrap(),
+            NextReport::Empty,
+            "{b}"
+        );
+
+        let statuses = db.reporter_statuses().await.unwrap();
+        assert_eq!(statuses.len(), 1, "{b}");
+        let s = &statuses[0];
+        assert_eq!((s.pending, s.sent, s.failed), (0, 1, 1), "{b}");
+        assert_eq!(s.last_success_at, Some(211), "{b}");
+        assert_eq!(s.last_error, Some(("550 refused".into(), 213)), "{b}");
+        let rows = db.reports("mail", 10).await.unwrap();
+        assert_eq!(rows[0].state, ReportState::Failed, "{b}");
+        assert_eq!(rows[1].state, ReportState::Sent, "{b}");
+
+        // Only the newest finished reports are kept; pending ones always are.
+        db.enqueue_reports("", 0, &[report("missing:w1:1")], 300)
+            .await
+            .unwrap();
+        assert_eq!(db.prune_reports("mail", 1).await.unwrap(), 1, "{b}");
+        let left: Vec<String> = db
+            .reports("mail", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.dedup)
+            .collect();
+        assert_eq!(left, ["missing:w1:1", "event:9"], "{b}");
+    })
+    .await;
+}
