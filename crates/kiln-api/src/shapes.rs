@@ -240,6 +240,26 @@ pub fn change(c: &ChangeRow, sourcestamp: Value) -> Value {
     })
 }
 
+/// A reporter and how its deliveries stand (kiln's own resource, `/api/v2/reporters`).
+pub fn reporter(r: &kiln_config::ReporterConfig, s: Option<&kiln_db::ReporterStatus>) -> Value {
+    let s = s.cloned().unwrap_or_default();
+    let (last_error, last_error_at) = match s.last_error {
+        Some((e, at)) => (Some(e), Some(at)),
+        None => (None, None),
+    };
+    json!({
+        "name": r.name,
+        "class": r.kind.class(),
+        "generators": r.generators.iter().map(|g| g.kind.class()).collect::<Vec<_>>(),
+        "pending": s.pending,
+        "sent": s.sent,
+        "failed": s.failed,
+        "last_success_at": s.last_success_at,
+        "last_error": last_error,
+        "last_error_at": last_error_at,
+    })
+}
+
 pub fn forcescheduler(
     f: &kiln_config::ForceSchedulerConfig,
     config: &kiln_config::MasterConfig,

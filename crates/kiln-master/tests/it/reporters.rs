@@ -137,6 +137,21 @@ async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
     let error = s.last_error.unwrap().0;
     assert!(error.contains(&port.to_string()), "{error}");
     assert!(!error.contains("s3cret"), "{error}");
+    // The reporter's state is in the API and on its page.
+    let (_, api) = m.get(&format!("reporters/{name}")).await;
+    let r = &api["reporters"][0];
+    assert_eq!(r["class"], "HttpStatusPush", "{api}");
+    assert_eq!(r["generators"], json!(["BuildStatusGenerator"]));
+    assert_eq!(
+        (r["pending"].as_i64(), r["sent"].as_i64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(r["last_error"], json!(error));
+    let (code, page) = crate::harness::http_text(&m.www(), "GET", "/reporters", None, &[]).await;
+    assert_eq!(code, 200);
+    assert!(page.contains(name), "{page}");
+    assert!(page.contains("fail #1 finished: failure"), "{page}");
+    assert!(page.contains("<td class=\"pending\">2</td>"), "{page}");
 
     // The master stops with the reports pending, and comes back after the receiver does.
     m.stop().await;

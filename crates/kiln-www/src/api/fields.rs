@@ -19,6 +19,8 @@ pub enum Ty {
     Schedulers,
     ChangeSources,
     Projects,
+    /// kiln's reporters and how their deliveries stand.
+    Reporters,
     TestResultSets,
     TestResults,
 }
@@ -158,6 +160,17 @@ const SCHEDULERS: &[Field] = &[
     f("master", "", Kind::Computed),
 ];
 const NAMED: &[Field] = &[f("name", "", Kind::Computed)];
+const REPORTERS: &[Field] = &[
+    f("name", "", Kind::Text),
+    f("class", "", Kind::Text),
+    f("generators", "", Kind::Computed),
+    f("pending", "", Kind::Int),
+    f("sent", "", Kind::Int),
+    f("failed", "", Kind::Int),
+    f("last_success_at", "", Kind::Int),
+    f("last_error", "", Kind::Text),
+    f("last_error_at", "", Kind::Int),
+];
 const TEST_RESULT_SETS: &[Field] = &[
     f("test_result_setid", "id", Kind::Int),
     f("builderid", "builderid", Kind::Int),
@@ -201,6 +214,7 @@ impl Ty {
             Ty::Schedulers => "schedulers",
             Ty::ChangeSources => "changesources",
             Ty::Projects => "projects",
+            Ty::Reporters => "reporters",
             Ty::TestResultSets => "test_result_sets",
             Ty::TestResults => "test_results",
         }
@@ -221,6 +235,7 @@ impl Ty {
             Ty::ForceSchedulers => FORCESCHEDULERS,
             Ty::Schedulers => SCHEDULERS,
             Ty::ChangeSources | Ty::Projects => NAMED,
+            Ty::Reporters => REPORTERS,
             Ty::TestResultSets => TEST_RESULT_SETS,
             Ty::TestResults => TEST_RESULTS,
         }

@@ -40,6 +40,7 @@ async fn root(headers: HeaderMap) -> Response {
         "logs",
         "masters",
         "projects",
+        "reporters",
         "schedulers",
         "sourcestamps",
         "steps",

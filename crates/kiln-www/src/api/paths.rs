@@ -121,7 +121,7 @@ async fn load(
                 .collect();
             (items, total)
         }
-        Ty::ForceSchedulers | Ty::ChangeSources | Ty::Projects => {
+        Ty::ForceSchedulers | Ty::ChangeSources | Ty::Projects | Ty::Reporters => {
             let config = services.read.config();
             let ids = services.read.builder_ids();
             let mut items: Vec<Value> = match ty {
@@ -135,6 +135,17 @@ async fn load(
                         _ => None,
                     })
                     .collect(),
+                Ty::Reporters => {
+                    let statuses = db.reporter_statuses().await?;
+                    config
+                        .reporters
+                        .iter()
+                        .map(|r| {
+                            let status = statuses.iter().find(|s| s.reporter == r.name);
+                            shapes::reporter(r, status)
+                        })
+                        .collect()
+                }
                 _ => Vec::new(),
             };
             // Base filters on these in-memory kinds: by name, or by builder.
@@ -340,7 +351,7 @@ async fn fetch(
     let fields = ty.fields();
     let in_memory_kind = matches!(
         ty,
-        Ty::ForceSchedulers | Ty::Schedulers | Ty::ChangeSources | Ty::Projects
+        Ty::ForceSchedulers | Ty::Schedulers | Ty::ChangeSources | Ty::Projects | Ty::Reporters
     );
     if in_memory_kind {
         let (items, _) = load(

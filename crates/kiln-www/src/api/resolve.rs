@@ -304,6 +304,16 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
         )),
         ["changesources"] => Ok(Target::Collection(Ty::ChangeSources, vec![])),
         ["projects"] => Ok(Target::Collection(Ty::Projects, vec![])),
+        ["reporters"] => Ok(Target::Collection(Ty::Reporters, vec![])),
+        ["reporters", name] => Ok(Target::Single(
+            Ty::Reporters,
+            vec![Filter {
+                column: "name",
+                op: FilterOp::Eq,
+                values: vec![SqlValue::Text(name.to_string())],
+            }],
+            path.into(),
+        )),
         ["test_result_sets"] => Ok(Target::Collection(Ty::TestResultSets, vec![])),
         ["test_result_sets", id] => Ok(Target::Single(
             Ty::TestResultSets,

@@ -22,6 +22,7 @@ const TYPES: &[(Ty, &str)] = &[
     (Ty::Schedulers, "scheduler"),
     (Ty::ChangeSources, "changesource"),
     (Ty::Projects, "project"),
+    (Ty::Reporters, "reporter"),
     (Ty::TestResultSets, "test_result_set"),
     (Ty::TestResults, "test_result"),
 ];

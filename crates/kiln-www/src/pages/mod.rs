@@ -22,6 +22,7 @@ mod links;
 mod login;
 mod logs;
 mod one_line;
+mod reporters;
 mod schedulers;
 mod select;
 pub mod templates;
@@ -135,6 +136,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/users/{user}", get(users::page))
         .route("/robots.txt", get(files::robots))
         .route("/public_html/{*path}", get(files::public))
+        .route("/reporters", get(reporters::list))
         .route("/schedulers", get(schedulers::list))
         .route("/schedulers/{scheduler}/enable", post(controls::scheduler))
         .route("/shutdown", post(controls::shutdown))

@@ -36,6 +36,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("badge.svg", include_str!("../../templates/badge.svg")),
     ("users.html", include_str!("../../templates/users.html")),
     (
+        "reporters.html",
+        include_str!("../../templates/reporters.html"),
+    ),
+    (
         "schedulers.html",
         include_str!("../../templates/schedulers.html"),
     ),
