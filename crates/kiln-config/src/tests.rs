@@ -1200,6 +1200,9 @@ fn reporter_mistakes_are_reported_where_they_are() {
     reporters.HttpStatusPush(serverUrl='http://x/'),
     reporters.HttpStatusPush(serverUrl='ftp://x'),
     reporters.HttpStatusPush(serverUrl='http://y'),
+    reporters.GitHubStatusPush(context='ci'),
+    reporters.BitbucketStatusPush(),
+    reporters.MatrixStatusPush('matrix.example.org', 't', '!r:example.org'),
 ]
 "#
     );
@@ -1214,6 +1217,9 @@ fn reporter_mistakes_are_reported_where_they_are() {
         "serverUrl \"http://x/\" must not end with '/'",
         "serverUrl \"ftp://x\" is not an http:// or https:// URL",
         "two reporters are named 'HttpStatusPush_BuildStatusGenerator'",
+        "GitHubStatusPush needs token",
+        "BitbucketStatusPush needs either auth=(user, app password) or oauth_key and oauth_secret",
+        "MatrixStatusPush: \"matrix.example.org\" is not an http:// or https:// URL",
     ] {
         assert!(
             text.contains(expected),

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::data::{self, BuildInfo};
 use crate::formatter::{Formatter, Message, Site};
-use crate::report::{Attachment, Body, Report};
+use crate::report::{Attachment, Body, Report, ReportEvent};
 
 /// A generator with its formatters compiled.
 #[derive(Debug)]
@@ -110,6 +110,24 @@ impl Generator {
 
     /// The report this generator makes of an event, if any.
     pub async fn generate(
+        &self,
+        inputs: &Inputs<'_>,
+        trigger: Trigger,
+    ) -> Result<Option<Report>, String> {
+        let event = match trigger {
+            Trigger::BuildNew(_) => ReportEvent::BuildStarted,
+            Trigger::BuildFinished(_) => ReportEvent::BuildFinished,
+            Trigger::BuildsetComplete(_) => ReportEvent::BuildsetComplete,
+            Trigger::RequestNew(_) => ReportEvent::RequestNew,
+            Trigger::RequestCancelled(_) => ReportEvent::RequestCancelled,
+        };
+        Ok(self.decide(inputs, trigger).await?.map(|mut r| {
+            r.event = event;
+            r
+        }))
+    }
+
+    async fn decide(
         &self,
         inputs: &Inputs<'_>,
         trigger: Trigger,
@@ -434,6 +452,7 @@ fn report_from(message: Message, builds: &[BuildInfo], _formatter: &Formatter) -
     users.sort();
     users.dedup();
     Report {
+        event: ReportEvent::BuildFinished,
         body: message.body,
         subject: message.subject,
         kind: message.kind,

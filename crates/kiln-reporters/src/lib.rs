@@ -23,6 +23,7 @@ pub mod generators;
 pub mod hooks;
 pub mod http_push;
 pub mod mail;
+pub mod push;
 pub mod report;
 pub mod reporter;
 pub mod sink;

@@ -28,9 +28,35 @@ pub struct Attachment {
     pub content: String,
 }
 
+/// What a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportEvent {
+    RequestNew,
+    RequestCancelled,
+    BuildStarted,
+    BuildFinished,
+    BuildsetComplete,
+    WorkerMissing,
+}
+
+impl ReportEvent {
+    /// The event's name in kiln's webhook document.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportEvent::RequestNew => "request_new",
+            ReportEvent::RequestCancelled => "request_cancelled",
+            ReportEvent::BuildStarted => "build_started",
+            ReportEvent::BuildFinished => "build_finished",
+            ReportEvent::BuildsetComplete => "buildset_complete",
+            ReportEvent::WorkerMissing => "worker_missing",
+        }
+    }
+}
+
 /// One decided report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    pub event: ReportEvent,
     pub body: Option<Body>,
     pub subject: Option<String>,
     pub kind: TemplateType,

@@ -244,8 +244,14 @@ impl Reporter {
             };
             let payload: serde_json::Value =
                 serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null);
-            let outcome =
-                sink::deliver(&self.config, &payload, &*self.services.read, &self.hooks).await;
+            let outcome = sink::deliver(
+                &self.config,
+                row.id,
+                &payload,
+                &*self.services.read,
+                &self.hooks,
+            )
+            .await;
             let recorded = match outcome {
                 Ok(()) => {
                     delivered += 1;
@@ -452,6 +458,7 @@ impl Reporter {
             }
             match g.formatter().format_worker(&dict, &site) {
                 Ok(m) => out.push(Report {
+                    event: crate::report::ReportEvent::WorkerMissing,
                     body: m.body,
                     subject: m.subject,
                     kind: m.kind,

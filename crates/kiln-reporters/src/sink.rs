@@ -30,12 +30,14 @@ pub async fn encode(
             crate::mail::encode(mail, reports, read, hooks, &title).await
         }
         ReporterKind::HttpPush(_) => Ok(crate::http_push::encode(reports)),
+        ReporterKind::Push(push) => Ok(crate::push::encode(push, reports, hooks)),
     }
 }
 
 /// Delivers a stored payload.
 pub async fn deliver(
     config: &ReporterConfig,
+    report_id: i64,
     payload: &Value,
     read: &dyn ReadSide,
     hooks: &Hooks,
@@ -53,6 +55,9 @@ pub async fn deliver(
         }
         ReporterKind::HttpPush(push) => {
             crate::http_push::deliver(push, read.basedir(), hooks, payload).await
+        }
+        ReporterKind::Push(push) => {
+            crate::push::deliver(push, read.basedir(), hooks, report_id, payload).await
         }
     }
 }

@@ -36,9 +36,7 @@ pub(super) fn services(cx: &mut Cx, node: Option<&Node>) -> Services {
                     out.cancellers.push(c);
                 }
             }
-            Node::Object { kind, loc, .. }
-                if super::reporters::REPORTERS.contains(&kind.as_str()) =>
-            {
+            Node::Object { kind, loc, .. } if super::reporters::is_reporter(kind) => {
                 if let Some(r) = super::reporters::reporter(cx, loc, item) {
                     out.reporters.push(r);
                 }

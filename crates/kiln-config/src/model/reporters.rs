@@ -21,6 +21,8 @@ pub struct ReporterConfig {
 pub enum ReporterKind {
     Mail(MailConfig),
     HttpPush(HttpPushConfig),
+    /// The forges' commit statuses and comments, and chat rooms.
+    Push(Box<PushConfig>),
 }
 
 impl ReporterKind {
@@ -29,6 +31,7 @@ impl ReporterKind {
         match self {
             ReporterKind::Mail(_) => "MailNotifier",
             ReporterKind::HttpPush(_) => "HttpStatusPush",
+            ReporterKind::Push(p) => p.service.class(),
         }
     }
 }
@@ -106,6 +109,91 @@ pub struct HttpPushConfig {
     pub verify: HttpVerify,
     /// Log each request and answer, credentials redacted.
     pub debug: bool,
+}
+
+/// A push to a forge or a chat: which service, where it is, and how kiln proves who it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushConfig {
+    pub service: PushService,
+    /// The service's base URL, without a final `/` (the API's, a webhook's, a homeserver's).
+    pub base_url: String,
+    /// A token: GitHub's and Gitea's `token`, GitLab's private token, Zulip's API key, a
+    /// Matrix access token.
+    pub token: Option<Renderable>,
+    /// HTTP Basic credentials (`auth=(user, password)`, or Bitbucket Server's `user` and
+    /// `password`).
+    pub auth: Option<(Renderable, Renderable)>,
+    /// Bitbucket Cloud's OAuth consumer key and secret, and where to trade them for a token.
+    pub oauth: Option<(Renderable, Renderable, String)>,
+    /// The status's context (GitHub, GitLab, Gitea) or key (Bitbucket), rendered with the
+    /// build's properties.
+    pub context: Renderable,
+    /// Bitbucket's `status_name`, Bitbucket Server's `statusName`.
+    pub status_name: Option<Renderable>,
+    /// Zulip's stream, a Matrix room, a Slack channel.
+    pub target: Option<String>,
+    /// Slack's `username`.
+    pub username: Option<String>,
+    pub headers: Vec<(String, Renderable)>,
+    pub verify: HttpVerify,
+    /// Gitea's `warningAsSuccess`.
+    pub warning_as_success: bool,
+    pub debug: bool,
+}
+
+/// The services a push reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushService {
+    GitHub,
+    GitHubComment,
+    GitLab,
+    Gitea,
+    Bitbucket,
+    BitbucketServer,
+    BitbucketServerPRComment,
+    Zulip,
+    /// kiln's: a message in a Matrix room.
+    Matrix,
+    /// kiln's: a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat).
+    Slack,
+    /// kiln's: a JSON document of the report to any URL.
+    Webhook,
+}
+
+impl PushService {
+    pub const ALL: [PushService; 11] = [
+        PushService::GitHub,
+        PushService::GitHubComment,
+        PushService::GitLab,
+        PushService::Gitea,
+        PushService::Bitbucket,
+        PushService::BitbucketServer,
+        PushService::BitbucketServerPRComment,
+        PushService::Zulip,
+        PushService::Matrix,
+        PushService::Slack,
+        PushService::Webhook,
+    ];
+
+    pub fn class(self) -> &'static str {
+        match self {
+            PushService::GitHub => "GitHubStatusPush",
+            PushService::GitHubComment => "GitHubCommentPush",
+            PushService::GitLab => "GitLabStatusPush",
+            PushService::Gitea => "GiteaStatusPush",
+            PushService::Bitbucket => "BitbucketStatusPush",
+            PushService::BitbucketServer => "BitbucketServerStatusPush",
+            PushService::BitbucketServerPRComment => "BitbucketServerPRCommentPush",
+            PushService::Zulip => "ZulipStatusPush",
+            PushService::Matrix => "MatrixStatusPush",
+            PushService::Slack => "SlackStatusPush",
+            PushService::Webhook => "WebhookPush",
+        }
+    }
+
+    pub fn from_class(class: &str) -> Option<PushService> {
+        PushService::ALL.into_iter().find(|s| s.class() == class)
+    }
 }
 
 /// `verify=`: how an `https` server's certificate is checked.

@@ -351,3 +351,185 @@ c['services'] = [
     drop(smtp);
     m.stop().await;
 }
+
+/// Every request a stand-in forge or chat got: method, path and query, headers, body.
+type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Value)>>>;
+
+async fn record(
+    State((seen, arrived)): State<(Seen, Arc<Notify>)>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    seen.lock()
+        .unwrap()
+        .push((method.to_string(), uri.to_string(), headers, value));
+    arrived.notify_waiters();
+    StatusCode::CREATED
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forges_and_chats_get_each_builds_statuses_in_their_own_words() {
+    let seen: Seen = Arc::default();
+    let arrived = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state((seen.clone(), arrived.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let body = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='fail', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(name='compile', command='exit 1')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['fail'],
+    properties=[util.StringParameter(name='pullrequesturl', default='https://bb.example.org/projects/P/repos/r/pull-requests/12')])]
+c['buildbotURL'] = 'http://ci.example.org/'
+c['secretsProviders'] = [secrets.SecretInAFile(dirname='secrets')]
+c['services'] = [
+    reporters.GitHubStatusPush(token='gh-token', baseURL='{at}/gh'),
+    reporters.GitHubCommentPush(token='gh-token', baseURL='{at}/gh'),
+    reporters.GitLabStatusPush(token=util.Secret('gitlab'), baseURL='{at}/gl/'),
+    reporters.GiteaStatusPush('{at}/gitea', 'gt-token', context=util.Interpolate('ci/%(prop:buildername)s')),
+    reporters.BitbucketStatusPush(auth=('bbuser', 'bbpass'), base_url='{at}/bb'),
+    reporters.BitbucketServerStatusPush('{at}/bbs', 'u', 'p'),
+    reporters.BitbucketServerPRCommentPush('{at}/bbs', 'u', 'p'),
+    reporters.ZulipStatusPush('{at}/zulip', 'zk', 'builds'),
+    reporters.MatrixStatusPush('{at}/matrix', 'mx-token', '!room:example.org'),
+    reporters.SlackStatusPush('{at}/slack', channel='#ci'),
+    reporters.WebhookPush('{at}/hook', headers={{'X-Kiln': 'yes'}}),
+]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/gitlab"), "gl-token").unwrap();
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &body)).await;
+    m.start_worker("w1", "pass").await;
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    m.force_and_wait(
+        json!({"builderNames": ["fail"], "branch": "refs/pull/7/head",
+        "revision": sha, "repository": "https://github.com/o/r", "project": "demo"}),
+    )
+    .await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let notified = arrived.notified();
+            if seen.lock().unwrap().len() >= 21 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "only {:?} arrived",
+            seen.lock()
+                .unwrap()
+                .iter()
+                .map(|s| s.1.clone())
+                .collect::<Vec<_>>()
+        )
+    });
+    let seen = seen.lock().unwrap().clone();
+    let at_path = |prefix: &str| -> Vec<(String, String, HeaderMap, Value)> {
+        seen.iter()
+            .filter(|s| s.1.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    let states = |prefix: &str, key: &str| -> Vec<String> {
+        at_path(prefix)
+            .iter()
+            .filter_map(|s| s.3[key].as_str().map(String::from))
+            .collect()
+    };
+    let build_url = "http://ci.example.org/builders/1/builds/1";
+
+    let gh = at_path(&format!("/gh/repos/o/r/statuses/{sha}"));
+    assert_eq!(gh.len(), 3, "{gh:?}");
+    assert_eq!(gh[0].2["authorization"], "token gh-token");
+    assert_eq!(
+        gh[2].3,
+        json!({"state": "failure", "description": "Build done.", "target_url": build_url, "context": "buildbot/fail"})
+    );
+    assert_eq!(
+        states("/gh/repos", "state"),
+        ["pending", "pending", "failure"]
+    );
+    assert_eq!(gh[0].3["target_url"], "http://ci.example.org/builders/1");
+    let comment = at_path("/gh/repos/o/r/issues/7/comments");
+    assert_eq!(comment.len(), 1);
+    assert_eq!(comment[0].3, json!({"body": "Build done."}));
+
+    let gl = at_path(&format!("/gl/api/v4/projects/o%2Fr/statuses/{sha}"));
+    assert_eq!(gl[0].2["private-token"], "gl-token");
+    assert_eq!(states("/gl/", "state"), ["pending", "running", "failed"]);
+    assert_eq!(gl[2].3["ref"], "refs/pull/7/head");
+    assert_eq!(gl[2].3["name"], "buildbot/fail");
+
+    let gitea = at_path(&format!("/gitea/api/v1/repos/o/r/statuses/{sha}"));
+    assert_eq!(gitea[0].2["authorization"], "token gt-token");
+    assert_eq!(
+        states("/gitea/", "state"),
+        ["pending", "pending", "failure"]
+    );
+    assert_eq!(gitea[2].3["context"], "ci/fail");
+
+    let bb = at_path(&format!("/bb/o/r/commit/{sha}/statuses/build"));
+    assert_eq!(bb[0].2["authorization"], "Basic YmJ1c2VyOmJicGFzcw==");
+    assert_eq!(states("/bb/", "state"), ["INPROGRESS", "FAILED"]);
+    assert_eq!(bb[1].3["key"], "a602e216eb44a3ac5e096036eeaaef6bb9159677");
+    assert_eq!(bb[1].3["name"], "fail");
+
+    assert_eq!(
+        states(
+            &format!("/bbs/rest/build-status/1.0/commits/{sha}"),
+            "state"
+        ),
+        ["INPROGRESS", "FAILED"]
+    );
+    let pr = at_path("/bbs/rest/api/1.0/projects/P/repos/r/pull-requests/12/comments");
+    assert_eq!(pr.len(), 1);
+    assert!(
+        pr[0].3["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("A failed build has been detected on builder fail"),
+        "{:?}",
+        pr[0].3
+    );
+
+    let zulip = at_path("/zulip/api/v1/external/buildbot?stream=builds&api_key=zk");
+    assert_eq!(states("/zulip/", "event"), ["new", "finished"]);
+    assert_eq!(zulip[1].3["results"], 2);
+    assert_eq!(zulip[1].3["buildername"], "fail");
+    assert_eq!(zulip[1].3["project"], "demo");
+
+    let matrix =
+        at_path("/matrix/_matrix/client/v3/rooms/%21room%3Aexample.org/send/m.room.message/kiln-");
+    assert_eq!(matrix.len(), 1);
+    assert_eq!(matrix[0].0, "PUT");
+    assert_eq!(matrix[0].2["authorization"], "Bearer mx-token");
+    assert_eq!(
+        matrix[0].3["body"],
+        format!("fail #1: failed build (failed compile) {build_url}")
+    );
+    let slack = at_path("/slack");
+    assert_eq!(slack[0].3["channel"], "#ci");
+    assert_eq!(slack[0].3["text"], matrix[0].3["body"]);
+
+    let hook = at_path("/hook");
+    assert_eq!(
+        states("/hook", "event"),
+        ["build_started", "build_finished"]
+    );
+    assert_eq!(hook[1].2["x-kiln"], "yes");
+    assert_eq!(hook[1].3["result_name"], "failure");
+    assert_eq!(hook[1].3["builds"][0]["url"], build_url);
+    assert_eq!(seen.len(), 21, "nothing more: {seen:?}");
+    m.stop().await;
+}
