@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use kiln_api::{ApiError, ReadSide};
-use kiln_config::{GeneratorConfig, GeneratorKind, MasterConfig, Mode, ReportFilter};
+use kiln_config::{GeneratorConfig, GeneratorKind, GerritStage, MasterConfig, Mode, ReportFilter};
 use kiln_core::render::RenderHooks;
 use kiln_core::{BuildId, BuildRequestId, BuildSetId, Results};
 use serde_json::{Value, json};
@@ -74,6 +74,10 @@ impl Generator {
             GeneratorKind::BuildStartEnd { start, end } => {
                 (Formatter::new(start)?, Some(Formatter::new(end)?))
             }
+            // A Gerrit generator's callback makes its review.
+            GeneratorKind::Gerrit { .. } => {
+                (Formatter::new(&kiln_config::FormatterConfig::Empty)?, None)
+            }
         };
         Ok(Generator {
             config: config.clone(),
@@ -99,6 +103,12 @@ impl Generator {
                 GeneratorKind::BuildRequest { .. },
                 Trigger::RequestNew(_) | Trigger::RequestCancelled(_),
             ) => true,
+            (GeneratorKind::Gerrit { stage, .. }, t) => matches!(
+                (stage, t),
+                (GerritStage::BuildSet, Trigger::BuildsetComplete(_))
+                    | (GerritStage::Start, Trigger::BuildNew(_))
+                    | (GerritStage::End, Trigger::BuildFinished(_))
+            ),
             _ => false,
         }
     }
@@ -170,8 +180,68 @@ impl Generator {
             (GeneratorKind::BuildRequest { .. }, Trigger::RequestCancelled(id)) => {
                 self.request_report(inputs, id, true).await
             }
+            (
+                GeneratorKind::Gerrit {
+                    stage,
+                    callback,
+                    arg,
+                },
+                Trigger::BuildNew(id) | Trigger::BuildFinished(id),
+            ) => {
+                let Some(build) = data::load_build(read, id).await.map_err(err)? else {
+                    return Ok(None);
+                };
+                if !self.selects(&build) {
+                    return Ok(None);
+                }
+                let review =
+                    crate::gerrit::build_review(inputs.config, *stage, *callback, arg, &build)?;
+                Ok(review.map(|r| self.review_report(r, vec![build])))
+            }
+            (GeneratorKind::Gerrit { callback, arg, .. }, Trigger::BuildsetComplete(id)) => {
+                let builds: Vec<BuildInfo> = data::buildset_builds(read, id)
+                    .await
+                    .map_err(err)?
+                    .into_iter()
+                    .filter(|b| self.selects(b))
+                    .collect();
+                if builds.is_empty() {
+                    return Ok(None);
+                }
+                let results = read
+                    .db()
+                    .get_buildset(id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .and_then(|b| b.results)
+                    .unwrap_or(-1);
+                let review = crate::gerrit::buildset_review(
+                    inputs.config,
+                    *callback,
+                    arg,
+                    &builds,
+                    results,
+                )?;
+                Ok(review.map(|r| self.review_report(r, builds)))
+            }
             _ => Ok(None),
         }
+    }
+
+    /// A report carrying a Gerrit review of `builds`.
+    fn review_report(&self, review: crate::gerrit::Review, builds: Vec<BuildInfo>) -> Report {
+        let message = Message {
+            body: Some(Body::Json(review.to_json())),
+            subject: None,
+            kind: kiln_config::TemplateType::Json,
+        };
+        let mut report = report_from(message, &builds, &self.first);
+        report.results = builds.first().and_then(BuildInfo::results);
+        report.summary = match builds.as_slice() {
+            [one] => describe_build(one),
+            _ => format!("{} builds reviewed", builds.len()),
+        };
+        report
     }
 
     async fn build_report(

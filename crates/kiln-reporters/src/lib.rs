@@ -20,6 +20,7 @@ use tokio::task::{AbortHandle, JoinSet};
 pub mod data;
 pub mod formatter;
 pub mod generators;
+pub mod gerrit;
 pub mod hooks;
 pub mod http_push;
 pub mod mail;

@@ -426,7 +426,7 @@ fn url_path(url: &str) -> Option<String> {
     Some(format!("/{}", path.trim_end_matches('/')))
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {

@@ -31,6 +31,7 @@ pub async fn encode(
         }
         ReporterKind::HttpPush(_) => Ok(crate::http_push::encode(reports)),
         ReporterKind::Push(push) => Ok(crate::push::encode(push, reports, hooks)),
+        ReporterKind::Gerrit(_) => Ok(crate::gerrit::encode(reports)),
     }
 }
 
@@ -58,6 +59,9 @@ pub async fn deliver(
         }
         ReporterKind::Push(push) => {
             crate::push::deliver(push, read.basedir(), hooks, report_id, payload).await
+        }
+        ReporterKind::Gerrit(gerrit) => {
+            crate::gerrit::deliver(gerrit, read.basedir(), hooks, payload).await
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum ReporterKind {
     HttpPush(HttpPushConfig),
     /// The forges' commit statuses and comments, and chat rooms.
     Push(Box<PushConfig>),
+    /// Reviews on Gerrit changes.
+    Gerrit(Box<GerritConfig>),
 }
 
 impl ReporterKind {
@@ -32,6 +34,7 @@ impl ReporterKind {
             ReporterKind::Mail(_) => "MailNotifier",
             ReporterKind::HttpPush(_) => "HttpStatusPush",
             ReporterKind::Push(p) => p.service.class(),
+            ReporterKind::Gerrit(_) => "GerritStatusPush",
         }
     }
 }
@@ -109,6 +112,40 @@ pub struct HttpPushConfig {
     pub verify: HttpVerify,
     /// Log each request and answer, credentials redacted.
     pub debug: bool,
+}
+
+/// `reporters.GerritStatusPush`: reviews over ssh (`gerrit review`), or over Gerrit's REST API
+/// when `server` is an `http(s)://` URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GerritConfig {
+    pub server: String,
+    pub username: String,
+    pub port: u16,
+    pub identity_file: Option<String>,
+    /// `--notify` (NONE, OWNER, OWNER_REVIEWERS, ALL).
+    pub notify: Option<String>,
+    /// kiln's `sshCommand`: the ssh client to run (`ssh` by default).
+    pub ssh_command: String,
+    /// kiln's `password`: the HTTP password for the REST API.
+    pub password: Option<Renderable>,
+    pub verify: HttpVerify,
+}
+
+/// A Gerrit review callback: the configuration's function, and for the old `reviewCB`,
+/// `startCB` and `summaryCB` the prelude's function that calls it with their arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GerritCallback {
+    pub func: FnRef,
+    pub call: Option<FnRef>,
+}
+
+/// When a Gerrit generator reviews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GerritStage {
+    /// Once the buildset is complete, all its builds in one review.
+    BuildSet,
+    Start,
+    End,
 }
 
 /// A push to a forge or a chat: which service, where it is, and how kiln proves who it is.
@@ -239,6 +276,14 @@ pub enum GeneratorKind {
     BuildSetCombined { formatter: FormatterConfig },
     /// `BuildRequestGenerator`: a new or cancelled build request.
     BuildRequest { formatter: FormatterConfig },
+    /// `GerritBuildSetStatusGenerator`, `GerritBuildStartStatusGenerator`,
+    /// `GerritBuildEndStatusGenerator`: a review made by a callback (Buildbot's default review
+    /// or summary without one).
+    Gerrit {
+        stage: GerritStage,
+        callback: Option<GerritCallback>,
+        arg: kiln_core::PropertyValue,
+    },
     /// `WorkerMissingGenerator`: a worker gone for its `missing_timeout`.
     WorkerMissing {
         /// `None` for `'all'`.
@@ -256,6 +301,11 @@ impl GeneratorKind {
             GeneratorKind::BuildSetCombined { .. } => "BuildSetCombinedStatusGenerator",
             GeneratorKind::BuildRequest { .. } => "BuildRequestGenerator",
             GeneratorKind::WorkerMissing { .. } => "WorkerMissingGenerator",
+            GeneratorKind::Gerrit { stage, .. } => match stage {
+                GerritStage::BuildSet => "GerritBuildSetStatusGenerator",
+                GerritStage::Start => "GerritBuildStartStatusGenerator",
+                GerritStage::End => "GerritBuildEndStatusGenerator",
+            },
         }
     }
 }

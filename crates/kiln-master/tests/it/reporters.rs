@@ -533,3 +533,156 @@ c['services'] = [
     assert_eq!(seen.len(), 21, "nothing more: {seen:?}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gerrit_gets_reviews_over_ssh_from_old_and_new_callbacks_and_over_rest() {
+    let seen: Seen = Arc::default();
+    let arrived = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state((seen.clone(), arrived.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for ssh that keeps each call's arguments, NUL-separated, in a file of its own.
+    let calls = dir.path().join("ssh-calls");
+    std::fs::create_dir(&calls).unwrap();
+    let ssh = dir.path().join("fake-ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\nn=$(ls {0} | wc -l)\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > {0}/tmp-$n\nmv {0}/tmp-$n {0}/call-$n\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/gerrit"), "http-pw").unwrap();
+    let body = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='fail', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(name='compile', command='exit 1')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['fail'], properties=[
+    util.StringParameter(name='event.change.id', default='I0123'),
+    util.StringParameter(name='event.change.number', default='4711'),
+    util.StringParameter(name='event.change.project', default='kiln-demo'),
+    util.StringParameter(name='event.patchSet.revision', default='bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb')])]
+c['buildbotURL'] = 'http://ci.example.org/'
+c['secretsProviders'] = [secrets.SecretInAFile(dirname='secrets')]
+
+# The brief's own callbacks, as written there.
+def gerritReviewCB(builderName, build, result, status, arg):
+    if result == util.RETRY:
+        return None, 0, 0
+
+    message =  "Buildbot finished compiling your patchset\n"
+    message += "on configuration: %s\n" % builderName
+    message += "The result is: %s\n" % util.Results[result].upper()
+
+    if arg:
+        message += "\nFor more details visit:\n"
+        message += status.getURLForThing(build) + "\n"
+
+    # message, verified, reviewed
+    return message, (result == util.SUCCESS or -1), 0
+
+def gerritStartCB(builderName, build, arg):
+    message = "Buildbot started compiling your patchset\n"
+    message += "on configuration: %s\n" % builderName
+    return message
+
+def review(builderName, build, arg):
+    return reporters.makeReviewResult("It's " + builderName + " " + arg,
+        (reporters.GERRIT_LABEL_VERIFIED, 1 if build['results'] == util.SUCCESS else -1),
+        (reporters.GERRIT_LABEL_REVIEWED, 0))
+
+c['services'] = [
+    reporters.GerritStatusPush('gerrit.example.org', 'bbuser', name='old', sshCommand='{ssh}',
+        reviewCB=gerritReviewCB, reviewArg=c['buildbotURL'], startCB=gerritStartCB, startArg=c['buildbotURL']),
+    reporters.GerritStatusPush('gerrit.example.org', 'bbuser', port=2222, identity_file='id_gerrit',
+        notify='OWNER', name='new', sshCommand='{ssh}',
+        generators=[reporters.GerritBuildEndStatusGenerator(callback=review, callback_arg='done')]),
+    reporters.GerritStatusPush('{at}/gerrit', 'bbuser', password=util.Secret('gerrit'), name='rest'),
+]
+"#,
+        ssh = ssh.display()
+    );
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &body)).await;
+    m.start_worker("w1", "pass").await;
+    m.force_and_wait(json!({"builderNames": ["fail"]})).await;
+    let read_calls = || -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = std::fs::read_dir(&calls)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("call-"))
+            .map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .split('\0')
+                    .filter(|a| !a.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if read_calls().len() >= 3 && !seen.lock().unwrap().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("reviews missing: {:?}", read_calls()));
+    let calls = read_calls();
+    let sha = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let old_end: Vec<&str> = [
+        "-o", "BatchMode=yes", "bbuser@gerrit.example.org", "-p", "29418", "gerrit", "review",
+        "--project kiln-demo", "--tag autogenerated:buildbot",
+        "--message 'Buildbot finished compiling your patchset\non configuration: fail\nThe result is: FAILURE\n\nFor more details visit:\nhttp://ci.example.org/builders/1/builds/1\n'",
+        "--label Verified=-1", sha,
+    ]
+    .to_vec();
+    assert!(calls.iter().any(|c| *c == old_end), "{calls:#?}");
+    assert!(
+        calls.iter().any(|c| c.iter().any(|a| a
+            == "--message 'Buildbot started compiling your patchset\non configuration: fail\n'")
+            && !c.iter().any(|a| a.starts_with("--label"))),
+        "{calls:#?}"
+    );
+    let new = calls
+        .iter()
+        .find(|c| {
+            c.iter()
+                .any(|a| a.starts_with("--message 'It\"s fail done'"))
+        })
+        .unwrap_or_else(|| panic!("{calls:#?}"));
+    assert!(new.contains(&"2222".to_string()) && new.contains(&"--notify OWNER".to_string()));
+    assert!(new.contains(&"-i".to_string()) && new.iter().any(|a| a.ends_with("/id_gerrit")));
+    assert!(new.contains(&"--label Verified=-1".to_string()), "{new:?}");
+    // makeReviewResult's labels go as they are, zero too, as in Buildbot.
+    assert!(new.contains(&"--label Code-Review=0".to_string()), "{new:?}");
+
+    let rest = seen.lock().unwrap().clone();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let (method, uri, headers, review) = &rest[0];
+    assert_eq!(method, "POST");
+    assert_eq!(
+        uri,
+        &format!("/gerrit/a/changes/4711/revisions/{sha}/review")
+    );
+    // Basic bbuser:http-pw.
+    assert_eq!(headers["authorization"], "Basic YmJ1c2VyOmh0dHAtcHc=");
+    assert_eq!(
+        review,
+        &json!({"message": "Builder fail failed (failed compile) - http://ci.example.org/builders/1/builds/1",
+                "labels": {"Verified": -1}, "tag": "autogenerated:buildbot"})
+    );
+    m.stop().await;
+}
