@@ -19,6 +19,7 @@ mod secrets;
 mod services;
 mod shell;
 mod source;
+mod status;
 mod steps;
 mod timed;
 mod transfer;
@@ -68,6 +69,7 @@ const KNOWN: &[&str] = &[
     "codebaseGenerator",
     "revlink",
     "services",
+    "status",
     "secretsProviders",
     "properties",
     "collapseRequests",
@@ -107,7 +109,15 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
 
     let worker_port = get("protocols").and_then(|p| protocols(&mut cx, p));
 
-    let www = www::www(&mut cx, get("www"));
+    let status = status::status(&mut cx, get("status"));
+    if get("www").is_some() && status.www.is_some() {
+        let loc = cx.key_loc("status");
+        cx.warn(
+            &loc,
+            "c['status']: html.WebStatus is ignored because c['www'] is set",
+        );
+    }
+    let www = www::www(&mut cx, get("www").or(status.www.as_ref()));
     if buildbot_url.is_empty() {
         buildbot_url = format!("http://localhost:{}/", www.port.unwrap_or(8010));
     }
@@ -141,7 +151,12 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .collect::<Vec<_>>();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
-    let services = services::services(&mut cx, get("services"));
+    let mut services = services::services(&mut cx, get("services"));
+    services.reporters.extend(status.reporters);
+    {
+        let loc = cx.key_loc("services");
+        reporters::check_names(&mut cx, &loc, &services.reporters);
+    }
     let secrets_providers = secrets::providers(&mut cx, get("secretsProviders"));
     let codebase_generator = get("codebaseGenerator")
         .filter(|n| **n != Node::None)

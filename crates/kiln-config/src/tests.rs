@@ -1236,3 +1236,75 @@ fn reporter_mistakes_are_reported_where_they_are() {
     assert!(typo.contains("message_formater"), "{typo}");
     assert!(typo.contains("master.star:"), "{typo}");
 }
+
+#[test]
+fn the_briefs_status_targets_work_as_written_with_a_warning_each() {
+    use crate::{GeneratorKind, ReporterKind};
+    // The brief's status chapter, its imports deleted.
+    let source = format!(
+        "{}\n{}",
+        GOOD.replace("c['www'] = {'port': 8010}", ""),
+        r##"
+c['status'] = []
+c['status'].append(html.WebStatus(http_port=8011, allowForce=False))
+m = mail.MailNotifier(fromaddr="buildbot@localhost",
+                      extraRecipients=["builds@lists.example.com"],
+                      sendToInterestedUsers=False)
+c['status'].append(m)
+c['status'].append(words.IRC(host="irc.example.com", nick="bb",
+                             channels=[{"channel": "#example1"},
+                                       {"channel": "#example2",
+                                        "password": "somesecretpassword"}]))
+pbl = buildbot.status.client.PBListener(port=9988, user="u", passwd="p")
+c['status'].append(pbl)
+sp = buildbot.status.status_push.HttpStatusPush(
+        serverUrl="http://example.com/submit")
+c['status'].append(sp)
+
+def gerritReviewCB(builderName, build, result, status, arg):
+    if result == RETRY:
+        return None, 0, 0
+    message =  "Buildbot finished compiling your patchset\n"
+    message += "on configuration: %s\n" % builderName
+    message += "The result is: %s\n" % Results[result].upper()
+    return message, (result == SUCCESS or -1), 0
+
+Results = buildbot.status.builder.Results
+SUCCESS = buildbot.status.builder.SUCCESS
+RETRY = buildbot.status.builder.RETRY
+c['status'].append(status_gerrit.GerritStatusPush('127.0.0.1', 'buildbot',
+                                    reviewCB=gerritReviewCB,
+                                    reviewArg=c['buildbotURL'] if 'buildbotURL' in c else None))
+"##
+    );
+    let c = load_str("master.star", &source).unwrap();
+    assert_eq!(c.www.port, Some(8011));
+    assert!(c.www.authz.is_some(), "allowForce=False forbids forcing");
+    let classes: Vec<&str> = c.reporters.iter().map(|r| r.kind.class()).collect();
+    assert_eq!(
+        classes,
+        ["MailNotifier", "HttpStatusPush", "GerritStatusPush"]
+    );
+    let ReporterKind::Mail(m) = &c.reporters[0].kind else {
+        panic!()
+    };
+    assert!(!m.send_to_interested_users);
+    assert!(matches!(
+        &c.reporters[2].generators[0].kind,
+        GeneratorKind::Gerrit { callback: Some(cb), .. } if cb.call.is_some()
+    ));
+    let warnings: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
+    for expected in [
+        "html.WebStatus is the 0.8 spelling; write c['www']",
+        "MailNotifier is a reporter in Buildbot 4; write c['services'] = [reporters.MailNotifier(…)]",
+        "words.IRC is not supported",
+        "PBListener is ignored",
+        "HttpStatusPush is a reporter in Buildbot 4",
+        "reviewCB, startCB and summaryCB are the 0.8 spellings",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(expected)),
+            "{expected:?} missing from {warnings:#?}"
+        );
+    }
+}

@@ -53,7 +53,6 @@ pub(super) fn services(cx: &mut Cx, node: Option<&Node>) -> Services {
             ),
         }
     }
-    super::reporters::check_names(cx, &loc, &out.reporters);
     out
 }
 

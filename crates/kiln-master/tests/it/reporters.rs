@@ -667,7 +667,10 @@ c['services'] = [
     assert!(new.contains(&"-i".to_string()) && new.iter().any(|a| a.ends_with("/id_gerrit")));
     assert!(new.contains(&"--label Verified=-1".to_string()), "{new:?}");
     // makeReviewResult's labels go as they are, zero too, as in Buildbot.
-    assert!(new.contains(&"--label Code-Review=0".to_string()), "{new:?}");
+    assert!(
+        new.contains(&"--label Code-Review=0".to_string()),
+        "{new:?}"
+    );
 
     let rest = seen.lock().unwrap().clone();
     assert_eq!(rest.len(), 1, "{rest:?}");
