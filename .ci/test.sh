@@ -20,6 +20,9 @@ if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet 'aiosmtpd==1.4.6'
 fi
 export KILN_TEST_PYTHON=$venv/bin/python
+# The IRC bot is tested on a real IRC server.
+KILN_TEST_NGIRCD=$(command -v ngircd || echo /usr/sbin/ngircd)
+export KILN_TEST_NGIRCD
 
 # Buildbot's own front-end and its view plugins, from PyPI, which kiln serves when configured to;
 # installed without their dependency on the Buildbot master, which kiln replaces.

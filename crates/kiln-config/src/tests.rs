@@ -1283,21 +1283,34 @@ c['status'].append(status_gerrit.GerritStatusPush('127.0.0.1', 'buildbot',
     let classes: Vec<&str> = c.reporters.iter().map(|r| r.kind.class()).collect();
     assert_eq!(
         classes,
-        ["MailNotifier", "HttpStatusPush", "GerritStatusPush"]
+        ["MailNotifier", "IRC", "HttpStatusPush", "GerritStatusPush"]
+    );
+    let ReporterKind::Irc(irc) = &c.reporters[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        irc.channels,
+        [
+            ("#example1".to_string(), None),
+            (
+                "#example2".to_string(),
+                Some("somesecretpassword".to_string())
+            )
+        ]
     );
     let ReporterKind::Mail(m) = &c.reporters[0].kind else {
         panic!()
     };
     assert!(!m.send_to_interested_users);
     assert!(matches!(
-        &c.reporters[2].generators[0].kind,
+        &c.reporters[3].generators[0].kind,
         GeneratorKind::Gerrit { callback: Some(cb), .. } if cb.call.is_some()
     ));
     let warnings: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
     for expected in [
         "html.WebStatus is the 0.8 spelling; write c['www']",
         "MailNotifier is a reporter in Buildbot 4; write c['services'] = [reporters.MailNotifier(…)]",
-        "words.IRC is not supported",
+        "words.IRC is a reporter in Buildbot 4",
         "PBListener is ignored",
         "HttpStatusPush is a reporter in Buildbot 4",
         "reviewCB, startCB and summaryCB are the 0.8 spellings",

@@ -23,6 +23,7 @@ pub mod generators;
 pub mod gerrit;
 pub mod hooks;
 pub mod http_push;
+pub mod irc;
 pub mod mail;
 pub mod push;
 pub mod report;

@@ -35,6 +35,8 @@ pub const KEEP_FINISHED: i64 = 1000;
 pub struct Reporter {
     pub config: ReporterConfig,
     generators: Vec<Generator>,
+    /// An IRC reporter's bot, whose connection delivers its announcements.
+    irc: Option<Arc<crate::irc::Bot>>,
     services: Services,
     hooks: Hooks,
     stored: Notify,
@@ -48,7 +50,14 @@ impl Reporter {
             .iter()
             .map(Generator::new)
             .collect::<Result<_, _>>()?;
+        let irc = match &config.kind {
+            kiln_config::ReporterKind::Irc(c) => {
+                Some(crate::irc::Bot::new((**c).clone(), services.clone()))
+            }
+            _ => None,
+        };
         Ok(Reporter {
+            irc,
             hooks: Hooks::new(services.read.clone()),
             config,
             generators,
@@ -65,7 +74,14 @@ impl Reporter {
     /// Runs both loops until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         let deliverer = self.clone();
-        tokio::join!(self.decide(), deliverer.deliver());
+        let bot = self.irc.clone();
+        let connection = async move {
+            match bot {
+                Some(bot) => bot.run().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::join!(self.decide(), deliverer.deliver(), connection);
     }
 
     async fn decide(&self) {
@@ -136,6 +152,21 @@ impl Reporter {
         let Some(trigger) = Trigger::of_key(&event.key) else {
             return false;
         };
+        if let Some(bot) = &self.irc {
+            return match bot.announcements(trigger).await {
+                Ok(lines) if !lines.is_empty() => {
+                    let summary = format!("{} on IRC", event.key);
+                    let payload = serde_json::json!({ "lines": lines });
+                    self.enqueue(payload, summary, format!("event:{}", event.id), event.id)
+                        .await
+                }
+                Ok(_) => false,
+                Err(error) => {
+                    tracing::error!(reporter = %self.config.name, key = %event.key, %error, "deciding IRC announcements");
+                    false
+                }
+            };
+        }
         if !self.generators.iter().any(|g| g.wants(trigger)) {
             return false;
         }
@@ -183,6 +214,18 @@ impl Reporter {
             .map(|r| r.summary.as_str())
             .collect::<Vec<_>>()
             .join("; ");
+        self.enqueue(payload, summary, dedup, position).await
+    }
+
+    /// Stores one payload, with the event position it was decided from (0: none); whether it
+    /// moved the reporter past an event.
+    async fn enqueue(
+        &self,
+        payload: serde_json::Value,
+        summary: String,
+        dedup: String,
+        position: i64,
+    ) -> bool {
         let report = NewReport {
             reporter: self.config.name.clone(),
             dedup,
@@ -250,6 +293,7 @@ impl Reporter {
                 &payload,
                 &*self.services.read,
                 &self.hooks,
+                self.irc.as_deref(),
             )
             .await;
             let recorded = match outcome {

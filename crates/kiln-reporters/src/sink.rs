@@ -32,6 +32,8 @@ pub async fn encode(
         ReporterKind::HttpPush(_) => Ok(crate::http_push::encode(reports)),
         ReporterKind::Push(push) => Ok(crate::push::encode(push, reports, hooks)),
         ReporterKind::Gerrit(_) => Ok(crate::gerrit::encode(reports)),
+        // The bot decides its announcements itself (`irc::Bot::announcements`).
+        ReporterKind::Irc(_) => Ok(None),
     }
 }
 
@@ -42,6 +44,7 @@ pub async fn deliver(
     payload: &Value,
     read: &dyn ReadSide,
     hooks: &Hooks,
+    irc: Option<&crate::irc::Bot>,
 ) -> Result<(), Failure> {
     match &config.kind {
         ReporterKind::Mail(mail) => {
@@ -63,5 +66,9 @@ pub async fn deliver(
         ReporterKind::Gerrit(gerrit) => {
             crate::gerrit::deliver(gerrit, read.basedir(), hooks, payload).await
         }
+        ReporterKind::Irc(_) => match irc {
+            Some(bot) => bot.deliver(payload).await,
+            None => Err(Failure::Permanent("the IRC bot is not running".into())),
+        },
     }
 }

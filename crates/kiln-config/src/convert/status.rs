@@ -64,10 +64,15 @@ pub(super) fn status(cx: &mut Cx, node: Option<&Node>) -> Status {
                     out.reporters.push(r);
                 }
             }
-            "IRC" => cx.warn(
-                loc,
-                "c['status']: words.IRC is not supported by this version of kiln and is ignored",
-            ),
+            "IRC" => {
+                cx.warn(
+                    loc,
+                    "c['status']: words.IRC is a reporter in Buildbot 4; write c['services'] = [reporters.IRC(…)]",
+                );
+                if let Some(r) = reporters::reporter(cx, loc, item) {
+                    out.reporters.push(r);
+                }
+            }
             "PBListener" => cx.warn(
                 loc,
                 "c['status']: PBListener is ignored: status clients use the REST API and the /ws and /sse streams (kiln status, kiln watch)",

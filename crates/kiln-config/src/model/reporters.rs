@@ -25,6 +25,8 @@ pub enum ReporterKind {
     Push(Box<PushConfig>),
     /// Reviews on Gerrit changes.
     Gerrit(Box<GerritConfig>),
+    /// A bot on IRC that announces builds and takes commands.
+    Irc(Box<IrcConfig>),
 }
 
 impl ReporterKind {
@@ -35,6 +37,7 @@ impl ReporterKind {
             ReporterKind::HttpPush(_) => "HttpStatusPush",
             ReporterKind::Push(p) => p.service.class(),
             ReporterKind::Gerrit(_) => "GerritStatusPush",
+            ReporterKind::Irc(_) => "IRC",
         }
     }
 }
@@ -129,6 +132,71 @@ pub struct GerritConfig {
     /// kiln's `password`: the HTTP password for the REST API.
     pub password: Option<Renderable>,
     pub verify: HttpVerify,
+}
+
+/// `reporters.IRC`: a bot in channels and private conversations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrcConfig {
+    pub host: String,
+    pub port: u16,
+    pub nick: String,
+    /// Sent to NickServ once registered.
+    pub password: Option<Renderable>,
+    /// Channels and their keys.
+    pub channels: Vec<(String, Option<String>)>,
+    /// Nicks told about builds in private from the start.
+    pub pm_to_nicks: Vec<String>,
+    /// The events every channel and `pm_to_nicks` contact is told about from the start.
+    pub notify_events: Vec<String>,
+    pub notice_on_channel: bool,
+    pub use_colors: bool,
+    pub use_ssl: bool,
+    /// Seconds before reconnecting after a lost connection, and after a failed attempt.
+    pub lost_delay: u64,
+    pub failed_delay: u64,
+    /// Only builds of builders with one of these tags are announced.
+    pub tags: Option<Vec<String>>,
+    /// Who may run which command: Buildbot's `authz` dict, with `allowForce` and
+    /// `allowShutdown` folded in.
+    pub authz: Vec<(String, IrcAllow)>,
+}
+
+/// Who an IRC `authz` entry lets run a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IrcAllow {
+    Everyone,
+    Nobody,
+    Nicks(Vec<String>),
+}
+
+/// The IRC events a channel or contact can be told about.
+pub const IRC_EVENTS: &[&str] = &[
+    "started",
+    "finished",
+    "success",
+    "warnings",
+    "failure",
+    "exception",
+    "cancelled",
+    "problem",
+    "recovery",
+    "worse",
+    "better",
+    "worker",
+];
+
+/// Whether `event` is an IRC notification event: one of [`IRC_EVENTS`], or a transition such as
+/// `failureToSuccess`.
+pub fn irc_event_valid(event: &str) -> bool {
+    if IRC_EVENTS.contains(&event) {
+        return true;
+    }
+    let results = ["success", "warnings", "failure", "exception", "cancelled"];
+    let Some((from, to)) = event.split_once("To") else {
+        return false;
+    };
+    let capitalized = |r: &str| format!("{}{}", r[..1].to_ascii_uppercase(), &r[1..]);
+    results.contains(&from) && results.iter().any(|r| *r != from && to == capitalized(r))
 }
 
 /// A Gerrit review callback: the configuration's function, and for the old `reviewCB`,

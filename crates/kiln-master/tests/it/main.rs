@@ -16,6 +16,7 @@ mod durable;
 mod filesteps;
 mod harness;
 mod hooks;
+mod irc;
 mod live;
 mod locks;
 mod pages;
