@@ -434,7 +434,9 @@ class Master:
                                       timer=self.args.hook_burst_timer)
             if self.label == "hooks"
             else CHECKOUT_CONFIG.format(repo=str(self.root / "repo"))
-            if self.label == "checkout" else "",
+            if self.label == "checkout"
+            else getattr(self.args, "reporters_text", "")
+            if self.label == "reporters" else "",
         )
         (self.master_dir / self.spec["config_name"]).write_text(text)
 
@@ -624,9 +626,11 @@ def scenario_startup(args) -> dict:
     }
 
 
-def scenario_throughput(args) -> dict:
+def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict:
+    """`delivered(n)` (reporters scenario) says whether every report of n builds has arrived;
+    the CPU window then lasts until it has, so delivering the reports is counted."""
     n = args.builds
-    with Master(args, "throughput") as m:
+    with Master(args, label) as m:
         up = m.bring_up()
         time.sleep(args.settle)
         m.check_alive()
@@ -715,6 +719,15 @@ def scenario_throughput(args) -> dict:
                                  f" (~{last_count}/{n} complete)")
         for t in threads:
             t.join(5)
+        reports_s = None
+        if delivered is not None:
+            limit = time.monotonic() + args.throughput_timeout
+            while not delivered(n):
+                m.check_alive()
+                if time.monotonic() > limit:
+                    raise BenchError("the reports of the builds were not all delivered in time")
+                time.sleep(args.poll_interval)
+            reports_s = time.monotonic() - t0
         cpu = win.stop()
         hwm = m.hwm_kb() / 1024
         wall = t_end - t0
@@ -731,7 +744,7 @@ def scenario_throughput(args) -> dict:
 
     return {
         "builds": n, "workers": args.workers, "force_threads": args.force_threads,
-        "poll_interval_s": args.poll_interval,
+        "poll_interval_s": args.poll_interval, "all_reports_delivered_s": reports_s,
         "wall_s": wall, "builds_per_s": n / wall,
         "force_submit_s": submit_done[0] - t0 if submit_done[0] else None,
         **cpu,
@@ -739,6 +752,37 @@ def scenario_throughput(args) -> dict:
         "workers_cpu_ms_per_build": cpu["workers_cpu_s"] * 1000 / n,
         "master_peak_rss_mib": hwm, **up,
     }
+
+
+def scenario_reporters(args) -> dict:
+    """The throughput scenario with a MailNotifier (mode 'all'), an HttpStatusPush and an IRC
+    bot configured, each delivering to a real receiver on loopback; CPU is counted until every
+    mail, POST and IRC line of the builds has arrived."""
+    import sinks
+    work = Path(tempfile.mkdtemp(prefix="bench-sinks-"))
+    http = sinks.HttpSink()
+    smtp = sinks.SmtpSink(args.sink_python, work)
+    ngircd = sinks.tool("ngircd")
+    irc = sinks.IrcSink(ngircd, work) if ngircd else None
+    try:
+        args.reporters_text = sinks.reporters_config(
+            smtp.port, http.port, irc.port if irc else None, buildbot=args.target == "buildbot")
+
+        def delivered(n: int) -> bool:
+            # HttpStatusPush posts when a build starts and when it finishes.
+            return (smtp.count >= n and http.count >= 2 * n
+                    and (irc is None or irc.count >= n))
+
+        out = scenario_throughput(args, "reporters", delivered)
+        out.update({"mails": smtp.count, "http_posts": http.count,
+                    "irc_lines": irc.count if irc else None})
+        return out
+    finally:
+        http.stop()
+        smtp.stop()
+        if irc:
+            irc.stop()
+        args.reporters_text = ""
 
 
 def scenario_latency(args) -> dict:
@@ -1067,10 +1111,13 @@ SCENARIOS = {
     "log_pages": scenario_log_pages,
     "hooks": scenario_hooks,
     "checkout": scenario_checkout,
+    "reporters": scenario_reporters,
 }
 
 # (scenario, key, label, unit, format) rows shown in tables and comparisons.
 METRICS = [
+    ("reporters", "master_cpu_ms_per_build", "master CPU per build, mail+HTTP+IRC reporters", "ms", "{:.2f}"),
+    ("reporters", "all_reports_delivered_s", "every report delivered after", "s", "{:.1f}"),
     ("startup", "api_ready_median_s", "start-up until REST answers (median)", "s", "{:.3f}"),
     ("startup", "workers_connected_median_s", "workers connected after spawn (median)", "s", "{:.2f}"),
     ("startup", "idle_rss_median_mib", "idle RSS, workers connected (median)", "MiB", "{:.1f}"),
@@ -1231,6 +1278,8 @@ def parse_args(argv=None):
     p.add_argument("--checkout-runs", type=int, default=20, help="checkout: measured builds (20)")
     p.add_argument("--checkout-files", type=int, default=500, help="checkout: files in the repository (500)")
     p.add_argument("--checkout-poll", type=float, default=0.005, help="checkout: poll period, s (0.005)")
+    p.add_argument("--sink-python", default=str(REPO_DIR / "target" / "test-env" / "venv" / "bin" / "python"),
+                   help="reporters: a Python with aiosmtpd, for the SMTP receiver")
     p.add_argument("--settle", type=float, default=2.0, help="idle time after start-up before measuring, s (2)")
     p.add_argument("--start-timeout", type=float, default=120, help="limit for master/workers to come up, s (120)")
     p.add_argument("--http-timeout", type=float, default=120, help="socket timeout of REST requests, s (120)")

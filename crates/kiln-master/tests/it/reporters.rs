@@ -184,7 +184,18 @@ async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
     let posts = receiver.wait_for(4).await;
     assert_eq!(posts[2].1["builder"]["name"], "pass");
     assert_eq!(posts[3].1["results"], 0);
-    let s = status(&m, name).await;
+    // The receiver has the last report a moment before the outbox records it.
+    let s = tokio::time::timeout(WAIT, async {
+        loop {
+            let s = status(&m, name).await;
+            if s.pending == 0 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every report recorded as sent");
     assert_eq!((s.pending, s.sent, s.failed), (0, 4, 0));
     assert!(s.last_error.unwrap().0.starts_with("500"));
     m.stop().await;
@@ -552,7 +563,7 @@ async fn gerrit_gets_reviews_over_ssh_from_old_and_new_callbacks_and_over_rest()
     std::fs::write(
         &ssh,
         format!(
-            "#!/bin/sh\nn=$(ls {0} | wc -l)\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > {0}/tmp-$n\nmv {0}/tmp-$n {0}/call-$n\n",
+            "#!/bin/sh\nt=$(mktemp {0}/tmp-XXXXXX)\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > $t\nmv $t {0}/call-$$\n",
             calls.display()
         ),
     )
