@@ -146,16 +146,17 @@ class IrcSink:
             self.proc.wait()
 
 
-def reporters_config(smtp: int, http: int, irc: int | None, buildbot: bool) -> str:
+def reporters_config(smtp: int | None, http: int | None, irc: int | None, buildbot: bool) -> str:
     """The reporters the scenario configures: the same text is Python and Starlark."""
     text = "from buildbot.plugins import reporters\n" if buildbot else ""
-    text += f"""
-c['services'] = [
-    reporters.MailNotifier(fromaddr='bench@example.org', relayhost='127.0.0.1', smtpPort={smtp},
+    text += "\nc['services'] = [\n"
+    if smtp is not None:
+        text += f"""    reporters.MailNotifier(fromaddr='bench@example.org', relayhost='127.0.0.1', smtpPort={smtp},
         sendToInterestedUsers=False, extraRecipients=['builds@example.org'],
         generators=[reporters.BuildStatusGenerator(mode='all')]),
-    reporters.HttpStatusPush(serverUrl='http://127.0.0.1:{http}/status'),
 """
+    if http is not None:
+        text += f"    reporters.HttpStatusPush(serverUrl='http://127.0.0.1:{http}/status'),\n"
     if irc is not None:
         text += f"""    reporters.IRC(host='127.0.0.1', port={irc}, nick='benchbot', channels=['#bench'],
         notify_events=['finished'], useColors=False),

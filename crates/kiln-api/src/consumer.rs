@@ -44,15 +44,28 @@ impl DurableConsumer {
     /// acknowledged anything starts after the newest event, and records that at once, so that a
     /// new consumer is not flooded with history and resumes from there after a restart.
     pub async fn start(services: &Services, name: &str) -> Result<DurableConsumer, ApiError> {
+        Self::start_from(services, name, None).await
+    }
+
+    /// Starts the consumer `name` after its last acknowledgement, or, if it never acknowledged
+    /// anything, after `first` (the newest event when `None`).
+    pub async fn start_from(
+        services: &Services,
+        name: &str,
+        first: Option<i64>,
+    ) -> Result<DurableConsumer, ApiError> {
         // Subscribed before the first read, so no wake-up can fall between the two.
         let bus = services.events.subscribe();
         let db = services.read.db();
         let position = match db.consumer_position(name).await? {
             Some(p) => p,
             None => {
-                let newest = db.newest_event().await?;
-                services.events.acknowledge(name, newest).await?;
-                newest
+                let start = match first {
+                    Some(p) => p,
+                    None => db.newest_event().await?,
+                };
+                services.events.acknowledge(name, start).await?;
+                start
             }
         };
         Ok(DurableConsumer {
@@ -77,16 +90,21 @@ impl DurableConsumer {
                 return Ok(Delivery::Event(event));
             }
             let db = self.services.read.db();
-            let pruned = db.pruned_through().await?;
-            if pruned > self.position {
-                let missed = Delivery::Missed {
-                    after: self.position,
-                    through: pruned,
-                };
-                self.position = pruned;
-                return Ok(missed);
-            }
             let read = db.events_after(self.position, READ_BATCH).await?;
+            // Pruning past this consumer leaves a gap before the first event it reads (ids may
+            // have gaps of their own, from transactions rolled back): only then is the record
+            // asked how far it was pruned.
+            if read.first().is_some_and(|e| e.id > self.position + 1) {
+                let pruned = db.pruned_through().await?;
+                if pruned > self.position {
+                    let missed = Delivery::Missed {
+                        after: self.position,
+                        through: pruned,
+                    };
+                    self.position = pruned;
+                    return Ok(missed);
+                }
+            }
             if read.is_empty() {
                 self.wait().await;
             } else {
@@ -106,11 +124,14 @@ impl DurableConsumer {
         loop {
             match self.bus.recv().await {
                 Ok(e) if !e.is_durable() => continue,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => {
                     std::future::pending::<()>().await;
                 }
             }
         }
+        // Events come in bursts (a build's end is several); the read that follows sees every
+        // event published so far, so the wake-ups already queued would only read nothing.
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.bus.try_recv() {}
     }
 }

@@ -114,6 +114,9 @@ pub trait ReadSide: Send + Sync {
     fn allowed(&self, actor: &Actor, request: &crate::authz::Request) -> bool;
     /// The configuration as it changes: a reconfiguration sends the new one.
     fn watch_config(&self) -> watch::Receiver<Arc<MasterConfig>>;
+    /// The newest event of the durable record when this master started: a component configured
+    /// from the start reads what happened since, whenever its task gets to run.
+    fn start_position(&self) -> i64;
     /// A secret's value from the configured secret providers (`util.Secret`), or why not.
     fn secret(&self, name: &str) -> Result<String, String>;
     /// A build's blamelist, owners and interested users.

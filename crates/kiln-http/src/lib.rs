@@ -30,7 +30,7 @@ pub struct Request {
 }
 
 /// How an `https` server's certificate is checked.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Verify {
     /// Against the Mozilla roots.
     #[default]
@@ -80,17 +80,11 @@ pub async fn send(req: &Request) -> Result<Response, HttpError> {
     }
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| HttpError::BadMethod(req.method.clone()))?;
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls_config(&req.verify)?)
-        .user_agent("kiln")
-        // Header names go out as `Content-Type`, not `content-type`: some servers still care.
-        .http1_title_case_headers()
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
+    let client = client(&req.verify)?;
+    let mut request = client
+        .request(method, url)
         .timeout(timeout)
-        .build()
-        .map_err(|e| HttpError::Setup(e.to_string()))?;
-    let mut request = client.request(method, url).body(req.body.clone());
+        .body(req.body.clone());
     for (k, v) in &req.headers {
         request = request.header(k.as_str(), v.as_str());
     }
@@ -119,6 +113,41 @@ pub async fn send(req: &Request) -> Result<Response, HttpError> {
         headers,
         body,
     })
+}
+
+/// The client for a way of checking servers, made once: making one reads the TLS roots and
+/// builds a connector, which costs more than a request to a nearby server. A CA file is read
+/// again for each request, so that a replaced file is used at once.
+fn client(verify: &Verify) -> Result<reqwest::Client, HttpError> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Verify, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let cacheable = !matches!(verify, Verify::CaFile(_));
+    let clients = CLIENTS.get_or_init(Default::default);
+    if cacheable
+        && let Some(c) = clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(verify)
+    {
+        return Ok(c.clone());
+    }
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(verify)?)
+        .user_agent("kiln")
+        // Header names go out as `Content-Type`, not `content-type`: some servers still care.
+        .http1_title_case_headers()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| HttpError::Setup(e.to_string()))?;
+    if cacheable {
+        clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(verify.clone(), client.clone());
+    }
+    Ok(client)
 }
 
 /// A header name as most servers write it (`X-Token`): the client reads names in lower case.

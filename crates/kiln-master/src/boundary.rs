@@ -96,6 +96,10 @@ impl ReadSide for Boundary {
         self.master.watch_config()
     }
 
+    fn start_position(&self) -> i64 {
+        self.master.start_position
+    }
+
     fn secret(&self, name: &str) -> Result<String, String> {
         let config = self.master.config();
         crate::secrets::lookup(&self.master.basedir, &config.secrets_providers, name)

@@ -33,6 +33,9 @@ pub struct Master {
     builder_ids: RwLock<Arc<HashMap<String, BuilderId>>>,
     /// The key that signs the web port's session cookies (see `Updates::session_key`).
     pub(crate) session_key: Vec<u8>,
+    /// The newest event of the durable record when the master started (see
+    /// `ReadSide::start_position`).
+    pub(crate) start_position: i64,
     pub(crate) distributor_wake: Notify,
     pub(crate) schedulers_wake: Notify,
     pub(crate) keepalive_interval: Duration,
@@ -345,6 +348,7 @@ impl Master {
         getrandom::fill(&mut candidate)
             .map_err(|e| anyhow::anyhow!("no randomness for the session key: {e}"))?;
         let session_key = updates.session_key(&candidate).await?;
+        let start_position = db.newest_event().await?;
         updates.set_master_active(true).await?;
 
         let master = Arc::new(Master {
@@ -358,6 +362,7 @@ impl Master {
             locks: Default::default(),
             builder_ids: RwLock::new(Arc::new(HashMap::new())),
             session_key,
+            start_position,
             distributor_wake: Notify::new(),
             schedulers_wake: Notify::new(),
             keepalive_interval: options.keepalive_interval,

@@ -109,8 +109,29 @@ pub fn site_url(read: &dyn ReadSide) -> String {
     url
 }
 
-/// Reads a build and everything a report may say about it; `None` if there is no such build.
-pub async fn load_build(read: &dyn ReadSide, id: BuildId) -> Result<Option<BuildInfo>, ApiError> {
+/// What of a build a report needs beyond the build, its builder, request, buildset, source
+/// stamps and properties: each is a few more queries, made only when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    pub steps: bool,
+    pub previous: bool,
+    pub users: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs {
+        steps: true,
+        previous: true,
+        users: true,
+    };
+}
+
+/// Reads a build and what a report needs to say about it; `None` if there is no such build.
+pub async fn load_build(
+    read: &dyn ReadSide,
+    id: BuildId,
+    needs: Needs,
+) -> Result<Option<BuildInfo>, ApiError> {
     let db = read.db();
     let Some(row) = db.get_build(id).await? else {
         return Ok(None);
@@ -135,24 +156,37 @@ pub async fn load_build(read: &dyn ReadSide, id: BuildId) -> Result<Option<Build
         None => Vec::new(),
     };
     let properties = db.build_properties_set(id).await?;
-    let (steps, _) = db
-        .list_steps(&Page {
-            order: vec![("number", false)],
-            ..Page::eq("buildid", SqlValue::Int(id.0))
-        })
-        .await?;
-    let logs = db.logs_of_builds(&[id]).await?;
-    let steps = steps
-        .into_iter()
-        .map(|s| {
-            let mine = logs.iter().filter(|l| l.stepid == s.id).cloned().collect();
-            (s, mine)
-        })
-        .collect();
-    let previous = db.previous_build(row.builderid, row.number).await?;
-    let mut users = read.build_users(id).await?.interested;
-    users.sort();
-    users.dedup();
+    let steps = if needs.steps {
+        let (steps, _) = db
+            .list_steps(&Page {
+                order: vec![("number", false)],
+                ..Page::eq("buildid", SqlValue::Int(id.0))
+            })
+            .await?;
+        let logs = db.logs_of_builds(&[id]).await?;
+        steps
+            .into_iter()
+            .map(|s| {
+                let mine = logs.iter().filter(|l| l.stepid == s.id).cloned().collect();
+                (s, mine)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let previous = if needs.previous {
+        db.previous_build(row.builderid, row.number).await?
+    } else {
+        None
+    };
+    let users = if needs.users {
+        let mut users = read.build_users(id).await?.interested;
+        users.sort();
+        users.dedup();
+        users
+    } else {
+        Vec::new()
+    };
     let url = format!(
         "{}builders/{}/builds/{}",
         site_url(read),
@@ -190,6 +224,7 @@ pub async fn load_builder(
 pub async fn buildset_builds(
     read: &dyn ReadSide,
     buildset: BuildSetId,
+    needs: Needs,
 ) -> Result<Vec<BuildInfo>, ApiError> {
     let db = read.db();
     let (requests, _) = db
@@ -201,7 +236,7 @@ pub async fn buildset_builds(
             .list_builds(&Page::eq("buildrequestid", SqlValue::Int(r.id.0)))
             .await?;
         for b in builds {
-            if let Some(info) = load_build(read, b.id).await? {
+            if let Some(info) = load_build(read, b.id, needs).await? {
                 out.push(info);
             }
         }

@@ -162,8 +162,24 @@ impl Formatter {
         })
     }
 
+    pub fn config(&self) -> &FormatterConfig {
+        &self.config
+    }
+
     pub fn wants(&self) -> Wants {
         match &self.config {
+            // The built-in templates list the steps and their logs.
+            FormatterConfig::Template {
+                template: None,
+                template_type: TemplateType::Plain | TemplateType::Html,
+                want_logs_content,
+                ..
+            } => Wants {
+                properties: true,
+                steps: true,
+                logs: true,
+                logs_content: want_logs_content.clone(),
+            },
             FormatterConfig::Template {
                 want_properties,
                 want_steps,
@@ -613,6 +629,149 @@ mod tests {
             subject(cx(1, "")),
             "☝ Buildbot (T): b - failed x ((unknown revision))"
         );
+    }
+
+    /// A finished build of ten steps, each with a log, and three people to blame.
+    fn sample_build() -> BuildInfo {
+        use kiln_core::{BuildId, BuildRequestId, BuilderId, LogId, StepId};
+        let mut properties = kiln_core::Properties::new();
+        for (k, v) in [
+            ("buildername", "fail"),
+            ("workername", "w1"),
+            ("reason", "forced"),
+            ("branch", "main"),
+        ] {
+            properties.set(k, v, "Build");
+        }
+        let steps = (0..10)
+            .map(|i| {
+                let step = kiln_db::StepRow {
+                    id: StepId(i),
+                    number: i,
+                    name: format!("step {i}"),
+                    buildid: BuildId(1),
+                    started_at: Some(1),
+                    locks_acquired_at: None,
+                    complete_at: Some(2),
+                    state_string: "ran".into(),
+                    results: Some(if i == 9 { 2 } else { 0 }),
+                    urls_json: "[]".into(),
+                    hidden: false,
+                };
+                let log = kiln_db::LogRow {
+                    id: LogId(i),
+                    name: "stdio".into(),
+                    slug: "stdio".into(),
+                    stepid: StepId(i),
+                    complete: true,
+                    num_lines: 10,
+                    log_type: "s".into(),
+                };
+                (step, vec![log])
+            })
+            .collect();
+        BuildInfo {
+            row: kiln_db::BuildRow {
+                id: BuildId(1),
+                number: 7,
+                builderid: BuilderId(1),
+                buildrequestid: BuildRequestId(1),
+                workerid: Some(1),
+                masterid: 1,
+                started_at: 1,
+                complete_at: Some(2),
+                locks_duration_s: 0,
+                state_string: "failed step 9".into(),
+                results: Some(2),
+            },
+            builder: kiln_db::BuilderRow {
+                id: BuilderId(1),
+                name: "fail".into(),
+                description: None,
+                description_format: None,
+                description_html: None,
+                projectid: None,
+                masterids: vec![1],
+                tags: vec![],
+            },
+            request: None,
+            buildset: None,
+            sourcestamps: Vec::new(),
+            properties,
+            steps,
+            previous: None,
+            users: vec!["Alice <a@example.org>".into(), "bob".into(), "carol".into()],
+            url: "http://ci.example.org/builders/1/builds/7".into(),
+        }
+    }
+
+    #[test]
+    fn the_default_html_mail_escapes_what_builds_supply() {
+        let f = Formatter::new(&FormatterConfig::default_template(TemplateType::Html)).unwrap();
+        let mut build = sample_build();
+        build.builder.name = "<script>x</script>".into();
+        let site = Site {
+            title: "T".into(),
+            url: "http://ci.example.org/".into(),
+        };
+        let m = f
+            .format_build(
+                &build,
+                &Mode::default_set(),
+                false,
+                &site,
+                &kiln_config::load_str("master.star", "BuildmasterConfig = {}\n").unwrap(),
+                &kiln_core::render::NoHooks,
+            )
+            .unwrap();
+        let Some(Body::Text(body)) = m.body else {
+            panic!()
+        };
+        assert!(body.contains("&lt;script&gt;x&lt;"), "{body}");
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(
+            body.contains("Alice &lt;a@example.org&gt;, bob, carol"),
+            "{body}"
+        );
+        assert!(body.contains("9: step 9 ( failure )"), "{body}");
+        // The subject is plain text: nothing to escape there.
+        assert!(
+            m.subject
+                .unwrap()
+                .contains("<script>x</script> - failed step 9")
+        );
+    }
+
+    /// How long one default html mail (subject and body) takes to word: a measurement, run by
+    /// hand (`cargo test -p kiln-reporters --release -- --ignored --nocapture render_time`), whose
+    /// figure is in docs/benchmarks.md.
+    #[test]
+    #[ignore]
+    fn render_time() {
+        let f = Formatter::new(&FormatterConfig::default_template(TemplateType::Html)).unwrap();
+        let build = sample_build();
+        let site = Site {
+            title: "T".into(),
+            url: "http://ci.example.org/".into(),
+        };
+        let config = kiln_config::load_str("master.star", "BuildmasterConfig = {}\n").unwrap();
+        let n = 5_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let m = f
+                .format_build(
+                    &build,
+                    &Mode::default_set(),
+                    false,
+                    &site,
+                    &config,
+                    &kiln_core::render::NoHooks,
+                )
+                .unwrap();
+            std::hint::black_box(m);
+        }
+        let each = start.elapsed() / n;
+        eprintln!("one default html mail of a 10-step build: {each:?}");
     }
 
     #[test]

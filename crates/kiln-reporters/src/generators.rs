@@ -86,6 +86,47 @@ impl Generator {
         })
     }
 
+    /// What the generator's reports need read of a build: steps and logs when its formatters
+    /// show them or it attaches logs, the previous build for `change`, `problem` and a
+    /// template's `previous_results`, the people concerned unless its words are fixed or a
+    /// bare build dict.
+    fn needs(&self) -> data::Needs {
+        use kiln_config::FormatterConfig as F;
+        let formatters = [Some(&self.first), self.second.as_ref()];
+        let mut needs = data::Needs {
+            steps: self.config.add_logs.any(),
+            previous: false,
+            users: false,
+        };
+        for f in formatters.into_iter().flatten() {
+            let w = f.wants();
+            needs.steps |= w.steps || w.logs || w.logs_content.any();
+            match f.config() {
+                F::Template {
+                    template: None,
+                    template_type: kiln_config::TemplateType::Json,
+                    ..
+                }
+                | F::Renderable { .. }
+                | F::Empty => {}
+                F::Template { .. } | F::Function { .. } | F::MissingWorker { .. } => {
+                    needs.users = true;
+                    needs.previous = true;
+                }
+            }
+        }
+        match &self.config.kind {
+            GeneratorKind::BuildStatus { mode, .. } | GeneratorKind::BuildSet { mode, .. } => {
+                needs.previous |= mode
+                    .iter()
+                    .any(|m| matches!(m, Mode::Change | Mode::Problem));
+            }
+            GeneratorKind::BuildSetCombined { .. } => needs.users = true,
+            _ => {}
+        }
+        needs
+    }
+
     /// Whether the generator looks at events like this one.
     pub fn wants(&self, trigger: Trigger) -> bool {
         match (&self.config.kind, trigger) {
@@ -150,7 +191,10 @@ impl Generator {
                     .await
             }
             (GeneratorKind::BuildStatus { mode, .. }, Trigger::BuildFinished(id)) => {
-                let Some(build) = data::load_build(read, id).await.map_err(err)? else {
+                let Some(build) = data::load_build(read, id, self.needs())
+                    .await
+                    .map_err(err)?
+                else {
                     return Ok(None);
                 };
                 if !mode_wants(mode, &build) {
@@ -188,7 +232,10 @@ impl Generator {
                 },
                 Trigger::BuildNew(id) | Trigger::BuildFinished(id),
             ) => {
-                let Some(build) = data::load_build(read, id).await.map_err(err)? else {
+                let Some(build) = data::load_build(read, id, self.needs())
+                    .await
+                    .map_err(err)?
+                else {
                     return Ok(None);
                 };
                 if !self.selects(&build) {
@@ -199,7 +246,7 @@ impl Generator {
                 Ok(review.map(|r| self.review_report(r, vec![build])))
             }
             (GeneratorKind::Gerrit { callback, arg, .. }, Trigger::BuildsetComplete(id)) => {
-                let builds: Vec<BuildInfo> = data::buildset_builds(read, id)
+                let builds: Vec<BuildInfo> = data::buildset_builds(read, id, self.needs())
                     .await
                     .map_err(err)?
                     .into_iter()
@@ -252,7 +299,7 @@ impl Generator {
         formatter: &Formatter,
         is_buildset: bool,
     ) -> Result<Option<Report>, String> {
-        let Some(build) = data::load_build(inputs.read, id)
+        let Some(build) = data::load_build(inputs.read, id, self.needs())
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -350,7 +397,7 @@ impl Generator {
         id: BuildSetId,
         mode: &[Mode],
     ) -> Result<Option<Report>, String> {
-        let builds = data::buildset_builds(inputs.read, id)
+        let builds = data::buildset_builds(inputs.read, id, self.needs())
             .await
             .map_err(|e| e.to_string())?;
         let chosen: Vec<BuildInfo> = builds
@@ -418,7 +465,7 @@ impl Generator {
         else {
             return Ok(None);
         };
-        let builds = data::buildset_builds(read, id)
+        let builds = data::buildset_builds(read, id, self.needs())
             .await
             .map_err(|e| e.to_string())?;
         let sourcestamps = builds

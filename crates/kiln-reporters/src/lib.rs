@@ -40,6 +40,9 @@ async fn supervise(services: Services) {
     // Dropping the set (when this task is stopped) stops every reporter with it.
     let mut tasks = JoinSet::new();
     let mut running: HashMap<String, (ReporterConfig, AbortHandle)> = HashMap::new();
+    // The reporters configured at start report what happened since the master started; those
+    // a reconfiguration adds, what happens from then on.
+    let mut first = Some(services.read.start_position());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {
@@ -54,7 +57,7 @@ async fn supervise(services: Services) {
             if running.contains_key(&r.name) {
                 continue;
             }
-            match reporter::Reporter::new(r.clone(), services.clone()) {
+            match reporter::Reporter::new(r.clone(), services.clone(), first) {
                 Ok(rep) => {
                     tracing::info!(reporter = %r.name, kind = r.kind.class(), "reporter started");
                     let handle = tasks.spawn(Arc::new(rep).run());
@@ -65,6 +68,7 @@ async fn supervise(services: Services) {
                 }
             }
         }
+        first = None;
         tokio::select! {
             changed = config.changed() => {
                 if changed.is_err() {

@@ -40,11 +40,17 @@ pub struct Reporter {
     services: Services,
     hooks: Hooks,
     stored: Notify,
+    /// Where the reporter starts reading the record if it never read it before.
+    first: Option<i64>,
 }
 
 impl Reporter {
     /// Compiles a reporter's generators; an error names what does not compile.
-    pub fn new(config: ReporterConfig, services: Services) -> Result<Reporter, String> {
+    pub fn new(
+        config: ReporterConfig,
+        services: Services,
+        first: Option<i64>,
+    ) -> Result<Reporter, String> {
         let generators = config
             .generators
             .iter()
@@ -63,6 +69,7 @@ impl Reporter {
             generators,
             services,
             stored: Notify::new(),
+            first,
         })
     }
 
@@ -87,7 +94,7 @@ impl Reporter {
     async fn decide(&self) {
         let name = self.consumer();
         let mut consumer = loop {
-            match DurableConsumer::start(&self.services, &name).await {
+            match DurableConsumer::start_from(&self.services, &name, self.first).await {
                 Ok(c) => break c,
                 Err(error) => {
                     tracing::warn!(reporter = %self.config.name, %error, "starting to read events");

@@ -214,7 +214,8 @@ impl Bot {
         let read = &*self.services.read;
         let mut out = Vec::new();
         for id in read.running_builds() {
-            if let Ok(Some(b)) = crate::data::load_build(read, id).await
+            if let Ok(Some(b)) =
+                crate::data::load_build(read, id, crate::data::Needs::default()).await
                 && b.builder.name == builder
             {
                 out.push(b);

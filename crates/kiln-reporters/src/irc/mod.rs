@@ -308,7 +308,7 @@ impl Bot {
             _ => return Ok(Vec::new()),
         };
         let read = &*self.services.read;
-        let Some(build) = crate::data::load_build(read, id)
+        let Some(build) = crate::data::load_build(read, id, crate::data::Needs::default())
             .await
             .map_err(|e| e.to_string())?
         else {
