@@ -700,3 +700,109 @@ c['services'] = [
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildsets_functions_broken_templates_and_missing_workers_are_reported_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mails");
+    std::fs::create_dir(&out).unwrap();
+    let Some(smtp) = SmtpServer::start(&out, &[]).await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let arrived = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state((seen.clone(), arrived.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let body = format!(
+        r#"
+c['workers'] = [worker.Worker('w1', 'pass'),
+    worker.Worker('w2', 'pass2', notify_on_missing=['ops@example.org'], missing_timeout=1)]
+c['builders'] = [
+    util.BuilderConfig(name='pass', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(command='true')])),
+    util.BuilderConfig(name='fail', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(command='false')])),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass', 'fail'])]
+c['title'] = 'KilnRef'
+
+def summary(ctx):
+    return {{'buildset': ctx['buildset']['bsid'],
+            'builds': sorted([b['builder']['name'] + ':' + str(b['results']) for b in ctx['builds']])}}
+
+def per_build(ctx):
+    return {{'builder': ctx['build']['builder']['name'], 'results': ctx['build']['results']}}
+
+c['services'] = [
+    reporters.HttpStatusPush(serverUrl='{at}/combined', generators=[
+        reporters.BuildSetCombinedStatusGenerator(
+            message_formatter=reporters.MessageFormatterFunction(summary, 'json'))]),
+    reporters.HttpStatusPush(serverUrl='{at}/each', generators=[
+        reporters.BuildSetStatusGenerator(mode='failing',
+            message_formatter=reporters.MessageFormatterFunction(per_build, 'json'))]),
+    reporters.HttpStatusPush(serverUrl='{at}/broken', generators=[
+        reporters.BuildStatusGenerator(mode='all',
+            message_formatter=reporters.MessageFormatter(template='{{{{ no_such_function() }}}}', template_type='json'))]),
+    reporters.MailNotifier(fromaddr='bot@example.org', relayhost='127.0.0.1', smtpPort={port},
+        generators=[reporters.WorkerMissingGenerator(workers=['w2'])]),
+]
+"#,
+        port = smtp.port
+    );
+    let source = format!(
+        "BuildmasterConfig = {{}}\nc = BuildmasterConfig\nc['db'] = {{'db_url': 'sqlite:///state.sqlite'}}\n{body}"
+    );
+    let mut m = TestMaster::start_in(dir, &source).await;
+    m.start_worker("w1", "pass").await;
+    let w2 = m.start_worker("w2", "pass2").await;
+    // One buildset of two builds: one passes, one fails.
+    m.force_and_wait(json!({"builderNames": ["pass", "fail"]}))
+        .await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let notified = arrived.notified();
+            if seen.lock().unwrap().len() >= 2 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .expect("the buildset's reports");
+    let seen = seen.lock().unwrap().clone();
+    let at_path = |p: &str| -> Vec<Value> {
+        seen.iter()
+            .filter(|s| s.1 == p)
+            .map(|s| s.3.clone())
+            .collect()
+    };
+    assert_eq!(
+        at_path("/combined"),
+        [json!({"buildset": 1, "builds": ["fail:2", "pass:0"]})]
+    );
+    // BuildSetStatusGenerator keeps the builds its mode wants.
+    assert_eq!(
+        at_path("/each"),
+        [json!([{"builder": "fail", "results": 2}])]
+    );
+    // A template that fails to render reports nothing, and holds nothing else back.
+    assert!(at_path("/broken").is_empty(), "{seen:?}");
+
+    // A watched worker that goes away and stays away is reported to its addresses alone.
+    m.kill_worker(w2);
+    let mail = smtp.mail(1).await;
+    assert_eq!(mail["rcpt_tos"], json!(["ops@example.org"]));
+    let data = mail["data"].as_str().unwrap();
+    assert!(
+        data.contains("Subject: Buildbot KilnRef worker w2 missing"),
+        "{data}"
+    );
+    assert!(!data.contains("\nTo:"), "no To header: {data}");
+    assert!(
+        data.contains("The Buildbot worker named w2 went away."),
+        "{data}"
+    );
+    m.stop().await;
+}
