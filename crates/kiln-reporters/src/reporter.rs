@@ -369,6 +369,8 @@ async fn sleep_until(read: &dyn ReadSide, at: Option<i64>) {
 struct MissingWorkers {
     /// Worker name → (when it is reported, what it is about).
     timers: BTreeMap<String, (i64, String)>,
+    /// The workers an IRC bot said were missing: it says when they are back.
+    announced: std::collections::BTreeSet<String>,
 }
 
 impl MissingWorkers {
@@ -377,6 +379,7 @@ impl MissingWorkers {
     async fn start(reporter: &Reporter) -> MissingWorkers {
         let mut m = MissingWorkers {
             timers: BTreeMap::new(),
+            announced: Default::default(),
         };
         if !reporter.watches_workers() {
             return m;
@@ -422,6 +425,23 @@ impl MissingWorkers {
         match verb {
             "connected" => {
                 self.timers.remove(&name);
+                if self.announced.remove(&name)
+                    && let Some(bot) = &reporter.irc
+                {
+                    let lines =
+                        bot.worker_announcement(&format!("Worker `{name}` is back online."));
+                    if !lines.is_empty() {
+                        let payload = serde_json::json!({ "lines": lines });
+                        reporter
+                            .enqueue(
+                                payload,
+                                format!("worker {name} back"),
+                                format!("back:{name}:{}", event.id),
+                                0,
+                            )
+                            .await;
+                    }
+                }
             }
             "disconnected" if reporter.watches(&name) => {
                 let config = read.config();
@@ -454,6 +474,27 @@ impl MissingWorkers {
             if read.connected_workers().contains(&name) {
                 continue;
             }
+            if let Some(bot) = &reporter.irc {
+                let missing_timeout = read
+                    .config()
+                    .workers
+                    .iter()
+                    .find(|w| w.name == name)
+                    .map_or(0, |w| w.missing_timeout);
+                let text = format!(
+                    "Worker `{name}` is missing. It was seen last on {}.",
+                    ctime(now - missing_timeout)
+                );
+                let lines = bot.worker_announcement(&text);
+                self.announced.insert(name.clone());
+                if !lines.is_empty() {
+                    let payload = serde_json::json!({ "lines": lines });
+                    reporter
+                        .enqueue(payload, format!("worker {name} missing"), dedup, 0)
+                        .await;
+                }
+                continue;
+            }
             let reports = reporter.missing_reports(&name).await;
             reporter.store(&reports, dedup, 0).await;
         }
@@ -462,14 +503,20 @@ impl MissingWorkers {
 
 impl Reporter {
     fn watches_workers(&self) -> bool {
-        self.generators
-            .iter()
-            .any(|g| matches!(g.config.kind, GeneratorKind::WorkerMissing { .. }))
+        self.irc.is_some()
+            || self
+                .generators
+                .iter()
+                .any(|g| matches!(g.config.kind, GeneratorKind::WorkerMissing { .. }))
     }
 
     /// Whether a worker-missing generator watches `worker` and the worker names people to tell.
     fn watches(&self, worker: &str) -> bool {
         let config = self.services.read.config();
+        // The IRC bot tells those who asked for `worker` about every worker.
+        if self.irc.is_some() {
+            return config.workers.iter().any(|w| w.name == worker);
+        }
         let notifies = config
             .workers
             .iter()

@@ -15,12 +15,12 @@ struct Server {
     port: u16,
 }
 
-async fn ngircd(dir: &std::path::Path) -> Option<Server> {
+async fn ngircd(dir: &std::path::Path, port: Option<u16>) -> Option<Server> {
     let binary = optional_tool("KILN_TEST_NGIRCD", "ngIRCd")?;
-    let port = {
+    let port = port.unwrap_or_else(|| {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
-    };
+    });
     let conf = dir.join("ngircd.conf");
     std::fs::write(
         &conf,
@@ -128,7 +128,7 @@ impl Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_irc_bot_answers_commands_obeys_authz_and_announces_builds() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = ngircd(dir.path()).await else {
+    let Some(server) = ngircd(dir.path(), None).await else {
         return;
     };
     let port = server.port;
@@ -149,6 +149,7 @@ c['builders'] = [
 ]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass', 'fail', 'slow'])]
 c['buildbotURL'] = 'http://ci.example.org/'
+c['workers'] = [worker.Worker('w1', 'pass'), worker.Worker('w2', 'pass2', missing_timeout=1)]
 c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', channels=['#bb'],
     notify_events=['started', 'failure', 'failureToSuccess'], useColors=False,
     authz={{('force', 'stop'): ['tester']}}, lostDelay=1, failedDelay=1)]
@@ -307,5 +308,43 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
         tester.bot_says("#bb", "").await,
         "I don't get this 'frobnicate'..."
     );
+
+    // Those who asked for `worker` hear that a worker is gone, and that it is back.
+    tester.say("#bb", "kilnbot: notify on worker").await;
+    tester.bot_says("#bb", "The following events").await;
+    let w2 = m.start_worker("w2", "pass2").await;
+    m.kill_worker(w2);
+    let missing = tester.bot_says("#bb", "is missing").await;
+    assert!(
+        missing.starts_with("Worker `w2` is missing. It was seen last on "),
+        "{missing}"
+    );
+    m.start_worker("w2", "pass2").await;
+    assert_eq!(
+        tester.bot_says("#bb", "back online").await,
+        "Worker `w2` is back online."
+    );
+
+    // The server goes away and comes back: the bot reconnects and rejoins by itself.
+    drop(server);
+    let _again = ngircd(dir.path(), Some(port)).await.expect("ngircd again");
+    let mut tester = Client::connect(port, "tester").await;
+    tester.send("JOIN #bb").await;
+    tester.expect(|l| l.contains(" 366 ")).await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            tester.say("#bb", "kilnbot: version").await;
+            let answer = tokio::time::timeout(
+                Duration::from_millis(500),
+                tester.bot_says("#bb", "This is kiln-"),
+            )
+            .await;
+            if answer.is_ok() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the bot is back in #bb");
     m.stop().await;
 }

@@ -385,6 +385,18 @@ impl Bot {
         Ok(out)
     }
 
+    /// Where a worker's absence or return is said: every channel and person that asked for
+    /// `worker`, unless muted.
+    pub fn worker_announcement(&self, text: &str) -> Vec<(String, String)> {
+        let state = self.state();
+        state
+            .targets
+            .iter()
+            .filter(|(_, t)| !t.muted && t.events.contains("worker"))
+            .map(|(name, _)| (self.display_name(name), text.to_string()))
+            .collect()
+    }
+
     /// A target's name as configured (channels keep their case).
     fn display_name(&self, lower: &str) -> String {
         self.config
