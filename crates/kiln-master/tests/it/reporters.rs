@@ -806,3 +806,80 @@ c['services'] = [
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_builds_finishing_together_are_each_reported_once() {
+    let seen: Seen = Arc::default();
+    let arrived = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state((seen.clone(), arrived.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let body = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='b{{}}'.format(i), workernames=['w1', 'w2'],
+    factory=util.BuildFactory([steps.ShellCommand(command='true')])) for i in range(10)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b{{}}'.format(i) for i in range(10)])]
+c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
+"#
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+    m.start_worker("w1", "pass").await;
+    m.start_worker("w2", "pass2").await;
+    // 100 forces of 10 builders each: 1,000 builds, queued at once.
+    let www = m.www();
+    let forces: Vec<_> = (0..100)
+        .map(|_| {
+            let www = www.clone();
+            tokio::spawn(async move {
+                let names: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
+                crate::harness::rpc(
+                    &www,
+                    "forceschedulers/force",
+                    "force",
+                    json!({"builderNames": names}),
+                )
+                .await
+            })
+        })
+        .collect();
+    for f in forces {
+        assert_eq!(f.await.unwrap().0, 200);
+    }
+    // HttpStatusPush posts when each build starts and when it ends.
+    tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            let notified = arrived.notified();
+            if seen.lock().unwrap().len() >= 2000 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "only {} of 2000 reports arrived",
+            seen.lock().unwrap().len()
+        )
+    });
+    let seen = seen.lock().unwrap().clone();
+    let mut finished: Vec<i64> = seen
+        .iter()
+        .filter(|s| s.3["complete"] == true)
+        .map(|s| s.3["buildid"].as_i64().unwrap())
+        .collect();
+    finished.sort();
+    finished.dedup();
+    assert_eq!(finished.len(), 1000, "each build's end once");
+    assert_eq!(seen.len(), 2000, "nothing twice");
+    let (_, r) = m.get("reporters/push").await;
+    // The outbox keeps the newest thousand finished reports, pending ones always.
+    assert_eq!(r["reporters"][0]["pending"], 0, "{r}");
+    assert_eq!(r["reporters"][0]["failed"], 0, "{r}");
+    let kept = r["reporters"][0]["sent"].as_i64().unwrap();
+    assert!((1000..1100).contains(&kept), "{r}");
+    m.stop().await;
+}
