@@ -883,3 +883,61 @@ c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
     assert!((1000..1100).contains(&kept), "{r}");
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_mail_goes_over_smtps_in_html_with_the_patch_attached() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificate(dir.path());
+    let out = dir.path().join("mails");
+    std::fs::create_dir(&out).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let Some(smtp) = SmtpServer::start(
+        &out,
+        &["--smtps", cert.to_str().unwrap(), key.to_str().unwrap()],
+    )
+    .await
+    else {
+        return;
+    };
+    let body = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='pass', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(name='hello', command='echo hello')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass'],
+    codebases=[util.CodebaseParameter('', patch=util.PatchParameter())])]
+c['title'] = 'KilnRef'
+c['buildbotURL'] = 'http://ci.example.org/'
+c['services'] = [reporters.MailNotifier(fromaddr='bot@example.org', relayhost='localhost',
+    smtpPort={port}, useSmtps=True, lookup='example.org')]
+"#,
+        port = smtp.port
+    );
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &body)).await;
+    m.start_worker("w1", "pass").await;
+    m.force_and_wait(
+        json!({"builderNames": ["pass"], "username": "Dave Try <dave@example.com>",
+        "patch_body": "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-x\n+y\n", "patch_level": 1}),
+    )
+    .await;
+    let mail = smtp.mail(1).await;
+    assert_eq!(mail["tls"], true);
+    assert_eq!(mail["rcpt_tos"], json!(["dave@example.com"]));
+    let data = mail["data"].as_str().unwrap();
+    assert!(
+        data.contains("To: \"Dave Try\" <dave@example.com>"),
+        "{data}"
+    );
+    // Buildbot's default generator: html, steps listed, the patch attached.
+    assert!(
+        data.contains("Content-Type: text/html; charset=utf-8"),
+        "{data}"
+    );
+    assert!(data.contains("filename=\"source patch 0\""), "{data}");
+    assert!(
+        data.contains("A passing build has been detected on builder"),
+        "{data}"
+    );
+    assert!(data.contains("1: hello ( success )"), "{data}");
+    m.stop().await;
+}

@@ -2,7 +2,7 @@
 
 Each accepted mail is written to OUT_DIR/<n>.json with its envelope, its raw data, the user who
 logged in and whether the session was encrypted. Options: --tls CERT KEY offers STARTTLS (and
-requires it), --user NAME:PASSWORD requires that login, --refuse ADDRESS answers 550 to that
+requires it), --smtps CERT KEY speaks TLS from the start, --user NAME:PASSWORD requires that login, --refuse ADDRESS answers 550 to that
 recipient. Prints "ready PORT" once it listens.
 """
 
@@ -36,7 +36,9 @@ class Recorder:
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
             "auth": session.auth_data.decode() if isinstance(session.auth_data, bytes) else None,
-            "tls": session.ssl is not None,
+            # After STARTTLS the session knows; with TLS from the start only the transport does.
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
         }
         path = os.path.join(self.out_dir, f"{self.count}.json")
         with open(path + ".tmp", "w") as f:
@@ -63,6 +65,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("out_dir")
     p.add_argument("--tls", nargs=2)
+    p.add_argument("--smtps", nargs=2)
     p.add_argument("--user")
     p.add_argument("--refuse", action="append", default=[])
     args = p.parse_args()
@@ -71,6 +74,10 @@ def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls[0], args.tls[1])
         kwargs.update(tls_context=ctx, require_starttls=True)
+    if args.smtps:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.smtps[0], args.smtps[1])
+        kwargs.update(ssl_context=ctx)
     if args.user:
         user, password = args.user.split(":", 1)
         kwargs.update(authenticator=Users(user, password), auth_required=True)
