@@ -51,6 +51,17 @@ pub struct Message {
     pub kind: TemplateType,
 }
 
+impl Message {
+    /// No message: what an empty formatter says.
+    fn none() -> Message {
+        Message {
+            body: None,
+            subject: None,
+            kind: TemplateType::Plain,
+        }
+    }
+}
+
 /// What a formatter needs to be read for it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Wants {
@@ -263,11 +274,7 @@ impl Formatter {
             FormatterConfig::MissingWorker { .. } => {
                 Err("MessageFormatterMissingWorker words missing workers, not builds".into())
             }
-            FormatterConfig::Empty => Ok(Message {
-                body: None,
-                subject: None,
-                kind: TemplateType::Plain,
-            }),
+            FormatterConfig::Empty => Ok(Message::none()),
         }
     }
 
@@ -322,21 +329,10 @@ impl Formatter {
                 let cx = json!({ "buildset": buildset, "builds": dicts });
                 call_function(config, *function, &cx, *template_type)
             }
-            FormatterConfig::Renderable { template, subject } => render_renderables(
-                template,
-                subject.as_ref(),
-                &RenderContext {
-                    props: &Default::default(),
-                    sourcestamps: &[],
-                    worker: &Default::default(),
-                    hooks: &kiln_core::render::NoHooks,
-                },
-            ),
-            FormatterConfig::MissingWorker { .. } | FormatterConfig::Empty => Ok(Message {
-                body: None,
-                subject: None,
-                kind: TemplateType::Plain,
-            }),
+            FormatterConfig::Renderable { template, subject } => {
+                render_without_build(template, subject.as_ref())
+            }
+            FormatterConfig::MissingWorker { .. } | FormatterConfig::Empty => Ok(Message::none()),
         }
     }
 
@@ -352,21 +348,10 @@ impl Formatter {
                 });
                 self.render_templates(&cx, *template_type)
             }
-            FormatterConfig::Renderable { template, subject } => render_renderables(
-                template,
-                subject.as_ref(),
-                &RenderContext {
-                    props: &Default::default(),
-                    sourcestamps: &[],
-                    worker: &Default::default(),
-                    hooks: &kiln_core::render::NoHooks,
-                },
-            ),
-            FormatterConfig::Function { .. } | FormatterConfig::Empty => Ok(Message {
-                body: None,
-                subject: None,
-                kind: TemplateType::Plain,
-            }),
+            FormatterConfig::Renderable { template, subject } => {
+                render_without_build(template, subject.as_ref())
+            }
+            FormatterConfig::Function { .. } | FormatterConfig::Empty => Ok(Message::none()),
         }
     }
 
@@ -415,6 +400,24 @@ fn render_renderables(
         subject: subject.map(render).transpose()?,
         kind: TemplateType::Plain,
     })
+}
+
+/// `MessageFormatterRenderable`'s message where there is no build: only literal values and
+/// functions of nothing.
+fn render_without_build(
+    template: &kiln_core::render::Renderable,
+    subject: Option<&kiln_core::render::Renderable>,
+) -> Result<Message, String> {
+    render_renderables(
+        template,
+        subject,
+        &RenderContext {
+            props: &Default::default(),
+            sourcestamps: &[],
+            worker: &Default::default(),
+            hooks: &kiln_core::render::NoHooks,
+        },
+    )
 }
 
 /// A JSON value as a template value. Numbers are converted here rather than through serde, which

@@ -11,8 +11,15 @@ use crate::harness::{TestMaster, WAIT, config, optional_tool};
 
 /// ngIRCd on a free loopback port, stopped when dropped.
 struct Server {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     port: u16,
+}
+
+impl Server {
+    /// Stops the server and waits until it has exited, so that its port is free again.
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 async fn ngircd(dir: &std::path::Path, port: Option<u16>) -> Option<Server> {
@@ -47,10 +54,7 @@ async fn ngircd(dir: &std::path::Path, port: Option<u16>) -> Option<Server> {
     })
     .await
     .expect("ngircd listens");
-    Some(Server {
-        _child: child,
-        port,
-    })
+    Some(Server { child, port })
 }
 
 /// A person on IRC.
@@ -326,7 +330,7 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
     );
 
     // The server goes away and comes back: the bot reconnects and rejoins by itself.
-    drop(server);
+    server.stop().await;
     let _again = ngircd(dir.path(), Some(port)).await.expect("ngircd again");
     let mut tester = Client::connect(port, "tester").await;
     tester.send("JOIN #bb").await;

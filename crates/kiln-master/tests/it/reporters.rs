@@ -366,6 +366,20 @@ c['services'] = [
 /// Every request a stand-in forge or chat got: method, path and query, headers, body.
 type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Value)>>>;
 
+/// A stand-in for a forge, a chat or Gerrit that records every request: what it saw, a
+/// notification for each request, and its base URL.
+async fn stand_in() -> (Seen, Arc<Notify>, String) {
+    let seen: Seen = Arc::default();
+    let arrived = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .fallback(record)
+        .with_state((seen.clone(), arrived.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (seen, arrived, at)
+}
+
 async fn record(
     State((seen, arrived)): State<(Seen, Arc<Notify>)>,
     method: axum::http::Method,
@@ -383,14 +397,7 @@ async fn record(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forges_and_chats_get_each_builds_statuses_in_their_own_words() {
-    let seen: Seen = Arc::default();
-    let arrived = Arc::new(Notify::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(record)
-        .with_state((seen.clone(), arrived.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (seen, arrived, at) = stand_in().await;
     let body = format!(
         r#"
 c['builders'] = [util.BuilderConfig(name='fail', workernames=['w1'],
@@ -547,14 +554,7 @@ c['services'] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gerrit_gets_reviews_over_ssh_from_old_and_new_callbacks_and_over_rest() {
-    let seen: Seen = Arc::default();
-    let arrived = Arc::new(Notify::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(record)
-        .with_state((seen.clone(), arrived.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (seen, _, at) = stand_in().await;
     let dir = tempfile::tempdir().unwrap();
     // A stand-in for ssh that keeps each call's arguments, NUL-separated, in a file of its own.
     let calls = dir.path().join("ssh-calls");
@@ -709,14 +709,7 @@ async fn buildsets_functions_broken_templates_and_missing_workers_are_reported_a
     let Some(smtp) = SmtpServer::start(&out, &[]).await else {
         return;
     };
-    let seen: Seen = Arc::default();
-    let arrived = Arc::new(Notify::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(record)
-        .with_state((seen.clone(), arrived.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (seen, arrived, at) = stand_in().await;
     let body = format!(
         r#"
 c['workers'] = [worker.Worker('w1', 'pass'),
@@ -809,14 +802,7 @@ c['services'] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_builds_finishing_together_are_each_reported_once() {
-    let seen: Seen = Arc::default();
-    let arrived = Arc::new(Notify::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .fallback(record)
-        .with_state((seen.clone(), arrived.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (seen, arrived, at) = stand_in().await;
     let body = format!(
         r#"
 c['builders'] = [util.BuilderConfig(name='b{{}}'.format(i), workernames=['w1', 'w2'],
