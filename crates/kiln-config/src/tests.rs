@@ -1203,6 +1203,9 @@ fn reporter_mistakes_are_reported_where_they_are() {
     reporters.GitHubStatusPush(context='ci'),
     reporters.BitbucketStatusPush(),
     reporters.MatrixStatusPush('matrix.example.org', 't', '!r:example.org'),
+    reporters.IRC(host='irc.example.org', nick='bb', channels=['#ok', 'nochan'],
+        notify_events=['started', 'bogus', 'failureToSuccess', 'successToSuccess'],
+        authz={'force': ['tester']}, allowForce=True),
 ]
 "#
     );
@@ -1220,6 +1223,10 @@ fn reporter_mistakes_are_reported_where_they_are() {
         "GitHubStatusPush needs token",
         "BitbucketStatusPush needs either auth=(user, app password) or oauth_key and oauth_secret",
         "MatrixStatusPush: \"matrix.example.org\" is not an http:// or https:// URL",
+        "IRC: \"nochan\" is not a channel name",
+        "IRC: notify event \"bogus\" is not one of",
+        "IRC: notify event \"successToSuccess\" is not one of",
+        "IRC: allowForce and authz exclude each other",
     ] {
         assert!(
             text.contains(expected),
