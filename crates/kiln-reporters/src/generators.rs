@@ -282,7 +282,7 @@ impl Generator {
             subject: None,
             kind: kiln_config::TemplateType::Json,
         };
-        let mut report = report_from(message, &builds, &self.first);
+        let mut report = report_from(message, &builds);
         report.results = builds.first().and_then(BuildInfo::results);
         report.summary = match builds.as_slice() {
             [one] => describe_build(one),
@@ -333,7 +333,7 @@ impl Generator {
             inputs.config,
             inputs.hooks,
         )?;
-        let mut report = report_from(message, std::slice::from_ref(build), formatter);
+        let mut report = report_from(message, std::slice::from_ref(build));
         report.results = build.results();
         report.properties = Some(build.properties.clone());
         report.summary = describe_build(build);
@@ -440,7 +440,7 @@ impl Generator {
             subject,
             kind,
         };
-        let mut report = report_from(message, &chosen, &self.first);
+        let mut report = report_from(message, &chosen);
         report.results = buildset.and_then(|b| b.results);
         report.summary = format!("buildset {} complete", id.0);
         if chosen.len() == 1 {
@@ -481,7 +481,7 @@ impl Generator {
         let message =
             self.first
                 .format_buildset(&dict, &builds, bs.results, inputs.site, inputs.config)?;
-        let mut report = report_from(message, &builds, &self.first);
+        let mut report = report_from(message, &builds);
         report.results = bs.results;
         report.summary = format!("buildset {} complete", id.0);
         Ok(Some(report))
@@ -510,7 +510,7 @@ impl Generator {
             inputs.config,
             inputs.hooks,
         )?;
-        let mut report = report_from(message, std::slice::from_ref(&build), &self.first);
+        let mut report = report_from(message, std::slice::from_ref(&build));
         report.results = build.results();
         report.properties = Some(build.properties.clone());
         report.summary = format!(
@@ -564,7 +564,7 @@ pub fn filter_takes(filter: &ReportFilter, build: &BuildInfo) -> bool {
             .is_none_or(|b| b.contains(&prop("branch")))
 }
 
-fn report_from(message: Message, builds: &[BuildInfo], _formatter: &Formatter) -> Report {
+fn report_from(message: Message, builds: &[BuildInfo]) -> Report {
     let mut users: Vec<String> = builds.iter().flat_map(|b| b.users.clone()).collect();
     users.sort();
     users.dedup();
