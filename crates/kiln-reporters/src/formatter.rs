@@ -113,9 +113,14 @@ impl Formatter {
                 AutoEscape::None
             }
         });
-        let mut add = |name: &'static str, source: String, _escape: bool| {
+        let mut add = |name: &'static str, source: String| {
             env.add_template_owned(name, source)
                 .map_err(|e| format!("the {name} template: {e}"))
+        };
+        // A formatter without templates of its own uses the built-in ones of its kind.
+        let builtin = |own: &Option<String>, tt: TemplateType, html_source: &str, text: &str| {
+            own.clone()
+                .unwrap_or_else(|| if html(tt) { html_source } else { text }.to_string())
         };
         match config {
             FormatterConfig::Template {
@@ -124,43 +129,28 @@ impl Formatter {
                 template_type,
                 ..
             } => {
-                let body = template.clone().unwrap_or_else(|| {
-                    if html(*template_type) {
-                        BUILD_HTML.to_string()
-                    } else {
-                        BUILD_TXT.to_string()
-                    }
-                });
+                // A json formatter without a template sends the build dict itself.
                 if *template_type != TemplateType::Json || template.is_some() {
-                    add("body", body, html(*template_type))?;
+                    add(
+                        "body",
+                        builtin(template, *template_type, BUILD_HTML, BUILD_TXT),
+                    )?;
                 }
-                add(
-                    "subject",
-                    subject
-                        .clone()
-                        .unwrap_or_else(|| SUBJECT.trim_end().to_string()),
-                    html(*template_type),
-                )?;
+                let plain = SUBJECT.trim_end();
+                add("subject", builtin(subject, *template_type, plain, plain))?;
             }
             FormatterConfig::MissingWorker {
                 template,
                 subject,
                 template_type,
             } => {
-                let body = template.clone().unwrap_or_else(|| {
-                    if html(*template_type) {
-                        MISSING_HTML.to_string()
-                    } else {
-                        MISSING_TXT.to_string()
-                    }
-                });
-                add("body", body, html(*template_type))?;
+                add(
+                    "body",
+                    builtin(template, *template_type, MISSING_HTML, MISSING_TXT),
+                )?;
                 add(
                     "subject",
-                    subject
-                        .clone()
-                        .unwrap_or_else(|| MISSING_SUBJECT.to_string()),
-                    html(*template_type),
+                    builtin(subject, *template_type, MISSING_SUBJECT, MISSING_SUBJECT),
                 )?;
             }
             FormatterConfig::Renderable { .. }

@@ -576,7 +576,6 @@ fn report_from(message: Message, builds: &[BuildInfo]) -> Report {
         results: None,
         builds: builds.iter().map(|b| b.dict(true, false, false)).collect(),
         users,
-        users_are_addresses: false,
         patches: Vec::new(),
         logs: Vec::new(),
         properties: None,

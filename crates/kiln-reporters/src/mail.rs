@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 
-use crate::report::Report;
+use crate::report::{Report, ReportEvent};
 use crate::sink::Failure;
 
 /// How long one mail may take to send.
@@ -118,7 +118,10 @@ async fn recipients(
             envelope.push(bare.to_string());
         }
     };
-    if reports.iter().all(|r| r.users_are_addresses) {
+    if reports
+        .iter()
+        .all(|r| r.event == ReportEvent::WorkerMissing)
+    {
         for r in reports {
             for a in &r.users {
                 add(&mut envelope, a);

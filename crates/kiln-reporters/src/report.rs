@@ -65,10 +65,8 @@ pub struct Report {
     /// The builds the report is about, as build dicts.
     pub builds: Vec<Value>,
     /// Who the report concerns: the blamelist and owners of its builds, or the addresses a
-    /// missing worker's configuration names.
+    /// missing worker's configuration names, used as they are.
     pub users: Vec<String>,
-    /// Whether `users` are addresses to use as they are (a missing worker's), not names to look up.
-    pub users_are_addresses: bool,
     pub patches: Vec<Attachment>,
     pub logs: Vec<Attachment>,
     /// The properties of the report's build when it is about exactly one, for rendering the

@@ -563,7 +563,6 @@ impl Reporter {
                     results: None,
                     builds: Vec::new(),
                     users: w.notify_on_missing.clone(),
-                    users_are_addresses: true,
                     patches: Vec::new(),
                     logs: Vec::new(),
                     properties: None,

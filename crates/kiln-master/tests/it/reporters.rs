@@ -98,6 +98,27 @@ async fn status(m: &TestMaster, name: &str) -> kiln_db::ReporterStatus {
         .unwrap_or_default()
 }
 
+/// Waits until the reporter's deliveries stand as `done` says (the outbox records an outcome a
+/// moment after the receiver has the report); how they stand then.
+async fn wait_status(
+    m: &TestMaster,
+    name: &str,
+    done: impl Fn(&kiln_db::ReporterStatus) -> bool,
+    what: &str,
+) -> kiln_db::ReporterStatus {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let s = status(m, name).await;
+            if done(&s) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name}: never {what}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
     let receiver = Receiver::default();
@@ -123,17 +144,13 @@ async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
         .await;
     assert_eq!(results, 2);
     let name = "HttpStatusPush_BuildStatusGenerator";
-    let s = tokio::time::timeout(WAIT, async {
-        loop {
-            let s = status(&m, name).await;
-            if s.pending == 2 && s.last_error.is_some() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("two pending reports with an error");
+    let s = wait_status(
+        &m,
+        name,
+        |s| s.pending == 2 && s.last_error.is_some(),
+        "two pending reports with an error",
+    )
+    .await;
     let error = s.last_error.unwrap().0;
     assert!(error.contains(&port.to_string()), "{error}");
     assert!(!error.contains("s3cret"), "{error}");
@@ -185,17 +202,13 @@ async fn http_push_survives_a_receiver_outage_and_a_master_restart() {
     assert_eq!(posts[2].1["builder"]["name"], "pass");
     assert_eq!(posts[3].1["results"], 0);
     // The receiver has the last report a moment before the outbox records it.
-    let s = tokio::time::timeout(WAIT, async {
-        loop {
-            let s = status(&m, name).await;
-            if s.pending == 0 {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("every report recorded as sent");
+    let s = wait_status(
+        &m,
+        name,
+        |s| s.pending == 0,
+        "every report recorded as sent",
+    )
+    .await;
     assert_eq!((s.pending, s.sent, s.failed), (0, 4, 0));
     assert!(s.last_error.unwrap().0.starts_with("500"));
     m.stop().await;
@@ -346,17 +359,13 @@ c['services'] = [
     assert!(data.contains("filename=\"compile.stdio\""), "{data}");
     assert!(!data.contains("smtp-pw"), "{data}");
     // The refused recipient makes that reporter's mails fail for good, with the server's words.
-    let s = tokio::time::timeout(WAIT, async {
-        loop {
-            let s = status(&m, "refused").await;
-            if s.failed == 2 {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("both mails of the refused reporter fail");
+    let s = wait_status(
+        &m,
+        "refused",
+        |s| s.failed == 2,
+        "both mails of the refused reporter fail",
+    )
+    .await;
     assert_eq!(s.pending, 0);
     assert!(s.last_error.unwrap().0.contains("550"));
     drop(smtp);
