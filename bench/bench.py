@@ -1119,7 +1119,7 @@ SCENARIOS = {
 
 # (scenario, key, label, unit, format) rows shown in tables and comparisons.
 METRICS = [
-    ("reporters", "master_cpu_ms_per_build", "master CPU per build, mail+HTTP+IRC reporters", "ms", "{:.2f}"),
+    ("reporters", "master_cpu_ms_per_build", "master CPU per build with the reporters", "ms", "{:.2f}"),
     ("reporters", "all_reports_delivered_s", "every report delivered after", "s", "{:.1f}"),
     ("startup", "api_ready_median_s", "start-up until REST answers (median)", "s", "{:.3f}"),
     ("startup", "workers_connected_median_s", "workers connected after spawn (median)", "s", "{:.2f}"),

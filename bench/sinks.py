@@ -31,6 +31,9 @@ class HttpSink:
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # Keep-alive, as the forges and chat services that receive statuses offer.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(n)

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kiln_db::StoredEvent;
 use tokio::sync::broadcast;
@@ -37,6 +38,11 @@ pub struct DurableConsumer {
     /// The last position delivered.
     position: i64,
     pending: VecDeque<StoredEvent>,
+    /// How long to let events gather after a wake-up before reading them.
+    linger: Duration,
+    /// Whether the last read may have left events unread (it was full, or was not made yet, or
+    /// it found a gap).
+    unread: bool,
 }
 
 impl DurableConsumer {
@@ -74,7 +80,17 @@ impl DurableConsumer {
             bus,
             position,
             pending: VecDeque::new(),
+            unread: true,
+            linger: Duration::ZERO,
         })
+    }
+
+    /// Lets events gather for `linger` after a wake-up before they are read: a consumer that
+    /// is told of each event as it is published otherwise reads, and writes, once per event
+    /// when they come one at a time, however many come each second.
+    pub fn with_linger(mut self, linger: Duration) -> DurableConsumer {
+        self.linger = linger;
+        self
     }
 
     /// The last position delivered.
@@ -89,8 +105,43 @@ impl DurableConsumer {
                 self.position = event.id;
                 return Ok(Delivery::Event(event));
             }
+            if let Some(missed) = self.fill().await? {
+                return Ok(missed);
+            }
+        }
+    }
+
+    /// Waits for the next deliveries: every event read and not yet delivered (at least one), or
+    /// what was missed. Handling a burst of events together lets a consumer write once for
+    /// all of them.
+    pub async fn next_batch(&mut self) -> Result<Vec<Delivery>, ApiError> {
+        if self.pending.is_empty()
+            && let Some(missed) = self.fill().await?
+        {
+            return Ok(vec![missed]);
+        }
+        let events: Vec<StoredEvent> = self.pending.drain(..).collect();
+        if let Some(last) = events.last() {
+            self.position = last.id;
+        }
+        Ok(events.into_iter().map(Delivery::Event).collect())
+    }
+
+    /// Reads the record until there is an event to deliver, or returns what was missed.
+    async fn fill(&mut self) -> Result<Option<Delivery>, ApiError> {
+        loop {
+            // Every wake-up queued so far is answered by the read that follows; one that comes
+            // later means a read is needed again. Without one, and with nothing left unread by
+            // the last read, there is nothing to read.
+            if !self.woken() && !self.unread {
+                self.wait().await;
+                if !self.linger.is_zero() {
+                    tokio::time::sleep(self.linger).await;
+                }
+            }
             let db = self.services.read.db();
             let read = db.events_after(self.position, READ_BATCH).await?;
+            self.unread = read.len() as i64 >= READ_BATCH;
             // Pruning past this consumer leaves a gap before the first event it reads (ids may
             // have gaps of their own, from transactions rolled back): only then is the record
             // asked how far it was pruned.
@@ -102,13 +153,13 @@ impl DurableConsumer {
                         through: pruned,
                     };
                     self.position = pruned;
-                    return Ok(missed);
+                    self.unread = true;
+                    return Ok(Some(missed));
                 }
             }
-            if read.is_empty() {
-                self.wait().await;
-            } else {
+            if !read.is_empty() {
                 self.pending.extend(read);
+                return Ok(None);
             }
         }
     }
@@ -124,14 +175,25 @@ impl DurableConsumer {
         loop {
             match self.bus.recv().await {
                 Ok(e) if !e.is_durable() => continue,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
                 Err(broadcast::error::RecvError::Closed) => {
                     std::future::pending::<()>().await;
                 }
             }
         }
-        // Events come in bursts (a build's end is several); the read that follows sees every
-        // event published so far, so the wake-ups already queued would only read nothing.
-        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.bus.try_recv() {}
+    }
+
+    /// Whether an event that the record keeps was published since the last look, emptying the
+    /// bus's queue: events come in bursts (a build's end is several), and one read answers them
+    /// all.
+    fn woken(&mut self) -> bool {
+        let mut woken = false;
+        loop {
+            match self.bus.try_recv() {
+                Ok(e) => woken |= e.is_durable(),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => woken = true,
+                Err(_) => return woken,
+            }
+        }
     }
 }

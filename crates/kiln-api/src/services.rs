@@ -241,10 +241,14 @@ pub trait Outbox: Send + Sync {
         position: i64,
         reports: Vec<NewReport>,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
-    /// Takes the oldest pending report of `reporter`, if it is due.
-    fn next<'a>(&'a self, reporter: &'a str) -> BoxFuture<'a, Result<NextReport, ApiError>>;
-    /// Records that report `id` was delivered.
-    fn delivered(&self, id: i64) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// Takes up to `limit` of the oldest pending reports of `reporter`, those that are due.
+    fn next<'a>(
+        &'a self,
+        reporter: &'a str,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<NextReport, ApiError>>;
+    /// Records that the reports `ids` were delivered.
+    fn delivered<'a>(&'a self, ids: &'a [i64]) -> BoxFuture<'a, Result<(), ApiError>>;
     /// Records a failed attempt: tried again at `retry_at`, or given up without one.
     fn failed<'a>(
         &'a self,

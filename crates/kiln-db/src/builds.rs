@@ -189,6 +189,35 @@ impl Db {
             .collect()
     }
 
+    /// The properties of each of the builds `ids`: one query for a few hundred builds.
+    pub async fn build_properties_of(
+        &self,
+        ids: &[BuildId],
+    ) -> Result<std::collections::HashMap<BuildId, Properties>> {
+        let mut out: std::collections::HashMap<BuildId, Properties> = Default::default();
+        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT buildid, name, value, source FROM build_properties \
+                 WHERE buildid IN ({}) ORDER BY buildid, name",
+                crate::listing::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.0);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                let id = BuildId(r.int("buildid")?);
+                let name = r.text("name")?;
+                let value: serde_json::Value = serde_json::from_str(&r.text("value")?)
+                    .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
+                out.entry(id)
+                    .or_default()
+                    .set(name, json_to_property(&value), &r.text("source")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The build's properties as a [`Properties`] set.
     pub async fn build_properties_set(&self, id: BuildId) -> Result<Properties> {
         let mut props = Properties::new();

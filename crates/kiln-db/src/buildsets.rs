@@ -47,18 +47,13 @@ const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, co
 impl Db {
     pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
         let (rows, total) = self.list_rows(COLUMNS, "buildsets", "id", page).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id = r.int("id")?;
-            let sourcestamps = sqlx::query(
-                "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
+        let ids = rows
             .iter()
-            .map(|s| s.int("sourcestampid"))
-            .collect::<Result<_>>()?;
+            .map(|r| r.int("id"))
+            .collect::<Result<Vec<i64>>>()?;
+        let mut sourcestamps = self.sourcestamp_ids_of(&ids).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (r, id) in rows.iter().zip(ids) {
             out.push(BuildSetRow {
                 id: BuildSetId(id),
                 external_idstring: r.opt_text("external_idstring")?,
@@ -70,10 +65,36 @@ impl Db {
                 parent_buildid: r.opt_int("parent_buildid")?,
                 parent_relationship: r.opt_text("parent_relationship")?,
                 rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
-                sourcestamps,
+                sourcestamps: sourcestamps.remove(&id).unwrap_or_default(),
             });
         }
         Ok((out, total))
+    }
+
+    /// The source stamp ids of each of the buildsets `ids`, in the order they were added: one
+    /// query for a few hundred buildsets, not one each.
+    async fn sourcestamp_ids_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<i64>>> {
+        let mut out: std::collections::HashMap<i64, Vec<i64>> = Default::default();
+        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT buildsetid, sourcestampid FROM buildset_sourcestamps \
+                 WHERE buildsetid IN ({}) ORDER BY id",
+                crate::listing::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                out.entry(r.int("buildsetid")?)
+                    .or_default()
+                    .push(r.int("sourcestampid")?);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get_buildset(&self, id: BuildSetId) -> Result<Option<BuildSetRow>> {

@@ -1,7 +1,9 @@
 //! The reporters' outbox: reports that were decided, stored before they are sent, and kept a
 //! while after, so that a receiver that is down, or a master that restarts, loses none of them.
 
+use crate::batch::Batch;
 use crate::eventlog::ADVANCE_POSITION;
+use crate::listing::SqlValue;
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
 
@@ -64,8 +66,8 @@ pub struct ReportRow {
 /// What a reporter's queue has next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NextReport {
-    /// The oldest pending report, now taken by this master.
-    Due(ReportRow),
+    /// The oldest pending reports, in order, now taken by this master.
+    Due(Vec<ReportRow>),
     /// The oldest pending report may be tried at this time (or another master holds it until
     /// then).
     At(i64),
@@ -172,6 +174,22 @@ impl Db {
     }
 }
 
+/// Stores a report unless one with its reporter and `dedup` is stored already.
+const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, payload, \
+    state, next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', $3) \
+    ON CONFLICT (reporter, dedup) DO NOTHING";
+
+/// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
+/// those before the first one that is not due yet or that another master holds.
+const LEASE_REPORTS: &str = concat!(
+    "UPDATE reports SET leased_by = $1, leased_until = $2 WHERE id IN \
+     (SELECT id FROM reports WHERE reporter = $3 AND state = 'pending' ORDER BY id LIMIT $5) \
+     AND id < COALESCE((SELECT MIN(id) FROM reports WHERE reporter = $3 AND state = 'pending' \
+     AND NOT (next_attempt_at <= $4 AND (leased_until IS NULL OR leased_until <= $4 \
+     OR leased_by = $1))), 9223372036854775807) RETURNING ",
+    columns!()
+);
+
 impl Writer {
     /// Stores `reports` and moves `consumer` to `position` in one transaction: the event that
     /// decided them is never handled twice, and never skipped without them.
@@ -182,61 +200,60 @@ impl Writer {
         reports: &[NewReport],
         now: i64,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut batch = Batch::default();
         for r in reports {
-            sqlx::query(
-                "INSERT INTO reports (reporter, dedup, created_at, summary, payload, state, \
-                 next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', $3) \
-                 ON CONFLICT (reporter, dedup) DO NOTHING",
-            )
-            .bind(&r.reporter)
-            .bind(&r.dedup)
-            .bind(now)
-            .bind(&r.summary)
-            .bind(&r.payload)
-            .execute(&mut *tx)
-            .await?;
+            batch.push(
+                INSERT_REPORT,
+                vec![
+                    SqlValue::Text(r.reporter.clone()),
+                    SqlValue::Text(r.dedup.clone()),
+                    SqlValue::Int(now),
+                    SqlValue::Text(r.summary.clone()),
+                    SqlValue::Text(r.payload.clone()),
+                ],
+            );
         }
         if !consumer.is_empty() {
-            sqlx::query(ADVANCE_POSITION)
-                .bind(consumer)
-                .bind(position)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            batch.push(
+                ADVANCE_POSITION,
+                vec![
+                    SqlValue::Text(consumer.to_string()),
+                    SqlValue::Int(position),
+                    SqlValue::Int(now),
+                ],
+            );
         }
-        tx.commit().await?;
+        batch.run(self).await?;
         Ok(())
     }
 
-    /// Takes the oldest pending report of `reporter` for master `master` until `now + lease`,
-    /// if it is due and no other master holds it. Reports go out in the order they were
-    /// decided: a report that waits for a retry holds back those after it.
-    pub async fn next_report(
+    /// Takes up to `limit` of the oldest pending reports of `reporter` for master `master`
+    /// until `now + lease`, those that are due and that no other master holds. Reports go out
+    /// in the order they were decided: a report that waits for a retry holds back those after
+    /// it.
+    pub async fn next_reports(
         &self,
         reporter: &str,
         master: i64,
         now: i64,
         lease: i64,
+        limit: i64,
     ) -> Result<NextReport> {
         let _w = self.write_guard().await;
-        // The usual case, a due report that nobody holds, is taken in one statement.
-        let taken = sqlx::query(concat!(
-            "UPDATE reports SET leased_by = $1, leased_until = $2 WHERE id = \
-             (SELECT id FROM reports WHERE reporter = $3 AND state = 'pending' ORDER BY id LIMIT 1) \
-             AND next_attempt_at <= $4 \
-             AND (leased_until IS NULL OR leased_until <= $4 OR leased_by = $1) RETURNING ",
-            columns!()
-        ))
-        .bind(master)
-        .bind(now + lease)
-        .bind(reporter)
-        .bind(now)
-        .fetch_optional(&self.wpool)
-        .await?;
-        if let Some(row) = taken {
-            return Ok(NextReport::Due(report_row(&row)?));
+        // The usual case, due reports that nobody holds, is taken in one statement.
+        let taken = sqlx::query(LEASE_REPORTS)
+            .bind(master)
+            .bind(now + lease)
+            .bind(reporter)
+            .bind(now)
+            .bind(limit.max(1))
+            .fetch_all(&self.wpool)
+            .await?;
+        if !taken.is_empty() {
+            let mut rows = taken.iter().map(report_row).collect::<Result<Vec<_>>>()?;
+            // RETURNING promises no order.
+            rows.sort_by_key(|r| r.id);
+            return Ok(NextReport::Due(rows));
         }
         let head = sqlx::query(concat!(
             "SELECT ",
@@ -265,17 +282,17 @@ impl Writer {
         Ok(NextReport::At(now + 1))
     }
 
-    /// Records that report `id` was delivered.
-    pub async fn report_delivered(&self, id: i64, now: i64) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query(
-            "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
-             leased_by = NULL, leased_until = NULL WHERE id = $2",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.wpool)
-        .await?;
+    /// Records that the reports `ids` were delivered.
+    pub async fn reports_delivered(&self, ids: &[i64], now: i64) -> Result<()> {
+        let mut batch = Batch::default();
+        for id in ids {
+            batch.push(
+                "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
+                 leased_by = NULL, leased_until = NULL WHERE id = $2",
+                vec![SqlValue::Int(now), SqlValue::Int(*id)],
+            );
+        }
+        batch.run(self).await?;
         Ok(())
     }
 

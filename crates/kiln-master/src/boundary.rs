@@ -125,12 +125,13 @@ impl Outbox for Boundary {
     fn next<'a>(
         &'a self,
         reporter: &'a str,
+        limit: i64,
     ) -> BoxFuture<'a, Result<kiln_db::NextReport, ApiError>> {
-        Box::pin(async move { Ok(self.master.updates.next_report(reporter).await?) })
+        Box::pin(async move { Ok(self.master.updates.next_reports(reporter, limit).await?) })
     }
 
-    fn delivered(&self, id: i64) -> BoxFuture<'_, Result<(), ApiError>> {
-        Box::pin(async move { Ok(self.master.updates.report_delivered(id).await?) })
+    fn delivered<'a>(&'a self, ids: &'a [i64]) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move { Ok(self.master.updates.reports_delivered(ids).await?) })
     }
 
     fn failed<'a>(

@@ -740,15 +740,16 @@ impl Updates {
             .await
     }
 
-    /// Takes a reporter's next due report for this master, for as long as one delivery may take.
-    pub async fn next_report(&self, reporter: &str) -> Result<kiln_db::NextReport> {
+    /// Takes a reporter's next due reports for this master, for as long as delivering them may
+    /// take.
+    pub async fn next_reports(&self, reporter: &str, limit: i64) -> Result<kiln_db::NextReport> {
         self.db
-            .next_report(reporter, self.master.0, self.now(), REPORT_LEASE)
+            .next_reports(reporter, self.master.0, self.now(), REPORT_LEASE, limit)
             .await
     }
 
-    pub async fn report_delivered(&self, id: i64) -> Result<()> {
-        self.db.report_delivered(id, self.now()).await
+    pub async fn reports_delivered(&self, ids: &[i64]) -> Result<()> {
+        self.db.reports_delivered(ids, self.now()).await
     }
 
     pub async fn report_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {

@@ -27,6 +27,9 @@ pub struct Generator {
 /// What a generator is given to decide with.
 pub struct Inputs<'a> {
     pub read: &'a dyn ReadSide,
+    /// The position of the event being decided in the durable record.
+    pub position: i64,
+    pub builds: &'a data::BuildCache,
     pub config: &'a MasterConfig,
     pub site: &'a Site,
     pub hooks: &'a (dyn RenderHooks + Sync),
@@ -90,7 +93,7 @@ impl Generator {
     /// show them or it attaches logs, the previous build for `change`, `problem` and a
     /// template's `previous_results`, the people concerned unless its words are fixed or a
     /// bare build dict.
-    fn needs(&self) -> data::Needs {
+    pub fn needs(&self) -> data::Needs {
         use kiln_config::FormatterConfig as F;
         let formatters = [Some(&self.first), self.second.as_ref()];
         let mut needs = data::Needs {
@@ -186,12 +189,14 @@ impl Generator {
         let read = inputs.read;
         let err = |e: ApiError| e.to_string();
         match (&self.config.kind, trigger) {
-            (GeneratorKind::BuildStatus { mode, .. }, Trigger::BuildNew(id)) => {
-                self.build_report(inputs, id, mode, &self.first, false)
+            (GeneratorKind::BuildStatus { mode, .. }, Trigger::BuildNew(_)) => {
+                self.build_report(inputs, trigger, mode, &self.first, false)
                     .await
             }
             (GeneratorKind::BuildStatus { mode, .. }, Trigger::BuildFinished(id)) => {
-                let Some(build) = data::load_build(read, id, self.needs())
+                let Some(build) = inputs
+                    .builds
+                    .load(read, inputs.position, id, self.needs())
                     .await
                     .map_err(err)?
                 else {
@@ -203,13 +208,13 @@ impl Generator {
                 self.report_of(inputs, &build, mode, &self.first, false)
                     .await
             }
-            (GeneratorKind::BuildStartEnd { .. }, Trigger::BuildNew(id)) => {
-                self.build_report(inputs, id, &Mode::ALL, &self.first, false)
+            (GeneratorKind::BuildStartEnd { .. }, Trigger::BuildNew(_)) => {
+                self.build_report(inputs, trigger, &Mode::ALL, &self.first, false)
                     .await
             }
-            (GeneratorKind::BuildStartEnd { .. }, Trigger::BuildFinished(id)) => {
+            (GeneratorKind::BuildStartEnd { .. }, Trigger::BuildFinished(_)) => {
                 let formatter = self.second.as_ref().unwrap_or(&self.first);
-                self.build_report(inputs, id, &Mode::ALL, formatter, false)
+                self.build_report(inputs, trigger, &Mode::ALL, formatter, false)
                     .await
             }
             (GeneratorKind::BuildSet { mode, .. }, Trigger::BuildsetComplete(id)) => {
@@ -230,12 +235,9 @@ impl Generator {
                     callback,
                     arg,
                 },
-                Trigger::BuildNew(id) | Trigger::BuildFinished(id),
+                Trigger::BuildNew(_) | Trigger::BuildFinished(_),
             ) => {
-                let Some(build) = data::load_build(read, id, self.needs())
-                    .await
-                    .map_err(err)?
-                else {
+                let Some(build) = self.build(inputs, trigger).await? else {
                     return Ok(None);
                 };
                 if !self.selects(&build) {
@@ -246,7 +248,9 @@ impl Generator {
                 Ok(review.map(|r| self.review_report(r, vec![build])))
             }
             (GeneratorKind::Gerrit { callback, arg, .. }, Trigger::BuildsetComplete(id)) => {
-                let builds: Vec<BuildInfo> = data::buildset_builds(read, id, self.needs())
+                let builds: Vec<BuildInfo> = inputs
+                    .builds
+                    .buildset_builds(read, inputs.position, id, self.needs())
                     .await
                     .map_err(err)?
                     .into_iter()
@@ -294,19 +298,37 @@ impl Generator {
     async fn build_report(
         &self,
         inputs: &Inputs<'_>,
-        id: BuildId,
+        trigger: Trigger,
         mode: &[Mode],
         formatter: &Formatter,
         is_buildset: bool,
     ) -> Result<Option<Report>, String> {
-        let Some(build) = data::load_build(inputs.read, id, self.needs())
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+        let Some(build) = self.build(inputs, trigger).await? else {
             return Ok(None);
         };
         self.report_of(inputs, &build, mode, formatter, is_buildset)
             .await
+    }
+
+    /// The build a build event is about, as it was at that event: a build that started is
+    /// shown starting, even when it finished before its start was decided.
+    async fn build(
+        &self,
+        inputs: &Inputs<'_>,
+        trigger: Trigger,
+    ) -> Result<Option<BuildInfo>, String> {
+        let (Trigger::BuildNew(id) | Trigger::BuildFinished(id)) = trigger else {
+            return Ok(None);
+        };
+        let build = inputs
+            .builds
+            .load(inputs.read, inputs.position, id, self.needs())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match trigger {
+            Trigger::BuildNew(_) => build.map(BuildInfo::as_started),
+            _ => build,
+        })
     }
 
     /// Whether the generator's filters take the build.
@@ -397,7 +419,9 @@ impl Generator {
         id: BuildSetId,
         mode: &[Mode],
     ) -> Result<Option<Report>, String> {
-        let builds = data::buildset_builds(inputs.read, id, self.needs())
+        let builds = inputs
+            .builds
+            .buildset_builds(inputs.read, inputs.position, id, self.needs())
             .await
             .map_err(|e| e.to_string())?;
         let chosen: Vec<BuildInfo> = builds
@@ -465,7 +489,9 @@ impl Generator {
         else {
             return Ok(None);
         };
-        let builds = data::buildset_builds(read, id, self.needs())
+        let builds = inputs
+            .builds
+            .buildset_builds(read, inputs.position, id, self.needs())
             .await
             .map_err(|e| e.to_string())?;
         let sourcestamps = builds

@@ -43,6 +43,7 @@ async fn supervise(services: Services) {
     // The reporters configured at start report what happened since the master started; those
     // a reconfiguration adds, what happens from then on.
     let mut first = Some(services.read.start_position());
+    let builds = Arc::new(data::BuildCache::default());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {
@@ -57,7 +58,7 @@ async fn supervise(services: Services) {
             if running.contains_key(&r.name) {
                 continue;
             }
-            match reporter::Reporter::new(r.clone(), services.clone(), first) {
+            match reporter::Reporter::new(r.clone(), services.clone(), builds.clone(), first) {
                 Ok(rep) => {
                     tracing::info!(reporter = %r.name, kind = r.kind.class(), "reporter started");
                     let handle = tasks.spawn(Arc::new(rep).run());

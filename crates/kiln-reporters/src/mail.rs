@@ -175,9 +175,41 @@ async fn lookup(
     Ok(bare_address(&candidate).map(|_| candidate.clone()))
 }
 
+/// A user name and password to log in to the relay with.
+type Login = Option<(String, String)>;
+
+/// A reporter's SMTP transport, kept from one mail to the next: its TLS setup is made once,
+/// and a connection to the relay is used for several mails while they come close together.
+#[derive(Default)]
+pub struct Mailer {
+    /// The transport, and the credentials it logs in with (a secret may change).
+    transport: std::sync::Mutex<Option<(Login, AsyncSmtpTransport<Tokio1Executor>)>>,
+}
+
+impl Mailer {
+    /// The transport for `credentials`, made when there is none for them yet.
+    fn transport(
+        &self,
+        config: &MailConfig,
+        basedir: &std::path::Path,
+        credentials: Option<(String, String)>,
+    ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let mut kept = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((c, t)) = &*kept
+            && *c == credentials
+        {
+            return Ok(t.clone());
+        }
+        let t = transport(config, basedir, credentials.clone())?;
+        *kept = Some((credentials, t.clone()));
+        Ok(t)
+    }
+}
+
 /// Sends a stored mail.
 pub async fn deliver(
     config: &MailConfig,
+    mailer: &Mailer,
     basedir: &std::path::Path,
     credentials: Option<(String, String)>,
     payload: &Value,
@@ -186,7 +218,9 @@ pub async fn deliver(
     if config.dump_mails_to_log {
         tracing::info!(mail = %String::from_utf8_lossy(&message.formatted()), "mail");
     }
-    let transport = transport(config, basedir, credentials).map_err(Failure::Permanent)?;
+    let transport = mailer
+        .transport(config, basedir, credentials)
+        .map_err(Failure::Permanent)?;
     match transport.send(message).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_permanent() => Err(Failure::Permanent(describe(&e))),

@@ -17,6 +17,7 @@ use kiln_db::listing::{Page, SqlValue};
 use kiln_db::{NewReport, NextReport, StoredEvent};
 use tokio::sync::Notify;
 
+use crate::data::BuildCache;
 use crate::formatter::Site;
 use crate::generators::{Generator, Inputs, Trigger, missing_worker_dict};
 use crate::hooks::Hooks;
@@ -28,6 +29,14 @@ const ACK_EVERY: i64 = 64;
 /// How long an idle deliverer waits before it looks at the outbox again, in case another
 /// master stored reports for it.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// How long a reporter lets events gather before it decides them: a burst of builds is then
+/// read and stored in a few statements rather than a few for each build, for a delay that
+/// nobody waiting for a mail or a status notices.
+const LINGER: Duration = Duration::from_millis(200);
+/// How many due reports one lease takes.
+const DELIVERY_BATCH: i64 = 64;
+/// How long a deliverer sends from one lease before it records what it sent.
+const BATCH_TIME: Duration = Duration::from_secs(10);
 /// How many finished reports of each reporter are kept for its page.
 pub const KEEP_FINISHED: i64 = 1000;
 
@@ -35,11 +44,15 @@ pub const KEEP_FINISHED: i64 = 1000;
 pub struct Reporter {
     pub config: ReporterConfig,
     generators: Vec<Generator>,
-    /// An IRC reporter's bot, whose connection delivers its announcements.
-    irc: Option<Arc<crate::irc::Bot>>,
+    /// What stays open between deliveries: an IRC reporter's bot, a mail reporter's relay.
+    connections: sink::Connections,
     services: Services,
     hooks: Hooks,
     stored: Notify,
+    /// The builds that every reporter read, shared by all of them.
+    builds: Arc<BuildCache>,
+    /// What of a build this reporter's generators need.
+    needs: crate::data::Needs,
     /// Where the reporter starts reading the record if it never read it before.
     first: Option<i64>,
 }
@@ -49,13 +62,17 @@ impl Reporter {
     pub fn new(
         config: ReporterConfig,
         services: Services,
+        builds: Arc<BuildCache>,
         first: Option<i64>,
     ) -> Result<Reporter, String> {
-        let generators = config
+        let generators: Vec<Generator> = config
             .generators
             .iter()
             .map(Generator::new)
             .collect::<Result<_, _>>()?;
+        let needs = generators
+            .iter()
+            .fold(crate::data::Needs::default(), |n, g| n.union(g.needs()));
         let irc = match &config.kind {
             kiln_config::ReporterKind::Irc(c) => {
                 Some(crate::irc::Bot::new((**c).clone(), services.clone()))
@@ -63,12 +80,17 @@ impl Reporter {
             _ => None,
         };
         Ok(Reporter {
-            irc,
+            connections: sink::Connections {
+                irc,
+                ..Default::default()
+            },
             hooks: Hooks::new(services.read.clone()),
             config,
             generators,
             services,
             stored: Notify::new(),
+            builds,
+            needs,
             first,
         })
     }
@@ -81,7 +103,7 @@ impl Reporter {
     /// Runs both loops until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         let deliverer = self.clone();
-        let bot = self.irc.clone();
+        let bot = self.connections.irc.clone();
         let connection = async move {
             match bot {
                 Some(bot) => bot.run().await,
@@ -95,7 +117,7 @@ impl Reporter {
         let name = self.consumer();
         let mut consumer = loop {
             match DurableConsumer::start_from(&self.services, &name, self.first).await {
-                Ok(c) => break c,
+                Ok(c) => break c.with_linger(LINGER),
                 Err(error) => {
                     tracing::warn!(reporter = %self.config.name, %error, "starting to read events");
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -109,22 +131,19 @@ impl Reporter {
             let deadline = missing.next_deadline();
             let idle = handled > acked;
             tokio::select! {
-                delivery = consumer.next() => match delivery {
-                    Ok(Delivery::Event(event)) => {
-                        missing.note(self, &event).await;
-                        if self.handle(&event).await {
-                            acked = event.id;
-                        } else if event.id - acked >= ACK_EVERY {
-                            self.acknowledge(event.id).await;
-                            acked = event.id;
+                batch = consumer.next_batch() => match batch {
+                    Ok(deliveries) => {
+                        let Some((last, stored)) = self.handle_batch(deliveries, &mut missing).await
+                        else {
+                            continue;
+                        };
+                        handled = last;
+                        if stored {
+                            acked = last;
+                        } else if handled - acked >= ACK_EVERY {
+                            self.acknowledge(handled).await;
+                            acked = handled;
                         }
-                        handled = event.id;
-                    }
-                    Ok(Delivery::Missed { after, through }) => {
-                        tracing::error!(
-                            reporter = %self.config.name, after, through,
-                            "events were pruned before this reporter read them: their reports are lost"
-                        );
                     }
                     Err(error) => {
                         tracing::warn!(reporter = %self.config.name, %error, "reading events");
@@ -142,6 +161,68 @@ impl Reporter {
         }
     }
 
+    /// Decides the reports of a burst of events and stores them together, which moves the
+    /// reporter past the burst; the position of its last event, if it had one, and whether
+    /// reports were stored. A reporter that stored nothing acknowledges its progress later:
+    /// the events decided nothing, so reading them again after a restart would decide nothing
+    /// either.
+    async fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+        missing: &mut MissingWorkers,
+    ) -> Option<(i64, bool)> {
+        self.preload(&deliveries).await;
+        let mut reports = Vec::new();
+        let mut last = None;
+        for delivery in deliveries {
+            match delivery {
+                Delivery::Event(event) => {
+                    missing.note(self, &event).await;
+                    reports.extend(self.handle(&event).await);
+                    last = Some(event.id);
+                }
+                Delivery::Missed { after, through } => {
+                    tracing::error!(
+                        reporter = %self.config.name, after, through,
+                        "events were pruned before this reporter read them: their reports are lost"
+                    );
+                }
+            }
+        }
+        let last = last?;
+        let stored = !reports.is_empty();
+        if stored {
+            self.enqueue(reports, last).await;
+        }
+        Some((last, stored))
+    }
+
+    /// Reads together the builds that a burst of events is about, for the events this
+    /// reporter decides. A failure only means that each build is read on its own.
+    async fn preload(&self, deliveries: &[Delivery]) {
+        let wanted: Vec<(i64, kiln_core::BuildId)> = deliveries
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Event(e) => Some((e.id, Trigger::of_key(&e.key)?)),
+                Delivery::Missed { .. } => None,
+            })
+            .filter(|(_, t)| {
+                self.connections.irc.is_some() || self.generators.iter().any(|g| g.wants(*t))
+            })
+            .filter_map(|(position, t)| match t {
+                Trigger::BuildNew(id) | Trigger::BuildFinished(id) => Some((position, id)),
+                _ => None,
+            })
+            .collect();
+        if let Err(error) = self
+            .builds
+            .preload(&*self.services.read, &wanted, self.needs)
+            .await
+        {
+            tracing::warn!(reporter = %self.config.name, %error, "reading the builds of a burst of events");
+        }
+    }
+
     async fn acknowledge(&self, position: i64) {
         if let Err(error) = self
             .services
@@ -153,34 +234,32 @@ impl Reporter {
         }
     }
 
-    /// Decides and stores the reports of one event; whether it stored any (which moved the
-    /// reporter past the event).
-    async fn handle(&self, event: &StoredEvent) -> bool {
-        let Some(trigger) = Trigger::of_key(&event.key) else {
-            return false;
-        };
-        if let Some(bot) = &self.irc {
-            return match bot.announcements(trigger).await {
+    /// Decides the report of one event, if it makes one.
+    async fn handle(&self, event: &StoredEvent) -> Option<NewReport> {
+        let trigger = Trigger::of_key(&event.key)?;
+        let dedup = format!("event:{}", event.id);
+        if let Some(bot) = &self.connections.irc {
+            return match bot.announcements(trigger, &self.builds, event.id).await {
                 Ok(lines) if !lines.is_empty() => {
-                    let summary = format!("{} on IRC", event.key);
                     let payload = serde_json::json!({ "lines": lines });
-                    self.enqueue(payload, summary, format!("event:{}", event.id), event.id)
-                        .await
+                    Some(self.new_report(&payload, format!("{} on IRC", event.key), dedup))
                 }
-                Ok(_) => false,
+                Ok(_) => None,
                 Err(error) => {
                     tracing::error!(reporter = %self.config.name, key = %event.key, %error, "deciding IRC announcements");
-                    false
+                    None
                 }
             };
         }
         if !self.generators.iter().any(|g| g.wants(trigger)) {
-            return false;
+            return None;
         }
         let config = self.services.read.config();
         let site = site(&*self.services.read);
         let inputs = Inputs {
             read: &*self.services.read,
+            position: event.id,
+            builds: &self.builds,
             config: &config,
             site: &site,
             hooks: &self.hooks,
@@ -197,23 +276,21 @@ impl Reporter {
                 ),
             }
         }
-        self.store(&reports, format!("event:{}", event.id), event.id)
-            .await
+        self.prepare(&reports, dedup).await
     }
 
-    /// Encodes and stores one event's reports (`position` 0: not from an event); whether it
-    /// stored one.
-    async fn store(&self, reports: &[Report], dedup: String, position: i64) -> bool {
+    /// Encodes the reports that one event or timer made into what the reporter stores.
+    async fn prepare(&self, reports: &[Report], dedup: String) -> Option<NewReport> {
         if reports.is_empty() {
-            return false;
+            return None;
         }
         let payload =
             match sink::encode(&self.config, reports, &*self.services.read, &self.hooks).await {
                 Ok(Some(p)) => p,
-                Ok(None) => return false,
+                Ok(None) => return None,
                 Err(error) => {
                     tracing::error!(reporter = %self.config.name, %error, "preparing a report");
-                    return false;
+                    return None;
                 }
             };
         let summary = reports
@@ -221,56 +298,53 @@ impl Reporter {
             .map(|r| r.summary.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        self.enqueue(payload, summary, dedup, position).await
+        Some(self.new_report(&payload, summary, dedup))
     }
 
-    /// Stores one payload, with the event position it was decided from (0: none); whether it
-    /// moved the reporter past an event.
-    async fn enqueue(
-        &self,
-        payload: serde_json::Value,
-        summary: String,
-        dedup: String,
-        position: i64,
-    ) -> bool {
-        let report = NewReport {
+    /// A report to store, with the secrets it may carry redacted.
+    fn new_report(&self, payload: &serde_json::Value, summary: String, dedup: String) -> NewReport {
+        NewReport {
             reporter: self.config.name.clone(),
             dedup,
             summary,
             payload: self.hooks.redact(&payload.to_string()),
-        };
+        }
+    }
+
+    /// Stores reports with the event position they were decided up to (0: not from events,
+    /// which moves nothing).
+    async fn enqueue(&self, reports: Vec<NewReport>, position: i64) {
         let consumer = if position > 0 {
             self.consumer()
         } else {
             String::new()
         };
-        // The event is not passed until its reports are stored: a database that refuses the
-        // write for a while holds the reporter back rather than losing the report.
+        // The events are not passed until their reports are stored: a database that refuses
+        // the write for a while holds the reporter back rather than losing the reports.
         loop {
             match self
                 .services
                 .outbox
-                .enqueue(&consumer, position, vec![report.clone()])
+                .enqueue(&consumer, position, reports.clone())
                 .await
             {
                 Ok(()) => break,
                 Err(error) => {
-                    tracing::warn!(reporter = %self.config.name, %error, "storing a report");
+                    tracing::warn!(reporter = %self.config.name, %error, "storing reports");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
         self.stored.notify_one();
-        position > 0
     }
 
     async fn deliver(&self) {
         let name = &self.config.name;
         let mut delivered: u64 = 0;
         loop {
-            let next = self.services.outbox.next(name).await;
-            let row = match next {
-                Ok(NextReport::Due(row)) => row,
+            let next = self.services.outbox.next(name, DELIVERY_BATCH).await;
+            let rows = match next {
+                Ok(NextReport::Due(rows)) => rows,
                 Ok(NextReport::At(at)) => {
                     let wait = (at - self.services.read.now()).clamp(0, 3600) as u64;
                     tokio::select! {
@@ -292,6 +366,31 @@ impl Reporter {
                     continue;
                 }
             };
+            let sent = self.deliver_batch(rows).await;
+            if let Err(error) = self.services.outbox.delivered(&sent).await {
+                tracing::warn!(reporter = %name, %error, "recording deliveries");
+            }
+            let before = delivered;
+            delivered += sent.len() as u64;
+            if before / 100 != delivered / 100
+                && let Err(error) = self.services.outbox.prune(name, KEEP_FINISHED).await
+            {
+                tracing::warn!(reporter = %name, %error, "pruning the outbox");
+            }
+        }
+    }
+
+    /// Sends leased reports in order until one fails, which is recorded; the ids of those sent.
+    /// Those not tried stay leased to this master, which takes them again next. A batch stops
+    /// after [`BATCH_TIME`], so that its successes are recorded well within the lease.
+    async fn deliver_batch(&self, rows: Vec<kiln_db::ReportRow>) -> Vec<i64> {
+        let name = &self.config.name;
+        let started = tokio::time::Instant::now();
+        let mut sent = Vec::new();
+        for row in rows {
+            if started.elapsed() > BATCH_TIME {
+                break;
+            }
             let payload: serde_json::Value =
                 serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null);
             let outcome = sink::deliver(
@@ -300,49 +399,44 @@ impl Reporter {
                 &payload,
                 &*self.services.read,
                 &self.hooks,
-                self.irc.as_deref(),
+                &self.connections,
             )
             .await;
-            let recorded = match outcome {
+            let failure = match outcome {
                 Ok(()) => {
-                    delivered += 1;
                     tracing::debug!(reporter = %name, report = row.id, summary = %row.summary, "delivered");
-                    self.services.outbox.delivered(row.id).await
+                    sent.push(row.id);
+                    continue;
                 }
-                Err(failure) => {
-                    let attempts = row.attempts as u32 + 1;
-                    let (error, retry_at) = match failure {
-                        Failure::Retry(e) if attempts < self.config.retry.max_attempts => {
-                            let at =
-                                self.services.read.now() + self.config.retry.delay_after(attempts);
-                            (e, Some(at))
-                        }
-                        Failure::Retry(e) | Failure::Permanent(e) => (e, None),
-                    };
-                    let error = self.hooks.redact(&error);
-                    match retry_at {
-                        Some(at) => tracing::warn!(
-                            reporter = %name, report = row.id, summary = %row.summary, attempts,
-                            retry_in = at - self.services.read.now(), %error,
-                            "delivery failed; it will be tried again"
-                        ),
-                        None => tracing::error!(
-                            reporter = %name, report = row.id, summary = %row.summary, attempts, %error,
-                            "delivery failed for good"
-                        ),
-                    }
-                    self.services.outbox.failed(row.id, &error, retry_at).await
-                }
+                Err(failure) => failure,
             };
-            if let Err(error) = recorded {
+            let attempts = row.attempts as u32 + 1;
+            let (error, retry_at) = match failure {
+                Failure::Retry(e) if attempts < self.config.retry.max_attempts => {
+                    let at = self.services.read.now() + self.config.retry.delay_after(attempts);
+                    (e, Some(at))
+                }
+                Failure::Retry(e) | Failure::Permanent(e) => (e, None),
+            };
+            let error = self.hooks.redact(&error);
+            match retry_at {
+                Some(at) => tracing::warn!(
+                    reporter = %name, report = row.id, summary = %row.summary, attempts,
+                    retry_in = at - self.services.read.now(), %error,
+                    "delivery failed; it will be tried again"
+                ),
+                None => tracing::error!(
+                    reporter = %name, report = row.id, summary = %row.summary, attempts, %error,
+                    "delivery failed for good"
+                ),
+            }
+            if let Err(error) = self.services.outbox.failed(row.id, &error, retry_at).await {
                 tracing::warn!(reporter = %name, %error, "recording a delivery");
             }
-            if delivered % 100 == 99
-                && let Err(error) = self.services.outbox.prune(name, KEEP_FINISHED).await
-            {
-                tracing::warn!(reporter = %name, %error, "pruning the outbox");
-            }
+            // Reports go out in order: those after a failure wait for its retry.
+            break;
         }
+        sent
     }
 }
 
@@ -426,20 +520,18 @@ impl MissingWorkers {
             "connected" => {
                 self.timers.remove(&name);
                 if self.announced.remove(&name)
-                    && let Some(bot) = &reporter.irc
+                    && let Some(bot) = &reporter.connections.irc
                 {
                     let lines =
                         bot.worker_announcement(&format!("Worker `{name}` is back online."));
                     if !lines.is_empty() {
                         let payload = serde_json::json!({ "lines": lines });
-                        reporter
-                            .enqueue(
-                                payload,
-                                format!("worker {name} back"),
-                                format!("back:{name}:{}", event.id),
-                                0,
-                            )
-                            .await;
+                        let report = reporter.new_report(
+                            &payload,
+                            format!("worker {name} back"),
+                            format!("back:{name}:{}", event.id),
+                        );
+                        reporter.enqueue(vec![report], 0).await;
                     }
                 }
             }
@@ -474,7 +566,7 @@ impl MissingWorkers {
             if read.connected_workers().contains(&name) {
                 continue;
             }
-            if let Some(bot) = &reporter.irc {
+            if let Some(bot) = &reporter.connections.irc {
                 let missing_timeout = read
                     .config()
                     .workers
@@ -489,21 +581,23 @@ impl MissingWorkers {
                 self.announced.insert(name.clone());
                 if !lines.is_empty() {
                     let payload = serde_json::json!({ "lines": lines });
-                    reporter
-                        .enqueue(payload, format!("worker {name} missing"), dedup, 0)
-                        .await;
+                    let report =
+                        reporter.new_report(&payload, format!("worker {name} missing"), dedup);
+                    reporter.enqueue(vec![report], 0).await;
                 }
                 continue;
             }
             let reports = reporter.missing_reports(&name).await;
-            reporter.store(&reports, dedup, 0).await;
+            if let Some(report) = reporter.prepare(&reports, dedup).await {
+                reporter.enqueue(vec![report], 0).await;
+            }
         }
     }
 }
 
 impl Reporter {
     fn watches_workers(&self) -> bool {
-        self.irc.is_some()
+        self.connections.irc.is_some()
             || self
                 .generators
                 .iter()
@@ -514,7 +608,7 @@ impl Reporter {
     fn watches(&self, worker: &str) -> bool {
         let config = self.services.read.config();
         // The IRC bot tells those who asked for `worker` about every worker.
-        if self.irc.is_some() {
+        if self.connections.irc.is_some() {
             return config.workers.iter().any(|w| w.name == worker);
         }
         let notifies = config

@@ -17,6 +17,14 @@ pub enum Failure {
     Permanent(String),
 }
 
+/// What a reporter keeps open between deliveries.
+#[derive(Default)]
+pub struct Connections {
+    /// An IRC reporter's bot, whose connection delivers its announcements.
+    pub irc: Option<std::sync::Arc<crate::irc::Bot>>,
+    pub mail: crate::mail::Mailer,
+}
+
 /// Turns one event's reports into the payload to store, or `None` when there is nothing to send.
 pub async fn encode(
     config: &ReporterConfig,
@@ -44,7 +52,7 @@ pub async fn deliver(
     payload: &Value,
     read: &dyn ReadSide,
     hooks: &Hooks,
-    irc: Option<&crate::irc::Bot>,
+    connections: &Connections,
 ) -> Result<(), Failure> {
     match &config.kind {
         ReporterKind::Mail(mail) => {
@@ -55,7 +63,14 @@ pub async fn deliver(
                 }
                 _ => None,
             };
-            crate::mail::deliver(mail, read.basedir(), credentials, payload).await
+            crate::mail::deliver(
+                mail,
+                &connections.mail,
+                read.basedir(),
+                credentials,
+                payload,
+            )
+            .await
         }
         ReporterKind::HttpPush(push) => {
             crate::http_push::deliver(push, read.basedir(), hooks, payload).await
@@ -66,7 +81,7 @@ pub async fn deliver(
         ReporterKind::Gerrit(gerrit) => {
             crate::gerrit::deliver(gerrit, read.basedir(), hooks, payload).await
         }
-        ReporterKind::Irc(_) => match irc {
+        ReporterKind::Irc(_) => match &connections.irc {
             Some(bot) => bot.deliver(payload).await,
             None => Err(Failure::Permanent("the IRC bot is not running".into())),
         },

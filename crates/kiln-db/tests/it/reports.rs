@@ -17,7 +17,7 @@ fn report(dedup: &str) -> NewReport {
 
 fn due(next: NextReport) -> kiln_db::ReportRow {
     match next {
-        NextReport::Due(r) => r,
+        NextReport::Due(mut r) if r.len() == 1 => r.remove(0),
         other => panic!("expected a due report, got {other:?}"),
     }
 }
@@ -44,10 +44,10 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
         );
 
         // Master 1 takes the oldest; master 2 must wait for its lease.
-        let first = due(db.next_report("mail", 1, 200, 300).await.unwrap());
+        let first = due(db.next_reports("mail", 1, 200, 300, 1).await.unwrap());
         assert_eq!(first.dedup, "event:7", "{b}");
         assert_eq!(
-            db.next_report("mail", 2, 200, 300).await.unwrap(),
+            db.next_reports("mail", 2, 200, 300, 1).await.unwrap(),
             NextReport::At(500),
             "{b}"
         );
@@ -56,20 +56,20 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
             .await
             .unwrap();
         assert_eq!(
-            db.next_report("mail", 2, 205, 300).await.unwrap(),
+            db.next_reports("mail", 2, 205, 300, 1).await.unwrap(),
             NextReport::At(210),
             "{b}"
         );
-        let again = due(db.next_report("mail", 2, 210, 300).await.unwrap());
+        let again = due(db.next_reports("mail", 2, 210, 300, 1).await.unwrap());
         assert_eq!((again.id, again.attempts), (first.id, 1), "{b}");
-        db.report_delivered(again.id, 211).await.unwrap();
-        let second = due(db.next_report("mail", 2, 212, 300).await.unwrap());
+        db.reports_delivered(&[again.id], 211).await.unwrap();
+        let second = due(db.next_reports("mail", 2, 212, 300, 1).await.unwrap());
         assert_eq!(second.dedup, "event:9", "{b}");
         db.report_failed(second.id, "550 refused", None, 213)
             .await
             .unwrap();
         assert_eq!(
-            db.next_report("mail", 2, 214, 300).await.unwrap(),
+            db.next_reports("mail", 2, 214, 300, 1).await.unwrap(),
             NextReport::Empty,
             "{b}"
         );
@@ -97,6 +97,61 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
             .map(|r| r.dedup)
             .collect();
         assert_eq!(left, ["missing:w1:1", "event:9"], "{b}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn due_reports_are_leased_together_up_to_the_first_that_must_wait() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let b = &t.backend;
+        let news: Vec<NewReport> = ["a", "b", "c", "d"].iter().map(|d| report(d)).collect();
+        db.enqueue_reports("reporter:mail", 4, &news, 100)
+            .await
+            .unwrap();
+        let dedups = |next: NextReport| match next {
+            NextReport::Due(rows) => rows.into_iter().map(|r| r.dedup).collect::<Vec<_>>(),
+            other => panic!("expected due reports, got {other:?}"),
+        };
+        let ids: Vec<i64> = db
+            .reports("mail", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|r| r.id)
+            .collect();
+        // The limit is kept, in order.
+        assert_eq!(
+            dedups(db.next_reports("mail", 1, 200, 300, 2).await.unwrap()),
+            ["a", "b"],
+            "{b}"
+        );
+        // "b" failed and waits until 400: "a" went out, "c" and "d" wait behind "b".
+        db.reports_delivered(&[ids[0]], 201).await.unwrap();
+        db.report_failed(ids[1], "refused", Some(400), 201)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.next_reports("mail", 1, 202, 300, 10).await.unwrap(),
+            NextReport::At(400),
+            "{b}"
+        );
+        assert_eq!(
+            dedups(db.next_reports("mail", 1, 400, 300, 10).await.unwrap()),
+            ["b", "c", "d"],
+            "{b}"
+        );
+        // Another master gets none of those this master holds.
+        assert_eq!(
+            db.next_reports("mail", 2, 401, 300, 10).await.unwrap(),
+            NextReport::At(700),
+            "{b}"
+        );
+        db.reports_delivered(&ids[1..], 402).await.unwrap();
+        let s = &db.reporter_statuses().await.unwrap()[0];
+        assert_eq!((s.pending, s.sent, s.failed), (0, 4, 0), "{b}");
     })
     .await;
 }

@@ -301,14 +301,31 @@ impl Bot {
 
     /// The announcements of one event: (target, text) for each channel or person that asked
     /// for it (or watches the build), unless muted.
-    pub async fn announcements(&self, trigger: Trigger) -> Result<Vec<(String, String)>, String> {
+    pub async fn announcements(
+        &self,
+        trigger: Trigger,
+        builds: &crate::data::BuildCache,
+        position: i64,
+    ) -> Result<Vec<(String, String)>, String> {
         let (id, started) = match trigger {
             Trigger::BuildNew(id) => (id, true),
             Trigger::BuildFinished(id) => (id, false),
             _ => return Ok(Vec::new()),
         };
+        // Only those who asked are told that a build started: without them there is nothing
+        // to read.
+        if started
+            && !self
+                .state()
+                .targets
+                .values()
+                .any(|t| !t.muted && t.events.contains("started"))
+        {
+            return Ok(Vec::new());
+        }
         let read = &*self.services.read;
-        let Some(build) = crate::data::load_build(read, id, crate::data::Needs::default())
+        let Some(build) = builds
+            .load(read, position, id, crate::data::Needs::default())
             .await
             .map_err(|e| e.to_string())?
         else {
