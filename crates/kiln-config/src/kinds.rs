@@ -781,6 +781,7 @@ pub const KINDS: &[Kind] = &[
             "showBlameList",
             "useRevisions",
             "useSSL",
+            "caFile",
             "useSASL",
             "lostDelay",
             "failedDelay",

@@ -151,6 +151,10 @@ pub struct IrcConfig {
     pub notice_on_channel: bool,
     pub use_colors: bool,
     pub use_ssl: bool,
+    /// kiln's `caFile`: a PEM file of certificates, relative to the master's directory, that
+    /// the server's certificate may be signed by besides the Mozilla roots (`SSL_CERT_FILE`
+    /// when not given).
+    pub ca_file: Option<String>,
     /// Seconds before reconnecting after a lost connection, and after a failed attempt.
     pub lost_delay: u64,
     pub failed_delay: u64,

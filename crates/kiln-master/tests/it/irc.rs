@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::harness::{TestMaster, WAIT, config, optional_tool};
+use crate::harness::{TestMaster, WAIT, config, make_certificate, optional_tool};
 
 /// ngIRCd on a free loopback port, stopped when dropped.
 struct Server {
@@ -23,6 +23,11 @@ impl Server {
 }
 
 async fn ngircd(dir: &std::path::Path, port: Option<u16>) -> Option<Server> {
+    ngircd_with(dir, port, "").await
+}
+
+/// ngIRCd with `extra` sections in its configuration.
+async fn ngircd_with(dir: &std::path::Path, port: Option<u16>, extra: &str) -> Option<Server> {
     let binary = optional_tool("KILN_TEST_NGIRCD", "ngIRCd")?;
     let port = port.unwrap_or_else(|| {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -33,7 +38,7 @@ async fn ngircd(dir: &std::path::Path, port: Option<u16>) -> Option<Server> {
         &conf,
         format!(
             "[Global]\nName = irc.kiln.test\nInfo = kiln test server\nListen = 127.0.0.1\nPorts = {port}\n\
-             PidFile = {}\nMotdPhrase = hello\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n",
+             PidFile = {}\nMotdPhrase = hello\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n{extra}",
             dir.join("ngircd.pid").display()
         ),
     )
@@ -351,4 +356,51 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
     .await
     .expect("the bot is back in #bb");
     m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_irc_bot_speaks_tls_to_a_server_its_ca_file_vouches_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_dir = tempfile::tempdir().unwrap();
+    // The server's certificate is signed by a private CA, which the master's caFile names.
+    make_certificate(master_dir.path());
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "[SSL]\nCertFile = {}\nKeyFile = {}\nPorts = {tls_port}\n",
+        master_dir.path().join("cert.pem").display(),
+        master_dir.path().join("key.pem").display()
+    );
+    let Some(server) = ngircd_with(dir.path(), None, &extra).await else {
+        return;
+    };
+    let mut tester = Client::connect(server.port, "tester").await;
+    tester.send("JOIN #secure").await;
+    tester.expect(|l| l.contains(" 366 ")).await;
+
+    let body = format!(
+        r#"
+c['builders'] = [util.BuilderConfig(name='pass', workernames=['w1'], factory=util.BuildFactory([steps.ShellCommand(command='true')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass'])]
+c['workers'] = [worker.Worker('w1', 'pass')]
+c['services'] = [reporters.IRC(host='127.0.0.1', port={tls_port}, nick='kilnbot', channels=['#secure'],
+    useSSL=True, caFile='ca.pem', lostDelay=1, failedDelay=1)]
+"#
+    );
+    let _m = TestMaster::start_in(master_dir, &config("sqlite:///state.sqlite", &body)).await;
+    // The bot could join only over TLS: the port speaks nothing else.
+    tester
+        .expect(|l| l.starts_with(":kilnbot!") && l.contains("JOIN"))
+        .await;
+    tester.say("#secure", "kilnbot: version").await;
+    assert!(
+        tester
+            .bot_says("#secure", "")
+            .await
+            .starts_with("This is kiln-")
+    );
+    server.stop().await;
 }

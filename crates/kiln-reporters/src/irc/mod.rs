@@ -107,7 +107,12 @@ impl Bot {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     let outcome = if self.config.use_ssl {
-                        match tls(&self.config.host, tcp).await {
+                        let ca = self
+                            .config
+                            .ca_file
+                            .as_ref()
+                            .map(|f| self.services.read.basedir().join(f));
+                        match tls(&self.config.host, ca, tcp).await {
                             Ok(s) => self.session(s).await,
                             Err(e) => Err(e),
                         }
@@ -460,15 +465,29 @@ impl Drop for AbortOnDrop {
 /// TLS to the IRC server (`useSSL`), its certificate checked against the Mozilla roots.
 async fn tls(
     host: &str,
+    ca_file: Option<std::path::PathBuf>,
     tcp: tokio::net::TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let ca_file = ca_file.or_else(|| std::env::var_os("SSL_CERT_FILE").map(Into::into));
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(&file)
+            .map_err(|e| format!("reading the CA file {}: {e}", file.display()))?;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("the CA file {}: {e}", file.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA file {}: {e}", file.display()))?;
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
+        .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host:?} is not a server name: {e}"))?;

@@ -175,6 +175,7 @@ pub(super) fn irc(cx: &mut Cx, loc: &Location, r: &Node) -> Option<IrcConfig> {
         notice_on_channel: cx.boolean(r.field("noticeOnChannel"), false, "noticeOnChannel", loc),
         use_colors: cx.boolean(r.field("useColors"), true, "useColors", loc),
         use_ssl: cx.boolean(r.field("useSSL"), false, "useSSL", loc),
+        ca_file: cx.opt_string(r.field("caFile"), "caFile", loc),
         lost_delay: seconds(cx, "lostDelay", 3),
         failed_delay: seconds(cx, "failedDelay", 50),
         tags: given_node(r.field("tags")).map(|n| cx.strings(Some(n), "tags", loc)),
