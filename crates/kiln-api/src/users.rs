@@ -1,6 +1,6 @@
 //! Who a build concerns.
 
-use kiln_core::{BuildId, PropertyValue};
+use kiln_core::{BuildId, Properties, PropertyValue};
 use kiln_db::{Db, DbError};
 
 /// A build's users, as `/api/v2/builds/N/users` shows them and reporters address them.
@@ -19,6 +19,11 @@ pub struct BuildUsers {
 pub async fn build_users(db: &Db, build: BuildId) -> Result<BuildUsers, DbError> {
     let blamelist = db.build_blamelist(build).await?;
     let props = db.build_properties_set(build).await?;
+    Ok(users_of(blamelist, &props))
+}
+
+/// A build's users from its blamelist and its properties, for a caller that read them already.
+pub fn users_of(blamelist: Vec<String>, props: &Properties) -> BuildUsers {
     let owners: Vec<String> = match props.get("owners") {
         Some(PropertyValue::List(l)) => l.iter().map(|v| v.render()).collect(),
         _ => match props.get("owner") {
@@ -32,9 +37,9 @@ pub async fn build_users(db: &Db, build: BuildId) -> Result<BuildUsers, DbError>
             interested.push(o.clone());
         }
     }
-    Ok(BuildUsers {
+    BuildUsers {
         blamelist,
         owners,
         interested,
-    })
+    }
 }

@@ -428,7 +428,9 @@ async fn extend(
             .await?;
     }
     if want.users && !have.users {
-        let mut users = read.build_users(id).await?.interested;
+        // The properties were read with the build.
+        let blamelist = db.build_blamelist(id).await?;
+        let mut users = kiln_api::users::users_of(blamelist, &build.properties).interested;
         users.sort();
         users.dedup();
         build.users = users;
