@@ -22,7 +22,7 @@ pub use consumer::{Delivery, DurableConsumer};
 pub use error::ApiError;
 pub use event::{Event, StepUpdate, WorkerState, matches};
 pub use services::{
-    Actor, BoxFuture, Control, EventSource, Outbox, PollOutcome, ReadSide, Services, Submitted,
-    TryJob, WorkerAction, WorkerRef,
+    Actor, BoxFuture, Control, EventSource, Outbox, PollOutcome, ReadSide, Services, Shutdown,
+    Submitted, TryJob, WorkerAction, WorkerRef,
 };
 pub use users::{BuildUsers, build_users};

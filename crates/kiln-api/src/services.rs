@@ -70,6 +70,18 @@ pub enum WorkerRef {
     Name(String),
 }
 
+/// How the master is asked to shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Start no more builds, and stop once the running ones are done (Buildbot's clean
+    /// shutdown).
+    Clean,
+    /// Call off a clean shutdown whose builds are not all done.
+    Cancel,
+    /// Stop at once, as SIGTERM does: running builds are interrupted and their requests kept.
+    Now,
+}
+
 /// What can be done to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerAction {
@@ -114,6 +126,8 @@ pub trait ReadSide: Send + Sync {
     fn allowed(&self, actor: &Actor, request: &crate::authz::Request) -> bool;
     /// The configuration as it changes: a reconfiguration sends the new one.
     fn watch_config(&self) -> watch::Receiver<Arc<MasterConfig>>;
+    /// Whether a clean shutdown of this master is under way.
+    fn shutting_down(&self) -> bool;
     /// The newest event of the durable record when this master started: a component configured
     /// from the start reads what happened since, whenever its task gets to run.
     fn start_position(&self) -> i64;
@@ -210,8 +224,13 @@ pub trait Control: Send + Sync {
         action: WorkerAction,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
-    /// Shuts the master down cleanly, as SIGTERM does.
-    fn shutdown<'a>(&'a self, actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Shuts the master down, or calls off a clean shutdown; whether that changed anything (a
+    /// clean shutdown that had started already, or none to call off, changes nothing).
+    fn shutdown<'a>(
+        &'a self,
+        actor: &'a Actor,
+        how: Shutdown,
+    ) -> BoxFuture<'a, Result<bool, ApiError>>;
 }
 
 /// The typed events, published after each write.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use kiln_api::authz::{Request, Verb};
 use kiln_api::{
     Actor, ApiError, BoxFuture, Control, Event, EventSource, Outbox, PollOutcome, ReadSide,
-    Services, Submitted, TryJob, WorkerAction, WorkerRef,
+    Services, Shutdown, Submitted, TryJob, WorkerAction, WorkerRef,
 };
 use kiln_config::{MasterConfig, SchedulerConfig};
 use kiln_core::{BuildId, BuildRequestId, BuilderId, ChangeId, SchedulerId, SourceStampId};
@@ -98,6 +98,10 @@ impl ReadSide for Boundary {
 
     fn start_position(&self) -> i64 {
         self.master.start_position
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.master.shutting_down()
     }
 
     fn secret(&self, name: &str) -> Result<String, String> {
@@ -627,11 +631,22 @@ impl Control for Boundary {
         })
     }
 
-    fn shutdown<'a>(&'a self, actor: &'a Actor) -> BoxFuture<'a, Result<(), ApiError>> {
+    fn shutdown<'a>(
+        &'a self,
+        actor: &'a Actor,
+        how: Shutdown,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(async move {
             allow(&self.master, actor, &Request::plain(Verb::Shutdown))?;
-            self.master.request_stop();
-            Ok(())
+            tracing::info!(by = %who(actor), ?how, "shutdown");
+            Ok(match how {
+                Shutdown::Clean => self.master.start_clean_shutdown(),
+                Shutdown::Cancel => self.master.cancel_clean_shutdown(),
+                Shutdown::Now => {
+                    self.master.request_stop();
+                    true
+                }
+            })
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct Master {
     shutdown: watch::Sender<bool>,
     /// Set when a client asks the master to stop; the process that runs it does the stopping.
     stop_request: watch::Sender<bool>,
+    /// Set during a clean shutdown: no build starts, and the master stops once none runs.
+    draining: watch::Sender<bool>,
 }
 
 /// Buildbot's master sends a keepalive to each worker this often.
@@ -190,6 +192,42 @@ impl Master {
     /// Asks whoever runs the master to stop it cleanly, as SIGTERM does.
     pub fn request_stop(&self) {
         self.stop_request.send_replace(true);
+    }
+
+    /// Starts a clean shutdown, Buildbot's `cleanShutdown`: no more builds start, and a stop is
+    /// requested once the running ones are done. False if one had started already.
+    pub fn start_clean_shutdown(&self) -> bool {
+        let started = !self.draining.send_replace(true);
+        self.stop_if_drained();
+        started
+    }
+
+    /// Calls off a clean shutdown whose builds are not all done; false if none had started.
+    pub fn cancel_clean_shutdown(&self) -> bool {
+        let was = self.draining.send_replace(false);
+        if was {
+            tracing::info!("the clean shutdown was called off");
+            self.wake_distributor();
+        }
+        was
+    }
+
+    /// Whether a clean shutdown is under way.
+    pub fn shutting_down(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Records that a build stopped running here.
+    pub fn build_done(&self, id: BuildId) {
+        self.running_builds().remove(&id);
+        self.stop_if_drained();
+    }
+
+    fn stop_if_drained(&self) {
+        if self.shutting_down() && self.running_builds().is_empty() {
+            tracing::info!("clean shutdown: no build is running any more");
+            self.request_stop();
+        }
     }
 
     /// Waits until a stop is requested through [`Master::request_stop`].
@@ -370,6 +408,7 @@ impl Master {
             running: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             stop_request: watch::channel(false).0,
+            draining: watch::channel(false).0,
         });
         master.apply_config(config.clone()).await?;
 

@@ -33,7 +33,8 @@ pub async fn run(master: Arc<Master>) {
 }
 
 async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
-    if *master.shutdown_signal().borrow() {
+    // A master shutting down, cleanly or not, starts nothing more.
+    if *master.shutdown_signal().borrow() || master.shutting_down() {
         return Ok(());
     }
     let config = master.config();

@@ -40,7 +40,7 @@ pub async fn run(
             .await;
         let _ = master.updates.unclaim_buildrequests(&[request.id]).await;
     }
-    master.running_builds().remove(&buildid);
+    master.build_done(buildid);
     master.workers.release(&worker, builderid);
     master.wake_distributor();
 }
@@ -98,7 +98,7 @@ async fn run_inner(
             )
         }
     };
-    master.running_builds().remove(&buildid);
+    master.build_done(buildid);
 
     if results == Results::Retry {
         // The worker went away: the request goes back to the queue and runs again.

@@ -1,7 +1,9 @@
 //! The API boundary as a component sees it: the read side, the control handle with its actor,
 //! and the events, without the master.
 
-use kiln_api::{Actor, ApiError, WorkerAction, WorkerRef};
+use std::time::Duration;
+
+use kiln_api::{Actor, ApiError, Shutdown, WorkerAction, WorkerRef};
 use serde_json::json;
 
 use crate::harness::{TestMaster, config};
@@ -75,9 +77,78 @@ async fn components_read_command_and_listen_through_the_boundary() {
         Err("not found while getting from workers/ghost".to_string())
     );
 
-    // A clean shutdown is asked of whoever runs the master.
-    control.shutdown(&Actor::Anonymous).await.expect("asked");
+    // A shutdown now is asked of whoever runs the master.
+    assert!(
+        control
+            .shutdown(&Actor::Anonymous, Shutdown::Now)
+            .await
+            .expect("asked")
+    );
     tokio::time::timeout(crate::harness::WAIT, m.master().stop_requested())
         .await
         .expect("the stop request is seen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_waits_for_the_running_builds_and_can_be_called_off() {
+    let slow = r#"
+f = util.BuildFactory([steps.ShellCommand(command='sleep 300')])
+c['builders'] = [util.BuilderConfig(name='slow', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", slow)).await;
+    let services = kiln_master::boundary::services(m.master());
+    let (read, control) = (&services.read, &services.control);
+    let mut events = services.events.subscribe();
+    m.start_worker("w1", "pass").await;
+    let params = json!({"builderNames": ["slow"]});
+    let force = || control.force(&Actor::Anonymous, "force", params.as_object().unwrap());
+    force().await.expect("forced");
+    // Its step has started: the build runs.
+    loop {
+        let e = events.recv().await.expect("event");
+        if e.key().starts_with("steps.") && e.key().ends_with(".started") {
+            break;
+        }
+    }
+    let stopped = || async {
+        tokio::time::timeout(Duration::ZERO, m.master().stop_requested())
+            .await
+            .is_ok()
+    };
+
+    let shutdown = |how| control.shutdown(&Actor::Anonymous, how);
+    assert!(shutdown(Shutdown::Clean).await.unwrap());
+    assert!(read.shutting_down());
+    assert!(!shutdown(Shutdown::Clean).await.unwrap(), "already started");
+    assert!(!stopped().await, "the running build holds the stop back");
+    // Called off, then started again.
+    assert!(shutdown(Shutdown::Cancel).await.unwrap());
+    assert!(!read.shutting_down());
+    assert!(
+        !shutdown(Shutdown::Cancel).await.unwrap(),
+        "nothing to call off"
+    );
+    assert!(shutdown(Shutdown::Clean).await.unwrap());
+
+    // A request made during the shutdown waits; once the running build ends, the master asks
+    // to stop, and the waiting request never started.
+    force().await.expect("forced");
+    let running = read.running_builds();
+    assert_eq!(running.len(), 1);
+    assert!(
+        control
+            .stop_build(&Actor::Anonymous, running[0], "done")
+            .await
+            .unwrap()
+    );
+    tokio::time::timeout(crate::harness::WAIT, m.master().stop_requested())
+        .await
+        .expect("a stop is requested once no build runs");
+    let (builds, _) = read
+        .db()
+        .list_builds(&kiln_db::listing::Page::default())
+        .await
+        .unwrap();
+    assert_eq!(builds.len(), 1, "{builds:?}");
 }

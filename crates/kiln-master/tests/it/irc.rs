@@ -359,7 +359,7 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_irc_bot_speaks_tls_to_a_server_its_ca_file_vouches_for() {
+async fn the_irc_bot_speaks_tls_to_a_server_its_ca_file_vouches_for_and_shuts_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let master_dir = tempfile::tempdir().unwrap();
     // The server's certificate is signed by a private CA, which the master's caFile names.
@@ -387,10 +387,10 @@ c['builders'] = [util.BuilderConfig(name='pass', workernames=['w1'], factory=uti
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['pass'])]
 c['workers'] = [worker.Worker('w1', 'pass')]
 c['services'] = [reporters.IRC(host='127.0.0.1', port={tls_port}, nick='kilnbot', channels=['#secure'],
-    useSSL=True, caFile='ca.pem', lostDelay=1, failedDelay=1)]
+    useSSL=True, caFile='ca.pem', allowShutdown=True, lostDelay=1, failedDelay=1)]
 "#
     );
-    let _m = TestMaster::start_in(master_dir, &config("sqlite:///state.sqlite", &body)).await;
+    let m = TestMaster::start_in(master_dir, &config("sqlite:///state.sqlite", &body)).await;
     // The bot could join only over TLS: the port speaks nothing else.
     tester
         .expect(|l| l.starts_with(":kilnbot!") && l.contains("JOIN"))
@@ -402,5 +402,22 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={tls_port}, nick='kilnbot'
             .await
             .starts_with("This is kiln-")
     );
+
+    // Buildbot's clean shutdown: started, checked, called off; with no build running, the
+    // master is asked to stop as soon as it starts.
+    let mut ask = async |command: &str, answer: &str| {
+        tester.say("#secure", &format!("kilnbot: {command}")).await;
+        assert_eq!(tester.bot_says("#secure", "").await, answer, "{command}");
+    };
+    ask("shutdown check", "Status: buildbot is running").await;
+    ask("shutdown stop", "Nothing to stop").await;
+    ask("shutdown start", "Starting clean shutdown").await;
+    tokio::time::timeout(WAIT, m.master().stop_requested())
+        .await
+        .expect("a stop is requested");
+    ask("shutdown start", "Already started").await;
+    ask("shutdown check", "Status: buildbot is shutting down").await;
+    ask("shutdown stop", "Stopping clean shutdown").await;
+    ask("shutdown check", "Status: buildbot is running").await;
     server.stop().await;
 }

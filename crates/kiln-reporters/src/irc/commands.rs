@@ -2,7 +2,7 @@
 //! `stop`, `join`, `leave`, `shutdown`) are refused unless the bot's `authz` allows the nick;
 //! changing a channel's notifications or muting the bot there takes a channel operator.
 
-use kiln_api::Actor;
+use kiln_api::{Actor, Shutdown};
 use kiln_config::{IrcAllow, irc_event_valid};
 use kiln_core::{BuildId, Results};
 use kiln_db::listing::{Page, SqlValue};
@@ -523,19 +523,31 @@ impl Bot {
     }
 
     async fn shutdown(&self, args: &[&str]) -> Vec<String> {
-        match args.first().copied() {
-            Some("check") => vec!["Status: buildbot is running.".into()],
-            Some("start") | Some("now") => {
-                match self.services.control.shutdown(&Actor::Master).await {
-                    Ok(()) => vec![
-                        "Shutting down: running builds are interrupted and their requests kept."
-                            .into(),
-                    ],
-                    Err(e) => vec![format!("I could not shut down: {e}")],
-                }
+        let (how, done, unchanged) = match args.first().copied() {
+            Some("check") => {
+                return vec![if self.services.read.shutting_down() {
+                    "Status: buildbot is shutting down".into()
+                } else {
+                    "Status: buildbot is running".into()
+                }];
             }
-            Some("stop") => vec!["A shutdown that has begun cannot be called off.".into()],
-            _ => vec!["Try 'shutdown check|start|stop|now'.".into()],
+            Some("start") => (
+                Shutdown::Clean,
+                "Starting clean shutdown",
+                "Already started",
+            ),
+            Some("stop") => (
+                Shutdown::Cancel,
+                "Stopping clean shutdown",
+                "Nothing to stop",
+            ),
+            Some("now") => (Shutdown::Now, "Stopping buildbot", "Stopping buildbot"),
+            _ => return vec!["try 'shutdown check|start|stop|now'".into()],
+        };
+        match self.services.control.shutdown(&Actor::Master, how).await {
+            Ok(true) => vec![done.into()],
+            Ok(false) => vec![unchanged.into()],
+            Err(e) => vec![format!("I could not do that: {e}")],
         }
     }
 }

@@ -396,7 +396,10 @@ pub async fn cancel_change(
 pub async fn shutdown(State(site): State<Site>, visit: Visit, request: Request) -> Response {
     let result = async {
         Form::checked(&visit, request).await?;
-        site.services.control.shutdown(visit.actor()).await?;
+        site.services
+            .control
+            .shutdown(visit.actor(), kiln_api::Shutdown::Clean)
+            .await?;
         Ok(site.redirect(
             "about",
             "The master is shutting down once its running builds are done",
