@@ -275,6 +275,15 @@ pub trait Outbox: Send + Sync {
         error: &'a str,
         retry_at: Option<i64>,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Stores one value (JSON text) of the state of `object` of `class`, as Buildbot's state
+    /// table keeps it, replacing the previous one; it is read back through `ReadSide::db`.
+    fn save_state<'a>(
+        &'a self,
+        object: &'a str,
+        class: &'a str,
+        name: &'a str,
+        value_json: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
     /// Keeps the newest `keep` finished reports of `reporter`.
     fn prune<'a>(&'a self, reporter: &'a str, keep: i64) -> BoxFuture<'a, Result<(), ApiError>>;
 }

@@ -153,6 +153,20 @@ impl Outbox for Boundary {
         })
     }
 
+    fn save_state<'a>(
+        &'a self,
+        object: &'a str,
+        class: &'a str,
+        name: &'a str,
+        value_json: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let updates = &self.master.updates;
+            let id = updates.object_id(object, class).await?;
+            Ok(updates.set_state(id, name, value_json).await?)
+        })
+    }
+
     fn prune<'a>(&'a self, reporter: &'a str, keep: i64) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
             self.master.updates.prune_reports(reporter, keep).await?;

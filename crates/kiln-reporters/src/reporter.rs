@@ -74,9 +74,11 @@ impl Reporter {
             .iter()
             .fold(crate::data::Needs::default(), |n, g| n.union(g.needs()));
         let irc = match &config.kind {
-            kiln_config::ReporterKind::Irc(c) => {
-                Some(crate::irc::Bot::new((**c).clone(), services.clone()))
-            }
+            kiln_config::ReporterKind::Irc(c) => Some(crate::irc::Bot::new(
+                &config.name,
+                (**c).clone(),
+                services.clone(),
+            )),
             _ => None,
         };
         Ok(Reporter {

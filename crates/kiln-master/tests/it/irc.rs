@@ -355,7 +355,35 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
     })
     .await
     .expect("the bot is back in #bb");
+
+    // What a person asked to hear survives a restart of the master.
+    tester.say("kilnbot", "notify on exception").await;
+    assert_eq!(
+        tester.bot_says("tester", "notified").await,
+        "The following events are being notified: exception."
+    );
     m.stop().await;
+    let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
+    let _m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", &body)).await;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            tester.say("kilnbot", "notify list").await;
+            let answer =
+                tokio::time::timeout(Duration::from_millis(500), tester.bot_says("tester", ""))
+                    .await;
+            if let Ok(answer) = answer {
+                return answer;
+            }
+        }
+    })
+    .await
+    .map(|answer| {
+        assert_eq!(
+            answer,
+            "The following events are being notified: exception."
+        )
+    })
+    .expect("the restarted bot answers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,7 +135,7 @@ impl Bot {
             "status" => self.status(args.first().copied(), false).await,
             "last" => self.status(args.first().copied(), true).await,
             "watch" => self.watch(args.first().copied(), reply_to).await,
-            "notify" => self.notify(nick, reply_to, &args),
+            "notify" => self.notify(nick, reply_to, &args).await,
             "mute" | "unmute" => self.mute(nick, reply_to, command == "mute"),
             "force" => self.force(&who, &args).await,
             "stop" => self.stop(&who, &args).await,
@@ -331,7 +331,7 @@ impl Bot {
         out
     }
 
-    fn notify(&self, nick: &str, reply_to: &str, args: &[&str]) -> Vec<String> {
+    async fn notify(&self, nick: &str, reply_to: &str, args: &[&str]) -> Vec<String> {
         let action = args.first().copied().unwrap_or("list");
         let events = &args[args.len().min(1)..];
         if action != "list" {
@@ -353,24 +353,30 @@ impl Bot {
                 )];
             }
         }
-        let mut state = self.state();
-        let target = state.targets.entry(reply_to.to_lowercase()).or_default();
-        match action {
-            "on" => target.events.extend(events.iter().map(|e| e.to_string())),
-            "off" if events.is_empty() => target.events.clear(),
-            "off" => {
-                for e in events {
-                    target.events.remove(*e);
+        let events = {
+            let mut state = self.state();
+            let target = state.targets.entry(reply_to.to_lowercase()).or_default();
+            match action {
+                "on" => target.events.extend(events.iter().map(|e| e.to_string())),
+                "off" if events.is_empty() => target.events.clear(),
+                "off" => {
+                    for e in events {
+                        target.events.remove(*e);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
+            target.events.clone()
+        };
+        if action != "list" {
+            self.save_notify_events().await;
         }
-        if target.events.is_empty() {
+        if events.is_empty() {
             vec!["No events are being notified.".into()]
         } else {
             vec![format!(
                 "The following events are being notified: {}.",
-                target.events.iter().cloned().collect::<Vec<_>>().join(", ")
+                events.into_iter().collect::<Vec<_>>().join(", ")
             )]
         }
     }

@@ -51,8 +51,14 @@ struct State {
     watching: Vec<(BuildId, String)>,
 }
 
+/// The class under which the bot keeps what channels and people asked to hear.
+const STATE_CLASS: &str = "kiln.reporters.IRC";
+const NOTIFY_EVENTS: &str = "notify_events";
+
 /// The bot.
 pub struct Bot {
+    /// The reporter's name, under which its state is kept.
+    name: String,
     config: IrcConfig,
     services: Services,
     hooks: Hooks,
@@ -66,7 +72,7 @@ fn is_channel(target: &str) -> bool {
 }
 
 impl Bot {
-    pub fn new(config: IrcConfig, services: Services) -> Arc<Bot> {
+    pub fn new(name: &str, config: IrcConfig, services: Services) -> Arc<Bot> {
         let events: BTreeSet<String> = config.notify_events.iter().cloned().collect();
         let mut state = State {
             nick: config.nick.clone(),
@@ -87,6 +93,7 @@ impl Bot {
             );
         }
         Arc::new(Bot {
+            name: name.to_string(),
             hooks: Hooks::new(services.read.clone()),
             config,
             services,
@@ -101,6 +108,7 @@ impl Bot {
 
     /// Connects, and connects again whenever the connection is lost, until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        self.load_notify_events().await;
         loop {
             let address = (self.config.host.as_str(), self.config.port);
             let delay = match tokio::net::TcpStream::connect(address).await {
@@ -293,6 +301,60 @@ impl Bot {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Adds the events each channel and person asked for before a restart, as `notify on`
+    /// and `notify off` saved them, to those the configuration names.
+    async fn load_notify_events(&self) {
+        let db = self.services.read.db();
+        let saved = async {
+            let Some(id) = db.lookup_object_id(&self.name, STATE_CLASS).await? else {
+                return Ok(None);
+            };
+            db.get_state(id, NOTIFY_EVENTS).await
+        };
+        let saved: BTreeMap<String, BTreeSet<String>> = match saved.await {
+            Ok(Some(text)) => match serde_json::from_str(&text) {
+                Ok(map) => map,
+                Err(error) => {
+                    tracing::warn!(reporter = %self.name, %error, "the saved IRC notifications are unreadable");
+                    return;
+                }
+            },
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(reporter = %self.name, %error, "reading the saved IRC notifications");
+                return;
+            }
+        };
+        let mut state = self.state();
+        for (target, events) in saved {
+            state
+                .targets
+                .entry(target)
+                .or_default()
+                .events
+                .extend(events);
+        }
+    }
+
+    /// Saves what each channel and person asked to hear, so that a restart keeps it.
+    pub(crate) async fn save_notify_events(&self) {
+        let saved: BTreeMap<String, BTreeSet<String>> = self
+            .state()
+            .targets
+            .iter()
+            .map(|(name, t)| (name.clone(), t.events.clone()))
+            .collect();
+        let text = serde_json::to_string(&saved).unwrap_or_default();
+        if let Err(error) = self
+            .services
+            .outbox
+            .save_state(&self.name, STATE_CLASS, NOTIFY_EVENTS, &text)
+            .await
+        {
+            tracing::warn!(reporter = %self.name, %error, "saving the IRC notifications");
+        }
     }
 
     /// NOTICE in channels with `noticeOnChannel`, PRIVMSG otherwise.
