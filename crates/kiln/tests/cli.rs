@@ -231,6 +231,86 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     assert!(!dir.path().join("kiln.pid").exists());
 }
 
+/// An HTTP receiver on `port` that answers 200 and keeps each request body it gets.
+fn http_receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    use std::io::{Read, Write};
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("receiver port");
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                kept.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    bodies
+}
+
+#[test]
+fn reports_pending_when_the_master_is_killed_are_sent_once_after_it_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www, receiver_port) = (free_port(), free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "echo fine");
+    let config = dir.path().join("master.star");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "c['services'] = [reporters.HttpStatusPush(name='push', \
+         serverUrl='http://127.0.0.1:{receiver_port}/status', retryDelay=1, maxRetryDelay=1)]\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let mut master = start_master(dir.path());
+    let _worker = start_worker(dir.path(), worker_port);
+    wait_worker(www);
+    for _ in 0..3 {
+        force(www, "b1");
+    }
+    // The receiver is down: each build's start and end are decided, stored and tried.
+    let reporter = format!("http://127.0.0.1:{www}/api/v2/reporters/push");
+    wait_api(&reporter, |v| {
+        v["reporters"][0]["pending"] == 6 && v["reporters"][0]["last_error"].is_string()
+    });
+    // A crash: no chance to clean up.
+    master.kill().expect("kill");
+    master.wait().expect("reap");
+
+    let bodies = http_receiver(receiver_port);
+    let mut master = start_master(dir.path());
+    wait_api(&reporter, |v| {
+        v["reporters"][0]["pending"] == 0 && v["reporters"][0]["sent"] == 6
+    });
+    master.kill().unwrap();
+    master.wait().unwrap();
+    let mut seen: Vec<(i64, bool)> = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| (b["buildid"].as_i64().unwrap_or(0), b["complete"] == true))
+        .collect();
+    seen.sort();
+    let want: Vec<(i64, bool)> = (1..=3).flat_map(|b| [(b, false), (b, true)]).collect();
+    assert_eq!(seen, want, "each report once, none lost");
+}
+
 #[test]
 fn quickstart_runs_a_sample_build_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
