@@ -40,6 +40,8 @@ pub struct DurableConsumer {
     pending: VecDeque<StoredEvent>,
     /// How long to let events gather after a wake-up before reading them.
     linger: Duration,
+    /// When a lingering consumer last read the record.
+    last_read: Option<tokio::time::Instant>,
     /// Whether the last read may have left events unread (it was full, or was not made yet, or
     /// it found a gap).
     unread: bool,
@@ -82,12 +84,13 @@ impl DurableConsumer {
             pending: VecDeque::new(),
             unread: true,
             linger: Duration::ZERO,
+            last_read: None,
         })
     }
 
-    /// Lets events gather for `linger` after a wake-up before they are read: a consumer that
-    /// is told of each event as it is published otherwise reads, and writes, once per event
-    /// when they come one at a time, however many come each second.
+    /// Lets events gather for `linger` before they are read, reading at most once per
+    /// `linger`: a consumer that is told of each event as it is published otherwise reads, and
+    /// writes, once per event when they come one at a time, however many come each second.
     pub fn with_linger(mut self, linger: Duration) -> DurableConsumer {
         self.linger = linger;
         self
@@ -135,9 +138,16 @@ impl DurableConsumer {
             // the last read, there is nothing to read.
             if !self.woken() && !self.unread {
                 self.wait().await;
-                if !self.linger.is_zero() {
-                    tokio::time::sleep(self.linger).await;
-                }
+            }
+            // A lingering consumer reads at most once per `linger`, so that what it reads
+            // comes in bursts however busy the master is.
+            if !self.linger.is_zero() {
+                let next = self.last_read.map_or_else(
+                    || tokio::time::Instant::now() + self.linger,
+                    |at| at + self.linger,
+                );
+                tokio::time::sleep_until(next).await;
+                self.last_read = Some(tokio::time::Instant::now());
             }
             let db = self.services.read.db();
             let read = db.events_after(self.position, READ_BATCH).await?;

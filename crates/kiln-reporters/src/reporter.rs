@@ -29,9 +29,9 @@ const ACK_EVERY: i64 = 64;
 /// How long an idle deliverer waits before it looks at the outbox again, in case another
 /// master stored reports for it.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// How long a reporter lets events gather before it decides them: a burst of builds is then
-/// read and stored in a few statements rather than a few for each build, for a delay that
-/// nobody waiting for a mail or a status notices.
+/// How often at most a reporter reads the events it decides: on a busy master a burst of
+/// builds is then read and stored in a few statements rather than a few for each build, for a
+/// delay that nobody waiting for a mail or a status notices.
 const LINGER: Duration = Duration::from_millis(200);
 /// How many due reports one lease takes.
 const DELIVERY_BATCH: i64 = 64;
