@@ -156,16 +156,31 @@ impl Db {
         builder: BuilderId,
         number: i64,
     ) -> Result<Option<BuildRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(self.comparable_builds(builder, number, 1).await?.pop())
+    }
+
+    /// The newest `limit` builds of `builder` numbered below `below` that reporters compare
+    /// with (finished, not RETRY), newest first: for builds numbered from `a` to `b`, the
+    /// `b - a + 1` newest below `b` hold each one's previous build.
+    pub async fn comparable_builds(
+        &self,
+        builder: BuilderId,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<BuildRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM builds WHERE builderid = $1 AND number < $2 \
              AND complete_at IS NOT NULL AND (results IS NULL OR results <> 5) \
-             ORDER BY number DESC LIMIT 1"
+             ORDER BY number DESC LIMIT $3"
         )))
         .bind(builder.0)
-        .bind(number)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(build).transpose()
+        .bind(below)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(build)
+        .collect()
     }
 
     pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {

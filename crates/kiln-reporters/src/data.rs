@@ -504,8 +504,26 @@ async fn load_builds(
     } else {
         (Vec::new(), Vec::new())
     };
+    // So are the builds they are compared with, in one query for each builder.
+    let mut comparable: Vec<BuildRow> = Vec::new();
+    if needs.previous {
+        let mut builders: Vec<BuilderId> = rows.iter().map(|r| r.builderid).collect();
+        builders.sort_unstable_by_key(|b| b.0);
+        builders.dedup();
+        for builder in builders {
+            let numbers = rows
+                .iter()
+                .filter(|r| r.builderid == builder)
+                .map(|r| r.number);
+            let (low, high) = (numbers.clone().min(), numbers.max());
+            if let (Some(low), Some(high)) = (low, high) {
+                comparable.extend(db.comparable_builds(builder, high, high - low + 1).await?);
+            }
+        }
+    }
     let rest = Needs {
         steps: false,
+        previous: false,
         ..needs
     };
     let mut out = Vec::with_capacity(rows.len());
@@ -528,7 +546,14 @@ async fn load_builds(
             sourcestamps: stamps,
             properties: properties.remove(&row.id).unwrap_or_default(),
         };
+        // The newest comparable build numbered below this one.
+        let previous = comparable
+            .iter()
+            .filter(|p| p.builderid == row.builderid && p.number < row.number)
+            .max_by_key(|p| p.number)
+            .cloned();
         let mut build = complete(read, row, origin, rest).await?;
+        build.previous = previous;
         build.steps = steps
             .iter()
             .filter(|s| s.buildid == build.row.id)

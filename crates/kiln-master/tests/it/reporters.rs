@@ -817,7 +817,16 @@ async fn a_thousand_builds_finishing_together_are_each_reported_once() {
 c['builders'] = [util.BuilderConfig(name='b{{}}'.format(i), workernames=['w1', 'w2'],
     factory=util.BuildFactory([steps.ShellCommand(command='true')])) for i in range(10)]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b{{}}'.format(i) for i in range(10)])]
-c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
+def compared(ctx):
+    b = ctx['build']
+    prev = b.get('prev_build')
+    return {{'builderid': b['builderid'], 'number': b['number'],
+            'prev': None if prev == None else [prev['builderid'], prev['number'], prev['complete']]}}
+
+c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push'),
+    reporters.HttpStatusPush(serverUrl='{at}/compared', name='compared', generators=[
+        reporters.BuildStatusGenerator(mode='all',
+            message_formatter=reporters.MessageFormatterFunction(compared, 'json'))])]
 "#
     );
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
@@ -843,11 +852,12 @@ c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
     for f in forces {
         assert_eq!(f.await.unwrap().0, 200);
     }
-    // HttpStatusPush posts when each build starts and when it ends.
+    // HttpStatusPush posts when each build starts and when it ends; the second reporter when
+    // each ends.
     tokio::time::timeout(Duration::from_secs(600), async {
         loop {
             let notified = arrived.notified();
-            if seen.lock().unwrap().len() >= 2000 {
+            if seen.lock().unwrap().len() >= 3000 {
                 return;
             }
             notified.await;
@@ -856,11 +866,12 @@ c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
     .await
     .unwrap_or_else(|_| {
         panic!(
-            "only {} of 2000 reports arrived",
+            "only {} of 3000 reports arrived",
             seen.lock().unwrap().len()
         )
     });
-    let seen = seen.lock().unwrap().clone();
+    let all = seen.lock().unwrap().clone();
+    let (seen, compared): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| s.1 == "/status");
     let mut finished: Vec<i64> = seen
         .iter()
         .filter(|s| s.3["complete"] == true)
@@ -870,6 +881,29 @@ c['services'] = [reporters.HttpStatusPush(serverUrl='{at}/status', name='push')]
     finished.dedup();
     assert_eq!(finished.len(), 1000, "each build's end once");
     assert_eq!(seen.len(), 2000, "nothing twice");
+    // Builds read together for a burst of events are each read whole: its own builder, and
+    // the build it is compared with, an earlier finished one of the same builder.
+    for (_, _, _, b) in seen.iter().filter(|s| s.3["complete"] == true) {
+        assert_eq!(b["builder"]["builderid"], b["builderid"], "{b}");
+        assert_eq!(b["properties"]["buildnumber"][0], b["number"], "{b}");
+    }
+    assert_eq!(compared.len(), 1000, "each build's end once");
+    let mut compared_with = 0;
+    for (_, _, _, c) in &compared {
+        let prev = &c["prev"];
+        if !prev.is_null() {
+            compared_with += 1;
+            assert_eq!(prev[0], c["builderid"], "{c}");
+            assert!(prev[1].as_i64() < c["number"].as_i64(), "{c}");
+            assert_eq!(prev[2], true, "{c}");
+        }
+    }
+    // Only a builder's first build has none to be compared with; the others, built two at a
+    // time, have one unless the one before them is still running.
+    assert!(
+        compared_with >= 500,
+        "{compared_with} builds had a previous one"
+    );
     let (_, r) = m.get("reporters/push").await;
     // The outbox keeps the newest thousand finished reports, pending ones always.
     assert_eq!(r["reporters"][0]["pending"], 0, "{r}");
