@@ -428,14 +428,19 @@ async fn extend(
             .await?;
     }
     if want.users && !have.users {
-        // The properties were read with the build.
         let blamelist = db.build_blamelist(id).await?;
-        let mut users = kiln_api::users::users_of(blamelist, &build.properties).interested;
-        users.sort();
-        users.dedup();
-        build.users = users;
+        build.users = users_of(blamelist, &build.properties);
     }
     Ok(())
+}
+
+/// The people a build concerns, sorted, each once: its blamelist and its owners, from the
+/// properties read with it.
+fn users_of(blamelist: Vec<String>, properties: &Properties) -> Vec<String> {
+    let mut users = kiln_api::users::users_of(blamelist, properties).interested;
+    users.sort();
+    users.dedup();
+    users
 }
 
 /// Reads the builds `ids` with their builders, requests, buildsets, source stamps and
@@ -521,10 +526,18 @@ async fn load_builds(
             }
         }
     }
+    // A build whose source stamps no change made blames nobody: only the others' blamelists
+    // are read, one by one.
+    let changed = if needs.users {
+        let stamps: Vec<i64> = sourcestamps.iter().map(|s| s.id.0).collect();
+        db.sourcestamps_with_changes(&stamps).await?
+    } else {
+        Default::default()
+    };
     let rest = Needs {
         steps: false,
         previous: false,
-        ..needs
+        users: false,
     };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -554,6 +567,15 @@ async fn load_builds(
             .cloned();
         let mut build = complete(read, row, origin, rest).await?;
         build.previous = previous;
+        if needs.users {
+            let blamed = build.sourcestamps.iter().any(|s| changed.contains(&s.id.0));
+            let blamelist = if blamed {
+                db.build_blamelist(build.row.id).await?
+            } else {
+                Vec::new()
+            };
+            build.users = users_of(blamelist, &build.properties);
+        }
         build.steps = steps
             .iter()
             .filter(|s| s.buildid == build.row.id)

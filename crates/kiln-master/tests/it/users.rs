@@ -168,4 +168,27 @@ c['schedulers'] = [
             vec!["r2".to_string(), "r3".to_string()]
         )
     );
+
+    // Reporters that read the three builds together, as they do a burst of events, find the
+    // same people, the same previous builds and the same dicts as when they read each alone.
+    use kiln_reporters::data::{BuildCache, Needs, load_build};
+    let services = kiln_master::boundary::services(m.master());
+    let read = &*services.read;
+    let cache = BuildCache::default();
+    let wanted: Vec<(i64, kiln_core::BuildId)> =
+        (1..=3).map(|b| (b, kiln_core::BuildId(b))).collect();
+    cache.preload(read, &wanted, Needs::ALL).await.unwrap();
+    let mut people = Vec::new();
+    for (position, id) in wanted {
+        let together = cache.load(read, position, id, Needs::ALL).await.unwrap();
+        let alone = load_build(read, id, Needs::ALL).await.unwrap();
+        let (together, alone) = (together.unwrap(), alone.unwrap());
+        assert_eq!(together.users, alone.users);
+        assert_eq!(
+            together.dict(true, true, true),
+            alone.dict(true, true, true)
+        );
+        people.push(together.users);
+    }
+    assert_eq!(people, [vec!["alice"], vec!["bob"], vec!["bob", "carol"]]);
 }

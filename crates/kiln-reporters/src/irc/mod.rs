@@ -413,26 +413,13 @@ impl Bot {
             let Some(r) = build.results().and_then(Results::from_code) else {
                 return Ok(Vec::new());
             };
-            // As Buildbot's bot does, the build compared with is the one numbered just before.
-            let previous = read
-                .db()
-                .list_builds(
-                    &kiln_db::listing::Page::eq(
-                        "builderid",
-                        kiln_db::listing::SqlValue::Int(build.row.builderid.0),
-                    )
-                    .and(
-                        "number",
-                        kiln_db::listing::FilterOp::Eq,
-                        kiln_db::listing::SqlValue::Int(build.row.number - 1),
-                    ),
-                )
-                .await
-                .map_err(|e| e.to_string())?
-                .0
-                .first()
-                .and_then(|b| b.results)
-                .and_then(Results::from_code);
+            // As Buildbot's bot does, the build compared with is the one numbered just before;
+            // it is read only when someone asked for an event that compares.
+            let previous = if self.anyone_compares() {
+                self.numbered_before(&build).await?
+            } else {
+                None
+            };
             (
                 words::finished_events(r, previous),
                 words::finished_line(
@@ -467,6 +454,45 @@ impl Bot {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a channel or person asked for an event that compares a build with the one before
+    /// (`problem`, `recovery`, `better`, `worse`, or a transition such as `failureToSuccess`).
+    fn anyone_compares(&self) -> bool {
+        self.state().targets.values().any(|t| {
+            t.events.iter().any(|e| {
+                matches!(e.as_str(), "problem" | "recovery" | "better" | "worse")
+                    || e.contains("To")
+            })
+        })
+    }
+
+    /// The result of the build of the same builder numbered just before `build`.
+    async fn numbered_before(
+        &self,
+        build: &crate::data::BuildInfo,
+    ) -> Result<Option<Results>, String> {
+        Ok(self
+            .services
+            .read
+            .db()
+            .list_builds(
+                &kiln_db::listing::Page::eq(
+                    "builderid",
+                    kiln_db::listing::SqlValue::Int(build.row.builderid.0),
+                )
+                .and(
+                    "number",
+                    kiln_db::listing::FilterOp::Eq,
+                    kiln_db::listing::SqlValue::Int(build.row.number - 1),
+                ),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .0
+            .first()
+            .and_then(|b| b.results)
+            .and_then(Results::from_code))
     }
 
     /// Where a worker's absence or return is said: every channel and person that asked for
