@@ -43,10 +43,17 @@ enum Cmd {
         #[arg(long, default_value_t = 8010)]
         www_port: u16,
     },
-    /// Run a master in the foreground until SIGINT or SIGTERM; SIGHUP reloads master.star.
+    /// Run a master in the foreground until SIGINT or SIGTERM; SIGHUP reloads master.star,
+    /// SIGUSR1 starts a clean shutdown.
     Start { basedir: PathBuf },
     /// Stop a master started with `kiln start`.
-    Stop { basedir: PathBuf },
+    Stop {
+        basedir: PathBuf,
+        /// Start no more builds and stop once the running ones are done, waiting as long as
+        /// they take.
+        #[arg(long)]
+        clean: bool,
+    },
     /// Check a master's configuration and report every problem.
     Checkconfig {
         #[arg(default_value = ".")]
@@ -161,8 +168,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(start(basedir, config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Stop { basedir } => {
-            stop(&basedir)?;
+        Cmd::Stop { basedir, clean } => {
+            stop(&basedir, clean)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quickstart {
@@ -254,15 +261,23 @@ async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::R
 }
 
 /// Serves until SIGINT or SIGTERM. SIGHUP reloads the configuration; a configuration with errors is
-/// reported and the running one kept.
+/// reported and the running one kept. SIGUSR1 starts a clean shutdown, as it does for Buildbot:
+/// no more builds start, and the master stops once the running ones are done.
 async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
+            _ = usr1.recv() => {
+                let running = master.running_builds().len();
+                if master.start_clean_shutdown() {
+                    tracing::info!(running, "clean shutdown: waiting for the running builds to finish");
+                }
+            }
             _ = master.stop_requested() => break,
             _ = int.recv() => break,
             _ = hup.recv() => match kiln_config::load(basedir) {
@@ -283,7 +298,7 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
     Ok(())
 }
 
-fn stop(basedir: &Path) -> anyhow::Result<()> {
+fn stop(basedir: &Path, clean: bool) -> anyhow::Result<()> {
     let pid_file = basedir.join(PID_FILE);
     let text = std::fs::read_to_string(&pid_file)
         .with_context(|| format!("reading {} (is the master running?)", pid_file.display()))?;
@@ -292,9 +307,18 @@ fn stop(basedir: &Path) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
     let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
-        .with_context(|| format!("signalling process {pid}"))?;
-    for _ in 0..300 {
+    let signal = if clean {
+        nix::sys::signal::Signal::SIGUSR1
+    } else {
+        nix::sys::signal::Signal::SIGTERM
+    };
+    nix::sys::signal::kill(pid, signal).with_context(|| format!("signalling process {pid}"))?;
+    if clean {
+        eprintln!("waiting for the running builds to finish before the master stops");
+    }
+    // A clean stop waits as long as the builds take; a plain one, 30 seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while clean || std::time::Instant::now() < deadline {
         if nix::sys::signal::kill(pid, None).is_err() || is_zombie(pid) {
             eprintln!("master stopped");
             return Ok(());

@@ -312,6 +312,73 @@ fn reports_pending_when_the_master_is_killed_are_sent_once_after_it_restarts() {
 }
 
 #[test]
+fn stop_clean_waits_for_the_running_build_and_starts_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+    // The build runs until the test lets it finish.
+    let command = format!(
+        "touch {0}; while [ ! -f {1} ]; do sleep 0.05; done; echo finished",
+        started.display(),
+        go.display()
+    );
+    write_master(dir.path(), worker_port, www, &command);
+    let mut master = start_master(dir.path());
+    let _worker = start_worker(dir.path(), worker_port);
+    wait_worker(www);
+    force(www, "b1");
+    let deadline = Instant::now() + WAIT;
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the build never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stopper = Command::new(KILN)
+        .args(["stop", "--clean", dir.path().to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut told = BufReader::new(stopper.stderr.take().unwrap());
+    told.read_line(&mut said).unwrap();
+    assert!(said.contains("waiting for the running builds"), "{said}");
+    // A request made now waits; the master keeps running while the build does.
+    force(www, "b1");
+    assert!(
+        master.try_wait().unwrap().is_none(),
+        "the master stopped too early"
+    );
+
+    std::fs::write(&go, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut told, &mut rest).unwrap();
+    assert!(stopper.wait().unwrap().success(), "{said}{rest}");
+    assert!(rest.contains("master stopped"), "{rest}");
+    assert!(
+        master.wait().unwrap().success(),
+        "a clean stop exits cleanly"
+    );
+
+    // After a restart: the build that ran finished as it would have, and the request made
+    // during the shutdown is still to be built (its build waits for the test again).
+    std::fs::remove_file(&go).unwrap();
+    let mut master = start_master(dir.path());
+    let builds = wait_api(
+        &format!("http://127.0.0.1:{www}/api/v2/builds?order=buildid"),
+        |v| v["builds"].as_array().is_some_and(|b| !b.is_empty()),
+    );
+    assert_eq!(builds["builds"][0]["results"], 0, "{builds}");
+    assert_eq!(builds["builds"][0]["complete"], true, "{builds}");
+    let waiting = wait_api(
+        &format!("http://127.0.0.1:{www}/api/v2/buildrequests?order=buildrequestid"),
+        |v| v["buildrequests"].as_array().is_some_and(|r| r.len() == 2),
+    );
+    assert_eq!(waiting["buildrequests"][0]["complete"], true, "{waiting}");
+    assert_eq!(waiting["buildrequests"][1]["complete"], false, "{waiting}");
+    master.kill().unwrap();
+    master.wait().unwrap();
+}
+
+#[test]
 fn quickstart_runs_a_sample_build_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("qs");
