@@ -54,6 +54,13 @@ enum Cmd {
         #[arg(long)]
         clean: bool,
     },
+    /// Stop a master started with `kiln start` if it runs, then start it in the foreground.
+    Restart {
+        basedir: PathBuf,
+        /// Let the running builds finish first, as `stop --clean` does.
+        #[arg(long)]
+        clean: bool,
+    },
     /// Check a master's configuration and report every problem.
     Checkconfig {
         #[arg(default_value = ".")]
@@ -164,7 +171,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Checkconfig { basedir } => Ok(checkconfig(&basedir)),
         Cmd::Start { basedir } => {
+            if let Some(pid) = running_pid(&basedir) {
+                bail!(
+                    "the master in {} is already running (process {pid})",
+                    basedir.display()
+                );
+            }
             let config = load(&basedir)?;
+            runtime()?.block_on(start(basedir, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Restart { basedir, clean } => {
+            // The new configuration is checked before the running master is stopped.
+            let config = load(&basedir)?;
+            if running_pid(&basedir).is_some() {
+                stop(&basedir, clean)?;
+            }
             runtime()?.block_on(start(basedir, config))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -326,6 +348,16 @@ fn stop(basedir: &Path, clean: bool) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("the master (process {pid}) did not stop within 30 seconds")
+}
+
+/// The process of the master that runs in `basedir`, if its pid file names a live one.
+fn running_pid(basedir: &Path) -> Option<nix::unistd::Pid> {
+    let text = std::fs::read_to_string(basedir.join(PID_FILE)).ok()?;
+    let pid = nix::unistd::Pid::from_raw(text.trim().parse().ok()?);
+    // A pid file left by a master that was killed names a process that is gone, or that is
+    // this very one when pids came round again.
+    let alive = nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid);
+    (alive && pid != nix::unistd::Pid::this()).then_some(pid)
 }
 
 /// A process that has exited but not yet been reaped by its parent.

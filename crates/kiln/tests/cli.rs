@@ -379,6 +379,52 @@ fn stop_clean_waits_for_the_running_build_and_starts_no_other() {
 }
 
 #[test]
+fn start_refuses_a_running_master_and_restart_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let mut first = start_master(dir.path());
+    let pid_file = dir.path().join("kiln.pid");
+    let deadline = Instant::now() + WAIT;
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the master never wrote its pid");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, _, err) = run_on("start", dir.path().to_str().unwrap(), &[]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("already running (process {})", first.id())),
+        "{err}"
+    );
+
+    let mut second = Command::new(KILN)
+        .args(["restart", dir.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        first.wait().unwrap().success(),
+        "the first master stops cleanly"
+    );
+    // The new master writes its own pid and serves.
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(&pid_file).map_or(true, |p| p.trim() != second.id().to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted master never wrote its pid"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/builders"), |v| {
+        v["builders"][0]["name"] == "b1"
+    });
+    let (ok, _, err) = run_on("stop", dir.path().to_str().unwrap(), &[]);
+    assert!(ok, "{err}");
+    assert!(second.wait().unwrap().success());
+}
+
+#[test]
 fn quickstart_runs_a_sample_build_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("qs");
