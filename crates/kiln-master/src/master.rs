@@ -494,6 +494,9 @@ impl Running {
         }
         for name in master.config().workers.iter().map(|w| w.name.clone()) {
             if let Some(conn) = master.workers.connection(&name) {
+                // The disconnection is recorded here, before the database closes; the
+                // connection's own task then finds it recorded.
+                master.workers.detach(&master, &conn).await;
                 conn.close("master shutting down").await;
             }
         }

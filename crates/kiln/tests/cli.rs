@@ -201,7 +201,15 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     master.kill().expect("kill");
     master.wait().expect("reap");
 
-    let mut master = start_master(dir.path());
+    let log = dir.path().join("second.log");
+    let mut master = Command::new(KILN)
+        .arg("start")
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start master");
     let builds = wait_api(
         &format!("http://127.0.0.1:{www}/api/v2/builds?order=buildid"),
         |v| {
@@ -229,6 +237,10 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     let status = master.wait().expect("master exits");
     assert!(status.success(), "a stopped master exits cleanly: {status}");
     assert!(!dir.path().join("kiln.pid").exists());
+    // With its worker still attached, the stop logs no error.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("worker disconnected"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 /// An HTTP receiver on `port` that answers 200 and keeps each request body it gets.
