@@ -74,7 +74,81 @@ const KNOWN: &[&str] = &[
     "properties",
     "collapseRequests",
     "multiMaster",
+    // Buildbot 0.8's names, read as their modern ones (`legacy_keys`).
+    "slaves",
+    "slavePortnum",
+    "mergeRequests",
 ];
+
+/// Buildbot 0.8's top-level keys and the modern ones they are read as.
+const LEGACY_KEYS: &[(&str, &str)] =
+    &[("slaves", "workers"), ("mergeRequests", "collapseRequests")];
+
+/// The top-level entries with Buildbot 0.8's keys renamed, each with a warning; a key set under
+/// both names is an error. `c['slavePortnum'] = N` is read as `c['protocols'] = {'pb': {'port': N}}`.
+fn legacy_keys(cx: &mut Cx, entries: &[(Node, Node)]) -> Vec<(Node, Node)> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let Node::Str(name) = key else {
+            out.push((key.clone(), value.clone()));
+            continue;
+        };
+        let loc = cx.key_loc(name);
+        if let Some((_, modern)) = LEGACY_KEYS.iter().find(|(old, _)| old == name) {
+            if lookup(entries, modern).is_some() {
+                cx.error(
+                    &loc,
+                    format!("c['{name}'] and c['{modern}'] are both set: keep c['{modern}']"),
+                );
+                continue;
+            }
+            cx.warn(
+                &loc,
+                format!("c['{name}'] is Buildbot 0.8's name: write c['{modern}']"),
+            );
+            out.push((Node::Str(modern.to_string()), value.clone()));
+        } else if name == "slavePortnum" {
+            if lookup(entries, "protocols").is_some() {
+                cx.error(
+                    &loc,
+                    "c['slavePortnum'] and c['protocols'] are both set: keep c['protocols']",
+                );
+                continue;
+            }
+            cx.warn(&loc, "c['slavePortnum'] is Buildbot 0.8's name: write c['protocols'] = {'pb': {'port': ...}}");
+            let pb = Node::Dict(vec![(Node::Str("port".into()), value.clone())]);
+            let protocols = Node::Dict(vec![(Node::Str("pb".into()), pb)]);
+            out.push((Node::Str("protocols".into()), protocols));
+        } else {
+            out.push((key.clone(), value.clone()));
+        }
+    }
+    out
+}
+
+/// Warns, where each was written, about the Buildbot 0.8 names the configuration's objects were
+/// made with (noted when they were made).
+fn legacy_warnings(cx: &mut Cx, node: &Node) {
+    match node {
+        Node::Object { loc, fields, .. } => {
+            for (name, value) in fields {
+                match (name.as_str(), value) {
+                    ("_legacy", Node::List(notes)) => {
+                        for note in notes {
+                            if let Node::Str(note) = note {
+                                cx.warn(loc, note.clone());
+                            }
+                        }
+                    }
+                    _ => legacy_warnings(cx, value),
+                }
+            }
+        }
+        Node::List(items) => items.iter().for_each(|i| legacy_warnings(cx, i)),
+        Node::Dict(entries) => entries.iter().for_each(|(_, v)| legacy_warnings(cx, v)),
+        _ => {}
+    }
+}
 
 pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConfig, Diagnostics> {
     let mut cx = Cx {
@@ -94,6 +168,9 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         )]));
     };
     check_keys(&mut cx, entries, &top);
+    legacy_warnings(&mut cx, root);
+    let renamed = legacy_keys(&mut cx, entries);
+    let entries = &renamed;
     let get = |key: &str| lookup(entries, key);
 
     let text = |cx: &mut Cx, key: &str, default: &str| -> String {

@@ -34,8 +34,14 @@ fn natives(builder: &mut GlobalsBuilder) {
         kind: &str,
         args: Value<'v>,
         kwargs: Value<'v>,
+        #[starlark(default = "")] alias: &str,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<Value<'v>> {
+        // Buildbot 0.8's names are noted, for a warning that names the modern ones.
+        let mut legacy: Vec<String> = Vec::new();
+        if !alias.is_empty() {
+            legacy.push(format!("{alias} is Buildbot 0.8's name: write {kind}"));
+        }
         let spec =
             kinds::find(kind).ok_or_else(|| anyhow::anyhow!("unknown constructor {kind}"))?;
         let positional = TupleRef::from_value(args)
@@ -55,9 +61,15 @@ fn natives(builder: &mut GlobalsBuilder) {
         }
         if let Some(dict) = DictRef::from_value(kwargs) {
             for (k, v) in dict.iter() {
-                let key = k.unpack_str().unwrap_or_default().to_string();
+                let mut key = k.unpack_str().unwrap_or_default().to_string();
                 if !kinds::accepts(spec, &key) {
-                    anyhow::bail!("{kind}() got an unexpected keyword argument '{key}'");
+                    let Some(modern) = kinds::modern_keyword(spec, &key) else {
+                        anyhow::bail!("{kind}() got an unexpected keyword argument '{key}'");
+                    };
+                    legacy.push(format!(
+                        "{kind}(): '{key}' is Buildbot 0.8's name: write '{modern}'"
+                    ));
+                    key = modern.to_string();
                 }
                 if fields.iter().any(|(n, _)| *n == key) {
                     anyhow::bail!("{kind}() got multiple values for argument '{key}'");
@@ -72,6 +84,9 @@ fn natives(builder: &mut GlobalsBuilder) {
             ("_loc".to_string(), heap.alloc(loc)),
         ];
         all.extend(fields);
+        if !legacy.is_empty() {
+            all.push(("_legacy".to_string(), heap.alloc(legacy)));
+        }
         Ok(heap.alloc(AllocStruct(all)))
     }
 

@@ -1493,6 +1493,27 @@ pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
 }
 
+/// Buildbot 0.8's keyword names and the names that replaced them: a configuration that uses
+/// the old ones still loads, with a warning naming the new one.
+const LEGACY_KEYWORDS: &[(&str, &str)] = &[
+    ("slavename", "workername"),
+    ("slavenames", "workernames"),
+    ("slavebuilddir", "workerbuilddir"),
+    ("nextSlave", "nextWorker"),
+    ("mergeRequests", "collapseRequests"),
+    ("slavesrc", "workersrc"),
+    ("slavesrcs", "workersrcs"),
+    ("slavedest", "workerdest"),
+];
+
+/// The modern name of an old keyword that `kind` accepts under its new name.
+pub fn modern_keyword(kind: &Kind, arg: &str) -> Option<&'static str> {
+    LEGACY_KEYWORDS
+        .iter()
+        .find(|(old, new)| *old == arg && accepts(kind, new))
+        .map(|(_, new)| *new)
+}
+
 /// Whether `kind` accepts the keyword `arg`.
 pub fn accepts(kind: &Kind, arg: &str) -> bool {
     let scheduler_only = match kind.name {

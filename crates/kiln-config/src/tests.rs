@@ -1328,3 +1328,58 @@ c['status'].append(status_gerrit.GerritStatusPush('127.0.0.1', 'buildbot',
         );
     }
 }
+
+#[test]
+fn buildbot_0_8_names_load_with_warnings_naming_the_modern_ones() {
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+c['slaves'] = [BuildSlave('s1', 'pw'), buildslave.BuildSlave('s2', 'pw')]
+f = util.BuildFactory([steps.FileUpload(slavesrc='out.bin', masterdest='up/out.bin')])
+c['builders'] = [util.BuilderConfig(name='b', slavenames=['s1', 's2'], slavebuilddir='bdir', factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+c['mergeRequests'] = False
+"#;
+    let c = load_str("master.star", src).unwrap();
+    let names: Vec<&str> = c.workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["s1", "s2"]);
+    let b = &c.builders[0];
+    assert_eq!(b.workernames, ["s1", "s2"]);
+    assert_eq!(b.workerbuilddir, "bdir");
+    let StepKind::FileUpload { workersrc, .. } = &b.steps[0].kind else {
+        panic!("not an upload: {:?}", b.steps[0].kind)
+    };
+    assert!(
+        format!("{workersrc:?}").contains("out.bin"),
+        "{workersrc:?}"
+    );
+    assert_eq!(c.collapse_requests, crate::Collapse::Never);
+    let warnings: Vec<String> = c
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.location.line, w.message))
+        .collect();
+    for want in [
+        "5: c['slaves'] is Buildbot 0.8's name: write c['workers']",
+        "5: BuildSlave is Buildbot 0.8's name: write Worker",
+        "6: FileUpload(): 'slavesrc' is Buildbot 0.8's name: write 'workersrc'",
+        "7: BuilderConfig(): 'slavenames' is Buildbot 0.8's name: write 'workernames'",
+        "7: BuilderConfig(): 'slavebuilddir' is Buildbot 0.8's name: write 'workerbuilddir'",
+        "9: c['mergeRequests'] is Buildbot 0.8's name: write c['collapseRequests']",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w == want),
+            "{want} not in {warnings:#?}"
+        );
+    }
+
+    // The old port key means Buildbot's PB protocol; a key set under both names is an error.
+    let both = "BuildmasterConfig = {'slaves': [], 'workers': [], 'slavePortnum': 9989}\n";
+    let err = load_str("master.star", both).unwrap_err().to_string();
+    assert!(
+        err.contains("c['slaves'] and c['workers'] are both set"),
+        "{err}"
+    );
+    assert!(err.contains("not 'pb'"), "{err}");
+}
