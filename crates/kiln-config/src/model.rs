@@ -166,6 +166,13 @@ pub struct WwwConfig {
     /// A directory of templates that replace kiln's own (`custom_templates_dir`, relative to the
     /// master's directory); `templates` when not given.
     pub custom_templates_dir: Option<String>,
+    /// Settings Buildbot hands to its front-end as they are written (`default_page`, `debug`,
+    /// `jsonp`, `project_widgets`), by name.
+    pub frontend: BTreeMap<String, PropertyValue>,
+    /// The front-end's colours (`theme`): CSS variable names without their `--`, and values.
+    pub theme: BTreeMap<String, String>,
+    /// Seconds between WebSocket pings on `/ws` (`ws_ping_interval`); none when 0.
+    pub ws_ping_interval: u64,
 }
 
 /// A lock: `util.MasterLock` (one for the master) or `util.WorkerLock` (one per worker).

@@ -1383,3 +1383,31 @@ c['mergeRequests'] = False
     );
     assert!(err.contains("not 'pb'"), "{err}");
 }
+
+#[test]
+fn www_settings_for_the_front_end_are_read_and_a_theme_cannot_break_out_of_its_style() {
+    let src = "BuildmasterConfig = {'www': {'port': 8010, 'default_page': 'console', 'debug': True, \
+               'jsonp': True, 'ws_ping_interval': 30, 'project_widgets': [{'type': 'builders'}], \
+               'theme': {'bb-link-color': '#337ab7'}}}\n";
+    let c = load_str("master.star", src).unwrap();
+    assert_eq!(c.www.ws_ping_interval, 30);
+    assert_eq!(
+        c.www.frontend.get("default_page"),
+        Some(&PropertyValue::Str("console".into()))
+    );
+    assert_eq!(
+        c.www.frontend.get("debug"),
+        Some(&PropertyValue::Bool(true))
+    );
+    assert!(c.www.frontend.contains_key("project_widgets"));
+    assert_eq!(c.www.theme["bb-link-color"], "#337ab7");
+
+    let bad = "BuildmasterConfig = {'www': {'theme': {'bb-link-color': 'red;} body {display:none'}, \
+               'ws_ping_interval': -1}}\n";
+    let err = load_str("master.star", bad).unwrap_err().to_string();
+    assert!(err.contains("is not a plain CSS value"), "{err}");
+    assert!(
+        err.contains("ws_ping_interval'] must be a number of seconds"),
+        "{err}"
+    );
+}

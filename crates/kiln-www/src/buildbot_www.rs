@@ -85,7 +85,7 @@ fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), property_to_json(v)))
         .collect();
-    json!({
+    let mut out = json!({
         "plugins": plugins,
         // `NoAuth` hides the login menu; any other name shows it, linking to `auth/login`.
         "auth": auth_config(&config.www.auth),
@@ -100,7 +100,37 @@ fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
         "titleURL": config.title_url,
         "multiMaster": false,
         "user": user_info(actor),
-    })
+        "theme": config.www.theme,
+    });
+    // What Buildbot hands its front-end as written: `default_page`, `debug`, `jsonp`,
+    // `project_widgets`.
+    if let Some(map) = out.as_object_mut() {
+        for (k, v) in &config.www.frontend {
+            map.insert(k.clone(), property_to_json(v));
+        }
+        if config.www.ws_ping_interval > 0 {
+            map.insert(
+                "ws_ping_interval".into(),
+                json!(config.www.ws_ping_interval),
+            );
+        }
+    }
+    out
+}
+
+/// The front-end's page, with the colours of `c['www']['theme']` after its own: the values were
+/// checked to be plain CSS values when the configuration was read.
+fn themed(page: String, theme: &std::collections::BTreeMap<String, String>) -> String {
+    const END: &str = "<!-- BUILDBOT_THEME_CSS_PLACEHOLDER_END -->";
+    if theme.is_empty() {
+        return page;
+    }
+    let rules: String = theme.iter().map(|(k, v)| format!("--{k}: {v}; ")).collect();
+    let style = format!("{END}\n    <style id=\"kiln-theme\">:root {{ {rules}}}</style>");
+    match page.find(END) {
+        Some(_) => page.replacen(END, &style, 1),
+        None => page,
+    }
 }
 
 /// How users log in, as the front-end reads it: Buildbot's class name, and for an OAuth2
@@ -159,6 +189,7 @@ async fn index(State(services): State<Services>) -> Response {
     let Ok(page) = tokio::fs::read_to_string(&path).await else {
         return not_found(&format!("{} cannot be read", path.display()));
     };
+    let page = themed(page, &services.read.config().www.theme);
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -293,4 +324,22 @@ async fn avatar(Query(q): Query<AvatarQuery>) -> Response {
         svg,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::themed;
+
+    #[test]
+    fn the_theme_follows_the_front_ends_own_colours() {
+        let page = "<head><!-- BUILDBOT_THEME_CSS_PLACEHOLDER_BEGIN --><style>:root { --bb-text-color: #333; }</style>\
+                    <!-- BUILDBOT_THEME_CSS_PLACEHOLDER_END --></head>"
+            .to_string();
+        let theme = [("bb-text-color".to_string(), "#123".to_string())].into();
+        let out = themed(page.clone(), &theme);
+        let own = out.find("--bb-text-color: #333").unwrap();
+        let configured = out.find("--bb-text-color: #123").unwrap();
+        assert!(own < configured, "{out}");
+        assert_eq!(themed(page.clone(), &Default::default()), page);
+    }
 }

@@ -34,6 +34,9 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         logfile_name: "http.log".into(),
         log_rotate_length: 10_000_000,
         max_rotated_files: 10,
+        frontend: BTreeMap::new(),
+        theme: BTreeMap::new(),
+        ws_ping_interval: 0,
     };
     let mut old_login = super::auth::OldLogin::default();
     if let Some(w) = node {
@@ -137,6 +140,28 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                             www.custom_templates_dir =
                                 cx.string(v, "c['www']['custom_templates_dir']", &loc);
                         }
+                        Node::Str(k) if k == "default_page" => {
+                            if let Some(page) = cx.string(v, "c['www']['default_page']", &loc) {
+                                www.frontend.insert(k.clone(), PropertyValue::Str(page));
+                            }
+                        }
+                        Node::Str(k) if k == "debug" || k == "jsonp" => {
+                            let what = format!("c['www']['{k}']");
+                            let on = cx.boolean(Some(v), false, &what, &loc);
+                            www.frontend.insert(k.clone(), PropertyValue::Bool(on));
+                        }
+                        Node::Str(k) if k == "project_widgets" => {
+                            let value = cx.value(v, "c['www']['project_widgets']", &loc);
+                            www.frontend.insert(k.clone(), value);
+                        }
+                        Node::Str(k) if k == "theme" => www.theme = theme(cx, v, &loc),
+                        Node::Str(k) if k == "ws_ping_interval" => {
+                            match cx.int(v, "c['www']['ws_ping_interval'] (seconds)", &loc).map(u64::try_from) {
+                                Some(Ok(n)) => www.ws_ping_interval = n,
+                                Some(Err(_)) => cx.error(&loc, "c['www']['ws_ping_interval'] must be a number of seconds, 0 for none"),
+                                None => {}
+                            }
+                        }
                         Node::Str(k)
                             if [
                                 "avatar_methods",
@@ -169,6 +194,46 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
     }
     apply_old_login(cx, &mut www, old_login);
     www
+}
+
+/// `c['www']['theme']`: CSS variables of the front-end and their values. A value goes into a
+/// style sheet, so one that could end its rule or the sheet is refused.
+fn theme(cx: &mut Cx, node: &Node, loc: &Location) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Node::Dict(entries) = node else {
+        cx.error(
+            loc,
+            format!("c['www']['theme'] must be a dict, not {}", node.describe()),
+        );
+        return out;
+    };
+    for (k, v) in entries {
+        let (Node::Str(name), Node::Str(value)) = (k, v) else {
+            cx.error(
+                loc,
+                "c['www']['theme'] maps CSS variable names to CSS values, both strings",
+            );
+            continue;
+        };
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            cx.error(
+                loc,
+                format!("c['www']['theme']: {name:?} is not a CSS variable name"),
+            );
+        } else if value.contains(['<', '>', '{', '}', ';', '\n']) {
+            cx.error(
+                loc,
+                format!("c['www']['theme']['{name}']: {value:?} is not a plain CSS value"),
+            );
+        } else {
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// The old WebStatus form named how users log in inside its `Authz`: its `auth=` counts when

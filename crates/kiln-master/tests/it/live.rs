@@ -272,3 +272,33 @@ async fn sse_subscriptions_change_by_handshake_id() {
     let (keys, _) = stream.until("buildsets/1/complete").await;
     assert!(keys.iter().all(|k| k.starts_with("buildsets/")), "{keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_end_gets_what_c_www_says_and_idle_sockets_are_pinged() {
+    let body = format!(
+        "{CFG}\nc['www'] = {{'ws_ping_interval': 1, 'default_page': 'console', 'debug': True, \
+         'jsonp': False, 'project_widgets': [{{'type': 'builders'}}], \
+         'theme': {{'bb-sidebar-background-color': '#123456'}}}}\n"
+    );
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+    let (code, text) = crate::harness::http_text(&m.www(), "GET", "/config", None, &[]).await;
+    assert_eq!(code, 200, "{text}");
+    let c: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(c["default_page"], "console", "{c}");
+    assert_eq!(c["debug"], true, "{c}");
+    assert_eq!(c["jsonp"], false, "{c}");
+    assert_eq!(c["project_widgets"], json!([{"type": "builders"}]), "{c}");
+    assert_eq!(c["theme"]["bb-sidebar-background-color"], "#123456", "{c}");
+    assert_eq!(c["ws_ping_interval"], 1, "{c}");
+
+    // A socket that carries nothing is pinged.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", m.www()))
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("the socket is open")
+        .expect("a frame");
+    assert!(matches!(frame, Ws::Ping(_)), "{frame:?}");
+}

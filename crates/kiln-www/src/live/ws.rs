@@ -43,8 +43,19 @@ pub async fn upgrade(
 async fn serve(hub: Hub, vis: crate::auth::read::Visibility, mut socket: WebSocket) {
     let mut events = hub.subscribe();
     let mut paths: Vec<String> = Vec::new();
+    // `ws_ping_interval`: pings keep a socket that carries nothing for a while open through
+    // proxies that close idle connections.
+    let every = hub.services.read.config().www.ws_ping_interval;
+    let mut ping = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.reset();
     loop {
         tokio::select! {
+            _ = ping.tick(), if every > 0 => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { return };
                 let text = match message {
