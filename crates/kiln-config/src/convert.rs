@@ -299,7 +299,8 @@ fn check_keys(cx: &mut Cx, entries: &[(Node, Node)], top: &Location) {
             }
             Node::Str(key) => {
                 let loc = cx.key_loc(key);
-                cx.error(&loc, format!("unknown configuration key c['{key}']"));
+                let hint = crate::kinds::did_you_mean(key, KNOWN.iter().chain(NOT_YET).copied());
+                cx.error(&loc, format!("unknown configuration key c['{key}']{hint}"));
             }
             other => cx.error(
                 top,

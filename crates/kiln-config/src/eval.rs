@@ -64,7 +64,8 @@ fn natives(builder: &mut GlobalsBuilder) {
                 let mut key = k.unpack_str().unwrap_or_default().to_string();
                 if !kinds::accepts(spec, &key) {
                     let Some(modern) = kinds::modern_keyword(spec, &key) else {
-                        anyhow::bail!("{kind}() got an unexpected keyword argument '{key}'");
+                        let hint = kinds::did_you_mean(&key, kinds::keywords_of(spec));
+                        anyhow::bail!("{kind}() got an unexpected keyword argument '{key}'{hint}");
                     };
                     legacy.push(format!(
                         "{kind}(): '{key}' is Buildbot 0.8's name: write '{modern}'"

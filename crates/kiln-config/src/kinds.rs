@@ -1514,6 +1514,42 @@ pub fn modern_keyword(kind: &Kind, arg: &str) -> Option<&'static str> {
         .map(|(_, new)| *new)
 }
 
+/// The name among `names` closest to `wrong`, when one is close enough to be what was meant.
+pub fn closest<'a>(wrong: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let wrong = wrong.to_lowercase();
+    names
+        .into_iter()
+        .map(|n| (strsim::jaro_winkler(&wrong, &n.to_lowercase()), n))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
+}
+
+/// `; did you mean 'x'?` for a misspelled name, or nothing.
+pub fn did_you_mean<'a>(wrong: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    closest(wrong, names)
+        .map(|n| format!("; did you mean '{n}'?"))
+        .unwrap_or_default()
+}
+
+/// Every keyword `kind` takes.
+pub fn keywords_of(kind: &Kind) -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = kind.positional.to_vec();
+    all.extend(kind.keywords);
+    if STEP_KINDS.contains(&kind.name) {
+        all.extend(STEP_COMMON);
+    }
+    if REPORTER_KINDS.contains(&kind.name) {
+        all.extend(REPORTER_COMMON);
+    }
+    match kind.name {
+        "SingleBranchScheduler" => all.push("branch"),
+        "AnyBranchScheduler" => all.push("branches"),
+        _ => {}
+    }
+    all
+}
+
 /// Whether `kind` accepts the keyword `arg`.
 pub fn accepts(kind: &Kind, arg: &str) -> bool {
     let scheduler_only = match kind.name {

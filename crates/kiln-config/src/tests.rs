@@ -1411,3 +1411,34 @@ fn www_settings_for_the_front_end_are_read_and_a_theme_cannot_break_out_of_its_s
         "{err}"
     );
 }
+
+#[test]
+fn a_misspelled_keyword_key_or_setting_gets_a_did_you_mean() {
+    let bad_keyword = "BuildmasterConfig = {}\nc = BuildmasterConfig\n\
+        c['builders'] = [util.BuilderConfig(name='b', workernmes=['w'], factory=util.BuildFactory())]\n";
+    let err = load_str("master.star", bad_keyword)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unexpected keyword argument 'workernmes'; did you mean 'workernames'?"),
+        "{err}"
+    );
+    let bad_step =
+        "BuildmasterConfig = {}\nx = steps.ShellCommand(command='x', haltOnFaliure=True)\n";
+    let err = load_str("master.star", bad_step).unwrap_err().to_string();
+    assert!(err.contains("did you mean 'haltOnFailure'?"), "{err}");
+    let bad_key = "BuildmasterConfig = {'schedulrs': [], 'www': {'prot': 8010}}\n";
+    let err = load_str("master.star", bad_key).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown configuration key c['schedulrs']; did you mean 'schedulers'?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown c['www'] setting prot; did you mean 'port'?"),
+        "{err}"
+    );
+    // A name nothing resembles gets no guess.
+    let far = "BuildmasterConfig = {'zzzzzz': 1}\n";
+    let err = load_str("master.star", far).unwrap_err().to_string();
+    assert!(!err.contains("did you mean"), "{err}");
+}

@@ -8,6 +8,39 @@ use super::{Cx, DIALECTS};
 use crate::model::*;
 use crate::node::{Location, Node};
 
+/// The settings of `c['www']`, for a hint when one is misspelled.
+const WWW_KEYS: &[&str] = &[
+    "port",
+    "host",
+    "interface",
+    "change_hook_dialects",
+    "change_hook_auth",
+    "change_hook_max_body",
+    "buildbot_www",
+    "plugins",
+    "ui_default_config",
+    "versions",
+    "logfileName",
+    "logRotateLength",
+    "maxRotatedFiles",
+    "changecommentlink",
+    "auth",
+    "cookie_expiration_time",
+    "allowed_origins",
+    "authz",
+    "custom_templates_dir",
+    "default_page",
+    "debug",
+    "jsonp",
+    "project_widgets",
+    "theme",
+    "ws_ping_interval",
+    "avatar_methods",
+    "json_cache_seconds",
+    "rest_minimum_version",
+    "graphql",
+];
+
 /// How long a login lasts unless `cookie_expiration_time` says: a week, as in Buildbot.
 const DEFAULT_SESSION_LIFETIME: i64 = 7 * 24 * 3600;
 
@@ -173,16 +206,16 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                         {
                             cx.warn(&loc, format!("c['www']['{k}'] is not supported by this version of kiln and is ignored"));
                         }
-                        other => cx.error(
-                            &loc,
-                            format!(
-                                "unknown c['www'] setting {}",
-                                match other {
-                                    Node::Str(s) => s.clone(),
-                                    o => o.describe(),
-                                }
-                            ),
-                        ),
+                        other => {
+                            let (name, hint) = match other {
+                                Node::Str(s) => (
+                                    s.clone(),
+                                    crate::kinds::did_you_mean(s, WWW_KEYS.iter().copied()),
+                                ),
+                                o => (o.describe(), String::new()),
+                            };
+                            cx.error(&loc, format!("unknown c['www'] setting {name}{hint}"));
+                        }
                     }
                 }
             }
