@@ -138,6 +138,14 @@ async fn watch_all(
 ) -> anyhow::Result<()> {
     let mut stream = Stream::open(master, &["builds/*/*".to_string()]).await?;
     while let Some((key, m)) = stream.next().await? {
+        // Said once the master has the stream: every build that starts from now on is shown.
+        if key == "handshake" {
+            match builder {
+                Some(b) => eprintln!("watching the builds of {b}"),
+                None => eprintln!("watching every build"),
+            }
+            continue;
+        }
         let verb = key.rsplit('/').next().unwrap_or("");
         let name = m["builderid"]
             .as_i64()

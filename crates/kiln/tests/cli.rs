@@ -1052,9 +1052,16 @@ fn watch_follows_a_build_to_its_end_and_exits_with_its_result() {
     let mut all = Command::new(KILN)
         .args(["watch", "--master", &url, "--builder", "b1"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let all_lines = lines_of(&mut all);
+    // The build is forced once the watcher listens, or it could start unseen.
+    let mut listening = String::new();
+    BufReader::new(all.stderr.take().unwrap())
+        .read_line(&mut listening)
+        .unwrap();
+    assert_eq!(listening.trim(), "watching the builds of b1");
     force(www, "b1");
     let started = all_lines.recv_timeout(WAIT).expect("a line in time");
     assert!(started.starts_with("b1 #1 started"), "{started}");
