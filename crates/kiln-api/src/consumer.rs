@@ -135,9 +135,15 @@ impl DurableConsumer {
         loop {
             // Every wake-up queued so far is answered by the read that follows; one that comes
             // later means a read is needed again. Without one, and with nothing left unread by
-            // the last read, there is nothing to read.
-            if !self.woken() && !self.unread {
+            // the last read, there is nothing to read. What a wake-up announced stays unread
+            // until a read's events are kept, so a read cancelled half way (the consumer sits in
+            // a `select!`) is made again.
+            if self.woken() {
+                self.unread = true;
+            }
+            if !self.unread {
                 self.wait().await;
+                self.unread = true;
             }
             // A lingering consumer reads at most once per `linger`, so that what it reads
             // comes in bursts however busy the master is.
@@ -151,7 +157,7 @@ impl DurableConsumer {
             }
             let db = self.services.read.db();
             let read = db.events_after(self.position, READ_BATCH).await?;
-            self.unread = read.len() as i64 >= READ_BATCH;
+            let full = read.len() as i64 >= READ_BATCH;
             // Pruning past this consumer leaves a gap before the first event it reads (ids may
             // have gaps of their own, from transactions rolled back): only then is the record
             // asked how far it was pruned.
@@ -167,6 +173,7 @@ impl DurableConsumer {
                     return Ok(Some(missed));
                 }
             }
+            self.unread = full;
             if !read.is_empty() {
                 self.pending.extend(read);
                 return Ok(None);
