@@ -291,6 +291,10 @@ impl Master {
             }
         }
         let id = self.updates.add_change(&change).await?;
+        tracing::info!(
+            change = id.0, author = %change.author, branch = change.branch.as_deref().unwrap_or(""),
+            revision = change.revision.as_deref().unwrap_or(""), "change received"
+        );
         self.wake_schedulers();
         Ok(id)
     }

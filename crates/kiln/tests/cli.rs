@@ -205,7 +205,6 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     let mut master = Command::new(KILN)
         .arg("start")
         .arg(dir.path())
-        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -237,9 +236,19 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     let status = master.wait().expect("master exits");
     assert!(status.success(), "a stopped master exits cleanly: {status}");
     assert!(!dir.path().join("kiln.pid").exists());
-    // With its worker still attached, the stop logs no error.
+    // The log says what happened, without colours in a file, and with its worker still
+    // attached the stop logs no error.
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("worker disconnected"), "{log}");
+    for said in [
+        "worker attached",
+        "build started",
+        "build finished",
+        "result=\"success\"",
+        "worker disconnected",
+    ] {
+        assert!(log.contains(said), "{said}: {log}");
+    }
+    assert!(!log.contains('\x1b'), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
 

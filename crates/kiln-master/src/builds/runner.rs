@@ -63,6 +63,7 @@ async fn run_inner(
         updates.unclaim_buildrequests(&[request.id]).await?;
         return Ok(());
     };
+    tracing::info!(build = %buildid, builder = %builder.name, number, %worker, "build started");
     let (stop_tx, stop_rx) = watch::channel(None);
     master.running_builds().insert(
         buildid,
@@ -112,7 +113,7 @@ async fn run_inner(
             .finish_build_and_request(buildid, results, &summary, last_step.as_ref(), request.id)
             .await?;
     }
-    tracing::debug!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
+    tracing::info!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
     Ok(())
 }
 
