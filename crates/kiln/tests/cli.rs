@@ -87,6 +87,15 @@ fn force(www: u16, builder: &str) {
     assert!(reply["result"].is_array(), "force failed: {reply}");
 }
 
+/// Waits until `path` exists: a build or a master made it; `never` says what did not happen.
+fn wait_file(path: &Path, never: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{never}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn write_master(dir: &Path, worker_port: u16, www_port: u16, command: &str) {
     let cfg = format!(
         "BuildmasterConfig = {{}}\nc = BuildmasterConfig\n\
@@ -192,11 +201,7 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
     let _worker = start_worker(dir.path(), worker_port);
     wait_worker(www);
     force(www, "b1");
-    let deadline = Instant::now() + WAIT;
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the first build never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_file(&marker, "the first build never started");
     // A crash: no chance to clean up.
     master.kill().expect("kill");
     master.wait().expect("reap");
@@ -348,11 +353,7 @@ fn stop_clean_waits_for_the_running_build_and_starts_no_other() {
     let _worker = start_worker(dir.path(), worker_port);
     wait_worker(www);
     force(www, "b1");
-    let deadline = Instant::now() + WAIT;
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the build never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_file(&started, "the build never started");
     let mut stopper = Command::new(KILN)
         .args(["stop", "--clean", dir.path().to_str().unwrap()])
         .stderr(Stdio::piped())
@@ -406,11 +407,7 @@ fn start_refuses_a_running_master_and_restart_replaces_it() {
     write_master(dir.path(), worker_port, www, "true");
     let mut first = start_master(dir.path());
     let pid_file = dir.path().join("kiln.pid");
-    let deadline = Instant::now() + WAIT;
-    while !pid_file.exists() {
-        assert!(Instant::now() < deadline, "the master never wrote its pid");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_file(&pid_file, "the master never wrote its pid");
     let (ok, _, err) = run_on("start", dir.path().to_str().unwrap(), &[]);
     assert!(!ok);
     assert!(
