@@ -3,15 +3,12 @@
 //! concerns; and the build dicts that Buildbot's formatters and JSON receivers see.
 
 use kiln_api::{ApiError, ReadSide, shapes};
-use kiln_core::{BuildId, BuildSetId, BuilderId, Properties};
-use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use kiln_core::{BuildId, BuilderId, Properties};
+use kiln_db::listing::{Page, SqlValue};
 use kiln_db::{
     BuildRequestRow, BuildRow, BuildSetRow, BuilderRow, LogRow, SourceStampRow, StepRow,
 };
 use serde_json::{Value, json};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
 
 /// A log attached to a mail is cut at this size, so that one runaway log cannot make a mail
 /// that no server accepts.
@@ -165,158 +162,6 @@ impl Needs {
     }
 }
 
-/// How many loaded builds the cache keeps: enough for every reporter to decide a burst of
-/// events from the same reads.
-const CACHED_BUILDS: usize = 256;
-
-/// A loaded build.
-type Loaded = Arc<OnceCell<Option<Arc<BuildInfo>>>>;
-
-/// The builds that reporters read for the events they decide, shared by all of them.
-///
-/// Every reporter reads the record of events on its own, so a finished build would be read
-/// once per reporter; the cache keeps each build as it was read for one event, so the first
-/// reporter to decide that event reads it and the others take the same reading, reading only
-/// what more they need (steps, the previous build, the people concerned). A build read for a
-/// later event is read again, as it may have changed since, but for what does not change.
-#[derive(Default)]
-pub struct BuildCache {
-    /// (event, build, what it was read with, the reading), oldest first.
-    entries: Mutex<VecDeque<(i64, BuildId, Needs, Loaded)>>,
-}
-
-impl BuildCache {
-    /// Reads the builds of a burst of events that are not read yet, each (event position,
-    /// build), all together: a burst of builds costs a few queries rather than several each.
-    pub async fn preload(
-        &self,
-        read: &dyn ReadSide,
-        wanted: &[(i64, BuildId)],
-        needs: Needs,
-    ) -> Result<(), ApiError> {
-        let missing: Vec<(i64, BuildId)> = {
-            let entries = lock(&self.entries);
-            wanted
-                .iter()
-                .filter(|(p, b)| !entries.iter().any(|(ep, eb, _, _)| ep == p && eb == b))
-                .copied()
-                .collect()
-        };
-        // One build is read as before, which reuses what an earlier reading of it found.
-        if missing.len() < 2 {
-            return Ok(());
-        }
-        let mut ids: Vec<BuildId> = missing.iter().map(|(_, b)| *b).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let builds = load_builds(read, &ids, needs).await?;
-        let mut entries = lock(&self.entries);
-        for (position, id) in missing {
-            let build = builds
-                .iter()
-                .find(|b| b.row.id == id)
-                .cloned()
-                .map(Arc::new);
-            let cell = Loaded::new(OnceCell::new_with(Some(build)));
-            entries.push_back((position, id, needs, cell));
-            if entries.len() > CACHED_BUILDS {
-                entries.pop_front();
-            }
-        }
-        Ok(())
-    }
-
-    /// The build `id` as read for the event at `position`, with at least `needs`.
-    pub async fn load(
-        &self,
-        read: &dyn ReadSide,
-        position: i64,
-        id: BuildId,
-        needs: Needs,
-    ) -> Result<Option<BuildInfo>, ApiError> {
-        let (cell, base, earlier) = {
-            let mut entries = lock(&self.entries);
-            let same = |(p, b, _, _): &&(i64, BuildId, Needs, Loaded)| *p == position && *b == id;
-            if let Some((_, _, _, cell)) = entries.iter().filter(same).find(|e| e.2.covers(needs)) {
-                (cell.clone(), None, None)
-            } else {
-                // A reading for the same event with less is extended; failing that, one for
-                // an earlier event gives what does not change.
-                let base = entries
-                    .iter()
-                    .filter(same)
-                    .map(|(_, _, n, c)| (*n, c.clone()))
-                    .next();
-                let earlier = entries
-                    .iter()
-                    .rev()
-                    .filter(|(_, b, _, _)| *b == id)
-                    .find_map(|(_, _, _, cell)| cell.get().cloned().flatten());
-                let cell = Loaded::default();
-                entries.push_back((position, id, needs, cell.clone()));
-                if entries.len() > CACHED_BUILDS {
-                    entries.pop_front();
-                }
-                (cell, base, earlier)
-            }
-        };
-        let loaded = cell
-            .get_or_try_init(|| async {
-                let Some((have, base)) = base else {
-                    let build = load_build_again(read, id, needs, earlier.as_deref()).await?;
-                    return Ok::<_, ApiError>(build.map(Arc::new));
-                };
-                let first = base
-                    .get_or_try_init(|| async {
-                        let build = load_build_again(read, id, have, earlier.as_deref()).await?;
-                        Ok::<_, ApiError>(build.map(Arc::new))
-                    })
-                    .await?;
-                let Some(first) = first else {
-                    return Ok(None);
-                };
-                let mut build = (**first).clone();
-                extend(read, &mut build, have, needs).await?;
-                Ok(Some(Arc::new(build)))
-            })
-            .await?;
-        Ok(loaded.as_deref().cloned())
-    }
-
-    /// A buildset's builds as read for the event at `position`, in the order of their ids.
-    pub async fn buildset_builds(
-        &self,
-        read: &dyn ReadSide,
-        position: i64,
-        buildset: BuildSetId,
-        needs: Needs,
-    ) -> Result<Vec<BuildInfo>, ApiError> {
-        let db = read.db();
-        let (requests, _) = db
-            .list_buildrequests(&Page::eq("buildsetid", SqlValue::Int(buildset.0)))
-            .await?;
-        let mut out = Vec::new();
-        for r in requests {
-            let (builds, _) = db
-                .list_builds(&Page::eq("buildrequestid", SqlValue::Int(r.id.0)))
-                .await?;
-            for b in builds {
-                if let Some(info) = self.load(read, position, b.id, needs).await? {
-                    out.push(info);
-                }
-            }
-        }
-        out.sort_by_key(|b| b.row.id);
-        Ok(out)
-    }
-}
-
-/// A lock that a panic elsewhere did not spoil: the cache holds no invariant a panic could
-/// break half way.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Reads a build and what a report needs to say about it; `None` if there is no such build.
 pub async fn load_build(
     read: &dyn ReadSide,
@@ -329,7 +174,7 @@ pub async fn load_build(
 /// Reads a build as [`load_build`] does, taking from an `earlier` reading of it what does not
 /// change while a build runs: its builder and source stamps. Its request and buildset are read
 /// again, as they complete.
-async fn load_build_again(
+pub(crate) async fn load_build_again(
     read: &dyn ReadSide,
     id: BuildId,
     needs: Needs,
@@ -360,16 +205,16 @@ async fn load_build_again(
 }
 
 /// What a build's report says beyond the build itself, read in bulk or one by one.
-struct Origin {
-    builder: BuilderRow,
-    request: Option<BuildRequestRow>,
-    buildset: Option<BuildSetRow>,
-    sourcestamps: Vec<SourceStampRow>,
-    properties: Properties,
+pub(crate) struct Origin {
+    pub(crate) builder: BuilderRow,
+    pub(crate) request: Option<BuildRequestRow>,
+    pub(crate) buildset: Option<BuildSetRow>,
+    pub(crate) sourcestamps: Vec<SourceStampRow>,
+    pub(crate) properties: Properties,
 }
 
 /// A build with its origin, and the steps, previous build and people that `needs` asks for.
-async fn complete(
+pub(crate) async fn complete(
     read: &dyn ReadSide,
     row: BuildRow,
     origin: Origin,
@@ -398,7 +243,7 @@ async fn complete(
 }
 
 /// Reads what `want` asks for of a build read with `have`.
-async fn extend(
+pub(crate) async fn extend(
     read: &dyn ReadSide,
     build: &mut BuildInfo,
     have: Needs,
@@ -436,157 +281,11 @@ async fn extend(
 
 /// The people a build concerns, sorted, each once: its blamelist and its owners, from the
 /// properties read with it.
-fn users_of(blamelist: Vec<String>, properties: &Properties) -> Vec<String> {
+pub(crate) fn users_of(blamelist: Vec<String>, properties: &Properties) -> Vec<String> {
     let mut users = kiln_api::users::users_of(blamelist, properties).interested;
     users.sort();
     users.dedup();
     users
-}
-
-/// Reads the builds `ids` with their builders, requests, buildsets, source stamps and
-/// properties in one query for each kind of row, whatever their number.
-async fn load_builds(
-    read: &dyn ReadSide,
-    ids: &[BuildId],
-    needs: Needs,
-) -> Result<Vec<BuildInfo>, ApiError> {
-    let db = read.db();
-    let among = |column: &'static str, values: Vec<i64>| Page {
-        filters: vec![Filter {
-            column,
-            op: FilterOp::In,
-            values: values.into_iter().map(SqlValue::Int).collect(),
-        }],
-        ..Page::default()
-    };
-    let distinct = |mut v: Vec<i64>| {
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let (rows, _) = db
-        .list_builds(&among("id", ids.iter().map(|i| i.0).collect()))
-        .await?;
-    let (builders, _) = db
-        .list_builders(&among(
-            "id",
-            distinct(rows.iter().map(|r| r.builderid.0).collect()),
-        ))
-        .await?;
-    let (requests, _) = db
-        .list_buildrequests(&among(
-            "br.id",
-            distinct(rows.iter().map(|r| r.buildrequestid.0).collect()),
-        ))
-        .await?;
-    let (buildsets, _) = db
-        .list_buildsets(&among(
-            "id",
-            distinct(requests.iter().map(|r| r.buildsetid.0).collect()),
-        ))
-        .await?;
-    let (sourcestamps, _) = db
-        .list_sourcestamps(&among(
-            "id",
-            distinct(
-                buildsets
-                    .iter()
-                    .flat_map(|b| b.sourcestamps.clone())
-                    .collect(),
-            ),
-        ))
-        .await?;
-    let mut properties = db.build_properties_of(ids).await?;
-    // Steps and their logs are read for all the builds together too.
-    let (steps, logs) = if needs.steps {
-        let (steps, _) = db
-            .list_steps(&Page {
-                order: vec![("buildid", false), ("number", false)],
-                ..among("buildid", ids.iter().map(|i| i.0).collect())
-            })
-            .await?;
-        (steps, db.logs_of_builds(ids).await?)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    // So are the builds they are compared with, in one query for each builder.
-    let mut comparable: Vec<BuildRow> = Vec::new();
-    if needs.previous {
-        let mut builders: Vec<BuilderId> = rows.iter().map(|r| r.builderid).collect();
-        builders.sort_unstable_by_key(|b| b.0);
-        builders.dedup();
-        for builder in builders {
-            let numbers = rows
-                .iter()
-                .filter(|r| r.builderid == builder)
-                .map(|r| r.number);
-            let (low, high) = (numbers.clone().min(), numbers.max());
-            if let (Some(low), Some(high)) = (low, high) {
-                comparable.extend(db.comparable_builds(builder, high, high - low + 1).await?);
-            }
-        }
-    }
-    // A build whose source stamps no change made blames nobody: only the others' blamelists
-    // are read, one by one.
-    let changed = if needs.users {
-        let stamps: Vec<i64> = sourcestamps.iter().map(|s| s.id.0).collect();
-        db.sourcestamps_with_changes(&stamps).await?
-    } else {
-        Default::default()
-    };
-    let rest = Needs {
-        steps: false,
-        previous: false,
-        users: false,
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Some(builder) = builders.iter().find(|b| b.id == row.builderid) else {
-            continue;
-        };
-        let request = requests.iter().find(|r| r.id == row.buildrequestid);
-        let buildset = request.and_then(|r| buildsets.iter().find(|b| b.id.0 == r.buildsetid.0));
-        let stamps = buildset.map_or_else(Vec::new, |b| {
-            b.sourcestamps
-                .iter()
-                .filter_map(|id| sourcestamps.iter().find(|s| s.id.0 == *id).cloned())
-                .collect()
-        });
-        let origin = Origin {
-            builder: builder.clone(),
-            request: request.cloned(),
-            buildset: buildset.cloned(),
-            sourcestamps: stamps,
-            properties: properties.remove(&row.id).unwrap_or_default(),
-        };
-        // The newest comparable build numbered below this one.
-        let previous = comparable
-            .iter()
-            .filter(|p| p.builderid == row.builderid && p.number < row.number)
-            .max_by_key(|p| p.number)
-            .cloned();
-        let mut build = complete(read, row, origin, rest).await?;
-        build.previous = previous;
-        if needs.users {
-            let blamed = build.sourcestamps.iter().any(|s| changed.contains(&s.id.0));
-            let blamelist = if blamed {
-                db.build_blamelist(build.row.id).await?
-            } else {
-                Vec::new()
-            };
-            build.users = users_of(blamelist, &build.properties);
-        }
-        build.steps = steps
-            .iter()
-            .filter(|s| s.buildid == build.row.id)
-            .map(|s| {
-                let mine = logs.iter().filter(|l| l.stepid == s.id).cloned().collect();
-                (s.clone(), mine)
-            })
-            .collect();
-        out.push(build);
-    }
-    Ok(out)
 }
 
 /// A build's request, its buildset and the buildset's source stamps.

@@ -29,7 +29,7 @@ pub struct Inputs<'a> {
     pub read: &'a dyn ReadSide,
     /// The position of the event being decided in the durable record.
     pub position: i64,
-    pub builds: &'a data::BuildCache,
+    pub builds: &'a crate::cache::BuildCache,
     pub config: &'a MasterConfig,
     pub site: &'a Site,
     pub hooks: &'a (dyn RenderHooks + Sync),

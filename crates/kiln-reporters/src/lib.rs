@@ -17,6 +17,7 @@ use kiln_api::Services;
 use kiln_config::ReporterConfig;
 use tokio::task::{AbortHandle, JoinSet};
 
+pub mod cache;
 pub mod data;
 pub mod formatter;
 pub mod generators;
@@ -43,7 +44,7 @@ async fn supervise(services: Services) {
     // The reporters configured at start report what happened since the master started; those
     // a reconfiguration adds, what happens from then on.
     let mut first = Some(services.read.start_position());
-    let builds = Arc::new(data::BuildCache::default());
+    let builds = Arc::new(cache::BuildCache::default());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {

@@ -171,7 +171,8 @@ c['schedulers'] = [
 
     // Reporters that read the three builds together, as they do a burst of events, find the
     // same people, the same previous builds and the same dicts as when they read each alone.
-    use kiln_reporters::data::{BuildCache, Needs, load_build};
+    use kiln_reporters::cache::BuildCache;
+    use kiln_reporters::data::{Needs, load_build};
     let services = kiln_master::boundary::services(m.master());
     let read = &*services.read;
     let cache = BuildCache::default();

@@ -371,7 +371,7 @@ impl Bot {
     pub async fn announcements(
         &self,
         trigger: Trigger,
-        builds: &crate::data::BuildCache,
+        builds: &crate::cache::BuildCache,
         position: i64,
     ) -> Result<Vec<(String, String)>, String> {
         let (id, started) = match trigger {
