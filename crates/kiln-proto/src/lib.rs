@@ -1,4 +1,6 @@
-//! Buildbot's `msgpack_experimental_v7` worker protocol, shared by the kiln master and `kiln-worker`.
+//! Buildbot's worker protocols, shared by the kiln master and `kiln-worker`:
+//! `msgpack_experimental_v7`, and Twisted's Perspective Broker (the [`pb`] module), which the stock
+//! worker speaks by default.
 //!
 //! Every WebSocket binary frame carries one MessagePack map. A map is either a request (an `op`
 //! other than `"response"` and a `seq_number`) or a response echoing the request's `seq_number`.
@@ -13,6 +15,7 @@
 
 mod args;
 mod message;
+pub mod pb;
 
 pub use args::{ArgError, Args};
 pub use message::{DecodeError, Message, Op, decode, encode};

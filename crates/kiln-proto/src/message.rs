@@ -61,6 +61,12 @@ pub enum Op {
         why: String,
     },
     Shutdown,
+    /// Buildbot's PB `setBuilderList`: the builders a worker serves, each with its directory.
+    /// msgpack workers have no such operation (the master makes their directories with `mkdir`),
+    /// so the master sends it only to PB workers.
+    SetBuilderList {
+        builders: Vec<(String, String)>,
+    },
 
     Update {
         command_id: String,
@@ -114,6 +120,7 @@ impl Op {
             Op::StartCommand { .. } => "start_command",
             Op::InterruptCommand { .. } => "interrupt_command",
             Op::Shutdown => "shutdown",
+            Op::SetBuilderList { .. } => "set_builder_list",
             Op::Update { .. } => "update",
             Op::Complete { .. } => "complete",
             Op::UploadFileWrite { .. } => "update_upload_file_write",
@@ -196,6 +203,18 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 Op::Print { message } => put("message", Field::V(Value::from(message.as_str()))),
                 Op::Keepalive | Op::GetWorkerInfo | Op::Shutdown | Op::Unknown { .. } => {}
                 Op::SetWorkerSettings { args } => put("args", Field::R(args)),
+                Op::SetBuilderList { builders } => {
+                    let pairs = builders
+                        .iter()
+                        .map(|(name, dir)| {
+                            Value::Array(vec![
+                                Value::from(name.as_str()),
+                                Value::from(dir.as_str()),
+                            ])
+                        })
+                        .collect();
+                    put("builders", Field::V(Value::Array(pairs)));
+                }
                 Op::StartCommand {
                     command_id,
                     command_name,
