@@ -184,7 +184,9 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
 
     let db_url = db_url(&mut cx, get("db"), get("db_url"));
 
-    let worker_port = get("protocols").and_then(|p| protocols(&mut cx, p));
+    let worker_ports = get("protocols")
+        .map(|p| protocols(&mut cx, p))
+        .unwrap_or_default();
 
     let status = status::status(&mut cx, get("status"));
     if get("www").is_some() && status.www.is_some() {
@@ -264,8 +266,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         title_url,
         buildbot_url,
         db_url,
-        worker_port: worker_port.as_ref().map(|(p, _)| *p),
-        worker_interface: worker_port.and_then(|(_, i)| i),
+        worker_ports,
         www,
         workers,
         builders,
@@ -337,40 +338,81 @@ fn db_url(cx: &mut Cx, db: Option<&Node>, old: Option<&Node>) -> String {
     .unwrap_or_else(|| "sqlite:///state.sqlite".to_string())
 }
 
-/// `c['protocols']`: the port of the worker protocol kiln speaks, and the address it binds.
-fn protocols(cx: &mut Cx, p: &Node) -> Option<(u16, Option<String>)> {
-    let mut worker_port = None;
+/// `c['protocols']`: the ports of the worker protocols, `pb` and `msgpack_experimental_v7`, each
+/// with the address it binds; two protocols named with the same port share it.
+fn protocols(cx: &mut Cx, p: &Node) -> Vec<WorkerPort> {
+    let mut ports: Vec<WorkerPort> = Vec::new();
     let loc = cx.key_loc("protocols");
-    match p {
-        Node::Dict(protocols) => {
-            for (name, settings) in protocols {
-                match (name, settings) {
-                    (Node::Str(n), Node::Dict(s)) if n == "msgpack_experimental_v7" => {
-                        match lookup(s, "port") {
-                            Some(port) => match cx.listen(port, "the worker port", &loc) {
-                                Some(l) if l.tls.is_some() => cx.error(&loc, "the worker port cannot serve TLS: workers speak plain WebSocket; put TLS on the web port only"),
-                                Some(l) => worker_port = Some((l.port, l.interface)),
-                                None => {}
-                            },
-                            None => cx.error(&loc, "c['protocols']['msgpack_experimental_v7'] needs a 'port'"),
-                        }
-                    }
-                    (Node::Str(n), _) if n == "pb" => cx.error(
-                        &loc,
-                        "kiln speaks Buildbot's msgpack_experimental_v7 worker protocol, not 'pb': configure \
-                         c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and create workers with \
-                         --protocol msgpack_experimental_v7",
-                    ),
-                    (n, _) => cx.error(&loc, format!("unknown worker protocol {}", match n { Node::Str(s) => s.clone(), o => o.describe() })),
-                }
-            }
-        }
-        other => cx.error(
+    let Node::Dict(protocols) = p else {
+        cx.error(
             &loc,
-            format!("c['protocols'] must be a dict, not {}", other.describe()),
-        ),
+            format!("c['protocols'] must be a dict, not {}", p.describe()),
+        );
+        return ports;
+    };
+    for (name, settings) in protocols {
+        let name = match name {
+            Node::Str(n) if n == "pb" || n == "msgpack_experimental_v7" => n.as_str(),
+            Node::Str(n) => {
+                cx.error(
+                    &loc,
+                    format!(
+                        "unknown worker protocol {n:?}: kiln serves 'pb' and 'msgpack_experimental_v7'"
+                    ),
+                );
+                continue;
+            }
+            other => {
+                cx.error(
+                    &loc,
+                    format!("unknown worker protocol {}", other.describe()),
+                );
+                continue;
+            }
+        };
+        let Node::Dict(settings) = settings else {
+            cx.error(
+                &loc,
+                format!("c['protocols'][{name:?}] must be a dict with a 'port'"),
+            );
+            continue;
+        };
+        let Some(port) = lookup(settings, "port") else {
+            cx.error(&loc, format!("c['protocols'][{name:?}] needs a 'port'"));
+            continue;
+        };
+        let Some(listen) = cx.listen(port, "the worker port", &loc) else {
+            continue;
+        };
+        if listen.tls.is_some() {
+            cx.error(
+                &loc,
+                "the worker port cannot serve TLS: put TLS on the web port only",
+            );
+            continue;
+        }
+        let index = match ports
+            .iter()
+            .position(|w| w.port == listen.port && w.interface == listen.interface)
+        {
+            Some(i) => i,
+            None => {
+                ports.push(WorkerPort {
+                    port: listen.port,
+                    interface: listen.interface,
+                    msgpack: false,
+                    pb: false,
+                });
+                ports.len() - 1
+            }
+        };
+        if name == "pb" {
+            ports[index].pb = true;
+        } else {
+            ports[index].msgpack = true;
+        }
     }
-    worker_port
+    ports
 }
 
 /// The objects of a list-valued key, each with its location; `kind` empty means any kind.

@@ -54,11 +54,9 @@ pub struct MasterConfig {
     pub buildbot_url: String,
     /// The database URL as written (`sqlite:///state.sqlite`, `postgresql://…`).
     pub db_url: String,
-    /// The TCP port of the `msgpack_experimental_v7` worker protocol.
-    pub worker_port: Option<u16>,
-    /// The address the worker port binds (`interface=` in its strport); every interface when
-    /// not given, as in Buildbot.
-    pub worker_interface: Option<String>,
+    /// The ports workers connect to (`c['protocols']`); empty means the default, 9989 on every
+    /// interface, serving both protocols.
+    pub worker_ports: Vec<WorkerPort>,
     pub www: WwwConfig,
     pub workers: Vec<WorkerConfig>,
     pub builders: Vec<BuilderConfig>,
@@ -85,6 +83,32 @@ pub struct MasterConfig {
     pub warnings: Vec<Diagnostic>,
     /// The functions the configuration passes to kiln, callable by [`kiln_core::changefilter::FnRef`].
     pub functions: crate::Functions,
+}
+
+/// A port workers connect to, and the protocols it serves: a port named under both protocols in
+/// `c['protocols']` serves both, telling them apart by who speaks first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerPort {
+    pub port: u16,
+    /// The address the port binds (`interface=` in its strport); every interface when not given,
+    /// as in Buildbot.
+    pub interface: Option<String>,
+    /// Buildbot's `msgpack_experimental_v7`, which `kiln-worker` speaks.
+    pub msgpack: bool,
+    /// Twisted's Perspective Broker, the stock `buildbot-worker`'s default.
+    pub pb: bool,
+}
+
+impl WorkerPort {
+    /// The port used when the configuration names none.
+    pub fn default_port() -> WorkerPort {
+        WorkerPort {
+            port: 9989,
+            interface: None,
+            msgpack: true,
+            pb: true,
+        }
+    }
 }
 
 /// `changecommentlink`: what in a change's comments becomes a link, and to where.

@@ -1,7 +1,7 @@
 use kiln_core::PropertyValue;
 use kiln_core::render::Renderable;
 
-use crate::{Severity, StepKind, load_str};
+use crate::{Severity, StepKind, WorkerPort, load_str};
 
 const GOOD: &str = r#"
 BuildmasterConfig = {}
@@ -27,8 +27,15 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['unit']
 fn a_buildbot_style_configuration_loads() {
     let c = load_str("master.star", GOOD).unwrap();
     assert_eq!(c.title, "Example");
-    assert_eq!(c.worker_port, Some(9989));
-    assert_eq!(c.worker_interface, None);
+    assert_eq!(
+        c.worker_ports,
+        [WorkerPort {
+            port: 9989,
+            interface: None,
+            msgpack: true,
+            pb: false
+        }]
+    );
     assert_eq!(c.www.port, Some(8010));
     assert_eq!(c.properties.get("answer"), Some(&PropertyValue::Int(42)));
     assert_eq!(c.workers[0].max_builds, Some(2));
@@ -117,10 +124,47 @@ fn python_habits_get_hints() {
 }
 
 #[test]
-fn pb_is_refused_with_guidance_and_unsupported_keys_warn() {
-    let src = "BuildmasterConfig = {'protocols': {'pb': {'port': 9989}}}\n";
-    let text = load_str("master.star", src).unwrap_err().to_string();
-    assert!(text.contains("msgpack_experimental_v7"), "{text}");
+fn each_protocol_gets_its_port_and_unsupported_keys_warn() {
+    let port = |port, msgpack, pb| WorkerPort {
+        port,
+        interface: None,
+        msgpack,
+        pb,
+    };
+    let ports = |src: &str| load_str("master.star", src).unwrap().worker_ports;
+    assert_eq!(
+        ports("BuildmasterConfig = {'protocols': {'pb': {'port': 9989}}}\n"),
+        [port(9989, false, true)]
+    );
+    assert_eq!(
+        ports(
+            "BuildmasterConfig = {'protocols': {'pb': {'port': 9989}, 'msgpack_experimental_v7': {'port': 'tcp:9989'}}}\n"
+        ),
+        [port(9989, true, true)]
+    );
+    assert_eq!(
+        ports(
+            "BuildmasterConfig = {'protocols': {'pb': {'port': 9989}, 'msgpack_experimental_v7': {'port': 9990}}}\n"
+        ),
+        [port(9989, false, true), port(9990, true, false)]
+    );
+    assert_eq!(ports("BuildmasterConfig = {}\n"), []);
+    let text = load_str(
+        "master.star",
+        "BuildmasterConfig = {'protocols': {'null': {}, 'pb': {}}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains(
+            "unknown worker protocol \"null\": kiln serves 'pb' and 'msgpack_experimental_v7'"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("c['protocols'][\"pb\"] needs a 'port'"),
+        "{text}"
+    );
     let c = load_str(
         "master.star",
         "BuildmasterConfig = {}\nBuildmasterConfig['mq'] = {}\n",
@@ -1004,8 +1048,8 @@ fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
         "BuildmasterConfig = {'protocols': {'msgpack_experimental_v7': {'port': 'tcp:9989:interface=10.1.2.3'}}, 'www': {'port': 'tcp:port=8010:interface=::1'}}\n",
     )
     .unwrap();
-    assert_eq!(ok.worker_port, Some(9989));
-    assert_eq!(ok.worker_interface.as_deref(), Some("10.1.2.3"));
+    assert_eq!(ok.worker_ports[0].port, 9989);
+    assert_eq!(ok.worker_ports[0].interface.as_deref(), Some("10.1.2.3"));
     assert_eq!((ok.www.port, ok.www.host.as_str()), (Some(8010), "::1"));
     assert_eq!(ok.www.tls, None);
     let https = load_str(
@@ -1381,7 +1425,9 @@ c['mergeRequests'] = False
         err.contains("c['slaves'] and c['workers'] are both set"),
         "{err}"
     );
-    assert!(err.contains("not 'pb'"), "{err}");
+    let old_port = "BuildmasterConfig = {'slavePortnum': 9989}\n";
+    let c = load_str("master.star", old_port).unwrap();
+    assert_eq!((c.worker_ports[0].port, c.worker_ports[0].pb), (9989, true));
 }
 
 #[test]

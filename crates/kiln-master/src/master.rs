@@ -57,7 +57,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Options for starting a master, beyond its configuration.
 pub struct StartOptions {
-    /// Overrides the configured worker port (0 picks a free one).
+    /// Overrides the first configured worker port (0 picks a free one).
     pub worker_port: Option<u16>,
     /// Overrides the configured web port (0 picks a free one).
     pub www_port: Option<u16>,
@@ -352,6 +352,7 @@ impl Master {
         *self.builder_ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(builder_ids);
         self.pollers.configure(self, &config);
         self.config.send_replace(Arc::new(config));
+        crate::workers::manager::send_builder_lists(self);
         self.wake_distributor();
         self.wake_schedulers();
         Ok(())
@@ -416,19 +417,31 @@ impl Master {
         });
         master.apply_config(config.clone()).await?;
 
-        let worker_port = options.worker_port.or(config.worker_port).unwrap_or(9989);
-        // Every interface unless the configuration names one, as in Buildbot.
-        let worker_host = config.worker_interface.as_deref().unwrap_or("0.0.0.0");
-        let worker_listener = TcpListener::bind((worker_host, worker_port))
-            .await
-            .with_context(|| {
-                format!("listening for workers on {worker_host} port {worker_port}")
-            })?;
+        let mut worker_ports = config.worker_ports.clone();
+        if worker_ports.is_empty() {
+            worker_ports.push(kiln_config::WorkerPort::default_port());
+        }
+        if let Some(port) = options.worker_port {
+            worker_ports[0].port = port;
+        }
+        let mut worker_listeners = Vec::new();
+        for w in &worker_ports {
+            // Every interface unless the configuration names one, as in Buildbot.
+            let host = w.interface.as_deref().unwrap_or("0.0.0.0");
+            let listener = TcpListener::bind((host, w.port))
+                .await
+                .with_context(|| format!("listening for workers on {host} port {}", w.port))?;
+            let protocols = crate::workers::port::Protocols {
+                msgpack: w.msgpack,
+                pb: w.pb,
+            };
+            worker_listeners.push((listener, protocols));
+        }
         let www_port = options.www_port.or(config.www.port).unwrap_or(8010);
         let www_listener = TcpListener::bind((config.www.host.as_str(), www_port))
             .await
             .with_context(|| format!("listening for HTTP on {}:{www_port}", config.www.host))?;
-        let worker_addr = worker_listener.local_addr()?;
+        let worker_addr = worker_listeners[0].0.local_addr()?;
         let www_addr = www_listener.local_addr()?;
 
         let tls = match &config.www.tls {
@@ -437,14 +450,21 @@ impl Master {
         };
 
         let mut tasks = Vec::new();
-        let app = crate::workers::listener::router(master.clone());
-        tasks.push(tokio::spawn(crate::serve::serve(
-            worker_listener,
-            app,
-            options.handshake_timeout,
-            None,
-            master.shutdown_signal(),
-        )));
+        for (listener, protocols) in worker_listeners {
+            tracing::info!(
+                address = %listener.local_addr()?,
+                msgpack = protocols.msgpack,
+                pb = protocols.pb,
+                "serving workers"
+            );
+            tasks.push(tokio::spawn(crate::workers::port::serve(
+                listener,
+                master.clone(),
+                protocols,
+                crate::workers::listener::router(master.clone()),
+                master.shutdown_signal(),
+            )));
+        }
         let app = (options.web)(crate::boundary::services(&master));
         tasks.push(tokio::spawn(crate::serve::serve(
             www_listener,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
@@ -30,8 +30,43 @@ pub async fn serve(
     app: Router,
     header_timeout: Duration,
     tls: Option<TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let connection_stop = stop.clone();
+    accept_loop(listener, stop, move |tcp, peer| {
+        let app = app.clone();
+        let stop = connection_stop.clone();
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => connection(tcp, peer, app, header_timeout, stop).await,
+                Some(acceptor) => {
+                    // The handshake counts against the same deadline as the request headers.
+                    let started = tokio::time::Instant::now();
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let left = header_timeout.saturating_sub(started.elapsed());
+                            connection(stream, peer, app, left, stop).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "a TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "a TLS handshake timed out"),
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts connections on `listener` until `stop` turns true, serving each in a task of its own,
+/// then waits for those tasks to end.
+pub async fn accept_loop<F, Fut>(listener: TcpListener, mut stop: watch::Receiver<bool>, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     // Each connection task holds a clone of `done_tx`; `closed()` resolves once they are all gone.
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut accept_failed = false;
@@ -58,28 +93,10 @@ pub async fn serve(
         // Traffic on both ports is many small request/response exchanges: without TCP_NODELAY,
         // Nagle's algorithm and delayed acknowledgements hold a reply back for tens of milliseconds.
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let stop = stop.clone();
         let done = done_tx.clone();
-        let tls = tls.clone();
+        let served = serve(tcp, peer);
         tokio::spawn(async move {
-            match tls {
-                None => connection(tcp, peer, app, header_timeout, stop).await,
-                Some(acceptor) => {
-                    // The handshake counts against the same deadline as the request headers.
-                    let started = tokio::time::Instant::now();
-                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let left = header_timeout.saturating_sub(started.elapsed());
-                            connection(stream, peer, app, left, stop).await;
-                        }
-                        Ok(Err(error)) => {
-                            tracing::debug!(%peer, %error, "a TLS handshake failed");
-                        }
-                        Err(_) => tracing::debug!(%peer, "a TLS handshake timed out"),
-                    }
-                }
-            }
+            served.await;
             drop(done);
         });
     }
@@ -93,8 +110,8 @@ async fn wait_all(mut done: tokio::sync::mpsc::Receiver<()>) {
     while done.recv().await.is_some() {}
 }
 
-/// Serves one connection, starting a graceful shutdown when the server stops.
-async fn connection<IO>(
+/// Serves one HTTP connection, starting a graceful shutdown when the server stops.
+pub async fn connection<IO>(
     io: IO,
     peer: SocketAddr,
     app: Router,

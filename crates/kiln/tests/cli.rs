@@ -502,13 +502,7 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_errors() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start master");
-    let stderr = master.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut master);
     let builders_url = format!("http://127.0.0.1:{www}/api/v2/builders?field=name");
     wait_api(&builders_url, |v| {
         v["builders"] == serde_json::json!([{"name": "b1"}])
@@ -521,18 +515,7 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_errors() {
             .expect("kill");
         assert!(status.success());
     };
-    let wait_log = |needle: &str| {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("the master never logged {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    };
+    let wait_log = |needle: &str| wait_line(&rx, needle);
 
     // A broken configuration is reported, with its location, and the running one kept.
     let good = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
@@ -1118,7 +1101,29 @@ fn watch_follows_a_build_to_its_end_and_exits_with_its_result() {
 /// The lines a child prints, as they come, read by a thread of their own so that a wait for one
 /// can give up.
 fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
+    read_lines(child.stdout.take().expect("piped stdout"))
+}
+
+/// The lines a child logs on stderr, as [`lines_of`].
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    read_lines(child.stderr.take().expect("piped stderr"))
+}
+
+/// The first line from `lines` that contains `needle`, within the suite's wait.
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("never printed {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn read_lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -1128,4 +1133,55 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// Each protocol has its port here; a worker that speaks the other one on a port is named in the
+/// log with what to change, and the port goes on serving.
+#[test]
+fn a_client_speaking_the_wrong_protocol_on_a_worker_port_is_told_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (msgpack_port, pb_port, www) = (free_port(), free_port(), free_port());
+    write_master(dir.path(), msgpack_port, www, "true");
+    let cfg = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
+    let cfg = cfg.replace(
+        "c['protocols'] = {",
+        &format!("c['protocols'] = {{'pb': {{'port': {pb_port}}}, "),
+    );
+    std::fs::write(dir.path().join("master.star"), cfg).unwrap();
+    let mut master = Command::new(KILN)
+        .arg("start")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start master");
+    let rx = stderr_lines(&mut master);
+    let wait_log = |needle: &str| wait_line(&rx, needle);
+    wait_log("master started");
+    // A PB worker waits for the master to speak first.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", msgpack_port)).unwrap();
+    let line = wait_log("waiting for the master to speak first, as a PB worker does");
+    assert!(
+        line.contains(&format!(
+            "add 'pb': {{'port': {msgpack_port}}} to c['protocols']"
+        )),
+        "{line}"
+    );
+    drop(silent);
+    // A msgpack worker opens a WebSocket.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", pb_port)).unwrap();
+    std::io::Write::write_all(&mut http, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let line = wait_log("a client spoke HTTP");
+    assert!(
+        line.contains(&format!("on worker port {pb_port}, which serves pb"))
+            && line.contains(&format!("'msgpack_experimental_v7': {{'port': {pb_port}}}")),
+        "{line}"
+    );
+    // Both ports still serve their own workers.
+    let worker = start_worker(dir.path(), msgpack_port);
+    wait_worker(www);
+    nix_kill(&master);
+    master.wait().unwrap();
+    drop(worker);
 }

@@ -3,16 +3,25 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use kiln_core::WorkerId;
-use kiln_proto::{Message, Op, Value, encode};
+use kiln_proto::{Message, Op, Value};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-/// Outgoing traffic, in order.
+/// The worker protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `msgpack_experimental_v7`: MessagePack maps in WebSocket frames.
+    Msgpack,
+    /// Twisted's Perspective Broker, the stock worker's default.
+    Pb,
+}
+
+/// Outgoing traffic, in order, as messages: each protocol's writer puts them on its wire.
 pub enum Outgoing {
-    Frame(Vec<u8>),
+    Message(Message),
     /// Close the socket, telling the worker why.
     Close(String),
 }
@@ -40,13 +49,14 @@ type Pending = Mutex<HashMap<i64, oneshot::Sender<Result<Value, String>>>>;
 pub struct Connection {
     pub name: String,
     pub id: WorkerId,
+    pub protocol: Protocol,
     out: mpsc::Sender<Outgoing>,
     next_seq: AtomicI64,
     pending: Pending,
     commands: Mutex<HashMap<String, mpsc::Sender<CommandEvent>>>,
     next_command: AtomicU64,
     pub info: std::sync::RwLock<WorkerInfo>,
-    attached: AtomicBool,
+    attached: watch::Sender<bool>,
     closed_tx: watch::Sender<bool>,
 }
 
@@ -56,17 +66,23 @@ pub struct Connection {
 pub struct Lost;
 
 impl Connection {
-    pub fn new(name: String, id: WorkerId, out: mpsc::Sender<Outgoing>) -> Arc<Connection> {
+    pub fn new(
+        name: String,
+        id: WorkerId,
+        protocol: Protocol,
+        out: mpsc::Sender<Outgoing>,
+    ) -> Arc<Connection> {
         Arc::new(Connection {
             name,
             id,
+            protocol,
             out,
             next_seq: AtomicI64::new(0),
             pending: Mutex::new(HashMap::new()),
             commands: Mutex::new(HashMap::new()),
             next_command: AtomicU64::new(0),
             info: std::sync::RwLock::new(WorkerInfo::default()),
-            attached: AtomicBool::new(false),
+            attached: watch::channel(false).0,
             closed_tx: watch::channel(false).0,
         })
     }
@@ -79,7 +95,7 @@ impl Connection {
         if self.is_closed()
             || self
                 .out
-                .send(Outgoing::Frame(encode(&Message::request(seq, op))))
+                .send(Outgoing::Message(Message::request(seq, op)))
                 .await
                 .is_err()
         {
@@ -106,7 +122,7 @@ impl Connection {
 
     /// Answers a request of the worker.
     pub async fn respond(&self, message: Message) {
-        let _ = self.out.send(Outgoing::Frame(encode(&message))).await;
+        let _ = self.out.send(Outgoing::Message(message)).await;
     }
 
     /// Closes the connection with a reason the worker is told.
@@ -136,11 +152,17 @@ impl Connection {
     }
 
     pub fn set_attached(&self) {
-        self.attached.store(true, Ordering::SeqCst);
+        self.attached.send_replace(true);
     }
 
     pub fn is_attached(&self) -> bool {
-        self.attached.load(Ordering::SeqCst) && !self.is_closed()
+        *self.attached.borrow() && !self.is_closed()
+    }
+
+    /// Waits until the handshake has attached the worker.
+    pub async fn attached(&self) {
+        let mut rx = self.attached.subscribe();
+        let _ = rx.wait_for(|a| *a).await;
     }
 
     /// Delivers the worker's answer to one of our requests.
@@ -180,7 +202,7 @@ impl Connection {
     /// Routes command traffic from the worker to its command, in arrival order, and returns where
     /// the answer will come from.
     pub async fn route(&self, op: Op) -> Result<oneshot::Receiver<Result<Value, String>>, String> {
-        let attached = self.attached.load(Ordering::SeqCst);
+        let attached = *self.attached.borrow();
         let Some(command_id) = op.command_id().map(str::to_string) else {
             return Err(if attached {
                 format!("Command {} does not exist.", op.name())

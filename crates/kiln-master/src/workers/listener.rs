@@ -18,7 +18,7 @@ use kiln_proto::{Message, decode};
 use tokio::sync::mpsc;
 
 use crate::master::Master;
-use crate::workers::connection::{Connection, Outgoing};
+use crate::workers::connection::{Connection, Outgoing, Protocol};
 
 /// The largest frame a worker may send: a transfer block or an output batch is far smaller.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -86,7 +86,7 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
     };
     let (sink, mut stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
-    let conn = Connection::new(name.clone(), id, out_tx);
+    let conn = Connection::new(name.clone(), id, Protocol::Msgpack, out_tx);
     let writer = tokio::spawn(write_frames(sink, out_rx, conn.clone()));
     let handshake = tokio::spawn(crate::workers::manager::attach(
         master.clone(),
@@ -163,7 +163,7 @@ async fn write_frames(
             _ = conn.closed() => None,
         };
         let message = match item {
-            Some(Outgoing::Frame(f)) => WsMessage::Binary(f.into()),
+            Some(Outgoing::Message(m)) => WsMessage::Binary(kiln_proto::encode(&m).into()),
             Some(Outgoing::Close(why)) => WsMessage::Close(Some(CloseFrame {
                 code: close_code::POLICY,
                 reason: why.into(),

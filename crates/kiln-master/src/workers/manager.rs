@@ -11,7 +11,7 @@ use kiln_core::{BuilderId, WorkerId};
 use kiln_proto::{Args, Op, Value, settings};
 
 use crate::master::Master;
-use crate::workers::connection::{Connection, Lost, WorkerInfo};
+use crate::workers::connection::{Connection, Lost, Protocol, WorkerInfo};
 
 /// How long an existing connection has to answer before a new one for the same worker replaces it.
 const DUPLICATE_PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,12 +22,16 @@ struct Slot {
     conn: Option<Arc<Connection>>,
     busy: BTreeSet<BuilderId>,
     paused: bool,
+    /// The worker asked to stop once idle: it takes no new build.
+    graceful: bool,
 }
 
 /// The registry of workers.
 #[derive(Default)]
 pub struct Workers {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Woken whenever a worker finishes a build.
+    released: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,6 +55,7 @@ impl Workers {
                     conn,
                     busy,
                     paused,
+                    graceful: false,
                 },
             );
         }
@@ -108,7 +113,9 @@ impl Workers {
             .values()
             .map(|s| WorkerAvailability {
                 name: s.config.name.clone(),
-                available: !s.paused && s.conn.as_ref().is_some_and(|c| c.is_attached()),
+                available: !s.paused
+                    && !s.graceful
+                    && s.conn.as_ref().is_some_and(|c| c.is_attached()),
                 max_builds: s.config.max_builds,
                 busy_builders: s.busy.clone(),
             })
@@ -126,6 +133,7 @@ impl Workers {
             .max_builds
             .is_none_or(|m| (s.busy.len() as u32) < m);
         if !has_room
+            || s.graceful
             || s.busy.contains(&builder)
             || !s.conn.as_ref().is_some_and(|c| c.is_attached())
         {
@@ -138,6 +146,21 @@ impl Workers {
     pub fn release(&self, name: &str, builder: BuilderId) {
         if let Some(s) = lock(&self.slots).get_mut(name) {
             s.busy.remove(&builder);
+        }
+        self.released.notify_waiters();
+    }
+
+    /// Whether the worker runs no build now.
+    fn is_idle(&self, name: &str) -> bool {
+        lock(&self.slots)
+            .get(name)
+            .is_none_or(|s| s.busy.is_empty())
+    }
+
+    /// Takes the worker out of the distribution until it reconnects.
+    fn set_graceful(&self, name: &str) {
+        if let Some(s) = lock(&self.slots).get_mut(name) {
+            s.graceful = true;
         }
     }
 
@@ -163,6 +186,7 @@ impl Workers {
         }
         if let Some(s) = lock(&self.slots).get_mut(&conn.name) {
             s.conn = Some(conn.clone());
+            s.graceful = false;
             true
         } else {
             false
@@ -206,6 +230,33 @@ pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
         return;
     }
     keepalive(&conn, master.keepalive_interval).await;
+}
+
+/// The worker asked to stop once it is idle (a PB worker's `shutdown`): it takes no new build, and
+/// once its running builds are over it is told to shut down, as Buildbot does.
+pub fn shut_down_when_idle(master: &Arc<Master>, conn: &Arc<Connection>) {
+    master.workers.set_graceful(&conn.name);
+    tracing::info!(worker = %conn.name, "worker asked to shut down once idle");
+    let master = master.clone();
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        if let Err(error) = master.updates.set_worker_graceful(conn.id, true).await {
+            tracing::error!(%error, "recording a graceful worker shutdown");
+        }
+        loop {
+            let released = master.workers.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if master.workers.is_idle(&conn.name) {
+                break;
+            }
+            tokio::select! {
+                _ = released => {}
+                _ = conn.closed() => return,
+            }
+        }
+        let _ = conn.request(Op::Shutdown).await;
+    });
 }
 
 /// Sends `keepalive` at every interval until the connection closes; a worker that does not answer
@@ -262,20 +313,78 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), H
     let info = ask("get_worker_info", Op::GetWorkerInfo).await?;
     let info = parse_info(info);
     *conn.info.write().unwrap_or_else(|p| p.into_inner()) = info.clone();
+    match conn.protocol {
+        Protocol::Msgpack => prepare_msgpack(master, conn, &info).await?,
+        Protocol::Pb => {
+            // The PB worker makes the builders' directories itself when it is given its builders.
+            let builders = builder_list(master, &conn.name);
+            ask("setBuilderList", Op::SetBuilderList { builders }).await?;
+        }
+    }
+    conn.set_attached();
+    // Recorded (and announced) once the worker can take builds.
+    master.updates.worker_connected(conn.id, &info.json).await?;
+    tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
+    master.wake_distributor();
+    Ok(())
+}
+
+/// The builders `worker` serves, each with its directory, as Buildbot's builder list names them.
+fn builder_list(master: &Master, worker: &str) -> Vec<(String, String)> {
+    master
+        .config()
+        .builders
+        .iter()
+        .filter(|b| b.workernames.iter().any(|w| w == worker))
+        .map(|b| (b.name.clone(), b.workerbuilddir.clone()))
+        .collect()
+}
+
+/// Gives the attached PB workers their builders again after a reconfiguration, as Buildbot does:
+/// a PB worker runs commands only for the builders it was given. (A msgpack worker needs no list.)
+pub fn send_builder_lists(master: &Arc<Master>) {
+    for name in master.workers.connected_names() {
+        let Some(conn) = master.workers.connection(&name) else {
+            continue;
+        };
+        if conn.protocol != Protocol::Pb {
+            continue;
+        }
+        let builders = builder_list(master, &name);
+        tokio::spawn(async move {
+            if let Ok(Err(why)) = conn.request(Op::SetBuilderList { builders }).await {
+                tracing::warn!(worker = %conn.name, %why, "the worker refused its new builder list");
+            }
+        });
+    }
+}
+
+/// What a msgpack worker is told before it attaches: the master's output settings, and the
+/// directories of the builders it serves, which Buildbot's builder list makes.
+async fn prepare_msgpack(
+    master: &Arc<Master>,
+    conn: &Arc<Connection>,
+    info: &WorkerInfo,
+) -> Result<(), HandshakeError> {
     let args = Args::build(vec![
         ("buffer_size", Value::from(settings::BUFFER_SIZE)),
         ("buffer_timeout", Value::from(settings::BUFFER_TIMEOUT)),
         ("newline_re", Value::from(settings::NEWLINE_RE)),
         ("max_line_length", Value::from(settings::MAX_LINE_LENGTH)),
     ]);
-    ask("set_worker_settings", Op::SetWorkerSettings { args }).await?;
+    conn.request(Op::SetWorkerSettings { args })
+        .await?
+        .map_err(|reason| HandshakeError::Refused {
+            request: "set_worker_settings",
+            reason,
+        })?;
     // Make the directories of the builders this worker serves, as Buildbot's builder list does.
     let dirs: Vec<Value> = master
         .config()
         .builders
         .iter()
         .filter(|b| b.workernames.contains(&conn.name))
-        .map(|b| Value::from(crate::builds::paths::join(&info, &[&b.workerbuilddir])))
+        .map(|b| Value::from(crate::builds::paths::join(info, &[&b.workerbuilddir])))
         .collect();
     if !dirs.is_empty() {
         let mut sink = crate::workers::command::NoIo;
@@ -293,11 +402,6 @@ async fn handshake(master: &Arc<Master>, conn: &Arc<Connection>) -> Result<(), H
             tracing::warn!(worker = %conn.name, "could not create every builder directory");
         }
     }
-    conn.set_attached();
-    // Recorded (and announced) once the worker can take builds.
-    master.updates.worker_connected(conn.id, &info.json).await?;
-    tracing::info!(worker = %conn.name, version = %info.version, "worker attached");
-    master.wake_distributor();
     Ok(())
 }
 

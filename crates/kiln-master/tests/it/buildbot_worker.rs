@@ -38,8 +38,43 @@ c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
 "#;
 
+/// The protocols a stock worker can be created with; every test here runs on both.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Protocol {
+    /// Twisted's Perspective Broker, the stock worker's default.
+    Pb,
+    Msgpack,
+}
+
+impl From<Protocol> for kiln_master::workers::connection::Protocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Pb => Self::Pb,
+            Protocol::Msgpack => Self::Msgpack,
+        }
+    }
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Pb => "pb",
+            Protocol::Msgpack => "msgpack_experimental_v7",
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
+async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps_over_pb() {
+    shell_and_transfer_steps(Protocol::Pb).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps_over_msgpack() {
+    shell_and_transfer_steps(Protocol::Msgpack).await
+}
+
+async fn shell_and_transfer_steps(protocol: Protocol) {
     let Some(exe) = buildbot_worker() else { return };
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TRANSFERS)).await;
     let payload: Vec<u8> = (0..100_000u32)
@@ -50,8 +85,9 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     // The verify step compares against this copy, two levels up from the build directory.
     std::fs::create_dir_all(&worker_dir).unwrap();
     std::fs::write(worker_dir.join("tosend.copy"), &payload).unwrap();
-    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir, protocol);
     m.wait_attached("w1").await;
+    assert_eq!(m.worker_protocol("w1"), protocol.into());
     let results = m.force_and_wait(json!({})).await;
     let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
     let _ = child.kill().await;
@@ -59,17 +95,19 @@ async fn the_stock_buildbot_worker_runs_shell_and_transfer_steps() {
     m.stop().await;
 }
 
-/// Creates and starts a buildbot-worker named w1 in `worker_dir` for the master.
+/// Creates and starts a buildbot-worker named w1 in `worker_dir` for the master, speaking
+/// `protocol`.
 pub(crate) fn start_buildbot_worker(
     m: &TestMaster,
     exe: &std::path::Path,
     worker_dir: &std::path::Path,
+    protocol: Protocol,
 ) -> tokio::process::Child {
     let created = std::process::Command::new(exe)
         .args([
             "create-worker",
             "--protocol",
-            "msgpack_experimental_v7",
+            protocol.name(),
             "--umask",
             "0o22",
         ])
@@ -120,7 +158,16 @@ async fn check_transfers(m: &TestMaster, results: i64, log: &str, payload: &[u8]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stock_buildbot_worker_runs_the_git_step() {
+async fn the_stock_buildbot_worker_runs_the_git_step_over_pb() {
+    git_step(Protocol::Pb).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_the_git_step_over_msgpack() {
+    git_step(Protocol::Msgpack).await
+}
+
+async fn git_step(protocol: Protocol) {
     let Some(exe) = buildbot_worker() else { return };
     let upstream = tempfile::tempdir().unwrap();
     let repo = upstream.path();
@@ -156,7 +203,7 @@ async fn the_stock_buildbot_worker_runs_the_git_step() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
     let worker_dir = m.path("bbworker");
     std::fs::create_dir_all(&worker_dir).unwrap();
-    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir, protocol);
     m.wait_attached("w1").await;
     // Twice: a clone, then an update of the kept source directory.
     for build in [1, 2] {
@@ -183,7 +230,16 @@ async fn the_stock_buildbot_worker_runs_the_git_step() {
 /// The newer steps on the stock worker: followed log files, warnings, JUnit reports (its `glob`
 /// and `upload_file`), `MultipleFileUpload`, `FileExists`, `CopyDirectory`, `JSONPropertiesDownload`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stock_buildbot_worker_runs_file_steps_logfiles_and_test_reports() {
+async fn the_stock_buildbot_worker_runs_file_steps_logfiles_and_test_reports_over_pb() {
+    file_steps_logfiles_and_test_reports(Protocol::Pb).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_runs_file_steps_logfiles_and_test_reports_over_msgpack() {
+    file_steps_logfiles_and_test_reports(Protocol::Msgpack).await
+}
+
+async fn file_steps_logfiles_and_test_reports(protocol: Protocol) {
     let Some(exe) = buildbot_worker() else { return };
     let cfg = r#"
 f = util.BuildFactory([
@@ -205,7 +261,7 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", cfg)).await;
     let worker_dir = m.path("bbworker");
     std::fs::create_dir_all(&worker_dir).unwrap();
-    let mut child = start_buildbot_worker(&m, &exe, &worker_dir);
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir, protocol);
     m.wait_attached("w1").await;
     let results = m.force_and_wait(json!({})).await;
     let (_, steps) = m
@@ -240,6 +296,80 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     assert!(
         text.contains("\"buildername\":\"b1\"") && text.contains("ob.txt"),
         "{text}"
+    );
+    let _ = child.kill().await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_over_pb_is_stopped_and_given_new_builders() {
+    stopped_and_reconfigured(Protocol::Pb).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_buildbot_worker_over_msgpack_is_stopped_and_given_new_builders() {
+    stopped_and_reconfigured(Protocol::Msgpack).await
+}
+
+/// A stopped build interrupts the worker's command; a builder added by a reconfiguration runs on
+/// the worker without a reconnection (a PB worker is given its builders again).
+async fn stopped_and_reconfigured(protocol: Protocol) {
+    let Some(exe) = buildbot_worker() else { return };
+    let builder = |name: &str, command: &str| {
+        format!(
+            "util.BuilderConfig(name='{name}', workernames=['w1'], \
+             factory=util.BuildFactory([steps.ShellCommand(command={command:?})]))"
+        )
+    };
+    let body = |builders: &[String]| {
+        let names: Vec<String> = ["slow", "late"]
+            .iter()
+            .take(builders.len())
+            .map(|n| format!("'{n}'"))
+            .collect();
+        format!(
+            "c['builders'] = [{}]\n\
+             c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=[{}])]\n",
+            builders.join(", "),
+            names.join(", ")
+        )
+    };
+    let slow = builder("slow", "sleep 60");
+    let mut m = TestMaster::start(&config(
+        "sqlite:///state.sqlite",
+        &body(std::slice::from_ref(&slow)),
+    ))
+    .await;
+    let worker_dir = m.path("bbworker");
+    std::fs::create_dir_all(&worker_dir).unwrap();
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir, protocol);
+    m.wait_attached("w1").await;
+    let bsid = m.force(json!({})).await;
+    let build = m.wait_event("builds.*.new").await["buildid"]
+        .as_i64()
+        .unwrap();
+    m.wait_event("steps.*.started").await;
+    let (status, _) =
+        crate::harness::rpc(&m.www(), &format!("builds/{build}"), "stop", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(m.wait_complete(bsid).await, 6, "CANCELLED");
+
+    let late = builder("late", "echo late");
+    let source = config("sqlite:///state.sqlite", &body(&[slow, late]));
+    std::fs::write(m.path("master.star"), &source).unwrap();
+    let reloaded = kiln_config::load(m.dir.path()).expect("the new configuration loads");
+    m.master().apply_config(reloaded).await.unwrap();
+    let results = m.force_and_wait(json!({"builderNames": ["late"]})).await;
+    let log = std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default();
+    assert_eq!(
+        results,
+        0,
+        "worker log tail:\n{}",
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        m.worker_protocol("w1") == protocol.into(),
+        "no reconnection"
     );
     let _ = child.kill().await;
     m.stop().await;

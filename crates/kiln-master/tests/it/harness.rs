@@ -110,6 +110,15 @@ impl TestMaster {
         self.workers.len() - 1
     }
 
+    /// The protocol the worker's connection speaks.
+    pub fn worker_protocol(&self, name: &str) -> kiln_master::workers::connection::Protocol {
+        self.master()
+            .workers
+            .connection(name)
+            .expect("the worker is connected")
+            .protocol
+    }
+
     pub async fn wait_attached(&mut self, name: &str) {
         let master = self.master().clone();
         let name = name.to_string();

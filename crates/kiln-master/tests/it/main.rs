@@ -20,6 +20,7 @@ mod irc;
 mod live;
 mod locks;
 mod pages;
+mod pb;
 mod pollers;
 mod properties;
 mod protocol;

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::buildbot_worker::Protocol;
 use crate::harness::{TestMaster, config, http_text};
 
 /// Runs a tool in `dir` with `env`, and returns its standard output; a failure fails the test.
@@ -320,7 +321,7 @@ async fn exercise(kind: Kind) {
 }
 
 /// [`exercise`] on kiln's worker, or on the stock buildbot-worker at `stock`.
-async fn exercise_on(kind: Kind, stock: Option<PathBuf>) {
+async fn exercise_on(kind: Kind, stock: Option<(PathBuf, Protocol)>) {
     let repo = Repo::new(kind);
     let first = repo.commit("one\n");
     let ignored = repo.ignored();
@@ -346,10 +347,12 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names,
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
     let mut stock_worker = None;
     match &stock {
-        Some(exe) => {
+        Some((exe, protocol)) => {
             let dir = m.path("bbworker");
             std::fs::create_dir_all(&dir).unwrap();
-            stock_worker = Some(crate::buildbot_worker::start_buildbot_worker(&m, exe, &dir));
+            stock_worker = Some(crate::buildbot_worker::start_buildbot_worker(
+                &m, exe, &dir, *protocol,
+            ));
             m.wait_attached("w1").await;
         }
         None => {
@@ -461,14 +464,15 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names,
 }
 
 /// The stock worker runs the source steps too: Darcs writes its context file through `shell`'s
-/// standard input, CVS lists untracked files with a shell script, both remove files with `rmdir`.
+/// standard input, CVS lists untracked files with a shell script, both remove files with `rmdir`;
+/// the one over PB, the other over msgpack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_buildbot_worker_runs_darcs_and_cvs_steps() {
     let Some(exe) = crate::buildbot_worker::buildbot_worker() else {
         return;
     };
-    Box::pin(exercise_on(Kind::Darcs, Some(exe.clone()))).await;
-    Box::pin(exercise_on(Kind::Cvs, Some(exe))).await;
+    Box::pin(exercise_on(Kind::Darcs, Some((exe.clone(), Protocol::Pb)))).await;
+    Box::pin(exercise_on(Kind::Cvs, Some((exe, Protocol::Msgpack)))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

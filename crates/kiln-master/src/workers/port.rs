@@ -1,0 +1,167 @@
+//! A worker port: each connection is served with the protocol it speaks, among those the port
+//! serves.
+//!
+//! The two protocols start differently: a msgpack worker opens a WebSocket, so it speaks first
+//! (an HTTP request); a PB worker waits for the server's list of dialects. A port that serves both
+//! waits briefly for the client's first bytes, and a silent client is taken for a PB worker. A
+//! client that speaks a protocol the port does not serve is told so in the log, with what to change.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::master::Master;
+
+/// How long a port that serves both protocols waits for a client's first bytes before it takes a
+/// silent client for a PB worker. An HTTP client sends its request as soon as it is connected.
+pub const FIRST_BYTES_WAIT: Duration = Duration::from_millis(500);
+
+/// Which worker protocols a port serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    pub msgpack: bool,
+    pub pb: bool,
+}
+
+impl Protocols {
+    fn names(self) -> &'static str {
+        match (self.msgpack, self.pb) {
+            (true, true) => "msgpack_experimental_v7 and pb",
+            (true, false) => "msgpack_experimental_v7",
+            _ => "pb",
+        }
+    }
+}
+
+/// What a client's first bytes say it speaks, when it is not PB: a PB client never speaks first.
+pub fn foreign_protocol(first: &[u8]) -> Option<&'static str> {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    if METHODS
+        .iter()
+        .any(|m| first.starts_with(m) || m.starts_with(first) && !first.is_empty())
+    {
+        Some("HTTP (a msgpack_experimental_v7 worker, or a browser)")
+    } else if first.first() == Some(&0x16) {
+        Some("TLS")
+    } else {
+        None
+    }
+}
+
+/// Serves workers on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    master: Arc<Master>,
+    protocols: Protocols,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let header_timeout = master.handshake_timeout;
+    let http_stop = stop.clone();
+    crate::serve::accept_loop(listener, stop, move |tcp, peer| {
+        let master = master.clone();
+        let app = app.clone();
+        let stop = http_stop.clone();
+        async move {
+            match first_words(&tcp, protocols).await {
+                Spoke::Http if protocols.msgpack => {
+                    crate::serve::connection(tcp, peer, app, header_timeout, stop).await
+                }
+                Spoke::Silent if protocols.pb => {
+                    crate::workers::pb::serve(master, tcp, peer, protocols).await
+                }
+                Spoke::Silent => {
+                    tracing::warn!(
+                        %peer,
+                        "a client on worker port {port} is waiting for the master to speak first, \
+                         as a PB worker does; this port serves only msgpack_experimental_v7: add \
+                         'pb': {{'port': {port}}} to c['protocols'], or create the worker with \
+                         --protocol msgpack_experimental_v7"
+                    );
+                    crate::serve::connection(tcp, peer, app, header_timeout, stop).await
+                }
+                Spoke::Foreign(what) => refuse(peer, port, protocols, what),
+                Spoke::Http => refuse(peer, port, protocols, "HTTP"),
+                Spoke::Closed => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Logs that a client spoke `what` on a port that does not serve it, with what to change.
+pub(crate) fn refuse(peer: SocketAddr, port: u16, protocols: Protocols, what: &str) {
+    let hint = if protocols.pb && !protocols.msgpack {
+        format!(
+            "; a msgpack_experimental_v7 worker needs 'msgpack_experimental_v7': \
+             {{'port': {port}}} in c['protocols']"
+        )
+    } else {
+        String::new()
+    };
+    tracing::warn!(
+        %peer,
+        "a client spoke {what} on worker port {port}, which serves {}{hint}",
+        protocols.names()
+    );
+}
+
+/// What a new connection's client said first.
+enum Spoke {
+    /// An HTTP request: a WebSocket worker.
+    Http,
+    /// Nothing yet: a PB worker, which waits for the server.
+    Silent,
+    /// Something else the port cannot serve, named.
+    Foreign(&'static str),
+    /// The client closed without a word (a port probe, say).
+    Closed,
+}
+
+/// Peeks at the client's first bytes without taking them, waiting as long as the port needs to.
+async fn first_words(tcp: &TcpStream, protocols: Protocols) -> Spoke {
+    // A PB-only port answers at once: its clients wait for it.
+    if !protocols.msgpack {
+        return Spoke::Silent;
+    }
+    let mut buf = [0u8; 8];
+    match tokio::time::timeout(FIRST_BYTES_WAIT, tcp.peek(&mut buf)).await {
+        Err(_) => Spoke::Silent,
+        Ok(Ok(0)) | Ok(Err(_)) => Spoke::Closed,
+        Ok(Ok(n)) => match foreign_protocol(&buf[..n]) {
+            Some(what) if what.starts_with("HTTP") => Spoke::Http,
+            Some(what) => Spoke::Foreign(what),
+            None => Spoke::Foreign("an unknown protocol"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_name_the_protocol() {
+        assert!(foreign_protocol(b"GET /ws HTTP/1.1").is_some_and(|p| p.starts_with("HTTP")));
+        assert!(foreign_protocol(b"GE").is_some_and(|p| p.starts_with("HTTP")));
+        assert_eq!(foreign_protocol(&[0x16, 0x03, 0x01]), Some("TLS"));
+        // A PB worker's dialect choice.
+        assert_eq!(foreign_protocol(&[0x02, 0x82, b'p', b'b']), None);
+        assert_eq!(foreign_protocol(b""), None);
+    }
+}
