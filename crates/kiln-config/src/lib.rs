@@ -24,6 +24,7 @@ mod functions;
 mod kinds;
 pub mod model;
 mod node;
+mod python;
 
 use std::path::Path;
 
@@ -104,8 +105,23 @@ impl std::fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// Loads `master.star` from a master's base directory.
+/// Buildbot's name for the configuration file, read when a master directory has no `master.star`.
+pub const BUILDBOT_CONFIG_FILE: &str = "master.cfg";
+
+/// The configuration file of a master directory: `master.star`, or Buildbot's `master.cfg` when
+/// only that one is there.
+pub fn config_path(basedir: &Path) -> std::path::PathBuf {
+    let star = basedir.join(CONFIG_FILE);
+    let cfg = basedir.join(BUILDBOT_CONFIG_FILE);
+    if !star.exists() && cfg.exists() {
+        cfg
+    } else {
+        star
+    }
+}
+
 pub fn load(basedir: &Path) -> Result<MasterConfig, Diagnostics> {
-    load_file(&basedir.join(CONFIG_FILE))
+    load_file(&config_path(basedir))
 }
 
 /// Loads a configuration file.
@@ -121,12 +137,18 @@ pub fn load_file(path: &Path) -> Result<MasterConfig, Diagnostics> {
             format!("cannot read the configuration: {e}"),
         )])
     })?;
-    load_str(&name, &source)
+    load_in(&name, &source, path.parent())
 }
 
 /// Loads a configuration from text; `file` names it in diagnostics.
 pub fn load_str(file: &str, source: &str) -> Result<MasterConfig, Diagnostics> {
-    let (node, functions) = eval::evaluate(file, source)?;
+    load_in(file, source, None)
+}
+
+/// Loads a configuration from text read in the master directory `dir`, whose own modules it may
+/// import.
+pub fn load_in(file: &str, source: &str, dir: Option<&Path>) -> Result<MasterConfig, Diagnostics> {
+    let (node, functions) = eval::evaluate(file, source, dir)?;
     let mut config = convert::master_config(file, source, &node)?;
     config.functions = functions;
     Ok(config)

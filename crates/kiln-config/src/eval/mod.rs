@@ -1,6 +1,14 @@
-//! Evaluating `master.star` with Starlark. This is the only module that sees Starlark types: it
-//! returns the `BuildmasterConfig` dict as a [`Node`] tree.
+//! Evaluating `master.star` with Starlark. This module (with `functions.rs`) is the only one that
+//! sees Starlark types: it returns the `BuildmasterConfig` dict as a [`Node`] tree.
+//!
+//! The file is first read as Python would write it (`python.rs` turns its import lines into
+//! Starlark); `loader.rs` loads the master directory's own modules, and `stdlib.rs` has the natives
+//! of the standard modules a configuration may import.
 
+mod loader;
+mod stdlib;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kiln_core::changefilter::FnRef;
@@ -23,7 +31,7 @@ const FUNCTIONS: &str = "__kiln_functions__";
 /// Evaluating a configuration that runs longer than this is stopped with an error.
 const EVAL_TIME_LIMIT: Duration = Duration::from_secs(30);
 const PRELUDE_FILE: &str = "<kiln prelude>";
-const PRELUDE: &str = include_str!("prelude.star");
+const PRELUDE: &str = include_str!("../prelude.star");
 /// Nesting deeper than this in the configuration is refused rather than recursed into.
 const MAX_DEPTH: usize = 64;
 
@@ -118,7 +126,7 @@ fn caller_location(eval: &Evaluator) -> String {
         .unwrap_or_default()
 }
 
-fn dialect() -> Dialect {
+pub(crate) fn dialect() -> Dialect {
     Dialect {
         enable_f_strings: true,
         enable_top_level_stmt: true,
@@ -126,7 +134,7 @@ fn dialect() -> Dialect {
     }
 }
 
-fn globals() -> starlark::environment::Globals {
+pub(crate) fn globals() -> starlark::environment::Globals {
     GlobalsBuilder::extended_by(&[
         LibraryExtension::StructType,
         LibraryExtension::Print,
@@ -136,6 +144,7 @@ fn globals() -> starlark::environment::Globals {
         LibraryExtension::Partial,
     ])
     .with(natives)
+    .with(stdlib::natives)
     .build()
 }
 
@@ -151,11 +160,29 @@ fn prelude(globals: &starlark::environment::Globals) -> Result<FrozenModule, Str
     })
 }
 
-/// Evaluates `source` (read from `file`) and returns its `BuildmasterConfig`, with the functions it
-/// holds kept for calling later.
-pub fn evaluate(file: &str, source: &str) -> Result<(Node, Functions), Diagnostics> {
-    let hints = python_hints(file, source);
-    let ast = match AstModule::parse(file, source.to_owned(), &dialect()) {
+/// Evaluates `source` (read from `file`, in the master directory `dir` when there is one) and
+/// returns its `BuildmasterConfig`, with the functions it holds kept for calling later.
+pub fn evaluate(
+    file: &str,
+    source: &str,
+    dir: Option<&Path>,
+) -> Result<(Node, Functions), Diagnostics> {
+    let translated = crate::python::translate(source, &|module| loader::local_module(dir, module));
+    let hints: Vec<Diagnostic> = translated
+        .notes
+        .iter()
+        .map(|n| Diagnostic::note(line_location(file, n), n.message.clone()))
+        .collect();
+    if !translated.errors.is_empty() {
+        let mut d: Vec<Diagnostic> = translated
+            .errors
+            .iter()
+            .map(|e| Diagnostic::error(line_location(file, e), e.message.clone()))
+            .collect();
+        d.extend(hints);
+        return Err(Diagnostics(d));
+    }
+    let ast = match AstModule::parse(file, translated.source, &dialect()) {
         Ok(ast) => ast,
         Err(e) => {
             let mut d = vec![starlark_error(file, &e)];
@@ -166,11 +193,15 @@ pub fn evaluate(file: &str, source: &str) -> Result<(Node, Functions), Diagnosti
     let globals = globals();
     let prelude = prelude(&globals)
         .map_err(|e| Diagnostics(vec![Diagnostic::error(Location::default(), e)]))?;
+    let basedir = dir.map(Path::to_path_buf).unwrap_or_else(|| ".".into());
+    let _context = stdlib::EvalContext::enter(basedir);
+    let started = Instant::now();
+    let loader = loader::DirLoader::new(dir, &globals, &prelude, started);
     Module::with_temp_heap(|module| {
         module.import_public_symbols(&prelude);
         let mut eval = Evaluator::new(&module);
-        let started = Instant::now();
         eval.set_check_cancelled(Box::new(move || started.elapsed() > EVAL_TIME_LIMIT));
+        eval.set_loader(&loader);
         if let Err(e) = eval.eval_module(ast, &globals) {
             let mut d = vec![starlark_error(file, &e)];
             d.extend(hints);
@@ -289,6 +320,14 @@ fn to_node<'v>(v: Value<'v>, depth: usize, found: &mut Vec<Value<'v>>) -> Node {
     Node::Other(format!("a value of type {}", v.get_type()))
 }
 
+fn line_location(file: &str, m: &crate::python::LineMessage) -> Location {
+    Location {
+        file: file.to_string(),
+        line: m.line,
+        column: m.column,
+    }
+}
+
 fn parse_location(s: &str) -> Location {
     let mut parts = s.rsplitn(3, ':');
     let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -297,7 +336,7 @@ fn parse_location(s: &str) -> Location {
     Location { file, line, column }
 }
 
-fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
+pub(crate) fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
     // Point at the innermost place in the user's file: an error raised inside the prelude is
     // reported where the user called into it.
     let user_frame = e
@@ -323,39 +362,4 @@ fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
         .unwrap_or_else(|| (file.to_string(), 1, 1));
     // The full rendering carries the Starlark traceback and the source excerpt.
     Diagnostic::error(Location { file, line, column }, format!("{e:#}"))
-}
-
-/// Hints for Python habits that Starlark refuses.
-fn python_hints(file: &str, source: &str) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for (n, line) in source.lines().enumerate() {
-        let t = line.trim_start();
-        let loc = Location {
-            file: file.to_string(),
-            line: n + 1,
-            column: line.len() - t.len() + 1,
-        };
-        if t.starts_with("import ") || (t.starts_with("from ") && t.contains(" import ")) {
-            out.push(Diagnostic::note(
-                loc,
-                "Starlark has no imports: delete this line; util, steps, schedulers and worker are predeclared".into(),
-            ));
-        } else if let Some((lhs, rest)) = t.split_once('=') {
-            let chained = rest.split_once('=').is_some_and(|(mid, _)| {
-                !mid.is_empty()
-                    && mid.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
-                    && !rest.starts_with('=')
-            });
-            if chained
-                && lhs.trim().chars().all(|c| c.is_alphanumeric() || c == '_')
-                && !lhs.trim().is_empty()
-            {
-                out.push(Diagnostic::note(
-                    loc,
-                    "Starlark has no chained assignment: write `BuildmasterConfig = {}` and then `c = BuildmasterConfig`".into(),
-                ));
-            }
-        }
-    }
-    out
 }
