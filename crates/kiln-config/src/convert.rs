@@ -216,18 +216,27 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         .unwrap_or(Collapse::Default)
     };
 
+    let multi_master = {
+        let loc = cx.key_loc("multiMaster");
+        cx.boolean(get("multiMaster"), false, "c['multiMaster']", &loc)
+    };
+    // Each with where it was written, for the problems the cross-check finds.
     let workers = objects(&mut cx, get("workers"), "workers", "Worker")
         .into_iter()
-        .filter_map(|(loc, w)| worker(&mut cx, &loc, w))
+        .filter_map(|(loc, w)| worker(&mut cx, &loc, w).map(|w| (loc, w)))
         .collect::<Vec<_>>();
     let builders = objects(&mut cx, get("builders"), "builders", "BuilderConfig")
         .into_iter()
-        .filter_map(|(loc, b)| builder(&mut cx, &loc, b))
+        .filter_map(|(loc, b)| builder(&mut cx, &loc, b).map(|b| (loc, b)))
         .collect::<Vec<_>>();
     let schedulers = objects(&mut cx, get("schedulers"), "schedulers", "")
         .into_iter()
-        .filter_map(|(loc, s)| scheduler(&mut cx, &loc, s))
+        .filter_map(|(loc, s)| scheduler(&mut cx, &loc, s).map(|s| (loc, s)))
         .collect::<Vec<_>>();
+    cross_check(&mut cx, &workers, &builders, &schedulers, multi_master);
+    let workers: Vec<WorkerConfig> = workers.into_iter().map(|(_, w)| w).collect();
+    let builders: Vec<BuilderConfig> = builders.into_iter().map(|(_, b)| b).collect();
+    let schedulers: Vec<SchedulerConfig> = schedulers.into_iter().map(|(_, s)| s).collect();
 
     let change_sources = changes::change_sources(&mut cx, get("change_source"));
     let mut services = services::services(&mut cx, get("services"));
@@ -250,7 +259,6 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
             schedulers::function(&mut cx, n, "c['prioritizeBuilders']", &loc)
         });
     let revlink = revlink(&mut cx, get("revlink"));
-    cross_check(&mut cx, &workers, &builders, &schedulers);
 
     let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = cx
         .diags
@@ -274,6 +282,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         change_sources,
         properties,
         collapse_requests,
+        multi_master,
         prioritize_builders,
         codebase_generator,
         revlink,
@@ -469,55 +478,74 @@ const DIALECTS: &[&str] = &[
     "poller",
 ];
 
+/// Checks the names objects give each other, reporting each problem where the object at fault was
+/// written. With `multi_master`, as in Buildbot, a scheduler may name a builder of another master,
+/// and a builder needs no scheduler here.
 fn cross_check(
     cx: &mut Cx,
-    workers: &[WorkerConfig],
-    builders: &[BuilderConfig],
-    schedulers: &[SchedulerConfig],
+    workers: &[(Location, WorkerConfig)],
+    builders: &[(Location, BuilderConfig)],
+    schedulers: &[(Location, SchedulerConfig)],
+    multi_master: bool,
 ) {
-    let top = cx.key_loc("workers");
     let mut seen = BTreeSet::new();
-    for w in workers {
+    for (loc, w) in workers {
         if !seen.insert(w.name.as_str()) {
-            cx.error(&top, format!("worker '{}' is defined twice", w.name));
+            cx.error(loc, format!("worker '{}' is defined twice", w.name));
         }
     }
-    let loc = cx.key_loc("builders");
     let mut names = BTreeSet::new();
-    for b in builders {
+    for (loc, b) in builders {
         if !names.insert(b.name.as_str()) {
-            cx.error(&loc, format!("builder '{}' is defined twice", b.name));
+            cx.error(loc, format!("builder '{}' is defined twice", b.name));
         }
         for w in &b.workernames {
             if !seen.contains(w.as_str()) {
+                let hint = crate::kinds::did_you_mean(w, seen.iter().copied());
                 cx.error(
-                    &loc,
-                    format!("builder '{}' uses unknown worker '{w}'", b.name),
+                    loc,
+                    format!("builder '{}' uses unknown worker '{w}'{hint}", b.name),
                 );
             }
         }
     }
-    let loc = cx.key_loc("schedulers");
     let mut snames = BTreeSet::new();
-    for s in schedulers {
+    let mut driven = BTreeSet::new();
+    for (loc, s) in schedulers {
         if !snames.insert(s.name()) {
-            cx.error(&loc, format!("scheduler '{}' is defined twice", s.name()));
+            cx.error(loc, format!("scheduler '{}' is defined twice", s.name()));
         }
         for b in s.builder_names() {
-            if !names.contains(b.as_str()) {
+            driven.insert(b.as_str());
+            if !multi_master && !names.contains(b.as_str()) {
+                let hint = crate::kinds::did_you_mean(b, names.iter().copied());
                 cx.error(
-                    &loc,
-                    format!("scheduler '{}' names unknown builder '{b}'", s.name()),
+                    loc,
+                    format!("scheduler '{}' names unknown builder '{b}'{hint}", s.name()),
                 );
             }
         }
     }
-    for s in schedulers {
+    // As in Buildbot, builders a scheduler renders could be any of them.
+    let rendered = schedulers
+        .iter()
+        .any(|(_, s)| s.rendered_builder_names().is_some());
+    if !multi_master && !rendered {
+        for (loc, b) in builders {
+            if !driven.contains(b.name.as_str()) {
+                cx.warn(
+                    loc,
+                    format!("builder '{}' has no scheduler to drive it", b.name),
+                );
+            }
+        }
+    }
+    for (loc, s) in schedulers {
         if let SchedulerConfig::Dependent(d) = s
             && !snames.contains(d.upstream.as_str())
         {
             cx.error(
-                &loc,
+                loc,
                 format!(
                     "scheduler '{}' depends on unknown scheduler '{}'",
                     d.name, d.upstream
@@ -527,7 +555,7 @@ fn cross_check(
     }
     let all_locks: Vec<&LockAccess> = builders
         .iter()
-        .flat_map(|b| {
+        .flat_map(|(_, b)| {
             b.locks
                 .iter()
                 .chain(b.steps.iter().flat_map(|s| s.locks.iter()))
@@ -536,22 +564,21 @@ fn cross_check(
     let loc = cx.key_loc("builders");
     locks::check_consistent(cx, &all_locks, &loc);
     // A Trigger step can only trigger schedulers that take triggers.
-    let loc = cx.key_loc("builders");
-    for b in builders {
+    for (loc, b) in builders {
         for step in &b.steps {
             let StepKind::Trigger(t) = &step.kind else {
                 continue;
             };
             for name in &t.scheduler_names {
-                match schedulers.iter().find(|s| s.name() == name) {
+                match schedulers.iter().find(|(_, s)| s.name() == name).map(|(_, s)| s) {
                     Some(SchedulerConfig::Triggerable(_)) => {}
                     Some(SchedulerConfig::Timed(t)) if t.triggerable => {}
                     Some(_) => cx.error(
-                        &loc,
+                        loc,
                         format!("builder '{}': Trigger step '{}' names scheduler '{name}', which is not a Triggerable scheduler", b.name, step.name),
                     ),
                     None => cx.error(
-                        &loc,
+                        loc,
                         format!("builder '{}': Trigger step '{}' names unknown scheduler '{name}'", b.name, step.name),
                     ),
                 }

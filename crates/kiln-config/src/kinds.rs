@@ -333,6 +333,11 @@ pub const KINDS: &[Kind] = &[
         keywords: GIT,
     },
     Kind {
+        name: "GitHub",
+        positional: &["repourl", "branch"],
+        keywords: GIT,
+    },
+    Kind {
         name: "Mercurial",
         positional: &["repourl"],
         keywords: MERCURIAL,
@@ -429,6 +434,11 @@ pub const KINDS: &[Kind] = &[
         name: "SetProperties",
         positional: &["properties"],
         keywords: &["properties"],
+    },
+    Kind {
+        name: "SetPropertiesFromEnv",
+        positional: &["variables"],
+        keywords: &["variables", "source"],
     },
     Kind {
         name: "FileUpload",
@@ -1425,6 +1435,7 @@ pub const STEP_KINDS: &[&str] = &[
     "Trigger",
     "SetProperty",
     "SetProperties",
+    "SetPropertiesFromEnv",
     "SetPropertyFromCommand",
     "Configure",
     "Compile",
@@ -1445,6 +1456,7 @@ pub const STEP_KINDS: &[&str] = &[
     "HEAD",
     "OPTIONS",
     "Git",
+    "GitHub",
     "Mercurial",
     "SVN",
     "CVS",

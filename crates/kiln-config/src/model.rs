@@ -67,6 +67,9 @@ pub struct MasterConfig {
     pub properties: BTreeMap<String, PropertyValue>,
     /// Whether requests waiting on a builder are collapsed (`c['collapseRequests']`).
     pub collapse_requests: Collapse,
+    /// `c['multiMaster']`: other masters share the database, so schedulers may name builders that
+    /// only other masters define, as in Buildbot.
+    pub multi_master: bool,
     /// `c['prioritizeBuilders']`: orders the builders with waiting requests.
     pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
     /// `c['codebaseGenerator']`: gives each new change its codebase from its other attributes.

@@ -3,10 +3,11 @@
 //! Import lines are turned into Starlark where the line was: a name from one of Buildbot's modules
 //! becomes a lookup in kiln's predeclared namespaces (`_import` in the prelude), a standard module
 //! kiln provides becomes its namespace (`_module`), and a module of the master directory's own
-//! becomes a `load()` of its file. Every line keeps its number, so diagnostics point at the user's
-//! lines. Python that Starlark cannot have (classes, `try`, decorators, `is`, `while`, …) is not
+//! becomes a `load()` of its file. Python's chained assignment (`c = BuildmasterConfig = {}`)
+//! becomes two assignments, and a top-level function's decorators (`@util.renderer`) are applied
+//! after it is defined. Every line keeps its number, so diagnostics point at the user's lines.
+//! Python that Starlark cannot have (classes, `try`, other decorators, `is`, `while`, …) is not
 //! rewritten: it gets a located note saying what to write instead, shown when the file fails.
-//! Python's chained assignment (`c = BuildmasterConfig = {}`) becomes two assignments.
 //!
 //! The scanner knows strings (triple-quoted ones across lines), comments, brackets and backslash
 //! continuations, so a statement is recognised only where Python would see one.
@@ -205,6 +206,8 @@ fn chained_assignment(st: &Statement) -> Option<String> {
 pub fn translate(source: &str, local: &dyn Fn(&str) -> Option<LocalModule>) -> Translation {
     let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
     let mut t = Translation::default();
+    // The decorators (their statements) waiting for the top-level function they decorate.
+    let mut decorators: Vec<Statement> = Vec::new();
     for st in statements(source) {
         let text = st.code.trim();
         let at = |message: String| LineMessage {
@@ -212,6 +215,18 @@ pub fn translate(source: &str, local: &dyn Fn(&str) -> Option<LocalModule>) -> T
             column: st.indent + 1,
             message,
         };
+        if st.indent == 0 && text.starts_with('@') {
+            decorators.push(st);
+            continue;
+        }
+        if !decorators.is_empty() {
+            let pending = std::mem::take(&mut decorators);
+            if !decorate(&pending, &st, &mut lines) {
+                for d in &pending {
+                    advise(d, &mut t.notes);
+                }
+            }
+        }
         advise(&st, &mut t.notes);
         // `load` is a Starlark keyword, so Python's `json.load(f)` is read as `json.load_(f)`.
         if st.bare.contains(".load(") {
@@ -246,6 +261,35 @@ pub fn translate(source: &str, local: &dyn Fn(&str) -> Option<LocalModule>) -> T
         t.source.push('\n');
     }
     t
+}
+
+/// Applies top-level decorators to the function `def` that follows them, keeping every line: the
+/// function is defined under a private name, and the first decorator's line binds the public name
+/// to the decorated function, which reaches the private one through a lambda (resolved when called,
+/// so it may be written before the function). False when `def` is not a top-level function.
+fn decorate(decorators: &[Statement], def: &Statement, lines: &mut [String]) -> bool {
+    let Some(rest) = def.code.trim().strip_prefix("def ") else {
+        return false;
+    };
+    let name = rest.split('(').next().unwrap_or_default().trim();
+    if def.indent != 0 || !is_identifier(name) {
+        return false;
+    }
+    let private = format!("_decorated_{name}");
+    let mut call = format!("lambda *args, **kwargs: {private}(*args, **kwargs)");
+    for d in decorators.iter().rev() {
+        let expression = d.code.trim().trim_start_matches('@').trim();
+        call = format!("{expression}({call})");
+    }
+    for d in decorators {
+        for line in &mut lines[d.first..=d.last] {
+            line.clear();
+        }
+    }
+    lines[decorators[0].first] = format!("{name} = {call}");
+    let def_line = &mut lines[def.first];
+    *def_line = def_line.replacen(&format!("def {name}"), &format!("def {private}"), 1);
+    true
 }
 
 /// `line` with `from` replaced by `to` where it is code, not inside a string on that line.
@@ -509,6 +553,18 @@ mod tests {
     }
 
     #[test]
+    fn top_level_decorators_are_applied_on_the_same_lines() {
+        let src = "@util.renderer\n@other(1)\ndef f(props):\n    return 1\n";
+        let t = translate(src, &none);
+        assert_eq!(
+            t.source,
+            "f = util.renderer(other(1)(lambda *args, **kwargs: _decorated_f(*args, **kwargs)))\n\n\
+             def _decorated_f(props):\n    return 1\n"
+        );
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+    }
+
+    #[test]
     fn strings_and_comments_hide_what_looks_like_an_import() {
         let src = "doc = \"\"\"\nimport nothing\n\"\"\"\n# import os\ny = 1 # from x import y\n";
         let t = translate(src, &none);
@@ -547,7 +603,7 @@ mod tests {
     #[test]
     fn python_that_starlark_cannot_have_is_advised_on_its_line() {
         let src = "class Foo:\n    pass\ntry:\n    x = 1\nexcept KeyError:\n    pass\n\
-                   @util.renderer\ndef f(props):\n    return props.getProperty('a') is None\n\
+                   @util.renderer\nx = 1\ndef f(props):\n    return props.getProperty('a') is None\n\
                    s = 'a is b'\n";
         let t = translate(src, &none);
         let at: Vec<(usize, &str)> = t
@@ -562,7 +618,7 @@ mod tests {
                 (3, "Starlark has no try/except"),
                 (5, "Starlark has no try/except"),
                 (7, "Starlark has no decorators"),
-                (9, "Starlark has no `is`"),
+                (10, "Starlark has no `is`"),
             ]
         );
         assert!(t.notes[3].message.contains("`NAME = util.renderer(NAME)`"));

@@ -1654,3 +1654,37 @@ fn a_misspelled_keyword_key_or_setting_gets_a_did_you_mean() {
     let err = load_str("master.star", far).unwrap_err().to_string();
     assert!(!err.contains("did you mean"), "{err}");
 }
+
+#[test]
+fn cross_checks_point_at_the_object_at_fault_and_multi_master_relaxes_them_as_buildbot_does() {
+    let src = "BuildmasterConfig = {}\nc = BuildmasterConfig\n\
+               c['workers'] = [worker.Worker('linux', 'p')]\n\
+               c['builders'] = [\n    util.BuilderConfig(name='a', workernames=['linux'], factory=util.BuildFactory()),\n    \
+               util.BuilderConfig(name='b', workernames=['linx'], factory=util.BuildFactory()),\n]\n\
+               c['schedulers'] = [\n    schedulers.ForceScheduler(name='f', builderNames=['a', 'elsewhere']),\n]\n";
+    let text = load_str("master.star", src).unwrap_err().to_string();
+    assert!(
+        text.contains(
+            "master.star:6:5: error: builder 'b' uses unknown worker 'linx'; did you mean 'linux'?"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("master.star:9:5: error: scheduler 'f' names unknown builder 'elsewhere'"),
+        "{text}"
+    );
+    let multi = src.replace(
+        "c['workers'] = [worker.Worker('linux', 'p')]",
+        "c['workers'] = [worker.Worker('linux', 'p'), worker.Worker('linx', 'p')]\nc['multiMaster'] = True",
+    );
+    let c = load_str("master.star", &multi).unwrap();
+    assert!(c.multi_master);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let single = multi.replace("c['multiMaster'] = True", "");
+    let text = load_str("master.star", &single).unwrap_err().to_string();
+    assert!(text.contains("names unknown builder 'elsewhere'"), "{text}");
+    assert!(
+        text.contains("master.star:7:5: warning: builder 'b' has no scheduler to drive it"),
+        "{text}"
+    );
+}

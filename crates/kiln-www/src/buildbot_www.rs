@@ -98,7 +98,7 @@ fn frontend_config(services: &Services, actor: &kiln_api::Actor) -> Value {
         "buildbotURLs": [format!("{base}{}/", MOUNT.trim_start_matches('/')), base],
         "title": config.title,
         "titleURL": config.title_url,
-        "multiMaster": false,
+        "multiMaster": config.multi_master,
         "user": user_info(actor),
         "theme": config.www.theme,
     });

@@ -242,8 +242,15 @@ fn load(basedir: &Path) -> anyhow::Result<kiln_config::MasterConfig> {
     }
 }
 
+/// Checks a master directory's configuration, or a configuration file named directly, as
+/// `buildbot checkconfig` takes either.
 fn checkconfig(basedir: &Path) -> ExitCode {
-    match kiln_config::load(basedir) {
+    let loaded = if basedir.is_file() {
+        kiln_config::load_file(basedir)
+    } else {
+        kiln_config::load(basedir)
+    };
+    match loaded {
         Ok(config) => {
             print_warnings(&config);
             eprintln!("Config file is good!");

@@ -3,23 +3,37 @@
 use kiln_core::PropertyValue;
 use kiln_core::change::Attribute;
 use kiln_core::changefilter::{ChangeFilter, Criterion, FnRef, Pattern, PropertyTest};
+use kiln_core::render::Renderable;
 
 use super::Cx;
 use crate::model::*;
 use crate::node::{Location, Node};
 
-/// What every scheduler has: its name and its builders. `None` (with an error) without a name.
+/// What every scheduler has: its name and its builders, listed or (with `rendered`) given as a
+/// renderable. `None` (with an error) without a name.
 pub(super) fn named(
     cx: &mut Cx,
     loc: &Location,
     s: &Node,
     kind: &str,
+    rendered: Option<&mut Option<Renderable>>,
 ) -> Option<(String, Vec<String>)> {
     let Some(name) = cx.opt_string(s.field("name"), "the scheduler name", loc) else {
         cx.error(loc, format!("{kind} needs a name"));
         return None;
     };
-    let builder_names = cx.strings(s.field("builderNames"), "builderNames", loc);
+    let node = s.field("builderNames");
+    let plain = |n: &Node| match n {
+        Node::List(items) => items.iter().all(|i| matches!(i, Node::Str(_))),
+        _ => false,
+    };
+    if let (Some(slot), Some(n)) = (rendered, node)
+        && (matches!(n, Node::Object { .. }) || matches!(n, Node::List(_)) && !plain(n))
+    {
+        *slot = Some(cx.renderable(n, "builderNames", loc));
+        return Some((name, Vec::new()));
+    }
+    let builder_names = cx.strings(node, "builderNames", loc);
     if builder_names.is_empty() {
         cx.error(loc, format!("scheduler '{name}' needs builderNames"));
     }
@@ -73,7 +87,8 @@ pub(super) fn scheduler(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Schedul
 }
 
 fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
-    let (name, builder_names) = named(cx, loc, s, kind)?;
+    let mut rendered_builder_names = None;
+    let (name, builder_names) = named(cx, loc, s, kind, Some(&mut rendered_builder_names))?;
     let per_branch = kind == "AnyBranchScheduler";
     let branch_arg = if per_branch { "branches" } else { "branch" };
     let branch = s.field(branch_arg);
@@ -171,6 +186,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
         name,
         class_name: kind.to_string(),
         builder_names,
+        rendered_builder_names,
         per_branch,
         change_filter: filter,
         tree_stable_timer,
@@ -186,7 +202,7 @@ fn basic(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerC
 /// `schedulers.Try_Userpass(name, builderNames, port, userpass)`. Try jobs come to the web port
 /// (`POST /try`), so `port` is not used.
 fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let (name, builder_names) = named(cx, loc, s, "Try_Userpass")?;
+    let (name, builder_names) = named(cx, loc, s, "Try_Userpass", None)?;
     if given_node(s.field("port")).is_some() {
         cx.warn(
             loc,
@@ -233,7 +249,8 @@ fn try_userpass(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig
 
 /// `schedulers.Dependent(name, upstream, builderNames)`.
 fn dependent(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let (name, builder_names) = named(cx, loc, s, "Dependent")?;
+    let mut rendered_builder_names = None;
+    let (name, builder_names) = named(cx, loc, s, "Dependent", Some(&mut rendered_builder_names))?;
     // `upstream` is the scheduler object itself, as in Buildbot; its name is what counts.
     let upstream = match s.field("upstream") {
         Some(u @ Node::Object { .. }) => match u.field("name") {
@@ -255,6 +272,7 @@ fn dependent(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
         name,
         upstream,
         builder_names,
+        rendered_builder_names,
         properties,
         reason,
         priority,

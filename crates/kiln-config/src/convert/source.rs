@@ -10,6 +10,7 @@ use crate::node::{Location, Node};
 /// The step kinds that check out source.
 pub(super) const KINDS: &[&str] = &[
     "Git",
+    "GitHub",
     "Mercurial",
     "SVN",
     "CVS",
@@ -163,7 +164,11 @@ fn vcs(cx: &mut Cx, kind: &str, s: &Node, loc: &Location, name: &str) -> Option<
         }
     };
     Some(match kind {
-        "Git" => Vcs::Git(Box::new(git(cx, s, loc, name)?)),
+        "Git" | "GitHub" => {
+            let mut g = git(cx, s, loc, name)?;
+            g.github = kind == "GitHub";
+            Vcs::Git(Box::new(g))
+        }
         "Mercurial" => {
             let branch_type = cx
                 .opt_string(s.field("branchType"), "branchType", loc)
@@ -374,6 +379,7 @@ fn git(cx: &mut Cx, s: &Node, loc: &Location, name: &str) -> Option<GitConfig> {
         ssh_private_key,
         ssh_host_key: opt(cx, "sshHostKey"),
         ssh_known_hosts: opt(cx, "sshKnownHosts"),
+        github: false,
     })
 }
 

@@ -171,6 +171,24 @@ fn step_kind(cx: &mut Cx, s: &StepNode) -> Option<StepKind> {
         "SetProperties" => StepKind::SetProperties {
             properties: s.required(cx, "properties")?,
         },
+        "SetPropertiesFromEnv" => {
+            let variables = match node.field("variables") {
+                Some(Node::Str(v)) => vec![v.clone()],
+                other => cx.strings(other, "variables", loc),
+            };
+            if variables.is_empty() {
+                cx.error(
+                    loc,
+                    format!("SetPropertiesFromEnv step '{name}' needs variables"),
+                );
+            }
+            StepKind::SetPropertiesFromEnv {
+                variables,
+                source: s
+                    .string(cx, "source")
+                    .unwrap_or_else(|| "WorkerEnvironment".into()),
+            }
+        }
         "SetPropertyFromCommand" => set_property_from_command(cx, s)?,
         "FileExists" => StepKind::FileExists {
             file: s.required(cx, "file")?,

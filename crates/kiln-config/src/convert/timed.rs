@@ -13,7 +13,8 @@ use crate::model::*;
 use crate::node::{Location, Node};
 
 pub(super) fn timed(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option<SchedulerConfig> {
-    let (name, builder_names) = named(cx, loc, s, kind)?;
+    let mut rendered_builder_names = None;
+    let (name, builder_names) = named(cx, loc, s, kind, Some(&mut rendered_builder_names))?;
     let schedule = if kind == "Periodic" {
         match s.field("periodicBuildTimer") {
             Some(Node::Int(i)) if *i > 0 => Some(Schedule::Periodic { interval: *i }),
@@ -107,6 +108,7 @@ pub(super) fn timed(cx: &mut Cx, loc: &Location, kind: &str, s: &Node) -> Option
     Some(SchedulerConfig::Timed(Box::new(TimedSchedulerConfig {
         class_name: kind.to_string(),
         builder_names,
+        rendered_builder_names,
         schedule: schedule?,
         force_at,
         timezone,

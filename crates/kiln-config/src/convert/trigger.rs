@@ -9,7 +9,9 @@ use crate::node::{Location, Node};
 
 /// `schedulers.Triggerable(name, builderNames, …)`.
 pub(super) fn triggerable(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerConfig> {
-    let (name, builder_names) = named(cx, loc, s, "Triggerable")?;
+    let mut rendered_builder_names = None;
+    let (name, builder_names) =
+        named(cx, loc, s, "Triggerable", Some(&mut rendered_builder_names))?;
     let (properties, reason, priority) = extras(
         cx,
         loc,
@@ -18,6 +20,7 @@ pub(super) fn triggerable(cx: &mut Cx, loc: &Location, s: &Node) -> Option<Sched
     );
     Some(SchedulerConfig::Triggerable(Box::new(TriggerableConfig {
         builder_names,
+        rendered_builder_names,
         codebases: codebases(cx, s.field("codebases"), loc),
         properties,
         reason,

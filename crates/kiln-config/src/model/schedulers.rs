@@ -21,6 +21,9 @@ pub struct TimedSchedulerConfig {
     /// `Periodic` or `Nightly`, for the state kept in the database.
     pub class_name: String,
     pub builder_names: Vec<String>,
+    /// `builderNames` given as a renderable (`util.Property`, `util.renderer`, …): the builders are
+    /// those it renders to with each buildset's properties, as in Buildbot.
+    pub rendered_builder_names: Option<kiln_core::render::Renderable>,
     pub schedule: kiln_core::schedulers::timed::Schedule,
     /// `force_at_*`: with `onlyIfChanged`, times at which a build runs even without changes.
     pub force_at: Option<kiln_core::cron::Cron>,
@@ -47,6 +50,9 @@ pub struct DependentConfig {
     /// The upstream scheduler's name.
     pub upstream: String,
     pub builder_names: Vec<String>,
+    /// `builderNames` given as a renderable (`util.Property`, `util.renderer`, …): the builders are
+    /// those it renders to with each buildset's properties, as in Buildbot.
+    pub rendered_builder_names: Option<kiln_core::render::Renderable>,
     pub properties: Vec<(String, PropertyValue)>,
     pub reason: String,
     pub priority: i64,
@@ -67,6 +73,9 @@ pub struct TryConfig {
 pub struct TriggerableConfig {
     pub name: String,
     pub builder_names: Vec<String>,
+    /// `builderNames` given as a renderable (`util.Property`, `util.renderer`, …): the builders are
+    /// those it renders to with each buildset's properties, as in Buildbot.
+    pub rendered_builder_names: Option<kiln_core::render::Renderable>,
     pub codebases: Vec<CodebaseDefault>,
     pub properties: Vec<(String, PropertyValue)>,
     pub reason: String,
@@ -95,6 +104,17 @@ impl SchedulerConfig {
         }
     }
 
+    /// The renderable `builderNames`, when they were given as one.
+    pub fn rendered_builder_names(&self) -> Option<&kiln_core::render::Renderable> {
+        match self {
+            SchedulerConfig::Basic(b) => b.rendered_builder_names.as_ref(),
+            SchedulerConfig::Timed(t) => t.rendered_builder_names.as_ref(),
+            SchedulerConfig::Triggerable(t) => t.rendered_builder_names.as_ref(),
+            SchedulerConfig::Dependent(d) => d.rendered_builder_names.as_ref(),
+            SchedulerConfig::Force(_) | SchedulerConfig::Try(_) => None,
+        }
+    }
+
     pub fn builder_names(&self) -> &[String] {
         match self {
             SchedulerConfig::Force(f) => &f.builder_names,
@@ -115,6 +135,9 @@ pub struct BasicSchedulerConfig {
     /// `SingleBranchScheduler` or `AnyBranchScheduler`, for the default reason.
     pub class_name: String,
     pub builder_names: Vec<String>,
+    /// `builderNames` given as a renderable (`util.Property`, `util.renderer`, …): the builders are
+    /// those it renders to with each buildset's properties, as in Buildbot.
+    pub rendered_builder_names: Option<kiln_core::render::Renderable>,
     /// One tree-stable timer per codebase, project, repository and branch (`AnyBranchScheduler`).
     pub per_branch: bool,
     pub change_filter: kiln_core::changefilter::ChangeFilter,

@@ -108,6 +108,11 @@ pub enum StepKind {
     SetProperties {
         properties: Renderable,
     },
+    /// Sets build properties from the worker's environment, each with `source`.
+    SetPropertiesFromEnv {
+        variables: Vec<String>,
+        source: String,
+    },
     /// Whether a file exists on the worker (relative to the builder's directory).
     FileExists {
         file: Renderable,
@@ -230,6 +235,9 @@ pub struct GitConfig {
     pub ssh_private_key: Option<Renderable>,
     pub ssh_host_key: Option<Renderable>,
     pub ssh_known_hosts: Option<Renderable>,
+    /// `steps.GitHub`: a branch ending in `/merge` (a pull request's merge ref) is built without
+    /// the source stamp's revision.
+    pub github: bool,
 }
 
 /// `steps.Mercurial`.

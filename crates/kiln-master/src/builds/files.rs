@@ -1,4 +1,5 @@
-//! The small steps: `SetProperty` and `SetProperties`, which add to the build's properties, and
+//! The small steps: `SetProperty`, `SetProperties` and `SetPropertiesFromEnv`, which add to the
+//! build's properties, and
 //! those that work on the worker's files with one remote command (`FileExists`, `CopyDirectory`,
 //! `MakeDirectory`, `RemoveDirectory`).
 
@@ -49,6 +50,43 @@ pub(super) async fn set_properties(
         }
         Err(e) => exception(ctx, step, &e).await,
     }
+}
+
+/// `SetPropertiesFromEnv`: each variable the worker's environment has (by its upper-case name on
+/// Windows) becomes a property with `source`, and a `properties` log lists them, as in Buildbot.
+pub(super) async fn set_properties_from_env(
+    ctx: &mut StepContext<'_>,
+    step: &StepConfig,
+    variables: &[String],
+    source: &str,
+) -> StepOutcome {
+    let found: Vec<(String, String)> = {
+        let info = ctx.conn.info.read().unwrap_or_else(|p| p.into_inner());
+        variables
+            .iter()
+            .filter_map(|variable| {
+                let key = if info.system == "nt" {
+                    variable.to_uppercase()
+                } else {
+                    variable.clone()
+                };
+                info.environ
+                    .get(&key)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (variable.clone(), v.clone()))
+            })
+            .collect()
+    };
+    let mut log = Vec::new();
+    for (variable, value) in found {
+        // As Python's repr writes a string.
+        let repr = value.replace('\\', "\\\\").replace('\'', "\\'");
+        log.push(format!("{variable} = '{repr}'"));
+        ctx.set_properties
+            .push((variable, PropertyValue::Str(value), source.to_string()));
+    }
+    ctx.text_log("properties", &log.join("\n")).await;
+    finished(step, || "Set".into(), Results::Success)
 }
 
 /// `FileExists`: SUCCESS when the worker has a regular file at `file` (relative to the step's

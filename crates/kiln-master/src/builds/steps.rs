@@ -121,11 +121,13 @@ impl StepContext<'_> {
     ///
     /// Also used by steps that run on the master.
     pub async fn error_log(&self, text: &str) {
+        self.text_log("err.text", text).await
+    }
+
+    /// Adds a complete text log named `name` to the step, with secrets hidden.
+    pub async fn text_log(&self, name: &str, text: &str) {
         let updates = &self.master.updates;
-        if let Ok(id) = updates
-            .add_log(self.stepid, "err.text", LogType::Text)
-            .await
-        {
+        if let Ok(id) = updates.add_log(self.stepid, name, LogType::Text).await {
             let mut body = self.redactions.apply(text.to_string());
             if !body.ends_with('\n') {
                 body.push('\n');
@@ -328,6 +330,9 @@ pub async fn run(ctx: &mut StepContext<'_>, step: &StepConfig) -> Result<StepOut
         }
         StepKind::SetProperties { properties } => {
             files::set_properties(ctx, step, properties).await
+        }
+        StepKind::SetPropertiesFromEnv { variables, source } => {
+            files::set_properties_from_env(ctx, step, variables, source).await
         }
         StepKind::SetPropertyFromCommand(c) => {
             shell::set_property_from_command(ctx, step, c, &workdir).await?

@@ -17,6 +17,8 @@ pub struct Target<'a> {
     pub reason: String,
     pub properties: &'a [(String, PropertyValue)],
     pub builder_names: &'a [String],
+    /// `builderNames` given as a renderable, rendered with each buildset's properties.
+    pub rendered_builder_names: Option<&'a kiln_core::render::Renderable>,
     pub priority: i64,
     pub codebases: &'a [CodebaseDefault],
 }
@@ -129,6 +131,7 @@ pub async fn submit(
     }
     properties.update(above);
     properties.set("scheduler", target.scheduler, "Scheduler");
+    let names = builder_names(master, target, &properties, &sourcestamps);
     let ids = master.builder_ids();
     let (parent_buildid, parent_relationship) = match parent {
         Some((id, relationship)) => (Some(id.0), Some(relationship)),
@@ -138,8 +141,7 @@ pub async fn submit(
         reason: target.reason.clone(),
         sourcestamps,
         properties,
-        builders: target
-            .builder_names
+        builders: names
             .iter()
             .filter_map(|b| ids.get(b).map(|id| (*id, target.priority)))
             .collect(),
@@ -148,6 +150,45 @@ pub async fn submit(
         ..Default::default()
     };
     Ok(master.add_buildset(buildset).await?)
+}
+
+/// The builders of a buildset: the scheduler's list, or what its renderable `builderNames` give
+/// with the buildset's properties (a name or a list of names). A renderable that fails is logged
+/// and builds nothing, as in Buildbot.
+fn builder_names(
+    master: &Master,
+    target: &Target<'_>,
+    properties: &Properties,
+    sourcestamps: &[SourceStamp],
+) -> Vec<String> {
+    let Some(renderable) = target.rendered_builder_names else {
+        return target.builder_names.to_vec();
+    };
+    let config = master.config();
+    let rendered = renderable.render_in(&kiln_core::render::RenderContext {
+        props: properties,
+        sourcestamps,
+        worker: &BTreeMap::new(),
+        hooks: &config.functions,
+    });
+    match rendered {
+        Ok(PropertyValue::List(items)) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                PropertyValue::Str(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        Ok(PropertyValue::Str(name)) => vec![name],
+        Ok(other) => {
+            tracing::warn!(scheduler = target.scheduler, value = ?other, "builderNames rendered to no list of names");
+            Vec::new()
+        }
+        Err(error) => {
+            tracing::warn!(scheduler = target.scheduler, %error, "builderNames could not be rendered");
+            Vec::new()
+        }
+    }
 }
 
 pub async fn get_change(master: &Master, id: ChangeId) -> anyhow::Result<Option<ChangeRow>> {

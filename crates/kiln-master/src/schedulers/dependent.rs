@@ -128,6 +128,7 @@ impl DependentScheduler {
             reason: buildsets::reason(&c.reason, "Dependent", &c.name),
             properties: &c.properties,
             builder_names: &c.builder_names,
+            rendered_builder_names: c.rendered_builder_names.as_ref(),
             priority: c.priority,
             codebases: &[],
         };

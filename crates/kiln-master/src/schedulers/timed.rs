@@ -132,6 +132,7 @@ impl TimedScheduler {
             reason: buildsets::reason(&c.reason, &c.class_name, &c.name),
             properties: &c.properties,
             builder_names: &c.builder_names,
+            rendered_builder_names: c.rendered_builder_names.as_ref(),
             priority: c.priority,
             codebases: &c.codebases,
         };

@@ -31,6 +31,7 @@ pub async fn trigger(
         reason: buildsets::reason(&config.reason, "Triggerable", &config.name),
         properties: &config.properties,
         builder_names: &config.builder_names,
+        rendered_builder_names: config.rendered_builder_names.as_ref(),
         priority: config.priority,
         codebases: &config.codebases,
     };

@@ -50,6 +50,7 @@ pub async fn submit(
         reason,
         properties: &scheduler.properties,
         builder_names: &builders,
+        rendered_builder_names: None,
         priority: 0,
         codebases: &[],
     };

@@ -59,3 +59,51 @@ async fn properties_from_every_source_follow_buildbots_precedence() {
     assert_eq!(prop(props, "revision"), json!(["r1", "Build"]));
     m.stop().await;
 }
+
+/// Steps Buildbot configurations use that build on others: `SetPropertiesFromEnv` reads the
+/// worker's environment, `CMake` makes its command line from its arguments, and `GitHub` is a
+/// `Git` step; `builderNames` and a shell step's `env` take renderables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_properties_from_env_and_cmake_build_what_buildbot_builds() {
+    let home = std::env::var("HOME").expect("HOME is set");
+    let body = r#"
+f = util.BuildFactory([
+    steps.SetPropertiesFromEnv(variables=['HOME', 'KILN_TEST_NO_SUCH_VARIABLE']),
+    steps.CMake(path='src', generator='Ninja', cmake='echo', options=['-Wdev'],
+        definitions={'CMAKE_BUILD_TYPE': 'Release', 'WHERE': util.Property('HOME')}),
+    steps.ShellCommand(name='env', command='echo "[$GREETING]"',
+        env={'GREETING': util.Interpolate('hello %(prop:buildername)s')}),
+])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.force_and_wait(json!({})).await, 0);
+    let (_, b) = m.get("builds/1?property=*").await;
+    let props = &b["builds"][0]["properties"];
+    assert_eq!(props["HOME"], json!([home, "WorkerEnvironment"]));
+    assert!(props.get("KILN_TEST_NO_SUCH_VARIABLE").is_none(), "{props}");
+    let (_, log) = m.get("builds/1/steps/1/logs/properties/contents").await;
+    assert_eq!(
+        log["logchunks"][0]["content"],
+        format!("HOME = '{home}'\n"),
+        "{log}"
+    );
+    let (_, steps) = m.get("builds/1/steps?field=name&field=results").await;
+    assert_eq!(steps["steps"][2]["name"], "cmake", "{steps}");
+    let (_, cmake) = m.get("builds/1/steps/cmake/logs/stdio/contents").await;
+    let text = cmake["logchunks"][0]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!(
+            "o-G Ninja -DCMAKE_BUILD_TYPE=Release -DWHERE={home} -Wdev src\n"
+        )),
+        "{text}"
+    );
+    let (_, env) = m.get("builds/1/steps/env/logs/stdio/contents").await;
+    let text = env["logchunks"][0]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("o[hello b1]\n"), "{text}");
+    m.stop().await;
+}

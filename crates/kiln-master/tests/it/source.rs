@@ -415,3 +415,38 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force',
     assert!(log.contains("cloning again"), "{log}");
     m.stop().await;
 }
+
+/// `steps.GitHub` builds a pull request's `/merge` ref as it is, not the revision the change
+/// named (which GitHub has since merged again); on other branches it is the Git step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_github_step_ignores_the_revision_of_a_merge_ref() {
+    let upstream = tempfile::tempdir().unwrap();
+    let repo = upstream.path();
+    git(repo, &["init", "-q", "-b", "main"]);
+    let old = commit(repo, "one\n");
+    git(repo, &["checkout", "-q", "-b", "pull/7/merge"]);
+    let merged = commit(repo, "two\n");
+    let cfg = format!(
+        "c['builders'] = [util.BuilderConfig(name='gh', workernames=['w1'], factory=util.BuildFactory([\n\
+             steps.GitHub(repourl={:?}, mode='full', method='clobber')]))]\n\
+         c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['gh'])]\n",
+        repo.display().to_string()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &cfg)).await;
+    m.start_worker("w1", "pass").await;
+    for (build, branch, want) in [(1, "pull/7/merge", &merged), (2, "main", &old)] {
+        let results = m
+            .force_and_wait(json!({"branch": branch, "revision": old}))
+            .await;
+        assert_eq!(results, 0, "{branch}");
+        let (_, b) = m
+            .get(&format!("builds/{build}?property=got_revision"))
+            .await;
+        assert_eq!(
+            b["builds"][0]["properties"]["got_revision"][0],
+            want.as_str(),
+            "{branch}"
+        );
+    }
+    m.stop().await;
+}

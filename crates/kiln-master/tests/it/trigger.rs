@@ -272,3 +272,54 @@ async fn a_nightly_triggerable_keeps_its_trigger_across_a_restart() {
     );
     m.stop().await;
 }
+
+/// A Triggerable whose `builderNames` is a renderable builds the builders it renders to with the
+/// trigger's properties, as Buildbot renders them for each buildset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renderable_builder_names_picks_the_builders_from_the_buildset_s_properties() {
+    let body = r#"
+ok = util.BuildFactory([steps.ShellCommand(name='check', command=['true'])])
+@util.renderer
+def platforms(props):
+    return ['c-' + p for p in props.getProperty('platforms', [])]
+c['builders'] = [
+    util.BuilderConfig(name='c-linux', workernames=['w1'], factory=ok),
+    util.BuilderConfig(name='c-mac', workernames=['w1'], factory=ok),
+    util.BuilderConfig(name='c-win', workernames=['w1'], factory=ok),
+    util.BuilderConfig(name='parent', workernames=['w1'], factory=util.BuildFactory([
+        steps.Trigger(schedulerNames=['by-property'], waitForFinish=True,
+            set_properties={'targets': ['c-linux', 'c-win']}),
+        steps.Trigger(schedulerNames=['by-function'], waitForFinish=True,
+            set_properties={'platforms': ['mac']}),
+    ])),
+]
+c['schedulers'] = [
+    schedulers.ForceScheduler(name='force', builderNames=['parent']),
+    schedulers.Triggerable(name='by-property', builderNames=util.Property('targets')),
+    schedulers.Triggerable(name='by-function', builderNames=platforms),
+]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.force_and_wait(json!({})).await, 0);
+    let (_, builds) = m.get("builds?field=builderid&order=builderid").await;
+    let (_, builders) = m.get("builders?field=builderid&field=name").await;
+    let name_of = |id: &Value| {
+        builders["builders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| &b["builderid"] == id)
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let mut built: Vec<String> = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| name_of(&b["builderid"]))
+        .collect();
+    built.sort();
+    assert_eq!(built, ["c-linux", "c-mac", "c-win", "parent"]);
+    m.stop().await;
+}

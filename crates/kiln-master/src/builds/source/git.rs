@@ -80,7 +80,13 @@ pub(super) async fn update(co: &mut Checkout<'_, '_>, g: &GitConfig) -> Result<(
         Some(b) => b,
         None => co.render(&g.branch, "branch")?,
     };
-    let revision = co.target.revision.clone();
+    // `steps.GitHub` builds a pull request's merge ref as it is now: the revision of the change
+    // that named it is already out of date.
+    let revision = co
+        .target
+        .revision
+        .clone()
+        .filter(|_| !(g.github && branch.ends_with("/merge")));
     let depth = (g.shallow > 0).then(|| format!("--depth={}", g.shallow));
     let full = co.method != Method::Incremental;
     let (revision, depth) = (revision.as_deref(), depth.as_deref());
