@@ -152,6 +152,23 @@ impl Writer {
     /// temporary index over the builds table for each console page). Sampling bounds the cost
     /// (`analysis_limit`), so it takes milliseconds however large the database; PostgreSQL keeps
     /// its own statistics with autovacuum.
+    /// Gives the space of deleted rows back and refreshes the planner's statistics, for
+    /// `kiln cleanupdb`: SQLite's `VACUUM` rewrites the file, PostgreSQL's `VACUUM ANALYZE` marks
+    /// the space reusable. Neither runs inside a transaction.
+    pub async fn vacuum(&self) -> Result<()> {
+        let _w = self.write_guard().await;
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("VACUUM").execute(&self.wpool).await?;
+                sqlx::query("ANALYZE").execute(&self.wpool).await?;
+            }
+            Backend::Postgres => {
+                sqlx::query("VACUUM ANALYZE").execute(&self.wpool).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn refresh_statistics(&self) -> Result<()> {
         if self.backend != Backend::Sqlite {
             return Ok(());

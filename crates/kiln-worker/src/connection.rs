@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::commands::{self, Ctx, Settings};
 use crate::config::WorkerConfig;
 
+/// What the worker logs once it is connected; `kiln-worker start` waits for it.
+pub const CONNECTED: &str = "connected to the master";
+
 /// The first wait after a failed connection attempt; it doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between connection attempts.
@@ -134,7 +137,7 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
             }
             other => anyhow::anyhow!("connecting to {url}: {other}"),
         })?;
-    tracing::info!(master = %url, "connected");
+    tracing::info!(master = %url, "{CONNECTED}");
     let (mut sink, mut stream) = socket.split();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(OUTGOING_QUEUE);
     // The writer runs in this task, not a spawned one, so that dropping this future (a stop, or a

@@ -12,4 +12,5 @@
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod daemon;
 pub mod output;

@@ -19,6 +19,29 @@ mod watch;
 
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
+/// The master's log in its directory, as Buildbot's `twistd.log`.
+const LOG_FILE: &str = "kiln.log";
+/// What the master logs once it serves; `kiln start` waits for it.
+const STARTED: &str = "master started";
+/// How long `kiln start` and `kiln reconfig` follow the log for the outcome.
+const OUTCOME_WAIT: Duration = Duration::from_secs(60);
+/// What the master logs when a reconfiguration ends, well or not.
+const RECONFIGURED: &str = "configuration reloaded";
+const RECONFIG_FAILED: [&str; 2] = [
+    "keeping the running one",
+    "applying the new configuration failed",
+];
+
+/// How the master's log rotates, with Buildbot's defaults for `twistd.log`.
+#[derive(clap::Args, Clone, Copy)]
+struct LogOptions {
+    /// Rotate kiln.log when it reaches this many bytes (Buildbot's rotateLength).
+    #[arg(long, default_value_t = kiln_worker::daemon::ROTATE_LENGTH)]
+    rotate_length: u64,
+    /// Keep this many rotated logs (Buildbot's maxRotatedFiles).
+    #[arg(long, default_value_t = kiln_worker::daemon::MAX_ROTATED_FILES)]
+    max_rotated_files: usize,
+}
 
 #[derive(Parser)]
 #[command(
@@ -43,9 +66,17 @@ enum Cmd {
         #[arg(long, default_value_t = 8010)]
         www_port: u16,
     },
-    /// Run a master in the foreground until SIGINT or SIGTERM; SIGHUP reloads master.star,
-    /// SIGUSR1 starts a clean shutdown.
-    Start { basedir: PathBuf },
+    /// Start a master in the background, logging to kiln.log in its directory, or in the
+    /// foreground with --nodaemon; it serves until SIGINT or SIGTERM, SIGHUP reloads its
+    /// configuration and SIGUSR1 starts a clean shutdown.
+    Start {
+        basedir: PathBuf,
+        /// Stay in the foreground, logging to the terminal too.
+        #[arg(long)]
+        nodaemon: bool,
+        #[command(flatten)]
+        log: LogOptions,
+    },
     /// Stop a master started with `kiln start`.
     Stop {
         basedir: PathBuf,
@@ -54,13 +85,23 @@ enum Cmd {
         #[arg(long)]
         clean: bool,
     },
-    /// Stop a master started with `kiln start` if it runs, then start it in the foreground.
+    /// Stop a master started with `kiln start` if it runs, then start it again.
     Restart {
         basedir: PathBuf,
         /// Let the running builds finish first, as `stop --clean` does.
         #[arg(long)]
         clean: bool,
+        #[arg(long)]
+        nodaemon: bool,
+        #[command(flatten)]
+        log: LogOptions,
     },
+    /// Make a running master read its configuration again, and print the outcome.
+    Reconfig { basedir: PathBuf },
+    /// Bring a master directory's database up to this version of kiln.
+    UpgradeMaster { basedir: PathBuf },
+    /// Compact the master's database and refresh its statistics.
+    Cleanupdb { basedir: PathBuf },
     /// Check a master's configuration and report every problem.
     Checkconfig {
         #[arg(default_value = ".")]
@@ -90,19 +131,28 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in a file or a pipe.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // A master that serves logs to its file too; the other commands only to the terminal.
+    let log_file = match &cli.command {
+        Cmd::Start {
+            basedir,
+            nodaemon: true,
+            log,
+        }
+        | Cmd::Restart {
+            basedir,
+            nodaemon: true,
+            log,
+            ..
+        } => Some(kiln_worker::daemon::RotatingFile::new(
+            basedir.join(LOG_FILE),
+            log.rotate_length,
+            log.max_rotated_files,
+        )),
+        _ => None,
+    };
+    kiln_worker::daemon::init_logging(log_file);
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("kiln: {error:#}");
@@ -175,7 +225,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Checkconfig { basedir } => Ok(checkconfig(&basedir)),
-        Cmd::Start { basedir } => {
+        Cmd::Start {
+            basedir,
+            nodaemon,
+            log,
+        } => {
             if let Some(pid) = running_pid(&basedir) {
                 bail!(
                     "the master in {} is already running (process {pid})",
@@ -183,16 +237,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             let config = load(&basedir)?;
-            runtime()?.block_on(start(basedir, config))?;
-            Ok(ExitCode::SUCCESS)
+            launch(basedir, config, nodaemon, log)
         }
-        Cmd::Restart { basedir, clean } => {
+        Cmd::Restart {
+            basedir,
+            clean,
+            nodaemon,
+            log,
+        } => {
             // The new configuration is checked before the running master is stopped.
             let config = load(&basedir)?;
             if running_pid(&basedir).is_some() {
                 stop(&basedir, clean)?;
             }
-            runtime()?.block_on(start(basedir, config))?;
+            launch(basedir, config, nodaemon, log)
+        }
+        Cmd::Reconfig { basedir } => reconfig(&basedir),
+        Cmd::UpgradeMaster { basedir } => {
+            let config = load(&basedir)?;
+            runtime()?.block_on(async {
+                let writer = kiln_master::master::open_database(&basedir, &config).await?;
+                writer.close().await;
+                anyhow::Ok(())
+            })?;
+            eprintln!(
+                "upgrade complete: the configuration is good and the database {} is up to date",
+                config.db_url
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cleanupdb { basedir } => {
+            let config = load(&basedir)?;
+            runtime()?.block_on(async {
+                let writer = kiln_master::master::open_database(&basedir, &config).await?;
+                writer.vacuum().await?;
+                writer.close().await;
+                anyhow::Ok(())
+            })?;
+            eprintln!("the database {} is compacted", config.db_url);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Stop { basedir, clean } => {
@@ -278,6 +360,85 @@ fn start_options() -> StartOptions {
     }
 }
 
+/// Starts the master: in the background, following its log until it serves, as `buildbot start`
+/// does, or in the foreground.
+fn launch(
+    basedir: PathBuf,
+    config: kiln_config::MasterConfig,
+    nodaemon: bool,
+    log: LogOptions,
+) -> anyhow::Result<ExitCode> {
+    if nodaemon {
+        kiln_worker::daemon::leave_terminal();
+        runtime()?.block_on(start(basedir, config))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args: Vec<std::ffi::OsString> = vec![
+        "start".into(),
+        "--nodaemon".into(),
+        "--rotate-length".into(),
+        log.rotate_length.to_string().into(),
+        "--max-rotated-files".into(),
+        log.max_rotated_files.to_string().into(),
+        basedir.as_os_str().to_owned(),
+    ];
+    let log = basedir.join(LOG_FILE);
+    if kiln_worker::daemon::detach(&args, &log, STARTED, OUTCOME_WAIT)? {
+        eprintln!("The kiln master appears to have started correctly.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "The kiln master has not said it started within {} s; see {}.",
+            OUTCOME_WAIT.as_secs(),
+            log.display()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Sends the running master SIGHUP and prints what its log says of the reconfiguration: the
+/// builders added, removed and changed, or the configuration's errors with their locations.
+fn reconfig(basedir: &Path) -> anyhow::Result<ExitCode> {
+    let Some(pid) = running_pid(basedir) else {
+        bail!("no master is running in {}", basedir.display());
+    };
+    let log = basedir.join(LOG_FILE);
+    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let mut follower = kiln_worker::daemon::LogFollower::new(&log, offset);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP)
+        .with_context(|| format!("signalling process {pid}"))?;
+    let deadline = std::time::Instant::now() + OUTCOME_WAIT;
+    let mut outcome: Option<bool> = None;
+    while std::time::Instant::now() < deadline {
+        let lines = follower.new_lines();
+        for line in &lines {
+            eprintln!("{line}");
+            if line.contains(RECONFIGURED) {
+                outcome = Some(true);
+            } else if RECONFIG_FAILED.iter().any(|f| line.contains(f)) {
+                outcome = Some(false);
+            }
+        }
+        // The whole record is printed, the diagnostics that follow a failure included.
+        match outcome {
+            Some(true) => {
+                eprintln!("Reconfiguration appears to have completed successfully.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(false) => {
+                eprintln!("Reconfiguration failed; the master keeps its running configuration.");
+                return Ok(ExitCode::FAILURE);
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    bail!(
+        "the master (process {pid}) has not said how the reconfiguration went within {} s; see {}",
+        OUTCOME_WAIT.as_secs(),
+        log.display()
+    )
+}
+
 async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::Result<()> {
     let running = Master::start(&basedir, config, start_options()).await?;
     let pid_file = basedir.join(PID_FILE);
@@ -316,9 +477,12 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
             _ = int.recv() => break,
             _ = hup.recv() => match kiln_config::load(basedir) {
                 Ok(config) => {
-                    print_warnings(&config);
+                    for w in &config.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    let changes = builder_changes(&master.config(), &config);
                     match master.apply_config(config).await {
-                        Ok(()) => tracing::info!("configuration reloaded"),
+                        Ok(()) => tracing::info!("{RECONFIGURED}: {changes}"),
                         Err(error) => tracing::error!(error = %format!("{error:#}"), "applying the new configuration failed"),
                     }
                 }
@@ -330,6 +494,37 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
     }
     tracing::info!("stopping");
     Ok(())
+}
+
+/// What a reconfiguration does to the builders: those added, removed and changed, by name.
+fn builder_changes(old: &kiln_config::MasterConfig, new: &kiln_config::MasterConfig) -> String {
+    let names = |c: &kiln_config::MasterConfig,
+                 keep: &dyn Fn(&kiln_config::BuilderConfig) -> bool| {
+        c.builders
+            .iter()
+            .filter(|b| keep(b))
+            .map(|b| b.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let find = |c: &kiln_config::MasterConfig, name: &str| {
+        c.builders.iter().find(|b| b.name == name).cloned()
+    };
+    let added = names(new, &|b| find(old, &b.name).is_none());
+    let removed = names(old, &|b| find(new, &b.name).is_none());
+    let changed = names(new, &|b| find(old, &b.name).is_some_and(|o| o != *b));
+    let list = |what: &str, v: Vec<String>| {
+        if v.is_empty() {
+            format!("no builder {what}")
+        } else {
+            format!("builders {what}: {}", v.join(", "))
+        }
+    };
+    format!(
+        "{}; {}; {}",
+        list("added", added),
+        list("removed", removed),
+        list("changed", changed)
+    )
 }
 
 fn stop(basedir: &Path, clean: bool) -> anyhow::Result<()> {

@@ -110,7 +110,7 @@ fn write_master(dir: &Path, worker_port: u16, www_port: u16, command: &str) {
 
 fn start_master(dir: &Path) -> Child {
     Command::new(KILN)
-        .arg("start")
+        .args(["start", "--nodaemon"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -208,7 +208,7 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
 
     let log = dir.path().join("second.log");
     let mut master = Command::new(KILN)
-        .arg("start")
+        .args(["start", "--nodaemon"])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -416,7 +416,7 @@ fn start_refuses_a_running_master_and_restart_replaces_it() {
     );
 
     let mut second = Command::new(KILN)
-        .args(["restart", dir.path().to_str().unwrap()])
+        .args(["restart", "--nodaemon", dir.path().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -495,7 +495,7 @@ fn sighup_reloads_a_good_configuration_and_keeps_the_old_one_on_errors() {
     let (worker_port, www) = (free_port(), free_port());
     write_master(dir.path(), worker_port, www, "true");
     let mut master = Command::new(KILN)
-        .arg("start")
+        .args(["start", "--nodaemon"])
         .arg(dir.path())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -1149,7 +1149,7 @@ fn a_client_speaking_the_wrong_protocol_on_a_worker_port_is_told_in_the_log() {
     );
     std::fs::write(dir.path().join("master.star"), cfg).unwrap();
     let mut master = Command::new(KILN)
-        .arg("start")
+        .args(["start", "--nodaemon"])
         .arg(dir.path())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -1184,4 +1184,110 @@ fn a_client_speaking_the_wrong_protocol_on_a_worker_port_is_told_in_the_log() {
     nix_kill(&master);
     master.wait().unwrap();
     drop(worker);
+}
+
+/// The `kiln-worker` program built beside `kiln`.
+fn kiln_worker_program() -> std::path::PathBuf {
+    let path = Path::new(KILN).with_file_name("kiln-worker");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries first",
+        path.display()
+    );
+    path
+}
+
+/// The operations a Buildbot admin knows: `start` detaches and reports once the master serves,
+/// `reconfig` prints what a reconfiguration changed or why it failed, `upgrade-master` and
+/// `cleanupdb` look after the database, and the worker starts in the background and stops.
+#[test]
+fn start_detaches_and_reconfig_upgrade_cleanupdb_and_the_worker_do_what_buildbot_s_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "true");
+    let base = dir.path().to_str().unwrap();
+    let (ok, _, err) = run_on("start", base, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("The kiln master appears to have started correctly."),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("kiln.log")).unwrap();
+    assert!(log.contains("master started"), "{log}");
+    wait_api(&format!("http://127.0.0.1:{www}/api/v2/builders"), |v| {
+        v["builders"][0]["name"] == "b1"
+    });
+
+    // A reconfiguration that adds a builder says so; one with an error says where it is.
+    let good = std::fs::read_to_string(dir.path().join("master.star")).unwrap();
+    let added = good.replace(
+        "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]",
+        "c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f), \
+         util.BuilderConfig(name='b2', workernames=['w1'], factory=f)]",
+    );
+    std::fs::write(dir.path().join("master.star"), &added).unwrap();
+    let (ok, _, err) = run_on("reconfig", base, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("builders added: b2; no builder removed; no builder changed"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("master.star"),
+        format!("{added}c['nope'] = 1\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = run_on("reconfig", base, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("master.star:9:2: error: unknown configuration key c['nope']")
+            && err.contains("Reconfiguration failed"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("master.star"), &added).unwrap();
+
+    // A worker in the background connects, and stops when told.
+    let worker_dir = dir.path().join("worker");
+    let worker = kiln_worker_program();
+    let created = Command::new(&worker)
+        .args(["create-worker"])
+        .arg(&worker_dir)
+        .args([
+            format!("127.0.0.1:{worker_port}"),
+            "w1".into(),
+            "pass".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let started = Command::new(&worker)
+        .arg("start")
+        .arg(&worker_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{said}");
+    assert!(
+        said.contains("appears to have started and connected"),
+        "{said}"
+    );
+    wait_worker(www);
+    let stopped = Command::new(&worker)
+        .arg("stop")
+        .arg(&worker_dir)
+        .output()
+        .unwrap();
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert!(!worker_dir.join("kiln-worker.pid").exists());
+
+    let (ok, _, err) = run_on("stop", base, &[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_on("upgrade-master", base, &[]);
+    assert!(ok && err.contains("upgrade complete"), "{err}");
+    let (ok, _, err) = run_on("cleanupdb", base, &[]);
+    assert!(ok && err.contains("is compacted"), "{err}");
 }
