@@ -92,14 +92,39 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl std::fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
+        write!(f, "{}", render(&self.0))
     }
+}
+
+/// Diagnostics one per line, with identical warnings and notes (the same message at several
+/// places) said once, where first met, with how many more there are and where.
+pub fn render(diagnostics: &[Diagnostic]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: Vec<(Severity, &str, usize, Vec<usize>)> = Vec::new();
+    for d in diagnostics {
+        if d.severity != Severity::Error
+            && let Some((_, _, _, more)) = seen
+                .iter_mut()
+                .find(|(sev, msg, _, _)| *sev == d.severity && *msg == d.message)
+        {
+            more.push(d.location.line);
+            continue;
+        }
+        seen.push((d.severity, &d.message, out.len(), Vec::new()));
+        out.push(d.to_string());
+    }
+    for (_, _, at, more) in seen {
+        if !more.is_empty() {
+            let lines: Vec<String> = more.iter().take(10).map(usize::to_string).collect();
+            let etc = if more.len() > 10 { ", …" } else { "" };
+            out[at].push_str(&format!(
+                " ({} more like this, at line {}{etc})",
+                more.len(),
+                lines.join(", ")
+            ));
+        }
+    }
+    out.join("\n")
 }
 
 impl std::error::Error for Diagnostics {}

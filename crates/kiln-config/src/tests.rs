@@ -1688,3 +1688,41 @@ fn cross_checks_point_at_the_object_at_fault_and_multi_master_relaxes_them_as_bu
         "{text}"
     );
 }
+
+#[test]
+fn identical_warnings_are_said_once_with_a_count_and_errors_say_error_once() {
+    let mut src = String::from(
+        "BuildmasterConfig = {}\nc = BuildmasterConfig\nc['workers'] = [worker.Worker('w1', 'p')]\nc['builders'] = [\n",
+    );
+    for i in 0..12 {
+        src.push_str(&format!(
+            "    util.BuilderConfig(name='b{i}', workernames=['w1'], factory=util.BuildFactory(), slavebuilddir='d{i}'),\n"
+        ));
+    }
+    src.push_str("]\nc['nope'] = 1\n");
+    let text = load_str("master.star", &src).unwrap_err().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let legacy: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("'slavebuilddir' is Buildbot 0.8's name"))
+        .collect();
+    assert_eq!(legacy.len(), 1, "{text}");
+    assert!(
+        legacy[0].starts_with("master.star:5:")
+            && legacy[0]
+                .ends_with("(11 more like this, at line 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, …)"),
+        "{text}"
+    );
+    assert!(!text.contains("error: error"), "{text}");
+    let typo = load_str(
+        "master.star",
+        "BuildmasterConfig = {}\nx = steps.ShellComand()\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        typo.starts_with("master.star:2:5: error: steps.ShellComand is missing from kiln; did you mean steps.ShellCommand?\n  2 | x = steps.ShellComand()"),
+        "{typo}"
+    );
+    assert!(!typo.contains("prelude"), "{typo}");
+}

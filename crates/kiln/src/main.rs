@@ -306,8 +306,8 @@ fn create_master(basedir: &Path, worker_port: u16, www_port: u16) -> anyhow::Res
 }
 
 fn print_warnings(config: &kiln_config::MasterConfig) {
-    for w in &config.warnings {
-        eprintln!("{w}");
+    if !config.warnings.is_empty() {
+        eprintln!("{}", kiln_config::render(&config.warnings));
     }
 }
 
@@ -477,8 +477,8 @@ async fn serve_until_signal(master: &Arc<Master>, basedir: &Path) -> anyhow::Res
             _ = int.recv() => break,
             _ = hup.recv() => match kiln_config::load(basedir) {
                 Ok(config) => {
-                    for w in &config.warnings {
-                        tracing::warn!("{w}");
+                    if !config.warnings.is_empty() {
+                        tracing::warn!("{}", kiln_config::render(&config.warnings));
                     }
                     let changes = builder_changes(&master.config(), &config);
                     match master.apply_config(config).await {

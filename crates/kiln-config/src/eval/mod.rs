@@ -336,19 +336,23 @@ fn parse_location(s: &str) -> Location {
     Location { file, line, column }
 }
 
+/// The longest line a diagnostic shows of a value or of the source; longer ones are cut.
+const MAX_SHOWN: usize = 160;
+
+/// A Starlark error as the user should read it: located at the innermost place in the user's own
+/// files (an error raised inside kiln's prelude is reported where the user called into it), with
+/// the message said once, the user's frames of the traceback, and the user's line.
 pub(crate) fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
-    // Point at the innermost place in the user's file: an error raised inside the prelude is
-    // reported where the user called into it.
-    let user_frame = e
+    let user_frames: Vec<&starlark::codemap::FileSpan> = e
         .call_stack()
         .frames
         .iter()
-        .rev()
         .filter_map(|f| f.location.as_ref())
-        .find(|l| l.filename() != PRELUDE_FILE);
+        .filter(|l| l.filename() != PRELUDE_FILE)
+        .collect();
     let span = match e.span() {
         Some(s) if s.filename() != PRELUDE_FILE => Some(s),
-        _ => user_frame.or(e.span()),
+        _ => user_frames.last().copied().or(e.span()),
     };
     let (file, line, column) = span
         .map(|s| {
@@ -360,6 +364,75 @@ pub(crate) fn starlark_error(file: &str, e: &starlark::Error) -> Diagnostic {
             )
         })
         .unwrap_or_else(|| (file.to_string(), 1, 1));
-    // The full rendering carries the Starlark traceback and the source excerpt.
-    Diagnostic::error(Location { file, line, column }, format!("{e:#}"))
+    let mut message = core_message(e, span);
+    // The calls that led there, when the error is inside a function of the user's.
+    let callers: Vec<String> = user_frames
+        .iter()
+        .map(|f| {
+            let r = f.resolve_span();
+            format!("{}:{}", f.filename(), r.begin.line + 1)
+        })
+        .filter(|at| *at != format!("{file}:{line}"))
+        .collect();
+    if !callers.is_empty() {
+        message.push_str(&format!("\n  called from {}", callers.join(", from ")));
+    }
+    if let Some(s) = span.filter(|s| s.filename() != PRELUDE_FILE) {
+        let r = s.resolve_span();
+        let text = s.file.source_line(r.begin.line);
+        message.push_str(&format!(
+            "\n  {} | {}",
+            r.begin.line + 1,
+            shorten(text.trim_end())
+        ));
+    }
+    Diagnostic::error(Location { file, line, column }, message)
+}
+
+/// The error's own message: once, without Starlark's `error:` and traceback, a missing attribute
+/// of one of kiln's namespaces said to be missing from kiln, and no line longer than
+/// [`MAX_SHOWN`].
+fn core_message(e: &starlark::Error, span: Option<&starlark::codemap::FileSpan>) -> String {
+    let raw = e.kind().to_string();
+    let raw = raw.strip_prefix("fail:").unwrap_or(&raw).trim();
+    let raw = raw.strip_prefix("error: ").unwrap_or(raw);
+    // `steps.NoSuchStep`: the namespace is the name the source writes before the attribute.
+    let missing = raw
+        .strip_prefix("Object of type `struct` has no attribute `")
+        .and_then(|rest| rest.split_once('`'));
+    let message = match (missing, span) {
+        (Some((name, rest)), Some(s)) => {
+            let written = s.file.source_span(s.span);
+            let namespace = written
+                .split_once(&format!(".{name}"))
+                .map(|(before, _)| {
+                    before
+                        .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let hint = rest
+                .strip_prefix(", did you mean `")
+                .and_then(|h| h.split_once('`'))
+                .map(|(h, _)| format!("; did you mean {namespace}.{h}?"))
+                .unwrap_or_default();
+            if namespace.is_empty() {
+                format!("{name} is missing from kiln{hint}")
+            } else {
+                format!("{namespace}.{name} is missing from kiln{hint}")
+            }
+        }
+        _ => raw.to_string(),
+    };
+    message.lines().map(shorten).collect::<Vec<_>>().join("\n")
+}
+
+/// `text` cut to [`MAX_SHOWN`] characters.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_SHOWN) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
