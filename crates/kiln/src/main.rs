@@ -19,6 +19,8 @@ mod watch;
 
 const SAMPLE: &str = include_str!("sample.star");
 const PID_FILE: &str = "kiln.pid";
+/// The sample configuration's builder that `kiln quickstart` builds.
+const QUICKSTART_BUILDER: &str = "runtests";
 /// The master's log in its directory, as Buildbot's `twistd.log`.
 const LOG_FILE: &str = "kiln.log";
 /// What the master logs once it serves; `kiln start` waits for it.
@@ -606,11 +608,22 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
 
     let mut events = master.events.subscribe();
     let config = master.config();
-    let Some(kiln_config::SchedulerConfig::Force(force)) = config.schedulers.first() else {
+    let force = config.schedulers.iter().find_map(|s| match s {
+        kiln_config::SchedulerConfig::Force(f) => Some(f),
+        _ => None,
+    });
+    let Some(force) = force else {
         bail!("the quickstart configuration has no force scheduler")
     };
     let mut params = serde_json::Map::new();
     params.insert("reason".into(), "quickstart sample build".into());
+    // The sample builder needs nothing but the worker; the others may need the network.
+    if force.builder_names.iter().any(|b| b == QUICKSTART_BUILDER) {
+        params.insert(
+            "builderNames".into(),
+            serde_json::json!([QUICKSTART_BUILDER]),
+        );
+    }
     let (bsid, _) =
         match kiln_master::schedulers::force::force(&master, force, &params, Some("quickstart"))
             .await
