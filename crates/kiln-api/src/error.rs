@@ -55,8 +55,9 @@ impl ApiError {
             ApiError::Parse(_)
             | ApiError::BadRequest(_)
             | ApiError::InvalidParams(_)
-            | ApiError::FormErrors(_)
-            | ApiError::MethodNotFound(_) => 400,
+            | ApiError::FormErrors(_) => 400,
+            // As Buildbot answers an action a resource does not have.
+            ApiError::MethodNotFound(_) => 501,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
@@ -144,7 +145,7 @@ mod tests {
             ),
             (
                 ApiError::MethodNotFound("no".into()),
-                400,
+                501,
                 rpc::METHOD_NOT_FOUND,
             ),
             (ApiError::not_found("builds/9"), 404, rpc::INVALID_PARAMS),

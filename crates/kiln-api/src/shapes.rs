@@ -116,10 +116,11 @@ pub fn buildrequest(r: &BuildRequestRow) -> Value {
         "claimed_by_masterid": r.claimed_by_masterid,
         "complete": r.complete,
         "complete_at": r.complete_at,
-        "results": r.results,
+        // -1 while pending, as Buildbot shows it.
+        "results": r.results.unwrap_or(-1),
         "submitted_at": r.submitted_at,
         "waited_for": r.waited_for,
-        "properties": {},
+        "properties": null,
     })
 }
 
@@ -151,7 +152,7 @@ pub fn buildset(b: &BuildSetRow, sourcestamps: Vec<Value>) -> Value {
         "submitted_at": b.submitted_at,
         "complete": b.complete,
         "complete_at": b.complete_at,
-        "results": b.results,
+        "results": b.results.unwrap_or(-1),
         "sourcestamps": sourcestamps,
         "parent_buildid": b.parent_buildid,
         "parent_relationship": b.parent_relationship,
@@ -227,7 +228,7 @@ pub fn change(c: &ChangeRow, sourcestamp: Value) -> Value {
         "comments": c.comments,
         "branch": c.branch,
         "revision": c.revision,
-        "revlink": c.revlink,
+        "revlink": c.revlink.clone().unwrap_or_default(),
         "when_timestamp": c.when_timestamp,
         "category": c.category,
         "repository": c.repository,
@@ -270,17 +271,37 @@ pub fn forcescheduler(
         .filter(|b| f.builder_names.contains(&b.name))
         .flat_map(|b| b.workernames.iter().cloned())
         .collect();
-    let mut fields = vec![
+    // Buildbot's layout: the name, reason and priority in one group, then each codebase's group,
+    // then the properties.
+    let first = vec![
         force_param(&f.username, "", config, f, &workers),
         force_param(&f.reason, "", config, f, &workers),
         force_param(&f.priority, "", config, f, &workers),
     ];
-    fields.extend(
+    let mut all_fields = vec![json!({
+        "name": "",
+        "fullName": null,
+        "label": "",
+        "tablabel": "",
+        "type": "nested",
+        "layout": "vertical",
+        "columns": 1,
+        "default": "",
+        "autopopulate": null,
+        "maxsize": null,
+        "hide": false,
+        "multiple": false,
+        "regex": null,
+        "required": false,
+        "tooltip": "",
+        "fields": first,
+    })];
+    all_fields.extend(
         f.codebases
             .iter()
             .map(|p| force_param(p, "", config, f, &workers)),
     );
-    fields.extend(
+    all_fields.extend(
         f.properties
             .iter()
             .map(|p| force_param(p, "", config, f, &workers)),
@@ -291,15 +312,7 @@ pub fn forcescheduler(
         "button_name": f.button_name,
         "builder_names": f.builder_names,
         "enabled": true,
-        "all_fields": [{
-            "name": "",
-            "fullName": "",
-            "label": "",
-            "type": "nested",
-            "layout": "vertical",
-            "columns": 1,
-            "fields": fields,
-        }],
+        "all_fields": all_fields,
     })
 }
 
@@ -340,18 +353,33 @@ fn force_param(
             .unwrap_or_default(),
         _ => p.choices.clone(),
     };
+    // The sizes of Buildbot's fields: its name field 30, its reason 20, the others 10.
+    let size = match (p.kind, p.name.as_str()) {
+        (ParameterKind::UserName, _) => 30,
+        (ParameterKind::String, "reason") if prefix.is_empty() => 20,
+        _ => 10,
+    };
     let mut v = json!({
         "name": p.name,
         "fullName": full,
         "label": p.label,
+        "tablabel": p.label,
         "type": p.kind.type_name(),
-        "default": property_to_json(&p.default),
+        // A group's default is "", as Buildbot shows it.
+        "default": match (&p.default, p.fields.is_empty()) {
+            (kiln_core::PropertyValue::Null, false) => json!(""),
+            (d, _) => property_to_json(d),
+        },
         "required": p.required,
         "regex": p.regex,
         "hide": p.hide,
         "multiple": false,
         "choices": choices,
         "need_email": p.need_email,
+        "autopopulate": null,
+        "maxsize": null,
+        "size": size,
+        "tooltip": "",
     });
     if !p.fields.is_empty() {
         v["fields"] = Value::Array(
@@ -361,7 +389,15 @@ fn force_param(
                 .collect(),
         );
         v["layout"] = json!("vertical");
-        v["columns"] = json!(1);
+        // A codebase's fields go two to a row, as Buildbot lays them out.
+        v["columns"] = json!(if p.kind == ParameterKind::Codebase {
+            2
+        } else {
+            1
+        });
+        if p.kind == ParameterKind::Codebase && p.name.is_empty() {
+            v["fullName"] = Value::Null;
+        }
     }
     if p.kind == ParameterKind::Codebase {
         v["codebase"] = json!(p.name);

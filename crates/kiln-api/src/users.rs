@@ -24,13 +24,17 @@ pub async fn build_users(db: &Db, build: BuildId) -> Result<BuildUsers, DbError>
 
 /// A build's users from its blamelist and its properties, for a caller that read them already.
 pub fn users_of(blamelist: Vec<String>, props: &Properties) -> BuildUsers {
+    // An anonymous force's owner is "": nobody to tell.
     let owners: Vec<String> = match props.get("owners") {
         Some(PropertyValue::List(l)) => l.iter().map(|v| v.render()).collect(),
         _ => match props.get("owner") {
             Some(o) => vec![o.render()],
             None => Vec::new(),
         },
-    };
+    }
+    .into_iter()
+    .filter(|o| !o.is_empty())
+    .collect();
     let mut interested = blamelist.clone();
     for o in &owners {
         if !interested.contains(o) {

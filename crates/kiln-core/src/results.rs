@@ -51,6 +51,19 @@ impl Results {
 
     /// How bad a result is; a higher rank wins in [`worst_status`]. SKIPPED is the mildest, below
     /// SUCCESS, so that a skipped step never hides a success.
+    /// Buildbot's name for several results of this kind (`2 failures`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Results::Success => "successes",
+            Results::Warnings => "warnings",
+            Results::Failure => "failures",
+            Results::Skipped => "skipped",
+            Results::Exception => "exceptions",
+            Results::Retry => "retries",
+            Results::Cancelled => "cancelled",
+        }
+    }
+
     fn severity(self) -> u8 {
         match self {
             Results::Skipped => 0,

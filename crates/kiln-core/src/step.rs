@@ -28,6 +28,23 @@ impl Default for StepFlags {
     }
 }
 
+impl StepFlags {
+    /// Whether a step that ended with `result` puts its summary into the build's, as Buildbot's
+    /// default `updateBuildSummaryPolicy` decides: always for EXCEPTION, RETRY and CANCELLED,
+    /// for FAILURE when the step flunks, halts or warns on failure, for WARNINGS when it warns or
+    /// flunks on warnings.
+    pub fn updates_build_summary(&self, result: Results) -> bool {
+        match result {
+            Results::Exception | Results::Retry | Results::Cancelled => true,
+            Results::Failure => {
+                self.flunk_on_failure || self.halt_on_failure || self.warn_on_failure
+            }
+            Results::Warnings => self.warn_on_warnings || self.flunk_on_warnings,
+            Results::Success | Results::Skipped => false,
+        }
+    }
+}
+
 /// Folds a finished step's `result` into the build's result so far.
 ///
 /// Returns the new build result and whether the build must stop running further steps (those marked

@@ -24,6 +24,8 @@ pub struct NewBuildSet {
     pub parent_relationship: Option<String>,
     pub rebuilt_buildid: Option<i64>,
     pub submitted_at: i64,
+    /// A triggering build waits for these requests (`waitForFinish`), as Buildbot records it.
+    pub waited_for: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,12 +213,13 @@ impl Writer {
         for (builder, priority) in &bs.builders {
             let r = sqlx::query(
                 "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, submitted_at, waited_for) \
-                 VALUES ($1, $2, $3, 0, $4, 0) RETURNING id",
+                 VALUES ($1, $2, $3, 0, $4, $5) RETURNING id",
             )
             .bind(bsid)
             .bind(builder.0)
             .bind(*priority)
             .bind(bs.submitted_at)
+            .bind(i64::from(bs.waited_for))
             .fetch_one(&mut *tx)
             .await?;
             brids.push((*builder, BuildRequestId(r.int("id")?)));

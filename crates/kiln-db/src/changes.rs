@@ -337,6 +337,20 @@ impl Db {
     /// repository, project and codebase, back to the change the previous successful build of the
     /// builder was made of (all of them, up to [`MAX_BLAMED`], when there is none). So a build
     /// made of several changes, or after a failure, names everyone who may have broken it.
+    /// The builds that `build` triggered: those of the buildsets it is the parent of.
+    pub async fn triggered_build_ids(&self, build: kiln_core::BuildId) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT b.id AS id FROM buildsets bs \
+             JOIN buildrequests br ON br.buildsetid = bs.id \
+             JOIN builds b ON b.buildrequestid = br.id \
+             WHERE bs.parent_buildid = $1 ORDER BY b.id",
+        )
+        .bind(build.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.int("id")).collect()
+    }
+
     pub async fn build_change_ids(&self, build: kiln_core::BuildId) -> Result<Vec<i64>> {
         let Some(b) = self.get_build(build).await? else {
             return Ok(Vec::new());

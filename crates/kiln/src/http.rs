@@ -99,7 +99,8 @@ impl Master {
             prefix,
             token,
         } = self;
-        let mut headers = Vec::new();
+        // The master answers scripts in JSON when they ask for it (its change hooks, say).
+        let mut headers = vec![("Accept".to_string(), "application/json".to_string())];
         if let Some(t) = content_type {
             headers.push(("Content-Type".to_string(), t.to_string()));
         }

@@ -91,7 +91,7 @@ pub(super) fn force(cx: &mut Cx, loc: &Location, s: &Node) -> Option<SchedulerCo
             .unwrap_or_else(|| name.clone()),
         button_name: cx
             .opt_string(s.field("buttonName"), "buttonName", loc)
-            .unwrap_or_else(|| "Start Build".into()),
+            .unwrap_or_else(|| name.clone()),
         reason_string: cx
             .opt_string(s.field("reasonString"), "reasonString", loc)
             .unwrap_or_else(|| "A build was forced by '%(owner)s': %(reason)s".into()),

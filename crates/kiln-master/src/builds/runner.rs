@@ -75,7 +75,9 @@ async fn run_inner(
     );
 
     let prepared = async {
-        let props = build_properties(master, &started, builder, builderid, worker);
+        // Without an owner, the build is its changes' authors', as Buildbot's `owners` says.
+        let authors = master.db.build_blamelist(buildid).await?;
+        let props = build_properties(master, &started, builder, builderid, worker, authors);
         updates.set_build_properties(buildid, &props).await?;
         anyhow::Ok(props)
     }
@@ -125,6 +127,7 @@ fn build_properties(
     builder: &BuilderConfig,
     builderid: BuilderId,
     worker: &str,
+    authors: Vec<String>,
 ) -> Properties {
     let config = master.config();
     let mut props = Properties::new();
@@ -133,13 +136,13 @@ fn build_properties(
     props.set("buildername", builder.name.as_str(), "Builder");
     props.set("builderid", PropertyValue::Int(builderid.0), "Builder");
     props.update(&started.properties);
-    // Who asked for the build (the force form's or a try job's owner), as Buildbot's `owners`.
-    if let Some(owner) = started
-        .properties
-        .get("owner")
-        .filter(|o| !o.render().is_empty())
-    {
+    // Who asked for the build, as Buildbot's `owners`: the force form's or a try job's owner
+    // (an anonymous force's is ""), or else the authors of its changes.
+    if let Some(owner) = started.properties.get("owner") {
         props.set("owners", PropertyValue::List(vec![owner.clone()]), "Build");
+    } else if !authors.is_empty() {
+        let authors = authors.into_iter().map(PropertyValue::Str).collect();
+        props.set("owners", PropertyValue::List(authors), "Build");
     }
     // Buildbot takes these from the first source stamp.
     if let Some(ss) = started.sourcestamps.first() {
@@ -219,7 +222,8 @@ async fn run_steps(
     };
     let mut results = Results::Success;
     let mut terminated = false;
-    let mut failed_steps: Vec<String> = Vec::new();
+    // The summaries of the steps that go into the build's, as Buildbot gathers them.
+    let mut summaries: Vec<String> = Vec::new();
     for step in &builder.steps {
         if terminated && !step.flags.always_run {
             continue;
@@ -233,8 +237,9 @@ async fn run_steps(
             break;
         };
         let (next, terminate) = compute_result_and_termination(&step.flags, end.results, results);
-        if end.results != Results::Success && end.results != Results::Skipped {
-            failed_steps.push(name);
+        let _ = name;
+        if step.flags.updates_build_summary(end.results) {
+            summaries.push(end.state.clone());
         }
         let retry = end.results == Results::Retry;
         pending = Some(end);
@@ -244,7 +249,12 @@ async fn run_steps(
             break;
         }
     }
-    (results, summary(results, &failed_steps), pending)
+    let stopped = stop.borrow().clone();
+    (
+        results,
+        summary(results, stopped.as_deref(), &summaries),
+        pending,
+    )
 }
 
 /// The synthetic first step, `worker_preparation`: the worker answers a ping. Its end, or how
@@ -313,24 +323,27 @@ async fn acquire_build_locks(
     Some(held)
 }
 
-/// The build's summary state string: `build successful`, `failed compile test`, …
-fn summary(results: Results, failed_steps: &[String]) -> String {
-    match results {
-        Results::Success => "build successful".to_string(),
-        Results::Retry => "retry lost connection".to_string(),
-        Results::Cancelled => "cancelled".to_string(),
-        other => {
-            let word = match other {
-                Results::Failure => "failed",
-                Results::Warnings => "warnings",
-                Results::Exception => "exception",
-                _ => other.name(),
-            };
-            format!("{word} {}", failed_steps.join(" "))
-                .trim_end()
-                .to_string()
+/// The build's summary state string, as Buildbot words it: its result (`build successful`,
+/// `failed`, `cancelled`, …), why it was stopped, then the summaries of the steps that count
+/// (`failed 'make test' (failure)`).
+fn summary(results: Results, stopped: Option<&str>, steps: &[String]) -> String {
+    let mut words = vec![
+        match results {
+            Results::Success | Results::Skipped => "build successful",
+            Results::Failure => "failed",
+            Results::Warnings => "warnings",
+            Results::Exception => "exception",
+            Results::Retry if steps.is_empty() => "retry lost connection",
+            Results::Retry => "retry",
+            Results::Cancelled => "cancelled",
         }
+        .to_string(),
+    ];
+    if let Some(reason) = stopped {
+        words.push(format!("({reason})"));
     }
+    words.extend(steps.iter().cloned());
+    words.join(" ")
 }
 
 /// What every step of a running build shares: where it runs, how to stop it, and the
@@ -406,6 +419,7 @@ impl Run<'_> {
             Some(_) => steps::condition(&ctx, &step.do_step_if, None),
             None => Ok(true),
         };
+        let step_locks_missing = step_locks.is_none();
         let outcome = match (step_locks, wanted) {
             (None, _) => StepOutcome {
                 results: Results::Cancelled,
@@ -426,6 +440,19 @@ impl Run<'_> {
                 },
             },
         };
+        // A step the build's stop interrupted says why in a `cancelled` log, as Buildbot's does
+        // (`cancelled while waiting for locks` when it never got them).
+        if outcome.results == Results::Cancelled {
+            let reason = self.stop.borrow().clone();
+            if let Some(reason) = reason {
+                let log = if step_locks_missing {
+                    "cancelled while waiting for locks"
+                } else {
+                    "cancelled"
+                };
+                ctx.text_log(log, &reason).await;
+            }
+        }
         let hidden = match steps::condition(&ctx, &step.hide_step_if, Some(outcome.results)) {
             Ok(h) => h,
             Err(e) => {

@@ -192,18 +192,26 @@ pub fn starting_state(step: &StepConfig, sh: &ShellCommandConfig, props: &Proper
     })
 }
 
+/// Buildbot's description of a command: all of it under three words, else its first two and
+/// `...` (`'make test'`, `'echo failing; ...'`).
 fn command_summary(cmd: &PropertyValue) -> String {
     let words: Vec<String> = match cmd {
-        PropertyValue::List(items) => items.iter().map(PropertyValue::render).collect(),
+        PropertyValue::List(items) => {
+            let mut words = Vec::new();
+            flatten(items, &mut words);
+            words
+        }
         other => other
             .render()
             .split_whitespace()
             .map(str::to_string)
             .collect(),
     };
-    let shown: Vec<&str> = words.iter().take(3).map(String::as_str).collect();
-    let more = if words.len() > 3 { " ..." } else { "" };
-    format!("'{}{more}'", shown.join(" "))
+    if words.len() < 3 {
+        format!("'{}'", words.join(" "))
+    } else {
+        format!("'{} ...'", words[..2].join(" "))
+    }
 }
 
 fn flatten(items: &[PropertyValue], out: &mut Vec<String>) {
@@ -374,7 +382,9 @@ pub async fn set_property_from_command(
         match result {
             Ok(PropertyValue::Map(map)) => {
                 let n = map.len();
-                for (k, v) in map {
+                let changes: Vec<(String, PropertyValue)> = map.into_iter().collect();
+                property_changes(ctx, &changes).await;
+                for (k, v) in changes {
                     ctx.set_properties.push((k, v, SOURCE.into()));
                 }
                 if outcome.results == Results::Success {
@@ -398,14 +408,33 @@ pub async fn set_property_from_command(
         } else {
             out.stdout
         };
+        let value = PropertyValue::Str(value);
+        property_changes(ctx, &[(name.clone(), value.clone())]).await;
         ctx.set_properties
-            .push((name.clone(), PropertyValue::Str(value), SOURCE.into()));
+            .push((name.clone(), value, SOURCE.into()));
         outcome.state = step
             .description_done
             .clone()
             .unwrap_or_else(|| format!("property '{name}' set"));
     }
     Ok(outcome)
+}
+
+/// The `property changes` log Buildbot's `SetPropertyFromCommand` writes: each property set, with
+/// its value as Python's repr shows a string.
+async fn property_changes(ctx: &StepContext<'_>, changes: &[(String, PropertyValue)]) {
+    let mut sorted: Vec<&(String, PropertyValue)> = changes.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let lines: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| match v {
+            PropertyValue::Str(s) => {
+                format!("{k}: '{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            other => format!("{k}: {}", other.render()),
+        })
+        .collect();
+    ctx.text_log("property changes", &lines.join("\n")).await;
 }
 
 /// `Compile`, `Test` and `WarningCountingShellCommand`: the command, with its warnings counted

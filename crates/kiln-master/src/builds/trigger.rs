@@ -56,7 +56,7 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
         };
     }
     let cancelled = wait(ctx, &mut events, &mut triggered).await;
-    link_builds(ctx, &triggered).await;
+    let each = link_builds(ctx, &triggered).await;
     let mut results = Results::Success;
     for t in triggered.values().filter(|t| t.important) {
         let r = t.results.unwrap_or(Results::Exception);
@@ -68,13 +68,24 @@ pub async fn run(ctx: &StepContext<'_>, step: &StepConfig, t: &TriggerConfig) ->
     if cancelled {
         results = worst_status(results, Results::Cancelled);
     }
-    StepOutcome {
-        state: match results {
-            Results::Success => done,
-            other => format!("{done} ({})", other.name()),
-        },
-        results,
+    // Buildbot counts the requests' results after the names: `triggered tests, 2 successes`.
+    let mut state = done;
+    for kind in Results::ALL {
+        let n = each.iter().filter(|r| **r == kind).count();
+        if n > 0 {
+            let word = if n > 1 { kind.plural() } else { kind.name() };
+            state.push_str(&format!(", {n} {word}"));
+        }
     }
+    StepOutcome { state, results }
+}
+
+/// The link to a triggered request, as Buildbot names it: `scheduler #brid`.
+fn request_url(buildbot_url: &str, scheduler: &str, brid: BuildRequestId) -> serde_json::Value {
+    json!({
+        "name": format!("{scheduler} #{}", brid.0),
+        "url": format!("{buildbot_url}#/buildrequests/{}", brid.0),
+    })
 }
 
 /// The properties the triggered buildsets get: `copy_properties` from this build, and
@@ -118,6 +129,7 @@ async fn submit(
             properties: properties.clone(),
             parent_buildid: ctx.buildid,
             parent_relationship: t.parent_relationship.clone(),
+            waited_for: t.wait_for_finish,
         };
         let failed = |e: String| format!("triggering {name} failed: {e}");
         let s = match config.schedulers.iter().find(|s| s.name() == name) {
@@ -138,11 +150,8 @@ async fn submit(
         let (bsid, brids) = triggerable::trigger(master, s, trigger)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        for (builder, brid) in &brids {
-            urls.push(json!({
-                "name": format!("{} #{}", builder_name(ctx, *builder), brid.0),
-                "url": format!("{}#/buildrequests/{}", config.buildbot_url, brid.0),
-            }));
+        for (_, brid) in &brids {
+            urls.push(request_url(&config.buildbot_url, name, *brid));
         }
         triggered.insert(
             bsid,
@@ -209,24 +218,44 @@ async fn cancel_open(
 }
 
 /// Replaces the step's links to the triggered requests with links to the builds that ran.
-async fn link_builds(ctx: &StepContext<'_>, triggered: &BTreeMap<BuildSetId, Triggered>) {
+async fn link_builds(
+    ctx: &StepContext<'_>,
+    triggered: &BTreeMap<BuildSetId, Triggered>,
+) -> Vec<Results> {
     let master = ctx.master;
     let config = master.config();
     let mut urls = Vec::new();
+    let mut each = Vec::new();
+    for t in triggered.values() {
+        for brid in &t.requests {
+            urls.push(request_url(&config.buildbot_url, &t.scheduler, *brid));
+        }
+    }
     for t in triggered.values() {
         for brid in &t.requests {
             let page = Page::eq("buildrequestid", SqlValue::Int(brid.0));
             if let Ok((builds, _)) = master.db.list_builds(&page).await {
                 for b in builds {
+                    let results = b
+                        .results
+                        .and_then(Results::from_code)
+                        .unwrap_or(Results::Exception);
                     urls.push(json!({
-                        "name": format!("{} #{}", builder_name(ctx, b.builderid), b.number),
+                        "name": format!("{}: {} #{}", results.name(), builder_name(ctx, b.builderid), b.number),
                         "url": format!("{}#/builders/{}/builds/{}", config.buildbot_url, b.builderid.0, b.number),
                     }));
                 }
             }
+            let request = Page::eq("id", SqlValue::Int(brid.0));
+            if let Ok((requests, _)) = master.db.list_buildrequests(&request).await
+                && let Some(r) = requests.first().and_then(|r| r.results)
+            {
+                each.push(Results::from_code(r).unwrap_or(Results::Exception));
+            }
         }
     }
     let _ = master.updates.set_step_urls(ctx.stepid, &json!(urls)).await;
+    each
 }
 
 /// The source stamps to pass: the explicit `sourceStamps`, or the build's own, with

@@ -123,7 +123,7 @@ pub async fn submit(
     sourcestamps: Vec<SourceStamp>,
     below: Properties,
     above: &Properties,
-    parent: Option<(kiln_core::BuildId, String)>,
+    parent: Option<(kiln_core::BuildId, String, bool)>,
 ) -> anyhow::Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
     let mut properties = below;
     for (name, value) in target.properties {
@@ -133,9 +133,9 @@ pub async fn submit(
     properties.set("scheduler", target.scheduler, "Scheduler");
     let names = builder_names(master, target, &properties, &sourcestamps);
     let ids = master.builder_ids();
-    let (parent_buildid, parent_relationship) = match parent {
-        Some((id, relationship)) => (Some(id.0), Some(relationship)),
-        None => (None, None),
+    let (parent_buildid, parent_relationship, waited_for) = match parent {
+        Some((id, relationship, waited_for)) => (Some(id.0), Some(relationship), waited_for),
+        None => (None, None, false),
     };
     let buildset = NewBuildSet {
         reason: target.reason.clone(),
@@ -147,6 +147,7 @@ pub async fn submit(
             .collect(),
         parent_buildid,
         parent_relationship,
+        waited_for,
         ..Default::default()
     };
     Ok(master.add_buildset(buildset).await?)

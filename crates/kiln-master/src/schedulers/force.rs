@@ -237,7 +237,8 @@ pub async fn force(
         .filter(|s| !s.is_empty())
     {
         Some(u) => u,
-        None => owner.unwrap_or("anonymous").to_string(),
+        // Nobody named: "", as Buildbot records an anonymous force.
+        None => owner.unwrap_or_default().to_string(),
     };
     let reason = reason.map(|r| r.render()).unwrap_or_default();
     props.set("owner", owner.as_str(), "Force Build Form");
@@ -350,10 +351,10 @@ impl Form<'_> {
         for f in &cb.fields {
             self.gather(f, &cb.name, &mut values);
         }
+        // A field the form has but left empty is "", as Buildbot stores it.
         let text = |k: &str| match values.get(k) {
-            Some(PropertyValue::Str(s)) if !s.is_empty() => Some(s.clone()),
+            Some(PropertyValue::Str(s)) => Some(s.clone()),
             Some(PropertyValue::Null) | None => None,
-            Some(PropertyValue::Str(_)) => None,
             Some(other) => Some(other.render()),
         };
         let patch = match values.get("patch") {

@@ -17,6 +17,8 @@ pub struct Trigger {
     pub properties: Properties,
     pub parent_buildid: BuildId,
     pub parent_relationship: String,
+    /// The triggering step waits for the buildset (`waitForFinish`).
+    pub waited_for: bool,
 }
 
 /// Submits the triggered buildset: the step's source stamps, plus the defaults of any of the
@@ -58,7 +60,11 @@ pub async fn submit(
         sourcestamps,
         Properties::new(),
         &trigger.properties,
-        Some((trigger.parent_buildid, trigger.parent_relationship)),
+        Some((
+            trigger.parent_buildid,
+            trigger.parent_relationship,
+            trigger.waited_for,
+        )),
     )
     .await
 }
@@ -153,5 +159,7 @@ pub async fn take_nightly(master: &Master, objectid: i64) -> anyhow::Result<Opti
         properties,
         parent_buildid: BuildId(parts[2].as_i64().unwrap_or_default()),
         parent_relationship: parts[3].as_str().unwrap_or("Triggered from").to_string(),
+        // A nightly build runs after its trigger is long done: nothing waits for it.
+        waited_for: false,
     }))
 }

@@ -210,7 +210,8 @@ async fn json_rpc_errors_name_the_problem() {
         Some(r#"{"jsonrpc":"2.0","method":"force","params":[1],"id":3}"#),
     )
     .await;
-    assert_eq!(body["error"]["code"], -32602);
+    // An invalid request, as Buildbot calls params that are not an object.
+    assert_eq!(body["error"]["code"], -32600);
     assert_eq!(body["id"], 3);
     // Nothing was submitted by any of these.
     let (_, bs) = m.get("buildsets").await;
@@ -275,6 +276,9 @@ async fn changes_and_builds_link_through_their_source_stamp() {
         when_timestamp: now,
         files: vec!["src/lib.rs".into()],
         properties,
+        // As an empty force form gives them.
+        branch: Some(String::new()),
+        revision: Some(String::new()),
         ..Default::default()
     };
     // A forced build of the default codebase uses the same (empty) source stamp as this change.

@@ -117,7 +117,11 @@ async fn all_steps_build(db_url: &str) {
         json!(["Me <me@example.com>", "Force Build Form"])
     );
     assert_eq!(props["workername"], json!(["w1", "Worker"]));
-    assert_eq!(build["builds"][0]["state_string"], "failed check");
+    // Buildbot's words: the result, then the summary of the step that failed it.
+    assert_eq!(
+        build["builds"][0]["state_string"],
+        "failed 'echo \"name=$BUILDNAME\"; ...' (failure)"
+    );
     let (_, raw) = http_text(
         &m.www(),
         "GET",
@@ -376,7 +380,8 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
         &[],
     )
     .await;
-    assert!(raw.contains("R=b1! T=xxx S=main/head W=has"), "{raw}");
+    // A force form's empty revision is "", which `:-` keeps, as Buildbot's does.
+    assert!(raw.contains("R=b1! T=xxx S=main/ W=has"), "{raw}");
     let (_, err) = http_text(
         &m.www(),
         "GET",

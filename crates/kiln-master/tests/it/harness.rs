@@ -312,7 +312,17 @@ pub async fn http_text(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
-    let (status, raw) = http_raw(www, method, path, body, headers).await;
+    // The change hooks answer a script that asks in JSON with the ids of the changes they stored
+    // (and otherwise in Buildbot's words, which `buildbot_api.rs` checks).
+    let mut headers = headers.to_vec();
+    if path.starts_with("/change_hook")
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
+        headers.push(("Accept", "application/json"));
+    }
+    let (status, raw) = http_raw(www, method, path, body, &headers).await;
     (status, String::from_utf8_lossy(&raw).into_owned())
 }
 

@@ -217,7 +217,7 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={port}, nick='kilnbot', ch
     let failed = tester.bot_says("#bb", "failed").await;
     assert_eq!(
         failed,
-        "Build [#1](http://ci.example.org/builders/2/builds/1) of `fail` failed: failed compile"
+        "Build [#1](http://ci.example.org/builders/2/builds/1) of `fail` failed: failed 'exit 1' (failure)"
     );
     let (_, build) = m.get("builds/1").await;
     let props = m.get("builds/1?property=*").await.1;

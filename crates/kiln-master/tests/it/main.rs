@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod boundary;
 mod browser;
+mod buildbot_api;
 mod buildbot_worker;
 mod builds;
 mod connections;

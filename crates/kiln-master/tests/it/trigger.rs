@@ -83,15 +83,21 @@ async fn trigger_waits_for_children_and_takes_their_worst_result() {
     // The step says what it triggered and links the builds.
     let (_, steps) = m.get(&format!("builds/{parent}/steps/trig")).await;
     let step = &steps["steps"][0];
-    assert_eq!(step["state_string"], "triggered t-ok, t-bad (failure)");
+    assert_eq!(
+        step["state_string"],
+        "triggered t-ok, t-bad, 1 success, 1 failure"
+    );
     let names: Vec<&str> = step["urls"]
         .as_array()
         .unwrap()
         .iter()
         .map(|u| u["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("c-ok #")), "{names:?}");
+    // Each request by its scheduler, then each build with its result, as Buildbot links them.
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("t-ok #")), "{names:?}");
+    assert!(names.contains(&"success: c-ok #1"), "{names:?}");
+    assert!(names.contains(&"failure: c-bad #1"), "{names:?}");
 
     // The child builds the parent's source stamp (its revision, there being no got_revision)...
     for k in &kids {

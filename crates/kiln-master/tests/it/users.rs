@@ -47,8 +47,10 @@ async fn authors_become_users_and_builds_know_their_blamelist_and_owners() {
     let (_, u) = m.get(&format!("builds/{build}/users")).await;
     assert_eq!(
         u["users"][0],
+        // With no owner, a build of changes is its authors', as Buildbot's `owners` says.
         json!({"buildid": build, "blamelist": ["Alice <alice@x>", "Bob <bob@x>"],
-               "owners": [], "interested_users": ["Alice <alice@x>", "Bob <bob@x>"]})
+               "owners": ["Alice <alice@x>", "Bob <bob@x>"],
+               "interested_users": ["Alice <alice@x>", "Bob <bob@x>"]})
     );
     // A forced build's owner, as the build's `owners` property and among its interested users.
     // The owner is who asks, whatever the form says.

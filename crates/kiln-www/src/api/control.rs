@@ -42,7 +42,7 @@ pub async fn post(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        let e = ApiError::BadRequest("Content-Type must be application/json".into());
+        let e = ApiError::BadRequest("Invalid content-type (use application/json)".into());
         return reply(&Value::Null, Err(e));
     }
     let request: Value = match serde_json::from_slice(body) {
@@ -54,23 +54,26 @@ pub async fn post(
             );
         }
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    if request.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return reply(
-            &id,
-            Err(ApiError::BadRequest("jsonrpc must be \"2.0\"".into())),
-        );
+    // The envelope's checks, in Buildbot's order and words.
+    let missing = |key: &str| ApiError::BadRequest(format!("missing key '{key}'"));
+    let Some(version) = request.get("jsonrpc") else {
+        return reply(&Value::Null, Err(missing("jsonrpc")));
+    };
+    if version.as_str() != Some("2.0") {
+        let e = ApiError::BadRequest("only JSONRPC 2.0 is supported".into());
+        return reply(&Value::Null, Err(e));
     }
     let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return reply(&id, Err(ApiError::BadRequest("missing method".into())));
+        return reply(&Value::Null, Err(missing("method")));
+    };
+    let Some(id) = request.get("id").cloned() else {
+        return reply(&Value::Null, Err(missing("id")));
     };
     let params = match request.get("params") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(_) => {
-            let e = ApiError::InvalidParams(
-                "params must be an object; positional params are not supported".into(),
-            );
+            let e = ApiError::BadRequest("'params' must be an object".into());
             return reply(&id, Err(e));
         }
     };
@@ -81,7 +84,7 @@ pub async fn post(
 }
 
 fn unknown_method(method: &str, path: &str) -> ApiError {
-    ApiError::MethodNotFound(format!("action '{method}' is not supported on {path}"))
+    ApiError::MethodNotFound(format!("action: {method} is not supported on {path}"))
 }
 
 /// A submitted buildset as Buildbot's JSON-RPC answers it: `[bsid, {builderid: brid}]`.
@@ -209,6 +212,10 @@ async fn dispatch(
             let _ = BuildSetId(id_in(id)?);
             Err(unknown_method(method, path))
         }
+        // A path the API does not have, as Buildbot words it.
+        ([first, ..], _) if !super::fields::is_collection(first) => Err(ApiError::NotFound(
+            format!("Invalid path: {}", path.trim_matches('/')),
+        )),
         _ => Err(unknown_method(method, path)),
     }
 }

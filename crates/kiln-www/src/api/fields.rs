@@ -197,7 +197,32 @@ const TEST_RESULTS: &[Field] = &[
     f("value", "value", Kind::Text),
 ];
 
+/// Whether `name` is one of the API's collections.
+pub fn is_collection(name: &str) -> bool {
+    Ty::ALL.iter().any(|t| t.plural() == name) || name == "users"
+}
+
 impl Ty {
+    const ALL: [Ty; 17] = [
+        Ty::Builders,
+        Ty::Builds,
+        Ty::Steps,
+        Ty::Logs,
+        Ty::BuildRequests,
+        Ty::BuildSets,
+        Ty::SourceStamps,
+        Ty::Changes,
+        Ty::Workers,
+        Ty::Masters,
+        Ty::ForceSchedulers,
+        Ty::Schedulers,
+        Ty::ChangeSources,
+        Ty::Projects,
+        Ty::Reporters,
+        Ty::TestResultSets,
+        Ty::TestResults,
+    ];
+
     pub fn plural(self) -> &'static str {
         match self {
             Ty::Builders => "builders",

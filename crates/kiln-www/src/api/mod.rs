@@ -49,9 +49,34 @@ async fn root(headers: HeaderMap) -> Response {
     .iter()
     .map(|n| serde_json::json!({"name": n}))
     .collect();
+    // Buildbot's root names these collections.
+    let rootlinks: Vec<serde_json::Value> = [
+        "builders",
+        "builds",
+        "buildrequests",
+        "codebases",
+        "workers",
+        "logchunks",
+        "buildsets",
+        "changes",
+        "changesources",
+        "masters",
+        "sourcestamps",
+        "schedulers",
+        "forceschedulers",
+        "projects",
+    ]
+    .iter()
+    .map(|n| serde_json::json!({"name": n}))
+    .collect();
     query::respond(
         &headers,
-        serde_json::json!({"api_versions": [2], "endpoints": endpoints, "meta": {"total": endpoints.len()}}),
+        serde_json::json!({
+            "api_versions": [2],
+            "endpoints": endpoints,
+            "meta": {"total": rootlinks.len()},
+            "rootlinks": rootlinks,
+        }),
     )
 }
 

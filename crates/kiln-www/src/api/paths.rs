@@ -305,6 +305,28 @@ pub async fn get(
                 json!({"properties": [map], "meta": {"total": 1}}),
             ))
         }
+        Target::BuildPropertyList(id) => {
+            query::parse(raw_query, &[], &[])?;
+            if services.read.db().get_build(id).await?.is_none() {
+                return Err(ApiError::not_found(path));
+            }
+            let props = services.read.db().build_properties_set(id).await?;
+            let items: Vec<Value> = props
+                .iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name,
+                        "source": p.source,
+                        "value": kiln_db::property_to_json(&p.value).to_string(),
+                    })
+                })
+                .collect();
+            let total = items.len() as i64;
+            Ok(query::respond(
+                headers,
+                listing("_properties", items, total),
+            ))
+        }
         Target::BuildsetProperties(id) => {
             query::parse(raw_query, &[], &[])?;
             let props = services

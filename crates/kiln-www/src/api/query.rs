@@ -81,7 +81,8 @@ pub fn parse(raw: &str, fields: &[Field], extra: &[&str]) -> Result<Query, ApiEr
                 }
                 q.order.push((name, desc));
             }
-            "limit" => q.limit = Some(int("limit")?.max(0)),
+            // A negative limit is no limit, as in Buildbot (`limit=-1`).
+            "limit" => q.limit = Some(int("limit")?).filter(|l| *l >= 0),
             "offset" => q.offset = Some(int("offset")?.max(0)),
             "property" => q.properties.push(v.clone()),
             _ if extra.contains(&k.as_str()) => {}

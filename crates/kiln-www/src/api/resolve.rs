@@ -16,6 +16,8 @@ pub(super) enum Target {
     Collection(Ty, Vec<Filter>),
     Single(Ty, Vec<Filter>, String),
     BuildProperties(BuildId),
+    /// A build's properties as a list of name, source and JSON-encoded value.
+    BuildPropertyList(BuildId),
     /// A build's blamelist, owners and interested users.
     BuildUsers(BuildId),
     /// The users table, with each user's attributes (never a password).
@@ -201,7 +203,13 @@ async fn below_build(
                 vec![within("changeid", ids)],
             ))
         }
-        ["triggered_builds"] => Ok(Target::Empty("builds")),
+        ["triggered_builds"] => {
+            let ids = services.read.db().triggered_build_ids(id).await?;
+            Ok(Target::Collection(Ty::Builds, vec![within("id", ids)]))
+        }
+        ["property_list"] => Ok(Target::BuildPropertyList(id)),
+        // Buildbot's build data (`setBuildData`): kiln's steps keep none.
+        ["data"] => Ok(Target::Empty("build_data")),
         ["test_result_sets"] => Ok(Target::Collection(
             Ty::TestResultSets,
             vec![eq("buildid", id.0)],

@@ -156,11 +156,7 @@ async fn receive(
         _ => Err(ApiError::BadRequest(format!("unknown dialect '{name}'"))),
     }?;
     if let Some(why) = &parsed.ignored {
-        return Ok((
-            StatusCode::OK,
-            axum::Json(json!({"changeids": [], "ignored": why})),
-        )
-            .into_response());
+        return Ok(answer(headers, &[], Some(why)));
     }
     let mut ids = Vec::with_capacity(parsed.changes.len());
     for change in parsed.changes {
@@ -174,7 +170,29 @@ async fn receive(
             })?;
         ids.push(id.0);
     }
-    Ok((StatusCode::OK, axum::Json(json!({"changeids": ids}))).into_response())
+    Ok(answer(headers, &ids, None))
+}
+
+/// What a hook says of the changes it stored: Buildbot's text (`1 change found`), or, for a
+/// client that asks for JSON, their ids (and why a payload was ignored).
+fn answer(headers: &HeaderMap, ids: &[i64], ignored: Option<&String>) -> Response {
+    let wants_json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        let mut body = json!({"changeids": ids});
+        if let Some(why) = ignored {
+            body["ignored"] = json!(why);
+        }
+        return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    let text = if ids.is_empty() {
+        "no change found".to_string()
+    } else {
+        format!("{} change found", ids.len())
+    };
+    (StatusCode::OK, text).into_response()
 }
 
 /// The string at `path` in a JSON payload.

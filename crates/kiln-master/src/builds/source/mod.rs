@@ -283,12 +283,17 @@ pub async fn run(
         .iter()
         .find(|s| s.codebase == cfg.codebase)
         .map(kiln_db::SourceStampRow::to_sourcestamp);
+    // A force form left empty gives "" (as Buildbot stores it): no branch, no revision.
     let target = Target {
-        branch: stamp.as_ref().and_then(|s| s.branch.clone()),
+        branch: stamp
+            .as_ref()
+            .and_then(|s| s.branch.clone())
+            .filter(|b| !b.is_empty()),
         revision: stamp
             .as_ref()
             .filter(|_| !cfg.always_use_latest)
-            .and_then(|s| s.revision.clone()),
+            .and_then(|s| s.revision.clone())
+            .filter(|r| !r.is_empty()),
     };
     let method = match (cfg.mode.as_str(), cfg.method.as_str()) {
         ("full", "clobber") => Method::Clobber,
