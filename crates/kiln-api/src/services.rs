@@ -118,6 +118,8 @@ pub trait ReadSide: Send + Sync {
     fn running_builds(&self) -> Vec<BuildId>;
     /// The names of the configured change pollers.
     fn poller_names(&self) -> Vec<String>;
+    /// This master's id in the database's `masters`.
+    fn master_id(&self) -> i64;
     /// The key that signs the web port's session cookies, the same on every master of a
     /// database.
     fn session_key(&self) -> &[u8];

@@ -84,6 +84,10 @@ impl ReadSide for Boundary {
         self.master.pollers.names()
     }
 
+    fn master_id(&self) -> i64 {
+        self.master.updates.master.0
+    }
+
     fn session_key(&self) -> &[u8] {
         &self.master.session_key
     }

@@ -200,6 +200,13 @@ async fn hg_poller_follows_a_branch() {
          c['change_source'] = changes.HgPoller(repourl={url:?}, branches=['default'], workdir='hg-work', name='hp')\n"
     );
     let m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+    // The poller is one of the master's change sources, as Buildbot lists them.
+    let (_, sources) = m.get("changesources").await;
+    assert_eq!(sources["changesources"][0]["name"], "hp", "{sources}");
+    assert_eq!(
+        sources["changesources"][0]["master"]["active"], true,
+        "{sources}"
+    );
     assert_eq!(ids(&poll(&m, "poller=hp").await), Vec::<i64>::new());
     std::fs::write(repo.join("b.txt"), "b\n").unwrap();
     sh(

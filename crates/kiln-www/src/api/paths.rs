@@ -146,6 +146,24 @@ async fn load(
                         })
                         .collect()
                 }
+                // The pollers this master runs, as Buildbot lists its change sources.
+                Ty::ChangeSources => {
+                    let (masters, _) = db.list_masters(&kiln_db::listing::Page::default()).await?;
+                    let me = masters.iter().find(|m| m.id.0 == services.read.master_id());
+                    services
+                        .read
+                        .poller_names()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, name)| {
+                            json!({
+                                "changesourceid": i + 1,
+                                "name": name,
+                                "master": me.map(shapes::master),
+                            })
+                        })
+                        .collect()
+                }
                 _ => Vec::new(),
             };
             // Base filters on these in-memory kinds: by name, or by builder.
