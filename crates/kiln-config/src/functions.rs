@@ -19,7 +19,7 @@ use starlark::values::dict::{AllocDict, DictRef};
 use starlark::values::list::{AllocList, ListRef};
 use starlark::values::structs::{AllocStruct, StructRef};
 use starlark::values::tuple::TupleRef;
-use starlark::values::{Heap, OwnedFrozenValue, Value, ValueLike};
+use starlark::values::{OwnedFrozenValue, Value, ValueLike};
 
 /// A configuration function that runs longer than this is stopped with an error, so a mistaken
 /// loop cannot hold up the scheduler that called it.
@@ -44,6 +44,10 @@ pub enum Data {
     Function(FnRef),
     /// A value of another type, described.
     Other(String),
+    /// A value the prelude turns into one of Buildbot's objects, with its methods (`kiln_wrap`):
+    /// `properties` (a dict, with `getProperty`, `hasProperty`, …) or `worker` (an object with
+    /// `workername`, `isIdle()`, …).
+    Wrapped(&'static str, Box<Data>),
 }
 
 impl Data {
@@ -57,7 +61,7 @@ impl Data {
             Data::Str(s) => !s.is_empty(),
             Data::List(l) => !l.is_empty(),
             Data::Dict(d) => !d.is_empty(),
-            Data::Object(_) | Data::Function(_) | Data::Other(_) => true,
+            Data::Object(_) | Data::Function(_) | Data::Other(_) | Data::Wrapped(..) => true,
         }
     }
 
@@ -100,6 +104,7 @@ impl Data {
                     })
                     .collect::<Result<_, String>>()?,
             ),
+            Data::Wrapped(_, inner) => return inner.to_property(),
             Data::Object(_) | Data::Function(_) | Data::Other(_) => {
                 return Err(format!("{self:?} is not a plain value"));
             }
@@ -137,7 +142,10 @@ impl Data {
             ("repository".into(), Data::Str(c.repository.clone())),
             ("codebase".into(), Data::Str(c.codebase.clone())),
             ("revlink".into(), Data::opt_str(c.revlink.as_deref())),
-            ("properties".into(), Data::Dict(properties)),
+            (
+                "properties".into(),
+                Data::Wrapped("properties", Box::new(Data::Dict(properties))),
+            ),
         ])
     }
 }
@@ -219,14 +227,20 @@ impl Functions {
             let function = ListRef::from_value(list)
                 .and_then(|l| l.content().get(f.0).copied())
                 .ok_or_else(|| format!("no configuration function number {}", f.0))?;
-            let heap = module.heap();
             let functions = ListRef::from_value(list);
-            let positional: Vec<Value> = args.iter().map(|a| alloc(heap, functions, a)).collect();
+            // The prelude's `kiln_wrap`, which makes Buildbot's objects of wrapped values.
+            let wrap = table
+                ._module
+                .get("kiln_wrap")
+                .ok()
+                .map(|w| module.heap().access_owned_frozen_value(&w));
+            let mut eval = Evaluator::new(&module);
+            let mut make = Alloc { functions, wrap };
+            let positional: Vec<Value> = args.iter().map(|a| make.value(&mut eval, a)).collect();
             let named: Vec<(&str, Value)> = kwargs
                 .iter()
-                .map(|(k, v)| (*k, alloc(heap, functions, v)))
+                .map(|(k, v)| (*k, make.value(&mut eval, v)))
                 .collect();
-            let mut eval = Evaluator::new(&module);
             let started = Instant::now();
             eval.set_check_cancelled(Box::new(move || started.elapsed() > CALL_TIME_LIMIT));
             match eval.eval_function(function, &positional, &named) {
@@ -259,13 +273,15 @@ impl Callbacks for Functions {
 /// configuration's to give: without a secret provider, `%(secret:…)s` is an error.
 impl Functions {
     /// Calls a step's `doStepIf` (`results` None) or `hideStepIf` function through the prelude's
-    /// `call`, with the build's properties; its value's truth is the answer.
+    /// `call`, with the build's properties and its results so far (`step.build.results`); its
+    /// value's truth is the answer.
     pub fn call_step_condition(
         &self,
         call: FnRef,
         func: FnRef,
         results: Option<i64>,
         props: &kiln_core::Properties,
+        build_results: i64,
     ) -> Result<bool, String> {
         let dict = Data::Dict(
             props
@@ -278,6 +294,7 @@ impl Functions {
             args.push(Data::Int(r));
         }
         args.push(dict);
+        args.push(Data::Int(build_results));
         Ok(self.call(call, &args, &[])?.truthy())
     }
 }
@@ -318,22 +335,51 @@ impl kiln_core::render::RenderHooks for Functions {
     }
 }
 
-fn alloc<'v>(heap: Heap<'v>, functions: Option<&ListRef<'v>>, d: &Data) -> Value<'v> {
-    let alloc = |x: &Data| alloc(heap, functions, x);
-    match d {
-        Data::Function(f) => functions
-            .and_then(|l| l.content().get(f.0).copied())
-            .unwrap_or_else(Value::new_none),
-        Data::None => Value::new_none(),
-        Data::Bool(b) => Value::new_bool(*b),
-        Data::Int(i) => heap.alloc(*i),
-        Data::Float(f) => heap.alloc(*f),
-        Data::Str(s) | Data::Other(s) => heap.alloc(s.as_str()),
-        Data::List(l) => heap.alloc(AllocList(l.iter().map(alloc))),
-        Data::Dict(d) => heap.alloc(AllocDict(d.iter().map(|(k, v)| (alloc(k), alloc(v))))),
-        Data::Object(fields) => heap.alloc(AllocStruct(
-            fields.iter().map(|(k, v)| (k.as_str(), alloc(v))),
-        )),
+/// Makes Starlark values of data for a call.
+struct Alloc<'v, 'l> {
+    functions: Option<&'l ListRef<'v>>,
+    wrap: Option<Value<'v>>,
+}
+
+impl<'v> Alloc<'v, '_> {
+    fn value(&mut self, eval: &mut Evaluator<'v, '_, '_>, d: &Data) -> Value<'v> {
+        let heap = eval.heap();
+        match d {
+            Data::Function(f) => self
+                .functions
+                .and_then(|l| l.content().get(f.0).copied())
+                .unwrap_or_else(Value::new_none),
+            Data::None => Value::new_none(),
+            Data::Bool(b) => Value::new_bool(*b),
+            Data::Int(i) => heap.alloc(*i),
+            Data::Float(f) => heap.alloc(*f),
+            Data::Str(s) | Data::Other(s) => heap.alloc(s.as_str()),
+            Data::List(l) => {
+                let items: Vec<Value> = l.iter().map(|x| self.value(eval, x)).collect();
+                eval.heap().alloc(AllocList(items))
+            }
+            Data::Dict(d) => {
+                let items: Vec<(Value, Value)> = d
+                    .iter()
+                    .map(|(k, v)| (self.value(eval, k), self.value(eval, v)))
+                    .collect();
+                eval.heap().alloc(AllocDict(items))
+            }
+            Data::Object(fields) => {
+                let items: Vec<(&str, Value)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), self.value(eval, v)))
+                    .collect();
+                eval.heap().alloc(AllocStruct(items))
+            }
+            Data::Wrapped(kind, inner) => {
+                let value = self.value(eval, inner);
+                let Some(wrap) = self.wrap else { return value };
+                let kind = eval.heap().alloc(*kind);
+                eval.eval_function(wrap, &[kind, value], &[])
+                    .unwrap_or(value)
+            }
+        }
     }
 }
 

@@ -176,6 +176,29 @@ fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// `obj.attr = value` (Starlark's objects are immutable) as `obj = kiln_setattr(obj, "attr",
+/// value)`: a copy with the attribute, bound to the same name, as configurations that give a
+/// `Worker`, `BuilderConfig` or `BuildFactory` extra attributes expect. Only a statement on one
+/// line is rewritten.
+fn attribute_assignment(st: &Statement) -> Option<String> {
+    if st.first != st.last {
+        return None;
+    }
+    let code = st.code.trim();
+    let (lhs, rhs) = code.split_once('=')?;
+    if rhs.starts_with('=') || lhs.ends_with(['!', '<', '>', '+', '-', '*', '/', '%', '|', '&']) {
+        return None;
+    }
+    let (object, attribute) = lhs.trim().split_once('.')?;
+    if !is_identifier(object) || !is_identifier(attribute) {
+        return None;
+    }
+    Some(format!(
+        "{object} = kiln_setattr({object}, {attribute:?}, {})",
+        rhs.trim()
+    ))
+}
+
 /// `a = b = value` as two Starlark assignments, `b = value; a = b`, when every target is a name.
 fn chained_assignment(st: &Statement) -> Option<String> {
     // Split on the `=` signs of the statement itself, not those inside strings or brackets.
@@ -243,6 +266,8 @@ pub fn translate(source: &str, local: &dyn Fn(&str) -> Option<LocalModule>) -> T
             plain_import(rest, st.indent, local)
         } else if let Some(two) = chained_assignment(&st) {
             Ok(two)
+        } else if let Some(set) = attribute_assignment(&st) {
+            Ok(set)
         } else {
             continue;
         };
@@ -562,6 +587,15 @@ mod tests {
              def _decorated_f(props):\n    return 1\n"
         );
         assert!(t.notes.is_empty(), "{:?}", t.notes);
+    }
+
+    #[test]
+    fn attribute_assignments_make_a_copy_with_the_attribute() {
+        let t = translate("f.workdir = 'src'\nx.y == 1\nf.a.b = 2\n", &none);
+        assert_eq!(
+            t.source,
+            "f = kiln_setattr(f, \"workdir\", 'src')\nx.y == 1\nf.a.b = 2\n"
+        );
     }
 
     #[test]

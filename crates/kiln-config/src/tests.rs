@@ -1726,3 +1726,39 @@ fn identical_warnings_are_said_once_with_a_count_and_errors_say_error_once() {
     );
     assert!(!typo.contains("prelude"), "{typo}");
 }
+
+/// What configuration functions read of Buildbot's objects, and objects given extra attributes.
+#[test]
+fn objects_take_extra_attributes_and_functions_read_buildbot_s_attributes() {
+    let src = r#"
+BuildmasterConfig = {}
+c = BuildmasterConfig
+w = worker.Worker('w1', 'p')
+w.max_builds = 3
+w.notes = 'kept'
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(command='true'))
+f.useProgress = False
+f.addStep(steps.ShellCommand(command='false'))
+b = util.BuilderConfig(name='b', workernames=['w1'], factory=f)
+b.team = 'infra'
+c['workers'] = [w]
+c['builders'] = [b]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+def important(change):
+    return change.properties.getProperty('important', False) and change.properties.hasProperty('important')
+c['properties'] = {'notes': w.notes, 'team': b.team}
+c['change_source'] = []
+KEEP = important
+"#;
+    let c = match load_str("master.star", src) {
+        Ok(c) => c,
+        Err(d) => panic!("{d}"),
+    };
+    assert_eq!(c.workers[0].max_builds, Some(3));
+    assert_eq!(c.builders[0].steps.len(), 2);
+    assert_eq!(
+        c.properties.get("team"),
+        Some(&PropertyValue::Str("infra".into()))
+    );
+}

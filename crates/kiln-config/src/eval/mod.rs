@@ -229,6 +229,11 @@ pub fn evaluate(
             .collect();
         let heap = module.heap();
         module.set(FUNCTIONS, heap.alloc(AllocList(found)));
+        // Bound again in the configuration's own module (imported names are private to it), so
+        // that calls made later find the prelude's maker of Buildbot's objects.
+        if let Ok(wrap) = prelude.get("kiln_wrap") {
+            module.set("kiln_wrap", heap.access_owned_frozen_value(&wrap));
+        }
         let frozen = module.freeze().map_err(|e| {
             Diagnostics(vec![Diagnostic::error(
                 Location {

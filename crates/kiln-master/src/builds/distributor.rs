@@ -87,8 +87,10 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
             submitted_at: r.submitted_at,
         })
         .collect();
-    // The functions see each request's properties, as Buildbot's request objects carry them.
+    // The functions see each request's properties and sources, as Buildbot's request objects
+    // carry them.
     let mut properties = std::collections::HashMap::new();
+    let mut sources = std::collections::HashMap::new();
     for r in &rows {
         let hooked = config.builders.iter().any(|b| {
             ids.get(&b.name).map(|id| id.0) == Some(r.builderid)
@@ -98,11 +100,18 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         });
         if hooked {
             properties.insert(r.id, master.db.buildset_properties(r.buildsetid).await?);
+            sources.insert(r.id, master.db.buildset_sourcestamps(r.buildsetid).await?);
         }
     }
+    let idle = workers
+        .iter()
+        .map(|w| (w.name.clone(), w.busy_builders.is_empty()))
+        .collect();
     let hooks = ConfigHooks {
         config: &config,
         properties,
+        sources,
+        idle,
     };
     for a in distribute_with(&pending, &builders, &workers, &hooks) {
         if !master.workers.reserve(&a.worker, a.builder) {
@@ -154,9 +163,20 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
 struct ConfigHooks<'a> {
     config: &'a MasterConfig,
     properties: std::collections::HashMap<BuildRequestId, kiln_core::Properties>,
+    sources: std::collections::HashMap<BuildRequestId, Vec<kiln_db::SourceStampRow>>,
+    /// Whether each worker runs no build now (`isIdle()`).
+    idle: std::collections::HashMap<String, bool>,
 }
 
 impl ConfigHooks<'_> {
+    fn request(&self, r: &PendingRequest) -> Data {
+        request_data(r, self.properties.get(&r.id), self.sources.get(&r.id))
+    }
+
+    fn worker(&self, name: &str) -> Data {
+        worker_data(name, self.idle.get(name).copied().unwrap_or(true))
+    }
+
     fn builder_fn(
         &self,
         name: &str,
@@ -187,7 +207,11 @@ fn builder_data(b: &BuilderSlots) -> Data {
     ])
 }
 
-fn request_data(r: &PendingRequest, properties: Option<&kiln_core::Properties>) -> Data {
+fn request_data(
+    r: &PendingRequest,
+    properties: Option<&kiln_core::Properties>,
+    sources: Option<&Vec<kiln_db::SourceStampRow>>,
+) -> Data {
     let properties = properties
         .map(|p| {
             p.iter()
@@ -195,8 +219,31 @@ fn request_data(r: &PendingRequest, properties: Option<&kiln_core::Properties>) 
                 .collect()
         })
         .unwrap_or_default();
+    // `request.sources`: each codebase's source stamp, as Buildbot's BuildRequest has them.
+    let text = |s: &Option<String>| s.clone().map_or(Data::None, Data::Str);
+    let sources = sources
+        .map(|stamps| {
+            stamps
+                .iter()
+                .map(|ss| {
+                    let stamp = Data::Object(vec![
+                        ("codebase".into(), Data::Str(ss.codebase.clone())),
+                        ("repository".into(), Data::Str(ss.repository.clone())),
+                        ("branch".into(), text(&ss.branch)),
+                        ("revision".into(), text(&ss.revision)),
+                        ("project".into(), Data::Str(ss.project.clone())),
+                    ]);
+                    (Data::Str(ss.codebase.clone()), stamp)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Data::Object(vec![
-        ("properties".into(), Data::Dict(properties)),
+        (
+            "properties".into(),
+            Data::Wrapped("properties", Box::new(Data::Dict(properties))),
+        ),
+        ("sources".into(), Data::Dict(sources)),
         ("id".into(), Data::Int(r.id.0)),
         ("buildrequestid".into(), Data::Int(r.id.0)),
         ("priority".into(), Data::Int(r.priority)),
@@ -205,15 +252,17 @@ fn request_data(r: &PendingRequest, properties: Option<&kiln_core::Properties>) 
     ])
 }
 
-/// A worker as Buildbot's `WorkerForBuilder` shows it: `wfb.worker.workername`.
-fn worker_data(name: &str) -> Data {
-    Data::Object(vec![
-        ("name".into(), Data::Str(name.into())),
-        (
-            "worker".into(),
-            Data::Object(vec![("workername".into(), Data::Str(name.into()))]),
-        ),
-    ])
+/// A worker as Buildbot's `WorkerForBuilder` shows it: `wfb.worker.workername`, `wfb.isIdle()`.
+fn worker_data(name: &str, idle: bool) -> Data {
+    Data::Wrapped(
+        "worker",
+        Box::new(Data::Object(vec![
+            ("workername".into(), Data::Str(name.into())),
+            ("idle".into(), Data::Bool(idle)),
+            ("paused".into(), Data::Bool(false)),
+            ("properties".into(), Data::Dict(Vec::new())),
+        ])),
+    )
 }
 
 /// The name an object returned by a function stands for.
@@ -254,12 +303,7 @@ impl Hooks for ConfigHooks<'_> {
         requests: &[&PendingRequest],
     ) -> Option<Option<BuildRequestId>> {
         let f = self.builder_fn(&builder.name, |b| b.next_build)?;
-        let list = Data::List(
-            requests
-                .iter()
-                .map(|r| request_data(r, self.properties.get(&r.id)))
-                .collect(),
-        );
+        let list = Data::List(requests.iter().map(|r| self.request(r)).collect());
         let chosen = self.call(f, "nextBuild", &[builder_data(builder), list])?;
         Some(match chosen {
             Data::None => None,
@@ -277,15 +321,11 @@ impl Hooks for ConfigHooks<'_> {
         request: &PendingRequest,
     ) -> Option<Option<String>> {
         let f = self.builder_fn(&builder.name, |b| b.next_worker)?;
-        let list = Data::List(workers.iter().map(|w| worker_data(w)).collect());
+        let list = Data::List(workers.iter().map(|w| self.worker(w)).collect());
         let chosen = self.call(
             f,
             "nextWorker",
-            &[
-                builder_data(builder),
-                list,
-                request_data(request, self.properties.get(&request.id)),
-            ],
+            &[builder_data(builder), list, self.request(request)],
         )?;
         Some(match chosen {
             Data::None => None,
@@ -307,8 +347,8 @@ impl Hooks for ConfigHooks<'_> {
             "canStartBuild",
             &[
                 builder_data(builder),
-                worker_data(worker),
-                request_data(request, self.properties.get(&request.id)),
+                self.worker(worker),
+                self.request(request),
             ],
         )
         .is_none_or(|d| d.truthy())

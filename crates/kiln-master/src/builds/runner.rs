@@ -232,7 +232,7 @@ async fn run_steps(
             results = kiln_core::results::worst_status(results, Results::Cancelled);
             break;
         }
-        let Some((name, end)) = run.step(step, pending.as_ref()).await else {
+        let Some((name, end)) = run.step(step, pending.as_ref(), results).await else {
             results = Results::Exception;
             break;
         };
@@ -369,6 +369,7 @@ impl Run<'_> {
         &mut self,
         step: &StepConfig,
         finishing: Option<&StepEnd>,
+        build_results: Results,
     ) -> Option<(String, StepEnd)> {
         let updates = &self.master.updates;
         let first_state = steps::starting_state(step, &self.props);
@@ -396,6 +397,7 @@ impl Run<'_> {
             stepid,
             stdio: logs.first().copied(),
             interrupt: self.stop.clone(),
+            build_results,
         };
         // The step's locks, held while it runs; `None` if the build is stopped meanwhile.
         let step_locks = if step.locks.is_empty() {

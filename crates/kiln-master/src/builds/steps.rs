@@ -39,6 +39,8 @@ pub struct StepContext<'a> {
     /// The `stdio` log, when it was made with the step (see [`starting_logs`]).
     pub stdio: Option<LogId>,
     pub interrupt: watch::Receiver<Option<String>>,
+    /// The build's results so far, which `doStepIf` functions read as `step.build.results`.
+    pub build_results: Results,
 }
 
 /// How a step ended.
@@ -448,11 +450,15 @@ pub fn condition(
         kiln_config::StepCondition::Renderable(r) => {
             ctx.render(r, "the condition").map(|v| v.is_truthy())
         }
-        kiln_config::StepCondition::Function { call, func } => ctx
-            .master
-            .config()
-            .functions
-            .call_step_condition(*call, *func, results.map(|r| r as i64), ctx.props),
+        kiln_config::StepCondition::Function { call, func } => {
+            ctx.master.config().functions.call_step_condition(
+                *call,
+                *func,
+                results.map(|r| r as i64),
+                ctx.props,
+                ctx.build_results.code(),
+            )
+        }
     }
 }
 

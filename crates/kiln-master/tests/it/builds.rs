@@ -522,3 +522,67 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     assert!(raw.contains("\nhello blue! one\n"), "{raw}");
     m.stop().await;
 }
+
+/// The attributes Buildbot's configuration functions read: a change's properties through
+/// `getProperty`, a request's `sources`, a worker's `isIdle()` and `worker.workername`, and a
+/// step's `build.results` and `build.getProperties()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_functions_read_buildbot_s_attributes() {
+    let body = r#"
+c['www'] = {'change_hook_dialects': {'base': True}}
+def wanted(change):
+    return change.properties.getProperty('ci') == 'yes' and change.properties.hasProperty('ci')
+def pick(builder, workers, request):
+    if request.sources[''].branch != 'main':
+        fail('request.sources has no main branch: %r' % request.sources)
+    # Not the default's choice (w1, first in order): the build shows this function ran.
+    idle = [w for w in workers if w.isIdle() and w.worker.workername == 'w2']
+    return idle[0] if idle else None
+def after_failure(step):
+    return step.build.results == util.FAILURE and step.build.getProperties().getProperty('buildername') == 'b1'
+f = util.BuildFactory([
+    steps.ShellCommand(name='bad', command=['false']),
+    steps.ShellCommand(name='after', command=['true'], doStepIf=after_failure),
+])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1', 'w2'], factory=f, nextWorker=pick)]
+c['schedulers'] = [schedulers.AnyBranchScheduler(name='ci', builderNames=['b1'], treeStableTimer=None,
+    change_filter=util.ChangeFilter(filter_fn=wanted))]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    m.start_worker("w2", "pass2").await;
+    for (ci, revision) in [("no", "r1"), ("yes", "r2")] {
+        let form = format!(
+            "author=a&branch=main&revision={revision}&properties=%7B%22ci%22%3A%22{ci}%22%7D"
+        );
+        let (status, _) = http_text(
+            &m.www(),
+            "POST",
+            "/change_hook/base",
+            Some(&form),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let done = m.wait_event("buildsets.*.complete").await;
+    assert_eq!(done["results"], 2, "the first step fails the build");
+    let (_, builds) = m.get("builds?field=buildid").await;
+    assert_eq!(
+        builds["builds"].as_array().unwrap().len(),
+        1,
+        "only the wanted change builds"
+    );
+    let (_, build) = m.get("builds/1?property=workername").await;
+    assert_eq!(
+        build["builds"][0]["properties"]["workername"][0], "w2",
+        "nextWorker chose"
+    );
+    let (_, steps) = m.get("builds/1/steps?field=name&field=results").await;
+    assert_eq!(
+        steps["steps"][2],
+        json!({"name": "after", "results": 0}),
+        "doStepIf saw the failure: {steps}"
+    );
+    m.stop().await;
+}
