@@ -629,6 +629,21 @@ fn sendchange_delivers_every_field_through_the_base_hook() {
         (Some("kiln"), Some("core"), Some(1_700_000_000))
     );
     assert_eq!(c["revlink"], "https://example.org/r/r42");
+    // The master's log says it received the change, at INFO.
+    let log = dir.path().join("kiln.log");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("change received")) {
+            assert!(line.contains("INFO") && line.contains("r42"), "{line}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the master never logged the change:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A refused change is an error with the master's reason.
     let out = kiln(&["sendchange", "--master", &url, "--who", "", "x"]);
