@@ -6,6 +6,7 @@
 //! of the standard modules a configuration may import.
 
 mod loader;
+mod properties;
 mod stdlib;
 
 use std::path::Path;
@@ -145,6 +146,7 @@ pub(crate) fn globals() -> starlark::environment::Globals {
     ])
     .with(natives)
     .with(stdlib::natives)
+    .with(properties::natives)
     .build()
 }
 

@@ -101,20 +101,32 @@ async fn run_inner(
             )
         }
     };
-    master.build_done(buildid);
-
-    if results == Results::Retry {
-        // The worker went away: the request goes back to the queue and runs again.
-        if let Some(end) = &last_step {
-            updates.finish_step(end).await?;
+    let recorded = async {
+        if results == Results::Retry {
+            // The worker went away: the request goes back to the queue and runs again.
+            if let Some(end) = &last_step {
+                updates.finish_step(end).await?;
+            }
+            updates.finish_build(buildid, results, &summary).await?;
+            updates.unclaim_buildrequests(&[request.id]).await?;
+        } else {
+            updates
+                .finish_build_and_request(
+                    buildid,
+                    results,
+                    &summary,
+                    last_step.as_ref(),
+                    request.id,
+                )
+                .await?;
         }
-        updates.finish_build(buildid, results, &summary).await?;
-        updates.unclaim_buildrequests(&[request.id]).await?;
-    } else {
-        updates
-            .finish_build_and_request(buildid, results, &summary, last_step.as_ref(), request.id)
-            .await?;
+        anyhow::Ok(())
     }
+    .await;
+    // Only once its end is recorded is the build done: a clean shutdown waiting for it may then
+    // stop the master.
+    master.build_done(buildid);
+    recorded?;
     tracing::info!(build = %buildid, builder = %builder.name, number, result = results.name(), "build finished");
     Ok(())
 }

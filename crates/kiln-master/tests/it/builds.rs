@@ -540,9 +540,13 @@ def pick(builder, workers, request):
     return idle[0] if idle else None
 def after_failure(step):
     return step.build.results == util.FAILURE and step.build.getProperties().getProperty('buildername') == 'b1'
+@util.renderer
+def described(props):
+    return ['echo', '%s %s %s %s' % (props['buildername'], 'branch' in props, props.hasProperty('nope'), props.getProperty('nope', 'none'))]
 f = util.BuildFactory([
     steps.ShellCommand(name='bad', command=['false']),
     steps.ShellCommand(name='after', command=['true'], doStepIf=after_failure),
+    steps.ShellCommand(name='described', command=described),
 ])
 c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1', 'w2'], factory=f, nextWorker=pick)]
 c['schedulers'] = [schedulers.AnyBranchScheduler(name='ci', builderNames=['b1'], treeStableTimer=None,
@@ -584,5 +588,9 @@ c['schedulers'] = [schedulers.AnyBranchScheduler(name='ci', builderNames=['b1'],
         json!({"name": "after", "results": 0}),
         "doStepIf saw the failure: {steps}"
     );
+    // A renderer reads `props[name]` and `name in props`, as Buildbot's IProperties allows.
+    let (_, log) = m.get("builds/1/steps/described/logs/stdio/contents").await;
+    let text = log["logchunks"][0]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("ob1 True False none\n"), "{text}");
     m.stop().await;
 }
