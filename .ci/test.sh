@@ -54,6 +54,10 @@ export KILN_TEST_POSTGRES_URL
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Tests run the programs themselves (`kiln`, `kiln-worker`), and `cargo test` builds a package's
+# programs only for that package's own tests, so every program is built first.
+cargo build --workspace --bins --locked
+
 log=$state/cargo-test.log
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 # One closing line for the whole suite, summed over every test binary.
