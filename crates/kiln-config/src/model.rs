@@ -171,6 +171,10 @@ pub struct WwwConfig {
     pub change_hook_auth: Vec<HookCredentials>,
     /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).
     pub change_hook_max_body: usize,
+    /// The most changes one hook request stores (`change_hook_max_changes`, default 2,048); a
+    /// push with more has the rest reported, not stored, so one request cannot queue thousands
+    /// of builds.
+    pub change_hook_max_changes: usize,
     /// Where Buildbot's own front-end was installed (`buildbot_www`): the directory holding the
     /// `buildbot_www` package and its plugins' packages, as pip puts them. Served at `/buildbot/`.
     pub buildbot_www: Option<std::path::PathBuf>,
@@ -261,6 +265,8 @@ pub enum Collapse {
 
 /// The default of `c['www']['change_hook_max_body']`.
 pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
+/// The most changes one change hook request stores by default.
+pub const DEFAULT_HOOK_MAX_CHANGES: usize = 2048;
 
 /// Where the change hooks' users and passwords come from.
 #[derive(Debug, Clone, PartialEq)]

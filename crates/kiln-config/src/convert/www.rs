@@ -16,6 +16,7 @@ const WWW_KEYS: &[&str] = &[
     "change_hook_dialects",
     "change_hook_auth",
     "change_hook_max_body",
+    "change_hook_max_changes",
     "buildbot_www",
     "plugins",
     "ui_default_config",
@@ -58,6 +59,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         allowed_origins: Vec::new(),
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
+        change_hook_max_changes: DEFAULT_HOOK_MAX_CHANGES,
         buildbot_www: None,
         plugins: BTreeMap::new(),
         versions: Vec::new(),
@@ -106,6 +108,15 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                                 match usize::try_from(n) {
                                     Ok(n) if n > 0 => www.change_hook_max_body = n,
                                     _ => cx.error(&loc, "c['www']['change_hook_max_body'] must be a positive number of bytes"),
+                                }
+                            }
+                        }
+                        Node::Str(k) if k == "change_hook_max_changes" => {
+                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_changes']", &loc)
+                            {
+                                match usize::try_from(n) {
+                                    Ok(n) if n > 0 => www.change_hook_max_changes = n,
+                                    _ => cx.error(&loc, "c['www']['change_hook_max_changes'] must be a positive number of changes"),
                                 }
                             }
                         }
@@ -226,7 +237,40 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         }
     }
     apply_old_login(cx, &mut www, old_login);
+    warn_open_hooks(cx, &www);
     www
+}
+
+/// The dialects whose senders can prove who they are with a shared secret (`secret`).
+const SIGNED_DIALECTS: [&str; 3] = ["github", "gitlab", "gitea"];
+
+/// A hook that anyone who reaches the web port may post to is worth a warning: it makes changes,
+/// and so builds, of whatever it is sent.
+fn warn_open_hooks(cx: &mut Cx, www: &WwwConfig) {
+    if !www.change_hook_auth.is_empty() {
+        return;
+    }
+    let loc = cx.key_loc("www");
+    for (name, options) in &www.change_hook_dialects {
+        if name == "poller" {
+            continue;
+        }
+        let secret = matches!(options.get("secret"), Some(PropertyValue::Str(s)) if !s.is_empty());
+        if SIGNED_DIALECTS.contains(&name.as_str()) && secret {
+            continue;
+        }
+        let fix = if SIGNED_DIALECTS.contains(&name.as_str()) {
+            "give it a 'secret' or set c['www']['change_hook_auth']"
+        } else {
+            "set c['www']['change_hook_auth']"
+        };
+        cx.warn(
+            &loc,
+            format!(
+                "the change hook '{name}' takes changes from anyone who can reach the web port: {fix}"
+            ),
+        );
+    }
 }
 
 /// `c['www']['theme']`: CSS variables of the front-end and their values. A value goes into a

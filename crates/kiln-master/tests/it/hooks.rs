@@ -643,3 +643,56 @@ async fn hook_auth_and_the_configured_body_limit_are_enforced() {
     assert_eq!(changes["meta"]["total"], 3, "{changes}");
     m.stop().await;
 }
+
+/// A hook cannot multiply: one request stores at most `change_hook_max_changes` changes and says
+/// how many it left; a post from another site's page is refused; and an open hook is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_request_stores_a_bounded_number_of_changes_and_refuses_other_sites() {
+    let body = "c['www'] = {'change_hook_dialects': {'github': {}}, 'change_hook_max_changes': 3}\n\
+        c['builders'] = []\n";
+    let config_text = config("sqlite:///state.sqlite", body);
+    let loaded = kiln_config::load_str("master.star", &config_text).unwrap();
+    assert!(
+        loaded.warnings.iter().any(|w| w.message.contains(
+            "the change hook 'github' takes changes from anyone who can reach the web port: give it a 'secret'"
+        )),
+        "{:?}",
+        loaded.warnings
+    );
+    let m = TestMaster::start(&config_text).await;
+    let commits: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            json!({"id": format!("c{i}"), "message": format!("commit {i}"), "timestamp": "2024-01-02T03:04:05Z",
+                   "url": "https://github.com/o/r/commit", "author": {"name": "A", "email": "a@x"},
+                   "modified": ["lib.rs"], "distinct": true})
+        })
+        .collect();
+    let push = json!({"ref": "refs/heads/main", "repository": {"html_url": "https://github.com/o/r", "full_name": "o/r"},
+                      "head_commit": {"message": "commit 4"}, "commits": commits})
+    .to_string();
+    let (status, reply) = github(&m, "push", &push, None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["changeids"], json!([1, 2, 3]));
+    assert_eq!(reply["not_stored"], 2);
+    let (_, changes) = m.get("changes").await;
+    assert_eq!(changes["meta"]["total"], 3);
+
+    // A page of another site cannot post to a hook, by its Origin or, without one, its Referer.
+    for header in [
+        ("Origin", "http://evil.example"),
+        ("Referer", "http://evil.example/page"),
+    ] {
+        let (status, text) = crate::harness::http_text(
+            &m.www(),
+            "POST",
+            "/change_hook/github",
+            Some(&push),
+            &[("X-GitHub-Event", "push"), header],
+        )
+        .await;
+        assert_eq!(status, 403, "{header:?}: {text}");
+        assert!(text.contains("pages of another site"), "{text}");
+    }
+    let (_, changes) = m.get("changes").await;
+    assert_eq!(changes["meta"]["total"], 3, "nothing more was stored");
+}

@@ -24,6 +24,27 @@ pub fn check(services: &Services, headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
+/// `Err(site)` when a page of a site that is not allowed sent the request, by its `Origin` or,
+/// without one, its `Referer` (a plain form post from an older browser names only that).
+pub fn check_page(services: &Services, headers: &HeaderMap) -> Result<(), String> {
+    check(services, headers)?;
+    if headers.get(ORIGIN).is_some() {
+        return Ok(());
+    }
+    let Some(referer) = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let origin = origin_of(referer);
+    if origin.is_empty() || own(services, headers, &origin) || listed(services, &origin) {
+        Ok(())
+    } else {
+        Err(origin)
+    }
+}
+
 /// Whether `origin` is this site's.
 fn own(services: &Services, headers: &HeaderMap, origin: &str) -> bool {
     let configured = origin_of(&services.read.config().buildbot_url);

@@ -108,6 +108,13 @@ async fn receive(
     body: Body,
 ) -> Result<Response, ApiError> {
     let config = services.read.config();
+    // Forges and scripts name no page; a browser posting a form from another site's page does,
+    // and must not make changes with the visitor's network position.
+    if let Err(site) = crate::auth::origin::check_page(services, headers) {
+        return Err(ApiError::Forbidden(format!(
+            "a change hook does not take posts from the pages of another site ({site})"
+        )));
+    }
     // The hook's own credentials say who sends changes; the web's rules do not apply to hooks,
     // as in Buildbot, whose sites lock their pages down and keep their hooks open.
     let actor = match auth::check(
@@ -156,10 +163,24 @@ async fn receive(
         _ => Err(ApiError::BadRequest(format!("unknown dialect '{name}'"))),
     }?;
     if let Some(why) = &parsed.ignored {
-        return Ok(answer(headers, &[], Some(why)));
+        return Ok(answer(headers, &[], Some(why), 0));
     }
-    let mut ids = Vec::with_capacity(parsed.changes.len());
-    for change in parsed.changes {
+    let mut changes = parsed.changes;
+    // One request stores a bounded number of changes: a push of thousands of commits would
+    // otherwise queue thousands of builds.
+    let limit = config.www.change_hook_max_changes;
+    let dropped = changes.len().saturating_sub(limit);
+    if dropped > 0 {
+        tracing::warn!(
+            dialect = name,
+            dropped,
+            limit,
+            "a change hook request had more changes than c['www']['change_hook_max_changes']; the rest were not stored"
+        );
+        changes.truncate(limit);
+    }
+    let mut ids = Vec::with_capacity(changes.len());
+    for change in changes {
         let id = services
             .control
             .add_change(&actor, change)
@@ -170,12 +191,13 @@ async fn receive(
             })?;
         ids.push(id.0);
     }
-    Ok(answer(headers, &ids, None))
+    Ok(answer(headers, &ids, None, dropped))
 }
 
 /// What a hook says of the changes it stored: Buildbot's text (`1 change found`), or, for a
-/// client that asks for JSON, their ids (and why a payload was ignored).
-fn answer(headers: &HeaderMap, ids: &[i64], ignored: Option<&String>) -> Response {
+/// client that asks for JSON, their ids (and why a payload was ignored); and how many changes
+/// past the limit were not stored.
+fn answer(headers: &HeaderMap, ids: &[i64], ignored: Option<&String>, dropped: usize) -> Response {
     let wants_json = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -185,13 +207,21 @@ fn answer(headers: &HeaderMap, ids: &[i64], ignored: Option<&String>) -> Respons
         if let Some(why) = ignored {
             body["ignored"] = json!(why);
         }
+        if dropped > 0 {
+            body["not_stored"] = json!(dropped);
+        }
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
-    let text = if ids.is_empty() {
+    let mut text = if ids.is_empty() {
         "no change found".to_string()
     } else {
         format!("{} change found", ids.len())
     };
+    if dropped > 0 {
+        text.push_str(&format!(
+            "; {dropped} more were not stored (the limit of one request)"
+        ));
+    }
     (StatusCode::OK, text).into_response()
 }
 
