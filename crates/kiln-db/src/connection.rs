@@ -147,11 +147,6 @@ impl Writer {
         }
     }
 
-    /// Refreshes the statistics the query planner chooses indexes by. Without them SQLite guesses,
-    /// and with a long history some guesses cost a scan of every build (it once built a
-    /// temporary index over the builds table for each console page). Sampling bounds the cost
-    /// (`analysis_limit`), so it takes milliseconds however large the database; PostgreSQL keeps
-    /// its own statistics with autovacuum.
     /// Gives the space of deleted rows back and refreshes the planner's statistics, for
     /// `kiln cleanupdb`: SQLite's `VACUUM` rewrites the file, PostgreSQL's `VACUUM ANALYZE` marks
     /// the space reusable. Neither runs inside a transaction.
@@ -169,6 +164,11 @@ impl Writer {
         Ok(())
     }
 
+    /// Refreshes the statistics the query planner chooses indexes by. Without them SQLite guesses,
+    /// and with a long history some guesses cost a scan of every build (it once built a
+    /// temporary index over the builds table for each console page). Sampling bounds the cost
+    /// (`analysis_limit`), so it takes milliseconds however large the database; PostgreSQL keeps
+    /// its own statistics with autovacuum.
     pub async fn refresh_statistics(&self) -> Result<()> {
         if self.backend != Backend::Sqlite {
             return Ok(());
