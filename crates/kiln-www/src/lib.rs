@@ -25,6 +25,9 @@ pub fn router(services: Services) -> Router {
     let auth = auth::Auth::new(services.clone());
     let app = Router::new()
         .nest("/api/v2", api::router())
+        // Nesting serves the root without its trailing slash only; scripts and Buildbot's spec
+        // (whose root endpoint is the empty path) use both.
+        .route("/api/v2/", axum::routing::get(api::root))
         .merge(hooks::router())
         .merge(tryjobs::router())
         .merge(live::router(hub.clone()))

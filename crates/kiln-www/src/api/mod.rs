@@ -28,7 +28,7 @@ pub fn router() -> Router<Services> {
         .route("/{*path}", get(get_path).post(post_path).options(preflight))
 }
 
-async fn root(headers: HeaderMap) -> Response {
+pub(crate) async fn root(headers: HeaderMap) -> Response {
     let endpoints: Vec<serde_json::Value> = [
         "builders",
         "builds",

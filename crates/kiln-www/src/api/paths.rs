@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::fields::Ty;
 use super::query::{self, Query};
-use super::resolve::{Target, resolve};
+use super::resolve::{PropertyOwner, Target, resolve};
 use kiln_api::shapes;
 
 use super::{ApiError, raw};
@@ -170,6 +170,9 @@ async fn load(
             for filter in &page.filters {
                 match (filter.column, filter.values.first()) {
                     ("name", Some(SqlValue::Text(n))) => items.retain(|i| i["name"] == *n),
+                    (id @ ("changesourceid" | "projectid"), Some(SqlValue::Int(n))) => {
+                        items.retain(|i| i[id] == *n)
+                    }
                     ("builderid", Some(SqlValue::Int(b))) => {
                         let name = ids
                             .iter()
@@ -323,12 +326,11 @@ pub async fn get(
                 json!({"properties": [map], "meta": {"total": 1}}),
             ))
         }
-        Target::BuildPropertyList(id) => {
+        Target::PropertyList(owner) => {
             query::parse(raw_query, &[], &[])?;
-            if services.read.db().get_build(id).await?.is_none() {
-                return Err(ApiError::not_found(path));
-            }
-            let props = services.read.db().build_properties_set(id).await?;
+            let props = owner_properties(services, owner)
+                .await?
+                .ok_or_else(|| ApiError::not_found(path))?;
             let items: Vec<Value> = props
                 .iter()
                 .map(|(name, p)| {
@@ -380,6 +382,31 @@ pub async fn get(
             ))
         }
     }
+}
+
+/// The properties of a build, buildset or change; `None` when there is no such thing.
+async fn owner_properties(
+    services: &Services,
+    owner: PropertyOwner,
+) -> Result<Option<kiln_core::Properties>, ApiError> {
+    let db = services.read.db();
+    Ok(match owner {
+        PropertyOwner::Build(id) => match db.get_build(id).await? {
+            Some(_) => Some(db.build_properties_set(id).await?),
+            None => None,
+        },
+        PropertyOwner::Buildset(id) => match db.get_buildset(kiln_core::BuildSetId(id)).await? {
+            Some(_) => Some(db.buildset_properties(kiln_core::BuildSetId(id)).await?),
+            None => None,
+        },
+        PropertyOwner::Change(id) => db
+            .list_changes(&kiln_db::listing::Page::eq("changeid", SqlValue::Int(id)))
+            .await?
+            .0
+            .into_iter()
+            .next()
+            .map(|c| c.properties),
+    })
 }
 
 async fn fetch(

@@ -16,8 +16,9 @@ pub(super) enum Target {
     Collection(Ty, Vec<Filter>),
     Single(Ty, Vec<Filter>, String),
     BuildProperties(BuildId),
-    /// A build's properties as a list of name, source and JSON-encoded value.
-    BuildPropertyList(BuildId),
+    /// A build's, buildset's or change's properties as a list of name, source and JSON-encoded
+    /// value.
+    PropertyList(PropertyOwner),
     /// A build's blamelist, owners and interested users.
     BuildUsers(BuildId),
     /// The users table, with each user's attributes (never a password).
@@ -28,6 +29,13 @@ pub(super) enum Target {
     Empty(&'static str),
     /// `application.spec`: the description of every endpoint.
     Spec,
+}
+
+/// Whose properties a property list lists.
+pub(super) enum PropertyOwner {
+    Build(BuildId),
+    Buildset(i64),
+    Change(i64),
 }
 
 fn eq(column: &'static str, v: i64) -> Filter {
@@ -44,6 +52,18 @@ fn within(column: &'static str, ids: Vec<i64>) -> Filter {
         column,
         op: FilterOp::In,
         values: ids.into_iter().map(SqlValue::Int).collect(),
+    }
+}
+
+/// A resource named by its id (a number) or by its name.
+fn by_id_or_name(id_column: &'static str, seg: &str) -> Filter {
+    match int(seg) {
+        Some(id) => eq(id_column, id),
+        None => Filter {
+            column: "name",
+            op: FilterOp::Eq,
+            values: vec![SqlValue::Text(seg.to_string())],
+        },
     }
 }
 
@@ -207,7 +227,7 @@ async fn below_build(
             let ids = services.read.db().triggered_build_ids(id).await?;
             Ok(Target::Collection(Ty::Builds, vec![within("id", ids)]))
         }
-        ["property_list"] => Ok(Target::BuildPropertyList(id)),
+        ["property_list"] => Ok(Target::PropertyList(PropertyOwner::Build(id))),
         // Buildbot's build data (`setBuildData`): kiln's steps keep none.
         ["data"] => Ok(Target::Empty("build_data")),
         ["test_result_sets"] => Ok(Target::Collection(
@@ -255,6 +275,9 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
             path.into(),
         )),
         ["buildsets", id, "properties"] => Ok(Target::BuildsetProperties(int(id).ok_or_else(nf)?)),
+        ["buildsets", id, "properties_list"] => Ok(Target::PropertyList(PropertyOwner::Buildset(
+            int(id).ok_or_else(nf)?,
+        ))),
         ["buildsets", id, "sourcestamps"] => buildset_sourcestamps(services, id, path).await,
         ["sourcestamps"] => Ok(Target::Collection(Ty::SourceStamps, vec![])),
         ["sourcestamps", id] => Ok(Target::Single(
@@ -275,6 +298,9 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
                 .await?;
             Ok(Target::Collection(Ty::Builds, vec![within("id", ids)]))
         }
+        ["changes", id, "properties_list"] => Ok(Target::PropertyList(PropertyOwner::Change(
+            int(id).ok_or_else(nf)?,
+        ))),
         ["changes", id] => Ok(Target::Single(
             Ty::Changes,
             vec![eq("changeid", int(id).ok_or_else(nf)?)],
@@ -283,13 +309,9 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
         ["workers"] => Ok(Target::Collection(Ty::Workers, vec![])),
         ["workers", w, rest @ ..] => below_worker(services, w, rest, path).await,
         ["masters"] => Ok(Target::Collection(Ty::Masters, vec![])),
-        ["masters", id] => Ok(Target::Single(
-            Ty::Masters,
-            vec![eq("id", int(id).ok_or_else(nf)?)],
-            path.into(),
-        )),
-        ["masters", _, "builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
-        ["masters", _, "workers"] => Ok(Target::Collection(Ty::Workers, vec![])),
+        ["masters", id, rest @ ..] => {
+            below_master(services, int(id).ok_or_else(nf)?, rest, path).await
+        }
         ["forceschedulers"] => Ok(Target::Collection(Ty::ForceSchedulers, vec![])),
         ["forceschedulers", name] => Ok(Target::Single(
             Ty::ForceSchedulers,
@@ -306,12 +328,22 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
             vec![eq("id", int(id).ok_or_else(nf)?)],
             path.into(),
         )),
-        ["masters", id, "schedulers"] => Ok(Target::Collection(
-            Ty::Schedulers,
-            vec![eq("masterid", int(id).ok_or_else(nf)?)],
-        )),
         ["changesources"] => Ok(Target::Collection(Ty::ChangeSources, vec![])),
+        ["changesources", id] => Ok(Target::Single(
+            Ty::ChangeSources,
+            vec![eq("changesourceid", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
         ["projects"] => Ok(Target::Collection(Ty::Projects, vec![])),
+        ["projects", p] => Ok(Target::Single(
+            Ty::Projects,
+            vec![by_id_or_name("projectid", p)],
+            path.into(),
+        )),
+        ["projects", id, "builders"] => Ok(Target::Collection(
+            Ty::Builders,
+            vec![eq("projectid", int(id).ok_or_else(nf)?)],
+        )),
         ["reporters"] => Ok(Target::Collection(Ty::Reporters, vec![])),
         ["reporters", name] => Ok(Target::Single(
             Ty::Reporters,
@@ -386,6 +418,29 @@ async fn below_builder(
             vec![eq("builderid", id)],
         )),
         ["masters"] => Ok(Target::Collection(Ty::Masters, vec![])),
+        ["masters", m] => Ok(Target::Single(
+            Ty::Masters,
+            vec![eq("id", int(m).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["workers", w] => Ok(Target::Single(
+            Ty::Workers,
+            vec![
+                within(
+                    "id",
+                    services
+                        .read
+                        .db()
+                        .builder_worker_ids(kiln_core::BuilderId(id))
+                        .await?
+                        .into_iter()
+                        .map(|w| w.0)
+                        .collect(),
+                ),
+                by_id_or_name("id", w),
+            ],
+            path.into(),
+        )),
         ["test_result_sets"] => Ok(Target::Collection(
             Ty::TestResultSets,
             vec![eq("builderid", id)],
@@ -398,6 +453,51 @@ async fn below_builder(
     }
 }
 
+/// What a path names below `masters/M`. kiln's builders, workers, schedulers and pollers are
+/// listed for any master of the cluster, as each master's configuration has them all.
+async fn below_master(
+    services: &Services,
+    masterid: i64,
+    rest: &[&str],
+    path: &str,
+) -> Result<Target, ApiError> {
+    let nf = || not_found(path);
+    match rest {
+        [] => Ok(Target::Single(
+            Ty::Masters,
+            vec![eq("id", masterid)],
+            path.into(),
+        )),
+        ["builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
+        // Only the builder and its workers: a build reached through here would escape the
+        // visibility checks made on `builders/B/builds` paths.
+        ["builders", b, tail @ ..] if tail.is_empty() || tail[0] == "workers" => {
+            below_builder(services, b, tail, path).await
+        }
+        ["workers"] => Ok(Target::Collection(Ty::Workers, vec![])),
+        ["workers", w] => below_worker(services, w, &[], path).await,
+        ["schedulers"] => Ok(Target::Collection(
+            Ty::Schedulers,
+            vec![eq("masterid", masterid)],
+        )),
+        ["schedulers", id] => Ok(Target::Single(
+            Ty::Schedulers,
+            vec![eq("masterid", masterid), eq("id", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["changesources"] if masterid == services.read.master_id() => {
+            Ok(Target::Collection(Ty::ChangeSources, vec![]))
+        }
+        ["changesources", id] if masterid == services.read.master_id() => Ok(Target::Single(
+            Ty::ChangeSources,
+            vec![eq("changesourceid", int(id).ok_or_else(nf)?)],
+            path.into(),
+        )),
+        ["changesources"] => Ok(Target::Empty("changesources")),
+        _ => Err(nf()),
+    }
+}
+
 /// What a path names below `workers/W`, a worker named by id or name.
 async fn below_worker(
     services: &Services,
@@ -406,14 +506,7 @@ async fn below_worker(
     path: &str,
 ) -> Result<Target, ApiError> {
     let nf = || not_found(path);
-    let filter = match int(w) {
-        Some(id) => eq("id", id),
-        None => Filter {
-            column: "name",
-            op: FilterOp::Eq,
-            values: vec![SqlValue::Text(w.to_string())],
-        },
-    };
+    let filter = by_id_or_name("id", w);
     if rest.is_empty() {
         return Ok(Target::Single(Ty::Workers, vec![filter], path.into()));
     }
