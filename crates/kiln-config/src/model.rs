@@ -167,6 +167,11 @@ pub struct WwwConfig {
     /// (`allowed_origins`, shell patterns such as `https://*.example.org`); the site's own is
     /// always allowed.
     pub allowed_origins: Vec<String>,
+    /// Host names the web port answers to besides `buildbotURL`'s, `localhost` and IP addresses
+    /// (`allowed_hosts`: exact names, `.example.org` for a domain and the names below it, `*`
+    /// for any); a request for another name is refused, so a page of another site cannot reach
+    /// the master through DNS rebinding.
+    pub allowed_hosts: Vec<String>,
     /// HTTP Basic credentials the change hooks require (`change_hook_auth`); empty means open.
     pub change_hook_auth: Vec<HookCredentials>,
     /// The largest change hook body accepted, in bytes (`change_hook_max_body`, default 10 MB).

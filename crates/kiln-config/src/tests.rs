@@ -1141,6 +1141,24 @@ BuildmasterConfig = {'www': {
     .unwrap();
     assert_eq!(remote.www.session_lifetime, 3600);
     assert_eq!(remote.www.allowed_origins, ["https://*.example.org"]);
+    // The host names the web port answers to besides its own.
+    assert!(ok.www.allowed_hosts.is_empty());
+    let hosts = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'allowed_hosts': ['ci.example.org', '.corp.example']}}\n",
+    )
+    .unwrap();
+    assert_eq!(hosts.www.allowed_hosts, ["ci.example.org", ".corp.example"]);
+    let text = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'allowed_hosts': ['https://ci.example.org:8010']}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("c['www']['allowed_hosts'] lists host names"),
+        "{text}"
+    );
     assert_eq!(
         remote.www.auth,
         crate::WebAuth::RemoteUser {

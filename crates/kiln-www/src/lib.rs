@@ -9,6 +9,7 @@ pub mod buildbot_www;
 mod error;
 pub mod headers;
 mod hooks;
+mod host;
 pub mod live;
 pub mod pages;
 mod tryjobs;
@@ -39,6 +40,10 @@ pub fn router(services: Services) -> Router {
             auth::read::gate,
         ))
         .layer(axum::middleware::from_fn_with_state(auth, auth::identify))
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            host::check,
+        ))
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(services.clone());

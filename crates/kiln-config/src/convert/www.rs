@@ -28,6 +28,7 @@ const WWW_KEYS: &[&str] = &[
     "auth",
     "cookie_expiration_time",
     "allowed_origins",
+    "allowed_hosts",
     "authz",
     "custom_templates_dir",
     "default_page",
@@ -57,6 +58,7 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         authz: None,
         session_lifetime: DEFAULT_SESSION_LIFETIME,
         allowed_origins: Vec::new(),
+        allowed_hosts: Vec::new(),
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
         change_hook_max_changes: DEFAULT_HOOK_MAX_CHANGES,
@@ -175,6 +177,17 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                         Node::Str(k) if k == "allowed_origins" => {
                             www.allowed_origins =
                                 cx.strings(Some(v), "c['www']['allowed_origins']", &loc);
+                        }
+                        Node::Str(k) if k == "allowed_hosts" => {
+                            www.allowed_hosts =
+                                cx.strings(Some(v), "c['www']['allowed_hosts']", &loc);
+                            if www
+                                .allowed_hosts
+                                .iter()
+                                .any(|h| h.is_empty() || h.contains(['/', ':', ' ']))
+                            {
+                                cx.error(&loc, "c['www']['allowed_hosts'] lists host names (such as 'ci.example.org', '.example.org' or '*'), without a scheme, port or path");
+                            }
                         }
                         Node::Str(k) if k == "authz" => {
                             www.authz = super::auth::authz(cx, v);

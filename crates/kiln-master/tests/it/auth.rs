@@ -1523,3 +1523,91 @@ c['www'] = {'change_hook_dialects': {'base': True},
     assert_eq!(b["builds"][0]["properties"]["stopped_by"][0], "bob", "{b}");
     m.stop().await;
 }
+
+/// A page of another site that points its own name at the master (DNS rebinding) reaches it
+/// with that name in `Host`: such requests are refused before they read or change anything,
+/// while the master's own names, its addresses and the names the configuration lists work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_port_answers_only_to_the_master_s_own_host_names() {
+    // No login: anyone who reaches the master may force.
+    let star = config(
+        "sqlite:///state.sqlite",
+        &format!(
+            "{BUILDERS}\nc['www'] = {{'allowed_hosts': ['.corp.example']}}\n\
+             c['buildbotURL'] = 'https://ci.example.org/'\n"
+        ),
+    );
+    let mut m = TestMaster::start(&star).await;
+    let mut b = Browser::new(&m.www());
+    let as_host = |b: &Browser, method: reqwest::Method, path: &str, host: &str| {
+        b.client
+            .request(method, format!("http://{}{path}", b.www))
+            .header("Host", host)
+    };
+
+    for host in [
+        "evil.example",
+        "ci.example.org.evil.example:8010",
+        "corp.example.evil",
+    ] {
+        let answer = b
+            .send(as_host(&b, reqwest::Method::GET, "/api/v2/builders", host))
+            .await;
+        assert_eq!(answer.status, 421, "{host}: {}", answer.body);
+        assert!(
+            answer.body.contains("allowed_hosts") && answer.body.contains(host),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    }
+    // A force from such a page changes nothing; from the master's own name it works.
+    let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+                      "params": {"builderNames": ["alpha"]}});
+    let answer = b
+        .send(
+            as_host(
+                &b,
+                reqwest::Method::POST,
+                "/api/v2/forceschedulers/force",
+                "evil.example",
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_string()),
+        )
+        .await;
+    assert_eq!(answer.status, 421, "{}", answer.body);
+    let (_, buildsets) = m.get("buildsets").await;
+    assert_eq!(buildsets["meta"]["total"], 0, "{buildsets}");
+    let answer = b
+        .send(
+            as_host(
+                &b,
+                reqwest::Method::POST,
+                "/api/v2/forceschedulers/force",
+                "ci.example.org",
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_string()),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (_, buildsets) = m.get("buildsets").await;
+    assert_eq!(buildsets["meta"]["total"], 1, "{buildsets}");
+
+    let port = m.www().rsplit_once(':').unwrap().1.to_string();
+    for host in [
+        "ci.example.org".to_string(),
+        format!("CI.example.org:{port}"),
+        "builds.corp.example".to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let answer = b
+            .send(as_host(&b, reqwest::Method::GET, "/api/v2/builders", &host))
+            .await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.body);
+    }
+    m.stop().await;
+}
