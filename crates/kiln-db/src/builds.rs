@@ -428,9 +428,10 @@ impl Writer {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE steps SET complete_at = $1, results = $2 WHERE buildid = $3 AND complete_at IS NULL")
+            sqlx::query(FINISH_OPEN_STEPS)
                 .bind(now)
                 .bind(results.code())
+                .bind(format!(" ({})", results.name()))
                 .bind(id.0)
                 .execute(&mut *tx)
                 .await?;
@@ -474,6 +475,11 @@ impl Writer {
 }
 
 /// Ends a build with its result and final state string.
+/// Finishes the steps of a build that its runner could not finish (the master stopped or died
+/// under it) with the build's result, each saying so after its name as a finished step does.
+const FINISH_OPEN_STEPS: &str = "UPDATE steps SET complete_at = $1, results = $2, \
+     state_string = name || $3 WHERE buildid = $4 AND complete_at IS NULL";
+
 fn push_finish_build(batch: &mut Batch, id: BuildId, results: Results, state: &str, now: i64) {
     batch.push(
         "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
@@ -484,6 +490,24 @@ fn push_finish_build(batch: &mut Batch, id: BuildId, results: Results, state: &s
             SqlValue::Int(id.0),
         ],
     );
+    // A build ends RETRY when it was interrupted: a step may still be open. Builds that end
+    // otherwise finished every step already, and skip the statement.
+    if results == Results::Retry {
+        batch.push(
+            FINISH_OPEN_STEPS,
+            vec![
+                SqlValue::Int(now),
+                SqlValue::Int(results.code()),
+                SqlValue::Text(format!(" ({})", results.name())),
+                SqlValue::Int(id.0),
+            ],
+        );
+        batch.push(
+            "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
+             (SELECT id FROM steps WHERE buildid = $1)",
+            vec![SqlValue::Int(id.0)],
+        );
+    }
 }
 
 /// A build just started by [`Db::claim_and_start_build`], with its buildset's properties and source

@@ -60,8 +60,9 @@ impl Db {
 }
 
 impl Writer {
-    /// Adds and starts the next step of a build, with its first state string, and finishes the
-    /// previous step (`finishing`) in the same write. A name already used in the build gets a `_2`,
+    /// Adds and starts the next step of a build, with its first state string (which the build
+    /// takes too, so that a running build says what it is doing), and finishes the previous step
+    /// (`finishing`) in the same write. A name already used in the build gets a `_2`,
     /// `_3`, … suffix, as Buildbot does; the name actually used is returned.
     ///
     /// The logs named in `logs` are created with the step, in the same write, and their ids
@@ -106,6 +107,13 @@ impl Writer {
                         SqlValue::Text(log_type.code().to_string()),
                         SqlValue::Int(build.0),
                     ],
+                );
+            }
+            // The running build says what it is doing: its current step's words.
+            if !state.is_empty() {
+                batch.push(
+                    "UPDATE builds SET state_string = $1 WHERE id = $2",
+                    vec![SqlValue::Text(state.to_string()), SqlValue::Int(build.0)],
                 );
             }
             match batch.run(self).await {

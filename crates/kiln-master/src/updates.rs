@@ -489,6 +489,12 @@ impl Updates {
             name: name.clone(),
         });
         self.events.publish(Event::StepStarted { step: id });
+        if !state.is_empty() {
+            self.events.publish(Event::BuildStateString {
+                build,
+                state: state.to_string(),
+            });
+        }
         for (log, (log_name, _)) in log_ids.iter().zip(logs) {
             self.events.publish(Event::LogNew {
                 log: *log,

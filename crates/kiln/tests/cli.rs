@@ -231,6 +231,19 @@ fn a_master_killed_mid_build_loses_no_request_and_stop_stops_it() {
         builds["builds"][0]["buildrequestid"],
         builds["builds"][1]["buildrequestid"]
     );
+    // The step the crash interrupted is finished too, and says how it ended.
+    let steps = curl(&[&format!(
+        "http://127.0.0.1:{www}/api/v2/builds/{}/steps",
+        builds["builds"][0]["buildid"]
+    )]);
+    let last = steps["steps"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["complete"], true, "{steps}");
+    assert_eq!(last["results"], 5, "{steps}");
+    assert_eq!(
+        last["state_string"],
+        format!("{} (retry)", last["name"].as_str().unwrap()),
+        "{steps}"
+    );
 
     let out = kiln(&["stop", dir.path().to_str().unwrap()]);
     assert!(

@@ -141,7 +141,7 @@ pub async fn force(
 ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>), ForceError> {
     let mut errors = BTreeMap::new();
     let ids = master.builder_ids();
-    let builders: Vec<String> = match params.get("builderNames") {
+    let mut builders: Vec<String> = match params.get("builderNames") {
         Some(Value::Array(names)) => names
             .iter()
             .filter_map(|n| n.as_str().map(str::to_string))
@@ -158,6 +158,9 @@ pub async fn force(
             None => scheduler.builder_names.clone(),
         },
     };
+    // A builder named twice gets one request, as Buildbot's set of builder names gives.
+    let mut seen = std::collections::BTreeSet::new();
+    builders.retain(|b| seen.insert(b.clone()));
     if builders.is_empty() {
         errors.insert(
             "builderid".into(),

@@ -218,6 +218,26 @@ async fn json_rpc_errors_name_the_problem() {
     assert_eq!(bs["meta"]["total"], 0);
 }
 
+/// A force naming a builder twice asks for one build of it, as Buildbot's set of names does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_naming_a_builder_twice_makes_one_request_for_it() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
+    let bsid = m
+        .force(json!({"builderNames": ["alpha", "alpha", "beta", "alpha"]}))
+        .await;
+    let (_, requests) = m.get(&format!("buildrequests?buildsetid={bsid}")).await;
+    let mut builders: Vec<i64> = requests["buildrequests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["builderid"].as_i64().unwrap())
+        .collect();
+    builders.sort_unstable();
+    assert_eq!(builders.len(), 2, "{requests}");
+    builders.dedup();
+    assert_eq!(builders.len(), 2, "{requests}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_rebuild_and_priority_controls() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;

@@ -594,3 +594,83 @@ c['schedulers'] = [schedulers.AnyBranchScheduler(name='ci', builderNames=['b1'],
     assert!(text.contains("ob1 True False none\n"), "{text}");
     m.stop().await;
 }
+
+/// While a build runs, its state string says what its current step is doing, as its step's
+/// does; at the end it is the build's summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_build_s_state_string_follows_its_current_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let body = format!(
+        r#"
+f = util.BuildFactory([
+    steps.ShellCommand(name='first', command=['true']),
+    steps.ShellCommand(name='wait', description='waiting for go', command=['sh', '-c',
+        'while [ ! -e {go} ]; do sleep 0.05; done'])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+"#,
+        go = go.display()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+    m.start_worker("w1", "pass").await;
+    let bsid = m.force(json!({"builderNames": ["b"]})).await;
+    let www = m.www();
+    m.wait_until("steps.*.started", || {
+        let www = www.clone();
+        async move {
+            let (_, steps) =
+                crate::harness::http(&www, "GET", "/api/v2/steps?name=wait", None).await;
+            steps["meta"]["total"] == 1
+        }
+    })
+    .await;
+    let (_, build) = m.get("builds/1").await;
+    let (_, step) = m.get("builds/1/steps/wait").await;
+    assert_eq!(step["steps"][0]["state_string"], "waiting for go");
+    assert_eq!(
+        build["builds"][0]["state_string"], "waiting for go",
+        "{build}"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(m.wait_buildset(bsid).await, 0);
+    let (_, build) = m.get("builds/1").await;
+    assert_eq!(build["builds"][0]["state_string"], "build successful");
+}
+
+/// A master stopped under a running build ends the build RETRY (its request runs again on the
+/// next start) and finishes the step that was running, which says so after its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_finishes_the_running_step_of_the_build_it_interrupts() {
+    let body = r#"
+f = util.BuildFactory([steps.ShellCommand(name='forever', command=['sleep', '600'])])
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
+"#;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    m.start_worker("w1", "pass").await;
+    m.force(json!({"builderNames": ["b"]})).await;
+    let www = m.www();
+    m.wait_until("steps.*.started", || {
+        let www = www.clone();
+        async move {
+            let (_, steps) =
+                crate::harness::http(&www, "GET", "/api/v2/steps?name=forever", None).await;
+            steps["meta"]["total"] == 1
+        }
+    })
+    .await;
+    m.stop().await;
+    let db =
+        kiln_master::master::open_database(m.dir.path(), &kiln_config::load(m.dir.path()).unwrap())
+            .await
+            .unwrap();
+    let build = db.get_build(kiln_core::BuildId(1)).await.unwrap().unwrap();
+    assert_eq!(build.results, Some(5), "RETRY");
+    let page =
+        kiln_db::listing::Page::eq("name", kiln_db::listing::SqlValue::Text("forever".into()));
+    let (steps, _) = db.list_steps(&page).await.unwrap();
+    assert!(steps[0].complete_at.is_some(), "{steps:?}");
+    assert_eq!(steps[0].results, Some(5), "RETRY");
+    assert_eq!(steps[0].state_string, "forever (retry)");
+}
