@@ -293,6 +293,10 @@ pub struct WorkerConfig {
     /// (`WorkerMissingGenerator`).
     pub notify_on_missing: Vec<String>,
     pub missing_timeout: i64,
+    /// Seconds between the master's keepalives to this worker (`keepalive_interval`); a worker
+    /// that does not answer one within as long is lost, and its builds are retried. `None`
+    /// leaves it to the master's default.
+    pub keepalive_interval: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

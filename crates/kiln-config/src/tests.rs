@@ -346,6 +346,28 @@ fn each_protocol_gets_its_port_and_unsupported_keys_warn() {
 }
 
 #[test]
+fn a_worker_s_keepalive_interval_is_kept_and_checked() {
+    let c = load_str(
+        "master.star",
+        "BuildmasterConfig = {'workers': [worker.Worker('w1', 'pw', keepalive_interval=30), worker.Worker('w2', 'pw')]}\n",
+    )
+    .unwrap();
+    assert_eq!(c.workers[0].keepalive_interval, Some(30));
+    assert_eq!(c.workers[1].keepalive_interval, None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let text = load_str(
+        "master.star",
+        "BuildmasterConfig = {'workers': [worker.Worker('w1', 'pw', keepalive_interval=0)]}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("keepalive_interval must be a positive number of seconds, not 0"),
+        "{text}"
+    );
+}
+
+#[test]
 fn deeply_nested_values_are_refused_not_overflowed() {
     let src = "x = []\nfor i in range(200):\n    x = [x]\nBuildmasterConfig = {'properties': {'deep': x}}\n";
     let text = load_str("master.star", src).unwrap_err().to_string();

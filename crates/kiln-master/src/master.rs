@@ -48,8 +48,10 @@ pub struct Master {
     draining: watch::Sender<bool>,
 }
 
-/// Buildbot's master sends a keepalive to each worker this often.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the master sends each worker a keepalive unless the worker's `keepalive_interval`
+/// says otherwise. Buildbot waits an hour; a worker that hangs (a frozen process, a network that
+/// drops packets) would be shown connected, and its build running, for that long.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a new connection may take to introduce itself: an HTTP client to send its request
 /// headers, a worker to finish the attach handshake.
@@ -62,8 +64,8 @@ pub struct StartOptions {
     /// Overrides the configured web port (0 picks a free one).
     pub www_port: Option<u16>,
     pub clock: Arc<dyn Clock>,
-    /// How often the master sends each worker a `keepalive`, as Buildbot's master does; a worker that
-    /// does not answer within the same time is disconnected.
+    /// How often the master sends each worker a `keepalive` when the worker's configuration
+    /// does not say; a worker that does not answer within the same time is lost.
     pub keepalive_interval: Duration,
     /// How long a connection to either port may stay without introducing itself before it is
     /// closed: the request headers on the web port, the worker's whole attach handshake.

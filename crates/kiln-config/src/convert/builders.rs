@@ -33,16 +33,25 @@ pub(super) fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConf
         }),
     };
     let properties = cx.properties(w.field("properties"), "the worker's properties", loc);
-    for unsupported in [
-        "defaultProperties",
-        "keepalive_interval",
-        "locks",
-        "machine_name",
-    ] {
+    for unsupported in ["defaultProperties", "locks", "machine_name"] {
         if w.field(unsupported).is_some_and(|n| *n != Node::None) {
             cx.warn(loc, format!("worker '{name}': {unsupported} is not supported by this version of kiln and is ignored"));
         }
     }
+    let keepalive_interval = match w.field("keepalive_interval") {
+        None | Some(Node::None) => None,
+        Some(n) => match cx.int(n, "keepalive_interval", loc) {
+            Some(t) if t > 0 => u64::try_from(t).ok(),
+            Some(t) => {
+                cx.error(
+                    loc,
+                    format!("keepalive_interval must be a positive number of seconds, not {t}"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
     let notify_on_missing = cx.strings(w.field("notify_on_missing"), "notify_on_missing", loc);
     let missing_timeout = match w.field("missing_timeout") {
         None | Some(Node::None) => DEFAULT_MISSING_TIMEOUT,
@@ -65,6 +74,7 @@ pub(super) fn worker(cx: &mut Cx, loc: &Location, w: &Node) -> Option<WorkerConf
         properties,
         notify_on_missing,
         missing_timeout,
+        keepalive_interval,
     })
 }
 

@@ -229,7 +229,14 @@ pub async fn attach(master: Arc<Master>, conn: Arc<Connection>) {
         conn.close(&why.to_string()).await;
         return;
     }
-    keepalive(&conn, master.keepalive_interval).await;
+    let interval = master
+        .config()
+        .workers
+        .iter()
+        .find(|w| w.name == conn.name)
+        .and_then(|w| w.keepalive_interval)
+        .map_or(master.keepalive_interval, Duration::from_secs);
+    keepalive(&conn, interval).await;
 }
 
 /// The worker asked to stop once it is idle (a PB worker's `shutdown`): it takes no new build, and
@@ -260,7 +267,9 @@ pub fn shut_down_when_idle(master: &Arc<Master>, conn: &Arc<Connection>) {
 }
 
 /// Sends `keepalive` at every interval until the connection closes; a worker that does not answer
-/// within an interval is disconnected, so a dead connection is noticed even when the socket is not.
+/// within an interval is disconnected, so a hung worker or a dead connection is noticed even when
+/// the socket is not, and its builds end RETRY to run again elsewhere. A worker busy with its
+/// commands still answers: keepalives are handled beside the commands on both protocols.
 async fn keepalive(conn: &Connection, interval: Duration) {
     loop {
         tokio::select! {
@@ -269,7 +278,7 @@ async fn keepalive(conn: &Connection, interval: Duration) {
         }
         if conn.request_within(Op::Keepalive, interval).await.is_err() {
             if !conn.is_closed() {
-                tracing::warn!(worker = %conn.name, "worker did not answer a keepalive; disconnecting");
+                tracing::warn!(worker = %conn.name, waited = ?interval, "worker did not answer a keepalive; it is lost");
                 conn.close("keepalive not answered").await;
             }
             return;

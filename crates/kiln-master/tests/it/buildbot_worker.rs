@@ -374,3 +374,85 @@ async fn stopped_and_reconfigured(protocol: Protocol) {
     let _ = child.kill().await;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_stock_worker_over_pb_is_lost_and_its_build_runs_elsewhere() {
+    hung_worker(Protocol::Pb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_stock_worker_over_msgpack_is_lost_and_its_build_runs_elsewhere() {
+    hung_worker(Protocol::Msgpack).await;
+}
+
+/// A stock worker busy with a step longer than several keepalive intervals keeps its build;
+/// frozen with SIGSTOP, it is lost once a keepalive goes unanswered, and its build ends RETRY
+/// and runs again on another worker.
+async fn hung_worker(protocol: Protocol) {
+    let Some(exe) = buildbot_worker() else { return };
+    let marker = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"
+c['workers'] = [worker.Worker('w1', 'pass', keepalive_interval=1), worker.Worker('w2', 'pass2')]
+slow = util.BuildFactory([steps.ShellCommand(name='busy', command=['sleep', '3'])])
+hang = util.BuildFactory([steps.ShellCommand(name='hang', command=['sh', '-c',
+    'if [ -e {m}/again ]; then echo second run; else touch {m}/again; sleep 600; fi'])])
+c['builders'] = [util.BuilderConfig(name='slow', workernames=['w1'], factory=slow),
+                 util.BuilderConfig(name='hang', workernames=['w1', 'w2'], factory=hang)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow', 'hang'])]
+"#,
+        m = marker.path().display()
+    );
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+    let worker_dir = m.path("bbworker");
+    std::fs::create_dir_all(&worker_dir).unwrap();
+    let mut child = start_buildbot_worker(&m, &exe, &worker_dir, protocol);
+    m.wait_attached("w1").await;
+
+    // Slow but alive: three seconds of work across three keepalives.
+    let slow = m.force(json!({"builderNames": ["slow"]})).await;
+    assert_eq!(
+        m.wait_buildset(slow).await,
+        0,
+        "a busy worker keeps its build"
+    );
+
+    let hang = m.force(json!({"builderNames": ["hang"]})).await;
+    let www = m.www();
+    m.wait_until("steps.*.started", || {
+        let www = www.clone();
+        async move {
+            let (_, steps) =
+                crate::harness::http(&www, "GET", "/api/v2/steps?name=hang", None).await;
+            steps["meta"]["total"] == 1
+        }
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    m.wait_event("workers.*.disconnected").await;
+    m.wait_until("builds.*.finished", || {
+        let www = www.clone();
+        async move {
+            let (_, builds) =
+                crate::harness::http(&www, "GET", "/api/v2/builders/hang/builds", None).await;
+            builds["builds"][0]["results"] == 5
+        }
+    })
+    .await;
+    // The request runs again, on the worker that answers.
+    m.start_worker("w2", "pass2").await;
+    assert_eq!(m.wait_buildset(hang).await, 0);
+    let (_, builds) = m.get("builders/hang/builds").await;
+    assert_eq!(builds["meta"]["total"], 2, "{builds}");
+    signal("-CONT");
+    let _ = child.kill().await;
+    m.stop().await;
+}
