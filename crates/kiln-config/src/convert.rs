@@ -74,6 +74,7 @@ const KNOWN: &[&str] = &[
     "properties",
     "collapseRequests",
     "multiMaster",
+    "hiddenEnvironment",
     // Buildbot 0.8's names, read as their modern ones (`legacy_keys`).
     "slaves",
     "slavePortnum",
@@ -220,6 +221,17 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         let loc = cx.key_loc("multiMaster");
         cx.boolean(get("multiMaster"), false, "c['multiMaster']", &loc)
     };
+    let hidden_environment = match get("hiddenEnvironment") {
+        None => HiddenEnvironment::default(),
+        Some(v) => {
+            let loc = cx.key_loc("hiddenEnvironment");
+            let patterns = cx.strings(Some(v), "c['hiddenEnvironment']", &loc);
+            HiddenEnvironment::new(patterns).unwrap_or_else(|e| {
+                cx.error(&loc, format!("c['hiddenEnvironment']: {e}"));
+                HiddenEnvironment::default()
+            })
+        }
+    };
     // Each with where it was written, for the problems the cross-check finds.
     let workers = objects(&mut cx, get("workers"), "workers", "Worker")
         .into_iter()
@@ -283,6 +295,7 @@ pub fn master_config(file: &str, source: &str, root: &Node) -> Result<MasterConf
         properties,
         collapse_requests,
         multi_master,
+        hidden_environment,
         prioritize_builders,
         codebase_generator,
         revlink,

@@ -70,6 +70,9 @@ pub struct MasterConfig {
     /// `c['multiMaster']`: other masters share the database, so schedulers may name builders that
     /// only other masters define, as in Buildbot.
     pub multi_master: bool,
+    /// `c['hiddenEnvironment']`: the environment variables whose values a step's header, which
+    /// lists the worker's whole environment as Buildbot's does, shows as `<hidden>`.
+    pub hidden_environment: HiddenEnvironment,
     /// `c['prioritizeBuilders']`: orders the builders with waiting requests.
     pub prioritize_builders: Option<kiln_core::changefilter::FnRef>,
     /// `c['codebaseGenerator']`: gives each new change its codebase from its other attributes.
@@ -322,4 +325,73 @@ pub struct BuilderConfig {
     pub can_start_build: Option<kiln_core::changefilter::FnRef>,
     /// Locks held for the whole build.
     pub locks: Vec<LockAccess>,
+}
+
+/// Names of environment variables whose values are hidden, as shell patterns matched without
+/// regard to case (`*TOKEN*`).
+#[derive(Debug, Clone)]
+pub struct HiddenEnvironment {
+    patterns: Vec<String>,
+    matcher: regex::Regex,
+}
+
+/// The names that say a variable holds a secret, unless `c['hiddenEnvironment']` says otherwise.
+pub const DEFAULT_HIDDEN_ENVIRONMENT: &[&str] = &[
+    "*TOKEN*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*KEY*",
+    "*CREDENTIAL*",
+];
+
+impl HiddenEnvironment {
+    /// The patterns, or `Err` with the one that is not a name pattern.
+    pub fn new(patterns: Vec<String>) -> Result<Self, String> {
+        if let Some(bad) = patterns.iter().find(|p| {
+            p.is_empty()
+                || !p
+                    .chars()
+                    .all(|c| c == '*' || c == '_' || c.is_ascii_alphanumeric())
+        }) {
+            return Err(format!(
+                "{bad:?} is not a pattern of environment variable names (letters, digits, _ and *)"
+            ));
+        }
+        let alternatives: Vec<String> = patterns
+            .iter()
+            .map(|p| {
+                p.split('*')
+                    .map(regex::escape)
+                    .collect::<Vec<_>>()
+                    .join(".*")
+            })
+            .collect();
+        let matcher = regex::RegexBuilder::new(&format!("^(?:{})$", alternatives.join("|")))
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HiddenEnvironment { patterns, matcher })
+    }
+
+    /// Whether the value of the variable `name` is hidden.
+    pub fn hides(&self, name: &str) -> bool {
+        !self.patterns.is_empty() && self.matcher.is_match(name)
+    }
+}
+
+impl Default for HiddenEnvironment {
+    fn default() -> Self {
+        let patterns = DEFAULT_HIDDEN_ENVIRONMENT
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        HiddenEnvironment::new(patterns).expect("the default patterns are valid")
+    }
+}
+
+impl PartialEq for HiddenEnvironment {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
 }

@@ -368,6 +368,37 @@ fn a_worker_s_keepalive_interval_is_kept_and_checked() {
 }
 
 #[test]
+fn hidden_environment_patterns_are_checked() {
+    let c = load_str("master.star", "BuildmasterConfig = {}\n").unwrap();
+    assert!(c.hidden_environment.hides("GITHUB_TOKEN"));
+    assert!(c.hidden_environment.hides("aws_secret_access_key"));
+    assert!(!c.hidden_environment.hides("PATH"));
+    let c = load_str(
+        "master.star",
+        "BuildmasterConfig = {'hiddenEnvironment': ['MY_*']}\n",
+    )
+    .unwrap();
+    assert!(c.hidden_environment.hides("my_var"));
+    assert!(!c.hidden_environment.hides("GITHUB_TOKEN"));
+    let c = load_str(
+        "master.star",
+        "BuildmasterConfig = {'hiddenEnvironment': []}\n",
+    )
+    .unwrap();
+    assert!(!c.hidden_environment.hides("GITHUB_TOKEN"));
+    let text = load_str(
+        "master.star",
+        "BuildmasterConfig = {'hiddenEnvironment': ['TOKEN(']}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("c['hiddenEnvironment']: \"TOKEN(\" is not a pattern"),
+        "{text}"
+    );
+}
+
+#[test]
 fn deeply_nested_values_are_refused_not_overflowed() {
     let src = "x = []\nfor i in range(200):\n    x = [x]\nBuildmasterConfig = {'properties': {'deep': x}}\n";
     let text = load_str("master.star", src).unwrap_err().to_string();

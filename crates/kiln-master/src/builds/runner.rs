@@ -230,7 +230,7 @@ async fn run_steps(
         stop: &stop,
         worker,
         props: build.props.clone(),
-        redactions: crate::secrets::Redactions::default(),
+        redactions: crate::secrets::Redactions::new(master.config().hidden_environment.clone()),
     };
     let mut results = Results::Success;
     let mut terminated = false;

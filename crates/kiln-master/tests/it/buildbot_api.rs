@@ -477,7 +477,16 @@ async fn scenario(m: &mut TestMaster, answers: &[Recorded]) -> BTreeMap<String, 
     })
     .await;
     let bsid = m.force(json!({"builderNames": ["slow"]})).await;
-    m.wait_event("steps.*.started").await;
+    // Its `sleep` step, not the worker's preparation, is running when it is stopped.
+    let www = m.www();
+    m.wait_until("steps.*.started", || {
+        let www = www.clone();
+        async move {
+            let (_, b) = http(&www, "GET", "/api/v2/steps?name=sleep&complete=false", None).await;
+            b["meta"]["total"] == 1
+        }
+    })
+    .await;
     let (_, running) = m.get("builds?complete=false").await;
     let slow = running["builds"][0]["buildid"].as_i64().unwrap();
     let r = answers

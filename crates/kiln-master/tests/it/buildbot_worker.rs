@@ -428,6 +428,15 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow',
         }
     })
     .await;
+    // The step has started on the master; the worker's shell marks when it runs there.
+    let again = marker.path().join("again");
+    tokio::time::timeout(crate::harness::WAIT, async {
+        while !again.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker runs the step");
     let pid = child.id().unwrap().to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
@@ -454,5 +463,80 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['slow',
     assert_eq!(builds["meta"]["total"], 2, "{builds}");
     signal("-CONT");
     let _ = child.kill().await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_across_a_cut_line_is_hidden_with_kiln_s_worker() {
+    secret_across_the_cut(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_across_a_cut_line_is_hidden_with_the_stock_worker_over_pb() {
+    secret_across_the_cut(Some(Protocol::Pb)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_across_a_cut_line_is_hidden_with_the_stock_worker_over_msgpack() {
+    secret_across_the_cut(Some(Protocol::Msgpack)).await;
+}
+
+/// Workers cut output lines at 4,096 characters. A secret printed at every offset around the
+/// cut, and one printed in two writes a moment apart, never shows, whole or in pieces.
+async fn secret_across_the_cut(stock: Option<Protocol>) {
+    let exe = match stock {
+        Some(_) => match buildbot_worker() {
+            Some(exe) => Some(exe),
+            None => return,
+        },
+        None => None,
+    };
+    let body = r#"
+c['secretsProviders'] = [secrets.SecretInAFile('secrets')]
+script = '''for n in $(seq 4070 4100); do printf "%${n}s" x; printf '%s\n' "$TOK"; done
+printf "%4090s" x; printf '%s' "$TOK" | cut -c1-7 | tr -d '\n'; sleep 0.3; printf '%s\n' "$TOK" | cut -c8-'''
+f = util.BuildFactory([steps.ShellCommand(name='print', command=['sh', '-c', script],
+    env={'TOK': util.Secret('tok')})])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/tok"), "s3cr3t-value-42").unwrap();
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", body)).await;
+    let mut child = None;
+    match (stock, &exe) {
+        (Some(protocol), Some(exe)) => {
+            let worker_dir = m.path("bbworker");
+            child = Some(start_buildbot_worker(&m, exe, &worker_dir, protocol));
+            m.wait_attached("w1").await;
+        }
+        _ => {
+            m.start_worker("w1", "pass").await;
+        }
+    }
+    assert_eq!(m.force_and_wait(json!({})).await, 0);
+    let (_, raw) = crate::harness::http_text(
+        &m.www(),
+        "GET",
+        "/api/v2/builds/1/steps/print/logs/stdio/raw",
+        None,
+        &[],
+    )
+    .await;
+    // Joined again, the pieces of a secret the cut left would make it whole.
+    let joined = raw.replace('\n', "");
+    assert!(!joined.contains("s3cr3t"), "{raw}");
+    assert!(!joined.contains("value-42"), "{raw}");
+    // 32 printed, and the environment the header lists. Buildbot's worker over PB, which cuts
+    // at 4,096 characters whatever the master says, repeats the end of some cut lines.
+    let hidden = joined.matches("<tok>").count();
+    match stock {
+        Some(Protocol::Pb) => assert!(hidden >= 33, "{hidden}: {raw}"),
+        _ => assert_eq!(hidden, 33, "{raw}"),
+    }
+    if let Some(mut child) = child {
+        let _ = child.kill().await;
+    }
     m.stop().await;
 }

@@ -674,3 +674,50 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
     assert_eq!(steps[0].results, Some(5), "RETRY");
     assert_eq!(steps[0].state_string, "forever (retry)");
 }
+
+/// A step's header lists the worker's environment, as Buildbot's does, with the values of the
+/// variables whose names say they are secret hidden; `c['hiddenEnvironment']` says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_looking_environment_values_are_hidden_in_step_headers() {
+    let steps = r#"
+f = util.BuildFactory([steps.ShellCommand(name='env', command=['true'],
+    env={'API_TOKEN': 'tok-value-1', 'db_password': 'pw-value-2', 'PATH_EXTRA': 'plain-value-3'})])
+c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
+"#;
+    for (extra, hidden, shown) in [
+        (
+            "",
+            &["API_TOKEN", "db_password"][..],
+            &["PATH_EXTRA=plain-value-3"][..],
+        ),
+        (
+            "c['hiddenEnvironment'] = ['path_*']\n",
+            &["PATH_EXTRA"][..],
+            &["API_TOKEN=tok-value-1", "db_password=pw-value-2"][..],
+        ),
+    ] {
+        let body = format!("{steps}{extra}");
+        let mut m = TestMaster::start(&config("sqlite:///state.sqlite", &body)).await;
+        m.start_worker("w1", "pass").await;
+        assert_eq!(m.force_and_wait(json!({"builderNames": ["b1"]})).await, 0);
+        let (_, raw) = http_text(
+            &m.www(),
+            "GET",
+            "/api/v2/builds/1/steps/env/logs/stdio/raw",
+            None,
+            &[],
+        )
+        .await;
+        for name in hidden {
+            assert!(
+                raw.contains(&format!("\n  {name}=<hidden>\n")),
+                "{name}: {raw}"
+            );
+        }
+        for line in shown {
+            assert!(raw.contains(&format!("\n  {line}\n")), "{line}: {raw}");
+        }
+        m.stop().await;
+    }
+}
