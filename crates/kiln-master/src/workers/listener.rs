@@ -42,11 +42,36 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 
 async fn upgrade(
     State(master): State<Arc<Master>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(auth) = headers.get("authorization") else {
+    let mut auths = headers.get_all("authorization").iter();
+    let Some(auth) = auths.next() else {
         return refuse(StatusCode::UNAUTHORIZED, "authentication required");
+    };
+    // Two headers could be read differently by a proxy in front and by the master.
+    if auths.next().is_some() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "more than one Authorization header",
+        );
+    }
+    let ip = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|p| p.0.ip());
+    // An address that failed too often waits before each answer, whatever the answer.
+    if let Some(ip) = ip {
+        tokio::time::sleep(master.workers.guard.delay(ip)).await;
+    }
+    let refused = |name: &str, why: &str| {
+        if let Some(ip) = ip {
+            master
+                .workers
+                .guard
+                .failed(ip, name, why, std::time::Instant::now());
+        }
+        refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password")
     };
     let Some(encoded) = auth.to_str().ok().and_then(|v| v.strip_prefix("Basic ")) else {
         return refuse(StatusCode::BAD_REQUEST, "malformed Authorization header");
@@ -62,12 +87,13 @@ async fn upgrade(
         return refuse(StatusCode::BAD_REQUEST, "malformed Authorization header");
     };
     let Some(expected) = master.workers.password(name) else {
-        tracing::warn!(worker = name, "refused connection from unknown worker");
-        return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
+        return refused(name, "unknown worker");
     };
     if !same_secret(expected.as_bytes(), password.as_bytes()) {
-        tracing::warn!(worker = name, "refused connection: wrong password");
-        return refuse(StatusCode::UNAUTHORIZED, "unknown worker or wrong password");
+        return refused(name, "wrong password");
+    }
+    if let Some(ip) = ip {
+        master.workers.guard.succeeded(ip);
     }
     let Ok(ws) = ws else {
         return refuse(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");

@@ -32,6 +32,8 @@ pub struct Workers {
     slots: Mutex<HashMap<String, Slot>>,
     /// Woken whenever a worker finishes a build.
     released: tokio::sync::Notify,
+    /// Refused logins per address, on both protocols.
+    pub guard: super::guard::LoginGuard,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

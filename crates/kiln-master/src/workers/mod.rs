@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod connection;
+pub mod guard;
 pub mod listener;
 pub mod manager;
 pub mod pb;

@@ -340,3 +340,55 @@ async fn an_oversized_frame_closes_only_that_connection() {
         "every other worker is still served"
     );
 }
+
+/// Guessing is slowed down: after a few refused logins from an address, each answer to it waits,
+/// longer every time; a second `Authorization` header is refused; the right password still gets
+/// in, and clears the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_worker_passwords_is_slowed_down_per_address() {
+    use kiln_master::workers::guard::FREE_FAILURES;
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    let port = m.worker_port();
+    let wrong = basic("w1", "wrong");
+    for _ in 0..FREE_FAILURES + 2 {
+        let refused = connect(port, Some(&wrong)).await.expect_err("refused");
+        assert_eq!(status(refused), 401);
+    }
+    // Seven failures: the next answer waits 100 ms doubled twice.
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        status(connect(port, Some(&wrong)).await.expect_err("refused")),
+        401
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_millis(400),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert!(m.master().workers.guard.delay(local) >= Duration::from_millis(800));
+
+    let mut request = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    for auth in [basic("w1", "pass"), basic("w2", "pass2")] {
+        request
+            .headers_mut()
+            .append("Authorization", auth.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 400);
+            let body =
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(
+                body.contains("more than one Authorization header"),
+                "{body}"
+            );
+        }
+        other => panic!("two Authorization headers are refused: {other:?}"),
+    }
+
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.master().workers.guard.delay(local), Duration::ZERO);
+}

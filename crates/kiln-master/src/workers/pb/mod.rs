@@ -490,14 +490,19 @@ impl Session {
                 "",
             )
         };
+        let guard = &self.master.workers.guard;
+        let ip = self.peer.ip();
+        // An address that failed too often waits before each answer, whatever the answer.
+        tokio::time::sleep(guard.delay(ip)).await;
         let Some(expected) = expected else {
-            tracing::warn!(worker = %name, peer = %self.peer, "refused a PB login from an unknown worker");
+            guard.failed(ip, &name, "unknown worker (PB)", std::time::Instant::now());
             return Err(unauthorized());
         };
         if !same_secret(&expected, &digest) {
-            tracing::warn!(worker = %name, peer = %self.peer, "refused a PB login: wrong password");
+            guard.failed(ip, &name, "wrong password (PB)", std::time::Instant::now());
             return Err(unauthorized());
         }
+        guard.succeeded(ip);
         let Some(worker) = self.master.workers.id(&name) else {
             return Err(unauthorized());
         };
