@@ -157,12 +157,13 @@ pub trait Control: Send + Sync {
         scheduler: &'a str,
         job: TryJob,
     ) -> BoxFuture<'a, Result<Submitted, ApiError>>;
-    /// Stores a change (from a hook) and lets the schedulers see it.
-    fn add_change<'a>(
+    /// Stores the changes of one hook request in one write, in order, and lets the schedulers
+    /// see them.
+    fn add_changes<'a>(
         &'a self,
         actor: &'a Actor,
-        change: NewChange,
-    ) -> BoxFuture<'a, Result<ChangeId, ApiError>>;
+        changes: Vec<NewChange>,
+    ) -> BoxFuture<'a, Result<Vec<ChangeId>, ApiError>>;
     /// Asks change pollers to poll now and waits for their polls; an unknown name is not polled.
     fn poke_pollers<'a>(
         &'a self,

@@ -170,8 +170,40 @@ impl Writer {
         now: i64,
         record: impl Recorder<ChangeId>,
     ) -> Result<ChangeId> {
+        let ids = self
+            .add_changes(std::slice::from_ref(c), now, |ids: &Vec<ChangeId>| {
+                ids.iter().flat_map(&record).collect()
+            })
+            .await?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| DbError::Corrupt("storing a change returned no id".into()))
+    }
+
+    /// Stores changes in one transaction, in order: a push of thousands of commits is one write,
+    /// and is stored whole or not at all.
+    pub async fn add_changes(
+        &self,
+        changes: &[NewChange],
+        now: i64,
+        record: impl Recorder<Vec<ChangeId>>,
+    ) -> Result<Vec<ChangeId>> {
         let _w = self.write_guard().await;
         let mut tx = self.wpool.begin().await?;
+        let mut ids = Vec::with_capacity(changes.len());
+        for c in changes {
+            ids.push(Self::insert_change(&mut tx, c, now).await?);
+        }
+        eventlog::insert(&mut tx, self.backend(), &record(&ids)).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn insert_change(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        c: &NewChange,
+        now: i64,
+    ) -> Result<ChangeId> {
         let ss = SourceStamp {
             codebase: c.codebase.clone(),
             repository: c.repository.clone(),
@@ -180,7 +212,7 @@ impl Writer {
             project: c.project.clone(),
             patch: None,
         };
-        let ssid = Self::find_sourcestamp_id_in(&mut tx, &ss, now).await?;
+        let ssid = Self::find_sourcestamp_id_in(tx, &ss, now).await?;
         let r = sqlx::query(
             "INSERT INTO changes (author, committer, comments, branch, revision, revlink, when_timestamp, category, \
              repository, codebase, project, sourcestampid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -198,14 +230,14 @@ impl Writer {
         .bind(&c.codebase)
         .bind(&c.project)
         .bind(ssid.0)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let id = r.int("changeid")?;
         for f in &c.files {
             sqlx::query("INSERT INTO change_files (changeid, filename) VALUES ($1, $2)")
                 .bind(id)
                 .bind(f)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         for (name, prop) in c.properties.iter() {
@@ -214,20 +246,18 @@ impl Writer {
                 .bind(id)
                 .bind(name)
                 .bind(value)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         if !c.author.is_empty() {
             let kind = c.vcs.as_deref().unwrap_or("author");
-            let uid = crate::users::find_or_create_in(&mut tx, kind, &c.author).await?;
+            let uid = crate::users::find_or_create_in(tx, kind, &c.author).await?;
             sqlx::query("INSERT INTO change_users (changeid, uid) VALUES ($1, $2)")
                 .bind(id)
                 .bind(uid)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        eventlog::insert(&mut tx, self.backend(), &record(&ChangeId(id))).await?;
-        tx.commit().await?;
         Ok(ChangeId(id))
     }
 }

@@ -270,15 +270,15 @@ impl Control for Boundary {
 
     /// A change is let through here: the change hooks' own credentials were checked at the
     /// hook, as in Buildbot, whose sites lock their pages down and keep their hooks open.
-    fn add_change<'a>(
+    fn add_changes<'a>(
         &'a self,
         actor: &'a Actor,
-        change: NewChange,
-    ) -> BoxFuture<'a, Result<ChangeId, ApiError>> {
+        changes: Vec<NewChange>,
+    ) -> BoxFuture<'a, Result<Vec<ChangeId>, ApiError>> {
         Box::pin(async move {
-            tracing::debug!(by = %who(actor), "a change");
+            tracing::debug!(by = %who(actor), changes = changes.len(), "changes");
             self.master
-                .add_change(change)
+                .add_changes(changes)
                 .await
                 .map_err(ApiError::internal)
         })

@@ -250,55 +250,78 @@ impl Master {
     }
 
     /// Stores a change, after `c['codebaseGenerator']` (if configured) has given it its codebase,
-    /// and wakes the schedulers. A generator that fails is logged and the change keeps the
-    /// codebase it came with.
+    /// and wakes the schedulers.
     pub async fn add_change(
         &self,
-        mut change: kiln_db::NewChange,
+        change: kiln_db::NewChange,
     ) -> anyhow::Result<kiln_core::ChangeId> {
-        let config = self.config();
-        if let Some(f) = config.codebase_generator {
-            let opt = |s: &Option<String>| s.as_ref().map_or(Data::None, |s| Data::Str(s.clone()));
-            let chdict = Data::Dict(
-                [
-                    ("author", Data::Str(change.author.clone())),
-                    ("committer", opt(&change.committer)),
-                    ("comments", Data::Str(change.comments.clone())),
-                    ("branch", opt(&change.branch)),
-                    ("revision", opt(&change.revision)),
-                    ("revlink", opt(&change.revlink)),
-                    ("when_timestamp", Data::Int(change.when_timestamp)),
-                    ("category", opt(&change.category)),
-                    ("repository", Data::Str(change.repository.clone())),
-                    ("codebase", Data::Str(change.codebase.clone())),
-                    ("project", Data::Str(change.project.clone())),
-                    (
-                        "files",
-                        Data::List(change.files.iter().map(|f| Data::Str(f.clone())).collect()),
-                    ),
-                ]
-                .into_iter()
-                .map(|(k, v)| (Data::Str(k.into()), v))
-                .collect(),
+        self.add_changes(vec![change])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("storing a change gave no id"))
+    }
+
+    /// Stores changes in one write, in order, each after `c['codebaseGenerator']` (if
+    /// configured) has given it its codebase, and wakes the schedulers once.
+    pub async fn add_changes(
+        &self,
+        mut changes: Vec<kiln_db::NewChange>,
+    ) -> anyhow::Result<Vec<kiln_core::ChangeId>> {
+        for change in &mut changes {
+            self.generate_codebase(change);
+        }
+        let ids = self.updates.add_changes(&changes).await?;
+        for (id, change) in ids.iter().zip(&changes) {
+            tracing::info!(
+                change = id.0, author = %change.author, branch = change.branch.as_deref().unwrap_or(""),
+                revision = change.revision.as_deref().unwrap_or(""), "change received"
             );
-            match config.functions.call(f, &[chdict], &[]) {
-                Ok(Data::Str(codebase)) => change.codebase = codebase,
-                Ok(Data::None) => {}
-                Ok(other) => tracing::error!(
-                    "codebaseGenerator returned {other:?}, not a string; the change keeps its codebase"
+        }
+        self.wake_schedulers();
+        Ok(ids)
+    }
+
+    /// Gives a change its codebase from `c['codebaseGenerator']`, if one is configured. A
+    /// generator that fails is logged and the change keeps the codebase it came with.
+    fn generate_codebase(&self, change: &mut kiln_db::NewChange) {
+        let config = self.config();
+        let Some(f) = config.codebase_generator else {
+            return;
+        };
+        let opt = |s: &Option<String>| s.as_ref().map_or(Data::None, |s| Data::Str(s.clone()));
+        let chdict = Data::Dict(
+            [
+                ("author", Data::Str(change.author.clone())),
+                ("committer", opt(&change.committer)),
+                ("comments", Data::Str(change.comments.clone())),
+                ("branch", opt(&change.branch)),
+                ("revision", opt(&change.revision)),
+                ("revlink", opt(&change.revlink)),
+                ("when_timestamp", Data::Int(change.when_timestamp)),
+                ("category", opt(&change.category)),
+                ("repository", Data::Str(change.repository.clone())),
+                ("codebase", Data::Str(change.codebase.clone())),
+                ("project", Data::Str(change.project.clone())),
+                (
+                    "files",
+                    Data::List(change.files.iter().map(|f| Data::Str(f.clone())).collect()),
                 ),
-                Err(error) => tracing::error!(
-                    "codebaseGenerator failed; the change keeps its codebase:\n{error}"
-                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (Data::Str(k.into()), v))
+            .collect(),
+        );
+        match config.functions.call(f, &[chdict], &[]) {
+            Ok(Data::Str(codebase)) => change.codebase = codebase,
+            Ok(Data::None) => {}
+            Ok(other) => tracing::error!(
+                "codebaseGenerator returned {other:?}, not a string; the change keeps its codebase"
+            ),
+            Err(error) => {
+                tracing::error!("codebaseGenerator failed; the change keeps its codebase:\n{error}")
             }
         }
-        let id = self.updates.add_change(&change).await?;
-        tracing::info!(
-            change = id.0, author = %change.author, branch = change.branch.as_deref().unwrap_or(""),
-            revision = change.revision.as_deref().unwrap_or(""), "change received"
-        );
-        self.wake_schedulers();
-        Ok(id)
     }
 
     /// Submits a buildset: stores it and its requests, collapses the older requests they make

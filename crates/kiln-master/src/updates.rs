@@ -204,20 +204,31 @@ impl Updates {
 
     /// Stores a change (with its source stamp, files and properties) and announces it.
     pub async fn add_change(&self, change: &NewChange) -> Result<ChangeId> {
+        let ids = self.add_changes(std::slice::from_ref(change)).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| kiln_db::DbError::Corrupt("storing a change gave no id".into()))
+    }
+
+    /// Stores changes in one write, in order, and announces each.
+    pub async fn add_changes(&self, changes: &[NewChange]) -> Result<Vec<ChangeId>> {
         let now = self.now();
-        let new = |id: &ChangeId| {
-            vec![Event::ChangeNew {
-                change: *id,
-                branch: change.branch.clone(),
-                repository: change.repository.clone(),
-            }]
+        let new = |ids: &Vec<ChangeId>| -> Vec<Event> {
+            ids.iter()
+                .zip(changes)
+                .map(|(id, change)| Event::ChangeNew {
+                    change: *id,
+                    branch: change.branch.clone(),
+                    repository: change.repository.clone(),
+                })
+                .collect()
         };
-        let id = self
+        let ids = self
             .db
-            .add_change(change, now, |id: &ChangeId| records(now, &new(id)))
+            .add_changes(changes, now, |ids: &Vec<ChangeId>| records(now, &new(ids)))
             .await?;
-        self.publish(new(&id));
-        Ok(id)
+        self.publish(new(&ids));
+        Ok(ids)
     }
 
     pub async fn add_buildset(

@@ -179,18 +179,22 @@ async fn receive(
         );
         changes.truncate(limit);
     }
-    let mut ids = Vec::with_capacity(changes.len());
-    for change in changes {
-        let id = services
+    // A push's changes are stored in one write: whole, or not at all.
+    let ids: Vec<i64> = if changes.is_empty() {
+        Vec::new()
+    } else {
+        services
             .control
-            .add_change(&actor, change)
+            .add_changes(&actor, changes)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, dialect = name, "storing a change");
+                tracing::error!(error = %e, dialect = name, "storing changes");
                 e
-            })?;
-        ids.push(id.0);
-    }
+            })?
+            .into_iter()
+            .map(|id| id.0)
+            .collect()
+    };
     Ok(answer(headers, &ids, None, dropped))
 }
 
