@@ -218,7 +218,9 @@ fn connection_churn_leaves_no_descriptor_or_memory_behind() {
     add_simulated_worker(dir.path());
     let mut master = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" start \"$1\""))
+        .arg(format!(
+            "ulimit -n {FD_LIMIT} && exec \"$0\" start --nodaemon \"$1\""
+        ))
         .arg(KILN)
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -262,6 +264,11 @@ fn connection_churn_leaves_no_descriptor_or_memory_behind() {
     });
     let start_fds = settled_fds(pid);
     let start_rss = rss_kib(pid);
+    // The master itself is measured: it runs in the foreground, as this process's child.
+    assert!(
+        start_fds > 0 && start_rss > 0,
+        "the master's descriptors and memory are read"
+    );
 
     for kind in kinds {
         runtime.block_on(churn(kind, worker_port, www, CYCLES));
