@@ -319,3 +319,84 @@ fn settled_fds(pid: u32) -> usize {
         last = now;
     }
 }
+
+/// Simulated workers attached for the measure of how attaching grows with their number.
+const MANY_WORKERS: usize = 5_000;
+
+/// A benchmark, not a test (run with `--ignored --nocapture`): attaches `MANY_WORKERS` simulated
+/// workers, 500 at a time, and prints how long each thousand took, the master's memory per idle
+/// connection, and how long `GET /api/v2/workers` takes with all of them connected.
+#[test]
+#[ignore]
+fn many_workers_attach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "echo built");
+    let path = dir.path().join("master.star");
+    let mut cfg = std::fs::read_to_string(&path).expect("read config");
+    cfg.push_str(&format!(
+        "c['workers'] += [worker.Worker('many%d' % i, 'simpass') for i in range({MANY_WORKERS})]\n"
+    ));
+    std::fs::write(&path, cfg).expect("write config");
+    let mut master = Command::new(KILN)
+        .args(["start", "--nodaemon"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start master");
+    let pid = master.id();
+    let api = format!("http://127.0.0.1:{www}/api/v2");
+    wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
+    let idle_rss = rss_kib(pid);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let api_ref = &api;
+    let sockets = runtime.block_on(async {
+        let api = api_ref;
+        let mut sockets = Vec::with_capacity(MANY_WORKERS);
+        for chunk in (0..MANY_WORKERS).collect::<Vec<_>>().chunks(500) {
+            let batch = chunk.iter().map(|i| async move {
+                let mut ws = upgrade(worker_port, &format!("many{i}"), "simpass").await;
+                answer_handshake(&mut ws).await;
+                ws
+            });
+            sockets.extend(futures_util::future::join_all(batch).await);
+            if sockets.len() % 1000 == 0 {
+                let attached = started.elapsed();
+                let asked = Instant::now();
+                let listed = super::curl(&[&format!("{api}/workers")]);
+                eprintln!(
+                    "{} workers attached after {:.1} s; RSS {} KiB; GET /api/v2/workers ({} workers) in {:?}",
+                    sockets.len(),
+                    attached.as_secs_f64(),
+                    rss_kib(pid),
+                    listed["workers"].as_array().map_or(0, Vec::len),
+                    asked.elapsed()
+                );
+            }
+        }
+        sockets
+    });
+    let rss = rss_kib(pid);
+    eprintln!(
+        "master RSS {rss} KiB with {MANY_WORKERS} workers (idle {idle_rss} KiB): {:.1} KiB each",
+        (rss.saturating_sub(idle_rss)) as f64 / MANY_WORKERS as f64
+    );
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let v = super::curl(&[&format!("{api}/workers")]);
+        eprintln!(
+            "GET /api/v2/workers: {} workers in {:?}",
+            v["workers"].as_array().map_or(0, Vec::len),
+            asked.elapsed()
+        );
+    }
+    drop(sockets);
+    let _ = master.kill();
+    let _ = master.wait();
+}
