@@ -63,3 +63,6 @@ cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "kiln: %d passed, %d failed\n", p, f }' "$log"
+
+# The decoders of untrusted input are fuzzed for a bounded time on their kept corpora.
+.ci/fuzz.sh

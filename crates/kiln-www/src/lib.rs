@@ -7,6 +7,8 @@ pub mod auth;
 mod basic_auth;
 pub mod buildbot_www;
 mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod headers;
 mod hooks;
 mod host;

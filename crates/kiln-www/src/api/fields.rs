@@ -203,7 +203,7 @@ pub fn is_collection(name: &str) -> bool {
 }
 
 impl Ty {
-    const ALL: [Ty; 17] = [
+    pub(crate) const ALL: [Ty; 17] = [
         Ty::Builders,
         Ty::Builds,
         Ty::Steps,

@@ -3,9 +3,9 @@
 
 mod confine;
 mod control;
-mod fields;
+pub(crate) mod fields;
 mod paths;
-mod query;
+pub(crate) mod query;
 mod raw;
 mod resolve;
 mod spec;

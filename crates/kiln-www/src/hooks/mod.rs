@@ -10,6 +10,8 @@ mod github;
 mod gitlab;
 mod poller;
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -28,6 +30,26 @@ pub fn router() -> Router<Services> {
     Router::new()
         .route("/change_hook", post(default_dialect))
         .route("/change_hook/{dialect}", post(dialect))
+}
+
+/// What a dialect makes of a request: the changes it carries, or why it carries none.
+pub(crate) fn parse(
+    dialect: &str,
+    options: &BTreeMap<String, kiln_core::PropertyValue>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<Parsed, ApiError> {
+    match dialect {
+        "base" => base::parse(query, body, now).map(Parsed::changes),
+        "bitbucketcloud" => bitbucket::parse(bitbucket::Flavour::Cloud, options, headers, body),
+        "bitbucketserver" => bitbucket::parse(bitbucket::Flavour::Server, options, headers, body),
+        "gitea" => gitea::parse(options, headers, body),
+        "github" => github::parse(options, headers, body),
+        "gitlab" => gitlab::parse(options, query, headers, body),
+        _ => Err(ApiError::BadRequest(format!("unknown dialect '{dialect}'"))),
+    }
 }
 
 /// What a dialect made of a notification: changes to store, or why there are none.
@@ -152,16 +174,7 @@ async fn receive(
     if name == "poller" {
         return Ok(poller::handle(services, options, query).await);
     }
-    let now = services.read.now();
-    let parsed = match name {
-        "base" => base::parse(query, body, now).map(Parsed::changes),
-        "bitbucketcloud" => bitbucket::parse(bitbucket::Flavour::Cloud, options, headers, body),
-        "bitbucketserver" => bitbucket::parse(bitbucket::Flavour::Server, options, headers, body),
-        "gitea" => gitea::parse(options, headers, body),
-        "github" => github::parse(options, headers, body),
-        "gitlab" => gitlab::parse(options, query, headers, body),
-        _ => Err(ApiError::BadRequest(format!("unknown dialect '{name}'"))),
-    }?;
+    let parsed = parse(name, options, query, headers, body, services.read.now())?;
     if let Some(why) = &parsed.ignored {
         return Ok(answer(headers, &[], Some(why), 0));
     }
