@@ -190,6 +190,17 @@ async fn a_refused_pb_login_is_unauthorized_login_so_the_stock_worker_retries() 
         assert!(again.value.contains("not tried again"), "{again:?}");
     }
     assert!(m.master().workers.connection("w1").is_none());
+    // Refusals count against the address as on msgpack: past the free ones, answers wait.
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    for _ in 2..kiln_master::workers::guard::FREE_FAILURES + 1 {
+        let mut c = Client::connect(m.worker_port()).await;
+        c.login("w1", "wrong", worker).await.unwrap_err();
+    }
+    assert!(m.master().workers.guard.delay(local) > std::time::Duration::ZERO);
+    let mut c = Client::connect(m.worker_port()).await;
+    let asked = std::time::Instant::now();
+    c.login("w1", "wrong", worker).await.unwrap_err();
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(100));
     m.stop().await;
 }
 
