@@ -188,6 +188,13 @@ impl LogWriter {
 
 /// Adds a line, its secrets already hidden, in pieces of at most [`STORED_LINE_CHARS`].
 fn push_line(pending: &mut String, prefix: char, line: &str) {
+    // No more bytes than the limit's characters: nothing to count.
+    if line.len() <= STORED_LINE_CHARS {
+        pending.push(prefix);
+        pending.push_str(line);
+        pending.push('\n');
+        return;
+    }
     let mut rest = line;
     loop {
         let cut = rest
