@@ -1,9 +1,10 @@
 //! Refused worker logins, counted per address.
 //!
 //! A client guessing a worker's password gets a few attempts at full speed; after that each
-//! answer to its address waits, longer with every failure, so guessing takes years rather than
-//! seconds. Refusals are logged once a minute per address with how many there were, so the same
-//! client cannot fill the log either. A login that succeeds clears its address.
+//! answer to its address waits, longer with every failure, up to ten seconds an attempt on each
+//! of its connections (the handshake deadline and the descriptor limit bound how many it holds).
+//! Refusals are logged once a minute per address with how many there were, so the same client
+//! cannot fill the log either. A login that succeeds clears its address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
