@@ -2,14 +2,6 @@
 //! names in its headers; the rest is the query string (for the base dialect) or the body.
 #![no_main]
 
-const DIALECTS: &[&str] = &[
-    "base",
-    "bitbucketcloud",
-    "bitbucketserver",
-    "gitea",
-    "github",
-    "gitlab",
-];
 const EVENTS: &[&str] = &[
     "push",
     "pull_request",
@@ -27,7 +19,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let [dialect, event, rest @ ..] = data else {
         return;
     };
-    let dialect = DIALECTS[usize::from(*dialect) % DIALECTS.len()];
+    let dialects = kiln_www::fuzzing::DIALECTS;
+    let dialect = dialects[usize::from(*dialect) % dialects.len()];
     let event = EVENTS[usize::from(*event) % EVENTS.len()].as_bytes();
     let headers: &[(&str, &[u8])] = &[
         ("Content-Type", b"application/json"),

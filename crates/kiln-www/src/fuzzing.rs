@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
+/// The change hook dialects whose requests carry a payload to decode.
+pub const DIALECTS: &[&str] = crate::hooks::PARSED_DIALECTS;
+
 /// A change hook request of `dialect`: its query string, headers and body, decoded as the hook
 /// decodes them. The answer is dropped; what matters is that decoding never panics.
 pub fn hook(dialect: &str, query: Option<&str>, headers: &[(&str, &[u8])], body: &[u8]) {
