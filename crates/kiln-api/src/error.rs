@@ -43,6 +43,10 @@ pub enum ApiError {
     /// The request body is larger than the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The master will not do this now: the request ran past its deadline, or too many large
+    /// ones are under way; the client may try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside the master; the details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::PayloadTooLarge(_) => 413,
+            ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
     }
@@ -78,7 +83,7 @@ impl ApiError {
                 rpc::INVALID_PARAMS
             }
             ApiError::MethodNotFound(_) => rpc::METHOD_NOT_FOUND,
-            ApiError::Internal(_) => rpc::INTERNAL_ERROR,
+            ApiError::Unavailable(_) | ApiError::Internal(_) => rpc::INTERNAL_ERROR,
         }
     }
 
@@ -159,6 +164,11 @@ mod tests {
                 ApiError::PayloadTooLarge("big".into()),
                 413,
                 rpc::INVALID_REQUEST,
+            ),
+            (
+                ApiError::Unavailable("busy".into()),
+                503,
+                rpc::INTERNAL_ERROR,
             ),
             (ApiError::Internal("disk".into()), 500, rpc::INTERNAL_ERROR),
         ];

@@ -183,6 +183,14 @@ pub struct WwwConfig {
     /// push with more has the rest reported, not stored, so one request cannot queue thousands
     /// of builds.
     pub change_hook_max_changes: usize,
+    /// How long each part of a REST API request may take, in seconds (`api_timeout`, default
+    /// 30): finding what it asks for, and writing the answer; a large answer waits for its turn
+    /// for twice as long.
+    /// A request past it is answered 503, or its answer cut off, and its work stopped.
+    pub api_timeout: u64,
+    /// How many large REST API answers are read at once (`api_large_queries`, default 2): more
+    /// wait for their turn, so that small requests keep their latency; read at start.
+    pub api_large_queries: usize,
     /// Where Buildbot's own front-end was installed (`buildbot_www`): the directory holding the
     /// `buildbot_www` package and its plugins' packages, as pip puts them. Served at `/buildbot/`.
     pub buildbot_www: Option<std::path::PathBuf>,
@@ -275,6 +283,10 @@ pub enum Collapse {
 pub const DEFAULT_HOOK_MAX_BODY: usize = 10_000_000;
 /// The most changes one change hook request stores by default.
 pub const DEFAULT_HOOK_MAX_CHANGES: usize = 2048;
+/// How long a REST API request may take unless `c['www']['api_timeout']` says, in seconds.
+pub const DEFAULT_API_TIMEOUT: u64 = 30;
+/// How many large REST API answers are read at once unless `c['www']['api_large_queries']` says.
+pub const DEFAULT_API_LARGE_QUERIES: usize = 2;
 
 /// Where the change hooks' users and passwords come from.
 #[derive(Debug, Clone, PartialEq)]

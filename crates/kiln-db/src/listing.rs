@@ -29,6 +29,19 @@ pub enum FilterOp {
     /// rows are read in the listing's order and tested, rather than gathered through an index
     /// on the column and sorted, which for most of a table is far slower.
     Among,
+    /// The row's list, kept in a table of its own, has an element equal to one of the values:
+    /// `files__contains` on changes. The filter's column is the row's id.
+    Has(Elements),
+}
+
+/// A list kept in a table of its own, one row per element (a change's files in `change_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elements {
+    pub table: &'static str,
+    /// The column of `table` that names the row the element belongs to.
+    pub owner: &'static str,
+    /// The column of `table` that holds the element.
+    pub element: &'static str,
 }
 
 /// A value to compare a column with.
@@ -76,6 +89,47 @@ impl Page {
             values: vec![value],
         });
         self
+    }
+}
+
+/// A collection that grows with the history kept: what its statements select from, and its id
+/// column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Builds,
+    Steps,
+    Logs,
+    BuildRequests,
+    BuildSets,
+    SourceStamps,
+    Changes,
+    TestResultSets,
+    TestResults,
+}
+
+impl Listed {
+    /// The `FROM` of the collection's listing statements.
+    pub fn from(self) -> &'static str {
+        match self {
+            Listed::Builds => "builds",
+            Listed::Steps => "steps",
+            Listed::Logs => "logs",
+            Listed::BuildRequests => crate::buildrequests::FROM,
+            Listed::BuildSets => "buildsets",
+            Listed::SourceStamps => "sourcestamps",
+            Listed::Changes => "changes",
+            Listed::TestResultSets => "test_result_sets",
+            Listed::TestResults => crate::testresults::RESULTS_FROM,
+        }
+    }
+
+    /// The column that identifies a row, which breaks ties in every order.
+    pub fn id_column(self) -> &'static str {
+        match self {
+            Listed::BuildRequests => "br.id",
+            Listed::Changes => "changeid",
+            _ => "id",
+        }
     }
 }
 
@@ -160,6 +214,27 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
                     "1 = 1".to_string()
                 } else {
                     format!("({})", alts.join(" AND "))
+                }
+            }
+            FilterOp::Has(list) => {
+                if f.values.is_empty() {
+                    "1 = 0".to_string()
+                } else {
+                    let alts: Vec<String> = f
+                        .values
+                        .iter()
+                        .map(|v| {
+                            binds.push(v.clone());
+                            format!("{} = ${}", list.element, binds.len())
+                        })
+                        .collect();
+                    format!(
+                        "{} IN (SELECT {} FROM {} WHERE {})",
+                        f.column,
+                        list.owner,
+                        list.table,
+                        alts.join(" OR ")
+                    )
                 }
             }
             FilterOp::Contains => {
@@ -280,6 +355,21 @@ impl crate::Db {
                 })
             })
             .collect())
+    }
+
+    /// The ids of the rows of `listed` that the page's filters keep, in its order and paged, and
+    /// the number of rows that match before paging. A large answer is read as its ids first
+    /// (eight bytes a row), then fetched and written out a batch of rows at a time.
+    pub async fn list_ids(&self, listed: Listed, page: &Page) -> crate::Result<(Vec<i64>, i64)> {
+        let id = listed.id_column();
+        let (rows, total) = self
+            .list_rows(&format!("{id} AS id"), listed.from(), id, page)
+            .await?;
+        let ids = rows
+            .iter()
+            .map(|r| crate::rows::RowExt::int(r, "id"))
+            .collect::<crate::Result<Vec<i64>>>()?;
+        Ok((ids, total))
     }
 
     /// Runs `SELECT {columns} FROM {from}` with the page's filters, order and paging, and returns

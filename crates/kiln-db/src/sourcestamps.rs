@@ -1,11 +1,13 @@
 //! Source stamps and patches. A source stamp is stored once and shared: its row is found by a hash
 //! of everything that identifies it, as Buildbot does.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use kiln_core::SourceStampId;
 use kiln_core::sourcestamp::SourceStamp;
 
-use crate::listing::Page;
+use crate::listing::{Filter, FilterOp, IN_LIST_MAX, Page, SqlValue};
 use crate::rows::{RowExt, name_hash};
 use crate::{Db, Result, Writer};
 
@@ -175,18 +177,27 @@ impl Db {
         )
     }
 
+    /// The source stamps with these ids, in the order asked (an unknown id is left out), read
+    /// with one statement for each few thousand ids.
     pub async fn get_sourcestamps(&self, ids: &[SourceStampId]) -> Result<Vec<SourceStampRow>> {
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM sourcestamps WHERE id = $1"
-            )))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                out.push(self.sourcestamp_row(&r).await?);
-            }
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let page = Page {
+                filters: vec![Filter {
+                    column: "id",
+                    op: FilterOp::In,
+                    values: chunk.iter().map(|id| SqlValue::Int(id.0)).collect(),
+                }],
+                ..Page::default()
+            };
+            let (rows, _) = self.list_sourcestamps(&page).await?;
+            let by_id: HashMap<SourceStampId, &SourceStampRow> =
+                rows.iter().map(|r| (r.id, r)).collect();
+            out.extend(
+                chunk
+                    .iter()
+                    .filter_map(|id| by_id.get(id).map(|r| (*r).clone())),
+            );
         }
         Ok(out)
     }

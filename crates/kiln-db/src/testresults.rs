@@ -62,7 +62,7 @@ const SET_COLUMNS: &str = "id, builderid, buildid, stepid, description, category
                            tests_passed, tests_failed, complete";
 
 /// Results joined with their names, paths and set, so they can be filtered by test name and build.
-const RESULTS_FROM: &str = "(SELECT r.id AS id, r.builderid AS builderid, \
+pub(crate) const RESULTS_FROM: &str = "(SELECT r.id AS id, r.builderid AS builderid, \
      r.test_result_setid AS test_result_setid, s.buildid AS buildid, n.name AS test_name, \
      p.path AS test_code_path, r.line AS line, r.duration_ns AS duration_ns, r.value AS value \
      FROM test_results r JOIN test_result_sets s ON s.id = r.test_result_setid \

@@ -24,7 +24,11 @@ pub const MOUNT: &str = "/buildbot";
 /// The largest static file served.
 const MAX_FILE_BYTES: u64 = 32 << 20;
 
-pub fn router<S: Clone + Send + Sync + 'static>(services: Services, hub: Hub) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(
+    services: Services,
+    hub: Hub,
+    limits: crate::api::Limits,
+) -> Router<S> {
     let own = Router::new()
         .route(&format!("{MOUNT}/"), get(index))
         .route(&format!("{MOUNT}/config"), get(config))
@@ -41,7 +45,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(services: Services, hub: Hub) ->
         .route("/icon.png", get(root_icon))
         .route("/icon.svg", get(root_icon))
         .route(MOUNT, get(|| async { redirect(&format!("{MOUNT}/")) }))
-        .nest(&format!("{MOUNT}/api/v2"), crate::api::router());
+        .nest(&format!("{MOUNT}/api/v2"), crate::api::router(limits));
     Router::new()
         .merge(own.with_state(services))
         .nest(MOUNT, crate::live::router(hub))

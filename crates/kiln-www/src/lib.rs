@@ -26,8 +26,10 @@ pub const MAX_BODY_BYTES: usize = 10 << 20;
 pub fn router(services: Services) -> Router {
     let hub = live::Hub::start(services.clone());
     let auth = auth::Auth::new(services.clone());
+    // Both mounts of the API (its own and the front-end's) share one set of limits.
+    let limits = api::Limits::new(services.read.config().www.api_large_queries);
     let app = Router::new()
-        .nest("/api/v2", api::router())
+        .nest("/api/v2", api::router(limits.clone()))
         // Nesting serves the root without its trailing slash only; scripts and Buildbot's spec
         // (whose root endpoint is the empty path) use both.
         .route("/api/v2/", axum::routing::get(api::root))
@@ -35,7 +37,7 @@ pub fn router(services: Services) -> Router {
         .merge(tryjobs::router())
         .merge(live::router(hub.clone()))
         .merge(auth::login::router(auth.clone()))
-        .merge(buildbot_www::router(services.clone(), hub))
+        .merge(buildbot_www::router(services.clone(), hub, limits))
         .merge(pages::router(services.clone(), auth.clone()))
         .layer(axum::middleware::from_fn_with_state(
             auth.clone(),

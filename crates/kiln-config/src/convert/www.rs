@@ -17,6 +17,8 @@ const WWW_KEYS: &[&str] = &[
     "change_hook_auth",
     "change_hook_max_body",
     "change_hook_max_changes",
+    "api_timeout",
+    "api_large_queries",
     "buildbot_www",
     "plugins",
     "ui_default_config",
@@ -46,6 +48,19 @@ const WWW_KEYS: &[&str] = &[
 /// How long a login lasts unless `cookie_expiration_time` says: a week, as in Buildbot.
 const DEFAULT_SESSION_LIFETIME: i64 = 7 * 24 * 3600;
 
+/// The positive whole number `c['www'][key]` holds, or an error at `loc` naming its unit.
+fn positive(cx: &mut Cx, v: &Node, loc: &Location, key: &str, unit: &str) -> Option<usize> {
+    let name = format!("c['www']['{key}']");
+    let n = cx.int(v, &name, loc)?;
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            cx.error(loc, format!("{name} must be a positive number of {unit}"));
+            None
+        }
+    }
+}
+
 /// `c['www']`: the web port and the change hooks.
 pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
     let mut www = WwwConfig {
@@ -62,6 +77,8 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
         change_hook_auth: Vec::new(),
         change_hook_max_body: DEFAULT_HOOK_MAX_BODY,
         change_hook_max_changes: DEFAULT_HOOK_MAX_CHANGES,
+        api_timeout: DEFAULT_API_TIMEOUT,
+        api_large_queries: DEFAULT_API_LARGE_QUERIES,
         buildbot_www: None,
         plugins: BTreeMap::new(),
         versions: Vec::new(),
@@ -106,20 +123,23 @@ pub(super) fn www(cx: &mut Cx, node: Option<&Node>) -> WwwConfig {
                             www.change_hook_auth = change_hook_auth(cx, v, &loc);
                         }
                         Node::Str(k) if k == "change_hook_max_body" => {
-                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_body']", &loc) {
-                                match usize::try_from(n) {
-                                    Ok(n) if n > 0 => www.change_hook_max_body = n,
-                                    _ => cx.error(&loc, "c['www']['change_hook_max_body'] must be a positive number of bytes"),
-                                }
+                            if let Some(n) = positive(cx, v, &loc, k, "bytes") {
+                                www.change_hook_max_body = n;
                             }
                         }
                         Node::Str(k) if k == "change_hook_max_changes" => {
-                            if let Some(n) = cx.int(v, "c['www']['change_hook_max_changes']", &loc)
-                            {
-                                match usize::try_from(n) {
-                                    Ok(n) if n > 0 => www.change_hook_max_changes = n,
-                                    _ => cx.error(&loc, "c['www']['change_hook_max_changes'] must be a positive number of changes"),
-                                }
+                            if let Some(n) = positive(cx, v, &loc, k, "changes") {
+                                www.change_hook_max_changes = n;
+                            }
+                        }
+                        Node::Str(k) if k == "api_timeout" => {
+                            if let Some(n) = positive(cx, v, &loc, k, "seconds") {
+                                www.api_timeout = n as u64;
+                            }
+                        }
+                        Node::Str(k) if k == "api_large_queries" => {
+                            if let Some(n) = positive(cx, v, &loc, k, "requests") {
+                                www.api_large_queries = n;
                             }
                         }
                         Node::Str(k) if k == "buildbot_www" => {

@@ -780,3 +780,113 @@ pub(crate) fn refused(status: u16, body: &serde_json::Value, why: &str) {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(why), "{body}");
 }
+
+/// A `GET` of a collection that grows with history is written out a batch at a time, filtered
+/// in the database (`files__contains`) or on a bounded scan, and large answers take turns: a
+/// client that stops reading holds its turn only until the request's deadline, and small
+/// requests never wait for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_are_streamed_take_turns_and_end_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "c['www'] = {'api_timeout': 3, 'api_large_queries': 1}\nc['builders'] = []\n";
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", body)).await;
+    const N: usize = 5_000;
+    // Long comments make the indented answer several times what socket buffers hold.
+    let changes = (1..=N)
+        .map(|i| kiln_db::NewChange {
+            author: format!("dev{}", i % 7),
+            comments: format!("change {i} {}", "x".repeat(1500)),
+            repository: "https://example.org/repo".into(),
+            files: if i % 1000 == 0 {
+                vec![format!("f{i:05}.c"), "hot.c".into()]
+            } else {
+                vec![format!("f{i:05}.c")]
+            },
+            when_timestamp: i as i64,
+            ..Default::default()
+        })
+        .collect();
+    m.master()
+        .add_changes(changes)
+        .await
+        .expect("changes stored");
+
+    // Filters, order and paging, pushed down or finished on the way out.
+    let (s, hot) = m.get("changes?files__contains=hot.c&field=changeid").await;
+    assert_eq!(s, 200, "{hot}");
+    let ids: Vec<i64> = (1..=5).map(|k| k * 1000).collect();
+    assert_eq!(
+        hot,
+        json!({"changes": ids.iter().map(|i| json!({"changeid": i})).collect::<Vec<_>>(), "meta": {"total": 5}})
+    );
+    let (_, page) = m
+        .get("changes?files__ne=none.c&offset=2&limit=3&field=changeid")
+        .await;
+    assert_eq!(
+        page,
+        json!({"changes": [{"changeid": 3}, {"changeid": 4}, {"changeid": 5}], "meta": {"total": N}})
+    );
+    let (_, sorted) = m.get("changes?order=-files&limit=2&field=changeid").await;
+    assert_eq!(
+        sorted,
+        json!({"changes": [{"changeid": N}, {"changeid": N - 1}], "meta": {"total": N}})
+    );
+    let (_, all) = m.get("changes?field=changeid&field=files").await;
+    let listed = all["changes"].as_array().expect("changes");
+    assert_eq!((listed.len(), &all["meta"]["total"]), (N, &json!(N)));
+    assert!(
+        listed
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c["changeid"] == json!(i + 1))
+    );
+    // The indented text a browser gets is the same document.
+    let (_, text) = http_text(&m.www(), "GET", "/api/v2/changes?limit=1200", None, &[]).await;
+    let text: Value = serde_json::from_str(&text).expect("indented JSON");
+    assert_eq!(text["changes"].as_array().map(Vec::len), Some(1200));
+    assert_eq!(
+        text["changes"][1199]["sourcestamp"]["repository"],
+        "https://example.org/repo"
+    );
+
+    // A client that asks for everything and stops reading holds the one large turn.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut stalled = socket
+        .connect(m.www().parse().expect("address"))
+        .await
+        .expect("connect");
+    let stalled_at = tokio::time::Instant::now();
+    stalled
+        .write_all(format!("GET /api/v2/changes HTTP/1.1\r\nHost: {}\r\n\r\n", m.www()).as_bytes())
+        .await
+        .expect("send");
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).await.expect("status line");
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // Another large answer waits for the turn; a small one does not.
+    let www = m.www();
+    let large =
+        tokio::spawn(
+            async move { http(&www, "GET", "/api/v2/changes?field=changeid", None).await },
+        );
+    let (s, small) = m.get("changes?limit=10&field=changeid").await;
+    assert_eq!((s, small["meta"]["total"].clone()), (200, json!(N)));
+    assert!(
+        !large.is_finished(),
+        "the large answer did not wait for its turn"
+    );
+
+    // At its deadline the stalled answer is cut off, which gives its turn to the waiting one.
+    let (s, waited) = large.await.expect("large request");
+    assert_eq!(s, 200, "{waited}");
+    assert_eq!(waited["changes"].as_array().map(Vec::len), Some(N));
+    assert!(stalled_at.elapsed() >= std::time::Duration::from_secs(3));
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest).await;
+    assert!(
+        !rest.ends_with(b"0\r\n\r\n"),
+        "the stalled answer was not cut off"
+    );
+}

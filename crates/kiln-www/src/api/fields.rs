@@ -1,5 +1,7 @@
 //! The kinds of resources of the REST API, with the fields each has and the column behind each.
 
+use kiln_db::listing::{Elements, Listed};
+
 use super::query::{Field, Kind, f};
 
 /// A kind of resource: its plural name, its fields, and the column behind each.
@@ -101,6 +103,12 @@ const SOURCESTAMPS: &[Field] = &[
     f("created_at", "created_at", Kind::Int),
     f("patch", "", Kind::Computed),
 ];
+/// A change's files, one row each.
+const CHANGE_FILES: Elements = Elements {
+    table: "change_files",
+    owner: "changeid",
+    element: "filename",
+};
 const CHANGES: &[Field] = &[
     f("changeid", "changeid", Kind::Int),
     f("author", "author", Kind::Text),
@@ -114,7 +122,7 @@ const CHANGES: &[Field] = &[
     f("repository", "repository", Kind::Text),
     f("codebase", "codebase", Kind::Text),
     f("project", "project", Kind::Text),
-    f("files", "", Kind::Computed),
+    f("files", "changeid", Kind::Elements(CHANGE_FILES)),
     f("properties", "", Kind::Computed),
     f("sourcestamp", "", Kind::Computed),
     f("parent_changeids", "", Kind::Computed),
@@ -243,6 +251,35 @@ impl Ty {
             Ty::TestResultSets => "test_result_sets",
             Ty::TestResults => "test_results",
         }
+    }
+
+    /// The table of a kind that grows with the history kept, whose answers are read and written
+    /// out a batch at a time; the other kinds grow with the configuration and are listed whole.
+    pub fn history(self) -> Option<Listed> {
+        Some(match self {
+            Ty::Builds => Listed::Builds,
+            Ty::Steps => Listed::Steps,
+            Ty::Logs => Listed::Logs,
+            Ty::BuildRequests => Listed::BuildRequests,
+            Ty::BuildSets => Listed::BuildSets,
+            Ty::SourceStamps => Listed::SourceStamps,
+            Ty::Changes => Listed::Changes,
+            Ty::TestResultSets => Listed::TestResultSets,
+            Ty::TestResults => Listed::TestResults,
+            Ty::Builders
+            | Ty::Workers
+            | Ty::Masters
+            | Ty::ForceSchedulers
+            | Ty::Schedulers
+            | Ty::ChangeSources
+            | Ty::Projects
+            | Ty::Reporters => return None,
+        })
+    }
+
+    /// The field that identifies an item: the first of its fields for every listed kind.
+    pub fn id_field(self) -> &'static str {
+        self.fields()[0].name
     }
 
     pub fn fields(self) -> &'static [Field] {

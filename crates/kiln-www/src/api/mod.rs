@@ -4,15 +4,17 @@
 mod confine;
 mod control;
 pub(crate) mod fields;
+mod limits;
 mod paths;
 pub(crate) mod query;
 mod raw;
 mod resolve;
 mod spec;
+mod stream;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -22,10 +24,14 @@ use kiln_api::Services;
 
 use crate::error::Answer;
 
-pub fn router() -> Router<Services> {
+pub use limits::Limits;
+
+/// The API's routes, with the limits every request of this web port shares.
+pub fn router(limits: Limits) -> Router<Services> {
     Router::new()
         .route("/", get(root))
         .route("/{*path}", get(get_path).post(post_path).options(preflight))
+        .layer(Extension(limits))
 }
 
 pub(crate) async fn root(headers: HeaderMap) -> Response {
@@ -82,6 +88,7 @@ pub(crate) async fn root(headers: HeaderMap) -> Response {
 
 async fn get_path(
     State(services): State<Services>,
+    Extension(limits): Extension<limits::Limits>,
     identity: crate::auth::Identity,
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
@@ -97,6 +104,7 @@ async fn get_path(
     let vis = crate::auth::read::Visibility::of(&services, &identity.actor);
     match paths::get(
         &services,
+        &limits,
         &vis,
         &path,
         raw.as_deref().unwrap_or(""),

@@ -16,7 +16,7 @@ use super::{ApiError, raw};
 use kiln_api::Services;
 
 /// Loads rows of a kind as JSON.
-async fn load(
+pub(super) async fn load(
     services: &Services,
     ty: Ty,
     page: &kiln_db::listing::Page,
@@ -49,18 +49,22 @@ async fn load(
         }
         Ty::BuildSets => {
             let (rows, total) = db.list_buildsets(page).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for bs in &rows {
-                let ids: Vec<SourceStampId> =
-                    bs.sourcestamps.iter().map(|i| SourceStampId(*i)).collect();
-                let ss = db
-                    .get_sourcestamps(&ids)
-                    .await?
-                    .iter()
-                    .map(shapes::sourcestamp)
-                    .collect();
-                out.push(shapes::buildset(bs, ss));
-            }
+            let ids: Vec<SourceStampId> = rows
+                .iter()
+                .flat_map(|bs| bs.sourcestamps.iter().map(|i| SourceStampId(*i)))
+                .collect();
+            let stamps = stamps_by_id(db, &ids).await?;
+            let out = rows
+                .iter()
+                .map(|bs| {
+                    let ss = bs
+                        .sourcestamps
+                        .iter()
+                        .filter_map(|i| stamps.get(&SourceStampId(*i)).cloned())
+                        .collect();
+                    shapes::buildset(bs, ss)
+                })
+                .collect();
             (out, total)
         }
         Ty::SourceStamps => {
@@ -69,16 +73,15 @@ async fn load(
         }
         Ty::Changes => {
             let (rows, total) = db.list_changes(page).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for c in &rows {
-                let ss = db
-                    .get_sourcestamps(&[c.sourcestampid])
-                    .await?
-                    .first()
-                    .map(shapes::sourcestamp)
-                    .unwrap_or(Value::Null);
-                out.push(shapes::change(c, ss));
-            }
+            let ids: Vec<SourceStampId> = rows.iter().map(|c| c.sourcestampid).collect();
+            let stamps = stamps_by_id(db, &ids).await?;
+            let out = rows
+                .iter()
+                .map(|c| {
+                    let ss = stamps.get(&c.sourcestampid).cloned().unwrap_or(Value::Null);
+                    shapes::change(c, ss)
+                })
+                .collect();
             (out, total)
         }
         Ty::Workers => {
@@ -194,7 +197,25 @@ async fn load(
     })
 }
 
-async fn embed_properties(
+/// The source stamps with these ids in their API shape, read with one statement for a page of
+/// rows rather than one for each row.
+async fn stamps_by_id(
+    db: &kiln_db::Db,
+    ids: &[SourceStampId],
+) -> Result<std::collections::HashMap<SourceStampId, Value>, ApiError> {
+    let mut unique = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    Ok(db
+        .get_sourcestamps(&unique)
+        .await?
+        .iter()
+        .map(|ss| (ss.id, shapes::sourcestamp(ss)))
+        .collect())
+}
+
+/// Adds the build or buildset properties the query's `property=` names to each item.
+pub(super) async fn embed_properties(
     services: &Services,
     ty: Ty,
     items: &mut [Value],
@@ -226,6 +247,7 @@ async fn embed_properties(
 
 pub async fn get(
     services: &Services,
+    limits: &super::limits::Limits,
     vis: &crate::auth::read::Visibility,
     path: &str,
     raw_query: &str,
@@ -236,6 +258,12 @@ pub async fn get(
     match target {
         Target::Collection(ty, base) => {
             let q = query::parse(raw_query, ty.fields(), &[])?;
+            if let Some(listed) = ty.history() {
+                return super::stream::collection(
+                    services, limits, vis, ty, listed, base, q, headers,
+                )
+                .await;
+            }
             let (mut items, total) = fetch(services, ty, base, &q).await?;
             super::confine::by_origin(services, vis, ty, &mut items).await?;
             embed_properties(services, ty, &mut items, &q).await?;

@@ -21,6 +21,9 @@ pub enum Kind {
     NotNull,
     /// Not in a column: evaluated in memory.
     Computed,
+    /// A list kept in a table of its own, whose `contains` filter runs in the database; the
+    /// field's column is the row's id.
+    Elements(kiln_db::listing::Elements),
 }
 
 /// A field of a resource and the SQL column behind it.
@@ -188,6 +191,12 @@ pub fn push_down(
         };
         match field.kind {
             Kind::Computed => rest.push(af.clone()),
+            Kind::Elements(list) if af.op == FilterOp::Contains => page.filters.push(Filter {
+                column: field.column,
+                op: FilterOp::Has(list),
+                values: af.values.iter().cloned().map(SqlValue::Text).collect(),
+            }),
+            Kind::Elements(_) => rest.push(af.clone()),
             Kind::NotNull => {
                 // complete=true → column IS NOT NULL; anything fancier is done in memory.
                 let wanted: Vec<Option<bool>> = af.values.iter().map(|v| parse_bool(v)).collect();
@@ -230,24 +239,45 @@ pub fn push_down(
             }
         }
     }
-    let order_pushable = q.order.iter().all(|(n, _)| {
-        fields
-            .iter()
-            .any(|f| f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull))
-    });
-    let all = rest.is_empty() && order_pushable;
-    if all {
+    let order_pushable = order_pushable(q, fields);
+    if order_pushable {
         page.order = q
             .order
             .iter()
             .filter_map(|(n, d)| fields.iter().find(|f| f.name == n).map(|f| (f.column, *d)))
             .collect();
+    }
+    let all = rest.is_empty() && order_pushable;
+    if all {
         page.limit = q.limit;
         page.offset = q.offset;
     } else {
+        // The rows are finished in memory, which pages them and counts them itself.
         page.limit = Some(MAX_SCAN + 1);
+        page.count_total = false;
     }
     Ok((page, rest, all))
+}
+
+/// Whether SQL can give the query's order: every field of it is a column.
+fn order_pushable(q: &Query, fields: &[Field]) -> bool {
+    q.order.iter().all(|(n, _)| {
+        fields.iter().any(|f| {
+            f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull | Kind::Elements(_))
+        })
+    })
+}
+
+/// Compares two items' values of the order's fields, in the order's directions.
+pub fn compare_keys(a: &[Value], b: &[Value], order: &[(String, bool)]) -> Ordering {
+    for ((x, y), (_, desc)) in a.iter().zip(b).zip(order) {
+        let o = compare(x, y);
+        let o = if *desc { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
 }
 
 fn compare(a: &Value, b: &Value) -> Ordering {
@@ -282,7 +312,8 @@ fn typed(sample: &Value, v: &str) -> Value {
     }
 }
 
-fn holds(item: &Value, f: &ApiFilter) -> bool {
+/// Whether an item passes a filter, as Buildbot tests a field's value in memory.
+pub fn holds(item: &Value, f: &ApiFilter) -> bool {
     let value = item.get(&f.field).cloned().unwrap_or(Value::Null);
     let each = |v: &String| {
         let t = typed(&value, v);
@@ -297,7 +328,7 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
             FilterOp::Le => !value.is_null() && compare(&value, &t) != Ordering::Greater,
             FilterOp::Gt => !value.is_null() && compare(&value, &t) == Ordering::Greater,
             FilterOp::Ge => !value.is_null() && compare(&value, &t) != Ordering::Less,
-            FilterOp::Contains => match &value {
+            FilterOp::Contains | FilterOp::Has(_) => match &value {
                 Value::String(s) => s.contains(v.as_str()),
                 Value::Array(items) => items
                     .iter()
@@ -307,7 +338,9 @@ fn holds(item: &Value, f: &ApiFilter) -> bool {
         }
     };
     match f.op {
-        FilterOp::Eq | FilterOp::In | FilterOp::Contains => f.values.iter().any(each),
+        FilterOp::Eq | FilterOp::In | FilterOp::Contains | FilterOp::Has(_) => {
+            f.values.iter().any(each)
+        }
         _ => f.values.iter().all(each),
     }
 }
@@ -325,19 +358,16 @@ pub fn finish_in_memory(
     }
     items.retain(|i| rest.iter().all(|f| holds(i, f)));
     if !q.order.is_empty() {
-        items.sort_by(|a, b| {
-            for (name, desc) in &q.order {
-                let o = compare(
-                    a.get(name).unwrap_or(&Value::Null),
-                    b.get(name).unwrap_or(&Value::Null),
-                );
-                let o = if *desc { o.reverse() } else { o };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            Ordering::Equal
-        });
+        let keys = |item: &Value| -> Vec<Value> {
+            q.order
+                .iter()
+                .map(|(name, _)| item.get(name).cloned().unwrap_or(Value::Null))
+                .collect()
+        };
+        let mut keyed: Vec<(Vec<Value>, Value)> =
+            items.into_iter().map(|i| (keys(&i), i)).collect();
+        keyed.sort_by(|(a, _), (b, _)| compare_keys(a, b, &q.order));
+        items = keyed.into_iter().map(|(_, i)| i).collect();
     }
     let total = items.len() as i64;
     let offset = q.offset.unwrap_or(0).max(0) as usize;
@@ -361,13 +391,17 @@ pub fn select_fields(items: &mut [Value], q: &Query) {
     }
 }
 
-/// A JSON response: compact when the client accepts JSON, pretty text otherwise, as Buildbot does.
-pub fn respond(headers: &HeaderMap, body: Value) -> Response {
-    let wants_json = headers
+/// Whether the client accepts JSON, which it is then sent compact; others get indented text.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"));
-    if wants_json {
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+/// A JSON response: compact when the client accepts JSON, pretty text otherwise, as Buildbot does.
+pub fn respond(headers: &HeaderMap, body: Value) -> Response {
+    if wants_json(headers) {
         axum::Json(body).into_response()
     } else {
         let text = serde_json::to_string_pretty(&body).unwrap_or_default();
