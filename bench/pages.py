@@ -68,7 +68,8 @@ def wait_http(port: int, path: str, deadline: float) -> None:
 
 def start(bin_dir: Path, master: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [str(bin_dir / "kiln"), "start", str(master)],
+        # In the foreground, so that this process is the master whose memory is read and stopped.
+        [str(bin_dir / "kiln"), "start", "--nodaemon", str(master)],
         stdout=subprocess.DEVNULL,
         stderr=open(master / "bench.log", "a"),
     )

@@ -198,32 +198,36 @@ pub fn push_down(
             }),
             Kind::Elements(_) => rest.push(af.clone()),
             Kind::NotNull => {
-                // complete=true → column IS NOT NULL; anything fancier is done in memory.
+                // `complete` is whether the column is set: equality tests, with one value or
+                // several, become IS NULL or IS NOT NULL; an order comparison is done in memory.
                 let wanted: Vec<Option<bool>> = af.values.iter().map(|v| parse_bool(v)).collect();
-                match (af.op, wanted.as_slice()) {
-                    (FilterOp::Eq, [Some(b)]) | (FilterOp::Ne, [Some(b)]) => {
-                        let is_not_null = (*b) == (af.op == FilterOp::Eq);
-                        let op = if is_not_null {
-                            FilterOp::Ne
-                        } else {
-                            FilterOp::Eq
-                        };
-                        page.filters.push(Filter {
-                            column: field.column,
-                            op,
-                            values: vec![SqlValue::Null],
-                        });
-                    }
-                    _ => {
-                        if wanted.iter().any(Option::is_none) {
-                            return Err(ApiError::BadRequest(format!(
-                                "invalid filter value for {}",
-                                field.name
-                            )));
-                        }
-                        rest.push(af.clone());
-                    }
+                if wanted.iter().any(Option::is_none) {
+                    return Err(ApiError::BadRequest(format!(
+                        "invalid filter value for {}",
+                        field.name
+                    )));
                 }
+                let named = |b: bool| wanted.contains(&Some(b));
+                let (set, unset) = match af.op {
+                    FilterOp::Eq | FilterOp::In => (named(true), named(false)),
+                    FilterOp::Ne | FilterOp::NotIn => (!named(true), !named(false)),
+                    _ => {
+                        rest.push(af.clone());
+                        continue;
+                    }
+                };
+                let (op, values) = match (set, unset) {
+                    (true, true) => continue,
+                    (true, false) => (FilterOp::Ne, vec![SqlValue::Null]),
+                    (false, true) => (FilterOp::Eq, vec![SqlValue::Null]),
+                    // No value is allowed: an equality with none matches no row.
+                    (false, false) => (FilterOp::Eq, Vec::new()),
+                };
+                page.filters.push(Filter {
+                    column: field.column,
+                    op,
+                    values,
+                });
             }
             _ => {
                 let values = af
@@ -460,6 +464,42 @@ mod tests {
         let (items, total) = finish_in_memory(items, &q, &rest).unwrap();
         assert_eq!(total, 1);
         assert_eq!(items[0]["buildid"], 2);
+    }
+
+    /// Every equality test of `complete`, with one value or several, runs in SQL.
+    #[test]
+    fn complete_filters_become_null_tests() {
+        let pushed = |raw: &str| {
+            let q = parse(raw, FIELDS, &[]).unwrap();
+            let (page, rest, all) = push_down(&q, FIELDS, vec![]).unwrap();
+            assert!(all && rest.is_empty(), "{raw} was not pushed down");
+            page.filters
+                .iter()
+                .map(|f| (f.op, f.values.clone()))
+                .collect::<Vec<_>>()
+        };
+        let not_null = vec![(FilterOp::Ne, vec![SqlValue::Null])];
+        let null = vec![(FilterOp::Eq, vec![SqlValue::Null])];
+        assert_eq!(pushed("complete=true"), not_null);
+        assert_eq!(pushed("complete__in=true"), not_null);
+        assert_eq!(pushed("complete__ne=false"), not_null);
+        assert_eq!(pushed("complete__notin=false"), not_null);
+        assert_eq!(pushed("complete=0"), null);
+        assert_eq!(pushed("complete__in=true,false"), vec![]);
+        assert_eq!(
+            pushed("complete__notin=true,false"),
+            vec![(FilterOp::Eq, vec![])]
+        );
+        let q = parse("complete__gt=false", FIELDS, &[]).unwrap();
+        assert!(!push_down(&q, FIELDS, vec![]).unwrap().2);
+        assert!(
+            push_down(
+                &parse("complete=maybe", FIELDS, &[]).unwrap(),
+                FIELDS,
+                vec![]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The REST API with a large history: time, size and master memory of each documented query.
+
+Fills a master's SQLite database (as bench/pages.py does) with N finished builds and C changes,
+each change with two files, starts the master (release build), and asks each query a number of
+times, one connection: its median time, time to the first byte and size. Then it asks the
+expensive ones four at a time while it times a cheap one, and reports the master's memory
+(RSS, its anonymous and file-mapped parts, and the peak) idle, after the queries, and again a
+few seconds later.
+
+    python3 bench/api.py --kiln-bin-dir target/release [--builds 100000] [--changes 100000]
+        [--runs 10] [--keep DIR]
+
+Standard library only; Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pages  # noqa: E402  (the same master and history as the pages benchmark)
+
+
+def add_files(db: Path, changes: int) -> None:
+    """Gives every change two files, as a push would have named them, and every finished request
+    the claim of the master that built it."""
+    con = sqlite3.connect(db)
+    con.execute("BEGIN")
+    con.execute(
+        "INSERT INTO buildrequest_claims (brid, masterid, claimed_at)"
+        " SELECT r.id, (SELECT id FROM masters), r.submitted_at FROM buildrequests r"
+    )
+    con.executemany(
+        "INSERT INTO change_files (changeid, filename) VALUES (?, ?)",
+        ((i, name) for i in range(1, changes + 1) for name in (f"src/m{i % 997}/f{i}.c", "README")),
+    )
+    con.commit()
+    con.close()
+
+
+def memory(pid: int) -> dict:
+    """The master's resident memory in MiB: all of it, its heap and stacks, its mapped files, its peak."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def ask(port: int, path: str) -> tuple[float, float, int, int]:
+    """One GET: total and first-byte milliseconds, status, bytes."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    t = time.perf_counter()
+    conn.request("GET", path, headers={"Accept": "application/json"})
+    response = conn.getresponse()
+    first = response.read(1)
+    ttfb = (time.perf_counter() - t) * 1000
+    body = first + response.read()
+    total = (time.perf_counter() - t) * 1000
+    conn.close()
+    if response.status == 200:
+        json.loads(body)  # a cut answer would not parse
+    return total, ttfb, response.status, len(body)
+
+
+def time_query(port: int, path: str, runs: int) -> dict:
+    ask(port, path)  # warm the caches
+    samples = [ask(port, path) for _ in range(runs)]
+    statuses = {s[2] for s in samples}
+    if statuses != {200}:
+        raise SystemExit(f"{path}: answered {statuses}")
+    return {
+        "query": path,
+        "median_ms": round(statistics.median(s[0] for s in samples), 2),
+        "first_byte_ms": round(statistics.median(s[1] for s in samples), 2),
+        "bytes": samples[-1][3],
+    }
+
+
+def under_load(port: int, expensive: list[str], cheap: str, seconds: float) -> dict:
+    """Four clients ask the expensive queries in turn while one times the cheap query."""
+    stop = time.time() + seconds
+    answered: list[tuple[str, int, float]] = []
+
+    def hammer(k: int) -> None:
+        n = k
+        while time.time() < stop:
+            path = expensive[n % len(expensive)]
+            total, _, status, _ = ask(port, path)
+            answered.append((path, status, total))
+            n += 1
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    cheap_ms = []
+    while time.time() < stop:
+        cheap_ms.append(ask(port, cheap)[0])
+    for t in threads:
+        t.join()
+    cheap_ms.sort()
+    return {
+        "expensive_answered": len(answered),
+        "expensive_statuses": sorted({a[1] for a in answered}),
+        "expensive_median_ms": round(statistics.median(a[2] for a in answered), 1) if answered else None,
+        "cheap_query": cheap,
+        "cheap_median_ms": round(statistics.median(cheap_ms), 2),
+        "cheap_p99_ms": round(cheap_ms[max(0, int(len(cheap_ms) * 0.99) - 1)], 2),
+        "cheap_max_ms": round(cheap_ms[-1], 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kiln-bin-dir", type=Path, default=Path("target/release"))
+    ap.add_argument("--builds", type=int, default=100_000)
+    ap.add_argument("--changes", type=int, default=100_000)
+    ap.add_argument("--builders", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--load-seconds", type=float, default=20)
+    ap.add_argument("--www-port", type=int, default=18821)
+    ap.add_argument("--worker-port", type=int, default=18822)
+    ap.add_argument("--keep", type=Path, help="use (or fill once) this master directory")
+    args = ap.parse_args()
+
+    master = args.keep or Path(tempfile.mkdtemp(prefix="kiln-api-"))
+    master.mkdir(parents=True, exist_ok=True)
+    (master / "master.star").write_text(
+        pages.master_star(args.builders, args.workers, args.www_port, args.worker_port))
+    filled = master / "filled.json"
+    if not filled.exists():
+        proc = pages.start(args.kiln_bin_dir, master, args.www_port)
+        pages.stop(proc)
+        t = time.time()
+        facts = pages.fill(master / "state.sqlite", args.builds, args.changes)
+        add_files(master / "state.sqlite", args.changes)
+        facts["fill_s"] = round(time.time() - t, 1)
+        filled.write_text(json.dumps(facts))
+    facts = json.loads(filled.read_text())
+    print(f"history: {facts}", file=sys.stderr)
+
+    mid = args.changes // 2
+    build = args.builds // 2
+    queries = [
+        # What Buildbot's front-end asks on its pages.
+        "/api/v2/builds?limit=200&order=-buildid&property=owners",
+        "/api/v2/builders/5/builds?limit=100&order=-number",
+        "/api/v2/builds?complete=false&order=-buildid",
+        f"/api/v2/builds/{build}/steps",
+        f"/api/v2/steps?buildid={build}",
+        f"/api/v2/builds/{build}/changes",
+        "/api/v2/buildrequests?claimed=false&order=-priority&order=submitted_at",
+        "/api/v2/buildrequests?limit=50&order=-buildrequestid",
+        "/api/v2/buildsets?limit=50&order=-bsid&complete=true",
+        "/api/v2/changes?limit=50&order=-changeid",
+        f"/api/v2/changes/{mid}",
+        "/api/v2/sourcestamps?limit=50&order=-ssid",
+        f"/api/v2/builds/{build}/steps/2/logs",
+        "/api/v2/builders",
+        "/api/v2/workers",
+        # Filters on text and on a change's files, with and without a page.
+        "/api/v2/changes?files__contains=README&limit=50",
+        f"/api/v2/changes?files__contains=src/m7/f{7 + 997 * 3}.c",
+        "/api/v2/changes?author__contains=dev7&limit=100&order=-changeid",
+        "/api/v2/changes?comments__contains=fixes%20%2399&order=-when_timestamp",
+        "/api/v2/builds?results=2&limit=100&order=-buildid",
+        "/api/v2/builds?state_string__contains=failed&limit=100",
+        # A filter on a computed field: every change is read and tested on the way out.
+        "/api/v2/changes?parent_changeids__contains=1&limit=10",
+        # Whole collections: streamed.
+        "/api/v2/changes",
+        "/api/v2/builds",
+        "/api/v2/steps?limit=100000",
+    ]
+    proc = pages.start(args.kiln_bin_dir, master, args.www_port)
+    pid = proc.pid
+    try:
+        time.sleep(2)
+        idle = memory(pid)
+        results = []
+        for path in queries:
+            whole = path in ("/api/v2/changes", "/api/v2/builds") or "limit=100000" in path
+            runs = 3 if whole else args.runs
+            results.append(time_query(args.www_port, path, runs))
+            print(f"{results[-1]}", file=sys.stderr)
+        after = memory(pid)
+        load = under_load(
+            args.www_port,
+            ["/api/v2/changes", "/api/v2/builds", "/api/v2/changes?files__contains=README",
+             "/api/v2/changes?parent_changeids__contains=1"],
+            "/api/v2/builds?limit=10&order=-buildid",
+            args.load_seconds,
+        )
+        loaded = memory(pid)
+        time.sleep(5)
+        rested = memory(pid)
+    finally:
+        pages.stop(proc)
+    report = {"history": facts, "memory_mib": {"idle": idle, "after_queries": after, "after_load": loaded,
+                                               "5_s_later": rested},
+              "queries": results, "under_load": load}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
