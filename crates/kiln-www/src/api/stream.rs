@@ -125,7 +125,7 @@ async fn plan(
     q: &Query,
 ) -> Result<Plan, ApiError> {
     let db = services.read.db();
-    let (mut page, rest, all) = query::push_down(q, ty.fields(), base)?;
+    let (page, rest, all) = query::push_down(q, ty.fields(), base)?;
     if all {
         let (ids, total) = db.list_ids(listed, &page).await?;
         return Ok(Plan {
@@ -152,7 +152,6 @@ async fn plan(
     }
     // An order SQL cannot give: the candidates that pass are read once for their sort keys,
     // which are all that is kept of them, and sorted.
-    page.limit = None;
     let mut keyed: Vec<(Vec<Value>, i64)> = Vec::new();
     for chunk in ids.chunks(BATCH) {
         let mut items = by_ids(services, ty, listed, chunk).await?;
