@@ -1833,3 +1833,33 @@ KEEP = important
         Some(&PropertyValue::Str("infra".into()))
     );
 }
+
+/// The REST API's bounds are read from `c['www']`, and a bad one is an error that names it.
+#[test]
+fn api_limits_are_read_and_checked() {
+    let ok = load_str("master.star", "BuildmasterConfig = {}\n").unwrap();
+    assert_eq!(
+        (ok.www.api_timeout, ok.www.api_large_queries),
+        (
+            crate::model::DEFAULT_API_TIMEOUT,
+            crate::model::DEFAULT_API_LARGE_QUERIES
+        )
+    );
+    let set = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'api_timeout': 5, 'api_large_queries': 4}}\n",
+    )
+    .unwrap();
+    assert_eq!((set.www.api_timeout, set.www.api_large_queries), (5, 4));
+    let text = load_str(
+        "master.star",
+        "BuildmasterConfig = {'www': {'api_timeout': 0}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("master.star:1:")
+            && text.contains("c['www']['api_timeout'] must be a positive number of seconds"),
+        "{text}"
+    );
+}
