@@ -117,6 +117,40 @@ async fn ws_clients_get_full_resources_for_the_paths_they_consume() {
     }
 }
 
+/// While nobody listens the hub reads nothing; a client that joins afterwards gets what happens
+/// from then on, and nothing of what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_joining_a_quiet_hub_gets_the_news_from_when_it_joined() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", CFG)).await;
+    m.start_worker("w1", "pass").await;
+    m.force_and_wait(json!({"builderid": 1})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", m.www()))
+        .await
+        .unwrap();
+    let ok = command(
+        &mut ws,
+        json!({"cmd": "startConsuming", "path": "builds/*/*", "_id": 1}),
+    )
+    .await;
+    assert_eq!(ok["code"], 200);
+    m.force(json!({"builderid": 1})).await;
+    let mut keys = Vec::new();
+    loop {
+        let frame = next_json(&mut ws).await;
+        let key = frame["k"].as_str().expect("an event frame").to_string();
+        keys.push(key.clone());
+        if key == "builds/2/finished" {
+            break;
+        }
+    }
+    assert_eq!(
+        keys.first().map(String::as_str),
+        Some("builds/2/new"),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.starts_with("builds/1/")), "{keys:?}");
+}
+
 /// A minimal server-sent events reader.
 struct EventStream {
     response: reqwest::Response,

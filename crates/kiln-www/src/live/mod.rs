@@ -4,13 +4,14 @@
 //! One hub per web port turns each event into its frames once (the resource loaded and shaped,
 //! under each of its routing keys) and hands them to every client. Durable events are read from
 //! the durable record in commit order, with their position, so that a client that reconnects
-//! replays what it missed from there.
+//! replays what it missed from there; while no client listens, the record is not read at all.
 
 mod resources;
 mod sse;
 mod ws;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -103,21 +104,32 @@ pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
     /// The subscriptions of `/sse/listen` streams, by their handshake id, for `/sse/add`.
     streams: Arc<Mutex<HashMap<String, StreamPaths>>>,
+    /// The lowest position of the durable record that a client joining since the hub last had
+    /// none had seen before joining (`i64::MAX`: none joined).
+    joined: Arc<AtomicI64>,
 }
 
 impl Hub {
     /// Starts the hub's task, which ends when the event bus closes.
     pub fn start(services: Services) -> Hub {
         let (tx, _) = broadcast::channel(CLIENT_QUEUE);
-        tokio::spawn(run(services.clone(), tx.clone()));
+        let joined = Arc::new(AtomicI64::new(i64::MAX));
+        tokio::spawn(run(services.clone(), tx.clone(), joined.clone()));
         Hub {
             services,
             tx,
             streams: Arc::default(),
+            joined,
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    /// A new client's receiver of what the hub publishes from now on.
+    pub async fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        // The hub reads nothing while nobody listens; the newest event before this client
+        // joined tells it where the client's news start. Read before subscribing, so that every
+        // event after it reaches the client.
+        let seen = self.services.read.db().newest_event().await.unwrap_or(0);
+        self.joined.fetch_min(seen, Ordering::SeqCst);
         self.tx.subscribe()
     }
 
@@ -161,20 +173,59 @@ pub fn matches(pattern: &str, key: &str) -> bool {
     }
 }
 
-async fn run(services: Services, tx: broadcast::Sender<Arc<Published>>) {
+async fn run(services: Services, tx: broadcast::Sender<Arc<Published>>, joined: Arc<AtomicI64>) {
     let mut bus = services.events.subscribe();
     let mut position = services.read.db().newest_event().await.unwrap_or(0);
+    // Whether durable events went unread because no client was listening.
+    let mut skipping = false;
     loop {
-        match bus.recv().await {
-            Ok(event) if !event.is_durable() => {
-                if tx.receiver_count() > 0 {
-                    publish(&services, &tx, &event.key(), None).await;
-                }
-            }
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                position = drain(&services, &tx, position).await;
-            }
+        let event = match bus.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => None,
             Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Some(event) = &event
+            && !event.is_durable()
+        {
+            if tx.receiver_count() > 0 {
+                publish(&services, &tx, &event.key(), None).await;
+            }
+            continue;
+        }
+        // The durable events of one commit arrive together, and one read of the record covers
+        // them all; the other events that came with them are published after it.
+        let mut others = Vec::new();
+        loop {
+            match bus.try_recv() {
+                Ok(e) if !e.is_durable() => others.push(e),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if tx.receiver_count() == 0 {
+            // Nobody would receive what the record says: it is not read. Clients that join
+            // from now on say where they joined (`Hub::subscribe`).
+            if !skipping {
+                joined.store(i64::MAX, Ordering::SeqCst);
+                skipping = true;
+            }
+            continue;
+        }
+        if skipping {
+            // What the record got before the first of the clients that joined since is no news
+            // to any of them. Without a floor (a join raced with the start of skipping), the
+            // skipped events are read and published, which is late but loses nothing.
+            let floor = joined.swap(i64::MAX, Ordering::SeqCst);
+            if floor != i64::MAX {
+                position = position.max(floor);
+            }
+            skipping = false;
+        }
+        position = drain(&services, &tx, position).await;
+        for e in others {
+            if tx.receiver_count() > 0 {
+                publish(&services, &tx, &e.key(), None).await;
+            }
         }
     }
 }

@@ -189,7 +189,7 @@ async fn feed(
         uuid: uuid.clone(),
     };
     // Subscribed before the replay reads the record, so nothing falls between the two.
-    let mut live = hub.subscribe();
+    let mut live = hub.subscribe().await;
     if tx
         .send(Event::default().event("handshake").data(uuid))
         .await

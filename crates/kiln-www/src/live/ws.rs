@@ -41,7 +41,7 @@ pub async fn upgrade(
 }
 
 async fn serve(hub: Hub, vis: crate::auth::read::Visibility, mut socket: WebSocket) {
-    let mut events = hub.subscribe();
+    let mut events = hub.subscribe().await;
     let mut paths: Vec<String> = Vec::new();
     // `ws_ping_interval`: pings keep a socket that carries nothing for a while open through
     // proxies that close idle connections.
