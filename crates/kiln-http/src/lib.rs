@@ -1,6 +1,7 @@
 //! The HTTP client of kiln, for what the master sends out (the `HTTPStep`, and reporters) and
 //! for the command-line tools that talk to a master: `reqwest` over rustls with ring, one
-//! request per connection, bounded in time and in the size of the answer, with the server's
+//! request per connection or a [`Pool`] of kept ones, bounded in time and in the size of the
+//! answer, with the server's
 //! certificate checked against the Mozilla roots, a CA file, or not at all.
 
 use std::sync::Arc;
@@ -66,9 +67,39 @@ pub enum HttpError {
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_ANSWER: u64 = 16 << 20;
+/// Idle connections a [`Pool`] keeps per server, and for how long.
+const IDLE_PER_HOST: usize = 8;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Sends `req` and reads the whole answer.
+/// Sends `req` on a connection of its own and reads the whole answer.
 pub async fn send(req: &Request) -> Result<Response, HttpError> {
+    static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+    let clients = CLIENTS.get_or_init(|| Clients::new(false));
+    send_with(&clients.client(&req.verify)?, req).await
+}
+
+/// Connections kept for the next request to the same server, for a sender of many requests
+/// (a reporter posts two statuses per build). A connection is kept only briefly: a server closes
+/// an idle one after a few seconds (Apache after 5), and a request sent as it does so would
+/// fail. A pool belongs to one task's runtime, whose tasks drive its connections; that is why
+/// it is not shared by the whole process as [`send`]'s clients are.
+#[derive(Clone)]
+pub struct Pool(Arc<Clients>);
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool(Arc::new(Clients::new(true)))
+    }
+}
+
+impl Pool {
+    /// Sends `req`, on a kept connection when there is one, and reads the whole answer.
+    pub async fn send(&self, req: &Request) -> Result<Response, HttpError> {
+        send_with(&self.0.client(&req.verify)?, req).await
+    }
+}
+
+async fn send_with(client: &reqwest::Client, req: &Request) -> Result<Response, HttpError> {
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let max = req.max_answer.unwrap_or(DEFAULT_MAX_ANSWER);
     let url = reqwest::Url::parse(&req.url).map_err(|e| HttpError::BadUrl {
@@ -80,7 +111,6 @@ pub async fn send(req: &Request) -> Result<Response, HttpError> {
     }
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| HttpError::BadMethod(req.method.clone()))?;
-    let client = client(&req.verify)?;
     let mut request = client
         .request(method, url)
         .timeout(timeout)
@@ -115,39 +145,44 @@ pub async fn send(req: &Request) -> Result<Response, HttpError> {
     })
 }
 
-/// The client for a way of checking servers, made once: making one reads the TLS roots and
-/// builds a connector, which costs more than a request to a nearby server. A CA file is read
-/// again for each request, so that a replaced file is used at once.
-fn client(verify: &Verify) -> Result<reqwest::Client, HttpError> {
-    static CLIENTS: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<Verify, reqwest::Client>>,
-    > = std::sync::OnceLock::new();
-    let cacheable = !matches!(verify, Verify::CaFile(_));
-    let clients = CLIENTS.get_or_init(Default::default);
-    if cacheable
-        && let Some(c) = clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(verify)
-    {
-        return Ok(c.clone());
+/// A client for each way of checking servers, each made once: making one reads the TLS roots
+/// and builds a connector, which costs more than a request to a nearby server.
+struct Clients {
+    keep: bool,
+    made: std::sync::Mutex<std::collections::HashMap<Verify, reqwest::Client>>,
+}
+
+impl Clients {
+    fn new(keep: bool) -> Clients {
+        Clients {
+            keep,
+            made: Default::default(),
+        }
     }
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls_config(verify)?)
-        .user_agent("kiln")
-        // Header names go out as `Content-Type`, not `content-type`: some servers still care.
-        .http1_title_case_headers()
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| HttpError::Setup(e.to_string()))?;
-    if cacheable {
-        clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(verify.clone(), client.clone());
+
+    /// The client for `verify`. A CA file is read again for each request, so that a replaced
+    /// file is used at once.
+    fn client(&self, verify: &Verify) -> Result<reqwest::Client, HttpError> {
+        let cacheable = !matches!(verify, Verify::CaFile(_));
+        let made = || self.made.lock().unwrap_or_else(|p| p.into_inner());
+        if cacheable && let Some(c) = made().get(verify) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(verify)?)
+            .user_agent("kiln")
+            // Header names go out as `Content-Type`, not `content-type`: some servers still care.
+            .http1_title_case_headers()
+            .pool_max_idle_per_host(if self.keep { IDLE_PER_HOST } else { 0 })
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| HttpError::Setup(e.to_string()))?;
+        if cacheable {
+            made().insert(verify.clone(), client.clone());
+        }
+        Ok(client)
     }
-    Ok(client)
 }
 
 /// A header name as most servers write it (`X-Token`): the client reads names in lower case.
@@ -289,5 +324,86 @@ mod tests {
         assert!(matches!(err, HttpError::Transport(_)), "{err}");
         assert_eq!(title_case("x-token"), "X-Token");
         assert_eq!(title_case("etag"), "Etag");
+    }
+
+    /// A server that answers every request on a connection with `answer`, counting the
+    /// connections it accepts; it closes a connection when `answer` says `Connection: close`.
+    async fn counting_server(
+        answer: &'static str,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/status", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = tcp.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        // Each request of the test has a two-byte body after its headers.
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            if seen.len() < end + 6 {
+                                break;
+                            }
+                            seen.drain(..end + 6);
+                            if tcp.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            if answer.contains("Connection: close") {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn post(url: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_the_next_request_to_the_same_server() {
+        let (url, accepted) =
+            counting_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let pool = Pool::default();
+        for _ in 0..10 {
+            let answer = pool.send(&post(&url)).await.unwrap();
+            assert_eq!((answer.status, answer.body.as_slice()), (200, &b"ok"[..]));
+            // The connection goes back to the pool from its own task, which runs when this one
+            // yields (the test's runtime has one thread).
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A server that closes each connection gets a new one for each request.
+        let (url, accepted) =
+            counting_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        for _ in 0..3 {
+            assert_eq!(pool.send(&post(&url)).await.unwrap().status, 200);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Without a pool, each request has a connection of its own.
+        let (url, accepted) =
+            counting_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        for _ in 0..3 {
+            assert_eq!(send(&post(&url)).await.unwrap().status, 200);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

@@ -29,6 +29,7 @@ pub async fn deliver(
     basedir: &std::path::Path,
     hooks: &crate::hooks::Hooks,
     payload: &Value,
+    pool: &kiln_http::Pool,
 ) -> Result<(), Failure> {
     let render = |r| hooks.render(r).map_err(Failure::Permanent);
     let mut headers = vec![(
@@ -69,7 +70,8 @@ pub async fn deliver(
     if config.debug {
         tracing::info!(url = %config.server_url, body = %payload["body"], "posting a status");
     }
-    let answer = kiln_http::send(&request)
+    let answer = pool
+        .send(&request)
         .await
         .map_err(|e| Failure::Retry(e.to_string()))?;
     if config.debug {

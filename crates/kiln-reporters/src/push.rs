@@ -452,6 +452,7 @@ pub async fn deliver(
     hooks: &Hooks,
     report_id: i64,
     payload: &Value,
+    pool: &kiln_http::Pool,
 ) -> Result<(), Failure> {
     let render = |r| hooks.render(r).map_err(Failure::Permanent);
     let basic = |user: &str, password: &str| {
@@ -518,7 +519,8 @@ pub async fn deliver(
         if config.debug {
             tracing::info!(service = config.service.class(), url = %r["url"], body = %r["body"], "pushing");
         }
-        let answer = kiln_http::send(&request)
+        let answer = pool
+            .send(&request)
             .await
             .map_err(|e| Failure::Retry(hooks.redact(&e.to_string())))?;
         if config.debug {

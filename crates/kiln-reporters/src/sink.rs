@@ -23,6 +23,8 @@ pub struct Connections {
     /// An IRC reporter's bot, whose connection delivers its announcements.
     pub irc: Option<std::sync::Arc<crate::irc::Bot>>,
     pub mail: crate::mail::Mailer,
+    /// Kept connections to the servers that HTTP reporters post to.
+    pub http: kiln_http::Pool,
 }
 
 /// Turns one event's reports into the payload to store, or `None` when there is nothing to send.
@@ -73,10 +75,11 @@ pub async fn deliver(
             .await
         }
         ReporterKind::HttpPush(push) => {
-            crate::http_push::deliver(push, read.basedir(), hooks, payload).await
+            crate::http_push::deliver(push, read.basedir(), hooks, payload, &connections.http).await
         }
         ReporterKind::Push(push) => {
-            crate::push::deliver(push, read.basedir(), hooks, report_id, payload).await
+            let (basedir, pool) = (read.basedir(), &connections.http);
+            crate::push::deliver(push, basedir, hooks, report_id, payload, pool).await
         }
         ReporterKind::Gerrit(gerrit) => {
             crate::gerrit::deliver(gerrit, read.basedir(), hooks, payload).await
