@@ -3,9 +3,13 @@
 //! `axum::serve` gives a connection that never sends its request headers as long as it likes, so a
 //! client that opens sockets and stays silent holds a file descriptor each, for ever.
 //! This loop serves each connection with hyper directly, with a deadline on reading the request
-//! headers, and over TLS when the port is configured for it.
+//! headers and one on each write the client keeps waiting by not reading, and over TLS when the
+//! port is configured for it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,7 +28,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// over TLS when `tls` is given.
 ///
 /// A connection that has not finished its TLS handshake and sent its request headers within
-/// `header_timeout` is closed.
+/// `header_timeout` is closed, and so is one whose client reads nothing of an answer for as long.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -39,14 +43,14 @@ pub async fn serve(
         let tls = tls.clone();
         async move {
             match tls {
-                None => connection(tcp, peer, app, header_timeout, stop).await,
+                None => connection(tcp, peer, app, header_timeout, header_timeout, stop).await,
                 Some(acceptor) => {
                     // The handshake counts against the same deadline as the request headers.
                     let started = tokio::time::Instant::now();
                     match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let left = header_timeout.saturating_sub(started.elapsed());
-                            connection(stream, peer, app, left, stop).await;
+                            connection(stream, peer, app, left, header_timeout, stop).await;
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "a TLS handshake failed");
@@ -110,12 +114,15 @@ async fn wait_all(mut done: tokio::sync::mpsc::Receiver<()>) {
     while done.recv().await.is_some() {}
 }
 
-/// Serves one HTTP connection, starting a graceful shutdown when the server stops.
+/// Serves one HTTP connection, starting a graceful shutdown when the server stops. The
+/// connection ends when its request headers take longer than `header_timeout`, or a write
+/// waits on the client for longer than `write_timeout`.
 pub async fn connection<IO>(
     io: IO,
     peer: SocketAddr,
     app: Router,
     header_timeout: Duration,
+    write_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -134,7 +141,7 @@ pub async fn connection<IO>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let conn = builder
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(WriteDeadline::new(io, write_timeout)), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
@@ -148,4 +155,92 @@ pub async fn connection<IO>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// A socket whose writes must make progress. A client that stops reading fills the socket's
+/// buffers, and every write then waits; without a bound the connection, its task and whatever
+/// its answer holds would stay until the client goes away. A write (or flush, or shutdown) that
+/// has waited longer than `limit` fails, which ends the connection, WebSockets included.
+struct WriteDeadline<IO> {
+    io: IO,
+    limit: Duration,
+    /// Armed when a write first waits, disarmed when one goes through.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> WriteDeadline<IO> {
+    fn new(io: IO, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            waiting: None,
+        }
+    }
+
+    /// What a write that `poll` answered comes to, with the deadline applied to a wait.
+    fn within<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.waiting = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let deadline = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", limit.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.within(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.within(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.within(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.within(cx, poll)
+    }
 }

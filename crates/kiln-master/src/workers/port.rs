@@ -80,7 +80,8 @@ pub async fn serve(
         async move {
             match first_words(&tcp, protocols).await {
                 Spoke::Http if protocols.msgpack => {
-                    crate::serve::connection(tcp, peer, app, header_timeout, stop).await
+                    crate::serve::connection(tcp, peer, app, header_timeout, header_timeout, stop)
+                        .await
                 }
                 Spoke::Silent if protocols.pb => {
                     crate::workers::pb::serve(master, tcp, peer, protocols).await
@@ -93,7 +94,8 @@ pub async fn serve(
                          'pb': {{'port': {port}}} to c['protocols'], or create the worker with \
                          --protocol msgpack_experimental_v7"
                     );
-                    crate::serve::connection(tcp, peer, app, header_timeout, stop).await
+                    crate::serve::connection(tcp, peer, app, header_timeout, header_timeout, stop)
+                        .await
                 }
                 Spoke::Foreign(what) => refuse(peer, port, protocols, what),
                 Spoke::Http => refuse(peer, port, protocols, "HTTP"),

@@ -142,6 +142,71 @@ async fn silent_connections_are_closed_at_the_handshake_deadline() {
     }
 }
 
+/// A client that asks for a large answer and reads none of it is let go once a write has waited
+/// on it for the handshake timeout; one that reads gets the whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_let_go_at_the_write_deadline() {
+    const LINES: usize = 60_000;
+    const WIDTH: usize = 200;
+    let big = format!(
+        "f = util.BuildFactory([steps.ShellCommand(command='yes ' + 'x' * {WIDTH} + ' | head -n {LINES}')])\n\
+         c['builders'] = [util.BuilderConfig(name='b1', workernames=['w1'], factory=f)]\n\
+         c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limit = Duration::from_secs(1);
+    let mut m = TestMaster::start_with(dir, &config("sqlite:///state.sqlite", &big), |o| {
+        o.handshake_timeout = limit;
+    })
+    .await;
+    m.start_worker("w1", "pass").await;
+    assert_eq!(m.force_and_wait(serde_json::json!({})).await, 0);
+    let (_, logs) = m.get("builds/1/steps/1/logs").await;
+    let logid = logs["logs"][0]["logid"].as_i64().expect("the stdio log");
+    let request = format!(
+        "GET /api/v2/logs/{logid}/raw HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        m.www()
+    );
+    let whole = LINES * (WIDTH + 1);
+
+    // A client that reads everything gets everything.
+    let mut reader = TcpStream::connect(m.www()).await.expect("connect");
+    reader.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, reader.read_to_end(&mut answer))
+        .await
+        .expect("the whole answer in time")
+        .expect("read");
+    assert!(
+        answer.len() > whole,
+        "{} bytes of at least {whole}",
+        answer.len()
+    );
+
+    // One that stops reading: the master's writes wait on its full buffers, and the connection
+    // is closed once they have waited for the deadline. What the kernel had buffered is all it
+    // gets then, far less than the answer.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let mut stalled = socket
+        .connect(m.www().parse().expect("address"))
+        .await
+        .expect("connect");
+    stalled.write_all(request.as_bytes()).await.expect("send");
+    // Well past the deadline, counted from when the buffers filled.
+    tokio::time::sleep(limit * 4).await;
+    let mut cut = Vec::new();
+    tokio::time::timeout(BOUND, stalled.read_to_end(&mut cut))
+        .await
+        .expect("the master closed the connection")
+        .ok();
+    assert!(
+        cut.len() < whole,
+        "{} bytes: the answer was not cut",
+        cut.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_port_binds_the_interface_its_configuration_names() {
     let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
