@@ -18,6 +18,8 @@ pub mod builds;
 pub mod changes;
 pub mod clock;
 pub mod events;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 
 pub mod locks;
 pub mod master;

@@ -29,3 +29,11 @@ pub fn rest_query(raw: &str) {
         let _ = crate::api::query::parse(raw, ty.fields(), &[]);
     }
 }
+
+/// A JSON-RPC request body, read as the control endpoints read it; its parameters when the
+/// envelope is sound.
+pub fn jsonrpc(body: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    crate::api::control::envelope(body)
+        .ok()
+        .map(|call| call.params)
+}

@@ -30,12 +30,11 @@ fn email_like(s: &str) -> bool {
     let Some(close) = s.rfind('>') else {
         return false;
     };
-    let addr = &s[open + 1..close];
-    close == s.len() - 1
-        && open < close
-        && addr.contains('@')
-        && !addr.starts_with('@')
-        && !addr.ends_with('@')
+    // `>` before `<` ("a> <b") has no address between them.
+    let Some(addr) = s.get(open + 1..close) else {
+        return false;
+    };
+    close == s.len() - 1 && addr.contains('@') && !addr.starts_with('@') && !addr.ends_with('@')
 }
 
 fn check(
@@ -178,21 +177,6 @@ pub async fn force(
             );
         }
     }
-    let username = check(
-        &scheduler.username,
-        params.get(&scheduler.username.name),
-        &mut errors,
-    );
-    let reason = check(
-        &scheduler.reason,
-        params.get(&scheduler.reason.name),
-        &mut errors,
-    );
-    let priority = check(
-        &scheduler.priority,
-        params.get(&scheduler.priority.name),
-        &mut errors,
-    );
     let config = master.config();
     let workers: Vec<String> = config
         .builders
@@ -200,22 +184,14 @@ pub async fn force(
         .filter(|b| scheduler.builder_names.contains(&b.name))
         .flat_map(|b| b.workernames.iter().cloned())
         .collect();
-    let mut form = Form {
-        params,
-        errors: &mut errors,
-        workers: &workers,
-        inherit: Vec::new(),
-    };
-    let mut values = BTreeMap::new();
-    for p in &scheduler.properties {
-        form.gather(p, "", &mut values);
-    }
-    let mut sourcestamps: Vec<SourceStamp> = scheduler
-        .codebases
-        .iter()
-        .map(|cb| form.sourcestamp(cb))
-        .collect();
-    let inherit = std::mem::take(&mut form.inherit);
+    let Filled {
+        username,
+        reason,
+        priority,
+        values,
+        mut sourcestamps,
+        inherit,
+    } = fill(scheduler, params, &workers, &mut errors);
     let mut props = Properties::new();
     for (name, value) in values {
         props.set(name, value, "Force Build Form");
@@ -270,6 +246,55 @@ pub async fn force(
         .await
         .map_err(ForceError::Internal)?;
     Ok(result)
+}
+
+/// What a force form says, read from its parameters alone.
+pub(crate) struct Filled {
+    pub username: Option<PropertyValue>,
+    pub reason: Option<PropertyValue>,
+    pub priority: Option<PropertyValue>,
+    /// The properties the form's parameters set.
+    pub values: BTreeMap<String, PropertyValue>,
+    pub sourcestamps: Vec<SourceStamp>,
+    /// `InheritBuildParameter`s given: (property name, `builder/number …`).
+    pub inherit: Vec<(String, String)>,
+}
+
+/// Reads every field of `scheduler`'s form from `params`, adding what is wrong to `errors`;
+/// `workers` are the choices of a worker choice.
+pub(crate) fn fill(
+    scheduler: &ForceSchedulerConfig,
+    params: &serde_json::Map<String, Value>,
+    workers: &[String],
+    errors: &mut BTreeMap<String, String>,
+) -> Filled {
+    let mut field = |p: &ParameterConfig| check(p, params.get(&p.name), errors);
+    let username = field(&scheduler.username);
+    let reason = field(&scheduler.reason);
+    let priority = field(&scheduler.priority);
+    let mut form = Form {
+        params,
+        errors,
+        workers,
+        inherit: Vec::new(),
+    };
+    let mut values = BTreeMap::new();
+    for p in &scheduler.properties {
+        form.gather(p, "", &mut values);
+    }
+    let sourcestamps = scheduler
+        .codebases
+        .iter()
+        .map(|cb| form.sourcestamp(cb))
+        .collect();
+    Filled {
+        username,
+        reason,
+        priority,
+        values,
+        sourcestamps,
+        inherit: form.inherit,
+    }
 }
 
 /// A parameter's full name: nested fields are prefixed with their group's name, as in Buildbot.
@@ -474,5 +499,8 @@ mod tests {
         assert!(email_like("Me <me@example.com>"));
         assert!(!email_like("me"));
         assert!(!email_like("Me <me>"));
+        // A `>` before the `<` once made the address slice panic.
+        assert!(!email_like("a .abc@><"));
+        assert!(!email_like("><"));
     }
 }

@@ -45,42 +45,55 @@ pub async fn post(
         let e = ApiError::BadRequest("Invalid content-type (use application/json)".into());
         return reply(&Value::Null, Err(e));
     }
-    let request: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return reply(
-                &Value::Null,
-                Err(ApiError::Parse(format!("invalid JSON: {e}"))),
-            );
-        }
+    let call = match envelope(body) {
+        Ok(call) => call,
+        Err((id, e)) => return reply(&id, Err(e)),
     };
-    // The envelope's checks, in Buildbot's order and words.
-    let missing = |key: &str| ApiError::BadRequest(format!("missing key '{key}'"));
-    let Some(version) = request.get("jsonrpc") else {
-        return reply(&Value::Null, Err(missing("jsonrpc")));
+    let (id, method, params) = (call.id, call.method.as_str(), call.params);
+    let result = dispatch(services, actor, path, method, &params).await;
+    let mut response = reply(&id, result);
+    crate::auth::origin::allow_response(services, headers, &mut response);
+    response
+}
+
+/// A JSON-RPC call: its id, method and parameters.
+pub(crate) struct Call {
+    pub id: Value,
+    pub method: String,
+    pub params: serde_json::Map<String, Value>,
+}
+
+/// Reads a JSON-RPC request body, checking its envelope in Buildbot's order and words; an error
+/// comes with the id to answer it with (`null` until the id is known).
+pub(crate) fn envelope(body: &[u8]) -> Result<Call, (Value, ApiError)> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| (Value::Null, ApiError::Parse(format!("invalid JSON: {e}"))))?;
+    let missing = |key: &str| {
+        (
+            Value::Null,
+            ApiError::BadRequest(format!("missing key '{key}'")),
+        )
     };
+    let version = request.get("jsonrpc").ok_or_else(|| missing("jsonrpc"))?;
     if version.as_str() != Some("2.0") {
         let e = ApiError::BadRequest("only JSONRPC 2.0 is supported".into());
-        return reply(&Value::Null, Err(e));
+        return Err((Value::Null, e));
     }
-    let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return reply(&Value::Null, Err(missing("method")));
-    };
-    let Some(id) = request.get("id").cloned() else {
-        return reply(&Value::Null, Err(missing("id")));
-    };
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("method"))?
+        .to_string();
+    let id = request.get("id").cloned().ok_or_else(|| missing("id"))?;
     let params = match request.get("params") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(_) => {
             let e = ApiError::BadRequest("'params' must be an object".into());
-            return reply(&id, Err(e));
+            return Err((id, e));
         }
     };
-    let result = dispatch(services, actor, path, method, &params).await;
-    let mut response = reply(&id, result);
-    crate::auth::origin::allow_response(services, headers, &mut response);
-    response
+    Ok(Call { id, method, params })
 }
 
 fn unknown_method(method: &str, path: &str) -> ApiError {

@@ -2,7 +2,7 @@
 //! paging, and JSON-RPC 2.0 control POSTs.
 
 mod confine;
-mod control;
+pub(crate) mod control;
 pub(crate) mod fields;
 mod limits;
 mod paths;

@@ -6,7 +6,7 @@
 
 mod download;
 mod fetch;
-mod upload;
+pub(crate) mod upload;
 
 pub(super) use download::{Destination, file_download, json_download, string_download};
 pub(super) use fetch::{fetch, fetch_path};

@@ -128,22 +128,29 @@ impl CommandIo for DirectorySink {
         archive.rewind().map_err(|e| e.to_string())?;
         let dest = self.dest.clone();
         let compress = self.compress.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            std::fs::create_dir_all(&dest)
-                .map_err(|e| format!("creating {}: {e}", dest.display()))?;
-            let reader: Box<dyn std::io::Read> = match compress.as_deref() {
-                Some("gz") => Box::new(flate2::read::GzDecoder::new(archive)),
-                Some(other) => return Err(format!("unsupported compression '{other}'")),
-                None => Box::new(archive),
-            };
-            // The tar crate refuses entries that would land outside `dest`.
-            tar::Archive::new(reader)
-                .unpack(&dest)
-                .map_err(|e| format!("unpacking into {}: {e}", dest.display()))
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || unpack(archive, compress.as_deref(), &dest))
+            .await
+            .map_err(|e| e.to_string())?
     }
+}
+
+/// Unpacks a worker's archive of a directory (tar, gzipped when `compress` says `gz`) into
+/// `dest`, which it creates.
+pub(crate) fn unpack(
+    archive: impl std::io::Read,
+    compress: Option<&str>,
+    dest: &std::path::Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
+    let reader: Box<dyn std::io::Read + '_> = match compress {
+        Some("gz") => Box::new(flate2::read::GzDecoder::new(archive)),
+        Some(other) => return Err(format!("unsupported compression '{other}'")),
+        None => Box::new(archive),
+    };
+    // The tar crate refuses entries that would land outside `dest`.
+    tar::Archive::new(reader)
+        .unpack(dest)
+        .map_err(|e| format!("unpacking into {}: {e}", dest.display()))
 }
 
 /// How files and directories are uploaded.
