@@ -20,6 +20,11 @@ if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet 'aiosmtpd==1.4.6'
 fi
 export KILN_TEST_PYTHON=$venv/bin/python
+# schemathesis drives every endpoint of the REST API's OpenAPI description with generated requests.
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  "$venv/bin/pip" install --quiet 'schemathesis==4.32.5'
+fi
+export KILN_TEST_SCHEMATHESIS=$venv/bin/schemathesis
 # The IRC bot is tested on a real IRC server.
 KILN_TEST_NGIRCD=$(command -v ngircd || echo /usr/sbin/ngircd)
 export KILN_TEST_NGIRCD

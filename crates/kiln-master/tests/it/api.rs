@@ -890,3 +890,59 @@ async fn large_answers_are_streamed_take_turns_and_end_at_the_deadline() {
         "the stalled answer was not cut off"
     );
 }
+
+/// schemathesis (from PyPI) drives every endpoint of the OpenAPI description with generated
+/// paths and query strings, against a master with a little history: no answer may be a 5xx,
+/// differ from the description in status, content type or shape, and nothing may change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_described_endpoint_holds_up_to_generated_requests() {
+    let Some(schemathesis) =
+        crate::harness::optional_tool("KILN_TEST_SCHEMATHESIS", "schemathesis")
+    else {
+        return;
+    };
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", TWO_BUILDERS)).await;
+    m.start_worker("w1", "pass").await;
+    for builder in ["alpha", "beta"] {
+        let params = json!({"builderNames": [builder], "word": "x"});
+        assert_eq!(m.force_and_wait(params).await, 0);
+    }
+    let (status, doc) = m.get("openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let (_, before) = m.get("buildsets?field=bsid").await;
+
+    let www = m.www();
+    let run = tokio::process::Command::new(schemathesis)
+        .args(["run", &format!("http://{www}/api/v2/openapi.json")])
+        .args(["--url", &format!("http://{www}/api/v2")])
+        .args(["--checks", "not_a_server_error,status_code_conformance"])
+        .args([
+            "--checks",
+            "content_type_conformance,response_schema_conformance",
+        ])
+        .args([
+            "--max-examples",
+            "8",
+            "--seed",
+            "1",
+            "--generation-deterministic",
+        ])
+        .args(["--request-timeout", "10", "--no-color", "--workers", "2"])
+        .args(["--header", "Accept: application/json"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        // Its caches go to the master's directory, not the source tree.
+        .current_dir(m.path(""))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "schemathesis found failures:\n{out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (_, after) = m.get("buildsets?field=bsid").await;
+    assert_eq!(before, after, "a generated request changed something");
+}

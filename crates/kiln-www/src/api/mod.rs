@@ -5,6 +5,7 @@ mod confine;
 pub(crate) mod control;
 pub(crate) mod fields;
 mod limits;
+mod openapi;
 mod paths;
 pub(crate) mod query;
 mod raw;

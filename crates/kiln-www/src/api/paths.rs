@@ -393,6 +393,10 @@ pub async fn get(
             query::parse(raw_query, &[], &[])?;
             raw::raw(services, id, inline, path).await
         }
+        Target::OpenApi => {
+            query::parse(raw_query, &[], &[])?;
+            Ok(query::respond(headers, super::openapi::document()))
+        }
         Target::Spec => {
             query::parse(raw_query, &[], &[])?;
             let specs = super::spec::specs();

@@ -29,6 +29,8 @@ pub(super) enum Target {
     Empty(&'static str),
     /// `application.spec`: the description of every endpoint.
     Spec,
+    /// `openapi.json`: the API as an OpenAPI document.
+    OpenApi,
 }
 
 /// Whose properties a property list lists.
@@ -247,6 +249,7 @@ pub(super) async fn resolve(services: &Services, path: &str) -> Result<Target, A
     let nf = || not_found(path);
     match segs.as_slice() {
         ["application.spec"] => Ok(Target::Spec),
+        ["openapi.json"] => Ok(Target::OpenApi),
         ["builders"] => Ok(Target::Collection(Ty::Builders, vec![])),
         ["builders", b, rest @ ..] => below_builder(services, b, rest, path).await,
         ["builds"] => Ok(Target::Collection(Ty::Builds, vec![])),

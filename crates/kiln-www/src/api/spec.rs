@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 /// Each type of resource and its fields, in the order the API gives them.
-const TYPES: &[(&str, &[(&str, &str)])] = &[
+pub(super) const TYPES: &[(&str, &[(&str, &str)])] = &[
     ("rootlink", &[("name", "string")]),
     (
         "spec",
