@@ -65,10 +65,16 @@ fn fd_targets(pid: u32) -> Vec<String> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A line of the master's `/proc/PID/status` in KiB: `VmRSS:`, or `RssAnon:` (its heap and
+/// stacks, without the database file SQLite maps).
+fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -397,6 +403,216 @@ fn many_workers_attach() {
         );
     }
     drop(sockets);
+    let _ = master.kill();
+    let _ = master.wait();
+}
+
+/// How long the soak's load lasts, in seconds (`KILN_SOAK_SECONDS`, 60 by default).
+fn soak_seconds() -> u64 {
+    std::env::var("KILN_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+/// One HTTP/1.1 `GET` on a connection of its own, read to the end: its time and size.
+async fn timed_get(www: u16, path: &str) -> (Duration, usize) {
+    let asked = Instant::now();
+    let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", www)).await else {
+        return (asked.elapsed(), 0);
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return (asked.elapsed(), 0);
+    }
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    (asked.elapsed(), answer.len())
+}
+
+/// What the sampler saw of the master once a second: file descriptors and RSS.
+#[derive(Default)]
+struct Samples {
+    fds: Vec<usize>,
+    rss_kib: Vec<u64>,
+    anon_kib: Vec<u64>,
+}
+
+/// A benchmark, not a test (run with `--ignored --nocapture`): the soak and load of a master
+/// with a long history. `KILN_SOAK_HISTORY` names a master directory filled by
+/// `python3 bench/api.py --keep DIR` (100,000 builds and changes); its database is copied. Then
+/// `MANY_WORKERS` simulated workers attach and stay (answering the master's pings), and for
+/// `KILN_SOAK_SECONDS` connection churn of every kind, four clients asking the expensive
+/// queries over and over, and a cheap query timed every 50 ms run together; the master's file
+/// descriptors and RSS are read once a second. Prints what it measured.
+#[test]
+#[ignore]
+fn soak_under_load() {
+    let history = std::env::var_os("KILN_SOAK_HISTORY")
+        .map(std::path::PathBuf::from)
+        .expect("KILN_SOAK_HISTORY names a master directory filled by bench/api.py --keep");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (worker_port, www) = (free_port(), free_port());
+    write_master(dir.path(), worker_port, www, "echo built");
+    std::fs::copy(
+        history.join("state.sqlite"),
+        dir.path().join("state.sqlite"),
+    )
+    .expect("the filled history's database");
+    add_simulated_worker(dir.path());
+    let path = dir.path().join("master.star");
+    let mut cfg = std::fs::read_to_string(&path).expect("read config");
+    cfg.push_str(&format!(
+        "c['workers'] += [worker.Worker('many%d' % i, 'simpass') for i in range({MANY_WORKERS})]\n"
+    ));
+    std::fs::write(&path, cfg).expect("write config");
+    let mut master = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 16384 && exec \"$0\" start --nodaemon \"$1\"")
+        .arg(KILN)
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start master");
+    let pid = master.id();
+    let api = format!("http://127.0.0.1:{www}/api/v2");
+    wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let idle = (settled_fds(pid), rss_kib(pid));
+    eprintln!(
+        "idle: {} fds, RSS {} KiB (heap {} KiB)",
+        idle.0,
+        idle.1,
+        status_kib(pid, "RssAnon:")
+    );
+
+    // The workers attach and stay; reading their sockets answers the master's pings.
+    let started = Instant::now();
+    let readers = runtime.block_on(async {
+        let mut readers = Vec::with_capacity(MANY_WORKERS);
+        for chunk in (0..MANY_WORKERS).collect::<Vec<_>>().chunks(500) {
+            let batch = chunk.iter().map(|i| async move {
+                let mut ws = upgrade(worker_port, &format!("many{i}"), "simpass").await;
+                answer_handshake(&mut ws).await;
+                ws
+            });
+            for mut ws in futures_util::future::join_all(batch).await {
+                readers.push(tokio::spawn(async move {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }));
+            }
+        }
+        readers
+    });
+    let attached = (fds(pid), rss_kib(pid));
+    eprintln!(
+        "{MANY_WORKERS} workers attached in {:.1} s: {} fds, RSS {} KiB (heap {} KiB)",
+        started.elapsed().as_secs_f64(),
+        attached.0,
+        attached.1,
+        status_kib(pid, "RssAnon:")
+    );
+
+    let seconds = soak_seconds();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let (cheap, expensive, churned, samples) = runtime.block_on(async move {
+        let expensive_paths = [
+            "/api/v2/changes",
+            "/api/v2/builds",
+            "/api/v2/changes?files__contains=README",
+            "/api/v2/changes?parent_changeids__contains=1&limit=10",
+        ];
+        let expensive = expensive_paths.map(|path| {
+            tokio::spawn(async move {
+                let mut answered = 0usize;
+                while Instant::now() < until {
+                    timed_get(www, path).await;
+                    answered += 1;
+                }
+                answered
+            })
+        });
+        let kinds = [
+            Kind::SilentWorkerSocket,
+            Kind::SilentWebSocket,
+            Kind::ApiRequest,
+            Kind::CloseBeforeHandshake,
+            Kind::CloseAfterPing,
+            Kind::CloseAfterText,
+            Kind::CloseAfterHandshake,
+        ];
+        let churn = tokio::spawn(async move {
+            let mut cycles = 0usize;
+            while Instant::now() < until {
+                for kind in kinds {
+                    churn(kind, worker_port, www, IN_FLIGHT * 4).await;
+                    cycles += IN_FLIGHT * 4;
+                }
+            }
+            cycles
+        });
+        let sampler = tokio::spawn(async move {
+            let mut samples = Samples::default();
+            while Instant::now() < until {
+                samples.fds.push(fds(pid));
+                samples.rss_kib.push(rss_kib(pid));
+                samples.anon_kib.push(status_kib(pid, "RssAnon:"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            samples
+        });
+        let mut cheap = Vec::new();
+        while Instant::now() < until {
+            let (took, bytes) = timed_get(www, "/api/v2/builds?limit=10&order=-buildid").await;
+            assert!(bytes > 0, "the cheap query got no answer");
+            cheap.push(took);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut answered = 0;
+        for e in expensive {
+            answered += e.await.expect("expensive client");
+        }
+        let churned = churn.await.expect("churn");
+        (cheap, answered, churned, sampler.await.expect("sampler"))
+    });
+    let mut sorted = cheap.clone();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "{seconds} s of load: {churned} churn cycles, {expensive} expensive answers; the cheap \
+         query {} times: median {:?}, p99 {:?}, max {:?}",
+        sorted.len(),
+        at(0.5),
+        at(0.99),
+        sorted.last().expect("a cheap query")
+    );
+    eprintln!(
+        "during the load: fds {}..{}, RSS {}..{} KiB, heap {}..{} KiB",
+        samples.fds.iter().min().expect("a sample"),
+        samples.fds.iter().max().expect("a sample"),
+        samples.rss_kib.iter().min().expect("a sample"),
+        samples.rss_kib.iter().max().expect("a sample"),
+        samples.anon_kib.iter().min().expect("a sample"),
+        samples.anon_kib.iter().max().expect("a sample")
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    eprintln!(
+        "5 s after the load: {} fds (with the workers attached: {}), RSS {} KiB (heap {} KiB)",
+        fds(pid),
+        attached.0,
+        rss_kib(pid),
+        status_kib(pid, "RssAnon:")
+    );
+    for r in readers {
+        r.abort();
+    }
     let _ = master.kill();
     let _ = master.wait();
 }
