@@ -188,6 +188,30 @@ async fn churn(kind: Kind, worker_port: u16, www: u16, cycles: usize) {
     eprintln!("{cycles} cycles of {kind:?} in {:?}", started.elapsed());
 }
 
+/// The runtime of the simulated clients: two threads, as many as the machine's cores.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Starts a master in the foreground in `dir`, with at most `fd_limit` open file descriptors.
+fn start_master(dir: &Path, fd_limit: u32) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {fd_limit} && exec \"$0\" start --nodaemon \"$1\""
+        ))
+        .arg(KILN)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start master")
+}
+
 /// Waits until the master holds no more file descriptors than `limit`.
 fn wait_fds(pid: u32, limit: usize, after: &str) -> usize {
     let deadline = Instant::now() + WAIT;
@@ -222,26 +246,12 @@ fn connection_churn_leaves_no_descriptor_or_memory_behind() {
     let (worker_port, www) = (free_port(), free_port());
     write_master(dir.path(), worker_port, www, "echo built");
     add_simulated_worker(dir.path());
-    let mut master = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n {FD_LIMIT} && exec \"$0\" start --nodaemon \"$1\""
-        ))
-        .arg(KILN)
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start master");
+    let mut master = start_master(dir.path(), FD_LIMIT);
     let pid = master.id();
     let api = format!("http://127.0.0.1:{www}/api/v2");
     wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     // A first build, so that there is a log to download, with a real worker that then leaves.
     let worker_config = kiln_worker_config(dir.path(), worker_port);
     let worker = runtime.spawn(kiln_worker::connection::run(worker_config.clone()));
@@ -355,11 +365,7 @@ fn many_workers_attach() {
     let api = format!("http://127.0.0.1:{www}/api/v2");
     wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
     let idle_rss = rss_kib(pid);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let started = Instant::now();
     let api_ref = &api;
     let sockets = runtime.block_on(async {
@@ -468,23 +474,11 @@ fn soak_under_load() {
         "c['workers'] += [worker.Worker('many%d' % i, 'simpass') for i in range({MANY_WORKERS})]\n"
     ));
     std::fs::write(&path, cfg).expect("write config");
-    let mut master = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 16384 && exec \"$0\" start --nodaemon \"$1\"")
-        .arg(KILN)
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start master");
+    let mut master = start_master(dir.path(), 16_384);
     let pid = master.id();
     let api = format!("http://127.0.0.1:{www}/api/v2");
     wait_api(&format!("{api}/builders"), |v| v["builders"].is_array());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let idle = (settled_fds(pid), rss_kib(pid));
     eprintln!(
         "idle: {} fds, RSS {} KiB (heap {} KiB)",

@@ -850,12 +850,7 @@ async fn large_answers_are_streamed_take_turns_and_end_at_the_deadline() {
     );
 
     // A client that asks for everything and stops reading holds the one large turn.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("small buffer");
-    let mut stalled = socket
-        .connect(m.www().parse().expect("address"))
-        .await
-        .expect("connect");
+    let mut stalled = crate::harness::small_buffered(&m.www()).await;
     let stalled_at = tokio::time::Instant::now();
     stalled
         .write_all(format!("GET /api/v2/changes HTTP/1.1\r\nHost: {}\r\n\r\n", m.www()).as_bytes())

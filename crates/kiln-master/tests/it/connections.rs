@@ -186,12 +186,7 @@ async fn a_client_that_stops_reading_is_let_go_at_the_write_deadline() {
     // One that stops reading: the master's writes wait on its full buffers, and the connection
     // is closed once they have waited for the deadline. What the kernel had buffered is all it
     // gets then, far less than the answer.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("small buffer");
-    let mut stalled = socket
-        .connect(m.www().parse().expect("address"))
-        .await
-        .expect("connect");
+    let mut stalled = crate::harness::small_buffered(&m.www()).await;
     stalled.write_all(request.as_bytes()).await.expect("send");
     // Well past the deadline, counted from when the buffers filled.
     tokio::time::sleep(limit * 4).await;

@@ -545,6 +545,17 @@ pub fn make_certificate(dir: &std::path::Path) {
 
 /// A tool the suite is given through an environment variable: required under CI (its absence
 /// fails the test), and otherwise skipped with a warning.
+/// A connection to `addr` whose receive buffer is 4 KiB, for a client that stops reading: the
+/// server's writes soon wait on it.
+pub async fn small_buffered(addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    socket
+        .connect(addr.parse().expect("address"))
+        .await
+        .expect("connect")
+}
+
 pub fn optional_tool(var: &str, what: &str) -> Option<PathBuf> {
     match std::env::var_os(var) {
         Some(p) => Some(PathBuf::from(p)),
