@@ -396,7 +396,10 @@ impl crate::Db {
         let rest = format!("FROM {from}{where_}{}", order_clause(page, id_column));
         let rows = self.select(columns, &rest, &binds).await?;
         let total = if page.count_total && (page.limit.is_some() || page.offset.is_some()) {
-            let sql = format!("SELECT COUNT(*) AS n FROM {}{where_}", count_from(from, page));
+            let sql = format!(
+                "SELECT COUNT(*) AS n FROM {}{where_}",
+                count_from(from, page)
+            );
             let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.clone())), &binds)
                 .fetch_one(&self.pool)
                 .await?;
