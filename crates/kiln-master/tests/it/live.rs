@@ -34,11 +34,9 @@ async fn command(ws: &mut Socket, frame: Value) -> Value {
     next_json(ws).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ws_clients_get_full_resources_for_the_paths_they_consume() {
-    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", CFG)).await;
-    m.start_worker("w1", "pass").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", m.www()))
+/// A `/ws` client of the web port `www` that consumes `builds/*/*`.
+async fn consuming_builds(www: &str) -> Socket {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{www}/ws"))
         .await
         .unwrap();
     let ok = command(
@@ -47,6 +45,14 @@ async fn ws_clients_get_full_resources_for_the_paths_they_consume() {
     )
     .await;
     assert_eq!(ok, json!({"msg": "OK", "code": 200, "_id": 1}));
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_clients_get_full_resources_for_the_paths_they_consume() {
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", CFG)).await;
+    m.start_worker("w1", "pass").await;
+    let mut ws = consuming_builds(&m.www()).await;
     let ok = command(
         &mut ws,
         json!({"cmd": "startConsuming", "path": "logs/*/*", "_id": 2}),
@@ -124,15 +130,7 @@ async fn a_client_joining_a_quiet_hub_gets_the_news_from_when_it_joined() {
     let mut m = TestMaster::start(&config("sqlite:///state.sqlite", CFG)).await;
     m.start_worker("w1", "pass").await;
     m.force_and_wait(json!({"builderid": 1})).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", m.www()))
-        .await
-        .unwrap();
-    let ok = command(
-        &mut ws,
-        json!({"cmd": "startConsuming", "path": "builds/*/*", "_id": 1}),
-    )
-    .await;
-    assert_eq!(ok["code"], 200);
+    let mut ws = consuming_builds(&m.www()).await;
     m.force(json!({"builderid": 1})).await;
     let mut keys = Vec::new();
     loop {
