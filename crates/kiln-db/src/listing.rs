@@ -107,16 +107,6 @@ pub enum Listed {
     TestResults,
 }
 
-/// What to count the rows of `from` in: a join that keeps the rows of its first table, and that no
-/// filter reads, is left out (SQLite would otherwise look up every joined row only to count it).
-fn count_from<'a>(from: &'a str, page: &Page) -> &'a str {
-    let reads_claims = page.filters.iter().any(|f| f.column.starts_with("c."));
-    match from {
-        crate::buildrequests::FROM if !reads_claims => crate::buildrequests::UNJOINED,
-        _ => from,
-    }
-}
-
 impl Listed {
     /// The `FROM` of the collection's listing statements.
     pub fn from(self) -> &'static str {
@@ -408,6 +398,16 @@ impl crate::Db {
             rows.len() as i64
         };
         Ok((rows, total))
+    }
+}
+
+/// What to count the rows of `from` in: a join that keeps the rows of its first table, and that no
+/// filter reads, is left out (SQLite would otherwise look up every joined row only to count it).
+fn count_from<'a>(from: &'a str, page: &Page) -> &'a str {
+    let reads_claims = page.filters.iter().any(|f| f.column.starts_with("c."));
+    match from {
+        crate::buildrequests::FROM if !reads_claims => crate::buildrequests::UNJOINED,
+        _ => from,
     }
 }
 

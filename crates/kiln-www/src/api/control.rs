@@ -49,9 +49,8 @@ pub async fn post(
         Ok(call) => call,
         Err((id, e)) => return reply(&id, Err(e)),
     };
-    let (id, method, params) = (call.id, call.method.as_str(), call.params);
-    let result = dispatch(services, actor, path, method, &params).await;
-    let mut response = reply(&id, result);
+    let result = dispatch(services, actor, path, &call.method, &call.params).await;
+    let mut response = reply(&call.id, result);
     crate::auth::origin::allow_response(services, headers, &mut response);
     response
 }

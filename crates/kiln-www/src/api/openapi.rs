@@ -1,6 +1,7 @@
 //! `openapi.json`: the REST API described as an OpenAPI 3.0 document, made from the same table
 //! of endpoints and types as `application.spec`, so that generic tools (schemathesis, client
-//! generators) can drive it. Every endpoint is a `GET` whose answer is the endpoint's plural
+//! generators) can drive it. Every path is a `GET` (the ways Buildbot names one place of a path,
+//! by number or by name, share one path) whose answer is the endpoint's plural
 //! holding a list of its type, and `meta` (as JSON when asked for, else as indented text); the
 //! logs' `raw` forms are plain text.
 
@@ -11,12 +12,24 @@ use super::spec::{ENDPOINTS, TYPES};
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
+    // Buildbot names a resource several ways at one place of a path (`builders/n:builderid` and
+    // `builders/s:buildername`); OpenAPI takes one path per shape, so the later ways widen the
+    // first one's parameters rather than add paths of their own.
+    let mut shapes: Vec<(String, String)> = Vec::new();
     for (path, ty, plural) in ENDPOINTS {
         let (template, parameters) = path_template(path);
-        paths.insert(
-            template,
-            json!({ "get": operation(path, ty, plural, parameters) }),
-        );
+        let shape = shape_of(path);
+        match shapes.iter().find(|(s, _)| *s == shape) {
+            Some((_, first)) => {
+                let op = &mut paths[first.as_str()]["get"];
+                widen(&mut op["parameters"], &parameters);
+            }
+            None => {
+                let op = operation(path, ty, plural, parameters);
+                paths.insert(template.clone(), json!({ "get": op }));
+                shapes.push((shape, template));
+            }
+        }
     }
     let schemas: Map<String, Value> = TYPES
         .iter()
@@ -70,6 +83,36 @@ fn path_template(path: &str) -> (String, Vec<Value>) {
         })
         .collect();
     (format!("/{}", segments.join("/")), parameters)
+}
+
+/// A path with each parameter's place marked alike: `builders/{}/builds`.
+fn shape_of(path: &str) -> String {
+    path.split('/')
+        .map(|segment| if segment.contains(':') { "{}" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Widens the path parameters of an operation to take another way of naming the same places:
+/// a place named both by number and by name takes any string.
+fn widen(parameters: &mut Value, other: &[Value]) {
+    let Some(parameters) = parameters.as_array_mut() else {
+        return;
+    };
+    let path_params = parameters.iter_mut().filter(|p| p["in"] == "path");
+    for (mine, theirs) in path_params.zip(other) {
+        if mine["schema"] != theirs["schema"] {
+            mine["schema"] = json!({ "type": "string" });
+        }
+        if mine["name"] != theirs["name"] {
+            let also = format!("or its {}", theirs["name"].as_str().unwrap_or_default());
+            let description = match mine["description"].as_str() {
+                Some(d) => format!("{d}, {also}"),
+                None => also,
+            };
+            mine["description"] = json!(description);
+        }
+    }
 }
 
 /// The `GET` of one endpoint.
@@ -220,7 +263,9 @@ mod tests {
                 "property"
             ]
         );
-        assert_eq!(builds["parameters"][0]["schema"]["type"], "integer");
+        // A build's number is a number; its builder may be named either way.
+        assert_eq!(builds["parameters"][1]["schema"]["type"], "integer");
+        assert_eq!(builds["parameters"][0]["schema"]["type"], "string");
         let schema = &builds["responses"]["200"]["content"]["application/json"]["schema"];
         assert_eq!(
             schema["properties"]["builds"]["items"]["$ref"],
@@ -229,6 +274,22 @@ mod tests {
         let raw = &doc["paths"]["/logs/{logid}/raw"]["get"]["responses"]["200"]["content"];
         assert!(raw.get("text/plain").is_some(), "{raw}");
         assert!(doc["paths"].get("/").is_some());
+        // One path per shape: a builder by number or by name is one place taking any string.
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.get("/builders/{buildername}").is_none());
+        let builder = &paths["/builders/{builderid}"]["get"]["parameters"][0];
+        assert_eq!(builder["schema"], json!({"type": "string"}));
+        assert_eq!(builder["description"], "or its buildername");
+        let shapes: std::collections::BTreeSet<String> = paths
+            .keys()
+            .map(|p| {
+                p.split('/')
+                    .map(|s| if s.starts_with('{') { "{}" } else { s })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        assert_eq!(shapes.len(), paths.len(), "two paths of one shape");
         assert_eq!(
             field_schema("string?"),
             json!({"type": "string", "nullable": true})
