@@ -15,6 +15,10 @@ if [ ! -x "$venv/bin/buildbot-worker" ]; then
   "$venv/bin/pip" install --quiet 'buildbot-worker==4.3.0'
 fi
 export KILN_TEST_BUILDBOT_WORKER=$venv/bin/buildbot-worker
+# A stock worker's --use-tls needs Twisted's TLS extras, which buildbot-worker does not require.
+if ! "$venv/bin/python" -c 'import OpenSSL, service_identity' >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet 'pyOpenSSL==26.4.0' 'service-identity==26.1.0'
+fi
 # The mail tests deliver to aiosmtpd, a real SMTP server, run by the same virtualenv's Python.
 if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet 'aiosmtpd==1.4.6'

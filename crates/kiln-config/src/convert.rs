@@ -406,17 +406,23 @@ fn protocols(cx: &mut Cx, p: &Node) -> Vec<WorkerPort> {
         let Some(listen) = cx.listen(port, "the worker port", &loc) else {
             continue;
         };
-        if listen.tls.is_some() {
-            cx.error(
-                &loc,
-                "the worker port cannot serve TLS: put TLS on the web port only",
-            );
-            continue;
-        }
         let index = match ports
             .iter()
             .position(|w| w.port == listen.port && w.interface == listen.interface)
         {
+            // Both protocols on one port share its socket, so they share its TLS too.
+            Some(i) if ports[i].tls != listen.tls => {
+                cx.error(
+                    &loc,
+                    format!(
+                        "c['protocols'] names port {} for both protocols, once with TLS \
+                         ('ssl:') and once without, or with other files: one port serves \
+                         TLS to all its workers or to none",
+                        listen.port
+                    ),
+                );
+                continue;
+            }
             Some(i) => i,
             None => {
                 ports.push(WorkerPort {
@@ -424,6 +430,7 @@ fn protocols(cx: &mut Cx, p: &Node) -> Vec<WorkerPort> {
                     interface: listen.interface,
                     msgpack: false,
                     pb: false,
+                    tls: listen.tls,
                 });
                 ports.len() - 1
             }

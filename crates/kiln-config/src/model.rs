@@ -40,7 +40,7 @@ impl Listen {
 }
 
 /// A TLS key and certificate chain, as PEM files (relative to the master's directory).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub key: std::path::PathBuf,
     pub cert: std::path::PathBuf,
@@ -103,6 +103,9 @@ pub struct WorkerPort {
     pub msgpack: bool,
     /// Twisted's Perspective Broker, the stock `buildbot-worker`'s default.
     pub pb: bool,
+    /// The key and certificate the port serves TLS with (`ssl:` in its strport), for workers
+    /// created with `--use-tls`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl WorkerPort {
@@ -113,6 +116,7 @@ impl WorkerPort {
             interface: None,
             msgpack: true,
             pb: true,
+            tls: None,
         }
     }
 }

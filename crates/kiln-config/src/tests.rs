@@ -33,7 +33,8 @@ fn a_buildbot_style_configuration_loads() {
             port: 9989,
             interface: None,
             msgpack: true,
-            pb: false
+            pb: false,
+            tls: None,
         }]
     );
     assert_eq!(c.www.port, Some(8010));
@@ -296,6 +297,7 @@ fn each_protocol_gets_its_port_and_unsupported_keys_warn() {
         interface: None,
         msgpack,
         pb,
+        tls: None,
     };
     let ports = |src: &str| load_str("master.star", src).unwrap().worker_ports;
     assert_eq!(
@@ -1300,6 +1302,35 @@ fn ports_bind_the_interface_they_name_and_nothing_else_is_taken() {
             key: "tls/key.pem".into(),
             cert: "tls/cert.pem".into()
         })
+    );
+    // The worker port takes the same `ssl:` form, for workers created with --use-tls.
+    let secure = load_str(
+        "master.star",
+        "BuildmasterConfig = {'protocols': {'pb': {'port': 'ssl:9989:privateKey=k.pem:certKey=c.pem'},\n 'msgpack_experimental_v7': {'port': 'ssl:9989:privateKey=k.pem:certKey=c.pem'}}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        secure.worker_ports,
+        [crate::WorkerPort {
+            port: 9989,
+            interface: None,
+            msgpack: true,
+            pb: true,
+            tls: Some(crate::TlsFiles {
+                key: "k.pem".into(),
+                cert: "c.pem".into()
+            }),
+        }]
+    );
+    let mixed = load_str(
+        "master.star",
+        "BuildmasterConfig = {'protocols': {'pb': {'port': 'ssl:9989:privateKey=k.pem:certKey=c.pem'},\n 'msgpack_experimental_v7': {'port': 9989}}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        mixed.contains("one port serves TLS to all its workers or to none"),
+        "{mixed}"
     );
     let bad = load_str(
         "master.star",

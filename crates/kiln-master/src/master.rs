@@ -460,7 +460,11 @@ impl Master {
                 msgpack: w.msgpack,
                 pb: w.pb,
             };
-            worker_listeners.push((listener, protocols));
+            let tls = match &w.tls {
+                Some(files) => Some(crate::tls::acceptor(&basedir, files, &[])?),
+                None => None,
+            };
+            worker_listeners.push((listener, protocols, tls));
         }
         let www_port = options.www_port.or(config.www.port).unwrap_or(8010);
         let www_listener = TcpListener::bind((config.www.host.as_str(), www_port))
@@ -470,22 +474,24 @@ impl Master {
         let www_addr = www_listener.local_addr()?;
 
         let tls = match &config.www.tls {
-            Some(files) => Some(crate::tls::acceptor(&basedir, files)?),
+            Some(files) => Some(crate::tls::acceptor(&basedir, files, crate::tls::HTTP)?),
             None => None,
         };
 
         let mut tasks = Vec::new();
-        for (listener, protocols) in worker_listeners {
+        for (listener, protocols, tls) in worker_listeners {
             tracing::info!(
                 address = %listener.local_addr()?,
                 msgpack = protocols.msgpack,
                 pb = protocols.pb,
+                tls = tls.is_some(),
                 "serving workers"
             );
             tasks.push(tokio::spawn(crate::workers::port::serve(
                 listener,
                 master.clone(),
                 protocols,
+                tls,
                 crate::workers::listener::router(master.clone()),
                 master.shutdown_signal(),
             )));

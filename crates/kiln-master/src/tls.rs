@@ -1,5 +1,5 @@
-//! HTTPS on the web port: the key and certificate chain the configuration names (Buildbot's
-//! `ssl:PORT:privateKey=…:certKey=…`), read once at start with rustls on ring.
+//! TLS on the web port and the worker ports: the key and certificate chain the configuration
+//! names (Buildbot's `ssl:PORT:privateKey=…:certKey=…`), read once at start with rustls on ring.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +10,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// The acceptor for the web port; an error names the file that could not be used.
-pub fn acceptor(basedir: &Path, files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+/// The web port offers HTTP/1.1 by ALPN; worker ports offer nothing, as Twisted's `ssl:` does.
+pub const HTTP: &[&[u8]] = &[b"http/1.1"];
+
+/// An acceptor that offers the `alpn` protocols; an error names the file that could not be used.
+pub fn acceptor(basedir: &Path, files: &TlsFiles, alpn: &[&[u8]]) -> anyhow::Result<TlsAcceptor> {
     let cert_path = basedir.join(&files.cert);
     let key_path = basedir.join(&files.key);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
@@ -35,7 +38,7 @@ pub fn acceptor(basedir: &Path, files: &TlsFiles) -> anyhow::Result<TlsAcceptor>
                 cert_path.display()
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -50,14 +53,18 @@ mod tests {
             key: "key.pem".into(),
             cert: "cert.pem".into(),
         };
-        let missing = acceptor(dir.path(), &files).err().map(|e| format!("{e:#}"));
+        let missing = acceptor(dir.path(), &files, HTTP)
+            .err()
+            .map(|e| format!("{e:#}"));
         assert!(
             missing.as_deref().is_some_and(|m| m.contains("cert.pem")),
             "{missing:?}"
         );
         std::fs::write(dir.path().join("cert.pem"), "not a certificate\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        let empty = acceptor(dir.path(), &files).err().map(|e| format!("{e:#}"));
+        let empty = acceptor(dir.path(), &files, HTTP)
+            .err()
+            .map(|e| format!("{e:#}"));
         assert!(
             empty
                 .as_deref()

@@ -20,6 +20,11 @@ pub struct WorkerConfig {
     pub password: String,
     /// Give up after this many failed connection attempts in a row; `None` retries forever.
     pub max_retries: Option<u32>,
+    /// Connect over TLS (`use_tls = true`), for a master whose worker port is `ssl:`.
+    pub use_tls: bool,
+    /// The PEM file of the certificate authorities the master's certificate is checked against
+    /// (`ca_file`, relative to the base directory); without it, the public web's authorities.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -57,6 +62,12 @@ impl WorkerConfig {
         if let Some(n) = self.max_retries {
             text.push_str(&format!("max_retries = {n}\n"));
         }
+        if self.use_tls {
+            text.push_str("use_tls = true\n");
+        }
+        if let Some(ca) = &self.ca_file {
+            text.push_str(&format!("ca_file = {}\n", ca.display()));
+        }
         std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         let info = self.basedir.join("info");
         write_if_missing(&info.join("admin"), "Your Name Here <admin@example.com>\n")?;
@@ -77,6 +88,7 @@ impl WorkerConfig {
         })?;
         let (mut host, mut port, mut name, mut password, mut max_retries) =
             (None, None, None, None, None);
+        let (mut use_tls, mut ca_file) = (false, None);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -104,8 +116,26 @@ impl WorkerConfig {
                         format!("{}:{}: max_retries must be a number", path.display(), n + 1)
                     })?)
                 }
+                "use_tls" => {
+                    use_tls = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => bail!(
+                            "{}:{}: use_tls must be true or false",
+                            path.display(),
+                            n + 1
+                        ),
+                    }
+                }
+                "ca_file" => ca_file = Some(PathBuf::from(value)),
                 other => bail!("{}:{}: unknown setting {other:?}", path.display(), n + 1),
             }
+        }
+        if ca_file.is_some() && !use_tls {
+            bail!(
+                "{}: ca_file is set but use_tls is not: add `use_tls = true`",
+                path.display()
+            );
         }
         let missing = |what: &str| anyhow::anyhow!("{}: {what} is not set", path.display());
         Ok(WorkerConfig {
@@ -115,6 +145,8 @@ impl WorkerConfig {
             name: name.ok_or_else(|| missing("name"))?,
             password: password.ok_or_else(|| missing("password"))?,
             max_retries,
+            use_tls,
+            ca_file,
         })
     }
 }

@@ -31,10 +31,15 @@ const OUTGOING_QUEUE: usize = 256;
 /// Connects to the master and serves it, reconnecting with backoff, until the master asks the worker
 /// to shut down or `max_retries` attempts in a row have failed.
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    // Made once, so that an unreadable authorities file stops the worker at once.
+    let tls = match config.use_tls {
+        true => Some(crate::tls::connector(&config)?),
+        false => None,
+    };
     let mut backoff = INITIAL_BACKOFF;
     let mut failures = 0u32;
     loop {
-        match serve_once(&config).await {
+        match serve_once(&config, tls.as_ref()).await {
             Ok(Ending::Shutdown) => {
                 tracing::info!("master asked for shutdown");
                 return Ok(());
@@ -109,10 +114,38 @@ impl Link {
     }
 }
 
-async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
-    let url = format!("ws://{}:{}/", config.master_host, config.master_port);
+async fn serve_once(
+    config: &WorkerConfig,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> anyhow::Result<Ending> {
+    let address = (config.master_host.as_str(), config.master_port);
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to {}:{}", address.0, address.1))?;
+    // Each request and answer is small and waits on the other side: Nagle's algorithm would
+    // hold them back.
+    tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
+    let Some(connector) = tls else {
+        let url = format!("ws://{}:{}/", config.master_host, config.master_port);
+        return serve_on(config, &url, tcp).await;
+    };
+    let name = crate::tls::server_name(&config.master_host)?;
+    let stream = connector.connect(name, tcp).await.with_context(|| {
+        format!(
+            "TLS with the master at {}:{} (is its worker port `ssl:`?)",
+            address.0, address.1
+        )
+    })?;
+    let url = format!("wss://{}:{}/", config.master_host, config.master_port);
+    serve_on(config, &url, stream).await
+}
+
+/// Opens the WebSocket on a connected `stream` (TCP, or TLS over it) and serves the master on it.
+async fn serve_on<S>(config: &WorkerConfig, url: &str, stream: S) -> anyhow::Result<Ending>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut request = url
-        .as_str()
         .into_client_request()
         .context("building the upgrade request")?;
     let token = base64::engine::general_purpose::STANDARD
@@ -126,7 +159,7 @@ async fn serve_once(config: &WorkerConfig) -> anyhow::Result<Ending> {
     let ws_config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(response) if response.status() == 401 => {

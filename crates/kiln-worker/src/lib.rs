@@ -6,6 +6,8 @@
 //! operations) and streams their output back. It knows nothing of the master beyond that protocol,
 //! so a kiln worker can serve a Buildbot master and the stock `buildbot-worker` can serve kiln.
 //!
+//! The connection is plain, or TLS when the master's worker port is configured with `ssl:`.
+//!
 //! [`connection::run`] is the entry point: it connects, serves until the connection drops and
 //! reconnects with backoff.
 
@@ -14,3 +16,4 @@ pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod output;
+pub mod tls;

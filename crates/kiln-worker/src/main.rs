@@ -35,6 +35,13 @@ enum Cmd {
         /// Give up after this many failed connection attempts in a row (default: retry forever).
         #[arg(long)]
         maxretries: Option<u32>,
+        /// Connect over TLS, to a master whose worker port is configured with `ssl:`.
+        #[arg(long)]
+        use_tls: bool,
+        /// Check the master's certificate against the authorities in this PEM file (a private
+        /// CA) instead of the public web's.
+        #[arg(long, requires = "use_tls")]
+        ca_file: Option<PathBuf>,
     },
     /// Start the worker in the background (logging to kiln-worker.log in its directory), or in the
     /// foreground with --nodaemon, until the master shuts it down or it is stopped.
@@ -90,6 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             password,
             maxretries,
+            use_tls,
+            ca_file,
         } => {
             let (master_host, master_port) = WorkerConfig::parse_master(&master)?;
             let config = WorkerConfig {
@@ -99,6 +108,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 password,
                 max_retries: maxretries,
+                use_tls,
+                // Named from where the command runs; the worker runs from its base directory.
+                ca_file: ca_file.map(|f| std::path::absolute(&f).unwrap_or(f)),
             };
             config.create()?;
             eprintln!(

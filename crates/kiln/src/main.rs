@@ -600,6 +600,8 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
         name: "example-worker".into(),
         password: "pass".into(),
         max_retries: None,
+        use_tls: false,
+        ca_file: None,
     };
     if !worker_dir.join(kiln_worker::config::CONFIG_FILE).exists() {
         worker_config.create()?;

@@ -137,6 +137,8 @@ fn kiln_worker_config(dir: &Path, port: u16) -> kiln_worker::config::WorkerConfi
         name: "w1".into(),
         password: "pass".into(),
         max_retries: None,
+        use_tls: false,
+        ca_file: None,
     };
     config.create().expect("create worker");
     config

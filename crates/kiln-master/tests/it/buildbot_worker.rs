@@ -103,32 +103,73 @@ pub(crate) fn start_buildbot_worker(
     worker_dir: &std::path::Path,
     protocol: Protocol,
 ) -> tokio::process::Child {
-    let created = std::process::Command::new(exe)
-        .args([
+    StockWorker {
+        name: "w1",
+        password: "pass",
+        protocol,
+        ca_file: None,
+    }
+    .start(m, exe, worker_dir)
+}
+
+/// A stock worker to create and start.
+pub(crate) struct StockWorker<'a> {
+    pub name: &'a str,
+    pub password: &'a str,
+    pub protocol: Protocol,
+    /// Over TLS (`--use-tls`) to `localhost`, trusting the authorities of this file, when given.
+    pub ca_file: Option<&'a std::path::Path>,
+}
+
+impl StockWorker<'_> {
+    /// Creates the worker in `worker_dir` for the master, and starts it.
+    pub(crate) fn start(
+        &self,
+        m: &TestMaster,
+        exe: &std::path::Path,
+        worker_dir: &std::path::Path,
+    ) -> tokio::process::Child {
+        let mut create = std::process::Command::new(exe);
+        create.args([
             "create-worker",
             "--protocol",
-            protocol.name(),
+            self.protocol.name(),
             "--umask",
             "0o22",
-        ])
-        .arg(worker_dir)
-        .arg(format!("127.0.0.1:{}", m.worker_port()))
-        .args(["w1", "pass"])
-        .output()
-        .expect("run buildbot-worker create-worker");
-    assert!(
-        created.status.success(),
-        "create-worker failed: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    tokio::process::Command::new(exe)
-        .args(["start", "--nodaemon"])
-        .arg(worker_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start buildbot-worker")
+        ]);
+        let host = match self.ca_file {
+            Some(_) => {
+                create.arg("--use-tls");
+                "localhost"
+            }
+            None => "127.0.0.1",
+        };
+        let created = create
+            .arg(worker_dir)
+            .arg(format!("{host}:{}", m.worker_port()))
+            .args([self.name, self.password])
+            .output()
+            .expect("run buildbot-worker create-worker");
+        assert!(
+            created.status.success(),
+            "create-worker failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let mut start = tokio::process::Command::new(exe);
+        // Twisted checks the master's certificate against OpenSSL's default authorities, which
+        // this variable replaces.
+        if let Some(ca) = self.ca_file {
+            start.env("SSL_CERT_FILE", ca);
+        }
+        start
+            .args(["start", "--nodaemon"])
+            .arg(worker_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start buildbot-worker")
+    }
 }
 
 async fn check_transfers(m: &TestMaster, results: i64, log: &str, payload: &[u8]) {
@@ -538,5 +579,82 @@ c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b1'])]
     if let Some(mut child) = child {
         let _ = child.kill().await;
     }
+    m.stop().await;
+}
+
+const OVER_TLS: &str = r#"
+c['workers'].append(worker.Worker('w3', 'pass3'))
+tls = 'ssl:9989:privateKey=key.pem:certKey=cert.pem'
+c['protocols'] = {'pb': {'port': tls}, 'msgpack_experimental_v7': {'port': tls}}
+f = util.BuildFactory([steps.ShellCommand(command=['echo', 'over TLS'])])
+c['builders'] = [util.BuilderConfig(name=n, workernames=[w], factory=f)
+                 for n, w in [('kiln', 'w1'), ('stock-pb', 'w2'), ('stock-msgpack', 'w3')]]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['kiln', 'stock-pb', 'stock-msgpack'])]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_of_both_kinds_and_protocols_build_over_tls_on_an_ssl_worker_port() {
+    let Some(exe) = buildbot_worker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    crate::harness::make_certificate(dir.path());
+    let mut m = TestMaster::start_in(dir, &config("sqlite:///state.sqlite", OVER_TLS)).await;
+    let ca = m.path("ca.pem");
+
+    // A worker that speaks in the clear, or does not trust the master's certificate, is refused.
+    let plain = m.worker_config("w1", "pass", None);
+    let refused = kiln_worker::connection::run(plain).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("giving up"), "{refused:#}");
+    let mut untrusting = m.worker_config("w1", "pass", Some(&ca));
+    untrusting.ca_file = None;
+    let refused = kiln_worker::connection::run(untrusting).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("certificate"),
+        "{refused:#}"
+    );
+    assert!(m.master().workers.connection("w1").is_none());
+
+    let kiln = m.worker_config("w1", "pass", Some(&ca));
+    let kiln = tokio::spawn(kiln_worker::connection::run(kiln));
+    let mut stock = Vec::new();
+    for (name, password, protocol) in [
+        ("w2", "pass2", Protocol::Pb),
+        ("w3", "pass3", Protocol::Msgpack),
+    ] {
+        let worker_dir = m.path(&format!("stock-{name}"));
+        let worker = StockWorker {
+            name,
+            password,
+            protocol,
+            ca_file: Some(&ca),
+        };
+        stock.push((
+            name,
+            protocol,
+            worker_dir.clone(),
+            worker.start(&m, &exe, &worker_dir),
+        ));
+    }
+    m.wait_attached("w1").await;
+    for (name, protocol, worker_dir, _) in &stock {
+        m.wait_attached(name).await;
+        assert_eq!(
+            m.worker_protocol(name),
+            (*protocol).into(),
+            "{}",
+            std::fs::read_to_string(worker_dir.join("twistd.log")).unwrap_or_default()
+        );
+    }
+    let results = m.force_and_wait(json!({})).await;
+    let (_, builds) = m.get("builds?field=builderid&field=results").await;
+    assert_eq!(results, 0, "{builds}");
+    assert_eq!(
+        builds["builds"].as_array().map(Vec::len),
+        Some(3),
+        "{builds}"
+    );
+    for (_, _, _, mut child) in stock {
+        let _ = child.kill().await;
+    }
+    kiln.abort();
     m.stop().await;
 }

@@ -88,6 +88,21 @@ impl TestMaster {
 
     /// Starts kiln's worker in this process, and waits until it is attached.
     pub async fn start_worker(&mut self, name: &str, password: &str) -> usize {
+        let config = self.worker_config(name, password, None);
+        self.workers
+            .push(tokio::spawn(kiln_worker::connection::run(config)));
+        self.wait_attached(name).await;
+        self.workers.len() - 1
+    }
+
+    /// A new worker directory for kiln's worker, created and loaded as `kiln-worker` does; over
+    /// TLS to `localhost` (the name the test certificate carries) when `ca_file` is given.
+    pub fn worker_config(
+        &self,
+        name: &str,
+        password: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> kiln_worker::config::WorkerConfig {
         // A master restarted in the same directory gets workers of its own.
         let mut n = self.workers.len();
         while self.dir.path().join(format!("worker-{name}-{n}")).exists() {
@@ -96,18 +111,21 @@ impl TestMaster {
         let basedir = self.dir.path().join(format!("worker-{name}-{n}"));
         let config = kiln_worker::config::WorkerConfig {
             basedir: basedir.clone(),
-            master_host: "127.0.0.1".into(),
+            master_host: if ca_file.is_some() {
+                "localhost"
+            } else {
+                "127.0.0.1"
+            }
+            .into(),
             master_port: self.worker_port(),
             name: name.into(),
             password: password.into(),
             max_retries: Some(0),
+            use_tls: ca_file.is_some(),
+            ca_file: ca_file.map(Into::into),
         };
         config.create().expect("create worker");
-        let config = kiln_worker::config::WorkerConfig::load(&basedir).expect("load worker");
-        self.workers
-            .push(tokio::spawn(kiln_worker::connection::run(config)));
-        self.wait_attached(name).await;
-        self.workers.len() - 1
+        kiln_worker::config::WorkerConfig::load(&basedir).expect("load worker")
     }
 
     /// The protocol the worker's connection speaks.

@@ -18,9 +18,7 @@ use kiln_api::credentials::same_secret;
 use kiln_proto::pb::{self, Decoder, Failure, Jelly, Pb, Sexp, Target};
 use kiln_proto::{Message, Op, Value};
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::master::Master;
@@ -112,9 +110,16 @@ struct Session {
 
 /// Serves one PB connection until it ends; `protocols` are those of its port, for the message
 /// that names what a client spoke instead.
-pub async fn serve(master: Arc<Master>, tcp: TcpStream, peer: SocketAddr, protocols: Protocols) {
-    let port = tcp.local_addr().map(|a| a.port()).unwrap_or_default();
-    let (mut reader, writer) = tcp.into_split();
+pub async fn serve<IO>(
+    master: Arc<Master>,
+    io: IO,
+    peer: SocketAddr,
+    port: u16,
+    protocols: Protocols,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(io);
     let (wire, wire_rx) = mpsc::channel(OUTGOING_QUEUE);
     let writer = tokio::spawn(write_bytes(writer, wire_rx));
     let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTGOING_QUEUE);
@@ -212,7 +217,8 @@ pub async fn serve(master: Arc<Master>, tcp: TcpStream, peer: SocketAddr, protoc
 }
 
 /// Writes the connection's bytes in order until every sender is gone.
-async fn write_bytes(mut socket: OwnedWriteHalf, mut wire: mpsc::Receiver<Vec<u8>>) {
+async fn write_bytes<W: AsyncWrite>(socket: W, mut wire: mpsc::Receiver<Vec<u8>>) {
+    let mut socket = std::pin::pin!(socket);
     while let Some(bytes) = wire.recv().await {
         if socket.write_all(&bytes).await.is_err() {
             return;
