@@ -177,6 +177,18 @@ async fn listings_filter_order_and_page_in_sql() {
             rows.iter().map(|r| r.priority).collect::<Vec<_>>(),
             vec![3, 2]
         );
+        // The ids alone, as a streamed answer reads them first: same order, page and total.
+        let (ids, total) = db
+            .list_ids(kiln_db::listing::Listed::BuildRequests, &page)
+            .await
+            .unwrap();
+        assert_eq!((ids.len(), total), (2, 5), "{}: {ids:?}", t.backend);
+        assert_eq!(ids, rows.iter().map(|r| r.id.0).collect::<Vec<_>>());
+        let (all, total) = db
+            .list_ids(kiln_db::listing::Listed::BuildSets, &Page::default())
+            .await
+            .unwrap();
+        assert_eq!((all, total), (vec![1, 2, 3, 4, 5], 5), "{}", t.backend);
         // Without asking for it, the total is what was returned: no scan of every match.
         let uncounted = Page {
             count_total: false,
