@@ -83,7 +83,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def fill(db: Path, builds: int, changes: int) -> dict:
-    """Adds the history, as the master would have written it, in one transaction."""
+    """Adds the history, as the master would have written it, in one transaction; the same
+    statements fill Buildbot's own database, whose tables kiln's share."""
     con = sqlite3.connect(db)
     cur = con.cursor()
     builders = [r[0] for r in cur.execute("SELECT id FROM builders ORDER BY id")]
@@ -124,15 +125,15 @@ def fill(db: Path, builds: int, changes: int) -> dict:
         )
         cur.execute(
             "INSERT INTO builds (id, number, builderid, buildrequestid, workerid, masterid, started_at,"
-            " complete_at, state_string, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " complete_at, locks_duration_s, state_string, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
             (i, numbers[builder], builder, i, workers[i % len(workers)], master, start_at, start_at + 30,
              "failed test" if result else "build successful", result),
         )
         for n, name in enumerate(STEP_NAMES):
             step = (i - 1) * len(STEP_NAMES) + n + 1
             cur.execute(
-                "INSERT INTO steps (id, number, name, buildid, started_at, complete_at, state_string, results)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO steps (id, number, name, buildid, started_at, complete_at, state_string, results,"
+                " urls_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]')",
                 (step, n, name, i, start_at + n * 10, start_at + n * 10 + 10, name, result if n == 2 else 0),
             )
             if n > 0:
