@@ -489,6 +489,9 @@ async fn configuration_functions_choose_builders_requests_and_workers() {
     // prioritizeBuilders left 'never' out: its request still waits.
     let (_, reqs) = m.get(&format!("buildrequests?buildsetid={never}")).await;
     assert_eq!(reqs["buildrequests"][0]["claimed"], false, "{reqs}");
+    // It is the one request waiting, as Buildbot's pages ask for them.
+    let (_, waiting) = m.get("buildrequests?claimed=false&field=buildsetid").await;
+    assert_eq!(waiting["buildrequests"], json!([{"buildsetid": never}]));
     m.stop().await;
 }
 

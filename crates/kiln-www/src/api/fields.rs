@@ -70,7 +70,7 @@ const BUILDREQUESTS: &[Field] = &[
     f("buildsetid", "br.buildsetid", Kind::Int),
     f("builderid", "br.builderid", Kind::Int),
     f("priority", "br.priority", Kind::Int),
-    f("claimed", "c.masterid", Kind::NotNull),
+    f("claimed", "c.masterid", Kind::Claim("br.complete")),
     f("claimed_at", "c.claimed_at", Kind::Int),
     f("claimed_by_masterid", "c.masterid", Kind::Int),
     f("complete", "br.complete", Kind::Bool),

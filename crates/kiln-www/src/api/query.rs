@@ -19,6 +19,11 @@ pub enum Kind {
     Bool,
     /// True when the named column is not NULL (`complete` from `complete_at`).
     NotNull,
+    /// A build request's `claimed`: true when its claim's column is not NULL. As in Buildbot, a
+    /// filter that asks with one value for the unclaimed requests (`claimed=false`,
+    /// `claimed__ne=true`) keeps only the incomplete ones, whose completeness is the named
+    /// column: those are the requests waiting for a worker.
+    Claim(&'static str),
     /// Not in a column: evaluated in memory.
     Computed,
     /// A list kept in a table of its own, whose `contains` filter runs in the database; the
@@ -197,7 +202,7 @@ pub fn push_down(
                 values: af.values.iter().cloned().map(SqlValue::Text).collect(),
             }),
             Kind::Elements(_) => rest.push(af.clone()),
-            Kind::NotNull => {
+            Kind::NotNull | Kind::Claim(_) => {
                 // `complete` is whether the column is set: equality tests, with one value or
                 // several, become IS NULL or IS NOT NULL; an order comparison is done in memory.
                 let wanted: Vec<Option<bool>> = af.values.iter().map(|v| parse_bool(v)).collect();
@@ -223,6 +228,17 @@ pub fn push_down(
                     // No value is allowed: an equality with none matches no row.
                     (false, false) => (FilterOp::Eq, Vec::new()),
                 };
+                if let Kind::Claim(complete) = field.kind
+                    && matches!(af.op, FilterOp::Eq | FilterOp::Ne)
+                    && af.values.len() == 1
+                    && (set, unset) == (false, true)
+                {
+                    page.filters.push(Filter {
+                        column: complete,
+                        op: FilterOp::Eq,
+                        values: vec![SqlValue::Int(0)],
+                    });
+                }
                 page.filters.push(Filter {
                     column: field.column,
                     op,
@@ -267,7 +283,11 @@ pub fn push_down(
 fn order_pushable(q: &Query, fields: &[Field]) -> bool {
     q.order.iter().all(|(n, _)| {
         fields.iter().any(|f| {
-            f.name == n && !matches!(f.kind, Kind::Computed | Kind::NotNull | Kind::Elements(_))
+            f.name == n
+                && !matches!(
+                    f.kind,
+                    Kind::Computed | Kind::NotNull | Kind::Claim(_) | Kind::Elements(_)
+                )
         })
     })
 }
@@ -499,6 +519,39 @@ mod tests {
                 vec![]
             )
             .is_err()
+        );
+    }
+
+    /// Buildbot's `claimed=false` is the waiting requests: unclaimed and incomplete.
+    #[test]
+    fn asking_for_unclaimed_requests_keeps_the_incomplete_ones() {
+        const REQUESTS: &[Field] = &[
+            f("claimed", "c.masterid", Kind::Claim("br.complete")),
+            f("complete", "br.complete", Kind::Bool),
+        ];
+        let pushed = |raw: &str| {
+            let q = parse(raw, REQUESTS, &[]).unwrap();
+            let (page, rest, all) = push_down(&q, REQUESTS, vec![]).unwrap();
+            assert!(all && rest.is_empty(), "{raw} was not pushed down");
+            page.filters
+                .iter()
+                .map(|f| (f.column, f.op, f.values.clone()))
+                .collect::<Vec<_>>()
+        };
+        let waiting = vec![
+            ("br.complete", FilterOp::Eq, vec![SqlValue::Int(0)]),
+            ("c.masterid", FilterOp::Eq, vec![SqlValue::Null]),
+        ];
+        assert_eq!(pushed("claimed=false"), waiting);
+        assert_eq!(pushed("claimed__ne=true"), waiting);
+        // Other forms test the claim alone, as Buildbot's filters on the field do.
+        assert_eq!(
+            pushed("claimed__in=false"),
+            vec![("c.masterid", FilterOp::Eq, vec![SqlValue::Null])]
+        );
+        assert_eq!(
+            pushed("claimed=true"),
+            vec![("c.masterid", FilterOp::Ne, vec![SqlValue::Null])]
         );
     }
 
