@@ -168,6 +168,7 @@ impl Served {
         timeout: Duration,
     ) -> Option<TlsStream<TcpStream>> {
         let (peer, port) = (self.peer, self.port);
+        let started = tokio::time::Instant::now();
         let plain = |what: &str| {
             tracing::warn!(
                 %peer,
@@ -189,7 +190,9 @@ impl Served {
                 return None;
             }
         }
-        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        // The wait for the first bytes and the handshake share one deadline.
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => Some(stream),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "a TLS handshake on worker port {port} failed");
