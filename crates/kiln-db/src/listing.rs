@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
+use sqlx::{Any, Arguments};
 
 use crate::connection::Backend;
 use crate::rows::{ListedRow, PackedRow, column_names};
@@ -313,6 +313,21 @@ pub(crate) fn bind_all<'q>(
     q
 }
 
+/// The binds as one set of arguments, for a query that is not a `Query` (`query_scalar_with`).
+fn arguments(binds: &[SqlValue]) -> Result<AnyArguments, sqlx::Error> {
+    let mut arguments = AnyArguments::default();
+    for b in binds {
+        match b {
+            SqlValue::Null => arguments.add(None::<i64>),
+            SqlValue::Int(i) => arguments.add(*i),
+            SqlValue::Text(t) => arguments.add(t.clone()),
+            SqlValue::Bytes(b) => arguments.add(b.clone()),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(arguments)
+}
+
 impl crate::Db {
     /// Runs `SELECT {columns} {rest}` and returns its rows. On SQLite the rows come back packed
     /// into one (see [`crate::rows`]); the order of the statement is kept.
@@ -384,16 +399,8 @@ impl crate::Db {
     ) -> crate::Result<Vec<i64>> {
         let sql = format!("SELECT {id} AS id {rest}");
         if self.backend() == Backend::Postgres {
-            // The same binds as `bind_all`'s, on a query that keeps only each row's id.
-            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-            for b in binds {
-                query = match b {
-                    SqlValue::Null => query.bind(None::<i64>),
-                    SqlValue::Int(i) => query.bind(*i),
-                    SqlValue::Text(t) => query.bind(t.clone()),
-                    SqlValue::Bytes(b) => query.bind(b.clone()),
-                };
-            }
+            let query =
+                sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql), arguments(binds)?);
             return Ok(query.fetch_all(&self.pool).await?);
         }
         let sql = format!("SELECT json_group_array(listed.id) AS packed FROM ({sql}) AS listed");

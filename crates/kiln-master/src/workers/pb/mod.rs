@@ -217,8 +217,7 @@ pub async fn serve<IO>(
 }
 
 /// Writes the connection's bytes in order until every sender is gone.
-async fn write_bytes<W: AsyncWrite>(socket: W, mut wire: mpsc::Receiver<Vec<u8>>) {
-    let mut socket = std::pin::pin!(socket);
+async fn write_bytes<W: AsyncWrite + Unpin>(mut socket: W, mut wire: mpsc::Receiver<Vec<u8>>) {
     while let Some(bytes) = wire.recv().await {
         if socket.write_all(&bytes).await.is_err() {
             return;
