@@ -157,3 +157,37 @@ fn write_if_missing(path: &Path, text: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> anyhow::Result<WorkerConfig> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join(CONFIG_FILE), text)?;
+        WorkerConfig::load(dir.path())
+    }
+
+    const BASE: &str = "master_host = m\nmaster_port = 9989\nname = w\npassword = p\n";
+
+    #[test]
+    fn tls_settings_are_read_and_bad_ones_named() {
+        let tls = load_text(&format!("{BASE}use_tls = true\nca_file = ca.pem\n"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(tls.use_tls);
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        let bad = load_text(&format!("{BASE}use_tls = yes\n")).map_err(|e| format!("{e:#}"));
+        assert!(
+            bad.as_ref()
+                .is_err_and(|e| e.contains(":5: use_tls must be true or false")),
+            "{bad:?}"
+        );
+        let alone = load_text(&format!("{BASE}ca_file = ca.pem\n")).map_err(|e| format!("{e:#}"));
+        assert!(
+            alone
+                .as_ref()
+                .is_err_and(|e| e.contains("ca_file is set but use_tls is not")),
+            "{alone:?}"
+        );
+    }
+}
