@@ -10,7 +10,6 @@ use anyhow::Context;
 use kiln_config::{Data, MasterConfig};
 use kiln_core::{BuildId, BuilderId};
 use kiln_db::{Db, Writer};
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::builds::runner::RunningBuild;
@@ -453,7 +452,7 @@ impl Master {
         for w in &worker_ports {
             // Every interface unless the configuration names one, as in Buildbot.
             let host = w.interface.as_deref().unwrap_or("0.0.0.0");
-            let listener = TcpListener::bind((host, w.port))
+            let listener = crate::serve::listen(host, w.port)
                 .await
                 .with_context(|| format!("listening for workers on {host} port {}", w.port))?;
             let protocols = crate::workers::port::Protocols {
@@ -467,7 +466,7 @@ impl Master {
             worker_listeners.push((listener, protocols, tls));
         }
         let www_port = options.www_port.or(config.www.port).unwrap_or(8010);
-        let www_listener = TcpListener::bind((config.www.host.as_str(), www_port))
+        let www_listener = crate::serve::listen(&config.www.host, www_port)
             .await
             .with_context(|| format!("listening for HTTP on {}:{www_port}", config.www.host))?;
         let worker_addr = worker_listeners[0].0.local_addr()?;

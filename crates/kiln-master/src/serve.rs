@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
@@ -23,6 +23,38 @@ use tower_service::Service;
 /// How long the loop waits before accepting again when accepting fails (out of file descriptors,
 /// say): the condition lasts until connections close, so retrying at once would only spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// How many connections the kernel queues for a port before the master accepts them.
+/// The default of the standard library, 128, is overrun when hundreds of workers connect at once
+/// (after a master restart, say): the kernel then drops their handshakes and each waits a second
+/// or more for its retransmission. The kernel caps the number at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `host` (a name or an address) and `port`, on the first address the name resolves to
+/// that can be bound, with room for `LISTEN_BACKLOG` waiting connections.
+pub async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for address in tokio::net::lookup_host((host, port)).await? {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restarted master can listen again at once, while the
+        // connections of the previous one linger in TIME-WAIT.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} names no address to listen on"),
+        )
+    }))
+}
 
 /// Serves `app` on `listener` until `stop` turns true, then lets the open requests finish;
 /// over TLS when `tls` is given.
@@ -242,5 +274,28 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.io).poll_shutdown(cx);
         self.within(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hundreds of peers that connect before the master accepts any must all be queued by the
+    /// kernel, not made to wait for a retransmitted handshake.
+    #[tokio::test]
+    async fn a_crowd_of_connections_waits_in_the_queue() {
+        let listener = listen("127.0.0.1", 0).await.expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut connected = Vec::new();
+        for n in 0..600 {
+            // A dropped handshake is retransmitted after a second at the earliest.
+            let tcp = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(address))
+                .await
+                .unwrap_or_else(|_| panic!("connection {n} was not queued"))
+                .expect("connect");
+            connected.push(tcp);
+        }
+        drop(listener);
     }
 }
