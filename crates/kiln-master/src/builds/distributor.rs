@@ -39,7 +39,14 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
     }
     let config = master.config();
     let ids = master.builder_ids();
-    let workers = master.workers.availability();
+    let workers = master.workers.availability(
+        config
+            .builders
+            .iter()
+            .flat_map(|b| b.workernames.iter().map(String::as_str)),
+    );
+    let by_name: std::collections::HashMap<&str, &kiln_core::distributor::WorkerAvailability> =
+        workers.iter().map(|w| (w.name.as_str(), w)).collect();
     // Only builders with a worker free for them can start anything; for each, only as many requests
     // as it has such workers can start in this pass, so only those are read, all in one query.
     let mut builders = Vec::new();
@@ -48,11 +55,13 @@ async fn pass(master: &Arc<Master>) -> Result<(), DbError> {
         let Some(id) = ids.get(&b.name).copied() else {
             continue;
         };
-        let free = workers
-            .iter()
-            .filter(|w| {
-                b.workernames.contains(&w.name) && w.available && !w.busy_builders.contains(&id)
-            })
+        // A worker named twice is still one worker.
+        let named: std::collections::BTreeSet<&str> =
+            b.workernames.iter().map(String::as_str).collect();
+        let free = named
+            .into_iter()
+            .filter_map(|name| by_name.get(name))
+            .filter(|w| w.available && !w.busy_builders.contains(&id))
             .filter(|w| {
                 w.max_builds
                     .is_none_or(|m| (w.busy_builders.len() as u32) < m)

@@ -109,10 +109,20 @@ impl Workers {
         }
     }
 
-    /// A snapshot for the distributor.
-    pub fn availability(&self) -> Vec<WorkerAvailability> {
-        lock(&self.slots)
-            .values()
+    /// A snapshot for the distributor of the configured workers among `names`, each once.
+    ///
+    /// The distributor names the workers its builders may use rather than taking every worker:
+    /// a pass runs on every attach and detach, and with thousands of workers a snapshot of all
+    /// of them, taken under the lock every connection needs, cost more than the pass itself.
+    pub fn availability<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<WorkerAvailability> {
+        let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        let slots = lock(&self.slots);
+        names
+            .into_iter()
+            .filter_map(|name| slots.get(name))
             .map(|s| WorkerAvailability {
                 name: s.config.name.clone(),
                 available: !s.paused

@@ -144,9 +144,9 @@ impl TestMaster {
             loop {
                 if master
                     .workers
-                    .availability()
+                    .availability([name.as_str()])
                     .iter()
-                    .any(|w| w.name == name && w.available)
+                    .any(|w| w.available)
                 {
                     return;
                 }
