@@ -54,6 +54,9 @@ impl std::ops::Deref for Writer {
     }
 }
 
+/// How long a reading connection serves before the pool replaces it.
+const READER_LIFETIME: Duration = Duration::from_secs(60);
+
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,7 +110,15 @@ impl Writer {
             }),
             Backend::Postgres => options,
         };
-        let pool = options.clone().connect(&url).await?;
+        // Each reader is replaced once it is `READER_LIFETIME` old, so that the page cache and
+        // prepared statements a burst of reads filled are freed soon after it. Waiting for a
+        // reader to fall idle would not do: the master's periodic reads take the readers in
+        // turn, so none stays idle for long.
+        let pool = options
+            .clone()
+            .max_lifetime(READER_LIFETIME)
+            .connect(&url)
+            .await?;
         let wpool = match backend {
             Backend::Sqlite if !in_memory => options.max_connections(1).connect(&url).await?,
             _ => pool.clone(),
