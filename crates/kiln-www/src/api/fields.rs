@@ -125,7 +125,7 @@ const CHANGES: &[Field] = &[
     f("files", "changeid", Kind::Elements(CHANGE_FILES)),
     f("properties", "", Kind::Computed),
     f("sourcestamp", "", Kind::Computed),
-    f("parent_changeids", "", Kind::Computed),
+    f("parent_changeids", "parent_changeids", Kind::ListOfOne),
 ];
 const WORKERS: &[Field] = &[
     f("workerid", "id", Kind::Int),

@@ -29,6 +29,10 @@ pub enum Kind {
     /// A list kept in a table of its own, whose `contains` filter runs in the database; the
     /// field's column is the row's id.
     Elements(kiln_db::listing::Elements),
+    /// A list of integers with at most one element, held in the named column, NULL when empty (a
+    /// change's `parent_changeids`): its `contains` filter is a test of the column in the
+    /// database; other operators compare whole lists, in memory.
+    ListOfOne,
 }
 
 /// A field of a resource and the SQL column behind it.
@@ -202,6 +206,21 @@ pub fn push_down(
                 values: af.values.iter().cloned().map(SqlValue::Text).collect(),
             }),
             Kind::Elements(_) => rest.push(af.clone()),
+            Kind::ListOfOne if af.op == FilterOp::Contains => {
+                // A value that is not an integer is in no list of integers.
+                let values = af
+                    .values
+                    .iter()
+                    .filter_map(|v| v.parse::<i64>().ok())
+                    .map(SqlValue::Int)
+                    .collect();
+                page.filters.push(Filter {
+                    column: field.column,
+                    op: FilterOp::Eq,
+                    values,
+                });
+            }
+            Kind::ListOfOne => rest.push(af.clone()),
             Kind::NotNull | Kind::Claim(_) => {
                 // `complete` is whether the column is set: equality tests, with one value or
                 // several, become IS NULL or IS NOT NULL; an order comparison is done in memory.
@@ -286,7 +305,11 @@ fn order_pushable(q: &Query, fields: &[Field]) -> bool {
             f.name == n
                 && !matches!(
                     f.kind,
-                    Kind::Computed | Kind::NotNull | Kind::Claim(_) | Kind::Elements(_)
+                    Kind::Computed
+                        | Kind::NotNull
+                        | Kind::Claim(_)
+                        | Kind::Elements(_)
+                        | Kind::ListOfOne
                 )
         })
     })
@@ -357,6 +380,8 @@ pub fn holds(item: &Value, f: &ApiFilter) -> bool {
                 Value::Array(items) => items
                     .iter()
                     .any(|i| i.as_str() == Some(v.as_str()) || typed(i, v) == *i),
+                // As Python's `in` on a dictionary: whether the value is one of its keys.
+                Value::Object(map) => map.contains_key(v.as_str()),
                 _ => false,
             },
         }
@@ -553,6 +578,48 @@ mod tests {
             pushed("claimed=true"),
             vec![("c.masterid", FilterOp::Ne, vec![SqlValue::Null])]
         );
+    }
+
+    /// A change's one parent is a column, so asking which changes have a parent runs in SQL,
+    /// where it took a scan of every change in memory.
+    #[test]
+    fn a_list_of_one_is_tested_in_the_database() {
+        const CHANGES: &[Field] = &[f("parent_changeids", "parent_changeids", Kind::ListOfOne)];
+        let raw = "parent_changeids__contains=1&parent_changeids__contains=x\
+                   &parent_changeids__contains=7&limit=10";
+        let q = parse(raw, CHANGES, &[]).unwrap();
+        let (page, rest, all) = push_down(&q, CHANGES, vec![]).unwrap();
+        assert!(all && rest.is_empty());
+        assert_eq!(page.limit, Some(10));
+        let filters: Vec<_> = page
+            .filters
+            .iter()
+            .map(|f| (f.column, f.op, f.values.clone()))
+            .collect();
+        assert_eq!(
+            filters,
+            vec![(
+                "parent_changeids",
+                FilterOp::Eq,
+                vec![SqlValue::Int(1), SqlValue::Int(7)]
+            )]
+        );
+        // Comparing whole lists stays in memory.
+        let q = parse("parent_changeids=1", CHANGES, &[]).unwrap();
+        assert!(!push_down(&q, CHANGES, vec![]).unwrap().2);
+    }
+
+    /// `contains` on an object asks for a key, as Python's `in` on a dictionary does.
+    #[test]
+    fn an_object_contains_its_keys() {
+        let item = serde_json::json!({"properties": {"owner": ["me", "Change"]}});
+        let filter = |v: &str| ApiFilter {
+            field: "properties".into(),
+            op: FilterOp::Contains,
+            values: vec![v.into()],
+        };
+        assert!(holds(&item, &filter("owner")));
+        assert!(!holds(&item, &filter("me")));
     }
 
     #[test]
