@@ -362,6 +362,17 @@ fn checkconfig(basedir: &Path) -> ExitCode {
 }
 
 /// A master with kiln's own web application on its web port.
+/// Starts jemalloc's background threads, which give freed pages back to the system while the
+/// master is idle. The configuration asks for them (`.cargo/config.toml`), but jemalloc starts
+/// them only when a thread it has not seen before allocates, which a master on PostgreSQL may
+/// never do after start-up; without them, pages are given back only while allocating, and a
+/// master that has fallen idle keeps what its last burst freed.
+fn give_memory_back() {
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(%error, "starting the allocator's background threads failed");
+    }
+}
+
 fn start_options() -> StartOptions {
     StartOptions {
         web: Arc::new(kiln_www::router),
@@ -450,6 +461,7 @@ fn reconfig(basedir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn start(basedir: PathBuf, config: kiln_config::MasterConfig) -> anyhow::Result<()> {
+    give_memory_back();
     let running = Master::start(&basedir, config, start_options()).await?;
     let pid_file = basedir.join(PID_FILE);
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
@@ -596,6 +608,7 @@ async fn quickstart(basedir: PathBuf, www_port: u16, worker_port: u16) -> anyhow
         eprintln!("created a master in {}", basedir.display());
     }
     let config = load(&basedir)?;
+    give_memory_back();
     let running = Master::start(&basedir, config, start_options()).await?;
     let master = running.master.clone();
 
