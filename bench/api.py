@@ -17,6 +17,10 @@ written into its own database by the same statements, the same queries. A query 
 not answer with 200 is reported with its status rather than stopping the run, and the whole
 collections are asked once, without a warm-up, since one answer takes Buildbot minutes.
 
+With --postgres URL the kiln master runs on that PostgreSQL database instead: the history is filled
+into SQLite as usual, the master creates its schema at URL, and every row is copied over with
+psql's \\copy (psql must be on the PATH).
+
 Standard library only; Linux only (reads /proc).
 """
 
@@ -54,6 +58,56 @@ def add_files(db: Path, changes: int) -> None:
     )
     con.commit()
     con.close()
+
+
+def csv_field(value) -> str:
+    """One field of PostgreSQL's CSV format: NULL unquoted and empty, text quoted, bytes as bytea
+    in hex."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, bytes):
+        return '"\\x' + value.hex() + '"'
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+def copy_to_postgres(sqlite_db: Path, url: str, work: Path) -> None:
+    """Puts every row of the filled SQLite database into the PostgreSQL database at `url`, which a
+    master has just created: the same tables with the same columns. The rows it wrote are
+    replaced, foreign keys are not checked while loading (the rows are consistent already), and
+    each identity column continues after its largest id."""
+    con = sqlite3.connect(sqlite_db)
+    tables = [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        " AND name <> 'kiln_migrations' ORDER BY name")]
+    script = ["\\set ON_ERROR_STOP on", "SET session_replication_role = replica;",
+              f"TRUNCATE {', '.join(tables)};"]
+    for table in tables:
+        cursor = con.execute(f"SELECT * FROM {table}")
+        columns = [d[0] for d in cursor.description]
+        path = work / f"{table}.csv"
+        with open(path, "w") as out:
+            for row in cursor:
+                out.write(",".join(csv_field(v) for v in row) + "\n")
+        script.append(f"\\copy {table} ({', '.join(columns)}) FROM '{path}' WITH (FORMAT csv)")
+    con.close()
+    script.append("""DO $$
+DECLARE r record; m bigint;
+BEGIN
+  FOR r IN SELECT table_name, column_name FROM information_schema.columns
+           WHERE table_schema = 'public' AND is_identity = 'YES' LOOP
+    EXECUTE format('SELECT max(%I) FROM %I', r.column_name, r.table_name) INTO m;
+    IF m IS NOT NULL THEN
+      PERFORM setval(pg_get_serial_sequence(r.table_name, r.column_name), m);
+    END IF;
+  END LOOP;
+END $$;""")
+    script.append("ANALYZE;")
+    (work / "copy.sql").write_text("\n".join(script) + "\n")
+    subprocess.run(["psql", "-q", url, "-f", str(work / "copy.sql")], check=True, stdout=subprocess.DEVNULL)
+    for table in tables:
+        (work / f"{table}.csv").unlink()
 
 
 def memory(pid: int) -> dict:
@@ -195,6 +249,9 @@ def main() -> None:
     ap.add_argument("--target", choices=["kiln", "buildbot"], default="kiln")
     ap.add_argument("--buildbot-venv", type=Path, default=Path(__file__).resolve().parent / ".venv-buildbot")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds one answer may take")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="kiln: run the master on this PostgreSQL database (emptied first), with the "
+                         "history filled into SQLite and copied over")
     ap.add_argument("--rest-seconds", type=float, default=75.0,
                     help="how long after the load the memory is read the last time")
     args = ap.parse_args()
@@ -231,6 +288,17 @@ def main() -> None:
         facts["fill_s"] = round(time.time() - t, 1)
         filled.write_text(json.dumps(facts))
     facts = json.loads(filled.read_text())
+    if args.postgres and not buildbot:
+        star = master / "master.star"
+        star.write_text(star.read_text().replace("sqlite:///state.sqlite", args.postgres))
+        # The master creates the schema and registers itself, its builders and workers; then the
+        # history replaces those rows, with the same ids and names.
+        proc = start()
+        stop(proc)
+        t = time.time()
+        copy_to_postgres(master / "state.sqlite", args.postgres, master)
+        facts["copy_to_postgres_s"] = round(time.time() - t, 1)
+        facts["database"] = "postgresql"
     print(f"history: {facts}", file=sys.stderr)
 
     mid = args.changes // 2
