@@ -805,6 +805,13 @@ async fn large_answers_are_streamed_take_turns_and_end_at_the_deadline() {
             } else {
                 vec![format!("f{i:05}.c")]
             },
+            properties: {
+                let mut p = kiln_core::Properties::new();
+                if i % 2500 == 0 {
+                    p.set("reviewer", "ann", "Change");
+                }
+                p
+            },
             when_timestamp: i as i64,
             ..Default::default()
         })
@@ -821,6 +828,13 @@ async fn large_answers_are_streamed_take_turns_and_end_at_the_deadline() {
     assert_eq!(
         hot,
         json!({"changes": ids.iter().map(|i| json!({"changeid": i})).collect::<Vec<_>>(), "meta": {"total": 5}})
+    );
+    let (_, reviewed) = m
+        .get("changes?properties__contains=reviewer&field=changeid")
+        .await;
+    assert_eq!(
+        reviewed,
+        json!({"changes": [{"changeid": 2500}, {"changeid": 5000}], "meta": {"total": 2}})
     );
     let (_, page) = m
         .get("changes?files__ne=none.c&offset=2&limit=3&field=changeid")

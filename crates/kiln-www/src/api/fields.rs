@@ -109,6 +109,13 @@ const CHANGE_FILES: Elements = Elements {
     owner: "changeid",
     element: "filename",
 };
+/// A change's properties, one row each: `contains` asks for a property's name, as Python's `in`
+/// on Buildbot's dictionary of them does.
+const CHANGE_PROPERTIES: Elements = Elements {
+    table: "change_properties",
+    owner: "changeid",
+    element: "property_name",
+};
 const CHANGES: &[Field] = &[
     f("changeid", "changeid", Kind::Int),
     f("author", "author", Kind::Text),
@@ -123,7 +130,7 @@ const CHANGES: &[Field] = &[
     f("codebase", "codebase", Kind::Text),
     f("project", "project", Kind::Text),
     f("files", "changeid", Kind::Elements(CHANGE_FILES)),
-    f("properties", "", Kind::Computed),
+    f("properties", "changeid", Kind::Elements(CHANGE_PROPERTIES)),
     f("sourcestamp", "", Kind::Computed),
     f("parent_changeids", "parent_changeids", Kind::ListOfOne),
 ];
@@ -300,6 +307,28 @@ impl Ty {
             Ty::Reporters => REPORTERS,
             Ty::TestResultSets => TEST_RESULT_SETS,
             Ty::TestResults => TEST_RESULTS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::query::{parse, push_down};
+
+    /// The lists of a change that tables hold are filtered in the database, not on a scan of every
+    /// change in memory.
+    #[test]
+    fn a_changes_lists_are_filtered_in_the_database() {
+        for raw in [
+            "files__contains=README&limit=10",
+            "properties__contains=reviewer&limit=10",
+            "parent_changeids__contains=1&limit=10",
+        ] {
+            let q = parse(raw, Ty::Changes.fields(), &[]).unwrap();
+            let (page, rest, all) = push_down(&q, Ty::Changes.fields(), vec![]).unwrap();
+            assert!(all && rest.is_empty(), "{raw} is finished in memory");
+            assert_eq!(page.limit, Some(10), "{raw}");
         }
     }
 }
