@@ -330,6 +330,7 @@ def main() -> None:
         # A filter on a computed field: every change is read and tested on the way out.
         "/api/v2/changes?parent_changeids__contains=1&limit=10",
         "/api/v2/changes?properties__contains=reviewer&limit=10",
+        "/api/v2/buildsets?sourcestamps__contains=1&limit=10",
         # Whole collections: streamed.
         "/api/v2/changes",
         "/api/v2/builds",
@@ -366,7 +367,7 @@ def main() -> None:
         load = under_load(
             args.www_port,
             ["/api/v2/changes", "/api/v2/builds", "/api/v2/changes?files__contains=README",
-             "/api/v2/changes?properties__contains=reviewer"],
+             "/api/v2/buildsets?sourcestamps__contains=1"],
             "/api/v2/builds?limit=10&order=-buildid",
             args.load_seconds,
         )

@@ -521,7 +521,7 @@ fn soak_under_load() {
             "/api/v2/changes",
             "/api/v2/builds",
             "/api/v2/changes?files__contains=README",
-            "/api/v2/changes?properties__contains=reviewer&limit=10",
+            "/api/v2/buildsets?sourcestamps__contains=1&limit=10",
         ];
         let expensive = expensive_paths.map(|path| {
             tokio::spawn(async move {
