@@ -131,9 +131,12 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
             }
             Some(Ok(WsMessage::Close(_))) | None => break,
             Some(Ok(_)) => continue,
+            // Either the worker broke the protocol or its connection was cut (a reset without
+            // the closing handshake); the error says which.
             Some(Err(error)) => {
-                tracing::warn!(worker = %name, %error, "closing connection: bad frame");
-                conn.close(&format!("bad frame: {error}")).await;
+                tracing::warn!(worker = %name, %error, "closing connection: reading from the worker failed");
+                conn.close(&format!("reading from the worker failed: {error}"))
+                    .await;
                 break;
             }
         };
