@@ -361,7 +361,6 @@ fn checkconfig(basedir: &Path) -> ExitCode {
     }
 }
 
-/// A master with kiln's own web application on its web port.
 /// Starts jemalloc's background threads, which give freed pages back to the system while the
 /// master is idle. The configuration asks for them (`.cargo/config.toml`), but jemalloc starts
 /// them only when a thread it has not seen before allocates, which a master on PostgreSQL may
@@ -373,6 +372,7 @@ fn give_memory_back() {
     }
 }
 
+/// A master with kiln's own web application on its web port.
 fn start_options() -> StartOptions {
     StartOptions {
         web: Arc::new(kiln_www::router),
