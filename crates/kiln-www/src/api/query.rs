@@ -462,6 +462,17 @@ pub fn respond(headers: &HeaderMap, body: Value) -> Response {
 mod tests {
     use super::*;
 
+    /// The filters SQL gets for `raw`, which must go to SQL whole.
+    fn pushed(raw: &str, fields: &[Field]) -> Vec<(&'static str, FilterOp, Vec<SqlValue>)> {
+        let q = parse(raw, fields, &[]).unwrap();
+        let (page, rest, all) = push_down(&q, fields, vec![]).unwrap();
+        assert!(all && rest.is_empty(), "{raw} was not pushed down");
+        page.filters
+            .iter()
+            .map(|f| (f.column, f.op, f.values.clone()))
+            .collect()
+    }
+
     const FIELDS: &[Field] = &[
         f("buildid", "id", Kind::Int),
         f("complete", "complete_at", Kind::NotNull),
@@ -515,12 +526,9 @@ mod tests {
     #[test]
     fn complete_filters_become_null_tests() {
         let pushed = |raw: &str| {
-            let q = parse(raw, FIELDS, &[]).unwrap();
-            let (page, rest, all) = push_down(&q, FIELDS, vec![]).unwrap();
-            assert!(all && rest.is_empty(), "{raw} was not pushed down");
-            page.filters
-                .iter()
-                .map(|f| (f.op, f.values.clone()))
+            pushed(raw, FIELDS)
+                .into_iter()
+                .map(|(_, op, values)| (op, values))
                 .collect::<Vec<_>>()
         };
         let not_null = vec![(FilterOp::Ne, vec![SqlValue::Null])];
@@ -554,15 +562,7 @@ mod tests {
             f("claimed", "c.masterid", Kind::Claim("br.complete")),
             f("complete", "br.complete", Kind::Bool),
         ];
-        let pushed = |raw: &str| {
-            let q = parse(raw, REQUESTS, &[]).unwrap();
-            let (page, rest, all) = push_down(&q, REQUESTS, vec![]).unwrap();
-            assert!(all && rest.is_empty(), "{raw} was not pushed down");
-            page.filters
-                .iter()
-                .map(|f| (f.column, f.op, f.values.clone()))
-                .collect::<Vec<_>>()
-        };
+        let pushed = |raw: &str| pushed(raw, REQUESTS);
         let waiting = vec![
             ("br.complete", FilterOp::Eq, vec![SqlValue::Int(0)]),
             ("c.masterid", FilterOp::Eq, vec![SqlValue::Null]),
@@ -587,23 +587,16 @@ mod tests {
         const CHANGES: &[Field] = &[f("parent_changeids", "parent_changeids", Kind::ListOfOne)];
         let raw = "parent_changeids__contains=1&parent_changeids__contains=x\
                    &parent_changeids__contains=7&limit=10";
-        let q = parse(raw, CHANGES, &[]).unwrap();
-        let (page, rest, all) = push_down(&q, CHANGES, vec![]).unwrap();
-        assert!(all && rest.is_empty());
-        assert_eq!(page.limit, Some(10));
-        let filters: Vec<_> = page
-            .filters
-            .iter()
-            .map(|f| (f.column, f.op, f.values.clone()))
-            .collect();
         assert_eq!(
-            filters,
+            pushed(raw, CHANGES),
             vec![(
                 "parent_changeids",
                 FilterOp::Eq,
                 vec![SqlValue::Int(1), SqlValue::Int(7)]
             )]
         );
+        let q = parse(raw, CHANGES, &[]).unwrap();
+        assert_eq!(push_down(&q, CHANGES, vec![]).unwrap().0.limit, Some(10));
         // Comparing whole lists stays in memory.
         let q = parse("parent_changeids=1", CHANGES, &[]).unwrap();
         assert!(!push_down(&q, CHANGES, vec![]).unwrap().2);
