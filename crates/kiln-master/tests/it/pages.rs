@@ -330,9 +330,9 @@ fn urlencode(s: &str) -> String {
 const VIEWS: &str = r#"
 c['www'] = {'change_hook_dialects': {'base': True}}
 c['builders'] = [
-    util.BuilderConfig(name='a', workernames=['w1'], tags=['good'],
+    util.BuilderConfig(name='a', workernames=['w1', 'w2'], tags=['good'],
         factory=util.BuildFactory([steps.ShellCommand(name='ok', command=['true'])])),
-    util.BuilderConfig(name='b', workernames=['w1'], tags=['bad'],
+    util.BuilderConfig(name='b', workernames=['w1', 'w2'], tags=['bad'],
         factory=util.BuildFactory([steps.ShellCommand(name='broken', command=['false'])])),
 ]
 c['schedulers'] = [schedulers.AnyBranchScheduler(name='all', builderNames=['a', 'b'], treeStableTimer=None)]
@@ -361,6 +361,20 @@ async fn waterfall_grid_and_console_show_builds_by_time_stamp_and_change() {
         m.wait_event("buildsets.*.complete").await;
     }
 
+    // A worker that connects once the builds ran: the waterfall shows worker events from its
+    // oldest build on, and w1 connected before it, in the same second or not.
+    // Its connection is recorded just after it attaches, which `start_worker` waits for.
+    let mut bus = m.master().events.subscribe();
+    m.start_worker("w2", "pass2").await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !kiln_master::events::matches(
+            "workers.*.connected",
+            &bus.recv().await.expect("bus").key(),
+        ) {}
+    })
+    .await
+    .expect("w2's connection is recorded");
+
     // The waterfall: both columns, each build with its steps and log links.
     let all = page(&www, "/waterfall").await;
     for needle in [
@@ -374,11 +388,11 @@ async fn waterfall_grid_and_console_show_builds_by_time_stamp_and_change() {
         assert!(all.contains(needle), "{needle} not in\n{all}");
     }
     // Workers' connections show only when asked for, in each column the worker serves.
-    assert!(!all.contains("w1 connected"), "{all}");
+    assert!(!all.contains("w2 connected"), "{all}");
     let events = page(&www, "/waterfall?show_events=true").await;
     assert_eq!(
         events
-            .matches(r#"class="worker-event">w1 connected</td>"#)
+            .matches(r#"class="worker-event">w2 connected</td>"#)
             .count(),
         2,
         "{events}"
