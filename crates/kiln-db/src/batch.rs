@@ -7,6 +7,7 @@
 //! there the batch runs them one by one inside an ordinary transaction. Either way the statements
 //! are the same SQL, and the rows they return (`RETURNING`) come back in order.
 
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use std::sync::atomic::Ordering;
 
@@ -33,7 +34,6 @@ impl Batch {
         if self.statements.is_empty() {
             return Ok(Vec::new());
         }
-        let _w = db.write_guard().await;
         let finish_with = |rows: &[AnyRow]| Ok((rows.to_vec(), Vec::new()));
         match db.backend() {
             Backend::Sqlite => self.run_sqlite(db, false, finish_with).await,
@@ -49,7 +49,6 @@ impl Batch {
         db: &Writer,
         finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
     ) -> Result<T> {
-        let _w = db.write_guard().await;
         match db.backend() {
             Backend::Sqlite => self.run_sqlite(db, true, finish_with).await,
             Backend::Postgres => self.run_postgres(db, finish_with).await,
@@ -65,7 +64,7 @@ impl Batch {
         events: bool,
         finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
     ) -> Result<T> {
-        let mut conn = db.wpool.acquire().await?;
+        let mut conn = db.writing().await?;
         let mut open = OpenTransaction::begin(db, &mut conn).await;
         let groups = self.sqlite_groups();
         let last = groups.len() - 1;
@@ -75,7 +74,7 @@ impl Batch {
                 // Without events to record, the last query commits.
                 let statements = &self.statements[group];
                 let query = sqlite_query(statements, i == 0, !events && i == last);
-                rows.extend(query.fetch_all(&mut **open.conn()).await?);
+                rows.extend(query.fetch_all(&mut *open.conn()).await?);
             }
             let (out, records) = finish_with(&rows)?;
             if events {
@@ -84,7 +83,7 @@ impl Batch {
                 } else {
                     eventlog::insert_query(&records, ";\nCOMMIT;")
                 };
-                commit.execute(&mut **open.conn()).await?;
+                commit.execute(&mut *open.conn()).await?;
             }
             Ok(out)
         }
@@ -99,7 +98,8 @@ impl Batch {
         db: &Writer,
         finish_with: impl FnOnce(&[AnyRow]) -> Result<(T, Vec<EventRecord>)>,
     ) -> Result<T> {
-        let mut tx = db.wpool.begin().await?;
+        let mut conn = db.writing().await?;
+        let mut tx = conn.begin().await?;
         let mut rows = Vec::new();
         for (statement, args) in &self.statements {
             let mut query = sqlx::query(*statement);
@@ -121,18 +121,15 @@ impl Batch {
 /// A write abandoned half way (its task cancelled) drops this without ending it; the writer is
 /// then marked, and the next write rolls the stale transaction back before it begins.
 struct OpenTransaction<'c> {
-    conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    conn: &'c mut AnyConnection,
     stale: &'c std::sync::atomic::AtomicBool,
     ended: bool,
 }
 
 impl<'c> OpenTransaction<'c> {
-    async fn begin(
-        db: &'c Writer,
-        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
-    ) -> OpenTransaction<'c> {
+    async fn begin(db: &'c Writer, conn: &'c mut AnyConnection) -> OpenTransaction<'c> {
         if db.stale_transaction.swap(false, Ordering::SeqCst) {
-            let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
         OpenTransaction {
             conn,
@@ -141,14 +138,14 @@ impl<'c> OpenTransaction<'c> {
         }
     }
 
-    fn conn(&mut self) -> &mut sqlx::pool::PoolConnection<sqlx::Any> {
+    fn conn(&mut self) -> &mut AnyConnection {
         self.conn
     }
 
     /// Ends the transaction: the last query committed it on success; a failure rolls it back.
     async fn end<T>(mut self, ran: Result<T>) -> Result<T> {
         if ran.is_err() {
-            let _ = sqlx::query("ROLLBACK").execute(&mut **self.conn).await;
+            let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
         }
         self.ended = true;
         ran
@@ -261,10 +258,10 @@ mod tests {
         let t = crate::testing::sqlite().await.unwrap();
         let db = &t.db;
         {
-            let mut conn = db.wpool.acquire().await.unwrap();
+            let mut conn = db.writing().await.unwrap();
             let mut open = OpenTransaction::begin(db, &mut conn).await;
             sqlx::query("BEGIN; INSERT INTO masters (name, name_hash, active, last_active) VALUES ('gone', 'h', 0, 0)")
-                .execute(&mut **open.conn())
+                .execute(&mut *open.conn())
                 .await
                 .unwrap();
             // Dropped here without `end`, as a cancelled write would be.

@@ -105,10 +105,10 @@ impl Writer {
     /// The id of the builder called `name`, created if new.
     pub async fn find_builder_id(&self, name: &str) -> Result<BuilderId> {
         let hash = name_hash(name);
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         if let Some(r) = sqlx::query("SELECT id FROM builders WHERE name_hash = $1")
             .bind(&hash)
-            .fetch_optional(&self.wpool)
+            .fetch_optional(&mut *w)
             .await?
         {
             return Ok(BuilderId(r.int("id")?));
@@ -116,7 +116,7 @@ impl Writer {
         let r = sqlx::query("INSERT INTO builders (name, name_hash) VALUES ($1, $2) RETURNING id")
             .bind(name)
             .bind(&hash)
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?;
         Ok(BuilderId(r.int("id")?))
     }
@@ -128,8 +128,8 @@ impl Writer {
         description: Option<&str>,
         tags: &[String],
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("UPDATE builders SET description = $1, description_format = NULL, description_html = NULL WHERE id = $2")
             .bind(description.map(str::to_string))
             .bind(id.0)
@@ -173,8 +173,8 @@ impl Writer {
         master: MasterId,
         builders: &[BuilderId],
     ) -> Result<BTreeMap<BuilderId, i64>> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let existing = sqlx::query("SELECT id, builderid FROM builder_masters WHERE masterid = $1")
             .bind(master.0)
             .fetch_all(&mut *tx)

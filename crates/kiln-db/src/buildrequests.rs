@@ -100,7 +100,7 @@ impl Db {
         }
         // The distributor's read belongs to the write path, so it uses the writers' connection,
         // whose page cache every write keeps warm.
-        let rows = query.fetch_all(&self.wpool).await?;
+        let rows = query.fetch_all(&mut *self.writing().await?).await?;
         rows.iter().map(request).collect()
     }
 
@@ -110,7 +110,7 @@ impl Db {
             "SELECT COUNT(*) AS n FROM buildrequests WHERE buildsetid = $1 AND complete = 1 AND results IN (2, 4)",
         )
         .bind(buildset.0)
-        .fetch_one(&self.wpool)
+        .fetch_one(&mut *self.writing().await?)
         .await?
         .int("n")
     }
@@ -129,7 +129,7 @@ impl Db {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(builder.0)
             .bind(below.0)
-            .fetch_all(&self.wpool)
+            .fetch_all(&mut *self.writing().await?)
             .await?;
         rows.iter().map(request).collect()
     }
@@ -142,8 +142,8 @@ impl Writer {
         ids: &[BuildRequestId],
         record: impl Recorder<()>,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         for id in ids {
             sqlx::query("DELETE FROM buildrequest_claims WHERE brid = $1")
                 .bind(id.0)
@@ -161,8 +161,8 @@ impl Writer {
         master: MasterId,
         record: impl Recorder<Vec<BuildRequestId>>,
     ) -> Result<Vec<BuildRequestId>> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let ids: Vec<BuildRequestId> = sqlx::query(
             "SELECT c.brid AS brid FROM buildrequest_claims c JOIN buildrequests br ON br.id = c.brid \
              WHERE c.masterid = $1 AND br.complete = 0 ORDER BY c.brid",
@@ -243,12 +243,12 @@ impl Writer {
         id: BuildRequestId,
         priority: i64,
     ) -> Result<bool> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let r =
             sqlx::query("UPDATE buildrequests SET priority = $1 WHERE id = $2 AND complete = 0")
                 .bind(priority)
                 .bind(id.0)
-                .execute(&self.wpool)
+                .execute(&mut *w)
                 .await?;
         Ok(r.rows_affected() > 0)
     }

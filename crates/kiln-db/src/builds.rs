@@ -245,22 +245,22 @@ impl Db {
 
 impl Writer {
     pub async fn set_build_state_string(&self, id: BuildId, state: &str) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
             .bind(state)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
 
     /// Records how long the build waited for its locks (Buildbot's `locks_duration_s`).
     pub async fn set_build_locks_duration(&self, id: BuildId, seconds: i64) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE builds SET locks_duration_s = $1 WHERE id = $2")
             .bind(seconds)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
@@ -407,8 +407,8 @@ impl Writer {
         now: i64,
         record: impl Recorder<Vec<BuildId>>,
     ) -> Result<Vec<BuildId>> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let ids: Vec<BuildId> = sqlx::query(
             "SELECT id FROM builds WHERE masterid = $1 AND complete_at IS NULL ORDER BY id",
         )
@@ -468,8 +468,8 @@ impl Writer {
                 .bind(property_to_json(&prop.value).to_string())
                 .bind(prop.source.clone());
         }
-        let _w = self.write_guard().await;
-        q.execute(&self.wpool).await?;
+        let mut w = self.writing().await?;
+        q.execute(&mut *w).await?;
         Ok(())
     }
 }

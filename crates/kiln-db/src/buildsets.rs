@@ -112,7 +112,7 @@ impl Db {
     ) -> Result<Vec<crate::SourceStampRow>> {
         let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
             .bind(id.0)
-            .fetch_all(&self.wpool)
+            .fetch_all(&mut *self.writing().await?)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -124,7 +124,7 @@ impl Db {
     pub async fn buildset_properties(&self, id: BuildSetId) -> Result<Properties> {
         let rows = sqlx::query(BUILDSET_PROPERTIES)
             .bind(id.0)
-            .fetch_all(&self.wpool)
+            .fetch_all(&mut *self.writing().await?)
             .await?;
         properties_of(&rows, id)
     }
@@ -140,8 +140,8 @@ impl Writer {
         value: &kiln_core::PropertyValue,
         source: &str,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("DELETE FROM buildset_properties WHERE buildsetid = $1 AND property_name = $2")
             .bind(id.0)
             .bind(name)
@@ -165,8 +165,8 @@ impl Writer {
         bs: &NewBuildSet,
         record: impl Recorder<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)>,
     ) -> Result<(BuildSetId, Vec<(BuilderId, BuildRequestId)>)> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let r = sqlx::query(
             "INSERT INTO buildsets (external_idstring, reason, submitted_at, complete, parent_buildid, \
              parent_relationship, rebuilt_buildid) VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING id",

@@ -188,8 +188,8 @@ impl Writer {
         now: i64,
         record: impl Recorder<Vec<ChangeId>>,
     ) -> Result<Vec<ChangeId>> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let mut ids = Vec::with_capacity(changes.len());
         for c in changes {
             ids.push(Self::insert_change(&mut tx, c, now).await?);

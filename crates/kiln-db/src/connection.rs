@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
-use tokio::sync::{Mutex, MutexGuard};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::{DbError, Result};
 
@@ -23,13 +24,19 @@ pub struct Db {
     pub(crate) pool: AnyPool,
     /// Writers. On SQLite this is one dedicated connection, so its page cache stays warm (a SQLite
     /// connection drops its whole cache whenever another connection has written); on PostgreSQL it is
-    /// the same pool as the readers'.
-    pub(crate) wpool: AnyPool,
+    /// the same pool as the readers'. Writes take it through [`Db::writing`].
+    wpool: AnyPool,
     backend: Backend,
     /// SQLite allows one writer at a time, and a transaction that reads before it writes fails
     /// outright (it does not wait) when another connection wrote in between. kiln therefore
-    /// serialises its own writes to SQLite in-process; readers never take this lock.
-    writer: Arc<Mutex<()>>,
+    /// serialises its own writes to SQLite in-process, under this lock, which also keeps the
+    /// writers' one connection out of its pool between writes (see [`WriteConn`]); readers never
+    /// take it, but for the few reads that belong to the write path.
+    writer: Arc<Mutex<Option<PoolConnection<Any>>>>,
+    /// Whether the writers' connection is kept under `writer` (a SQLite file) or taken from the
+    /// pool for each write (PostgreSQL, and an in-memory SQLite database, whose one connection
+    /// the readers share).
+    hold_writer: bool,
     /// Set when a write was abandoned inside a transaction it opened by hand; the next write
     /// rolls that transaction back first (see `batch.rs`).
     pub(crate) stale_transaction: Arc<std::sync::atomic::AtomicBool>,
@@ -128,7 +135,8 @@ impl Writer {
                 pool,
                 wpool,
                 backend,
-                writer: Arc::new(Mutex::new(())),
+                writer: Arc::new(Mutex::new(None)),
+                hold_writer: backend == Backend::Sqlite && !in_memory,
                 stale_transaction: Arc::default(),
             },
         };
@@ -149,32 +157,99 @@ impl Db {
 
     /// Closes every connection, waiting for queries in flight.
     pub async fn close(&self) {
+        // The held writers' connection goes back to its pool first: closing a pool waits for
+        // every connection it lent.
+        drop(self.writer.lock().await.take());
         self.wpool.close().await;
         self.pool.close().await;
+    }
+
+    /// The writers' connection, held until the returned value is dropped: taken around every
+    /// write, and by the reads of the write path, which find its page cache warm. On SQLite it
+    /// serialises writers.
+    pub(crate) async fn writing(&self) -> Result<WriteConn<'_>> {
+        if !self.hold_writer {
+            let serial = match self.backend {
+                Backend::Sqlite => Some(self.writer.lock().await),
+                Backend::Postgres => None,
+            };
+            let conn = self.wpool.acquire().await?;
+            return Ok(WriteConn::Pooled {
+                conn,
+                _serial: serial,
+            });
+        }
+        let mut slot = self.writer.lock().await;
+        loop {
+            match MutexGuard::try_map(slot, Option::as_mut) {
+                Ok(conn) => return Ok(WriteConn::Held(conn)),
+                Err(mut empty) => {
+                    *empty = Some(self.wpool.acquire().await?);
+                    slot = empty;
+                }
+            }
+        }
+    }
+}
+
+/// The writers' connection while one write holds it.
+///
+/// On a SQLite file it is the one connection writes go through, kept out of its pool for the
+/// life of the database handle: sqlx pings every connection that goes back to its pool, and on
+/// SQLite a ping is a round trip to the connection's thread, which doubled the cost of the
+/// cheapest writes. A write abandoned half way leaves nothing behind on it: sqlx queues the
+/// rollback of a dropped transaction on the connection itself, and a transaction opened by hand
+/// is rolled back by the next write (`batch.rs`).
+pub(crate) enum WriteConn<'a> {
+    Held(MappedMutexGuard<'a, PoolConnection<Any>>),
+    Pooled {
+        conn: PoolConnection<Any>,
+        /// The lock that serialises writers on an in-memory SQLite database.
+        _serial: Option<MutexGuard<'a, Option<PoolConnection<Any>>>>,
+    },
+}
+
+impl WriteConn<'_> {
+    /// Opens a transaction on the writers' connection; dropped without a commit, it is rolled
+    /// back before the connection's next query.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+        sqlx::Connection::begin(&mut **self).await
+    }
+}
+
+impl std::ops::Deref for WriteConn<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteConn::Held(conn) => conn,
+            WriteConn::Pooled { conn, .. } => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteConn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConn::Held(conn) => conn,
+            WriteConn::Pooled { conn, .. } => conn,
+        }
     }
 }
 
 impl Writer {
-    /// Taken around every write: serialises writers on SQLite, and is free on PostgreSQL.
-    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().await),
-            Backend::Postgres => None,
-        }
-    }
-
     /// Gives the space of deleted rows back and refreshes the planner's statistics, for
     /// `kiln cleanupdb`: SQLite's `VACUUM` rewrites the file, PostgreSQL's `VACUUM ANALYZE` marks
     /// the space reusable. Neither runs inside a transaction.
     pub async fn vacuum(&self) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         match self.backend {
             Backend::Sqlite => {
-                sqlx::query("VACUUM").execute(&self.wpool).await?;
-                sqlx::query("ANALYZE").execute(&self.wpool).await?;
+                sqlx::query("VACUUM").execute(&mut *w).await?;
+                sqlx::query("ANALYZE").execute(&mut *w).await?;
             }
             Backend::Postgres => {
-                sqlx::query("VACUUM ANALYZE").execute(&self.wpool).await?;
+                sqlx::query("VACUUM ANALYZE").execute(&mut *w).await?;
             }
         }
         Ok(())
@@ -189,11 +264,66 @@ impl Writer {
         if self.backend != Backend::Sqlite {
             return Ok(());
         }
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("PRAGMA analysis_limit = 400")
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
-        sqlx::query("ANALYZE").execute(&self.wpool).await?;
+        sqlx::query("ANALYZE").execute(&mut *w).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Writes go through one connection that stays out of its pool between them, so sqlx never
+    /// pings it on the way back: the pool has lent its only connection and has none to give.
+    #[tokio::test]
+    async fn the_writers_connection_stays_out_of_its_pool_between_writes() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        for name in ["one", "two"] {
+            sqlx::query(
+                "INSERT INTO masters (name, name_hash, active, last_active) VALUES ($1, $1, 0, 0)",
+            )
+            .bind(name)
+            .execute(&mut *db.writing().await.unwrap())
+            .await
+            .unwrap();
+        }
+        let lent = tokio::time::timeout(Duration::from_millis(300), db.wpool.acquire()).await;
+        assert!(
+            lent.is_err(),
+            "the writers' connection went back to its pool"
+        );
+        assert_eq!(db.wpool.size(), 1);
+    }
+
+    /// A transaction dropped half way on the held connection (its task cancelled) is rolled
+    /// back before the next write runs, as sqlx's ping did when the connection was pooled.
+    #[tokio::test]
+    async fn a_transaction_dropped_on_the_held_connection_is_rolled_back() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        {
+            let mut w = db.writing().await.unwrap();
+            let mut tx = w.begin().await.unwrap();
+            sqlx::query("INSERT INTO masters (name, name_hash, active, last_active) VALUES ('gone', 'g', 0, 0)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO masters (name, name_hash, active, last_active) VALUES ('kept', 'k', 0, 0)",
+        )
+        .execute(&mut *db.writing().await.unwrap())
+        .await
+        .unwrap();
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(names, ["kept"]);
     }
 }

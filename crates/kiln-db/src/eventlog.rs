@@ -168,12 +168,12 @@ impl Writer {
     /// Records that `consumer` has handled every event up to `position`. A position behind the
     /// one stored is ignored, so an acknowledgement that arrives late changes nothing.
     pub async fn acknowledge_events(&self, consumer: &str, position: i64, now: i64) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query(ADVANCE_POSITION)
             .bind(consumer)
             .bind(position)
             .bind(now)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
@@ -181,8 +181,8 @@ impl Writer {
     /// Keeps only the newest `keep` events, and remembers up to where it removed them, so that
     /// a consumer left behind is told what it missed; returns how many were removed.
     pub async fn prune_events(&self, keep: i64, now: i64) -> Result<u64> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let newest = sqlx::query("SELECT MAX(id) AS id FROM event_log")
             .fetch_one(&mut *tx)
             .await?

@@ -245,7 +245,7 @@ impl Writer {
     /// Adds a log to a step. Its slug is derived from the name and made unique within the step.
     pub async fn add_log(&self, step: StepId, name: &str, log_type: LogType) -> Result<LogId> {
         let base = slugify(name);
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let mut n = 1;
         loop {
             let slug = if n == 1 {
@@ -260,7 +260,7 @@ impl Writer {
             .bind(&slug)
             .bind(step.0)
             .bind(log_type.code())
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await;
             match inserted {
                 Ok(r) => return Ok(LogId(r.int("id")?)),

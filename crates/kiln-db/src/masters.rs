@@ -36,10 +36,10 @@ impl Writer {
     /// The id of the master called `name`, created if new.
     pub async fn find_master_id(&self, name: &str) -> Result<MasterId> {
         let hash = name_hash(name);
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         if let Some(r) = sqlx::query("SELECT id FROM masters WHERE name_hash = $1")
             .bind(&hash)
-            .fetch_optional(&self.wpool)
+            .fetch_optional(&mut *w)
             .await?
         {
             return Ok(MasterId(r.int("id")?));
@@ -47,18 +47,18 @@ impl Writer {
         let r = sqlx::query("INSERT INTO masters (name, name_hash, active, last_active) VALUES ($1, $2, 0, 0) RETURNING id")
             .bind(name)
             .bind(&hash)
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?;
         Ok(MasterId(r.int("id")?))
     }
 
     pub async fn set_master_active(&self, id: MasterId, active: bool, now: i64) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE masters SET active = $1, last_active = $2 WHERE id = $3")
             .bind(i64::from(active))
             .bind(now)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }

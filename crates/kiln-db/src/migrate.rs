@@ -139,14 +139,14 @@ impl Db {
 impl Writer {
     /// Applies every migration the database lacks, each in its own transaction.
     pub(crate) async fn migrate(&self) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS kiln_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
-        .execute(&self.wpool)
+        .execute(&mut *w)
         .await?;
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM kiln_migrations")
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?;
         let current: i64 = row.try_get("v")?;
         let migrations = match self.backend() {
@@ -166,7 +166,7 @@ impl Writer {
                 name: m.name.to_string(),
                 source,
             };
-            let mut tx = self.wpool.begin().await.map_err(fail)?;
+            let mut tx = w.begin().await.map_err(fail)?;
             sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(fail)?;
             sqlx::query("INSERT INTO kiln_migrations (version, name) VALUES ($1, $2)")
                 .bind(m.version)

@@ -239,7 +239,7 @@ impl Writer {
         lease: i64,
         limit: i64,
     ) -> Result<NextReport> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         // The usual case, due reports that nobody holds, is taken in one statement.
         let taken = sqlx::query(LEASE_REPORTS)
             .bind(master)
@@ -247,7 +247,7 @@ impl Writer {
             .bind(reporter)
             .bind(now)
             .bind(limit.max(1))
-            .fetch_all(&self.wpool)
+            .fetch_all(&mut *w)
             .await?;
         if !taken.is_empty() {
             let mut rows = taken.iter().map(report_row).collect::<Result<Vec<_>>>()?;
@@ -262,7 +262,7 @@ impl Writer {
              ORDER BY id LIMIT 1"
         ))
         .bind(reporter)
-        .fetch_optional(&self.wpool)
+        .fetch_optional(&mut *w)
         .await?;
         let Some(head) = head else {
             return Ok(NextReport::Empty);
@@ -305,7 +305,7 @@ impl Writer {
         retry_at: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE reports SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, \
@@ -322,7 +322,7 @@ impl Writer {
             .bind(now)
             .bind(id),
         }
-        .execute(&self.wpool)
+        .execute(&mut *w)
         .await?;
         Ok(())
     }
@@ -330,14 +330,14 @@ impl Writer {
     /// Keeps only the newest `keep` finished (sent or failed) reports of `reporter`; how many
     /// were removed. Pending reports are never removed.
     pub async fn prune_reports(&self, reporter: &str, keep: i64) -> Result<u64> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let cutoff = sqlx::query(
             "SELECT id FROM reports WHERE reporter = $1 AND state <> 'pending' \
              ORDER BY id DESC LIMIT 1 OFFSET $2",
         )
         .bind(reporter)
         .bind(keep)
-        .fetch_optional(&self.wpool)
+        .fetch_optional(&mut *w)
         .await?;
         let Some(cutoff) = cutoff else {
             return Ok(0);
@@ -347,7 +347,7 @@ impl Writer {
         )
         .bind(reporter)
         .bind(cutoff.int("id")?)
-        .execute(&self.wpool)
+        .execute(&mut *w)
         .await?;
         Ok(done.rows_affected())
     }

@@ -70,7 +70,7 @@ impl Db {
             "SELECT changeid, important FROM scheduler_changes WHERE schedulerid = $1 ORDER BY changeid",
         )
         .bind(scheduler.0)
-        .fetch_all(&self.wpool)
+        .fetch_all(&mut *self.writing().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((ChangeId(r.int("changeid")?), r.flag("important")?)))
@@ -82,10 +82,10 @@ impl Writer {
     /// The id of the scheduler called `name`, created if new.
     pub async fn find_scheduler_id(&self, name: &str) -> Result<SchedulerId> {
         let hash = name_hash(name);
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         if let Some(r) = sqlx::query("SELECT id FROM schedulers WHERE name_hash = $1")
             .bind(&hash)
-            .fetch_optional(&self.wpool)
+            .fetch_optional(&mut *w)
             .await?
         {
             return Ok(SchedulerId(r.int("id")?));
@@ -94,7 +94,7 @@ impl Writer {
             sqlx::query("INSERT INTO schedulers (name, name_hash) VALUES ($1, $2) RETURNING id")
                 .bind(name)
                 .bind(&hash)
-                .fetch_one(&self.wpool)
+                .fetch_one(&mut *w)
                 .await?;
         Ok(SchedulerId(r.int("id")?))
     }
@@ -105,8 +105,8 @@ impl Writer {
         master: MasterId,
         schedulers: &[SchedulerId],
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("DELETE FROM scheduler_masters WHERE masterid = $1")
             .bind(master.0)
             .execute(&mut *tx)
@@ -128,11 +128,11 @@ impl Writer {
 
     /// Enables or disables a scheduler (Buildbot's `enable` control).
     pub async fn set_scheduler_enabled(&self, id: SchedulerId, enabled: bool) -> Result<bool> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let done = sqlx::query("UPDATE schedulers SET enabled = $1 WHERE id = $2")
             .bind(i64::from(enabled))
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(done.rows_affected() > 0)
     }

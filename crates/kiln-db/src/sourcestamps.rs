@@ -171,7 +171,7 @@ impl Db {
         Ok(
             sqlx::query("SELECT 1 AS one FROM changes WHERE sourcestampid = $1 LIMIT 1")
                 .bind(id.0)
-                .fetch_optional(&self.wpool)
+                .fetch_optional(&mut *self.writing().await?)
                 .await?
                 .is_some(),
         )
@@ -206,8 +206,8 @@ impl Db {
 impl Writer {
     /// Stores `ss` unless an identical source stamp exists, and returns its id.
     pub async fn find_sourcestamp_id(&self, ss: &SourceStamp, now: i64) -> Result<SourceStampId> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let id = Self::find_sourcestamp_id_in(&mut tx, ss, now).await?;
         tx.commit().await?;
         Ok(id)

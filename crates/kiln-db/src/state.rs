@@ -30,11 +30,11 @@ impl Db {
 impl Writer {
     /// The id of the object `(name, class_name)`, created if new.
     pub async fn object_id(&self, name: &str, class_name: &str) -> Result<i64> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         if let Some(r) = sqlx::query("SELECT id FROM objects WHERE name = $1 AND class_name = $2")
             .bind(name)
             .bind(class_name)
-            .fetch_optional(&self.wpool)
+            .fetch_optional(&mut *w)
             .await?
         {
             return r.int("id");
@@ -42,14 +42,14 @@ impl Writer {
         sqlx::query("INSERT INTO objects (name, class_name) VALUES ($1, $2) RETURNING id")
             .bind(name)
             .bind(class_name)
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?
             .int("id")
     }
 
     pub async fn set_state(&self, objectid: i64, name: &str, value_json: &str) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("DELETE FROM object_state WHERE objectid = $1 AND name = $2")
             .bind(objectid)
             .bind(name)
@@ -68,7 +68,7 @@ impl Writer {
     /// The value stored under `name` for an object, storing `value` first if there is none: of
     /// several masters that start at once on one database, all end up with the first one's.
     pub async fn state_once(&self, objectid: i64, name: &str, value_json: &str) -> Result<String> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query(
             "INSERT INTO object_state (objectid, name, value_json) VALUES ($1, $2, $3) \
              ON CONFLICT (objectid, name) DO NOTHING",
@@ -76,12 +76,12 @@ impl Writer {
         .bind(objectid)
         .bind(name)
         .bind(value_json)
-        .execute(&self.wpool)
+        .execute(&mut *w)
         .await?;
         sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
             .bind(objectid)
             .bind(name)
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?
             .text("value_json")
     }

@@ -139,32 +139,32 @@ impl Writer {
     }
 
     pub async fn set_step_state_string(&self, id: StepId, state: &str) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE steps SET state_string = $1 WHERE id = $2")
             .bind(state)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
 
     /// Records when the step got its locks (a step without locks has them as it starts).
     pub async fn set_step_locks_acquired(&self, id: StepId, at: i64) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE steps SET locks_acquired_at = $1 WHERE id = $2")
             .bind(at)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
 
     pub async fn set_step_urls(&self, id: StepId, urls_json: &str) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE steps SET urls_json = $1 WHERE id = $2")
             .bind(urls_json)
             .bind(id.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }

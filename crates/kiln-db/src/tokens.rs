@@ -90,7 +90,7 @@ impl Db {
 impl Writer {
     /// Stores a token; its id.
     pub async fn add_token(&self, token: &NewToken<'_>) -> Result<i64> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let roles = serde_json::to_string(token.roles).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "INSERT INTO api_tokens (name, digest, username, roles_json, created_at, expires_at) \
@@ -102,20 +102,20 @@ impl Writer {
         .bind(roles)
         .bind(token.created_at)
         .bind(token.expires_at)
-        .fetch_one(&self.wpool)
+        .fetch_one(&mut *w)
         .await?
         .int("id")
     }
 
     /// Revokes the token `id` at `now`; false if there is no such token or it was revoked.
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let done = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id)
-        .execute(&self.wpool)
+        .execute(&mut *w)
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -235,8 +235,8 @@ impl Db {
 impl Writer {
     /// Adds a user; the identifier, the web username and each attribute must be free.
     pub async fn add_user(&self, identifier: &str, update: &UserUpdate) -> Result<i64> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let uid = sqlx::query(
             "INSERT INTO users (identifier, bb_username, bb_password) VALUES ($1, $2, $3) RETURNING uid",
         )
@@ -253,8 +253,8 @@ impl Writer {
 
     /// Changes a user; false if there is none with that uid.
     pub async fn update_user(&self, uid: i64, update: &UserUpdate) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         let found = sqlx::query("SELECT uid FROM users WHERE uid = $1")
             .bind(uid)
             .fetch_optional(&mut *tx)
@@ -285,21 +285,21 @@ impl Writer {
     /// Replaces a user's password hash if it is still `old`, so that a password changed
     /// meanwhile is not overwritten; false if it was not replaced.
     pub async fn replace_password_hash(&self, uid: i64, old: &str, new: &str) -> Result<bool> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         let done =
             sqlx::query("UPDATE users SET bb_password = $1 WHERE uid = $2 AND bb_password = $3")
                 .bind(new)
                 .bind(uid)
                 .bind(old)
-                .execute(&self.wpool)
+                .execute(&mut *w)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Removes a user and its links to changes; false if there is none with that uid.
     pub async fn remove_user(&self, uid: i64) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         for sql in [
             "DELETE FROM change_users WHERE uid = $1",
             "DELETE FROM users_info WHERE uid = $1",

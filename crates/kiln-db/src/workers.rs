@@ -125,17 +125,17 @@ impl Db {
 impl Writer {
     /// The id of the worker called `name`, created if new.
     pub async fn find_worker_id(&self, name: &str) -> Result<WorkerId> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         if let Some(r) = sqlx::query("SELECT id FROM workers WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.wpool)
+            .fetch_optional(&mut *w)
             .await?
         {
             return Ok(WorkerId(r.int("id")?));
         }
         let r = sqlx::query("INSERT INTO workers (name, info) VALUES ($1, '{}') RETURNING id")
             .bind(name)
-            .fetch_one(&self.wpool)
+            .fetch_one(&mut *w)
             .await?;
         Ok(WorkerId(r.int("id")?))
     }
@@ -146,8 +146,8 @@ impl Writer {
         buildermasterid: i64,
         workers: &[WorkerId],
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("DELETE FROM configured_workers WHERE buildermasterid = $1")
             .bind(buildermasterid)
             .execute(&mut *tx)
@@ -173,8 +173,8 @@ impl Writer {
         info_json: &str,
         record: impl Recorder<()>,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("UPDATE workers SET info = $1 WHERE id = $2")
             .bind(info_json)
             .bind(worker.0)
@@ -201,8 +201,8 @@ impl Writer {
         master: MasterId,
         record: impl Recorder<()>,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
-        let mut tx = self.wpool.begin().await?;
+        let mut w = self.writing().await?;
+        let mut tx = w.begin().await?;
         sqlx::query("DELETE FROM connected_workers WHERE workerid = $1 AND masterid = $2")
             .bind(worker.0)
             .bind(master.0)
@@ -215,10 +215,10 @@ impl Writer {
 
     /// Forgets every connection to `master`: used at start-up after an unclean stop.
     pub async fn clear_master_connections(&self, master: MasterId) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("DELETE FROM connected_workers WHERE masterid = $1")
             .bind(master.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
@@ -229,22 +229,22 @@ impl Writer {
         paused: bool,
         reason: Option<&str>,
     ) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE workers SET paused = $1, pause_reason = $2 WHERE id = $3")
             .bind(i64::from(paused))
             .bind(reason.map(str::to_string))
             .bind(worker.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
 
     pub async fn set_worker_graceful(&self, worker: WorkerId, graceful: bool) -> Result<()> {
-        let _w = self.write_guard().await;
+        let mut w = self.writing().await?;
         sqlx::query("UPDATE workers SET graceful = $1 WHERE id = $2")
             .bind(i64::from(graceful))
             .bind(worker.0)
-            .execute(&self.wpool)
+            .execute(&mut *w)
             .await?;
         Ok(())
     }
