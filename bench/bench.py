@@ -106,6 +106,8 @@ TARGETS = {
 
 FORCE_USER = "Bench <bench@example.com>"
 LOG_LINE = "kiln bench log line: the quick brown fox jumps over the lazy dog 0123456789"
+# A line of a step of builder 'b' with --step-lines (a `seq -f` format: %g is the number).
+STEP_LINE = "compiling unit %g of the project: 3 warnings, 0 errors, 12 tests passed"
 MB = 1_000_000  # all "MB" figures are decimal megabytes
 SETUP_TIMEOUT = 180.0
 STOP_TIMEOUT = 20.0
@@ -425,10 +427,22 @@ class Master:
             for n in self.worker_names)
         log_bytes = int(self.args.log_mb * MB)
         log_cmd = ["sh", "-c", f"yes '{LOG_LINE}' | head -c {log_bytes}"]
+        # Builder 'b' runs `true` once by default; --steps and --step-lines give it the
+        # shape of a build that does some work and says so.
+        if self.args.step_lines > 0:
+            b_command = ["seq", "-f", STEP_LINE, str(self.args.step_lines)]
+        else:
+            b_command = ["true"]
+        b_steps = "\n".join(
+            f"f_true.addStep(steps.ShellCommand(command={json.dumps(b_command)}, name='step{i + 1}'))"
+            if self.args.steps > 1 else
+            f"f_true.addStep(steps.ShellCommand(command={json.dumps(b_command)}, name='true'))"
+            for i in range(self.args.steps))
         tmpl = string.Template(Path(self.spec["config_template"]).read_text())
         text = tmpl.substitute(
             WWW_PORT=self.www_port, WORKER_PORT=self.worker_port, WORKERS=workers_py,
             WORKER_NAMES=json.dumps(self.worker_names), LOG_COMMAND=json.dumps(log_cmd),
+            B_STEPS=b_steps,
             MSGPACK_DEBUG=self.args.buildbot_msgpack_debug,
             HOOKS=HOOKS_CONFIG.format(schedulers=self.args.hook_schedulers,
                                       timer=self.args.hook_burst_timer)
@@ -1281,6 +1295,10 @@ def parse_args(argv=None):
     p.add_argument("--checkout-runs", type=int, default=20, help="checkout: measured builds (20)")
     p.add_argument("--checkout-files", type=int, default=500, help="checkout: files in the repository (500)")
     p.add_argument("--checkout-poll", type=float, default=0.005, help="checkout: poll period, s (0.005)")
+    p.add_argument("--steps", type=int, default=1,
+                   help="throughput, reporters: steps in each build of builder 'b' (1)")
+    p.add_argument("--step-lines", type=int, default=0,
+                   help="throughput, reporters: lines each step prints; 0 runs `true` (0)")
     p.add_argument("--reporter-kinds", default="mail,http,irc",
                    help="reporters: which reporters to configure (mail,http,irc)")
     p.add_argument("--sink-python", default=str(REPO_DIR / "target" / "test-env" / "venv" / "bin" / "python"),
