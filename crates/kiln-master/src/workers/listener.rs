@@ -131,10 +131,15 @@ async fn serve(master: Arc<Master>, name: String, socket: WebSocket) {
             }
             Some(Ok(WsMessage::Close(_))) | None => break,
             Some(Ok(_)) => continue,
-            // Either the worker broke the protocol or its connection was cut (a reset without
-            // the closing handshake); the error says which.
+            // Either the worker broke the protocol, which is worth a warning, or its connection
+            // was cut without the closing handshake, which is how a stopped or crashed worker
+            // goes and is told as its disconnection.
             Some(Err(error)) => {
-                tracing::warn!(worker = %name, %error, "closing connection: reading from the worker failed");
+                if was_cut(&error) {
+                    tracing::info!(worker = %name, %error, "the worker's connection was cut");
+                } else {
+                    tracing::warn!(worker = %name, %error, "closing connection: reading from the worker failed");
+                }
                 conn.close(&format!("reading from the worker failed: {error}"))
                     .await;
                 break;
@@ -211,4 +216,45 @@ async fn write_frames(
         }
     }
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
+/// Whether reading a worker's WebSocket failed because the connection was cut (reset, or
+/// closed without the closing handshake) rather than because the worker broke the protocol.
+fn was_cut(error: &axum::Error) -> bool {
+    use tungstenite::error::{Error, ProtocolError};
+    let Some(inner) = std::error::Error::source(error).and_then(|e| e.downcast_ref::<Error>())
+    else {
+        return false;
+    };
+    match inner {
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | Error::ConnectionClosed
+        | Error::AlreadyClosed => true,
+        Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::was_cut;
+    use tungstenite::error::{Error, ProtocolError};
+
+    #[test]
+    fn a_cut_connection_is_told_from_a_broken_protocol() {
+        let cut = |e: Error| was_cut(&axum::Error::new(e));
+        assert!(cut(Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+        )));
+        assert!(cut(Error::Io(std::io::ErrorKind::ConnectionReset.into())));
+        assert!(!cut(Error::Protocol(ProtocolError::NonZeroReservedBits)));
+        assert!(!cut(Error::Utf8("bad".into())));
+        assert!(!was_cut(&axum::Error::new(std::io::Error::other("x"))));
+    }
 }
