@@ -32,7 +32,7 @@ pub struct Db {
     /// serialises its own writes to SQLite in-process, under this lock, which also keeps the
     /// writers' one connection out of its pool between writes (see [`WriteConn`]); readers never
     /// take it, but for the few reads that belong to the write path.
-    writer: Arc<Mutex<Option<PoolConnection<Any>>>>,
+    writer: Arc<Mutex<Option<HeldConnection>>>,
     /// Whether the writers' connection is kept under `writer` (a SQLite file) or taken from the
     /// pool for each write (PostgreSQL, and an in-memory SQLite database, whose one connection
     /// the readers share).
@@ -181,10 +181,10 @@ impl Db {
         }
         let mut slot = self.writer.lock().await;
         loop {
-            match MutexGuard::try_map(slot, Option::as_mut) {
+            match MutexGuard::try_map(slot, |held| held.as_mut().and_then(|h| h.0.as_mut())) {
                 Ok(conn) => return Ok(WriteConn::Held(conn)),
                 Err(mut empty) => {
-                    *empty = Some(self.wpool.acquire().await?);
+                    *empty = Some(HeldConnection(Some(self.wpool.acquire().await?)));
                     slot = empty;
                 }
             }
@@ -205,8 +205,25 @@ pub(crate) enum WriteConn<'a> {
     Pooled {
         conn: PoolConnection<Any>,
         /// The lock that serialises writers on an in-memory SQLite database.
-        _serial: Option<MutexGuard<'a, Option<PoolConnection<Any>>>>,
+        _serial: Option<MutexGuard<'a, Option<HeldConnection>>>,
     },
+}
+
+/// The writers' connection while it is kept out of its pool.
+///
+/// A connection goes back to its pool through a task, which needs a runtime; a database handle
+/// dropped after its runtime (a command that keeps one past `block_on`) detaches the connection
+/// from its pool instead, which closes it then and there.
+pub(crate) struct HeldConnection(Option<PoolConnection<Any>>);
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err()
+            && let Some(conn) = self.0.take()
+        {
+            drop(conn.detach());
+        }
+    }
 }
 
 impl WriteConn<'_> {
@@ -298,6 +315,23 @@ mod tests {
             "the writers' connection went back to its pool"
         );
         assert_eq!(db.wpool.size(), 1);
+    }
+
+    /// A handle kept past its runtime can still be dropped: without a runtime the held
+    /// connection cannot go back to its pool (that takes a task), so it is closed instead.
+    #[test]
+    fn a_handle_dropped_after_its_runtime_lets_go_of_the_writers_connection() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let t = runtime.block_on(async {
+            let t = crate::testing::sqlite().await.unwrap();
+            sqlx::query("SELECT 1")
+                .execute(&mut *t.db.writing().await.unwrap())
+                .await
+                .unwrap();
+            t
+        });
+        drop(runtime);
+        drop(t);
     }
 
     /// A transaction dropped half way on the held connection (its task cancelled) is rolled
