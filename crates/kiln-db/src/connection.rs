@@ -196,8 +196,7 @@ impl Db {
 ///
 /// On a SQLite file it is the one connection writes go through, kept out of its pool for the
 /// life of the database handle: sqlx pings every connection that goes back to its pool, and on
-/// SQLite a ping is a round trip to the connection's thread, which doubled the cost of the
-/// cheapest writes. A write abandoned half way leaves nothing behind on it: sqlx queues the
+/// SQLite a ping is one more round trip to the connection's thread for every write. A write abandoned half way leaves nothing behind on it: sqlx queues the
 /// rollback of a dropped transaction on the connection itself, and a transaction opened by hand
 /// is rolled back by the next write (`batch.rs`).
 pub(crate) enum WriteConn<'a> {
