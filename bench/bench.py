@@ -1321,9 +1321,12 @@ def parse_args(argv=None):
     unknown = [s for s in a.scenario_list if s not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(unknown)}")
-    for name in ("workers", "builds", "force_threads", "latency_runs", "log_downloads", "startup_runs"):
+    for name in ("workers", "builds", "force_threads", "latency_runs", "log_downloads", "startup_runs",
+                 "steps"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.step_lines < 0:
+        p.error("--step-lines must be 0 or more")
     return a
 
 
