@@ -3,9 +3,11 @@
 //! Every reporter reads the durable record on its own; without this, a finished build would be
 //! read once per reporter, and each build of a burst on its own. [`BuildCache`] keeps each
 //! build as it was read for one event, and reads the builds of a burst of events with one
-//! query for each kind of row.
+//! query for each kind of row. Reporters woken by the same events read the same burst at about
+//! the same time, so a burst is read by one of them at a time, with what all of them need.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kiln_api::{ApiError, ReadSide};
@@ -18,7 +20,7 @@ use crate::data::{BuildInfo, Needs, Origin, complete, extend, load_build_again, 
 
 /// How many loaded builds the cache keeps: enough for every reporter to decide a burst of
 /// events from the same reads.
-const CACHED_BUILDS: usize = 256;
+const CACHED_BUILDS: usize = 1024;
 
 /// A loaded build.
 type Loaded = Arc<OnceCell<Option<Arc<BuildInfo>>>>;
@@ -34,22 +36,49 @@ type Loaded = Arc<OnceCell<Option<Arc<BuildInfo>>>>;
 pub struct BuildCache {
     /// (event, build, what it was read with, the reading), oldest first.
     entries: Mutex<VecDeque<(i64, BuildId, Needs, Loaded)>>,
+    /// What the reporters sharing the cache need of a build, all of them together.
+    needs: Mutex<Needs>,
+    /// Held while a burst is read. The reporters read the same events at about the same
+    /// time: without it each would find the burst unread and read it again.
+    preloading: tokio::sync::Mutex<()>,
+    /// How many times builds were read from the database, a burst counting once.
+    reads: AtomicU64,
 }
 
 impl BuildCache {
+    /// Tells the cache what a reporter needs of a build, so that a burst is read once with
+    /// what every reporter needs rather than once for each of them.
+    pub fn want(&self, needs: Needs) {
+        let mut all = lock(&self.needs);
+        *all = all.union(needs);
+    }
+
+    /// How many times the cache read builds from the database: a burst counts once, as does
+    /// each build read alone.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
     /// Reads the builds of a burst of events that are not read yet, each (event position,
     /// build), all together: a burst of builds costs a few queries rather than several each.
+    /// They are read with what any reporter needs, so that the others find them read.
     pub async fn preload(
         &self,
         read: &dyn ReadSide,
         wanted: &[(i64, BuildId)],
         needs: Needs,
     ) -> Result<(), ApiError> {
+        let _one_at_a_time = self.preloading.lock().await;
+        let needs = needs.union(*lock(&self.needs));
         let missing: Vec<(i64, BuildId)> = {
             let entries = lock(&self.entries);
             wanted
                 .iter()
-                .filter(|(p, b)| !entries.iter().any(|(ep, eb, _, _)| ep == p && eb == b))
+                .filter(|(p, b)| {
+                    !entries
+                        .iter()
+                        .any(|(ep, eb, n, _)| ep == p && eb == b && n.covers(needs))
+                })
                 .copied()
                 .collect()
         };
@@ -60,6 +89,7 @@ impl BuildCache {
         let mut ids: Vec<BuildId> = missing.iter().map(|(_, b)| *b).collect();
         ids.sort_unstable();
         ids.dedup();
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let builds = load_builds(read, &ids, needs).await?;
         let mut entries = lock(&self.entries);
         for (position, id) in missing {
@@ -113,6 +143,7 @@ impl BuildCache {
         };
         let loaded = cell
             .get_or_try_init(|| async {
+                self.reads.fetch_add(1, Ordering::Relaxed);
                 let Some((have, base)) = base else {
                     let build = load_build_again(read, id, needs, earlier.as_deref()).await?;
                     return Ok::<_, ApiError>(build.map(Arc::new));

@@ -75,6 +75,7 @@ impl Reporter {
         let needs = generators
             .iter()
             .fold(crate::data::Needs::default(), |n, g| n.union(g.needs()));
+        builds.want(needs);
         let irc = match &config.kind {
             kiln_config::ReporterKind::Irc(c) => Some(crate::irc::Bot::new(
                 &config.name,

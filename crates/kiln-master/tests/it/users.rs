@@ -182,7 +182,7 @@ c['schedulers'] = [
         (1..=3).map(|b| (b, kiln_core::BuildId(b))).collect();
     cache.preload(read, &wanted, Needs::ALL).await.unwrap();
     let mut people = Vec::new();
-    for (position, id) in wanted {
+    for &(position, id) in &wanted {
         let together = cache.load(read, position, id, Needs::ALL).await.unwrap();
         let alone = load_build(read, id, Needs::ALL).await.unwrap();
         let (together, alone) = (together.unwrap(), alone.unwrap());
@@ -194,4 +194,22 @@ c['schedulers'] = [
         people.push(together.users);
     }
     assert_eq!(people, [vec!["alice"], vec!["bob"], vec!["bob", "carol"]]);
+
+    // Reporters read the same burst at about the same time: one that needs little and one
+    // that needs everything find it read once, with what both need.
+    let cache = BuildCache::default();
+    cache.want(Needs::ALL);
+    let (little, all) = tokio::join!(
+        cache.preload(read, &wanted, Needs::default()),
+        cache.preload(read, &wanted, Needs::ALL),
+    );
+    little.unwrap();
+    all.unwrap();
+    for &(position, id) in &wanted {
+        for needs in [Needs::default(), Needs::ALL] {
+            let build = cache.load(read, position, id, needs).await.unwrap();
+            assert_eq!(build.unwrap().users, people[position as usize - 1]);
+        }
+    }
+    assert_eq!(cache.reads(), 1);
 }
