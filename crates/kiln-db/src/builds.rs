@@ -211,16 +211,17 @@ impl Db {
     ) -> Result<std::collections::HashMap<BuildId, Properties>> {
         let mut out: std::collections::HashMap<BuildId, Properties> = Default::default();
         for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT buildid, name, value, source FROM build_properties \
-                 WHERE buildid IN ({}) ORDER BY buildid, name",
+            // Read as one packed row on SQLite: a burst of builds has thousands of properties,
+            // and each row would be one more hand-over from SQLite's thread.
+            let rest = format!(
+                "FROM build_properties WHERE buildid IN ({}) ORDER BY buildid, name",
                 crate::listing::placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.0);
-            }
-            for r in query.fetch_all(&self.pool).await? {
+            let binds: Vec<SqlValue> = chunk.iter().map(|id| SqlValue::Int(id.0)).collect();
+            for r in self
+                .select("buildid, name, value, source", &rest, &binds)
+                .await?
+            {
                 let id = BuildId(r.int("buildid")?);
                 let name = r.text("name")?;
                 let value: serde_json::Value = serde_json::from_str(&r.text("value")?)

@@ -10,6 +10,7 @@
 use sqlx::AnyConnection;
 
 use crate::connection::Backend;
+use crate::listing::SqlValue;
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
 
@@ -95,7 +96,7 @@ pub(crate) fn insert_query<'q>(
     query
 }
 
-fn stored_event(r: &sqlx::any::AnyRow) -> Result<StoredEvent> {
+fn stored_event(r: &impl RowExt) -> Result<StoredEvent> {
     Ok(StoredEvent {
         id: r.int("id")?,
         key: r.text("event_key")?,
@@ -106,14 +107,16 @@ fn stored_event(r: &sqlx::any::AnyRow) -> Result<StoredEvent> {
 
 impl Db {
     /// Up to `limit` events after position `after`, in order.
+    /// Every durable consumer reads through here, so on SQLite the events come back packed
+    /// into one row rather than handed over from SQLite's thread one row each.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, event_key, payload, at FROM event_log WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .select(
+                "id, event_key, payload, at",
+                "FROM event_log WHERE id > $1 ORDER BY id LIMIT $2",
+                &[SqlValue::Int(after), SqlValue::Int(limit)],
+            )
+            .await?;
         rows.iter().map(stored_event).collect()
     }
 

@@ -283,16 +283,22 @@ impl Writer {
     }
 
     /// Records that the reports `ids` were delivered.
+    /// A whole lease is recorded in one statement: one update for each report cost SQLite a
+    /// statement to compile each.
     pub async fn reports_delivered(&self, ids: &[i64], now: i64) -> Result<()> {
-        let mut batch = Batch::default();
-        for id in ids {
-            batch.push(
+        let mut w = self.writing().await?;
+        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
+            let sql = format!(
                 "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
-                 leased_by = NULL, leased_until = NULL WHERE id = $2",
-                vec![SqlValue::Int(now), SqlValue::Int(*id)],
+                 leased_by = NULL, leased_until = NULL WHERE id IN ({})",
+                crate::listing::placeholders(2, chunk.len())
             );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *w).await?;
         }
-        batch.run(self).await?;
         Ok(())
     }
 
