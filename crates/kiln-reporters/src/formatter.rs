@@ -227,14 +227,14 @@ impl Formatter {
                 ctx: extra,
                 ..
             } => {
-                let mut cx = build_context(build, &dict, mode, is_buildset, site);
+                let mut cx = build_context(build, dict, mode, is_buildset, site);
                 if template.is_none() {
                     cx["results_style"] = json!(RESULTS_STYLE);
                 }
                 for (k, v) in extra {
                     cx[k.as_str()] = kiln_db::property_to_json(v);
                 }
-                self.render_templates(&cx, *template_type)
+                self.render_templates(cx, *template_type)
             }
             FormatterConfig::Renderable { template, subject } => {
                 let sourcestamps: Vec<kiln_core::sourcestamp::SourceStamp> = build
@@ -258,7 +258,7 @@ impl Formatter {
                 template_type,
                 ..
             } => {
-                let cx = json!({ "build": dict });
+                let cx = Value::Object([("build".to_string(), dict)].into_iter().collect());
                 call_function(config, *function, &cx, *template_type)
             }
             FormatterConfig::MissingWorker { .. } => {
@@ -309,7 +309,7 @@ impl Formatter {
                 for (k, v) in extra {
                     cx[k.as_str()] = kiln_db::property_to_json(v);
                 }
-                self.render_templates(&cx, *template_type)
+                self.render_templates(cx, *template_type)
             }
             FormatterConfig::Function {
                 function,
@@ -336,7 +336,7 @@ impl Formatter {
                     "buildbot_url": site.url,
                     "worker": worker,
                 });
-                self.render_templates(&cx, *template_type)
+                self.render_templates(cx, *template_type)
             }
             FormatterConfig::Renderable { template, subject } => {
                 render_without_build(template, subject.as_ref())
@@ -345,8 +345,11 @@ impl Formatter {
         }
     }
 
-    fn render_templates(&self, cx: &Value, kind: TemplateType) -> Result<Message, String> {
-        let jinja_cx = to_jinja(cx);
+    /// Renders the body and subject templates in `cx`. The context is taken, not borrowed: a
+    /// json formatter without a template sends the build dict itself, which is then moved out
+    /// of it rather than copied.
+    fn render_templates(&self, mut cx: Value, kind: TemplateType) -> Result<Message, String> {
+        let jinja_cx = to_jinja(&cx);
         let render = |name: &str| -> Result<Option<String>, String> {
             match self.env.get_template(name) {
                 Ok(t) => t
@@ -364,7 +367,9 @@ impl Formatter {
                         format!("the json template did not give JSON: {e}")
                     })?))
                 }
-                None => Some(Body::Json(cx.get("build").cloned().unwrap_or(Value::Null))),
+                None => Some(Body::Json(
+                    cx.get_mut("build").map(Value::take).unwrap_or(Value::Null),
+                )),
             },
             _ => render("body")?.map(Body::Text),
         };
@@ -440,7 +445,7 @@ fn describe(e: &minijinja::Error) -> String {
 /// Buildbot's context for a build.
 fn build_context(
     build: &BuildInfo,
-    dict: &Value,
+    dict: Value,
     mode: &[Mode],
     is_buildset: bool,
     site: &Site,
@@ -451,14 +456,13 @@ fn build_context(
         Some(v) => v.render(),
         None => "<unknown>".into(),
     };
-    json!({
+    let mut cx = json!({
         "results": results,
         "result_names": RESULT_NAMES,
         "mode": mode.iter().map(|m| m.name()).collect::<Vec<_>>(),
         "buildername": build.builder.name,
         "workername": workername,
         "buildset": dict.get("buildset"),
-        "build": dict,
         "is_buildset": is_buildset,
         "projects": projects(&build.sourcestamps, site),
         "previous_results": previous,
@@ -469,7 +473,10 @@ fn build_context(
         "blamelist": build.users,
         "summary": summary(results, &build.row.state_string),
         "sourcestamps": sourcestamps_text(&build.sourcestamps),
-    })
+    });
+    // Moved in, not copied: the dict is the largest part of the context.
+    cx["build"] = dict;
+    cx
 }
 
 /// The projects of the source stamps, or the site's title when none names one.
@@ -605,7 +612,7 @@ mod tests {
                    "build": {"state_string": "failed x", "properties": {"branch": [branch, "Build"]}}})
         };
         let subject = |cx| {
-            f.render_templates(&cx, TemplateType::Plain)
+            f.render_templates(cx, TemplateType::Plain)
                 .unwrap()
                 .subject
                 .unwrap()
