@@ -2,7 +2,8 @@
 //! as the configuration says) and the extra recipients, with patches and logs attached, sent
 //! over SMTP (plain, STARTTLS or SMTPS, with authentication) by lettre.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kiln_api::{ApiError, ReadSide};
 use kiln_config::{MailConfig, MailLookup, TemplateType, bare_address};
@@ -10,8 +11,9 @@ use kiln_core::render::{RenderContext, RenderHooks};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, Message};
 use serde_json::{Value, json};
 
 use crate::report::{Report, ReportEvent};
@@ -178,31 +180,111 @@ async fn lookup(
 /// A user name and password to log in to the relay with.
 type Login = Option<(String, String)>;
 
-/// A reporter's SMTP transport, kept from one mail to the next: its TLS setup is made once,
-/// and a connection to the relay is used for several mails while they come close together.
+/// How long a kept connection may stay idle before it is closed rather than used: relays end
+/// idle sessions after a few minutes, and one that is still open holds a slot of theirs.
+const KEEP_IDLE: Duration = Duration::from_secs(60);
+
+/// A reporter's way to its relay, kept from one mail to the next: the TLS setup is made once,
+/// and one connection carries the mails that come close together.
+///
+/// A kept connection is used as it is, without first asking the relay whether it is still
+/// there (lettre's pool sends a `NOOP` before every mail, one round trip in five): a relay
+/// that ended the session in between makes the mail fail before it is sent, and the mail then
+/// goes again at once on a new connection.
 #[derive(Default)]
 pub struct Mailer {
-    /// The transport, and the credentials it logs in with (a secret may change).
-    transport: std::sync::Mutex<Option<(Login, AsyncSmtpTransport<Tokio1Executor>)>>,
+    /// How to connect, for the credentials it logs in with (a secret may change).
+    setup: std::sync::Mutex<Option<(Login, Arc<Setup>)>>,
+    /// The open connection, who it is logged in as, and since when it is idle.
+    kept: tokio::sync::Mutex<Option<(Login, AsyncSmtpConnection, Instant)>>,
+}
+
+/// How to reach and enter the relay.
+struct Setup {
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+}
+
+/// How a connection is encrypted.
+enum Security {
+    Plain,
+    /// STARTTLS, required.
+    StartTls(TlsParameters),
+    /// TLS from the start (SMTPS).
+    Wrapped(TlsParameters),
 }
 
 impl Mailer {
-    /// The transport for `credentials`, made when there is none for them yet.
-    fn transport(
+    /// The setup for `login`, made when there is none for it yet.
+    fn setup(
         &self,
         config: &MailConfig,
         basedir: &std::path::Path,
-        credentials: Option<(String, String)>,
-    ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let mut kept = self.transport.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, t)) = &*kept
-            && *c == credentials
+        login: &Login,
+    ) -> Result<Arc<Setup>, String> {
+        let mut kept = self.setup.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((l, setup)) = &*kept
+            && l == login
         {
-            return Ok(t.clone());
+            return Ok(setup.clone());
         }
-        let t = transport(config, basedir, credentials.clone())?;
-        *kept = Some((credentials, t.clone()));
-        Ok(t)
+        let setup = Arc::new(setup(config, basedir, login.clone())?);
+        *kept = Some((login.clone(), setup.clone()));
+        Ok(setup)
+    }
+
+    /// Sends one mail, on the kept connection when there is one.
+    async fn send(
+        &self,
+        config: &MailConfig,
+        basedir: &std::path::Path,
+        login: Login,
+        message: &Message,
+    ) -> Result<(), Failure> {
+        let setup = self
+            .setup(config, basedir, &login)
+            .map_err(Failure::Permanent)?;
+        let envelope = message.envelope();
+        let bytes = message.formatted();
+        let mut kept = self.kept.lock().await;
+        let reused = match kept.take() {
+            Some((l, conn, since))
+                if l == login && !conn.has_broken() && since.elapsed() < KEEP_IDLE =>
+            {
+                Some(conn)
+            }
+            Some((_, mut conn, _)) => {
+                let _ = conn.quit().await;
+                None
+            }
+            None => None,
+        };
+        let mut conn = match reused {
+            Some(mut conn) => match conn.send(envelope, &bytes).await {
+                Ok(_) => {
+                    *kept = Some((login, conn, Instant::now()));
+                    return Ok(());
+                }
+                Err(e) if e.is_permanent() => return Err(Failure::Permanent(describe(&e))),
+                // The relay ended the session since the last mail: once more, anew.
+                Err(_) => connect(&setup).await.map_err(failure)?,
+            },
+            None => connect(&setup).await.map_err(failure)?,
+        };
+        conn.send(envelope, &bytes).await.map_err(failure)?;
+        *kept = Some((login, conn, Instant::now()));
+        Ok(())
+    }
+}
+
+/// An SMTP error as a delivery failure: permanent when the relay said so.
+fn failure(e: lettre::transport::smtp::Error) -> Failure {
+    if e.is_permanent() {
+        Failure::Permanent(describe(&e))
+    } else {
+        Failure::Retry(describe(&e))
     }
 }
 
@@ -218,14 +300,7 @@ pub async fn deliver(
     if config.dump_mails_to_log {
         tracing::info!(mail = %String::from_utf8_lossy(&message.formatted()), "mail");
     }
-    let transport = mailer
-        .transport(config, basedir, credentials)
-        .map_err(Failure::Permanent)?;
-    match transport.send(message).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_permanent() => Err(Failure::Permanent(describe(&e))),
-        Err(e) => Err(Failure::Retry(describe(&e))),
-    }
+    mailer.send(config, basedir, credentials, &message).await
 }
 
 /// An SMTP error with its causes.
@@ -239,33 +314,57 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
     text
 }
 
-fn transport(
+/// Opens a connection to the relay: greets it, encrypts as configured, logs in.
+async fn connect(setup: &Setup) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+    let hello = ClientId::default();
+    let wrapped = match &setup.security {
+        Security::Wrapped(params) => Some(params.clone()),
+        Security::Plain | Security::StartTls(_) => None,
+    };
+    let mut conn = AsyncSmtpConnection::connect_tokio1(
+        (setup.host.as_str(), setup.port),
+        Some(SEND_TIMEOUT),
+        &hello,
+        wrapped,
+        None,
+    )
+    .await?;
+    if let Security::StartTls(params) = &setup.security {
+        conn.starttls(params.clone(), &hello).await?;
+    }
+    if let Some(credentials) = &setup.credentials {
+        conn.auth(&[Mechanism::Login, Mechanism::Plain], credentials)
+            .await?;
+    }
+    Ok(conn)
+}
+
+fn setup(
     config: &MailConfig,
     basedir: &std::path::Path,
     credentials: Option<(String, String)>,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.relayhost)
-        .port(config.smtp_port)
-        .timeout(Some(SEND_TIMEOUT));
+) -> Result<Setup, String> {
     // As in Buildbot: SMTPS does not check the server's certificate; STARTTLS, which useTls and
     // a login ask for, checks it against the Mozilla roots, or the file SSL_CERT_FILE names.
-    if config.use_smtps {
+    let security = if config.use_smtps {
         let params = TlsParameters::builder(config.relayhost.clone())
             .dangerous_accept_invalid_certs(true)
             .dangerous_accept_invalid_hostnames(true)
             .build_rustls()
             .map_err(|e| format!("TLS setup: {e}"))?;
-        builder = builder.tls(Tls::Wrapper(params));
+        Security::Wrapped(params)
     } else if config.use_tls || credentials.is_some() {
         let ca = config.ca_file.as_ref().map(|f| basedir.join(f));
-        builder = builder.tls(Tls::Required(tls_parameters(&config.relayhost, ca)?));
-    }
-    if let Some((user, password)) = credentials {
-        builder = builder
-            .credentials(Credentials::new(user, password))
-            .authentication(vec![Mechanism::Login, Mechanism::Plain]);
-    }
-    Ok(builder.build())
+        Security::StartTls(tls_parameters(&config.relayhost, ca)?)
+    } else {
+        Security::Plain
+    };
+    Ok(Setup {
+        host: config.relayhost.clone(),
+        port: config.smtp_port,
+        security,
+        credentials: credentials.map(|(user, password)| Credentials::new(user, password)),
+    })
 }
 
 fn tls_parameters(

@@ -372,6 +372,52 @@ c['services'] = [
     m.stop().await;
 }
 
+/// A mail reporter keeps its connection to the relay from one mail to the next, without a NOOP
+/// before each, and a relay that ended the session in between costs the mail no retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mails_share_a_connection_and_one_the_relay_closed_is_opened_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, closing) = (dir.path().join("kept"), dir.path().join("closing"));
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::create_dir(&closing).unwrap();
+    let Some(keeps) = SmtpServer::start(&kept, &[]).await else {
+        return;
+    };
+    let Some(closes) = SmtpServer::start(&closing, &["--one-mail-per-session"]).await else {
+        return;
+    };
+    let notifier = |name: &str, port: u16| {
+        format!(
+            "reporters.MailNotifier(name='{name}', fromaddr='bot@example.org', \
+             relayhost='127.0.0.1', smtpPort={port}, sendToInterestedUsers=False, \
+             extraRecipients=['ops@example.org'], retries=0, \
+             generators=[reporters.BuildStatusGenerator(mode='all')])"
+        )
+    };
+    let body = format!(
+        "{}\nc['services'] = [{}, {}]\n",
+        builders(),
+        notifier("kept", keeps.port),
+        notifier("closing", closes.port)
+    );
+    let source = config("sqlite:///state.sqlite", &body);
+    let mut m = TestMaster::start_in(dir, &source).await;
+    m.start_worker("w1", "pass").await;
+    m.wait_attached("w1").await;
+    for n in 1..=3 {
+        m.force_and_wait(json!({"builderid": 1, "builderNames": ["pass"]}))
+            .await;
+        let mail = keeps.mail(n).await;
+        assert_eq!(mail["session_mail"], n, "{mail}");
+        assert_eq!(mail["noops"], 0, "{mail}");
+        let mail = closes.mail(n).await;
+        assert_eq!(mail["session_mail"], 1, "{mail}");
+    }
+    let s = wait_status(&m, "closing", |s| s.sent == 3, "three mails sent").await;
+    assert_eq!((s.pending, s.failed), (0, 0));
+    m.stop().await;
+}
+
 /// Every request a stand-in forge or chat got: method, path and query, headers, body.
 type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Value)>>>;
 

@@ -1,9 +1,12 @@
 """A real SMTP server for the mail tests: aiosmtpd on the loopback address.
 
 Each accepted mail is written to OUT_DIR/<n>.json with its envelope, its raw data, the user who
-logged in and whether the session was encrypted. Options: --tls CERT KEY offers STARTTLS (and
-requires it), --smtps CERT KEY speaks TLS from the start, --user NAME:PASSWORD requires that login, --refuse ADDRESS answers 550 to that
-recipient. Prints "ready PORT" once it listens.
+logged in, whether the session was encrypted, how many mails its session carried with it and how
+many NOOPs the server was sent before it. Options: --tls CERT KEY offers STARTTLS (and requires
+it), --smtps CERT KEY speaks TLS from the start, --user NAME:PASSWORD requires that login,
+--refuse ADDRESS answers 550 to that recipient, --one-mail-per-session ends a session that
+starts a second mail, as a relay does that closed an idle session. Prints "ready PORT" once it
+listens.
 """
 
 import argparse
@@ -18,10 +21,25 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Recorder:
-    def __init__(self, out_dir, refuse):
+    def __init__(self, out_dir, refuse, one_mail_per_session):
         self.out_dir = out_dir
         self.refuse = refuse
+        self.one_mail_per_session = one_mail_per_session
         self.count = 0
+        self.noops = 0
+
+    async def handle_NOOP(self, server, session, envelope, arg):
+        self.noops += 1
+        return "250 OK"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.one_mail_per_session and getattr(session, "mails", 0) > 0:
+            # The reply is written before the loop runs the close, which sends it first.
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.4.2 closing the session"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
@@ -31,7 +49,10 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
+        session.mails = getattr(session, "mails", 0) + 1
         record = {
+            "session_mail": session.mails,
+            "noops": self.noops,
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.content.decode("utf-8", "replace"),
@@ -68,6 +89,7 @@ def main():
     p.add_argument("--smtps", nargs=2)
     p.add_argument("--user")
     p.add_argument("--refuse", action="append", default=[])
+    p.add_argument("--one-mail-per-session", action="store_true")
     args = p.parse_args()
     kwargs = {}
     if args.tls:
@@ -88,7 +110,7 @@ def main():
     port = probe.getsockname()[1]
     probe.close()
     controller = Controller(
-        Recorder(args.out_dir, args.refuse), hostname="127.0.0.1", port=port, **kwargs
+        Recorder(args.out_dir, args.refuse, args.one_mail_per_session), hostname="127.0.0.1", port=port, **kwargs
     )
     controller.start()
     print("ready", port, flush=True)
