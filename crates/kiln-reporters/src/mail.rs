@@ -243,40 +243,70 @@ impl Mailer {
         login: Login,
         message: &Message,
     ) -> Result<(), Failure> {
+        self.send_within(SEND_TIMEOUT, config, basedir, login, message)
+            .await
+    }
+
+    /// Sends one mail, giving up after `limit`: lettre bounds only the connecting, and a relay
+    /// that stops answering half way would hold the reporter's deliveries for good.
+    async fn send_within(
+        &self,
+        limit: Duration,
+        config: &MailConfig,
+        basedir: &std::path::Path,
+        login: Login,
+        message: &Message,
+    ) -> Result<(), Failure> {
         let setup = self
             .setup(config, basedir, &login)
             .map_err(Failure::Permanent)?;
-        let envelope = message.envelope();
-        let bytes = message.formatted();
         let mut kept = self.kept.lock().await;
-        let reused = match kept.take() {
-            Some((l, conn, since))
-                if l == login && !conn.has_broken() && since.elapsed() < KEEP_IDLE =>
-            {
-                Some(conn)
+        let previous = kept.take();
+        match tokio::time::timeout(limit, send_on(previous, &login, &setup, message)).await {
+            Ok(Ok(conn)) => {
+                *kept = Some((login, conn, Instant::now()));
+                Ok(())
             }
-            Some((_, mut conn, _)) => {
-                let _ = conn.quit().await;
-                None
-            }
-            None => None,
-        };
-        let mut conn = match reused {
-            Some(mut conn) => match conn.send(envelope, &bytes).await {
-                Ok(_) => {
-                    *kept = Some((login, conn, Instant::now()));
-                    return Ok(());
-                }
-                Err(e) if e.is_permanent() => return Err(Failure::Permanent(describe(&e))),
-                // The relay ended the session since the last mail: once more, anew.
-                Err(_) => connect(&setup).await.map_err(failure)?,
-            },
-            None => connect(&setup).await.map_err(failure)?,
-        };
-        conn.send(envelope, &bytes).await.map_err(failure)?;
-        *kept = Some((login, conn, Instant::now()));
-        Ok(())
+            Ok(Err(failure)) => Err(failure),
+            Err(_) => Err(Failure::Retry(format!(
+                "the relay {}:{} did not take the mail within {} s",
+                setup.host,
+                setup.port,
+                limit.as_secs_f64()
+            ))),
+        }
     }
+}
+
+/// Sends `message` on the connection kept from the last mail when it may still serve, or else
+/// on a new one; the connection it went on, to keep for the next.
+async fn send_on(
+    previous: Option<(Login, AsyncSmtpConnection, Instant)>,
+    login: &Login,
+    setup: &Setup,
+    message: &Message,
+) -> Result<AsyncSmtpConnection, Failure> {
+    let envelope = message.envelope();
+    let bytes = message.formatted();
+    match previous {
+        Some((l, mut conn, since))
+            if l == *login && !conn.has_broken() && since.elapsed() < KEEP_IDLE =>
+        {
+            match conn.send(envelope, &bytes).await {
+                Ok(_) => return Ok(conn),
+                Err(e) if e.is_permanent() => return Err(failure(e)),
+                // The relay ended the session since the last mail: once more, anew.
+                Err(_) => {}
+            }
+        }
+        Some((_, mut conn, _)) => {
+            let _ = conn.quit().await;
+        }
+        None => {}
+    }
+    let mut conn = connect(setup).await.map_err(failure)?;
+    conn.send(envelope, &bytes).await.map_err(failure)?;
+    Ok(conn)
 }
 
 /// An SMTP error as a delivery failure: permanent when the relay said so.
@@ -449,4 +479,57 @@ fn build_message(p: &Value) -> Result<Message, String> {
         builder.multipart(parts)
     };
     message.map_err(|e| format!("building the mail: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(port: u16) -> MailConfig {
+        MailConfig {
+            fromaddr: "bot@example.org".into(),
+            relayhost: "127.0.0.1".into(),
+            smtp_port: port,
+            use_tls: false,
+            use_smtps: false,
+            smtp_user: None,
+            smtp_password: None,
+            lookup: None,
+            extra_recipients: Vec::new(),
+            send_to_interested_users: false,
+            extra_headers: Vec::new(),
+            dump_mails_to_log: false,
+            ca_file: None,
+        }
+    }
+
+    /// A relay that takes the connection and never says a word is given up on, and the mail
+    /// is left to be tried again, rather than holding the reporter's deliveries for good.
+    #[tokio::test]
+    async fn a_relay_that_never_answers_is_given_up_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await
+        });
+        let message = Message::builder()
+            .from("bot@example.org".parse().unwrap())
+            .to("ops@example.org".parse().unwrap())
+            .subject("s")
+            .body(String::from("b"))
+            .unwrap();
+        let mailer = Mailer::default();
+        let limit = Duration::from_millis(200);
+        let config = config(port);
+        let send = mailer.send_within(limit, &config, std::path::Path::new("."), None, &message);
+        let sent = tokio::time::timeout(Duration::from_secs(30), send)
+            .await
+            .expect("the mail is given up on");
+        match sent {
+            Err(Failure::Retry(e)) => assert!(e.contains("did not take the mail"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        silent.abort();
+    }
 }
