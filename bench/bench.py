@@ -529,6 +529,23 @@ class Master:
             f" (www 127.0.0.1:{self.www_port}, workers 127.0.0.1:{self.worker_port}, dir {self.root})")
         return {"api_ready_s": t_api, "workers_connected_s": t_workers}
 
+    def fill_history(self, builds: int) -> None:
+        """Stops the master and its workers, adds `builds` finished builds (and as many changes)
+        to its SQLite database as the master would have written them (bench/pages.py's
+        filling), and brings them back up: the scenario then runs on a master with a past."""
+        import pages
+        for w in self.workers:
+            w.stop()
+        self.workers = []
+        self.api.close()
+        self.proc.stop()
+        t0 = time.monotonic()
+        pages.fill(self.master_dir / "state.sqlite", builds, builds)
+        log(f"{self.label}: {builds} builds of history added in {time.monotonic() - t0:.0f}s")
+        self.start()
+        self.start_workers()
+        self.load_builders()
+
     def stop(self) -> None:
         self.api.close()
         for w in self.workers:
@@ -646,9 +663,15 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
     n = args.builds
     with Master(args, label) as m:
         up = m.bring_up()
+        if args.history:
+            m.fill_history(args.history)
         time.sleep(args.settle)
         m.check_alive()
         bid = m.builderids["b"]
+        # With a history, the scenario's builds come after the builds already complete.
+        before = args.history
+        b_before = max((b["number"] for b in m.api.get_json(
+            f"/api/v2/builders/{bid}/builds?order=-number&limit=1").get("builds", [])), default=0)
 
         # Buildbot's /builds endpoint reports meta.total as the size of the
         # returned page when a limit is given, so counting with
@@ -656,7 +679,12 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
         # complete build exists iff ?complete=true&limit=1&offset=N-1 is
         # non-empty (the master is fresh and only builder "b" runs builds).
         def at_least_complete(k: int) -> bool:
-            path = f"/api/v2/builds?complete=true&limit=1&offset={k - 1}"
+            # With a history, the builds are counted among builder b's newer numbers, a short
+            # range of its index, rather than past every complete build, which would cost the
+            # master more with every build of the history.
+            path = (f"/api/v2/builders/{bid}/builds?complete=true&number__gt={b_before}"
+                    f"&limit=1&offset={k - 1}" if before
+                    else f"/api/v2/builds?complete=true&limit=1&offset={k - 1}")
             return bool(m.api.get_json(path).get("builds"))
 
         def progress() -> int:
@@ -664,7 +692,7 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
             latest = m.api.get_json(f"/api/v2/builders/{bid}/builds?order=-number&limit=1")
             running = m.api.get_json(f"/api/v2/builders/{bid}/builds?complete=false")
             started = max((b["number"] for b in latest.get("builds", [])), default=0)
-            return started - len(running.get("builds", []))
+            return started - b_before - len(running.get("builds", []))
 
         if at_least_complete(1):
             raise BenchError("fresh master already has complete builds")
@@ -747,7 +775,8 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
         wall = t_end - t0
 
         # Verification, outside the timed window.
-        builds = m.api.get_json("/api/v2/builds").get("builds", [])
+        listed = f"/api/v2/builds?order=-buildid&limit={n}" if before else "/api/v2/builds"
+        builds = m.api.get_json(listed).get("builds", [])
         brids = {brid for _, brid in results}
         ours = [b for b in builds if b.get("buildrequestid") in brids]
         bad = [b for b in ours if b.get("results") != 0 or not b.get("complete")]
@@ -1299,6 +1328,9 @@ def parse_args(argv=None):
                    help="throughput, reporters: steps in each build of builder 'b' (1)")
     p.add_argument("--step-lines", type=int, default=0,
                    help="throughput, reporters: lines each step prints; 0 runs `true` (0)")
+    p.add_argument("--history", type=int, default=0,
+                   help="throughput, reporters (kiln): finished builds and changes in the database"
+                        " before the scenario starts (0)")
     p.add_argument("--reporter-kinds", default="mail,http,irc",
                    help="reporters: which reporters to configure (mail,http,irc)")
     p.add_argument("--sink-python", default=str(REPO_DIR / "target" / "test-env" / "venv" / "bin" / "python"),
@@ -1327,6 +1359,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.step_lines < 0:
         p.error("--step-lines must be 0 or more")
+    if a.history < 0 or (a.history and a.target != "kiln"):
+        p.error("--history takes 0 or more builds, and only with --target kiln")
     return a
 
 
