@@ -107,6 +107,7 @@ fn stored_event(r: &impl RowExt) -> Result<StoredEvent> {
 
 impl Db {
     /// Up to `limit` events after position `after`, in order.
+    ///
     /// Every durable consumer reads through here, so on SQLite the events come back packed
     /// into one row rather than handed over from SQLite's thread one row each.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {

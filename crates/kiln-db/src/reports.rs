@@ -283,6 +283,7 @@ impl Writer {
     }
 
     /// Records that the reports `ids` were delivered.
+    ///
     /// A whole lease is recorded in one statement: one update for each report cost SQLite a
     /// statement to compile each.
     pub async fn reports_delivered(&self, ids: &[i64], now: i64) -> Result<()> {
