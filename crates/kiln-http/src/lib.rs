@@ -211,8 +211,9 @@ fn describe(url: &str, error: &reqwest::Error) -> HttpError {
     HttpError::Transport(text)
 }
 
-/// The TLS configuration for a way of checking the server.
-fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, HttpError> {
+/// The TLS configuration for a way of checking the server, for the connections of kiln's own
+/// protocols too (a mail relay's SMTPS).
+pub fn tls_config(verify: &Verify) -> Result<rustls::ClientConfig, HttpError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
