@@ -316,6 +316,24 @@ mod tests {
         assert_eq!(db.wpool.size(), 1);
     }
 
+    /// The bundled SQLite is compiled as `.cargo/config.toml` asks: without query planner
+    /// stability every statement with a bound `LIMIT` is compiled again on each execution, and
+    /// with STAT4 every statement whose plan could depend on a bound value.
+    #[tokio::test]
+    async fn sqlite_keeps_a_compiled_statement_whatever_values_are_bound() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&mut *t.db.writing().await.unwrap())
+            .await
+            .unwrap();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     /// A handle kept past its runtime can still be dropped: without a runtime the held
     /// connection cannot go back to its pool (that takes a task), so it is closed instead.
     #[test]
