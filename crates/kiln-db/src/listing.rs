@@ -173,29 +173,45 @@ pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlVal
             binds.push(v.clone());
             format!("{column} {cmp} ${}", binds.len())
         };
+        // The values other than NULL are compared as one `IN` list: a chain of `OR`s costs
+        // SQLite a comparison of each row with every value (eight times the time for 30
+        // values), and past 1,000 values it is nested deeper than SQLite parses at all.
+        let compared = |negated: bool, binds: &mut Vec<SqlValue>| -> Option<String> {
+            let first = binds.len() + 1;
+            binds.extend(f.values.iter().filter(|v| **v != SqlValue::Null).cloned());
+            let (equal, within) = if negated {
+                ("<>", "NOT IN")
+            } else {
+                ("=", "IN")
+            };
+            match binds.len() + 1 - first {
+                0 => None,
+                1 => Some(format!("{column} {equal} ${first}")),
+                n => Some(format!("{column} {within} ({})", placeholders(first, n))),
+            }
+        };
+        let has_null = f.values.contains(&SqlValue::Null);
         let part = match f.op {
             FilterOp::Eq | FilterOp::In | FilterOp::Among => {
-                if f.values.is_empty() {
+                let mut alts: Vec<String> = compared(false, binds).into_iter().collect();
+                if has_null {
+                    alts.push(format!("{column} IS NULL"));
+                }
+                if alts.is_empty() {
                     "1 = 0".to_string()
                 } else {
-                    let alts: Vec<String> = f.values.iter().map(|v| each("=", v, binds)).collect();
                     format!("({})", alts.join(" OR "))
                 }
             }
             FilterOp::Ne | FilterOp::NotIn => {
-                let alts: Vec<String> = f
-                    .values
-                    .iter()
-                    .map(|v| {
-                        if *v == SqlValue::Null {
-                            each("<>", v, binds)
-                        } else {
-                            // NULL is unequal to every value, as in Python.
-                            let c = each("<>", v, binds);
-                            format!("({c} OR {} IS NULL)", f.column)
-                        }
-                    })
+                let mut alts: Vec<String> = compared(true, binds)
+                    .into_iter()
+                    // NULL is unequal to every value, as in Python.
+                    .map(|c| format!("({c} OR {} IS NULL)", f.column))
                     .collect();
+                if has_null {
+                    alts.push(format!("{column} IS NOT NULL"));
+                }
                 if alts.is_empty() {
                     "1 = 1".to_string()
                 } else {

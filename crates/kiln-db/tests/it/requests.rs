@@ -223,6 +223,31 @@ async fn listings_filter_order_and_page_in_sql() {
         assert_eq!(db.list_buildsets(&page).await.unwrap().1, 3);
         let page = Page::default().and("complete_at", FilterOp::Eq, SqlValue::Null);
         assert_eq!(db.list_buildsets(&page).await.unwrap().1, 5);
+        // NULL among other values, equal or not.
+        let mut page = Page::default().and("complete_at", FilterOp::In, SqlValue::Null);
+        page.filters[0]
+            .values
+            .extend([SqlValue::Int(7), SqlValue::Int(8)]);
+        assert_eq!(db.list_buildsets(&page).await.unwrap().1, 5);
+        page.filters[0].op = FilterOp::NotIn;
+        assert_eq!(db.list_buildsets(&page).await.unwrap().1, 0);
+        // Thousands of values, as a burst of builds or a long query string has: SQLite parses
+        // no expression nested 1,000 deep, so they cannot be a chain of ORs.
+        let many = |op, first: i64, second: i64| {
+            let mut page = Page::default().and("id", op, SqlValue::Int(first));
+            let values = &mut page.filters[0].values;
+            values.push(SqlValue::Int(second));
+            values.extend((1000..3000).map(SqlValue::Int));
+            page
+        };
+        let (rows, total) = db.list_buildsets(&many(FilterOp::In, 1, 3)).await.unwrap();
+        assert_eq!(total, 2, "{}", t.backend);
+        assert_eq!(rows.iter().map(|b| b.id.0).collect::<Vec<_>>(), vec![1, 3]);
+        let (_, total) = db
+            .list_buildsets(&many(FilterOp::NotIn, 1, 3))
+            .await
+            .unwrap();
+        assert_eq!(total, 3, "{}", t.backend);
         assert!(db.get_buildset(BuildSetId(999)).await.unwrap().is_none());
         // One query reads several builders' queues, each up to its own limit.
         let other = db.find_builder_id("other").await.unwrap();
