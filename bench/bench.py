@@ -678,14 +678,14 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
         # ?complete=true&limit=1 does not work there.  Instead: the N-th
         # complete build exists iff ?complete=true&limit=1&offset=N-1 is
         # non-empty (the master is fresh and only builder "b" runs builds).
-        def at_least_complete(k: int) -> bool:
+        def at_least_complete(k: int, api=m.api) -> bool:
             # With a history, the builds are counted among builder b's newer numbers, a short
             # range of its index, rather than past every complete build, which would cost the
             # master more with every build of the history.
             path = (f"/api/v2/builders/{bid}/builds?complete=true&number__gt={b_before}"
                     f"&limit=1&offset={k - 1}" if before
                     else f"/api/v2/builds?complete=true&limit=1&offset={k - 1}")
-            return bool(m.api.get_json(path).get("builds"))
+            return bool(api.get_json(path).get("builds"))
 
         def progress() -> int:
             """Approximate number of complete builds (for reports and stall detection)."""
@@ -717,6 +717,12 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
                         results.append(r)
                         if len(results) == n:
                             submit_done[0] = time.monotonic()
+                    # Paced: the next build is forced once this one finished and the pause
+                    # passed, so that builds end one at a time, as on most masters.
+                    if args.pace:
+                        while not stop.is_set() and not at_least_complete(i + 1, api):
+                            time.sleep(args.poll_interval)
+                        time.sleep(args.pace)
             except BaseException as e:  # noqa: BLE001 - reported by the main thread
                 with lock:
                     errors.append(e)
@@ -726,7 +732,8 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
 
         win = m.cpu_window()
         t0 = time.monotonic()
-        threads = [threading.Thread(target=forcer, daemon=True) for _ in range(args.force_threads)]
+        forcers = 1 if args.pace else args.force_threads
+        threads = [threading.Thread(target=forcer, daemon=True) for _ in range(forcers)]
         for t in threads:
             t.start()
 
@@ -786,7 +793,7 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
             raise BenchError(f"{len(bad)} builds did not succeed, e.g. {bad[0]!r}")
 
     return {
-        "builds": n, "workers": args.workers, "force_threads": args.force_threads,
+        "builds": n, "workers": args.workers, "force_threads": forcers, "pace_s": args.pace,
         "poll_interval_s": args.poll_interval, "all_reports_delivered_s": reports_s,
         "wall_s": wall, "builds_per_s": n / wall,
         "force_submit_s": submit_done[0] - t0 if submit_done[0] else None,
@@ -1328,6 +1335,9 @@ def parse_args(argv=None):
                    help="throughput, reporters: steps in each build of builder 'b' (1)")
     p.add_argument("--step-lines", type=int, default=0,
                    help="throughput, reporters: lines each step prints; 0 runs `true` (0)")
+    p.add_argument("--pace", type=float, default=0,
+                   help="throughput, reporters: force each build once the one before finished and"
+                        " this many seconds passed; 0 forces them all at once (0)")
     p.add_argument("--history", type=int, default=0,
                    help="throughput, reporters (kiln): finished builds and changes in the database"
                         " before the scenario starts (0)")
