@@ -64,19 +64,44 @@ impl DurableConsumer {
     ) -> Result<DurableConsumer, ApiError> {
         // Subscribed before the first read, so no wake-up can fall between the two.
         let bus = services.events.subscribe();
+        let position = Self::position_of(services, name, first).await?;
+        Ok(Self::reader(services, name, bus, position))
+    }
+
+    /// Where the consumer `name` resumes: after its last acknowledgement, or, if it never
+    /// acknowledged anything, after `first` (the newest event when `None`), which is recorded
+    /// as its position at once.
+    pub async fn position_of(
+        services: &Services,
+        name: &str,
+        first: Option<i64>,
+    ) -> Result<i64, ApiError> {
         let db = services.read.db();
-        let position = match db.consumer_position(name).await? {
+        if let Some(p) = db.consumer_position(name).await? {
+            return Ok(p);
+        }
+        let start = match first {
             Some(p) => p,
-            None => {
-                let start = match first {
-                    Some(p) => p,
-                    None => db.newest_event().await?,
-                };
-                services.events.acknowledge(name, start).await?;
-                start
-            }
+            None => db.newest_event().await?,
         };
-        Ok(DurableConsumer {
+        services.events.acknowledge(name, start).await?;
+        Ok(start)
+    }
+
+    /// A reader of the record after `position` with no name of its own, for one that reads on
+    /// behalf of consumers that acknowledge their own positions. It should be made before
+    /// their positions are read, so that no wake-up falls between.
+    pub fn after(services: &Services, position: i64) -> DurableConsumer {
+        Self::reader(services, "", services.events.subscribe(), position)
+    }
+
+    fn reader(
+        services: &Services,
+        name: &str,
+        bus: broadcast::Receiver<Arc<Event>>,
+        position: i64,
+    ) -> DurableConsumer {
+        DurableConsumer {
             name: name.to_string(),
             services: services.clone(),
             bus,
@@ -85,7 +110,7 @@ impl DurableConsumer {
             unread: true,
             linger: Duration::ZERO,
             last_read: None,
-        })
+        }
     }
 
     /// Lets events gather for `linger` before they are read, reading at most once per

@@ -1,26 +1,35 @@
 //! The builds reporters read, shared between them and read in bursts.
 //!
-//! Every reporter reads the durable record on its own; without this, a finished build would be
+//! Every reporter decides the same bursts of events; without this, a finished build would be
 //! read once per reporter, and each build of a burst on its own. [`BuildCache`] keeps each
 //! build as it was read for one event, and reads the builds of a burst of events with one
-//! query for each kind of row. Reporters woken by the same events read the same burst at about
-//! the same time, so a burst is read by one of them at a time, with what all of them need.
+//! query for each kind of row, with what all reporters need, before any of them decides it
+//! (the feed calls [`BuildCache::preload_burst`]). It keeps builders between bursts too
+//! ([`Builders`]).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-use kiln_api::{ApiError, ReadSide};
+use kiln_api::{ApiError, Delivery, ReadSide};
+use kiln_config::MasterConfig;
 use kiln_core::{BuildId, BuildSetId, BuilderId};
-use kiln_db::BuildRow;
 use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use kiln_db::{BuildRow, BuilderRow};
 use tokio::sync::OnceCell;
 
 use crate::data::{BuildInfo, Needs, Origin, complete, extend, load_build_again, users_of};
+use crate::generators::Trigger;
 
 /// How many loaded builds the cache keeps: enough for every reporter to decide a burst of
 /// events from the same reads.
 const CACHED_BUILDS: usize = 1024;
+
+/// How long, in seconds, builders read for one burst serve the next ones. A reconfiguration
+/// of this master, which changes builders' names, tags and descriptions, makes them read
+/// again at once; the other masters that run a builder, which no reconfiguration of this one
+/// announces, show in reports after this long at most.
+const BUILDER_TTL: i64 = 60;
 
 /// A loaded build.
 type Loaded = Arc<OnceCell<Option<Arc<BuildInfo>>>>;
@@ -38,25 +47,144 @@ pub struct BuildCache {
     entries: Mutex<VecDeque<(i64, BuildId, Needs, Loaded)>>,
     /// What the reporters sharing the cache need of a build, all of them together.
     needs: Mutex<Needs>,
-    /// Held while a burst is read. The reporters read the same events at about the same
-    /// time: without it each would find the burst unread and read it again.
+    /// Whether any of them reports builds as they start.
+    starts: AtomicBool,
+    /// Held while a burst is read, so that builds asked for meanwhile are not read twice.
     preloading: tokio::sync::Mutex<()>,
     /// How many times builds were read from the database, a burst counting once.
     reads: AtomicU64,
+    /// The builders of the builds read, kept between bursts.
+    builders: Builders,
+}
+
+/// Builders as read, kept between bursts: a master whose builds end one at a time would
+/// otherwise read a builder, its tags and its masters again for each build.
+#[derive(Default)]
+pub(crate) struct Builders {
+    known: Mutex<Option<KnownBuilders>>,
+    /// How many times builders were read from the database.
+    reads: AtomicU64,
+}
+
+/// Builders read under one configuration, since `read_at`.
+struct KnownBuilders {
+    /// The configuration they were read under; a `Weak` keeps its address from being reused
+    /// by the next configuration.
+    config: Weak<MasterConfig>,
+    read_at: i64,
+    rows: HashMap<BuilderId, BuilderRow>,
+}
+
+impl Builders {
+    /// The builders `ids` (those that exist), read from the database unless they were read
+    /// under the current configuration less than [`BUILDER_TTL`] ago.
+    pub(crate) async fn get(
+        &self,
+        read: &dyn ReadSide,
+        ids: &[BuilderId],
+    ) -> Result<Vec<BuilderRow>, ApiError> {
+        let config = read.config();
+        let now = read.now();
+        let (mut found, missing) = {
+            let mut known = lock(&self.known);
+            let fresh = known.as_ref().is_some_and(|k| {
+                std::ptr::eq(k.config.as_ptr(), Arc::as_ptr(&config))
+                    && (0..BUILDER_TTL).contains(&(now - k.read_at))
+            });
+            if !fresh {
+                *known = Some(KnownBuilders {
+                    config: Arc::downgrade(&config),
+                    read_at: now,
+                    rows: HashMap::new(),
+                });
+            }
+            let rows = known.as_ref().map(|k| &k.rows);
+            let (found, missing): (Vec<_>, Vec<_>) = ids
+                .iter()
+                .partition(|id| rows.is_some_and(|r| r.contains_key(id)));
+            let found: Vec<BuilderRow> = found
+                .into_iter()
+                .filter_map(|id| rows.and_then(|r| r.get(id)).cloned())
+                .collect();
+            (found, missing)
+        };
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let page = Page {
+            filters: vec![Filter {
+                column: "id",
+                op: FilterOp::In,
+                values: missing.iter().map(|id| SqlValue::Int(id.0)).collect(),
+            }],
+            ..Page::default()
+        };
+        let (rows, _) = read.db().list_builders(&page).await?;
+        let mut known = lock(&self.known);
+        // Kept only if no reconfiguration came while they were read.
+        if let Some(k) = known
+            .as_mut()
+            .filter(|k| std::ptr::eq(k.config.as_ptr(), Arc::as_ptr(&config)))
+        {
+            k.rows.extend(rows.iter().map(|r| (r.id, r.clone())));
+        }
+        found.extend(rows);
+        Ok(found)
+    }
+
+    /// One builder, as [`Builders::get`] gives it.
+    pub(crate) async fn one(
+        &self,
+        read: &dyn ReadSide,
+        id: BuilderId,
+    ) -> Result<Option<BuilderRow>, ApiError> {
+        Ok(self.get(read, &[id]).await?.into_iter().next())
+    }
 }
 
 impl BuildCache {
-    /// Tells the cache what a reporter needs of a build, so that a burst is read once with
-    /// what every reporter needs rather than once for each of them.
-    pub fn want(&self, needs: Needs) {
+    /// Tells the cache what a reporter needs of a build, and whether it reports builds as they
+    /// start, so that a burst is read once with what every reporter needs rather than once for
+    /// each of them.
+    pub fn want(&self, needs: Needs, starts: bool) {
         let mut all = lock(&self.needs);
         *all = all.union(needs);
+        if starts {
+            self.starts.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the builds that the events of a burst are about, for every reporter at once,
+    /// before any of them decides it. A failure only means that each build is read when a
+    /// reporter asks for it.
+    pub async fn preload_burst(&self, read: &dyn ReadSide, burst: &[Delivery]) {
+        let starts = self.starts.load(Ordering::Relaxed);
+        let wanted: Vec<(i64, BuildId)> = burst
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Event(e) => match Trigger::of_key(&e.key)? {
+                    Trigger::BuildNew(id) if starts => Some((e.id, id)),
+                    Trigger::BuildFinished(id) => Some((e.id, id)),
+                    _ => None,
+                },
+                Delivery::Missed { .. } => None,
+            })
+            .collect();
+        if let Err(error) = self.preload(read, &wanted, Needs::default()).await {
+            tracing::warn!(%error, "reading the builds of a burst of events");
+        }
     }
 
     /// How many times the cache read builds from the database: a burst counts once, as does
     /// each build read alone.
     pub fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
+    }
+
+    /// How many times the cache read builders from the database.
+    pub fn builder_reads(&self) -> u64 {
+        self.builders.reads.load(Ordering::Relaxed)
     }
 
     /// Reads the builds of a burst of events that are not read yet, each (event position,
@@ -90,7 +218,7 @@ impl BuildCache {
         ids.sort_unstable();
         ids.dedup();
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let builds = load_builds(read, &ids, needs).await?;
+        let builds = load_builds(read, &ids, needs, &self.builders).await?;
         let mut entries = lock(&self.entries);
         for (position, id) in missing {
             let build = builds
@@ -145,12 +273,16 @@ impl BuildCache {
             .get_or_try_init(|| async {
                 self.reads.fetch_add(1, Ordering::Relaxed);
                 let Some((have, base)) = base else {
-                    let build = load_build_again(read, id, needs, earlier.as_deref()).await?;
+                    let build =
+                        load_build_again(read, id, needs, earlier.as_deref(), &self.builders)
+                            .await?;
                     return Ok::<_, ApiError>(build.map(Arc::new));
                 };
                 let first = base
                     .get_or_try_init(|| async {
-                        let build = load_build_again(read, id, have, earlier.as_deref()).await?;
+                        let build =
+                            load_build_again(read, id, have, earlier.as_deref(), &self.builders)
+                                .await?;
                         Ok::<_, ApiError>(build.map(Arc::new))
                     })
                     .await?;
@@ -205,6 +337,7 @@ async fn load_builds(
     read: &dyn ReadSide,
     ids: &[BuildId],
     needs: Needs,
+    known: &Builders,
 ) -> Result<Vec<BuildInfo>, ApiError> {
     let db = read.db();
     let among = |column: &'static str, values: Vec<i64>| Page {
@@ -223,12 +356,11 @@ async fn load_builds(
     let (rows, _) = db
         .list_builds(&among("id", ids.iter().map(|i| i.0).collect()))
         .await?;
-    let (builders, _) = db
-        .list_builders(&among(
-            "id",
-            distinct(rows.iter().map(|r| r.builderid.0).collect()),
-        ))
-        .await?;
+    let builder_ids: Vec<BuilderId> = distinct(rows.iter().map(|r| r.builderid.0).collect())
+        .into_iter()
+        .map(BuilderId)
+        .collect();
+    let builders = known.get(read, &builder_ids).await?;
     let (requests, _) = db
         .list_buildrequests(&among(
             "br.id",

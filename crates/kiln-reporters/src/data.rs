@@ -10,6 +10,8 @@ use kiln_db::{
 };
 use serde_json::{Value, json};
 
+use crate::cache::Builders;
+
 /// A log attached to a mail is cut at this size, so that one runaway log cannot make a mail
 /// that no server accepts.
 pub const MAX_ATTACHED_LOG: usize = 4 << 20;
@@ -168,7 +170,7 @@ pub async fn load_build(
     id: BuildId,
     needs: Needs,
 ) -> Result<Option<BuildInfo>, ApiError> {
-    load_build_again(read, id, needs, None).await
+    load_build_again(read, id, needs, None, &Builders::default()).await
 }
 
 /// Reads a build as [`load_build`] does, taking from an `earlier` reading of it what does not
@@ -179,6 +181,7 @@ pub(crate) async fn load_build_again(
     id: BuildId,
     needs: Needs,
     earlier: Option<&BuildInfo>,
+    builders: &Builders,
 ) -> Result<Option<BuildInfo>, ApiError> {
     let db = read.db();
     let Some(row) = db.get_build(id).await? else {
@@ -186,7 +189,7 @@ pub(crate) async fn load_build_again(
     };
     let builder = match earlier {
         Some(e) => e.builder.clone(),
-        None => match load_builder(read, row.builderid).await? {
+        None => match builders.one(read, row.builderid).await? {
             Some(b) => b,
             None => return Ok(None),
         },

@@ -6,7 +6,8 @@
 //! events, stores them, and delivers them ([`mail`], [`http_push`]) from that store, so that a
 //! receiver that is down or a master that restarts loses nothing ([`reporter`]).
 //! [`run`] keeps one task per configured reporter, and restarts a reporter whose configuration
-//! a reconfiguration changed.
+//! a reconfiguration changed; the reporters share one reader of the record ([`feed`]) and one
+//! cache of the builds it is about ([`cache`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +20,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 pub mod cache;
 pub mod data;
+pub mod feed;
 pub mod formatter;
 pub mod generators;
 pub mod gerrit;
@@ -45,6 +47,12 @@ async fn supervise(services: Services) {
     // a reconfiguration adds, what happens from then on.
     let mut first = Some(services.read.start_position());
     let builds = Arc::new(cache::BuildCache::default());
+    let feed = Arc::new(feed::Feed::new(
+        services.clone(),
+        reporter::LINGER,
+        builds.clone(),
+    ));
+    tasks.spawn(feed.clone().run());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {
@@ -59,7 +67,13 @@ async fn supervise(services: Services) {
             if running.contains_key(&r.name) {
                 continue;
             }
-            match reporter::Reporter::new(r.clone(), services.clone(), builds.clone(), first) {
+            match reporter::Reporter::new(
+                r.clone(),
+                services.clone(),
+                builds.clone(),
+                feed.clone(),
+                first,
+            ) {
                 Ok(rep) => {
                     tracing::info!(reporter = %r.name, kind = r.kind.class(), "reporter started");
                     let handle = tasks.spawn(Arc::new(rep).run());

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 mod missing;
 
 use crate::cache::BuildCache;
+use crate::feed::Feed;
 use crate::formatter::Site;
 use crate::generators::{Generator, Inputs, Trigger};
 use crate::hooks::Hooks;
@@ -34,7 +35,7 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 /// How often at most a reporter reads the events it decides: on a busy master a burst of
 /// builds is then read and stored in a few statements rather than a few for each build, for a
 /// delay that nobody waiting for a mail or a status notices.
-const LINGER: Duration = Duration::from_millis(200);
+pub(crate) const LINGER: Duration = Duration::from_millis(200);
 /// How many due reports one lease takes.
 const DELIVERY_BATCH: i64 = 64;
 /// How long a deliverer sends from one lease before it records what it sent.
@@ -53,10 +54,10 @@ pub struct Reporter {
     stored: Notify,
     /// The builds that every reporter read, shared by all of them.
     builds: Arc<BuildCache>,
-    /// What of a build this reporter's generators need.
-    needs: crate::data::Needs,
     /// Where the reporter starts reading the record if it never read it before.
     first: Option<i64>,
+    /// The record of events, read once for every reporter.
+    feed: Arc<Feed>,
 }
 
 impl Reporter {
@@ -65,6 +66,7 @@ impl Reporter {
         config: ReporterConfig,
         services: Services,
         builds: Arc<BuildCache>,
+        feed: Arc<Feed>,
         first: Option<i64>,
     ) -> Result<Reporter, String> {
         let generators: Vec<Generator> = config
@@ -75,7 +77,12 @@ impl Reporter {
         let needs = generators
             .iter()
             .fold(crate::data::Needs::default(), |n, g| n.union(g.needs()));
-        builds.want(needs);
+        let irc = matches!(config.kind, kiln_config::ReporterKind::Irc(_));
+        let starts = irc
+            || generators
+                .iter()
+                .any(|g| g.wants(Trigger::BuildNew(kiln_core::BuildId(0))));
+        builds.want(needs, starts);
         let irc = match &config.kind {
             kiln_config::ReporterKind::Irc(c) => Some(crate::irc::Bot::new(
                 &config.name,
@@ -95,8 +102,8 @@ impl Reporter {
             services,
             stored: Notify::new(),
             builds,
-            needs,
             first,
+            feed,
         })
     }
 
@@ -120,41 +127,41 @@ impl Reporter {
 
     async fn decide(&self) {
         let name = self.consumer();
-        let mut consumer = loop {
-            match DurableConsumer::start_from(&self.services, &name, self.first).await {
-                Ok(c) => break c.with_linger(LINGER),
+        let start = loop {
+            match DurableConsumer::position_of(&self.services, &name, self.first).await {
+                Ok(position) => break position,
                 Err(error) => {
                     tracing::warn!(reporter = %self.config.name, %error, "starting to read events");
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
         };
-        let mut acked = consumer.position();
-        let mut handled = acked;
+        let mut bursts = self.feed.subscribe(start);
+        let mut acked = start;
+        let mut handled = start;
         let mut missing = MissingWorkers::start(self).await;
         loop {
             let deadline = missing.next_deadline();
             let idle = handled > acked;
             tokio::select! {
-                batch = consumer.next_batch() => match batch {
-                    Ok(deliveries) => {
-                        let Some((last, stored)) = self.handle_batch(deliveries, &mut missing).await
-                        else {
-                            continue;
-                        };
-                        handled = last;
-                        if stored {
-                            acked = last;
-                        } else if handled - acked >= ACK_EVERY {
-                            self.acknowledge(handled).await;
-                            acked = handled;
-                        }
+                burst = bursts.recv() => {
+                    let Some(burst) = burst else {
+                        tracing::error!(reporter = %self.config.name, "the events stopped coming");
+                        std::future::pending::<()>().await;
+                        continue;
+                    };
+                    let Some((last, stored)) = self.handle_batch(&burst, handled, &mut missing).await
+                    else {
+                        continue;
+                    };
+                    handled = last;
+                    if stored {
+                        acked = last;
+                    } else if handled - acked >= ACK_EVERY {
+                        self.acknowledge(handled).await;
+                        acked = handled;
                     }
-                    Err(error) => {
-                        tracing::warn!(reporter = %self.config.name, %error, "reading events");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
+                }
                 _ = sleep_until(&*self.services.read, deadline) => {
                     missing.fire(self).await;
                 }
@@ -166,24 +173,31 @@ impl Reporter {
         }
     }
 
-    /// Decides the reports of a burst of events and stores them together, which moves the
-    /// reporter past the burst; the position of its last event, if it had one, and whether
-    /// reports were stored. A reporter that stored nothing acknowledges its progress later:
-    /// the events decided nothing, so reading them again after a restart would decide nothing
-    /// either.
+    /// Decides the reports of the events of a burst past `handled` and stores them together,
+    /// which moves the reporter past the burst; the position of its last event, if it had one
+    /// past `handled`, and whether reports were stored. A reporter that stored nothing
+    /// acknowledges its progress later: the events decided nothing, so reading them again
+    /// after a restart would decide nothing either.
     async fn handle_batch(
         &self,
-        deliveries: Vec<Delivery>,
+        burst: &[Delivery],
+        handled: i64,
         missing: &mut MissingWorkers,
     ) -> Option<(i64, bool)> {
-        self.preload(&deliveries).await;
+        let deliveries: Vec<&Delivery> = burst
+            .iter()
+            .filter(|d| match d {
+                Delivery::Event(e) => e.id > handled,
+                Delivery::Missed { through, .. } => *through > handled,
+            })
+            .collect();
         let mut reports = Vec::new();
         let mut last = None;
         for delivery in deliveries {
             match delivery {
                 Delivery::Event(event) => {
-                    missing.note(self, &event).await;
-                    reports.extend(self.handle(&event).await);
+                    missing.note(self, event).await;
+                    reports.extend(self.handle(event).await);
                     last = Some(event.id);
                 }
                 Delivery::Missed { after, through } => {
@@ -191,6 +205,7 @@ impl Reporter {
                         reporter = %self.config.name, after, through,
                         "events were pruned before this reporter read them: their reports are lost"
                     );
+                    last = Some(*through);
                 }
             }
         }
@@ -200,32 +215,6 @@ impl Reporter {
             self.enqueue(reports, last).await;
         }
         Some((last, stored))
-    }
-
-    /// Reads together the builds that a burst of events is about, for the events this
-    /// reporter decides. A failure only means that each build is read on its own.
-    async fn preload(&self, deliveries: &[Delivery]) {
-        let wanted: Vec<(i64, kiln_core::BuildId)> = deliveries
-            .iter()
-            .filter_map(|d| match d {
-                Delivery::Event(e) => Some((e.id, Trigger::of_key(&e.key)?)),
-                Delivery::Missed { .. } => None,
-            })
-            .filter(|(_, t)| {
-                self.connections.irc.is_some() || self.generators.iter().any(|g| g.wants(*t))
-            })
-            .filter_map(|(position, t)| match t {
-                Trigger::BuildNew(id) | Trigger::BuildFinished(id) => Some((position, id)),
-                _ => None,
-            })
-            .collect();
-        if let Err(error) = self
-            .builds
-            .preload(&*self.services.read, &wanted, self.needs)
-            .await
-        {
-            tracing::warn!(reporter = %self.config.name, %error, "reading the builds of a burst of events");
-        }
     }
 
     async fn acknowledge(&self, position: i64) {

@@ -1016,3 +1016,132 @@ c['services'] = [reporters.MailNotifier(fromaddr='bot@example.org', relayhost='l
     assert!(data.contains("1: hello ( success )"), "{data}");
     m.stop().await;
 }
+
+/// The bursts a feed's subscriber received until one held `key`.
+async fn bursts_until(
+    rx: &mut tokio::sync::mpsc::Receiver<kiln_reporters::feed::Burst>,
+    got: &mut Vec<kiln_reporters::feed::Burst>,
+    key: &str,
+) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let burst = rx.recv().await.expect("the feed runs");
+            let found = burst
+                .iter()
+                .any(|d| matches!(d, kiln_api::Delivery::Event(e) if e.key == key));
+            got.push(burst);
+            if found {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no burst held {key}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporters_share_each_read_of_the_events_from_the_furthest_behind() {
+    use kiln_reporters::cache::BuildCache;
+    use kiln_reporters::data::Needs;
+    use kiln_reporters::feed::Feed;
+
+    let mut m = TestMaster::start(&config("sqlite:///state.sqlite", builders())).await;
+    m.start_worker("w1", "pass").await;
+    m.wait_attached("w1").await;
+    let services = kiln_master::boundary::services(m.master());
+    let newest = async || services.read.db().newest_event().await.unwrap();
+    m.force_and_wait(json!({"builderNames": ["pass"]})).await;
+    let after_first = newest().await;
+    m.force_and_wait(json!({"builderNames": ["pass"]})).await;
+    let after_second = newest().await;
+
+    // One reporter has handled both builds, another only the first: the feed reads from the
+    // one behind, once for both.
+    let cache = Arc::new(BuildCache::default());
+    cache.want(Needs::default(), true);
+    let feed = Arc::new(Feed::new(services.clone(), Duration::ZERO, cache.clone()));
+    let mut ahead = feed.subscribe(after_second);
+    let mut behind = feed.subscribe(after_first);
+    let running = tokio::spawn(feed.run());
+    let (mut of_ahead, mut of_behind) = (Vec::new(), Vec::new());
+    bursts_until(&mut behind, &mut of_behind, "builds.2.finished").await;
+    let ids = |bursts: &[kiln_reporters::feed::Burst]| -> Vec<i64> {
+        bursts
+            .iter()
+            .flat_map(|b| b.iter())
+            .filter_map(|d| match d {
+                kiln_api::Delivery::Event(e) => Some(e.id),
+                kiln_api::Delivery::Missed { .. } => None,
+            })
+            .collect()
+    };
+    let read = ids(&of_behind);
+    assert!(read.iter().all(|id| *id > after_first), "{read:?}");
+    assert_eq!(read.last(), Some(&after_second));
+    // The second build's start and end came in one burst: it was read once, for both.
+    assert_eq!(cache.reads(), 1);
+    for position in &read {
+        let build = cache
+            .load(
+                &*services.read,
+                *position,
+                kiln_core::BuildId(2),
+                Needs::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(build.unwrap().row.number, 2);
+    }
+
+    // A third build reaches both in the same bursts: one read each time, not one each.
+    m.force_and_wait(json!({"builderNames": ["pass"]})).await;
+    bursts_until(&mut behind, &mut of_behind, "builds.3.finished").await;
+    bursts_until(&mut ahead, &mut of_ahead, "builds.3.finished").await;
+    let shared = &of_behind[of_behind.len() - of_ahead.len()..];
+    assert!(
+        of_ahead.iter().zip(shared).all(|(a, b)| Arc::ptr_eq(a, b)),
+        "each burst is one reading, handed to both"
+    );
+    assert!(ids(&of_ahead).contains(&newest().await));
+    running.abort();
+
+    // Builders are kept from one burst to the next, until a reconfiguration, which may have
+    // changed them.
+    let read = &*services.read;
+    let third = cache
+        .load(
+            read,
+            newest().await,
+            kiln_core::BuildId(3),
+            Needs::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.builder.description, None);
+    assert_eq!(cache.builder_reads(), 1);
+    let described = builders().replace(
+        "util.BuilderConfig(name='pass',",
+        "util.BuilderConfig(name='pass', description='says hello',",
+    );
+    std::fs::write(
+        m.path("master.star"),
+        config("sqlite:///state.sqlite", &described),
+    )
+    .unwrap();
+    let reloaded = kiln_config::load(m.dir.path()).expect("the new configuration loads");
+    m.master().apply_config(reloaded).await.unwrap();
+    m.force_and_wait(json!({"builderNames": ["pass"]})).await;
+    let fourth = cache
+        .load(
+            read,
+            newest().await,
+            kiln_core::BuildId(4),
+            Needs::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fourth.builder.description.as_deref(), Some("says hello"));
+    assert_eq!(cache.builder_reads(), 2);
+}

@@ -198,7 +198,7 @@ c['schedulers'] = [
     // Reporters read the same burst at about the same time: one that needs little and one
     // that needs everything find it read once, with what both need.
     let cache = BuildCache::default();
-    cache.want(Needs::ALL);
+    cache.want(Needs::ALL, false);
     let (little, all) = tokio::join!(
         cache.preload(read, &wanted, Needs::default()),
         cache.preload(read, &wanted, Needs::ALL),
