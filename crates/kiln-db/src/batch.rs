@@ -273,7 +273,7 @@ mod tests {
         );
         batch.run(db).await.expect("the next write succeeds");
         let names: Vec<String> = sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *db.reading().await.unwrap())
             .await
             .unwrap();
         assert_eq!(names, ["kept"]);

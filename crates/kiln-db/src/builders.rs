@@ -40,7 +40,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for r in rows {
                 masters
                     .entry(r.int("builderid")?)
                     .or_default()
@@ -54,7 +55,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for r in rows {
                 tags.entry(r.int("builderid")?)
                     .or_default()
                     .push(r.text("name")?);
@@ -93,7 +95,7 @@ impl Db {
     /// name them.
     pub async fn builder_names(&self) -> Result<Vec<(BuilderId, String)>> {
         sqlx::query("SELECT id, name FROM builders ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?
             .iter()
             .map(|r| Ok((BuilderId(r.int("id")?), r.text("name")?)))

@@ -69,7 +69,7 @@ impl Db {
             "SELECT {COLUMNS} FROM {FROM} WHERE br.complete = 0 AND c.brid IS NULL ORDER BY br.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?;
         rows.iter().map(request).collect()
     }

@@ -127,7 +127,7 @@ impl Db {
             query = query.bind(b.0);
         }
         query
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?
             .iter()
             .map(|r| {
@@ -176,7 +176,7 @@ impl Db {
         .bind(builder.0)
         .bind(below)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(build)
@@ -188,7 +188,7 @@ impl Db {
             "SELECT name, value, source FROM build_properties WHERE buildid = $1 ORDER BY name",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         rows.iter()
             .map(|r| {

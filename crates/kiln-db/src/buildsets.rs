@@ -90,7 +90,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for r in rows {
                 out.entry(r.int("buildsetid")?)
                     .or_default()
                     .push(r.int("sourcestampid")?);

@@ -77,7 +77,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for f in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for f in rows {
                 files
                     .entry(f.int("changeid")?)
                     .or_default()
@@ -90,7 +91,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for p in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for p in rows {
                 let id = p.int("changeid")?;
                 let name = p.text("property_name")?;
                 let parsed: serde_json::Value = serde_json::from_str(&p.text("property_value")?)
@@ -151,7 +153,7 @@ impl Db {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.0)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?;
         self.change_rows(&rows).await
     }
@@ -332,7 +334,7 @@ impl Db {
              JOIN builds b ON b.buildrequestid = br.id WHERE ch.changeid = $1 ORDER BY b.id",
         )
         .bind(change.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(|r| r.int("id"))
@@ -355,7 +357,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for r in rows {
                 out.insert(r.int("sourcestampid")?);
             }
         }
@@ -376,7 +379,7 @@ impl Db {
              WHERE bs.parent_buildid = $1 ORDER BY b.id",
         )
         .bind(build.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         rows.iter().map(|r| r.int("id")).collect()
     }
@@ -393,7 +396,7 @@ impl Db {
              JOIN sourcestamps ss ON ss.id = bss.sourcestampid WHERE b.id = $1 ORDER BY ss.id",
         )
         .bind(build.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         let mut ids = Vec::new();
         for s in &stamps {
@@ -404,7 +407,7 @@ impl Db {
                 "SELECT MAX(changeid) AS changeid FROM changes WHERE sourcestampid = $1",
             )
             .bind(ssid)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?
             .opt_int("changeid")?;
             let Some(newest) = newest else {
@@ -427,7 +430,7 @@ impl Db {
             .bind(&codebase)
             .bind(&repository)
             .bind(branch.clone())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?
             .opt_int("changeid")?
             .unwrap_or(0);
@@ -444,7 +447,7 @@ impl Db {
             .bind(&project)
             .bind(branch)
             .bind(MAX_BLAMED)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?;
             for r in &blamed {
                 ids.push(r.int("changeid")?);

@@ -40,6 +40,20 @@ pub struct Db {
     /// Set when a write was abandoned inside a transaction it opened by hand; the next write
     /// rolls that transaction back first (see `batch.rs`).
     pub(crate) stale_transaction: Arc<std::sync::atomic::AtomicBool>,
+    /// The readers' connections kept out of their pool between reads, on a SQLite file (see
+    /// [`Db::reading`]); `None` elsewhere.
+    readers: Option<Arc<Readers>>,
+}
+
+/// The readers' connections of a SQLite file, lent one read at a time without going back to
+/// their pool: sqlx pings every connection that goes back to its pool, and on SQLite a ping is
+/// one more round trip to the connection's thread, as costly as the read itself.
+pub(crate) struct Readers {
+    /// One permit for each connection the pool may open, so that a read waits here, where
+    /// connections come back, rather than on the pool, where they do not.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Connections between reads, each with when it was first lent.
+    idle: std::sync::Mutex<Vec<(PoolConnection<Any>, std::time::Instant)>>,
 }
 
 /// The write half of the database: the only way to change it.
@@ -63,6 +77,9 @@ impl std::ops::Deref for Writer {
 
 /// How long a reading connection serves before the pool replaces it.
 const READER_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How many connections read a SQLite file at once.
+const SQLITE_READERS: u32 = 4;
 
 /// How long a connection waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,7 +109,7 @@ impl Writer {
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite if in_memory => 1,
-                Backend::Sqlite => 4,
+                Backend::Sqlite => SQLITE_READERS,
                 Backend::Postgres => 10,
             })
             .test_before_acquire(false)
@@ -138,6 +155,15 @@ impl Writer {
                 writer: Arc::new(Mutex::new(None)),
                 hold_writer: backend == Backend::Sqlite && !in_memory,
                 stale_transaction: Arc::default(),
+                // An in-memory database's one connection is the writers' too, so it goes back
+                // to the pool after each read; PostgreSQL's ping after a read abandoned half
+                // way reads what the server still had to send, which keeps it.
+                readers: (backend == Backend::Sqlite && !in_memory).then(|| {
+                    Arc::new(Readers {
+                        permits: Arc::new(tokio::sync::Semaphore::new(SQLITE_READERS as usize)),
+                        idle: std::sync::Mutex::default(),
+                    })
+                }),
             },
         };
         writer.migrate().await?;
@@ -157,9 +183,14 @@ impl Db {
 
     /// Closes every connection, waiting for queries in flight.
     pub async fn close(&self) {
-        // The held writers' connection goes back to its pool first: closing a pool waits for
-        // every connection it lent.
+        // The held connections go back to their pools first: closing a pool waits for every
+        // connection it lent.
         drop(self.writer.lock().await.take());
+        if let Some(readers) = &self.readers {
+            readers.permits.close();
+            let idle = std::mem::take(&mut *lock(&readers.idle));
+            drop(idle);
+        }
         self.wpool.close().await;
         self.pool.close().await;
     }
@@ -190,6 +221,89 @@ impl Db {
             }
         }
     }
+}
+
+impl Db {
+    /// A connection to read with, until the returned value is dropped. On a SQLite file it is
+    /// one of the readers' held connections, which goes back among them without a ping (a read
+    /// abandoned half way leaves nothing behind: sqlx finishes or resets the statement on the
+    /// connection's thread before it runs the next); elsewhere it is the pool's.
+    pub(crate) async fn reading(&self) -> Result<ReadConn> {
+        let Some(readers) = &self.readers else {
+            return Ok(ReadConn::Pooled(self.pool.acquire().await?));
+        };
+        let permit = readers
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::Sqlx(sqlx::Error::PoolClosed))?;
+        loop {
+            let held = lock(&readers.idle).pop();
+            let (conn, since) = match held {
+                Some(held) => held,
+                None => (self.pool.acquire().await?, std::time::Instant::now()),
+            };
+            // A connection past its lifetime goes back to its pool, which closes it, so that
+            // the page cache and statements a burst of reads filled are freed.
+            if since.elapsed() >= READER_LIFETIME {
+                drop(conn);
+                continue;
+            }
+            return Ok(ReadConn::Held {
+                conn: Some((conn, since)),
+                readers: readers.clone(),
+                _permit: permit,
+            });
+        }
+    }
+}
+
+/// A connection lent for one read (see [`Db::reading`]).
+pub(crate) enum ReadConn {
+    Held {
+        conn: Option<(PoolConnection<Any>, std::time::Instant)>,
+        readers: Arc<Readers>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Pooled(PoolConnection<Any>),
+}
+
+impl Drop for ReadConn {
+    fn drop(&mut self) {
+        if let ReadConn::Held { conn, readers, .. } = self
+            && let Some(held) = conn.take()
+            && !readers.permits.is_closed()
+        {
+            lock(&readers.idle).push(held);
+        }
+    }
+}
+
+impl std::ops::Deref for ReadConn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            ReadConn::Held { conn, .. } => &conn.as_ref().expect("held until dropped").0,
+            ReadConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConn::Held { conn, .. } => &mut conn.as_mut().expect("held until dropped").0,
+            ReadConn::Pooled(conn) => conn,
+        }
+    }
+}
+
+/// A lock that a panic elsewhere did not spoil: the readers' list holds no invariant a panic
+/// could break half way.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The writers' connection while one write holds it.
@@ -293,6 +407,8 @@ impl Writer {
 mod tests {
     use std::time::Duration;
 
+    use super::{SQLITE_READERS, lock};
+
     /// Writes go through one connection that stays out of its pool between them, so sqlx never
     /// pings it on the way back: the pool has lent its only connection and has none to give.
     #[tokio::test]
@@ -372,9 +488,81 @@ mod tests {
         .await
         .unwrap();
         let names: Vec<String> = sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *db.reading().await.unwrap())
             .await
             .unwrap();
         assert_eq!(names, ["kept"]);
+    }
+
+    /// Reads on a SQLite file take their connections back from those held between reads,
+    /// rather than from the pool, which pings each connection it takes back; more reads at once
+    /// than there are connections wait for one to come back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_reuse_held_connections_and_wait_for_them() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        let count = async || -> i64 {
+            sqlx::query_scalar("SELECT COUNT(*) FROM masters")
+                .fetch_one(&mut *db.reading().await.unwrap())
+                .await
+                .unwrap()
+        };
+        for _ in 0..10 {
+            assert_eq!(count().await, 0);
+        }
+        let readers = db
+            .readers
+            .as_ref()
+            .expect("a SQLite file holds its readers");
+        assert_eq!(
+            lock(&readers.idle).len(),
+            1,
+            "one connection served every read in turn"
+        );
+        let reads: Vec<_> = (0..64)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let n: i64 = sqlx::query_scalar(
+                        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                         WHERE x < 20000) SELECT COUNT(*) FROM c",
+                    )
+                    .fetch_one(&mut *db.reading().await.unwrap())
+                    .await
+                    .unwrap();
+                    n
+                })
+            })
+            .collect();
+        let waited = tokio::time::timeout(Duration::from_secs(20), async {
+            for read in reads {
+                assert_eq!(read.await.unwrap(), 20000);
+            }
+        });
+        waited.await.expect("every read got a connection");
+        let idle = lock(&readers.idle).len();
+        assert!((1..=SQLITE_READERS as usize).contains(&idle), "{idle}");
+        assert_eq!(db.pool.size() as usize, idle);
+    }
+
+    /// A read abandoned while its statement runs leaves its connection fit for the next read.
+    #[tokio::test]
+    async fn a_read_abandoned_half_way_leaves_its_connection_usable() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        let slow = sqlx::query_scalar::<_, i64>(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000) \
+             SELECT COUNT(*) FROM c",
+        );
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), async {
+            slow.fetch_one(&mut *db.reading().await.unwrap()).await
+        })
+        .await;
+        assert!(abandoned.is_err(), "the read was abandoned");
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *db.reading().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
     }
 }

@@ -124,7 +124,7 @@ impl Db {
     /// The position of the oldest event still kept, if any.
     pub async fn oldest_event(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT MIN(id) AS id FROM event_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?;
         row.opt_int("id")
     }
@@ -132,7 +132,7 @@ impl Db {
     /// The position of the newest event, or 0 when there is none.
     pub async fn newest_event(&self) -> Result<i64> {
         let row = sqlx::query("SELECT MAX(id) AS id FROM event_log")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?;
         Ok(row.opt_int("id")?.unwrap_or(0))
     }
@@ -146,7 +146,7 @@ impl Db {
     pub async fn consumer_position(&self, consumer: &str) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT position FROM event_consumers WHERE name = $1")
             .bind(consumer)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reading().await?)
             .await?;
         row.map(|r| r.int("position")).transpose()
     }
@@ -162,7 +162,7 @@ impl Db {
         .bind(from)
         .bind(to)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         rows.iter().map(stored_event).collect()
     }

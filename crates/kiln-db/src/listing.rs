@@ -356,7 +356,7 @@ impl crate::Db {
         let sql = format!("SELECT {columns} {rest}");
         if self.backend() == Backend::Postgres {
             let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.reading().await?)
                 .await?;
             return Ok(rows.into_iter().map(ListedRow::Driver).collect());
         }
@@ -369,7 +369,7 @@ impl crate::Db {
             packed.join(", ")
         );
         let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?;
         let text: String = sqlx::Row::try_get(&row, "packed")?;
         let rows: Vec<Vec<serde_json::Value>> =
@@ -417,11 +417,11 @@ impl crate::Db {
         if self.backend() == Backend::Postgres {
             let query =
                 sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql), arguments(binds)?);
-            return Ok(query.fetch_all(&self.pool).await?);
+            return Ok(query.fetch_all(&mut *self.reading().await?).await?);
         }
         let sql = format!("SELECT json_group_array(listed.id) AS packed FROM ({sql}) AS listed");
         let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?;
         let text: String = sqlx::Row::try_get(&row, "packed")?;
         let ids = serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
@@ -466,7 +466,7 @@ impl crate::Db {
             count_from(from, page)
         );
         let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reading().await?)
             .await?;
         Ok(sqlx::Row::try_get::<i64, _>(&row, "n")?)
     }

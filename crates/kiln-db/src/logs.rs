@@ -204,7 +204,7 @@ impl Db {
         )))
         .bind(id.0)
         .bind(from_line)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

@@ -103,12 +103,12 @@ impl Db {
         let tables: Vec<String> = match self.backend() {
             Backend::Sqlite => {
                 sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reading().await?)
                     .await?
             }
             Backend::Postgres => {
                 sqlx::query("SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reading().await?)
                     .await?
             }
         }
@@ -119,11 +119,11 @@ impl Db {
         for table in tables {
             let mut columns: Vec<String> = match self.backend() {
                 Backend::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reading().await?)
                     .await?,
                 Backend::Postgres => sqlx::query("SELECT column_name::text AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1")
                     .bind(&table)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reading().await?)
                     .await?,
             }
             .iter()

@@ -118,7 +118,7 @@ impl Db {
             "SELECT reporter, state, COUNT(*) AS n, MAX(done_at) AS last FROM reports \
              GROUP BY reporter, state ORDER BY reporter",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?;
         let mut out: Vec<ReporterStatus> = Vec::new();
         for r in &rows {
@@ -148,7 +148,7 @@ impl Db {
                  WHERE reporter = $1 AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
             )
             .bind(&status.reporter)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reading().await?)
             .await?;
             if let Some(r) = newest {
                 status.last_error = Some((r.text("last_error")?, r.int("at")?));
@@ -166,7 +166,7 @@ impl Db {
         ))
         .bind(reporter)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(report_row)

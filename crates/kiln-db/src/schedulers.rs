@@ -22,7 +22,7 @@ impl Db {
     pub async fn lookup_scheduler_id(&self, name: &str) -> Result<Option<SchedulerId>> {
         let row = sqlx::query("SELECT id FROM schedulers WHERE name_hash = $1")
             .bind(name_hash(name))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reading().await?)
             .await?;
         row.map(|r| r.int("id").map(SchedulerId)).transpose()
     }
@@ -54,7 +54,7 @@ impl Db {
     /// The names of the disabled schedulers.
     pub async fn disabled_schedulers(&self) -> Result<Vec<String>> {
         sqlx::query("SELECT name FROM schedulers WHERE enabled = 0")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?
             .iter()
             .map(|r| r.text("name"))

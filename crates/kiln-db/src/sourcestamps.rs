@@ -98,7 +98,7 @@ impl Db {
         for b in builders {
             query = query.bind(*b);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.reading().await?).await?;
         // Stamps in the order of their newest build; the first `limit` of them.
         let mut out: Vec<(SourceStampId, Vec<kiln_core::BuildId>)> = Vec::new();
         for r in &rows {
@@ -131,7 +131,7 @@ impl Db {
             None => None,
             Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")
                 .bind(pid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reading().await?)
                 .await?
                 .map(|p| -> Result<PatchRow> {
                     Ok(PatchRow {

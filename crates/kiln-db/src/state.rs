@@ -10,7 +10,7 @@ impl Db {
         let row = sqlx::query("SELECT id FROM objects WHERE name = $1 AND class_name = $2")
             .bind(name)
             .bind(class_name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reading().await?)
             .await?;
         row.map(|r| r.int("id")).transpose()
     }
@@ -20,7 +20,7 @@ impl Db {
         sqlx::query("SELECT value_json FROM object_state WHERE objectid = $1 AND name = $2")
             .bind(objectid)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reading().await?)
             .await?
             .map(|r| r.text("value_json"))
             .transpose()

@@ -65,7 +65,7 @@ impl Db {
             " FROM api_tokens WHERE digest = $1"
         ))
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reading().await?)
         .await?
         .as_ref()
         .map(token_row)
@@ -79,7 +79,7 @@ impl Db {
             columns!(),
             " FROM api_tokens ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(token_row)

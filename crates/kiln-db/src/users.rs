@@ -104,7 +104,7 @@ impl Db {
             "SELECT attr_type, attr_data FROM users_info WHERE uid = $1 ORDER BY attr_type",
         )
         .bind(uid)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(|a| Ok((a.text("attr_type")?, a.text("attr_data")?)))
@@ -157,7 +157,7 @@ impl Db {
         let by_attr =
             sqlx::query("SELECT uid FROM users_info WHERE attr_data = $1 ORDER BY uid LIMIT 1")
                 .bind(who)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reading().await?)
                 .await?;
         match by_attr {
             Some(r) => Ok(self
@@ -173,7 +173,7 @@ impl Db {
         Ok(
             sqlx::query("SELECT bb_password FROM users WHERE bb_username = $1")
                 .bind(username)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reading().await?)
                 .await?
                 .map(|r| r.opt_text("bb_password"))
                 .transpose()?
@@ -195,7 +195,7 @@ impl Db {
             "SELECT uid, bb_password FROM users WHERE bb_password LIKE $1 ESCAPE '\\' ORDER BY uid",
         )
         .bind(pattern)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(|r| Ok((r.int("uid")?, r.text("bb_password")?)))
@@ -206,7 +206,7 @@ impl Db {
     pub async fn change_user_ids(&self, changeid: i64) -> Result<Vec<i64>> {
         sqlx::query("SELECT uid FROM change_users WHERE changeid = $1 ORDER BY uid")
             .bind(changeid)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reading().await?)
             .await?
             .iter()
             .map(|r| r.int("uid"))
@@ -220,7 +220,7 @@ impl Db {
         for id in self.build_change_ids(build).await? {
             let author = sqlx::query("SELECT author FROM changes WHERE changeid = $1")
                 .bind(id)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.reading().await?)
                 .await?
                 .text("author")?;
             if !author.is_empty() && !authors.contains(&author) {

@@ -68,7 +68,8 @@ impl Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for r in query.fetch_all(&self.pool).await? {
+            let rows = query.fetch_all(&mut *self.reading().await?).await?;
+            for r in rows {
                 connected
                     .entry(r.int("workerid")?)
                     .or_default()
@@ -114,7 +115,7 @@ impl Db {
              JOIN builder_masters bm ON bm.id = cw.buildermasterid WHERE bm.builderid = $1 ORDER BY cw.workerid",
         )
         .bind(builder.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reading().await?)
         .await?
         .iter()
         .map(|r| Ok(WorkerId(r.int("workerid")?)))
