@@ -174,10 +174,11 @@ impl Db {
     }
 }
 
-/// Stores a report unless one with its reporter and `dedup` is stored already.
+/// Stores a report unless one with its reporter and `dedup` is stored already, held by the
+/// master `$6` until `$7` (both NULL: held by nobody); its id if it was stored.
 const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, payload, \
-    state, next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', $3) \
-    ON CONFLICT (reporter, dedup) DO NOTHING";
+    state, next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, $5, 'pending', $3, \
+    $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, dedup";
 
 /// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
 /// those before the first one that is not due yet or that another master holds.
@@ -192,14 +193,21 @@ const LEASE_REPORTS: &str = concat!(
 
 impl Writer {
     /// Stores `reports` and moves `consumer` to `position` in one transaction: the event that
-    /// decided them is never handled twice, and never skipped without them.
+    /// decided them is never handled twice, and never skipped without them. With `lease`
+    /// (master, until), they are stored already leased to that master, which means to send
+    /// them without leasing them first. The reports stored, those not stored before.
     pub async fn enqueue_reports(
         &self,
         consumer: &str,
         position: i64,
         reports: &[NewReport],
         now: i64,
-    ) -> Result<()> {
+        lease: Option<(i64, i64)>,
+    ) -> Result<Vec<ReportRow>> {
+        let (by, until) = match lease {
+            Some((by, until)) => (SqlValue::Int(by), SqlValue::Int(until)),
+            None => (SqlValue::Null, SqlValue::Null),
+        };
         let mut batch = Batch::default();
         for r in reports {
             batch.push(
@@ -210,6 +218,8 @@ impl Writer {
                     SqlValue::Int(now),
                     SqlValue::Text(r.summary.clone()),
                     SqlValue::Text(r.payload.clone()),
+                    by.clone(),
+                    until.clone(),
                 ],
             );
         }
@@ -223,8 +233,30 @@ impl Writer {
                 ],
             );
         }
-        batch.run(self).await?;
-        Ok(())
+        let stored = batch.run(self).await?;
+        let mut rows = Vec::with_capacity(stored.len());
+        for row in &stored {
+            let (id, dedup) = (row.int("id")?, row.text("dedup")?);
+            // The statements' rows come back in order; the dedup names the report either way.
+            let Some(r) = reports.iter().find(|r| r.dedup == dedup) else {
+                continue;
+            };
+            rows.push(ReportRow {
+                id,
+                reporter: r.reporter.clone(),
+                dedup,
+                created_at: now,
+                summary: r.summary.clone(),
+                payload: r.payload.clone(),
+                state: ReportState::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                done_at: None,
+            });
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
     }
 
     /// Takes up to `limit` of the oldest pending reports of `reporter` for master `master`

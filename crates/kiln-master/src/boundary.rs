@@ -120,7 +120,7 @@ impl Outbox for Boundary {
         consumer: &'a str,
         position: i64,
         reports: Vec<kiln_db::NewReport>,
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
+    ) -> BoxFuture<'a, Result<Vec<kiln_db::ReportRow>, ApiError>> {
         Box::pin(async move {
             Ok(self
                 .master

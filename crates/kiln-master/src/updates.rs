@@ -745,15 +745,18 @@ impl Updates {
             .await
     }
 
-    /// Stores reports decided by a reporter, with the position it decided them from.
+    /// Stores reports decided by a reporter, with the position it decided them from, leased
+    /// to this master, whose reporter sends them next; the reports stored.
     pub async fn enqueue_reports(
         &self,
         consumer: &str,
         position: i64,
         reports: &[kiln_db::NewReport],
-    ) -> Result<()> {
+    ) -> Result<Vec<kiln_db::ReportRow>> {
+        let now = self.now();
+        let lease = (self.master.0, now + REPORT_LEASE);
         self.db
-            .enqueue_reports(consumer, position, reports, self.now())
+            .enqueue_reports(consumer, position, reports, now, Some(lease))
             .await
     }
 

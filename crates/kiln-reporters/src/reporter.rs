@@ -58,6 +58,9 @@ pub struct Reporter {
     first: Option<i64>,
     /// The record of events, read once for every reporter.
     feed: Arc<Feed>,
+    /// The reports this master stored for the reporter since it last leased, leased to it
+    /// already.
+    handed: std::sync::Mutex<Vec<kiln_db::ReportRow>>,
 }
 
 impl Reporter {
@@ -104,6 +107,7 @@ impl Reporter {
             builds,
             first,
             feed,
+            handed: std::sync::Mutex::default(),
         })
     }
 
@@ -322,7 +326,10 @@ impl Reporter {
                 .enqueue(&consumer, position, reports.clone())
                 .await
             {
-                Ok(()) => break,
+                Ok(stored) => {
+                    lock(&self.handed).extend(stored);
+                    break;
+                }
                 Err(error) => {
                     tracing::warn!(reporter = %self.config.name, %error, "storing reports");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -336,41 +343,37 @@ impl Reporter {
         let name = &self.config.name;
         let mut delivered: u64 = 0;
         let mut emptied = false;
+        // The newest report this deliverer took, from the outbox or from `handed`: reports
+        // go out in the order of their ids, so one handed over that is not newer was taken
+        // from the outbox already.
+        let mut newest = 0;
         loop {
             // A lease that took fewer reports than it could, all of them sent, left nothing
             // due behind them: asking the outbox again would cost two statements to learn so.
-            // This master's next reports wake the deliverer; those other masters stored for
-            // it, or left behind, are looked for after `IDLE_POLL`, as when the outbox is empty.
+            // This master's next reports wake the deliverer, and come leased to it already, so
+            // they go out without a lease; those other masters stored for it, or left behind,
+            // are looked for after `IDLE_POLL`, as when the outbox is empty.
+            let mut rows = Vec::new();
             if std::mem::take(&mut emptied) {
                 tokio::select! {
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = self.stored.notified() => {}
                 }
+                rows = std::mem::take(&mut *lock(&self.handed));
+                rows.retain(|r| r.id > newest);
             }
-            let next = self.services.outbox.next(name, DELIVERY_BATCH).await;
-            let rows = match next {
-                Ok(NextReport::Due(rows)) => rows,
-                Ok(NextReport::At(at)) => {
-                    let wait = (at - self.services.read.now()).clamp(0, 3600) as u64;
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(wait.max(1))) => {}
-                        _ = self.stored.notified() => {}
-                    }
-                    continue;
-                }
-                Ok(NextReport::Empty) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = self.stored.notified() => {}
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(reporter = %name, %error, "reading the outbox");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    continue;
-                }
-            };
+            if rows.is_empty() {
+                rows = match self.lease().await {
+                    Some(rows) => rows,
+                    None => continue,
+                };
+            }
+            newest = rows
+                .iter()
+                .map(|r| r.id)
+                .max()
+                .unwrap_or(newest)
+                .max(newest);
             let leased = rows.len();
             let sent = self.deliver_batch(rows).await;
             match self.services.outbox.delivered(&sent).await {
@@ -383,6 +386,37 @@ impl Reporter {
                 && let Err(error) = self.services.outbox.prune(name, KEEP_FINISHED).await
             {
                 tracing::warn!(reporter = %name, %error, "pruning the outbox");
+            }
+        }
+    }
+
+    /// Leases the reporter's oldest due reports, or waits until some may be due; `None` when
+    /// there were none to take. Reports handed over before the lease are among what it takes.
+    async fn lease(&self) -> Option<Vec<kiln_db::ReportRow>> {
+        let name = &self.config.name;
+        lock(&self.handed).clear();
+        let next = self.services.outbox.next(name, DELIVERY_BATCH).await;
+        match next {
+            Ok(NextReport::Due(rows)) => Some(rows),
+            Ok(NextReport::At(at)) => {
+                let wait = (at - self.services.read.now()).clamp(0, 3600) as u64;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(wait.max(1))) => {}
+                    _ = self.stored.notified() => {}
+                }
+                None
+            }
+            Ok(NextReport::Empty) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = self.stored.notified() => {}
+                }
+                None
+            }
+            Err(error) => {
+                tracing::warn!(reporter = %name, %error, "reading the outbox");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                None
             }
         }
     }
@@ -445,6 +479,11 @@ impl Reporter {
         }
         sent
     }
+}
+
+/// A lock that a panic elsewhere did not spoil: the handed reports are a plain list.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn site(read: &dyn ReadSide) -> Site {

@@ -27,14 +27,14 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
     each_backend(|t| async move {
         let db = &t.db;
         let b = &t.backend;
-        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 100)
+        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 100, None)
             .await
             .unwrap();
         // Deciding the same event again (after a restart) stores nothing more.
-        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 101)
+        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 101, None)
             .await
             .unwrap();
-        db.enqueue_reports("reporter:mail", 9, &[report("event:9")], 102)
+        db.enqueue_reports("reporter:mail", 9, &[report("event:9")], 102, None)
             .await
             .unwrap();
         assert_eq!(
@@ -85,7 +85,7 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
         assert_eq!(rows[1].state, ReportState::Sent, "{b}");
 
         // Only the newest finished reports are kept; pending ones always are.
-        db.enqueue_reports("", 0, &[report("missing:w1:1")], 300)
+        db.enqueue_reports("", 0, &[report("missing:w1:1")], 300, None)
             .await
             .unwrap();
         assert_eq!(db.prune_reports("mail", 1).await.unwrap(), 1, "{b}");
@@ -107,7 +107,7 @@ async fn due_reports_are_leased_together_up_to_the_first_that_must_wait() {
         let db = &t.db;
         let b = &t.backend;
         let news: Vec<NewReport> = ["a", "b", "c", "d"].iter().map(|d| report(d)).collect();
-        db.enqueue_reports("reporter:mail", 4, &news, 100)
+        db.enqueue_reports("reporter:mail", 4, &news, 100, None)
             .await
             .unwrap();
         let dedups = |next: NextReport| match next {
@@ -152,6 +152,71 @@ async fn due_reports_are_leased_together_up_to_the_first_that_must_wait() {
         db.reports_delivered(&ids[1..], 402).await.unwrap();
         let s = &db.reporter_statuses().await.unwrap()[0];
         assert_eq!((s.pending, s.sent, s.failed), (0, 4, 0), "{b}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reports_stored_for_a_master_come_back_leased_to_it() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let b = &t.backend;
+        let stored = db
+            .enqueue_reports(
+                "reporter:mail",
+                3,
+                &[report("event:2"), report("event:3")],
+                100,
+                Some((1, 400)),
+            )
+            .await
+            .unwrap();
+        let dedups: Vec<&str> = stored.iter().map(|r| r.dedup.as_str()).collect();
+        assert_eq!(dedups, ["event:2", "event:3"], "{b}");
+        assert!(stored[0].id < stored[1].id, "{b}");
+        assert_eq!(stored[1].payload, "{}", "{b}");
+        assert_eq!(
+            (stored[0].state, stored[0].attempts),
+            (ReportState::Pending, 0)
+        );
+        // Stored again, as after a restart, they are not handed over twice.
+        let again = db
+            .enqueue_reports(
+                "reporter:mail",
+                3,
+                &[report("event:3")],
+                101,
+                Some((1, 400)),
+            )
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{b}");
+        // Another master waits for the lease; the master that stored them may take them.
+        assert_eq!(
+            db.next_reports("mail", 2, 200, 300, 8).await.unwrap(),
+            NextReport::At(400),
+            "{b}"
+        );
+        let ids: Vec<i64> = match db.next_reports("mail", 1, 200, 300, 8).await.unwrap() {
+            NextReport::Due(rows) => rows.iter().map(|r| r.id).collect(),
+            other => panic!("{other:?} ({b})"),
+        };
+        assert_eq!(ids, [stored[0].id, stored[1].id], "{b}");
+        // Once the leases ran out, so may any master.
+        db.enqueue_reports(
+            "reporter:mail",
+            4,
+            &[report("event:4")],
+            500,
+            Some((1, 600)),
+        )
+        .await
+        .unwrap();
+        let taken = match db.next_reports("mail", 2, 900, 300, 8).await.unwrap() {
+            NextReport::Due(rows) => rows.len(),
+            other => panic!("{other:?} ({b})"),
+        };
+        assert_eq!(taken, 3, "{b}");
     })
     .await;
 }
