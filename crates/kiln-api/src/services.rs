@@ -19,7 +19,7 @@ use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, Properties, SchedulerId,
 };
-use kiln_db::{Db, NewChange, NewReport, NextReport, ReportRow};
+use kiln_db::{Db, Decided, NewChange, NextReport, ReportRow};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
@@ -255,15 +255,13 @@ pub trait EventSource: Send + Sync {
 /// and each attempt's outcome is recorded, so that nothing decided is lost to a receiver that is
 /// down or a master that restarts. The update layer is its one writer.
 pub trait Outbox: Send + Sync {
-    /// Stores `reports` and records that `consumer` handled the durable record up to
-    /// `position`, in one transaction; an empty `consumer` records no position. The reports
-    /// stored (not stored before) come back leased to this master, for its reporter to send
-    /// without leasing them again.
+    /// Stores what each consumer decided and records that it handled the durable record up to
+    /// its position, all in one transaction; an empty consumer records no position. The
+    /// reports stored (not stored before) come back leased to this master, for its reporters to
+    /// send without leasing them again.
     fn enqueue<'a>(
         &'a self,
-        consumer: &'a str,
-        position: i64,
-        reports: Vec<NewReport>,
+        decided: Vec<Decided>,
     ) -> BoxFuture<'a, Result<Vec<ReportRow>, ApiError>>;
     /// Takes up to `limit` of the oldest pending reports of `reporter`, those that are due.
     fn next<'a>(

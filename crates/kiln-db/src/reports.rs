@@ -19,6 +19,15 @@ pub struct NewReport {
     pub payload: String,
 }
 
+/// What one consumer of the record decided: reports, and the position it decided them up to
+/// (an empty consumer moves no position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub consumer: String,
+    pub position: i64,
+    pub reports: Vec<NewReport>,
+}
+
 /// Where a report stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportState {
@@ -178,7 +187,7 @@ impl Db {
 /// master `$6` until `$7` (both NULL: held by nobody); its id if it was stored.
 const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, payload, \
     state, next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, $5, 'pending', $3, \
-    $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, dedup";
+    $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
 
 /// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
 /// those before the first one that is not due yet or that another master holds.
@@ -192,10 +201,8 @@ const LEASE_REPORTS: &str = concat!(
 );
 
 impl Writer {
-    /// Stores `reports` and moves `consumer` to `position` in one transaction: the event that
-    /// decided them is never handled twice, and never skipped without them. With `lease`
-    /// (master, until), they are stored already leased to that master, which means to send
-    /// them without leasing them first. The reports stored, those not stored before.
+    /// Stores `reports` and moves `consumer` to `position` in one transaction, as
+    /// [`Writer::enqueue_decided`] does for several consumers.
     pub async fn enqueue_reports(
         &self,
         consumer: &str,
@@ -204,12 +211,31 @@ impl Writer {
         now: i64,
         lease: Option<(i64, i64)>,
     ) -> Result<Vec<ReportRow>> {
+        let decided = Decided {
+            consumer: consumer.to_string(),
+            position,
+            reports: reports.to_vec(),
+        };
+        self.enqueue_decided(&[decided], now, lease).await
+    }
+
+    /// Stores what each consumer decided and moves it to its position, all in one
+    /// transaction: the event that decided a report is never handled twice, and never skipped
+    /// without it. With `lease` (master, until), the reports are stored already leased to that
+    /// master, which means to send them without leasing them first. The reports stored, those
+    /// not stored before, in the order of their ids.
+    pub async fn enqueue_decided(
+        &self,
+        decided: &[Decided],
+        now: i64,
+        lease: Option<(i64, i64)>,
+    ) -> Result<Vec<ReportRow>> {
         let (by, until) = match lease {
             Some((by, until)) => (SqlValue::Int(by), SqlValue::Int(until)),
             None => (SqlValue::Null, SqlValue::Null),
         };
         let mut batch = Batch::default();
-        for r in reports {
+        for r in decided.iter().flat_map(|d| &d.reports) {
             batch.push(
                 INSERT_REPORT,
                 vec![
@@ -223,12 +249,12 @@ impl Writer {
                 ],
             );
         }
-        if !consumer.is_empty() {
+        for d in decided.iter().filter(|d| !d.consumer.is_empty()) {
             batch.push(
                 ADVANCE_POSITION,
                 vec![
-                    SqlValue::Text(consumer.to_string()),
-                    SqlValue::Int(position),
+                    SqlValue::Text(d.consumer.clone()),
+                    SqlValue::Int(d.position),
                     SqlValue::Int(now),
                 ],
             );
@@ -236,9 +262,12 @@ impl Writer {
         let stored = batch.run(self).await?;
         let mut rows = Vec::with_capacity(stored.len());
         for row in &stored {
-            let (id, dedup) = (row.int("id")?, row.text("dedup")?);
-            // The statements' rows come back in order; the dedup names the report either way.
-            let Some(r) = reports.iter().find(|r| r.dedup == dedup) else {
+            let (id, reporter, dedup) = (row.int("id")?, row.text("reporter")?, row.text("dedup")?);
+            let Some(r) = decided
+                .iter()
+                .flat_map(|d| &d.reports)
+                .find(|r| r.reporter == reporter && r.dedup == dedup)
+            else {
                 continue;
             };
             rows.push(ReportRow {

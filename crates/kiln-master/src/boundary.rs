@@ -117,17 +117,9 @@ impl ReadSide for Boundary {
 impl Outbox for Boundary {
     fn enqueue<'a>(
         &'a self,
-        consumer: &'a str,
-        position: i64,
-        reports: Vec<kiln_db::NewReport>,
+        decided: Vec<kiln_db::Decided>,
     ) -> BoxFuture<'a, Result<Vec<kiln_db::ReportRow>, ApiError>> {
-        Box::pin(async move {
-            Ok(self
-                .master
-                .updates
-                .enqueue_reports(consumer, position, &reports)
-                .await?)
-        })
+        Box::pin(async move { Ok(self.master.updates.enqueue_reports(&decided).await?) })
     }
 
     fn next<'a>(

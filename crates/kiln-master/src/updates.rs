@@ -745,19 +745,15 @@ impl Updates {
             .await
     }
 
-    /// Stores reports decided by a reporter, with the position it decided them from, leased
-    /// to this master, whose reporter sends them next; the reports stored.
+    /// Stores reports decided by reporters, each with the position it decided them from,
+    /// leased to this master, whose reporters send them next; the reports stored.
     pub async fn enqueue_reports(
         &self,
-        consumer: &str,
-        position: i64,
-        reports: &[kiln_db::NewReport],
+        decided: &[kiln_db::Decided],
     ) -> Result<Vec<kiln_db::ReportRow>> {
         let now = self.now();
         let lease = (self.master.0, now + REPORT_LEASE);
-        self.db
-            .enqueue_reports(consumer, position, reports, now, Some(lease))
-            .await
+        self.db.enqueue_decided(decided, now, Some(lease)).await
     }
 
     /// Takes a reporter's next due reports for this master, for as long as delivering them may

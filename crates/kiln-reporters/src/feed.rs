@@ -13,6 +13,7 @@ use std::time::Duration;
 use kiln_api::{Delivery, DurableConsumer, Services};
 use tokio::sync::mpsc;
 
+use crate::Inbox;
 use crate::cache::BuildCache;
 
 /// How many bursts a reporter may have waiting before the feed waits for it.
@@ -27,7 +28,7 @@ pub struct Feed {
     builds: Arc<BuildCache>,
     linger: Duration,
     requests: mpsc::UnboundedSender<Subscription>,
-    incoming: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Subscription>>>,
+    incoming: Inbox<Subscription>,
 }
 
 /// A reporter that wants the events after `position`.
@@ -46,7 +47,7 @@ impl Feed {
             builds,
             linger,
             requests,
-            incoming: std::sync::Mutex::new(Some(incoming)),
+            incoming: Inbox::new(incoming),
         }
     }
 
@@ -62,12 +63,7 @@ impl Feed {
 
     /// Reads the record for the subscribed reporters until the task is dropped; it runs once.
     pub async fn run(self: Arc<Self>) {
-        let incoming = self
-            .incoming
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(mut incoming) = incoming else {
+        let Some(mut incoming) = self.incoming.take() else {
             return;
         };
         let mut readers: Vec<Subscription> = Vec::new();

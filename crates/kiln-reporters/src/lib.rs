@@ -6,8 +6,9 @@
 //! events, stores them, and delivers them ([`mail`], [`http_push`]) from that store, so that a
 //! receiver that is down or a master that restarts loses nothing ([`reporter`]).
 //! [`run`] keeps one task per configured reporter, and restarts a reporter whose configuration
-//! a reconfiguration changed; the reporters share one reader of the record ([`feed`]) and one
-//! cache of the builds it is about ([`cache`]).
+//! a reconfiguration changed; the reporters share one reader of the record ([`feed`]), one
+//! cache of the builds it is about ([`cache`]), and one way to the outbox for what they
+//! decide ([`store`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +33,7 @@ pub mod push;
 pub mod report;
 pub mod reporter;
 pub mod sink;
+pub mod store;
 
 /// The reporters' component: runs every configured reporter until it is dropped.
 pub fn run(services: Services) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -53,6 +55,8 @@ async fn supervise(services: Services) {
         builds.clone(),
     ));
     tasks.spawn(feed.clone().run());
+    let store = Arc::new(store::Store::new(services.clone()));
+    tasks.spawn(store.clone().run());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {
@@ -72,6 +76,7 @@ async fn supervise(services: Services) {
                 services.clone(),
                 builds.clone(),
                 feed.clone(),
+                store.clone(),
                 first,
             ) {
                 Ok(rep) => {
@@ -97,5 +102,20 @@ async fn supervise(services: Services) {
                 }
             }
         }
+    }
+}
+
+/// The receiving end of the requests to a component the reporters share, taken once by the
+/// task that serves them.
+pub(crate) struct Inbox<T>(std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<T>>>);
+
+impl<T> Inbox<T> {
+    pub(crate) fn new(receiver: tokio::sync::mpsc::UnboundedReceiver<T>) -> Inbox<T> {
+        Inbox(std::sync::Mutex::new(Some(receiver)))
+    }
+
+    /// The receiver, for the first task that asks; `None` for any other.
+    pub(crate) fn take(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

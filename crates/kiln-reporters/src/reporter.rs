@@ -25,6 +25,7 @@ use crate::generators::{Generator, Inputs, Trigger};
 use crate::hooks::Hooks;
 use crate::report::Report;
 use crate::sink::{self, Failure};
+use crate::store::Store;
 use missing::MissingWorkers;
 
 /// Acknowledge progress through events that gave no report at least this often.
@@ -58,6 +59,8 @@ pub struct Reporter {
     first: Option<i64>,
     /// The record of events, read once for every reporter.
     feed: Arc<Feed>,
+    /// Where what the reporter decided is stored, with what the others decided meanwhile.
+    store: Arc<Store>,
     /// The reports this master stored for the reporter since it last leased, leased to it
     /// already.
     handed: std::sync::Mutex<Vec<kiln_db::ReportRow>>,
@@ -70,6 +73,7 @@ impl Reporter {
         services: Services,
         builds: Arc<BuildCache>,
         feed: Arc<Feed>,
+        store: Arc<Store>,
         first: Option<i64>,
     ) -> Result<Reporter, String> {
         let generators: Vec<Generator> = config
@@ -107,6 +111,7 @@ impl Reporter {
             builds,
             first,
             feed,
+            store,
             handed: std::sync::Mutex::default(),
         })
     }
@@ -320,12 +325,12 @@ impl Reporter {
         // The events are not passed until their reports are stored: a database that refuses
         // the write for a while holds the reporter back rather than losing the reports.
         loop {
-            match self
-                .services
-                .outbox
-                .enqueue(&consumer, position, reports.clone())
-                .await
-            {
+            let decided = kiln_db::Decided {
+                consumer: consumer.clone(),
+                position,
+                reports: reports.clone(),
+            };
+            match self.store.store(decided).await {
                 Ok(stored) => {
                     lock(&self.handed).extend(stored);
                     break;

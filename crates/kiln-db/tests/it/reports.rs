@@ -179,6 +179,41 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
             (stored[0].state, stored[0].attempts),
             (ReportState::Pending, 0)
         );
+        // Several reporters' decisions go in one transaction, each report back to its own
+        // reporter though they are about the same event.
+        let irc = NewReport {
+            reporter: "irc".into(),
+            ..report("event:3")
+        };
+        let both = db
+            .enqueue_decided(
+                &[
+                    kiln_db::Decided {
+                        consumer: "reporter:irc".into(),
+                        position: 3,
+                        reports: vec![irc.clone()],
+                    },
+                    kiln_db::Decided {
+                        consumer: "reporter:mail".into(),
+                        position: 3,
+                        reports: vec![report("event:3")],
+                    },
+                ],
+                100,
+                Some((1, 400)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(both.len(), 1, "{b}");
+        assert_eq!(
+            (both[0].reporter.as_str(), both[0].dedup.as_str()),
+            ("irc", "event:3")
+        );
+        assert_eq!(
+            db.consumer_position("reporter:irc").await.unwrap(),
+            Some(3),
+            "{b}"
+        );
         // Stored again, as after a restart, they are not handed over twice.
         let again = db
             .enqueue_reports(

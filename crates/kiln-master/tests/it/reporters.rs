@@ -1145,3 +1145,46 @@ async fn the_reporters_share_each_read_of_the_events_from_the_furthest_behind() 
     assert_eq!(fourth.builder.description.as_deref(), Some("says hello"));
     assert_eq!(cache.builder_reads(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporters_that_decide_together_store_together() {
+    use kiln_db::{Decided, NewReport};
+    use kiln_reporters::store::Store;
+
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", builders())).await;
+    let services = kiln_master::boundary::services(m.master());
+    let store = Arc::new(Store::new(services.clone()));
+    let running = tokio::spawn(store.clone().run());
+    let decided = |reporter: &str, position: i64| Decided {
+        consumer: format!("reporter:{reporter}"),
+        position,
+        reports: vec![NewReport {
+            reporter: reporter.to_string(),
+            dedup: format!("event:{position}"),
+            summary: format!("{reporter} about {position}"),
+            payload: "{}".to_string(),
+        }],
+    };
+    // Three reporters given the same burst store what they decided in one transaction, each
+    // getting back its own report, leased to this master.
+    let (mail, irc, push) = tokio::join!(
+        store.store(decided("mail", 7)),
+        store.store(decided("irc", 7)),
+        store.store(decided("push", 7)),
+    );
+    assert_eq!(store.transactions(), 1);
+    for (rows, reporter) in [(mail, "mail"), (irc, "irc"), (push, "push")] {
+        let rows = rows.unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].reporter, reporter);
+        assert_eq!(rows[0].summary, format!("{reporter} about 7"));
+        let db = services.read.db();
+        let position = db.consumer_position(&format!("reporter:{reporter}")).await;
+        assert_eq!(position.unwrap(), Some(7));
+    }
+    // What one decided alone later is stored on its own.
+    let again = store.store(decided("mail", 8)).await.unwrap();
+    assert_eq!(again[0].dedup, "event:8");
+    assert_eq!(store.transactions(), 2);
+    running.abort();
+}
