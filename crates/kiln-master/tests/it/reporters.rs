@@ -1077,7 +1077,7 @@ async fn the_reporters_share_each_read_of_the_events_from_the_furthest_behind() 
     };
     let read = ids(&of_behind);
     assert!(read.iter().all(|id| *id > after_first), "{read:?}");
-    assert_eq!(read.last(), Some(&after_second));
+    assert!(read.contains(&after_second), "{read:?}");
     // The second build's start and end came in one burst: it was read once, for both.
     assert_eq!(cache.reads(), 1);
     for position in &read {
