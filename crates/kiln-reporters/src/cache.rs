@@ -98,14 +98,13 @@ impl Builders {
                     rows: HashMap::new(),
                 });
             }
-            let rows = known.as_ref().map(|k| &k.rows);
-            let (found, missing): (Vec<_>, Vec<_>) = ids
-                .iter()
-                .partition(|id| rows.is_some_and(|r| r.contains_key(id)));
-            let found: Vec<BuilderRow> = found
-                .into_iter()
-                .filter_map(|id| rows.and_then(|r| r.get(id)).cloned())
-                .collect();
+            let (mut found, mut missing) = (Vec::new(), Vec::new());
+            for id in ids {
+                match known.as_ref().and_then(|k| k.rows.get(id)) {
+                    Some(row) => found.push(row.clone()),
+                    None => missing.push(*id),
+                }
+            }
             (found, missing)
         };
         if missing.is_empty() {

@@ -1,12 +1,13 @@
 //! One reporter at work: it decides, then it delivers.
 //!
-//! Deciding reads the durable record of events in order and in bursts (`DurableConsumer`), asks
-//! each generator about each event, and stores what a burst yields in the outbox in the same
-//! transaction that moves the reporter past it: a report is decided once, and never lost
-//! between being decided and being stored. Delivering leases the oldest stored reports, sends
-//! them, and records the outcomes; a failure is retried with a growing delay up to the
-//! reporter's bound, and a restart resumes where the record and the outbox say. The timers of
-//! missing workers are in `reporter/missing.rs`.
+//! Deciding takes the bursts of events the feed reads for every reporter, in order, asks each
+//! generator about each event past the reporter's own position, and stores what a burst yields
+//! in the outbox in the same transaction that moves the reporter past it: a report is decided
+//! once, and never lost between being decided and being stored. Delivering sends the reports
+//! this master stored as they are handed over, or leases the oldest stored ones, and records
+//! the outcomes; a failure is retried with a growing delay up to the reporter's bound, and a
+//! restart resumes where the record and the outbox say. The timers of missing workers are in
+//! `reporter/missing.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +34,9 @@ const ACK_EVERY: i64 = 64;
 /// How long an idle deliverer waits before it looks at the outbox again, in case another
 /// master stored reports for it.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// How often at most a reporter reads the events it decides: on a busy master a burst of
-/// builds is then read and stored in a few statements rather than a few for each build, for a
-/// delay that nobody waiting for a mail or a status notices.
+/// How often at most the feed reads the events the reporters decide: on a busy master a burst
+/// of builds is then read and stored in a few statements rather than a few for each build, for
+/// a delay that nobody waiting for a mail or a status notices.
 pub(crate) const LINGER: Duration = Duration::from_millis(200);
 /// How many due reports one lease takes.
 const DELIVERY_BATCH: i64 = 64;
@@ -84,12 +85,6 @@ impl Reporter {
         let needs = generators
             .iter()
             .fold(crate::data::Needs::default(), |n, g| n.union(g.needs()));
-        let irc = matches!(config.kind, kiln_config::ReporterKind::Irc(_));
-        let starts = irc
-            || generators
-                .iter()
-                .any(|g| g.wants(Trigger::BuildNew(kiln_core::BuildId(0))));
-        builds.want(needs, starts);
         let irc = match &config.kind {
             kiln_config::ReporterKind::Irc(c) => Some(crate::irc::Bot::new(
                 &config.name,
@@ -98,6 +93,12 @@ impl Reporter {
             )),
             _ => None,
         };
+        // An IRC bot announces builds as they start to those who asked.
+        let starts = irc.is_some()
+            || generators
+                .iter()
+                .any(|g| g.wants(Trigger::BuildNew(kiln_core::BuildId(0))));
+        builds.want(needs, starts);
         Ok(Reporter {
             connections: sink::Connections {
                 irc,
