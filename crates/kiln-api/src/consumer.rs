@@ -89,8 +89,8 @@ impl DurableConsumer {
     }
 
     /// A reader of the record after `position` with no name of its own, for one that reads on
-    /// behalf of consumers that acknowledge their own positions. It should be made before
-    /// their positions are read, so that no wake-up falls between.
+    /// behalf of consumers that acknowledge their own positions. Its first read is made at once,
+    /// so nothing recorded before it was made is waited for.
     pub fn after(services: &Services, position: i64) -> DurableConsumer {
         Self::reader(services, "", services.events.subscribe(), position)
     }

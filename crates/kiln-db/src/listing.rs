@@ -82,6 +82,18 @@ impl Page {
         Page::default().and(column, FilterOp::Eq, value)
     }
 
+    /// A page of the rows whose integer `column` is one of `values`.
+    pub fn among(column: &'static str, values: impl IntoIterator<Item = i64>) -> Page {
+        Page {
+            filters: vec![Filter {
+                column,
+                op: FilterOp::In,
+                values: values.into_iter().map(SqlValue::Int).collect(),
+            }],
+            ..Page::default()
+        }
+    }
+
     pub fn and(mut self, column: &'static str, op: FilterOp, value: SqlValue) -> Page {
         self.filters.push(Filter {
             column,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use kiln_api::{ApiError, Delivery, ReadSide};
 use kiln_config::MasterConfig;
 use kiln_core::{BuildId, BuildSetId, BuilderId};
-use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use kiln_db::listing::{Page, SqlValue};
 use kiln_db::{BuildRow, BuilderRow};
 use tokio::sync::OnceCell;
 
@@ -111,14 +111,7 @@ impl Builders {
             return Ok(found);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let page = Page {
-            filters: vec![Filter {
-                column: "id",
-                op: FilterOp::In,
-                values: missing.iter().map(|id| SqlValue::Int(id.0)).collect(),
-            }],
-            ..Page::default()
-        };
+        let page = Page::among("id", missing.iter().map(|id| id.0));
         let (rows, _) = read.db().list_builders(&page).await?;
         let mut known = lock(&self.known);
         // Kept only if no reconfiguration came while they were read.
@@ -339,21 +332,13 @@ async fn load_builds(
     known: &Builders,
 ) -> Result<Vec<BuildInfo>, ApiError> {
     let db = read.db();
-    let among = |column: &'static str, values: Vec<i64>| Page {
-        filters: vec![Filter {
-            column,
-            op: FilterOp::In,
-            values: values.into_iter().map(SqlValue::Int).collect(),
-        }],
-        ..Page::default()
-    };
     let distinct = |mut v: Vec<i64>| {
         v.sort_unstable();
         v.dedup();
         v
     };
     let (rows, _) = db
-        .list_builds(&among("id", ids.iter().map(|i| i.0).collect()))
+        .list_builds(&Page::among("id", ids.iter().map(|i| i.0)))
         .await?;
     let builder_ids: Vec<BuilderId> = distinct(rows.iter().map(|r| r.builderid.0).collect())
         .into_iter()
@@ -361,19 +346,19 @@ async fn load_builds(
         .collect();
     let builders = known.get(read, &builder_ids).await?;
     let (requests, _) = db
-        .list_buildrequests(&among(
+        .list_buildrequests(&Page::among(
             "br.id",
             distinct(rows.iter().map(|r| r.buildrequestid.0).collect()),
         ))
         .await?;
     let (buildsets, _) = db
-        .list_buildsets(&among(
+        .list_buildsets(&Page::among(
             "id",
             distinct(requests.iter().map(|r| r.buildsetid.0).collect()),
         ))
         .await?;
     let (sourcestamps, _) = db
-        .list_sourcestamps(&among(
+        .list_sourcestamps(&Page::among(
             "id",
             distinct(
                 buildsets
@@ -389,7 +374,7 @@ async fn load_builds(
         let (steps, _) = db
             .list_steps(&Page {
                 order: vec![("buildid", false), ("number", false)],
-                ..among("buildid", ids.iter().map(|i| i.0).collect())
+                ..Page::among("buildid", ids.iter().map(|i| i.0))
             })
             .await?;
         (steps, db.logs_of_builds(ids).await?)
