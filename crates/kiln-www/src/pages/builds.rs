@@ -6,7 +6,7 @@ use axum::response::Response;
 use kiln_api::shapes;
 use kiln_core::{BuildId, WorkerId};
 use kiln_db::BuildRow;
-use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
+use kiln_db::listing::{FilterOp, Page, SqlValue};
 use minijinja::context;
 use serde_json::json;
 
@@ -19,18 +19,6 @@ pub async fn page(
 ) -> Response {
     let result = show(&site, &visit, &builder, &number).await;
     site.answer(&visit, result)
-}
-
-/// Rows whose `column` is one of `values`.
-pub fn any_of(column: &'static str, values: impl IntoIterator<Item = i64>) -> Page {
-    Page {
-        filters: vec![Filter {
-            column,
-            op: FilterOp::In,
-            values: values.into_iter().map(SqlValue::Int).collect(),
-        }],
-        ..Page::default()
-    }
 }
 
 /// A build by its builder (id or name) and number.
@@ -73,7 +61,7 @@ async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageRe
     let logs = if steps.is_empty() {
         Vec::new()
     } else {
-        db.list_logs(&any_of("stepid", steps.iter().map(|s| s.id.0)))
+        db.list_logs(&Page::among("stepid", steps.iter().map(|s| s.id.0)))
             .await?
             .0
     };
@@ -116,7 +104,7 @@ async fn show(site: &Site, visit: &Visit, builder: &str, number: &str) -> PageRe
     let changes: Vec<serde_json::Value> = if change_ids.is_empty() {
         Vec::new()
     } else {
-        db.list_changes(&any_of("changeid", change_ids))
+        db.list_changes(&Page::among("changeid", change_ids))
             .await?
             .0
             .iter()

@@ -7,7 +7,6 @@ use kiln_db::listing::{FilterOp, Page, SqlValue};
 use minijinja::context;
 
 use super::args::Args;
-use super::builds::any_of;
 use super::links::Links;
 use super::select::builder_names;
 use super::{PageError, PageResult, Site, Visit, json, view};
@@ -74,7 +73,7 @@ async fn show(site: &Site, visit: &Visit, key: &str) -> PageResult {
     let builds = if build_ids.is_empty() {
         Vec::new()
     } else {
-        let mut page = any_of("id", build_ids);
+        let mut page = Page::among("id", build_ids);
         page.order = vec![("id", true)];
         db.list_builds(&page).await?.0
     };

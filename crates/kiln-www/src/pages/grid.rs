@@ -9,11 +9,11 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use kiln_api::shapes;
 use kiln_core::BuildId;
+use kiln_db::listing::Page;
 use minijinja::context;
 use serde_json::json;
 
 use super::args::Args;
-use super::builds::any_of;
 use super::select::chosen_builders;
 use super::{PageError, PageResult, Site, Visit, json};
 
@@ -60,7 +60,7 @@ async fn show(site: &Site, visit: &Visit, query: Option<&str>, transposed: bool)
     let mut builds = if all.is_empty() {
         Vec::new()
     } else {
-        db.list_builds(&any_of("id", all.iter().map(|b| b.0)))
+        db.list_builds(&Page::among("id", all.iter().map(|b| b.0)))
             .await?
             .0
     };

@@ -18,7 +18,6 @@ use kiln_db::listing::{Filter, FilterOp, Page, SqlValue};
 use minijinja::{Value, context};
 
 use super::args::Args;
-use super::builds::any_of;
 use super::chart::{self, Cell, Span};
 use super::select::chosen_builders;
 use super::{PageError, PageResult, Site, Visit, view};
@@ -211,7 +210,7 @@ async fn worker_events(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let workers = db.list_workers(&any_of("id", ids)).await?.0;
+    let workers = db.list_workers(&Page::among("id", ids)).await?.0;
     let mut out = Vec::new();
     for e in &events {
         let mut parts = e.key.split('.').skip(1);
@@ -261,7 +260,7 @@ async fn steps_with_logs(
         return Ok(out);
     }
     let db = site.services.read.db();
-    let mut page = any_of("buildid", builds.iter().map(|b| b.id.0));
+    let mut page = Page::among("buildid", builds.iter().map(|b| b.id.0));
     page.order = vec![("number", false)];
     let steps = db.list_steps(&page).await?.0;
     let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
