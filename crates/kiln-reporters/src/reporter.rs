@@ -374,12 +374,7 @@ impl Reporter {
                     None => continue,
                 };
             }
-            newest = rows
-                .iter()
-                .map(|r| r.id)
-                .max()
-                .unwrap_or(newest)
-                .max(newest);
+            newest = rows.iter().map(|r| r.id).fold(newest, i64::max);
             let leased = rows.len();
             let sent = self.deliver_batch(rows).await;
             match self.services.outbox.delivered(&sent).await {
