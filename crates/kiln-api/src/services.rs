@@ -19,7 +19,7 @@ use kiln_core::sourcestamp::SourceStamp;
 use kiln_core::{
     BuildId, BuildRequestId, BuildSetId, BuilderId, ChangeId, Properties, SchedulerId,
 };
-use kiln_db::{Db, Decided, NewChange, NextReport, ReportRow};
+use kiln_db::{Db, NewChange, NextReport, OutboxUpdate, ReportRow};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
@@ -256,12 +256,12 @@ pub trait EventSource: Send + Sync {
 /// down or a master that restarts. The update layer is its one writer.
 pub trait Outbox: Send + Sync {
     /// Stores what each consumer decided and records that it handled the durable record up to
-    /// its position, all in one transaction; an empty consumer records no position. The
-    /// reports stored (not stored before) come back leased to this master, for its reporters to
-    /// send without leasing them again.
-    fn enqueue<'a>(
+    /// its position, and records the deliveries, all in one transaction; an empty consumer
+    /// records no position. The reports stored (not stored before) come back leased to this
+    /// master, for its reporters to send without leasing them again.
+    fn update<'a>(
         &'a self,
-        decided: Vec<Decided>,
+        update: OutboxUpdate,
     ) -> BoxFuture<'a, Result<Vec<ReportRow>, ApiError>>;
     /// Takes up to `limit` of the oldest pending reports of `reporter`, those that are due.
     fn next<'a>(
@@ -269,8 +269,6 @@ pub trait Outbox: Send + Sync {
         reporter: &'a str,
         limit: i64,
     ) -> BoxFuture<'a, Result<NextReport, ApiError>>;
-    /// Records that the reports `ids` were delivered.
-    fn delivered<'a>(&'a self, ids: &'a [i64]) -> BoxFuture<'a, Result<(), ApiError>>;
     /// Records a failed attempt: tried again at `retry_at`, or given up without one.
     fn failed<'a>(
         &'a self,

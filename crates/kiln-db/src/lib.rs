@@ -48,7 +48,9 @@ pub use eventlog::{EventRecord, Recorder, StoredEvent, unrecorded};
 pub use json::{json_to_property, property_to_json};
 pub use logs::{LogChunk, LogRow, LogType, MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 pub use masters::MasterRow;
-pub use reports::{Decided, NewReport, NextReport, ReportRow, ReportState, ReporterStatus};
+pub use reports::{
+    Decided, NewReport, NextReport, OutboxUpdate, ReportRow, ReportState, ReporterStatus,
+};
 pub use schedulers::SchedulerRow;
 pub use sourcestamps::{PatchRow, SourceStampRow};
 pub use steps::{StepEnd, StepRow};

@@ -2,6 +2,7 @@
 //! while after, so that a receiver that is down, or a master that restarts, loses none of them.
 
 use crate::batch::Batch;
+use crate::connection::Backend;
 use crate::eventlog::ADVANCE_POSITION;
 use crate::listing::SqlValue;
 use crate::rows::RowExt;
@@ -26,6 +27,14 @@ pub struct Decided {
     pub consumer: String,
     pub position: i64,
     pub reports: Vec<NewReport>,
+}
+
+/// What the reporters change in the outbox together, in one transaction: what consumers
+/// decided, and which reports were delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxUpdate {
+    pub decided: Vec<Decided>,
+    pub delivered: Vec<i64>,
 }
 
 /// Where a report stands.
@@ -189,6 +198,17 @@ const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, s
     state, next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, $5, 'pending', $3, \
     $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
 
+/// Records at `$1` that the reports whose ids the JSON array `$2` lists were delivered: one
+/// statement, compiled once, for any number of them.
+const MARK_DELIVERED_SQLITE: &str = "UPDATE reports SET state = 'sent', attempts = attempts + 1, \
+    done_at = $1, leased_by = NULL, leased_until = NULL \
+    WHERE id IN (SELECT value FROM json_each($2))";
+
+/// [`MARK_DELIVERED_SQLITE`] in PostgreSQL's words.
+const MARK_DELIVERED_POSTGRES: &str = "UPDATE reports SET state = 'sent', \
+    attempts = attempts + 1, done_at = $1, leased_by = NULL, leased_until = NULL \
+    WHERE id IN (SELECT value::bigint FROM json_array_elements_text(CAST($2 AS json)))";
+
 /// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
 /// those before the first one that is not due yet or that another master holds.
 const LEASE_REPORTS: &str = concat!(
@@ -202,7 +222,7 @@ const LEASE_REPORTS: &str = concat!(
 
 impl Writer {
     /// Stores `reports` and moves `consumer` to `position` in one transaction, as
-    /// [`Writer::enqueue_decided`] does for several consumers.
+    /// [`Writer::update_outbox`] does for several consumers.
     pub async fn enqueue_reports(
         &self,
         consumer: &str,
@@ -211,25 +231,29 @@ impl Writer {
         now: i64,
         lease: Option<(i64, i64)>,
     ) -> Result<Vec<ReportRow>> {
-        let decided = Decided {
-            consumer: consumer.to_string(),
-            position,
-            reports: reports.to_vec(),
+        let update = OutboxUpdate {
+            decided: vec![Decided {
+                consumer: consumer.to_string(),
+                position,
+                reports: reports.to_vec(),
+            }],
+            delivered: Vec::new(),
         };
-        self.enqueue_decided(&[decided], now, lease).await
+        self.update_outbox(&update, now, lease).await
     }
 
-    /// Stores what each consumer decided and moves it to its position, all in one
-    /// transaction: the event that decided a report is never handled twice, and never skipped
-    /// without it. With `lease` (master, until), the reports are stored already leased to that
-    /// master, which means to send them without leasing them first. The reports stored, those
-    /// not stored before, in the order of their ids.
-    pub async fn enqueue_decided(
+    /// Stores what each consumer decided and moves it to its position, and records the
+    /// deliveries, all in one transaction: the event that decided a report is never handled
+    /// twice, and never skipped without it. With `lease` (master, until), the reports are
+    /// stored already leased to that master, which means to send them without leasing them
+    /// first. The reports stored, those not stored before, in the order of their ids.
+    pub async fn update_outbox(
         &self,
-        decided: &[Decided],
+        update: &OutboxUpdate,
         now: i64,
         lease: Option<(i64, i64)>,
     ) -> Result<Vec<ReportRow>> {
+        let decided = &update.decided;
         let (by, until) = match lease {
             Some((by, until)) => (SqlValue::Int(by), SqlValue::Int(until)),
             None => (SqlValue::Null, SqlValue::Null),
@@ -258,6 +282,14 @@ impl Writer {
                     SqlValue::Int(now),
                 ],
             );
+        }
+        if !update.delivered.is_empty() {
+            let ids = serde_json::to_string(&update.delivered).unwrap_or_default();
+            let sql = match self.backend() {
+                Backend::Sqlite => MARK_DELIVERED_SQLITE,
+                Backend::Postgres => MARK_DELIVERED_POSTGRES,
+            };
+            batch.push(sql, vec![SqlValue::Int(now), SqlValue::Text(ids)]);
         }
         let stored = batch.run(self).await?;
         let mut rows = Vec::with_capacity(stored.len());
@@ -344,23 +376,12 @@ impl Writer {
     }
 
     /// Records that the reports `ids` were delivered.
-    ///
-    /// A whole lease is recorded in one statement: one update for each report cost SQLite a
-    /// statement to compile each.
     pub async fn reports_delivered(&self, ids: &[i64], now: i64) -> Result<()> {
-        let mut w = self.writing().await?;
-        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
-            let sql = format!(
-                "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
-                 leased_by = NULL, leased_until = NULL WHERE id IN ({})",
-                crate::listing::placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *w).await?;
-        }
+        let update = OutboxUpdate {
+            decided: Vec::new(),
+            delivered: ids.to_vec(),
+        };
+        self.update_outbox(&update, now, None).await?;
         Ok(())
     }
 

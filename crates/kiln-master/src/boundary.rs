@@ -115,11 +115,11 @@ impl ReadSide for Boundary {
 }
 
 impl Outbox for Boundary {
-    fn enqueue<'a>(
+    fn update<'a>(
         &'a self,
-        decided: Vec<kiln_db::Decided>,
+        update: kiln_db::OutboxUpdate,
     ) -> BoxFuture<'a, Result<Vec<kiln_db::ReportRow>, ApiError>> {
-        Box::pin(async move { Ok(self.master.updates.enqueue_reports(&decided).await?) })
+        Box::pin(async move { Ok(self.master.updates.update_outbox(&update).await?) })
     }
 
     fn next<'a>(
@@ -128,10 +128,6 @@ impl Outbox for Boundary {
         limit: i64,
     ) -> BoxFuture<'a, Result<kiln_db::NextReport, ApiError>> {
         Box::pin(async move { Ok(self.master.updates.next_reports(reporter, limit).await?) })
-    }
-
-    fn delivered<'a>(&'a self, ids: &'a [i64]) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async move { Ok(self.master.updates.reports_delivered(ids).await?) })
     }
 
     fn failed<'a>(

@@ -746,14 +746,15 @@ impl Updates {
     }
 
     /// Stores reports decided by reporters, each with the position it decided them from,
-    /// leased to this master, whose reporters send them next; the reports stored.
-    pub async fn enqueue_reports(
+    /// leased to this master, whose reporters send them next, and records the reports they
+    /// delivered; the reports stored.
+    pub async fn update_outbox(
         &self,
-        decided: &[kiln_db::Decided],
+        update: &kiln_db::OutboxUpdate,
     ) -> Result<Vec<kiln_db::ReportRow>> {
         let now = self.now();
         let lease = (self.master.0, now + REPORT_LEASE);
-        self.db.enqueue_decided(decided, now, Some(lease)).await
+        self.db.update_outbox(update, now, Some(lease)).await
     }
 
     /// Takes a reporter's next due reports for this master, for as long as delivering them may
@@ -762,10 +763,6 @@ impl Updates {
         self.db
             .next_reports(reporter, self.master.0, self.now(), REPORT_LEASE, limit)
             .await
-    }
-
-    pub async fn reports_delivered(&self, ids: &[i64]) -> Result<()> {
-        self.db.reports_delivered(ids, self.now()).await
     }
 
     pub async fn report_failed(&self, id: i64, error: &str, retry_at: Option<i64>) -> Result<()> {

@@ -60,7 +60,8 @@ pub struct Reporter {
     first: Option<i64>,
     /// The record of events, read once for every reporter.
     feed: Arc<Feed>,
-    /// Where what the reporter decided is stored, with what the others decided meanwhile.
+    /// Where what the reporter decided is stored, and what it delivered recorded, with what the
+    /// others asked meanwhile.
     store: Arc<Store>,
     /// The reports this master stored for the reporter since it last leased, leased to it
     /// already.
@@ -377,12 +378,14 @@ impl Reporter {
             newest = rows.iter().map(|r| r.id).fold(newest, i64::max);
             let leased = rows.len();
             let sent = self.deliver_batch(rows).await;
-            match self.services.outbox.delivered(&sent).await {
-                Ok(()) => emptied = sent.len() == leased && (leased as i64) < DELIVERY_BATCH,
+            let count = sent.len();
+            // Recorded with what the other reporters deliver or decide meanwhile.
+            match self.store.delivered(sent).await {
+                Ok(()) => emptied = count == leased && (leased as i64) < DELIVERY_BATCH,
                 Err(error) => tracing::warn!(reporter = %name, %error, "recording deliveries"),
             }
             let before = delivered;
-            delivered += sent.len() as u64;
+            delivered += count as u64;
             if before / 100 != delivered / 100
                 && let Err(error) = self.services.outbox.prune(name, KEEP_FINISHED).await
             {

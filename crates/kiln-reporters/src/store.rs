@@ -1,32 +1,41 @@
-//! Storing what the reporters decided, several reporters in one transaction.
+//! Storing what the reporters decided, and recording what they delivered, several reporters in
+//! one transaction.
 //!
 //! The feed hands each burst of events to every reporter at once, so they decide it at about
 //! the same time, and each would store its reports (with its new position in the record) in a
-//! transaction of its own: a master whose builds end one at a time would commit once per
-//! reporter for every build. The [`Store`] waits a moment after the first reporter asks, for
-//! the others given the same burst, and stores what all of them decided in one transaction.
+//! transaction of its own; they then deliver them at about the same time too, and each would
+//! record its deliveries in another: a master whose builds end one at a time would commit
+//! twice per reporter for every build. The [`Store`] waits a moment after the first reporter
+//! asks, for the others, and writes what all of them asked for in one transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kiln_api::{ApiError, Services};
-use kiln_db::{Decided, ReportRow};
+use kiln_db::{Decided, OutboxUpdate, ReportRow};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Inbox;
 
 /// How long the store waits after a reporter asks for the others given the same burst. They
-/// decide it at the same time, in well under this.
+/// decide it, and deliver what they decided over a connection kept open, in well under this.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// How many reporters' decisions one transaction stores at most.
+/// How many reporters' requests one transaction answers at most.
 const MAX_GATHERED: usize = 64;
 
-/// One reporter's decisions waiting to be stored, and where the outcome goes.
+/// What one reporter asks to write, and where the outcome goes.
 struct Request {
-    decided: Decided,
+    asked: Asked,
     reply: oneshot::Sender<Result<Vec<ReportRow>, ApiError>>,
+}
+
+enum Asked {
+    /// What the reporter decided, to store.
+    Decided(Decided),
+    /// The ids of reports it delivered, to record.
+    Delivered(Vec<i64>),
 }
 
 /// The way every reporter's decisions reach the outbox.
@@ -34,7 +43,7 @@ pub struct Store {
     services: Services,
     requests: mpsc::UnboundedSender<Request>,
     incoming: Inbox<Request>,
-    /// How many transactions stored reporters' decisions.
+    /// How many transactions wrote what reporters asked.
     transactions: AtomicU64,
 }
 
@@ -49,7 +58,7 @@ impl Store {
         }
     }
 
-    /// How many transactions stored reporters' decisions so far.
+    /// How many transactions wrote what reporters asked so far.
     pub fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
     }
@@ -58,9 +67,22 @@ impl Store {
     /// at the same time; its reports that were stored (not stored before), leased to this
     /// master.
     pub async fn store(&self, decided: Decided) -> Result<Vec<ReportRow>, ApiError> {
+        self.ask(Asked::Decided(decided)).await
+    }
+
+    /// Records that one reporter delivered the reports `ids`, with what other reporters asked
+    /// to write at the same time.
+    pub async fn delivered(&self, ids: Vec<i64>) -> Result<(), ApiError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.ask(Asked::Delivered(ids)).await.map(|_| ())
+    }
+
+    async fn ask(&self, asked: Asked) -> Result<Vec<ReportRow>, ApiError> {
         let (reply, outcome) = oneshot::channel();
         self.requests
-            .send(Request { decided, reply })
+            .send(Request { asked, reply })
             .map_err(|_| ApiError::internal("the reporters' store stopped"))?;
         outcome
             .await
@@ -89,17 +111,28 @@ impl Store {
         }
     }
 
-    /// Stores the gathered decisions in one transaction and tells each reporter its outcome.
+    /// Writes what was gathered in one transaction and tells each reporter its outcome.
     async fn store_gathered(&self, gathered: Vec<Request>) {
-        let (decided, replies): (Vec<Decided>, Vec<_>) =
-            gathered.into_iter().map(|r| (r.decided, r.reply)).unzip();
-        let reporters: Vec<Option<String>> = decided
-            .iter()
-            .map(|d| d.reports.first().map(|r| r.reporter.clone()))
-            .collect();
+        let mut update = OutboxUpdate::default();
+        let mut replies = Vec::with_capacity(gathered.len());
+        for Request { asked, reply } in gathered {
+            // Only a reporter that decided reports gets any back.
+            let reporter = match asked {
+                Asked::Decided(decided) => {
+                    let reporter = decided.reports.first().map(|r| r.reporter.clone());
+                    update.decided.push(decided);
+                    reporter
+                }
+                Asked::Delivered(ids) => {
+                    update.delivered.extend(ids);
+                    None
+                }
+            };
+            replies.push((reply, reporter));
+        }
         self.transactions.fetch_add(1, Ordering::Relaxed);
-        let stored = self.services.outbox.enqueue(decided).await;
-        for (reply, reporter) in replies.into_iter().zip(reporters) {
+        let stored = self.services.outbox.update(update).await;
+        for (reply, reporter) in replies {
             let mine = match &stored {
                 Ok(rows) => Ok(rows
                     .iter()

@@ -185,23 +185,20 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
             reporter: "irc".into(),
             ..report("event:3")
         };
+        let decided = |consumer: &str, position, reports| kiln_db::Decided {
+            consumer: consumer.into(),
+            position,
+            reports,
+        };
+        let update = kiln_db::OutboxUpdate {
+            decided: vec![
+                decided("reporter:irc", 3, vec![irc.clone()]),
+                decided("reporter:mail", 3, vec![report("event:3")]),
+            ],
+            delivered: Vec::new(),
+        };
         let both = db
-            .enqueue_decided(
-                &[
-                    kiln_db::Decided {
-                        consumer: "reporter:irc".into(),
-                        position: 3,
-                        reports: vec![irc.clone()],
-                    },
-                    kiln_db::Decided {
-                        consumer: "reporter:mail".into(),
-                        position: 3,
-                        reports: vec![report("event:3")],
-                    },
-                ],
-                100,
-                Some((1, 400)),
-            )
+            .update_outbox(&update, 100, Some((1, 400)))
             .await
             .unwrap();
         assert_eq!(both.len(), 1, "{b}");
@@ -247,11 +244,29 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
         )
         .await
         .unwrap();
-        let taken = match db.next_reports("mail", 2, 900, 300, 8).await.unwrap() {
-            NextReport::Due(rows) => rows.len(),
+        let taken: Vec<i64> = match db.next_reports("mail", 2, 900, 300, 8).await.unwrap() {
+            NextReport::Due(rows) => rows.iter().map(|r| r.id).collect(),
             other => panic!("{other:?} ({b})"),
         };
-        assert_eq!(taken, 3, "{b}");
+        assert_eq!(taken.len(), 3, "{b}");
+        // Deliveries are recorded in the transaction that stores what was decided next.
+        let update = kiln_db::OutboxUpdate {
+            decided: vec![decided("reporter:mail", 5, vec![report("event:5")])],
+            delivered: taken,
+        };
+        let next = db
+            .update_outbox(&update, 901, Some((2, 1200)))
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1, "{b}");
+        let statuses = db.reporter_statuses().await.unwrap();
+        let mail = statuses.iter().find(|s| s.reporter == "mail").unwrap();
+        assert_eq!((mail.pending, mail.sent, mail.failed), (1, 3, 0), "{b}");
+        assert_eq!(
+            db.consumer_position("reporter:mail").await.unwrap(),
+            Some(5),
+            "{b}"
+        );
     })
     .await;
 }

@@ -1148,7 +1148,7 @@ async fn the_reporters_share_each_read_of_the_events_from_the_furthest_behind() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reporters_that_decide_together_store_together() {
-    use kiln_db::{Decided, NewReport};
+    use kiln_db::{Decided, NewReport, ReportState};
     use kiln_reporters::store::Store;
 
     let m = TestMaster::start(&config("sqlite:///state.sqlite", builders())).await;
@@ -1173,6 +1173,7 @@ async fn reporters_that_decide_together_store_together() {
         store.store(decided("push", 7)),
     );
     assert_eq!(store.transactions(), 1);
+    let mut ids = Vec::new();
     for (rows, reporter) in [(mail, "mail"), (irc, "irc"), (push, "push")] {
         let rows = rows.unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
@@ -1181,10 +1182,34 @@ async fn reporters_that_decide_together_store_together() {
         let db = services.read.db();
         let position = db.consumer_position(&format!("reporter:{reporter}")).await;
         assert_eq!(position.unwrap(), Some(7));
+        ids.push(rows[0].id);
     }
+    // Deliveries that reporters record at the same time go in one transaction, with what
+    // another decided meanwhile.
+    let (mail, irc, push) = tokio::join!(
+        store.delivered(vec![ids[0]]),
+        store.delivered(vec![ids[1]]),
+        store.store(decided("push", 8)),
+    );
+    mail.unwrap();
+    irc.unwrap();
+    assert_eq!(push.unwrap()[0].dedup, "event:8");
+    assert_eq!(store.transactions(), 2);
+    let sent = |reporter: &'static str| {
+        let db = services.read.db();
+        async move { db.reports(reporter, 10).await.unwrap() }
+    };
+    assert_eq!(sent("mail").await[0].state, ReportState::Sent);
+    assert_eq!(sent("irc").await[0].state, ReportState::Sent);
+    let push = sent("push").await;
+    assert_eq!(push.len(), 2);
+    assert!(
+        push.iter().all(|r| r.state == ReportState::Pending),
+        "{push:?}"
+    );
     // What one decided alone later is stored on its own.
     let again = store.store(decided("mail", 8)).await.unwrap();
     assert_eq!(again[0].dedup, "event:8");
-    assert_eq!(store.transactions(), 2);
+    assert_eq!(store.transactions(), 3);
     running.abort();
 }
