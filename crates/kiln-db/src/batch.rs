@@ -7,6 +7,8 @@
 //! there the batch runs them one by one inside an ordinary transaction. Either way the statements
 //! are the same SQL, and the rows they return (`RETURNING`) come back in order.
 
+use std::borrow::Cow;
+
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use std::sync::atomic::Ordering;
@@ -20,13 +22,13 @@ use crate::{Result, Writer};
 
 #[derive(Default)]
 pub(crate) struct Batch {
-    statements: Vec<(&'static str, Vec<SqlValue>)>,
+    statements: Vec<(Cow<'static, str>, Vec<SqlValue>)>,
 }
 
 impl Batch {
     /// Adds a statement whose parameters are numbered from `$1`, as if it ran alone.
-    pub(crate) fn push(&mut self, sql: &'static str, args: Vec<SqlValue>) {
-        self.statements.push((sql, args));
+    pub(crate) fn push(&mut self, sql: impl Into<Cow<'static, str>>, args: Vec<SqlValue>) {
+        self.statements.push((sql.into(), args));
     }
 
     /// Runs every statement in one transaction and returns the rows they returned.
@@ -102,7 +104,7 @@ impl Batch {
         let mut tx = conn.begin().await?;
         let mut rows = Vec::new();
         for (statement, args) in &self.statements {
-            let mut query = sqlx::query(*statement);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_string()));
             for a in args {
                 query = bind(query, a);
             }
@@ -183,7 +185,7 @@ const MAX_SQLITE_PARAMETERS: usize = 32_000;
 
 /// One multi-statement query, opened with `BEGIN` and closed with `COMMIT` as asked.
 fn sqlite_query(
-    statements: &[(&'static str, Vec<SqlValue>)],
+    statements: &[(Cow<'static, str>, Vec<SqlValue>)],
     begin: bool,
     commit: bool,
 ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
@@ -224,7 +226,7 @@ fn bind<'q>(
 }
 
 /// Shifts every `$N` placeholder of `sql` by `offset`. kiln's SQL has no `$` anywhere else.
-fn renumber(sql: &str, offset: usize) -> String {
+pub(crate) fn renumber(sql: &str, offset: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.char_indices().peekable();
     while let Some((_, c)) = chars.next() {

@@ -31,11 +31,11 @@ pub const FROM: &str = "buildrequests br LEFT JOIN buildrequest_claims c ON c.br
 /// [`FROM`] without its claims, which a request has at most one of: it has the same rows, and
 /// counting them needs no join while no filter reads a claim (column `c.…`).
 pub const UNJOINED: &str = "buildrequests br";
-const COLUMNS: &str = "br.id AS id, br.buildsetid AS buildsetid, br.builderid AS builderid, br.priority AS priority, \
+pub(crate) const COLUMNS: &str = "br.id AS id, br.buildsetid AS buildsetid, br.builderid AS builderid, br.priority AS priority, \
     br.complete AS complete, br.results AS results, br.submitted_at AS submitted_at, br.complete_at AS complete_at, \
     br.waited_for AS waited_for, c.masterid AS claimed_by_masterid, c.claimed_at AS claimed_at";
 
-fn request(r: &(impl RowExt + Sync)) -> Result<BuildRequestRow> {
+pub(crate) fn request(r: &(impl RowExt + Sync)) -> Result<BuildRequestRow> {
     Ok(BuildRequestRow {
         id: BuildRequestId(r.int("id")?),
         buildsetid: BuildSetId(r.int("buildsetid")?),

@@ -38,7 +38,7 @@ pub struct PropertyRow {
     pub source: String,
 }
 
-const COLUMNS: &str = "id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
+pub(crate) const COLUMNS: &str = "id, number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, \
                        locks_duration_s, state_string, results";
 
 /// The build columns of the table called `alias` in a statement.
@@ -64,6 +64,24 @@ pub(crate) fn build(r: &(impl RowExt + Sync)) -> Result<BuildRow> {
         state_string: r.text("state_string")?,
         results: r.opt_int("results")?,
     })
+}
+
+/// The columns of a build's property, with its build.
+pub(crate) const PROPERTY_COLUMNS: &str = "buildid, name, value, source";
+
+/// Adds the property of `r` (of [`PROPERTY_COLUMNS`]) to its build's set.
+pub(crate) fn add_property(
+    out: &mut std::collections::HashMap<BuildId, Properties>,
+    r: &(impl RowExt + Sync),
+) -> Result<()> {
+    let id = BuildId(r.int("buildid")?);
+    let name = r.text("name")?;
+    let value: serde_json::Value = serde_json::from_str(&r.text("value")?)
+        .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
+    out.entry(id)
+        .or_default()
+        .set(name, json_to_property(&value), &r.text("source")?);
+    Ok(())
 }
 
 impl Db {
@@ -202,36 +220,6 @@ impl Db {
                 })
             })
             .collect()
-    }
-
-    /// The properties of each of the builds `ids`: one query for a few hundred builds.
-    pub async fn build_properties_of(
-        &self,
-        ids: &[BuildId],
-    ) -> Result<std::collections::HashMap<BuildId, Properties>> {
-        let mut out: std::collections::HashMap<BuildId, Properties> = Default::default();
-        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
-            // Read as one packed row on SQLite: a burst of builds has thousands of properties,
-            // and each row would be one more hand-over from SQLite's thread.
-            let rest = format!(
-                "FROM build_properties WHERE buildid IN ({}) ORDER BY buildid, name",
-                crate::listing::placeholders(1, chunk.len())
-            );
-            let binds: Vec<SqlValue> = chunk.iter().map(|id| SqlValue::Int(id.0)).collect();
-            for r in self
-                .select("buildid, name, value, source", &rest, &binds)
-                .await?
-            {
-                let id = BuildId(r.int("buildid")?);
-                let name = r.text("name")?;
-                let value: serde_json::Value = serde_json::from_str(&r.text("value")?)
-                    .map_err(|e| DbError::Corrupt(format!("build {id} property {name:?}: {e}")))?;
-                out.entry(id)
-                    .or_default()
-                    .set(name, json_to_property(&value), &r.text("source")?);
-            }
-        }
-        Ok(out)
     }
 
     /// The build's properties as a [`Properties`] set.

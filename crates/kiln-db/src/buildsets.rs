@@ -43,8 +43,29 @@ pub struct BuildSetRow {
     pub sourcestamps: Vec<i64>,
 }
 
-const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, complete_at, results, \
+pub(crate) const COLUMNS: &str = "id, external_idstring, reason, submitted_at, complete, complete_at, results, \
                        parent_buildid, parent_relationship, rebuilt_buildid";
+
+/// A buildset from its row, taking its source stamps out of `sourcestamps` (by buildset id).
+pub(crate) fn buildset(
+    r: &(impl RowExt + Sync),
+    sourcestamps: &mut std::collections::HashMap<i64, Vec<i64>>,
+) -> Result<BuildSetRow> {
+    let id = r.int("id")?;
+    Ok(BuildSetRow {
+        id: BuildSetId(id),
+        external_idstring: r.opt_text("external_idstring")?,
+        reason: r.opt_text("reason")?,
+        submitted_at: r.int("submitted_at")?,
+        complete: r.flag("complete")?,
+        complete_at: r.opt_int("complete_at")?,
+        results: r.opt_int("results")?,
+        parent_buildid: r.opt_int("parent_buildid")?,
+        parent_relationship: r.opt_text("parent_relationship")?,
+        rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
+        sourcestamps: sourcestamps.remove(&id).unwrap_or_default(),
+    })
+}
 
 impl Db {
     pub async fn list_buildsets(&self, page: &Page) -> Result<(Vec<BuildSetRow>, i64)> {
@@ -54,22 +75,10 @@ impl Db {
             .map(|r| r.int("id"))
             .collect::<Result<Vec<i64>>>()?;
         let mut sourcestamps = self.sourcestamp_ids_of(&ids).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (r, id) in rows.iter().zip(ids) {
-            out.push(BuildSetRow {
-                id: BuildSetId(id),
-                external_idstring: r.opt_text("external_idstring")?,
-                reason: r.opt_text("reason")?,
-                submitted_at: r.int("submitted_at")?,
-                complete: r.flag("complete")?,
-                complete_at: r.opt_int("complete_at")?,
-                results: r.opt_int("results")?,
-                parent_buildid: r.opt_int("parent_buildid")?,
-                parent_relationship: r.opt_text("parent_relationship")?,
-                rebuilt_buildid: r.opt_int("rebuilt_buildid")?,
-                sourcestamps: sourcestamps.remove(&id).unwrap_or_default(),
-            });
-        }
+        let out = rows
+            .iter()
+            .map(|r| buildset(r, &mut sourcestamps))
+            .collect::<Result<_>>()?;
         Ok((out, total))
     }
 

@@ -341,30 +341,6 @@ impl Db {
         .collect()
     }
 
-    /// Those of the source stamps `ids` that a change made: a build of the others blames
-    /// nobody.
-    pub async fn sourcestamps_with_changes(
-        &self,
-        ids: &[i64],
-    ) -> Result<std::collections::HashSet<i64>> {
-        let mut out = std::collections::HashSet::new();
-        for chunk in ids.chunks(crate::listing::IN_LIST_MAX) {
-            let sql = format!(
-                "SELECT DISTINCT sourcestampid FROM changes WHERE sourcestampid IN ({})",
-                crate::listing::placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            let rows = query.fetch_all(&mut *self.reading().await?).await?;
-            for r in rows {
-                out.insert(r.int("sourcestampid")?);
-            }
-        }
-        Ok(out)
-    }
-
     /// The changes a build is blamed for, as Buildbot's `getChangesForBuild`: for each of its
     /// source stamps that a change made, that change and those before it on the same branch,
     /// repository, project and codebase, back to the change the previous successful build of the

@@ -566,3 +566,47 @@ mod tests {
         assert_eq!(one, 1);
     }
 }
+
+#[cfg(test)]
+mod roundtrip_probe {
+    fn cpu() -> f64 {
+        let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let rest = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probe() {
+        let t = crate::testing::sqlite().await.unwrap();
+        let db = &t.db;
+        for (label, pause) in [("busy", 0u64), ("paced", 1)] {
+            let n = 5000;
+            let c0 = cpu();
+            for _ in 0..n {
+                sqlx::query(
+                    "SELECT DISTINCT sourcestampid FROM changes WHERE sourcestampid IN ($1)",
+                )
+                .bind(1i64)
+                .fetch_all(&mut *db.reading().await.unwrap())
+                .await
+                .unwrap();
+                if pause > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+            let c1 = cpu();
+            // the same pauses without queries
+            if pause > 0 {
+                for _ in 0..n {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+            let c2 = cpu();
+            eprintln!(
+                "{label}: {:.1} us/query (pause alone {:.1} us)",
+                (c1 - c0) * 1e6 / n as f64,
+                (c2 - c1) * 1e6 / n as f64
+            );
+        }
+    }
+}

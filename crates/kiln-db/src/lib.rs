@@ -26,6 +26,7 @@ pub mod listing;
 mod logs;
 mod masters;
 mod migrate;
+mod origins;
 mod reports;
 mod rows;
 mod schedulers;
@@ -48,6 +49,7 @@ pub use eventlog::{EventRecord, Recorder, StoredEvent, unrecorded};
 pub use json::{json_to_property, property_to_json};
 pub use logs::{LogChunk, LogRow, LogType, MAX_CHUNK_BYTES, MAX_LINE_BYTES};
 pub use masters::MasterRow;
+pub use origins::{BuildsRead, BuildsWanted};
 pub use reports::{
     Decided, NewReport, NextReport, OutboxUpdate, ReportRow, ReportState, ReporterStatus,
 };

@@ -356,6 +356,15 @@ fn arguments(binds: &[SqlValue]) -> Result<AnyArguments, sqlx::Error> {
     Ok(arguments)
 }
 
+/// A `SELECT {columns} {rest}` whose parameters are numbered from `$1`, to run with others
+/// ([`crate::Db::select_each`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Select {
+    pub columns: String,
+    pub rest: String,
+    pub binds: Vec<SqlValue>,
+}
+
 impl crate::Db {
     /// Runs `SELECT {columns} {rest}` and returns its rows. On SQLite the rows come back packed
     /// into one (see [`crate::rows`]); the order of the statement is kept.
@@ -365,39 +374,86 @@ impl crate::Db {
         rest: &str,
         binds: &[SqlValue],
     ) -> crate::Result<Vec<ListedRow>> {
-        let sql = format!("SELECT {columns} {rest}");
+        let select = Select {
+            columns: columns.to_string(),
+            rest: rest.to_string(),
+            binds: binds.to_vec(),
+        };
+        Ok(self
+            .select_each(vec![select])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Runs each select and returns the rows of each, in order. On SQLite they go as one
+    /// multi-statement query, each select's rows packed into one: one round trip to SQLite's
+    /// thread for all of them, which costs far more than reading a few rows. PostgreSQL takes
+    /// one statement per query.
+    pub(crate) async fn select_each(
+        &self,
+        selects: Vec<Select>,
+    ) -> crate::Result<Vec<Vec<ListedRow>>> {
         if self.backend() == Backend::Postgres {
-            let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-                .fetch_all(&mut *self.reading().await?)
-                .await?;
-            return Ok(rows.into_iter().map(ListedRow::Driver).collect());
+            let mut out = Vec::with_capacity(selects.len());
+            let mut conn = self.reading().await?;
+            for s in selects {
+                let sql = format!("SELECT {} {}", s.columns, s.rest);
+                let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &s.binds)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                out.push(rows.into_iter().map(ListedRow::Driver).collect());
+            }
+            return Ok(out);
         }
-        let names: Arc<[String]> = column_names(columns).into();
-        let packed: Vec<String> = names.iter().map(|n| format!("listed.\"{n}\"")).collect();
-        // An aggregate over a subquery with ORDER BY reads the subquery's rows in its order: SQLite
-        // does not flatten such a subquery into the aggregate.
-        let sql = format!(
-            "SELECT json_group_array(json_array({})) AS packed FROM ({sql}) AS listed",
-            packed.join(", ")
-        );
-        let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
-            .fetch_one(&mut *self.reading().await?)
+        let mut sql = String::new();
+        let mut binds = Vec::new();
+        let mut names = Vec::with_capacity(selects.len());
+        for s in &selects {
+            let columns: Arc<[String]> = column_names(&s.columns).into();
+            let packed: Vec<String> = columns.iter().map(|n| format!("listed.\"{n}\"")).collect();
+            // An aggregate over a subquery with ORDER BY reads the subquery's rows in its
+            // order: SQLite does not flatten such a subquery into the aggregate.
+            let statement = format!(
+                "SELECT json_group_array(json_array({})) AS packed FROM (SELECT {} {}) AS listed;\n",
+                packed.join(", "),
+                s.columns,
+                s.rest
+            );
+            sql.push_str(&crate::batch::renumber(&statement, binds.len()));
+            binds.extend(s.binds.iter().cloned());
+            names.push(columns);
+        }
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
+            .fetch_all(&mut *self.reading().await?)
             .await?;
-        let text: String = sqlx::Row::try_get(&row, "packed")?;
-        let rows: Vec<Vec<serde_json::Value>> =
-            serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-                index: "packed".to_string(),
-                source: Box::new(e),
-            })?;
-        Ok(rows
-            .into_iter()
-            .map(|values| {
-                ListedRow::Packed(PackedRow {
-                    names: names.clone(),
-                    values,
-                })
-            })
-            .collect())
+        if rows.len() != names.len() {
+            return Err(crate::DbError::Corrupt(format!(
+                "{} selects read together gave {} rows",
+                names.len(),
+                rows.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for (row, names) in rows.iter().zip(names) {
+            let text: String = sqlx::Row::try_get(row, "packed")?;
+            let rows: Vec<Vec<serde_json::Value>> =
+                serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: "packed".to_string(),
+                    source: Box::new(e),
+                })?;
+            out.push(
+                rows.into_iter()
+                    .map(|values| {
+                        ListedRow::Packed(PackedRow {
+                            names: names.clone(),
+                            values,
+                        })
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
     }
 
     /// The ids of the rows of `listed` that the page's filters keep, in its order and paged, and

@@ -74,7 +74,16 @@ pub struct LogChunk {
 
 const COLUMNS: &str = "id, name, slug, stepid, complete, num_lines, type";
 
-fn log(r: &(impl RowExt + Sync)) -> Result<LogRow> {
+/// The columns of a log read through the alias `alias`.
+pub(crate) fn log_columns(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn log(r: &(impl RowExt + Sync)) -> Result<LogRow> {
     Ok(LogRow {
         id: LogId(r.int("id")?),
         name: r.text("name")?,
@@ -163,11 +172,7 @@ impl Db {
         if builds.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("l.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = log_columns("l");
         let marks = (1..=builds.len())
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()

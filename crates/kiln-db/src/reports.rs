@@ -2,7 +2,6 @@
 //! while after, so that a receiver that is down, or a master that restarts, loses none of them.
 
 use crate::batch::Batch;
-use crate::connection::Backend;
 use crate::eventlog::ADVANCE_POSITION;
 use crate::listing::SqlValue;
 use crate::rows::RowExt;
@@ -198,17 +197,6 @@ const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, s
     state, next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, $5, 'pending', $3, \
     $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
 
-/// Records at `$1` that the reports whose ids the JSON array `$2` lists were delivered: one
-/// statement, compiled once, for any number of them.
-const MARK_DELIVERED_SQLITE: &str = "UPDATE reports SET state = 'sent', attempts = attempts + 1, \
-    done_at = $1, leased_by = NULL, leased_until = NULL \
-    WHERE id IN (SELECT value FROM json_each($2))";
-
-/// [`MARK_DELIVERED_SQLITE`] in PostgreSQL's words.
-const MARK_DELIVERED_POSTGRES: &str = "UPDATE reports SET state = 'sent', \
-    attempts = attempts + 1, done_at = $1, leased_by = NULL, leased_until = NULL \
-    WHERE id IN (SELECT value::bigint FROM json_array_elements_text(CAST($2 AS json)))";
-
 /// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
 /// those before the first one that is not due yet or that another master holds.
 const LEASE_REPORTS: &str = concat!(
@@ -283,13 +271,17 @@ impl Writer {
                 ],
             );
         }
-        if !update.delivered.is_empty() {
-            let ids = serde_json::to_string(&update.delivered).unwrap_or_default();
-            let sql = match self.backend() {
-                Backend::Sqlite => MARK_DELIVERED_SQLITE,
-                Backend::Postgres => MARK_DELIVERED_POSTGRES,
-            };
-            batch.push(sql, vec![SqlValue::Int(now), SqlValue::Text(ids)]);
+        // A whole lease is recorded in one statement for each few thousand reports: one
+        // update for each report cost SQLite a statement to compile each.
+        for chunk in update.delivered.chunks(crate::listing::IN_LIST_MAX) {
+            let sql = format!(
+                "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
+                 leased_by = NULL, leased_until = NULL WHERE id IN ({})",
+                crate::listing::placeholders(2, chunk.len())
+            );
+            let mut args = vec![SqlValue::Int(now)];
+            args.extend(chunk.iter().map(|id| SqlValue::Int(*id)));
+            batch.push(sql, args);
         }
         let stored = batch.run(self).await?;
         let mut rows = Vec::with_capacity(stored.len());

@@ -59,7 +59,46 @@ impl SourceStampRow {
     }
 }
 
-const COLUMNS: &str = "id, branch, revision, patchid, repository, codebase, project, created_at";
+pub(crate) const COLUMNS: &str =
+    "id, branch, revision, patchid, repository, codebase, project, created_at";
+
+/// The columns of a patch, as a literal for `concat!`.
+macro_rules! patch_columns {
+    () => {
+        "id, patchlevel, patch_base64, patch_author, patch_comment, subdir"
+    };
+}
+
+/// The columns of a patch.
+pub(crate) const PATCH_COLUMNS: &str = patch_columns!();
+
+pub(crate) fn patch(p: &(impl RowExt + Sync)) -> Result<PatchRow> {
+    Ok(PatchRow {
+        id: p.int("id")?,
+        level: p.int("patchlevel")?,
+        body_base64: p.text("patch_base64")?,
+        author: p.opt_text("patch_author")?,
+        comment: p.opt_text("patch_comment")?,
+        subdir: p.opt_text("subdir")?,
+    })
+}
+
+/// A source stamp from its row and its patch, read apart.
+pub(crate) fn sourcestamp(
+    r: &(impl RowExt + Sync),
+    patch: Option<PatchRow>,
+) -> Result<SourceStampRow> {
+    Ok(SourceStampRow {
+        id: SourceStampId(r.int("id")?),
+        branch: r.opt_text("branch")?,
+        revision: r.opt_text("revision")?,
+        project: r.text("project")?,
+        repository: r.text("repository")?,
+        codebase: r.text("codebase")?,
+        created_at: r.int("created_at")?,
+        patch,
+    })
+}
 
 impl Db {
     /// The newest `limit` source stamps that builds on `builders` were built from, newest first,
@@ -129,32 +168,18 @@ impl Db {
     pub(crate) async fn sourcestamp_row(&self, r: &(impl RowExt + Sync)) -> Result<SourceStampRow> {
         let patch = match r.opt_int("patchid")? {
             None => None,
-            Some(pid) => sqlx::query("SELECT id, patchlevel, patch_base64, patch_author, patch_comment, subdir FROM patches WHERE id = $1")
-                .bind(pid)
-                .fetch_optional(&mut *self.reading().await?)
-                .await?
-                .map(|p| -> Result<PatchRow> {
-                    Ok(PatchRow {
-                        id: p.int("id")?,
-                        level: p.int("patchlevel")?,
-                        body_base64: p.text("patch_base64")?,
-                        author: p.opt_text("patch_author")?,
-                        comment: p.opt_text("patch_comment")?,
-                        subdir: p.opt_text("subdir")?,
-                    })
-                })
-                .transpose()?,
+            Some(pid) => sqlx::query(concat!(
+                "SELECT ",
+                patch_columns!(),
+                " FROM patches WHERE id = $1"
+            ))
+            .bind(pid)
+            .fetch_optional(&mut *self.reading().await?)
+            .await?
+            .map(|p| patch(&p))
+            .transpose()?,
         };
-        Ok(SourceStampRow {
-            id: SourceStampId(r.int("id")?),
-            branch: r.opt_text("branch")?,
-            revision: r.opt_text("revision")?,
-            project: r.text("project")?,
-            repository: r.text("repository")?,
-            codebase: r.text("codebase")?,
-            created_at: r.int("created_at")?,
-            patch,
-        })
+        sourcestamp(r, patch)
     }
 
     pub async fn list_sourcestamps(&self, page: &Page) -> Result<(Vec<SourceStampRow>, i64)> {

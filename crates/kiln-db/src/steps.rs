@@ -24,10 +24,10 @@ pub struct StepRow {
     pub hidden: bool,
 }
 
-const COLUMNS: &str = "id, number, name, buildid, started_at, locks_acquired_at, complete_at, state_string, \
+pub(crate) const COLUMNS: &str = "id, number, name, buildid, started_at, locks_acquired_at, complete_at, state_string, \
                        results, urls_json, hidden";
 
-fn step(r: &(impl RowExt + Sync)) -> Result<StepRow> {
+pub(crate) fn step(r: &(impl RowExt + Sync)) -> Result<StepRow> {
     Ok(StepRow {
         id: StepId(r.int("id")?),
         number: r.int("number")?,

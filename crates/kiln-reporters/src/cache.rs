@@ -2,10 +2,10 @@
 //!
 //! Every reporter decides the same bursts of events; without this, a finished build would be
 //! read once per reporter, and each build of a burst on its own. [`BuildCache`] keeps each
-//! build as it was read for one event, and reads the builds of a burst of events with one
-//! query for each kind of row, with what all reporters need, before any of them decides it
-//! (the feed calls [`BuildCache::preload_burst`]). It keeps builders between bursts too
-//! ([`Builders`]).
+//! build as it was read for one event, and reads the builds of a burst of events in one round
+//! trip to the database (`Db::read_builds`), with what all reporters need, before any of them
+//! decides it (the feed calls [`BuildCache::preload_burst`]). It keeps builders between bursts
+//! too ([`Builders`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, Weak};
 use kiln_api::{ApiError, Delivery, ReadSide};
 use kiln_config::MasterConfig;
 use kiln_core::{BuildId, BuildSetId, BuilderId};
+use kiln_db::BuilderRow;
 use kiln_db::listing::{Page, SqlValue};
-use kiln_db::{BuildRow, BuilderRow};
 use tokio::sync::OnceCell;
 
 use crate::data::{BuildInfo, Needs, Origin, complete, extend, load_build_again, users_of};
@@ -324,7 +324,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reads the builds `ids` with their builders, requests, buildsets, source stamps and
-/// properties in one query for each kind of row, whatever their number.
+/// properties, and the steps, previous builds and changes that `needs` asks for, in one round
+/// trip to the database whatever their number (the builders are kept in `known`).
 async fn load_builds(
     read: &dyn ReadSide,
     ids: &[BuildId],
@@ -332,80 +333,26 @@ async fn load_builds(
     known: &Builders,
 ) -> Result<Vec<BuildInfo>, ApiError> {
     let db = read.db();
-    let distinct = |mut v: Vec<i64>| {
-        v.sort_unstable();
-        v.dedup();
-        v
+    let wanted = kiln_db::BuildsWanted {
+        steps: needs.steps,
+        previous: needs.previous,
+        changed: needs.users,
     };
-    let (rows, _) = db
-        .list_builds(&Page::among("id", ids.iter().map(|i| i.0)))
-        .await?;
-    let builder_ids: Vec<BuilderId> = distinct(rows.iter().map(|r| r.builderid.0).collect())
-        .into_iter()
-        .map(BuilderId)
-        .collect();
+    let kiln_db::BuildsRead {
+        builds: rows,
+        requests,
+        buildsets,
+        sourcestamps,
+        mut properties,
+        steps,
+        logs,
+        previous: comparable,
+        changed,
+    } = db.read_builds(ids, wanted).await?;
+    let mut builder_ids: Vec<BuilderId> = rows.iter().map(|r| r.builderid).collect();
+    builder_ids.sort_unstable_by_key(|b| b.0);
+    builder_ids.dedup();
     let builders = known.get(read, &builder_ids).await?;
-    let (requests, _) = db
-        .list_buildrequests(&Page::among(
-            "br.id",
-            distinct(rows.iter().map(|r| r.buildrequestid.0).collect()),
-        ))
-        .await?;
-    let (buildsets, _) = db
-        .list_buildsets(&Page::among(
-            "id",
-            distinct(requests.iter().map(|r| r.buildsetid.0).collect()),
-        ))
-        .await?;
-    let (sourcestamps, _) = db
-        .list_sourcestamps(&Page::among(
-            "id",
-            distinct(
-                buildsets
-                    .iter()
-                    .flat_map(|b| b.sourcestamps.clone())
-                    .collect(),
-            ),
-        ))
-        .await?;
-    let mut properties = db.build_properties_of(ids).await?;
-    // Steps and their logs are read for all the builds together too.
-    let (steps, logs) = if needs.steps {
-        let (steps, _) = db
-            .list_steps(&Page {
-                order: vec![("buildid", false), ("number", false)],
-                ..Page::among("buildid", ids.iter().map(|i| i.0))
-            })
-            .await?;
-        (steps, db.logs_of_builds(ids).await?)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    // So are the builds they are compared with, in one query for each builder.
-    let mut comparable: Vec<BuildRow> = Vec::new();
-    if needs.previous {
-        let mut builders: Vec<BuilderId> = rows.iter().map(|r| r.builderid).collect();
-        builders.sort_unstable_by_key(|b| b.0);
-        builders.dedup();
-        for builder in builders {
-            let numbers = rows
-                .iter()
-                .filter(|r| r.builderid == builder)
-                .map(|r| r.number);
-            let (low, high) = (numbers.clone().min(), numbers.max());
-            if let (Some(low), Some(high)) = (low, high) {
-                comparable.extend(db.comparable_builds(builder, high, high - low + 1).await?);
-            }
-        }
-    }
-    // A build whose source stamps no change made blames nobody: only the others' blamelists
-    // are read, one by one.
-    let changed = if needs.users {
-        let stamps: Vec<i64> = sourcestamps.iter().map(|s| s.id.0).collect();
-        db.sourcestamps_with_changes(&stamps).await?
-    } else {
-        Default::default()
-    };
     let rest = Needs {
         steps: false,
         previous: false,

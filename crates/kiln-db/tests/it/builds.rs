@@ -197,3 +197,181 @@ async fn workers_record_configuration_and_connections() {
     })
     .await;
 }
+
+/// A burst of builds read together, in one round trip, gives what the listings of each kind of
+/// row give one after another, and each build's previous build: the newest below it on its
+/// builder that is complete and was not retried.
+#[tokio::test]
+async fn builds_read_together_match_the_listings_of_each_kind_of_row() {
+    each_backend(|t| async move {
+        let db = &t.db;
+        let b = t.backend;
+        let m = db.find_master_id("m").await.unwrap();
+        let w = db.find_worker_id("w1").await.unwrap();
+        let b1 = db.find_builder_id("b1").await.unwrap();
+        let stamp = |revision: &str, patch| kiln_core::sourcestamp::SourceStamp {
+            codebase: String::new(),
+            repository: "https://example.org/repo.git".into(),
+            branch: Some("main".into()),
+            revision: Some(revision.into()),
+            project: "p".into(),
+            patch,
+        };
+        let change = kiln_db::NewChange {
+            author: "alice <alice@example.org>".into(),
+            comments: "fix".into(),
+            branch: Some("main".into()),
+            revision: Some("r2".into()),
+            repository: "https://example.org/repo.git".into(),
+            project: "p".into(),
+            when_timestamp: 1,
+            ..Default::default()
+        };
+        db.add_change(&change, 1, kiln_db::unrecorded)
+            .await
+            .unwrap();
+        let patch = kiln_core::sourcestamp::Patch {
+            level: 1,
+            body: b"--- a\n+++ b\n".to_vec(),
+            subdir: None,
+            author: Some("bob".into()),
+            comment: Some("try".into()),
+        };
+        let mut properties = Properties::default();
+        properties.set("reason", PropertyValue::Str("tried".into()), "Force");
+        // Four builds of one builder, each of a buildset of its own: the second is retried,
+        // the third is made of a change and the fourth of a patch.
+        let mut ids = Vec::new();
+        for (i, ss) in [
+            stamp("r1", None),
+            stamp("r1", None),
+            stamp("r2", None),
+            stamp("r3", Some(patch)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (bsid, brs) = db
+                .add_buildset(
+                    &NewBuildSet {
+                        builders: vec![(b1, 0)],
+                        sourcestamps: vec![ss],
+                        properties: properties.clone(),
+                        submitted_at: 1,
+                        ..Default::default()
+                    },
+                    kiln_db::unrecorded,
+                )
+                .await
+                .unwrap();
+            let now = 10 + i as i64;
+            let build = db
+                .claim_and_start_build(brs[0].1, bsid, b1, w, m, "", now, kiln_db::unrecorded)
+                .await
+                .unwrap();
+            ids.push(build.id);
+        }
+        let finish = |id, results| db.finish_build(id, results, "done", 20, kiln_db::unrecorded);
+        finish(ids[0], Results::Success).await.unwrap();
+        finish(ids[1], Results::Retry).await.unwrap();
+        finish(ids[2], Results::Failure).await.unwrap();
+        let mut own = Properties::default();
+        own.set("got_revision", PropertyValue::Str("r3".into()), "Git");
+        db.set_build_properties(ids[3], &own).await.unwrap();
+        let (step, _, _, _) = db
+            .add_step(
+                ids[3],
+                "compile",
+                "",
+                &[("stdio", LogType::Stdio)],
+                None,
+                21,
+            )
+            .await
+            .unwrap();
+
+        let asked = [ids[3], ids[2], ids[1]];
+        let all = kiln_db::BuildsWanted {
+            steps: true,
+            previous: true,
+            changed: true,
+        };
+        let read = db.read_builds(&asked, all).await.unwrap();
+        let among = |column, ids: Vec<i64>| Page::among(column, ids);
+        let mut sorted: Vec<i64> = asked.iter().map(|i| i.0).collect();
+        sorted.sort_unstable();
+        let builds = db
+            .list_builds(&among("id", sorted.clone()))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(read.builds, builds, "{b}");
+        let requests: Vec<i64> = builds.iter().map(|r| r.buildrequestid.0).collect();
+        let requests = db
+            .list_buildrequests(&among("br.id", requests))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(read.requests, requests, "{b}");
+        let buildsets: Vec<i64> = requests.iter().map(|r| r.buildsetid.0).collect();
+        let buildsets = db.list_buildsets(&among("id", buildsets)).await.unwrap().0;
+        assert_eq!(read.buildsets, buildsets, "{b}");
+        let mut stamps: Vec<i64> = buildsets
+            .iter()
+            .flat_map(|s| s.sourcestamps.clone())
+            .collect();
+        stamps.sort_unstable();
+        stamps.dedup();
+        let sourcestamps = db
+            .list_sourcestamps(&among("id", stamps.clone()))
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(read.sourcestamps, sourcestamps, "{b}");
+        assert!(read.sourcestamps.iter().any(|s| s.patch.is_some()), "{b}");
+        for id in asked {
+            let properties = db.build_properties_set(id).await.unwrap();
+            assert_eq!(
+                read.properties.get(&id).cloned().unwrap_or_default(),
+                properties
+            );
+        }
+        assert_eq!(
+            read.properties[&ids[3]].get("got_revision"),
+            Some(&PropertyValue::Str("r3".into())),
+            "{b}"
+        );
+        let steps = Page {
+            order: vec![("buildid", false), ("number", false)],
+            ..among("buildid", sorted.clone())
+        };
+        assert_eq!(read.steps, db.list_steps(&steps).await.unwrap().0, "{b}");
+        assert_eq!(read.steps.len(), 1, "{b}");
+        assert_eq!(read.logs, db.logs_of_builds(&asked).await.unwrap(), "{b}");
+        assert_eq!(read.logs[0].stepid, step, "{b}");
+        // Only the third build's source stamp was made by a change.
+        let third = requests
+            .iter()
+            .find(|r| r.id == builds[1].buildrequestid)
+            .unwrap();
+        let third = buildsets.iter().find(|s| s.id == third.buildsetid).unwrap();
+        assert_eq!(
+            read.changed,
+            third.sourcestamps.iter().copied().collect(),
+            "{b}"
+        );
+        // The fourth build's previous is the third; the third's and the retried second's, the
+        // first, passing over the retried one.
+        let previous: Vec<_> = read.previous.iter().map(|p| p.id).collect();
+        assert_eq!(previous, [ids[0], ids[2]], "{b}");
+        // What is not asked for is not read.
+        let bare = db
+            .read_builds(&asked, kiln_db::BuildsWanted::default())
+            .await
+            .unwrap();
+        assert!(bare.steps.is_empty() && bare.logs.is_empty(), "{b}");
+        assert!(bare.previous.is_empty() && bare.changed.is_empty(), "{b}");
+        assert_eq!(bare.builds, read.builds, "{b}");
+    })
+    .await;
+}
