@@ -164,6 +164,15 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
 /// Values one statement binds at most in an `IN (…)` list: well under SQLite's limit.
 pub(crate) const IN_LIST_MAX: usize = 5000;
 
+/// The columns `columns` (a plain list, no expressions) read through the table alias `alias`.
+pub(crate) fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Builds the `WHERE` clause for `page` with `$N` placeholders, appending the values to bind.
 pub(crate) fn where_clause(page: &Page, backend: Backend, binds: &mut Vec<SqlValue>) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -76,11 +76,7 @@ const COLUMNS: &str = "id, name, slug, stepid, complete, num_lines, type";
 
 /// The columns of a log read through the alias `alias`.
 pub(crate) fn log_columns(alias: &str) -> String {
-    COLUMNS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::listing::qualified(alias, COLUMNS)
 }
 
 pub(crate) fn log(r: &(impl RowExt + Sync)) -> Result<LogRow> {
