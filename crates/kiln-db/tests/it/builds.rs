@@ -372,6 +372,11 @@ async fn builds_read_together_match_the_listings_of_each_kind_of_row() {
         assert!(bare.steps.is_empty() && bare.logs.is_empty(), "{b}");
         assert!(bare.previous.is_empty() && bare.changed.is_empty(), "{b}");
         assert_eq!(bare.builds, read.builds, "{b}");
+        // More builds than one round trip takes are read in several.
+        let many: Vec<kiln_core::BuildId> = (1..=6_000).map(kiln_core::BuildId).collect();
+        let all_of_them = db.read_builds(&many, all).await.unwrap();
+        assert_eq!(all_of_them.builds.len(), 4, "{b}");
+        assert_eq!(all_of_them.previous, read.previous, "{b}");
     })
     .await;
 }
