@@ -25,7 +25,7 @@ pub struct BuildsWanted {
     /// The builds' steps, and their logs.
     pub steps: bool,
     /// Each build's previous build: the newest numbered below it on its builder that is
-    /// complete and was not cancelled.
+    /// complete and is not to be retried (Buildbot passes over those too).
     pub previous: bool,
     /// Which of the source stamps a change made.
     pub changed: bool,
