@@ -40,11 +40,11 @@ pub struct DurableConsumer {
     pending: VecDeque<StoredEvent>,
     /// How long to let events gather after a wake-up before reading them.
     linger: Duration,
-    /// When a lingering consumer last read the record.
-    last_read: Option<tokio::time::Instant>,
     /// Whether the last read may have left events unread (it was full, or was not made yet, or
     /// it found a gap).
     unread: bool,
+    /// How many times the record was read.
+    reads: u64,
 }
 
 impl DurableConsumer {
@@ -109,13 +109,15 @@ impl DurableConsumer {
             pending: VecDeque::new(),
             unread: true,
             linger: Duration::ZERO,
-            last_read: None,
+            reads: 0,
         }
     }
 
-    /// Lets events gather for `linger` before they are read, reading at most once per
-    /// `linger`: a consumer that is told of each event as it is published otherwise reads, and
-    /// writes, once per event when they come one at a time, however many come each second.
+    /// Lets events gather for `linger` after a wake-up before they are read, so reading at most
+    /// once per `linger`: a consumer that is told of each event as it is published otherwise
+    /// reads, and writes, once per event when they come one at a time, however many come each
+    /// second, and the first events of a burst (a build's request, its claim, its start) apart
+    /// from the rest.
     pub fn with_linger(mut self, linger: Duration) -> DurableConsumer {
         self.linger = linger;
         self
@@ -124,6 +126,11 @@ impl DurableConsumer {
     /// The last position delivered.
     pub fn position(&self) -> i64 {
         self.position
+    }
+
+    /// How many times the consumer read the record.
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// Waits for the next delivery.
@@ -170,17 +177,18 @@ impl DurableConsumer {
                 self.wait().await;
                 self.unread = true;
             }
-            // A lingering consumer reads at most once per `linger`, so that what it reads
-            // comes in bursts however busy the master is.
+            // A lingering consumer lets the events gather after a wake-up, however long it was
+            // idle before, so that what it reads comes in bursts.
             if !self.linger.is_zero() {
-                let next = self.last_read.map_or_else(
-                    || tokio::time::Instant::now() + self.linger,
-                    |at| at + self.linger,
-                );
-                tokio::time::sleep_until(next).await;
-                self.last_read = Some(tokio::time::Instant::now());
+                tokio::time::sleep(self.linger).await;
             }
+            // The wake-ups queued by now are answered by this read too: an event is published
+            // once it is recorded, so what they announce is there to read. Left queued, the
+            // rest of a burst's wake-ups (a build's end is several events) would cost a read
+            // that finds nothing.
+            self.woken();
             let db = self.services.read.db();
+            self.reads += 1;
             let read = db.events_after(self.position, READ_BATCH).await?;
             let full = read.len() as i64 >= READ_BATCH;
             // Pruning past this consumer leaves a gap before the first event it reads (ids may

@@ -34,9 +34,10 @@ const ACK_EVERY: i64 = 64;
 /// How long an idle deliverer waits before it looks at the outbox again, in case another
 /// master stored reports for it.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// How often at most the feed reads the events the reporters decide: on a busy master a burst
-/// of builds is then read and stored in a few statements rather than a few for each build, for
-/// a delay that nobody waiting for a mail or a status notices.
+/// How long the feed lets the events the reporters decide gather after a wake-up: a build's
+/// events, and on a busy master a burst of builds, are then read and stored in a few
+/// statements rather than a few for each event, for a delay that nobody waiting for a mail or
+/// a status notices.
 pub(crate) const LINGER: Duration = Duration::from_millis(200);
 /// How many due reports one lease takes.
 const DELIVERY_BATCH: i64 = 64;

@@ -138,3 +138,45 @@ async fn a_consumer_behind_the_pruned_record_is_told_what_it_missed() {
     }
     assert_eq!(rest, written[40..]);
 }
+
+/// A lingering consumer's read answers every wake-up queued while it lingered: the events of a
+/// burst recorded one after another are read once, and no read follows that finds nothing; a
+/// burst that comes after a quiet while is gathered too, not read from its first event on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_consumer_reads_a_burst_once() {
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", ONE_BUILDER)).await;
+    let services = kiln_master::boundary::services(m.master());
+    let linger = std::time::Duration::from_millis(300);
+    let mut consumer = DurableConsumer::start(&services, "lingering")
+        .await
+        .unwrap()
+        .with_linger(linger);
+    for burst in 0..2 {
+        // The first change wakes the consumer, which lingers while the others are recorded,
+        // each in a write of its own.
+        let mut batches: Vec<Vec<i64>> = Vec::new();
+        let (written, ()) = tokio::join!(add_changes(&m, burst * 5, 5), async {
+            while batches.iter().map(Vec::len).sum::<usize>() < 5 {
+                let batch = tokio::time::timeout(crate::harness::WAIT, consumer.next_batch())
+                    .await
+                    .expect("events in time")
+                    .unwrap();
+                let ids = batch.iter().map(|d| match d {
+                    Delivery::Event(e) => change_id(e),
+                    other => panic!("expected an event, got {other:?}"),
+                });
+                batches.push(ids.collect());
+            }
+        });
+        assert_eq!(batches, [written], "burst {burst}");
+        // Nothing more is recorded: the consumer waits without reading again, though the
+        // wake-ups of the events it read came while it lingered.
+        let more = tokio::time::timeout(linger * 2, consumer.next_batch());
+        assert!(more.await.is_err(), "no event was recorded since");
+        assert_eq!(
+            consumer.reads(),
+            burst as u64 + 1,
+            "every read found events"
+        );
+    }
+}
