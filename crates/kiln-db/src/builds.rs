@@ -66,6 +66,10 @@ pub(crate) fn build(r: &(impl RowExt + Sync)) -> Result<BuildRow> {
     })
 }
 
+/// What makes a build one that a later build of its builder is compared with: finished, and
+/// not to be retried. Its columns are unqualified, for the `builds` table read last.
+pub(crate) const COMPARABLE: &str = "complete_at IS NOT NULL AND (results IS NULL OR results <> 5)";
+
 /// The columns of a build's property, with its build.
 pub(crate) const PROPERTY_COLUMNS: &str = "buildid, name, value, source";
 
@@ -174,31 +178,17 @@ impl Db {
         builder: BuilderId,
         number: i64,
     ) -> Result<Option<BuildRow>> {
-        Ok(self.comparable_builds(builder, number, 1).await?.pop())
-    }
-
-    /// The newest `limit` builds of `builder` numbered below `below` that reporters compare
-    /// with (finished, not RETRY), newest first: for builds numbered from `a` to `b`, the
-    /// `b - a + 1` newest below `b` hold each one's previous build.
-    pub async fn comparable_builds(
-        &self,
-        builder: BuilderId,
-        below: i64,
-        limit: i64,
-    ) -> Result<Vec<BuildRow>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM builds WHERE builderid = $1 AND number < $2 \
-             AND complete_at IS NOT NULL AND (results IS NULL OR results <> 5) \
-             ORDER BY number DESC LIMIT $3"
+            "SELECT {COLUMNS} FROM builds WHERE builderid = $1 AND number < $2 AND {COMPARABLE} \
+             ORDER BY number DESC LIMIT 1"
         )))
         .bind(builder.0)
-        .bind(below)
-        .bind(limit)
-        .fetch_all(&mut *self.reading().await?)
+        .bind(number)
+        .fetch_optional(&mut *self.reading().await?)
         .await?
-        .iter()
+        .as_ref()
         .map(build)
-        .collect()
+        .transpose()
     }
 
     pub async fn build_properties(&self, id: BuildId) -> Result<Vec<PropertyRow>> {

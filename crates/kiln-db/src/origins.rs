@@ -137,15 +137,17 @@ impl Db {
             ));
         }
         if wanted.previous {
-            // Each build's previous build is one step down the (builderid, number) index.
+            // Each build's previous build is one step down the (builderid, number) index; the
+            // innermost `builds` is unaliased, so that the unqualified columns of
+            // `builds::COMPARABLE` are its own.
             selects.push(select(
                 builds::COLUMNS,
                 format!(
-                    "FROM builds WHERE id IN (SELECT (SELECT p.id FROM builds p \
-                     WHERE p.builderid = b.builderid AND p.number < b.number \
-                     AND p.complete_at IS NOT NULL AND (p.results IS NULL OR p.results <> 5) \
-                     ORDER BY p.number DESC LIMIT 1) FROM builds b WHERE b.id IN ({marks})) \
-                     ORDER BY id"
+                    "FROM builds WHERE id IN (SELECT (SELECT id FROM builds \
+                     WHERE builderid = b.builderid AND number < b.number AND {} \
+                     ORDER BY number DESC LIMIT 1) FROM builds b WHERE b.id IN ({marks})) \
+                     ORDER BY id",
+                    builds::COMPARABLE
                 ),
             ));
         }
