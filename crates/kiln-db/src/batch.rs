@@ -181,7 +181,7 @@ impl Batch {
 
 /// SQLite refuses a query with more parameters than this (32,766 in the versions sqlx bundles);
 /// a batch with more is sent as several queries inside one transaction.
-const MAX_SQLITE_PARAMETERS: usize = 32_000;
+pub(crate) const MAX_SQLITE_PARAMETERS: usize = 32_000;
 
 /// One multi-statement query, opened with `BEGIN` and closed with `COMMIT` as asked.
 fn sqlite_query(

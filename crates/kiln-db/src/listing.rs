@@ -396,9 +396,12 @@ impl crate::Db {
     }
 
     /// Runs each select and returns the rows of each, in order. On SQLite they go as one
-    /// multi-statement query, each select's rows packed into one: one round trip to SQLite's
-    /// thread for all of them, which costs far more than reading a few rows. PostgreSQL takes
-    /// one statement per query.
+    /// statement whose one row holds each select's rows packed into a column: one round trip to
+    /// SQLite's thread for all of them, which costs far more than reading a few rows. One
+    /// statement rather than one per select, because sqlx hands every statement's outcome across
+    /// threads on its own, and each hand-over can wake the reading task again; selects with more
+    /// parameters than one statement takes go as several statements of the same query.
+    /// PostgreSQL takes one statement per query.
     pub(crate) async fn select_each(
         &self,
         selects: Vec<Select>,
@@ -415,7 +418,10 @@ impl crate::Db {
             }
             return Ok(out);
         }
-        let mut sql = String::new();
+        // Selects are cut into statements only where SQLite's limit on one statement's
+        // parameters asks; each statement gives one row.
+        let mut statements: Vec<Vec<String>> = Vec::new();
+        let mut in_statement = 0;
         let mut binds = Vec::new();
         let mut names = Vec::with_capacity(selects.len());
         for s in &selects {
@@ -423,32 +429,47 @@ impl crate::Db {
             let packed: Vec<String> = columns.iter().map(|n| format!("listed.\"{n}\"")).collect();
             // An aggregate over a subquery with ORDER BY reads the subquery's rows in its
             // order: SQLite does not flatten such a subquery into the aggregate.
-            let statement = format!(
-                "SELECT json_group_array(json_array({})) AS packed FROM (SELECT {} {}) AS listed;\n",
+            let pack = format!(
+                "(SELECT json_group_array(json_array({})) FROM (SELECT {} {}) AS listed)",
                 packed.join(", "),
                 s.columns,
                 s.rest
             );
-            sql.push_str(&crate::batch::renumber(&statement, binds.len()));
+            let full = in_statement + s.binds.len() > crate::batch::MAX_SQLITE_PARAMETERS;
+            if statements.is_empty() || (full && in_statement > 0) {
+                statements.push(Vec::new());
+                in_statement = 0;
+            }
+            let statement = statements.last_mut().expect("pushed above");
+            statement.push(crate::batch::renumber(&pack, binds.len()));
+            in_statement += s.binds.len();
             binds.extend(s.binds.iter().cloned());
             names.push(columns);
         }
+        let sql: String = statements
+            .iter()
+            .map(|packs| format!("SELECT {};\n", packs.join(",\n")))
+            .collect();
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
             .fetch_all(&mut *self.reading().await?)
             .await?;
-        if rows.len() != names.len() {
+        if rows.len() != statements.len() {
             return Err(crate::DbError::Corrupt(format!(
-                "{} selects read together gave {} rows",
-                names.len(),
+                "{} statements read together gave {} rows",
+                statements.len(),
                 rows.len()
             )));
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for (row, names) in rows.iter().zip(names) {
-            let text: String = sqlx::Row::try_get(row, "packed")?;
+        let columns = rows
+            .iter()
+            .zip(&statements)
+            .flat_map(|(row, packs)| (0..packs.len()).map(move |i| (row, i)));
+        let mut out = Vec::with_capacity(names.len());
+        for ((row, i), names) in columns.zip(names) {
+            let text: String = sqlx::Row::try_get(row, i)?;
             let rows: Vec<Vec<serde_json::Value>> =
                 serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-                    index: "packed".to_string(),
+                    index: i.to_string(),
                     source: Box::new(e),
                 })?;
             out.push(
