@@ -615,6 +615,7 @@ class CpuWindow:
 
     def __init__(self, m: Master):
         self.m = m
+        self.switches = SwitchCounter(m.proc.pid)
         self.t0 = time.monotonic()
         self.master0, self.workers0, self.host0 = m.cpu(), m.workers_cpu(), host_busy_seconds()
 
@@ -627,7 +628,42 @@ class CpuWindow:
             "master_cpu_s": master, "workers_cpu_s": workers,
             "other_cpu_s": max(0.0, host - master - workers),
             "host_cpu_busy_frac": host / (wall * (os.cpu_count() or 1)) if wall > 0 else None,
+            "master_context_switches": self.switches.stop(),
         }
+
+
+class SwitchCounter:
+    """The context switches of a process's threads over a window, counted by `perf stat`
+    (None without perf). On a virtual machine whose CPU time per unit of work drifts from one
+    hour to the next, the count is exact: it compares two builds of the master where CPU time
+    cannot, and each switch is a wake-up the master paid for. /proc cannot give it, since the
+    counts of threads that ended during the window (SQLite's readers are replaced) are lost."""
+
+    def __init__(self, pid: int):
+        self.out = tempfile.NamedTemporaryFile(prefix="bench-switches-", suffix=".csv", delete=False)
+        self.out.close()
+        perf = shutil.which("perf")
+        self.proc = None
+        if perf:
+            self.proc = subprocess.Popen(
+                [perf, "stat", "-x", ",", "-e", "context-switches", "-p", str(pid),
+                 "-o", self.out.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> int | None:
+        try:
+            if self.proc is None:
+                return None
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(10)
+            for line in Path(self.out.name).read_text().splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2] == "context-switches" and fields[0].isdigit():
+                    return int(fields[0])
+            return None
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        finally:
+            Path(self.out.name).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------
@@ -799,6 +835,8 @@ def scenario_throughput(args, label: str = "throughput", delivered=None) -> dict
         "force_submit_s": submit_done[0] - t0 if submit_done[0] else None,
         **cpu,
         "master_cpu_ms_per_build": cpu["master_cpu_s"] * 1000 / n,
+        "master_context_switches_per_build": (cpu["master_context_switches"] / n
+                                              if cpu["master_context_switches"] is not None else None),
         "workers_cpu_ms_per_build": cpu["workers_cpu_s"] * 1000 / n,
         "master_peak_rss_mib": hwm, **up,
     }
@@ -1170,6 +1208,7 @@ SCENARIOS = {
 # (scenario, key, label, unit, format) rows shown in tables and comparisons.
 METRICS = [
     ("reporters", "master_cpu_ms_per_build", "master CPU per build with the reporters", "ms", "{:.2f}"),
+    ("reporters", "master_context_switches_per_build", "master context switches per build with the reporters", "", "{:.0f}"),
     ("reporters", "all_reports_delivered_s", "every report delivered after", "s", "{:.1f}"),
     ("startup", "api_ready_median_s", "start-up until REST answers (median)", "s", "{:.3f}"),
     ("startup", "workers_connected_median_s", "workers connected after spawn (median)", "s", "{:.2f}"),
@@ -1178,6 +1217,7 @@ METRICS = [
     ("throughput", "builds_per_s", "throughput", "builds/s", "{:.2f}"),
     ("throughput", "force_submit_s", "time to submit all forces", "s", "{:.1f}"),
     ("throughput", "master_cpu_ms_per_build", "master CPU per build", "ms", "{:.1f}"),
+    ("throughput", "master_context_switches_per_build", "master context switches per build", "", "{:.0f}"),
     ("throughput", "workers_cpu_ms_per_build", "workers CPU per build (all workers)", "ms", "{:.1f}"),
     ("throughput", "master_peak_rss_mib", "master peak RSS (VmHWM)", "MiB", "{:.1f}"),
     ("throughput", "other_cpu_s", "other CPU on host during run (noise)", "s", "{:.1f}"),
