@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::Inbox;
 use crate::cache::BuildCache;
+use crate::store::{Expected, Store};
 
 /// How many bursts a reporter may have waiting before the feed waits for it.
 const QUEUED_BURSTS: usize = 4;
@@ -22,10 +23,18 @@ const QUEUED_BURSTS: usize = 4;
 /// A burst of events as the feed read it, shared by every reporter.
 pub type Burst = Arc<Vec<Delivery>>;
 
+/// A burst handed to one reporter, with the store's expectation of what it decides from it
+/// (dropped when it decides nothing).
+pub struct Handed {
+    pub burst: Burst,
+    pub expected: Expected,
+}
+
 /// The reader of the record that every reporter shares.
 pub struct Feed {
     services: Services,
     builds: Arc<BuildCache>,
+    store: Arc<Store>,
     linger: Duration,
     requests: mpsc::UnboundedSender<Subscription>,
     incoming: Inbox<Subscription>,
@@ -34,17 +43,23 @@ pub struct Feed {
 /// A reporter that wants the events after `position`.
 struct Subscription {
     position: i64,
-    bursts: mpsc::Sender<Burst>,
+    bursts: mpsc::Sender<Handed>,
 }
 
 impl Feed {
     /// A feed that reads at most once per `linger`, and reads the builds of each burst into
-    /// `builds` before the reporters decide it.
-    pub fn new(services: Services, linger: Duration, builds: Arc<BuildCache>) -> Feed {
+    /// `builds` before the reporters decide it; `store` expects what they decide.
+    pub fn new(
+        services: Services,
+        linger: Duration,
+        builds: Arc<BuildCache>,
+        store: Arc<Store>,
+    ) -> Feed {
         let (requests, incoming) = mpsc::unbounded_channel();
         Feed {
             services,
             builds,
+            store,
             linger,
             requests,
             incoming: Inbox::new(incoming),
@@ -54,7 +69,7 @@ impl Feed {
     /// The bursts of events read after `position` from now on. A reporter filters out what it
     /// handled already: a burst may start before its position when another reporter is behind
     /// it. The receiver ends only when the feed stops.
-    pub fn subscribe(&self, position: i64) -> mpsc::Receiver<Burst> {
+    pub fn subscribe(&self, position: i64) -> mpsc::Receiver<Handed> {
         let (bursts, receiver) = mpsc::channel(QUEUED_BURSTS);
         // A feed that stopped drops the request, which ends the receiver.
         let _ = self.requests.send(Subscription { position, bursts });
@@ -94,8 +109,13 @@ impl Feed {
                         let burst = Arc::new(burst);
                         // A reporter that stopped is dropped at the next burst.
                         readers.retain(|r| !r.bursts.is_closed());
-                        for reader in &readers {
-                            let _ = reader.bursts.send(burst.clone()).await;
+                        // Every reporter's decision is expected before the first can be made,
+                        // so that the store waits for all of them.
+                        let expected: Vec<Expected> =
+                            readers.iter().map(|_| self.store.expect()).collect();
+                        for (reader, expected) in readers.iter().zip(expected) {
+                            let handed = Handed { burst: burst.clone(), expected };
+                            let _ = reader.bursts.send(handed).await;
                         }
                     }
                     Err(error) => {

@@ -49,14 +49,15 @@ async fn supervise(services: Services) {
     // a reconfiguration adds, what happens from then on.
     let mut first = Some(services.read.start_position());
     let builds = Arc::new(cache::BuildCache::default());
+    let store = Arc::new(store::Store::new(services.clone()));
+    tasks.spawn(store.clone().run());
     let feed = Arc::new(feed::Feed::new(
         services.clone(),
         reporter::LINGER,
         builds.clone(),
+        store.clone(),
     ));
     tasks.spawn(feed.clone().run());
-    let store = Arc::new(store::Store::new(services.clone()));
-    tasks.spawn(store.clone().run());
     loop {
         let wanted = config.borrow_and_update().reporters.clone();
         running.retain(|name, (old, handle)| {

@@ -20,13 +20,13 @@ use tokio::sync::Notify;
 mod missing;
 
 use crate::cache::BuildCache;
-use crate::feed::Feed;
+use crate::feed::{Feed, Handed};
 use crate::formatter::Site;
 use crate::generators::{Generator, Inputs, Trigger};
 use crate::hooks::Hooks;
 use crate::report::Report;
 use crate::sink::{self, Failure};
-use crate::store::Store;
+use crate::store::{Expected, Store, Stored};
 use missing::MissingWorkers;
 
 /// Acknowledge progress through events that gave no report at least this often.
@@ -66,7 +66,15 @@ pub struct Reporter {
     store: Arc<Store>,
     /// The reports this master stored for the reporter since it last leased, leased to it
     /// already.
-    handed: std::sync::Mutex<Vec<kiln_db::ReportRow>>,
+    handed: std::sync::Mutex<HandedReports>,
+}
+
+/// Reports stored for the deliverer, with the store's expectation that their delivery will be
+/// recorded.
+#[derive(Default)]
+struct HandedReports {
+    rows: Vec<kiln_db::ReportRow>,
+    delivering: Vec<Expected>,
 }
 
 impl Reporter {
@@ -156,14 +164,14 @@ impl Reporter {
             let deadline = missing.next_deadline();
             let idle = handled > acked;
             tokio::select! {
-                burst = bursts.recv() => {
-                    let Some(burst) = burst else {
+                handed = bursts.recv() => {
+                    let Some(Handed { burst, expected }) = handed else {
                         tracing::error!(reporter = %self.config.name, "the events stopped coming");
                         std::future::pending::<()>().await;
                         continue;
                     };
-                    let Some((last, stored)) = self.handle_batch(&burst, handled, &mut missing).await
-                    else {
+                    let decided = self.handle_batch(&burst, handled, &mut missing, expected).await;
+                    let Some((last, stored)) = decided else {
                         continue;
                     };
                     handled = last;
@@ -195,6 +203,7 @@ impl Reporter {
         burst: &[Delivery],
         handled: i64,
         missing: &mut MissingWorkers,
+        expected: Expected,
     ) -> Option<(i64, bool)> {
         let deliveries: Vec<&Delivery> = burst
             .iter()
@@ -224,7 +233,7 @@ impl Reporter {
         let last = last?;
         let stored = !reports.is_empty();
         if stored {
-            self.enqueue(reports, last).await;
+            self.enqueue(reports, last, Some(expected)).await;
         }
         Some((last, stored))
     }
@@ -318,8 +327,9 @@ impl Reporter {
     }
 
     /// Stores reports with the event position they were decided up to (0: not from events,
-    /// which moves nothing).
-    async fn enqueue(&self, reports: Vec<NewReport>, position: i64) {
+    /// which moves nothing); `expected`, if the store expects them.
+    async fn enqueue(&self, reports: Vec<NewReport>, position: i64, expected: Option<Expected>) {
+        let mut expected = expected;
         let consumer = if position > 0 {
             self.consumer()
         } else {
@@ -333,9 +343,15 @@ impl Reporter {
                 position,
                 reports: reports.clone(),
             };
-            match self.store.store(decided).await {
-                Ok(stored) => {
-                    lock(&self.handed).extend(stored);
+            match self
+                .store
+                .store(decided, expected.take().into_iter().collect())
+                .await
+            {
+                Ok(Stored { rows, delivering }) => {
+                    let mut handed = lock(&self.handed);
+                    handed.rows.extend(rows);
+                    handed.delivering.extend(delivering);
                     break;
                 }
                 Err(error) => {
@@ -362,12 +378,14 @@ impl Reporter {
             // they go out without a lease; those other masters stored for it, or left behind,
             // are looked for after `IDLE_POLL`, as when the outbox is empty.
             let mut rows = Vec::new();
+            let mut expected = Vec::new();
             if std::mem::take(&mut emptied) {
                 tokio::select! {
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = self.stored.notified() => {}
                 }
-                rows = std::mem::take(&mut *lock(&self.handed));
+                let handed = std::mem::take(&mut *lock(&self.handed));
+                (rows, expected) = (handed.rows, handed.delivering);
                 rows.retain(|r| r.id > newest);
             }
             if rows.is_empty() {
@@ -378,10 +396,12 @@ impl Reporter {
             }
             newest = rows.iter().map(|r| r.id).fold(newest, i64::max);
             let leased = rows.len();
+            // The store waits for this batch's record while it goes out.
+            expected.push(self.store.expect());
             let sent = self.deliver_batch(rows).await;
             let count = sent.len();
             // Recorded with what the other reporters deliver or decide meanwhile.
-            match self.store.delivered(sent).await {
+            match self.store.delivered(sent, expected).await {
                 Ok(()) => emptied = count == leased && (leased as i64) < DELIVERY_BATCH,
                 Err(error) => tracing::warn!(reporter = %name, %error, "recording deliveries"),
             }
@@ -399,7 +419,7 @@ impl Reporter {
     /// there were none to take. Reports handed over before the lease are among what it takes.
     async fn lease(&self) -> Option<Vec<kiln_db::ReportRow>> {
         let name = &self.config.name;
-        lock(&self.handed).clear();
+        *lock(&self.handed) = HandedReports::default();
         let next = self.services.outbox.next(name, DELIVERY_BATCH).await;
         match next {
             Ok(NextReport::Due(rows)) => Some(rows),

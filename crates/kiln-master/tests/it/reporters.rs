@@ -1019,13 +1019,13 @@ c['services'] = [reporters.MailNotifier(fromaddr='bot@example.org', relayhost='l
 
 /// The bursts a feed's subscriber received until one held `key`.
 async fn bursts_until(
-    rx: &mut tokio::sync::mpsc::Receiver<kiln_reporters::feed::Burst>,
+    rx: &mut tokio::sync::mpsc::Receiver<kiln_reporters::feed::Handed>,
     got: &mut Vec<kiln_reporters::feed::Burst>,
     key: &str,
 ) {
     tokio::time::timeout(WAIT, async {
         loop {
-            let burst = rx.recv().await.expect("the feed runs");
+            let burst = rx.recv().await.expect("the feed runs").burst;
             let found = burst
                 .iter()
                 .any(|d| matches!(d, kiln_api::Delivery::Event(e) if e.key == key));
@@ -1059,7 +1059,13 @@ async fn the_reporters_share_each_read_of_the_events_from_the_furthest_behind() 
     // one behind, once for both.
     let cache = Arc::new(BuildCache::default());
     cache.want(Needs::default(), true);
-    let feed = Arc::new(Feed::new(services.clone(), Duration::ZERO, cache.clone()));
+    let store = Arc::new(kiln_reporters::store::Store::new(services.clone()));
+    let feed = Arc::new(Feed::new(
+        services.clone(),
+        Duration::ZERO,
+        cache.clone(),
+        store,
+    ));
     let mut ahead = feed.subscribe(after_second);
     let mut behind = feed.subscribe(after_first);
     let running = tokio::spawn(feed.run());
@@ -1166,16 +1172,21 @@ async fn reporters_that_decide_together_store_together() {
         }],
     };
     // Three reporters given the same burst store what they decided in one transaction, each
-    // getting back its own report, leased to this master.
+    // getting back its own report, leased to this master, and the store's expectation that
+    // its deliverer will record sending it.
+    let given = [store.expect(), store.expect(), store.expect()];
+    let [for_mail, for_irc, for_push] = given;
     let (mail, irc, push) = tokio::join!(
-        store.store(decided("mail", 7)),
-        store.store(decided("irc", 7)),
-        store.store(decided("push", 7)),
+        store.store(decided("mail", 7), vec![for_mail]),
+        store.store(decided("irc", 7), vec![for_irc]),
+        store.store(decided("push", 7), vec![for_push]),
     );
     assert_eq!(store.transactions(), 1);
     let mut ids = Vec::new();
-    for (rows, reporter) in [(mail, "mail"), (irc, "irc"), (push, "push")] {
-        let rows = rows.unwrap();
+    let mut delivering = Vec::new();
+    for (stored, reporter) in [(mail, "mail"), (irc, "irc"), (push, "push")] {
+        let stored = stored.unwrap();
+        let rows = stored.rows;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].reporter, reporter);
         assert_eq!(rows[0].summary, format!("{reporter} about 7"));
@@ -1183,17 +1194,31 @@ async fn reporters_that_decide_together_store_together() {
         let position = db.consumer_position(&format!("reporter:{reporter}")).await;
         assert_eq!(position.unwrap(), Some(7));
         ids.push(rows[0].id);
+        delivering.push(stored.delivering.expect("a delivery to record"));
     }
     // Deliveries that reporters record at the same time go in one transaction, with what
-    // another decided meanwhile.
+    // another decided meanwhile; push's deliverer sent nothing, and gives its expectation up.
+    let (for_mail, for_irc, for_push) = (
+        delivering.remove(0),
+        delivering.remove(0),
+        delivering.remove(0),
+    );
+    drop(for_push);
+    let decision = store.expect();
+    let waiting = store.expect();
     let (mail, irc, push) = tokio::join!(
-        store.delivered(vec![ids[0]]),
-        store.delivered(vec![ids[1]]),
-        store.store(decided("push", 8)),
+        store.delivered(vec![ids[0]], vec![for_mail]),
+        store.delivered(vec![ids[1]], vec![for_irc]),
+        async {
+            let stored = store.store(decided("push", 8), vec![decision]);
+            // The store gathers for the request still expected, given up here.
+            drop(waiting);
+            stored.await
+        },
     );
     mail.unwrap();
     irc.unwrap();
-    assert_eq!(push.unwrap()[0].dedup, "event:8");
+    assert_eq!(push.unwrap().rows[0].dedup, "event:8");
     assert_eq!(store.transactions(), 2);
     let sent = |reporter: &'static str| {
         let db = services.read.db();
@@ -1208,8 +1233,90 @@ async fn reporters_that_decide_together_store_together() {
         "{push:?}"
     );
     // What one decided alone later is stored on its own.
-    let again = store.store(decided("mail", 8)).await.unwrap();
-    assert_eq!(again[0].dedup, "event:8");
+    let again = store.store(decided("mail", 8), Vec::new()).await.unwrap();
+    assert_eq!(again.rows[0].dedup, "event:8");
+    assert_eq!(store.transactions(), 3);
+    running.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_writes_once_every_request_it_expects_has_come() {
+    use kiln_db::{Decided, NewReport};
+    use kiln_reporters::store::Store;
+
+    let m = TestMaster::start(&config("sqlite:///state.sqlite", builders())).await;
+    let services = kiln_master::boundary::services(m.master());
+    // A window far longer than the test may take: a store that waited it out would fail it.
+    let store = Arc::new(Store::new(services.clone()).with_gather(Duration::from_secs(3600)));
+    let running = tokio::spawn(store.clone().run());
+    let decided = |reporter: &str| Decided {
+        consumer: format!("reporter:{reporter}"),
+        position: 3,
+        reports: vec![NewReport {
+            reporter: reporter.to_string(),
+            dedup: "event:3".to_string(),
+            summary: format!("{reporter} about 3"),
+            payload: "{}".to_string(),
+        }],
+    };
+    // The store has taken a request when it no longer expects it.
+    let taken = async |left: usize| {
+        tokio::time::timeout(WAIT, async {
+            while store.expected() != left {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the store takes the request")
+    };
+
+    // Two reporters were given a burst: the first to decide waits for the other, and both
+    // are written together as soon as the other asks.
+    let (first, second) = (store.expect(), store.expect());
+    let early = tokio::spawn({
+        let store = store.clone();
+        async move { store.store(decided("mail"), vec![first]).await }
+    });
+    taken(1).await;
+    let late = tokio::time::timeout(WAIT, store.store(decided("irc"), vec![second])).await;
+    let late = late.expect("written once both asked").unwrap();
+    let early = tokio::time::timeout(WAIT, early).await.unwrap();
+    let early = early.unwrap().unwrap();
+    assert_eq!(store.transactions(), 1, "the first waited for the second");
+    assert_eq!(early.rows[0].reporter, "mail");
+
+    // Each deliverer is expected to record what it was handed: the first to send waits for
+    // the other's record.
+    let (mail, irc) = (early.delivering.unwrap(), late.delivering.unwrap());
+    assert_eq!(store.expected(), 2);
+    let (mail_id, irc_id) = (early.rows[0].id, late.rows[0].id);
+    let recorded = tokio::spawn({
+        let store = store.clone();
+        async move { store.delivered(vec![mail_id], vec![mail]).await }
+    });
+    taken(1).await;
+    let other = store.delivered(vec![irc_id], vec![irc]);
+    tokio::time::timeout(WAIT, other).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, recorded)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.transactions(), 2, "both deliveries in one write");
+
+    // One expected that gives up (a reporter that decided nothing) no longer holds the other
+    // back.
+    let (asks, gives_up) = (store.expect(), store.expect());
+    let alone = tokio::spawn({
+        let store = store.clone();
+        async move { store.store(decided("push"), vec![asks]).await }
+    });
+    taken(1).await;
+    drop(gives_up);
+    let alone = tokio::time::timeout(WAIT, alone)
+        .await
+        .expect("written once the other gave up");
+    drop(alone.unwrap().unwrap());
     assert_eq!(store.transactions(), 3);
     running.abort();
 }

@@ -85,7 +85,7 @@ impl MissingWorkers {
                             format!("worker {name} back"),
                             format!("back:{name}:{}", event.id),
                         );
-                        reporter.enqueue(vec![report], 0).await;
+                        reporter.enqueue(vec![report], 0, None).await;
                     }
                 }
             }
@@ -137,13 +137,13 @@ impl MissingWorkers {
                     let payload = serde_json::json!({ "lines": lines });
                     let report =
                         reporter.new_report(&payload, format!("worker {name} missing"), dedup);
-                    reporter.enqueue(vec![report], 0).await;
+                    reporter.enqueue(vec![report], 0, None).await;
                 }
                 continue;
             }
             let reports = reporter.missing_reports(&name).await;
             if let Some(report) = reporter.prepare(&reports, dedup).await {
-                reporter.enqueue(vec![report], 0).await;
+                reporter.enqueue(vec![report], 0, None).await;
             }
         }
     }
