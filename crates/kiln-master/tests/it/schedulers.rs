@@ -561,6 +561,13 @@ async fn nightly_remembers_its_last_run_across_a_restart() {
     let night1 = START + 17_200;
     clock.advance(17_200);
     wait_state(&mut m, "n", "Nightly", "last_build", &night1.to_string()).await;
+    // The night's time is stored before its buildset: stopping between the two would lose it.
+    let db = m.master().db.clone();
+    m.wait_until("buildsets.*.new", || async {
+        let first = kiln_core::BuildSetId(1);
+        db.get_buildset(first).await.unwrap().is_some()
+    })
+    .await;
     m.stop().await;
     let dir = std::mem::replace(&mut m.dir, tempfile::tempdir().unwrap());
     drop(m);
