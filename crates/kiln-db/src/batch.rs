@@ -165,23 +165,33 @@ impl Drop for OpenTransaction<'_> {
 impl Batch {
     /// The statements cut into runs whose parameters SQLite can take in one query.
     fn sqlite_groups(&self) -> Vec<std::ops::Range<usize>> {
-        let mut groups = Vec::new();
-        let (mut start, mut args) = (0, 0);
-        for (i, (_, a)) in self.statements.iter().enumerate() {
-            if args + a.len() > MAX_SQLITE_PARAMETERS && i > start {
-                groups.push(start..i);
-                (start, args) = (i, 0);
-            }
-            args += a.len();
-        }
-        groups.push(start..self.statements.len());
-        groups
+        parameter_groups(self.statements.iter().map(|(_, args)| args.len()))
     }
+}
+
+/// Consecutive parts, each taking the given number of parameters, cut into runs whose
+/// parameters SQLite can take at once; a part with more than that is a run of its own. Always
+/// at least one run.
+pub(crate) fn parameter_groups(
+    counts: impl IntoIterator<Item = usize>,
+) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut args, mut end) = (0, 0, 0);
+    for (i, count) in counts.into_iter().enumerate() {
+        if args + count > MAX_SQLITE_PARAMETERS && i > start {
+            groups.push(start..i);
+            (start, args) = (i, 0);
+        }
+        args += count;
+        end = i + 1;
+    }
+    groups.push(start..end);
+    groups
 }
 
 /// SQLite refuses a query with more parameters than this (32,766 in the versions sqlx bundles);
 /// a batch with more is sent as several queries inside one transaction.
-pub(crate) const MAX_SQLITE_PARAMETERS: usize = 32_000;
+const MAX_SQLITE_PARAMETERS: usize = 32_000;
 
 /// One multi-statement query, opened with `BEGIN` and closed with `COMMIT` as asked.
 fn sqlite_query(

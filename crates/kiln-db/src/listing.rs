@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Arguments};
 
@@ -365,6 +365,25 @@ fn arguments(binds: &[SqlValue]) -> Result<AnyArguments, sqlx::Error> {
     Ok(arguments)
 }
 
+/// The rows one select packed into column `index` of `row`, as JSON arrays of its columns.
+fn unpack(row: &AnyRow, index: usize, names: Arc<[String]>) -> crate::Result<Vec<ListedRow>> {
+    let text: String = sqlx::Row::try_get(row, index)?;
+    let rows: Vec<Vec<serde_json::Value>> =
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+            index: index.to_string(),
+            source: Box::new(e),
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|values| {
+            ListedRow::Packed(PackedRow {
+                names: names.clone(),
+                values,
+            })
+        })
+        .collect())
+}
+
 /// A `SELECT {columns} {rest}` whose parameters are numbered from `$1`, to run with others
 /// ([`crate::Db::select_each`]).
 #[derive(Debug, Clone)]
@@ -418,12 +437,12 @@ impl crate::Db {
             }
             return Ok(out);
         }
-        // Selects are cut into statements only where SQLite's limit on one statement's
-        // parameters asks; each statement gives one row.
-        let mut statements: Vec<Vec<String>> = Vec::new();
-        let mut in_statement = 0;
-        let mut binds = Vec::new();
+        if selects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut packs = Vec::with_capacity(selects.len());
         let mut names = Vec::with_capacity(selects.len());
+        let mut binds = Vec::new();
         for s in &selects {
             let columns: Arc<[String]> = column_names(&s.columns).into();
             let packed: Vec<String> = columns.iter().map(|n| format!("listed.\"{n}\"")).collect();
@@ -435,20 +454,15 @@ impl crate::Db {
                 s.columns,
                 s.rest
             );
-            let full = in_statement + s.binds.len() > crate::batch::MAX_SQLITE_PARAMETERS;
-            if statements.is_empty() || (full && in_statement > 0) {
-                statements.push(Vec::new());
-                in_statement = 0;
-            }
-            let statement = statements.last_mut().expect("pushed above");
-            statement.push(crate::batch::renumber(&pack, binds.len()));
-            in_statement += s.binds.len();
+            packs.push(crate::batch::renumber(&pack, binds.len()));
             binds.extend(s.binds.iter().cloned());
             names.push(columns);
         }
+        // Each statement gives one row, a column for each of its selects.
+        let statements = crate::batch::parameter_groups(selects.iter().map(|s| s.binds.len()));
         let sql: String = statements
             .iter()
-            .map(|packs| format!("SELECT {};\n", packs.join(",\n")))
+            .map(|group| format!("SELECT {};\n", packs[group.clone()].join(",\n")))
             .collect();
         let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
             .fetch_all(&mut *self.reading().await?)
@@ -463,27 +477,11 @@ impl crate::Db {
         let columns = rows
             .iter()
             .zip(&statements)
-            .flat_map(|(row, packs)| (0..packs.len()).map(move |i| (row, i)));
-        let mut out = Vec::with_capacity(names.len());
-        for ((row, i), names) in columns.zip(names) {
-            let text: String = sqlx::Row::try_get(row, i)?;
-            let rows: Vec<Vec<serde_json::Value>> =
-                serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-                    index: i.to_string(),
-                    source: Box::new(e),
-                })?;
-            out.push(
-                rows.into_iter()
-                    .map(|values| {
-                        ListedRow::Packed(PackedRow {
-                            names: names.clone(),
-                            values,
-                        })
-                    })
-                    .collect(),
-            );
-        }
-        Ok(out)
+            .flat_map(|(row, group)| (0..group.len()).map(move |i| (row, i)));
+        columns
+            .zip(names)
+            .map(|((row, i), names)| unpack(row, i, names))
+            .collect()
     }
 
     /// The ids of the rows of `listed` that the page's filters keep, in its order and paged, and
