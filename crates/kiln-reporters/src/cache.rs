@@ -227,14 +227,15 @@ impl BuildCache {
         Ok(())
     }
 
-    /// The build `id` as read for the event at `position`, with at least `needs`.
+    /// The build `id` as read for the event at `position`, with at least `needs`, shared with
+    /// every other reporter that reads it: a build's reports only read it.
     pub async fn load(
         &self,
         read: &dyn ReadSide,
         position: i64,
         id: BuildId,
         needs: Needs,
-    ) -> Result<Option<BuildInfo>, ApiError> {
+    ) -> Result<Option<Arc<BuildInfo>>, ApiError> {
         let (cell, base, earlier) = {
             let mut entries = lock(&self.entries);
             let same = |(p, b, _, _): &&(i64, BuildId, Needs, Loaded)| *p == position && *b == id;
@@ -286,7 +287,7 @@ impl BuildCache {
                 Ok(Some(Arc::new(build)))
             })
             .await?;
-        Ok(loaded.as_deref().cloned())
+        Ok(loaded.clone())
     }
 
     /// A buildset's builds as read for the event at `position`, in the order of their ids.
@@ -308,7 +309,7 @@ impl BuildCache {
                 .await?;
             for b in builds {
                 if let Some(info) = self.load(read, position, b.id, needs).await? {
-                    out.push(info);
+                    out.push(Arc::unwrap_or_clone(info));
                 }
             }
         }

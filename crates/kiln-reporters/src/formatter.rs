@@ -4,6 +4,8 @@
 //! `MessageFormatterFunction` calls a configuration function with the context;
 //! `MessageFormatterMissingWorker` words a worker's absence.
 
+use std::sync::Arc;
+
 use kiln_config::Data;
 use kiln_config::{FormatterConfig, LogSelection, MasterConfig, Mode, TemplateType};
 use kiln_core::Results;
@@ -348,8 +350,9 @@ impl Formatter {
     /// Renders the body and subject templates in `cx`. The context is taken, not borrowed: a
     /// json formatter without a template sends the build dict itself, which is then moved out
     /// of it rather than copied.
-    fn render_templates(&self, mut cx: Value, kind: TemplateType) -> Result<Message, String> {
-        let jinja_cx = to_jinja(&cx);
+    fn render_templates(&self, cx: Value, kind: TemplateType) -> Result<Message, String> {
+        let cx = Arc::new(cx);
+        let jinja_cx = crate::jinja::context(&cx);
         let render = |name: &str| -> Result<Option<String>, String> {
             match self.env.get_template(name) {
                 Ok(t) => t
@@ -359,21 +362,25 @@ impl Formatter {
                 Err(_) => Ok(None),
             }
         };
-        let body = match kind {
-            // A json formatter without a template sends the build dict itself.
-            TemplateType::Json => match render("body")? {
-                Some(text) => {
-                    Some(Body::Json(serde_json::from_str(&text).map_err(|e| {
-                        format!("the json template did not give JSON: {e}")
-                    })?))
-                }
-                None => Some(Body::Json(
-                    cx.get_mut("build").map(Value::take).unwrap_or(Value::Null),
-                )),
-            },
-            _ => render("body")?.map(Body::Text),
-        };
+        let body = render("body")?;
         let subject = render("subject")?.map(|s| s.replace(['\r', '\n'], " ").trim().to_string());
+        drop(jinja_cx);
+        let body = match (kind, body) {
+            (TemplateType::Json, Some(text)) => {
+                Some(Body::Json(serde_json::from_str(&text).map_err(|e| {
+                    format!("the json template did not give JSON: {e}")
+                })?))
+            }
+            // A json formatter without a template sends the build dict itself. Rendering is
+            // over, so the context is no longer shared and the dict moves out of it.
+            (TemplateType::Json, None) => {
+                let mut cx = Arc::try_unwrap(cx).unwrap_or_else(|shared| (*shared).clone());
+                Some(Body::Json(
+                    cx.get_mut("build").map(Value::take).unwrap_or(Value::Null),
+                ))
+            }
+            (_, body) => body.map(Body::Text),
+        };
         Ok(Message {
             body,
             subject,
@@ -413,24 +420,6 @@ fn render_without_build(
             hooks: &kiln_core::render::NoHooks,
         },
     )
-}
-
-/// A JSON value as a template value. Numbers are converted here rather than through serde, which
-/// may be built to keep them as text (serde_json's arbitrary precision).
-fn to_jinja(v: &Value) -> minijinja::Value {
-    use minijinja::Value as J;
-    match v {
-        Value::Null => J::from(()),
-        Value::Bool(b) => J::from(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => J::from(i),
-            (None, Some(f)) => J::from(f),
-            (None, None) => J::from(n.to_string()),
-        },
-        Value::String(s) => J::from(s.as_str()),
-        Value::Array(items) => J::from(items.iter().map(to_jinja).collect::<Vec<_>>()),
-        Value::Object(map) => J::from_iter(map.iter().map(|(k, v)| (k.clone(), to_jinja(v)))),
-    }
 }
 
 /// A template error with where in the template it happened.

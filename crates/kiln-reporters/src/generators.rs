@@ -3,6 +3,8 @@
 //! needs, filters by builder, tag, scheduler, branch and mode, and has its formatter word the
 //! report, as Buildbot 4's generators do.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use kiln_api::{ApiError, ReadSide};
 use kiln_config::{GeneratorConfig, GeneratorKind, GerritStage, MasterConfig, Mode, ReportFilter};
@@ -245,7 +247,7 @@ impl Generator {
                 }
                 let review =
                     crate::gerrit::build_review(inputs.config, *stage, *callback, arg, &build)?;
-                Ok(review.map(|r| self.review_report(r, vec![build])))
+                Ok(review.map(|r| self.review_report(r, vec![Arc::unwrap_or_clone(build)])))
             }
             (GeneratorKind::Gerrit { callback, arg, .. }, Trigger::BuildsetComplete(id)) => {
                 let builds: Vec<BuildInfo> = inputs
@@ -316,7 +318,7 @@ impl Generator {
         &self,
         inputs: &Inputs<'_>,
         trigger: Trigger,
-    ) -> Result<Option<BuildInfo>, String> {
+    ) -> Result<Option<Arc<BuildInfo>>, String> {
         let (Trigger::BuildNew(id) | Trigger::BuildFinished(id)) = trigger else {
             return Ok(None);
         };
@@ -326,7 +328,7 @@ impl Generator {
             .await
             .map_err(|e| e.to_string())?;
         Ok(match trigger {
-            Trigger::BuildNew(_) => build.map(BuildInfo::as_started),
+            Trigger::BuildNew(_) => build.map(|b| Arc::new(Arc::unwrap_or_clone(b).as_started())),
             _ => build,
         })
     }

@@ -28,6 +28,7 @@ pub mod gerrit;
 pub mod hooks;
 pub mod http_push;
 pub mod irc;
+mod jinja;
 pub mod mail;
 pub mod push;
 pub mod report;

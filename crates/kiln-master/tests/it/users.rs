@@ -191,7 +191,7 @@ c['schedulers'] = [
             together.dict(true, true, true),
             alone.dict(true, true, true)
         );
-        people.push(together.users);
+        people.push(together.users.clone());
     }
     assert_eq!(people, [vec!["alice"], vec!["bob"], vec!["bob", "carol"]]);
 
