@@ -52,6 +52,11 @@ const SQLITE: &[Migration] = &[
         name: "reports",
         sql: include_str!("../migrations/sqlite/0008_reports.sql"),
     },
+    Migration {
+        version: 9,
+        name: "report_payloads",
+        sql: include_str!("../migrations/sqlite/0009_report_payloads.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -94,6 +99,11 @@ const POSTGRES: &[Migration] = &[
         version: 8,
         name: "reports",
         sql: include_str!("../migrations/postgres/0008_reports.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "report_payloads",
+        sql: include_str!("../migrations/postgres/0009_report_payloads.sql"),
     },
 ];
 

@@ -1,7 +1,10 @@
 //! The reporters' outbox: reports that were decided, stored before they are sent, and kept a
 //! while after, so that a receiver that is down, or a master that restarts, loses none of them.
 
+use std::collections::HashMap;
+
 use crate::batch::Batch;
+use crate::connection::Backend;
 use crate::eventlog::ADVANCE_POSITION;
 use crate::listing::SqlValue;
 use crate::rows::RowExt;
@@ -105,10 +108,12 @@ pub struct ReporterStatus {
     pub last_error: Option<(String, i64)>,
 }
 
+/// A report's columns, its payload (kept in a table of its own) among them.
 macro_rules! columns {
     () => {
-        "id, reporter, dedup, created_at, summary, payload, state, attempts, next_attempt_at, \
-         last_error, done_at"
+        "id, reporter, dedup, created_at, summary, \
+         (SELECT payload FROM report_payloads WHERE report_id = reports.id) AS payload, \
+         state, attempts, next_attempt_at, last_error, done_at"
     };
 }
 
@@ -193,9 +198,86 @@ impl Db {
 
 /// Stores a report unless one with its reporter and `dedup` is stored already, held by the
 /// master `$6` until `$7` (both NULL: held by nobody); its id if it was stored.
-const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, payload, \
-    state, next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, $5, 'pending', $3, \
-    $6, $7) ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
+const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, state, \
+    next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, 'pending', $3, $5, $6) \
+    ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
+
+/// Stores the payload `$3` of the report that reporter `$1` stored for `dedup` `$2`, unless it
+/// has one: a report stored before keeps the payload it was stored with.
+const INSERT_PAYLOAD: &str = "INSERT INTO report_payloads (report_id, payload) SELECT id, $3 \
+    FROM reports WHERE reporter = $1 AND dedup = $2 ON CONFLICT (report_id) DO NOTHING";
+
+/// Stores reports on SQLite with two statements whatever their number, which read the reports
+/// from JSON arrays: a statement for each report made every batch of reports a query of its
+/// own text, which SQLite compiled anew each time, statement by statement.
+const SQLITE_INSERT_REPORTS: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, \
+    state, next_attempt_at, leased_by, leased_until) SELECT value ->> 0, value ->> 1, $2, \
+    value ->> 2, 'pending', $2, $3, $4 FROM json_each($1) WHERE true \
+    ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
+
+/// The payloads of the reports `SQLITE_INSERT_REPORTS` stored, as `INSERT_PAYLOAD` stores one.
+const SQLITE_INSERT_PAYLOADS: &str = "INSERT INTO report_payloads (report_id, payload) \
+    SELECT r.id, j.value ->> 2 FROM json_each($1) AS j JOIN reports AS r \
+    ON r.reporter = j.value ->> 0 AND r.dedup = j.value ->> 1 WHERE true \
+    ON CONFLICT (report_id) DO NOTHING";
+
+/// Adds the statements storing `reports` on SQLite to `batch`.
+fn store_sqlite(
+    batch: &mut Batch,
+    reports: &[&NewReport],
+    now: i64,
+    by: &SqlValue,
+    until: &SqlValue,
+) {
+    if reports.is_empty() {
+        return;
+    }
+    let rows = json_rows(reports, |r| [&r.reporter, &r.dedup, &r.summary]);
+    let payloads = json_rows(reports, |r| [&r.reporter, &r.dedup, &r.payload]);
+    batch.push(
+        SQLITE_INSERT_REPORTS,
+        vec![rows, SqlValue::Int(now), by.clone(), until.clone()],
+    );
+    batch.push(SQLITE_INSERT_PAYLOADS, vec![payloads]);
+}
+
+/// A JSON array with three of each report's texts, for `json_each`.
+fn json_rows(reports: &[&NewReport], fields: impl Fn(&NewReport) -> [&String; 3]) -> SqlValue {
+    let rows: Vec<[&String; 3]> = reports.iter().map(|r| fields(r)).collect();
+    SqlValue::Text(serde_json::to_string(&rows).unwrap_or_default())
+}
+
+/// Adds the statements storing `reports` on PostgreSQL to `batch`: two for each, which run one
+/// by one there anyway, each of the same text every time.
+fn store_postgres(
+    batch: &mut Batch,
+    reports: &[&NewReport],
+    now: i64,
+    by: &SqlValue,
+    until: &SqlValue,
+) {
+    for r in reports {
+        batch.push(
+            INSERT_REPORT,
+            vec![
+                SqlValue::Text(r.reporter.clone()),
+                SqlValue::Text(r.dedup.clone()),
+                SqlValue::Int(now),
+                SqlValue::Text(r.summary.clone()),
+                by.clone(),
+                until.clone(),
+            ],
+        );
+        batch.push(
+            INSERT_PAYLOAD,
+            vec![
+                SqlValue::Text(r.reporter.clone()),
+                SqlValue::Text(r.dedup.clone()),
+                SqlValue::Text(r.payload.clone()),
+            ],
+        );
+    }
+}
 
 /// Leases the due reports at the head of a reporter's queue: of its first `$5` pending reports,
 /// those before the first one that is not due yet or that another master holds.
@@ -247,19 +329,10 @@ impl Writer {
             None => (SqlValue::Null, SqlValue::Null),
         };
         let mut batch = Batch::default();
-        for r in decided.iter().flat_map(|d| &d.reports) {
-            batch.push(
-                INSERT_REPORT,
-                vec![
-                    SqlValue::Text(r.reporter.clone()),
-                    SqlValue::Text(r.dedup.clone()),
-                    SqlValue::Int(now),
-                    SqlValue::Text(r.summary.clone()),
-                    SqlValue::Text(r.payload.clone()),
-                    by.clone(),
-                    until.clone(),
-                ],
-            );
+        let reports: Vec<&NewReport> = decided.iter().flat_map(|d| &d.reports).collect();
+        match self.backend() {
+            Backend::Sqlite => store_sqlite(&mut batch, &reports, now, &by, &until),
+            Backend::Postgres => store_postgres(&mut batch, &reports, now, &by, &until),
         }
         for d in decided.iter().filter(|d| !d.consumer.is_empty()) {
             batch.push(
@@ -284,14 +357,14 @@ impl Writer {
             batch.push(sql, args);
         }
         let stored = batch.run(self).await?;
+        let by_key: HashMap<(&str, &str), &NewReport> = reports
+            .iter()
+            .map(|r| ((r.reporter.as_str(), r.dedup.as_str()), *r))
+            .collect();
         let mut rows = Vec::with_capacity(stored.len());
         for row in &stored {
             let (id, reporter, dedup) = (row.int("id")?, row.text("reporter")?, row.text("dedup")?);
-            let Some(r) = decided
-                .iter()
-                .flat_map(|d| &d.reports)
-                .find(|r| r.reporter == reporter && r.dedup == dedup)
-            else {
+            let Some(r) = by_key.get(&(reporter.as_str(), dedup.as_str())).copied() else {
                 continue;
             };
             rows.push(ReportRow {

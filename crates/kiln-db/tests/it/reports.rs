@@ -11,7 +11,7 @@ fn report(dedup: &str) -> NewReport {
         reporter: "mail".into(),
         dedup: dedup.into(),
         summary: format!("about {dedup}"),
-        payload: "{}".into(),
+        payload: format!("{{\"about\": \"{dedup}\"}}"),
     }
 }
 
@@ -30,10 +30,17 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
         db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 100, None)
             .await
             .unwrap();
-        // Deciding the same event again (after a restart) stores nothing more.
-        db.enqueue_reports("reporter:mail", 7, &[report("event:7")], 101, None)
+        // Deciding the same event again (after a restart) stores nothing more, and keeps
+        // what was decided first.
+        let again = NewReport {
+            payload: "{\"worded\": \"otherwise\"}".into(),
+            ..report("event:7")
+        };
+        let stored = db
+            .enqueue_reports("reporter:mail", 7, &[again], 101, None)
             .await
             .unwrap();
+        assert!(stored.is_empty(), "{b}");
         db.enqueue_reports("reporter:mail", 9, &[report("event:9")], 102, None)
             .await
             .unwrap();
@@ -46,6 +53,7 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
         // Master 1 takes the oldest; master 2 must wait for its lease.
         let first = due(db.next_reports("mail", 1, 200, 300, 1).await.unwrap());
         assert_eq!(first.dedup, "event:7", "{b}");
+        assert_eq!(first.payload, report("event:7").payload, "{b}");
         assert_eq!(
             db.next_reports("mail", 2, 200, 300, 1).await.unwrap(),
             NextReport::At(500),
@@ -97,6 +105,18 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
             .map(|r| r.dedup)
             .collect();
         assert_eq!(left, ["missing:w1:1", "event:9"], "{b}");
+        let payloads: Vec<String> = db
+            .reports("mail", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            [report("missing:w1:1").payload, report("event:9").payload],
+            "{b}"
+        );
     })
     .await;
 }
@@ -174,7 +194,7 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
         let dedups: Vec<&str> = stored.iter().map(|r| r.dedup.as_str()).collect();
         assert_eq!(dedups, ["event:2", "event:3"], "{b}");
         assert!(stored[0].id < stored[1].id, "{b}");
-        assert_eq!(stored[1].payload, "{}", "{b}");
+        assert_eq!(stored[1].payload, report("event:3").payload, "{b}");
         assert_eq!(
             (stored[0].state, stored[0].attempts),
             (ReportState::Pending, 0)
@@ -183,6 +203,7 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
         // reporter though they are about the same event.
         let irc = NewReport {
             reporter: "irc".into(),
+            payload: "{\"line\": \"event:3\"}".into(),
             ..report("event:3")
         };
         let decided = |consumer: &str, position, reports| kiln_db::Decided {
@@ -206,6 +227,11 @@ async fn reports_stored_for_a_master_come_back_leased_to_it() {
             (both[0].reporter.as_str(), both[0].dedup.as_str()),
             ("irc", "event:3")
         );
+        let kept = |reporter: &'static str| async move {
+            db.reports(reporter, 1).await.unwrap().remove(0).payload
+        };
+        assert_eq!(kept("irc").await, irc.payload, "{b}");
+        assert_eq!(kept("mail").await, report("event:3").payload, "{b}");
         assert_eq!(
             db.consumer_position("reporter:irc").await.unwrap(),
             Some(3),
