@@ -161,6 +161,26 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// A subquery giving the ids `ids`, bound as one JSON array (`$1`), for `IN (…)`: a statement
+/// that takes a list this way is the same text whatever the list's length, so the database
+/// compiles it once, where a placeholder for each id made a new statement of every length.
+pub(crate) fn json_ids(
+    backend: Backend,
+    ids: impl IntoIterator<Item = i64>,
+) -> (&'static str, SqlValue) {
+    let list: Vec<i64> = ids.into_iter().collect();
+    let subquery = match backend {
+        Backend::Sqlite => "SELECT value FROM json_each($1)",
+        Backend::Postgres => {
+            "SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST($1 AS json))"
+        }
+    };
+    (
+        subquery,
+        SqlValue::Text(serde_json::Value::from(list).to_string()),
+    )
+}
+
 /// Values one statement binds at most in an `IN (…)` list: well under SQLite's limit.
 pub(crate) const IN_LIST_MAX: usize = 5000;
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use kiln_core::{BuildId, Properties};
 
-use crate::listing::{Select, SqlValue, placeholders, qualified};
+use crate::listing::{Select, json_ids, qualified};
 use crate::rows::RowExt;
 use crate::{
     BuildRequestRow, BuildRow, BuildSetRow, Db, LogRow, Result, SourceStampRow, StepRow,
@@ -75,11 +75,12 @@ impl Db {
         wanted: BuildsWanted,
         out: &mut BuildsRead,
     ) -> Result<()> {
-        let marks = placeholders(1, ids.len());
-        let requests = REQUESTS.replace("{ids}", &marks);
+        // Every select names the ids once, as `$1`.
+        let (marks, list) = json_ids(self.backend(), ids.iter().map(|id| id.0));
+        let requests = REQUESTS.replace("{ids}", marks);
         let buildsets = BUILDSETS.replace("{requests}", &requests);
         let stamps = SOURCESTAMPS.replace("{buildsets}", &buildsets);
-        let binds: Vec<SqlValue> = ids.iter().map(|id| SqlValue::Int(id.0)).collect();
+        let binds = vec![list];
         let select = |columns: &str, rest: String| Select {
             columns: columns.to_string(),
             rest,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::batch::Batch;
 use crate::connection::Backend;
 use crate::eventlog::ADVANCE_POSITION;
-use crate::listing::SqlValue;
+use crate::listing::{SqlValue, json_ids};
 use crate::rows::RowExt;
 use crate::{Db, Result, Writer};
 
@@ -344,17 +344,15 @@ impl Writer {
                 ],
             );
         }
-        // A whole lease is recorded in one statement for each few thousand reports: one
-        // update for each report cost SQLite a statement to compile each.
-        for chunk in update.delivered.chunks(crate::listing::IN_LIST_MAX) {
+        // The deliveries are recorded in one statement of the same text whatever their number:
+        // one update for each report cost SQLite a statement to compile each.
+        if !update.delivered.is_empty() {
+            let (ids, list) = json_ids(self.backend(), update.delivered.iter().copied());
             let sql = format!(
-                "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $1, \
-                 leased_by = NULL, leased_until = NULL WHERE id IN ({})",
-                crate::listing::placeholders(2, chunk.len())
+                "UPDATE reports SET state = 'sent', attempts = attempts + 1, done_at = $2, \
+                 leased_by = NULL, leased_until = NULL WHERE id IN ({ids})"
             );
-            let mut args = vec![SqlValue::Int(now)];
-            args.extend(chunk.iter().map(|id| SqlValue::Int(*id)));
-            batch.push(sql, args);
+            batch.push(sql, vec![list, SqlValue::Int(now)]);
         }
         let stored = batch.run(self).await?;
         let by_key: HashMap<(&str, &str), &NewReport> = reports
