@@ -167,7 +167,9 @@ mod tests {
             {{ build.prev_build is none }} {{ build.complete }} \
             {{ 'branch' in build.properties }} {{ build.missing is undefined }} \
             {{ build.steps|map(attribute='name')|join(',') }} {{ build.properties|dictsort|first }} \
-            {{ build.steps[0]|tojson }} {{ build.steps[5] is undefined }}";
+            {{ build.steps[0]|tojson }} {{ build.steps[5] is undefined }} \
+            {{ build.steps[0] }} {{ build.properties }} {{ build.properties.keys()|list }} \
+            {{ build.steps|list|length }} {{ build.steps|first }}";
         let converted = {
             let mut env = Environment::new();
             env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
