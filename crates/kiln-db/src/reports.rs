@@ -197,7 +197,7 @@ impl Db {
 }
 
 /// Stores a report unless one with its reporter and `dedup` is stored already, held by the
-/// master `$6` until `$7` (both NULL: held by nobody); its id if it was stored.
+/// master `$5` until `$6` (both NULL: held by nobody); its id if it was stored.
 const INSERT_REPORT: &str = "INSERT INTO reports (reporter, dedup, created_at, summary, state, \
     next_attempt_at, leased_by, leased_until) VALUES ($1, $2, $3, $4, 'pending', $3, $5, $6) \
     ON CONFLICT (reporter, dedup) DO NOTHING RETURNING id, reporter, dedup";
