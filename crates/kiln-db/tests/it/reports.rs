@@ -97,21 +97,10 @@ async fn reports_are_stored_once_leased_to_one_master_and_retried_in_order() {
             .await
             .unwrap();
         assert_eq!(db.prune_reports("mail", 1).await.unwrap(), 1, "{b}");
-        let left: Vec<String> = db
-            .reports("mail", 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.dedup)
-            .collect();
-        assert_eq!(left, ["missing:w1:1", "event:9"], "{b}");
-        let payloads: Vec<String> = db
-            .reports("mail", 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.payload)
-            .collect();
+        let left = db.reports("mail", 10).await.unwrap();
+        let dedups: Vec<&str> = left.iter().map(|r| r.dedup.as_str()).collect();
+        assert_eq!(dedups, ["missing:w1:1", "event:9"], "{b}");
+        let payloads: Vec<&str> = left.iter().map(|r| r.payload.as_str()).collect();
         assert_eq!(
             payloads,
             [report("missing:w1:1").payload, report("event:9").payload],
