@@ -328,8 +328,12 @@ impl Reporter {
 
     /// Stores reports with the event position they were decided up to (0: not from events,
     /// which moves nothing); `expected`, if the store expects them.
-    async fn enqueue(&self, reports: Vec<NewReport>, position: i64, expected: Option<Expected>) {
-        let mut expected = expected;
+    async fn enqueue(
+        &self,
+        reports: Vec<NewReport>,
+        position: i64,
+        mut expected: Option<Expected>,
+    ) {
         let consumer = if position > 0 {
             self.consumer()
         } else {
